@@ -1,0 +1,31 @@
+"""Triton kernels of spmd-infer, each with a plain-PyTorch reference (``*_ref``) beside it."""
+
+from .activation import silu_and_mul, silu_and_mul_ref
+from .decode_attention import (
+    choose_num_splits,
+    gather_context,
+    paged_decode_attention,
+    paged_decode_attention_ref,
+)
+from .kv_store import store_kv, store_kv_ref
+from .prefill_attention import paged_prefill_attention, paged_prefill_attention_ref
+from .rmsnorm import rms_norm, rms_norm_ref
+from .rotary import apply_rotary, apply_rotary_ref, build_cos_sin_cache
+
+__all__ = [
+    "apply_rotary",
+    "apply_rotary_ref",
+    "build_cos_sin_cache",
+    "choose_num_splits",
+    "gather_context",
+    "paged_decode_attention",
+    "paged_decode_attention_ref",
+    "paged_prefill_attention",
+    "paged_prefill_attention_ref",
+    "rms_norm",
+    "rms_norm_ref",
+    "silu_and_mul",
+    "silu_and_mul_ref",
+    "store_kv",
+    "store_kv_ref",
+]

@@ -1,0 +1,328 @@
+"""Paged decode attention (one query token per sequence, GQA) as split-KV flash decoding."""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+_LOG2E = 1.4426950408889634
+
+
+@triton.jit
+def _decode_split_kernel(
+    q_ptr,
+    k_cache_ptr,
+    v_cache_ptr,
+    block_tables_ptr,
+    context_lens_ptr,
+    out_ptr,
+    mid_o_ptr,
+    mid_lse_ptr,
+    qk_scale,  # softmax scale * log2(e)
+    stride_qb,
+    stride_qh,
+    stride_kb,
+    stride_ks,
+    stride_kh,
+    stride_vb,
+    stride_vs,
+    stride_vh,
+    stride_bt,
+    stride_ob,
+    stride_oh,
+    stride_mo_b,
+    stride_mo_h,
+    stride_mo_s,
+    stride_ml_b,
+    stride_ml_h,
+    GROUP: tl.constexpr,  # query heads per KV head
+    HEAD_DIM: tl.constexpr,
+    PAGE: tl.constexpr,  # KV-cache block size
+    NUM_SPLITS: tl.constexpr,
+    BLOCK_G: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    DIRECT: tl.constexpr,  # NUM_SPLITS == 1: write the final output, skip the reduction
+):
+    b = tl.program_id(0)
+    kvh = tl.program_id(1)
+    split = tl.program_id(2)
+
+    ctx = tl.load(context_lens_ptr + b)
+    chunk = tl.cdiv(tl.cdiv(ctx, NUM_SPLITS), BLOCK_N) * BLOCK_N
+    start = split * chunk
+    end = tl.minimum(start + chunk, ctx)
+
+    offs_g = tl.arange(0, BLOCK_G)
+    offs_d = tl.arange(0, BLOCK_D)
+    offs_n = tl.arange(0, BLOCK_N)
+    heads = kvh * GROUP + offs_g
+    mask_g = offs_g < GROUP
+    mask_d = offs_d < HEAD_DIM
+
+    # All query heads sharing this KV head: every K/V tile is read once for the whole group.
+    q = tl.load(
+        q_ptr + b * stride_qb + heads[:, None] * stride_qh + offs_d[None, :],
+        mask=mask_g[:, None] & mask_d[None, :],
+        other=0.0,
+    )
+
+    m_i = tl.full([BLOCK_G], float("-inf"), dtype=tl.float32)
+    l_i = tl.zeros([BLOCK_G], dtype=tl.float32)
+    acc = tl.zeros([BLOCK_G, BLOCK_D], dtype=tl.float32)
+
+    bt_row = block_tables_ptr + b.to(tl.int64) * stride_bt
+    for start_n in range(start, end, BLOCK_N):
+        pos = start_n + offs_n
+        mask_n = pos < end
+        # A tile of BLOCK_N tokens spans BLOCK_N // PAGE whole cache blocks (or part of one).
+        phys = tl.load(bt_row + pos // PAGE, mask=mask_n, other=0).to(tl.int64)
+        slot_in_page = pos % PAGE
+        kv_mask = mask_n[:, None] & mask_d[None, :]
+        k = tl.load(
+            k_cache_ptr + phys[:, None] * stride_kb + slot_in_page[:, None] * stride_ks
+            + kvh * stride_kh + offs_d[None, :],
+            mask=kv_mask,
+            other=0.0,
+        )
+        v = tl.load(
+            v_cache_ptr + phys[:, None] * stride_vb + slot_in_page[:, None] * stride_vs
+            + kvh * stride_vh + offs_d[None, :],
+            mask=kv_mask,
+            other=0.0,
+        )
+        qk = tl.dot(q, tl.trans(k), input_precision="ieee") * qk_scale  # [BLOCK_G, BLOCK_N]
+        qk = tl.where(mask_n[None, :], qk, float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(qk, axis=1))
+        alpha = tl.exp2(m_i - m_new)
+        p = tl.exp2(qk - m_new[:, None])
+        l_i = l_i * alpha + tl.sum(p, axis=1)
+        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision="ieee")
+        m_i = m_new
+
+    has = l_i > 0.0
+    o = acc / tl.where(has, l_i, 1.0)[:, None]
+    out_mask = mask_g[:, None] & mask_d[None, :]
+    if DIRECT:
+        tl.store(
+            out_ptr + b * stride_ob + heads[:, None] * stride_oh + offs_d[None, :],
+            o.to(out_ptr.dtype.element_ty),
+            mask=out_mask,
+        )
+    else:
+        tl.store(
+            mid_o_ptr + b * stride_mo_b + heads[:, None] * stride_mo_h + split * stride_mo_s
+            + offs_d[None, :],
+            o,
+            mask=out_mask,
+        )
+        lse = tl.where(has, m_i + tl.log2(tl.where(has, l_i, 1.0)), float("-inf"))
+        tl.store(mid_lse_ptr + b * stride_ml_b + heads * stride_ml_h + split, lse, mask=mask_g)
+
+
+@triton.jit
+def _decode_reduce_kernel(
+    mid_o_ptr,
+    mid_lse_ptr,
+    out_ptr,
+    stride_mo_b,
+    stride_mo_h,
+    stride_mo_s,
+    stride_ml_b,
+    stride_ml_h,
+    stride_ob,
+    stride_oh,
+    HEAD_DIM: tl.constexpr,
+    NUM_SPLITS: tl.constexpr,
+    BLOCK_S: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+):
+    b = tl.program_id(0)
+    h = tl.program_id(1)
+    offs_s = tl.arange(0, BLOCK_S)
+    offs_d = tl.arange(0, BLOCK_D)
+    mask_s = offs_s < NUM_SPLITS
+    mask_d = offs_d < HEAD_DIM
+    lse = tl.load(mid_lse_ptr + b * stride_ml_b + h * stride_ml_h + offs_s, mask=mask_s, other=float("-inf"))
+    m = tl.max(lse, axis=0)  # finite: the first split of a non-empty context is never empty
+    w = tl.exp2(lse - m)
+    o = tl.load(
+        mid_o_ptr + b * stride_mo_b + h * stride_mo_h + offs_s[:, None] * stride_mo_s + offs_d[None, :],
+        mask=mask_s[:, None] & mask_d[None, :],
+        other=0.0,
+    )
+    out = tl.sum(o * w[:, None], axis=0) / tl.sum(w, axis=0)
+    tl.store(out_ptr + b * stride_ob + h * stride_oh + offs_d, out.to(out_ptr.dtype.element_ty), mask=mask_d)
+
+
+# (BLOCK_N, num_warps, num_stages) on CUDA; BLOCK_N is raised to the block size if smaller.
+# Tuned on an H200 (bf16, D=128, GQA 32/8, B x context from 1 x 8192 to 256 x 1024).
+CUDA_CONFIG = (64, 4, 3)
+# Splits aim at SPLIT_WAVES * num_SMs programs, each with at least MIN_SPLIT_TOKENS tokens.
+SPLIT_WAVES = 4
+MIN_SPLIT_TOKENS = 256
+
+
+def _launch_config(block_d: int, page: int, elem_size: int, device: torch.device):
+    if device.type != "cuda":  # TRITON_INTERPRET: small tiles keep the interpreter quick
+        return max(page, 16), 4, 1
+    block_n, warps, stages = CUDA_CONFIG
+    if block_d > 128:
+        block_n = min(block_n, 32)
+    if elem_size >= 4:  # fp32: keep shared memory in bounds
+        stages = min(stages, 2)
+    return max(block_n, page), warps, stages
+
+
+def _num_sms(device: torch.device) -> int:
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).multi_processor_count
+    return 1
+
+
+def choose_num_splits(batch: int, num_kv_heads: int, max_context_len: int, device: torch.device) -> int:
+    """Enough splits that batch * kv_heads * splits programs fill the GPU SPLIT_WAVES times,
+    but no fewer than MIN_SPLIT_TOKENS tokens per split, and at most 32 splits."""
+    programs = max(batch * num_kv_heads, 1)
+    want = triton.cdiv(SPLIT_WAVES * _num_sms(device), programs)
+    by_len = triton.cdiv(max(max_context_len, 1), MIN_SPLIT_TOKENS)
+    return int(max(1, min(want, by_len, 32)))
+
+
+def paged_decode_attention(
+    q: torch.Tensor,
+    k_cache: torch.Tensor,
+    v_cache: torch.Tensor,
+    block_tables: torch.Tensor,
+    context_lens: torch.Tensor,
+    scale: float,
+    num_splits: int | None = None,
+    max_context_len: int | None = None,
+    out: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """softmax(q k^T * scale) v over each sequence's paged context; returns out [B, Hq, D].
+
+    q [B, Hq, D] (one token per sequence); k_cache, v_cache [num_blocks, block_size, Hkv, D]
+    with Hq % Hkv == 0 (GQA); block_tables int32 [B, max_blocks]; context_lens int32 [B], >= 1.
+    num_splits: KV chunks per sequence (split-KV); None picks one from B, Hkv and
+    max_context_len (an upper bound on context_lens; defaults to max_blocks * block_size, so no
+    device sync is needed). Writes into ``out`` when given.
+    """
+    B, Hq, D = q.shape
+    _, page, Hkv, Dk = k_cache.shape
+    assert Dk == D and v_cache.shape == k_cache.shape and Hq % Hkv == 0
+    assert q.stride(-1) == 1 and k_cache.stride(-1) == 1 and v_cache.stride(-1) == 1
+    assert page & (page - 1) == 0, "block_size must be a power of two"
+    if out is None:
+        out = torch.empty_like(q)
+    if B == 0:
+        return out
+    if block_tables.stride(-1) != 1:
+        block_tables = block_tables.contiguous()
+    if num_splits is None:
+        if max_context_len is None:
+            max_context_len = block_tables.shape[1] * page
+        num_splits = choose_num_splits(B, Hkv, max_context_len, q.device)
+    num_splits = max(int(num_splits), 1)
+    group = Hq // Hkv
+    BLOCK_D = triton.next_power_of_2(D)
+    BLOCK_G = max(triton.next_power_of_2(group), 16)  # tl.dot needs >= 16 rows
+    BLOCK_N, num_warps, num_stages = _launch_config(BLOCK_D, page, k_cache.element_size(), q.device)
+    direct = num_splits == 1
+    if direct:
+        mid_o = out  # unused
+        mid_lse = context_lens  # unused
+        mo_strides = (0, 0, 0)
+        ml_strides = (0, 0)
+    else:
+        mid_o = torch.empty((B, Hq, num_splits, D), dtype=torch.float32, device=q.device)
+        mid_lse = torch.empty((B, Hq, num_splits), dtype=torch.float32, device=q.device)
+        mo_strides = (mid_o.stride(0), mid_o.stride(1), mid_o.stride(2))
+        ml_strides = (mid_lse.stride(0), mid_lse.stride(1))
+    _decode_split_kernel[(B, Hkv, num_splits)](
+        q,
+        k_cache,
+        v_cache,
+        block_tables,
+        context_lens,
+        out,
+        mid_o,
+        mid_lse,
+        float(scale) * _LOG2E,
+        q.stride(0),
+        q.stride(1),
+        k_cache.stride(0),
+        k_cache.stride(1),
+        k_cache.stride(2),
+        v_cache.stride(0),
+        v_cache.stride(1),
+        v_cache.stride(2),
+        block_tables.stride(0),
+        out.stride(0),
+        out.stride(1),
+        *mo_strides,
+        *ml_strides,
+        GROUP=group,
+        HEAD_DIM=D,
+        PAGE=page,
+        NUM_SPLITS=num_splits,
+        BLOCK_G=BLOCK_G,
+        BLOCK_D=BLOCK_D,
+        BLOCK_N=BLOCK_N,
+        DIRECT=direct,
+        num_warps=num_warps,
+        num_stages=num_stages,
+    )
+    if not direct:
+        _decode_reduce_kernel[(B, Hq)](
+            mid_o,
+            mid_lse,
+            out,
+            *mo_strides,
+            *ml_strides,
+            out.stride(0),
+            out.stride(1),
+            HEAD_DIM=D,
+            NUM_SPLITS=num_splits,
+            BLOCK_S=triton.next_power_of_2(num_splits),
+            BLOCK_D=BLOCK_D,
+            num_warps=4,
+        )
+    return out
+
+
+def gather_context(
+    cache: torch.Tensor, block_table: torch.Tensor, context_len: int
+) -> torch.Tensor:
+    """The first context_len tokens of one sequence from a paged cache -> [context_len, Hkv, D]."""
+    page = cache.shape[1]
+    num_blocks = (context_len + page - 1) // page
+    blocks = block_table[:num_blocks].long()
+    return cache[blocks].flatten(0, 1)[:context_len]
+
+
+def paged_decode_attention_ref(
+    q: torch.Tensor,
+    k_cache: torch.Tensor,
+    v_cache: torch.Tensor,
+    block_tables: torch.Tensor,
+    context_lens: torch.Tensor,
+    scale: float,
+    num_splits: int | None = None,
+    max_context_len: int | None = None,
+) -> torch.Tensor:
+    """Plain-PyTorch reference for :func:`paged_decode_attention` (fp32 math, q.dtype out)."""
+    B, Hq, D = q.shape
+    Hkv = k_cache.shape[2]
+    out = torch.empty_like(q)
+    for b in range(B):
+        n = int(context_lens[b])
+        k = gather_context(k_cache, block_tables[b], n).float()  # [n, Hkv, D]
+        v = gather_context(v_cache, block_tables[b], n).float()
+        k = k.repeat_interleave(Hq // Hkv, dim=1)  # [n, Hq, D]
+        v = v.repeat_interleave(Hq // Hkv, dim=1)
+        scores = torch.einsum("hd,nhd->hn", q[b].float(), k) * scale
+        probs = scores.softmax(dim=-1)
+        out[b] = torch.einsum("hn,nhd->hd", probs, v).to(q.dtype)
+    return out

@@ -1,0 +1,109 @@
+"""Scatter the new tokens' K and V into the paged KV cache at the slots given by slot_mapping."""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def _store_kv_kernel(
+    k_ptr,
+    v_ptr,
+    k_cache_ptr,
+    v_cache_ptr,
+    slot_ptr,
+    stride_kt,
+    stride_kh,
+    stride_vt,
+    stride_vh,
+    stride_kc_b,
+    stride_kc_s,
+    stride_kc_h,
+    stride_vc_b,
+    stride_vc_s,
+    stride_vc_h,
+    num_heads,
+    D,
+    PAGE: tl.constexpr,
+    BLOCK_H: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+):
+    t = tl.program_id(0).to(tl.int64)
+    slot = tl.load(slot_ptr + t).to(tl.int64)
+    if slot >= 0:
+        blk = slot // PAGE
+        off = slot % PAGE
+        offs_h = tl.arange(0, BLOCK_H)
+        offs_d = tl.arange(0, BLOCK_D)
+        mask = (offs_h[:, None] < num_heads) & (offs_d[None, :] < D)
+        k = tl.load(k_ptr + t * stride_kt + offs_h[:, None] * stride_kh + offs_d[None, :], mask=mask)
+        v = tl.load(v_ptr + t * stride_vt + offs_h[:, None] * stride_vh + offs_d[None, :], mask=mask)
+        kc = k_cache_ptr + blk * stride_kc_b + off * stride_kc_s
+        vc = v_cache_ptr + blk * stride_vc_b + off * stride_vc_s
+        tl.store(kc + offs_h[:, None] * stride_kc_h + offs_d[None, :], k.to(k_cache_ptr.dtype.element_ty), mask=mask)
+        tl.store(vc + offs_h[:, None] * stride_vc_h + offs_d[None, :], v.to(v_cache_ptr.dtype.element_ty), mask=mask)
+
+
+def store_kv(
+    k: torch.Tensor,
+    v: torch.Tensor,
+    k_cache: torch.Tensor,
+    v_cache: torch.Tensor,
+    slot_mapping: torch.Tensor,
+) -> None:
+    """Write k, v [T, Hkv, D] into k_cache, v_cache [num_blocks, block_size, Hkv, D] in place.
+
+    slot_mapping: int [T], slot = block * block_size + offset; slot < 0 (e.g. -1, padding) skips
+    the token. k and v may be strided views (slices of a fused qkv) with a contiguous last dim.
+    """
+    T, H, D = k.shape
+    assert v.shape == k.shape and slot_mapping.shape == (T,)
+    assert k_cache.shape[2:] == (H, D) and v_cache.shape == k_cache.shape
+    assert k.stride(-1) == 1 and v.stride(-1) == 1
+    assert k_cache.stride(-1) == 1 and v_cache.stride(-1) == 1
+    if T == 0:
+        return
+    BLOCK_H = triton.next_power_of_2(H)
+    BLOCK_D = triton.next_power_of_2(D)
+    num_warps = min(max(BLOCK_H * BLOCK_D // 1024, 1), 8)
+    _store_kv_kernel[(T,)](
+        k,
+        v,
+        k_cache,
+        v_cache,
+        slot_mapping,
+        k.stride(0),
+        k.stride(1),
+        v.stride(0),
+        v.stride(1),
+        k_cache.stride(0),
+        k_cache.stride(1),
+        k_cache.stride(2),
+        v_cache.stride(0),
+        v_cache.stride(1),
+        v_cache.stride(2),
+        H,
+        D,
+        PAGE=k_cache.shape[1],
+        BLOCK_H=BLOCK_H,
+        BLOCK_D=BLOCK_D,
+        num_warps=num_warps,
+    )
+
+
+def store_kv_ref(
+    k: torch.Tensor,
+    v: torch.Tensor,
+    k_cache: torch.Tensor,
+    v_cache: torch.Tensor,
+    slot_mapping: torch.Tensor,
+) -> None:
+    """Plain-PyTorch reference for :func:`store_kv` (also in place)."""
+    block_size = k_cache.shape[1]
+    keep = slot_mapping >= 0
+    slots = slot_mapping[keep].long()
+    blocks, offsets = slots // block_size, slots % block_size
+    k_cache[blocks, offsets] = k[keep].to(k_cache.dtype)
+    v_cache[blocks, offsets] = v[keep].to(v_cache.dtype)

@@ -1,0 +1,246 @@
+"""Causal flash attention for packed prefill queries over a paged KV cache (prefix caching, chunked prefill)."""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from .decode_attention import gather_context
+
+_LOG2E = 1.4426950408889634
+
+
+@triton.jit
+def _attend_tile(
+    q, q_pos, m_i, l_i, acc, start_n, kv_end, k_base, v_base, bt_row, qk_scale,
+    stride_kb, stride_ks, stride_vb, stride_vs, offs_n, offs_d, mask_d,
+    PAGE: tl.constexpr,
+    MASKED: tl.constexpr,  # apply the causal and the kv_end masks (diagonal / last tiles)
+):
+    """One BLOCK_N tile of keys gathered through the block table, folded into the online softmax."""
+    pos = start_n + offs_n
+    mask_n = pos < kv_end
+    if MASKED:
+        phys = tl.load(bt_row + pos // PAGE, mask=mask_n, other=0).to(tl.int64)
+        kv_mask = mask_n[:, None] & mask_d[None, :]
+    else:
+        phys = tl.load(bt_row + pos // PAGE).to(tl.int64)
+        kv_mask = mask_d[None, :]
+    k_off = phys * stride_kb + (pos % PAGE) * stride_ks
+    v_off = phys * stride_vb + (pos % PAGE) * stride_vs
+    k = tl.load(k_base + k_off[:, None] + offs_d[None, :], mask=kv_mask, other=0.0)
+    v = tl.load(v_base + v_off[:, None] + offs_d[None, :], mask=kv_mask, other=0.0)
+    qk = tl.dot(q, tl.trans(k), input_precision="ieee") * qk_scale  # [BLOCK_M, BLOCK_N]
+    if MASKED:
+        causal = (pos[None, :] <= q_pos[:, None]) & mask_n[None, :]
+        qk = tl.where(causal, qk, float("-inf"))
+    # Every query sees key 0, which lies in the first tile, so m_new is finite from then on.
+    m_new = tl.maximum(m_i, tl.max(qk, axis=1))
+    alpha = tl.exp2(m_i - m_new)
+    p = tl.exp2(qk - m_new[:, None])
+    l_i = l_i * alpha + tl.sum(p, axis=1)
+    acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision="ieee")
+    return m_new, l_i, acc
+
+
+@triton.jit
+def _prefill_kernel(
+    q_ptr,
+    k_cache_ptr,
+    v_cache_ptr,
+    out_ptr,
+    cu_seqlens_q_ptr,
+    context_lens_ptr,
+    block_tables_ptr,
+    qk_scale,  # softmax scale * log2(e)
+    stride_qt,
+    stride_qh,
+    stride_kb,
+    stride_ks,
+    stride_kh,
+    stride_vb,
+    stride_vs,
+    stride_vh,
+    stride_ot,
+    stride_oh,
+    stride_bt,
+    GROUP: tl.constexpr,  # query heads per KV head
+    HEAD_DIM: tl.constexpr,
+    PAGE: tl.constexpr,  # KV-cache block size
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+):
+    m_block = tl.program_id(0)
+    h = tl.program_id(1)
+    seq = tl.program_id(2)
+
+    q_start = tl.load(cu_seqlens_q_ptr + seq)
+    q_len = tl.load(cu_seqlens_q_ptr + seq + 1) - q_start
+    if m_block * BLOCK_M < q_len:
+        ctx = tl.load(context_lens_ptr + seq)
+        prefix = ctx - q_len  # absolute position of this sequence's first query
+        kvh = h // GROUP
+
+        offs_m = m_block * BLOCK_M + tl.arange(0, BLOCK_M)
+        offs_n = tl.arange(0, BLOCK_N)
+        offs_d = tl.arange(0, BLOCK_D)
+        mask_m = offs_m < q_len
+        mask_d = offs_d < HEAD_DIM
+        rows = (q_start + offs_m).to(tl.int64)
+        q = tl.load(
+            q_ptr + rows[:, None] * stride_qt + h * stride_qh + offs_d[None, :],
+            mask=mask_m[:, None] & mask_d[None, :],
+            other=0.0,
+        )
+        q_pos = prefix + offs_m  # [BLOCK_M]
+
+        m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
+        l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
+        acc = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
+
+        bt_row = block_tables_ptr + seq.to(tl.int64) * stride_bt
+        k_base = k_cache_ptr + kvh * stride_kh
+        v_base = v_cache_ptr + kvh * stride_vh
+        # Keys [0, full_end) are visible to every query of this tile: no masking needed there.
+        full_end = (prefix + m_block * BLOCK_M + 1) // BLOCK_N * BLOCK_N
+        for start_n in range(0, full_end, BLOCK_N):
+            m_i, l_i, acc = _attend_tile(
+                q, q_pos, m_i, l_i, acc, start_n, full_end, k_base, v_base, bt_row, qk_scale,
+                stride_kb, stride_ks, stride_vb, stride_vs, offs_n, offs_d, mask_d,
+                PAGE, False,
+            )
+        # Keys past the last query of this tile are never attended to.
+        kv_end = tl.minimum(ctx, prefix + (m_block + 1) * BLOCK_M)
+        for start_n in range(full_end, kv_end, BLOCK_N):
+            m_i, l_i, acc = _attend_tile(
+                q, q_pos, m_i, l_i, acc, start_n, kv_end, k_base, v_base, bt_row, qk_scale,
+                stride_kb, stride_ks, stride_vb, stride_vs, offs_n, offs_d, mask_d,
+                PAGE, True,
+            )
+
+        o = acc / l_i[:, None]
+        tl.store(
+            out_ptr + rows[:, None] * stride_ot + h * stride_oh + offs_d[None, :],
+            o.to(out_ptr.dtype.element_ty),
+            mask=mask_m[:, None] & mask_d[None, :],
+        )
+
+
+# (BLOCK_M, BLOCK_N, num_warps, num_stages) on CUDA, by (BLOCK_D <= 64, element size).
+CUDA_CONFIGS = {
+    (True, 2): (64, 64, 4, 2),
+    (False, 2): (64, 64, 4, 2),
+    (True, 4): (32, 32, 4, 2),
+    (False, 4): (32, 32, 4, 2),
+}
+
+
+def _launch_config(block_d: int, page: int, elem_size: int, device: torch.device):
+    if device.type != "cuda":  # TRITON_INTERPRET: small tiles keep the interpreter quick
+        return 16, max(page, 16), 4, 1
+    block_m, block_n, warps, stages = CUDA_CONFIGS[(block_d <= 64, min(elem_size, 4))]
+    if block_d > 128:
+        block_m, block_n = min(block_m, 32), min(block_n, 32)
+    return block_m, max(block_n, page), warps, stages
+
+
+def paged_prefill_attention(
+    q: torch.Tensor,
+    k_cache: torch.Tensor,
+    v_cache: torch.Tensor,
+    cu_seqlens_q: torch.Tensor,
+    context_lens: torch.Tensor,
+    block_tables: torch.Tensor,
+    scale: float,
+    max_seqlen_q: int | None = None,
+    out: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Causal attention of packed queries against their sequences' paged KV; returns out [Tq, Hq, D].
+
+    q [Tq, Hq, D]; sequence i owns queries cu_seqlens_q[i]:cu_seqlens_q[i+1] (int32 [S+1]) and
+    context_lens[i] (int32 [S]) cached tokens, the new ones included, so query j of it sits at
+    position context_lens[i] - q_len_i + j and sees keys at positions <= its own.
+    k_cache, v_cache [num_blocks, block_size, Hkv, D]; block_tables int32 [S, max_blocks].
+    max_seqlen_q: the longest q_len_i; computed (one device sync) when None. Writes into ``out``
+    when given.
+    """
+    Tq, Hq, D = q.shape
+    _, page, Hkv, Dk = k_cache.shape
+    assert Dk == D and v_cache.shape == k_cache.shape and Hq % Hkv == 0
+    assert q.stride(-1) == 1 and k_cache.stride(-1) == 1 and v_cache.stride(-1) == 1
+    assert page & (page - 1) == 0, "block_size must be a power of two"
+    num_seqs = cu_seqlens_q.shape[0] - 1
+    if out is None:
+        out = torch.empty_like(q)
+    if Tq == 0 or num_seqs == 0:
+        return out
+    if block_tables.stride(-1) != 1:
+        block_tables = block_tables.contiguous()
+    if max_seqlen_q is None:
+        max_seqlen_q = int((cu_seqlens_q[1:] - cu_seqlens_q[:-1]).max().item())
+    if max_seqlen_q <= 0:
+        return out
+    BLOCK_D = triton.next_power_of_2(D)
+    BLOCK_M, BLOCK_N, num_warps, num_stages = _launch_config(BLOCK_D, page, q.element_size(), q.device)
+    grid = (triton.cdiv(max_seqlen_q, BLOCK_M), Hq, num_seqs)
+    _prefill_kernel[grid](
+        q,
+        k_cache,
+        v_cache,
+        out,
+        cu_seqlens_q,
+        context_lens,
+        block_tables,
+        float(scale) * _LOG2E,
+        q.stride(0),
+        q.stride(1),
+        k_cache.stride(0),
+        k_cache.stride(1),
+        k_cache.stride(2),
+        v_cache.stride(0),
+        v_cache.stride(1),
+        v_cache.stride(2),
+        out.stride(0),
+        out.stride(1),
+        block_tables.stride(0),
+        GROUP=Hq // Hkv,
+        HEAD_DIM=D,
+        PAGE=page,
+        BLOCK_M=BLOCK_M,
+        BLOCK_N=BLOCK_N,
+        BLOCK_D=BLOCK_D,
+        num_warps=num_warps,
+        num_stages=num_stages,
+    )
+    return out
+
+
+def paged_prefill_attention_ref(
+    q: torch.Tensor,
+    k_cache: torch.Tensor,
+    v_cache: torch.Tensor,
+    cu_seqlens_q: torch.Tensor,
+    context_lens: torch.Tensor,
+    block_tables: torch.Tensor,
+    scale: float,
+    max_seqlen_q: int | None = None,
+) -> torch.Tensor:
+    """Plain-PyTorch reference for :func:`paged_prefill_attention` (fp32 math, q.dtype out)."""
+    Hq = q.shape[1]
+    Hkv = k_cache.shape[2]
+    out = torch.empty_like(q)
+    for i in range(cu_seqlens_q.shape[0] - 1):
+        s, e = int(cu_seqlens_q[i]), int(cu_seqlens_q[i + 1])
+        if e == s:
+            continue
+        n = int(context_lens[i])
+        k = gather_context(k_cache, block_tables[i], n).float().repeat_interleave(Hq // Hkv, dim=1)
+        v = gather_context(v_cache, block_tables[i], n).float().repeat_interleave(Hq // Hkv, dim=1)
+        q_pos = torch.arange(n - (e - s), n, device=q.device)
+        k_pos = torch.arange(n, device=q.device)
+        scores = torch.einsum("qhd,khd->hqk", q[s:e].float(), k) * scale
+        scores = scores.masked_fill(k_pos[None, None, :] > q_pos[None, :, None], float("-inf"))
+        out[s:e] = torch.einsum("hqk,khd->qhd", scores.softmax(dim=-1), v).to(q.dtype)
+    return out

@@ -1,0 +1,109 @@
+"""RMSNorm over the last dimension, optionally fused with the residual add that precedes it."""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def _rms_norm_kernel(
+    x_ptr,
+    res_ptr,
+    w_ptr,
+    y_ptr,
+    h_ptr,
+    stride_x,
+    stride_r,
+    stride_y,
+    stride_h,
+    H,
+    eps,
+    HAS_RESIDUAL: tl.constexpr,
+    BLOCK_H: tl.constexpr,
+):
+    row = tl.program_id(0).to(tl.int64)
+    offs = tl.arange(0, BLOCK_H)
+    mask = offs < H
+    x = tl.load(x_ptr + row * stride_x + offs, mask=mask, other=0.0)
+    if HAS_RESIDUAL:
+        r = tl.load(res_ptr + row * stride_r + offs, mask=mask, other=0.0)
+        # The new residual is stored in the activation dtype; normalise exactly what was stored.
+        h = (x.to(tl.float32) + r.to(tl.float32)).to(x.dtype)
+        tl.store(h_ptr + row * stride_h + offs, h, mask=mask)
+        x = h
+    xf = x.to(tl.float32)
+    var = tl.sum(xf * xf, axis=0) / H
+    rstd = 1.0 / tl.sqrt(var + eps)
+    w = tl.load(w_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+    y = xf * rstd * w
+    tl.store(y_ptr + row * stride_y + offs, y.to(y_ptr.dtype.element_ty), mask=mask)
+
+
+def rms_norm(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    eps: float,
+    residual: torch.Tensor | None = None,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """RMSNorm of x [..., H] with weight [H]; fp32 math, output in x.dtype (new tensors).
+
+    With ``residual`` (same shape as x) computes ``h = x + residual`` and returns
+    ``(rms_norm(h), h)``; h is the residual stream for the next layer.
+    """
+    H = x.shape[-1]
+    assert weight.shape == (H,), f"weight {tuple(weight.shape)} does not match hidden size {H}"
+    x2 = x.reshape(-1, H)
+    if x2.stride(-1) != 1:
+        x2 = x2.contiguous()
+    y = torch.empty(x2.shape, dtype=x.dtype, device=x.device)
+    if residual is not None:
+        assert residual.shape == x.shape, "residual must have the shape of x"
+        r2 = residual.reshape(-1, H)
+        if r2.stride(-1) != 1:
+            r2 = r2.contiguous()
+        h = torch.empty(x2.shape, dtype=x.dtype, device=x.device)
+    else:
+        r2, h = x2, y  # unused placeholders
+    T = x2.shape[0]
+    if T > 0:
+        BLOCK_H = triton.next_power_of_2(H)
+        num_warps = min(max(BLOCK_H // 256, 1), 16)
+        _rms_norm_kernel[(T,)](
+            x2,
+            r2,
+            weight.contiguous(),
+            y,
+            h,
+            x2.stride(0),
+            r2.stride(0),
+            y.stride(0),
+            h.stride(0),
+            H,
+            float(eps),
+            HAS_RESIDUAL=residual is not None,
+            BLOCK_H=BLOCK_H,
+            num_warps=num_warps,
+        )
+    y = y.view(x.shape)
+    if residual is None:
+        return y
+    return y, h.view(x.shape)
+
+
+def rms_norm_ref(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    eps: float,
+    residual: torch.Tensor | None = None,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """Plain-PyTorch reference for :func:`rms_norm`."""
+    h = None
+    if residual is not None:
+        h = (x.float() + residual.float()).to(x.dtype)
+        x = h
+    xf = x.float()
+    rstd = torch.rsqrt(xf.pow(2).mean(dim=-1, keepdim=True) + eps)
+    y = (xf * rstd * weight.float()).to(x.dtype)
+    return y if h is None else (y, h)

@@ -1,0 +1,164 @@
+"""Rotary position embedding (neox and GPT-J styles, partial rotary) applied in place to q and k."""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def _rotate_heads(
+    x_ptr,
+    stride_t,
+    stride_h,
+    num_heads,
+    cos,
+    sin,
+    offs_r,
+    HALF: tl.constexpr,
+    IS_NEOX: tl.constexpr,
+    BLOCK_HEADS: tl.constexpr,
+):
+    # cos/sin: [BLOCK_R] fp32. Rotates x[t, :, :2*HALF] of this token in place.
+    t = tl.program_id(0).to(tl.int64)
+    offs_h = tl.arange(0, BLOCK_HEADS)
+    if IS_NEOX:
+        off1 = offs_r
+        off2 = offs_r + HALF
+    else:
+        off1 = offs_r * 2
+        off2 = offs_r * 2 + 1
+    mask = (offs_h[:, None] < num_heads) & (offs_r[None, :] < HALF)
+    base = x_ptr + t * stride_t + offs_h[:, None] * stride_h
+    x1 = tl.load(base + off1[None, :], mask=mask, other=0.0)
+    x2 = tl.load(base + off2[None, :], mask=mask, other=0.0)
+    x1f = x1.to(tl.float32)
+    x2f = x2.to(tl.float32)
+    o1 = x1f * cos[None, :] - x2f * sin[None, :]
+    o2 = x2f * cos[None, :] + x1f * sin[None, :]
+    tl.store(base + off1[None, :], o1.to(x1.dtype), mask=mask)
+    tl.store(base + off2[None, :], o2.to(x2.dtype), mask=mask)
+
+
+@triton.jit
+def _rotary_kernel(
+    q_ptr,
+    k_ptr,
+    pos_ptr,
+    cache_ptr,
+    stride_qt,
+    stride_qh,
+    stride_kt,
+    stride_kh,
+    stride_cache,
+    num_q_heads,
+    num_k_heads,
+    HALF: tl.constexpr,
+    IS_NEOX: tl.constexpr,
+    HAS_K: tl.constexpr,
+    BLOCK_R: tl.constexpr,
+    BLOCK_HQ: tl.constexpr,
+    BLOCK_HK: tl.constexpr,
+):
+    t = tl.program_id(0)
+    pos = tl.load(pos_ptr + t).to(tl.int64)
+    offs_r = tl.arange(0, BLOCK_R)
+    mask_r = offs_r < HALF
+    cos = tl.load(cache_ptr + pos * stride_cache + offs_r, mask=mask_r, other=0.0).to(tl.float32)
+    sin = tl.load(cache_ptr + pos * stride_cache + HALF + offs_r, mask=mask_r, other=0.0).to(tl.float32)
+    _rotate_heads(q_ptr, stride_qt, stride_qh, num_q_heads, cos, sin, offs_r, HALF, IS_NEOX, BLOCK_HQ)
+    if HAS_K:
+        _rotate_heads(k_ptr, stride_kt, stride_kh, num_k_heads, cos, sin, offs_r, HALF, IS_NEOX, BLOCK_HK)
+
+
+def apply_rotary(
+    q: torch.Tensor,
+    k: torch.Tensor | None,
+    positions: torch.Tensor,
+    cos_sin_cache: torch.Tensor,
+    is_neox: bool,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Rotate q [T, Hq, D] and k [T, Hk, D] IN PLACE and return them (the same tensors).
+
+    positions: int [T]; cos_sin_cache: [max_pos, rot_dim] = cat(cos, sin) along the last dim,
+    rot_dim <= D (only the first rot_dim dims of each head are rotated). q and k may be strided
+    views (e.g. slices of a fused qkv output) as long as their last dimension is contiguous.
+    is_neox: rotate halves (x[:rot/2], x[rot/2:]); else GPT-J style pairs (x[0::2], x[1::2]).
+    """
+    T, Hq, D = q.shape
+    rot_dim = cos_sin_cache.shape[-1]
+    assert rot_dim % 2 == 0 and rot_dim <= D, f"rot_dim {rot_dim} vs head dim {D}"
+    assert q.stride(-1) == 1, "q's last dimension must be contiguous"
+    if k is not None:
+        assert k.shape[0] == T and k.shape[-1] == D and k.stride(-1) == 1
+    assert positions.shape == (T,)
+    if T == 0:
+        return q, k
+    cache = cos_sin_cache if cos_sin_cache.stride(-1) == 1 else cos_sin_cache.contiguous()
+    half = rot_dim // 2
+    Hk = k.shape[1] if k is not None else 0
+    kk = k if k is not None else q
+    BLOCK_R = triton.next_power_of_2(half)
+    BLOCK_HQ = triton.next_power_of_2(Hq)
+    BLOCK_HK = triton.next_power_of_2(max(Hk, 1))
+    num_warps = min(max(BLOCK_HQ * BLOCK_R // 512, 1), 8)
+    _rotary_kernel[(T,)](
+        q,
+        kk,
+        positions,
+        cache,
+        q.stride(0),
+        q.stride(1),
+        kk.stride(0),
+        kk.stride(1),
+        cache.stride(0),
+        Hq,
+        Hk,
+        HALF=half,
+        IS_NEOX=bool(is_neox),
+        HAS_K=k is not None,
+        BLOCK_R=BLOCK_R,
+        BLOCK_HQ=BLOCK_HQ,
+        BLOCK_HK=BLOCK_HK,
+        num_warps=num_warps,
+    )
+    return q, k
+
+
+def _rotate_ref(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, is_neox: bool) -> torch.Tensor:
+    rot_dim = cos.shape[-1] * 2
+    xr, xpass = x[..., :rot_dim].float(), x[..., rot_dim:]
+    if is_neox:
+        x1, x2 = xr.chunk(2, dim=-1)
+    else:
+        x1, x2 = xr[..., 0::2], xr[..., 1::2]
+    o1 = x1 * cos - x2 * sin
+    o2 = x2 * cos + x1 * sin
+    if is_neox:
+        out = torch.cat([o1, o2], dim=-1)
+    else:
+        out = torch.stack([o1, o2], dim=-1).flatten(-2)
+    return torch.cat([out.to(x.dtype), xpass], dim=-1)
+
+
+def apply_rotary_ref(
+    q: torch.Tensor,
+    k: torch.Tensor | None,
+    positions: torch.Tensor,
+    cos_sin_cache: torch.Tensor,
+    is_neox: bool,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Plain-PyTorch reference for :func:`apply_rotary`; returns NEW tensors (inputs untouched)."""
+    cos, sin = cos_sin_cache[positions.long()].float().chunk(2, dim=-1)  # [T, rot/2] each
+    cos, sin = cos[:, None, :], sin[:, None, :]
+    q_out = _rotate_ref(q, cos, sin, is_neox)
+    k_out = _rotate_ref(k, cos, sin, is_neox) if k is not None else None
+    return q_out, k_out
+
+
+def build_cos_sin_cache(inv_freq: torch.Tensor, max_pos: int, mscale: float = 1.0) -> torch.Tensor:
+    """fp32 [max_pos, 2 * len(inv_freq)] table: cat(cos(p * inv_freq), sin(p * inv_freq)) * mscale."""
+    t = torch.arange(max_pos, dtype=torch.float32, device=inv_freq.device)
+    freqs = torch.outer(t, inv_freq.float())
+    return torch.cat([freqs.cos() * mscale, freqs.sin() * mscale], dim=-1)

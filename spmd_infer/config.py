@@ -1,0 +1,124 @@
+"""Typed Hydra structured configs for a job: every field is overridable as `group.field=value`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from hydra.core.config_store import ConfigStore
+
+
+@dataclass
+class ModelConfig:
+    path: Optional[str] = None
+    """Hugging Face checkpoint folder (config.json + *.safetensors). Unset: the built-in demo model."""
+    dtype: str = "auto"
+    """Compute dtype: auto (bfloat16 on CUDA, float32 on CPU), float32, bfloat16 or float16."""
+    max_model_len: Optional[int] = None
+    """Longest prompt + completion in tokens; unset: the model's max_position_embeddings."""
+    tokenizer: Optional[str] = None
+    """Tokenizer folder if not the model folder. Without tokenizer files, rows must give prompt_token_ids."""
+
+
+@dataclass
+class ParallelConfig:
+    dp: int = 1
+    """Data-parallel degree: independent request streams (dp * tp must equal the world size)."""
+    tp: int = 1
+    """Tensor-parallel degree inside each DP group (the inner mesh dimension, kept inside a node)."""
+    dp_attention: bool = False
+    """Attention per DP group, MLP/MoE sharded over all dp*tp ranks (for MLA/MoE models)."""
+    moe: str = "ep"
+    """MoE sharding: ep (each rank owns whole experts) or tp (every expert split over ranks)."""
+
+
+@dataclass
+class SchedulerConfig:
+    max_num_seqs: int = 256
+    """Most sequences in one forward step per DP rank."""
+    max_num_batched_tokens: int = 8192
+    """Most tokens in one forward step per DP rank; longer prompts are prefilled in chunks."""
+    max_waiting_per_rank: int = 0
+    """Requests a DP rank may hold beyond the running ones before new ones go elsewhere (0: max_num_seqs)."""
+
+
+@dataclass
+class CacheConfig:
+    block_size: int = 16
+    """Tokens per paged KV-cache block."""
+    gpu_memory_utilization: float = 0.90
+    """Share of GPU memory the engine may use (weights + activations + KV cache), as in vLLM."""
+    cpu_kv_cache_gb: float = 1.0
+    """KV-cache budget per rank in GiB when running on CPU."""
+    num_blocks: Optional[int] = None
+    """Force the KV block count per rank (tests use it to force preemption); unset: sized from memory."""
+
+
+@dataclass
+class SamplingConfig:
+    """Job-wide sampling defaults (vLLM's names); a row's "sampling" object overrides any of them."""
+
+    temperature: float = 1.0
+    """Softmax temperature; 0 means greedy."""
+    top_p: float = 1.0
+    """Nucleus sampling: keep the smallest set of tokens whose probability reaches top_p (0, 1]."""
+    top_k: int = 0
+    """Keep only the k most likely tokens; 0 or -1 disables."""
+    min_p: float = 0.0
+    """Drop tokens whose probability is below min_p times the most likely token's."""
+    seed: int = 0
+    """Job seed; each request draws from a generator keyed by (seed, request id)."""
+    max_tokens: int = 256
+    """Most tokens to generate per request."""
+    min_tokens: int = 0
+    """Tokens to generate before EOS or stop_token_ids may end a request."""
+    stop: list[str] = field(default_factory=list)
+    """Strings that end generation; the stop string itself is not part of the text."""
+    stop_token_ids: list[int] = field(default_factory=list)
+    """Token ids that end generation (in addition to the model's EOS unless ignore_eos)."""
+    ignore_eos: bool = False
+    """Keep generating past EOS (benchmarks)."""
+    repetition_penalty: float = 1.0
+    """> 1 discourages tokens already in the prompt or the output (as in transformers)."""
+
+
+@dataclass
+class DataConfig:
+    input: Optional[str] = None
+    """Input JSONL (rows with prompt, messages or prompt_token_ids). Unset: the bundled sample prompts."""
+    output: str = "spmd_infer_output.jsonl"
+    """Output JSONL, one row per input row, in input order."""
+    overwrite: bool = False
+    """Start afresh even if the output (or its partial shards) exists."""
+
+
+@dataclass
+class RuntimeConfig:
+    device: str = "auto"
+    """auto (CUDA with NCCL when present, else CPU with gloo), cuda or cpu."""
+    warmup: bool = True
+    """Run a warmup step (also memory profiling) before sizing the KV cache."""
+    progress: bool = True
+    """Show progress on global rank 0."""
+    log_level: str = "INFO"
+    """Python logging level for the console of rank 0 and for every rank's log file."""
+
+
+@dataclass
+class JobConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    parallel: ParallelConfig = field(default_factory=ParallelConfig)
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    cache: CacheConfig = field(default_factory=CacheConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+
+def register_configs() -> None:
+    """Put the schemas in Hydra's ConfigStore; configs/*.yaml extend them by name."""
+    cs = ConfigStore.instance()
+    cs.store(name="job_schema", node=JobConfig)
+    for group, node in (("model", ModelConfig), ("parallel", ParallelConfig), ("sampling", SamplingConfig),
+                        ("data", DataConfig)):
+        cs.store(group=group, name=f"{group}_schema", node=node)

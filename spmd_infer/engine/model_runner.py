@@ -1,0 +1,171 @@
+"""Model runner: builds and loads the sharded model, owns the KV cache, turns batches into tensors and tokens."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+import torch.distributed as dist
+
+from ..forward_batch import ForwardBatch
+from ..layers.attention import PagedAttention
+from ..layers.sampler import SamplingTensors, apply_repetition_penalty, row_stream, sample
+from ..loader import load_weights
+from ..models.registry import model_class
+from ..parallel.comm import Shard
+from ..parallel.dims import ConfigError, ParallelDims
+from ..parallel.dp_meta import DPMeta, Phase
+from .scheduler import ScheduledBatch
+
+log = logging.getLogger(__name__)
+
+
+class ModelRunner:
+    def __init__(self, hf_config: Any, model_dir: Path, dims: ParallelDims, device: torch.device,
+                 dtype: torch.dtype, block_size: int):
+        self.hf_config = hf_config
+        self.dims = dims
+        self.device = device
+        self.dtype = dtype
+        self.block_size = block_size
+        shard = Shard(dims.tp_rank, dims.tp, dims.tp_group)
+        previous = torch.get_default_dtype()
+        torch.set_default_dtype(dtype)
+        try:
+            with torch.device(device):
+                self.model = model_class(hf_config)(hf_config, shard)
+        finally:
+            torch.set_default_dtype(previous)
+        self.model.eval()
+        self.load_stats = load_weights(self.model, model_dir)
+        self.attention_layers = [m for m in self.model.modules() if isinstance(m, PagedAttention)]
+        self.num_blocks = 0
+
+    # ---- KV cache -----------------------------------------------------------------------------------
+    @property
+    def kv_bytes_per_token(self) -> int:
+        """K and V of every layer for one token on this rank (its share of the KV heads)."""
+        elem = torch.empty((), dtype=self.dtype).element_size()
+        return sum(2 * a.num_kv_heads * a.head_dim * elem for a in self.attention_layers)
+
+    def blocks_that_fit(self, gpu_memory_utilization: float, cpu_kv_cache_gb: float) -> int:
+        block_bytes = self.kv_bytes_per_token * self.block_size
+        if self.device.type == "cuda":
+            # After the warmup step: what the weights hold now plus the activation peak must stay free.
+            free, total = torch.cuda.mem_get_info(self.device)
+            stats = torch.cuda.memory_stats(self.device)
+            used = total - free
+            peak, current = stats["allocated_bytes.all.peak"], stats["allocated_bytes.all.current"]
+            budget = total * gpu_memory_utilization - used - (peak - current)
+            if budget < block_bytes:
+                raise ConfigError(
+                    f"no GPU memory left for the KV cache on {self.device} (weights and activations use "
+                    f"{used / 2**30:.1f} GiB of {total / 2**30:.1f} GiB); raise cache.gpu_memory_utilization, "
+                    f"lower scheduler.max_num_batched_tokens, or raise parallel.tp")
+            return int(budget // block_bytes)
+        return int(cpu_kv_cache_gb * 2**30 // block_bytes)
+
+    def allocate_kv_cache(self, num_blocks: int) -> None:
+        self.num_blocks = num_blocks
+        for attn in self.attention_layers:
+            shape = (num_blocks, self.block_size, attn.num_kv_heads, attn.head_dim)
+            # torch.empty: pages are touched only when used, so a large CPU budget costs nothing up front.
+            attn.k_cache = torch.empty(shape, dtype=self.dtype, device=self.device)
+            attn.v_cache = torch.empty(shape, dtype=self.dtype, device=self.device)
+
+    # ---- inputs -------------------------------------------------------------------------------------
+    def prepare(self, batch: ScheduledBatch, meta: DPMeta, block_of=None) -> ForwardBatch:
+        """Pack a scheduled batch into tensors; `block_of(seq, pos)` gives cache slots (None: no cache)."""
+        ids, pos, slots, cu, ctx, logits_idx = [], [], [], [0], [], []
+        for seq, n, sampled in zip(batch.seqs, batch.num_new_tokens, batch.sampled):
+            start = seq.num_computed
+            ids.extend(seq.token_ids[start:start + n])
+            pos.extend(range(start, start + n))
+            if block_of is not None:
+                slots.extend(block_of(seq, p) for p in range(start, start + n))
+            cu.append(cu[-1] + n)
+            ctx.append(start + n)
+            if sampled:
+                logits_idx.append(cu[-1] - 1)
+        use_cache = block_of is not None and self.num_blocks > 0
+        tables = None
+        if use_cache:
+            width = max(len(s.block_table) for s in batch.seqs)
+            tables = self._tensor([s.block_table + [-1] * (width - len(s.block_table)) for s in batch.seqs],
+                                  torch.int32)
+        return ForwardBatch(
+            input_ids=self._tensor(ids, torch.int64), positions=self._tensor(pos, torch.int64),
+            is_prefill=batch.phase is Phase.PREFILL, cu_seqlens_q=self._tensor(cu, torch.int32),
+            context_lens=self._tensor(ctx, torch.int32),
+            slot_mapping=self._tensor(slots, torch.int64) if use_cache else None, block_tables=tables,
+            logits_indices=self._tensor(logits_idx, torch.int64), dp_meta=meta, num_seqs=len(batch.seqs),
+            max_query_len=max(batch.num_new_tokens), max_context_len=max(ctx))
+
+    def dummy_batch(self, meta: DPMeta) -> ForwardBatch:
+        """One padding token with no cache slot and nothing to sample: an idle DP rank's share of a step."""
+        one = [0]
+        return ForwardBatch(
+            input_ids=self._tensor(one, torch.int64), positions=self._tensor(one, torch.int64), is_prefill=True,
+            cu_seqlens_q=self._tensor([0, 1], torch.int32), context_lens=self._tensor([1], torch.int32),
+            slot_mapping=None, block_tables=None, logits_indices=self._tensor([], torch.int64), dp_meta=meta,
+            num_seqs=1, max_query_len=1, max_context_len=1)
+
+    def _tensor(self, data, dtype) -> torch.Tensor:
+        return torch.tensor(data, dtype=dtype).to(self.device, non_blocking=True)
+
+    # ---- forward and sampling -----------------------------------------------------------------------
+    @torch.inference_mode()
+    def forward_logits(self, fb: ForwardBatch) -> torch.Tensor:
+        """Hidden states for every token, logits (float32, full vocab on every TP rank) for sampled rows."""
+        hidden = self.model(fb)
+        if fb.logits_indices.numel() == 0:
+            return hidden.new_empty((0, self.hf_config.vocab_size), dtype=torch.float32)
+        return self.model.compute_logits(hidden[fb.logits_indices]).float()
+
+    @torch.inference_mode()
+    def sample(self, batch: ScheduledBatch, logits: torch.Tensor, eos_ids: frozenset[int],
+               keys: list[int]) -> list[int]:
+        """One token per sampled sequence; `keys[i]` is sequence i's generator key (see sampler.py)."""
+        seqs = [s for s, sampled in zip(batch.seqs, batch.sampled) if sampled]
+        if not seqs:
+            return []
+        self._mask_and_penalize(logits, seqs, eos_ids)
+        params = [s.sampling for s in seqs]
+        dev = logits.device
+        t = SamplingTensors(
+            temperature=torch.tensor([p.temperature for p in params], dtype=torch.float32, device=dev),
+            top_k=torch.tensor([p.top_k for p in params], dtype=torch.int64, device=dev),
+            top_p=torch.tensor([p.top_p for p in params], dtype=torch.float32, device=dev),
+            min_p=torch.tensor([p.min_p for p in params], dtype=torch.float32, device=dev),
+            streams=torch.tensor([row_stream(k, s.num_output_tokens) for k, s in zip(keys, seqs)],
+                                 dtype=torch.int64, device=dev),
+            need_top_k=any(p.top_k > 0 and not p.greedy for p in params),
+            need_top_p=any(p.top_p < 1.0 and not p.greedy for p in params),
+            need_min_p=any(p.min_p > 0.0 and not p.greedy for p in params),
+            all_greedy=all(p.greedy for p in params))
+        return sample(logits, t).tolist()
+
+    @staticmethod
+    def _mask_and_penalize(logits: torch.Tensor, seqs, eos_ids: frozenset[int]) -> None:
+        rows, tokens, penalties = [], [], []
+        for i, s in enumerate(seqs):
+            p = s.sampling
+            if p.repetition_penalty != 1.0:
+                rows.append(i), tokens.append(s.token_ids), penalties.append(p.repetition_penalty)
+            if s.num_output_tokens < p.min_tokens:
+                # Until min_tokens, nothing that would end the request may be drawn.
+                banned = set(p.stop_token_ids) | (set() if p.ignore_eos else set(eos_ids))
+                banned = [b for b in banned if b < logits.shape[1]]
+                if banned:
+                    logits[i, banned] = float("-inf")
+        if rows:
+            apply_repetition_penalty(logits, rows, tokens, penalties)
+
+    def min_over(self, value: int, group: Optional[dist.ProcessGroup]) -> int:
+        """The minimum of `value` over `group` (one KV block count for every rank)."""
+        t = torch.tensor([value], dtype=torch.int64, device=self.device)
+        if group is not None and dist.get_world_size(group) > 1:
+            dist.all_reduce(t, op=dist.ReduceOp.MIN, group=group)
+        return int(t.item())

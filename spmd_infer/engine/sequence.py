@@ -1,0 +1,58 @@
+"""A request's running state: its tokens, how many are in the KV cache, its blocks and why it finished."""
+
+from __future__ import annotations
+
+import enum
+from typing import Optional
+
+from ..data.request import Request
+
+
+class SeqStatus(enum.Enum):
+    WAITING = "waiting"  # queued, or preempted and waiting to recompute
+    RUNNING = "running"  # prefill complete, decoding
+    FINISHED = "finished"
+
+
+class Sequence:
+    def __init__(self, request: Request):
+        self.request = request
+        self.sampling = request.sampling
+        self.token_ids: list[int] = list(request.prompt_token_ids)
+        self.num_prompt_tokens = len(self.token_ids)
+        self.num_computed = 0  # tokens whose K/V are in the cache
+        self.block_table: list[int] = []
+        self.status = SeqStatus.WAITING
+        self.finish_reason: Optional[str] = None
+        self.text: Optional[str] = None  # final text, decoded once at the end (or cut at a stop string)
+        self.num_preemptions = 0
+
+    @property
+    def id(self):
+        return self.request.id
+
+    @property
+    def index(self) -> int:
+        return self.request.index
+
+    def __len__(self) -> int:
+        return len(self.token_ids)
+
+    @property
+    def output_ids(self) -> list[int]:
+        return self.token_ids[self.num_prompt_tokens:]
+
+    @property
+    def num_output_tokens(self) -> int:
+        return len(self.token_ids) - self.num_prompt_tokens
+
+    @property
+    def num_uncomputed(self) -> int:
+        return len(self.token_ids) - self.num_computed
+
+    def reset_for_recompute(self) -> None:
+        """Preemption by recompute: the blocks are gone, so prompt and outputs are prefilled again."""
+        self.num_computed = 0
+        self.block_table = []
+        self.status = SeqStatus.WAITING
+        self.num_preemptions += 1

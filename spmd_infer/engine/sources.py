@@ -1,0 +1,94 @@
+"""What the step function runs: a DP rank's real requests, or the synthetic batch of the warmup step."""
+
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+from ..data.request import Request
+from ..layers.sampler import request_key
+from ..parallel.dp_meta import Phase
+from ..sampling_params import SamplingParams
+from .block_manager import BlockManager
+from .scheduler import ScheduledBatch, Scheduler
+from .sequence import Sequence
+from .stopping import StopChecker
+
+
+class RequestSource:
+    """A DP rank's scheduler plus the bookkeeping of finished requests."""
+
+    def __init__(self, scheduler: Scheduler, stopper: StopChecker, on_finish: Callable[[Sequence], None]):
+        self.scheduler = scheduler
+        self.stopper = stopper
+        self.eos_ids = stopper.eos_ids
+        self.on_finish = on_finish
+        self.num_finished = 0
+        self.num_output_tokens = 0
+        self._keys: dict[int, int] = {}
+
+    def add(self, request: Request) -> None:
+        self._keys[request.index] = request_key(request.sampling.seed, request.id)
+        self.scheduler.add(Sequence(request))
+
+    def schedule(self) -> ScheduledBatch:
+        return self.scheduler.schedule()
+
+    def metadata(self) -> dict[str, int]:
+        return dict(unfinished=self.scheduler.num_unfinished, free_blocks=self.scheduler.blocks.num_free,
+                    finished=self.num_finished, load_tokens=self.scheduler.load_tokens,
+                    output_tokens=self.num_output_tokens)
+
+    def slot_of(self) -> Optional[Callable]:
+        return self.scheduler.blocks.slot
+
+    def generator_keys(self, batch: ScheduledBatch) -> list[int]:
+        return [self._keys[s.index] for s, sampled in zip(batch.seqs, batch.sampled) if sampled]
+
+    def postprocess(self, batch: ScheduledBatch, tokens: list[int]) -> None:
+        sampled = iter(tokens)
+        for seq, did_sample in zip(batch.seqs, batch.sampled):
+            if did_sample:
+                self.num_output_tokens += 1
+                if self.stopper.append(seq, next(sampled)):
+                    self.num_finished += 1
+                    self._keys.pop(seq.index, None)
+                    self.on_finish(seq)
+        self.scheduler.postprocess(batch)
+
+
+class WarmupSource:
+    """One prefill batch of `num_tokens` synthetic tokens with no KV cache: warms kernels, measures peak memory."""
+
+    eos_ids: frozenset[int] = frozenset()
+
+    def __init__(self, num_tokens: int, max_num_seqs: int, vocab_size: int, max_model_len: int):
+        self.batch = ScheduledBatch(Phase.PREFILL)
+        num_seqs = max(1, min(max_num_seqs, num_tokens // max(1, min(max_model_len, num_tokens))))
+        per_seq = num_tokens // num_seqs
+        params = SamplingParams(temperature=1.0, max_tokens=1)
+        for i in range(num_seqs):
+            ids = [(i * 7919 + j * 31) % vocab_size for j in range(per_seq)]
+            self.batch.add(Sequence(Request(index=-1 - i, id=f"warmup-{i}", prompt_token_ids=ids,
+                                             sampling=params)), per_seq)
+        self._done = False
+
+    def schedule(self) -> ScheduledBatch:
+        if self._done:
+            return ScheduledBatch(Phase.IDLE)
+        self._done = True
+        return self.batch
+
+    def metadata(self) -> dict[str, int]:
+        return dict(unfinished=0 if self._done else 1)
+
+    def slot_of(self) -> Optional[Callable]:
+        return None  # no KV cache yet
+
+    def generator_keys(self, batch: ScheduledBatch) -> list[int]:
+        return [0] * sum(batch.sampled)
+
+    def postprocess(self, batch: ScheduledBatch, tokens: list[int]) -> None:
+        pass
+
+    def add(self, request: Request) -> None:
+        raise RuntimeError("the warmup step takes no requests")

@@ -1,0 +1,103 @@
+"""The one step function: metadata row -> DP all-gather -> decisions from DPMeta -> forward -> sample.
+
+Warmup, idle-rank dummy steps and real steps all go through `Stepper.step`; the forward needs a
+DPMeta, and the only place one is made is here.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Optional, Protocol
+
+from ..data.request import Request
+from ..parallel.dp_meta import DPMeta, DPMetaExchange, Phase, make_row
+from .assign import RequestQueue, assign_requests
+from .model_runner import ModelRunner
+from .scheduler import ScheduledBatch
+
+
+class BatchSource(Protocol):
+    """What a step runs: real requests (RequestSource) or a synthetic warmup batch."""
+
+    eos_ids: frozenset[int]
+
+    def schedule(self) -> ScheduledBatch: ...
+    def metadata(self) -> dict[str, int]: ...
+    def slot_of(self) -> Optional[Callable]: ...
+    def generator_keys(self, batch: ScheduledBatch) -> list[int]: ...
+    def postprocess(self, batch: ScheduledBatch, tokens: list[int]) -> None: ...
+    def add(self, request: Request) -> None: ...
+
+
+@dataclass
+class StepResult:
+    meta: DPMeta
+    done: bool
+    ran_forward: bool = False
+    dummy: bool = False
+    seconds: float = 0.0
+    phase: Phase = Phase.IDLE
+    num_tokens: int = 0
+
+
+@dataclass
+class StepStats:
+    steps: int = 0
+    forward_steps: int = 0
+    dummy_steps: int = 0
+    idle_steps: int = 0
+    exchange_seconds: float = 0.0
+    step_seconds: float = 0.0
+    history: list = field(default_factory=list)  # (step, tokens per DP rank) for load reports
+
+
+class Stepper:
+    def __init__(self, runner: ModelRunner, exchange: DPMetaExchange, dp_attention: bool, capacity: int):
+        self.runner = runner
+        self.exchange = exchange
+        self.dp_attention = dp_attention
+        self.capacity = capacity  # requests a DP rank may hold (running + waiting)
+        self.stats = StepStats()
+
+    def step(self, source: BatchSource, queue: Optional[RequestQueue] = None) -> StepResult:
+        start = time.perf_counter()
+        # 1. This rank's row, from the batch it is about to run.
+        batch = source.schedule()
+        row = make_row(num_tokens=batch.num_tokens, num_seqs=len(batch.seqs),
+                       phase=batch.phase if batch else Phase.IDLE, **source.metadata())
+        # 2. The one collective outside the forward.
+        meta = self.exchange.gather(row)
+        self.stats.exchange_seconds += meta.exchange_seconds
+        # 3. Decisions every rank computes identically from DPMeta.
+        queue_empty = queue is None or queue.exhausted
+        if not meta.any_work and not meta.any_unfinished and queue_empty:
+            return StepResult(meta=meta, done=True)
+        if queue is not None:
+            for request, dp_rank in assign_requests(queue, meta, self.capacity):
+                if dp_rank == meta.dp_rank:
+                    source.add(request)
+        # 4. Forward: real, dummy (DP attention needs every DP rank in the MLP collectives), or none.
+        result = StepResult(meta=meta, done=False, phase=batch.phase if batch else Phase.IDLE,
+                            num_tokens=batch.num_tokens)
+        if batch:
+            fb = self.runner.prepare(batch, meta, source.slot_of())
+            logits = self.runner.forward_logits(fb)
+            tokens = self.runner.sample(batch, logits, source.eos_ids, source.generator_keys(batch))
+            source.postprocess(batch, tokens)
+            result.ran_forward = True
+        elif self.dp_attention and meta.any_work:
+            self.runner.forward_logits(self.runner.dummy_batch(meta))
+            result.dummy = True
+        self._account(result, start)
+        return result
+
+    def _account(self, result: StepResult, start: float) -> None:
+        s = self.stats
+        s.steps += 1
+        s.forward_steps += result.ran_forward
+        s.dummy_steps += result.dummy
+        s.idle_steps += not (result.ran_forward or result.dummy)
+        result.seconds = time.perf_counter() - start
+        s.step_seconds += result.seconds
+        s.history.append(result.meta.num_tokens)

@@ -1,0 +1,30 @@
+"""ForwardBatch: the tensors one forward step needs (tokens, positions, paged-attention metadata, DPMeta)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+
+from .parallel.dp_meta import DPMeta
+
+
+@dataclass
+class ForwardBatch:
+    input_ids: torch.Tensor  # [T] int64, the tokens of every sequence packed back to back
+    positions: torch.Tensor  # [T] int64 absolute positions
+    is_prefill: bool
+    cu_seqlens_q: torch.Tensor  # [B+1] int32: sequence i's queries are [cu[i], cu[i+1])
+    context_lens: torch.Tensor  # [B] int32: KV length of sequence i after this step (cached + new)
+    slot_mapping: Optional[torch.Tensor]  # [T] int64 cache slot per token; None when no KV cache exists
+    block_tables: Optional[torch.Tensor]  # [B, max_blocks] int32, -1 padded; None without a KV cache
+    logits_indices: torch.Tensor  # [S] int64 rows of the hidden states to turn into logits (sampled seqs)
+    dp_meta: DPMeta  # every DP rank's row for this step; the forward cannot run without it
+    num_seqs: int = 0
+    max_query_len: int = 0
+    max_context_len: int = 0
+
+    @property
+    def num_tokens(self) -> int:
+        return int(self.input_ids.shape[0])

@@ -1,0 +1,152 @@
+"""One batch job on every rank: validate, build the mesh, load, warm up, size the KV cache, step until done, merge."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+import torch.distributed as dist
+
+from .data.reader import read_requests
+from .data.writer import ShardWriter, merge_shards, shard_dir_for
+from .engine.assign import RequestQueue
+from .engine.block_manager import BlockManager
+from .engine.model_runner import ModelRunner
+from .engine.scheduler import Scheduler
+from .engine.sequence import Sequence
+from .engine.sources import RequestSource, WarmupSource
+from .engine.step import Stepper
+from .engine.stopping import StopChecker
+from .job_plan import JobPlan
+from .parallel.dims import init_distributed
+from .parallel.dp_meta import DPMetaExchange, Field
+from .progress import Progress
+from .sampling_params import SamplingParams
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class JobSummary:
+    requests: int
+    errors: int
+    prompt_tokens: int
+    output_tokens: int
+    wall_seconds: float
+    output: str
+    kv_capacity_tokens: int
+    steps: int
+    preemptions: int = 0  # on this rank
+    prefill_chunks: int = 0  # on this rank
+
+    def lines(self) -> list[str]:
+        tps = self.output_tokens / max(self.wall_seconds, 1e-9)
+        return [f"requests: {self.requests} ({self.errors} with errors)",
+                f"tokens: {self.prompt_tokens} prompt, {self.output_tokens} generated in {self.steps} steps",
+                f"time: {self.wall_seconds:.2f} s, {tps:.1f} generated tok/s",
+                f"output: {self.output}"]
+
+
+def run_job(cfg: Any) -> Optional[JobSummary]:
+    """Run the job described by `cfg` on this rank; returns the summary (on every rank)."""
+    started = time.perf_counter()
+    plan = JobPlan.from_config(cfg)  # every check that needs no collective, identical on all ranks
+    init_distributed(plan.device)
+    dims = plan.dims
+    dims.build_mesh(plan.device)
+
+    runner = ModelRunner(plan.hf_config, plan.model_dir, dims, plan.device, plan.dtype, cfg.cache.block_size)
+    exchange = DPMetaExchange(dims.dp_group, dims.dp, dims.dp_rank, plan.device)
+    capacity = cfg.scheduler.max_num_seqs + (cfg.scheduler.max_waiting_per_rank or cfg.scheduler.max_num_seqs)
+    stepper = Stepper(runner, exchange, cfg.parallel.dp_attention, capacity)
+
+    if cfg.runtime.warmup:
+        warmup = WarmupSource(cfg.scheduler.max_num_batched_tokens, cfg.scheduler.max_num_seqs,
+                              plan.hf_config.vocab_size, plan.max_model_len)
+        while not stepper.step(warmup).done:
+            pass
+    num_blocks = _size_kv_cache(cfg, plan, runner, dims)
+
+    shard_dir = shard_dir_for(plan.output)
+    if dist.get_rank(dims.world_group) == 0:
+        shutil.rmtree(shard_dir, ignore_errors=True)
+    dist.barrier(group=dims.world_group)
+    writer = ShardWriter(shard_dir / f"dp{dims.dp_rank:05d}.jsonl" if dims.is_tp_leader else None)
+    write_errors = dims.is_tp_leader and dims.dp_rank == 0  # every rank sees every error; one writes them
+
+    def on_error(err) -> None:
+        if write_errors:
+            writer.write(err.index, err.to_json())
+
+    def on_finish(seq: Sequence) -> None:
+        writer.write(seq.index, _output_row(seq))
+
+    defaults = SamplingParams.from_config(cfg.sampling)
+    rows = read_requests(str(plan.input), plan.tokenizer, defaults, plan.max_model_len, plan.hf_config.vocab_size)
+    queue = RequestQueue(rows, on_error)
+    scheduler = Scheduler(BlockManager(num_blocks, cfg.cache.block_size), cfg.scheduler.max_num_seqs,
+                          cfg.scheduler.max_num_batched_tokens)
+    source = RequestSource(scheduler, StopChecker(plan.eos_ids, plan.max_model_len, plan.tokenizer), on_finish)
+    progress = Progress(enabled=cfg.runtime.progress and dist.get_rank() == 0)
+    loop_started = time.perf_counter()
+    meta = None
+    while True:
+        result = stepper.step(source, queue)
+        meta = result.meta
+        if result.done:
+            break
+        progress.update(finished=sum(meta.column(Field.FINISHED)), total=queue.num_read,
+                        output_tokens=sum(meta.column(Field.OUTPUT_TOKENS)))
+    progress.close()
+    writer.close()
+    dist.barrier(group=dims.world_group)
+    num_rows = queue.num_read + queue.num_errors
+    if dist.get_rank(dims.world_group) == 0:
+        merge_shards(shard_dir, plan.output, num_rows)
+    dist.barrier(group=dims.world_group)
+    summary = JobSummary(requests=num_rows, errors=queue.num_errors, prompt_tokens=queue.prompt_tokens,
+                         output_tokens=sum(meta.column(Field.OUTPUT_TOKENS)),
+                         wall_seconds=time.perf_counter() - started, output=str(plan.output),
+                         kv_capacity_tokens=num_blocks * cfg.cache.block_size * dims.dp, steps=stepper.stats.steps,
+                         preemptions=scheduler.num_preemptions, prefill_chunks=scheduler.num_prefill_chunks)
+    log.info("step loop: %d steps (%d forward, %d dummy, %d idle) in %.2f s; DP metadata exchange %.1f%% of it; "
+             "%d preemptions on this rank", stepper.stats.steps, stepper.stats.forward_steps,
+             stepper.stats.dummy_steps, stepper.stats.idle_steps, time.perf_counter() - loop_started,
+             100 * stepper.stats.exchange_seconds / max(stepper.stats.step_seconds, 1e-9), scheduler.num_preemptions)
+    return summary
+
+
+def _size_kv_cache(cfg: Any, plan: JobPlan, runner: ModelRunner, dims) -> int:
+    """One block count for every rank: the minimum of what fits on each (or the configured count)."""
+    block_size = cfg.cache.block_size
+    if cfg.cache.num_blocks:
+        fit = int(cfg.cache.num_blocks)
+    else:
+        fit = runner.blocks_that_fit(cfg.cache.gpu_memory_utilization, cfg.cache.cpu_kv_cache_gb)
+        # More than every slot full at max_model_len can never be used.
+        fit = min(fit, cfg.scheduler.max_num_seqs * -(-plan.max_model_len // block_size))
+    num_blocks = runner.min_over(fit, dims.world_group)
+    plan.check_kv_capacity(num_blocks * block_size)
+    runner.allocate_kv_cache(num_blocks)
+    log.info("KV cache: %d blocks x %d tokens = %d tokens per DP group (%d over %d DP groups); %d bytes per token "
+             "per rank (%.2f GiB per rank)", num_blocks, block_size, num_blocks * block_size,
+             num_blocks * block_size * dims.dp, dims.dp, runner.kv_bytes_per_token,
+             num_blocks * block_size * runner.kv_bytes_per_token / 2**30)
+    return num_blocks
+
+
+def _output_row(seq: Sequence) -> dict[str, Any]:
+    return {"id": seq.id, "text": seq.text, "token_ids": seq.output_ids, "finish_reason": seq.finish_reason,
+            "num_prompt_tokens": seq.num_prompt_tokens, "num_output_tokens": seq.num_output_tokens}
+
+
+def release_distributed() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

@@ -1,0 +1,137 @@
+"""Everything a job decides before its first collective: paths, model config, layout, dtype, lengths.
+
+Every rank computes the same plan from the same files, so a bad configuration fails with the same
+message on every rank and no rank waits in a collective for one that has already exited.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from transformers import AutoConfig
+
+from .models.registry import check_layout, model_class
+from .parallel.dims import ConfigError, ParallelDims, resolve_device
+
+log = logging.getLogger(__name__)
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")
+
+
+@dataclass
+class JobPlan:
+    model_dir: Path
+    hf_config: Any
+    dims: ParallelDims
+    device: torch.device
+    dtype: torch.dtype
+    max_model_len: int
+    input: Path
+    output: Path
+    tokenizer: Optional[Any]
+    eos_ids: frozenset[int]
+    demo: bool = False
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> "JobPlan":
+        demo = cfg.model.path is None
+        model_dir = _demo_dir() if demo else Path(cfg.model.path).expanduser()
+        if not (model_dir / "config.json").is_file():
+            raise ConfigError(f"model.path={cfg.model.path!r}: no config.json there; point model.path at a Hugging "
+                              f"Face checkpoint folder (config.json + *.safetensors)")
+        hf_config = AutoConfig.from_pretrained(model_dir)
+        model_class(hf_config)  # unknown architecture -> ConfigError
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        dims = ParallelDims(cfg.parallel.dp, cfg.parallel.tp, world, cfg.parallel.dp_attention)
+        dims.validate()
+        check_layout(hf_config, dims.tp)
+        if cfg.parallel.moe not in ("ep", "tp"):
+            raise ConfigError(f"parallel.moe={cfg.parallel.moe!r} must be ep or tp")
+        device = resolve_device(cfg.runtime.device)
+        dtype = _dtype(cfg.model.dtype, device)
+        max_pos = hf_config.max_position_embeddings
+        max_model_len = int(cfg.model.max_model_len or max_pos)
+        if not 1 < max_model_len <= max_pos:
+            raise ConfigError(f"model.max_model_len={max_model_len} must be in [2, {max_pos}] "
+                              f"(the model's max_position_embeddings)")
+        _check_scheduler(cfg)
+        input_path = Path(cfg.data.input).expanduser() if cfg.data.input else _demo_prompts()
+        if not input_path.is_file():
+            raise ConfigError(f"data.input={str(input_path)!r} does not exist; give a JSONL file of prompts")
+        tokenizer = _load_tokenizer(Path(cfg.model.tokenizer).expanduser() if cfg.model.tokenizer else model_dir)
+        if demo:
+            log.warning("no model.path given: running the built-in demo model (a tiny Llama with RANDOM weights, "
+                        "so its text is gibberish) from %s. Run a real checkpoint with model.path=/path/to/hf-model",
+                        model_dir)
+        return cls(model_dir=model_dir, hf_config=hf_config, dims=dims, device=device, dtype=dtype,
+                   max_model_len=max_model_len, input=input_path, output=Path(cfg.data.output).expanduser(),
+                   tokenizer=tokenizer, eos_ids=_eos_ids(model_dir, hf_config), demo=demo)
+
+    def check_kv_capacity(self, tokens_per_rank: int) -> None:
+        if tokens_per_rank < self.max_model_len:
+            raise ConfigError(
+                f"the KV cache holds {tokens_per_rank} tokens per rank, fewer than model.max_model_len="
+                f"{self.max_model_len}, so a long request could never run; lower model.max_model_len or give the "
+                f"cache more room (cache.gpu_memory_utilization, cache.cpu_kv_cache_gb, cache.num_blocks)")
+
+
+def _dtype(name: str, device: torch.device) -> torch.dtype:
+    if name == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    if name not in DTYPES:
+        raise ConfigError(f"model.dtype={name!r} must be one of auto, {', '.join(DTYPES)}")
+    return DTYPES[name]
+
+
+def _check_scheduler(cfg: Any) -> None:
+    s, c = cfg.scheduler, cfg.cache
+    if s.max_num_seqs < 1 or s.max_num_batched_tokens < 1:
+        raise ConfigError("scheduler.max_num_seqs and scheduler.max_num_batched_tokens must be >= 1")
+    if c.block_size < 1 or c.block_size & (c.block_size - 1):
+        raise ConfigError(f"cache.block_size={c.block_size} must be a power of two")
+    if not 0.0 < c.gpu_memory_utilization <= 1.0:
+        raise ConfigError(f"cache.gpu_memory_utilization={c.gpu_memory_utilization} must be in (0, 1]")
+
+
+def _load_tokenizer(folder: Path) -> Optional[Any]:
+    if not any((folder / f).exists() for f in TOKENIZER_FILES):
+        log.warning("no tokenizer files in %s: rows must give prompt_token_ids, and outputs carry token ids only "
+                    "(text null); set model.tokenizer=DIR to use another tokenizer", folder)
+        return None
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(folder)
+
+
+def _eos_ids(model_dir: Path, hf_config: Any) -> frozenset[int]:
+    """EOS ids from config.json and generation_config.json (either may hold an int or a list)."""
+    ids: set[int] = set()
+    sources = [getattr(hf_config, "eos_token_id", None)]
+    gen = model_dir / "generation_config.json"
+    if gen.is_file():
+        sources.append(json.loads(gen.read_text()).get("eos_token_id"))
+    for value in sources:
+        if isinstance(value, int):
+            ids.add(value)
+        elif isinstance(value, list):
+            ids.update(v for v in value if isinstance(v, int))
+    return frozenset(ids)
+
+
+def _demo_dir() -> Path:
+    from .demo import demo_model_dir
+
+    return demo_model_dir()
+
+
+def _demo_prompts() -> Path:
+    from .demo import demo_prompts_path
+
+    return demo_prompts_path()

@@ -1,0 +1,64 @@
+"""Attention over the paged KV cache: stores this step's K/V, then attends causally (torch path)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..forward_batch import ForwardBatch
+
+
+class PagedAttention(nn.Module):
+    """Owns a layer's KV cache views ([num_blocks, block_size, kv_heads, head_dim]) once allocated."""
+
+    def __init__(self, num_heads: int, num_kv_heads: int, head_dim: int, scale: float):
+        super().__init__()
+        self.num_heads = num_heads
+        self.num_kv_heads = num_kv_heads
+        self.head_dim = head_dim
+        self.scale = scale
+        self.k_cache: torch.Tensor | None = None
+        self.v_cache: torch.Tensor | None = None
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, batch: ForwardBatch) -> torch.Tensor:
+        """q [T, Hq, D], k/v [T, Hkv, D] -> [T, Hq, D]."""
+        if self.k_cache is None or batch.slot_mapping is None:
+            # Warmup/profiling before the cache exists: every sequence attends to its own new tokens.
+            return varlen_attention(q, k, v, batch.cu_seqlens_q, batch.context_lens, self.scale, cache=None)
+        store_kv(k, v, self.k_cache, self.v_cache, batch.slot_mapping)
+        return varlen_attention(q, self.k_cache, self.v_cache, batch.cu_seqlens_q, batch.context_lens, self.scale,
+                                cache=batch.block_tables)
+
+
+def store_kv(k, v, k_cache, v_cache, slot_mapping) -> None:
+    keep = slot_mapping >= 0  # -1 marks padding tokens that own no slot
+    flat_k = k_cache.view(-1, *k_cache.shape[2:])
+    flat_v = v_cache.view(-1, *v_cache.shape[2:])
+    flat_k[slot_mapping[keep]] = k[keep]
+    flat_v[slot_mapping[keep]] = v[keep]
+
+
+def varlen_attention(q, k, v, cu_seqlens_q, context_lens, scale, cache) -> torch.Tensor:
+    """One causal SDPA per sequence. With `cache` (block tables) k/v are the paged caches, else packed."""
+    out = torch.empty_like(q)
+    cu = cu_seqlens_q.tolist()
+    lens = context_lens.tolist()
+    block_size = k.shape[1] if cache is not None else 0
+    for i in range(len(cu) - 1):
+        qs, qe, kv_len = cu[i], cu[i + 1], lens[i]
+        if qe == qs:
+            continue
+        if cache is None:
+            ki, vi = k[qs:qe], v[qs:qe]
+        else:
+            blocks = cache[i, : -(-kv_len // block_size)].long()
+            ki = k[blocks].flatten(0, 1)[:kv_len]
+            vi = v[blocks].flatten(0, 1)[:kv_len]
+        q_len = qe - qs
+        # Query j sits at absolute position kv_len - q_len + j and sees keys at positions <= its own.
+        mask = torch.ones(q_len, kv_len, dtype=torch.bool, device=q.device).tril(diagonal=kv_len - q_len)
+        o = F.scaled_dot_product_attention(q[qs:qe].transpose(0, 1), ki.transpose(0, 1), vi.transpose(0, 1),
+                                           attn_mask=mask, scale=scale, enable_gqa=True)
+        out[qs:qe] = o.transpose(0, 1)
+    return out

@@ -1,0 +1,97 @@
+"""Tensor-parallel linear layers; each parameter's weight_loader reads only this rank's slice from disk."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..parallel.comm import Shard, all_reduce
+from .weights import CheckpointTensor, copy_checked
+
+
+class LinearBase(nn.Module):
+    def __init__(self, in_features: int, out_features: int, bias: bool, shard: Shard, shard_dim: int | None):
+        super().__init__()
+        self.shard = shard
+        self.shard_dim = shard_dim  # 0: output features split (column), 1: input features split (row)
+        self.weight = nn.Parameter(torch.empty(out_features, in_features), requires_grad=False)
+        self.weight.weight_loader = self.weight_loader
+        if bias:
+            self.bias = nn.Parameter(torch.empty(out_features), requires_grad=False)
+            self.bias.weight_loader = self.weight_loader
+        else:
+            self.register_parameter("bias", None)
+
+    def weight_loader(self, param: nn.Parameter, src: CheckpointTensor, shard_id=None) -> None:
+        dim = self.shard_dim
+        if dim is None or (param.dim() == 1 and dim == 1):
+            copy_checked(param, src.read(), src.name)  # replicated weight, or a row-parallel bias
+            return
+        n = param.shape[dim]
+        copy_checked(param, src.narrow(dim, self.shard.rank * n, n), src.name)
+
+
+class ReplicatedLinear(LinearBase):
+    def __init__(self, in_features: int, out_features: int, bias: bool = False):
+        super().__init__(in_features, out_features, bias, Shard(), None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight, self.bias)
+
+
+class ColumnParallelLinear(LinearBase):
+    """Output features split over the shard; the output stays split (no collective)."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool, shard: Shard):
+        super().__init__(in_features, shard.split(out_features, "output features"), bias, shard, 0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight, self.bias)
+
+
+class MergedColumnParallelLinear(ColumnParallelLinear):
+    """Several column-parallel projections stored as one (gate and up); shard_id picks the part."""
+
+    def __init__(self, in_features: int, output_sizes: list[int], bias: bool, shard: Shard):
+        self.output_sizes = output_sizes
+        super().__init__(in_features, sum(output_sizes), bias, shard)
+
+    def weight_loader(self, param: nn.Parameter, src: CheckpointTensor, shard_id: int) -> None:
+        local = [s // self.shard.size for s in self.output_sizes]
+        offset = sum(local[:shard_id])
+        n = local[shard_id]
+        copy_checked(param.data.narrow(0, offset, n), src.narrow(0, self.shard.rank * n, n), src.name)
+
+
+class QKVParallelLinear(ColumnParallelLinear):
+    """q, k and v projections in one matrix; each rank holds its heads of each (GQA: fewer kv heads)."""
+
+    def __init__(self, hidden_size: int, head_dim: int, num_heads: int, num_kv_heads: int, bias: bool,
+                 shard: Shard):
+        self.head_dim = head_dim
+        self.num_heads = shard.split(num_heads, "num_attention_heads")
+        self.num_kv_heads = shard.split(num_kv_heads, "num_key_value_heads")
+        super().__init__(hidden_size, (num_heads + 2 * num_kv_heads) * head_dim, bias, shard)
+
+    def weight_loader(self, param: nn.Parameter, src: CheckpointTensor, shard_id: str) -> None:
+        q = self.num_heads * self.head_dim
+        kv = self.num_kv_heads * self.head_dim
+        offset, n = {"q": (0, q), "k": (q, kv), "v": (q + kv, kv)}[shard_id]
+        copy_checked(param.data.narrow(0, offset, n), src.narrow(0, self.shard.rank * n, n), src.name)
+
+
+class RowParallelLinear(LinearBase):
+    """Input features split over the shard; partial outputs are summed over the shard's group."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool, shard: Shard, reduce: bool = True):
+        super().__init__(shard.split(in_features, "input features"), out_features, bias, shard, 1)
+        self.reduce = reduce
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.linear(x, self.weight)
+        if self.reduce:
+            y = all_reduce(y, self.shard)
+        if self.bias is not None:
+            y = y + self.bias  # after the reduction, so the bias is added once, not tp times
+        return y

@@ -1,0 +1,73 @@
+"""Rotary position embedding: inverse frequencies (with llama3 / linear scaling) and their application."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+
+def rope_parameters(hf_config: Any) -> dict[str, Any]:
+    """transformers 5 keeps rope_theta and scaling in `rope_parameters`; older configs split them."""
+    params = dict(getattr(hf_config, "rope_parameters", None) or {})
+    if not params:
+        params = dict(getattr(hf_config, "rope_scaling", None) or {})
+        params.setdefault("rope_theta", getattr(hf_config, "rope_theta", 10000.0))
+    params.setdefault("rope_type", params.pop("type", "default"))
+    return params
+
+
+def inverse_frequencies(rot_dim: int, params: dict[str, Any]) -> tuple[torch.Tensor, float]:
+    """Returns (inv_freq [rot_dim/2] float32, attention scaling applied to cos and sin)."""
+    base = float(params["rope_theta"])
+    inv_freq = 1.0 / (base ** (torch.arange(0, rot_dim, 2, dtype=torch.int64).float() / rot_dim))
+    kind = params["rope_type"]
+    if kind == "default":
+        return inv_freq, 1.0
+    if kind == "linear":
+        return inv_freq / float(params["factor"]), 1.0
+    if kind == "llama3":
+        return _llama3(inv_freq, params), 1.0
+    raise NotImplementedError(f"rope_type={kind!r} is not supported yet (supported: default, linear, llama3)")
+
+
+def _llama3(inv_freq: torch.Tensor, p: dict[str, Any]) -> torch.Tensor:
+    # Llama 3.1: keep high frequencies, divide low ones by `factor`, blend smoothly in between.
+    factor, low, high = float(p["factor"]), float(p["low_freq_factor"]), float(p["high_freq_factor"])
+    old_len = float(p["original_max_position_embeddings"])
+    low_wavelen, high_wavelen = old_len / low, old_len / high
+    wavelen = 2 * math.pi / inv_freq
+    scaled = torch.where(wavelen > low_wavelen, inv_freq / factor, inv_freq)
+    smooth = (old_len / wavelen - low) / (high - low)
+    blended = (1 - smooth) * scaled / factor + smooth * scaled
+    medium = ~(wavelen < high_wavelen) & ~(wavelen > low_wavelen)
+    return torch.where(medium, blended, scaled)
+
+
+class RotaryEmbedding(nn.Module):
+    """neox-style (rotate halves) rotary embedding over the first rot_dim dims of each head."""
+
+    def __init__(self, head_dim: int, rot_dim: int, max_position: int, params: dict[str, Any]):
+        super().__init__()
+        self.head_dim = head_dim
+        self.rot_dim = rot_dim
+        inv_freq, mscale = inverse_frequencies(rot_dim, params)
+        t = torch.arange(max_position, dtype=torch.float32)
+        freqs = torch.outer(t, inv_freq)
+        # [max_position, rot_dim]: cos in the first half, sin in the second.
+        self.register_buffer("cos_sin", torch.cat([freqs.cos() * mscale, freqs.sin() * mscale], -1),
+                             persistent=False)
+
+    def forward(self, positions: torch.Tensor, q: torch.Tensor, k: torch.Tensor):
+        """q [T, Hq, D], k [T, Hk, D] -> rotated copies."""
+        cos, sin = self.cos_sin[positions].chunk(2, dim=-1)
+        return self._rotate(q, cos, sin), self._rotate(k, cos, sin)
+
+    def _rotate(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        rot, rest = x[..., : self.rot_dim], x[..., self.rot_dim:]
+        x1, x2 = rot.float().chunk(2, dim=-1)
+        cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
+        out = torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1).to(x.dtype)
+        return torch.cat([out, rest], dim=-1) if rest.numel() else out

@@ -1,0 +1,102 @@
+"""Sampling from logits with per-request counter-based noise: same tokens whatever the batch or layout.
+
+Each request's randomness is a pure function of (seed, request id, output position, token id): an
+integer hash turned into Gumbel noise. So a request samples the same token in any batch, on any DP
+rank, after any preemption, and every TP rank of a DP group samples the same token with no broadcast.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import torch
+
+MASK32 = 0xFFFFFFFF
+
+
+def _mix32(x):
+    """lowbias32 (Chris Wellons): a 32-bit permutation with strong avalanche; works on ints and int64 tensors."""
+    x = x ^ (x >> 16)
+    x = (x * 0x7FEB352D) & MASK32
+    x = x ^ (x >> 15)
+    x = (x * 0x846CA68B) & MASK32
+    return x ^ (x >> 16)
+
+
+def request_key(seed: int, request_id) -> int:
+    """A 32-bit key for the request's generator, stable across processes (no Python hash salt)."""
+    digest = hashlib.blake2b(f"{seed}\x00{request_id!r}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest[:4], "little") ^ _mix32(int.from_bytes(digest[4:], "little"))
+
+
+def row_stream(key: int, position: int) -> int:
+    """The hash state for one draw: request key and output position."""
+    return _mix32(_mix32(key) ^ _mix32((position * 0x9E3779B9) & MASK32))
+
+
+@dataclass
+class SamplingTensors:
+    """Per-row sampling parameters for one step, already on the logits' device."""
+
+    temperature: torch.Tensor  # [S] float32, 0 for greedy rows
+    top_k: torch.Tensor  # [S] int64, 0 = off
+    top_p: torch.Tensor  # [S] float32
+    min_p: torch.Tensor  # [S] float32
+    streams: torch.Tensor  # [S] int64 row_stream values
+    need_top_k: bool
+    need_top_p: bool
+    need_min_p: bool
+    all_greedy: bool
+
+
+def gumbel_noise(streams: torch.Tensor, vocab: int) -> torch.Tensor:
+    """[S, V] standard Gumbel noise, a pure function of each row's stream and the token id."""
+    ids = torch.arange(vocab, device=streams.device, dtype=torch.int64)
+    bits = _mix32(_mix32(streams.unsqueeze(1) ^ ids.unsqueeze(0)))
+    u = ((bits >> 8).to(torch.float32) + 0.5) / 2.0**24  # 24 bits fill a float32 mantissa; never 0 or 1
+    return -torch.log(-torch.log(u))
+
+
+def sample(logits: torch.Tensor, t: SamplingTensors) -> torch.Tensor:
+    """logits [S, V] float32 (penalties and masks already applied) -> token ids [S] int64."""
+    greedy = logits.argmax(dim=-1)
+    if t.all_greedy:
+        return greedy
+    temp = torch.where(t.temperature > 0, t.temperature, 1.0).unsqueeze(1)
+    scaled = logits / temp
+    if t.need_top_k:
+        scaled = _apply_top_k(scaled, t.top_k)
+    if t.need_top_p or t.need_min_p:
+        probs = scaled.softmax(dim=-1)
+        if t.need_min_p:
+            scaled = scaled.masked_fill(probs < t.min_p.unsqueeze(1) * probs.max(dim=-1, keepdim=True).values,
+                                        float("-inf"))
+        if t.need_top_p:
+            scaled = _apply_top_p(scaled, probs, t.top_p)
+    drawn = (scaled + gumbel_noise(t.streams, scaled.shape[-1])).argmax(dim=-1)
+    return torch.where(t.temperature > 0, drawn, greedy)
+
+
+def _apply_top_k(scaled: torch.Tensor, top_k: torch.Tensor) -> torch.Tensor:
+    vocab = scaled.shape[-1]
+    k = torch.where((top_k > 0) & (top_k < vocab), top_k, vocab)
+    kth = scaled.sort(dim=-1, descending=True).values.gather(1, (k - 1).unsqueeze(1))
+    return scaled.masked_fill(scaled < kth, float("-inf"))
+
+
+def _apply_top_p(scaled: torch.Tensor, probs: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:
+    sorted_p, order = probs.sort(dim=-1, descending=True)
+    # Keep a token if the mass strictly before it is below top_p (so the most likely one always stays).
+    drop_sorted = (sorted_p.cumsum(dim=-1) - sorted_p) >= top_p.unsqueeze(1)
+    drop = torch.zeros_like(drop_sorted).scatter(1, order, drop_sorted)
+    return scaled.masked_fill(drop, float("-inf"))
+
+
+def apply_repetition_penalty(logits: torch.Tensor, rows: list[int], token_sets: list[list[int]],
+                             penalties: list[float]) -> None:
+    """transformers' rule, in place: seen tokens' positive logits are divided, negative ones multiplied."""
+    for row, tokens, penalty in zip(rows, token_sets, penalties):
+        ids = torch.tensor(sorted(set(tokens)), device=logits.device, dtype=torch.int64)
+        seen = logits[row, ids]
+        logits[row, ids] = torch.where(seen > 0, seen / penalty, seen * penalty)

@@ -1,0 +1,100 @@
+"""Streams a safetensors checkpoint into a sharded model, tensor by tensor, reading only this rank's slices."""
+
+from __future__ import annotations
+
+import json
+import logging
+import resource
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+from safetensors import safe_open
+from torch import nn
+
+from .layers.weights import CheckpointTensor, WeightError, copy_checked
+
+log = logging.getLogger(__name__)
+
+# Tensors that some checkpoints carry but that we compute instead of loading.
+IGNORED_SUFFIXES = ("rotary_emb.inv_freq",)
+
+
+@dataclass
+class LoadStats:
+    tensors_read: int = 0
+    bytes_read: int = 0
+    seconds: float = 0.0
+    peak_rss_mb: float = 0.0
+
+
+def checkpoint_files(model_dir: Path) -> list[Path]:
+    index = model_dir / "model.safetensors.index.json"
+    if index.exists():
+        names = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        files = [model_dir / n for n in names]
+    else:
+        files = sorted(model_dir.glob("*.safetensors"))
+    missing = [str(f) for f in files if not f.exists()]
+    if not files or missing:
+        raise WeightError(f"no safetensors weights found in {model_dir} (missing: {missing or '*.safetensors'}); "
+                          f"model.path must be a Hugging Face checkpoint folder saved with safetensors")
+    return files
+
+
+def load_weights(model: nn.Module, model_dir: Path) -> LoadStats:
+    """Fill every parameter of `model`; missing, unexpected and mis-shaped tensors are errors naming them."""
+    start = time.perf_counter()
+    params = dict(model.named_parameters(remove_duplicate=False))
+    packed = getattr(model, "packed_modules_mapping", {})
+    tied = getattr(model.config, "tie_word_embeddings", False)
+    expected_parts: dict[str, int] = defaultdict(int)
+    for part, (merged, _) in packed.items():
+        for name in params:
+            if f".{merged}." in name:
+                expected_parts[name] += 1
+    seen: dict[str, int] = defaultdict(int)
+    unexpected: list[str] = []
+    stats = LoadStats()
+    for path in checkpoint_files(model_dir):
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            for ckpt_name in f.keys():
+                if ckpt_name.endswith(IGNORED_SUFFIXES) or (tied and ckpt_name == "lm_head.weight"):
+                    continue
+                name, shard_id = _map_name(ckpt_name, packed)
+                param = params.get(name)
+                if param is None:
+                    unexpected.append(ckpt_name)
+                    continue
+                src = CheckpointTensor(ckpt_name, f.get_slice(ckpt_name))
+                loader = getattr(param, "weight_loader", None)
+                if loader is None:
+                    copy_checked(param, src.read(), ckpt_name)
+                elif shard_id is None:
+                    loader(param, src)
+                else:
+                    loader(param, src, shard_id)
+                seen[name] += 1
+                stats.tensors_read += 1
+                stats.bytes_read += src.bytes_read
+    if unexpected:
+        raise WeightError(f"checkpoint tensors with no place in the model: {unexpected[:8]}"
+                          f"{' ...' if len(unexpected) > 8 else ''}; does config.json match the weights?")
+    missing = [n for n in params if seen[n] < max(expected_parts.get(n, 1), 1)
+               and not (tied and n == "lm_head.weight")]
+    if missing:
+        raise WeightError(f"tensors missing from the checkpoint in {model_dir}: {missing[:8]}"
+                          f"{' ...' if len(missing) > 8 else ''}")
+    stats.seconds = time.perf_counter() - start
+    stats.peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    log.info("loaded %d tensors (%.1f MiB read for this rank's shards) in %.2f s; peak host RSS %.0f MiB",
+             stats.tensors_read, stats.bytes_read / 2**20, stats.seconds, stats.peak_rss_mb)
+    return stats
+
+
+def _map_name(ckpt_name: str, packed: dict) -> tuple[str, object]:
+    for part, (merged, shard_id) in packed.items():
+        if f".{part}." in ckpt_name:
+            return ckpt_name.replace(f".{part}.", f".{merged}."), shard_id
+    return ckpt_name, None

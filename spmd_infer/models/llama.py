@@ -1,0 +1,118 @@
+"""Llama 1/2/3 (and the shared decoder that Qwen2/Qwen3 reuse), tensor-parallel through its layers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..forward_batch import ForwardBatch
+from ..layers.activation import silu_and_mul
+from ..layers.attention import PagedAttention
+from ..layers.embed_head import ParallelLMHead, VocabParallelEmbedding
+from ..layers.layernorm import RMSNorm
+from ..layers.linear import MergedColumnParallelLinear, QKVParallelLinear, RowParallelLinear
+from ..layers.rotary import RotaryEmbedding, rope_parameters
+from ..parallel.comm import Shard
+
+
+class LlamaAttention(nn.Module):
+    def __init__(self, config: Any, shard: Shard):
+        super().__init__()
+        self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+        qkv_bias, o_bias = self.biases(config)
+        self.qkv_proj = QKVParallelLinear(config.hidden_size, self.head_dim, config.num_attention_heads,
+                                          config.num_key_value_heads, qkv_bias, shard)
+        self.num_heads, self.num_kv_heads = self.qkv_proj.num_heads, self.qkv_proj.num_kv_heads
+        self.o_proj = RowParallelLinear(config.num_attention_heads * self.head_dim, config.hidden_size, o_bias,
+                                        shard)
+        self.rotary_emb = RotaryEmbedding(self.head_dim, self.head_dim, config.max_position_embeddings,
+                                          rope_parameters(config))
+        self.attn = PagedAttention(self.num_heads, self.num_kv_heads, self.head_dim, self.head_dim ** -0.5)
+
+    @staticmethod
+    def biases(config: Any) -> tuple[bool, bool]:
+        """(q/k/v bias, o_proj bias): Llama's attention_bias covers all four projections."""
+        bias = bool(getattr(config, "attention_bias", False))
+        return bias, bias
+
+    def project_qkv(self, hidden: torch.Tensor):
+        q, k, v = self.qkv_proj(hidden).split(
+            [self.num_heads * self.head_dim, self.num_kv_heads * self.head_dim, self.num_kv_heads * self.head_dim], -1)
+        return (q.view(-1, self.num_heads, self.head_dim), k.view(-1, self.num_kv_heads, self.head_dim),
+                v.view(-1, self.num_kv_heads, self.head_dim))
+
+    def forward(self, positions: torch.Tensor, hidden: torch.Tensor, batch: ForwardBatch) -> torch.Tensor:
+        q, k, v = self.project_qkv(hidden)
+        q, k = self.rotary_emb(positions, q, k)
+        o = self.attn(q, k, v, batch)
+        return self.o_proj(o.flatten(1))
+
+
+class LlamaMLP(nn.Module):
+    def __init__(self, hidden_size: int, intermediate_size: int, shard: Shard, bias: bool = False):
+        super().__init__()
+        self.gate_up_proj = MergedColumnParallelLinear(hidden_size, [intermediate_size] * 2, bias, shard)
+        self.down_proj = RowParallelLinear(intermediate_size, hidden_size, bias, shard)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down_proj(silu_and_mul(self.gate_up_proj(x)))
+
+
+class LlamaDecoderLayer(nn.Module):
+    def __init__(self, config: Any, shard: Shard, attention_cls: type = LlamaAttention):
+        super().__init__()
+        self.self_attn = attention_cls(config, shard)
+        self.mlp = LlamaMLP(config.hidden_size, config.intermediate_size, shard, getattr(config, "mlp_bias", False))
+        self.input_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+
+    def forward(self, positions, hidden, residual, batch: ForwardBatch):
+        if residual is None:
+            residual, hidden = hidden, self.input_layernorm(hidden)
+        else:
+            hidden, residual = self.input_layernorm(hidden, residual)
+        hidden = self.self_attn(positions, hidden, batch)
+        hidden, residual = self.post_attention_layernorm(hidden, residual)
+        return self.mlp(hidden), residual
+
+
+class LlamaModel(nn.Module):
+    def __init__(self, config: Any, shard: Shard, attention_cls: type = LlamaAttention):
+        super().__init__()
+        self.embed_tokens = VocabParallelEmbedding(config.vocab_size, config.hidden_size, shard)
+        self.layers = nn.ModuleList(
+            LlamaDecoderLayer(config, shard, attention_cls) for _ in range(config.num_hidden_layers))
+        self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+
+    def forward(self, batch: ForwardBatch) -> torch.Tensor:
+        hidden, residual = self.embed_tokens(batch.input_ids), None
+        for layer in self.layers:
+            hidden, residual = layer(batch.positions, hidden, residual, batch)
+        hidden, _ = self.norm(hidden, residual)
+        return hidden
+
+
+class LlamaForCausalLM(nn.Module):
+    attention_cls: type = LlamaAttention
+    # Checkpoint names that live inside one merged parameter here: name part -> (our part, shard id).
+    packed_modules_mapping = {
+        "q_proj": ("qkv_proj", "q"), "k_proj": ("qkv_proj", "k"), "v_proj": ("qkv_proj", "v"),
+        "gate_proj": ("gate_up_proj", 0), "up_proj": ("gate_up_proj", 1),
+    }
+
+    def __init__(self, config: Any, shard: Shard):
+        super().__init__()
+        self.config = config
+        self.model = LlamaModel(config, shard, self.attention_cls)
+        self.lm_head = ParallelLMHead(config.vocab_size, config.hidden_size, shard)
+        if getattr(config, "tie_word_embeddings", False):
+            self.lm_head.weight = self.model.embed_tokens.weight
+
+    def forward(self, batch: ForwardBatch) -> torch.Tensor:
+        """Hidden states of every token; `compute_logits` turns the sampled rows into logits."""
+        return self.model(batch)
+
+    def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.lm_head(hidden)

@@ -1,0 +1,41 @@
+"""Shard descriptors and the few collectives that layers use, each over the group it is given."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Which slice of a sharded layer this rank owns: index `rank` of `size`, reduced over `group`."""
+
+    rank: int = 0
+    size: int = 1
+    group: Optional[dist.ProcessGroup] = None
+
+    def split(self, n: int, what: str) -> int:
+        """Per-rank share of n, which must divide evenly (callers validate user-facing cases earlier)."""
+        if n % self.size:
+            raise ValueError(f"{what}={n} is not divisible by the shard count {self.size}")
+        return n // self.size
+
+
+def all_reduce(x: torch.Tensor, shard: Shard) -> torch.Tensor:
+    if shard.size > 1:
+        dist.all_reduce(x, group=shard.group)
+    return x
+
+
+def all_gather_last_dim(x: torch.Tensor, shard: Shard) -> torch.Tensor:
+    """Concatenate each rank's slice along the last dimension (vocab-parallel logits)."""
+    if shard.size == 1:
+        return x
+    x = x.contiguous()
+    # Gathered along dim 0 (the layout every backend accepts), then each rank's slice moved to the end.
+    parts = torch.empty((shard.size * x.shape[0], *x.shape[1:]), dtype=x.dtype, device=x.device)
+    dist.all_gather_into_tensor(parts, x, group=shard.group)
+    return torch.cat(parts.chunk(shard.size, dim=0), dim=-1)

@@ -1,0 +1,113 @@
+"""ParallelDims: validates dp x tp against the world, builds the one (dp, tp) DeviceMesh, names the groups."""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Optional
+
+import torch
+import torch.distributed as dist
+from torch.distributed.device_mesh import DeviceMesh, init_device_mesh
+
+log = logging.getLogger(__name__)
+
+
+class ConfigError(ValueError):
+    """A job configuration that cannot run; the message says what to change."""
+
+
+def resolve_device(requested: str) -> torch.device:
+    if requested not in ("auto", "cuda", "cpu"):
+        raise ConfigError(f"runtime.device={requested!r} is not one of auto, cuda, cpu")
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("runtime.device=cuda but no CUDA device is visible; use runtime.device=cpu or auto")
+    if requested == "cpu" or (requested == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    return torch.device("cuda", local_rank % torch.cuda.device_count())
+
+
+@dataclass
+class ParallelDims:
+    dp: int
+    tp: int
+    world_size: int
+    dp_attention: bool = False
+    mesh: Optional[DeviceMesh] = field(default=None, repr=False)
+
+    def validate(self) -> None:
+        if self.dp < 1 or self.tp < 1:
+            raise ConfigError(f"parallel.dp={self.dp} and parallel.tp={self.tp} must both be >= 1")
+        if self.dp * self.tp != self.world_size:
+            raise ConfigError(
+                f"parallel.dp ({self.dp}) * parallel.tp ({self.tp}) = {self.dp * self.tp}, but the job has "
+                f"WORLD_SIZE={self.world_size} processes; launch {self.dp * self.tp} processes "
+                f"(torchrun --nproc-per-node ...) or change parallel.dp / parallel.tp so their product is "
+                f"{self.world_size}")
+
+    @property
+    def dp_enabled(self) -> bool:
+        return self.dp > 1
+
+    @property
+    def tp_enabled(self) -> bool:
+        return self.tp > 1
+
+    # Coordinates and groups, all derived from the mesh so nothing relies on the default group.
+    @property
+    def dp_rank(self) -> int:
+        return self.mesh.get_local_rank("dp")
+
+    @property
+    def tp_rank(self) -> int:
+        return self.mesh.get_local_rank("tp")
+
+    @property
+    def is_tp_leader(self) -> bool:
+        return self.tp_rank == 0
+
+    @property
+    def dp_group(self) -> dist.ProcessGroup:
+        return self.mesh.get_group("dp")
+
+    @property
+    def tp_group(self) -> dist.ProcessGroup:
+        return self.mesh.get_group("tp")
+
+    @property
+    def world_group(self) -> dist.ProcessGroup:
+        return self._world_group
+
+    def build_mesh(self, device: torch.device) -> DeviceMesh:
+        self.mesh = init_device_mesh(device.type, (self.dp, self.tp), mesh_dim_names=("dp", "tp"))
+        # The flattened dp*tp group: DP-attention MLP/MoE collectives and job-wide agreement (KV blocks).
+        self._world_group = self.mesh._flatten("world").get_group()
+        log.info("mesh dp=%d x tp=%d on %s (this rank: dp_rank=%d tp_rank=%d)", self.dp, self.tp, device.type,
+                 self.dp_rank, self.tp_rank)
+        return self.mesh
+
+
+def init_distributed(device: torch.device, timeout_s: float = 600.0) -> tuple[int, int]:
+    """Start the default process group (torchrun's env://) or a 1-process one; returns (rank, world)."""
+    if not dist.is_initialized():
+        if "RANK" not in os.environ:
+            # `spmd-infer` without torchrun: a world of one, on a free local port.
+            os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1",
+                              MASTER_PORT=str(_free_port()))
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group(backend=backend, timeout=datetime.timedelta(seconds=timeout_s),
+                                device_id=device if device.type == "cuda" else None)
+    return dist.get_rank(), dist.get_world_size()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

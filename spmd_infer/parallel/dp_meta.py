@@ -1,0 +1,103 @@
+"""The per-step DP metadata: each rank's fixed-shape row, all-gathered over the DP group into DPMeta."""
+
+from __future__ import annotations
+
+import enum
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+class Phase(enum.IntEnum):
+    IDLE = 0
+    PREFILL = 1
+    DECODE = 2
+
+
+class Field(enum.IntEnum):
+    """Columns of the metadata row; one int64 each."""
+
+    NUM_TOKENS = 0  # tokens this rank runs in this step (0 when idle)
+    NUM_SEQS = 1  # sequences in this step's batch
+    PHASE = 2  # Phase
+    UNFINISHED = 3  # requests assigned to this rank and not yet finished (running + waiting)
+    FREE_BLOCKS = 4  # free KV blocks after scheduling this step
+    FINISHED = 5  # requests this rank has finished so far (for global progress)
+    CAN_GRAPH = 6  # 1 if this batch could replay a captured CUDA graph
+    LOAD_TOKENS = 7  # KV tokens held + prompt tokens waiting: the load used for assignment
+    OUTPUT_TOKENS = 8  # tokens generated so far by this rank (progress, tok/s)
+
+
+NUM_FIELDS = len(Field)
+
+
+@dataclass
+class DPMeta:
+    """Every DP rank's row for this step, identical on all ranks after the all-gather."""
+
+    rows: torch.Tensor  # [dp, NUM_FIELDS] int64 on the CPU
+    dp_rank: int
+    exchange_seconds: float = 0.0
+
+    def column(self, f: Field) -> list[int]:
+        return self.rows[:, f].tolist()
+
+    @property
+    def dp(self) -> int:
+        return self.rows.shape[0]
+
+    @property
+    def any_work(self) -> bool:
+        return bool((self.rows[:, Field.NUM_TOKENS] > 0).any())
+
+    @property
+    def any_unfinished(self) -> bool:
+        return bool((self.rows[:, Field.UNFINISHED] > 0).any())
+
+    @property
+    def max_tokens(self) -> int:
+        """Largest per-rank token count: the padded size wherever shapes must agree across DP."""
+        return int(self.rows[:, Field.NUM_TOKENS].max())
+
+    @property
+    def num_tokens(self) -> list[int]:
+        return self.column(Field.NUM_TOKENS)
+
+    def get(self, f: Field, dp_rank: int | None = None) -> int:
+        return int(self.rows[self.dp_rank if dp_rank is None else dp_rank, f])
+
+    @property
+    def all_can_graph(self) -> bool:
+        return bool((self.rows[:, Field.CAN_GRAPH] > 0).all())
+
+
+def make_row(**values: int) -> torch.Tensor:
+    row = torch.zeros(NUM_FIELDS, dtype=torch.int64)
+    for name, v in values.items():
+        row[Field[name.upper()]] = int(v)
+    return row
+
+
+class DPMetaExchange:
+    """One all-gather over the DP group per step; the only per-step collective outside the forward."""
+
+    def __init__(self, group: dist.ProcessGroup, dp: int, dp_rank: int, device: torch.device):
+        self.group = group
+        self.dp = dp
+        self.dp_rank = dp_rank
+        # NCCL needs device tensors; gloo works on host tensors. Buffers are reused every step.
+        self.device = device
+        self._send = torch.zeros(NUM_FIELDS, dtype=torch.int64, device=device)
+        self._recv = torch.zeros(dp * NUM_FIELDS, dtype=torch.int64, device=device)
+
+    def gather(self, row: torch.Tensor) -> DPMeta:
+        start = time.perf_counter()
+        if self.dp == 1:
+            rows = row.view(1, NUM_FIELDS).clone()
+        else:
+            self._send.copy_(row)
+            dist.all_gather_into_tensor(self._recv, self._send, group=self.group)
+            rows = self._recv.view(self.dp, NUM_FIELDS).cpu()
+        return DPMeta(rows=rows, dp_rank=self.dp_rank, exchange_seconds=time.perf_counter() - start)

@@ -1,0 +1,104 @@
+"""Per-request sampling parameters: the job's defaults merged with a row's overrides, validated."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+
+class InvalidRequest(ValueError):
+    """A request that cannot run; becomes an error row in the output rather than a crash."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind = kind
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    min_p: float = 0.0
+    seed: int = 0
+    max_tokens: int = 256
+    min_tokens: int = 0
+    stop: tuple[str, ...] = ()
+    stop_token_ids: tuple[int, ...] = ()
+    ignore_eos: bool = False
+    repetition_penalty: float = 1.0
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0.0
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> "SamplingParams":
+        """Build from the job's SamplingConfig (an OmegaConf node or the dataclass)."""
+        values = {f.name: getattr(cfg, f.name) for f in fields(cls)}
+        return cls._coerced(values)
+
+    def with_overrides(self, overrides: Any) -> "SamplingParams":
+        """A row's `"sampling": {...}` on top of the job's values; raises InvalidRequest if wrong."""
+        if overrides is None:
+            return self
+        if not isinstance(overrides, dict):
+            raise InvalidRequest("invalid_sampling", '"sampling" must be a JSON object')
+        known = {f.name for f in fields(self)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise InvalidRequest("invalid_sampling", f"unknown sampling field(s) {unknown}; known: {sorted(known)}")
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values.update(overrides)
+        return self._coerced(values)
+
+    @classmethod
+    def _coerced(cls, values: dict[str, Any]) -> "SamplingParams":
+        def number(name: str, kind: type) -> Any:
+            v = values[name]
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or (kind is int and not float(v).is_integer()):
+                raise InvalidRequest("invalid_sampling", f"{name} must be {'an integer' if kind is int else 'a number'}, got {v!r}")
+            return kind(v)
+
+        stop = values["stop"]
+        if isinstance(stop, str):
+            stop = [stop]
+        if stop is None:
+            stop = []
+        if not all(isinstance(s, str) and s for s in stop):
+            raise InvalidRequest("invalid_sampling", f"stop must be a non-empty string or a list of them, got {stop!r}")
+        stop_ids = values["stop_token_ids"] or []
+        if not all(isinstance(t, int) and not isinstance(t, bool) and t >= 0 for t in stop_ids):
+            raise InvalidRequest("invalid_sampling", f"stop_token_ids must be non-negative integers, got {stop_ids!r}")
+        if not isinstance(values["ignore_eos"], bool):
+            raise InvalidRequest("invalid_sampling", f"ignore_eos must be true or false, got {values['ignore_eos']!r}")
+        p = cls(
+            temperature=number("temperature", float), top_p=number("top_p", float), top_k=number("top_k", int),
+            min_p=number("min_p", float), seed=number("seed", int), max_tokens=number("max_tokens", int),
+            min_tokens=number("min_tokens", int), stop=tuple(stop), stop_token_ids=tuple(stop_ids),
+            ignore_eos=values["ignore_eos"], repetition_penalty=number("repetition_penalty", float),
+        )
+        p._check_ranges()
+        return p
+
+    def _check_ranges(self) -> None:
+        problems = []
+        if self.temperature < 0:
+            problems.append(f"temperature must be >= 0 (0 = greedy), got {self.temperature}")
+        if not 0.0 < self.top_p <= 1.0:
+            problems.append(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.top_k < -1:
+            problems.append(f"top_k must be -1, 0 (disabled) or positive, got {self.top_k}")
+        if not 0.0 <= self.min_p <= 1.0:
+            problems.append(f"min_p must be in [0, 1], got {self.min_p}")
+        if self.max_tokens < 1:
+            problems.append(f"max_tokens must be >= 1, got {self.max_tokens}")
+        if not 0 <= self.min_tokens <= self.max_tokens:
+            problems.append(f"min_tokens must be in [0, max_tokens={self.max_tokens}], got {self.min_tokens}")
+        if self.repetition_penalty <= 0:
+            problems.append(f"repetition_penalty must be > 0, got {self.repetition_penalty}")
+        if problems:
+            raise InvalidRequest("invalid_sampling", "; ".join(problems))
+
+    def replace(self, **changes: Any) -> "SamplingParams":
+        return replace(self, **changes)

@@ -1,0 +1,84 @@
+import pytest
+import torch
+
+from spmd_kernels import decode_attention
+from spmd_kernels import choose_num_splits, paged_decode_attention, paged_decode_attention_ref
+
+
+@pytest.mark.parametrize("D", [64, 128])
+@pytest.mark.parametrize("Hq,Hkv", [(2, 2), (4, 2), (8, 2)])
+@pytest.mark.parametrize("num_splits", [1, 3, None])
+def test_paged_decode_attention(D, Hq, Hkv, num_splits, dtype, device, assert_close, paged_kv):
+    context_lens = [1, 17, 45]
+    k_cache, v_cache, block_tables = paged_kv(context_lens, Hkv, D, dtype, device)
+    q = torch.randn(len(context_lens), Hq, D, dtype=dtype, device=device)
+    ctx = torch.tensor(context_lens, dtype=torch.int32, device=device)
+    scale = D**-0.5
+    out = paged_decode_attention(q, k_cache, v_cache, block_tables, ctx, scale, num_splits=num_splits)
+    ref = paged_decode_attention_ref(q, k_cache, v_cache, block_tables, ctx, scale)
+    assert out.shape == q.shape and out.dtype == dtype
+    assert_close(out, ref)
+
+
+@pytest.mark.parametrize("num_splits", [2, 8])
+def test_paged_decode_attention_many_splits(num_splits, dtype, device, assert_close, paged_kv):
+    # More splits than tiles for the short sequences: empty splits must not poison the reduction.
+    context_lens = [3, 70, 33, 16]
+    k_cache, v_cache, block_tables = paged_kv(context_lens, 1, 64, dtype, device)
+    q = torch.randn(len(context_lens), 4, 64, dtype=dtype, device=device)
+    ctx = torch.tensor(context_lens, dtype=torch.int32, device=device)
+    out = paged_decode_attention(q, k_cache, v_cache, block_tables, ctx, 0.125, num_splits=num_splits)
+    assert_close(out, paged_decode_attention_ref(q, k_cache, v_cache, block_tables, ctx, 0.125))
+
+
+@pytest.mark.parametrize("block_size", [8, 32])
+def test_paged_decode_attention_other_block_sizes(block_size, dtype, device, assert_close, paged_kv):
+    context_lens = [7, 41]
+    k_cache, v_cache, block_tables = paged_kv(context_lens, 2, 64, dtype, device, block_size=block_size)
+    q = torch.randn(2, 4, 64, dtype=dtype, device=device)
+    ctx = torch.tensor(context_lens, dtype=torch.int32, device=device)
+    for splits in (1, 2):
+        out = paged_decode_attention(q, k_cache, v_cache, block_tables, ctx, 0.125, num_splits=splits)
+        assert_close(out, paged_decode_attention_ref(q, k_cache, v_cache, block_tables, ctx, 0.125))
+
+
+def test_paged_decode_attention_empty_batch(dtype, device, paged_kv):
+    k_cache, v_cache, _ = paged_kv([5], 2, 64, dtype, device)
+    q = torch.empty(0, 4, 64, dtype=dtype, device=device)
+    bt = torch.empty(0, 4, dtype=torch.int32, device=device)
+    ctx = torch.empty(0, dtype=torch.int32, device=device)
+    out = paged_decode_attention(q, k_cache, v_cache, bt, ctx, 0.125)
+    assert out.shape == (0, 4, 64)
+
+
+def test_paged_decode_attention_out_arg(device, paged_kv):
+    dtype = torch.float32
+    context_lens = [20, 9]
+    k_cache, v_cache, block_tables = paged_kv(context_lens, 2, 64, dtype, device)
+    q = torch.randn(2, 4, 64, device=device)
+    ctx = torch.tensor(context_lens, dtype=torch.int32, device=device)
+    out = torch.full_like(q, float("nan"))
+    res = paged_decode_attention(q, k_cache, v_cache, block_tables, ctx, 0.125, num_splits=2, out=out)
+    assert res is out
+    torch.testing.assert_close(out, paged_decode_attention_ref(q, k_cache, v_cache, block_tables, ctx, 0.125), atol=1e-4, rtol=1e-4)
+
+
+def test_choose_num_splits():
+    cpu = torch.device("cpu")
+    assert choose_num_splits(1, 8, 10, cpu) == 1  # short context: one split
+    # CPU counts as one SM: one sequence with a long context gets SPLIT_WAVES splits.
+    assert choose_num_splits(1, 1, 100_000, cpu) == decode_attention.SPLIT_WAVES
+    assert choose_num_splits(1024, 8, 100_000, cpu) == 1  # plenty of programs already
+
+
+def test_ref_matches_sdpa(device, paged_kv):
+    # The reference agrees with torch's attention on a contiguous (unpaged) layout.
+    n, Hq, Hkv, D = 37, 4, 2, 64
+    k_cache, v_cache, bt = paged_kv([n], Hkv, D, torch.float32, device)
+    q = torch.randn(1, Hq, D, device=device)
+    ctx = torch.tensor([n], dtype=torch.int32, device=device)
+    ref = paged_decode_attention_ref(q, k_cache, v_cache, bt, ctx, D**-0.5)
+    k = k_cache[bt[0, :3].long()].flatten(0, 1)[:n].repeat_interleave(2, 1).transpose(0, 1)
+    v = v_cache[bt[0, :3].long()].flatten(0, 1)[:n].repeat_interleave(2, 1).transpose(0, 1)
+    sdpa = torch.nn.functional.scaled_dot_product_attention(q[0][:, None], k, v)[:, 0]
+    torch.testing.assert_close(ref[0], sdpa, atol=1e-5, rtol=1e-5)

@@ -1,0 +1,35 @@
+import pytest
+import torch
+
+from spmd_kernels import store_kv, store_kv_ref
+
+
+@pytest.mark.parametrize("T", [0, 1, 3, 17])
+@pytest.mark.parametrize("Hkv,D", [(1, 64), (2, 128), (4, 64)])
+def test_store_kv(T, Hkv, D, dtype, device):
+    num_blocks, block_size = 7, 16
+    # k and v as strided views of a fused qkv projection output.
+    qkv = torch.randn(T, (2 + 2) * Hkv, D, dtype=dtype, device=device)
+    k, v = qkv[:, 2 * Hkv : 3 * Hkv], qkv[:, 3 * Hkv :]
+    slots = torch.randperm(num_blocks * block_size, device=device)[:T]
+    if T > 1:
+        slots[torch.rand(T, device=device) < 0.3] = -1  # padding tokens are skipped
+        slots[0] = -1
+    k_cache = torch.randn(num_blocks, block_size, Hkv, D, dtype=dtype, device=device)
+    v_cache = torch.randn_like(k_cache)
+    k_ref, v_ref = k_cache.clone(), v_cache.clone()
+    store_kv(k, v, k_cache, v_cache, slots)
+    store_kv_ref(k, v, k_ref, v_ref, slots)
+    assert torch.equal(k_cache, k_ref)  # a copy: bit-exact, untouched slots included
+    assert torch.equal(v_cache, v_ref)
+
+
+def test_store_kv_ref_semantics(device):
+    k = torch.arange(3 * 2 * 4, dtype=torch.float32, device=device).view(3, 2, 4)
+    v = -k
+    k_cache = torch.zeros(2, 4, 2, 4, device=device)
+    v_cache = torch.zeros_like(k_cache)
+    store_kv_ref(k, v, k_cache, v_cache, torch.tensor([5, -1, 0], device=device))
+    assert torch.equal(k_cache[1, 1], k[0]) and torch.equal(k_cache[0, 0], k[2])
+    assert torch.equal(v_cache[1, 1], v[0])
+    assert int((k_cache != 0).any(-1).any(-1).sum()) == 2

@@ -1,0 +1,37 @@
+"""Runs several jobs in one torchrun launch (process start-up dominates CPU test time), as the CLI would.
+
+usage: torchrun --nproc-per-node N tests/support/multi_job.py SPEC.json
+SPEC.json: [{"name": ..., "overrides": ["model.path=...", ...]}, ...]; each rank writes its summaries to
+SPEC.json.rank{R}.json.
+"""
+
+import dataclasses
+import json
+import logging
+import os
+import sys
+
+from hydra import compose, initialize_config_module
+
+from spmd_infer.config import register_configs
+from spmd_infer.job import release_distributed, run_job
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING)
+    spec_path = sys.argv[1]
+    with open(spec_path) as f:
+        jobs = json.load(f)
+    register_configs()
+    results = {}
+    with initialize_config_module(config_module="spmd_infer_configs", version_base="1.3"):
+        for job in jobs:
+            cfg = compose(config_name="config", overrides=job["overrides"] + ["runtime.progress=false"])
+            results[job["name"]] = dataclasses.asdict(run_job(cfg))
+    with open(f"{spec_path}.rank{os.environ.get('RANK', '0')}.json", "w") as f:
+        json.dump(results, f)
+    release_distributed()
+
+
+if __name__ == "__main__":
+    main()

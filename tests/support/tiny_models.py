@@ -1,0 +1,77 @@
+"""Tiny random checkpoints built with transformers' own config classes, and their greedy reference outputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+# Head counts divisible by 4 so every layout up to tp=4 applies; vocab not a multiple of 4 to exercise padding.
+COMMON = dict(vocab_size=301, hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=8,
+              num_key_value_heads=4, max_position_embeddings=512, rms_norm_eps=1e-6, bos_token_id=0,
+              eos_token_id=1, pad_token_id=None)
+
+
+def _configs():
+    from transformers import LlamaConfig, Qwen2Config, Qwen3Config
+
+    return {
+        "llama": LlamaConfig(**COMMON, tie_word_embeddings=False),
+        # Llama 3.1 style: rope scaling and tied embeddings (as the 1B/3B models have).
+        "llama3": LlamaConfig(**COMMON, tie_word_embeddings=True, rope_parameters={
+            "rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0, "low_freq_factor": 1.0,
+            "high_freq_factor": 4.0, "original_max_position_embeddings": 128}),
+        "qwen2": Qwen2Config(**COMMON, tie_word_embeddings=False),
+        "qwen3": Qwen3Config(**COMMON, head_dim=16, tie_word_embeddings=True),
+    }
+
+
+def build_model(name: str, folder: Path, shards: int = 1) -> Path:
+    """Save a random model `name` to `folder` (sharded over `shards` safetensors files when > 1)."""
+    from transformers import AutoModelForCausalLM
+
+    config = _configs()[name]
+    torch.manual_seed(1234)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    # transformers' default init is small; widen it so greedy choices are decisive, not near-ties.
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() > 1:
+                p.normal_(0.0, 0.15)
+    kwargs = {"max_shard_size": "200KB"} if shards > 1 else {}
+    model.save_pretrained(folder, **kwargs)
+    return folder
+
+
+def greedy_reference(folder: Path, prompts: list[list[int]], max_new_tokens: int) -> list[list[int]]:
+    """transformers' generate(do_sample=False) in float32, one prompt at a time, EOS included."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+    eos = model.config.eos_token_id
+    out = []
+    for ids in prompts:
+        with torch.no_grad():
+            gen = model.generate(torch.tensor([ids]), do_sample=False, max_new_tokens=max_new_tokens,
+                                 eos_token_id=eos, pad_token_id=eos, attention_mask=torch.ones(1, len(ids)))
+        tokens = gen[0, len(ids):].tolist()
+        if eos in tokens:
+            tokens = tokens[: tokens.index(eos) + 1]
+        out.append(tokens)
+    return out
+
+
+def write_prompts(path: Path, prompts: list[list[int]], sampling: dict | None = None) -> Path:
+    with open(path, "w") as f:
+        for i, ids in enumerate(prompts):
+            row = {"id": f"r{i}", "prompt_token_ids": ids}
+            if sampling:
+                row["sampling"] = sampling
+            f.write(json.dumps(row) + "\n")
+    return path
+
+
+def read_output(path: Path) -> list[dict]:
+    with open(path) as f:
+        return [json.loads(line) for line in f]

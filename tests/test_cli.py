@@ -1,0 +1,100 @@
+"""The program as a user runs it: `spmd-infer` on the demo, torchrun with overrides, bad rows, bad configs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import MAX_NEW, torchrun
+from support.tiny_models import read_output
+
+CLI = [sys.executable, "-m", "spmd_infer"]
+
+
+def run_cli(args: list[str], cwd: Path, timeout: float = 240) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run(CLI + args, capture_output=True, text=True, cwd=cwd, timeout=timeout, env=env)
+
+
+def test_demo_job_runs_with_no_arguments(tmp_path):
+    env_cache = {"SPMD_INFER_CACHE": str(tmp_path / "cache")}
+    proc = subprocess.run(CLI + ["sampling.max_tokens=8"], capture_output=True, text=True, cwd=tmp_path,
+                          timeout=240, env={**os.environ, **env_cache, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    rows = read_output(tmp_path / "demo_output.jsonl")
+    assert len(rows) == 8 and all(r.get("text") is not None and r["num_output_tokens"] >= 1 for r in rows)
+    assert "RANDOM weights" in proc.stdout and "model.path=" in proc.stdout
+    assert "requests: 8" in proc.stdout and "tok/s" in proc.stdout
+    assert (tmp_path / "demo_output.jsonl.run" / ".hydra" / "config.yaml").is_file()
+    assert (tmp_path / "demo_output.jsonl.run" / "rank0.log").is_file()
+
+
+BAD_ROWS = [
+    ('{"id": "ok1", "prompt_token_ids": [5, 6, 7]}', None),
+    ('{"id": "broken", "prompt_token_ids": [5, 6', "invalid_json"),
+    ('{"id": "noprompt"}', "missing_prompt"),
+    ('{"id": "empty", "prompt_token_ids": []}', "empty_prompt"),
+    ('{"id": "long", "prompt_token_ids": [' + ", ".join(["3"] * 70) + "]}", "prompt_too_long"),
+    ('{"id": "oov", "prompt_token_ids": [5, 99999]}', "invalid_token_id"),
+    ('{"id": "temp", "prompt_token_ids": [5], "sampling": {"temperature": -1}}', "invalid_sampling"),
+    ('{"id": "topp", "prompt_token_ids": [5], "sampling": {"top_p": 1.5}}', "invalid_sampling"),
+    ('{"id": "maxt", "prompt_token_ids": [5], "sampling": {"max_tokens": 0}}', "invalid_sampling"),
+    ('{"id": "text", "prompt": "hello"}', "no_tokenizer"),
+    ('{"id": "ok2", "prompt_token_ids": [9, 10]}', None),
+]
+
+
+def test_bad_rows_become_error_rows_in_dp2(tiny, tmp_path):
+    """Each bad row yields an error row naming its line; the good rows still complete (2 DP ranks)."""
+    inp = tmp_path / "bad.jsonl"
+    inp.write_text("\n".join(row for row, _ in BAD_ROWS) + "\n")
+    proc = torchrun(2, ["-m", "spmd_infer", f"model.path={tiny['models']['llama']}", f"data.input={inp}",
+                        f"data.output={tmp_path / 'out.jsonl'}", "parallel.dp=2", "sampling.temperature=0",
+                        f"sampling.max_tokens={MAX_NEW}", "model.max_model_len=64"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    rows = read_output(tmp_path / "out.jsonl")
+    assert len(rows) == len(BAD_ROWS)
+    for line_no, ((_, kind), row) in enumerate(zip(BAD_ROWS, rows), start=1):
+        if kind is None:
+            assert row["num_output_tokens"] >= 1 and row["text"] is None, row  # no tokenizer: ids only
+        else:
+            assert row["error"]["type"] == kind, row
+            assert f"line {line_no}" in row["error"]["message"], row
+
+
+@pytest.mark.parametrize("nproc,overrides,message", [
+    (2, ["parallel.dp=1", "parallel.tp=1"], "WORLD_SIZE=2"),
+    (2, ["parallel.dp=1", "parallel.tp=2", "model.path=MODEL3"], None),  # valid: control case
+    (1, ["model.path=/nonexistent/model"], "no config.json"),
+    (1, ["model.path=BADARCH"], "unknown architecture"),
+    (1, ["model.path=MODEL3", "parallel.tp=1", "model.max_model_len=100000"], "max_model_len"),
+    (1, ["runtime.device=tpu"], "runtime.device"),
+], ids=["world-mismatch", "valid", "missing-path", "unknown-arch", "max-len", "device"])
+def test_bad_config_fails_before_model_work(tiny, tmp_path, nproc, overrides, message):
+    bad_arch = tmp_path / "badarch"
+    bad_arch.mkdir()
+    (bad_arch / "config.json").write_text(json.dumps({"architectures": ["GPT2LMHeadModel"], "model_type": "gpt2"}))
+    overrides = [o.replace("MODEL3", str(tiny["models"]["qwen3"])).replace("BADARCH", str(bad_arch))
+                 for o in overrides]
+    args = overrides + [f"data.input={tiny['inputs']['one']}", f"data.output={tmp_path / 'o.jsonl'}",
+                        "sampling.max_tokens=2"]
+    proc = torchrun(nproc, ["-m", "spmd_infer", *args], cwd=tmp_path, timeout=180)
+    if message is None:
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return
+    assert proc.returncode != 0
+    assert message in proc.stderr, proc.stderr[-3000:]
+    assert proc.stderr.count("configuration error") == 1, "the message should come once, from rank 0"
+
+
+def test_tp_that_does_not_divide_heads_is_refused(tiny, tmp_path):
+    proc = torchrun(3, ["-m", "spmd_infer", f"model.path={tiny['models']['llama']}", "parallel.tp=3",
+                        f"data.input={tiny['inputs']['one']}", f"data.output={tmp_path / 'o.jsonl'}"],
+                    cwd=tmp_path, timeout=180)
+    assert proc.returncode != 0
+    assert "parallel.tp=3 does not divide" in proc.stderr and "choose parallel.tp from" in proc.stderr
