@@ -80,6 +80,8 @@ class SamplingConfig:
     """Keep generating past EOS (benchmarks)."""
     repetition_penalty: float = 1.0
     """> 1 discourages tokens already in the prompt or the output (as in transformers)."""
+    logprobs: int = 0
+    """Return the top-k log-probabilities (of the raw model output) for every generated token; 0 = none."""
 
 
 @dataclass

@@ -141,8 +141,12 @@ def _size_kv_cache(cfg: Any, plan: JobPlan, runner: ModelRunner, dims) -> int:
 
 
 def _output_row(seq: Sequence) -> dict[str, Any]:
-    return {"id": seq.id, "text": seq.text, "token_ids": seq.output_ids, "finish_reason": seq.finish_reason,
-            "num_prompt_tokens": seq.num_prompt_tokens, "num_output_tokens": seq.num_output_tokens}
+    row = {"id": seq.id, "text": seq.text, "token_ids": seq.output_ids, "finish_reason": seq.finish_reason,
+           "num_prompt_tokens": seq.num_prompt_tokens, "num_output_tokens": seq.num_output_tokens}
+    if seq.sampling.logprobs:
+        # One {token id: logprob} per generated token: the top-k and the chosen token (JSON keys are strings).
+        row["logprobs"] = [{str(t): lp for t, lp in top.items()} for top in seq.logprobs]
+    return row
 
 
 def release_distributed() -> None:

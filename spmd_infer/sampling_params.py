@@ -27,6 +27,7 @@ class SamplingParams:
     stop_token_ids: tuple[int, ...] = ()
     ignore_eos: bool = False
     repetition_penalty: float = 1.0
+    logprobs: int = 0
 
     @property
     def greedy(self) -> bool:
@@ -77,6 +78,7 @@ class SamplingParams:
             min_p=number("min_p", float), seed=number("seed", int), max_tokens=number("max_tokens", int),
             min_tokens=number("min_tokens", int), stop=tuple(stop), stop_token_ids=tuple(stop_ids),
             ignore_eos=values["ignore_eos"], repetition_penalty=number("repetition_penalty", float),
+            logprobs=number("logprobs", int) if values["logprobs"] is not None else 0,
         )
         p._check_ranges()
         return p
@@ -97,6 +99,8 @@ class SamplingParams:
             problems.append(f"min_tokens must be in [0, max_tokens={self.max_tokens}], got {self.min_tokens}")
         if self.repetition_penalty <= 0:
             problems.append(f"repetition_penalty must be > 0, got {self.repetition_penalty}")
+        if not 0 <= self.logprobs <= 20:
+            problems.append(f"logprobs must be in [0, 20] (top-k per generated token; 0 = none), got {self.logprobs}")
         if problems:
             raise InvalidRequest("invalid_sampling", "; ".join(problems))
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import MAX_NEW, torchrun
-from support.tiny_models import read_output
+from support.launch import torchrun
+from support.tiny_models import MAX_NEW, read_output
 
 CLI = [sys.executable, "-m", "spmd_infer"]
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import MAX_NEW, MODELS, run_jobs
-from support.tiny_models import read_output
+from support.launch import run_jobs
+from support.tiny_models import MAX_NEW, MODELS, read_output
 
 LAYOUTS = [(1, 1), (1, 2), (2, 1), (2, 2), (4, 1), (1, 4)]
 SAMPLED = ["sampling.temperature=0.9", "sampling.top_p=0.9", "sampling.top_k=50", "sampling.seed=7"]

@@ -126,11 +126,14 @@ class ModelRunner:
 
     @torch.inference_mode()
     def sample(self, batch: ScheduledBatch, logits: torch.Tensor, eos_ids: frozenset[int],
-               keys: list[int]) -> list[int]:
-        """One token per sampled sequence; `keys[i]` is sequence i's generator key (see sampler.py)."""
+               keys: list[int]) -> tuple[list[int], list[Optional[dict[int, float]]]]:
+        """One token per sampled sequence (`keys[i]`: its generator key, see sampler.py), and for the
+        sequences that ask, the top-k log-probabilities of the raw model output plus the chosen token's."""
         seqs = [s for s, sampled in zip(batch.seqs, batch.sampled) if sampled]
         if not seqs:
-            return []
+            return [], []
+        want_k = max(s.sampling.logprobs for s in seqs)
+        raw_logprobs = logits.log_softmax(dim=-1) if want_k else None
         self._mask_and_penalize(logits, seqs, eos_ids)
         params = [s.sampling for s in seqs]
         dev = logits.device
@@ -145,7 +148,26 @@ class ModelRunner:
             need_top_p=any(p.top_p < 1.0 and not p.greedy for p in params),
             need_min_p=any(p.min_p > 0.0 and not p.greedy for p in params),
             all_greedy=all(p.greedy for p in params))
-        return sample(logits, t).tolist()
+        tokens = sample(logits, t)
+        return tokens.tolist(), self._top_logprobs(raw_logprobs, tokens, [p.logprobs for p in params])
+
+    @staticmethod
+    def _top_logprobs(logprobs: Optional[torch.Tensor], tokens: torch.Tensor,
+                      ks: list[int]) -> list[Optional[dict[int, float]]]:
+        if logprobs is None:
+            return [None] * len(ks)
+        top = logprobs.topk(max(ks), dim=-1)
+        chosen = logprobs.gather(1, tokens.unsqueeze(1)).squeeze(1).tolist()
+        values, ids = top.values.tolist(), top.indices.tolist()
+        out: list[Optional[dict[int, float]]] = []
+        for i, k in enumerate(ks):
+            if not k:
+                out.append(None)
+                continue
+            entry = dict(zip(ids[i][:k], values[i][:k]))
+            entry[int(tokens[i])] = chosen[i]
+            out.append(entry)
+        return out
 
     @staticmethod
     def _mask_and_penalize(logits: torch.Tensor, seqs, eos_ids: frozenset[int]) -> None:

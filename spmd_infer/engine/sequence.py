@@ -26,6 +26,7 @@ class Sequence:
         self.finish_reason: Optional[str] = None
         self.text: Optional[str] = None  # final text, decoded once at the end (or cut at a stop string)
         self.num_preemptions = 0
+        self.logprobs: list[dict[int, float]] = []  # per output token, when sampling.logprobs > 0
 
     @property
     def id(self):

@@ -44,12 +44,15 @@ class RequestSource:
     def generator_keys(self, batch: ScheduledBatch) -> list[int]:
         return [self._keys[s.index] for s, sampled in zip(batch.seqs, batch.sampled) if sampled]
 
-    def postprocess(self, batch: ScheduledBatch, tokens: list[int]) -> None:
-        sampled = iter(tokens)
+    def postprocess(self, batch: ScheduledBatch, tokens: list[int], logprobs: list) -> None:
+        sampled = iter(zip(tokens, logprobs))
         for seq, did_sample in zip(batch.seqs, batch.sampled):
             if did_sample:
                 self.num_output_tokens += 1
-                if self.stopper.append(seq, next(sampled)):
+                token, top = next(sampled)
+                if top is not None:
+                    seq.logprobs.append(top)
+                if self.stopper.append(seq, token):
                     self.num_finished += 1
                     self._keys.pop(seq.index, None)
                     self.on_finish(seq)
@@ -87,7 +90,7 @@ class WarmupSource:
     def generator_keys(self, batch: ScheduledBatch) -> list[int]:
         return [0] * sum(batch.sampled)
 
-    def postprocess(self, batch: ScheduledBatch, tokens: list[int]) -> None:
+    def postprocess(self, batch: ScheduledBatch, tokens: list[int], logprobs: list) -> None:
         pass
 
     def add(self, request: Request) -> None:

@@ -26,7 +26,7 @@ class BatchSource(Protocol):
     def metadata(self) -> dict[str, int]: ...
     def slot_of(self) -> Optional[Callable]: ...
     def generator_keys(self, batch: ScheduledBatch) -> list[int]: ...
-    def postprocess(self, batch: ScheduledBatch, tokens: list[int]) -> None: ...
+    def postprocess(self, batch: ScheduledBatch, tokens: list[int], logprobs: list) -> None: ...
     def add(self, request: Request) -> None: ...
 
 
@@ -83,8 +83,8 @@ class Stepper:
         if batch:
             fb = self.runner.prepare(batch, meta, source.slot_of())
             logits = self.runner.forward_logits(fb)
-            tokens = self.runner.sample(batch, logits, source.eos_ids, source.generator_keys(batch))
-            source.postprocess(batch, tokens)
+            tokens, logprobs = self.runner.sample(batch, logits, source.eos_ids, source.generator_keys(batch))
+            source.postprocess(batch, tokens, logprobs)
             result.ran_forward = True
         elif self.dp_attention and meta.any_work:
             self.runner.forward_logits(self.runner.dummy_batch(meta))

@@ -7,6 +7,9 @@ from pathlib import Path
 
 import torch
 
+MAX_NEW = 10  # tokens generated per request in the equality tests
+MODELS = ("llama", "llama3", "qwen2", "qwen3")
+
 # Head counts divisible by 4 so every layout up to tp=4 applies; vocab not a multiple of 4 to exercise padding.
 COMMON = dict(vocab_size=301, hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=8,
               num_key_value_heads=4, max_position_embeddings=512, rms_norm_eps=1e-6, bos_token_id=0,

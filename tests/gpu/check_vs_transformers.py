@@ -1,0 +1,150 @@
+"""GPU check: engine (bf16) vs transformers (bf16) greedy outputs by the first-divergence / top-k logprob rule.
+
+At the first position where the two greedy sequences differ, each side's token must be among the
+other's top-k logprobs (vLLM's rule for comparing bf16 runs, where exact equality is too strict).
+
+usage (on a GPU machine, in the repo root):
+  python tests/gpu/check_vs_transformers.py --model tiny --layouts 1x1 2x2 --out /tmp/check
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+TOP_K = 5
+MODELS = {
+    # name: (transformers config class name, kwargs)
+    "tiny": ("LlamaConfig", dict(vocab_size=1000, hidden_size=256, intermediate_size=512, num_hidden_layers=4,
+                                 num_attention_heads=8, num_key_value_heads=4, max_position_embeddings=2048)),
+    # ~1.1B parameters (TinyLlama's shape), random weights.
+    "1b": ("LlamaConfig", dict(vocab_size=32000, hidden_size=2048, intermediate_size=5632, num_hidden_layers=22,
+                               num_attention_heads=32, num_key_value_heads=4, max_position_embeddings=4096)),
+}
+
+
+def build(name: str, folder: Path) -> Path:
+    import transformers
+
+    if (folder / "config.json").exists():
+        return folder
+    cls_name, kwargs = MODELS[name]
+    config = getattr(transformers, cls_name)(**kwargs, tie_word_embeddings=False, bos_token_id=0, eos_token_id=1)
+    torch.manual_seed(0)
+    with torch.device("cuda"):
+        model = transformers.AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
+    with torch.no_grad():
+        # std 1/sqrt(fan_in): activations keep their scale through every layer (a wider init makes a deep
+        # random net chaotic, so bf16 rounding alone flips its greedy choices), logits stay decisive.
+        for p in model.parameters():
+            if p.dim() > 1:
+                p.normal_(0.0, p.shape[1] ** -0.5)
+    model.save_pretrained(folder)
+    print(f"built {name}: {sum(p.numel() for p in model.parameters()) / 1e9:.2f}B parameters", flush=True)
+    return folder
+
+
+def prompts(n: int, vocab: int) -> list[list[int]]:
+    rng = random.Random(0)
+    return [[rng.randrange(2, vocab) for _ in range(rng.randrange(8, 300))] for _ in range(n)]
+
+
+def hf_reference(folder: Path, rows: list[list[int]], max_new: int) -> list[dict]:
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.bfloat16, device_map="cuda").eval()
+    out = []
+    for ids in rows:
+        with torch.no_grad():
+            gen = model.generate(torch.tensor([ids], device="cuda"), do_sample=False, max_new_tokens=max_new,
+                                 min_new_tokens=max_new, output_scores=True, return_dict_in_generate=True,
+                                 pad_token_id=1, attention_mask=torch.ones(1, len(ids), device="cuda"))
+        tokens = gen.sequences[0, len(ids):].tolist()
+        tops = [set(s[0].float().log_softmax(-1).topk(TOP_K).indices.tolist()) for s in gen.scores]
+        out.append({"tokens": tokens, "top": tops})
+    del model
+    torch.cuda.empty_cache()
+    return out
+
+
+def run_engine(folder: Path, inp: Path, out: Path, dp: int, tp: int, max_new: int, extra: list[str]) -> float:
+    args = ["-m", "spmd_infer", f"model.path={folder}", f"data.input={inp}", f"data.output={out}",
+            f"parallel.dp={dp}", f"parallel.tp={tp}", "sampling.temperature=0", f"sampling.max_tokens={max_new}",
+            f"sampling.min_tokens={max_new}", f"sampling.logprobs={TOP_K}", "runtime.progress=false", *extra]
+    world = dp * tp
+    cmd = ([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(world)] if world > 1
+           else [sys.executable]) + args
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "NCCL_NVLS_ENABLE": "0",
+                                                                    "TORCH_SYMM_MEM_DISABLE_MULTICAST": "1"})
+    if proc.returncode:
+        print(proc.stdout[-4000:], proc.stderr[-8000:])
+        raise SystemExit(f"engine failed in dp{dp}xtp{tp}")
+    print(proc.stdout[-600:], flush=True)
+    return time.perf_counter() - start
+
+
+def compare(engine_rows: list[dict], ref: list[dict]) -> dict:
+    exact = agree = fail = 0
+    details = []
+    for i, (row, r) in enumerate(zip(engine_rows, ref)):
+        mine = row["token_ids"]
+        pos = next((j for j, (a, b) in enumerate(zip(mine, r["tokens"])) if a != b), None)
+        if pos is None and len(mine) == len(r["tokens"]):
+            exact += 1
+            continue
+        if pos is None:
+            pos = min(len(mine), len(r["tokens"]))
+            fail += 1
+            details.append(f"row {i}: lengths differ ({len(mine)} vs {len(r['tokens'])})")
+            continue
+        my_top = {int(t) for t in row["logprobs"][pos]}
+        ok = mine[pos] in r["top"][pos] and r["tokens"][pos] in my_top
+        agree += ok
+        fail += not ok
+        details.append(f"row {i}: first divergence at {pos} ({'within' if ok else 'OUTSIDE'} top-{TOP_K})")
+    return {"exact": exact, "diverged_within_topk": agree, "failed": fail, "details": details}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default="tiny", choices=sorted(MODELS))
+    ap.add_argument("--layouts", nargs="+", default=["1x1"])
+    ap.add_argument("--num-prompts", type=int, default=16)
+    ap.add_argument("--max-new", type=int, default=32)
+    ap.add_argument("--out", default="/tmp/spmd_check")
+    ap.add_argument("--extra", nargs="*", default=[])
+    args = ap.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    folder = build(args.model, out / args.model)
+    rows = prompts(args.num_prompts, MODELS[args.model][1]["vocab_size"])
+    inp = out / f"{args.model}.jsonl"
+    inp.write_text("".join(json.dumps({"id": i, "prompt_token_ids": p}) + "\n" for i, p in enumerate(rows)))
+    ref = hf_reference(folder, rows, args.max_new)
+    failed = 0
+    for layout in args.layouts:
+        dp, tp = map(int, layout.split("x"))
+        result_path = out / f"{args.model}-{layout}.out.jsonl"
+        secs = run_engine(folder, inp, result_path, dp, tp, args.max_new, args.extra)
+        engine_rows = [json.loads(line) for line in result_path.read_text().splitlines()]
+        verdict = compare(engine_rows, ref)
+        failed += verdict["failed"]
+        print(f"RESULT {args.model} dp{dp}xtp{tp} ({torch.cuda.get_device_name()}): {verdict['exact']} exact, "
+              f"{verdict['diverged_within_topk']} diverged within top-{TOP_K}, {verdict['failed']} failed; "
+              f"job {secs:.1f} s", flush=True)
+        for line in verdict["details"]:
+            print("   ", line)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

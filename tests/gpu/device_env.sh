@@ -1,0 +1,10 @@
+# Source this on a GPU machine that cannot reach a package index (the project's lent H100/H200 hosts):
+# installs the carried Hydra wheels (.whl/, made by ../shared/tools/device-wheels.sh) and makes the repo
+# importable under its package names without pip (kernels/ -> spmd_kernels, configs/ -> spmd_infer_configs).
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+mkdir -p /tmp/pkgs
+ln -sfn "$PWD/kernels" /tmp/pkgs/spmd_kernels
+ln -sfn "$PWD/configs" /tmp/pkgs/spmd_infer_configs
+export PYTHONPATH="/tmp/site:/tmp/pkgs:$PWD${PYTHONPATH:+:$PYTHONPATH}"
+# NVLink multicast stays off on shared hosts.
+export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1 PYTHONUNBUFFERED=1
