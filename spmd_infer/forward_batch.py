@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
 import torch
@@ -21,6 +21,7 @@ class ForwardBatch:
     block_tables: Optional[torch.Tensor]  # [B, max_blocks] int32, -1 padded; None without a KV cache
     logits_indices: torch.Tensor  # [S] int64 rows of the hidden states to turn into logits (sampled seqs)
     dp_meta: DPMeta  # every DP rank's row for this step; the forward cannot run without it
+    dp_num_tokens: list[int] = field(default_factory=list)  # tokens in every DP rank's forward (DP attention)
     num_seqs: int = 0
     max_query_len: int = 0
     max_context_len: int = 0

@@ -47,13 +47,7 @@ def load_weights(model: nn.Module, model_dir: Path) -> LoadStats:
     """Fill every parameter of `model`; missing, unexpected and mis-shaped tensors are errors naming them."""
     start = time.perf_counter()
     params = dict(model.named_parameters(remove_duplicate=False))
-    packed = getattr(model, "packed_modules_mapping", {})
     tied = getattr(model.config, "tie_word_embeddings", False)
-    expected_parts: dict[str, int] = defaultdict(int)
-    for part, (merged, _) in packed.items():
-        for name in params:
-            if f".{merged}." in name:
-                expected_parts[name] += 1
     seen: dict[str, int] = defaultdict(int)
     unexpected: list[str] = []
     stats = LoadStats()
@@ -62,7 +56,7 @@ def load_weights(model: nn.Module, model_dir: Path) -> LoadStats:
             for ckpt_name in f.keys():
                 if ckpt_name.endswith(IGNORED_SUFFIXES) or (tied and ckpt_name == "lm_head.weight"):
                     continue
-                name, shard_id = _map_name(ckpt_name, packed)
+                name, shard_id = model.map_checkpoint_name(ckpt_name)
                 param = params.get(name)
                 if param is None:
                     unexpected.append(ckpt_name)
@@ -76,12 +70,12 @@ def load_weights(model: nn.Module, model_dir: Path) -> LoadStats:
                 else:
                     loader(param, src, shard_id)
                 seen[name] += 1
-                stats.tensors_read += 1
+                stats.tensors_read += src.bytes_read > 0  # experts of other ranks are never read
                 stats.bytes_read += src.bytes_read
     if unexpected:
         raise WeightError(f"checkpoint tensors with no place in the model: {unexpected[:8]}"
                           f"{' ...' if len(unexpected) > 8 else ''}; does config.json match the weights?")
-    missing = [n for n in params if seen[n] < max(expected_parts.get(n, 1), 1)
+    missing = [n for n, p in params.items() if seen[n] < getattr(p, "expected_loads", 1)
                and not (tied and n == "lm_head.weight")]
     if missing:
         raise WeightError(f"tensors missing from the checkpoint in {model_dir}: {missing[:8]}"
@@ -91,10 +85,3 @@ def load_weights(model: nn.Module, model_dir: Path) -> LoadStats:
     log.info("loaded %d tensors (%.1f MiB read for this rank's shards) in %.2f s; peak host RSS %.0f MiB",
              stats.tensors_read, stats.bytes_read / 2**20, stats.seconds, stats.peak_rss_mb)
     return stats
-
-
-def _map_name(ckpt_name: str, packed: dict) -> tuple[str, object]:
-    for part, (merged, shard_id) in packed.items():
-        if f".{part}." in ckpt_name:
-            return ckpt_name.replace(f".{part}.", f".{merged}."), shard_id
-    return ckpt_name, None

@@ -10,11 +10,10 @@ import torch
 import torch.distributed as dist
 
 from ..forward_batch import ForwardBatch
-from ..layers.attention import PagedAttention
 from ..layers.sampler import SamplingTensors, apply_repetition_penalty, row_stream, sample
 from ..loader import load_weights
 from ..models.registry import model_class
-from ..parallel.comm import Shard
+from ..parallel.sharding import LayerSharding
 from ..parallel.dims import ConfigError, ParallelDims
 from ..parallel.dp_meta import DPMeta, Phase
 from .scheduler import ScheduledBatch
@@ -24,31 +23,31 @@ log = logging.getLogger(__name__)
 
 class ModelRunner:
     def __init__(self, hf_config: Any, model_dir: Path, dims: ParallelDims, device: torch.device,
-                 dtype: torch.dtype, block_size: int):
+                 dtype: torch.dtype, block_size: int, moe: str = "ep"):
         self.hf_config = hf_config
         self.dims = dims
         self.device = device
         self.dtype = dtype
         self.block_size = block_size
-        shard = Shard(dims.tp_rank, dims.tp, dims.tp_group)
+        self.sharding = LayerSharding.from_dims(dims, moe)
         previous = torch.get_default_dtype()
         torch.set_default_dtype(dtype)
         try:
             with torch.device(device):
-                self.model = model_class(hf_config)(hf_config, shard)
+                self.model = model_class(hf_config)(hf_config, self.sharding)
         finally:
             torch.set_default_dtype(previous)
         self.model.eval()
         self.load_stats = load_weights(self.model, model_dir)
-        self.attention_layers = [m for m in self.model.modules() if isinstance(m, PagedAttention)]
+        self.cache_owners = [m for m in self.model.modules() if hasattr(m, "kv_cache_dims")]
         self.num_blocks = 0
 
     # ---- KV cache -----------------------------------------------------------------------------------
     @property
     def kv_bytes_per_token(self) -> int:
-        """K and V of every layer for one token on this rank (its share of the KV heads)."""
+        """Every layer's cache entries for one token on this rank (K and V of its heads, or MLA's latent)."""
         elem = torch.empty((), dtype=self.dtype).element_size()
-        return sum(2 * a.num_kv_heads * a.head_dim * elem for a in self.attention_layers)
+        return sum(h * d * elem for owner in self.cache_owners for h, d in owner.kv_cache_dims())
 
     def blocks_that_fit(self, gpu_memory_utilization: float, cpu_kv_cache_gb: float) -> int:
         block_bytes = self.kv_bytes_per_token * self.block_size
@@ -69,11 +68,10 @@ class ModelRunner:
 
     def allocate_kv_cache(self, num_blocks: int) -> None:
         self.num_blocks = num_blocks
-        for attn in self.attention_layers:
-            shape = (num_blocks, self.block_size, attn.num_kv_heads, attn.head_dim)
+        for owner in self.cache_owners:
             # torch.empty: pages are touched only when used, so a large CPU budget costs nothing up front.
-            attn.k_cache = torch.empty(shape, dtype=self.dtype, device=self.device)
-            attn.v_cache = torch.empty(shape, dtype=self.dtype, device=self.device)
+            owner.bind_kv_cache([torch.empty((num_blocks, self.block_size, h, d), dtype=self.dtype, device=self.device)
+                                 for h, d in owner.kv_cache_dims()])
 
     # ---- inputs -------------------------------------------------------------------------------------
     def prepare(self, batch: ScheduledBatch, meta: DPMeta, block_of=None) -> ForwardBatch:
@@ -101,7 +99,7 @@ class ModelRunner:
             context_lens=self._tensor(ctx, torch.int32),
             slot_mapping=self._tensor(slots, torch.int64) if use_cache else None, block_tables=tables,
             logits_indices=self._tensor(logits_idx, torch.int64), dp_meta=meta, num_seqs=len(batch.seqs),
-            max_query_len=max(batch.num_new_tokens), max_context_len=max(ctx))
+            max_query_len=max(batch.num_new_tokens), max_context_len=max(ctx), dp_num_tokens=self._dp_counts(meta))
 
     def dummy_batch(self, meta: DPMeta) -> ForwardBatch:
         """One padding token with no cache slot and nothing to sample: an idle DP rank's share of a step."""
@@ -110,7 +108,12 @@ class ModelRunner:
             input_ids=self._tensor(one, torch.int64), positions=self._tensor(one, torch.int64), is_prefill=True,
             cu_seqlens_q=self._tensor([0, 1], torch.int32), context_lens=self._tensor([1], torch.int32),
             slot_mapping=None, block_tables=None, logits_indices=self._tensor([], torch.int64), dp_meta=meta,
-            num_seqs=1, max_query_len=1, max_context_len=1)
+            num_seqs=1, max_query_len=1, max_context_len=1, dp_num_tokens=self._dp_counts(meta))
+
+    @staticmethod
+    def _dp_counts(meta: DPMeta) -> list[int]:
+        """Tokens each DP rank feeds this step's forward: its batch, or the one-token dummy when idle."""
+        return [max(n, 1) for n in meta.num_tokens]
 
     def _tensor(self, data, dtype) -> torch.Tensor:
         return torch.tensor(data, dtype=dtype).to(self.device, non_blocking=True)

@@ -10,7 +10,11 @@ from ..forward_batch import ForwardBatch
 
 
 class PagedAttention(nn.Module):
-    """Owns a layer's KV cache views ([num_blocks, block_size, kv_heads, head_dim]) once allocated."""
+    """Owns a layer's K and V caches ([num_blocks, block_size, kv_heads, head_dim]) once allocated.
+
+    Any module with `kv_cache_dims()` and `bind_kv_cache()` owns cache tensors (MLA holds one latent
+    cache instead of K and V); the model runner sizes and allocates them through these two methods.
+    """
 
     def __init__(self, num_heads: int, num_kv_heads: int, head_dim: int, scale: float):
         super().__init__()
@@ -20,6 +24,13 @@ class PagedAttention(nn.Module):
         self.scale = scale
         self.k_cache: torch.Tensor | None = None
         self.v_cache: torch.Tensor | None = None
+
+    def kv_cache_dims(self) -> list[tuple[int, int]]:
+        """(heads, dim) of each per-token cache entry this layer keeps: K and V."""
+        return [(self.num_kv_heads, self.head_dim)] * 2
+
+    def bind_kv_cache(self, caches: list[torch.Tensor]) -> None:
+        self.k_cache, self.v_cache = caches
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, batch: ForwardBatch) -> torch.Tensor:
         """q [T, Hq, D], k/v [T, Hkv, D] -> [T, Hq, D]."""

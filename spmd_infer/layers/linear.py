@@ -56,6 +56,8 @@ class MergedColumnParallelLinear(ColumnParallelLinear):
     def __init__(self, in_features: int, output_sizes: list[int], bias: bool, shard: Shard):
         self.output_sizes = output_sizes
         super().__init__(in_features, sum(output_sizes), bias, shard)
+        for p in self.parameters():
+            p.expected_loads = len(output_sizes)  # one checkpoint tensor per part
 
     def weight_loader(self, param: nn.Parameter, src: CheckpointTensor, shard_id: int) -> None:
         local = [s // self.shard.size for s in self.output_sizes]
@@ -73,6 +75,8 @@ class QKVParallelLinear(ColumnParallelLinear):
         self.num_heads = shard.split(num_heads, "num_attention_heads")
         self.num_kv_heads = shard.split(num_kv_heads, "num_key_value_heads")
         super().__init__(hidden_size, (num_heads + 2 * num_kv_heads) * head_dim, bias, shard)
+        for p in self.parameters():
+            p.expected_loads = 3  # q, k and v
 
     def weight_loader(self, param: nn.Parameter, src: CheckpointTensor, shard_id: str) -> None:
         q = self.num_heads * self.head_dim

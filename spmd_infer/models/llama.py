@@ -14,7 +14,9 @@ from ..layers.embed_head import ParallelLMHead, VocabParallelEmbedding
 from ..layers.layernorm import RMSNorm
 from ..layers.linear import MergedColumnParallelLinear, QKVParallelLinear, RowParallelLinear
 from ..layers.rotary import RotaryEmbedding, rope_parameters
+from ..layers.dp_attention import DPGatherScatter
 from ..parallel.comm import Shard
+from ..parallel.sharding import LayerSharding
 
 
 class LlamaAttention(nn.Module):
@@ -51,22 +53,35 @@ class LlamaAttention(nn.Module):
 
 
 class LlamaMLP(nn.Module):
-    def __init__(self, hidden_size: int, intermediate_size: int, shard: Shard, bias: bool = False):
+    def __init__(self, hidden_size: int, intermediate_size: int, shard: Shard, bias: bool = False,
+                 reduce: bool = True):
         super().__init__()
         self.gate_up_proj = MergedColumnParallelLinear(hidden_size, [intermediate_size] * 2, bias, shard)
-        self.down_proj = RowParallelLinear(intermediate_size, hidden_size, bias, shard)
+        self.down_proj = RowParallelLinear(intermediate_size, hidden_size, bias, shard, reduce=reduce)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, batch: ForwardBatch | None = None) -> torch.Tensor:
         return self.down_proj(silu_and_mul(self.gate_up_proj(x)))
 
 
+def sharded_mlp(build, sharding: LayerSharding) -> nn.Module:
+    """`build(shard, reduce)` makes an MLP or MoE over `sharding.mlp`. With DP attention it spans every
+    rank and leaves its partial sums unreduced: the decoder layer's DPGatherScatter reduces them."""
+    return build(sharding.mlp, not sharding.dp_attention)
+
+
 class LlamaDecoderLayer(nn.Module):
-    def __init__(self, config: Any, shard: Shard, attention_cls: type = LlamaAttention):
+    def __init__(self, config: Any, sharding: LayerSharding, attention_cls: type = LlamaAttention, layer_idx: int = 0):
         super().__init__()
-        self.self_attn = attention_cls(config, shard)
-        self.mlp = LlamaMLP(config.hidden_size, config.intermediate_size, shard, getattr(config, "mlp_bias", False))
+        self.self_attn = attention_cls(config, sharding.attn)
+        self.mlp = self.build_mlp(config, sharding, layer_idx)
+        self.dp_gather = DPGatherScatter(sharding) if sharding.dp_attention else None
         self.input_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+
+    def build_mlp(self, config: Any, sharding: LayerSharding, layer_idx: int) -> nn.Module:
+        bias = getattr(config, "mlp_bias", False)
+        return sharded_mlp(lambda shard, reduce: LlamaMLP(config.hidden_size, config.intermediate_size, shard, bias,
+                                                          reduce), sharding)
 
     def forward(self, positions, hidden, residual, batch: ForwardBatch):
         if residual is None:
@@ -75,15 +90,18 @@ class LlamaDecoderLayer(nn.Module):
             hidden, residual = self.input_layernorm(hidden, residual)
         hidden = self.self_attn(positions, hidden, batch)
         hidden, residual = self.post_attention_layernorm(hidden, residual)
-        return self.mlp(hidden), residual
+        if self.dp_gather is not None:
+            return self.dp_gather(self.mlp, hidden, batch), residual
+        return self.mlp(hidden, batch), residual
 
 
 class LlamaModel(nn.Module):
-    def __init__(self, config: Any, shard: Shard, attention_cls: type = LlamaAttention):
+    def __init__(self, config: Any, sharding: LayerSharding, attention_cls: type = LlamaAttention,
+                 layer_cls: type = LlamaDecoderLayer):
         super().__init__()
-        self.embed_tokens = VocabParallelEmbedding(config.vocab_size, config.hidden_size, shard)
+        self.embed_tokens = VocabParallelEmbedding(config.vocab_size, config.hidden_size, sharding.attn)
         self.layers = nn.ModuleList(
-            LlamaDecoderLayer(config, shard, attention_cls) for _ in range(config.num_hidden_layers))
+            layer_cls(config, sharding, attention_cls, i) for i in range(config.num_hidden_layers))
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
 
     def forward(self, batch: ForwardBatch) -> torch.Tensor:
@@ -96,19 +114,28 @@ class LlamaModel(nn.Module):
 
 class LlamaForCausalLM(nn.Module):
     attention_cls: type = LlamaAttention
+    layer_cls: type = LlamaDecoderLayer
     # Checkpoint names that live inside one merged parameter here: name part -> (our part, shard id).
     packed_modules_mapping = {
         "q_proj": ("qkv_proj", "q"), "k_proj": ("qkv_proj", "k"), "v_proj": ("qkv_proj", "v"),
         "gate_proj": ("gate_up_proj", 0), "up_proj": ("gate_up_proj", 1),
     }
 
-    def __init__(self, config: Any, shard: Shard):
+    def __init__(self, config: Any, sharding: LayerSharding):
         super().__init__()
         self.config = config
-        self.model = LlamaModel(config, shard, self.attention_cls)
-        self.lm_head = ParallelLMHead(config.vocab_size, config.hidden_size, shard)
+        self.model = LlamaModel(config, sharding, self.attention_cls, self.layer_cls)
+        # The LM head stays inside the DP group (vocab split over TP): no cross-DP gather of logits.
+        self.lm_head = ParallelLMHead(config.vocab_size, config.hidden_size, sharding.attn)
         if getattr(config, "tie_word_embeddings", False):
             self.lm_head.weight = self.model.embed_tokens.weight
+
+    def map_checkpoint_name(self, name: str) -> tuple[str, object]:
+        """Checkpoint tensor name -> (our parameter name, shard id for merged parameters or None)."""
+        for part, (merged, shard_id) in self.packed_modules_mapping.items():
+            if f".{part}." in name:
+                return name.replace(f".{part}.", f".{merged}."), shard_id
+        return name, None
 
     def forward(self, batch: ForwardBatch) -> torch.Tensor:
         """Hidden states of every token; `compute_logits` turns the sampled rows into logits."""

@@ -16,8 +16,11 @@ COMMON = dict(vocab_size=301, hidden_size=64, intermediate_size=96, num_hidden_l
               eos_token_id=1, pad_token_id=None)
 
 
+MOE_MODELS = ("qwen3moe", "mixtral")
+
+
 def _configs():
-    from transformers import LlamaConfig, Qwen2Config, Qwen3Config
+    from transformers import LlamaConfig, MixtralConfig, Qwen2Config, Qwen3Config, Qwen3MoeConfig
 
     return {
         "llama": LlamaConfig(**COMMON, tie_word_embeddings=False),
@@ -27,6 +30,12 @@ def _configs():
             "high_freq_factor": 4.0, "original_max_position_embeddings": 128}),
         "qwen2": Qwen2Config(**COMMON, tie_word_embeddings=False),
         "qwen3": Qwen3Config(**COMMON, head_dim=16, tie_word_embeddings=True),
+        # A dense first layer, then MoE layers; 8 experts so that expert parallelism splits up to 4 ways.
+        "qwen3moe": Qwen3MoeConfig(**COMMON, head_dim=16, num_experts=8, num_experts_per_tok=2,
+                                   moe_intermediate_size=32, decoder_sparse_step=1, mlp_only_layers=[0],
+                                   norm_topk_prob=True, tie_word_embeddings=False),
+        "mixtral": MixtralConfig(**{**COMMON, "intermediate_size": 32}, num_local_experts=8, num_experts_per_tok=2,
+                                 tie_word_embeddings=False),
     }
 
 

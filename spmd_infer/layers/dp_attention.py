@@ -1,0 +1,57 @@
+"""DP attention's MLP side: gather every DP group's tokens, run the all-rank-sharded MLP/MoE, scatter back.
+
+Attention ran per DP group on its own tokens; the MLP or MoE after it is split over all dp*tp ranks,
+so each rank needs the tokens of every DP group. Token counts come from DPMeta (identical on all ranks),
+so no size exchange is needed; padding to the largest count exists only inside the collectives and
+padded rows never reach the MLP or the experts.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from ..forward_batch import ForwardBatch
+from ..parallel.comm import all_reduce
+from ..parallel.sharding import LayerSharding
+
+
+class DPGatherScatter:
+    """Runs an MLP/MoE built over `sharding.mlp` with reduce=False; returns this DP group's rows, reduced.
+
+    Holds no parameters (so checkpoint names are unchanged); the decoder layer calls it around its MLP.
+    """
+
+    def __init__(self, sharding: LayerSharding):
+        self.sharding = sharding
+
+    def __call__(self, mlp: nn.Module, x: torch.Tensor, batch: ForwardBatch) -> torch.Tensor:
+        counts = batch.dp_num_tokens
+        dp, me = self.sharding.dp.size, self.sharding.dp.rank
+        pad = max(counts)
+        padded = x.new_zeros((pad, x.shape[-1]))
+        padded[: x.shape[0]] = x
+        gathered = torch.empty((dp * pad, x.shape[-1]), dtype=x.dtype, device=x.device)
+        dist.all_gather_into_tensor(gathered, padded, group=self.sharding.dp.group)
+        rows = torch.cat([gathered[d * pad: d * pad + counts[d]] for d in range(dp)])  # real rows only
+        partial = mlp(rows, batch)
+        # Sum of every rank's partial output: over the TP group, then over the DP group for our rows.
+        out = gathered.new_zeros((dp * pad, x.shape[-1]))
+        start = 0
+        for d in range(dp):
+            out[d * pad: d * pad + counts[d]] = partial[start: start + counts[d]]
+            start += counts[d]
+        all_reduce(out, self.sharding.attn)
+        mine = _reduce_scatter(out, self.sharding.dp, pad)
+        return mine[: counts[me]]
+
+
+def _reduce_scatter(x: torch.Tensor, dp, pad: int) -> torch.Tensor:
+    if dist.get_backend(dp.group) == "gloo":
+        # gloo has no reduce-scatter: all-reduce and keep our slice (CPU tests only).
+        dist.all_reduce(x, group=dp.group)
+        return x[dp.rank * pad: (dp.rank + 1) * pad]
+    out = torch.empty((pad, x.shape[-1]), dtype=x.dtype, device=x.device)
+    dist.reduce_scatter_tensor(out, x, group=dp.group)
+    return out
