@@ -11,7 +11,7 @@ import torch.distributed as dist
 
 from ..forward_batch import ForwardBatch
 from ..layers.sampler import SamplingTensors, apply_repetition_penalty, row_stream, sample
-from ..loader import load_weights
+from ..loader import LoadStats, load_weights
 from ..models.registry import model_class
 from ..parallel.sharding import LayerSharding
 from ..parallel.dims import ConfigError, ParallelDims
@@ -22,8 +22,9 @@ log = logging.getLogger(__name__)
 
 
 class ModelRunner:
-    def __init__(self, hf_config: Any, model_dir: Path, dims: ParallelDims, device: torch.device,
+    def __init__(self, hf_config: Any, model_dir: Optional[Path], dims: ParallelDims, device: torch.device,
                  dtype: torch.dtype, block_size: int, moe: str = "ep"):
+        """`model_dir=None` initialises random weights on the device instead of loading (benchmarks)."""
         self.hf_config = hf_config
         self.dims = dims
         self.device = device
@@ -38,7 +39,7 @@ class ModelRunner:
         finally:
             torch.set_default_dtype(previous)
         self.model.eval()
-        self.load_stats = load_weights(self.model, model_dir)
+        self.load_stats = load_weights(self.model, model_dir) if model_dir is not None else _random_init(self.model)
         self.cache_owners = [m for m in self.model.modules() if hasattr(m, "kv_cache_dims")]
         self.num_blocks = 0
 
@@ -194,3 +195,17 @@ class ModelRunner:
         if group is not None and dist.get_world_size(group) > 1:
             dist.all_reduce(t, op=dist.ReduceOp.MIN, group=group)
         return int(t.item())
+
+
+@torch.no_grad()
+def _random_init(model: torch.nn.Module) -> LoadStats:
+    """Deterministic random weights, std 1/sqrt(fan_in) so activations keep their scale; norms stay 1."""
+    gen = torch.Generator(device=next(model.parameters()).device).manual_seed(0)
+    for name, p in model.named_parameters():
+        if p.dim() >= 2:
+            p.normal_(0.0, p.shape[-1] ** -0.5, generator=gen)
+        elif "norm" in name:
+            p.fill_(1.0)
+        else:
+            p.zero_()
+    return LoadStats()
