@@ -7,6 +7,7 @@ from .decode_attention import (
     paged_decode_attention,
     paged_decode_attention_ref,
 )
+from .fused_moe import fused_moe, fused_moe_ref
 from .kv_store import store_kv, store_kv_ref
 from .prefill_attention import paged_prefill_attention, paged_prefill_attention_ref
 from .rmsnorm import rms_norm, rms_norm_ref
@@ -17,6 +18,8 @@ __all__ = [
     "apply_rotary_ref",
     "build_cos_sin_cache",
     "choose_num_splits",
+    "fused_moe",
+    "fused_moe_ref",
     "gather_context",
     "paged_decode_attention",
     "paged_decode_attention_ref",

@@ -1,0 +1,268 @@
+"""Fused mixture-of-experts MLP: tokens sorted by expert, then grouped GEMMs for silu(x·Wg)·(x·Wu) and ·W2 with routing weights."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def _moe_gate_up_kernel(
+    x_ptr,
+    w13_ptr,
+    h_ptr,
+    sorted_ids_ptr,
+    block_expert_ptr,
+    num_slots,  # T * top_k: sorted ids >= num_slots are padding
+    stride_xt,
+    stride_we,
+    stride_wn,
+    stride_wk,
+    stride_ht,
+    HIDDEN: tl.constexpr,
+    INTER: tl.constexpr,
+    TOP_K: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+):
+    """h[slot, n] = silu(x[tok] · w13[e, n]) * (x[tok] · w13[e, INTER + n]) for one block of one expert."""
+    pid_m = tl.program_id(0)
+    pid_n = tl.program_id(1)
+    expert = tl.load(block_expert_ptr + pid_m)
+    if expert < 0:  # past the padded end of the sorted list (the grid is sized for the worst case)
+        return
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    slots = tl.load(sorted_ids_ptr + offs_m)
+    mask_m = slots < num_slots
+    tok = (slots // TOP_K).to(tl.int64)
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    mask_n = offs_n < INTER
+    offs_k = tl.arange(0, BLOCK_K)
+
+    a_ptrs = x_ptr + tok[:, None] * stride_xt + offs_k[None, :]
+    w_base = w13_ptr + expert.to(tl.int64) * stride_we
+    g_ptrs = w_base + offs_n[None, :] * stride_wn + offs_k[:, None] * stride_wk  # [BLOCK_K, BLOCK_N]
+    u_ptrs = g_ptrs + INTER * stride_wn
+    acc_g = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
+    acc_u = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
+    for k0 in range(0, HIDDEN, BLOCK_K):
+        mask_k = k0 + offs_k < HIDDEN
+        a = tl.load(a_ptrs, mask=mask_m[:, None] & mask_k[None, :], other=0.0)
+        wmask = mask_k[:, None] & mask_n[None, :]
+        wg = tl.load(g_ptrs, mask=wmask, other=0.0)
+        wu = tl.load(u_ptrs, mask=wmask, other=0.0)
+        acc_g = tl.dot(a, wg, acc_g, input_precision="ieee")
+        acc_u = tl.dot(a, wu, acc_u, input_precision="ieee")
+        a_ptrs += BLOCK_K
+        g_ptrs += BLOCK_K * stride_wk
+        u_ptrs += BLOCK_K * stride_wk
+    h = acc_g / (1.0 + tl.exp(-acc_g)) * acc_u
+    tl.store(
+        h_ptr + slots[:, None].to(tl.int64) * stride_ht + offs_n[None, :],
+        h.to(h_ptr.dtype.element_ty),
+        mask=mask_m[:, None] & mask_n[None, :],
+    )
+
+
+@triton.jit
+def _moe_down_kernel(
+    h_ptr,
+    w2_ptr,
+    y_ptr,
+    weights_ptr,
+    sorted_ids_ptr,
+    block_expert_ptr,
+    num_slots,
+    stride_ht,
+    stride_we,
+    stride_wn,
+    stride_wk,
+    stride_yt,
+    stride_tw_t,
+    stride_tw_k,
+    HIDDEN: tl.constexpr,
+    INTER: tl.constexpr,
+    TOP_K: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+):
+    """y[slot, n] = weight[slot] * (h[slot] · w2[e, n]) for one block of one expert."""
+    pid_m = tl.program_id(0)
+    pid_n = tl.program_id(1)
+    expert = tl.load(block_expert_ptr + pid_m)
+    if expert < 0:
+        return
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    slots = tl.load(sorted_ids_ptr + offs_m)
+    mask_m = slots < num_slots
+    slots64 = slots.to(tl.int64)
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    mask_n = offs_n < HIDDEN
+    offs_k = tl.arange(0, BLOCK_K)
+
+    a_ptrs = h_ptr + slots64[:, None] * stride_ht + offs_k[None, :]
+    w_ptrs = (w2_ptr + expert.to(tl.int64) * stride_we + offs_n[None, :] * stride_wn
+              + offs_k[:, None] * stride_wk)  # [BLOCK_K, BLOCK_N]
+    acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
+    for k0 in range(0, INTER, BLOCK_K):
+        mask_k = k0 + offs_k < INTER
+        a = tl.load(a_ptrs, mask=mask_m[:, None] & mask_k[None, :], other=0.0)
+        w = tl.load(w_ptrs, mask=mask_k[:, None] & mask_n[None, :], other=0.0)
+        acc = tl.dot(a, w, acc, input_precision="ieee")
+        a_ptrs += BLOCK_K
+        w_ptrs += BLOCK_K * stride_wk
+    wt = tl.load(weights_ptr + (slots64 // TOP_K) * stride_tw_t + (slots64 % TOP_K) * stride_tw_k,
+                 mask=mask_m, other=0.0).to(tl.float32)
+    acc = acc * wt[:, None]
+    tl.store(
+        y_ptr + slots64[:, None] * stride_yt + offs_n[None, :],
+        acc.to(y_ptr.dtype.element_ty),
+        mask=mask_m[:, None] & mask_n[None, :],
+    )
+
+
+# (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages) on CUDA, by average routed rows per local
+# expert: small blocks for decode (few rows per expert), larger for prefill. Untuned defaults.
+CUDA_CONFIGS = {
+    "small": (16, 64, 64, 4, 3),
+    "large": (64, 128, 64, 8, 3),
+}
+
+
+def _launch_config(num_slots: int, num_local: int, elem_size: int, device: torch.device):
+    if device.type != "cuda":  # TRITON_INTERPRET: the smallest tiles tl.dot accepts
+        return 16, 32, 32, 4, 1
+    bm, bn, bk, warps, stages = CUDA_CONFIGS["small" if num_slots <= 4 * num_local else "large"]
+    if elem_size >= 4:  # fp32: keep shared memory in bounds
+        stages = min(stages, 2)
+    return bm, bn, bk, warps, stages
+
+
+def moe_align_block_size(
+    topk_ids: torch.Tensor,
+    block_m: int,
+    num_local: int,
+    first_expert: int = 0,
+    valid: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Group the T*k (token, slot) pairs routed to local experts by expert, each group padded to block_m rows.
+
+    Returns (sorted_ids int32 [max_blocks * block_m], block_expert int32 [max_blocks],
+    num_padded int32 [1]). sorted_ids holds flat slot indices t * k + j (pad entries hold T * k);
+    block_expert[b] is the local expert of rows b*block_m ... (b+1)*block_m - 1, or -1 past the
+    padded end. Pairs whose expert is off this rank, or whose token has valid == False, are left
+    out. Shapes depend only on (T, k, num_local, block_m); there is no host sync.
+    """
+    T, k = topk_ids.shape
+    n = T * k
+    device = topk_ids.device
+    # At most floor(n / block_m) full blocks plus one partial block per non-empty expert.
+    max_blocks = min(triton.cdiv(n + num_local * (block_m - 1), block_m), n // block_m + min(num_local, n))
+    size = max_blocks * block_m
+    local = topk_ids.reshape(-1).to(torch.int64) - first_expert
+    keep = (local >= 0) & (local < num_local)
+    if valid is not None:
+        keep &= valid.to(torch.bool).repeat_interleave(k)
+    key = torch.where(keep, local, num_local)  # num_local collects everything not computed here
+    counts = torch.zeros(num_local + 1, dtype=torch.int64, device=device)
+    counts.scatter_add_(0, key, torch.ones_like(key))
+    counts = counts[:num_local]
+    padded = (counts + block_m - 1) // block_m * block_m
+    padded_end = padded.cumsum(0)
+    start = counts.cumsum(0) - counts  # first sorted position of each expert, unpadded
+    order = torch.argsort(key, stable=True)
+    sorted_key = key[order]
+    kept = sorted_key < num_local
+    e = sorted_key.clamp(max=num_local - 1)
+    rank = torch.arange(n, device=device) - start[e]
+    dest = torch.where(kept, padded_end[e] - padded[e] + rank, size)
+    sorted_ids = torch.full((size + 1,), n, dtype=torch.int32, device=device)
+    sorted_ids.scatter_(0, dest, order.to(torch.int32))
+    sorted_ids = sorted_ids[:size]
+    block_start = torch.arange(max_blocks, device=device) * block_m
+    block_expert = torch.searchsorted(padded_end, block_start, right=True)
+    block_expert = torch.where(block_expert < num_local, block_expert, -1).to(torch.int32)
+    num_padded = padded_end[-1:].to(torch.int32) if num_local > 0 else torch.zeros(1, dtype=torch.int32, device=device)
+    return sorted_ids, block_expert, num_padded
+
+
+def fused_moe(
+    x: torch.Tensor,
+    w13: torch.Tensor,
+    w2: torch.Tensor,
+    topk_weights: torch.Tensor,
+    topk_ids: torch.Tensor,
+    first_expert: int = 0,
+    valid: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """sum_j topk_weights[t, j] * w2[e] · silu(w13[e, :I] · x[t]) * (w13[e, I:] · x[t]), e = topk_ids[t, j] - first_expert.
+
+    x [T, H]; w13 [E_local, 2I, H] (gate rows, then up rows); w2 [E_local, H, I]; topk_weights
+    [T, k] (float32); topk_ids int [T, k]. Ids outside [first_expert, first_expert + E_local)
+    (other ranks' experts) and tokens with ``valid`` (bool [T]) False add nothing and are not
+    computed. Returns a new [T, H] in x.dtype (fp32 accumulation; the [T, k, I] activations and
+    the per-slot [T, k, H] products are rounded to x.dtype). No host sync: CUDA-graph safe.
+    """
+    T, H = x.shape
+    E, two_i, Hw = w13.shape
+    inter = two_i // 2
+    k = topk_ids.shape[1]
+    assert Hw == H and two_i == 2 * inter and w2.shape == (E, H, inter)
+    assert topk_weights.shape == topk_ids.shape == (T, k)
+    assert x.stride(-1) == 1
+    n = T * k
+    y = torch.zeros((n, H), dtype=x.dtype, device=x.device)
+    if n == 0 or E == 0 or inter == 0:
+        return y.view(T, k, H).sum(1)
+    bm, bn, bk, warps, stages = _launch_config(n, E, x.element_size(), x.device)
+    sorted_ids, block_expert, _ = moe_align_block_size(topk_ids, bm, E, first_expert, valid)
+    num_blocks = block_expert.shape[0]
+    h = torch.empty((n, inter), dtype=x.dtype, device=x.device)
+    _moe_gate_up_kernel[(num_blocks, triton.cdiv(inter, bn))](
+        x, w13, h, sorted_ids, block_expert, n,
+        x.stride(0), w13.stride(0), w13.stride(1), w13.stride(2), h.stride(0),
+        HIDDEN=H, INTER=inter, TOP_K=k, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk,
+        num_warps=warps, num_stages=stages,
+    )
+    _moe_down_kernel[(num_blocks, triton.cdiv(H, bn))](
+        h, w2, y, topk_weights, sorted_ids, block_expert, n,
+        h.stride(0), w2.stride(0), w2.stride(1), w2.stride(2), y.stride(0),
+        topk_weights.stride(0), topk_weights.stride(1),
+        HIDDEN=H, INTER=inter, TOP_K=k, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk,
+        num_warps=warps, num_stages=stages,
+    )
+    if k == 1:
+        return y
+    return y.view(T, k, H).sum(1, dtype=torch.float32).to(x.dtype)
+
+
+def fused_moe_ref(
+    x: torch.Tensor,
+    w13: torch.Tensor,
+    w2: torch.Tensor,
+    topk_weights: torch.Tensor,
+    topk_ids: torch.Tensor,
+    first_expert: int = 0,
+    valid: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Plain-PyTorch reference for :func:`fused_moe` (a loop over local experts, fp32 math, x.dtype out)."""
+    T, H = x.shape
+    E, two_i, _ = w13.shape
+    inter = two_i // 2
+    out = torch.zeros(T, H, dtype=torch.float32, device=x.device)
+    local = topk_ids.long() - first_expert
+    if valid is not None:
+        local = torch.where(valid.bool()[:, None], local, -1)
+    for e in range(E):
+        tok, slot = torch.where(local == e)
+        if tok.numel() == 0:
+            continue
+        gu = F.linear(x[tok].float(), w13[e].float())
+        act = F.silu(gu[:, :inter]) * gu[:, inter:]
+        y = F.linear(act, w2[e].float()) * topk_weights[tok, slot, None].float()
+        out.index_add_(0, tok, y)
+    return out.to(x.dtype)

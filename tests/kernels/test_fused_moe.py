@@ -1,0 +1,91 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from spmd_kernels import fused_moe, fused_moe_ref
+from spmd_kernels.fused_moe import moe_align_block_size
+
+
+def _inputs(T, E_local, k, H, inter, dtype, device, first_expert=0, num_experts=None, out_of_range=True):
+    num_experts = num_experts or E_local
+    x = torch.randn(T, H, dtype=dtype, device=device)
+    w13 = (torch.randn(E_local, 2 * inter, H, device=device) * H**-0.5).to(dtype)
+    w2 = (torch.randn(E_local, H, inter, device=device) * inter**-0.5).to(dtype)
+    # Distinct experts per token (like top-k), drawn from all num_experts; some land on other ranks.
+    ids = torch.rand(T, num_experts, device=device).argsort(dim=1)[:, :k]
+    if out_of_range and T > 0:
+        ids[0, 0] = num_experts + 3  # out of every rank's range
+    weights = torch.rand(T, k, device=device, dtype=torch.float32)
+    return x, w13, w2, weights, ids
+
+
+@pytest.mark.parametrize("T", [0, 1, 5, 33])
+@pytest.mark.parametrize("E_local,first_expert,num_experts", [(1, 0, 1), (4, 4, 12), (8, 0, 8)])
+@pytest.mark.parametrize("k", [1, 2])
+def test_fused_moe(T, E_local, first_expert, num_experts, k, dtype, device, assert_close):
+    if k > num_experts:
+        k = num_experts
+    H, inter = 48, 40
+    x, w13, w2, weights, ids = _inputs(T, E_local, k, H, inter, dtype, device, first_expert, num_experts)
+    out = fused_moe(x, w13, w2, weights, ids, first_expert=first_expert)
+    ref = fused_moe_ref(x, w13, w2, weights, ids, first_expert=first_expert)
+    assert out.shape == (T, H) and out.dtype == dtype
+    assert_close(out, ref)
+
+
+@pytest.mark.parametrize("k", [1, 2])
+def test_fused_moe_valid_mask(k, dtype, device, assert_close):
+    T, E, H, inter = 9, 4, 40, 24
+    x, w13, w2, weights, ids = _inputs(T, E, k, H, inter, dtype, device)
+    x[3] = float("nan")  # a CUDA-graph padding row with garbage: must not be computed
+    valid = torch.ones(T, dtype=torch.bool, device=device)
+    valid[3] = valid[7] = False
+    out = fused_moe(x, w13, w2, weights, ids, valid=valid)
+    ref = fused_moe_ref(x, w13, w2, weights, ids, valid=valid)
+    assert (out[3] == 0).all() and (out[7] == 0).all()
+    assert_close(out, ref)
+
+
+def test_fused_moe_large_k_int32_ids(device):
+    # k = 4 of 6 experts, int32 ids, H and I spanning several K tiles, a non-contiguous weights view.
+    T, E, k, H, inter = 21, 6, 4, 72, 100
+    x, w13, w2, _, ids = _inputs(T, E, k, H, inter, torch.float32, device, out_of_range=False)
+    weights = torch.rand(k, T, device=device).t()
+    out = fused_moe(x, w13, w2, weights, ids.to(torch.int32))
+    torch.testing.assert_close(out, fused_moe_ref(x, w13, w2, weights, ids), atol=1e-4, rtol=1e-4)
+
+
+def test_fused_moe_matches_module_loop(device):
+    # Same result as FusedMoE.forward's loop over experts (spmd_infer/layers/moe.py).
+    T, E, k, H, inter, first = 13, 4, 2, 32, 48, 4
+    x, w13, w2, weights, ids = _inputs(T, E, k, H, inter, torch.float32, device, first, 12)
+    expected = torch.zeros_like(x)
+    local = ids - first
+    for e in range(E):
+        tok, slot = torch.where(local == e)
+        gu = F.linear(x[tok], w13[e])
+        y = F.linear(F.silu(gu[:, :inter]) * gu[:, inter:], w2[e]) * weights[tok, slot, None]
+        expected.index_add_(0, tok, y)
+    torch.testing.assert_close(fused_moe(x, w13, w2, weights, ids, first_expert=first), expected,
+                               atol=1e-4, rtol=1e-4)
+
+
+def test_moe_align_block_size(device):
+    T, k, E, bm, first = 11, 2, 3, 4, 2
+    ids = torch.randint(0, 7, (T, k), device=device)
+    valid = torch.rand(T, device=device) > 0.2
+    sorted_ids, block_expert, num_padded = moe_align_block_size(ids, bm, E, first, valid)
+    n = T * k
+    assert sorted_ids.numel() == block_expert.numel() * bm
+    assert block_expert.numel() <= -(-(n + E * (bm - 1)) // bm)  # the worst case, in blocks
+    local = (ids - first).flatten()
+    keep = (local >= 0) & (local < E) & valid.repeat_interleave(k)
+    total = int(num_padded)
+    assert total % bm == 0 and (block_expert[total // bm:] == -1).all()
+    assert (block_expert[: total // bm] >= 0).all() and (block_expert[: total // bm].diff() >= 0).all()
+    real = sorted_ids[:total]
+    # Every kept slot appears exactly once, in a block of its own expert; nothing else appears.
+    assert sorted(real[real < n].tolist()) == torch.nonzero(keep).flatten().tolist()
+    row_expert = block_expert.repeat_interleave(bm)[:total]
+    assert (local[real[real < n].long()] == row_expert[real < n]).all()
+    assert (sorted_ids[total:] == n).all()
