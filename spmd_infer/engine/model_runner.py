@@ -16,6 +16,7 @@ from ..models.registry import model_class
 from ..parallel.sharding import LayerSharding
 from ..parallel.dims import ConfigError, ParallelDims
 from ..parallel.dp_meta import DPMeta, Phase
+from .cuda_graphs import DecodeGraphs, graph_buckets
 from .scheduler import ScheduledBatch
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,7 @@ class ModelRunner:
         self.load_stats = load_weights(self.model, model_dir) if model_dir is not None else _random_init(self.model)
         self.cache_owners = [m for m in self.model.modules() if hasattr(m, "kv_cache_dims")]
         self.num_blocks = 0
+        self.graphs: Optional[DecodeGraphs] = None
 
     # ---- KV cache -----------------------------------------------------------------------------------
     @property
@@ -118,6 +120,41 @@ class ModelRunner:
 
     def _tensor(self, data, dtype) -> torch.Tensor:
         return torch.tensor(data, dtype=dtype).to(self.device, non_blocking=True)
+
+    # ---- CUDA graphs ---------------------------------------------------------------------------------
+    @property
+    def graph_safe(self) -> bool:
+        """Whether every layer runs without host syncs or data-dependent shapes (capturable)."""
+        return self.device.type == "cuda" and all(getattr(m, "cuda_graph_safe", True) for m in self.model.modules())
+
+    def enable_graphs(self, max_num_seqs: int, max_model_len: int) -> list[int]:
+        buckets = graph_buckets(max_num_seqs)
+        self.graphs = DecodeGraphs(buckets, -(-max_model_len // self.block_size), self.device)
+        return buckets
+
+    def can_graph(self, batch: ScheduledBatch) -> bool:
+        """For the DPMeta row: this rank's batch could replay a graph (a decode that fits, or nothing)."""
+        if self.graphs is None:
+            return False
+        if not batch:
+            return True
+        return batch.phase is Phase.DECODE and len(batch.seqs) <= self.graphs.max_batch
+
+    def capture_graph(self, bucket: int, meta: DPMeta) -> None:
+        self.graphs.capture(bucket, self.forward_logits, meta)
+
+    def run(self, fb: ForwardBatch, bucket: Optional[int]) -> torch.Tensor:
+        if bucket is None:
+            return self.forward_logits(fb)
+        self.graphs.load(fb, bucket)
+        return self.graphs.replay(bucket, fb.num_seqs)
+
+    def run_dummy(self, meta: DPMeta, bucket: Optional[int]) -> None:
+        if bucket is None:
+            self.forward_logits(self.dummy_batch(meta))
+        else:
+            self.graphs.load_padding(bucket, meta)
+            self.graphs.replay(bucket, 0)
 
     # ---- forward and sampling -----------------------------------------------------------------------
     @torch.inference_mode()

@@ -16,6 +16,7 @@ class ScheduledBatch:
     seqs: list[Sequence] = field(default_factory=list)
     num_new_tokens: list[int] = field(default_factory=list)  # tokens each sequence runs this step
     sampled: list[bool] = field(default_factory=list)  # sequence reaches its last token, so it samples
+    capture_bucket: int = 0  # > 0: a synthetic decode batch that records the CUDA graph of this bucket
 
     def add(self, seq: Sequence, n: int) -> None:
         self.seqs.append(seq)
@@ -24,10 +25,14 @@ class ScheduledBatch:
 
     @property
     def num_tokens(self) -> int:
-        return sum(self.num_new_tokens)
+        return sum(self.num_new_tokens) or self.capture_bucket
+
+    @property
+    def num_seqs(self) -> int:
+        return len(self.seqs) or self.capture_bucket
 
     def __bool__(self) -> bool:
-        return bool(self.seqs)
+        return bool(self.seqs) or self.capture_bucket > 0
 
 
 class Scheduler:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional, Protocol
 
 from ..data.request import Request
-from ..parallel.dp_meta import DPMeta, DPMetaExchange, Phase, make_row
+from ..parallel.dp_meta import DPMeta, DPMetaExchange, Field, Phase, make_row
 from .assign import RequestQueue, assign_requests
 from .model_runner import ModelRunner
 from .scheduler import ScheduledBatch
@@ -64,8 +64,9 @@ class Stepper:
         start = time.perf_counter()
         # 1. This rank's row, from the batch it is about to run.
         batch = source.schedule()
-        row = make_row(num_tokens=batch.num_tokens, num_seqs=len(batch.seqs),
-                       phase=batch.phase if batch else Phase.IDLE, **source.metadata())
+        row = make_row(num_tokens=batch.num_tokens, num_seqs=batch.num_seqs,
+                       phase=batch.phase if batch else Phase.IDLE, can_graph=self.runner.can_graph(batch),
+                       **source.metadata())
         # 2. The one collective outside the forward.
         meta = self.exchange.gather(row)
         self.stats.exchange_seconds += meta.exchange_seconds
@@ -80,17 +81,37 @@ class Stepper:
         # 4. Forward: real, dummy (DP attention needs every DP rank in the MLP collectives), or none.
         result = StepResult(meta=meta, done=False, phase=batch.phase if batch else Phase.IDLE,
                             num_tokens=batch.num_tokens)
-        if batch:
+        bucket = self._graph_bucket(batch, meta)
+        if batch.capture_bucket:
+            self.runner.capture_graph(batch.capture_bucket, meta)
+            result.ran_forward = True
+        elif batch:
             fb = self.runner.prepare(batch, meta, source.slot_of())
-            logits = self.runner.forward_logits(fb)
+            logits = self.runner.run(fb, bucket)
             tokens, logprobs = self.runner.sample(batch, logits, source.eos_ids, source.generator_keys(batch))
             source.postprocess(batch, tokens, logprobs)
             result.ran_forward = True
         elif self.dp_attention and meta.any_work:
-            self.runner.forward_logits(self.runner.dummy_batch(meta))
+            self.runner.run_dummy(meta, bucket)
             result.dummy = True
         self._account(result, start)
         return result
+
+    def _graph_bucket(self, batch: ScheduledBatch, meta: DPMeta) -> Optional[int]:
+        """The CUDA-graph bucket this step replays, or None for an eager forward.
+
+        With DP attention the graph holds cross-DP collectives, so either every DP rank replays the same
+        bucket (sized for the largest batch) or none does; decoupled ranks decide alone.
+        """
+        if self.runner.graphs is None:
+            return None
+        if self.dp_attention and meta.dp > 1:
+            if not meta.all_can_graph or not meta.any_work:
+                return None
+            return self.runner.graphs.bucket_for(max(meta.column(Field.NUM_SEQS)))
+        if not batch or not meta.get(Field.CAN_GRAPH):
+            return None
+        return self.runner.graphs.bucket_for(len(batch.seqs))
 
     def _account(self, result: StepResult, start: float) -> None:
         s = self.stats

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from spmd_kernels import paged_decode_attention, paged_prefill_attention
+from spmd_kernels import store_kv as store_kv_triton
 from torch import nn
 
 from ..forward_batch import ForwardBatch
@@ -37,6 +39,14 @@ class PagedAttention(nn.Module):
         if self.k_cache is None or batch.slot_mapping is None:
             # Warmup/profiling before the cache exists: every sequence attends to its own new tokens.
             return varlen_attention(q, k, v, batch.cu_seqlens_q, batch.context_lens, self.scale, cache=None)
+        if q.is_cuda:
+            # Triton kernels; no host syncs, so a decode step can be captured in a CUDA graph.
+            store_kv_triton(k, v, self.k_cache, self.v_cache, batch.slot_mapping)
+            if batch.is_prefill:
+                return paged_prefill_attention(q, self.k_cache, self.v_cache, batch.cu_seqlens_q, batch.context_lens,
+                                               batch.block_tables, self.scale, max_seqlen_q=batch.max_query_len)
+            return paged_decode_attention(q, self.k_cache, self.v_cache, batch.block_tables, batch.context_lens,
+                                          self.scale)
         store_kv(k, v, self.k_cache, self.v_cache, batch.slot_mapping)
         return varlen_attention(q, self.k_cache, self.v_cache, batch.cu_seqlens_q, batch.context_lens, self.scale,
                                 cache=batch.block_tables)

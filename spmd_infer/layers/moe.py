@@ -55,7 +55,9 @@ def route(logits: torch.Tensor, cfg: RoutingConfig, bias: torch.Tensor | None) -
 
 
 class FusedMoE(nn.Module):
-    """Routed experts with SiLU-gated MLPs; `reduce=False` leaves partial sums for DataParallelMLP."""
+    """Routed experts with SiLU-gated MLPs; `reduce=False` leaves partial sums for DPGatherScatter."""
+
+    cuda_graph_safe = False  # the torch expert loop has data-dependent shapes; the fused kernel will not
 
     def __init__(self, num_experts: int, hidden: int, intermediate: int, routing: RoutingConfig, shard: Shard,
                  mode: str, reduce: bool = True):
