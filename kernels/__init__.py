@@ -9,6 +9,7 @@ from .decode_attention import (
 )
 from .fused_moe import fused_moe, fused_moe_ref
 from .kv_store import store_kv, store_kv_ref
+from .mla_decode import mla_decode, mla_decode_ref
 from .prefill_attention import paged_prefill_attention, paged_prefill_attention_ref
 from .rmsnorm import rms_norm, rms_norm_ref
 from .rotary import apply_rotary, apply_rotary_ref, build_cos_sin_cache
@@ -21,6 +22,8 @@ __all__ = [
     "fused_moe",
     "fused_moe_ref",
     "gather_context",
+    "mla_decode",
+    "mla_decode_ref",
     "paged_decode_attention",
     "paged_decode_attention_ref",
     "paged_prefill_attention",

@@ -1,0 +1,217 @@
+"""MLA decode attention in latent space (DeepSeek absorbed form) over a paged latent cache, as split-KV flash decoding."""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from .decode_attention import _decode_reduce_kernel, _num_sms, gather_context
+from .decode_attention import MIN_SPLIT_TOKENS, SPLIT_WAVES
+
+_LOG2E = 1.4426950408889634
+
+
+@triton.jit
+def _mla_decode_split_kernel(
+    q_ptr,  # q_latent [B, H, L]
+    qpe_ptr,  # q_pe [B, H, R]
+    cache_ptr,  # [num_blocks, PAGE, 1, L + R]: c_kv ++ k_pe
+    block_tables_ptr,
+    context_lens_ptr,
+    out_ptr,
+    mid_o_ptr,
+    mid_lse_ptr,
+    qk_scale,  # softmax scale * log2(e)
+    stride_qb,
+    stride_qh,
+    stride_pb,
+    stride_ph,
+    stride_cb,
+    stride_cs,
+    stride_bt,
+    stride_ob,
+    stride_oh,
+    stride_mo_b,
+    stride_mo_h,
+    stride_mo_s,
+    stride_ml_b,
+    stride_ml_h,
+    NUM_HEADS: tl.constexpr,
+    LATENT: tl.constexpr,  # L = kv_lora_rank
+    ROPE: tl.constexpr,  # R = qk_rope_head_dim
+    PAGE: tl.constexpr,
+    NUM_SPLITS: tl.constexpr,
+    BLOCK_H: tl.constexpr,
+    BLOCK_L: tl.constexpr,
+    BLOCK_R: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    DIRECT: tl.constexpr,  # NUM_SPLITS == 1: write the final output, skip the reduction
+):
+    b = tl.program_id(0)
+    hb = tl.program_id(1)
+    split = tl.program_id(2)
+
+    ctx = tl.load(context_lens_ptr + b)
+    chunk = tl.cdiv(tl.cdiv(ctx, NUM_SPLITS), BLOCK_N) * BLOCK_N
+    start = split * chunk
+    end = tl.minimum(start + chunk, ctx)
+
+    heads = hb * BLOCK_H + tl.arange(0, BLOCK_H)
+    offs_l = tl.arange(0, BLOCK_L)
+    offs_r = tl.arange(0, BLOCK_R)
+    offs_n = tl.arange(0, BLOCK_N)
+    mask_h = heads < NUM_HEADS
+    mask_l = offs_l < LATENT
+    mask_r = offs_r < ROPE
+
+    # BLOCK_H heads share the single latent KV head: each cache tile is read once for all of them.
+    q = tl.load(q_ptr + b * stride_qb + heads[:, None] * stride_qh + offs_l[None, :],
+                mask=mask_h[:, None] & mask_l[None, :], other=0.0)
+    q_pe = tl.load(qpe_ptr + b * stride_pb + heads[:, None] * stride_ph + offs_r[None, :],
+                   mask=mask_h[:, None] & mask_r[None, :], other=0.0)
+
+    m_i = tl.full([BLOCK_H], float("-inf"), dtype=tl.float32)
+    l_i = tl.zeros([BLOCK_H], dtype=tl.float32)
+    acc = tl.zeros([BLOCK_H, BLOCK_L], dtype=tl.float32)
+
+    bt_row = block_tables_ptr + b.to(tl.int64) * stride_bt
+    for start_n in range(start, end, BLOCK_N):
+        pos = start_n + offs_n
+        mask_n = pos < end
+        phys = tl.load(bt_row + pos // PAGE, mask=mask_n, other=0).to(tl.int64)
+        row = cache_ptr + phys * stride_cb + (pos % PAGE) * stride_cs  # [BLOCK_N] token rows
+        c_kv = tl.load(row[:, None] + offs_l[None, :], mask=mask_n[:, None] & mask_l[None, :], other=0.0)
+        k_pe = tl.load(row[:, None] + LATENT + offs_r[None, :], mask=mask_n[:, None] & mask_r[None, :],
+                       other=0.0)
+        qk = tl.dot(q, tl.trans(c_kv), input_precision="ieee")
+        qk = tl.dot(q_pe, tl.trans(k_pe), qk, input_precision="ieee") * qk_scale  # [BLOCK_H, BLOCK_N]
+        qk = tl.where(mask_n[None, :], qk, float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(qk, axis=1))
+        alpha = tl.exp2(m_i - m_new)
+        p = tl.exp2(qk - m_new[:, None])
+        l_i = l_i * alpha + tl.sum(p, axis=1)
+        acc = acc * alpha[:, None] + tl.dot(p.to(c_kv.dtype), c_kv, input_precision="ieee")
+        m_i = m_new
+
+    has = l_i > 0.0
+    o = acc / tl.where(has, l_i, 1.0)[:, None]
+    out_mask = mask_h[:, None] & mask_l[None, :]
+    if DIRECT:
+        tl.store(out_ptr + b * stride_ob + heads[:, None] * stride_oh + offs_l[None, :],
+                 o.to(out_ptr.dtype.element_ty), mask=out_mask)
+    else:
+        tl.store(mid_o_ptr + b * stride_mo_b + heads[:, None] * stride_mo_h + split * stride_mo_s
+                 + offs_l[None, :], o, mask=out_mask)
+        lse = tl.where(has, m_i + tl.log2(tl.where(has, l_i, 1.0)), float("-inf"))
+        tl.store(mid_lse_ptr + b * stride_ml_b + heads * stride_ml_h + split, lse, mask=mask_h)
+
+
+# (BLOCK_H, BLOCK_N, num_warps, num_stages) on CUDA, BLOCK_N for L <= 256 / larger L. Untuned
+# defaults (close to SGLang's grouped MLA decode kernel); BLOCK_N is not tied to the block size.
+CUDA_CONFIG = (16, (32, 16), 4, 2)
+
+
+def _launch_config(block_l: int, device: torch.device):
+    if device.type != "cuda":  # TRITON_INTERPRET: the smallest tiles tl.dot accepts
+        return 16, 16, 4, 1
+    block_h, (n_small, n_large), warps, stages = CUDA_CONFIG
+    return block_h, n_small if block_l <= 256 else n_large, warps, stages
+
+
+def choose_mla_num_splits(batch: int, head_blocks: int, max_context_len: int, device: torch.device) -> int:
+    """Like choose_num_splits, counting programs as batch * head blocks: enough splits to fill the GPU
+    SPLIT_WAVES times, with at least MIN_SPLIT_TOKENS tokens per split and at most 32 splits."""
+    programs = max(batch * head_blocks, 1)
+    want = triton.cdiv(SPLIT_WAVES * _num_sms(device), programs)
+    by_len = triton.cdiv(max(max_context_len, 1), MIN_SPLIT_TOKENS)
+    return int(max(1, min(want, by_len, 32)))
+
+
+def mla_decode(
+    q_latent: torch.Tensor,
+    q_pe: torch.Tensor,
+    kv_cache: torch.Tensor,
+    block_tables: torch.Tensor,
+    context_lens: torch.Tensor,
+    scale: float,
+    num_splits: int | None = None,
+    max_context_len: int | None = None,
+    out: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """softmax(scale * (q_latent c_kv^T + q_pe k_pe^T)) c_kv over each sequence's paged latent cache.
+
+    q_latent [B, H, L] (q_nope already multiplied by W_UK); q_pe [B, H, R] (roped); kv_cache
+    [num_blocks, block_size, 1, L + R] holding c_kv ++ k_pe per token; block_tables int32
+    [B, max_blocks]; context_lens int32 [B], >= 1. Returns out_latent [B, H, L] in q_latent.dtype
+    (multiply by W_UV afterwards). num_splits / max_context_len as in paged_decode_attention:
+    with both None there is no device sync (CUDA-graph safe). Writes into ``out`` when given.
+    """
+    B, H, L = q_latent.shape
+    R = q_pe.shape[2]
+    _, page, one, LR = kv_cache.shape
+    assert q_pe.shape[:2] == (B, H) and one == 1 and LR == L + R, "kv_cache must be [blocks, page, 1, L + R]"
+    assert q_latent.stride(-1) == 1 and q_pe.stride(-1) == 1 and kv_cache.stride(-1) == 1
+    assert page & (page - 1) == 0, "block_size must be a power of two"
+    if out is None:
+        out = torch.empty_like(q_latent)
+    if B == 0:
+        return out
+    if block_tables.stride(-1) != 1:
+        block_tables = block_tables.contiguous()
+    BLOCK_L = triton.next_power_of_2(L)
+    BLOCK_R = max(triton.next_power_of_2(R), 16)
+    BLOCK_H, BLOCK_N, num_warps, num_stages = _launch_config(BLOCK_L, q_latent.device)
+    head_blocks = triton.cdiv(H, BLOCK_H)
+    if num_splits is None:
+        if max_context_len is None:
+            max_context_len = block_tables.shape[1] * page
+        num_splits = choose_mla_num_splits(B, head_blocks, max_context_len, q_latent.device)
+    num_splits = max(int(num_splits), 1)
+    direct = num_splits == 1
+    if direct:
+        mid_o, mid_lse = out, context_lens  # unused
+        mo_strides, ml_strides = (0, 0, 0), (0, 0)
+    else:
+        mid_o = torch.empty((B, H, num_splits, L), dtype=torch.float32, device=q_latent.device)
+        mid_lse = torch.empty((B, H, num_splits), dtype=torch.float32, device=q_latent.device)
+        mo_strides = (mid_o.stride(0), mid_o.stride(1), mid_o.stride(2))
+        ml_strides = (mid_lse.stride(0), mid_lse.stride(1))
+    _mla_decode_split_kernel[(B, head_blocks, num_splits)](
+        q_latent, q_pe, kv_cache, block_tables, context_lens, out, mid_o, mid_lse,
+        float(scale) * _LOG2E,
+        q_latent.stride(0), q_latent.stride(1), q_pe.stride(0), q_pe.stride(1),
+        kv_cache.stride(0), kv_cache.stride(1), block_tables.stride(0),
+        out.stride(0), out.stride(1), *mo_strides, *ml_strides,
+        NUM_HEADS=H, LATENT=L, ROPE=R, PAGE=page, NUM_SPLITS=num_splits,
+        BLOCK_H=BLOCK_H, BLOCK_L=BLOCK_L, BLOCK_R=BLOCK_R, BLOCK_N=BLOCK_N, DIRECT=direct,
+        num_warps=num_warps, num_stages=num_stages,
+    )
+    if not direct:
+        _decode_reduce_kernel[(B, H)](
+            mid_o, mid_lse, out, *mo_strides, *ml_strides, out.stride(0), out.stride(1),
+            HEAD_DIM=L, NUM_SPLITS=num_splits, BLOCK_S=triton.next_power_of_2(num_splits),
+            BLOCK_D=BLOCK_L, num_warps=4,
+        )
+    return out
+
+
+def mla_decode_ref(
+    q_latent: torch.Tensor,
+    q_pe: torch.Tensor,
+    kv_cache: torch.Tensor,
+    block_tables: torch.Tensor,
+    context_lens: torch.Tensor,
+    scale: float,
+    num_splits: int | None = None,
+    max_context_len: int | None = None,
+) -> torch.Tensor:
+    """Plain-PyTorch reference for :func:`mla_decode` (fp32 math, q_latent.dtype out)."""
+    B, H, L = q_latent.shape
+    out = torch.empty_like(q_latent)
+    for b in range(B):
+        ctx = gather_context(kv_cache, block_tables[b], int(context_lens[b]))[:, 0].float()  # [n, L + R]
+        c_kv, k_pe = ctx[:, :L], ctx[:, L:]
+        scores = (q_latent[b].float() @ c_kv.t() + q_pe[b].float() @ k_pe.t()) * scale
+        out[b] = (scores.softmax(dim=-1) @ c_kv).to(q_latent.dtype)
+    return out
