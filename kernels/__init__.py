@@ -13,6 +13,7 @@ from .mla_decode import mla_decode, mla_decode_ref
 from .prefill_attention import paged_prefill_attention, paged_prefill_attention_ref
 from .rmsnorm import rms_norm, rms_norm_ref
 from .rotary import apply_rotary, apply_rotary_ref, build_cos_sin_cache
+from .sampling import gumbel_sample, gumbel_sample_ref
 
 __all__ = [
     "apply_rotary",
@@ -22,6 +23,8 @@ __all__ = [
     "fused_moe",
     "fused_moe_ref",
     "gather_context",
+    "gumbel_sample",
+    "gumbel_sample_ref",
     "mla_decode",
     "mla_decode_ref",
     "paged_decode_attention",
