@@ -43,6 +43,7 @@ class StaticInputs:
     block_tables: torch.Tensor
     cu_seqlens_q: torch.Tensor
     logits_indices: torch.Tensor
+    token_valid: torch.Tensor
 
     @classmethod
     def allocate(cls, max_bs: int, max_blocks: int, device: torch.device) -> "StaticInputs":
@@ -53,7 +54,8 @@ class StaticInputs:
                    slot_mapping=z(max_bs, dtype=torch.int64), context_lens=z(max_bs, dtype=torch.int32),
                    block_tables=z(max_bs, max_blocks, dtype=torch.int32),
                    cu_seqlens_q=torch.arange(max_bs + 1, dtype=torch.int32, device=device),
-                   logits_indices=torch.arange(max_bs, dtype=torch.int64, device=device))
+                   logits_indices=torch.arange(max_bs, dtype=torch.int64, device=device),
+                   token_valid=z(max_bs, dtype=torch.bool))
 
 
 class DecodeGraphs:
@@ -74,9 +76,13 @@ class DecodeGraphs:
 
     def load_padding(self, bucket: int, meta: DPMeta) -> ForwardBatch:
         """An idle DP rank's share of a graphed step: every row is padding."""
+        self._all_padding(bucket)
+        return self.batch_view(bucket, meta)
+
+    def _all_padding(self, bucket: int) -> None:
         self.inputs.slot_mapping[:bucket].fill_(-1)
         self.inputs.context_lens[:bucket].fill_(1)
-        return self.batch_view(bucket, meta)
+        self.inputs.token_valid[:bucket].fill_(False)
 
     def load(self, fb: ForwardBatch, bucket: int) -> ForwardBatch:
         """Copy an eager decode batch into the static buffers; rows past it are padding (no slot)."""
@@ -85,6 +91,8 @@ class DecodeGraphs:
         s.positions[:n].copy_(fb.positions)
         s.slot_mapping[:n].copy_(fb.slot_mapping)
         s.slot_mapping[n:bucket].fill_(-1)
+        s.token_valid[:n].fill_(True)
+        s.token_valid[n:bucket].fill_(False)
         s.context_lens[:n].copy_(fb.context_lens)
         s.context_lens[n:bucket].fill_(1)  # padding rows attend to one (garbage) cache entry, never stored
         width = fb.block_tables.shape[1]
@@ -99,13 +107,12 @@ class DecodeGraphs:
             cu_seqlens_q=s.cu_seqlens_q[: bucket + 1], context_lens=s.context_lens[:bucket],
             slot_mapping=s.slot_mapping[:bucket], block_tables=s.block_tables[:bucket],
             logits_indices=s.logits_indices[:bucket], dp_meta=meta, num_seqs=bucket, max_query_len=1,
-            max_context_len=0, dp_num_tokens=[bucket] * meta.dp)
+            max_context_len=0, dp_num_tokens=[bucket] * meta.dp, token_valid=s.token_valid[:bucket])
 
     def capture(self, bucket: int, run, meta: DPMeta) -> None:
         """`run(fb)` is the model's forward + logits; warmed once eagerly, then recorded."""
         fb = self.batch_view(bucket, meta)
-        self.inputs.slot_mapping[:bucket].fill_(-1)
-        self.inputs.context_lens[:bucket].fill_(1)
+        self._all_padding(bucket)
         run(fb)
         torch.cuda.synchronize(self.device)
         graph = torch.cuda.CUDAGraph()

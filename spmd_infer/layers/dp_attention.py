@@ -35,7 +35,13 @@ class DPGatherScatter:
         gathered = torch.empty((dp * pad, x.shape[-1]), dtype=x.dtype, device=x.device)
         dist.all_gather_into_tensor(gathered, padded, group=self.sharding.dp.group)
         rows = torch.cat([gathered[d * pad: d * pad + counts[d]] for d in range(dp)])  # real rows only
-        partial = mlp(rows, batch)
+        valid = None
+        if batch.token_valid is not None:
+            # Inside a CUDA graph every rank sends a full bucket; the flags say which rows are padding.
+            flags = torch.empty(dp * pad, dtype=torch.uint8, device=x.device)
+            dist.all_gather_into_tensor(flags, batch.token_valid.to(torch.uint8), group=self.sharding.dp.group)
+            valid = flags.bool()
+        partial = mlp(rows, batch, valid=valid)
         # Sum of every rank's partial output: over the TP group, then over the DP group for our rows.
         out = gathered.new_zeros((dp * pad, x.shape[-1]))
         start = 0

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from spmd_kernels import fused_moe
+
 from ..parallel.comm import Shard, all_reduce
 from .activation import silu_and_mul
 from .weights import CheckpointTensor, copy_checked
@@ -57,7 +59,6 @@ def route(logits: torch.Tensor, cfg: RoutingConfig, bias: torch.Tensor | None) -
 class FusedMoE(nn.Module):
     """Routed experts with SiLU-gated MLPs; `reduce=False` leaves partial sums for DPGatherScatter."""
 
-    cuda_graph_safe = False  # the torch expert loop has data-dependent shapes; the fused kernel will not
 
     def __init__(self, num_experts: int, hidden: int, intermediate: int, routing: RoutingConfig, shard: Shard,
                  mode: str, reduce: bool = True):
@@ -103,12 +104,23 @@ class FusedMoE(nn.Module):
         rows = param.data[local].narrow(0, 0 if part == "gate" else i, i)
         copy_checked(rows, src.narrow(0, self.shard.rank * i, i) if self.mode == "tp" else src.read(), src.name)
 
-    def forward(self, x: torch.Tensor, batch=None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, batch=None, valid: torch.Tensor | None = None) -> torch.Tensor:
+        """`valid` (bool [T], CUDA-graph padding rows False): rows that may reach the experts."""
         gate_in = x.float() if self.routing.float32_router else x
         logits = F.linear(gate_in, self.gate)
         weights, ids = route(logits, self.routing, self.e_score_correction_bias)
+        if x.is_cuda:
+            # Triton: tokens sorted by expert, grouped GEMMs, no host sync (capturable in a CUDA graph).
+            out = fused_moe(x, self.w13, self.w2, weights, ids, self.first_expert, valid)
+        else:
+            out = self._experts_torch(x, weights, ids, valid)
+        return all_reduce(out, self.shard) if self.reduce else out
+
+    def _experts_torch(self, x, weights, ids, valid) -> torch.Tensor:
         out = torch.zeros_like(x)
         local_ids = ids - self.first_expert
+        if valid is not None:
+            local_ids = local_ids.masked_fill(~valid.unsqueeze(1), -1)
         for e in range(self.num_local):
             token_idx, slot = torch.where(local_ids == e)
             if token_idx.numel() == 0:
@@ -116,7 +128,7 @@ class FusedMoE(nn.Module):
             h = silu_and_mul(F.linear(x[token_idx], self.w13[e]))
             y = F.linear(h, self.w2[e]) * weights[token_idx, slot, None].to(x.dtype)
             out.index_add_(0, token_idx, y)
-        return all_reduce(out, self.shard) if self.reduce else out
+        return out
 
 
 class MoeBlock(nn.Module):
@@ -126,8 +138,8 @@ class MoeBlock(nn.Module):
         super().__init__()
         self.experts = experts
 
-    def forward(self, x: torch.Tensor, batch=None) -> torch.Tensor:
-        return self.experts(x)
+    def forward(self, x: torch.Tensor, batch=None, valid: torch.Tensor | None = None) -> torch.Tensor:
+        return self.experts(x, batch, valid)
 
 
 def map_moe_checkpoint_name(name: str, block: str = "mlp") -> tuple[str, object] | None:

@@ -59,8 +59,8 @@ class LlamaMLP(nn.Module):
         self.gate_up_proj = MergedColumnParallelLinear(hidden_size, [intermediate_size] * 2, bias, shard)
         self.down_proj = RowParallelLinear(intermediate_size, hidden_size, bias, shard, reduce=reduce)
 
-    def forward(self, x: torch.Tensor, batch: ForwardBatch | None = None) -> torch.Tensor:
-        return self.down_proj(silu_and_mul(self.gate_up_proj(x)))
+    def forward(self, x: torch.Tensor, batch: ForwardBatch | None = None, valid=None) -> torch.Tensor:
+        return self.down_proj(silu_and_mul(self.gate_up_proj(x)))  # padding rows are harmless to a dense MLP
 
 
 def sharded_mlp(build, sharding: LayerSharding) -> nn.Module:
@@ -92,7 +92,7 @@ class LlamaDecoderLayer(nn.Module):
         hidden, residual = self.post_attention_layernorm(hidden, residual)
         if self.dp_gather is not None:
             return self.dp_gather(self.mlp, hidden, batch), residual
-        return self.mlp(hidden, batch), residual
+        return self.mlp(hidden, batch, valid=batch.token_valid), residual
 
 
 class LlamaModel(nn.Module):
