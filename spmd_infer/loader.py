@@ -51,10 +51,12 @@ def load_weights(model: nn.Module, model_dir: Path) -> LoadStats:
     seen: dict[str, int] = defaultdict(int)
     unexpected: list[str] = []
     stats = LoadStats()
+    skip = getattr(model, "skip_checkpoint_name", None)  # e.g. DeepSeek-V3's multi-token-prediction layer
     for path in checkpoint_files(model_dir):
         with safe_open(str(path), framework="pt", device="cpu") as f:
             for ckpt_name in f.keys():
-                if ckpt_name.endswith(IGNORED_SUFFIXES) or (tied and ckpt_name == "lm_head.weight"):
+                if (ckpt_name.endswith(IGNORED_SUFFIXES) or (tied and ckpt_name == "lm_head.weight")
+                        or (skip is not None and skip(ckpt_name))):
                     continue
                 name, shard_id = model.map_checkpoint_name(ckpt_name)
                 param = params.get(name)

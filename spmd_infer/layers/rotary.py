@@ -19,7 +19,8 @@ def rope_parameters(hf_config: Any) -> dict[str, Any]:
     return params
 
 
-def inverse_frequencies(rot_dim: int, params: dict[str, Any]) -> tuple[torch.Tensor, float]:
+def inverse_frequencies(rot_dim: int, params: dict[str, Any],
+                        max_position: int | None = None) -> tuple[torch.Tensor, float]:
     """Returns (inv_freq [rot_dim/2] float32, attention scaling applied to cos and sin)."""
     base = float(params["rope_theta"])
     inv_freq = 1.0 / (base ** (torch.arange(0, rot_dim, 2, dtype=torch.int64).float() / rot_dim))
@@ -30,7 +31,43 @@ def inverse_frequencies(rot_dim: int, params: dict[str, Any]) -> tuple[torch.Ten
         return inv_freq / float(params["factor"]), 1.0
     if kind == "llama3":
         return _llama3(inv_freq, params), 1.0
-    raise NotImplementedError(f"rope_type={kind!r} is not supported yet (supported: default, linear, llama3)")
+    if kind == "yarn":
+        return _yarn(rot_dim, params, max_position)
+    raise NotImplementedError(f"rope_type={kind!r} is not supported yet (supported: default, linear, llama3, yarn)")
+
+
+def yarn_mscale(scale: float, mscale: float = 1.0) -> float:
+    """YaRN's magnitude correction for a context stretched `scale` times (1 when not stretched)."""
+    return 1.0 if scale <= 1 else 0.1 * mscale * math.log(scale) + 1.0
+
+
+def _yarn(dim: int, p: dict[str, Any], max_position: int | None) -> tuple[torch.Tensor, float]:
+    # YaRN as transformers' _compute_yarn_parameters: interpolate low frequencies by `factor`, keep high
+    # ones, ramp linearly between the dims that rotate beta_fast and beta_slow times over the old length.
+    base = float(p["rope_theta"])
+    old_len = p.get("original_max_position_embeddings") or max_position
+    factor = p.get("factor") or max_position / old_len
+    attention = p.get("attention_factor")
+    if attention is None:
+        mscale, mscale_all_dim = p.get("mscale"), p.get("mscale_all_dim")
+        attention = (yarn_mscale(factor, mscale) / yarn_mscale(factor, mscale_all_dim) if mscale and mscale_all_dim
+                     else yarn_mscale(factor))
+    beta_fast, beta_slow = p.get("beta_fast") or 32, p.get("beta_slow") or 1
+
+    def correction_dim(rotations: float) -> float:
+        return dim * math.log(old_len / (rotations * 2 * math.pi)) / (2 * math.log(base))
+
+    low, high = correction_dim(beta_fast), correction_dim(beta_slow)
+    if p.get("truncate", True):
+        low, high = math.floor(low), math.ceil(high)
+    low, high = max(low, 0), min(high, dim - 1)
+    if low == high:
+        high += 0.001  # no zero-width ramp
+    ramp = ((torch.arange(dim // 2, dtype=torch.float32) - low) / (high - low)).clamp(0, 1)
+    pos_freqs = base ** (torch.arange(0, dim, 2).float() / dim)
+    extrapolation = 1 - ramp  # share of each frequency kept as trained
+    inv_freq = (1.0 / (factor * pos_freqs)) * (1 - extrapolation) + (1.0 / pos_freqs) * extrapolation
+    return inv_freq, float(attention)
 
 
 def _llama3(inv_freq: torch.Tensor, p: dict[str, Any]) -> torch.Tensor:
@@ -47,13 +84,16 @@ def _llama3(inv_freq: torch.Tensor, p: dict[str, Any]) -> torch.Tensor:
 
 
 class RotaryEmbedding(nn.Module):
-    """neox-style (rotate halves) rotary embedding over the first rot_dim dims of each head."""
+    """Rotary embedding over the first rot_dim dims of each head: neox-style (rotate halves) by default,
+    or `interleaved` (GPT-J / DeepSeek style: pairs (x0, x1), (x2, x3), ... each rotated by one frequency)."""
 
-    def __init__(self, head_dim: int, rot_dim: int, max_position: int, params: dict[str, Any]):
+    def __init__(self, head_dim: int, rot_dim: int, max_position: int, params: dict[str, Any],
+                 interleaved: bool = False):
         super().__init__()
         self.head_dim = head_dim
         self.rot_dim = rot_dim
-        inv_freq, mscale = inverse_frequencies(rot_dim, params)
+        self.interleaved = interleaved
+        inv_freq, mscale = inverse_frequencies(rot_dim, params, max_position)
         t = torch.arange(max_position, dtype=torch.float32)
         freqs = torch.outer(t, inv_freq)
         # [max_position, rot_dim]: cos in the first half, sin in the second.
@@ -67,7 +107,12 @@ class RotaryEmbedding(nn.Module):
 
     def _rotate(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
         rot, rest = x[..., : self.rot_dim], x[..., self.rot_dim:]
-        x1, x2 = rot.float().chunk(2, dim=-1)
         cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
-        out = torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1).to(x.dtype)
+        if self.interleaved:
+            # Pairs stay interleaved in the output, as in DeepSeek-V2's complex product and the Triton kernel.
+            x1, x2 = rot.float()[..., 0::2], rot.float()[..., 1::2]
+            out = torch.stack([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1).flatten(-2).to(x.dtype)
+        else:
+            x1, x2 = rot.float().chunk(2, dim=-1)
+            out = torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1).to(x.dtype)
         return torch.cat([out, rest], dim=-1) if rest.numel() else out

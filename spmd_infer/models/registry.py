@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..parallel.dims import ConfigError
+from .deepseek_v2 import DeepseekV2ForCausalLM, DeepseekV3ForCausalLM
 from .llama import LlamaForCausalLM
 from .mixtral import MixtralForCausalLM
 from .qwen2 import Qwen2ForCausalLM
@@ -17,6 +18,8 @@ MODEL_CLASSES: dict[str, type] = {
     "Qwen3ForCausalLM": Qwen3ForCausalLM,
     "Qwen3MoeForCausalLM": Qwen3MoeForCausalLM,
     "MixtralForCausalLM": MixtralForCausalLM,
+    "DeepseekV2ForCausalLM": DeepseekV2ForCausalLM,
+    "DeepseekV3ForCausalLM": DeepseekV3ForCausalLM,
 }
 
 
@@ -37,3 +40,38 @@ def check_layout(hf_config: Any, tp: int) -> None:
         divisors = [d for d in range(1, heads + 1) if heads % d == 0 and kv_heads % d == 0]
         raise ConfigError(f"parallel.tp={tp} does not divide the model's attention heads ({heads}) and KV heads "
                           f"({kv_heads}); choose parallel.tp from {divisors} (and raise parallel.dp instead)")
+
+
+def check_mlp_layout(hf_config: Any, shards: int, moe: str, dp_attention: bool = False) -> None:
+    """Dense MLPs and experts are split over `shards` ranks (tp, or dp*tp with DP attention): sizes must divide."""
+    sizes = mlp_split_sizes(hf_config, moe)
+    bad = [(what, n) for what, n in sizes if n % shards]
+    if not bad:
+        return
+    how = "parallel.dp * parallel.tp, as parallel.dp_attention=true" if dp_attention else "parallel.tp"
+    fits = [d for d in range(1, shards) if all(n % d == 0 for _, n in sizes)]
+    what, n = bad[0]
+    hint = f"choose a layout whose MLP rank count divides it (largest that fits: {fits[-1]})"
+    if what == "number of routed experts":
+        hint = f"use parallel.moe=tp (split every expert instead of assigning whole experts), or {hint}"
+    raise ConfigError(f"the MLP/MoE layers are split over {shards} ranks ({how}), which does not divide the "
+                      f"model's {what} ({n}); {hint}")
+
+
+def mlp_split_sizes(hf_config: Any, moe: str) -> list[tuple[str, int]]:
+    """(what, size) of every dimension that the MLP ranks split: experts or their width, shared and dense MLPs."""
+    experts = next((n for n in (getattr(hf_config, a, None) for a in ("n_routed_experts", "num_experts",
+                                                                       "num_local_experts")) if n), 0)
+    if not experts:
+        return [("intermediate_size", hf_config.intermediate_size)]
+    width_name = "moe_intermediate_size" if getattr(hf_config, "moe_intermediate_size", None) else "intermediate_size"
+    width = getattr(hf_config, width_name)
+    sizes = [("number of routed experts", experts) if moe == "ep" else (width_name, width)]
+    shared = getattr(hf_config, "n_shared_experts", None) or 0
+    if shared:
+        sizes.append(("n_shared_experts * moe_intermediate_size", shared * width))
+    dense = (getattr(hf_config, "first_k_dense_replace", None) or (getattr(hf_config, "moe_layer_freq", None) or 1) > 1
+             or getattr(hf_config, "mlp_only_layers", None) or (getattr(hf_config, "decoder_sparse_step", None) or 1) > 1)
+    if dense:
+        sizes.append(("intermediate_size", hf_config.intermediate_size))
+    return sizes

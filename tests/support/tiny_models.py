@@ -17,10 +17,17 @@ COMMON = dict(vocab_size=301, hidden_size=64, intermediate_size=96, num_hidden_l
 
 
 MOE_MODELS = ("qwen3moe", "mixtral")
+DEEPSEEK_MODELS = ("dsv2", "dsv2lora", "dsv3")
+
+# MLA + MoE: 4 heads (tp up to 4), a dense first layer then MoE, 8 routed experts (top-2) and one shared expert.
+DEEPSEEK = dict(COMMON, num_attention_heads=4, num_key_value_heads=4, kv_lora_rank=32, qk_nope_head_dim=16,
+                qk_rope_head_dim=8, v_head_dim=16, n_routed_experts=8, num_experts_per_tok=2, n_shared_experts=1,
+                moe_intermediate_size=32, first_k_dense_replace=1, tie_word_embeddings=False)
 
 
 def _configs():
-    from transformers import LlamaConfig, MixtralConfig, Qwen2Config, Qwen3Config, Qwen3MoeConfig
+    from transformers import (DeepseekV2Config, DeepseekV3Config, LlamaConfig, MixtralConfig, Qwen2Config, Qwen3Config,
+                              Qwen3MoeConfig)
 
     return {
         "llama": LlamaConfig(**COMMON, tie_word_embeddings=False),
@@ -36,6 +43,15 @@ def _configs():
                                    norm_topk_prob=True, tie_word_embeddings=False),
         "mixtral": MixtralConfig(**{**COMMON, "intermediate_size": 32}, num_local_experts=8, num_experts_per_tok=2,
                                  tie_word_embeddings=False),
+        "dsv2": DeepseekV2Config(**DEEPSEEK, q_lora_rank=None, topk_method="greedy"),
+        # q LoRA, group-limited routing, YaRN (mscale != mscale_all_dim, so cos/sin are scaled too).
+        "dsv2lora": DeepseekV2Config(**DEEPSEEK, q_lora_rank=48, topk_method="group_limited_greedy", n_group=2,
+                                     topk_group=1, routed_scaling_factor=1.5, rope_parameters={
+                                         "rope_type": "yarn", "rope_theta": 10000.0, "factor": 4.0,
+                                         "original_max_position_embeddings": 128, "beta_fast": 32, "beta_slow": 1,
+                                         "mscale": 1.0, "mscale_all_dim": 0.8}),
+        "dsv3": DeepseekV3Config(**DEEPSEEK, q_lora_rank=48, n_group=2, topk_group=1, norm_topk_prob=True,
+                                 routed_scaling_factor=2.5, rope_interleave=True),
     }
 
 
@@ -51,6 +67,9 @@ def build_model(name: str, folder: Path, shards: int = 1) -> Path:
         for p in model.parameters():
             if p.dim() > 1:
                 p.normal_(0.0, 0.15)
+        for buffer_name, b in model.named_buffers():
+            if buffer_name.endswith("e_score_correction_bias"):  # DeepSeek-V3's router bias: nonzero so it matters
+                b.normal_(0.0, 0.1)
     kwargs = {"max_shard_size": "200KB"} if shards > 1 else {}
     model.save_pretrained(folder, **kwargs)
     return folder

@@ -1,0 +1,178 @@
+"""DeepSeek-V2 / V2-Lite / V3: multi-head latent attention (MLA) and routed experts plus shared experts.
+
+Read next to transformers' modeling_deepseek_v2.py and modeling_deepseek_v3.py. Under TP the heads are
+split (q_proj / q_b_proj and kv_b_proj by columns, o_proj by rows); the down-projections to the latent
+(q_a_proj, kv_a_proj_with_mqa) and their norms are replicated, so every TP rank caches the same latents.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..forward_batch import ForwardBatch
+from ..layers.layernorm import RMSNorm
+from ..layers.linear import ColumnParallelLinear, ReplicatedLinear, RowParallelLinear
+from ..layers.mla import LatentAttention
+from ..layers.moe import FusedMoE, RoutingConfig, map_moe_checkpoint_name
+from ..layers.rotary import RotaryEmbedding, rope_parameters, yarn_mscale
+from ..parallel.comm import Shard, all_reduce
+from ..parallel.sharding import LayerSharding
+from .llama import LlamaDecoderLayer, LlamaForCausalLM, LlamaMLP, sharded_mlp
+
+LATENT_NORM_EPS = 1e-6  # q_a_layernorm / kv_a_layernorm use RMSNorm's default, not config.rms_norm_eps
+
+
+def softmax_scale(params: dict[str, Any], qk_head_dim: int) -> float:
+    """1/sqrt(qk_head_dim), times YaRN's mscale(factor, mscale_all_dim)^2 when the context is stretched."""
+    scale = qk_head_dim ** -0.5
+    mscale_all_dim = params.get("mscale_all_dim")
+    if params.get("rope_type", "default") != "default" and mscale_all_dim:
+        m = yarn_mscale(float(params["factor"]), float(mscale_all_dim))
+        scale *= m * m
+    return scale
+
+
+class DeepseekV2Attention(nn.Module):
+    def __init__(self, config: Any, shard: Shard):
+        super().__init__()
+        heads, hidden = config.num_attention_heads, config.hidden_size
+        self.num_heads = shard.split(heads, "num_attention_heads")
+        self.nope, self.rope, self.v_dim = config.qk_nope_head_dim, config.qk_rope_head_dim, config.v_head_dim
+        self.kv_lora_rank = config.kv_lora_rank
+        self.q_lora_rank = config.q_lora_rank
+        qk_head_dim = self.nope + self.rope
+        bias = bool(getattr(config, "attention_bias", False))
+        if self.q_lora_rank is None:
+            self.q_proj = ColumnParallelLinear(hidden, heads * qk_head_dim, False, shard)
+        else:
+            self.q_a_proj = ReplicatedLinear(hidden, self.q_lora_rank, bias)
+            self.q_a_layernorm = RMSNorm(self.q_lora_rank, LATENT_NORM_EPS)
+            self.q_b_proj = ColumnParallelLinear(self.q_lora_rank, heads * qk_head_dim, False, shard)
+        self.kv_a_proj_with_mqa = ReplicatedLinear(hidden, self.kv_lora_rank + self.rope, bias)
+        self.kv_a_layernorm = RMSNorm(self.kv_lora_rank, LATENT_NORM_EPS)
+        self.kv_b_proj = ColumnParallelLinear(self.kv_lora_rank, heads * (self.nope + self.v_dim), False, shard)
+        self.o_proj = RowParallelLinear(heads * self.v_dim, hidden, bias, shard)
+        params = rope_parameters(config)
+        self.rotary_emb = RotaryEmbedding(self.rope, self.rope, config.max_position_embeddings, params,
+                                          interleaved=self.rope_interleaved(config))
+        self.attn = LatentAttention(self.num_heads, self.kv_lora_rank, self.nope, self.rope, self.v_dim,
+                                    softmax_scale(params, qk_head_dim))
+
+    @staticmethod
+    def rope_interleaved(config: Any) -> bool:
+        return True  # V2 rotates (even, odd) pairs as complex numbers
+
+    def forward(self, positions: torch.Tensor, hidden: torch.Tensor, batch: ForwardBatch) -> torch.Tensor:
+        if self.q_lora_rank is None:
+            q = self.q_proj(hidden)
+        else:
+            q = self.q_b_proj(self.q_a_layernorm(self.q_a_proj(hidden)))
+        q_nope, q_pe = q.view(-1, self.num_heads, self.nope + self.rope).split([self.nope, self.rope], dim=-1)
+        latent, k_pe = self.kv_a_proj_with_mqa(hidden).split([self.kv_lora_rank, self.rope], dim=-1)
+        latent = self.kv_a_layernorm(latent.contiguous())
+        q_pe, k_pe = self.rotary_emb(positions, q_pe, k_pe.unsqueeze(1))
+        o = self.attn(q_nope, q_pe, latent, k_pe.squeeze(1), self.kv_b_proj.weight, batch)
+        return self.o_proj(o.flatten(1))
+
+
+class DeepseekV3Attention(DeepseekV2Attention):
+    @staticmethod
+    def rope_interleaved(config: Any) -> bool:
+        return bool(getattr(config, "rope_interleave", True))
+
+
+class DeepseekMoE(nn.Module):
+    """Routed experts (`experts`, a FusedMoE) plus `shared_experts`, a dense MLP every token goes through.
+
+    Both are split over the same shard and leave partial sums, so one reduction (here, or in the DP-attention
+    gather/scatter when `reduce` is False) adds up both.
+    """
+
+    def __init__(self, config: Any, routing: RoutingConfig, shard: Shard, mode: str, reduce: bool):
+        super().__init__()
+        self.shard, self.reduce = shard, reduce
+        self.experts = FusedMoE(config.n_routed_experts, config.hidden_size, config.moe_intermediate_size, routing,
+                                shard, mode, reduce=False)
+        shared = (config.n_shared_experts or 0) * config.moe_intermediate_size
+        self.shared_experts = (LlamaMLP(config.hidden_size, shared, shard, getattr(config, "mlp_bias", False),
+                                        reduce=False) if shared else None)
+
+    def forward(self, x: torch.Tensor, batch: ForwardBatch | None = None,
+                valid: torch.Tensor | None = None) -> torch.Tensor:
+        """`valid`: rows that may reach the routed experts (CUDA-graph padding rows are False)."""
+        out = self.experts(x, batch, valid)
+        if self.shared_experts is not None:
+            out = out + self.shared_experts(x)
+        return all_reduce(out, self.shard) if self.reduce else out
+
+
+def is_moe_layer(config: Any, layer_idx: int) -> bool:
+    """The first `first_k_dense_replace` layers are dense; after them every `moe_layer_freq`-th is MoE."""
+    freq = getattr(config, "moe_layer_freq", None) or 1
+    return (config.n_routed_experts or 0) > 0 and layer_idx >= (config.first_k_dense_replace or 0) \
+        and layer_idx % freq == 0
+
+
+class DeepseekV2DecoderLayer(LlamaDecoderLayer):
+    def build_mlp(self, config: Any, sharding: LayerSharding, layer_idx: int) -> nn.Module:
+        if not is_moe_layer(config, layer_idx):
+            return super().build_mlp(config, sharding, layer_idx)
+        routing = self.routing(config)
+        return sharded_mlp(lambda shard, reduce: DeepseekMoE(config, routing, shard, sharding.moe, reduce), sharding)
+
+    @staticmethod
+    def routing(config: Any) -> RoutingConfig:
+        """Softmax scores, greedy or group-limited (best expert per group) top-k, scaled, not renormalized."""
+        method = getattr(config, "topk_method", None) or "greedy"
+        if method not in ("greedy", "group_limited_greedy"):
+            raise NotImplementedError(f"DeepSeek-V2 topk_method={method!r} is not supported "
+                                      f"(supported: greedy, group_limited_greedy)")
+        grouped = method == "group_limited_greedy"
+        return RoutingConfig(top_k=config.num_experts_per_tok, scoring="softmax",
+                             num_groups=config.n_group if grouped else 1,
+                             topk_groups=config.topk_group if grouped else 1, group_score="max",
+                             scaling=float(config.routed_scaling_factor), float32_router=True)
+
+
+class DeepseekV3DecoderLayer(DeepseekV2DecoderLayer):
+    @staticmethod
+    def routing(config: Any) -> RoutingConfig:
+        """Sigmoid scores; choice by score + correction bias within the groups with the best top-2 sums."""
+        return RoutingConfig(top_k=config.num_experts_per_tok, scoring="sigmoid",
+                             renormalize=bool(config.norm_topk_prob), num_groups=config.n_group or 1,
+                             topk_groups=config.topk_group or 1, group_score="top2_sum",
+                             scaling=float(config.routed_scaling_factor), correction_bias=True,
+                             float32_router=True)
+
+
+class DeepseekV2ForCausalLM(LlamaForCausalLM):
+    attention_cls = DeepseekV2Attention
+    layer_cls = DeepseekV2DecoderLayer
+    # q_proj is MLA's own projection here, not part of a fused qkv; only gate/up are merged.
+    packed_modules_mapping = {"gate_proj": ("gate_up_proj", 0), "up_proj": ("gate_up_proj", 1)}
+
+    def __init__(self, config: Any, sharding: LayerSharding):
+        act = getattr(config, "hidden_act", "silu")
+        if act != "silu":
+            raise NotImplementedError(f"hidden_act={act!r}: only silu MLPs are implemented")
+        super().__init__(config, sharding)
+
+    def map_checkpoint_name(self, name: str):
+        return map_moe_checkpoint_name(name) or super().map_checkpoint_name(name)
+
+
+class DeepseekV3ForCausalLM(DeepseekV2ForCausalLM):
+    attention_cls = DeepseekV3Attention
+    layer_cls = DeepseekV3DecoderLayer
+
+    def skip_checkpoint_name(self, name: str) -> bool:
+        """The multi-token-prediction layers stored after the last decoder layer: unused for generation."""
+        parts = name.split(".")
+        if parts[:2] != ["model", "layers"] or len(parts) < 3 or not parts[2].isdigit():
+            return False
+        first = self.config.num_hidden_layers
+        extra = getattr(self.config, "num_nextn_predict_layers", None) or getattr(self.config, "num_mtp_layers", 0)
+        return first <= int(parts[2]) < first + (extra or 0)
