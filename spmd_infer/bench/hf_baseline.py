@@ -1,0 +1,100 @@
+"""The peer in the same run: transformers `generate` (batched, left-padded, greedy) on the same prompts and lengths.
+
+ignore_eos is matched by min_new_tokens = max_new_tokens. A case whose sequences share their lengths
+runs as one batch, twice: with one new token (its time is the time to first token) and with all of
+them; the difference over the extra tokens is the decode step time. nano-vllm's mixed lengths run in
+batches of bench.hf_batch_size sorted by output length; each batch generates its longest output for
+every row (what a generate() user gets), and only the requested tokens count in the rates.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Optional
+
+import torch
+
+from ..sampling_params import SamplingParams
+from .workloads import Case, make_requests
+
+log = logging.getLogger(__name__)
+
+PAD = 0  # any id: padded positions are masked out
+
+
+class HFBaseline:
+    def __init__(self, hf_config: Any, device: torch.device, dtype: torch.dtype, batch_size: int,
+                 cache_implementation: Optional[str] = None):
+        from transformers import AutoModelForCausalLM
+
+        with torch.device(device):
+            self.model = AutoModelForCausalLM.from_config(hf_config, dtype=dtype).eval()
+        self.device = device
+        self.batch_size = batch_size
+        self.cache_implementation = cache_implementation
+        self.vocab_size = hf_config.vocab_size
+        self._generate([[1] * 16] * 2, 4)  # the first call pays for kernel selection and lazy initialisation
+
+    def run(self, case: Case, seed: int) -> dict:
+        prompts = [r.prompt_token_ids for r in make_requests(case, self.vocab_size, seed, SamplingParams())]
+        if case.uniform:
+            steps = case.output_lens[0]
+            first = self._generate(prompts, 1)
+            wall = self._generate(prompts, steps) if steps > 1 else first
+            out = {"batch_size": len(prompts), "wall_s": wall, "ttft_s": first}
+            if steps > 1:
+                out["decode_step_s"] = (wall - first) / (steps - 1)
+                out["decode_tok_s"] = len(prompts) / out["decode_step_s"]
+        else:
+            order = sorted(range(case.num_seqs), key=lambda i: case.output_lens[i])
+            wall = generated = 0
+            for start in range(0, len(order), self.batch_size):
+                rows = order[start:start + self.batch_size]
+                n_new = max(case.output_lens[i] for i in rows)
+                wall += self._generate([prompts[i] for i in rows], n_new)
+                generated += n_new * len(rows)
+            out = {"batch_size": self.batch_size, "wall_s": wall, "generated_tokens": generated}
+        out["output_tok_s"] = case.output_tokens / out["wall_s"]
+        out["total_tok_s"] = (case.prompt_tokens + case.output_tokens) / out["wall_s"]
+        return out
+
+    @torch.inference_mode()
+    def _generate(self, prompts: list[list[int]], n_new: int) -> float:
+        width = max(map(len, prompts))
+        ids = torch.full((len(prompts), width), PAD, dtype=torch.long)
+        mask = torch.zeros((len(prompts), width), dtype=torch.long)
+        for row, p in enumerate(prompts):  # left padding: every row's last prompt token is in the last column
+            ids[row, width - len(p):] = torch.tensor(p)
+            mask[row, width - len(p):] = 1
+        kwargs = {"cache_implementation": self.cache_implementation} if self.cache_implementation else {}
+        ids, mask = ids.to(self.device), mask.to(self.device)
+        _sync(self.device)
+        started = time.perf_counter()
+        out = self.model.generate(input_ids=ids, attention_mask=mask, do_sample=False, max_new_tokens=n_new,
+                                  min_new_tokens=n_new, pad_token_id=PAD, **kwargs)
+        _sync(self.device)
+        seconds = time.perf_counter() - started
+        if out.shape[1] != width + n_new:
+            log.warning("transformers generated %d tokens instead of %d", out.shape[1] - width, n_new)
+        return seconds
+
+    def close(self) -> None:
+        del self.model
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+
+def compare(engine: dict, hf: dict) -> dict:
+    """Engine over transformers: > 1 means the engine is faster."""
+    ratios = {"output_tok_s": engine["output_tok_s"] / hf["output_tok_s"]}
+    if engine.get("ttft_s") and hf.get("ttft_s"):
+        ratios["ttft"] = hf["ttft_s"] / engine["ttft_s"]["max"]  # the whole batch's first tokens, both sides
+    if "decode" in engine and "decode_step_s" in hf:
+        ratios["decode_step"] = hf["decode_step_s"] / engine["decode"]["median_step_s"]
+    return ratios
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

@@ -1,0 +1,145 @@
+"""Runs one case through the real step function and turns its per-step records into rates, MBU and MFU."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass, field
+from typing import Optional
+
+import torch
+
+from ..engine.assign import RequestQueue
+from ..engine.engine import Engine
+from ..engine.scheduler import ScheduledBatch
+from ..engine.sources import RequestSource
+from ..engine.stopping import StopChecker
+from ..parallel.dp_meta import Field, Phase
+from .ceilings import Ceilings
+from .cost import ModelCost
+from .workloads import Case, make_requests
+
+
+@dataclass
+class StepRecord:
+    seconds: float
+    exchange_seconds: float
+    phase: Phase
+    """This rank's phase (IDLE when it ran no forward of its own)."""
+    dp_tokens: list[int]
+    dp_phases: list[int]
+    chunks: list[tuple[int, int]] = field(default_factory=list)
+    """(new tokens, context after the step) of each sequence this rank ran."""
+    sampled: int = 0
+
+
+class TimedSource(RequestSource):
+    """A RequestSource that remembers what each step ran and when each sequence got its first token."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.started = time.perf_counter()
+        self.last: Optional[ScheduledBatch] = None
+        self.first_token_at: dict[int, float] = {}
+
+    def schedule(self) -> ScheduledBatch:
+        self.last = super().schedule()
+        return self.last
+
+    def postprocess(self, batch: ScheduledBatch, tokens: list[int], logprobs: list) -> None:
+        now = time.perf_counter() - self.started  # tokens are on the host already: sampling synchronised
+        for seq, sampled in zip(batch.seqs, batch.sampled):
+            if sampled:
+                self.first_token_at.setdefault(seq.index, now)
+        super().postprocess(batch, tokens, logprobs)
+
+
+def run_case(engine: Engine, case: Case, sampling, seed: int) -> tuple[list[StepRecord], TimedSource, float]:
+    """All of `case` through Stepper.step with a RequestQueue (DP assignment as in a job); (records, source, wall)."""
+    runner = engine.runner
+    requests = make_requests(case, runner.hf_config.vocab_size, seed, sampling)
+
+    def on_error(err) -> None:
+        raise RuntimeError(f"benchmark request rejected: {err.message}")
+
+    queue = RequestQueue(iter(requests), on_error)
+    stopper = StopChecker(frozenset(), engine.max_model_len, None)
+    _sync(runner.device)
+    source = engine.new_source(stopper, lambda seq: None, TimedSource)
+    records: list[StepRecord] = []
+    started = source.started = time.perf_counter()
+    while True:
+        result = engine.stepper.step(source, queue)
+        if result.done:
+            break
+        meta = result.meta
+        rec = StepRecord(result.seconds, meta.exchange_seconds, result.phase if result.ran_forward else Phase.IDLE,
+                         meta.num_tokens, meta.column(Field.PHASE))
+        if result.ran_forward:
+            batch = source.last
+            rec.chunks = [(n, s.num_computed) for s, n in zip(batch.seqs, batch.num_new_tokens)]  # after the step
+            rec.sampled = sum(batch.sampled)
+        records.append(rec)
+    _sync(runner.device)
+    return records, source, time.perf_counter() - started
+
+
+def case_metrics(case: Case, records: list[StepRecord], source: TimedSource, wall: float, cost: ModelCost,
+                 ceilings: Ceilings, dp_attention: bool, num_preemptions: int) -> dict:
+    """Rates over all DP ranks (from DPMeta), per-step figures of this rank (its steps, bytes and FLOPs)."""
+    ttft = sorted(source.first_token_at.values())
+    step_s = sum(r.seconds for r in records)
+    out = {
+        "workload": case.workload, "name": case.name, "num_seqs": case.num_seqs,
+        "prompt_tokens": case.prompt_tokens, "output_tokens": case.output_tokens, "wall_s": wall,
+        "output_tok_s": case.output_tokens / wall, "total_tok_s": (case.prompt_tokens + case.output_tokens) / wall,
+        "ttft_s": _summary(ttft), "steps": len(records),
+        "exchange_share": sum(r.exchange_seconds for r in records) / max(step_s, 1e-12),
+        "preemptions": num_preemptions,
+    }
+
+    def mlp_tokens(r: StepRecord) -> int:
+        # DP attention: the MLPs run every DP group's tokens (an idle group contributes its 1-token dummy).
+        return sum(max(n, 1) for n in r.dp_tokens) if dp_attention and len(r.dp_tokens) > 1 else r_tokens(r)
+
+    # Decode: steps in which no DP rank prefills, so the step time is decode time everywhere.
+    decode = [r for r in records if Phase.DECODE in r.dp_phases and Phase.PREFILL not in r.dp_phases]
+    mine = [r for r in decode if r.phase == Phase.DECODE]
+    if decode:
+        seconds = sum(r.seconds for r in decode)
+        tokens = sum(n for r in decode for n, p in zip(r.dp_tokens, r.dp_phases) if p == Phase.DECODE)
+        weights = sum(cost.weight_bytes(r_tokens(r), mlp_tokens(r), r.sampled) for r in mine)
+        kv = sum(cost.kv_bytes([ctx for _, ctx in r.chunks]) for r in mine)
+        mine_s = max(sum(r.seconds for r in mine), 1e-12)
+        out["decode"] = {
+            "steps": len(decode), "median_step_s": statistics.median(r.seconds for r in (mine or decode)),
+            "tok_s": tokens / seconds, "batch_mean": tokens / len(decode),
+            "weight_bytes_per_step": weights / max(len(mine), 1), "kv_bytes_per_step": kv / max(len(mine), 1),
+            "bytes_per_s": (weights + kv) / mine_s,
+            "mbu": (weights + kv) / mine_s / ceilings.bandwidth_bytes_per_s,
+        }
+    prefill = [r for r in records if r.phase == Phase.PREFILL]
+    if prefill:
+        seconds = max(sum(r.seconds for r in prefill), 1e-12)
+        flops = sum(cost.flops(r.chunks, mlp_tokens(r), r.sampled, prefill=True) for r in prefill)
+        out["prefill"] = {
+            "steps": len(prefill), "seconds": seconds, "tok_s_this_rank": sum(map(r_tokens, prefill)) / seconds,
+            "flops": flops, "flops_per_s": flops / seconds, "mfu": flops / seconds / ceilings.matmul_flops_per_s,
+        }
+    return out
+
+
+def r_tokens(r: StepRecord) -> int:
+    return sum(n for n, _ in r.chunks)
+
+
+def _summary(values: list[float]) -> dict:
+    if not values:
+        return {}
+    return {"median": statistics.median(values), "mean": statistics.fmean(values), "max": values[-1],
+            "p90": values[min(len(values) - 1, int(0.9 * len(values)))]}
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

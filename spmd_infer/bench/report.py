@@ -1,0 +1,55 @@
+"""The benchmark's console table and JSON file (bench/README.md says what each field means)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+COLUMNS = [  # (header, width, value from a case's dict)
+    ("case", 34, lambda c: c["name"]),
+    ("out tok/s", 10, lambda c: f"{c['output_tok_s']:.0f}"),
+    ("tot tok/s", 10, lambda c: f"{c['total_tok_s']:.0f}"),
+    ("TTFT med", 9, lambda c: _ms(c["ttft_s"].get("median"))),
+    ("step med", 9, lambda c: _ms(c.get("decode", {}).get("median_step_s"))),
+    ("MBU", 6, lambda c: _pct(c.get("decode", {}).get("mbu"))),
+    ("MFU", 6, lambda c: _pct(c.get("prefill", {}).get("mfu"))),
+    ("exch", 6, lambda c: _pct(c["exchange_share"])),
+    ("HF tok/s", 9, lambda c: f"{c['hf']['output_tok_s']:.0f}" if "hf" in c else "-"),
+    ("x HF", 6, lambda c: f"{c['vs_hf']['output_tok_s']:.2f}" if "vs_hf" in c else "-"),
+    ("x HF step", 9, lambda c: f"{c['vs_hf']['decode_step']:.2f}" if "decode_step" in c.get("vs_hf", {}) else "-"),
+]
+
+
+def console_lines(report: dict) -> list[str]:
+    m, lay, ceil, st = report["model"], report["layout"], report["ceilings"], report["startup"]
+    lines = [
+        f"model {m['name']} ({m['architecture']}, {m['dtype']}, "
+        f"{m['cost']['weight_bytes_per_rank'] / 2**30:.2f} GiB of weights per rank, "
+        f"{m['cost']['kv_bytes_per_token']} KV bytes per token per rank); "
+        f"layout dp={lay['dp']} tp={lay['tp']}{' dp_attention' if lay['dp_attention'] else ''}",
+        f"device {ceil['device']}: copy {ceil['bandwidth_bytes_per_s'] / 1e9:.1f} GB/s (read + write), "
+        f"{ceil['dtype']} matmul {ceil['matmul_flops_per_s'] / 1e12:.3g} TFLOP/s (n={ceil['matmul_n']})",
+        "startup " + ", ".join(f"{k.removesuffix('_s')} {v:.2f} s" for k, v in st.items() if v is not None),
+        "  ".join(h.rjust(w) if i else h.ljust(w) for i, (h, w, _) in enumerate(COLUMNS)),
+    ]
+    for case in report["cases"]:
+        lines.append("  ".join(fn(case).rjust(w) if i else fn(case)[:w].ljust(w)
+                               for i, (_, w, fn) in enumerate(COLUMNS)))
+    if report.get("baseline_skipped"):
+        lines.append(f"hf baseline skipped: {report['baseline_skipped']}")
+    return lines
+
+
+def write_json(report: dict, path: str) -> Path:
+    out = Path(path).expanduser()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    return out
+
+
+def _ms(seconds) -> str:
+    return "-" if seconds is None else f"{seconds * 1e3:.1f}ms"
+
+
+def _pct(share) -> str:
+    return "-" if share is None else f"{100 * share:.1f}%"

@@ -1,0 +1,161 @@
+"""One benchmark run on every rank: plan, ceilings, engine startup, the cases, the hf baseline, the report."""
+
+from __future__ import annotations
+
+import gc
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+import torch.distributed as dist
+
+from ..engine.engine import Engine
+from ..job_plan import DTYPES
+from ..models.registry import check_layout, model_class
+from ..parallel.dims import ConfigError, ParallelDims, init_distributed, resolve_device
+from ..sampling_params import SamplingParams
+from .ceilings import measure_ceilings
+from .checkpoint import BenchCheckpoint
+from .cost import ModelCost
+from .hf_baseline import HFBaseline, compare
+from .measure import case_metrics, run_case
+from .presets import preset_config
+from .report import console_lines, write_json
+from .workloads import build_cases, warm_case
+
+log = logging.getLogger(__name__)
+
+
+def run_bench(cfg: Any) -> Optional[dict]:
+    """Run the benchmark described by `cfg` on this rank; returns the report on global rank 0, else None."""
+    entered = time.perf_counter()
+    launched = _process_age()
+    b = cfg.bench
+    # Every check before the first collective, identical on all ranks (as the job's plan).
+    if cfg.model.path:
+        from transformers import AutoConfig
+
+        hf_config, name = AutoConfig.from_pretrained(Path(cfg.model.path).expanduser()), Path(cfg.model.path).name
+    else:
+        hf_config, name = preset_config(b.preset), b.preset
+    model_class(hf_config)
+    dims = ParallelDims(cfg.parallel.dp, cfg.parallel.tp, int(os.environ.get("WORLD_SIZE", "1")),
+                        cfg.parallel.dp_attention)
+    dims.validate()
+    check_layout(hf_config, dims.tp)
+    if b.baseline not in ("none", "hf"):
+        raise ConfigError(f"bench.baseline={b.baseline!r} must be none or hf")
+    device = resolve_device(cfg.runtime.device)
+    dtype = _dtype(cfg.model.dtype, device)
+    cases = build_cases(b)
+    warm = [warm_case()] if b.warm_case else []
+    max_model_len = int(cfg.model.max_model_len or max(c.max_len for c in cases + warm))
+    if max_model_len > hf_config.max_position_embeddings or max_model_len < max(c.max_len for c in cases):
+        raise ConfigError(f"the workload needs {max(c.max_len for c in cases)} tokens per sequence; "
+                          f"model.max_model_len={max_model_len} must hold that and stay within the model's "
+                          f"max_position_embeddings ({hf_config.max_position_embeddings})")
+
+    started = time.perf_counter()
+    init_distributed(device)
+    dims.build_mesh(device)
+    init_s = time.perf_counter() - started
+    rank0 = dist.get_rank() == 0
+    ceilings = measure_ceilings(device, dtype, b.copy_mib, b.matmul_n, b.ceiling_repeats)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    checkpoint = None
+    model_dir = Path(cfg.model.path).expanduser() if (b.load and cfg.model.path) else None
+    if b.load and model_dir is None:
+        checkpoint = BenchCheckpoint(hf_config, b.checkpoint_dir, device, dtype, dims.world_group)
+        model_dir = checkpoint.path
+
+    engine = Engine.start(hf_config, model_dir, dims, device, dtype, max_model_len, cfg)
+    st = engine.startup
+    startup = {"process_to_main_s": launched, "distributed_init_s": init_s, "build_s": st.build, "load_s": st.load,
+               "warmup_s": st.warmup, "kv_cache_s": st.kv_cache, "graph_capture_s": st.graphs,
+               "launch_to_first_step_s": (launched or 0.0) + init_s + st.total,
+               "checkpoint_write_s": checkpoint.seconds if checkpoint else None}
+    if checkpoint is not None:
+        checkpoint.remove()
+    cost = ModelCost.from_model(engine.runner.model, engine.runner.kv_bytes_per_token)
+    sampling = SamplingParams.from_config(cfg.sampling)
+    mlp_spans_dp = dims.dp_attention and dims.dp > 1
+    for case in warm:
+        run_case(engine, case, sampling, b.seed)
+    results = []
+    for case in cases:
+        records, source, wall = run_case(engine, case, sampling, b.seed)
+        results.append(case_metrics(case, records, source, wall, cost, ceilings, mlp_spans_dp,
+                                    source.scheduler.num_preemptions))
+        log.info("%s: %.0f output tok/s, %.2f s", case.name, results[-1]["output_tok_s"], wall)
+    num_blocks = engine.num_blocks
+    del engine
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+    skipped = None
+    if b.baseline == "hf":
+        if dist.get_world_size() > 1:
+            skipped = "the transformers baseline runs on one GPU: launch without torchrun (parallel.dp=1 tp=1)"
+            log.warning("bench.baseline=hf skipped: %s", skipped)
+        else:
+            _run_baseline(hf_config, cases, results, device, dtype, b)
+    report = {
+        "model": {"name": name, "architecture": hf_config.architectures[0], "dtype": str(dtype).removeprefix("torch."),
+                  "random_weights": not (b.load and cfg.model.path), "cost": cost.to_json()},
+        "layout": {"dp": dims.dp, "tp": dims.tp, "dp_attention": dims.dp_attention, "moe": cfg.parallel.moe,
+                   "world_size": dist.get_world_size()},
+        "ceilings": ceilings.to_json(), "startup": startup,
+        "kv_cache": {"num_blocks": num_blocks, "block_size": cfg.cache.block_size,
+                     "tokens_per_dp_group": num_blocks * cfg.cache.block_size},
+        "engine": {"max_num_seqs": cfg.scheduler.max_num_seqs,
+                   "max_num_batched_tokens": cfg.scheduler.max_num_batched_tokens, "max_model_len": max_model_len,
+                   "temperature": sampling.temperature},
+        "cases": results, "baseline_skipped": skipped,
+        "bench_seconds": time.perf_counter() - entered, "torch": torch.__version__,
+    }
+    dist.barrier(group=dims.world_group)
+    if not rank0:
+        return None
+    path = write_json(report, b.output)
+    for line in console_lines(report):
+        print(line)
+    print(f"results: {path}")
+    return report
+
+
+def _run_baseline(hf_config: Any, cases: list, results: list[dict], device: torch.device, dtype: torch.dtype,
+                  b: Any) -> None:
+    started = time.perf_counter()
+    hf = HFBaseline(hf_config, device, dtype, b.hf_batch_size, b.hf_cache_implementation)
+    for case, result in zip(cases, results):
+        result["hf"] = hf.run(case, b.seed)
+        result["vs_hf"] = compare(result, result["hf"])
+        log.info("%s: transformers %.0f output tok/s (engine %.2fx)", case.name, result["hf"]["output_tok_s"],
+                 result["vs_hf"]["output_tok_s"])
+    hf.close()
+    log.info("transformers baseline took %.1f s", time.perf_counter() - started)
+
+
+def _dtype(name: str, device: torch.device) -> torch.dtype:
+    if name == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    if name not in DTYPES:
+        raise ConfigError(f"model.dtype={name!r} must be one of auto, {', '.join(DTYPES)}")
+    return DTYPES[name]
+
+
+def _process_age() -> Optional[float]:
+    """Seconds since this process started (Linux /proc), so startup includes interpreter and imports."""
+    try:
+        with open("/proc/self/stat") as f:
+            start_ticks = int(f.read().rsplit(")", 1)[1].split()[19])  # field 22, counted after "pid (comm)"
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+        return max(0.0, uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return None

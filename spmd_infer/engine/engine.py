@@ -1,0 +1,146 @@
+"""Engine assembly shared by the job and the benchmark: model runner, DP exchange, step function, warmup, KV cache.
+
+`Engine.start` does the startup in its fixed order (build + load, warmup through the step function,
+KV-cache sizing agreed over every rank, decode CUDA-graph capture) and times each part; `new_source`
+makes a fresh per-DP-rank scheduler over the same cache, so one engine can run several request sets
+(the benchmark's cases).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import torch
+
+from ..parallel.dims import ConfigError, ParallelDims
+from ..parallel.dp_meta import DPMetaExchange
+from .block_manager import BlockManager
+from .graph_capture import GraphCaptureSource
+from .model_runner import ModelRunner
+from .scheduler import Scheduler
+from .sequence import Sequence
+from .sources import RequestSource, WarmupSource
+from .step import StepStats, Stepper
+from .stopping import StopChecker
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StartupTimes:
+    """Seconds spent in each startup part on this rank (the benchmark reports them)."""
+
+    build: float = 0.0
+    """Constructing the sharded model on the device, plus random initialisation when there is no checkpoint."""
+    load: float = 0.0
+    """Reading this rank's slices of the checkpoint (0 for random weights)."""
+    warmup: float = 0.0
+    """The warmup step (kernel warmup and activation-memory profiling)."""
+    kv_cache: float = 0.0
+    """Sizing the KV cache (one all-reduce) and allocating it."""
+    graphs: float = 0.0
+    """Capturing the decode CUDA graphs (CUDA with runtime.cuda_graphs; else 0)."""
+
+    @property
+    def total(self) -> float:
+        return self.build + self.load + self.warmup + self.kv_cache + self.graphs
+
+
+class Engine:
+    """One rank's started engine: the model with its KV cache, the DP exchange and the step function."""
+
+    def __init__(self, runner: ModelRunner, stepper: Stepper, dims: ParallelDims, num_blocks: int, cfg: Any,
+                 max_model_len: int, startup: StartupTimes):
+        self.runner = runner
+        self.stepper = stepper
+        self.dims = dims
+        self.num_blocks = num_blocks
+        self.cfg = cfg
+        self.max_model_len = max_model_len
+        self.startup = startup
+
+    @classmethod
+    def start(cls, hf_config: Any, model_dir: Optional[Path], dims: ParallelDims, device: torch.device,
+              dtype: torch.dtype, max_model_len: int, cfg: Any) -> "Engine":
+        """Build, load (random weights when `model_dir` is None), warm up and size the KV cache.
+
+        `cfg` needs the job's parallel, scheduler, cache and runtime sections; `dims` must have its mesh.
+        """
+        times = StartupTimes()
+        t0 = time.perf_counter()
+        runner = ModelRunner(hf_config, model_dir, dims, device, dtype, cfg.cache.block_size, cfg.parallel.moe)
+        _sync(device)
+        times.load = runner.load_stats.seconds
+        times.build = time.perf_counter() - t0 - times.load
+        exchange = DPMetaExchange(dims.dp_group, dims.dp, dims.dp_rank, device)
+        s = cfg.scheduler
+        capacity = s.max_num_seqs + (s.max_waiting_per_rank or s.max_num_seqs)  # requests a DP rank may hold
+        stepper = Stepper(runner, exchange, cfg.parallel.dp_attention, capacity)
+
+        t0 = time.perf_counter()
+        if cfg.runtime.warmup:
+            if device.type == "cuda":
+                # The KV budget subtracts the activation peak above the weights, so measure only this step's.
+                torch.cuda.reset_peak_memory_stats(device)
+            warmup = WarmupSource(s.max_num_batched_tokens, s.max_num_seqs, hf_config.vocab_size, max_model_len)
+            while not stepper.step(warmup).done:
+                pass
+        _sync(device)
+        times.warmup = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        num_blocks = size_kv_cache(cfg, runner, dims, max_model_len)
+        _sync(device)
+        times.kv_cache = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        if getattr(cfg.runtime, "cuda_graphs", True) and runner.graph_safe:
+            capture = GraphCaptureSource(runner.enable_graphs(s.max_num_seqs, max_model_len))
+            while not stepper.step(capture).done:  # the same step function: DP ranks agree on every bucket
+                pass
+            _sync(device)
+            log.info("captured %d decode CUDA graphs in %.1f s", len(runner.graphs.graphs), time.perf_counter() - t0)
+        times.graphs = time.perf_counter() - t0
+        stepper.stats = StepStats()  # the warmup is not part of any run's statistics
+        return cls(runner, stepper, dims, num_blocks, cfg, max_model_len, times)
+
+    def new_source(self, stopper: StopChecker, on_finish: Callable[[Sequence], None],
+                   source_cls: type = RequestSource) -> RequestSource:
+        """A fresh scheduler over the whole (empty) KV cache; `source_cls` may subclass RequestSource."""
+        s = self.cfg.scheduler
+        scheduler = Scheduler(BlockManager(self.num_blocks, self.cfg.cache.block_size), s.max_num_seqs,
+                              s.max_num_batched_tokens)
+        return source_cls(scheduler, stopper, on_finish)
+
+
+def size_kv_cache(cfg: Any, runner: ModelRunner, dims: ParallelDims, max_model_len: int) -> int:
+    """One block count for every rank: the minimum of what fits on each (or the configured count)."""
+    block_size = cfg.cache.block_size
+    if cfg.cache.num_blocks:
+        fit = int(cfg.cache.num_blocks)
+    else:
+        fit = runner.blocks_that_fit(cfg.cache.gpu_memory_utilization, cfg.cache.cpu_kv_cache_gb)
+        # More than every slot full at max_model_len can never be used.
+        fit = min(fit, cfg.scheduler.max_num_seqs * -(-max_model_len // block_size))
+    num_blocks = runner.min_over(fit, dims.world_group)
+    if num_blocks * block_size < max_model_len:
+        raise ConfigError(
+            f"the KV cache holds {num_blocks * block_size} tokens per rank, fewer than model.max_model_len="
+            f"{max_model_len}, so a long request could never run; lower model.max_model_len or give the "
+            f"cache more room (cache.gpu_memory_utilization, cache.cpu_kv_cache_gb, cache.num_blocks)")
+    runner.allocate_kv_cache(num_blocks)
+    log.info("KV cache: %d blocks x %d tokens = %d tokens per DP group (%d over %d DP groups); %d bytes per token "
+             "per rank (%.2f GiB per rank)", num_blocks, block_size, num_blocks * block_size,
+             num_blocks * block_size * dims.dp, dims.dp, runner.kv_bytes_per_token,
+             num_blocks * block_size * runner.kv_bytes_per_token / 2**30)
+    return num_blocks
+
+
+def _sync(device: torch.device) -> None:
+    """Host clocks read after this see the device's work done (timings only)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

@@ -1,0 +1,162 @@
+"""The benchmark: its byte/FLOP counts against hand-computed values, and `python -m spmd_infer.bench` run as a user would."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from spmd_infer.bench.ceilings import Ceilings
+from spmd_infer.bench.cost import ModelCost, MoeLayerCost, causal_pairs
+from spmd_infer.bench.measure import StepRecord, case_metrics
+from spmd_infer.bench.workloads import Case
+from spmd_infer.models.registry import model_class
+from spmd_infer.parallel.dp_meta import Phase
+from spmd_infer.parallel.sharding import LayerSharding
+
+H, I, L, HEADS, KV, D, V = 64, 96, 2, 8, 4, 8, 301  # hidden, intermediate, layers, heads, KV heads, head dim, vocab
+
+
+def _model(cfg):
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float32)
+    try:
+        return model_class(cfg)(cfg, LayerSharding.single())
+    finally:
+        torch.set_default_dtype(previous)
+
+
+@pytest.fixture(scope="module")
+def llama_cost():
+    from transformers import LlamaConfig
+
+    cfg = LlamaConfig(vocab_size=V, hidden_size=H, intermediate_size=I, num_hidden_layers=L, num_attention_heads=HEADS,
+                      num_key_value_heads=KV, max_position_embeddings=256, tie_word_embeddings=False,
+                      architectures=["LlamaForCausalLM"])
+    return ModelCost.from_model(_model(cfg), kv_bytes_per_token=L * 2 * KV * D * 4)
+
+
+def test_dense_weight_bytes_and_flops(llama_cost):
+    c = llama_cost
+    attn = L * (H * (HEADS + 2 * KV) * D + HEADS * D * H)  # q, k, v and o projections
+    mlp = L * (2 * I * H + I * H)  # gate + up, down
+    norms = (2 * L + 1) * H
+    assert (c.attn_params, c.mlp_params, c.lm_head_params) == (attn, mlp, V * H)
+    assert (c.attn_bytes, c.mlp_bytes, c.lm_head_bytes, c.embed_row_bytes) == (4 * (attn + norms), 4 * mlp,
+                                                                               4 * V * H, 4 * H)
+    # Decode of 3 sequences: every weight once, the LM head (rows sampled), 3 embedding rows.
+    assert c.weight_bytes(tokens=3, mlp_tokens=3, sampled=3) == 4 * (attn + norms + mlp + V * H + 3 * H)
+    assert c.weight_bytes(tokens=3, mlp_tokens=3, sampled=0) == 4 * (attn + norms + mlp + 3 * H)  # a prefill chunk
+    assert c.kv_bytes([9, 10]) == 19 * L * 2 * KV * D * 4
+    # Prefill of a fresh 5-token prompt and a 3-token chunk ending at position 10, both sampled.
+    pairs = (1 + 2 + 3 + 4 + 5) + (8 + 9 + 10)
+    assert causal_pairs(5, 5) + causal_pairs(3, 10) == pairs
+    expected = 2 * (attn + mlp) * 8 + 2 * V * H * 2 + L * 4 * HEADS * D * pairs
+    assert c.flops([(5, 5), (3, 10)], mlp_tokens=8, sampled=2, prefill=True) == expected
+
+
+def test_moe_counts_only_the_experts_tokens_reach():
+    from transformers import Qwen3MoeConfig
+
+    e, k, mi = 8, 2, 32
+    cfg = Qwen3MoeConfig(vocab_size=V, hidden_size=H, intermediate_size=I, moe_intermediate_size=mi, num_experts=e,
+                         num_experts_per_tok=k, decoder_sparse_step=1, mlp_only_layers=[0], num_hidden_layers=L,
+                         num_attention_heads=HEADS, num_key_value_heads=KV, head_dim=D, max_position_embeddings=256,
+                         tie_word_embeddings=False, architectures=["Qwen3MoeForCausalLM"])
+    c = ModelCost.from_model(_model(cfg), kv_bytes_per_token=1)
+    (layer,) = c.moe  # layer 0 is dense (mlp_only_layers), layer 1 has the experts
+    assert (layer.num_experts, layer.num_local, layer.top_k) == (e, e, k)
+    assert layer.expert_params == 3 * mi * H and layer.expert_bytes == 4 * 3 * mi * H
+    assert c.mlp_params == 3 * I * H + e * H  # the dense layer's MLP and the router
+    # One token reads its top-k experts; two tokens miss a given expert with probability (6/8)^2.
+    assert layer.expected_active(1) == pytest.approx(2.0)
+    assert layer.expected_active(2) == pytest.approx(8 * (1 - 0.75**2))
+    assert layer.expected_active(10**4) == pytest.approx(8.0)
+    base = c.weight_bytes(tokens=2, mlp_tokens=2, sampled=0)
+    assert base - c.weight_bytes(tokens=2, mlp_tokens=0, sampled=0) == pytest.approx(3.5 * layer.expert_bytes)
+    # FLOPs: each of 3 tokens runs k experts.
+    dense = c.flops([(3, 3)], mlp_tokens=3, sampled=0, prefill=True)
+    assert dense - c.flops([(3, 3)], mlp_tokens=0, sampled=0, prefill=True) == pytest.approx(
+        2 * 3 * (3 * I * H + e * H) + 2 * 3 * k * 3 * mi * H)
+    # Expert parallelism over 2 ranks: half the experts are local, and so is half the expected traffic.
+    ep = MoeLayerCost(num_experts=e, num_local=e // 2, top_k=k, expert_params=1, expert_bytes=1)
+    assert ep.expected_active(1) == pytest.approx(1.0) and ep.expected_active(2) <= min(4, 2 * k)
+
+
+def test_case_metrics_mbu_and_mfu_arithmetic():
+    cost = ModelCost(attn_params=100, attn_bytes=1000, lm_head_params=10, lm_head_bytes=50, kv_bytes_per_token=2,
+                     attn_pair_flops=[(4, 4)])
+    ceil = Ceilings(bandwidth_bytes_per_s=1e4, matmul_flops_per_s=1e5, dtype="float32", copy_bytes=1, matmul_n=1,
+                    device="cpu")
+    records = [
+        StepRecord(0.01, 0.001, Phase.IDLE, [0], [Phase.IDLE]),
+        StepRecord(0.5, 0.001, Phase.PREFILL, [16], [Phase.PREFILL], chunks=[(8, 8), (8, 8)], sampled=2),
+        StepRecord(0.1, 0.001, Phase.DECODE, [2], [Phase.DECODE], chunks=[(1, 9), (1, 9)], sampled=2),
+        StepRecord(0.3, 0.001, Phase.DECODE, [2], [Phase.DECODE], chunks=[(1, 10), (1, 10)], sampled=2),
+    ]
+
+    class Source:
+        first_token_at = {0: 0.5, 1: 0.51}
+
+    case = Case("grid", "grid 2x8+3", [8, 8], [3, 3])
+    m = case_metrics(case, records, Source(), wall=1.0, cost=cost, ceilings=ceil, dp_attention=False,
+                     num_preemptions=0)
+    weights = 2 * (1000 + 50)  # two decode steps (embedding rows cost nothing here)
+    kv = 2 * (18 + 20)
+    assert m["decode"]["mbu"] == pytest.approx((weights + kv) / 0.4 / 1e4)
+    assert m["decode"]["median_step_s"] == pytest.approx(0.2) and m["decode"]["tok_s"] == pytest.approx(4 / 0.4)
+    flops = 2 * (100 * 16 + 10 * 2) + 4 * 2 * 36
+    assert m["prefill"]["flops"] == flops and m["prefill"]["mfu"] == pytest.approx(flops / 0.5 / 1e5)
+    assert m["exchange_share"] == pytest.approx(0.004 / 0.91)
+    assert m["output_tok_s"] == 6 and m["total_tok_s"] == 22 and m["ttft_s"]["max"] == 0.51
+
+
+def _bench(cmd: list[str], cwd, timeout: float = 240) -> dict:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, timeout=timeout, env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "MBU" in proc.stdout and "results:" in proc.stdout
+    return proc
+
+
+TINY_WORKLOADS = ["bench.num_seqs=4", "bench.min_len=4", "bench.max_input_len=16", "bench.max_output_len=12",
+                  "bench.grid_batch_sizes=[2]", "bench.input_lens=[8]", "bench.output_lens=[1,4]",
+                  "bench.batch_sizes=[1,3]", "bench.context=16", "bench.decode_steps=4",
+                  "scheduler.max_num_batched_tokens=64", "bench.ceiling_repeats=3"]
+
+
+def test_bench_cli_on_cpu_with_load_and_hf_baseline(tmp_path):
+    out = tmp_path / "bench.json"
+    _bench([sys.executable, "-m", "spmd_infer.bench", "bench.preset=tiny", "bench.workload=all", "bench.load=true",
+            "bench.baseline=hf", f"bench.output={out}", *TINY_WORKLOADS], tmp_path)
+    r = json.loads(out.read_text())
+    assert r["ceilings"]["bandwidth_bytes_per_s"] > 0 and r["ceilings"]["matmul_flops_per_s"] > 0
+    assert r["startup"]["load_s"] > 0 and r["startup"]["checkpoint_write_s"] > 0 and r["startup"]["warmup_s"] > 0
+    assert r["model"]["cost"]["weight_bytes_per_rank"] > 0 and r["model"]["cost"]["kv_bytes_per_token"] > 0
+    assert [c["workload"] for c in r["cases"]] == ["nano_vllm", "grid", "grid", "decode", "decode"]
+    for c in r["cases"]:
+        assert c["output_tok_s"] > 0 and c["total_tok_s"] > c["output_tok_s"] and c["ttft_s"]["median"] > 0
+        assert 0 <= c["exchange_share"] < 1 and c["prefill"]["mfu"] > 0
+        assert c["hf"]["output_tok_s"] > 0 and c["vs_hf"]["output_tok_s"] > 0
+        if c["name"] != "grid 2x8+1":  # one output token: prefill only
+            assert c["decode"]["median_step_s"] > 0 and 0 < c["decode"]["mbu"] and c["decode"]["tok_s"] > 0
+    assert r["cases"][-1]["decode"]["steps"] == 4 and r["cases"][-1]["hf"]["decode_step_s"] > 0
+
+
+def test_bench_dp2_dp_attention_moe_under_torchrun(tmp_path):
+    from support.launch import torchrun
+
+    out = tmp_path / "bench.json"
+    proc = torchrun(2, ["-m", "spmd_infer.bench", "bench.preset=tiny-moe", "bench.workload=decode", "parallel.dp=2",
+                        "parallel.dp_attention=true", "bench.baseline=hf", f"bench.output={out}", *TINY_WORKLOADS],
+                    cwd=tmp_path, timeout=240)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    r = json.loads(out.read_text())
+    assert r["layout"] == {"dp": 2, "tp": 1, "dp_attention": True, "moe": "ep", "world_size": 2}
+    assert "one GPU" in r["baseline_skipped"] and r["model"]["cost"]["moe_layers"] == 2
+    for c in r["cases"]:
+        assert c["decode"]["mbu"] > 0 and c["exchange_share"] > 0 and c["decode"]["steps"] == 4
