@@ -58,14 +58,17 @@ class CacheConfig:
 class SamplingConfig:
     """Job-wide sampling defaults (vLLM's names); a row's "sampling" object overrides any of them."""
 
-    temperature: float = 1.0
-    """Softmax temperature; 0 means greedy."""
-    top_p: float = 1.0
-    """Nucleus sampling: keep the smallest set of tokens whose probability reaches top_p (0, 1]."""
-    top_k: int = 0
-    """Keep only the k most likely tokens; 0 or -1 disables."""
-    min_p: float = 0.0
-    """Drop tokens whose probability is below min_p times the most likely token's."""
+    # Unset (null) fields take the model's generation_config.json value, else vLLM's default; any value
+    # set on the command line or in a YAML group wins, even one equal to the default (see model_defaults.py).
+    temperature: Optional[float] = None
+    """Softmax temperature; 0 means greedy. Unset: generation_config.json's, else 1.0."""
+    top_p: Optional[float] = None
+    """Nucleus sampling: keep the smallest set of tokens whose probability reaches top_p (0, 1].
+    Unset: the model's, else 1.0."""
+    top_k: Optional[int] = None
+    """Keep only the k most likely tokens; 0 or -1 disables. Unset: the model's, else 0."""
+    min_p: Optional[float] = None
+    """Drop tokens whose probability is below min_p times the most likely token's. Unset: the model's, else 0."""
     seed: int = 0
     """Job seed; each request draws from a generator keyed by (seed, request id)."""
     max_tokens: int = 256
@@ -78,8 +81,10 @@ class SamplingConfig:
     """Token ids that end generation (in addition to the model's EOS unless ignore_eos)."""
     ignore_eos: bool = False
     """Keep generating past EOS (benchmarks)."""
-    repetition_penalty: float = 1.0
-    """> 1 discourages tokens already in the prompt or the output (as in transformers)."""
+    repetition_penalty: Optional[float] = None
+    """> 1 discourages tokens already in the prompt or the output (as in transformers). Unset: the model's, else 1."""
+    n: int = 1
+    """Completions per prompt, each sampled independently (its own generator key); n > 1 rows hold "outputs"."""
     logprobs: int = 0
     """Return the top-k log-probabilities (of the raw model output) for every generated token; 0 = none."""
 
@@ -92,6 +97,9 @@ class DataConfig:
     """Output JSONL, one row per input row, in input order."""
     overwrite: bool = False
     """Start afresh even if the output (or its partial shards) exists."""
+    format: str = "auto"
+    """Input format: jsonl (our rows), openai (OpenAI Batch API / `vllm run-batch` rows, answered in the same
+    format) or auto (openai if the first row has "custom_id" and "body", else jsonl)."""
 
 
 @dataclass
@@ -102,6 +110,8 @@ class RuntimeConfig:
     """Run a warmup step (also memory profiling) before sizing the KV cache."""
     progress: bool = True
     """Show progress on global rank 0."""
+    progress_interval_s: float = 30.0
+    """Seconds between plain progress lines when stdout is not a terminal (Slurm logs); 0 = every step."""
     log_level: str = "INFO"
     """Python logging level for the console of rank 0 and for every rank's log file."""
 

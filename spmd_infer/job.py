@@ -5,13 +5,15 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
 import torch
 import torch.distributed as dist
 
+from .data.completions import OutputRows
+from .data.openai_batch import detect_format
 from .data.reader import read_requests
 from .data.writer import ShardWriter, merge_shards, shard_dir_for
 from .engine.assign import RequestQueue
@@ -23,9 +25,11 @@ from .engine.sources import RequestSource, WarmupSource
 from .engine.step import Stepper
 from .engine.stopping import StopChecker
 from .job_plan import JobPlan
+from .model_defaults import generation_defaults, log_applied
 from .parallel.dims import init_distributed
 from .parallel.dp_meta import DPMetaExchange, Field
 from .progress import Progress
+from .report import Timeline, job_metrics
 from .sampling_params import SamplingParams
 
 log = logging.getLogger(__name__)
@@ -43,6 +47,7 @@ class JobSummary:
     steps: int
     preemptions: int = 0  # on this rank
     prefill_chunks: int = 0  # on this rank
+    metrics: dict = field(default_factory=dict)  # report/metrics.py: what metrics.json holds
 
     def lines(self) -> list[str]:
         tps = self.output_tokens / max(self.wall_seconds, 1e-9)
@@ -79,29 +84,38 @@ def run_job(cfg: Any) -> Optional[JobSummary]:
     writer = ShardWriter(shard_dir / f"dp{dims.dp_rank:05d}.jsonl" if dims.is_tp_leader else None)
     write_errors = dims.is_tp_leader and dims.dp_rank == 0  # every rank sees every error; one writes them
 
+    data_format = detect_format(plan.input, cfg.data.format)  # our rows or OpenAI batch rows, answered in kind
+    out_rows = OutputRows(data_format == "openai", plan.tokenizer, plan.model_dir.name)
+
     def on_error(err) -> None:
         if write_errors:
-            writer.write(err.index, err.to_json())
+            writer.write(err.index, out_rows.error(err))
 
     def on_finish(seq: Sequence) -> None:
-        writer.write(seq.index, _output_row(seq))
+        row = out_rows.finished(seq)  # None until the request's last completion (sampling.n) is done
+        if row is not None:
+            writer.write(seq.index, row)
 
-    defaults = SamplingParams.from_config(cfg.sampling)
-    rows = read_requests(str(plan.input), plan.tokenizer, defaults, plan.max_model_len, plan.hf_config.vocab_size)
+    model_defaults = generation_defaults(plan.model_dir)
+    log_applied(model_defaults, cfg.sampling)
+    defaults = SamplingParams.from_config(cfg.sampling, model_defaults)
+    rows = read_requests(str(plan.input), plan.tokenizer, defaults, plan.max_model_len, plan.hf_config.vocab_size,
+                         data_format)
     queue = RequestQueue(rows, on_error)
     scheduler = Scheduler(BlockManager(num_blocks, cfg.cache.block_size), cfg.scheduler.max_num_seqs,
                           cfg.scheduler.max_num_batched_tokens)
     source = RequestSource(scheduler, StopChecker(plan.eos_ids, plan.max_model_len, plan.tokenizer), on_finish)
-    progress = Progress(enabled=cfg.runtime.progress and dist.get_rank() == 0)
+    progress = Progress(cfg.runtime.progress and dist.get_rank() == 0, cfg.runtime.progress_interval_s, str(plan.input))
+    timeline = Timeline(dims.dp, num_blocks, cfg.parallel.dp_attention)
     loop_started = time.perf_counter()
     meta = None
     while True:
         result = stepper.step(source, queue)
         meta = result.meta
+        timeline.record(meta, final=result.done)
         if result.done:
             break
-        progress.update(finished=sum(meta.column(Field.FINISHED)), total=queue.num_read,
-                        output_tokens=sum(meta.column(Field.OUTPUT_TOKENS)))
+        progress.update(meta, errors=queue.num_errors)
     progress.close()
     writer.close()
     dist.barrier(group=dims.world_group)
@@ -114,6 +128,7 @@ def run_job(cfg: Any) -> Optional[JobSummary]:
                          wall_seconds=time.perf_counter() - started, output=str(plan.output),
                          kv_capacity_tokens=num_blocks * cfg.cache.block_size * dims.dp, steps=stepper.stats.steps,
                          preemptions=scheduler.num_preemptions, prefill_chunks=scheduler.num_prefill_chunks)
+    summary.metrics = job_metrics(summary, timeline, dims, plan.device, cfg.cache.block_size)  # a collective
     log.info("step loop: %d steps (%d forward, %d dummy, %d idle) in %.2f s; DP metadata exchange %.1f%% of it; "
              "%d preemptions on this rank", stepper.stats.steps, stepper.stats.forward_steps,
              stepper.stats.dummy_steps, stepper.stats.idle_steps, time.perf_counter() - loop_started,
@@ -138,15 +153,6 @@ def _size_kv_cache(cfg: Any, plan: JobPlan, runner: ModelRunner, dims) -> int:
              num_blocks * block_size * dims.dp, dims.dp, runner.kv_bytes_per_token,
              num_blocks * block_size * runner.kv_bytes_per_token / 2**30)
     return num_blocks
-
-
-def _output_row(seq: Sequence) -> dict[str, Any]:
-    row = {"id": seq.id, "text": seq.text, "token_ids": seq.output_ids, "finish_reason": seq.finish_reason,
-           "num_prompt_tokens": seq.num_prompt_tokens, "num_output_tokens": seq.num_output_tokens}
-    if seq.sampling.logprobs:
-        # One {token id: logprob} per generated token: the top-k and the chosen token (JSON keys are strings).
-        row["logprobs"] = [{str(t): lp for t, lp in top.items()} for top in seq.logprobs]
-    return row
 
 
 def release_distributed() -> None:

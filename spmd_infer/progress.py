@@ -3,39 +3,80 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
+from typing import Optional
+
+from .parallel.dp_meta import DPMeta, Field, Phase
 
 log = logging.getLogger(__name__)
 
+COUNT_LINES_UP_TO = 1 << 30  # bytes; counting a larger input's lines would hold up the start for seconds
+
 
 class Progress:
-    def __init__(self, enabled: bool, interval_s: float = 10.0):
+    """Requests finished over all DP ranks (from DPMeta) with prompt and generated tokens per second."""
+
+    def __init__(self, enabled: bool, interval_s: float = 30.0, input_path: Optional[str] = None,
+                 terminal: Optional[bool] = None):
         self.enabled = enabled
         self.interval_s = interval_s
         self.started = time.perf_counter()
         self._last_line = self.started
         self._bar = None
-        if enabled and sys.stderr.isatty():
+        self.prefill_tokens = 0
+        self.total = _count_lines(input_path) if enabled and input_path else None
+        if terminal is None:
+            # A bar redrawn with \r only makes sense on a terminal; Slurm and torchrun --tee write files.
+            terminal = sys.stdout.isatty() and sys.stderr.isatty()
+        if enabled and terminal:
             from tqdm import tqdm
 
-            self._bar = tqdm(desc="requests", unit="req", dynamic_ncols=True)
+            self._bar = tqdm(total=self.total, desc="requests", unit="req", dynamic_ncols=True, file=sys.stderr)
 
-    def update(self, finished: int, total: int, output_tokens: int) -> None:
+    def update(self, meta: DPMeta, errors: int = 0) -> None:
+        """Account one step; `errors`: rows that became error rows so far (they finish at once)."""
         if not self.enabled:
             return
-        elapsed = time.perf_counter() - self.started
-        rate = output_tokens / max(elapsed, 1e-9)
+        self.prefill_tokens += sum(t for t, p in zip(meta.column(Field.NUM_TOKENS), meta.column(Field.PHASE))
+                                   if p == Phase.PREFILL)
+        done = sum(meta.column(Field.FINISHED)) + errors
+        output_tokens = sum(meta.column(Field.OUTPUT_TOKENS))
+        now = time.perf_counter()
+        elapsed = max(now - self.started, 1e-9)
+        rates = f"in {self.prefill_tokens / elapsed:.0f} tok/s, out {output_tokens / elapsed:.0f} tok/s"
         if self._bar is not None:
-            self._bar.total = total
-            self._bar.n = finished
-            self._bar.set_postfix_str(f"{rate:.0f} out tok/s", refresh=False)
+            self._bar.n = done
+            self._bar.set_postfix_str(rates, refresh=False)
             self._bar.refresh()
-        elif time.perf_counter() - self._last_line >= self.interval_s:
-            self._last_line = time.perf_counter()
-            log.info("progress: %d/%d requests finished, %d tokens generated, %.1f out tok/s",
-                     finished, total, output_tokens, rate)
+        elif now - self._last_line >= self.interval_s:
+            self._last_line = now
+            log.info("progress: %s requests done, %s, %d tokens generated, elapsed %s%s",
+                     f"{done}/{self.total}" if self.total else done, rates, output_tokens, _clock(elapsed),
+                     self._eta(done, elapsed))
+
+    def _eta(self, done: int, elapsed: float) -> str:
+        if not self.total or not done or done >= self.total:
+            return ""
+        return f", eta {_clock(elapsed * (self.total - done) / done)}"
 
     def close(self) -> None:
         if self._bar is not None:
             self._bar.close()
+
+
+def _clock(seconds: float) -> str:
+    s = int(seconds)
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
+
+
+def _count_lines(path: str) -> Optional[int]:
+    """Non-blank lines of the input (one request each), or None when the file is too large to count quickly."""
+    try:
+        if os.path.getsize(path) > COUNT_LINES_UP_TO:
+            return None
+        with open(path, "rb") as f:
+            return sum(1 for line in f if line.strip())
+    except OSError:
+        return None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, replace
-from typing import Any
+from typing import Any, Optional
 
 
 class InvalidRequest(ValueError):
@@ -28,15 +28,20 @@ class SamplingParams:
     ignore_eos: bool = False
     repetition_penalty: float = 1.0
     logprobs: int = 0
+    n: int = 1  # completions per prompt, each its own sequence
 
     @property
     def greedy(self) -> bool:
         return self.temperature == 0.0
 
     @classmethod
-    def from_config(cls, cfg: Any) -> "SamplingParams":
-        """Build from the job's SamplingConfig (an OmegaConf node or the dataclass)."""
-        values = {f.name: getattr(cfg, f.name) for f in fields(cls)}
+    def from_config(cls, cfg: Any, model_defaults: Optional[dict[str, Any]] = None) -> "SamplingParams":
+        """Build from the job's SamplingConfig (an OmegaConf node or the dataclass); its unset (None)
+        fields take `model_defaults` (from generation_config.json), else this class's defaults."""
+        values = {}
+        for f in fields(cls):
+            v = getattr(cfg, f.name, None)
+            values[f.name] = v if v is not None else (model_defaults or {}).get(f.name, f.default)
         return cls._coerced(values)
 
     def with_overrides(self, overrides: Any) -> "SamplingParams":
@@ -79,6 +84,7 @@ class SamplingParams:
             min_tokens=number("min_tokens", int), stop=tuple(stop), stop_token_ids=tuple(stop_ids),
             ignore_eos=values["ignore_eos"], repetition_penalty=number("repetition_penalty", float),
             logprobs=number("logprobs", int) if values["logprobs"] is not None else 0,
+            n=number("n", int),
         )
         p._check_ranges()
         return p
@@ -101,6 +107,8 @@ class SamplingParams:
             problems.append(f"repetition_penalty must be > 0, got {self.repetition_penalty}")
         if not 0 <= self.logprobs <= 20:
             problems.append(f"logprobs must be in [0, 20] (top-k per generated token; 0 = none), got {self.logprobs}")
+        if not 1 <= self.n <= 128:
+            problems.append(f"n must be in [1, 128] (completions per prompt), got {self.n}")
         if problems:
             raise InvalidRequest("invalid_sampling", "; ".join(problems))
 

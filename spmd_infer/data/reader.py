@@ -7,6 +7,7 @@ import logging
 from typing import Any, Iterator
 
 from ..sampling_params import InvalidRequest, SamplingParams
+from . import openai_batch
 from .request import ErrorRow, Request
 
 logger = logging.getLogger(__name__)
@@ -22,9 +23,11 @@ def _reject_constant(name: str) -> Any:
 
 
 def read_requests(
-    path: str, tokenizer, defaults: SamplingParams, max_model_len: int, vocab_size: int
+    path: str, tokenizer, defaults: SamplingParams, max_model_len: int, vocab_size: int, data_format: str = "jsonl"
 ) -> Iterator[Request | ErrorRow]:
     """Yield one Request or ErrorRow per non-blank line of `path`, in file order.
+
+    `data_format` "openai": rows are OpenAI batch requests, converted by data/openai_batch.py.
 
     Never raises for a bad row; only failing to open or read the file itself raises.
     """
@@ -41,6 +44,11 @@ def read_requests(
             row_id: Any = lineno  # until the row's own id is known to be usable
             try:
                 row, fields = _parse_line(raw, lineno)
+                api = None
+                if data_format == "openai":
+                    row_id = openai_batch.custom_id(row, lineno)
+                    row, api = openai_batch.to_native(row, lineno)
+                    fields = []
                 if fields and not warned_unknown:
                     warned_unknown = True
                     logger.warning("%s line %d: ignoring unknown field(s) %s (known: %s); "
@@ -48,8 +56,11 @@ def read_requests(
                                    path, lineno, fields, sorted(_KNOWN_KEYS))
                 row_id = _row_id(row, lineno)
                 item = _build(row, row_id, index, lineno, tokenizer, defaults, max_model_len, vocab_size)
+                item.api = api
             except _RowError as e:
                 item = ErrorRow(index, row_id, e.kind, e.message)
+            except InvalidRequest as e:
+                item = ErrorRow(index, row_id, e.kind, str(e))
             except Exception as e:  # noqa: BLE001 - one odd row must not kill a long batch job
                 logger.exception("%s line %d: unexpected error while reading the row", path, lineno)
                 item = ErrorRow(index, row_id, "internal_error", f"line {lineno}: unexpected error reading the row: {e!r}")

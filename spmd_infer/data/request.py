@@ -18,6 +18,8 @@ class Request:
     sampling: SamplingParams
     prompt: Optional[str] = None
     """The prompt text, or the rendered chat template; None for token-id rows."""
+    api: Optional[dict] = None
+    """For a row of an OpenAI batch file: its endpoint, model and logprobs request (data/openai_batch.py)."""
 
 
 @dataclass

@@ -15,8 +15,9 @@ class SeqStatus(enum.Enum):
 
 
 class Sequence:
-    def __init__(self, request: Request):
+    def __init__(self, request: Request, sample_index: int = 0):
         self.request = request
+        self.sample_index = sample_index  # which of the request's n completions this is
         self.sampling = request.sampling
         self.token_ids: list[int] = list(request.prompt_token_ids)
         self.num_prompt_tokens = len(self.token_ids)
@@ -35,6 +36,11 @@ class Sequence:
     @property
     def index(self) -> int:
         return self.request.index
+
+    @property
+    def key(self) -> tuple[int, int]:
+        """Unique per sequence: (input row, completion number)."""
+        return self.request.index, self.sample_index
 
     def __len__(self) -> int:
         return len(self.token_ids)

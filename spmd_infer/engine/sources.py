@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Callable, Optional
 
 from ..data.request import Request
-from ..layers.sampler import request_key
+from ..layers.sampler import sample_key
 from ..parallel.dp_meta import Phase
 from ..sampling_params import SamplingParams
 from .block_manager import BlockManager
@@ -24,11 +24,16 @@ class RequestSource:
         self.on_finish = on_finish
         self.num_finished = 0
         self.num_output_tokens = 0
-        self._keys: dict[int, int] = {}
+        self._keys: dict[tuple[int, int], int] = {}
+        self._open: dict[int, int] = {}  # completions still running, per request with n > 1
 
     def add(self, request: Request) -> None:
-        self._keys[request.index] = request_key(request.sampling.seed, request.id)
-        self.scheduler.add(Sequence(request))
+        # n > 1: each completion is a sequence of its own, with its own generator key.
+        for i in range(request.sampling.n):
+            seq = Sequence(request, sample_index=i)
+            self._keys[seq.key] = sample_key(request.sampling.seed, request.id, i)
+            self.scheduler.add(seq)
+        self._open[request.index] = request.sampling.n
 
     def schedule(self) -> ScheduledBatch:
         return self.scheduler.schedule()
@@ -42,7 +47,7 @@ class RequestSource:
         return self.scheduler.blocks.slot
 
     def generator_keys(self, batch: ScheduledBatch) -> list[int]:
-        return [self._keys[s.index] for s, sampled in zip(batch.seqs, batch.sampled) if sampled]
+        return [self._keys[s.key] for s, sampled in zip(batch.seqs, batch.sampled) if sampled]
 
     def postprocess(self, batch: ScheduledBatch, tokens: list[int], logprobs: list) -> None:
         sampled = iter(zip(tokens, logprobs))
@@ -53,8 +58,11 @@ class RequestSource:
                 if top is not None:
                     seq.logprobs.append(top)
                 if self.stopper.append(seq, token):
-                    self.num_finished += 1
-                    self._keys.pop(seq.index, None)
+                    self._keys.pop(seq.key, None)
+                    self._open[seq.index] -= 1
+                    if not self._open[seq.index]:  # progress counts requests, not completions
+                        del self._open[seq.index]
+                        self.num_finished += 1
                     self.on_finish(seq)
         self.scheduler.postprocess(batch)
 

@@ -30,6 +30,11 @@ def request_key(seed: int, request_id) -> int:
     return int.from_bytes(digest[:4], "little") ^ _mix32(int.from_bytes(digest[4:], "little"))
 
 
+def sample_key(seed: int, request_id, sample_index: int) -> int:
+    """The key of completion `sample_index` of a request (n > 1); completion 0 keeps the n = 1 key."""
+    return request_key(seed, request_id if sample_index == 0 else (request_id, sample_index))
+
+
 def row_stream(key: int, position: int) -> int:
     """The hash state for one draw: request key and output position."""
     return _mix32(_mix32(key) ^ _mix32((position * 0x9E3779B9) & MASK32))
