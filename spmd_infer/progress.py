@@ -19,8 +19,9 @@ class Progress:
     """Requests finished over all DP ranks (from DPMeta) with prompt and generated tokens per second."""
 
     def __init__(self, enabled: bool, interval_s: float = 30.0, input_path: Optional[str] = None,
-                 terminal: Optional[bool] = None):
+                 terminal: Optional[bool] = None, already_done: int = 0):
         self.enabled = enabled
+        self.already_done = already_done  # rows finished by earlier runs of a resumed job
         self.interval_s = interval_s
         self.started = time.perf_counter()
         self._last_line = self.started
@@ -33,7 +34,8 @@ class Progress:
         if enabled and terminal:
             from tqdm import tqdm
 
-            self._bar = tqdm(total=self.total, desc="requests", unit="req", dynamic_ncols=True, file=sys.stderr)
+            self._bar = tqdm(total=self.total, initial=already_done, desc="requests", unit="req", dynamic_ncols=True,
+                             file=sys.stderr)
 
     def update(self, meta: DPMeta, errors: int = 0) -> None:
         """Account one step; `errors`: rows that became error rows so far (they finish at once)."""
@@ -41,7 +43,7 @@ class Progress:
             return
         self.prefill_tokens += sum(t for t, p in zip(meta.column(Field.NUM_TOKENS), meta.column(Field.PHASE))
                                    if p == Phase.PREFILL)
-        done = sum(meta.column(Field.FINISHED)) + errors
+        done = self.already_done + sum(meta.column(Field.FINISHED)) + errors
         output_tokens = sum(meta.column(Field.OUTPUT_TOKENS))
         now = time.perf_counter()
         elapsed = max(now - self.started, 1e-9)
@@ -57,9 +59,10 @@ class Progress:
                      self._eta(done, elapsed))
 
     def _eta(self, done: int, elapsed: float) -> str:
-        if not self.total or not done or done >= self.total:
+        this_run = done - self.already_done  # the rate to extrapolate is this run's
+        if not self.total or this_run <= 0 or done >= self.total:
             return ""
-        return f", eta {_clock(elapsed * (self.total - done) / done)}"
+        return f", eta {_clock(elapsed * (self.total - done) / this_run)}"
 
     def close(self) -> None:
         if self._bar is not None:

@@ -105,6 +105,15 @@ def test_plain_progress_lines_every_step_with_interval_zero(tmp_path, caplog):
     assert "2/3" in lines[1] and "in " in lines[1] and "out " in lines[1] and "eta" in lines[1]
 
 
+def test_progress_counts_rows_of_earlier_runs(tmp_path, caplog):
+    inp = tmp_path / "in.jsonl"
+    inp.write_text('{"prompt": "a"}\n' * 10)
+    progress = Progress(enabled=True, interval_s=0, input_path=str(inp), terminal=False, already_done=6)
+    with caplog.at_level(logging.INFO, logger="spmd_infer.progress"):
+        progress.update(_meta([3, 0], finished=2))
+    assert caplog.records[-1].getMessage().startswith("progress: 8/10 requests done")
+
+
 def test_progress_bar_on_a_terminal(tmp_path, capsys):
     progress = Progress(enabled=True, interval_s=0, terminal=True)
     progress.update(_meta([5, 5], finished=2, output=7))

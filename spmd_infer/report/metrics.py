@@ -48,6 +48,7 @@ def job_metrics(summary: Any, timeline: Timeline, dims: Any, device: torch.devic
     return {
         "requests": summary.requests,
         "errors": summary.errors,
+        "resumed": getattr(summary, "resumed", 0),  # rows finished by earlier runs of the same job
         "prompt_tokens": summary.prompt_tokens,
         "output_tokens": summary.output_tokens,
         "wall_seconds": summary.wall_seconds,
@@ -101,7 +102,8 @@ def summary_lines(m: dict) -> list[str]:
         return " / ".join(fmt.format(r[key]) for r in ranks)
 
     lines = [
-        f"requests: {m['requests']} ({m['errors']} with errors)",
+        f"requests: {m['requests']} ({m['errors']} with errors"
+        + (f"; {m['resumed']} done by earlier runs)" if m.get("resumed") else ")"),
         f"tokens: {m['prompt_tokens']} prompt, {m['output_tokens']} generated in {m['steps']} steps",
         f"time: {m['wall_seconds']:.2f} s, {m['prompt_tokens_per_s']:.1f} prompt tok/s, "
         f"{m['output_tokens_per_s']:.1f} generated tok/s",
