@@ -72,9 +72,14 @@ class Scheduler:
         for seq in self.waiting:
             if budget == 0 or len(self.running) + len(batch.seqs) >= self.max_num_seqs:
                 break
+            fresh = seq.num_computed == 0
+            if fresh:
+                self.blocks.match_prefix(seq)  # leading blocks another request already computed
             # A prompt longer than the budget is prefilled in chunks over several steps.
             n = min(seq.num_uncomputed, budget)
             if not self.blocks.can_allocate(seq, n):
+                if fresh:
+                    self.blocks.unmatch(seq)  # hold no blocks while waiting
                 break
             self.blocks.allocate(seq, n)
             batch.add(seq, n)
@@ -112,6 +117,7 @@ class Scheduler:
         """Account the tokens this step computed; move finished prefills to running, free finished ones."""
         for seq, n, sampled in zip(batch.seqs, batch.num_new_tokens, batch.sampled):
             seq.num_computed += n
+            self.blocks.register_full_blocks(seq)
             if seq.status is SeqStatus.FINISHED:
                 self._remove(seq)
             elif sampled and seq.status is SeqStatus.WAITING:

@@ -23,6 +23,7 @@ class Sequence:
         self.num_prompt_tokens = len(self.token_ids)
         self.num_computed = 0  # tokens whose K/V are in the cache
         self.block_table: list[int] = []
+        self.block_hashes: list[int] = []  # prefix-cache key of each full block (block_manager.py)
         self.status = SeqStatus.WAITING
         self.finish_reason: Optional[str] = None
         self.text: Optional[str] = None  # final text, decoded once at the end (or cut at a stop string)

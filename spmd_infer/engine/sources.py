@@ -74,8 +74,10 @@ class WarmupSource:
 
     def __init__(self, num_tokens: int, max_num_seqs: int, vocab_size: int, max_model_len: int):
         self.batch = ScheduledBatch(Phase.PREFILL)
-        num_seqs = max(1, min(max_num_seqs, num_tokens // max(1, min(max_model_len, num_tokens))))
-        per_seq = num_tokens // num_seqs
+        # The largest step the scheduler can produce: the token budget, in sequences of at most
+        # max_model_len tokens, at most max_num_seqs of them.
+        num_seqs = max(1, min(max_num_seqs, -(-num_tokens // max_model_len)))
+        per_seq = max(1, min(max_model_len, num_tokens // num_seqs))
         params = SamplingParams(temperature=1.0, max_tokens=1)
         for i in range(num_seqs):
             ids = [(i * 7919 + j * 31) % vocab_size for j in range(per_seq)]

@@ -6,6 +6,7 @@ import math
 from typing import Any
 
 import torch
+from spmd_kernels import apply_rotary
 from torch import nn
 
 
@@ -101,7 +102,9 @@ class RotaryEmbedding(nn.Module):
                              persistent=False)
 
     def forward(self, positions: torch.Tensor, q: torch.Tensor, k: torch.Tensor):
-        """q [T, Hq, D], k [T, Hk, D] -> rotated copies."""
+        """q [T, Hq, D], k [T, Hk, D] -> rotated (in place on CUDA, copies on CPU)."""
+        if q.is_cuda:
+            return apply_rotary(q, k, positions, self.cos_sin, is_neox=not self.interleaved)
         cos, sin = self.cos_sin[positions].chunk(2, dim=-1)
         return self._rotate(q, cos, sin), self._rotate(k, cos, sin)
 
