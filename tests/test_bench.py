@@ -1,4 +1,4 @@
-"""The benchmark: its byte/FLOP counts against hand-computed values, and `python -m spmd_infer.bench` run as a user would."""
+"""The benchmark: byte/FLOP counts against hand-computed values, and `python -m spmd_infer.bench` as a user runs it."""
 
 from __future__ import annotations
 

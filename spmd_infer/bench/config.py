@@ -1,4 +1,4 @@
-"""Typed Hydra config of the benchmark: the job's groups (model, parallel, scheduler, cache, sampling, runtime) plus `bench`."""
+"""Typed Hydra config of the benchmark: the job's groups (model, parallel, scheduler, cache, ...) plus `bench`."""
 
 from __future__ import annotations
 
