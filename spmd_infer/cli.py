@@ -25,6 +25,7 @@ def _rank() -> int:
 @hydra.main(config_path="pkg://spmd_infer_configs", config_name="config", version_base="1.3")
 def _hydra_main(cfg: DictConfig) -> None:
     from .data.openai_batch import FORMATS
+    from .failure import JobStopped, exit_failed, exit_stopped
     from .job import release_distributed, run_job
     from .parallel.dims import ConfigError
     from .report import summary_lines, write_run_report
@@ -47,9 +48,15 @@ def _hydra_main(cfg: DictConfig) -> None:
         if _rank() == 0:
             print(f"spmd-infer: configuration error: {e}", file=sys.stderr)
         raise SystemExit(2)
+    except JobStopped as e:  # a signal; every rank stopped after the same step, finished rows saved
+        exit_stopped(e)
+    except BaseException as e:  # noqa: BLE001 - any other failure: reported once (rank 0), exit 1 at once
+        exit_failed(e)
     finally:
         release_distributed()
-    if _rank() == 0 and summary is not None:
+    if _rank() == 0 and summary is not None and summary.already_complete:
+        print("spmd-infer: " + summary.lines()[0])
+    elif _rank() == 0 and summary is not None:
         report = write_run_report(run_dir, summary.metrics)  # global rank 0 only: one writer per run directory
         print("spmd-infer finished")
         for line in summary_lines(summary.metrics) + ([f"report: {report}"] if report else []):

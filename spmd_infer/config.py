@@ -114,6 +114,11 @@ class RuntimeConfig:
     """Seconds between plain progress lines when stdout is not a terminal (Slurm logs); 0 = every step."""
     log_level: str = "INFO"
     """Python logging level for the console of rank 0 and for every rank's log file."""
+    load_timeout_s: float = 1800.0
+    """Collective timeout while loading and warming up, and around the final merge: ranks wait there for
+    the slowest to read its weights (or for rank 0 to merge the output)."""
+    step_timeout_s: float = 300.0
+    """Collective timeout in the step loop: a rank that stops answering fails the job after this long."""
 
 
 @dataclass

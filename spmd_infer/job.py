@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
-import shutil
+import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +16,7 @@ import torch.distributed as dist
 from .data.completions import OutputRows
 from .data.openai_batch import detect_format
 from .data.reader import read_requests
-from .data.writer import ShardWriter, merge_shards, shard_dir_for
+from .data.writer import ShardWriter, shard_dir_for, shard_path
 from .engine.assign import RequestQueue
 from .engine.block_manager import BlockManager
 from .engine.model_runner import ModelRunner
@@ -24,13 +25,16 @@ from .engine.sequence import Sequence
 from .engine.sources import RequestSource, WarmupSource
 from .engine.step import Stepper
 from .engine.stopping import StopChecker
+from .failure import FaultHook, JobStopped, begin_job, oom_guard, set_collective_timeout
 from .job_plan import JobPlan
 from .model_defaults import generation_defaults, log_applied
 from .parallel.dims import init_distributed
 from .parallel.dp_meta import DPMetaExchange, Field
 from .progress import Progress
 from .report import Timeline, job_metrics
+from .resume import ResumeState, decide as decide_resume, publish, release as release_output
 from .sampling_params import SamplingParams
+from .stop import StopRequest
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +52,16 @@ class JobSummary:
     preemptions: int = 0  # on this rank
     prefill_chunks: int = 0  # on this rank
     metrics: dict = field(default_factory=dict)  # report/metrics.py: what metrics.json holds
+    resumed: int = 0  # rows finished by earlier runs of the same job (resume.py)
+    already_complete: bool = False  # the output was complete before this run: nothing ran
 
     def lines(self) -> list[str]:
         tps = self.output_tokens / max(self.wall_seconds, 1e-9)
-        return [f"requests: {self.requests} ({self.errors} with errors)",
+        if self.already_complete:
+            return [f"output: {self.output} is already complete ({self.requests} rows, from an earlier run with the "
+                    f"same configuration); nothing to do. Set data.overwrite=true to run it again"]
+        resumed = f"; {self.resumed} done by earlier runs" if self.resumed else ""
+        return [f"requests: {self.requests} ({self.errors} with errors{resumed})",
                 f"tokens: {self.prompt_tokens} prompt, {self.output_tokens} generated in {self.steps} steps",
                 f"time: {self.wall_seconds:.2f} s, {tps:.1f} generated tok/s",
                 f"output: {self.output}"]
@@ -61,10 +71,30 @@ def run_job(cfg: Any) -> Optional[JobSummary]:
     """Run the job described by `cfg` on this rank; returns the summary (on every rank)."""
     started = time.perf_counter()
     plan = JobPlan.from_config(cfg)  # every check that needs no collective, identical on all ranks
-    init_distributed(plan.device)
+    init_distributed(plan.device, cfg.runtime.load_timeout_s)
     dims = plan.dims
     dims.build_mesh(plan.device)
+    begin_job(plan.output)
+    set_collective_timeout(dims, cfg.runtime.load_timeout_s)  # mesh groups otherwise keep torch's defaults
+    data_format = detect_format(plan.input, cfg.data.format)  # our rows or OpenAI batch rows, answered in kind
+    # Decided once, on rank 0, before any model work; rank 0 also locks the output against a second job.
+    resume = decide_resume(cfg, plan, dims, data_format)
+    stop = StopRequest(dims, plan.device)
+    try:
+        if resume.complete:
+            log.info("%s is already complete (%d rows); nothing to do", plan.output, resume.num_rows)
+            return JobSummary(requests=resume.num_rows, errors=0, prompt_tokens=0, output_tokens=0,
+                              wall_seconds=time.perf_counter() - started, output=str(plan.output),
+                              kv_capacity_tokens=0, steps=0, resumed=resume.num_rows, already_complete=True)
+        stop.install()
+        return _run(cfg, plan, dims, resume, stop, data_format, started)
+    finally:
+        stop.restore()
+        release_output(plan.output)
 
+
+def _run(cfg: Any, plan: JobPlan, dims, resume: ResumeState, stop: StopRequest, data_format: str,
+         started: float) -> JobSummary:
     runner = ModelRunner(plan.hf_config, plan.model_dir, dims, plan.device, plan.dtype, cfg.cache.block_size)
     exchange = DPMetaExchange(dims.dp_group, dims.dp, dims.dp_rank, plan.device)
     capacity = cfg.scheduler.max_num_seqs + (cfg.scheduler.max_waiting_per_rank or cfg.scheduler.max_num_seqs)
@@ -73,18 +103,15 @@ def run_job(cfg: Any) -> Optional[JobSummary]:
     if cfg.runtime.warmup:
         warmup = WarmupSource(cfg.scheduler.max_num_batched_tokens, cfg.scheduler.max_num_seqs,
                               plan.hf_config.vocab_size, plan.max_model_len)
-        while not stepper.step(warmup).done:
-            pass
+        with oom_guard(cfg, "in the warmup step"):
+            while not stepper.step(warmup).done:
+                pass
     num_blocks = _size_kv_cache(cfg, plan, runner, dims)
 
     shard_dir = shard_dir_for(plan.output)
-    if dist.get_rank(dims.world_group) == 0:
-        shutil.rmtree(shard_dir, ignore_errors=True)
-    dist.barrier(group=dims.world_group)
-    writer = ShardWriter(shard_dir / f"dp{dims.dp_rank:05d}.jsonl" if dims.is_tp_leader else None)
+    writer = ShardWriter(shard_path(shard_dir, resume.run, dims.dp_rank) if dims.is_tp_leader else None)
     write_errors = dims.is_tp_leader and dims.dp_rank == 0  # every rank sees every error; one writes them
 
-    data_format = detect_format(plan.input, cfg.data.format)  # our rows or OpenAI batch rows, answered in kind
     out_rows = OutputRows(data_format == "openai", plan.tokenizer, plan.model_dir.name)
 
     def on_error(err) -> None:
@@ -100,34 +127,52 @@ def run_job(cfg: Any) -> Optional[JobSummary]:
     log_applied(model_defaults, cfg.sampling)
     defaults = SamplingParams.from_config(cfg.sampling, model_defaults)
     rows = read_requests(str(plan.input), plan.tokenizer, defaults, plan.max_model_len, plan.hf_config.vocab_size,
-                         data_format)
+                         data_format, skip=resume.is_done if resume.num_done else None)
     queue = RequestQueue(rows, on_error)
     scheduler = Scheduler(BlockManager(num_blocks, cfg.cache.block_size), cfg.scheduler.max_num_seqs,
                           cfg.scheduler.max_num_batched_tokens)
     source = RequestSource(scheduler, StopChecker(plan.eos_ids, plan.max_model_len, plan.tokenizer), on_finish)
-    progress = Progress(cfg.runtime.progress and dist.get_rank() == 0, cfg.runtime.progress_interval_s, str(plan.input))
+    progress = Progress(cfg.runtime.progress and dist.get_rank() == 0, cfg.runtime.progress_interval_s, str(plan.input),
+                        already_done=resume.num_done)
     timeline = Timeline(dims.dp, num_blocks, cfg.parallel.dp_attention)
+    fault = FaultHook.from_env(dist.get_rank())  # tests only
+    set_collective_timeout(dims, cfg.runtime.step_timeout_s)
     loop_started = time.perf_counter()
     meta = None
-    while True:
-        result = stepper.step(source, queue)
+    for step in itertools.count():
+        with oom_guard(cfg, f"in step {step}"):
+            if fault is not None:
+                fault.check(step)
+            exchange.stop_requested = stop.signum  # a signal's flag rides in this step's metadata row (stop.py)
+            result = stepper.step(source, queue)
         meta = result.meta
         timeline.record(meta, final=result.done)
         if result.done:
             break
+        signum = stop.agreed(step, meta)
+        if signum:
+            progress.close()
+            writer.close()
+            saved = resume.num_done + queue.num_errors + sum(meta.column(Field.FINISHED))
+            name = signal.Signals(signum).name
+            raise JobStopped(signum, f"stopped by {name} after step {step}: at least {saved} of {resume.num_rows} "
+                                     f"rows are saved in {shard_dir}; rerun the same command to resume")
+        writer.tick()
         progress.update(meta, errors=queue.num_errors)
     progress.close()
     writer.close()
+    set_collective_timeout(dims, cfg.runtime.load_timeout_s)  # the others wait while rank 0 merges
     dist.barrier(group=dims.world_group)
-    num_rows = queue.num_read + queue.num_errors
+    num_rows = resume.num_rows
     if dist.get_rank(dims.world_group) == 0:
-        merge_shards(shard_dir, plan.output, num_rows)
+        publish(plan, resume)
     dist.barrier(group=dims.world_group)
     summary = JobSummary(requests=num_rows, errors=queue.num_errors, prompt_tokens=queue.prompt_tokens,
                          output_tokens=sum(meta.column(Field.OUTPUT_TOKENS)),
                          wall_seconds=time.perf_counter() - started, output=str(plan.output),
                          kv_capacity_tokens=num_blocks * cfg.cache.block_size * dims.dp, steps=stepper.stats.steps,
-                         preemptions=scheduler.num_preemptions, prefill_chunks=scheduler.num_prefill_chunks)
+                         preemptions=scheduler.num_preemptions, prefill_chunks=scheduler.num_prefill_chunks,
+                         resumed=resume.num_done)
     summary.metrics = job_metrics(summary, timeline, dims, plan.device, cfg.cache.block_size)  # a collective
     log.info("step loop: %d steps (%d forward, %d dummy, %d idle) in %.2f s; DP metadata exchange %.1f%% of it; "
              "%d preemptions on this rank", stepper.stats.steps, stepper.stats.forward_steps,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Optional
 
@@ -71,10 +72,11 @@ class SamplingParams:
             stop = [stop]
         if stop is None:
             stop = []
-        if not all(isinstance(s, str) and s for s in stop):
+        if not isinstance(stop, Sequence) or not all(isinstance(s, str) and s for s in stop):
             raise InvalidRequest("invalid_sampling", f"stop must be a non-empty string or a list of them, got {stop!r}")
         stop_ids = values["stop_token_ids"] or []
-        if not all(isinstance(t, int) and not isinstance(t, bool) and t >= 0 for t in stop_ids):
+        if not isinstance(stop_ids, Sequence) or not all(isinstance(t, int) and not isinstance(t, bool) and t >= 0
+                                                         for t in stop_ids):
             raise InvalidRequest("invalid_sampling", f"stop_token_ids must be non-negative integers, got {stop_ids!r}")
         if not isinstance(values["ignore_eos"], bool):
             raise InvalidRequest("invalid_sampling", f"ignore_eos must be true or false, got {values['ignore_eos']!r}")

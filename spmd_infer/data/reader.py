@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, Optional
 
 from ..sampling_params import InvalidRequest, SamplingParams
 from . import openai_batch
@@ -23,50 +23,57 @@ def _reject_constant(name: str) -> Any:
 
 
 def read_requests(
-    path: str, tokenizer, defaults: SamplingParams, max_model_len: int, vocab_size: int, data_format: str = "jsonl"
+    path: str, tokenizer, defaults: SamplingParams, max_model_len: int, vocab_size: int, data_format: str = "jsonl",
+    skip: Optional[Callable[[int], bool]] = None,
 ) -> Iterator[Request | ErrorRow]:
     """Yield one Request or ErrorRow per non-blank line of `path`, in file order.
 
     `data_format` "openai": rows are OpenAI batch requests, converted by data/openai_batch.py.
 
+    `skip(index)` true: the row is done already (resume); it is neither parsed nor yielded.
     Never raises for a bad row; only failing to open or read the file itself raises.
     """
     warned_unknown = False
-    index = 0
+    for index, (lineno, raw) in enumerate(_lines(path)):
+        if skip is not None and skip(index):
+            continue
+        row_id: Any = lineno  # until the row's own id is known to be usable
+        try:
+            row, fields = _parse_line(raw, lineno)
+            api = None
+            if data_format == "openai":
+                row_id = openai_batch.custom_id(row, lineno)
+                row, api = openai_batch.to_native(row, lineno)
+                fields = []
+            if fields and not warned_unknown:
+                warned_unknown = True
+                logger.warning("%s line %d: ignoring unknown field(s) %s (known: %s); "
+                               "further unknown fields in this file are not reported",
+                               path, lineno, fields, sorted(_KNOWN_KEYS))
+            row_id = _row_id(row, lineno)
+            item = _build(row, row_id, index, lineno, tokenizer, defaults, max_model_len, vocab_size)
+            item.api = api
+        except _RowError as e:
+            item = ErrorRow(index, row_id, e.kind, e.message)
+        except InvalidRequest as e:
+            item = ErrorRow(index, row_id, e.kind, str(e))
+        except Exception as e:  # noqa: BLE001 - one odd row must not kill a long batch job
+            logger.exception("%s line %d: unexpected error while reading the row", path, lineno)
+            item = ErrorRow(index, row_id, "internal_error", f"line {lineno}: unexpected error reading the row: {e!r}")
+        # Yield outside the try so an exception thrown into the generator is not taken for a row error.
+        yield item
+
+
+def _lines(path: str) -> Iterator[tuple[int, bytes]]:
+    """(line number, bytes) of every non-blank line: the rows, whose 0-based position is their index."""
     # Binary mode: splits only on b"\n" (a U+2028 inside a JSON string must not end the row)
     # and lets us report invalid UTF-8 per row instead of failing the whole file.
     with open(path, "rb") as f:
         for lineno, raw in enumerate(f, 1):
             if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):
                 raw = raw[3:]  # a UTF-8 BOM written by some editors; json.loads rejects it
-            if not raw.strip():
-                continue
-            row_id: Any = lineno  # until the row's own id is known to be usable
-            try:
-                row, fields = _parse_line(raw, lineno)
-                api = None
-                if data_format == "openai":
-                    row_id = openai_batch.custom_id(row, lineno)
-                    row, api = openai_batch.to_native(row, lineno)
-                    fields = []
-                if fields and not warned_unknown:
-                    warned_unknown = True
-                    logger.warning("%s line %d: ignoring unknown field(s) %s (known: %s); "
-                                   "further unknown fields in this file are not reported",
-                                   path, lineno, fields, sorted(_KNOWN_KEYS))
-                row_id = _row_id(row, lineno)
-                item = _build(row, row_id, index, lineno, tokenizer, defaults, max_model_len, vocab_size)
-                item.api = api
-            except _RowError as e:
-                item = ErrorRow(index, row_id, e.kind, e.message)
-            except InvalidRequest as e:
-                item = ErrorRow(index, row_id, e.kind, str(e))
-            except Exception as e:  # noqa: BLE001 - one odd row must not kill a long batch job
-                logger.exception("%s line %d: unexpected error while reading the row", path, lineno)
-                item = ErrorRow(index, row_id, "internal_error", f"line {lineno}: unexpected error reading the row: {e!r}")
-            # Yield outside the try so an exception thrown into the generator is not taken for a row error.
-            yield item
-            index += 1
+            if raw.strip():
+                yield lineno, raw
 
 
 class _RowError(Exception):

@@ -28,6 +28,7 @@ class Field(enum.IntEnum):
     CAN_GRAPH = 6  # 1 if this batch could replay a captured CUDA graph
     LOAD_TOKENS = 7  # KV tokens held + prompt tokens waiting: the load used for assignment
     OUTPUT_TOKENS = 8  # tokens generated so far by this rank (progress, tok/s)
+    STOP_REQUESTED = 9  # number of a signal (SIGTERM, SIGINT) that asked this rank to stop, else 0 (stop.py)
 
 
 NUM_FIELDS = len(Field)
@@ -91,9 +92,11 @@ class DPMetaExchange:
         self.device = device
         self._send = torch.zeros(NUM_FIELDS, dtype=torch.int64, device=device)
         self._recv = torch.zeros(dp * NUM_FIELDS, dtype=torch.int64, device=device)
+        self.stop_requested = 0  # set by the job when a signal asks this rank to stop; sent in every row
 
     def gather(self, row: torch.Tensor) -> DPMeta:
         start = time.perf_counter()
+        row[Field.STOP_REQUESTED] = self.stop_requested
         if self.dp == 1:
             rows = row.view(1, NUM_FIELDS).clone()
         else:
