@@ -52,6 +52,8 @@ class CacheConfig:
     """KV-cache budget per rank in GiB when running on CPU."""
     num_blocks: Optional[int] = None
     """Force the KV block count per rank (tests use it to force preemption); unset: sized from memory."""
+    enable_prefix_caching: bool = True
+    """Share the KV blocks of identical prompt prefixes across requests (hash of each full block)."""
 
 
 @dataclass
@@ -108,6 +110,8 @@ class RuntimeConfig:
     """auto (CUDA with NCCL when present, else CPU with gloo), cuda or cpu."""
     warmup: bool = True
     """Run a warmup step (also memory profiling) before sizing the KV cache."""
+    cuda_graphs: bool = True
+    """Capture decode steps in CUDA graphs per batch-size bucket (CUDA only; models whose layers all allow it)."""
     progress: bool = True
     """Show progress on global rank 0."""
     progress_interval_s: float = 30.0

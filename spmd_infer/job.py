@@ -7,7 +7,6 @@ import logging
 import signal
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Optional
 
 import torch
@@ -18,18 +17,14 @@ from .data.openai_batch import detect_format
 from .data.reader import read_requests
 from .data.writer import ShardWriter, shard_dir_for, shard_path
 from .engine.assign import RequestQueue
-from .engine.block_manager import BlockManager
-from .engine.model_runner import ModelRunner
-from .engine.scheduler import Scheduler
 from .engine.sequence import Sequence
-from .engine.sources import RequestSource, WarmupSource
-from .engine.step import Stepper
+from .engine.engine import Engine
 from .engine.stopping import StopChecker
 from .failure import FaultHook, JobStopped, begin_job, oom_guard, set_collective_timeout
 from .job_plan import JobPlan
 from .model_defaults import generation_defaults, log_applied
 from .parallel.dims import init_distributed
-from .parallel.dp_meta import DPMetaExchange, Field
+from .parallel.dp_meta import Field
 from .progress import Progress
 from .report import Timeline, job_metrics
 from .resume import ResumeState, decide as decide_resume, publish, release as release_output
@@ -51,6 +46,8 @@ class JobSummary:
     steps: int
     preemptions: int = 0  # on this rank
     prefill_chunks: int = 0  # on this rank
+    prefix_cached_tokens: int = 0  # prompt tokens this rank served from the prefix cache
+    warmup_steps: int = 0  # forward steps of the warmup, run through the step function with DPMeta
     metrics: dict = field(default_factory=dict)  # report/metrics.py: what metrics.json holds
     resumed: int = 0  # rows finished by earlier runs of the same job (resume.py)
     already_complete: bool = False  # the output was complete before this run: nothing ran
@@ -95,18 +92,9 @@ def run_job(cfg: Any) -> Optional[JobSummary]:
 
 def _run(cfg: Any, plan: JobPlan, dims, resume: ResumeState, stop: StopRequest, data_format: str,
          started: float) -> JobSummary:
-    runner = ModelRunner(plan.hf_config, plan.model_dir, dims, plan.device, plan.dtype, cfg.cache.block_size)
-    exchange = DPMetaExchange(dims.dp_group, dims.dp, dims.dp_rank, plan.device)
-    capacity = cfg.scheduler.max_num_seqs + (cfg.scheduler.max_waiting_per_rank or cfg.scheduler.max_num_seqs)
-    stepper = Stepper(runner, exchange, cfg.parallel.dp_attention, capacity)
-
-    if cfg.runtime.warmup:
-        warmup = WarmupSource(cfg.scheduler.max_num_batched_tokens, cfg.scheduler.max_num_seqs,
-                              plan.hf_config.vocab_size, plan.max_model_len)
-        with oom_guard(cfg, "in the warmup step"):
-            while not stepper.step(warmup).done:
-                pass
-    num_blocks = _size_kv_cache(cfg, plan, runner, dims)
+    # Build, load, warm up, size the KV cache and capture graphs: all through the one step function.
+    engine = Engine.start(plan.hf_config, plan.model_dir, dims, plan.device, plan.dtype, plan.max_model_len, cfg)
+    stepper, num_blocks = engine.stepper, engine.num_blocks
 
     shard_dir = shard_dir_for(plan.output)
     writer = ShardWriter(shard_path(shard_dir, resume.run, dims.dp_rank) if dims.is_tp_leader else None)
@@ -129,9 +117,8 @@ def _run(cfg: Any, plan: JobPlan, dims, resume: ResumeState, stop: StopRequest, 
     rows = read_requests(str(plan.input), plan.tokenizer, defaults, plan.max_model_len, plan.hf_config.vocab_size,
                          data_format, skip=resume.is_done if resume.num_done else None)
     queue = RequestQueue(rows, on_error)
-    scheduler = Scheduler(BlockManager(num_blocks, cfg.cache.block_size), cfg.scheduler.max_num_seqs,
-                          cfg.scheduler.max_num_batched_tokens)
-    source = RequestSource(scheduler, StopChecker(plan.eos_ids, plan.max_model_len, plan.tokenizer), on_finish)
+    source = engine.new_source(StopChecker(plan.eos_ids, plan.max_model_len, plan.tokenizer), on_finish)
+    scheduler, blocks = source.scheduler, source.scheduler.blocks
     progress = Progress(cfg.runtime.progress and dist.get_rank() == 0, cfg.runtime.progress_interval_s, str(plan.input),
                         already_done=resume.num_done)
     timeline = Timeline(dims.dp, num_blocks, cfg.parallel.dp_attention)
@@ -143,7 +130,7 @@ def _run(cfg: Any, plan: JobPlan, dims, resume: ResumeState, stop: StopRequest, 
         with oom_guard(cfg, f"in step {step}"):
             if fault is not None:
                 fault.check(step)
-            exchange.stop_requested = stop.signum  # a signal's flag rides in this step's metadata row (stop.py)
+            stepper.exchange.stop_requested = stop.signum  # a signal's flag rides in this step's metadata row (stop.py)
             result = stepper.step(source, queue)
         meta = result.meta
         timeline.record(meta, final=result.done)
@@ -172,6 +159,7 @@ def _run(cfg: Any, plan: JobPlan, dims, resume: ResumeState, stop: StopRequest, 
                          wall_seconds=time.perf_counter() - started, output=str(plan.output),
                          kv_capacity_tokens=num_blocks * cfg.cache.block_size * dims.dp, steps=stepper.stats.steps,
                          preemptions=scheduler.num_preemptions, prefill_chunks=scheduler.num_prefill_chunks,
+                         prefix_cached_tokens=blocks.num_cached_tokens, warmup_steps=engine.warmup_steps,
                          resumed=resume.num_done)
     summary.metrics = job_metrics(summary, timeline, dims, plan.device, cfg.cache.block_size)  # a collective
     log.info("step loop: %d steps (%d forward, %d dummy, %d idle) in %.2f s; DP metadata exchange %.1f%% of it; "
@@ -179,25 +167,6 @@ def _run(cfg: Any, plan: JobPlan, dims, resume: ResumeState, stop: StopRequest, 
              stepper.stats.dummy_steps, stepper.stats.idle_steps, time.perf_counter() - loop_started,
              100 * stepper.stats.exchange_seconds / max(stepper.stats.step_seconds, 1e-9), scheduler.num_preemptions)
     return summary
-
-
-def _size_kv_cache(cfg: Any, plan: JobPlan, runner: ModelRunner, dims) -> int:
-    """One block count for every rank: the minimum of what fits on each (or the configured count)."""
-    block_size = cfg.cache.block_size
-    if cfg.cache.num_blocks:
-        fit = int(cfg.cache.num_blocks)
-    else:
-        fit = runner.blocks_that_fit(cfg.cache.gpu_memory_utilization, cfg.cache.cpu_kv_cache_gb)
-        # More than every slot full at max_model_len can never be used.
-        fit = min(fit, cfg.scheduler.max_num_seqs * -(-plan.max_model_len // block_size))
-    num_blocks = runner.min_over(fit, dims.world_group)
-    plan.check_kv_capacity(num_blocks * block_size)
-    runner.allocate_kv_cache(num_blocks)
-    log.info("KV cache: %d blocks x %d tokens = %d tokens per DP group (%d over %d DP groups); %d bytes per token "
-             "per rank (%.2f GiB per rank)", num_blocks, block_size, num_blocks * block_size,
-             num_blocks * block_size * dims.dp, dims.dp, runner.kv_bytes_per_token,
-             num_blocks * block_size * runner.kv_bytes_per_token / 2**30)
-    return num_blocks
 
 
 def release_distributed() -> None:

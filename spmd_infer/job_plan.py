@@ -16,7 +16,7 @@ from typing import Any, Optional
 import torch
 from transformers import AutoConfig
 
-from .models.registry import check_layout, model_class
+from .models.registry import check_layout, check_mlp_layout, model_class
 from .parallel.dims import ConfigError, ParallelDims, resolve_device
 
 log = logging.getLogger(__name__)
@@ -54,8 +54,10 @@ class JobPlan:
         check_layout(hf_config, dims.tp)
         if cfg.parallel.moe not in ("ep", "tp"):
             raise ConfigError(f"parallel.moe={cfg.parallel.moe!r} must be ep or tp")
+        dp_attention = dims.dp_attention and dims.dp > 1
+        check_mlp_layout(hf_config, dims.dp * dims.tp if dp_attention else dims.tp, cfg.parallel.moe, dp_attention)
         device = resolve_device(cfg.runtime.device)
-        dtype = _dtype(cfg.model.dtype, device)
+        dtype = resolve_dtype(cfg.model.dtype, device)
         max_pos = hf_config.max_position_embeddings
         max_model_len = int(cfg.model.max_model_len or max_pos)
         if not 1 < max_model_len <= max_pos:
@@ -82,7 +84,8 @@ class JobPlan:
                 f"cache more room (cache.gpu_memory_utilization, cache.cpu_kv_cache_gb, cache.num_blocks)")
 
 
-def _dtype(name: str, device: torch.device) -> torch.dtype:
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    """model.dtype to a torch dtype: auto is bfloat16 on CUDA, float32 on CPU."""
     if name == "auto":
         return torch.bfloat16 if device.type == "cuda" else torch.float32
     if name not in DTYPES:

@@ -27,10 +27,12 @@ def tiny(tmp_path_factory):
         "one": _prompts(1, [11]),
         "long": _prompts(2, [7, 200, 12, 5]),
         "preempt": _prompts(3, [9, 14, 6, 12, 10, 8, 13, 11]),
+        # A 20-token "system prompt" shared by every request: prefix-cache hits in whole 4-token blocks.
+        "shared": [_prompts(4, [20])[0] + tail for tail in _prompts(5, [3, 7, 1, 12, 5, 9])],
     }
     models = {name: build_model(name, root / name, shards=2 if name == "qwen2" else 1) for name in MODELS}
     refs = {(m, "mixed"): greedy_reference(models[m], sets["mixed"], MAX_NEW) for m in MODELS}
-    for s in ("one", "long", "preempt"):
+    for s in ("one", "long", "preempt", "shared"):
         refs[("llama", s)] = greedy_reference(models["llama"], sets[s], MAX_NEW)
     inputs = {s: write_prompts(root / f"{s}.jsonl", p) for s, p in sets.items()}
     return {"root": root, "models": models, "sets": sets, "refs": refs, "inputs": inputs}

@@ -29,6 +29,13 @@ def _cases(tiny, out_dir):
         # 8 blocks of 4 tokens for eight requests of up to 24 tokens: preemption by recompute.
         ("llama-preempt", [f"model.path={m['llama']}", f"data.input={i['preempt']}", "cache.num_blocks=8",
                            "cache.block_size=4", "model.max_model_len=32"], ("llama", "preempt")),
+        # Requests sharing a 20-token prefix, one at a time per rank, so that every rank holding two of them
+        # serves the second from the blocks of the first (outputs unchanged) ...
+        ("llama-prefix", [f"model.path={m['llama']}", f"data.input={i['shared']}", "cache.block_size=4",
+                          "scheduler.max_num_seqs=1"], ("llama", "shared")),
+        # ... also when a small cache keeps preempting and evicting them.
+        ("llama-prefix-preempt", [f"model.path={m['llama']}", f"data.input={i['shared']}", "cache.block_size=4",
+                                  "cache.num_blocks=12", "model.max_model_len=48"], ("llama", "shared")),
     ]
     jobs = [{"name": n, "overrides": o + greedy + [f"data.output={out_dir / n}.jsonl"]} for n, o, _ in cases]
     for run in ("a", "b"):  # seeded sampling, twice
@@ -63,6 +70,7 @@ def test_layout_matches_transformers(tiny, tmp_path_factory, layout_runs, dp, tp
     per_rank = summaries.values()
     assert sum(s["llama-preempt"]["preemptions"] for s in per_rank) > 0, "the small cache forced no preemption"
     assert sum(s["llama-long"]["prefill_chunks"] for s in per_rank) > 0, "the long prompt was not chunked"
+    assert sum(s["llama-prefix"]["prefix_cached_tokens"] for s in per_rank) > 0, "no prefix-cache hit"
 
     sampled_a = read_output(out_dir / "sampled-a.jsonl")
     assert sampled_a == read_output(out_dir / "sampled-b.jsonl"), "seeded sampling differs between two runs"

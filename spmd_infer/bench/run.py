@@ -13,7 +13,7 @@ import torch
 import torch.distributed as dist
 
 from ..engine.engine import Engine
-from ..job_plan import DTYPES
+from ..job_plan import resolve_dtype
 from ..models.registry import check_layout, model_class
 from ..parallel.dims import ConfigError, ParallelDims, init_distributed, resolve_device
 from ..sampling_params import SamplingParams
@@ -49,7 +49,7 @@ def run_bench(cfg: Any) -> Optional[dict]:
     if b.baseline not in ("none", "hf"):
         raise ConfigError(f"bench.baseline={b.baseline!r} must be none or hf")
     device = resolve_device(cfg.runtime.device)
-    dtype = _dtype(cfg.model.dtype, device)
+    dtype = resolve_dtype(cfg.model.dtype, device)
     cases = build_cases(b)
     warm = [warm_case()] if b.warm_case else []
     max_model_len = int(cfg.model.max_model_len or max(c.max_len for c in cases + warm))
@@ -139,14 +139,6 @@ def _run_baseline(hf_config: Any, cases: list, results: list[dict], device: torc
                  result["vs_hf"]["output_tok_s"])
     hf.close()
     log.info("transformers baseline took %.1f s", time.perf_counter() - started)
-
-
-def _dtype(name: str, device: torch.device) -> torch.dtype:
-    if name == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
-    if name not in DTYPES:
-        raise ConfigError(f"model.dtype={name!r} must be one of auto, {', '.join(DTYPES)}")
-    return DTYPES[name]
 
 
 def _process_age() -> Optional[float]:

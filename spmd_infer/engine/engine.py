@@ -16,6 +16,7 @@ from typing import Any, Callable, Optional
 
 import torch
 
+from ..failure import oom_guard
 from ..parallel.dims import ConfigError, ParallelDims
 from ..parallel.dp_meta import DPMetaExchange
 from .block_manager import BlockManager
@@ -62,6 +63,7 @@ class Engine:
         self.cfg = cfg
         self.max_model_len = max_model_len
         self.startup = startup
+        self.warmup_steps = 0  # forward steps the warmup ran through Stepper.step
 
     @classmethod
     def start(cls, hf_config: Any, model_dir: Optional[Path], dims: ParallelDims, device: torch.device,
@@ -87,10 +89,12 @@ class Engine:
                 # The KV budget subtracts the activation peak above the weights, so measure only this step's.
                 torch.cuda.reset_peak_memory_stats(device)
             warmup = WarmupSource(s.max_num_batched_tokens, s.max_num_seqs, hf_config.vocab_size, max_model_len)
-            while not stepper.step(warmup).done:
-                pass
+            with oom_guard(cfg, "in the warmup step"):  # an OOM here names the settings to lower
+                while not stepper.step(warmup).done:
+                    pass
         _sync(device)
         times.warmup = time.perf_counter() - t0
+        warmup_steps = stepper.stats.forward_steps  # proof that warmup went through the step function
 
         t0 = time.perf_counter()
         num_blocks = size_kv_cache(cfg, runner, dims, max_model_len)
@@ -106,14 +110,17 @@ class Engine:
             log.info("captured %d decode CUDA graphs in %.1f s", len(runner.graphs.graphs), time.perf_counter() - t0)
         times.graphs = time.perf_counter() - t0
         stepper.stats = StepStats()  # the warmup is not part of any run's statistics
-        return cls(runner, stepper, dims, num_blocks, cfg, max_model_len, times)
+        engine = cls(runner, stepper, dims, num_blocks, cfg, max_model_len, times)
+        engine.warmup_steps = warmup_steps
+        return engine
 
     def new_source(self, stopper: StopChecker, on_finish: Callable[[Sequence], None],
                    source_cls: type = RequestSource) -> RequestSource:
         """A fresh scheduler over the whole (empty) KV cache; `source_cls` may subclass RequestSource."""
         s = self.cfg.scheduler
-        scheduler = Scheduler(BlockManager(self.num_blocks, self.cfg.cache.block_size), s.max_num_seqs,
-                              s.max_num_batched_tokens)
+        blocks = BlockManager(self.num_blocks, self.cfg.cache.block_size,
+                              getattr(self.cfg.cache, "enable_prefix_caching", True))
+        scheduler = Scheduler(blocks, s.max_num_seqs, s.max_num_batched_tokens)
         return source_cls(scheduler, stopper, on_finish)
 
 

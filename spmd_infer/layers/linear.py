@@ -96,6 +96,7 @@ class RowParallelLinear(LinearBase):
         y = F.linear(x, self.weight)
         if self.reduce:
             y = all_reduce(y, self.shard)
-        if self.bias is not None:
-            y = y + self.bias  # after the reduction, so the bias is added once, not tp times
+        if self.bias is not None and (self.reduce or self.shard.rank == 0):
+            # Once: after the reduction, or (partial sums reduced later, DP attention) on one rank only.
+            y = y + self.bias
         return y

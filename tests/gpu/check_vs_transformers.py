@@ -28,6 +28,16 @@ MODELS = {
     # ~1.1B parameters (TinyLlama's shape), random weights.
     "1b": ("LlamaConfig", dict(vocab_size=32000, hidden_size=2048, intermediate_size=5632, num_hidden_layers=22,
                                num_attention_heads=32, num_key_value_heads=4, max_position_embeddings=4096)),
+    # DeepSeek-V2-Lite's config.json values (MLA, 64 routed + 2 shared experts, YaRN), 4 of its 27 layers.
+    "dsv2lite": ("DeepseekV2Config", dict(
+        vocab_size=102400, hidden_size=2048, intermediate_size=10944, moe_intermediate_size=1408,
+        num_hidden_layers=4, num_attention_heads=16, num_key_value_heads=16, kv_lora_rank=512, q_lora_rank=None,
+        qk_nope_head_dim=128, qk_rope_head_dim=64, v_head_dim=128, n_routed_experts=64, n_shared_experts=2,
+        num_experts_per_tok=6, first_k_dense_replace=1, moe_layer_freq=1, topk_method="greedy", n_group=1,
+        topk_group=1, routed_scaling_factor=1.0, norm_topk_prob=False, max_position_embeddings=163840,
+        rms_norm_eps=1e-6, rope_parameters={"rope_type": "yarn", "rope_theta": 10000.0, "factor": 40.0,
+                                            "original_max_position_embeddings": 4096, "beta_fast": 32.0,
+                                            "beta_slow": 1.0, "mscale": 0.707, "mscale_all_dim": 0.707})),
 }
 
 
@@ -38,6 +48,7 @@ def build(name: str, folder: Path) -> Path:
         return folder
     cls_name, kwargs = MODELS[name]
     config = getattr(transformers, cls_name)(**kwargs, tie_word_embeddings=False, bos_token_id=0, eos_token_id=1)
+    config.architectures = [cls_name.replace("Config", "ForCausalLM")]
     torch.manual_seed(0)
     with torch.device("cuda"):
         model = transformers.AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
