@@ -6,8 +6,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .decode_attention import _decode_reduce_kernel, _num_sms, gather_context
-from .decode_attention import MIN_SPLIT_TOKENS, SPLIT_WAVES
+from .decode_attention import _decode_reduce_kernel, choose_num_splits, gather_context
 
 _LOG2E = 1.4426950408889634
 
@@ -119,15 +118,6 @@ def _launch_config(block_l: int, device: torch.device):
     return block_h, n_small if block_l <= 256 else n_large, warps, stages
 
 
-def choose_mla_num_splits(batch: int, head_blocks: int, max_context_len: int, device: torch.device) -> int:
-    """Like choose_num_splits, counting programs as batch * head blocks: enough splits to fill the GPU
-    SPLIT_WAVES times, with at least MIN_SPLIT_TOKENS tokens per split and at most 32 splits."""
-    programs = max(batch * head_blocks, 1)
-    want = triton.cdiv(SPLIT_WAVES * _num_sms(device), programs)
-    by_len = triton.cdiv(max(max_context_len, 1), MIN_SPLIT_TOKENS)
-    return int(max(1, min(want, by_len, 32)))
-
-
 def mla_decode(
     q_latent: torch.Tensor,
     q_pe: torch.Tensor,
@@ -166,7 +156,8 @@ def mla_decode(
     if num_splits is None:
         if max_context_len is None:
             max_context_len = block_tables.shape[1] * page
-        num_splits = choose_mla_num_splits(B, head_blocks, max_context_len, q_latent.device)
+        # Programs are batch x head blocks here (all heads share the one latent KV head).
+        num_splits = choose_num_splits(B, head_blocks, max_context_len, q_latent.device)
     num_splits = max(int(num_splits), 1)
     direct = num_splits == 1
     if direct:

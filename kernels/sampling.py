@@ -7,6 +7,8 @@ import triton
 import triton.language as tl
 from triton.language.extra import libdevice
 
+from .decode_attention import _num_sms
+
 _MASK32 = 0xFFFFFFFF
 
 
@@ -66,12 +68,6 @@ def _gumbel_argmax_kernel(
     idx = tl.min(tl.where(best == m, best_idx, 2147483647), axis=0)  # first token holding the max
     tl.store(part_val_ptr + row * NUM_CHUNKS + c, m)
     tl.store(part_idx_ptr + row * NUM_CHUNKS + c, idx.to(tl.int64))
-
-
-def _num_sms(device: torch.device) -> int:
-    if device.type == "cuda":
-        return torch.cuda.get_device_properties(device).multi_processor_count
-    return 1
 
 
 # CUDA: vocab chunks per row until rows * chunks >= CHUNK_WAVES * num_SMs, each >= MIN_CHUNK tokens.

@@ -53,7 +53,9 @@ def _hydra_main(cfg: DictConfig) -> None:
     except BaseException as e:  # noqa: BLE001 - any other failure: reported once (rank 0), exit 1 at once
         exit_failed(e)
     finally:
-        release_distributed()
+        # A sweep's jobs share this process and its process group: tearing the group down and building it
+        # again on the same rendezvous store races (gloo's connectFullMesh), so it lives until exit.
+        release_distributed(keep_group=_in_sweep())
     if _rank() == 0 and summary is not None and summary.already_complete:
         print("spmd-infer: " + summary.lines()[0])
     elif _rank() == 0 and summary is not None:
@@ -61,6 +63,19 @@ def _hydra_main(cfg: DictConfig) -> None:
         print("spmd-infer finished")
         for line in summary_lines(summary.metrics) + ([f"report: {report}"] if report else []):
             print("  " + line)
+
+
+def release_process_group() -> None:
+    from .job import release_distributed
+
+    release_distributed()
+
+
+def _in_sweep() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
 def _run_dir() -> Optional[Path]:
@@ -98,12 +113,15 @@ def main() -> None:
     if _sweep_under_torchrun(sys.argv):
         if _rank() == 0:
             print("spmd-infer: a sweep (-m) under torchrun needs hydra.sweep.dir=DIR, the same on every rank (the "
-                  "default holds the start time, which differs between ranks); and every job of it runs in this "
-                  "world, so sweep layouts with one torchrun each, or with hydra/launcher=slurm", file=sys.stderr)
+                  "default holds the start time, which differs between ranks); every job of it runs in this "
+                  "world, so its layouts must all have dp * tp = WORLD_SIZE", file=sys.stderr)
         raise SystemExit(2)
     if _rank() != 0 and not any(a.startswith("hydra.output_subdir") for a in sys.argv):
         sys.argv.append("hydra.output_subdir=null")  # .hydra/ is written once, by rank 0
-    _hydra_main()
+    try:
+        _hydra_main()
+    finally:
+        release_process_group()
 
 
 if __name__ == "__main__":

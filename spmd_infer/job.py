@@ -169,8 +169,9 @@ def _run(cfg: Any, plan: JobPlan, dims, resume: ResumeState, stop: StopRequest, 
     return summary
 
 
-def release_distributed() -> None:
-    if dist.is_initialized():
+def release_distributed(keep_group: bool = False) -> None:
+    """Free cached device memory and (unless `keep_group`: more jobs follow in this process) the process group."""
+    if dist.is_initialized() and not keep_group:
         dist.destroy_process_group()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()

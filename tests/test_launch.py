@@ -1,5 +1,5 @@
 """Launching as users do: launch/run.sh on two ranks (run directory, logs, console, progress, report), a Hydra
-sweep, and the rank variables for ranks that Slurm starts without torchrun."""
+sweep over two layouts, and the rank variables for ranks that Slurm starts without torchrun."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 
 from spmd_infer.cli import _sweep_under_torchrun
 from spmd_infer.slurm_env import first_host, torch_env_from_slurm
-from support.launch import REPO
+from support.launch import REPO, torchrun
 from support.tiny_models import MAX_NEW, read_output
 
 
@@ -46,17 +46,19 @@ def test_run_sh_two_ranks_one_run_dir_one_console(tiny, tmp_path):
     assert "<svg" in (run / "report.html").read_text()
 
 
-def test_sweep_gives_each_job_its_run_dir_and_output(tiny, tmp_path):
-    args = ["-m", "sampling.max_tokens=2,3", f"model.path={tiny['models']['llama']}", f"data.input={tiny['inputs']['one']}",
-            "data.output=out.jsonl", "sampling.temperature=0", "sampling.ignore_eos=true", "hydra.sweep.dir=sweep"]
-    proc = subprocess.run([sys.executable, "-m", "spmd_infer", *args], cwd=tmp_path, capture_output=True, text=True,
-                          timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+def test_sweep_over_two_layouts_gives_each_job_its_run_dir_and_output(tiny, tmp_path):
+    """A Hydra multirun under one torchrun launch: parallel=dp2 then parallel=tp2 on the same 2 ranks."""
+    args = ["-m", "spmd_infer", "-m", "parallel=dp2,tp2", f"model.path={tiny['models']['llama']}",
+            f"data.input={tiny['inputs']['mixed']}", "data.output=out.jsonl", "sampling.temperature=0",
+            f"sampling.max_tokens={MAX_NEW}", "hydra.sweep.dir=sweep"]
+    proc = torchrun(2, args, cwd=tmp_path, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    for job, max_tokens in ((0, 2), (1, 3)):
+    for job, (dp, tp) in ((0, (2, 1)), (1, (1, 2))):
         run = tmp_path / "sweep" / str(job)
-        assert [r["num_output_tokens"] for r in read_output(run / "out.jsonl")] == [max_tokens]
+        assert [r["token_ids"] for r in read_output(run / "out.jsonl")] == tiny["refs"][("llama", "mixed")]
         assert (run / ".hydra" / "config.yaml").is_file() and (run / "rank0.log").is_file()
-        assert json.loads((run / "metrics.json").read_text())["output_tokens"] == max_tokens
+        layout = json.loads((run / "metrics.json").read_text())["layout"]
+        assert (layout["dp"], layout["tp"]) == (dp, tp)
     assert not (tmp_path / "out.jsonl").exists()
 
 

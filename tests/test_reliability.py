@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from support.launch import run_jobs
-from support.tiny_models import greedy_reference, read_output
+from support.tiny_models import build_model, greedy_reference, read_output
 
 LAYOUTS = [(2, 2), (4, 1), (1, 4), (2, 1)]
 LONG_MAX = 20  # max_tokens of the one slow request in "skew"
@@ -67,24 +67,39 @@ def cases(tiny, tmp_path_factory):
         "alternate": (_write(root / "alternate.jsonl", [x for pair in zip(_rows(short[:6]), bad) for x in pair]),
                       [x for pair in zip(ref_short[:6], [None] * 6) for x in pair]),
     }
+    # The same edge cases on an MoE model (experts over every rank with DP attention).
+    moe = build_model("qwen3moe", root / "qwen3moe")
+    moe_short, moe_long, moe_skew = (greedy_reference(moe, p, n) for p, n in
+                                     ((short, 6), ([long_prompt], 6), (skew, LONG_MAX)))
+    cases["moe"] = {
+        "one": (cases["one"][0], moe_short[:1]),
+        "long": (cases["long"][0], moe_long + moe_short),
+        "skew": (cases["skew"][0], [moe_skew[0]] + [r[:1] for r in moe_skew[1:]]),
+        "invalid": cases["invalid"],
+        "model": moe,
+    }
     return cases
 
 
 @pytest.mark.parametrize("dp,tp", LAYOUTS, ids=[f"dp{d}xtp{t}" for d, t in LAYOUTS])
 def test_no_hang_matrix(tiny, cases, tmp_path, dp, tp):
-    jobs = []
-    for dp_attention in ("false", "true"):
-        for name, (path, _) in cases.items():
-            jobs.append({"name": f"{name}-{dp_attention}", "overrides": [
-                f"model.path={tiny['models']['llama']}", f"data.input={path}",
-                f"data.output={tmp_path / name}-{dp_attention}.jsonl", f"parallel.dp={dp}", f"parallel.tp={tp}",
-                f"parallel.dp_attention={dp_attention}", "sampling.temperature=0", "sampling.max_tokens=6",
-                "model.max_model_len=256", "scheduler.max_num_batched_tokens=64", "scheduler.max_num_seqs=4"]})
+    jobs, expected_rows = [], {}
+    moe = cases["moe"]
+    runs = [("llama", tiny["models"]["llama"], dp_attention, name, *case)
+            for dp_attention in ("false", "true") for name, case in cases.items() if name != "moe"]
+    runs += [("moe", moe["model"], "true", name, *case) for name, case in moe.items() if name != "model"]
+    for model_name, model, dp_attention, name, path, want in runs:
+        job_name = f"{model_name}-{name}-{dp_attention}"
+        expected_rows[job_name] = want
+        jobs.append({"name": job_name, "overrides": [
+            f"model.path={model}", f"data.input={path}",
+            f"data.output={tmp_path / job_name}.jsonl", f"parallel.dp={dp}", f"parallel.tp={tp}",
+            f"parallel.dp_attention={dp_attention}", "sampling.temperature=0", "sampling.max_tokens=6",
+            "model.max_model_len=256", "scheduler.max_num_batched_tokens=64", "scheduler.max_num_seqs=4"]})
     run_jobs(dp * tp, jobs, tmp_path / "spec.json", timeout=400)
     for job in jobs:
-        name = job["name"].rsplit("-", 1)[0]
         rows = read_output(tmp_path / f"{job['name']}.jsonl")
-        expected = cases[name][1]
+        expected = expected_rows[job["name"]]
         assert len(rows) == len(expected), job["name"]
         for row, want in zip(rows, expected):
             if want is None:
