@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from spmd_kernels import paged_decode_attention, paged_prefill_attention
-from spmd_kernels import store_kv as store_kv_triton
+from spmd_kernels import paged_decode_attention, paged_prefill_attention, store_kv, store_kv_ref
 from torch import nn
 
 from ..forward_batch import ForwardBatch
@@ -41,23 +40,15 @@ class PagedAttention(nn.Module):
             return varlen_attention(q, k, v, batch.cu_seqlens_q, batch.context_lens, self.scale, cache=None)
         if q.is_cuda:
             # Triton kernels; no host syncs, so a decode step can be captured in a CUDA graph.
-            store_kv_triton(k, v, self.k_cache, self.v_cache, batch.slot_mapping)
+            store_kv(k, v, self.k_cache, self.v_cache, batch.slot_mapping)
             if batch.is_prefill:
                 return paged_prefill_attention(q, self.k_cache, self.v_cache, batch.cu_seqlens_q, batch.context_lens,
                                                batch.block_tables, self.scale, max_seqlen_q=batch.max_query_len)
             return paged_decode_attention(q, self.k_cache, self.v_cache, batch.block_tables, batch.context_lens,
                                           self.scale)
-        store_kv(k, v, self.k_cache, self.v_cache, batch.slot_mapping)
+        store_kv_ref(k, v, self.k_cache, self.v_cache, batch.slot_mapping)  # the kernel's torch reference
         return varlen_attention(q, self.k_cache, self.v_cache, batch.cu_seqlens_q, batch.context_lens, self.scale,
                                 cache=batch.block_tables)
-
-
-def store_kv(k, v, k_cache, v_cache, slot_mapping) -> None:
-    keep = slot_mapping >= 0  # -1 marks padding tokens that own no slot
-    flat_k = k_cache.view(-1, *k_cache.shape[2:])
-    flat_v = v_cache.view(-1, *v_cache.shape[2:])
-    flat_k[slot_mapping[keep]] = k[keep]
-    flat_v[slot_mapping[keep]] = v[keep]
 
 
 def varlen_attention(q, k, v, cu_seqlens_q, context_lens, scale, cache) -> torch.Tensor:
