@@ -61,6 +61,11 @@ class BenchSection:
     """Size n of the n x n x n matmul ceiling; 0: 8192 on CUDA, 512 on CPU."""
     ceiling_repeats: int = 10
     """Timed repeats of each ceiling (after warmup); the median counts."""
+    profile: bool = False
+    """Run the last case once more under torch.profiler and print the kernels' share of wall time and the
+    heaviest kernels (host-bound vs GPU-bound steps); the figures go into the JSON under "profile"."""
+    profile_top: int = 15
+    """profile=true: how many of the heaviest kernels to list."""
 
 
 @dataclass

@@ -23,6 +23,7 @@ from .cost import ModelCost
 from .hf_baseline import HFBaseline, compare
 from .measure import case_metrics, run_case
 from .presets import preset_config
+from .profile import profile_case, profile_lines
 from .report import console_lines, write_json
 from .workloads import build_cases, warm_case
 
@@ -91,6 +92,11 @@ def run_bench(cfg: Any) -> Optional[dict]:
         results.append(case_metrics(case, records, source, wall, cost, ceilings, mlp_spans_dp,
                                     source.scheduler.num_preemptions))
         log.info("%s: %.0f output tok/s, %.2f s", case.name, results[-1]["output_tok_s"], wall)
+    profiled = None
+    if b.profile:
+        case = cases[-1]
+        profiled = {"case": case.name, **profile_case(lambda: run_case(engine, case, sampling, b.seed)[2], device,
+                                                       b.profile_top)}
     num_blocks = engine.num_blocks
     del engine
     gc.collect()
@@ -115,14 +121,14 @@ def run_bench(cfg: Any) -> Optional[dict]:
         "engine": {"max_num_seqs": cfg.scheduler.max_num_seqs,
                    "max_num_batched_tokens": cfg.scheduler.max_num_batched_tokens, "max_model_len": max_model_len,
                    "temperature": sampling.temperature},
-        "cases": results, "baseline_skipped": skipped,
+        "cases": results, "baseline_skipped": skipped, "profile": profiled,
         "bench_seconds": time.perf_counter() - entered, "torch": torch.__version__,
     }
     dist.barrier(group=dims.world_group)
     if not rank0:
         return None
     path = write_json(report, b.output)
-    for line in console_lines(report):
+    for line in console_lines(report) + (profile_lines(profiled["case"], profiled) if profiled else []):
         print(line)
     print(f"results: {path}")
     return report
