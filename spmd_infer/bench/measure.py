@@ -5,7 +5,7 @@ from __future__ import annotations
 import statistics
 import time
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 
@@ -54,8 +54,11 @@ class TimedSource(RequestSource):
         super().postprocess(batch, tokens, logprobs)
 
 
-def run_case(engine: Engine, case: Case, sampling, seed: int) -> tuple[list[StepRecord], TimedSource, float]:
-    """All of `case` through Stepper.step with a RequestQueue (DP assignment as in a job); (records, source, wall)."""
+def run_case(engine: Engine, case: Case, sampling, seed: int,
+             on_step: Optional[Callable[[StepRecord], None]] = None) -> tuple[list[StepRecord], TimedSource, float]:
+    """All of `case` through Stepper.step with a RequestQueue (DP assignment as in a job); (records, source, wall).
+
+    `on_step(record)` runs after each step (the profiler uses it to start at the first decode step)."""
     runner = engine.runner
     requests = make_requests(case, runner.hf_config.vocab_size, seed, sampling)
 
@@ -80,6 +83,8 @@ def run_case(engine: Engine, case: Case, sampling, seed: int) -> tuple[list[Step
             rec.chunks = [(n, s.num_computed) for s, n in zip(batch.seqs, batch.num_new_tokens)]  # after the step
             rec.sampled = sum(batch.sampled)
         records.append(rec)
+        if on_step is not None:
+            on_step(rec)
     _sync(runner.device)
     return records, source, time.perf_counter() - started
 

@@ -1,40 +1,83 @@
-"""Optional torch.profiler pass over one benchmark case: GPU busy time against wall time, and the top kernels.
+"""Optional torch.profiler pass over one case's decode steps: kernel time against wall time, heaviest kernels.
 
-A decode step that is slower than its bytes allow is either GPU-bound (the kernels themselves: see which
-dominate) or host-bound (gaps between kernels: GPU busy well below wall time). This tells the two apart.
+A decode step slower than its bytes allow is either GPU-bound (the kernels themselves: see which dominate)
+or host-bound (the GPU waits between kernels: kernel time well below wall time). This tells the two apart.
+Profiling starts after the first step in which no DP rank prefills, so prefill kernels stay out of it.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+import time
+from typing import Callable, Optional
 
 import torch
+from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile
 
-
-def profile_case(run: Callable[[], float], device: torch.device, top: int) -> dict:
-    """Run `run()` (returns its wall seconds) under the profiler; the kernels' share and the `top` heaviest."""
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-    with profile(activities=activities) as prof:
-        wall = run()
-    rows = []
-    for evt in prof.key_averages():
-        dev_us = getattr(evt, "self_device_time_total", None)
-        if dev_us is None:
-            dev_us = getattr(evt, "self_cuda_time_total", 0.0)
-        if dev_us > 0:
-            rows.append((evt.key, evt.count, dev_us / 1e6))
-    rows.sort(key=lambda r: -r[2])
-    busy = sum(r[2] for r in rows)
-    return {"wall_s": wall, "device_busy_s": busy, "device_busy_share": busy / max(wall, 1e-12),
-            "top": [{"name": n, "calls": c, "seconds": s, "share_of_busy": s / max(busy, 1e-12)}
-                    for n, c, s in rows[:top]]}
+from ..parallel.dp_meta import Phase
+from .measure import StepRecord
 
 
-def profile_lines(name: str, prof: dict) -> list[str]:
-    lines = [f"profile of {name}: wall {prof['wall_s'] * 1e3:.1f} ms, kernels {prof['device_busy_s'] * 1e3:.1f} ms "
-             f"({100 * prof['device_busy_share']:.1f}% of wall; the rest is host time between kernels)"]
+class DecodeProfiler:
+    """`on_step` for run_case: profiles from the first all-decode step to the end of the case."""
+
+    def __init__(self, device: torch.device):
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+        self.prof = profile(activities=activities)
+        self.device = device
+        self.started: Optional[float] = None
+        self.steps = 0
+
+    def on_step(self, rec: StepRecord) -> None:
+        decode_only = Phase.DECODE in rec.dp_phases and Phase.PREFILL not in rec.dp_phases
+        if self.started is not None:
+            self.steps += 1
+        elif decode_only:
+            _sync(self.device)
+            self.prof.start()
+            self.started = time.perf_counter()
+
+    def finish(self, top: int) -> Optional[dict]:
+        if self.started is None:
+            return None  # the case never reached a pure decode step
+        _sync(self.device)
+        wall = time.perf_counter() - self.started
+        self.prof.stop()
+        rows = []
+        for evt in self.prof.key_averages():
+            if evt.device_type != DeviceType.CUDA:
+                continue  # CPU ops also carry their kernels' device time: count kernels once
+            seconds = getattr(evt, "self_device_time_total", 0.0) / 1e6
+            if seconds > 0:
+                rows.append((evt.key, evt.count, seconds))
+        rows.sort(key=lambda r: -r[2])
+        busy = sum(r[2] for r in rows)
+        steps = max(self.steps, 1)
+        return {"decode_steps": self.steps, "wall_s": wall, "step_s": wall / steps, "kernel_s": busy,
+                "kernel_share_of_wall": busy / max(wall, 1e-12),
+                "top": [{"name": n, "calls_per_step": c / steps, "seconds_per_step": s / steps,
+                         "share_of_kernels": s / max(busy, 1e-12)} for n, c, s in rows[:top]]}
+
+
+def profile_case(run: Callable[[Callable[[StepRecord], None]], object], device: torch.device, top: int) -> Optional[dict]:
+    """`run(on_step)` runs the case; returns the decode profile (None if the case had no pure decode step)."""
+    profiler = DecodeProfiler(device)
+    run(profiler.on_step)
+    return profiler.finish(top)
+
+
+def profile_lines(name: str, prof: Optional[dict]) -> list[str]:
+    if prof is None:
+        return [f"profile of {name}: no step without prefill, nothing profiled"]
+    lines = [f"profile of {name}, {prof['decode_steps']} decode steps: {prof['step_s'] * 1e3:.2f} ms/step wall, "
+             f"kernels {prof['kernel_s'] / max(prof['decode_steps'], 1) * 1e3:.2f} ms/step "
+             f"({100 * prof['kernel_share_of_wall']:.1f}% of wall; the rest is the GPU waiting on the host)"]
     for row in prof["top"]:
-        lines.append(f"  {100 * row['share_of_busy']:5.1f}%  {row['seconds'] * 1e3:8.2f} ms  {row['calls']:6d}x  "
-                     f"{row['name'][:90]}")
+        lines.append(f"  {100 * row['share_of_kernels']:5.1f}%  {row['seconds_per_step'] * 1e6:8.1f} us/step  "
+                     f"{row['calls_per_step']:6.1f}x  {row['name'][:90]}")
     return lines
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

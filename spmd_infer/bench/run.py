@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+from functools import partial
 import logging
 import os
 import time
@@ -95,8 +96,8 @@ def run_bench(cfg: Any) -> Optional[dict]:
     profiled = None
     if b.profile:
         case = cases[-1]
-        profiled = {"case": case.name, **profile_case(lambda: run_case(engine, case, sampling, b.seed)[2], device,
-                                                       b.profile_top)}
+        profiled = {"case": case.name,
+                    "decode": profile_case(partial(run_case, engine, case, sampling, b.seed), device, b.profile_top)}
     num_blocks = engine.num_blocks
     del engine
     gc.collect()
@@ -128,7 +129,7 @@ def run_bench(cfg: Any) -> Optional[dict]:
     if not rank0:
         return None
     path = write_json(report, b.output)
-    for line in console_lines(report) + (profile_lines(profiled["case"], profiled) if profiled else []):
+    for line in console_lines(report) + (profile_lines(profiled["case"], profiled["decode"]) if profiled else []):
         print(line)
     print(f"results: {path}")
     return report

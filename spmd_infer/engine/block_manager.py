@@ -95,9 +95,9 @@ class BlockManager:
 
         `seq.block_hashes` remembers the chain so far (it depends on tokens only, so it survives preemption).
         """
-        if not self.prefix_caching:
-            return
         hashes = seq.block_hashes
+        if not self.prefix_caching or seq.num_computed // self.block_size <= len(hashes):
+            return  # prefix caching off, or no block completed since the last call
         for i in range(len(hashes), seq.num_computed // self.block_size):
             parent = hashes[i - 1] if i else 0
             key = (parent, tuple(seq.token_ids[i * self.block_size:(i + 1) * self.block_size]))

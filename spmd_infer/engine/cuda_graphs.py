@@ -13,10 +13,12 @@ import logging
 from dataclasses import dataclass
 from typing import Optional
 
+import numpy as np
 import torch
 
 from ..forward_batch import ForwardBatch
 from ..parallel.dp_meta import DPMeta
+from .batch_inputs import HostInputs
 
 log = logging.getLogger(__name__)
 
@@ -34,28 +36,39 @@ def pick_bucket(buckets: list[int], num_seqs: int) -> Optional[int]:
 
 @dataclass
 class StaticInputs:
-    """Device buffers the graphs read; a replay writes the step's batch into their first rows."""
+    """Device buffers the graphs read; a replay writes the step's batch into their first rows.
 
-    input_ids: torch.Tensor
-    positions: torch.Tensor
-    slot_mapping: torch.Tensor
-    context_lens: torch.Tensor
-    block_tables: torch.Tensor
+    ids, positions and slots are rows of one int64 buffer and context lengths lead one int32 buffer
+    with the block tables, so loading a step is three host-to-device copies and one compare.
+    """
+
+    ints: torch.Tensor  # [3, max_bs] int64: input ids, positions, cache slots (-1: padding)
+    context_lens: torch.Tensor  # [max_bs] int32
+    block_tables: torch.Tensor  # [max_bs, max_blocks] int32
     cu_seqlens_q: torch.Tensor
     logits_indices: torch.Tensor
-    token_valid: torch.Tensor
+    token_valid: torch.Tensor  # [max_bs] bool, slot >= 0 (the MoE skips padding rows)
 
     @classmethod
     def allocate(cls, max_bs: int, max_blocks: int, device: torch.device) -> "StaticInputs":
-        def z(*shape, dtype):
-            return torch.zeros(shape, dtype=dtype, device=device)
-
-        return cls(input_ids=z(max_bs, dtype=torch.int64), positions=z(max_bs, dtype=torch.int64),
-                   slot_mapping=z(max_bs, dtype=torch.int64), context_lens=z(max_bs, dtype=torch.int32),
-                   block_tables=z(max_bs, max_blocks, dtype=torch.int32),
+        ints32 = torch.zeros(max_bs * (1 + max_blocks), dtype=torch.int32, device=device)
+        return cls(ints=torch.zeros((3, max_bs), dtype=torch.int64, device=device), context_lens=ints32[:max_bs],
+                   block_tables=ints32[max_bs:].view(max_bs, max_blocks),
                    cu_seqlens_q=torch.arange(max_bs + 1, dtype=torch.int32, device=device),
                    logits_indices=torch.arange(max_bs, dtype=torch.int64, device=device),
-                   token_valid=z(max_bs, dtype=torch.bool))
+                   token_valid=torch.zeros(max_bs, dtype=torch.bool, device=device))
+
+    @property
+    def input_ids(self) -> torch.Tensor:
+        return self.ints[0]
+
+    @property
+    def positions(self) -> torch.Tensor:
+        return self.ints[1]
+
+    @property
+    def slot_mapping(self) -> torch.Tensor:
+        return self.ints[2]
 
 
 class DecodeGraphs:
@@ -63,6 +76,11 @@ class DecodeGraphs:
         self.buckets = buckets
         self.device = device
         self.inputs = StaticInputs.allocate(max(buckets), max_blocks_per_seq, device)
+        # Host images of the static buffers, rewritten each step (pageable: each copy finishes reading
+        # them before it returns, so the next step may overwrite them at once).
+        self._ints = np.zeros((3, max(buckets)), dtype=np.int64)
+        self._ctx = np.ones(max(buckets), dtype=np.int32)
+        self._tables = np.zeros((max(buckets), max_blocks_per_seq), dtype=np.int32)
         self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
         self.outputs: dict[int, torch.Tensor] = {}
         self.pool = None
@@ -84,21 +102,23 @@ class DecodeGraphs:
         self.inputs.context_lens[:bucket].fill_(1)
         self.inputs.token_valid[:bucket].fill_(False)
 
-    def load(self, fb: ForwardBatch, bucket: int) -> ForwardBatch:
-        """Copy an eager decode batch into the static buffers; rows past it are padding (no slot)."""
-        s, n = self.inputs, fb.num_tokens
-        s.input_ids[:n].copy_(fb.input_ids)
-        s.positions[:n].copy_(fb.positions)
-        s.slot_mapping[:n].copy_(fb.slot_mapping)
-        s.slot_mapping[n:bucket].fill_(-1)
-        s.token_valid[:n].fill_(True)
-        s.token_valid[n:bucket].fill_(False)
-        s.context_lens[:n].copy_(fb.context_lens)
-        s.context_lens[n:bucket].fill_(1)  # padding rows attend to one (garbage) cache entry, never stored
-        width = fb.block_tables.shape[1]
-        s.block_tables[:n, :width].copy_(fb.block_tables.clamp_min(0))
-        s.block_tables[n:bucket].zero_()
-        return self.batch_view(bucket, fb.dp_meta)
+    def load(self, host: HostInputs, bucket: int, meta: DPMeta) -> ForwardBatch:
+        """Copy a packed decode batch into the static buffers; rows past it are padding (no slot)."""
+        n, width = host.num_tokens, host.block_tables.shape[1]
+        ints, ctx, tables = self._ints, self._ctx, self._tables
+        ints[0, :n], ints[1, :n], ints[2, :n] = host.input_ids, host.positions, host.slot_mapping
+        ints[:, n:bucket] = 0
+        ints[2, n:bucket] = -1
+        ctx[:n] = host.context_lens
+        ctx[n:bucket] = 1  # padding rows attend to one (garbage) cache entry, never stored
+        tables[:bucket] = 0
+        np.maximum(host.block_tables, 0, out=tables[:n, :width])
+        s = self.inputs
+        s.ints.copy_(torch.from_numpy(ints), non_blocking=True)
+        s.context_lens[:bucket].copy_(torch.from_numpy(ctx[:bucket]), non_blocking=True)
+        s.block_tables[:bucket].copy_(torch.from_numpy(tables[:bucket]), non_blocking=True)
+        torch.ge(s.slot_mapping, 0, out=s.token_valid)
+        return self.batch_view(bucket, meta)
 
     def batch_view(self, bucket: int, meta: DPMeta) -> ForwardBatch:
         s = self.inputs

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Callable, Optional
-
 from ..data.request import Request
 from ..parallel.dp_meta import Phase
 from .scheduler import ScheduledBatch
@@ -25,8 +23,8 @@ class GraphCaptureSource:
     def metadata(self) -> dict[str, int]:
         return dict(unfinished=len(self.pending))
 
-    def slot_of(self) -> Optional[Callable]:
-        return None
+    def uses_cache(self) -> bool:
+        return False
 
     def generator_keys(self, batch: ScheduledBatch) -> list[int]:
         return []

@@ -6,16 +6,18 @@ import logging
 from pathlib import Path
 from typing import Any, Optional
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
 from ..forward_batch import ForwardBatch
-from ..layers.sampler import SamplingTensors, apply_repetition_penalty, row_stream, sample
+from ..layers.sampler import SamplingTensors, apply_repetition_penalty, sample
 from ..loader import LoadStats, load_weights
 from ..models.registry import model_class
 from ..parallel.sharding import LayerSharding
 from ..parallel.dims import ConfigError, ParallelDims
 from ..parallel.dp_meta import DPMeta, Phase
+from .batch_inputs import pack_batch
 from .cuda_graphs import DecodeGraphs, graph_buckets
 from .scheduler import ScheduledBatch
 
@@ -77,32 +79,31 @@ class ModelRunner:
                                  for h, d in owner.kv_cache_dims()])
 
     # ---- inputs -------------------------------------------------------------------------------------
-    def prepare(self, batch: ScheduledBatch, meta: DPMeta, block_of=None) -> ForwardBatch:
-        """Pack a scheduled batch into tensors; `block_of(seq, pos)` gives cache slots (None: no cache)."""
-        ids, pos, slots, cu, ctx, logits_idx = [], [], [], [0], [], []
-        for seq, n, sampled in zip(batch.seqs, batch.num_new_tokens, batch.sampled):
-            start = seq.num_computed
-            ids.extend(seq.token_ids[start:start + n])
-            pos.extend(range(start, start + n))
-            if block_of is not None:
-                slots.extend(block_of(seq, p) for p in range(start, start + n))
-            cu.append(cu[-1] + n)
-            ctx.append(start + n)
-            if sampled:
-                logits_idx.append(cu[-1] - 1)
-        use_cache = block_of is not None and self.num_blocks > 0
-        tables = None
-        if use_cache:
-            width = max(len(s.block_table) for s in batch.seqs)
-            tables = self._tensor([s.block_table + [-1] * (width - len(s.block_table)) for s in batch.seqs],
-                                  torch.int32)
+    def prepare(self, batch: ScheduledBatch, meta: DPMeta, use_cache: bool,
+                bucket: Optional[int] = None) -> ForwardBatch:
+        """Pack a scheduled batch into device tensors: fresh ones, or the graph `bucket`'s static buffers."""
+        host = pack_batch(batch, self.block_size, use_cache and self.num_blocks > 0)
+        if bucket is not None:
+            return self.graphs.load(host, bucket, meta)
+        # Two host-to-device copies (one per dtype) instead of one per field.
+        i64 = [host.input_ids, host.positions, host.logits_indices]
+        i32 = [host.cu_seqlens_q, host.context_lens]
+        if host.slot_mapping is not None:
+            i64.append(host.slot_mapping)
+            i32.append(host.block_tables.ravel())
+        (ids, pos, logits_idx, *slots), (cu, ctx, *tables) = self._upload(i64, np.int64), self._upload(i32, np.int32)
         return ForwardBatch(
-            input_ids=self._tensor(ids, torch.int64), positions=self._tensor(pos, torch.int64),
-            is_prefill=batch.phase is Phase.PREFILL, cu_seqlens_q=self._tensor(cu, torch.int32),
-            context_lens=self._tensor(ctx, torch.int32),
-            slot_mapping=self._tensor(slots, torch.int64) if use_cache else None, block_tables=tables,
-            logits_indices=self._tensor(logits_idx, torch.int64), dp_meta=meta, num_seqs=len(batch.seqs),
-            max_query_len=max(batch.num_new_tokens), max_context_len=max(ctx), dp_num_tokens=self._dp_counts(meta))
+            input_ids=ids, positions=pos, is_prefill=batch.phase is Phase.PREFILL, cu_seqlens_q=cu, context_lens=ctx,
+            slot_mapping=slots[0] if slots else None,
+            block_tables=tables[0].view(host.block_tables.shape) if tables else None,
+            logits_indices=logits_idx, dp_meta=meta, num_seqs=host.num_seqs, max_query_len=host.max_query_len,
+            max_context_len=host.max_context_len, dp_num_tokens=self._dp_counts(meta))
+
+    def _upload(self, parts: list[np.ndarray], dtype) -> list[torch.Tensor]:
+        """One copy of the concatenated `parts`; returns device views of each part."""
+        flat = torch.from_numpy(np.concatenate([p.astype(dtype, copy=False) for p in parts]))
+        dev = flat.to(self.device, non_blocking=True) if self.device.type == "cuda" else flat
+        return list(dev.split([len(p) for p in parts]))
 
     def dummy_batch(self, meta: DPMeta) -> ForwardBatch:
         """One padding token with no cache slot and nothing to sample: an idle DP rank's share of a step."""
@@ -143,11 +144,11 @@ class ModelRunner:
     def capture_graph(self, bucket: int, meta: DPMeta) -> None:
         self.graphs.capture(bucket, self.forward_logits, meta)
 
-    def run(self, fb: ForwardBatch, bucket: Optional[int]) -> torch.Tensor:
+    def run(self, fb: ForwardBatch, bucket: Optional[int], num_seqs: int) -> torch.Tensor:
+        """Logits of the sampled rows: an eager forward, or a replay of `bucket` (fb from prepare(..., bucket))."""
         if bucket is None:
             return self.forward_logits(fb)
-        self.graphs.load(fb, bucket)
-        return self.graphs.replay(bucket, fb.num_seqs)
+        return self.graphs.replay(bucket, num_seqs)
 
     def run_dummy(self, meta: DPMeta, bucket: Optional[int]) -> None:
         if bucket is None:
@@ -177,18 +178,7 @@ class ModelRunner:
         raw_logprobs = logits.log_softmax(dim=-1) if want_k else None
         self._mask_and_penalize(logits, seqs, eos_ids)
         params = [s.sampling for s in seqs]
-        dev = logits.device
-        t = SamplingTensors(
-            temperature=torch.tensor([p.temperature for p in params], dtype=torch.float32, device=dev),
-            top_k=torch.tensor([p.top_k for p in params], dtype=torch.int64, device=dev),
-            top_p=torch.tensor([p.top_p for p in params], dtype=torch.float32, device=dev),
-            min_p=torch.tensor([p.min_p for p in params], dtype=torch.float32, device=dev),
-            streams=torch.tensor([row_stream(k, s.num_output_tokens) for k, s in zip(keys, seqs)],
-                                 dtype=torch.int64, device=dev),
-            need_top_k=any(p.top_k > 0 and not p.greedy for p in params),
-            need_top_p=any(p.top_p < 1.0 and not p.greedy for p in params),
-            need_min_p=any(p.min_p > 0.0 and not p.greedy for p in params),
-            all_greedy=all(p.greedy for p in params))
+        t = SamplingTensors.build(params, keys, [s.num_output_tokens for s in seqs], logits.device)
         tokens = sample(logits, t)
         return tokens.tolist(), self._top_logprobs(raw_logprobs, tokens, [p.logprobs for p in params])
 

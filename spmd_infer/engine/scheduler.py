@@ -88,10 +88,14 @@ class Scheduler:
         return batch
 
     def _schedule_decode(self) -> ScheduledBatch:
-        batch = ScheduledBatch(Phase.DECODE)
+        chosen: list[Sequence] = []
         queue = deque(self.running)
+        block_size = self.blocks.block_size
         while queue:
             seq = queue.popleft()
+            if seq.num_computed < len(seq.block_table) * block_size:
+                chosen.append(seq)  # the common case: the next token's slot is in a block it holds
+                continue
             while not self.blocks.can_allocate(seq, 1):
                 # Out of blocks: preempt the most recently admitted sequence (maybe this one) to recompute later.
                 victim = queue.pop() if queue else seq
@@ -100,8 +104,10 @@ class Scheduler:
                     break
             else:
                 self.blocks.allocate(seq, 1)
-                batch.add(seq, 1)
-        return batch
+                chosen.append(seq)
+        # One token each (filled in bulk: this runs every decode step over the whole batch).
+        return ScheduledBatch(Phase.DECODE, chosen, [1] * len(chosen),
+                              [s.num_computed + 1 == len(s.token_ids) for s in chosen])
 
     def _preempt(self, seq: Sequence) -> None:
         self.running.remove(seq)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Callable
 
 from ..data.request import Request
 from ..layers.sampler import sample_key
 from ..parallel.dp_meta import Phase
 from ..sampling_params import SamplingParams
-from .block_manager import BlockManager
 from .scheduler import ScheduledBatch, Scheduler
 from .sequence import Sequence
 from .stopping import StopChecker
@@ -43,8 +42,8 @@ class RequestSource:
                     finished=self.num_finished, load_tokens=self.scheduler.load_tokens,
                     output_tokens=self.num_output_tokens)
 
-    def slot_of(self) -> Optional[Callable]:
-        return self.scheduler.blocks.slot
+    def uses_cache(self) -> bool:
+        return True
 
     def generator_keys(self, batch: ScheduledBatch) -> list[int]:
         return [self._keys[s.key] for s, sampled in zip(batch.seqs, batch.sampled) if sampled]
@@ -94,8 +93,8 @@ class WarmupSource:
     def metadata(self) -> dict[str, int]:
         return dict(unfinished=0 if self._done else 1)
 
-    def slot_of(self) -> Optional[Callable]:
-        return None  # no KV cache yet
+    def uses_cache(self) -> bool:
+        return False  # no KV cache yet
 
     def generator_keys(self, batch: ScheduledBatch) -> list[int]:
         return [0] * sum(batch.sampled)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Optional, Protocol
+from typing import Optional, Protocol
 
 from ..data.request import Request
 from ..parallel.dp_meta import DPMeta, DPMetaExchange, Field, Phase, make_row
@@ -24,7 +24,7 @@ class BatchSource(Protocol):
 
     def schedule(self) -> ScheduledBatch: ...
     def metadata(self) -> dict[str, int]: ...
-    def slot_of(self) -> Optional[Callable]: ...
+    def uses_cache(self) -> bool: ...
     def generator_keys(self, batch: ScheduledBatch) -> list[int]: ...
     def postprocess(self, batch: ScheduledBatch, tokens: list[int], logprobs: list) -> None: ...
     def add(self, request: Request) -> None: ...
@@ -86,8 +86,8 @@ class Stepper:
             self.runner.capture_graph(batch.capture_bucket, meta)
             result.ran_forward = True
         elif batch:
-            fb = self.runner.prepare(batch, meta, source.slot_of())
-            logits = self.runner.run(fb, bucket)
+            fb = self.runner.prepare(batch, meta, source.uses_cache(), bucket)
+            logits = self.runner.run(fb, bucket, batch.num_seqs)
             tokens, logprobs = self.runner.sample(batch, logits, source.eos_ids, source.generator_keys(batch))
             source.postprocess(batch, tokens, logprobs)
             result.ran_forward = True

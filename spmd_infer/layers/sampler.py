@@ -10,7 +10,9 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
+import numpy as np
 import torch
+from spmd_kernels import gumbel_sample
 
 MASK32 = 0xFFFFFFFF
 
@@ -35,8 +37,8 @@ def sample_key(seed: int, request_id, sample_index: int) -> int:
     return request_key(seed, request_id if sample_index == 0 else (request_id, sample_index))
 
 
-def row_stream(key: int, position: int) -> int:
-    """The hash state for one draw: request key and output position."""
+def row_stream(key, position):
+    """The hash state for one draw: request key and output position (ints, or int64 arrays/tensors)."""
     return _mix32(_mix32(key) ^ _mix32((position * 0x9E3779B9) & MASK32))
 
 
@@ -54,6 +56,28 @@ class SamplingTensors:
     need_min_p: bool
     all_greedy: bool
 
+    @classmethod
+    def build(cls, params: list, keys: list[int], positions: list[int], device: torch.device) -> "SamplingTensors":
+        """From each row's SamplingParams, generator key and output position: one copy to the device."""
+        all_greedy = all(p.greedy for p in params)
+        n = len(params)
+        if all_greedy:  # argmax needs none of the tensors
+            empty = torch.empty(0, device=device)
+            return cls(empty, empty, empty, empty, empty, False, False, False, True)
+        host = np.empty((5, n), dtype=np.float64)
+        host[0] = [p.temperature for p in params]
+        host[1] = [p.top_k for p in params]
+        host[2] = [p.top_p for p in params]
+        host[3] = [p.min_p for p in params]
+        # Streams are < 2**32, exact in float64; row_stream over arrays is the same integer hash.
+        host[4] = row_stream(np.asarray(keys, dtype=np.int64), np.asarray(positions, dtype=np.int64))
+        dev = torch.from_numpy(host).to(device, non_blocking=True)
+        sampled = [p for p in params if not p.greedy]
+        return cls(temperature=dev[0].float(), top_k=dev[1].long(), top_p=dev[2].float(), min_p=dev[3].float(),
+                   streams=dev[4].long(), need_top_k=any(p.top_k > 0 for p in sampled),
+                   need_top_p=any(p.top_p < 1.0 for p in sampled), need_min_p=any(p.min_p > 0.0 for p in sampled),
+                   all_greedy=False)
+
 
 def gumbel_noise(streams: torch.Tensor, vocab: int) -> torch.Tensor:
     """[S, V] standard Gumbel noise, a pure function of each row's stream and the token id."""
@@ -65,9 +89,11 @@ def gumbel_noise(streams: torch.Tensor, vocab: int) -> torch.Tensor:
 
 def sample(logits: torch.Tensor, t: SamplingTensors) -> torch.Tensor:
     """logits [S, V] float32 (penalties and masks already applied) -> token ids [S] int64."""
-    greedy = logits.argmax(dim=-1)
     if t.all_greedy:
-        return greedy
+        return logits.argmax(dim=-1)
+    if logits.is_cuda and not (t.need_top_k or t.need_top_p or t.need_min_p):
+        return gumbel_sample(logits, t.temperature, t.streams)  # fused: the [S, V] noise never exists
+    greedy = logits.argmax(dim=-1)
     temp = torch.where(t.temperature > 0, t.temperature, 1.0).unsqueeze(1)
     scaled = logits / temp
     if t.need_top_k:

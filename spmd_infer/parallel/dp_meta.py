@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import enum
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Optional
 
 import torch
 import torch.distributed as dist
@@ -41,9 +42,12 @@ class DPMeta:
     rows: torch.Tensor  # [dp, NUM_FIELDS] int64 on the CPU
     dp_rank: int
     exchange_seconds: float = 0.0
+    _columns: Optional[list[list[int]]] = field(default=None, repr=False, compare=False)
 
     def column(self, f: Field) -> list[int]:
-        return self.rows[:, f].tolist()
+        if self._columns is None:  # read several times per step: one conversion, then plain lists
+            self._columns = self.rows.t().tolist()
+        return list(self._columns[f])
 
     @property
     def dp(self) -> int:
@@ -51,34 +55,35 @@ class DPMeta:
 
     @property
     def any_work(self) -> bool:
-        return bool((self.rows[:, Field.NUM_TOKENS] > 0).any())
+        return any(v > 0 for v in self.column(Field.NUM_TOKENS))
 
     @property
     def any_unfinished(self) -> bool:
-        return bool((self.rows[:, Field.UNFINISHED] > 0).any())
+        return any(v > 0 for v in self.column(Field.UNFINISHED))
 
     @property
     def max_tokens(self) -> int:
         """Largest per-rank token count: the padded size wherever shapes must agree across DP."""
-        return int(self.rows[:, Field.NUM_TOKENS].max())
+        return max(self.column(Field.NUM_TOKENS))
 
     @property
     def num_tokens(self) -> list[int]:
         return self.column(Field.NUM_TOKENS)
 
     def get(self, f: Field, dp_rank: int | None = None) -> int:
-        return int(self.rows[self.dp_rank if dp_rank is None else dp_rank, f])
+        self.column(f)
+        return self._columns[f][self.dp_rank if dp_rank is None else dp_rank]
 
     @property
     def all_can_graph(self) -> bool:
-        return bool((self.rows[:, Field.CAN_GRAPH] > 0).all())
+        return all(v > 0 for v in self.column(Field.CAN_GRAPH))
 
 
 def make_row(**values: int) -> torch.Tensor:
-    row = torch.zeros(NUM_FIELDS, dtype=torch.int64)
+    row = [0] * NUM_FIELDS
     for name, v in values.items():
         row[Field[name.upper()]] = int(v)
-    return row
+    return torch.tensor(row, dtype=torch.int64)
 
 
 class DPMetaExchange:

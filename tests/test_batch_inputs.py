@@ -1,0 +1,80 @@
+"""Packing a scheduled batch on the host (vectorised) and loading it into the CUDA-graph static buffers."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from spmd_infer.data.request import Request
+from spmd_infer.engine.batch_inputs import pack_batch
+from spmd_infer.engine.cuda_graphs import DecodeGraphs
+from spmd_infer.engine.scheduler import ScheduledBatch
+from spmd_infer.engine.sequence import Sequence
+from spmd_infer.parallel.dp_meta import DPMeta, Phase, make_row
+from spmd_infer.sampling_params import SamplingParams
+
+BLOCK = 4
+
+
+def _seq(index: int, tokens: list[int], computed: int, blocks: list[int]) -> Sequence:
+    seq = Sequence(Request(index=index, id=index, prompt_token_ids=tokens, sampling=SamplingParams()))
+    seq.num_computed, seq.block_table = computed, blocks
+    return seq
+
+
+def _reference(batch: ScheduledBatch):
+    """The obvious per-token loops the vectorised packing replaces."""
+    ids, pos, slots, cu, ctx, logits = [], [], [], [0], [], []
+    for seq, n, sampled in zip(batch.seqs, batch.num_new_tokens, batch.sampled):
+        for p in range(seq.num_computed, seq.num_computed + n):
+            ids.append(seq.token_ids[p])
+            pos.append(p)
+            slots.append(seq.block_table[p // BLOCK] * BLOCK + p % BLOCK)
+        cu.append(cu[-1] + n)
+        ctx.append(seq.num_computed + n)
+        if sampled:
+            logits.append(cu[-1] - 1)
+    return ids, pos, slots, cu, ctx, logits
+
+
+def test_prefill_chunks_and_cached_prefixes_pack_like_per_token_loops():
+    batch = ScheduledBatch(Phase.PREFILL)
+    batch.add(_seq(0, list(range(100, 111)), 0, [7, 3, 9]), 11)  # whole prompt, 3 blocks
+    batch.add(_seq(1, list(range(200, 213)), 8, [1, 2, 5, 6]), 3)  # cached prefix of 8, a middle chunk
+    batch.add(_seq(2, [5, 6], 1, [4]), 1)  # last token after a one-token prefix
+    host = pack_batch(batch, BLOCK, use_cache=True)
+    ids, pos, slots, cu, ctx, logits = _reference(batch)
+    assert host.input_ids.tolist() == ids and host.positions.tolist() == pos
+    assert host.slot_mapping.tolist() == slots and host.cu_seqlens_q.tolist() == cu
+    assert host.context_lens.tolist() == ctx and host.logits_indices.tolist() == logits == [10, 14]
+    assert host.block_tables.tolist() == [[7, 3, 9, -1], [1, 2, 5, 6], [4, -1, -1, -1]]
+    assert (host.max_query_len, host.max_context_len) == (11, 11)
+    assert pack_batch(batch, BLOCK, use_cache=False).slot_mapping is None
+
+
+def test_decode_batch_loads_into_a_bucket_with_padding_rows():
+    batch = ScheduledBatch(Phase.DECODE)
+    seqs = [_seq(0, [1, 2, 3, 4, 5], 4, [2, 8]), _seq(1, [9, 8, 7], 2, [5])]
+    for s in seqs:
+        batch.add(s, 1)
+    host = pack_batch(batch, BLOCK, use_cache=True)
+    ids, pos, slots, cu, ctx, _ = _reference(batch)
+    assert host.input_ids.tolist() == ids == [5, 7] and host.slot_mapping.tolist() == slots == [32, 22]
+
+    graphs = DecodeGraphs([1, 2, 4], max_blocks_per_seq=3, device=torch.device("cpu"))
+    graphs.inputs.block_tables.fill_(99)  # stale rows of an earlier, larger step
+    meta = DPMeta(rows=torch.stack([make_row(num_tokens=2, num_seqs=2)]), dp_rank=0)
+    fb = graphs.load(host, bucket=4, meta=meta)
+    assert fb.num_seqs == 4 and not fb.is_prefill
+    assert fb.input_ids.tolist() == [5, 7, 0, 0] and fb.positions.tolist() == [4, 2, 0, 0]
+    assert fb.slot_mapping.tolist() == [32, 22, -1, -1]  # padding rows own no cache slot
+    assert fb.context_lens.tolist() == [5, 3, 1, 1]
+    assert fb.block_tables.tolist() == [[2, 8, 0], [5, 0, 0], [0, 0, 0], [0, 0, 0]]
+    assert fb.token_valid.tolist() == [True, True, False, False]
+    assert fb.cu_seqlens_q.tolist() == [0, 1, 2, 3, 4] and fb.logits_indices.tolist() == [0, 1, 2, 3]
+    # A smaller step next: the rows past it become padding again.
+    small = ScheduledBatch(Phase.DECODE)
+    small.add(seqs[1], 1)
+    fb = graphs.load(pack_batch(small, BLOCK, use_cache=True), bucket=2, meta=meta)
+    assert fb.slot_mapping.tolist() == [22, -1] and fb.block_tables.tolist() == [[5, 0, 0], [0, 0, 0]]
+    assert np.array_equal(fb.token_valid.numpy(), [True, False])
