@@ -8,7 +8,7 @@ from .decode_attention import (
     paged_decode_attention_ref,
 )
 from .fused_moe import fused_moe, fused_moe_ref
-from .kv_store import store_kv, store_kv_ref
+from .kv_store import store_kv, store_kv_ref, store_latent, store_latent_ref
 from .mla_decode import mla_decode, mla_decode_ref
 from .prefill_attention import paged_prefill_attention, paged_prefill_attention_ref
 from .rmsnorm import rms_norm, rms_norm_ref
@@ -37,4 +37,6 @@ __all__ = [
     "silu_and_mul_ref",
     "store_kv",
     "store_kv_ref",
+    "store_latent",
+    "store_latent_ref",
 ]

@@ -1,4 +1,4 @@
-"""Scatter the new tokens' K and V into the paged KV cache at the slots given by slot_mapping."""
+"""Scatter the new tokens' K and V (or MLA's latents) into the paged KV cache at the slots given by slot_mapping."""
 
 from __future__ import annotations
 
@@ -107,3 +107,59 @@ def store_kv_ref(
     blocks, offsets = slots // block_size, slots % block_size
     k_cache[blocks, offsets] = k[keep].to(k_cache.dtype)
     v_cache[blocks, offsets] = v[keep].to(v_cache.dtype)
+
+
+@triton.jit
+def _store_latent_kernel(
+    x_ptr,
+    cache_ptr,
+    slot_ptr,
+    stride_xt,
+    stride_cb,
+    stride_cs,
+    E,
+    PAGE: tl.constexpr,
+    BLOCK_E: tl.constexpr,
+):
+    t = tl.program_id(0).to(tl.int64)
+    slot = tl.load(slot_ptr + t).to(tl.int64)
+    if slot >= 0:
+        offs = tl.arange(0, BLOCK_E)
+        mask = offs < E
+        x = tl.load(x_ptr + t * stride_xt + offs, mask=mask)
+        dst = cache_ptr + (slot // PAGE) * stride_cb + (slot % PAGE) * stride_cs
+        tl.store(dst + offs, x.to(cache_ptr.dtype.element_ty), mask=mask)
+
+
+def store_latent(entries: torch.Tensor, cache: torch.Tensor, slot_mapping: torch.Tensor) -> None:
+    """Write entries [T, 1, E] (MLA: c_kv ++ k_pe per token) into cache [num_blocks, block_size, 1, E] in place.
+
+    slot_mapping: int [T] as in :func:`store_kv` (< 0 skips the token, so no host sync is needed to
+    drop padding). entries may be strided with a contiguous last dim.
+    """
+    T, one, E = entries.shape
+    assert one == 1 and cache.shape[2:] == (1, E) and slot_mapping.shape == (T,)
+    assert entries.stride(-1) == 1 and cache.stride(-1) == 1
+    if T == 0:
+        return
+    BLOCK_E = triton.next_power_of_2(E)
+    _store_latent_kernel[(T,)](
+        entries,
+        cache,
+        slot_mapping,
+        entries.stride(0),
+        cache.stride(0),
+        cache.stride(1),
+        E,
+        PAGE=cache.shape[1],
+        BLOCK_E=BLOCK_E,
+        num_warps=min(max(BLOCK_E // 256, 1), 8),
+    )
+
+
+def store_latent_ref(entries: torch.Tensor, cache: torch.Tensor, slot_mapping: torch.Tensor) -> None:
+    """Plain-PyTorch reference for :func:`store_latent` (also in place)."""
+    block_size = cache.shape[1]
+    keep = slot_mapping >= 0
+    slots = slot_mapping[keep].long()
+    cache[slots // block_size, slots % block_size] = entries[keep].to(cache.dtype)

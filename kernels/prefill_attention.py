@@ -1,4 +1,7 @@
-"""Causal flash attention for packed prefill queries over a paged KV cache (prefix caching, chunked prefill)."""
+"""Causal flash attention for packed prefill queries over a paged KV cache (prefix caching, chunked prefill).
+
+V may be narrower than Q/K (DeepSeek MLA expanded to per-head K and V: q/k 192 = 128 nope + 64 rope, v 128).
+"""
 
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ _LOG2E = 1.4426950408889634
 @triton.jit
 def _attend_tile(
     q, q_pos, m_i, l_i, acc, start_n, kv_end, k_base, v_base, bt_row, qk_scale,
-    stride_kb, stride_ks, stride_vb, stride_vs, offs_n, offs_d, mask_d,
+    stride_kb, stride_ks, stride_vb, stride_vs, offs_n, offs_d, mask_d, offs_dv, mask_dv,
     PAGE: tl.constexpr,
     MASKED: tl.constexpr,  # apply the causal and the kv_end masks (diagonal / last tiles)
 ):
@@ -23,14 +26,16 @@ def _attend_tile(
     mask_n = pos < kv_end
     if MASKED:
         phys = tl.load(bt_row + pos // PAGE, mask=mask_n, other=0).to(tl.int64)
-        kv_mask = mask_n[:, None] & mask_d[None, :]
+        k_mask = mask_n[:, None] & mask_d[None, :]
+        v_mask = mask_n[:, None] & mask_dv[None, :]
     else:
         phys = tl.load(bt_row + pos // PAGE).to(tl.int64)
-        kv_mask = mask_d[None, :]
+        k_mask = mask_d[None, :]
+        v_mask = mask_dv[None, :]
     k_off = phys * stride_kb + (pos % PAGE) * stride_ks
     v_off = phys * stride_vb + (pos % PAGE) * stride_vs
-    k = tl.load(k_base + k_off[:, None] + offs_d[None, :], mask=kv_mask, other=0.0)
-    v = tl.load(v_base + v_off[:, None] + offs_d[None, :], mask=kv_mask, other=0.0)
+    k = tl.load(k_base + k_off[:, None] + offs_d[None, :], mask=k_mask, other=0.0)
+    v = tl.load(v_base + v_off[:, None] + offs_dv[None, :], mask=v_mask, other=0.0)
     qk = tl.dot(q, tl.trans(k), input_precision="ieee") * qk_scale  # [BLOCK_M, BLOCK_N]
     if MASKED:
         causal = (pos[None, :] <= q_pos[:, None]) & mask_n[None, :]
@@ -66,11 +71,13 @@ def _prefill_kernel(
     stride_oh,
     stride_bt,
     GROUP: tl.constexpr,  # query heads per KV head
-    HEAD_DIM: tl.constexpr,
+    HEAD_DIM: tl.constexpr,  # of q and k
+    HEAD_DIM_V: tl.constexpr,  # of v and the output
     PAGE: tl.constexpr,  # KV-cache block size
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_D: tl.constexpr,
+    BLOCK_DV: tl.constexpr,
 ):
     m_block = tl.program_id(0)
     h = tl.program_id(1)
@@ -86,8 +93,10 @@ def _prefill_kernel(
         offs_m = m_block * BLOCK_M + tl.arange(0, BLOCK_M)
         offs_n = tl.arange(0, BLOCK_N)
         offs_d = tl.arange(0, BLOCK_D)
+        offs_dv = tl.arange(0, BLOCK_DV)
         mask_m = offs_m < q_len
         mask_d = offs_d < HEAD_DIM
+        mask_dv = offs_dv < HEAD_DIM_V
         rows = (q_start + offs_m).to(tl.int64)
         q = tl.load(
             q_ptr + rows[:, None] * stride_qt + h * stride_qh + offs_d[None, :],
@@ -98,7 +107,7 @@ def _prefill_kernel(
 
         m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
         l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
-        acc = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
+        acc = tl.zeros([BLOCK_M, BLOCK_DV], dtype=tl.float32)
 
         bt_row = block_tables_ptr + seq.to(tl.int64) * stride_bt
         k_base = k_cache_ptr + kvh * stride_kh
@@ -108,7 +117,7 @@ def _prefill_kernel(
         for start_n in range(0, full_end, BLOCK_N):
             m_i, l_i, acc = _attend_tile(
                 q, q_pos, m_i, l_i, acc, start_n, full_end, k_base, v_base, bt_row, qk_scale,
-                stride_kb, stride_ks, stride_vb, stride_vs, offs_n, offs_d, mask_d,
+                stride_kb, stride_ks, stride_vb, stride_vs, offs_n, offs_d, mask_d, offs_dv, mask_dv,
                 PAGE, False,
             )
         # Keys past the last query of this tile are never attended to.
@@ -116,15 +125,15 @@ def _prefill_kernel(
         for start_n in range(full_end, kv_end, BLOCK_N):
             m_i, l_i, acc = _attend_tile(
                 q, q_pos, m_i, l_i, acc, start_n, kv_end, k_base, v_base, bt_row, qk_scale,
-                stride_kb, stride_ks, stride_vb, stride_vs, offs_n, offs_d, mask_d,
+                stride_kb, stride_ks, stride_vb, stride_vs, offs_n, offs_d, mask_d, offs_dv, mask_dv,
                 PAGE, True,
             )
 
         o = acc / l_i[:, None]
         tl.store(
-            out_ptr + rows[:, None] * stride_ot + h * stride_oh + offs_d[None, :],
+            out_ptr + rows[:, None] * stride_ot + h * stride_oh + offs_dv[None, :],
             o.to(out_ptr.dtype.element_ty),
-            mask=mask_m[:, None] & mask_d[None, :],
+            mask=mask_m[:, None] & mask_dv[None, :],
         )
 
 
@@ -142,7 +151,10 @@ def _launch_config(block_d: int, page: int, elem_size: int, device: torch.device
         return 16, max(page, 16), 4, 1
     block_m, block_n, warps, stages = CUDA_CONFIGS[(block_d <= 64, min(elem_size, 4))]
     if block_d > 128:
-        block_m, block_n = min(block_m, 32), min(block_n, 32)
+        # Wide heads (MLA's 192 padded to 256): 32x32 tiles keep registers and shared memory in
+        # bounds, whatever the block size (tiles gather keys token by token, so BLOCK_N needn't
+        # cover a page); fp32 tiles are twice as big, so no double buffering for them.
+        return min(block_m, 32), min(block_n, 32), warps, 1 if elem_size >= 4 else stages
     return block_m, max(block_n, page), warps, stages
 
 
@@ -157,23 +169,26 @@ def paged_prefill_attention(
     max_seqlen_q: int | None = None,
     out: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Causal attention of packed queries against their sequences' paged KV; returns out [Tq, Hq, D].
+    """Causal attention of packed queries against their sequences' paged KV; returns out [Tq, Hq, DV].
 
     q [Tq, Hq, D]; sequence i owns queries cu_seqlens_q[i]:cu_seqlens_q[i+1] (int32 [S+1]) and
     context_lens[i] (int32 [S]) cached tokens, the new ones included, so query j of it sits at
     position context_lens[i] - q_len_i + j and sees keys at positions <= its own.
-    k_cache, v_cache [num_blocks, block_size, Hkv, D]; block_tables int32 [S, max_blocks].
-    max_seqlen_q: the longest q_len_i; computed (one device sync) when None. Writes into ``out``
-    when given.
+    k_cache [num_blocks, block_size, Hkv, D], v_cache [num_blocks, block_size, Hkv, DV] (DV may
+    differ from D; both may be strided views with a contiguous last dim); block_tables int32
+    [S, max_blocks]. max_seqlen_q: the longest q_len_i; computed (one device sync) when None.
+    Writes into ``out`` [Tq, Hq, DV] when given.
     """
     Tq, Hq, D = q.shape
     _, page, Hkv, Dk = k_cache.shape
-    assert Dk == D and v_cache.shape == k_cache.shape and Hq % Hkv == 0
+    DV = v_cache.shape[-1]
+    assert Dk == D and v_cache.shape[:3] == k_cache.shape[:3] and Hq % Hkv == 0
     assert q.stride(-1) == 1 and k_cache.stride(-1) == 1 and v_cache.stride(-1) == 1
     assert page & (page - 1) == 0, "block_size must be a power of two"
     num_seqs = cu_seqlens_q.shape[0] - 1
     if out is None:
-        out = torch.empty_like(q)
+        out = torch.empty_like(q) if DV == D else q.new_empty((Tq, Hq, DV))
+    assert out.shape == (Tq, Hq, DV) and out.stride(-1) == 1
     if Tq == 0 or num_seqs == 0:
         return out
     if block_tables.stride(-1) != 1:
@@ -182,7 +197,9 @@ def paged_prefill_attention(
         max_seqlen_q = int((cu_seqlens_q[1:] - cu_seqlens_q[:-1]).max().item())
     if max_seqlen_q <= 0:
         return out
-    BLOCK_D = triton.next_power_of_2(D)
+    # tl.dot needs every tile dim >= 16.
+    BLOCK_D = max(triton.next_power_of_2(D), 16)
+    BLOCK_DV = max(triton.next_power_of_2(DV), 16)
     BLOCK_M, BLOCK_N, num_warps, num_stages = _launch_config(BLOCK_D, page, q.element_size(), q.device)
     grid = (triton.cdiv(max_seqlen_q, BLOCK_M), Hq, num_seqs)
     _prefill_kernel[grid](
@@ -207,10 +224,12 @@ def paged_prefill_attention(
         block_tables.stride(0),
         GROUP=Hq // Hkv,
         HEAD_DIM=D,
+        HEAD_DIM_V=DV,
         PAGE=page,
         BLOCK_M=BLOCK_M,
         BLOCK_N=BLOCK_N,
         BLOCK_D=BLOCK_D,
+        BLOCK_DV=BLOCK_DV,
         num_warps=num_warps,
         num_stages=num_stages,
     )
@@ -227,10 +246,10 @@ def paged_prefill_attention_ref(
     scale: float,
     max_seqlen_q: int | None = None,
 ) -> torch.Tensor:
-    """Plain-PyTorch reference for :func:`paged_prefill_attention` (fp32 math, q.dtype out)."""
-    Hq = q.shape[1]
-    Hkv = k_cache.shape[2]
-    out = torch.empty_like(q)
+    """Plain-PyTorch reference for :func:`paged_prefill_attention` (fp32 math, q.dtype out [Tq, Hq, DV])."""
+    Tq, Hq, D = q.shape
+    Hkv, DV = k_cache.shape[2], v_cache.shape[-1]
+    out = torch.empty_like(q) if DV == D else q.new_empty((Tq, Hq, DV))
     for i in range(cu_seqlens_q.shape[0] - 1):
         s, e = int(cu_seqlens_q[i]), int(cu_seqlens_q[i + 1])
         if e == s:

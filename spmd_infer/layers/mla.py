@@ -1,4 +1,4 @@
-"""Multi-head latent attention (DeepSeek MLA) over a paged cache of compressed latents (torch path).
+"""Multi-head latent attention (DeepSeek MLA) over a paged cache of compressed latents (Triton on CUDA, torch on CPU).
 
 Each token caches one entry per layer: its normed KV latent c (kv_lora_rank) and its roped shared key
 k_pe (qk_rope_head_dim), not per-head K and V. kv_b_proj's weight W maps c to every head's k_nope (W_UK)
@@ -9,11 +9,20 @@ applied once to the attended latent. Both give softmax((q_nope·k_nope + q_pe·k
 
 from __future__ import annotations
 
+import weakref
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
+from spmd_kernels import mla_decode, paged_prefill_attention, store_latent
 from torch import nn
 
 from ..forward_batch import ForwardBatch
+
+# Cached context tokens expanded to per-head K/V at once in a prefill step (about the warmup's
+# max_num_batched_tokens, so the activation peak measured there covers it); a single sequence's
+# context is never split, so a longer one is expanded whole.
+_EXPAND_TOKENS = 8192
 
 
 class LatentAttention(nn.Module):
@@ -23,7 +32,9 @@ class LatentAttention(nn.Module):
     those of the attention module. Under TP every rank caches the same latents (one shared KV "head").
     """
 
-    cuda_graph_safe = False  # the torch paths read sequence lengths on the host
+    # The CUDA decode path has no host syncs and no data-dependent shapes; the torch paths read lengths
+    # on the host, but CUDA graphs are never used on CPU.
+    cuda_graph_safe = True
 
     def __init__(self, num_heads: int, kv_lora_rank: int, qk_nope_head_dim: int, qk_rope_head_dim: int,
                  v_head_dim: int, scale: float):
@@ -44,6 +55,8 @@ class LatentAttention(nn.Module):
                 w_kv_b: torch.Tensor, batch: ForwardBatch) -> torch.Tensor:
         """q_nope [T, H, nope], q_pe [T, H, rope], latent [T, R], k_pe [T, rope], w_kv_b [H*(nope+v), R]
         -> [T, H, v]."""
+        if latent.is_cuda:
+            return self._forward_kernels(q_nope, q_pe, latent, k_pe, w_kv_b, batch)
         entries = torch.cat([latent, k_pe], dim=-1)
         if self.cache is None or batch.slot_mapping is None:
             # Warmup and DP-attention dummy batches: no cache, each sequence attends to its new tokens.
@@ -103,3 +116,129 @@ class LatentAttention(nn.Module):
         p = scores.softmax(dim=-1).to(c.dtype)
         out_latent = torch.einsum("thl,tlr->thr", p, c)
         return torch.einsum("thr,hvr->thv", out_latent, w_uv)
+
+    # ---- Triton path (CUDA) ----------------------------------------------------------------------------
+    def _forward_kernels(self, q_nope, q_pe, latent, k_pe, w_kv_b, batch: ForwardBatch) -> torch.Tensor:
+        if self.cache is None or batch.slot_mapping is None:
+            return self._attend_new_tokens(q_nope, q_pe, latent, k_pe, w_kv_b, batch)
+        # Padding tokens (slot -1) are skipped by the kernel, not filtered here: no host sync.
+        store_latent(torch.cat([latent, k_pe], dim=-1).unsqueeze(1), self.cache, batch.slot_mapping)
+        if batch.is_prefill:
+            return self._attend_cached(q_nope, q_pe, w_kv_b, batch)
+        return self._decode_absorbed(q_nope, q_pe, w_kv_b, batch)
+
+    def _expand(self, c: torch.Tensor, k_pe: torch.Tensor, w_kv_b: torch.Tensor):
+        """Latents c [..., R] and shared keys k_pe [..., 1, rope] -> per-head K [..., H, nope + rope] and
+        V [..., H, v] (a strided view of the projection, which the kernel reads as is)."""
+        kv = F.linear(c, w_kv_b).unflatten(-1, (self.num_heads, self.nope + self.v_dim))
+        k_nope, v = kv.split([self.nope, self.v_dim], dim=-1)
+        return torch.cat([k_nope, k_pe.expand(*k_nope.shape[:-1], self.rope)], dim=-1), v
+
+    def _attend_new_tokens(self, q_nope, q_pe, latent, k_pe, w_kv_b, batch: ForwardBatch) -> torch.Tensor:
+        """Warmup and DP-attention dummy batches (no cache): each sequence attends causally to its own new
+        tokens. The packed tokens act as a paged cache of one-token blocks, so no [H, T, T] scores exist."""
+        q = torch.cat([q_nope, q_pe], dim=-1)
+        if q.shape[0] == 0:
+            return q.new_empty((0, self.num_heads, self.v_dim))
+        k, v = self._expand(latent, k_pe.unsqueeze(1), w_kv_b)  # [T, H, nope + rope], [T, H, v]
+        cu = batch.cu_seqlens_q
+        q_lens = cu.diff()  # a sequence's context is its new tokens here
+        # max_query_len is a host int in ForwardBatch; only a batch that lacks it costs a sync.
+        max_q = batch.max_query_len or int(q_lens.max())
+        tables = cu[:-1, None] + torch.arange(max_q, dtype=cu.dtype, device=cu.device)  # token indices
+        return paged_prefill_attention(q, k.unsqueeze(1), v.unsqueeze(1), cu, q_lens.to(torch.int32),
+                                       tables.to(torch.int32), self.scale, max_seqlen_q=max_q)
+
+    def _attend_cached(self, q_nope, q_pe, w_kv_b, batch: ForwardBatch) -> torch.Tensor:
+        """Prefill over the cache: expand only the blocks the batch reads (each once), group by group."""
+        q = torch.cat([q_nope, q_pe], dim=-1)
+        out = q.new_empty((q.shape[0], self.num_heads, self.v_dim))
+        for g in _context_groups(batch, self.cache.shape[1]):
+            c, k_pe = self.cache[g.blocks][:, :, 0].split([self.kv_lora_rank, self.rope], dim=-1)  # [n, page, .]
+            k, v = self._expand(c, k_pe.unsqueeze(-2), w_kv_b)  # [n, page, H, nope + rope], [n, page, H, v]
+            paged_prefill_attention(q[g.q0:g.q1], k, v, g.cu_seqlens_q, batch.context_lens[g.s0:g.s1],
+                                    g.block_tables, self.scale, max_seqlen_q=g.max_q, out=out[g.q0:g.q1])
+            del c, k_pe, k, v  # one group's expansion alive at a time
+        return out
+
+    def _decode_absorbed(self, q_nope, q_pe, w_kv_b, batch: ForwardBatch) -> torch.Tensor:
+        """One query per sequence, attended in latent space: no host syncs, fixed shapes (CUDA-graph safe)."""
+        assert q_nope.shape[0] == batch.context_lens.shape[0], "decode takes one token per sequence"
+        w = w_kv_b.view(self.num_heads, self.nope + self.v_dim, self.kv_lora_rank)
+        # Batched over heads: [H, T, nope] @ [H, nope, R]; the transposed result keeps a contiguous last dim.
+        q_latent = torch.bmm(q_nope.transpose(0, 1), w[:, : self.nope]).transpose(0, 1)  # [T, H, R]
+        q_pe = q_pe if q_pe.stride(-1) == 1 else q_pe.contiguous()
+        # num_splits and max_context_len left None: the split count comes from the block-table width.
+        out_latent = mla_decode(q_latent, q_pe, self.cache, batch.block_tables, batch.context_lens, self.scale)
+        return torch.bmm(out_latent.transpose(0, 1), w[:, self.nope:].transpose(1, 2)).transpose(0, 1)  # [T, H, v]
+
+
+@dataclass
+class _Group:
+    """Consecutive sequences s0:s1 (queries q0:q1) of a prefill batch whose cached context is expanded together."""
+
+    s0: int
+    s1: int
+    q0: int
+    q1: int
+    max_q: int
+    blocks: torch.Tensor  # int64 [n]: the physical cache blocks they read, each once (shared prefixes too)
+    block_tables: torch.Tensor  # int32 [s1 - s0, width]: each sequence's blocks as indices into `blocks`
+    cu_seqlens_q: torch.Tensor  # int32 [s1 - s0 + 1], from 0
+
+
+class _PlanMemo:
+    """Every MLA layer of a step reads the same blocks: plan once per batch (one host sync), reuse it.
+
+    Keyed by the batch object (a weak reference, so a new batch can't alias a dead one's id); prefill
+    batches are built fresh each step, never refilled in place.
+    """
+
+    key: tuple | None = None
+    groups: list[_Group] = []
+
+    @classmethod
+    def get(cls, batch: ForwardBatch, page: int, budget: int) -> list[_Group]:
+        if cls.key is not None and cls.key[0]() is batch and cls.key[1:] == (page, budget):
+            return cls.groups
+        cls.groups = _plan_groups(batch, page, budget)
+        cls.key = (weakref.ref(batch), page, budget)
+        return cls.groups
+
+
+def _context_groups(batch: ForwardBatch, page: int) -> list[_Group]:
+    return _PlanMemo.get(batch, page, _EXPAND_TOKENS)
+
+
+def _plan_groups(batch: ForwardBatch, page: int, budget_tokens: int) -> list[_Group]:
+    """Split the batch into groups of about `budget_tokens` cached tokens; a host-side plan (prefill only)."""
+    S = batch.context_lens.shape[0]
+    device = batch.context_lens.device
+    # One device-to-host copy for all three (prefill is never graphed, so a sync is fine here).
+    host = torch.cat([batch.cu_seqlens_q.int(), batch.context_lens.int(), batch.block_tables.int().flatten()]).cpu()
+    cu, ctx, tables = host[: S + 1], host[S + 1: 2 * S + 1], host[2 * S + 1:].view(S, -1)
+    q_lens = cu.diff()
+    num_blocks = torch.where(q_lens > 0, (ctx + page - 1) // page, 0)  # sequences without queries read nothing
+    # Group g holds the sequences whose blocks start in [g * budget, (g + 1) * budget).
+    group_of = (num_blocks.cumsum(0) - num_blocks) // max(budget_tokens // page, 1)
+    groups, s0 = [], 0
+    for n in torch.unique_consecutive(group_of, return_counts=True)[1].tolist():
+        s1 = s0 + n
+        if int(num_blocks[s0:s1].max()) > 0:
+            groups.append(_make_group(s0, s1, cu, q_lens, num_blocks, tables, device))
+        s0 = s1
+    return groups
+
+
+def _make_group(s0, s1, cu, q_lens, num_blocks, tables, device) -> _Group:
+    nb = num_blocks[s0:s1]
+    width = int(nb.max())
+    used = torch.arange(width)[None, :] < nb[:, None]
+    # Dedup: sequences sharing a cached prefix point at the same physical blocks; expand those once.
+    blocks, local = torch.unique(tables[s0:s1, :width][used], return_inverse=True)
+    local_tables = torch.zeros(s1 - s0, width, dtype=torch.int32)
+    local_tables[used] = local.int()
+    q0, q1 = int(cu[s0]), int(cu[s1])
+    return _Group(s0=s0, s1=s1, q0=q0, q1=q1, max_q=int(q_lens[s0:s1].max()),
+                  blocks=blocks.long().to(device), block_tables=local_tables.to(device),
+                  cu_seqlens_q=(cu[s0: s1 + 1] - q0).int().to(device))

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from spmd_kernels import store_kv, store_kv_ref
+from spmd_kernels import store_kv, store_kv_ref, store_latent, store_latent_ref
 
 
 @pytest.mark.parametrize("T", [0, 1, 3, 17])
@@ -33,3 +33,36 @@ def test_store_kv_ref_semantics(device):
     assert torch.equal(k_cache[1, 1], k[0]) and torch.equal(k_cache[0, 0], k[2])
     assert torch.equal(v_cache[1, 1], v[0])
     assert int((k_cache != 0).any(-1).any(-1).sum()) == 2
+
+
+@pytest.mark.parametrize("T", [0, 1, 5, 17])
+@pytest.mark.parametrize("E", [16, 36, 576])
+def test_store_latent(T, E, dtype, device):
+    num_blocks, block_size = 5, 4
+    # MLA's entries: c_kv ++ k_pe as a strided view (a slice of a wider row), last dim contiguous.
+    wide = torch.randn(T, 1, E + 8, dtype=dtype, device=device)
+    entries = wide[..., 8:]
+    slots = torch.randperm(num_blocks * block_size, device=device)[:T]
+    if T > 1:
+        slots[torch.rand(T, device=device) < 0.3] = -1  # padding tokens are skipped
+        slots[-1] = -1
+    cache = torch.randn(num_blocks, block_size, 1, E, dtype=dtype, device=device)
+    ref = cache.clone()
+    store_latent(entries, cache, slots)
+    store_latent_ref(entries, ref, slots)
+    assert torch.equal(cache, ref)  # a copy: bit-exact, untouched slots included
+
+
+def test_store_latent_ref_semantics(device):
+    entries = torch.arange(3 * 6, dtype=torch.float32, device=device).view(3, 1, 6) + 1
+    cache = torch.zeros(2, 4, 1, 6, device=device)
+    store_latent_ref(entries, cache, torch.tensor([6, -1, 1], device=device))
+    assert torch.equal(cache[1, 2], entries[0]) and torch.equal(cache[0, 1], entries[2])
+    assert int((cache != 0).any(-1).sum()) == 2
+
+
+def test_store_latent_converts_dtype(device):
+    entries = torch.randn(3, 1, 20, device=device)
+    cache = torch.zeros(2, 4, 1, 20, dtype=torch.float16, device=device)
+    store_latent(entries, cache, torch.tensor([0, 7, -1], device=device))
+    assert torch.equal(cache[0, 0], entries[0].half()) and torch.equal(cache[1, 3], entries[1].half())

@@ -56,3 +56,66 @@ def test_ref_matches_causal_sdpa(device, paged_kv):
     v = v_cache[bt[0, :2].long()].flatten(0, 1)[:n].transpose(0, 1)
     sdpa = torch.nn.functional.scaled_dot_product_attention(q.transpose(0, 1), k, v, is_causal=True)
     torch.testing.assert_close(ref, sdpa.transpose(0, 1), atol=1e-5, rtol=1e-5)
+
+
+# ---- V head dim != Q/K head dim (DeepSeek MLA expanded: q/k = nope ++ rope, v narrower) --------------
+
+
+def _run_dv(paged_kv, seqs, Hq, Hkv, D, DV, dtype, device, block_size=16, strided_v=False, max_seqlen_q=None):
+    q_lens = [s[0] for s in seqs]
+    context_lens = [s[1] for s in seqs]
+    k_cache, _, block_tables = paged_kv(context_lens, Hkv, D, dtype, device, block_size=block_size)
+    if strided_v:
+        # V as MLA makes it: the tail of a wider per-head projection output (last dim contiguous).
+        kv = torch.randn(*k_cache.shape[:3], 40 + DV, dtype=dtype, device=device)
+        v_cache = kv[..., 40:]
+    else:
+        v_cache = torch.randn(*k_cache.shape[:3], DV, dtype=dtype, device=device)
+    cu = torch.tensor([0] + q_lens, dtype=torch.int32).cumsum(0).to(torch.int32).to(device)
+    q = torch.randn(sum(q_lens), Hq, D, dtype=dtype, device=device)
+    ctx = torch.tensor(context_lens, dtype=torch.int32, device=device)
+    scale = D**-0.5
+    out = paged_prefill_attention(q, k_cache, v_cache, cu, ctx, block_tables, scale, max_seqlen_q=max_seqlen_q)
+    ref = paged_prefill_attention_ref(q, k_cache, v_cache, cu, ctx, block_tables, scale)
+    assert out.shape == ref.shape == (sum(q_lens), Hq, DV)
+    return out, ref
+
+
+@pytest.mark.parametrize("D,DV", [(64, 32), (48, 32), (32, 64), (192, 128)])
+@pytest.mark.parametrize("Hq,Hkv", [(2, 2), (4, 1)])
+def test_paged_prefill_attention_other_v_dim(D, DV, Hq, Hkv, dtype, device, assert_close, paged_kv):
+    # SEQS: full prefill, cached prefixes, a chunk, one token, a zero-length sequence, a tiny one.
+    out, ref = _run_dv(paged_kv, SEQS, Hq, Hkv, D, DV, dtype, device)
+    assert out.dtype == dtype
+    assert_close(out, ref)
+
+
+@pytest.mark.parametrize("block_size", [1, 8, 16])
+def test_paged_prefill_attention_mla_shapes(block_size, dtype, device, assert_close, paged_kv):
+    # MLA-like: every head its own K/V (Hq == Hkv), q/k 192 wide (masked to 256), V a strided view, 128
+    # wide; cached prefixes and several sequences, two of them empty. block_size 1 is the packed-token
+    # layout of MLA's no-cache path.
+    seqs = [(0, 4), (7, 30), (0, 0), (19, 19), (1, 45)]
+    out, ref = _run_dv(paged_kv, seqs, 2, 2, 192, 128, dtype, device, block_size=block_size, strided_v=True,
+                       max_seqlen_q=19)
+    assert_close(out, ref)
+
+
+def test_paged_prefill_attention_other_v_dim_out_buffer(dtype, device, assert_close, paged_kv):
+    # `out` given: a row slice of a larger buffer is written, the rest left alone.
+    seqs = [(5, 21), (3, 3)]
+    k_cache, _, bt = paged_kv([21, 3], 2, 64, dtype, device)
+    v_cache = torch.randn(*k_cache.shape[:3], 32, dtype=dtype, device=device)
+    cu = torch.tensor([0, 5, 8], dtype=torch.int32, device=device)
+    ctx = torch.tensor([s[1] for s in seqs], dtype=torch.int32, device=device)
+    q = torch.randn(8, 2, 64, dtype=dtype, device=device)
+    buf = torch.zeros(10, 2, 32, dtype=dtype, device=device)
+    res = paged_prefill_attention(q, k_cache, v_cache, cu, ctx, bt, 0.125, max_seqlen_q=5, out=buf[1:9])
+    assert res.data_ptr() == buf[1:9].data_ptr()
+    assert_close(buf[1:9], paged_prefill_attention_ref(q, k_cache, v_cache, cu, ctx, bt, 0.125))
+    assert not buf[0].any() and not buf[9].any()
+
+
+def test_paged_prefill_attention_other_v_dim_empty(dtype, device, paged_kv):
+    out, ref = _run_dv(paged_kv, [(0, 5)], 2, 2, 64, 32, dtype, device)
+    assert out.shape == ref.shape == (0, 2, 32)
