@@ -17,6 +17,9 @@ grep -E "RESULT|OUTSIDE|Error|captured" "$OUT/dsv2.txt" /tmp/chk/*.run/rank0.log
 part llama_decode 120 python3 -m spmd_infer.bench bench.preset=llama-3-8b bench.workload=decode 'bench.batch_sizes=[64,1]' \
   bench.context=1024 bench.profile=true bench.profile_top=12 bench.output=$OUT/llama_decode.json
 grep -A30 "^model " "$OUT/llama_decode.txt" | grep -v "^results"
+part qwen_nano 260 python3 -m spmd_infer.bench bench.preset=qwen3-0.6b bench.workload=nano_vllm bench.baseline=hf \
+  bench.hf_batch_size=128 bench.output=$OUT/qwen_nano.json
+table qwen_nano
 part llama_prefill 110 python3 -m spmd_infer.bench bench.preset=llama-3-8b bench.workload=grid 'bench.grid_batch_sizes=[8]' \
   'bench.input_lens=[2048]' 'bench.output_lens=[1]' scheduler.max_num_batched_tokens=16384 bench.load=true \
   bench.checkpoint_dir=/tmp/llama_ckpt bench.output=$OUT/llama_prefill.json
@@ -26,6 +29,3 @@ part llama_startup 60 python3 -m spmd_infer.bench bench.preset=llama-3-8b bench.
   bench.decode_steps=4 bench.context=128 model.path=/tmp/llama_ckpt bench.load=true bench.output=$OUT/llama_startup.json
 table llama_startup | head -3
 rm -rf /tmp/llama_ckpt
-part qwen_nano 330 python3 -m spmd_infer.bench bench.preset=qwen3-0.6b bench.workload=nano_vllm bench.baseline=hf \
-  bench.hf_batch_size=128 bench.output=$OUT/qwen_nano.json
-table qwen_nano
