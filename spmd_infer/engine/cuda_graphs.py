@@ -111,12 +111,14 @@ class DecodeGraphs:
         ints[2, n:bucket] = -1
         ctx[:n] = host.context_lens
         ctx[n:bucket] = 1  # padding rows attend to one (garbage) cache entry, never stored
-        tables[:bucket] = 0
+        # Only the columns in use: kernels never read a row past its context (padding rows read block 0),
+        # and with a long max_model_len the full table would be megabytes per step.
         np.maximum(host.block_tables, 0, out=tables[:n, :width])
+        tables[n:bucket, :width] = 0
         s = self.inputs
         s.ints.copy_(torch.from_numpy(ints), non_blocking=True)
         s.context_lens[:bucket].copy_(torch.from_numpy(ctx[:bucket]), non_blocking=True)
-        s.block_tables[:bucket].copy_(torch.from_numpy(tables[:bucket]), non_blocking=True)
+        s.block_tables[:bucket, :width].copy_(torch.from_numpy(tables[:bucket, :width]), non_blocking=True)
         torch.ge(s.slot_mapping, 0, out=s.token_valid)
         return self.batch_view(bucket, meta)
 
