@@ -26,6 +26,8 @@ class ForwardBatch:
     num_seqs: int = 0
     max_query_len: int = 0
     max_context_len: int = 0
+    step_cache: dict = field(default_factory=dict, repr=False)
+    """Values that every layer of this step would compute alike, computed by the first (MLA's prefill plan)."""
 
     @property
     def num_tokens(self) -> int:

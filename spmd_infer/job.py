@@ -162,10 +162,13 @@ def _run(cfg: Any, plan: JobPlan, dims, resume: ResumeState, stop: StopRequest, 
                          prefix_cached_tokens=blocks.num_cached_tokens, warmup_steps=engine.warmup_steps,
                          resumed=resume.num_done)
     summary.metrics = job_metrics(summary, timeline, dims, plan.device, cfg.cache.block_size)  # a collective
-    log.info("step loop: %d steps (%d forward, %d dummy, %d idle) in %.2f s; DP metadata exchange %.1f%% of it; "
-             "%d preemptions on this rank", stepper.stats.steps, stepper.stats.forward_steps,
-             stepper.stats.dummy_steps, stepper.stats.idle_steps, time.perf_counter() - loop_started,
-             100 * stepper.stats.exchange_seconds / max(stepper.stats.step_seconds, 1e-9), scheduler.num_preemptions)
+    st = stepper.stats
+    log.info("step loop: %d steps (%d forward, %d dummy, %d idle) in %.2f s; DP metadata exchange %.1f%% of it "
+             "(%.1f%% the collective, %.1f%% waiting for slower DP ranks); %d preemptions on this rank", st.steps,
+             st.forward_steps, st.dummy_steps, st.idle_steps, time.perf_counter() - loop_started,
+             100 * st.exchange_seconds / max(st.step_seconds, 1e-9),
+             100 * (st.exchange_seconds - st.wait_seconds) / max(st.step_seconds, 1e-9),
+             100 * st.wait_seconds / max(st.step_seconds, 1e-9), scheduler.num_preemptions)
     return summary
 
 

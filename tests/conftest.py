@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import random
 import sys
 from pathlib import Path
 
 import pytest
+import torch
+
+# Triton reads this when it is first imported, and any test module may import it (through spmd_kernels):
+# without CUDA, kernels run in Triton's interpreter (tests/kernels/conftest.py says the same for a lone run).
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 sys.path.insert(0, str(Path(__file__).parent))
 

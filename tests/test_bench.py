@@ -112,6 +112,7 @@ def test_case_metrics_mbu_and_mfu_arithmetic():
     flops = 2 * (100 * 16 + 10 * 2) + 4 * 2 * 36
     assert m["prefill"]["flops"] == flops and m["prefill"]["mfu"] == pytest.approx(flops / 0.5 / 1e5)
     assert m["exchange_share"] == pytest.approx(0.004 / 0.91)
+    assert m["exchange_collective_share"] == pytest.approx(0.004 / 0.91) and m["dp_wait_share"] == 0
     assert m["output_tok_s"] == 6 and m["total_tok_s"] == 22 and m["ttft_s"]["max"] == 0.51
 
 

@@ -28,6 +28,8 @@ class StepRecord:
     """This rank's phase (IDLE when it ran no forward of its own)."""
     dp_tokens: list[int]
     dp_phases: list[int]
+    wait_seconds: float = 0.0
+    """The part of exchange_seconds spent waiting for slower DP ranks."""
     chunks: list[tuple[int, int]] = field(default_factory=list)
     """(new tokens, context after the step) of each sequence this rank ran."""
     sampled: int = 0
@@ -77,7 +79,7 @@ def run_case(engine: Engine, case: Case, sampling, seed: int,
             break
         meta = result.meta
         rec = StepRecord(result.seconds, meta.exchange_seconds, result.phase if result.ran_forward else Phase.IDLE,
-                         meta.num_tokens, meta.column(Field.PHASE))
+                         meta.num_tokens, meta.column(Field.PHASE), wait_seconds=meta.wait_seconds)
         if result.ran_forward:
             batch = source.last
             rec.chunks = [(n, s.num_computed) for s, n in zip(batch.seqs, batch.num_new_tokens)]  # after the step
@@ -99,7 +101,11 @@ def case_metrics(case: Case, records: list[StepRecord], source: TimedSource, wal
         "prompt_tokens": case.prompt_tokens, "output_tokens": case.output_tokens, "wall_s": wall,
         "output_tok_s": case.output_tokens / wall, "total_tok_s": (case.prompt_tokens + case.output_tokens) / wall,
         "ttft_s": _summary(ttft), "steps": len(records),
+        # The exchange's share of step time, split into the collective itself and waiting for DP ranks
+        # whose previous step took longer (lockstep under load imbalance), which the design does not remove.
         "exchange_share": sum(r.exchange_seconds for r in records) / max(step_s, 1e-12),
+        "exchange_collective_share": sum(r.exchange_seconds - r.wait_seconds for r in records) / max(step_s, 1e-12),
+        "dp_wait_share": sum(r.wait_seconds for r in records) / max(step_s, 1e-12),
         "preemptions": num_preemptions,
     }
 

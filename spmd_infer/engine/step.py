@@ -48,6 +48,9 @@ class StepStats:
     dummy_steps: int = 0
     idle_steps: int = 0
     exchange_seconds: float = 0.0
+    """DP metadata exchange, waiting for slower DP ranks included."""
+    wait_seconds: float = 0.0
+    """The part of exchange_seconds spent waiting for slower DP ranks (DPMeta.wait_seconds)."""
     step_seconds: float = 0.0
     history: list = field(default_factory=list)  # (step, tokens per DP rank) for load reports
 
@@ -70,6 +73,7 @@ class Stepper:
         # 2. The one collective outside the forward.
         meta = self.exchange.gather(row)
         self.stats.exchange_seconds += meta.exchange_seconds
+        self.stats.wait_seconds += meta.wait_seconds
         # 3. Decisions every rank computes identically from DPMeta.
         queue_empty = queue is None or queue.exhausted
         if not meta.any_work and not meta.any_unfinished and queue_empty:

@@ -9,7 +9,6 @@ applied once to the attended latent. Both give softmax((q_nope·k_nope + q_pe·k
 
 from __future__ import annotations
 
-import weakref
 from dataclasses import dataclass
 
 import torch
@@ -187,27 +186,12 @@ class _Group:
     cu_seqlens_q: torch.Tensor  # int32 [s1 - s0 + 1], from 0
 
 
-class _PlanMemo:
-    """Every MLA layer of a step reads the same blocks: plan once per batch (one host sync), reuse it.
-
-    Keyed by the batch object (a weak reference, so a new batch can't alias a dead one's id); prefill
-    batches are built fresh each step, never refilled in place.
-    """
-
-    key: tuple | None = None
-    groups: list[_Group] = []
-
-    @classmethod
-    def get(cls, batch: ForwardBatch, page: int, budget: int) -> list[_Group]:
-        if cls.key is not None and cls.key[0]() is batch and cls.key[1:] == (page, budget):
-            return cls.groups
-        cls.groups = _plan_groups(batch, page, budget)
-        cls.key = (weakref.ref(batch), page, budget)
-        return cls.groups
-
-
 def _context_groups(batch: ForwardBatch, page: int) -> list[_Group]:
-    return _PlanMemo.get(batch, page, _EXPAND_TOKENS)
+    """Every MLA layer of a step reads the same blocks: planned once per batch, kept in its step cache."""
+    key = ("mla_prefill_groups", page, _EXPAND_TOKENS)
+    if key not in batch.step_cache:
+        batch.step_cache[key] = _plan_groups(batch, page, _EXPAND_TOKENS)
+    return batch.step_cache[key]
 
 
 def _plan_groups(batch: ForwardBatch, page: int, budget_tokens: int) -> list[_Group]:

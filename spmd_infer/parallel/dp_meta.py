@@ -30,6 +30,7 @@ class Field(enum.IntEnum):
     LOAD_TOKENS = 7  # KV tokens held + prompt tokens waiting: the load used for assignment
     OUTPUT_TOKENS = 8  # tokens generated so far by this rank (progress, tok/s)
     STOP_REQUESTED = 9  # number of a signal (SIGTERM, SIGINT) that asked this rank to stop, else 0 (stop.py)
+    WORK_US = 10  # microseconds from this rank's previous exchange to this one: its own work (see wait_seconds)
 
 
 NUM_FIELDS = len(Field)
@@ -42,6 +43,10 @@ class DPMeta:
     rows: torch.Tensor  # [dp, NUM_FIELDS] int64 on the CPU
     dp_rank: int
     exchange_seconds: float = 0.0
+    """Wall time of the exchange on this rank, waiting for slower DP ranks included."""
+    wait_seconds: float = 0.0
+    """The part of exchange_seconds spent waiting for DP ranks whose last step took longer than this
+    rank's (load imbalance, lockstep); the rest is the collective's own cost."""
     _columns: Optional[list[list[int]]] = field(default=None, repr=False, compare=False)
 
     def column(self, f: Field) -> list[int]:
@@ -98,14 +103,22 @@ class DPMetaExchange:
         self._send = torch.zeros(NUM_FIELDS, dtype=torch.int64, device=device)
         self._recv = torch.zeros(dp * NUM_FIELDS, dtype=torch.int64, device=device)
         self.stop_requested = 0  # set by the job when a signal asks this rank to stop; sent in every row
+        self._last_end: Optional[float] = None  # when this rank's previous exchange returned
 
     def gather(self, row: torch.Tensor) -> DPMeta:
         start = time.perf_counter()
         row[Field.STOP_REQUESTED] = self.stop_requested
+        # Every rank leaves a collective at about the same moment, so the time since the last one is this
+        # rank's own work; the slowest rank's work minus ours is how long we wait in this one.
+        row[Field.WORK_US] = int((start - self._last_end) * 1e6) if self._last_end is not None else 0
         if self.dp == 1:
             rows = row.view(1, NUM_FIELDS).clone()
         else:
             self._send.copy_(row)
             dist.all_gather_into_tensor(self._recv, self._send, group=self.group)
             rows = self._recv.view(self.dp, NUM_FIELDS).cpu()
-        return DPMeta(rows=rows, dp_rank=self.dp_rank, exchange_seconds=time.perf_counter() - start)
+        self._last_end = time.perf_counter()
+        meta = DPMeta(rows=rows, dp_rank=self.dp_rank, exchange_seconds=self._last_end - start)
+        work = meta.column(Field.WORK_US)
+        meta.wait_seconds = min(meta.exchange_seconds, max(0, max(work) - work[self.dp_rank]) / 1e6)
+        return meta
