@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
 import triton
 import triton.language as tl
@@ -160,8 +162,9 @@ def _decode_reduce_kernel(
 # Tuned on an H200 (bf16, D=128, GQA 32/8, B x context from 1 x 8192 to 256 x 1024).
 CUDA_CONFIG = (64, 4, 3)
 # Splits aim at SPLIT_WAVES * num_SMs programs, each with at least MIN_SPLIT_TOKENS tokens.
+# SPMD_DECODE_MIN_SPLIT_TOKENS overrides the latter, for tuning runs (small batches may want more splits).
 SPLIT_WAVES = 4
-MIN_SPLIT_TOKENS = 256
+MIN_SPLIT_TOKENS = int(os.environ.get("SPMD_DECODE_MIN_SPLIT_TOKENS", "256"))
 
 
 def _launch_config(block_d: int, page: int, elem_size: int, device: torch.device):
