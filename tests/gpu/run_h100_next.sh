@@ -7,7 +7,7 @@ source tests/gpu/device_env.sh
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 part() { local name=$1 limit=$2; shift 2; echo "=== $name"; timeout "$limit" "$@" > "$OUT/$name.txt" 2>&1; echo "rc=$?"; }
-part kernels 330 python3 -m pytest -q tests/kernels tests/gpu/test_mla_cuda.py
+part kernels 330 python3 -m pytest -q tests/kernels tests/test_mla_triton_path.py
 tail -3 "$OUT/kernels.txt"; grep -E "^FAILED" "$OUT/kernels.txt" | head
 for split in 256 64; do
   export SPMD_DECODE_MIN_SPLIT_TOKENS=$split

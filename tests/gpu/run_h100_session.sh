@@ -9,7 +9,7 @@ OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 part() { local name=$1 limit=$2; shift 2; echo "=== $name"; timeout "$limit" "$@" > "$OUT/$name.txt" 2>&1; echo "rc=$?"; }
 table() { grep -A12 "^model " "$OUT/$1.txt" | grep -v "^results"; }
-part kernels 150 python3 -m pytest -q tests/kernels tests/gpu/test_mla_cuda.py
+part kernels 150 python3 -m pytest -q tests/kernels tests/test_mla_triton_path.py
 tail -3 "$OUT/kernels.txt"; grep -E "^FAILED" "$OUT/kernels.txt" | head
 part dsv2 90 python3 tests/gpu/check_vs_transformers.py --model dsv2lite --layouts 1x1 --num-prompts 8 --out /tmp/chk \
   --extra model.max_model_len=4096
