@@ -14,7 +14,9 @@ def _rms_norm_kernel(
     w_ptr,
     y_ptr,
     h_ptr,
+    stride_x_outer,  # x is [rows // inner, inner, H] with these two strides (a strided view needs no copy)
     stride_x,
+    inner,
     stride_r,
     stride_y,
     stride_h,
@@ -26,7 +28,7 @@ def _rms_norm_kernel(
     row = tl.program_id(0).to(tl.int64)
     offs = tl.arange(0, BLOCK_H)
     mask = offs < H
-    x = tl.load(x_ptr + row * stride_x + offs, mask=mask, other=0.0)
+    x = tl.load(x_ptr + (row // inner) * stride_x_outer + (row % inner) * stride_x + offs, mask=mask, other=0.0)
     if HAS_RESIDUAL:
         r = tl.load(res_ptr + row * stride_r + offs, mask=mask, other=0.0)
         # The new residual is stored in the activation dtype; normalise exactly what was stored.
@@ -54,19 +56,26 @@ def rms_norm(
     """
     H = x.shape[-1]
     assert weight.shape == (H,), f"weight {tuple(weight.shape)} does not match hidden size {H}"
-    x2 = x.reshape(-1, H)
-    if x2.stride(-1) != 1:
-        x2 = x2.contiguous()
-    y = torch.empty(x2.shape, dtype=x.dtype, device=x.device)
+    if x.dim() == 3 and residual is None and x.stride(-1) == 1:
+        # Per-head norms (Qwen3's q/k norm) get [T, heads, D] views of the fused qkv output: read them
+        # through both strides rather than copying them into a contiguous tensor first.
+        x2, (outer, stride_x, inner) = x, (x.stride(0), x.stride(1), x.shape[1])
+    else:
+        x2 = x.reshape(-1, H)
+        if x2.stride(-1) != 1:
+            x2 = x2.contiguous()
+        outer, stride_x, inner = x2.stride(0), x2.stride(0), 1
+    rows = x2.numel() // H
+    y = torch.empty((rows, H), dtype=x.dtype, device=x.device)
     if residual is not None:
         assert residual.shape == x.shape, "residual must have the shape of x"
         r2 = residual.reshape(-1, H)
         if r2.stride(-1) != 1:
             r2 = r2.contiguous()
-        h = torch.empty(x2.shape, dtype=x.dtype, device=x.device)
+        h = torch.empty((rows, H), dtype=x.dtype, device=x.device)
     else:
-        r2, h = x2, y  # unused placeholders
-    T = x2.shape[0]
+        r2, h = y, y  # unused placeholders
+    T = rows
     if T > 0:
         BLOCK_H = triton.next_power_of_2(H)
         num_warps = min(max(BLOCK_H // 256, 1), 16)
@@ -76,7 +85,9 @@ def rms_norm(
             weight.contiguous(),
             y,
             h,
-            x2.stride(0),
+            outer,
+            stride_x,
+            inner,
             r2.stride(0),
             y.stride(0),
             h.stride(0),

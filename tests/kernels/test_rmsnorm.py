@@ -33,6 +33,18 @@ def test_rms_norm_3d_and_strided(dtype, device, assert_close):
     assert_close(rms_norm(xs, w, 1e-5), rms_norm_ref(xs, w, 1e-5))
 
 
+def test_rms_norm_per_head_views_of_a_fused_projection(dtype, device, assert_close):
+    # Qwen3's q/k norm: [T, heads, D] slices of the qkv output (row stride != heads * D), no copy.
+    qkv = torch.randn(5, (6 + 2 * 2) * 32, dtype=dtype, device=device)
+    q = qkv[:, : 6 * 32].view(5, 6, 32)
+    k = qkv[:, 6 * 32: 8 * 32].view(5, 2, 32)
+    w = torch.randn(32, dtype=dtype, device=device)
+    for x in (q, k, q[:0]):
+        out = rms_norm(x, w, 1e-6)
+        assert out.shape == x.shape and out.is_contiguous()
+        assert_close(out, rms_norm_ref(x, w, 1e-6))
+
+
 def test_rms_norm_ref_matches_definition(device):
     x = torch.randn(4, 32, device=device)
     w = torch.randn(32, device=device)
