@@ -138,6 +138,7 @@ def _run(cfg: Any, plan: JobPlan, dims, resume: ResumeState, stop: StopRequest, 
             break
         signum = stop.agreed(step, meta)
         if signum:
+            stepper.flush(source)  # an overlapped step's tokens: finished sequences are saved too
             progress.close()
             writer.close()
             saved = resume.num_done + queue.num_errors + sum(meta.column(Field.FINISHED))

@@ -90,15 +90,18 @@ class BlockManager:
         self.release(seq)
         seq.num_computed = 0
 
-    def register_full_blocks(self, seq: Sequence) -> None:
+    def register_full_blocks(self, seq: Sequence, known_tokens: Optional[int] = None) -> None:
         """Index each newly completed block of `seq`, so later requests can share it.
 
         `seq.block_hashes` remembers the chain so far (it depends on tokens only, so it survives preemption).
+        `known_tokens`: only the first ones have their ids on the host (overlapped steps: the rest are
+        placeholders until resolved).
         """
         hashes = seq.block_hashes
-        if not self.prefix_caching or seq.num_computed // self.block_size <= len(hashes):
+        full = min(seq.num_computed, len(seq.token_ids) if known_tokens is None else known_tokens) // self.block_size
+        if not self.prefix_caching or full <= len(hashes):
             return  # prefix caching off, or no block completed since the last call
-        for i in range(len(hashes), seq.num_computed // self.block_size):
+        for i in range(len(hashes), full):
             parent = hashes[i - 1] if i else 0
             key = (parent, tuple(seq.token_ids[i * self.block_size:(i + 1) * self.block_size]))
             entry = _CachedBlock(key, hash(key))

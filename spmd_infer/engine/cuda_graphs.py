@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ..forward_batch import ForwardBatch
+from ..host_memory import staged
 from ..parallel.dp_meta import DPMeta
 from .batch_inputs import HostInputs
 
@@ -76,8 +77,8 @@ class DecodeGraphs:
         self.buckets = buckets
         self.device = device
         self.inputs = StaticInputs.allocate(max(buckets), max_blocks_per_seq, device)
-        # Host images of the static buffers, rewritten each step (pageable: each copy finishes reading
-        # them before it returns, so the next step may overwrite them at once).
+        # Host images of the static buffers, rewritten each step (copied through pinned staging, so the
+        # next step may overwrite them at once).
         self._ints = np.zeros((3, max(buckets)), dtype=np.int64)
         self._ctx = np.ones(max(buckets), dtype=np.int32)
         self._tables = np.zeros((max(buckets), max_blocks_per_seq), dtype=np.int32)
@@ -116,9 +117,10 @@ class DecodeGraphs:
         np.maximum(host.block_tables, 0, out=tables[:n, :width])
         tables[n:bucket, :width] = 0
         s = self.inputs
-        s.ints.copy_(torch.from_numpy(ints), non_blocking=True)
-        s.context_lens[:bucket].copy_(torch.from_numpy(ctx[:bucket]), non_blocking=True)
-        s.block_tables[:bucket, :width].copy_(torch.from_numpy(tables[:bucket, :width]), non_blocking=True)
+        dev = self.device
+        s.ints.copy_(staged(ints, dev), non_blocking=True)
+        s.context_lens[:bucket].copy_(staged(ctx[:bucket], dev), non_blocking=True)
+        s.block_tables[:bucket, :width].copy_(staged(tables[:bucket, :width], dev), non_blocking=True)
         torch.ge(s.slot_mapping, 0, out=s.token_valid)
         return self.batch_view(bucket, meta)
 

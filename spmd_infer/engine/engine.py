@@ -81,7 +81,8 @@ class Engine:
         exchange = DPMetaExchange(dims.dp_group, dims.dp, dims.dp_rank, device)
         s = cfg.scheduler
         capacity = s.max_num_seqs + (s.max_waiting_per_rank or s.max_num_seqs)  # requests a DP rank may hold
-        stepper = Stepper(runner, exchange, cfg.parallel.dp_attention, capacity)
+        stepper = Stepper(runner, exchange, cfg.parallel.dp_attention, capacity,
+                          overlap=bool(getattr(cfg.runtime, "overlap_steps", False)))
 
         t0 = time.perf_counter()
         if cfg.runtime.warmup:
@@ -120,7 +121,7 @@ class Engine:
         s = self.cfg.scheduler
         blocks = BlockManager(self.num_blocks, self.cfg.cache.block_size,
                               getattr(self.cfg.cache, "enable_prefix_caching", True))
-        scheduler = Scheduler(blocks, s.max_num_seqs, s.max_num_batched_tokens)
+        scheduler = Scheduler(blocks, s.max_num_seqs, s.max_num_batched_tokens, self.max_model_len)
         return source_cls(scheduler, stopper, on_finish)
 
 

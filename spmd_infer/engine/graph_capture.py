@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 from ..data.request import Request
 from ..parallel.dp_meta import Phase
 from .scheduler import ScheduledBatch
@@ -25,6 +27,9 @@ class GraphCaptureSource:
 
     def uses_cache(self) -> bool:
         return False
+
+    def can_defer(self, batch: Optional[ScheduledBatch] = None) -> bool:
+        return False  # synthetic steps always settle their tokens at once
 
     def generator_keys(self, batch: ScheduledBatch) -> list[int]:
         return []

@@ -11,6 +11,7 @@ import torch
 import torch.distributed as dist
 
 from ..forward_batch import ForwardBatch
+from ..host_memory import to_device
 from ..layers.sampler import SamplingTensors, apply_repetition_penalty, sample
 from ..loader import LoadStats, load_weights
 from ..models.registry import model_class
@@ -79,12 +80,24 @@ class ModelRunner:
                                  for h, d in owner.kv_cache_dims()])
 
     # ---- inputs -------------------------------------------------------------------------------------
-    def prepare(self, batch: ScheduledBatch, meta: DPMeta, use_cache: bool,
-                bucket: Optional[int] = None) -> ForwardBatch:
-        """Pack a scheduled batch into device tensors: fresh ones, or the graph `bucket`'s static buffers."""
+    def prepare(self, batch: ScheduledBatch, meta: DPMeta, use_cache: bool, bucket: Optional[int] = None,
+                feedback: Optional[tuple[torch.Tensor, np.ndarray]] = None) -> ForwardBatch:
+        """Pack a scheduled batch into device tensors: fresh ones, or the graph `bucket`'s static buffers.
+
+        `feedback` (overlapped steps): the previous step's sampled tokens on the device and, per row of
+        this batch, the index of its input token there (-1: the host has it); copied on the device.
+        """
         host = pack_batch(batch, self.block_size, use_cache and self.num_blocks > 0)
-        if bucket is not None:
-            return self.graphs.load(host, bucket, meta)
+        fb = self.graphs.load(host, bucket, meta) if bucket is not None else self._upload_batch(batch, host, meta)
+        if feedback is not None:
+            tokens, src = feedback
+            rows = np.flatnonzero(src >= 0)
+            if len(rows):
+                idx = to_device(np.stack([rows, src[rows]]), self.device)
+                fb.input_ids.index_copy_(0, idx[0], tokens.index_select(0, idx[1]))
+        return fb
+
+    def _upload_batch(self, batch: ScheduledBatch, host, meta: DPMeta) -> ForwardBatch:
         # Two host-to-device copies (one per dtype) instead of one per field.
         i64 = [host.input_ids, host.positions, host.logits_indices]
         i32 = [host.cu_seqlens_q, host.context_lens]
@@ -101,9 +114,8 @@ class ModelRunner:
 
     def _upload(self, parts: list[np.ndarray], dtype) -> list[torch.Tensor]:
         """One copy of the concatenated `parts`; returns device views of each part."""
-        flat = torch.from_numpy(np.concatenate([p.astype(dtype, copy=False) for p in parts]))
-        dev = flat.to(self.device, non_blocking=True) if self.device.type == "cuda" else flat
-        return list(dev.split([len(p) for p in parts]))
+        flat = np.concatenate([p.astype(dtype, copy=False) for p in parts])
+        return list(to_device(flat, self.device).split([len(p) for p in parts]))
 
     def dummy_batch(self, meta: DPMeta) -> ForwardBatch:
         """One padding token with no cache slot and nothing to sample: an idle DP rank's share of a step."""
@@ -167,6 +179,16 @@ class ModelRunner:
         return self.model.compute_logits(hidden[fb.logits_indices]).float()
 
     @torch.inference_mode()
+    def sample_on_device(self, batch: ScheduledBatch, logits: torch.Tensor, eos_ids: frozenset[int],
+                         keys: list[int]) -> torch.Tensor:
+        """Token ids [S] on the device, no host sync (overlapped steps: no logprobs, no repetition penalty)."""
+        seqs = [s for s, sampled in zip(batch.seqs, batch.sampled) if sampled]
+        self._mask_and_penalize(logits, seqs, eos_ids)
+        t = SamplingTensors.build([s.sampling for s in seqs], keys, [s.num_output_tokens for s in seqs],
+                                  logits.device)
+        return sample(logits, t)
+
+    @torch.inference_mode()
     def sample(self, batch: ScheduledBatch, logits: torch.Tensor, eos_ids: frozenset[int],
                keys: list[int]) -> tuple[list[int], list[Optional[dict[int, float]]]]:
         """One token per sampled sequence (`keys[i]`: its generator key, see sampler.py), and for the
@@ -175,12 +197,9 @@ class ModelRunner:
         if not seqs:
             return [], []
         want_k = max(s.sampling.logprobs for s in seqs)
-        raw_logprobs = logits.log_softmax(dim=-1) if want_k else None
-        self._mask_and_penalize(logits, seqs, eos_ids)
-        params = [s.sampling for s in seqs]
-        t = SamplingTensors.build(params, keys, [s.num_output_tokens for s in seqs], logits.device)
-        tokens = sample(logits, t)
-        return tokens.tolist(), self._top_logprobs(raw_logprobs, tokens, [p.logprobs for p in params])
+        raw_logprobs = logits.log_softmax(dim=-1) if want_k else None  # before penalties and masks
+        tokens = self.sample_on_device(batch, logits, eos_ids, keys)
+        return tokens.tolist(), self._top_logprobs(raw_logprobs, tokens, [s.sampling.logprobs for s in seqs])
 
     @staticmethod
     def _top_logprobs(logprobs: Optional[torch.Tensor], tokens: torch.Tensor,

@@ -36,8 +36,10 @@ class ScheduledBatch:
 
 
 class Scheduler:
-    def __init__(self, blocks: BlockManager, max_num_seqs: int, max_num_batched_tokens: int):
+    def __init__(self, blocks: BlockManager, max_num_seqs: int, max_num_batched_tokens: int,
+                 max_model_len: int = 1 << 62):
         self.blocks = blocks
+        self.max_model_len = max_model_len
         self.max_num_seqs = max_num_seqs
         self.max_num_batched_tokens = max_num_batched_tokens
         self.waiting: deque[Sequence] = deque()
@@ -93,6 +95,8 @@ class Scheduler:
         block_size = self.blocks.block_size
         while queue:
             seq = queue.popleft()
+            if seq.num_output_tokens >= seq.sampling.max_tokens or len(seq.token_ids) >= self.max_model_len:
+                continue  # its last token (still in flight, see RequestSource.advance) ends it by length
             if seq.num_computed < len(seq.block_table) * block_size:
                 chosen.append(seq)  # the common case: the next token's slot is in a block it holds
                 continue
@@ -131,6 +135,10 @@ class Scheduler:
                 self.waiting.remove(seq)
                 seq.status = SeqStatus.RUNNING
                 self.running.append(seq)
+
+    def finish(self, seq: Sequence) -> None:
+        """A sequence found finished outside postprocess (a resolved in-flight token): drop it now."""
+        self._remove(seq)
 
     def _remove(self, seq: Sequence) -> None:
         if seq in self.running:

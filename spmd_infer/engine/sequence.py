@@ -8,6 +8,10 @@ from typing import Optional
 from ..data.request import Request
 
 
+PLACEHOLDER = -1
+"""A sampled token still on the device (overlapped steps): in token_ids until RequestSource.resolve."""
+
+
 class SeqStatus(enum.Enum):
     WAITING = "waiting"  # queued, or preempted and waiting to recompute
     RUNNING = "running"  # prefill complete, decoding

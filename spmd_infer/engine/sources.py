@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Optional
 
 from ..data.request import Request
 from ..layers.sampler import sample_key
 from ..parallel.dp_meta import Phase
 from ..sampling_params import SamplingParams
 from .scheduler import ScheduledBatch, Scheduler
-from .sequence import Sequence
+from .sequence import PLACEHOLDER, Sequence, SeqStatus
 from .stopping import StopChecker
 
 
@@ -57,13 +57,63 @@ class RequestSource:
                 if top is not None:
                     seq.logprobs.append(top)
                 if self.stopper.append(seq, token):
-                    self._keys.pop(seq.key, None)
-                    self._open[seq.index] -= 1
-                    if not self._open[seq.index]:  # progress counts requests, not completions
-                        del self._open[seq.index]
-                        self.num_finished += 1
-                    self.on_finish(seq)
+                    self._finished(seq)
         self.scheduler.postprocess(batch)
+
+    def _finished(self, seq: Sequence) -> None:
+        self._keys.pop(seq.key, None)
+        self._open[seq.index] -= 1
+        if not self._open[seq.index]:  # progress counts requests, not completions
+            del self._open[seq.index]
+            self.num_finished += 1
+        self.on_finish(seq)
+
+    # ---- overlapped decode steps (runtime.overlap_steps; Stepper runs them) --------------------------------
+    def can_defer(self, batch: Optional[ScheduledBatch] = None) -> bool:
+        """Whether a decode step (of `batch`, or of whatever the next schedule() gives) may run before the
+        last step's tokens reach the host: nothing waits for a prefill, no sequence would be preempted (a
+        recompute needs its token ids), and no sequence needs its ids to sample (repetition penalty) or
+        returns logprobs."""
+        s = self.scheduler
+        if batch is not None:
+            seqs = batch.seqs
+            if batch.phase is not Phase.DECODE or not all(batch.sampled):
+                return False
+        else:
+            seqs = s.running
+            if s.waiting:
+                return False
+            size = s.blocks.block_size
+            if sum(q.num_computed >= len(q.block_table) * size for q in seqs) > s.blocks.num_free:
+                return False
+        return all(q.sampling.repetition_penalty == 1.0 and not q.sampling.logprobs for q in seqs)
+
+    def advance(self, batch: ScheduledBatch) -> list[int]:
+        """Account a launched decode step whose tokens are still on the device: each sequence's new token is
+        a placeholder until resolve(). Returns the placeholders' positions."""
+        positions = []
+        for seq in batch.seqs:
+            seq.num_computed += 1
+            positions.append(len(seq.token_ids))
+            seq.token_ids.append(PLACEHOLDER)
+        return positions
+
+    def resolve(self, batch: ScheduledBatch, positions: list[int], tokens: list[int]) -> None:
+        """An advanced step's tokens have arrived: each replaces its placeholder, then the usual stop rules
+        run as if the later placeholders were not there; a sequence they stop loses those (void) tokens."""
+        for seq, index, token in zip(batch.seqs, positions, tokens):
+            if seq.status is SeqStatus.FINISHED:
+                continue  # stopped by an earlier step; this token was computed in vain
+            later = seq.token_ids[index + 1:]
+            del seq.token_ids[index:]
+            self.num_output_tokens += 1
+            stopped = self.stopper.append(seq, token)
+            if not stopped:
+                seq.token_ids.extend(later)
+            self.scheduler.blocks.register_full_blocks(seq, known_tokens=index + 1)
+            if stopped:
+                self.scheduler.finish(seq)
+                self._finished(seq)
 
 
 class WarmupSource:
@@ -95,6 +145,9 @@ class WarmupSource:
 
     def uses_cache(self) -> bool:
         return False  # no KV cache yet
+
+    def can_defer(self, batch: Optional[ScheduledBatch] = None) -> bool:
+        return False  # synthetic steps always settle their tokens at once
 
     def generator_keys(self, batch: ScheduledBatch) -> list[int]:
         return [0] * sum(batch.sampled)

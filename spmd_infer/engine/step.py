@@ -13,6 +13,7 @@ from typing import Optional, Protocol
 from ..data.request import Request
 from ..parallel.dp_meta import DPMeta, DPMetaExchange, Field, Phase, make_row
 from .assign import RequestQueue, assign_requests
+from .in_flight import InFlight
 from .model_runner import ModelRunner
 from .scheduler import ScheduledBatch
 
@@ -27,6 +28,9 @@ class BatchSource(Protocol):
     def uses_cache(self) -> bool: ...
     def generator_keys(self, batch: ScheduledBatch) -> list[int]: ...
     def postprocess(self, batch: ScheduledBatch, tokens: list[int], logprobs: list) -> None: ...
+    # Overlapped decode steps (runtime.overlap_steps): a source whose can_defer() may say True also has
+    # advance(batch) -> placeholder positions, and resolve(batch, positions, tokens) (see RequestSource).
+    def can_defer(self, batch: Optional[ScheduledBatch] = None) -> bool: ...
     def add(self, request: Request) -> None: ...
 
 
@@ -56,17 +60,26 @@ class StepStats:
 
 
 class Stepper:
-    def __init__(self, runner: ModelRunner, exchange: DPMetaExchange, dp_attention: bool, capacity: int):
+    def __init__(self, runner: ModelRunner, exchange: DPMetaExchange, dp_attention: bool, capacity: int,
+                 overlap: bool = False):
         self.runner = runner
         self.exchange = exchange
         self.dp_attention = dp_attention
         self.capacity = capacity  # requests a DP rank may hold (running + waiting)
+        self.overlap = overlap
+        self.in_flight: Optional[InFlight] = None  # a launched decode step whose tokens the host lacks
         self.stats = StepStats()
 
     def step(self, source: BatchSource, queue: Optional[RequestQueue] = None) -> StepResult:
         start = time.perf_counter()
+        # 0. Overlapped steps: the previous step's tokens are still on the device. Take them now unless the
+        # next schedule can do without them (a plain decode of the running sequences).
+        if self.in_flight is not None and not source.can_defer():
+            self.flush(source)
         # 1. This rank's row, from the batch it is about to run.
         batch = source.schedule()
+        if self.in_flight is not None and not batch:
+            self.flush(source)  # every running sequence ends with its in-flight token: nothing to run
         row = make_row(num_tokens=batch.num_tokens, num_seqs=batch.num_seqs,
                        phase=batch.phase if batch else Phase.IDLE, can_graph=self.runner.can_graph(batch),
                        **source.metadata())
@@ -90,16 +103,33 @@ class Stepper:
             self.runner.capture_graph(batch.capture_bucket, meta)
             result.ran_forward = True
         elif batch:
-            fb = self.runner.prepare(batch, meta, source.uses_cache(), bucket)
+            previous = self.in_flight
+            feedback = previous.feedback(batch) if previous is not None else None
+            fb = self.runner.prepare(batch, meta, source.uses_cache(), bucket, feedback)
             logits = self.runner.run(fb, bucket, batch.num_seqs)
-            tokens, logprobs = self.runner.sample(batch, logits, source.eos_ids, source.generator_keys(batch))
-            source.postprocess(batch, tokens, logprobs)
+            keys = source.generator_keys(batch)
+            if previous is not None or (self.overlap and source.can_defer(batch)):
+                # Leave this step's tokens on the device; settle the previous step's while the GPU computes.
+                tokens = self.runner.sample_on_device(batch, logits, source.eos_ids, keys)
+                self.in_flight = InFlight.launch(batch, tokens, source.advance(batch))
+                if previous is not None:
+                    source.resolve(previous.batch, previous.positions, previous.tokens())
+            else:
+                tokens, logprobs = self.runner.sample(batch, logits, source.eos_ids, keys)
+                source.postprocess(batch, tokens, logprobs)
             result.ran_forward = True
         elif self.dp_attention and meta.any_work:
             self.runner.run_dummy(meta, bucket)
             result.dummy = True
         self._account(result, start)
         return result
+
+    def flush(self, source: BatchSource) -> None:
+        """Settle the in-flight step's tokens (waits for its forward): before a step that needs them, and
+        before the loop stops early."""
+        if self.in_flight is not None:
+            step, self.in_flight = self.in_flight, None
+            source.resolve(step.batch, step.positions, step.tokens())
 
     def _graph_bucket(self, batch: ScheduledBatch, meta: DPMeta) -> Optional[int]:
         """The CUDA-graph bucket this step replays, or None for an eager forward.

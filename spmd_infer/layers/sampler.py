@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from spmd_kernels import gumbel_sample
 
+from ..host_memory import to_device
+
 MASK32 = 0xFFFFFFFF
 
 
@@ -71,7 +73,7 @@ class SamplingTensors:
         host[3] = [p.min_p for p in params]
         # Streams are < 2**32, exact in float64; row_stream over arrays is the same integer hash.
         host[4] = row_stream(np.asarray(keys, dtype=np.int64), np.asarray(positions, dtype=np.int64))
-        dev = torch.from_numpy(host).to(device, non_blocking=True)
+        dev = to_device(host, device)
         sampled = [p for p in params if not p.greedy]
         return cls(temperature=dev[0].float(), top_k=dev[1].long(), top_p=dev[2].float(), min_p=dev[3].float(),
                    streams=dev[4].long(), need_top_k=any(p.top_k > 0 for p in sampled),

@@ -8,7 +8,7 @@ from torch import nn
 
 from ..layers.moe import FusedMoE, MoeBlock, RoutingConfig, map_moe_checkpoint_name
 from ..parallel.sharding import LayerSharding
-from .llama import LlamaDecoderLayer, LlamaForCausalLM, LlamaMLP, sharded_mlp
+from .llama import LlamaDecoderLayer, LlamaForCausalLM, sharded_mlp
 from .qwen3 import Qwen3Attention
 
 
