@@ -104,6 +104,10 @@ class DPMetaExchange:
         self._recv = torch.zeros(dp * NUM_FIELDS, dtype=torch.int64, device=device)
         self.stop_requested = 0  # set by the job when a signal asks this rank to stop; sent in every row
         self._last_end: Optional[float] = None  # when this rank's previous exchange returned
+        # On CUDA the exchange runs on a stream of its own: a collective waits for the work queued on the
+        # stream it is issued from, and the metadata must not wait for a forward still running there
+        # (overlapped steps launch the next step while the GPU computes the last one).
+        self._stream = torch.cuda.Stream(device) if device.type == "cuda" and dp > 1 else None
 
     def gather(self, row: torch.Tensor) -> DPMeta:
         start = time.perf_counter()
@@ -113,6 +117,11 @@ class DPMetaExchange:
         row[Field.WORK_US] = int((start - self._last_end) * 1e6) if self._last_end is not None else 0
         if self.dp == 1:
             rows = row.view(1, NUM_FIELDS).clone()
+        elif self._stream is not None:
+            with torch.cuda.stream(self._stream):
+                self._send.copy_(row)
+                dist.all_gather_into_tensor(self._recv, self._send, group=self.group)
+                rows = self._recv.view(self.dp, NUM_FIELDS).cpu()  # waits for this stream only
         else:
             self._send.copy_(row)
             dist.all_gather_into_tensor(self._recv, self._send, group=self.group)
