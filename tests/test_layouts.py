@@ -38,10 +38,11 @@ def _cases(tiny, out_dir):
                                   "cache.num_blocks=12", "model.max_model_len=48"], ("llama", "shared")),
     ]
     # Overlapped decode steps (tokens settled one step late, EOS stops with a void token) change nothing,
-    # also where preemption and prefix-cache eviction keep interrupting the overlap.
+    # also between prefills (one sequence at a time, chunks) and where preemption and eviction interrupt it.
     overlap = ["runtime.overlap_steps=true"]
     cases += [(f"{name}-overlap", o + overlap, ref) for name, o, ref in cases
-              if name in ("llama-mixed", "qwen3-mixed", "llama-preempt", "llama-prefix-preempt")]
+              if name in ("llama-mixed", "qwen3-mixed", "llama-long", "llama-preempt", "llama-prefix",
+                          "llama-prefix-preempt")]
     jobs = [{"name": n, "overrides": o + greedy + [f"data.output={out_dir / n}.jsonl"]} for n, o, _ in cases]
     for run, extra in (("a", []), ("b", overlap)):  # seeded sampling, twice: in sync and in overlapped steps
         jobs.append({"name": f"sampled-{run}", "overrides": [

@@ -130,17 +130,19 @@ def test_failed_run_resumes_keeping_finished_rows(job, tmp_path, prompts, monkey
     assert len(list((tmp_path / "out.jsonl.run").glob("manifest.json"))) == 1
 
 
-def test_sigterm_stops_after_a_step_and_rerun_resumes(job, tmp_path, prompts, monkeypatch):
-    inp = _input(tmp_path, prompts)
+@pytest.mark.parametrize("overlap", [False, True], ids=["sync", "overlapped"])
+def test_sigterm_stops_after_a_step_and_rerun_resumes(job, tmp_path, prompts, monkeypatch, overlap):
+    # Overlapped steps: the stop settles the in-flight step first, so what it finished is saved too.
+    inp, mode = _input(tmp_path, prompts), f"runtime.overlap_steps={str(overlap).lower()}"
     handler = signal.getsignal(signal.SIGTERM)
     monkeypatch.setenv(TESTING_ENV, "1")
     monkeypatch.setenv(FAULT_ENV, "0:12:sigterm")
     with pytest.raises(JobStopped, match="stopped by SIGTERM after step 12.*rerun the same command") as e:
-        job(inp)
+        job(inp, mode)
     assert e.value.exit_code == 128 + signal.SIGTERM
     assert signal.getsignal(signal.SIGTERM) is handler, "the job must restore the signal handlers"
     monkeypatch.delenv(FAULT_ENV)
-    assert job(inp).resumed > 0
+    assert job(inp, mode).resumed > 0
     _check(tmp_path, prompts)
 
 

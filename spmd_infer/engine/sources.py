@@ -70,10 +70,10 @@ class RequestSource:
 
     # ---- overlapped decode steps (runtime.overlap_steps; Stepper runs them) --------------------------------
     def can_defer(self, batch: Optional[ScheduledBatch] = None) -> bool:
-        """Whether a decode step (of `batch`, or of whatever the next schedule() gives) may run before the
-        last step's tokens reach the host: nothing waits for a prefill, no sequence would be preempted (a
-        recompute needs its token ids), and no sequence needs its ids to sample (repetition penalty) or
-        returns logprobs."""
+        """With `batch`: whether its tokens may stay on the device for a step (a decode whose sequences need
+        no token ids on the host to sample: no repetition penalty, no logprobs). Without: whether the next
+        schedule() may run while a step's tokens are still in flight: its decode would preempt no sequence
+        (a recompute needs the ids) and samples as above; a prefill of waiting requests needs none of them."""
         s = self.scheduler
         if batch is not None:
             seqs = batch.seqs
@@ -81,8 +81,6 @@ class RequestSource:
                 return False
         else:
             seqs = s.running
-            if s.waiting:
-                return False
             size = s.blocks.block_size
             if sum(q.num_computed >= len(q.block_table) * size for q in seqs) > s.blocks.num_free:
                 return False

@@ -73,7 +73,7 @@ class Stepper:
     def step(self, source: BatchSource, queue: Optional[RequestQueue] = None) -> StepResult:
         start = time.perf_counter()
         # 0. Overlapped steps: the previous step's tokens are still on the device. Take them now unless the
-        # next schedule can do without them (a plain decode of the running sequences).
+        # next schedule can do without them (a decode that preempts nothing, or a prefill of new requests).
         if self.in_flight is not None and not source.can_defer():
             self.flush(source)
         # 1. This rank's row, from the batch it is about to run.
@@ -103,26 +103,31 @@ class Stepper:
             self.runner.capture_graph(batch.capture_bucket, meta)
             result.ran_forward = True
         elif batch:
-            previous = self.in_flight
-            feedback = previous.feedback(batch) if previous is not None else None
-            fb = self.runner.prepare(batch, meta, source.uses_cache(), bucket, feedback)
-            logits = self.runner.run(fb, bucket, batch.num_seqs)
-            keys = source.generator_keys(batch)
-            if previous is not None or (self.overlap and source.can_defer(batch)):
-                # Leave this step's tokens on the device; settle the previous step's while the GPU computes.
-                tokens = self.runner.sample_on_device(batch, logits, source.eos_ids, keys)
-                self.in_flight = InFlight.launch(batch, tokens, source.advance(batch))
-                if previous is not None:
-                    source.resolve(previous.batch, previous.positions, previous.tokens())
-            else:
-                tokens, logprobs = self.runner.sample(batch, logits, source.eos_ids, keys)
-                source.postprocess(batch, tokens, logprobs)
+            self._forward(source, batch, meta, bucket)
             result.ran_forward = True
         elif self.dp_attention and meta.any_work:
             self.runner.run_dummy(meta, bucket)
             result.dummy = True
         self._account(result, start)
         return result
+
+    def _forward(self, source: BatchSource, batch: ScheduledBatch, meta: DPMeta, bucket: Optional[int]) -> None:
+        """Run and sample this rank's batch; settle its tokens now, or (overlapped) in the next step."""
+        previous = self.in_flight  # its tokens are this batch's inputs, read on the device
+        feedback = previous.feedback(batch) if previous is not None else None
+        fb = self.runner.prepare(batch, meta, source.uses_cache(), bucket, feedback)
+        logits = self.runner.run(fb, bucket, batch.num_seqs)
+        keys = source.generator_keys(batch)
+        if not (self.overlap and source.can_defer(batch)):
+            # Settled now: a prefill (its requests are new, so an in-flight step stays in flight), or no overlap.
+            tokens, logprobs = self.runner.sample(batch, logits, source.eos_ids, keys)
+            source.postprocess(batch, tokens, logprobs)
+            return
+        # Leave this step's tokens on the device; settle the previous step's while the GPU computes this one.
+        tokens = self.runner.sample_on_device(batch, logits, source.eos_ids, keys)
+        self.in_flight = InFlight.launch(batch, tokens, source.advance(batch))
+        if previous is not None:
+            source.resolve(previous.batch, previous.positions, previous.tokens())
 
     def flush(self, source: BatchSource) -> None:
         """Settle the in-flight step's tokens (waits for its forward): before a step that needs them, and
