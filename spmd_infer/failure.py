@@ -17,6 +17,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 import traceback
 from typing import Any, Iterator, NoReturn, Optional
@@ -124,6 +125,7 @@ class FaultHook:
 
 def exit_failed(error: BaseException) -> NoReturn:
     """Report `error` (once per job, on rank 0) and leave with exit code 1 without touching collectives."""
+    _finish_report_first()
     rank = int(os.environ.get("RANK", "0"))
     _to_log_file(f"rank {rank} failed", error)
     text = f"{type(error).__name__}: {error}".strip()
@@ -149,11 +151,23 @@ def exit_failed(error: BaseException) -> NoReturn:
 
 def exit_stopped(stopped: JobStopped) -> NoReturn:
     """Every rank stopped after the same step; rank 0 says how to resume (or reports a failure that came first)."""
+    _finish_report_first()
     store = _store()
     first = _wait_for_first(store, 0.0) if store is not None else None
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"spmd-infer: {first}" if first else f"spmd-infer: {stopped}", file=sys.stderr)
     _leave(1 if first else stopped.exit_code)
+
+
+def _finish_report_first() -> None:
+    """Ignore SIGTERM/SIGINT from here to the exit, which takes a second or two at most.
+
+    torchrun terminates every rank as soon as the first one exits, and the job's handlers are gone by
+    now (stop.py restores them when the step loop ends): the rank that prints the failure must not be
+    killed half-way through, or the job ends without saying why."""
+    if threading.current_thread() is threading.main_thread():
+        for s in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(s, signal.SIG_IGN)
 
 
 def _peer_loss(error: BaseException) -> bool:
