@@ -8,3 +8,7 @@ ln -sfn "$PWD/configs" /tmp/pkgs/spmd_infer_configs
 export PYTHONPATH="/tmp/site:/tmp/pkgs:$PWD${PYTHONPATH:+:$PYTHONPATH}"
 # NVLink multicast stays off on shared hosts.
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1 PYTHONUNBUFFERED=1
+# Where a device call's results go (the tool fetches $OUT), and one part of a call under its own time
+# limit, its output in $OUT/NAME.txt, so that one slow part cannot eat the whole call: part NAME LIMIT CMD...
+OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
+part() { local name=$1 limit=$2; shift 2; echo "=== $name"; timeout "$limit" "$@" > "$OUT/$name.txt" 2>&1; echo "rc=$?"; }

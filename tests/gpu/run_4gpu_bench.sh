@@ -4,9 +4,7 @@
 # capacity (max_model_len at the model's limit, so memory decides); Qwen3-8B nano-vllm protocol dp4 vs dp1.
 set -uo pipefail
 source tests/gpu/device_env.sh
-OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | head -1
-part() { local name=$1 limit=$2; shift 2; echo "=== $name"; timeout "$limit" "$@" > "$OUT/$name.txt" 2>&1; echo "rc=$?"; }
 table() { grep -h "KV cache:" "$OUT/$1.txt" | head -1 | sed 's/.*INFO\] //'; grep -A6 "^model " "$OUT/$1.txt" | grep -v "^results"; }
 part tiny 80 python3 tests/gpu/check_vs_transformers.py --model tiny --layouts 2x2 --out /tmp/chk
 grep -E "RESULT|Error" "$OUT/tiny.txt"

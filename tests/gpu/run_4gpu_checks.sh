@@ -4,9 +4,7 @@
 # transformers (bf16, top-k logprob rule), and the full V2-Lite KV capacity dp4 (DP attention) vs tp4.
 set -uo pipefail
 source tests/gpu/device_env.sh
-OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
-part() { local name=$1 limit=$2; shift 2; echo "=== $name"; timeout "$limit" "$@" > "$OUT/$name.txt" 2>&1; echo "rc=$?"; }
 part tiny 80 python3 tests/gpu/check_vs_transformers.py --model tiny --layouts 1x1 2x2 --out /tmp/chk
 grep -E "RESULT|Error" "$OUT/tiny.txt"
 part dsv2lite 200 python3 tests/gpu/check_vs_transformers.py --model dsv2lite --layouts 2x2 4x1 --num-prompts 8 \

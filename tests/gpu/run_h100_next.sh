@@ -5,9 +5,7 @@
 # whole bf16 kernel suite with the MLA Triton-path tests (the last H100 call ran out of its limit at ~45%).
 set -uo pipefail
 source tests/gpu/device_env.sh
-OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
-part() { local name=$1 limit=$2; shift 2; echo "=== $name"; timeout "$limit" "$@" > "$OUT/$name.txt" 2>&1; echo "rc=$?"; }
 rows() { grep -A8 "^case " "$OUT/$1.txt" | grep -v "^results"; }
 # Overlapped steps feed sampled tokens back on the device (graphs included): outputs must still agree.
 part overlap_check 80 python3 tests/gpu/check_vs_transformers.py --model tiny --layouts 1x1 --out /tmp/chk \

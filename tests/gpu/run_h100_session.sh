@@ -5,9 +5,7 @@
 # page-cached safetensors checkpoint, Qwen3-0.6B nano-vllm protocol vs transformers generate.
 set -uo pipefail
 source tests/gpu/device_env.sh
-OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
-part() { local name=$1 limit=$2; shift 2; echo "=== $name"; timeout "$limit" "$@" > "$OUT/$name.txt" 2>&1; echo "rc=$?"; }
 table() { grep -A12 "^model " "$OUT/$1.txt" | grep -v "^results"; }
 part kernels 150 python3 -m pytest -q tests/kernels tests/test_mla_triton_path.py
 tail -3 "$OUT/kernels.txt"; grep -E "^FAILED" "$OUT/kernels.txt" | head

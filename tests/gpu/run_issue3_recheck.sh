@@ -5,9 +5,7 @@
 # dp2 x tp2 layout, and Qwen3-8B nano-vllm dp4 (exchange split into collective and wait; overlap off/on).
 set -uo pipefail
 source tests/gpu/device_env.sh
-OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | head -1
-part() { local name=$1 limit=$2; shift 2; echo "=== $name"; timeout "$limit" "$@" > "$OUT/$name.txt" 2>&1; echo "rc=$?"; }
 part dsv2_dpattn 200 python3 tests/gpu/check_vs_transformers.py --model dsv2lite --layouts 2x2 4x1 --num-prompts 8 \
   --out /tmp/chk --extra parallel.dp_attention=true model.max_model_len=4096
 grep -E "RESULT|OUTSIDE|Error" "$OUT/dsv2_dpattn.txt" | head

@@ -4,9 +4,7 @@
 # Each part has its own time limit so that one slow part cannot eat the whole call; most important first.
 set -uo pipefail
 source tests/gpu/device_env.sh
-OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
-part() { local name=$1 limit=$2; shift 2; echo "=== $name"; timeout "$limit" "$@" > "$OUT/$name.txt" 2>&1; echo "rc=$?"; }
 part kernels 100 python3 -m pytest -q -x tests/kernels
 tail -2 "$OUT/kernels.txt"
 part tiny 90 python3 tests/gpu/check_vs_transformers.py --model tiny --layouts 1x1 2x1 1x2 --out /tmp/chk
