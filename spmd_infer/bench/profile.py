@@ -15,7 +15,7 @@ from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile
 
 from ..parallel.dp_meta import Phase
-from .measure import StepRecord
+from .measure import StepRecord, _sync
 
 
 class DecodeProfiler:
@@ -59,7 +59,8 @@ class DecodeProfiler:
                          "share_of_kernels": s / max(busy, 1e-12)} for n, c, s in rows[:top]]}
 
 
-def profile_case(run: Callable[[Callable[[StepRecord], None]], object], device: torch.device, top: int) -> Optional[dict]:
+def profile_case(run: Callable[[Callable[[StepRecord], None]], object], device: torch.device,
+                 top: int) -> Optional[dict]:
     """`run(on_step)` runs the case; returns the decode profile (None if the case had no pure decode step)."""
     profiler = DecodeProfiler(device)
     run(profiler.on_step)
@@ -76,8 +77,3 @@ def profile_lines(name: str, prof: Optional[dict]) -> list[str]:
         lines.append(f"  {100 * row['share_of_kernels']:5.1f}%  {row['seconds_per_step'] * 1e6:8.1f} us/step  "
                      f"{row['calls_per_step']:6.1f}x  {row['name'][:90]}")
     return lines
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)

@@ -58,9 +58,6 @@ class BlockManager:
                 self.free[block] = None
         seq.block_table = []
 
-    def slot(self, seq: Sequence, position: int) -> int:
-        return seq.block_table[position // self.block_size] * self.block_size + position % self.block_size
-
     # ---- prefix caching -----------------------------------------------------------------------------
     def match_prefix(self, seq: Sequence) -> int:
         """Attach cached blocks for `seq`'s leading full blocks; returns the tokens now computed.

@@ -95,7 +95,7 @@ class Scheduler:
         block_size = self.blocks.block_size
         while queue:
             seq = queue.popleft()
-            if seq.num_output_tokens >= seq.sampling.max_tokens or len(seq.token_ids) >= self.max_model_len:
+            if seq.reached_length_limit(self.max_model_len):
                 continue  # its last token (still in flight, see RequestSource.advance) ends it by length
             if seq.num_computed < len(seq.block_table) * block_size:
                 chosen.append(seq)  # the common case: the next token's slot is in a block it holds

@@ -58,6 +58,10 @@ class Sequence:
     def num_output_tokens(self) -> int:
         return len(self.token_ids) - self.num_prompt_tokens
 
+    def reached_length_limit(self, max_model_len: int) -> bool:
+        """max_tokens outputs, or max_model_len tokens in all: the sequence ends by length."""
+        return self.num_output_tokens >= self.sampling.max_tokens or len(self.token_ids) >= max_model_len
+
     @property
     def num_uncomputed(self) -> int:
         return len(self.token_ids) - self.num_computed

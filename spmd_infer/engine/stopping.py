@@ -18,13 +18,12 @@ class StopChecker:
         seq.token_ids.append(token)
         p = seq.sampling
         reason = None
-        num_output = len(seq.token_ids) - seq.num_prompt_tokens
-        if num_output >= p.min_tokens:
+        if seq.num_output_tokens >= p.min_tokens:
             if (not p.ignore_eos and token in self.eos_ids) or token in p.stop_token_ids:
                 reason = "stop"
             elif p.stop and self.tokenizer is not None and self._cut_at_stop_string(seq):
                 reason = "stop"
-        if reason is None and (num_output >= p.max_tokens or len(seq.token_ids) >= self.max_model_len):
+        if reason is None and seq.reached_length_limit(self.max_model_len):
             reason = "length"
         if reason is None:
             return False

@@ -7,16 +7,24 @@ from spmd_kernels import paged_prefill_attention, paged_prefill_attention_ref
 SEQS = [(17, 17), (5, 37), (16, 40), (1, 23), (0, 9), (3, 3)]
 
 
-def _run(paged_kv, seqs, Hq, Hkv, D, dtype, device, max_seqlen_q=None, block_size=16):
+def _run(paged_kv, seqs, Hq, Hkv, D, dtype, device, max_seqlen_q=None, block_size=16, DV=None, strided_v=False):
+    """Kernel and reference over random paged K/V; V is D wide, or DV wide (MLA: narrower than q/k)."""
     q_lens = [s[0] for s in seqs]
     context_lens = [s[1] for s in seqs]
     k_cache, v_cache, block_tables = paged_kv(context_lens, Hkv, D, dtype, device, block_size=block_size)
+    if strided_v:
+        # V as MLA makes it: the tail of a wider per-head projection output (last dim contiguous).
+        kv = torch.randn(*k_cache.shape[:3], 40 + DV, dtype=dtype, device=device)
+        v_cache = kv[..., 40:]
+    elif DV is not None:
+        v_cache = torch.randn(*k_cache.shape[:3], DV, dtype=dtype, device=device)
     cu = torch.tensor([0] + q_lens, dtype=torch.int32).cumsum(0).to(torch.int32).to(device)
     q = torch.randn(sum(q_lens), Hq, D, dtype=dtype, device=device)
     ctx = torch.tensor(context_lens, dtype=torch.int32, device=device)
     scale = D**-0.5
     out = paged_prefill_attention(q, k_cache, v_cache, cu, ctx, block_tables, scale, max_seqlen_q=max_seqlen_q)
     ref = paged_prefill_attention_ref(q, k_cache, v_cache, cu, ctx, block_tables, scale)
+    assert out.shape == ref.shape == (sum(q_lens), Hq, DV or D)
     return out, ref
 
 
@@ -61,31 +69,11 @@ def test_ref_matches_causal_sdpa(device, paged_kv):
 # ---- V head dim != Q/K head dim (DeepSeek MLA expanded: q/k = nope ++ rope, v narrower) --------------
 
 
-def _run_dv(paged_kv, seqs, Hq, Hkv, D, DV, dtype, device, block_size=16, strided_v=False, max_seqlen_q=None):
-    q_lens = [s[0] for s in seqs]
-    context_lens = [s[1] for s in seqs]
-    k_cache, _, block_tables = paged_kv(context_lens, Hkv, D, dtype, device, block_size=block_size)
-    if strided_v:
-        # V as MLA makes it: the tail of a wider per-head projection output (last dim contiguous).
-        kv = torch.randn(*k_cache.shape[:3], 40 + DV, dtype=dtype, device=device)
-        v_cache = kv[..., 40:]
-    else:
-        v_cache = torch.randn(*k_cache.shape[:3], DV, dtype=dtype, device=device)
-    cu = torch.tensor([0] + q_lens, dtype=torch.int32).cumsum(0).to(torch.int32).to(device)
-    q = torch.randn(sum(q_lens), Hq, D, dtype=dtype, device=device)
-    ctx = torch.tensor(context_lens, dtype=torch.int32, device=device)
-    scale = D**-0.5
-    out = paged_prefill_attention(q, k_cache, v_cache, cu, ctx, block_tables, scale, max_seqlen_q=max_seqlen_q)
-    ref = paged_prefill_attention_ref(q, k_cache, v_cache, cu, ctx, block_tables, scale)
-    assert out.shape == ref.shape == (sum(q_lens), Hq, DV)
-    return out, ref
-
-
 @pytest.mark.parametrize("D,DV", [(64, 32), (48, 32), (32, 64), (192, 128)])
 @pytest.mark.parametrize("Hq,Hkv", [(2, 2), (4, 1)])
 def test_paged_prefill_attention_other_v_dim(D, DV, Hq, Hkv, dtype, device, assert_close, paged_kv):
     # SEQS: full prefill, cached prefixes, a chunk, one token, a zero-length sequence, a tiny one.
-    out, ref = _run_dv(paged_kv, SEQS, Hq, Hkv, D, DV, dtype, device)
+    out, ref = _run(paged_kv, SEQS, Hq, Hkv, D, dtype, device, DV=DV)
     assert out.dtype == dtype
     assert_close(out, ref)
 
@@ -96,8 +84,8 @@ def test_paged_prefill_attention_mla_shapes(block_size, dtype, device, assert_cl
     # wide; cached prefixes and several sequences, two of them empty. block_size 1 is the packed-token
     # layout of MLA's no-cache path.
     seqs = [(0, 4), (7, 30), (0, 0), (19, 19), (1, 45)]
-    out, ref = _run_dv(paged_kv, seqs, 2, 2, 192, 128, dtype, device, block_size=block_size, strided_v=True,
-                       max_seqlen_q=19)
+    out, ref = _run(paged_kv, seqs, 2, 2, 192, dtype, device, max_seqlen_q=19, block_size=block_size, DV=128,
+                    strided_v=True)
     assert_close(out, ref)
 
 
@@ -117,5 +105,5 @@ def test_paged_prefill_attention_other_v_dim_out_buffer(dtype, device, assert_cl
 
 
 def test_paged_prefill_attention_other_v_dim_empty(dtype, device, paged_kv):
-    out, ref = _run_dv(paged_kv, [(0, 5)], 2, 2, 64, 32, dtype, device)
+    out, ref = _run(paged_kv, [(0, 5)], 2, 2, 64, dtype, device, DV=32)
     assert out.shape == ref.shape == (0, 2, 32)
