@@ -8,6 +8,7 @@ from .decode_attention import (
     paged_decode_attention_ref,
 )
 from .fused_moe import fused_moe, fused_moe_ref
+from .jit_variants import compiled_variants
 from .kv_store import store_kv, store_kv_ref, store_latent, store_latent_ref
 from .mla_decode import mla_decode, mla_decode_ref
 from .prefill_attention import paged_prefill_attention, paged_prefill_attention_ref
@@ -20,6 +21,7 @@ __all__ = [
     "apply_rotary_ref",
     "build_cos_sin_cache",
     "choose_num_splits",
+    "compiled_variants",
     "fused_moe",
     "fused_moe_ref",
     "gather_context",

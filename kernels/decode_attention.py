@@ -11,7 +11,10 @@ import triton.language as tl
 _LOG2E = 1.4426950408889634
 
 
-@triton.jit
+# Arguments that change from step to step (block-table width, split count and the scratch strides that
+# follow it) are not specialised on (==1, %16): each new value would otherwise compile another variant
+# in the middle of a run, after warmup.
+@triton.jit(do_not_specialize=["stride_bt", "stride_ml_b", "stride_ml_h", "num_splits"])
 def _decode_split_kernel(
     q_ptr,
     k_cache_ptr,
@@ -38,21 +41,21 @@ def _decode_split_kernel(
     stride_mo_s,
     stride_ml_b,
     stride_ml_h,
+    num_splits,  # KV chunks per sequence
     GROUP: tl.constexpr,  # query heads per KV head
     HEAD_DIM: tl.constexpr,
     PAGE: tl.constexpr,  # KV-cache block size
-    NUM_SPLITS: tl.constexpr,
     BLOCK_G: tl.constexpr,
     BLOCK_D: tl.constexpr,
     BLOCK_N: tl.constexpr,
-    DIRECT: tl.constexpr,  # NUM_SPLITS == 1: write the final output, skip the reduction
+    DIRECT: tl.constexpr,  # num_splits == 1: write the final output, skip the reduction
 ):
     b = tl.program_id(0)
     kvh = tl.program_id(1)
     split = tl.program_id(2)
 
     ctx = tl.load(context_lens_ptr + b)
-    chunk = tl.cdiv(tl.cdiv(ctx, NUM_SPLITS), BLOCK_N) * BLOCK_N
+    chunk = tl.cdiv(tl.cdiv(ctx, num_splits), BLOCK_N) * BLOCK_N
     start = split * chunk
     end = tl.minimum(start + chunk, ctx)
 
@@ -123,7 +126,7 @@ def _decode_split_kernel(
         tl.store(mid_lse_ptr + b * stride_ml_b + heads * stride_ml_h + split, lse, mask=mask_g)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["stride_ml_b", "stride_ml_h", "num_splits"])
 def _decode_reduce_kernel(
     mid_o_ptr,
     mid_lse_ptr,
@@ -135,16 +138,16 @@ def _decode_reduce_kernel(
     stride_ml_h,
     stride_ob,
     stride_oh,
+    num_splits,
     HEAD_DIM: tl.constexpr,
-    NUM_SPLITS: tl.constexpr,
-    BLOCK_S: tl.constexpr,
+    BLOCK_S: tl.constexpr,  # num_splits rounded up to a power of two
     BLOCK_D: tl.constexpr,
 ):
     b = tl.program_id(0)
     h = tl.program_id(1)
     offs_s = tl.arange(0, BLOCK_S)
     offs_d = tl.arange(0, BLOCK_D)
-    mask_s = offs_s < NUM_SPLITS
+    mask_s = offs_s < num_splits
     mask_d = offs_d < HEAD_DIM
     lse = tl.load(mid_lse_ptr + b * stride_ml_b + h * stride_ml_h + offs_s, mask=mask_s, other=float("-inf"))
     m = tl.max(lse, axis=0)  # finite: the first split of a non-empty context is never empty
@@ -160,10 +163,11 @@ def _decode_reduce_kernel(
 
 # (BLOCK_N, num_warps, num_stages) on CUDA; BLOCK_N is raised to the block size if smaller.
 # Tuned on an H200 (bf16, D=128, GQA 32/8, B x context from 1 x 8192 to 256 x 1024).
-CUDA_CONFIG = (64, 4, 3)
 # Splits aim at SPLIT_WAVES * num_SMs programs, each with at least MIN_SPLIT_TOKENS tokens.
-# SPMD_DECODE_MIN_SPLIT_TOKENS overrides the latter, for tuning runs (small batches may want more splits).
-SPLIT_WAVES = 4
+# For tuning runs (tests/gpu/tune_decode_attention.py) the environment overrides all three:
+# SPMD_DECODE_CONFIG=BLOCK_N,warps,stages, SPMD_DECODE_SPLIT_WAVES, SPMD_DECODE_MIN_SPLIT_TOKENS.
+CUDA_CONFIG = tuple(int(v) for v in os.environ.get("SPMD_DECODE_CONFIG", "64,4,3").split(","))
+SPLIT_WAVES = int(os.environ.get("SPMD_DECODE_SPLIT_WAVES", "4"))
 MIN_SPLIT_TOKENS = int(os.environ.get("SPMD_DECODE_MIN_SPLIT_TOKENS", "256"))
 
 
@@ -266,10 +270,10 @@ def paged_decode_attention(
         out.stride(1),
         *mo_strides,
         *ml_strides,
+        num_splits,
         GROUP=group,
         HEAD_DIM=D,
         PAGE=page,
-        NUM_SPLITS=num_splits,
         BLOCK_G=BLOCK_G,
         BLOCK_D=BLOCK_D,
         BLOCK_N=BLOCK_N,
@@ -286,8 +290,8 @@ def paged_decode_attention(
             *ml_strides,
             out.stride(0),
             out.stride(1),
+            num_splits,
             HEAD_DIM=D,
-            NUM_SPLITS=num_splits,
             BLOCK_S=triton.next_power_of_2(num_splits),
             BLOCK_D=BLOCK_D,
             num_warps=4,

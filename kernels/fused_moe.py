@@ -8,7 +8,7 @@ import triton
 import triton.language as tl
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["num_slots"])  # T * top_k changes every step
 def _moe_gate_up_kernel(
     x_ptr,
     w13_ptr,
@@ -67,7 +67,7 @@ def _moe_gate_up_kernel(
     )
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["num_slots"])  # T * top_k changes every step
 def _moe_down_kernel(
     h_ptr,
     w2_ptr,

@@ -11,7 +11,8 @@ from .decode_attention import _decode_reduce_kernel, choose_num_splits, gather_c
 _LOG2E = 1.4426950408889634
 
 
-@triton.jit
+# As in decode_attention: per-step arguments are not specialised on, so no variant compiles mid-run.
+@triton.jit(do_not_specialize=["stride_bt", "stride_ml_b", "stride_ml_h", "num_splits"])
 def _mla_decode_split_kernel(
     q_ptr,  # q_latent [B, H, L]
     qpe_ptr,  # q_pe [B, H, R]
@@ -36,23 +37,23 @@ def _mla_decode_split_kernel(
     stride_mo_s,
     stride_ml_b,
     stride_ml_h,
+    num_splits,  # KV chunks per sequence
     NUM_HEADS: tl.constexpr,
     LATENT: tl.constexpr,  # L = kv_lora_rank
     ROPE: tl.constexpr,  # R = qk_rope_head_dim
     PAGE: tl.constexpr,
-    NUM_SPLITS: tl.constexpr,
     BLOCK_H: tl.constexpr,
     BLOCK_L: tl.constexpr,
     BLOCK_R: tl.constexpr,
     BLOCK_N: tl.constexpr,
-    DIRECT: tl.constexpr,  # NUM_SPLITS == 1: write the final output, skip the reduction
+    DIRECT: tl.constexpr,  # num_splits == 1: write the final output, skip the reduction
 ):
     b = tl.program_id(0)
     hb = tl.program_id(1)
     split = tl.program_id(2)
 
     ctx = tl.load(context_lens_ptr + b)
-    chunk = tl.cdiv(tl.cdiv(ctx, NUM_SPLITS), BLOCK_N) * BLOCK_N
+    chunk = tl.cdiv(tl.cdiv(ctx, num_splits), BLOCK_N) * BLOCK_N
     start = split * chunk
     end = tl.minimum(start + chunk, ctx)
 
@@ -173,15 +174,15 @@ def mla_decode(
         float(scale) * _LOG2E,
         q_latent.stride(0), q_latent.stride(1), q_pe.stride(0), q_pe.stride(1),
         kv_cache.stride(0), kv_cache.stride(1), block_tables.stride(0),
-        out.stride(0), out.stride(1), *mo_strides, *ml_strides,
-        NUM_HEADS=H, LATENT=L, ROPE=R, PAGE=page, NUM_SPLITS=num_splits,
+        out.stride(0), out.stride(1), *mo_strides, *ml_strides, num_splits,
+        NUM_HEADS=H, LATENT=L, ROPE=R, PAGE=page,
         BLOCK_H=BLOCK_H, BLOCK_L=BLOCK_L, BLOCK_R=BLOCK_R, BLOCK_N=BLOCK_N, DIRECT=direct,
         num_warps=num_warps, num_stages=num_stages,
     )
     if not direct:
         _decode_reduce_kernel[(B, H)](
-            mid_o, mid_lse, out, *mo_strides, *ml_strides, out.stride(0), out.stride(1),
-            HEAD_DIM=L, NUM_SPLITS=num_splits, BLOCK_S=triton.next_power_of_2(num_splits),
+            mid_o, mid_lse, out, *mo_strides, *ml_strides, out.stride(0), out.stride(1), num_splits,
+            HEAD_DIM=L, BLOCK_S=triton.next_power_of_2(num_splits),
             BLOCK_D=BLOCK_L, num_warps=4,
         )
     return out

@@ -49,7 +49,8 @@ def _attend_tile(
     return m_new, l_i, acc
 
 
-@triton.jit
+# The block-table width changes from step to step: not specialised on, so no variant compiles mid-run.
+@triton.jit(do_not_specialize=["stride_bt"])
 def _prefill_kernel(
     q_ptr,
     k_cache_ptr,

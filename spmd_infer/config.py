@@ -112,11 +112,12 @@ class RuntimeConfig:
     """Run a warmup step (also memory profiling) before sizing the KV cache."""
     cuda_graphs: bool = True
     """Capture decode steps in CUDA graphs per batch-size bucket (CUDA only; models whose layers all allow it)."""
-    overlap_steps: bool = False
+    overlap_steps: bool = True
     """Launch each decode step before the previous step's tokens reach the host, feeding them to the model on
     the device, so the host's bookkeeping runs while the GPU computes (engine/step.py). A sequence that stops
-    (EOS, stop string) runs one extra, discarded token. Off: every step waits for its tokens first. Steps whose
-    sequences need their tokens on the host to sample (repetition_penalty, logprobs) never overlap."""
+    (EOS, stop string) runs one extra, discarded token. Off: every step waits for its tokens first (measured on
+    an H200: Llama-3-8B decode bs64 8.2 -> 7.3 ms per step, Qwen3-0.6B nano-vllm 14.4k -> 23.5k tok/s). Steps
+    whose sequences need their tokens on the host to sample (repetition_penalty, logprobs) never overlap."""
     progress: bool = True
     """Show progress on global rank 0."""
     progress_interval_s: float = 30.0

@@ -75,8 +75,9 @@ def _edge_cases() -> list[tuple[str, list[str], str]]:
         ("chunked", ["scheduler.max_num_batched_tokens=48"], "long"),
         # The same as `chunked` with the warmup step (DP attention, dp>1, tp>1 when 2x2) in front of it.
         ("warmup", ["scheduler.max_num_batched_tokens=48", "runtime.warmup=true"], "long"),
-        # Overlapped decode steps while ranks finish at different times (dummy steps beside deferred ones).
-        ("overlap", ["runtime.overlap_steps=true"], "uneven"),
+        # Synchronous decode steps (overlapped ones, the default, run in every other case) while ranks finish
+        # at different times.
+        ("sync", ["runtime.overlap_steps=false"], "uneven"),
     ]
 
 

@@ -54,6 +54,10 @@ class HFBaseline:
                 n_new = max(case.output_lens[i] for i in rows)
                 wall += self._generate([prompts[i] for i in rows], n_new)
                 generated += n_new * len(rows)
+                done = sum(case.output_lens[i] for i in order[:start + len(rows)])
+                # generate() runs minutes at batch 64: show the rate so far.
+                log.info("transformers: %d of %d sequences, %.0f useful tok/s so far (%.1f s)",
+                         start + len(rows), case.num_seqs, done / wall, wall)
             out = {"batch_size": self.batch_size, "wall_s": wall, "generated_tokens": generated}
         out["output_tok_s"] = case.output_tokens / out["wall_s"]
         out["total_tok_s"] = (case.prompt_tokens + case.output_tokens) / out["wall_s"]

@@ -13,6 +13,8 @@ from typing import Any, Optional
 import torch
 import torch.distributed as dist
 
+from spmd_kernels import compiled_variants
+
 from ..engine.engine import Engine
 from ..job_plan import resolve_dtype
 from ..models.registry import check_layout, model_class
@@ -89,10 +91,17 @@ def run_bench(cfg: Any) -> Optional[dict]:
         run_case(engine, case, sampling, b.seed)
     results = []
     for case in cases:
+        compiled = compiled_variants()
         records, source, wall = run_case(engine, case, sampling, b.seed)
         results.append(case_metrics(case, records, source, wall, cost, ceilings, mlp_spans_dp,
                                     source.scheduler.num_preemptions))
+        # A kernel variant first met inside a timed case compiles there (~0.1-1 s each): say so, and which.
+        new = dict(compiled_variants() - compiled)
+        results[-1]["triton_compiles"] = new
         log.info("%s: %.0f output tok/s, %.2f s", case.name, results[-1]["output_tok_s"], wall)
+        if new:
+            log.warning("%s: %d Triton kernel variants compiled during the timed case (its time includes them): %s",
+                        case.name, sum(new.values()), ", ".join(f"{k} x{v}" for k, v in sorted(new.items())))
     profiled = None
     if b.profile:
         case = cases[-1]

@@ -1,0 +1,106 @@
+"""GPU sweep of paged decode attention's launch config (BLOCK_N, warps, stages) and split policy (waves, minimum
+tokens per split) over the engine's decode shapes, in achieved KV bandwidth against the card's copy rate, timed
+inside CUDA graphs as the engine runs it: the numbers behind decode_attention's defaults.
+
+usage (on a GPU machine, in the repo root, after `source tests/gpu/device_env.sh`):
+  python tests/gpu/tune_decode_attention.py [--json best.json]
+--json writes the setting with the best geometric-mean time over the shapes, as SPMD_DECODE_* values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+import random
+
+import torch
+import triton.testing
+
+from spmd_infer.bench.ceilings import measure_ceilings
+from spmd_kernels import decode_attention as da
+from spmd_kernels import paged_decode_attention, paged_decode_attention_ref
+
+# name: (batch, q heads, kv heads, context lengths drawn uniform in [lo, hi])
+SHAPES = {
+    "qwen3-0.6b nano bs256": (256, 16, 8, (200, 2048)),
+    "qwen3-0.6b nano bs64": (64, 16, 8, (1024, 2048)),
+    "llama-8b bs64@1k": (64, 32, 8, (1024, 1024)),
+    "llama-8b bs1@1k": (1, 32, 8, (1024, 1024)),
+    "qwen3-8b dp4 bs64": (64, 32, 8, (200, 2048)),
+    "qwen3-8b bs16": (16, 32, 8, (200, 2048)),
+}
+PAGE, D = 16, 128
+CONFIGS = [(64, 4, 3), (64, 4, 2), (64, 8, 2), (128, 4, 2), (128, 4, 3), (128, 8, 2), (32, 4, 3)]
+WAVES = [4, 8, 16]
+MIN_SPLIT = [128, 256]
+
+
+def build(batch, hq, hkv, lens, seed=0):
+    rnd = random.Random(seed)
+    ctx = [rnd.randint(*lens) for _ in range(batch)]
+    blocks = [(c + PAGE - 1) // PAGE for c in ctx]
+    num_blocks = sum(blocks) + 8
+    k = torch.randn(num_blocks, PAGE, hkv, D, dtype=torch.bfloat16, device="cuda")
+    v = torch.randn_like(k)
+    perm = torch.randperm(num_blocks, device="cuda").int()
+    bt = torch.zeros(batch, max(blocks), dtype=torch.int32, device="cuda")
+    at = 0
+    for i, nb in enumerate(blocks):
+        bt[i, :nb] = perm[at:at + nb]
+        at += nb
+    q = torch.randn(batch, hq, D, dtype=torch.bfloat16, device="cuda")
+    return q, k, v, bt, torch.tensor(ctx, dtype=torch.int32, device="cuda"), sum(ctx) * hkv * D * 2 * 2
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--json", help="write the best setting here")
+    args = ap.parse_args()
+    bw = measure_ceilings(torch.device("cuda"), torch.bfloat16).bandwidth_bytes_per_s
+    print(f"{torch.cuda.get_device_name()}: copy rate {bw / 1e12:.2f} TB/s")
+    default = (da.CUDA_CONFIG, da.SPLIT_WAVES, da.MIN_SPLIT_TOKENS)
+    settings = list(itertools.product(CONFIGS, WAVES, MIN_SPLIT))
+    times: dict[tuple, list[float]] = {s: [] for s in settings}
+    for name, (batch, hq, hkv, lens) in SHAPES.items():
+        q, k, v, bt, ctx, kv_bytes = build(batch, hq, hkv, lens)
+        ref = paged_decode_attention_ref(q.float(), k.float(), v.float(), bt, ctx, D**-0.5)
+        out = torch.empty_like(q)
+        rows = []
+        for setting in settings:
+            da.CUDA_CONFIG, da.SPLIT_WAVES, da.MIN_SPLIT_TOKENS = setting
+            fn = lambda: paged_decode_attention(q, k, v, bt, ctx, D**-0.5, out=out)  # noqa: E731
+            try:
+                fn()
+                err = (out.float() - ref).abs().max().item()
+                t = triton.testing.do_bench_cudagraph(fn, rep=30)
+            except Exception as e:  # out of shared memory / registers: not a candidate
+                print(f"  {name} {setting} failed: {type(e).__name__}: {str(e)[:100]}")
+                t, err = math.inf, math.nan
+            times[setting].append(t)
+            splits = da.choose_num_splits(batch, hkv, bt.shape[1] * PAGE, q.device)
+            rows.append((t, setting, splits, err))
+        da.CUDA_CONFIG, da.SPLIT_WAVES, da.MIN_SPLIT_TOKENS = default
+        print(f"\n{name}: {kv_bytes / 1e9:.3f} GB of KV per layer")
+        base = next(r for r in rows if r[1] == default)
+        for t, setting, splits, err in sorted(rows)[:5] + [base]:
+            mark = " (default)" if setting == default else ""
+            print(f"  {t * 1e3:8.1f} us  {kv_bytes / (t * 1e-3) / bw:6.1%} of copy  config={setting[0]} "
+                  f"waves={setting[1]} min_split={setting[2]} splits={splits} err={err:.3f}{mark}")
+    score = {s: math.exp(sum(math.log(t / d) for t, d in zip(ts, times[default])) / len(ts))
+             for s, ts in times.items()}
+    best = min(score, key=score.get)
+    print(f"\nbest over all shapes: config={best[0]} waves={best[1]} min_split={best[2]}: "
+          f"{score[best]:.3f} x the default's time (geometric mean)")
+    for s in sorted(score, key=score.get)[:5]:
+        print(f"  {score[s]:.3f}  config={s[0]} waves={s[1]} min_split={s[2]}  per shape: "
+              + " ".join(f"{t * 1e3:.0f}" for t in times[s]))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"SPMD_DECODE_CONFIG": ",".join(map(str, best[0])), "SPMD_DECODE_SPLIT_WAVES": best[1],
+                       "SPMD_DECODE_MIN_SPLIT_TOKENS": best[2], "vs_default": score[best]}, f)
+
+
+if __name__ == "__main__":
+    main()
