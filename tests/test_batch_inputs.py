@@ -79,3 +79,16 @@ def test_decode_batch_loads_into_a_bucket_with_padding_rows():
     fb = graphs.load(pack_batch(small, BLOCK, use_cache=True), bucket=2, meta=meta)
     assert fb.slot_mapping.tolist() == [22, -1] and fb.block_tables[:, :1].tolist() == [[5], [0]]
     assert np.array_equal(fb.token_valid.numpy(), [True, False])
+
+
+def test_upload_packed_views_start_16_byte_aligned_whatever_the_sizes():
+    """Kernels specialise on 16-byte pointer alignment: a view's alignment must not follow the batch's sizes."""
+    from spmd_infer.host_memory import upload_packed
+
+    for dtype in (np.int64, np.int32):
+        for sizes in ([1, 1, 1], [3, 5, 2, 7], [0, 4, 9], [1025, 1025, 1]):
+            parts = [np.arange(n, dtype=dtype) + 100 * i for i, n in enumerate(sizes)]
+            views = upload_packed(parts, dtype, torch.device("cpu"))
+            base = views[0].data_ptr()
+            assert [(v.data_ptr() - base) % 16 for v in views] == [0] * len(views)
+            assert [v.tolist() for v in views] == [p.tolist() for p in parts]

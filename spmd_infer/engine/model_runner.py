@@ -11,7 +11,7 @@ import torch
 import torch.distributed as dist
 
 from ..forward_batch import ForwardBatch
-from ..host_memory import to_device
+from ..host_memory import to_device, upload_packed
 from ..layers.sampler import SamplingTensors, apply_repetition_penalty, sample
 from ..loader import LoadStats, load_weights
 from ..models.registry import model_class
@@ -104,7 +104,8 @@ class ModelRunner:
         if host.slot_mapping is not None:
             i64.append(host.slot_mapping)
             i32.append(host.block_tables.ravel())
-        (ids, pos, logits_idx, *slots), (cu, ctx, *tables) = self._upload(i64, np.int64), self._upload(i32, np.int32)
+        ids, pos, logits_idx, *slots = upload_packed(i64, np.int64, self.device)
+        cu, ctx, *tables = upload_packed(i32, np.int32, self.device)
         return ForwardBatch(
             input_ids=ids, positions=pos, is_prefill=batch.phase is Phase.PREFILL, cu_seqlens_q=cu, context_lens=ctx,
             slot_mapping=slots[0] if slots else None,
@@ -112,10 +113,6 @@ class ModelRunner:
             logits_indices=logits_idx, dp_meta=meta, num_seqs=host.num_seqs, max_query_len=host.max_query_len,
             max_context_len=host.max_context_len, dp_num_tokens=self._dp_counts(meta))
 
-    def _upload(self, parts: list[np.ndarray], dtype) -> list[torch.Tensor]:
-        """One copy of the concatenated `parts`; returns device views of each part."""
-        flat = np.concatenate([p.astype(dtype, copy=False) for p in parts])
-        return list(to_device(flat, self.device).split([len(p) for p in parts]))
 
     def dummy_batch(self, meta: DPMeta) -> ForwardBatch:
         """One padding token with no cache slot and nothing to sample: an idle DP rank's share of a step."""

@@ -102,6 +102,10 @@ class DPMetaExchange:
         self.device = device
         self._send = torch.zeros(NUM_FIELDS, dtype=torch.int64, device=device)
         self._recv = torch.zeros(dp * NUM_FIELDS, dtype=torch.int64, device=device)
+        # Pinned host ends for the two copies, so that they are plain async copies on the exchange's stream.
+        cuda = device.type == "cuda" and dp > 1
+        self._host_send = torch.zeros(NUM_FIELDS, dtype=torch.int64, pin_memory=cuda)
+        self._host_recv = torch.zeros(dp * NUM_FIELDS, dtype=torch.int64, pin_memory=cuda)
         self.stop_requested = 0  # set by the job when a signal asks this rank to stop; sent in every row
         self._last_end: Optional[float] = None  # when this rank's previous exchange returned
         # On CUDA the exchange runs on a stream of its own: a collective waits for the work queued on the
@@ -118,10 +122,13 @@ class DPMetaExchange:
         if self.dp == 1:
             rows = row.view(1, NUM_FIELDS).clone()
         elif self._stream is not None:
+            self._host_send.copy_(row)  # free to overwrite: the last exchange synchronised its stream
             with torch.cuda.stream(self._stream):
-                self._send.copy_(row)
+                self._send.copy_(self._host_send, non_blocking=True)
                 dist.all_gather_into_tensor(self._recv, self._send, group=self.group)
-                rows = self._recv.view(self.dp, NUM_FIELDS).cpu()  # waits for this stream only
+                self._host_recv.copy_(self._recv, non_blocking=True)
+            self._stream.synchronize()  # this stream only: the forward queued on the others runs on
+            rows = self._host_recv.view(self.dp, NUM_FIELDS).clone()
         else:
             self._send.copy_(row)
             dist.all_gather_into_tensor(self._recv, self._send, group=self.group)
