@@ -12,6 +12,7 @@ from .jit_variants import compiled_variants
 from .kv_store import store_kv, store_kv_ref, store_latent, store_latent_ref
 from .mla_decode import mla_decode, mla_decode_ref
 from .prefill_attention import paged_prefill_attention, paged_prefill_attention_ref
+from .qk_norm_rotary import qk_norm_rotary, qk_norm_rotary_ref
 from .rmsnorm import rms_norm, rms_norm_ref
 from .rotary import apply_rotary, apply_rotary_ref, build_cos_sin_cache
 from .sampling import gumbel_sample, gumbel_sample_ref
@@ -33,6 +34,8 @@ __all__ = [
     "paged_decode_attention_ref",
     "paged_prefill_attention",
     "paged_prefill_attention_ref",
+    "qk_norm_rotary",
+    "qk_norm_rotary_ref",
     "rms_norm",
     "rms_norm_ref",
     "silu_and_mul",

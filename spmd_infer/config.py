@@ -30,6 +30,10 @@ class ParallelConfig:
     """Attention per DP group, MLP/MoE sharded over all dp*tp ranks (for MLA/MoE models)."""
     moe: str = "ep"
     """MoE sharding: ep (each rank owns whole experts) or tp (every expert split over ranks)."""
+    exchange: str = "auto"
+    """How DP ranks exchange the per-step metadata: shm (through host shared memory: microseconds, no GPU
+    work; needs every DP rank of a group on one host), collective (an all-gather over the DP group: NCCL on
+    GPUs, gloo on CPUs) or auto (shm where the DP group is on one host, else collective)."""
 
 
 @dataclass

@@ -124,6 +124,7 @@ def _run(cfg: Any, plan: JobPlan, dims, resume: ResumeState, stop: StopRequest, 
     timeline = Timeline(dims.dp, num_blocks, cfg.parallel.dp_attention)
     fault = FaultHook.from_env(dist.get_rank())  # tests only
     set_collective_timeout(dims, cfg.runtime.step_timeout_s)
+    stepper.exchange.set_timeout(cfg.runtime.step_timeout_s)
     loop_started = time.perf_counter()
     meta = None
     for step in itertools.count():

@@ -23,7 +23,8 @@ import pytest
 from support.launch import run_jobs
 from support.tiny_models import build_model, greedy_reference, read_output
 
-LAYOUTS = [(2, 2), (4, 1), (1, 4), (2, 1)]
+# SPMD_TEST_LAYOUTS=8x1,4x2 runs the matrix at other world sizes (tests/gpu/run_8gpu.sh, on 8 GPUs).
+LAYOUTS = [tuple(map(int, x.split("x"))) for x in os.environ.get("SPMD_TEST_LAYOUTS", "2x2,4x1,1x4,2x1").split(",")]
 LONG_MAX = 20  # max_tokens of the one slow request in "skew"
 
 

@@ -18,7 +18,8 @@ import torch
 
 from ..failure import oom_guard
 from ..parallel.dims import ConfigError, ParallelDims
-from ..parallel.dp_meta import DPMetaExchange
+from ..parallel.dp_meta import NUM_FIELDS, DPMetaExchange
+from ..parallel.shm_exchange import make_shm_all_gather
 from .block_manager import BlockManager
 from .graph_capture import GraphCaptureSource
 from .model_runner import ModelRunner
@@ -78,7 +79,10 @@ class Engine:
         _sync(device)
         times.load = runner.load_stats.seconds
         times.build = time.perf_counter() - t0 - times.load
-        exchange = DPMetaExchange(dims.dp_group, dims.dp, dims.dp_rank, device)
+        shm = make_shm_all_gather(dims.dp_group, dims.dp, dims.dp_rank, NUM_FIELDS,
+                                  getattr(cfg.parallel, "exchange", "auto"), cfg.runtime.load_timeout_s)
+        exchange = DPMetaExchange(dims.dp_group, dims.dp, dims.dp_rank, device, shm)
+        log.info("DP metadata exchange: %s", exchange.transport)
         s = cfg.scheduler
         capacity = s.max_num_seqs + (s.max_waiting_per_rank or s.max_num_seqs)  # requests a DP rank may hold
         stepper = Stepper(runner, exchange, cfg.parallel.dp_attention, capacity,

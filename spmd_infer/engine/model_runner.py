@@ -169,17 +169,24 @@ class ModelRunner:
     # ---- forward and sampling -----------------------------------------------------------------------
     @torch.inference_mode()
     def forward_logits(self, fb: ForwardBatch) -> torch.Tensor:
-        """Hidden states for every token, logits (float32, full vocab on every TP rank) for sampled rows."""
+        """Hidden states for every token, logits (full vocab on every TP rank) for sampled rows.
+
+        The logits stay in the model's dtype: greedy argmax and the fused Gumbel kernel read them as they are
+        (the result is the same as on a float32 copy), which saves writing and reading an [S, V] float32 copy
+        every step (bs256 x 152k vocab: 155 MB); the paths that compute on them convert first (sampler.py).
+        """
         hidden = self.model(fb)
         if fb.logits_indices.numel() == 0:
-            return hidden.new_empty((0, self.hf_config.vocab_size), dtype=torch.float32)
-        return self.model.compute_logits(hidden[fb.logits_indices]).float()
+            return hidden.new_empty((0, self.hf_config.vocab_size))
+        return self.model.compute_logits(hidden[fb.logits_indices])
 
     @torch.inference_mode()
     def sample_on_device(self, batch: ScheduledBatch, logits: torch.Tensor, eos_ids: frozenset[int],
                          keys: list[int]) -> torch.Tensor:
         """Token ids [S] on the device, no host sync (overlapped steps: no logprobs, no repetition penalty)."""
         seqs = [s for s, sampled in zip(batch.seqs, batch.sampled) if sampled]
+        if any(s.sampling.repetition_penalty != 1.0 for s in seqs):
+            logits = logits.float()  # transformers' rule works on float32 logits
         self._mask_and_penalize(logits, seqs, eos_ids)
         t = SamplingTensors.build([s.sampling for s in seqs], keys, [s.num_output_tokens for s in seqs],
                                   logits.device)
@@ -194,7 +201,7 @@ class ModelRunner:
         if not seqs:
             return [], []
         want_k = max(s.sampling.logprobs for s in seqs)
-        raw_logprobs = logits.log_softmax(dim=-1) if want_k else None  # before penalties and masks
+        raw_logprobs = logits.float().log_softmax(dim=-1) if want_k else None  # before penalties and masks
         tokens = self.sample_on_device(batch, logits, eos_ids, keys)
         return tokens.tolist(), self._top_logprobs(raw_logprobs, tokens, [s.sampling.logprobs for s in seqs])
 

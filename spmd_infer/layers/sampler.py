@@ -90,11 +90,16 @@ def gumbel_noise(streams: torch.Tensor, vocab: int) -> torch.Tensor:
 
 
 def sample(logits: torch.Tensor, t: SamplingTensors) -> torch.Tensor:
-    """logits [S, V] float32 (penalties and masks already applied) -> token ids [S] int64."""
+    """logits [S, V] in the model's dtype or float32 (penalties and masks already applied) -> token ids [S] int64.
+
+    The same tokens either way: argmax and the fused kernel compare values exactly as float32 would, and the
+    other paths compute in float32.
+    """
     if t.all_greedy:
         return logits.argmax(dim=-1)
     if logits.is_cuda and not (t.need_top_k or t.need_top_p or t.need_min_p):
         return gumbel_sample(logits, t.temperature, t.streams)  # fused: the [S, V] noise never exists
+    logits = logits.float()
     greedy = logits.argmax(dim=-1)
     temp = torch.where(t.temperature > 0, t.temperature, 1.0).unsqueeze(1)
     scaled = logits / temp

@@ -45,9 +45,13 @@ class LlamaAttention(nn.Module):
         return (q.view(-1, self.num_heads, self.head_dim), k.view(-1, self.num_kv_heads, self.head_dim),
                 v.view(-1, self.num_kv_heads, self.head_dim))
 
+    def position_qk(self, positions: torch.Tensor, q: torch.Tensor, k: torch.Tensor):
+        """q and k as attention reads them: rotated (in place on CUDA)."""
+        return self.rotary_emb(positions, q, k)
+
     def forward(self, positions: torch.Tensor, hidden: torch.Tensor, batch: ForwardBatch) -> torch.Tensor:
         q, k, v = self.project_qkv(hidden)
-        q, k = self.rotary_emb(positions, q, k)
+        q, k = self.position_qk(positions, q, k)
         o = self.attn(q, k, v, batch)
         return self.o_proj(o.flatten(1))
 

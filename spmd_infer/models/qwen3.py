@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from spmd_kernels import qk_norm_rotary
+
 from ..layers.layernorm import RMSNorm
 from .llama import LlamaAttention, LlamaForCausalLM
 
@@ -12,9 +14,12 @@ class Qwen3Attention(LlamaAttention):
         self.q_norm = RMSNorm(self.head_dim, config.rms_norm_eps)
         self.k_norm = RMSNorm(self.head_dim, config.rms_norm_eps)
 
-    def project_qkv(self, hidden):
-        q, k, v = super().project_qkv(hidden)
-        return self.q_norm(q), self.k_norm(k), v
+    def position_qk(self, positions, q, k):
+        if q.is_cuda:  # both norms and rotary in one Triton kernel, in place in the qkv output
+            rope = self.rotary_emb
+            return qk_norm_rotary(q, k, positions, rope.cos_sin, self.q_norm.weight, self.k_norm.weight,
+                                  self.q_norm.eps, is_neox=not rope.interleaved)
+        return self.rotary_emb(positions, self.q_norm(q), self.k_norm(k))
 
 
 class Qwen3ForCausalLM(LlamaForCausalLM):

@@ -10,6 +10,8 @@ from typing import Optional
 import torch
 import torch.distributed as dist
 
+from .shm_exchange import ShmAllGather
+
 
 class Phase(enum.IntEnum):
     IDLE = 0
@@ -94,8 +96,10 @@ def make_row(**values: int) -> torch.Tensor:
 class DPMetaExchange:
     """One all-gather over the DP group per step; the only per-step collective outside the forward."""
 
-    def __init__(self, group: dist.ProcessGroup, dp: int, dp_rank: int, device: torch.device):
+    def __init__(self, group: dist.ProcessGroup, dp: int, dp_rank: int, device: torch.device,
+                 shm: Optional[ShmAllGather] = None):
         self.group = group
+        self.shm = shm  # DP group on one host: the rows go through shared memory instead (shm_exchange.py)
         self.dp = dp
         self.dp_rank = dp_rank
         # NCCL needs device tensors; gloo works on host tensors. Buffers are reused every step.
@@ -111,7 +115,18 @@ class DPMetaExchange:
         # On CUDA the exchange runs on a stream of its own: a collective waits for the work queued on the
         # stream it is issued from, and the metadata must not wait for a forward still running there
         # (overlapped steps launch the next step while the GPU computes the last one).
-        self._stream = torch.cuda.Stream(device) if device.type == "cuda" and dp > 1 else None
+        self._stream = torch.cuda.Stream(device) if device.type == "cuda" and dp > 1 and shm is None else None
+
+    @property
+    def transport(self) -> str:
+        if self.dp == 1:
+            return "none (dp=1)"
+        return "host shared memory" if self.shm is not None else f"{dist.get_backend(self.group)} all-gather"
+
+    def set_timeout(self, seconds: float) -> None:
+        """How long a shared-memory exchange waits for a live DP rank (the collective's timeout is the group's)."""
+        if self.shm is not None:
+            self.shm.timeout_s = seconds
 
     def gather(self, row: torch.Tensor) -> DPMeta:
         start = time.perf_counter()
@@ -121,6 +136,8 @@ class DPMetaExchange:
         row[Field.WORK_US] = int((start - self._last_end) * 1e6) if self._last_end is not None else 0
         if self.dp == 1:
             rows = row.view(1, NUM_FIELDS).clone()
+        elif self.shm is not None:
+            rows = torch.from_numpy(self.shm.all_gather(row.numpy()))
         elif self._stream is not None:
             self._host_send.copy_(row)  # free to overwrite: the last exchange synchronised its stream
             with torch.cuda.stream(self._stream):

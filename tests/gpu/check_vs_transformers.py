@@ -38,6 +38,10 @@ MODELS = {
         rms_norm_eps=1e-6, rope_parameters={"rope_type": "yarn", "rope_theta": 10000.0, "factor": 40.0,
                                             "original_max_position_embeddings": 4096, "beta_fast": 32.0,
                                             "beta_slow": 1.0, "mscale": 0.707, "mscale_all_dim": 0.707})),
+    # Qwen3's attention (per-head q/k RMSNorm before rotary: one fused kernel on CUDA), Qwen3-0.6B's widths.
+    "qwen3": ("Qwen3Config", dict(vocab_size=32000, hidden_size=1024, intermediate_size=3072, num_hidden_layers=8,
+                                  num_attention_heads=16, num_key_value_heads=8, head_dim=128, rms_norm_eps=1e-6,
+                                  max_position_embeddings=4096, rope_theta=1000000.0)),
 }
 
 
@@ -58,6 +62,8 @@ def build(name: str, folder: Path) -> Path:
         for p in model.parameters():
             if p.dim() > 1:
                 p.normal_(0.0, p.shape[1] ** -0.5)
+            elif name == "qwen3":  # norm weights other than 1, so that the fused q/k norm's scale is checked
+                p.uniform_(0.5, 1.5)
     model.save_pretrained(folder)
     print(f"built {name}: {sum(p.numel() for p in model.parameters()) / 1e9:.2f}B parameters", flush=True)
     return folder

@@ -1,0 +1,154 @@
+"""Qwen3's per-head RMSNorm of q and k followed by rotary embedding, in place, in one kernel per step.
+
+Three launches per layer become one (q norm, k norm, rotary): at small batches each costs ~2 us of a
+step that is otherwise bandwidth-bound. The arithmetic and its roundings are those of the two kernels it
+replaces (rms_norm: float32 statistics and scale, one rounding to the activation dtype; apply_rotary:
+float32 on the rounded values); only the order of the sum of squares differs.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from .rmsnorm import rms_norm_ref
+from .rotary import apply_rotary_ref
+
+
+@triton.jit
+def _norm_rotate_heads(
+    x_ptr,
+    w_ptr,
+    stride_t,
+    stride_h,
+    num_heads,
+    eps,
+    cos,
+    sin,
+    offs_r,
+    HEAD_DIM: tl.constexpr,
+    HALF: tl.constexpr,
+    IS_NEOX: tl.constexpr,
+    BLOCK_HEADS: tl.constexpr,
+    BLOCK_PASS: tl.constexpr,
+):
+    # The rotated pairs (x1, x2) and the dims past 2 * HALF (partial rotary) of every head of one token.
+    t = tl.program_id(0).to(tl.int64)
+    offs_h = tl.arange(0, BLOCK_HEADS)
+    if IS_NEOX:
+        off1 = offs_r
+        off2 = offs_r + HALF
+    else:
+        off1 = offs_r * 2
+        off2 = offs_r * 2 + 1
+    offs_p = 2 * HALF + tl.arange(0, BLOCK_PASS)
+    mask_h = offs_h[:, None] < num_heads
+    mask = mask_h & (offs_r[None, :] < HALF)
+    mask_p = mask_h & (offs_p[None, :] < HEAD_DIM)
+    base = x_ptr + t * stride_t + offs_h[:, None] * stride_h
+    x1 = tl.load(base + off1[None, :], mask=mask, other=0.0)
+    x2 = tl.load(base + off2[None, :], mask=mask, other=0.0)
+    xp = tl.load(base + offs_p[None, :], mask=mask_p, other=0.0)
+    x1f, x2f, xpf = x1.to(tl.float32), x2.to(tl.float32), xp.to(tl.float32)
+    sq = tl.sum(x1f * x1f, axis=1) + tl.sum(x2f * x2f, axis=1) + tl.sum(xpf * xpf, axis=1)
+    inv = (1.0 / tl.sqrt(sq / HEAD_DIM + eps))[:, None]
+    w1 = tl.load(w_ptr + off1, mask=offs_r < HALF, other=0.0).to(tl.float32)[None, :]
+    w2 = tl.load(w_ptr + off2, mask=offs_r < HALF, other=0.0).to(tl.float32)[None, :]
+    wp = tl.load(w_ptr + offs_p, mask=offs_p < HEAD_DIM, other=0.0).to(tl.float32)[None, :]
+    # Round where the separate kernels round: the normalised head is stored, then rotated in float32.
+    n1 = (x1f * inv * w1).to(x1.dtype).to(tl.float32)
+    n2 = (x2f * inv * w2).to(x1.dtype).to(tl.float32)
+    npass = (xpf * inv * wp).to(x1.dtype)
+    tl.store(base + off1[None, :], (n1 * cos[None, :] - n2 * sin[None, :]).to(x1.dtype), mask=mask)
+    tl.store(base + off2[None, :], (n2 * cos[None, :] + n1 * sin[None, :]).to(x1.dtype), mask=mask)
+    tl.store(base + offs_p[None, :], npass, mask=mask_p)
+
+
+@triton.jit
+def _qk_norm_rotary_kernel(
+    q_ptr,
+    k_ptr,
+    qw_ptr,
+    kw_ptr,
+    pos_ptr,
+    cache_ptr,
+    stride_qt,
+    stride_qh,
+    stride_kt,
+    stride_kh,
+    stride_cache,
+    num_q_heads,
+    num_k_heads,
+    eps,
+    HEAD_DIM: tl.constexpr,
+    HALF: tl.constexpr,
+    IS_NEOX: tl.constexpr,
+    BLOCK_R: tl.constexpr,
+    BLOCK_PASS: tl.constexpr,
+    BLOCK_HQ: tl.constexpr,
+    BLOCK_HK: tl.constexpr,
+):
+    t = tl.program_id(0)
+    pos = tl.load(pos_ptr + t).to(tl.int64)
+    offs_r = tl.arange(0, BLOCK_R)
+    mask_r = offs_r < HALF
+    cos = tl.load(cache_ptr + pos * stride_cache + offs_r, mask=mask_r, other=0.0).to(tl.float32)
+    sin = tl.load(cache_ptr + pos * stride_cache + HALF + offs_r, mask=mask_r, other=0.0).to(tl.float32)
+    _norm_rotate_heads(q_ptr, qw_ptr, stride_qt, stride_qh, num_q_heads, eps, cos, sin, offs_r,
+                       HEAD_DIM, HALF, IS_NEOX, BLOCK_HQ, BLOCK_PASS)
+    _norm_rotate_heads(k_ptr, kw_ptr, stride_kt, stride_kh, num_k_heads, eps, cos, sin, offs_r,
+                       HEAD_DIM, HALF, IS_NEOX, BLOCK_HK, BLOCK_PASS)
+
+
+def qk_norm_rotary(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    positions: torch.Tensor,
+    cos_sin_cache: torch.Tensor,
+    q_weight: torch.Tensor,
+    k_weight: torch.Tensor,
+    eps: float,
+    is_neox: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """RMSNorm each head of q [T, Hq, D] and k [T, Hk, D] (weights [D]), then rotate them; IN PLACE, returns them.
+
+    positions int [T]; cos_sin_cache [max_pos, rot_dim] = cat(cos, sin), rot_dim <= D (the dims past it are
+    normalised, not rotated); is_neox as in apply_rotary. q and k may be strided views (slices of a fused
+    qkv output) with a contiguous last dimension.
+    """
+    T, Hq, D = q.shape
+    rot_dim = cos_sin_cache.shape[-1]
+    assert rot_dim % 2 == 0 and rot_dim <= D, f"rot_dim {rot_dim} vs head dim {D}"
+    assert k.shape[0] == T and k.shape[-1] == D and q.stride(-1) == 1 and k.stride(-1) == 1
+    assert positions.shape == (T,) and q_weight.shape == (D,) and k_weight.shape == (D,)
+    if T == 0:
+        return q, k
+    cache = cos_sin_cache if cos_sin_cache.stride(-1) == 1 else cos_sin_cache.contiguous()
+    half = rot_dim // 2
+    Hk = k.shape[1]
+    BLOCK_HQ = triton.next_power_of_2(Hq)
+    BLOCK_R = triton.next_power_of_2(half)
+    _qk_norm_rotary_kernel[(T,)](
+        q, k, q_weight.contiguous(), k_weight.contiguous(), positions, cache,
+        q.stride(0), q.stride(1), k.stride(0), k.stride(1), cache.stride(0), Hq, Hk, float(eps),
+        HEAD_DIM=D, HALF=half, IS_NEOX=bool(is_neox), BLOCK_R=BLOCK_R,
+        BLOCK_PASS=max(triton.next_power_of_2(D - rot_dim), 1), BLOCK_HQ=BLOCK_HQ,
+        BLOCK_HK=triton.next_power_of_2(Hk), num_warps=min(max(BLOCK_HQ * BLOCK_R // 512, 1), 8),
+    )
+    return q, k
+
+
+def qk_norm_rotary_ref(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    positions: torch.Tensor,
+    cos_sin_cache: torch.Tensor,
+    q_weight: torch.Tensor,
+    k_weight: torch.Tensor,
+    eps: float,
+    is_neox: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The separate ops it fuses: rms_norm_ref per head, then apply_rotary_ref (new tensors)."""
+    return apply_rotary_ref(rms_norm_ref(q, q_weight, eps), rms_norm_ref(k, k_weight, eps), positions, cos_sin_cache,
+                            is_neox)

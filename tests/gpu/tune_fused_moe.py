@@ -1,0 +1,73 @@
+"""GPU sweep of the fused MoE kernels' tiles (BLOCK_M, BLOCK_N, BLOCK_K, warps, stages) for the engine's MoE shapes,
+timed inside CUDA graphs, against the weight-read bound (local experts' bytes / copy rate) and the matmul bound:
+the numbers behind fused_moe.CUDA_CONFIGS. Also times the routing alone (moe_align_block_size).
+
+usage (on a GPU machine, in the repo root, after `source tests/gpu/device_env.sh`):
+  python tests/gpu/tune_fused_moe.py
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import triton.testing
+
+from spmd_infer.bench.ceilings import measure_ceilings
+from spmd_kernels import fused_moe as fm
+
+# name: (tokens T, hidden H, expert inter I, experts on this rank, experts in all, top-k)
+SHAPES = {
+    # DeepSeek-V2-Lite, dp4 + DP attention, experts split 4 ways (ep): every rank's MoE sees all DP ranks' tokens.
+    "dsv2-lite ep4 decode bs1024x4": (4096, 2048, 1408, 16, 64, 6),
+    "dsv2-lite ep4 decode bs64x4": (256, 2048, 1408, 16, 64, 6),
+    "dsv2-lite 1x1 decode bs64": (64, 2048, 1408, 64, 64, 6),
+    "dsv2-lite ep4 prefill 4x2048": (8192, 2048, 1408, 16, 64, 6),
+    "qwen3-30b-a3b ep4 decode bs256x4": (1024, 2048, 768, 32, 128, 8),
+}
+TILES = [(16, 64, 64, 4, 3), (16, 128, 64, 4, 3), (32, 64, 64, 4, 3), (32, 128, 64, 4, 4), (64, 64, 64, 4, 3),
+         (64, 128, 64, 8, 3), (64, 128, 64, 4, 4), (128, 128, 64, 8, 3), (64, 64, 128, 4, 3)]
+
+
+def main() -> None:
+    ceil = measure_ceilings(torch.device("cuda"), torch.bfloat16)
+    bw, flops = ceil.bandwidth_bytes_per_s, ceil.matmul_flops_per_s
+    print(f"{torch.cuda.get_device_name()}: copy {bw / 1e12:.2f} TB/s, bf16 matmul {flops / 1e12:.0f} TFLOP/s")
+    default = dict(fm.CUDA_CONFIGS)
+    for name, (T, H, inter, E, n_exp, k) in SHAPES.items():
+        g = torch.Generator(device="cuda").manual_seed(0)
+        x = torch.randn(T, H, device="cuda", dtype=torch.bfloat16, generator=g)
+        w13 = (torch.randn(E, 2 * inter, H, device="cuda", generator=g) * H**-0.5).to(torch.bfloat16)
+        w2 = (torch.randn(E, H, inter, device="cuda", generator=g) * inter**-0.5).to(torch.bfloat16)
+        ids = torch.rand(T, n_exp, device="cuda", generator=g).argsort(dim=1)[:, :k].int()
+        weights = torch.rand(T, k, device="cuda", generator=g)
+        local_pairs = ((ids >= 0) & (ids < E)).sum().item()
+        touched = min(E, local_pairs)  # experts with at least one row (upper bound)
+        weight_bytes = touched * 3 * inter * H * 2
+        flop = 2 * local_pairs * 3 * inter * H
+        bound = max(weight_bytes / bw, flop / flops)
+        ref = fm.fused_moe(x, w13, w2, weights, ids)
+        kind = "small" if T * k <= 4 * E else "large"
+        routing = triton.testing.do_bench_cudagraph(lambda: fm.moe_align_block_size(ids, 64, E), rep=30)
+        rows = []
+        for tile in TILES:
+            fm.CUDA_CONFIGS = {"small": tile, "large": tile}
+            try:
+                out = fm.fused_moe(x, w13, w2, weights, ids)
+                err = (out.float() - ref.float()).abs().max().item()
+                t = triton.testing.do_bench_cudagraph(lambda: fm.fused_moe(x, w13, w2, weights, ids), rep=30)
+            except Exception as e:  # out of shared memory / registers
+                print(f"  {name} {tile} failed: {type(e).__name__}: {str(e)[:100]}")
+                t, err = math.inf, math.nan
+            rows.append((t, tile, err))
+        fm.CUDA_CONFIGS = default
+        print(f"\n{name}: {local_pairs} local (token, expert) rows, {weight_bytes / 1e6:.0f} MB of weights, "
+              f"{flop / 1e9:.1f} GFLOP; bound {bound * 1e6:.0f} us; routing alone {routing * 1e3:.1f} us; "
+              f"engine picks {kind} = {default[kind]}")
+        for t, tile, err in sorted(rows)[:5] + [r for r in rows if r[1] == default[kind]]:
+            mark = " (default)" if tile == default[kind] else ""
+            print(f"  {t * 1e3:8.1f} us  {bound / (t * 1e-3):6.1%} of bound  tile={tile} err={err:.3f}{mark}")
+
+
+if __name__ == "__main__":
+    main()
