@@ -13,7 +13,7 @@ import triton
 import triton.language as tl
 
 from .rmsnorm import rms_norm_ref
-from .rotary import apply_rotary_ref
+from .rotary import apply_rotary_ref, load_cos_sin, pair_offsets
 
 
 @triton.jit
@@ -36,12 +36,7 @@ def _norm_rotate_heads(
     # The rotated pairs (x1, x2) and the dims past 2 * HALF (partial rotary) of every head of one token.
     t = tl.program_id(0).to(tl.int64)
     offs_h = tl.arange(0, BLOCK_HEADS)
-    if IS_NEOX:
-        off1 = offs_r
-        off2 = offs_r + HALF
-    else:
-        off1 = offs_r * 2
-        off2 = offs_r * 2 + 1
+    off1, off2 = pair_offsets(offs_r, HALF, IS_NEOX)
     offs_p = 2 * HALF + tl.arange(0, BLOCK_PASS)
     mask_h = offs_h[:, None] < num_heads
     mask = mask_h & (offs_r[None, :] < HALF)
@@ -89,12 +84,8 @@ def _qk_norm_rotary_kernel(
     BLOCK_HQ: tl.constexpr,
     BLOCK_HK: tl.constexpr,
 ):
-    t = tl.program_id(0)
-    pos = tl.load(pos_ptr + t).to(tl.int64)
     offs_r = tl.arange(0, BLOCK_R)
-    mask_r = offs_r < HALF
-    cos = tl.load(cache_ptr + pos * stride_cache + offs_r, mask=mask_r, other=0.0).to(tl.float32)
-    sin = tl.load(cache_ptr + pos * stride_cache + HALF + offs_r, mask=mask_r, other=0.0).to(tl.float32)
+    cos, sin = load_cos_sin(pos_ptr, cache_ptr, stride_cache, offs_r, HALF)
     _norm_rotate_heads(q_ptr, qw_ptr, stride_qt, stride_qh, num_q_heads, eps, cos, sin, offs_r,
                        HEAD_DIM, HALF, IS_NEOX, BLOCK_HQ, BLOCK_PASS)
     _norm_rotate_heads(k_ptr, kw_ptr, stride_kt, stride_kh, num_k_heads, eps, cos, sin, offs_r,

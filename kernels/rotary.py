@@ -8,6 +8,28 @@ import triton.language as tl
 
 
 @triton.jit
+def pair_offsets(offs_r, HALF: tl.constexpr, IS_NEOX: tl.constexpr):
+    """Offsets of the two members of each rotated pair: the two halves (neox) or neighbours (GPT-J)."""
+    if IS_NEOX:
+        off1 = offs_r
+        off2 = offs_r + HALF
+    else:
+        off1 = offs_r * 2
+        off2 = offs_r * 2 + 1
+    return off1, off2
+
+
+@triton.jit
+def load_cos_sin(pos_ptr, cache_ptr, stride_cache, offs_r, HALF: tl.constexpr):
+    """This program's token's cos and sin ([BLOCK_R] fp32, zero past HALF) from the cat(cos, sin) table."""
+    pos = tl.load(pos_ptr + tl.program_id(0)).to(tl.int64)
+    mask_r = offs_r < HALF
+    cos = tl.load(cache_ptr + pos * stride_cache + offs_r, mask=mask_r, other=0.0).to(tl.float32)
+    sin = tl.load(cache_ptr + pos * stride_cache + HALF + offs_r, mask=mask_r, other=0.0).to(tl.float32)
+    return cos, sin
+
+
+@triton.jit
 def _rotate_heads(
     x_ptr,
     stride_t,
@@ -23,12 +45,7 @@ def _rotate_heads(
     # cos/sin: [BLOCK_R] fp32. Rotates x[t, :, :2*HALF] of this token in place.
     t = tl.program_id(0).to(tl.int64)
     offs_h = tl.arange(0, BLOCK_HEADS)
-    if IS_NEOX:
-        off1 = offs_r
-        off2 = offs_r + HALF
-    else:
-        off1 = offs_r * 2
-        off2 = offs_r * 2 + 1
+    off1, off2 = pair_offsets(offs_r, HALF, IS_NEOX)
     mask = (offs_h[:, None] < num_heads) & (offs_r[None, :] < HALF)
     base = x_ptr + t * stride_t + offs_h[:, None] * stride_h
     x1 = tl.load(base + off1[None, :], mask=mask, other=0.0)
@@ -61,12 +78,8 @@ def _rotary_kernel(
     BLOCK_HQ: tl.constexpr,
     BLOCK_HK: tl.constexpr,
 ):
-    t = tl.program_id(0)
-    pos = tl.load(pos_ptr + t).to(tl.int64)
     offs_r = tl.arange(0, BLOCK_R)
-    mask_r = offs_r < HALF
-    cos = tl.load(cache_ptr + pos * stride_cache + offs_r, mask=mask_r, other=0.0).to(tl.float32)
-    sin = tl.load(cache_ptr + pos * stride_cache + HALF + offs_r, mask=mask_r, other=0.0).to(tl.float32)
+    cos, sin = load_cos_sin(pos_ptr, cache_ptr, stride_cache, offs_r, HALF)
     _rotate_heads(q_ptr, stride_qt, stride_qh, num_q_heads, cos, sin, offs_r, HALF, IS_NEOX, BLOCK_HQ)
     if HAS_K:
         _rotate_heads(k_ptr, stride_kt, stride_kh, num_k_heads, cos, sin, offs_r, HALF, IS_NEOX, BLOCK_HK)
