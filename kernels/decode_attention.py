@@ -165,7 +165,7 @@ def _decode_reduce_kernel(
 # Splits aim at SPLIT_WAVES * num_SMs programs, each with at least MIN_SPLIT_TOKENS tokens.
 # tests/gpu/tune_decode_attention.py picked these on an H200 (bf16, D=128, GQA 2 and 4, timed in CUDA graphs,
 # six shapes from bs1 @1k to bs256 @200..2048): the best geometric mean, 0.94x the time of the former
-# (64, 4, 3) / 256 tokens; 80-89% of the copy rate at bs >= 64, and 6.7 instead of 9.9 us at bs1 @1k.
+# (64, 4, 3) / 256 tokens; 80-94% of the copy rate at bs >= 64, and 7 instead of 9.9 us at bs1 @1k.
 # For tuning runs the environment overrides all three:
 # SPMD_DECODE_CONFIG=BLOCK_N,warps,stages, SPMD_DECODE_SPLIT_WAVES, SPMD_DECODE_MIN_SPLIT_TOKENS.
 CUDA_CONFIG = tuple(int(v) for v in os.environ.get("SPMD_DECODE_CONFIG", "128,4,3").split(","))
