@@ -90,13 +90,13 @@ def _decode_split_kernel(
             + kvh * stride_kh + offs_d[None, :],
             mask=kv_mask,
             other=0.0,
-        )
+        ).to(q.dtype)  # a float8 cache is widened to q's dtype for the dot (a no-op otherwise)
         v = tl.load(
             v_cache_ptr + phys[:, None] * stride_vb + slot_in_page[:, None] * stride_vs
             + kvh * stride_vh + offs_d[None, :],
             mask=kv_mask,
             other=0.0,
-        )
+        ).to(q.dtype)
         qk = tl.dot(q, tl.trans(k), input_precision="ieee") * qk_scale  # [BLOCK_G, BLOCK_N]
         qk = tl.where(mask_n[None, :], qk, float("-inf"))
         m_new = tl.maximum(m_i, tl.max(qk, axis=1))
@@ -237,7 +237,7 @@ def paged_decode_attention(
     group = Hq // Hkv
     BLOCK_D = triton.next_power_of_2(D)
     BLOCK_G = max(triton.next_power_of_2(group), 16)  # tl.dot needs >= 16 rows
-    BLOCK_N, num_warps, num_stages = _launch_config(BLOCK_D, page, k_cache.element_size(), q.device)
+    BLOCK_N, num_warps, num_stages = _launch_config(BLOCK_D, page, q.element_size(), q.device)  # tiles are widened to q's dtype
     direct = num_splits == 1
     if direct:
         mid_o = out  # unused

@@ -29,6 +29,7 @@ def _store_kv_kernel(
     PAGE: tl.constexpr,
     BLOCK_H: tl.constexpr,
     BLOCK_D: tl.constexpr,
+    FP8: tl.constexpr,  # the caches hold float8 e4m3: saturate at its largest value, 448, as torch's conversion does
 ):
     t = tl.program_id(0).to(tl.int64)
     slot = tl.load(slot_ptr + t).to(tl.int64)
@@ -40,6 +41,9 @@ def _store_kv_kernel(
         mask = (offs_h[:, None] < num_heads) & (offs_d[None, :] < D)
         k = tl.load(k_ptr + t * stride_kt + offs_h[:, None] * stride_kh + offs_d[None, :], mask=mask)
         v = tl.load(v_ptr + t * stride_vt + offs_h[:, None] * stride_vh + offs_d[None, :], mask=mask)
+        if FP8:
+            k = tl.minimum(tl.maximum(k.to(tl.float32), -448.0), 448.0)
+            v = tl.minimum(tl.maximum(v.to(tl.float32), -448.0), 448.0)
         kc = k_cache_ptr + blk * stride_kc_b + off * stride_kc_s
         vc = v_cache_ptr + blk * stride_vc_b + off * stride_vc_s
         tl.store(kc + offs_h[:, None] * stride_kc_h + offs_d[None, :], k.to(k_cache_ptr.dtype.element_ty), mask=mask)
@@ -89,6 +93,7 @@ def store_kv(
         PAGE=k_cache.shape[1],
         BLOCK_H=BLOCK_H,
         BLOCK_D=BLOCK_D,
+        FP8=k_cache.dtype == torch.float8_e4m3fn,
         num_warps=num_warps,
     )
 

@@ -34,8 +34,9 @@ def _attend_tile(
         v_mask = mask_dv[None, :]
     k_off = phys * stride_kb + (pos % PAGE) * stride_ks
     v_off = phys * stride_vb + (pos % PAGE) * stride_vs
-    k = tl.load(k_base + k_off[:, None] + offs_d[None, :], mask=k_mask, other=0.0)
-    v = tl.load(v_base + v_off[:, None] + offs_dv[None, :], mask=v_mask, other=0.0)
+    # A float8 cache is widened to q's dtype for the dots (a no-op otherwise).
+    k = tl.load(k_base + k_off[:, None] + offs_d[None, :], mask=k_mask, other=0.0).to(q.dtype)
+    v = tl.load(v_base + v_off[:, None] + offs_dv[None, :], mask=v_mask, other=0.0).to(q.dtype)
     qk = tl.dot(q, tl.trans(k), input_precision="ieee") * qk_scale  # [BLOCK_M, BLOCK_N]
     if MASKED:
         causal = (pos[None, :] <= q_pos[:, None]) & mask_n[None, :]

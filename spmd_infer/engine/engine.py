@@ -17,6 +17,7 @@ from typing import Any, Callable, Optional
 import torch
 
 from ..failure import oom_guard
+from ..job_plan import resolve_kv_dtype
 from ..parallel.dims import ConfigError, ParallelDims
 from ..parallel.dp_meta import NUM_FIELDS, DPMetaExchange
 from ..parallel.shm_exchange import make_shm_all_gather
@@ -75,7 +76,9 @@ class Engine:
         """
         times = StartupTimes()
         t0 = time.perf_counter()
-        runner = ModelRunner(hf_config, model_dir, dims, device, dtype, cfg.cache.block_size, cfg.parallel.moe)
+        kv_dtype = resolve_kv_dtype(getattr(cfg.cache, "dtype", "auto"), dtype, hf_config)
+        runner = ModelRunner(hf_config, model_dir, dims, device, dtype, cfg.cache.block_size, cfg.parallel.moe,
+                             kv_dtype)
         _sync(device)
         times.load = runner.load_stats.seconds
         times.build = time.perf_counter() - t0 - times.load
@@ -146,9 +149,9 @@ def size_kv_cache(cfg: Any, runner: ModelRunner, dims: ParallelDims, max_model_l
             f"cache more room (cache.gpu_memory_utilization, cache.cpu_kv_cache_gb, cache.num_blocks)")
     runner.allocate_kv_cache(num_blocks)
     log.info("KV cache: %d blocks x %d tokens = %d tokens per DP group (%d over %d DP groups); %d bytes per token "
-             "per rank (%.2f GiB per rank)", num_blocks, block_size, num_blocks * block_size,
+             "per rank in %s (%.2f GiB per rank)", num_blocks, block_size, num_blocks * block_size,
              num_blocks * block_size * dims.dp, dims.dp, runner.kv_bytes_per_token,
-             num_blocks * block_size * runner.kv_bytes_per_token / 2**30)
+             str(runner.kv_dtype).removeprefix("torch."), num_blocks * block_size * runner.kv_bytes_per_token / 2**30)
     return num_blocks
 
 

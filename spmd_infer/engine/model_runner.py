@@ -27,12 +27,14 @@ log = logging.getLogger(__name__)
 
 class ModelRunner:
     def __init__(self, hf_config: Any, model_dir: Optional[Path], dims: ParallelDims, device: torch.device,
-                 dtype: torch.dtype, block_size: int, moe: str = "ep"):
-        """`model_dir=None` initialises random weights on the device instead of loading (benchmarks)."""
+                 dtype: torch.dtype, block_size: int, moe: str = "ep", kv_dtype: Optional[torch.dtype] = None):
+        """`model_dir=None` initialises random weights on the device instead of loading (benchmarks);
+        `kv_dtype`: the KV cache's element type (default: the model's dtype)."""
         self.hf_config = hf_config
         self.dims = dims
         self.device = device
         self.dtype = dtype
+        self.kv_dtype = kv_dtype or dtype
         self.block_size = block_size
         self.sharding = LayerSharding.from_dims(dims, moe)
         previous = torch.get_default_dtype()
@@ -52,7 +54,7 @@ class ModelRunner:
     @property
     def kv_bytes_per_token(self) -> int:
         """Every layer's cache entries for one token on this rank (K and V of its heads, or MLA's latent)."""
-        elem = torch.empty((), dtype=self.dtype).element_size()
+        elem = torch.empty((), dtype=self.kv_dtype).element_size()
         return sum(h * d * elem for owner in self.cache_owners for h, d in owner.kv_cache_dims())
 
     def blocks_that_fit(self, gpu_memory_utilization: float, cpu_kv_cache_gb: float) -> int:
@@ -76,8 +78,8 @@ class ModelRunner:
         self.num_blocks = num_blocks
         for owner in self.cache_owners:
             # torch.empty: pages are touched only when used, so a large CPU budget costs nothing up front.
-            owner.bind_kv_cache([torch.empty((num_blocks, self.block_size, h, d), dtype=self.dtype, device=self.device)
-                                 for h, d in owner.kv_cache_dims()])
+            owner.bind_kv_cache([torch.empty((num_blocks, self.block_size, h, d), dtype=self.kv_dtype,
+                                             device=self.device) for h, d in owner.kv_cache_dims()])
 
     # ---- inputs -------------------------------------------------------------------------------------
     def prepare(self, batch: ScheduledBatch, meta: DPMeta, use_cache: bool, bucket: Optional[int] = None,

@@ -65,8 +65,8 @@ def varlen_attention(q, k, v, cu_seqlens_q, context_lens, scale, cache) -> torch
             ki, vi = k[qs:qe], v[qs:qe]
         else:
             blocks = cache[i, : -(-kv_len // block_size)].long()
-            ki = k[blocks].flatten(0, 1)[:kv_len]
-            vi = v[blocks].flatten(0, 1)[:kv_len]
+            ki = k[blocks].flatten(0, 1)[:kv_len].to(q.dtype)  # a float8 cache is widened (a no-op otherwise)
+            vi = v[blocks].flatten(0, 1)[:kv_len].to(q.dtype)
         q_len = qe - qs
         # Query j sits at absolute position kv_len - q_len + j and sees keys at positions <= its own.
         mask = torch.ones(q_len, kv_len, dtype=torch.bool, device=q.device).tril(diagonal=kv_len - q_len)
