@@ -32,7 +32,16 @@ def _worker(rank: int, port: int, scenario: str, results) -> None:
 
         dist.init_process_group("gloo", rank=rank, world_size=WORLD)
         assert group_on_one_host(dist.group.WORLD)
-        shm = ShmAllGather(dist.group.WORLD, WORLD, rank, width=3, timeout_s=2.0)
+        if scenario == "private" and rank == 2:  # as if in a container with a /dev/shm of its own
+            import builtins
+
+            real_open = builtins.open
+            builtins.open = lambda path, *a, **k: (_ for _ in ()).throw(FileNotFoundError(path)) \
+                if "spmd-infer-dp-" in str(path) else real_open(path, *a, **k)
+        shm = ShmAllGather.open(dist.group.WORLD, WORLD, rank, width=3, timeout_s=2.0)
+        if scenario == "private":
+            results.put((rank, "none" if shm is None else "mapped"))
+            return
         rng = random.Random(rank)
         for step in range(1, STEPS + 1):
             if scenario == "dies" and rank == 1 and step == 5:
@@ -59,7 +68,7 @@ def _run(scenario: str, timeout: float) -> dict:
         p.start()
     out = {}
     deadline = start + timeout
-    while len(out) < WORLD - (scenario != "ok") and time.monotonic() < deadline:
+    while len(out) < WORLD - (scenario in ("dies", "stuck")) and time.monotonic() < deadline:
         try:
             rank, msg = results.get(timeout=max(0.1, deadline - time.monotonic()))
             out[rank] = msg
@@ -75,6 +84,11 @@ def _run(scenario: str, timeout: float) -> dict:
 def test_every_rank_gets_every_row_of_every_step():
     out = _run("ok", timeout=120)
     assert [out.get(r) for r in range(WORLD)] == ["ok"] * WORLD, out
+
+
+def test_ranks_that_cannot_share_the_segment_all_fall_back():
+    out = _run("private", timeout=120)
+    assert [out.get(r) for r in range(WORLD)] == ["none"] * WORLD, out
 
 
 @pytest.mark.parametrize("scenario,rank,error", [("dies", 1, "RuntimeError: DP rank 1 (pid"),

@@ -13,6 +13,7 @@ step n only after every rank has written step n + 1, which each does only after 
 
 from __future__ import annotations
 
+import logging
 import mmap
 import os
 import socket
@@ -24,6 +25,8 @@ from typing import Optional
 
 import numpy as np
 import torch.distributed as dist
+
+log = logging.getLogger(__name__)
 
 SPIN_S = 50e-6  # busy-wait this long (the common case: every rank arrives within microseconds)
 YIELD_S = 2e-3  # then yield the core for this long, then sleep in short naps
@@ -49,31 +52,54 @@ def group_on_one_host(group: dist.ProcessGroup) -> bool:
 class ShmAllGather:
     """One int64 row per DP rank, all-gathered through a shared-memory segment; see the module docstring."""
 
-    def __init__(self, group: dist.ProcessGroup, dp: int, dp_rank: int, width: int, timeout_s: float):
+    def __init__(self, mapping: mmap.mmap, dp: int, dp_rank: int, width: int, timeout_s: float):
         self.dp, self.dp_rank, self.width = dp, dp_rank, width
         self.timeout_s = timeout_s
         self._step = 0
+        self._map = mapping
+        words = np.frombuffer(mapping, dtype=np.int64)
+        self._slots = words[: 2 * dp * (1 + width)].reshape(2, dp, 1 + width)
+        self._pids = words[2 * dp * (1 + width):]
+
+    @classmethod
+    def open(cls, group: dist.ProcessGroup, dp: int, dp_rank: int, width: int,
+             timeout_s: float) -> Optional["ShmAllGather"]:
+        """Map one segment on every rank of `group` (collectives over it); None on every rank if any rank cannot
+        share it (no writable /dev/shm, or ranks in containers with /dev/shm of their own)."""
         size = 2 * dp * (1 + width) * 8 + dp * 8  # slots, then each rank's pid
         # DP rank 0 names the segment; the name travels over the group, the file is unlinked once all
         # ranks have mapped it, so nothing is left in /dev/shm whatever happens to the job.
         folder = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
         name = [os.path.join(folder, f"spmd-infer-dp-{uuid.uuid4().hex}")] if dp_rank == 0 else [None]
         dist.broadcast_object_list(name, src=dist.get_global_rank(group, 0), group=group)
-        path = name[0]
+        path, mapping, pids = name[0], None, None
         if dp_rank == 0:
-            with open(path, "wb") as f:
-                f.truncate(size)
+            try:
+                with open(path, "wb") as f:
+                    f.truncate(size)
+            except OSError as e:
+                log.warning("cannot create %s for the DP exchange: %s", path, e)
         dist.barrier(group=group)
-        with open(path, "r+b") as f:
-            self._map = mmap.mmap(f.fileno(), size)
+        try:
+            with open(path, "r+b") as f:
+                mapping = mmap.mmap(f.fileno(), size)
+            pids = np.frombuffer(mapping, dtype=np.int64)[2 * dp * (1 + width):]
+            pids[dp_rank] = os.getpid()
+        except OSError:
+            pass
         dist.barrier(group=group)
-        if dp_rank == 0:
+        # Every rank must see every other rank's stamp: the same path can name different memory per container.
+        shared = pids is not None and bool((pids != 0).all())
+        flags: list = [None] * dp
+        dist.all_gather_object(flags, shared, group=group)
+        if dp_rank == 0 and os.path.exists(path):
             os.unlink(path)
-        words = np.frombuffer(self._map, dtype=np.int64)
-        self._slots = words[: 2 * dp * (1 + width)].reshape(2, dp, 1 + width)
-        self._pids = words[2 * dp * (1 + width):]
-        self._pids[dp_rank] = os.getpid()
-        dist.barrier(group=group)
+        if all(flags):
+            return cls(mapping, dp, dp_rank, width, timeout_s)
+        del pids
+        if mapping is not None:
+            mapping.close()
+        return None
 
     def all_gather(self, row: np.ndarray) -> np.ndarray:
         """Every DP rank's row [dp, width] for this step, identical on all ranks; blocks until all have written."""
@@ -149,4 +175,10 @@ def make_shm_all_gather(group: Optional[dist.ProcessGroup], dp: int, dp_rank: in
             raise ValueError("parallel.exchange=shm needs every DP rank of a group on one host; this job's DP "
                              "groups span hosts: use parallel.exchange=auto or collective")
         return None
-    return ShmAllGather(group, dp, dp_rank, width, timeout_s)
+    shm = ShmAllGather.open(group, dp, dp_rank, width, timeout_s)
+    if shm is None:
+        if mode == "shm":
+            raise ValueError("parallel.exchange=shm: the DP ranks could not share a /dev/shm segment (see the "
+                             "warnings above); use parallel.exchange=auto or collective")
+        log.warning("the DP ranks share a host but not /dev/shm: the DP exchange stays a collective")
+    return shm
