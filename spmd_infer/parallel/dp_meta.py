@@ -102,23 +102,20 @@ class DPMetaExchange:
         self.shm = shm  # DP group on one host: the rows go through shared memory instead (shm_exchange.py)
         self.dp = dp
         self.dp_rank = dp_rank
-        self.device = device
-        self.stop_requested = 0  # set by the job when a signal asks this rank to stop; sent in every row
-        self._last_end: Optional[float] = None  # when this rank's previous exchange returned
-        self._stream = None
-        if dp == 1 or shm is not None:
-            return  # no collective: the buffers below are its own
         # NCCL needs device tensors; gloo works on host tensors. Buffers are reused every step.
+        self.device = device
         self._send = torch.zeros(NUM_FIELDS, dtype=torch.int64, device=device)
         self._recv = torch.zeros(dp * NUM_FIELDS, dtype=torch.int64, device=device)
-        cuda = device.type == "cuda"
         # Pinned host ends for the two copies, so that they are plain async copies on the exchange's stream.
+        cuda = device.type == "cuda" and dp > 1
         self._host_send = torch.zeros(NUM_FIELDS, dtype=torch.int64, pin_memory=cuda)
         self._host_recv = torch.zeros(dp * NUM_FIELDS, dtype=torch.int64, pin_memory=cuda)
+        self.stop_requested = 0  # set by the job when a signal asks this rank to stop; sent in every row
+        self._last_end: Optional[float] = None  # when this rank's previous exchange returned
         # On CUDA the exchange runs on a stream of its own: a collective waits for the work queued on the
         # stream it is issued from, and the metadata must not wait for a forward still running there
         # (overlapped steps launch the next step while the GPU computes the last one).
-        self._stream = torch.cuda.Stream(device) if cuda else None
+        self._stream = torch.cuda.Stream(device) if device.type == "cuda" and dp > 1 and shm is None else None
 
     @property
     def transport(self) -> str:
