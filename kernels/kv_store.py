@@ -29,7 +29,7 @@ def _store_kv_kernel(
     PAGE: tl.constexpr,
     BLOCK_H: tl.constexpr,
     BLOCK_D: tl.constexpr,
-    FP8: tl.constexpr,  # the caches hold float8 e4m3: saturate at its largest value, 448, as torch's conversion does
+    FP8: tl.constexpr,  # the caches hold float8 e4m3: saturate at +-448 (torch's CUDA cast gives NaN there)
 ):
     t = tl.program_id(0).to(tl.int64)
     slot = tl.load(slot_ptr + t).to(tl.int64)
@@ -110,8 +110,17 @@ def store_kv_ref(
     keep = slot_mapping >= 0
     slots = slot_mapping[keep].long()
     blocks, offsets = slots // block_size, slots % block_size
-    k_cache[blocks, offsets] = k[keep].to(k_cache.dtype)
-    v_cache[blocks, offsets] = v[keep].to(v_cache.dtype)
+    k_cache[blocks, offsets] = _saturating_cast(k[keep], k_cache.dtype)
+    v_cache[blocks, offsets] = _saturating_cast(v[keep], v_cache.dtype)
+
+
+def _saturating_cast(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """x in dtype, float8 values clamped to the format's range first: torch's float8 cast saturates on the CPU
+    but gives NaN beyond +-448 on CUDA, and the store kernel saturates on both."""
+    if dtype.is_floating_point and dtype.itemsize == 1:
+        bound = torch.finfo(dtype).max
+        x = x.clamp(-bound, bound)
+    return x.to(dtype)
 
 
 @triton.jit

@@ -8,13 +8,15 @@ usage (on a GPU machine, in the repo root, after `source tests/gpu/device_env.sh
 
 from __future__ import annotations
 
+import importlib
 import math
 
 import torch
 import triton.testing
 
 from spmd_infer.bench.ceilings import measure_ceilings
-from spmd_kernels import fused_moe as fm
+
+fm = importlib.import_module("spmd_kernels.fused_moe")  # the module: the package re-exports a same-named function
 
 # name: (tokens T, hidden H, expert inter I, experts on this rank, experts in all, top-k)
 SHAPES = {

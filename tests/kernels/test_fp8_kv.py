@@ -1,5 +1,5 @@
-"""The KV kernels with a float8 e4m3 cache (cache.dtype=fp8): stores saturate at +-448 as torch's conversion does,
-and both attention kernels read the float8 pages widened to q's dtype, against the references on the same cache."""
+"""The KV kernels with a float8 e4m3 cache (cache.dtype=fp8): stores saturate at +-448 (where torch's CUDA cast gives
+NaN), and both attention kernels read the float8 pages widened to q's dtype, against the references on the same cache."""
 
 import pytest
 import torch

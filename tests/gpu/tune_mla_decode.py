@@ -1,0 +1,99 @@
+"""GPU sweep of MLA decode's launch config (BLOCK_N, warps, stages; BLOCK_H stays 16, tl.dot's smallest M) and split
+policy (waves, minimum tokens per split) over DeepSeek-V2-Lite's decode shapes, in achieved latent-cache bandwidth
+against the card's copy rate, timed inside CUDA graphs as the engine runs it: the numbers behind mla_decode's
+CUDA_CONFIG (profiled at bs256 @1k, the untuned kernel read the cache at about half the copy rate).
+
+usage (on a GPU machine, in the repo root, after `source tests/gpu/device_env.sh`):
+  python tests/gpu/tune_mla_decode.py
+"""
+
+from __future__ import annotations
+
+import itertools
+import importlib
+import math
+import random
+
+import torch
+import triton.testing
+
+from spmd_infer.bench.ceilings import measure_ceilings
+from spmd_kernels import decode_attention as da
+from spmd_kernels import mla_decode, mla_decode_ref
+
+mla = importlib.import_module("spmd_kernels.mla_decode")  # the module: the package re-exports a same-named function
+
+# name: (batch, heads on this rank, context lengths drawn uniform in [lo, hi]); DeepSeek-V2-Lite: L 512, R 64.
+SHAPES = {
+    "dsv2-lite 1x1 bs256@1k": (256, 16, (1024, 1024)),
+    "dsv2-lite dp-attn bs64@1k": (64, 16, (1024, 1024)),
+    "dsv2-lite tp2 bs512@1k": (512, 8, (1024, 1024)),
+    "dsv2-lite bs32 200..4k": (32, 16, (200, 4096)),
+    "dsv2-lite bs1@1k": (1, 16, (1024, 1024)),
+}
+PAGE, L, R = 16, 512, 64
+CONFIGS = [(16, (32, n), w, s) for n, w, s in itertools.product([16, 32, 64], [4, 8], [1, 2, 3])]
+WAVES = [4, 8]
+MIN_SPLIT = [128, 256]
+
+
+def build(batch, heads, lens, seed=0):
+    rnd = random.Random(seed)
+    ctx = [rnd.randint(*lens) for _ in range(batch)]
+    blocks = [(c + PAGE - 1) // PAGE for c in ctx]
+    num_blocks = sum(blocks) + 8
+    cache = torch.randn(num_blocks, PAGE, 1, L + R, dtype=torch.bfloat16, device="cuda")
+    perm = torch.randperm(num_blocks, device="cuda").int()
+    bt = torch.zeros(batch, max(blocks), dtype=torch.int32, device="cuda")
+    at = 0
+    for i, nb in enumerate(blocks):
+        bt[i, :nb] = perm[at:at + nb]
+        at += nb
+    q = torch.randn(batch, heads, L, dtype=torch.bfloat16, device="cuda") * 0.05
+    q_pe = torch.randn(batch, heads, R, dtype=torch.bfloat16, device="cuda") * 0.05
+    return q, q_pe, cache, bt, torch.tensor(ctx, dtype=torch.int32, device="cuda"), sum(ctx) * (L + R) * 2
+
+
+def main() -> None:
+    bw = measure_ceilings(torch.device("cuda"), torch.bfloat16).bandwidth_bytes_per_s
+    print(f"{torch.cuda.get_device_name()}: copy rate {bw / 1e12:.2f} TB/s")
+    default = (mla.CUDA_CONFIG, da.SPLIT_WAVES, da.MIN_SPLIT_TOKENS)
+    settings = list(itertools.product(CONFIGS, WAVES, MIN_SPLIT))
+    times: dict[tuple, list[float]] = {s: [] for s in settings}
+    scale = (128 + R) ** -0.5
+    for name, (batch, heads, lens) in SHAPES.items():
+        q, q_pe, cache, bt, ctx, kv_bytes = build(batch, heads, lens)
+        ref = mla_decode_ref(q[:8], q_pe[:8], cache, bt[:8], ctx[:8], scale).float()
+        out = torch.empty_like(q)
+        rows = []
+        for setting in settings:
+            mla.CUDA_CONFIG, da.SPLIT_WAVES, da.MIN_SPLIT_TOKENS = setting
+            fn = lambda: mla_decode(q, q_pe, cache, bt, ctx, scale, out=out)  # noqa: E731
+            try:
+                fn()
+                err = (out[:8].float() - ref).abs().max().item()
+                t = triton.testing.do_bench_cudagraph(fn, rep=30)
+            except Exception as e:  # out of shared memory / registers: not a candidate
+                print(f"  {name} {setting} failed: {type(e).__name__}: {str(e)[:100]}")
+                t, err = math.inf, math.nan
+            times[setting].append(t)
+            rows.append((t, setting, err))
+        mla.CUDA_CONFIG, da.SPLIT_WAVES, da.MIN_SPLIT_TOKENS = default
+        print(f"\n{name}: {kv_bytes / 1e9:.3f} GB of latent cache per layer")
+        base = next(r for r in rows if r[1] == default)
+        for t, setting, err in sorted(rows)[:5] + [base]:
+            mark = " (default)" if setting == default else ""
+            print(f"  {t * 1e3:8.1f} us  {kv_bytes / (t * 1e-3) / bw:6.1%} of copy  config={setting[0]} "
+                  f"waves={setting[1]} min_split={setting[2]} err={err:.4f}{mark}")
+    score = {s: math.exp(sum(math.log(t / d) for t, d in zip(ts, times[default])) / len(ts))
+             for s, ts in times.items()}
+    best = min(score, key=score.get)
+    print(f"\nbest over all shapes: config={best[0]} waves={best[1]} min_split={best[2]}: "
+          f"{score[best]:.3f} x the default's time (geometric mean)")
+    for s in sorted(score, key=score.get)[:6]:
+        print(f"  {score[s]:.3f}  config={s[0]} waves={s[1]} min_split={s[2]}  per shape: "
+              + " ".join(f"{t * 1e3:.0f}" for t in times[s]))
+
+
+if __name__ == "__main__":
+    main()
