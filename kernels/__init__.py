@@ -11,6 +11,7 @@ from .fused_moe import fused_moe, fused_moe_ref
 from .jit_variants import compiled_variants
 from .kv_store import store_kv, store_kv_ref, store_latent, store_latent_ref
 from .mla_decode import mla_decode, mla_decode_ref
+from .moe_align import moe_align_block_size, moe_align_block_size_ref
 from .prefill_attention import paged_prefill_attention, paged_prefill_attention_ref
 from .qk_norm_rotary import qk_norm_rotary, qk_norm_rotary_ref
 from .rmsnorm import rms_norm, rms_norm_ref
@@ -30,6 +31,8 @@ __all__ = [
     "gumbel_sample_ref",
     "mla_decode",
     "mla_decode_ref",
+    "moe_align_block_size",
+    "moe_align_block_size_ref",
     "paged_decode_attention",
     "paged_decode_attention_ref",
     "paged_prefill_attention",

@@ -7,6 +7,8 @@ import torch.nn.functional as F
 import triton
 import triton.language as tl
 
+from .moe_align import moe_align_block_size
+
 
 @triton.jit(do_not_specialize=["num_slots"])  # T * top_k changes every step
 def _moe_gate_up_kernel(
@@ -125,69 +127,30 @@ def _moe_down_kernel(
     )
 
 
-# (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages) on CUDA, by average routed rows per local
-# expert: small blocks for decode (few rows per expert), larger for prefill. Untuned defaults.
+# (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages) on CUDA, by routed rows per local expert (T * k / E_local):
+# small blocks for decode, larger for big batches and prefill. medium and large from tests/gpu/tune_fused_moe.py on
+# an H200 (DeepSeek-V2-Lite and Qwen3-30B-A3B shapes): at 6-256 rows per expert (64, 64, 64, 4, 3) was best or tied,
+# beyond that (128, 128, 64, 8, 3), e.g. 0.86x the time of the old single large tile on a 4 x 2048 prefill.
 CUDA_CONFIGS = {
     "small": (16, 64, 64, 4, 3),
-    "large": (64, 128, 64, 8, 3),
+    "medium": (64, 64, 64, 4, 3),
+    "large": (128, 128, 64, 8, 3),
 }
+
+
+def config_kind(num_slots: int, num_local: int) -> str:
+    """Which CUDA_CONFIGS entry a call with num_slots = T * k pairs over num_local experts uses."""
+    rows = num_slots / max(num_local, 1)
+    return "small" if rows <= 4 else "medium" if rows <= 256 else "large"
 
 
 def _launch_config(num_slots: int, num_local: int, elem_size: int, device: torch.device):
     if device.type != "cuda":  # TRITON_INTERPRET: the smallest tiles tl.dot accepts
         return 16, 32, 32, 4, 1
-    bm, bn, bk, warps, stages = CUDA_CONFIGS["small" if num_slots <= 4 * num_local else "large"]
+    bm, bn, bk, warps, stages = CUDA_CONFIGS[config_kind(num_slots, num_local)]
     if elem_size >= 4:  # fp32: keep shared memory in bounds
         stages = min(stages, 2)
     return bm, bn, bk, warps, stages
-
-
-def moe_align_block_size(
-    topk_ids: torch.Tensor,
-    block_m: int,
-    num_local: int,
-    first_expert: int = 0,
-    valid: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Group the T*k (token, slot) pairs routed to local experts by expert, each group padded to block_m rows.
-
-    Returns (sorted_ids int32 [max_blocks * block_m], block_expert int32 [max_blocks],
-    num_padded int32 [1]). sorted_ids holds flat slot indices t * k + j (pad entries hold T * k);
-    block_expert[b] is the local expert of rows b*block_m ... (b+1)*block_m - 1, or -1 past the
-    padded end. Pairs whose expert is off this rank, or whose token has valid == False, are left
-    out. Shapes depend only on (T, k, num_local, block_m); there is no host sync.
-    """
-    T, k = topk_ids.shape
-    n = T * k
-    device = topk_ids.device
-    # At most floor(n / block_m) full blocks plus one partial block per non-empty expert.
-    max_blocks = min(triton.cdiv(n + num_local * (block_m - 1), block_m), n // block_m + min(num_local, n))
-    size = max_blocks * block_m
-    local = topk_ids.reshape(-1).to(torch.int64) - first_expert
-    keep = (local >= 0) & (local < num_local)
-    if valid is not None:
-        keep &= valid.to(torch.bool).repeat_interleave(k)
-    key = torch.where(keep, local, num_local)  # num_local collects everything not computed here
-    counts = torch.zeros(num_local + 1, dtype=torch.int64, device=device)
-    counts.scatter_add_(0, key, torch.ones_like(key))
-    counts = counts[:num_local]
-    padded = (counts + block_m - 1) // block_m * block_m
-    padded_end = padded.cumsum(0)
-    start = counts.cumsum(0) - counts  # first sorted position of each expert, unpadded
-    order = torch.argsort(key, stable=True)
-    sorted_key = key[order]
-    kept = sorted_key < num_local
-    e = sorted_key.clamp(max=num_local - 1)
-    rank = torch.arange(n, device=device) - start[e]
-    dest = torch.where(kept, padded_end[e] - padded[e] + rank, size)
-    sorted_ids = torch.full((size + 1,), n, dtype=torch.int32, device=device)
-    sorted_ids.scatter_(0, dest, order.to(torch.int32))
-    sorted_ids = sorted_ids[:size]
-    block_start = torch.arange(max_blocks, device=device) * block_m
-    block_expert = torch.searchsorted(padded_end, block_start, right=True)
-    block_expert = torch.where(block_expert < num_local, block_expert, -1).to(torch.int32)
-    num_padded = padded_end[-1:].to(torch.int32) if num_local > 0 else torch.zeros(1, dtype=torch.int32, device=device)
-    return sorted_ids, block_expert, num_padded
 
 
 def fused_moe(

@@ -1,6 +1,6 @@
 """GPU sweep of the fused MoE kernels' tiles (BLOCK_M, BLOCK_N, BLOCK_K, warps, stages) for the engine's MoE shapes,
 timed inside CUDA graphs, against the weight-read bound (local experts' bytes / copy rate) and the matmul bound:
-the numbers behind fused_moe.CUDA_CONFIGS. Also times the routing alone (moe_align_block_size).
+the numbers behind fused_moe.CUDA_CONFIGS. Also times the routing alone (moe_align_block_size, and its torch reference).
 
 usage (on a GPU machine, in the repo root, after `source tests/gpu/device_env.sh`):
   python tests/gpu/tune_fused_moe.py
@@ -15,6 +15,7 @@ import torch
 import triton.testing
 
 from spmd_infer.bench.ceilings import measure_ceilings
+from spmd_kernels import moe_align_block_size_ref
 
 fm = importlib.import_module("spmd_kernels.fused_moe")  # the module: the package re-exports a same-named function
 
@@ -49,11 +50,12 @@ def main() -> None:
         flop = 2 * local_pairs * 3 * inter * H
         bound = max(weight_bytes / bw, flop / flops)
         ref = fm.fused_moe(x, w13, w2, weights, ids)
-        kind = "small" if T * k <= 4 * E else "large"
+        kind = fm.config_kind(T * k, E)
         routing = triton.testing.do_bench_cudagraph(lambda: fm.moe_align_block_size(ids, 64, E), rep=30)
+        routing_torch = triton.testing.do_bench_cudagraph(lambda: moe_align_block_size_ref(ids, 64, E), rep=30)
         rows = []
         for tile in TILES:
-            fm.CUDA_CONFIGS = {"small": tile, "large": tile}
+            fm.CUDA_CONFIGS = {key: tile for key in default}
             try:
                 out = fm.fused_moe(x, w13, w2, weights, ids)
                 err = (out.float() - ref.float()).abs().max().item()
@@ -64,7 +66,8 @@ def main() -> None:
             rows.append((t, tile, err))
         fm.CUDA_CONFIGS = default
         print(f"\n{name}: {local_pairs} local (token, expert) rows, {weight_bytes / 1e6:.0f} MB of weights, "
-              f"{flop / 1e9:.1f} GFLOP; bound {bound * 1e6:.0f} us; routing alone {routing * 1e3:.1f} us; "
+              f"{flop / 1e9:.1f} GFLOP; bound {bound * 1e6:.0f} us; routing alone {routing * 1e3:.1f} us "
+              f"(torch reference {routing_torch * 1e3:.1f}); "
               f"engine picks {kind} = {default[kind]}")
         for t, tile, err in sorted(rows)[:5] + [r for r in rows if r[1] == default[kind]]:
             mark = " (default)" if tile == default[kind] else ""

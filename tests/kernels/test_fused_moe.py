@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 
 from spmd_kernels import fused_moe, fused_moe_ref
-from spmd_kernels.fused_moe import moe_align_block_size
+from spmd_kernels import moe_align_block_size, moe_align_block_size_ref
 
 
 def _inputs(T, E_local, k, H, inter, dtype, device, first_expert=0, num_experts=None, out_of_range=True):
@@ -70,11 +70,12 @@ def test_fused_moe_matches_module_loop(device):
                                atol=1e-4, rtol=1e-4)
 
 
-def test_moe_align_block_size(device):
+@pytest.mark.parametrize("align", [moe_align_block_size, moe_align_block_size_ref], ids=["triton", "ref"])
+def test_moe_align_block_size(align, device):
     T, k, E, bm, first = 11, 2, 3, 4, 2
     ids = torch.randint(0, 7, (T, k), device=device)
     valid = torch.rand(T, device=device) > 0.2
-    sorted_ids, block_expert, num_padded = moe_align_block_size(ids, bm, E, first, valid)
+    sorted_ids, block_expert, num_padded = align(ids, bm, E, first, valid)
     n = T * k
     assert sorted_ids.numel() == block_expert.numel() * bm
     assert block_expert.numel() <= -(-(n + E * (bm - 1)) // bm)  # the worst case, in blocks
@@ -89,3 +90,30 @@ def test_moe_align_block_size(device):
     row_expert = block_expert.repeat_interleave(bm)[:total]
     assert (local[real[real < n].long()] == row_expert[real < n]).all()
     assert (sorted_ids[total:] == n).all()
+
+
+# (T, k, local experts, block_m, first expert, experts in all): one chunk and many (the kernel's chunk is 16384 //
+# next_pow2(E) pairs), block_m above and below the per-expert counts, a rank holding the middle experts, 160 experts.
+ALIGN_CASES = [(11, 2, 3, 4, 2, 7), (300, 6, 64, 16, 0, 64), (1500, 6, 16, 64, 16, 64), (700, 8, 128, 16, 0, 128),
+               (97, 8, 160, 16, 0, 160), (5, 1, 4, 16, 0, 4)]
+
+
+@pytest.mark.parametrize("T,k,E,bm,first,num_experts", ALIGN_CASES)
+@pytest.mark.parametrize("with_valid", [False, True])
+def test_moe_align_block_size_equals_reference(T, k, E, bm, first, num_experts, with_valid, device):
+    """The counting-sort kernels give the stable torch reference's result element for element."""
+    g = torch.Generator(device="cpu").manual_seed(T * k + E)
+    ids = torch.rand(T, num_experts, generator=g).argsort(dim=1)[:, :k].to(device)
+    ids[0, 0] = num_experts + 5  # no rank's expert
+    valid = (torch.rand(T, generator=g) > 0.25).to(device) if with_valid else None
+    got = moe_align_block_size(ids, bm, E, first, valid)
+    want = moe_align_block_size_ref(ids, bm, E, first, valid)
+    for name, a, b in zip(("sorted_ids", "block_expert", "num_padded"), got, want):
+        assert a.dtype == b.dtype == torch.int32 and torch.equal(a, b), name
+
+
+@pytest.mark.parametrize("T,E", [(0, 4), (3, 0)])
+def test_moe_align_block_size_empty(T, E, device):
+    ids = torch.zeros(T, 2, dtype=torch.int64, device=device)
+    for a, b in zip(moe_align_block_size(ids, 16, E), moe_align_block_size_ref(ids, 16, E)):
+        assert torch.equal(a, b)
