@@ -19,8 +19,9 @@ def compiled_variants() -> Counter:
             if not isinstance(obj, triton.runtime.JITFunction) or id(obj) in seen:
                 continue
             seen.add(id(obj))
-            if variants_of(obj):
-                counts[obj.__name__] = variants_of(obj)
+            n = variants_of(obj)
+            if n:
+                counts[obj.__name__] = n
     return counts
 
 

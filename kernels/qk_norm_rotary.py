@@ -13,7 +13,7 @@ import triton
 import triton.language as tl
 
 from .rmsnorm import rms_norm_ref
-from .rotary import apply_rotary_ref, load_cos_sin, pair_offsets
+from .rotary import apply_rotary_ref, load_cos_sin, pair_offsets, rotary_launch
 
 
 @triton.jit
@@ -109,23 +109,15 @@ def qk_norm_rotary(
     qkv output) with a contiguous last dimension.
     """
     T, Hq, D = q.shape
-    rot_dim = cos_sin_cache.shape[-1]
-    assert rot_dim % 2 == 0 and rot_dim <= D, f"rot_dim {rot_dim} vs head dim {D}"
-    assert k.shape[0] == T and k.shape[-1] == D and q.stride(-1) == 1 and k.stride(-1) == 1
-    assert positions.shape == (T,) and q_weight.shape == (D,) and k_weight.shape == (D,)
+    assert k is not None and q_weight.shape == (D,) and k_weight.shape == (D,)
+    cache, half, sizes = rotary_launch(q, k, positions, cos_sin_cache)
     if T == 0:
         return q, k
-    cache = cos_sin_cache if cos_sin_cache.stride(-1) == 1 else cos_sin_cache.contiguous()
-    half = rot_dim // 2
-    Hk = k.shape[1]
-    BLOCK_HQ = triton.next_power_of_2(Hq)
-    BLOCK_R = triton.next_power_of_2(half)
     _qk_norm_rotary_kernel[(T,)](
         q, k, q_weight.contiguous(), k_weight.contiguous(), positions, cache,
-        q.stride(0), q.stride(1), k.stride(0), k.stride(1), cache.stride(0), Hq, Hk, float(eps),
-        HEAD_DIM=D, HALF=half, IS_NEOX=bool(is_neox), BLOCK_R=BLOCK_R,
-        BLOCK_PASS=max(triton.next_power_of_2(D - rot_dim), 1), BLOCK_HQ=BLOCK_HQ,
-        BLOCK_HK=triton.next_power_of_2(Hk), num_warps=min(max(BLOCK_HQ * BLOCK_R // 512, 1), 8),
+        q.stride(0), q.stride(1), k.stride(0), k.stride(1), cache.stride(0), Hq, k.shape[1], float(eps),
+        HEAD_DIM=D, HALF=half, IS_NEOX=bool(is_neox), BLOCK_PASS=max(triton.next_power_of_2(D - 2 * half), 1),
+        **sizes,
     )
     return q, k
 

@@ -85,6 +85,25 @@ def _rotary_kernel(
         _rotate_heads(k_ptr, stride_kt, stride_kh, num_k_heads, cos, sin, offs_r, HALF, IS_NEOX, BLOCK_HK)
 
 
+def rotary_launch(q: torch.Tensor, k: torch.Tensor | None, positions: torch.Tensor,
+                  cos_sin_cache: torch.Tensor) -> tuple[torch.Tensor, int, dict]:
+    """The checks every rotary wrapper makes, and what it launches with: (the cos/sin table with a contiguous
+    last dim, rot_dim / 2, launch sizes BLOCK_R, BLOCK_HQ, BLOCK_HK and num_warps for one program per token)."""
+    T, Hq, D = q.shape
+    rot_dim = cos_sin_cache.shape[-1]
+    assert rot_dim % 2 == 0 and rot_dim <= D, f"rot_dim {rot_dim} vs head dim {D}"
+    assert q.stride(-1) == 1, "q's last dimension must be contiguous"
+    if k is not None:
+        assert k.shape[0] == T and k.shape[-1] == D and k.stride(-1) == 1
+    assert positions.shape == (T,)
+    cache = cos_sin_cache if cos_sin_cache.stride(-1) == 1 else cos_sin_cache.contiguous()
+    half = rot_dim // 2
+    block_r, block_hq = triton.next_power_of_2(half), triton.next_power_of_2(Hq)
+    block_hk = triton.next_power_of_2(max(k.shape[1] if k is not None else 0, 1))
+    return cache, half, dict(BLOCK_R=block_r, BLOCK_HQ=block_hq, BLOCK_HK=block_hk,
+                             num_warps=min(max(block_hq * block_r // 512, 1), 8))
+
+
 def apply_rotary(
     q: torch.Tensor,
     k: torch.Tensor | None,
@@ -99,23 +118,12 @@ def apply_rotary(
     views (e.g. slices of a fused qkv output) as long as their last dimension is contiguous.
     is_neox: rotate halves (x[:rot/2], x[rot/2:]); else GPT-J style pairs (x[0::2], x[1::2]).
     """
-    T, Hq, D = q.shape
-    rot_dim = cos_sin_cache.shape[-1]
-    assert rot_dim % 2 == 0 and rot_dim <= D, f"rot_dim {rot_dim} vs head dim {D}"
-    assert q.stride(-1) == 1, "q's last dimension must be contiguous"
-    if k is not None:
-        assert k.shape[0] == T and k.shape[-1] == D and k.stride(-1) == 1
-    assert positions.shape == (T,)
+    T, Hq, _ = q.shape
+    cache, half, sizes = rotary_launch(q, k, positions, cos_sin_cache)
     if T == 0:
         return q, k
-    cache = cos_sin_cache if cos_sin_cache.stride(-1) == 1 else cos_sin_cache.contiguous()
-    half = rot_dim // 2
     Hk = k.shape[1] if k is not None else 0
     kk = k if k is not None else q
-    BLOCK_R = triton.next_power_of_2(half)
-    BLOCK_HQ = triton.next_power_of_2(Hq)
-    BLOCK_HK = triton.next_power_of_2(max(Hk, 1))
-    num_warps = min(max(BLOCK_HQ * BLOCK_R // 512, 1), 8)
     _rotary_kernel[(T,)](
         q,
         kk,
@@ -131,10 +139,7 @@ def apply_rotary(
         HALF=half,
         IS_NEOX=bool(is_neox),
         HAS_K=k is not None,
-        BLOCK_R=BLOCK_R,
-        BLOCK_HQ=BLOCK_HQ,
-        BLOCK_HK=BLOCK_HK,
-        num_warps=num_warps,
+        **sizes,
     )
     return q, k
 

@@ -96,24 +96,31 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
 KV_DTYPES = {"fp8": torch.float8_e4m3fn}
 
 
-def resolve_kv_dtype(name: str, model_dtype: torch.dtype, hf_config: Any) -> torch.dtype:
-    """cache.dtype to the KV cache's torch dtype: auto is the model's."""
+def _kv_dtype_named(name: str) -> Optional[torch.dtype]:
+    """cache.dtype's own torch dtype (None for auto); a ConfigError for any other name."""
     if name == "auto":
-        return model_dtype
+        return None
     if name not in KV_DTYPES:
         raise ConfigError(f"cache.dtype={name!r} must be one of auto, {', '.join(KV_DTYPES)}")
+    return KV_DTYPES[name]
+
+
+def resolve_kv_dtype(name: str, model_dtype: torch.dtype, hf_config: Any) -> torch.dtype:
+    """cache.dtype to the KV cache's torch dtype: auto is the model's."""
+    kv_dtype = _kv_dtype_named(name)
+    if kv_dtype is None:
+        return model_dtype
     if getattr(hf_config, "kv_lora_rank", None):
         raise ConfigError(f"cache.dtype={name} is for per-head K/V caches; {hf_config.architectures[0]}'s MLA "
                           f"latent cache stays in the model's dtype: use cache.dtype=auto")
-    return KV_DTYPES[name]
+    return kv_dtype
 
 
 def _check_scheduler(cfg: Any) -> None:
     s, c = cfg.scheduler, cfg.cache
     if s.max_num_seqs < 1 or s.max_num_batched_tokens < 1:
         raise ConfigError("scheduler.max_num_seqs and scheduler.max_num_batched_tokens must be >= 1")
-    if getattr(c, "dtype", "auto") not in ("auto", *KV_DTYPES):
-        raise ConfigError(f"cache.dtype={c.dtype!r} must be one of auto, {', '.join(KV_DTYPES)}")
+    _kv_dtype_named(c.dtype)
     if c.block_size < 1 or c.block_size & (c.block_size - 1):
         raise ConfigError(f"cache.block_size={c.block_size} must be a power of two")
     if not 0.0 < c.gpu_memory_utilization <= 1.0:

@@ -76,20 +76,20 @@ class Engine:
         """
         times = StartupTimes()
         t0 = time.perf_counter()
-        kv_dtype = resolve_kv_dtype(getattr(cfg.cache, "dtype", "auto"), dtype, hf_config)
+        kv_dtype = resolve_kv_dtype(cfg.cache.dtype, dtype, hf_config)
         runner = ModelRunner(hf_config, model_dir, dims, device, dtype, cfg.cache.block_size, cfg.parallel.moe,
                              kv_dtype)
         _sync(device)
         times.load = runner.load_stats.seconds
         times.build = time.perf_counter() - t0 - times.load
         shm = make_shm_all_gather(dims.dp_group, dims.dp, dims.dp_rank, NUM_FIELDS,
-                                  getattr(cfg.parallel, "exchange", "auto"), cfg.runtime.load_timeout_s)
+                                  cfg.parallel.exchange, cfg.runtime.load_timeout_s)
         exchange = DPMetaExchange(dims.dp_group, dims.dp, dims.dp_rank, device, shm)
         log.info("DP metadata exchange: %s", exchange.transport)
         s = cfg.scheduler
         capacity = s.max_num_seqs + (s.max_waiting_per_rank or s.max_num_seqs)  # requests a DP rank may hold
         stepper = Stepper(runner, exchange, cfg.parallel.dp_attention, capacity,
-                          overlap=bool(getattr(cfg.runtime, "overlap_steps", False)))
+                          overlap=cfg.runtime.overlap_steps)
 
         t0 = time.perf_counter()
         if cfg.runtime.warmup:

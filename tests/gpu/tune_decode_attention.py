@@ -4,7 +4,10 @@ inside CUDA graphs as the engine runs it: the numbers behind decode_attention's 
 
 usage (on a GPU machine, in the repo root, after `source tests/gpu/device_env.sh`):
   python tests/gpu/tune_decode_attention.py [--json best.json]
+  python tests/gpu/tune_decode_attention.py --fp8
 --json writes the setting with the best geometric-mean time over the shapes, as SPMD_DECODE_* values.
+--fp8 times a float8 cache instead: each tile config with the dots in fp16 and in bf16 (FP8_DOTS_IN_F16), and
+the default on a bf16 cache beside them.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ WAVES = [4, 8, 16]
 MIN_SPLIT = [128, 256]
 
 
-def build(batch, hq, hkv, lens, seed=0):
+def build(batch, hq, hkv, lens, seed=0, kv_dtype=torch.bfloat16):
     rnd = random.Random(seed)
     ctx = [rnd.randint(*lens) for _ in range(batch)]
     blocks = [(c + PAGE - 1) // PAGE for c in ctx]
@@ -51,15 +54,54 @@ def build(batch, hq, hkv, lens, seed=0):
         bt[i, :nb] = perm[at:at + nb]
         at += nb
     q = torch.randn(batch, hq, D, dtype=torch.bfloat16, device="cuda")
-    return q, k, v, bt, torch.tensor(ctx, dtype=torch.int32, device="cuda"), sum(ctx) * hkv * D * 2 * 2
+    k, v = k.to(kv_dtype), v.to(kv_dtype)
+    return q, k, v, bt, torch.tensor(ctx, dtype=torch.int32, device="cuda"), sum(ctx) * hkv * D * 2 * k.element_size()
+
+
+def sweep_fp8(bw: float) -> None:
+    """A float8 cache: every tile config with fp16 and with bf16 dots, against the default on a bf16 cache."""
+    default = (da.CUDA_CONFIG, da.FP8_DOTS_IN_F16)
+    settings = list(itertools.product(CONFIGS, [True, False]))
+    times: dict[tuple, list[float]] = {s: [] for s in settings}
+    for name, (batch, hq, hkv, lens) in SHAPES.items():
+        q, k, v, bt, ctx, kv_bytes = build(batch, hq, hkv, lens, kv_dtype=torch.float8_e4m3fn)
+        ref = paged_decode_attention_ref(q.float(), k.float(), v.float(), bt, ctx, D**-0.5)
+        out = torch.empty_like(q)
+        q16, k16, v16 = build(batch, hq, hkv, lens)[:3]
+        bf16 = triton.testing.do_bench_cudagraph(
+            lambda: paged_decode_attention(q16, k16, v16, bt, ctx, D**-0.5, out=torch.empty_like(q16)), rep=30)
+        rows = []
+        for setting in settings:
+            da.CUDA_CONFIG, da.FP8_DOTS_IN_F16 = setting
+            fn = lambda: paged_decode_attention(q, k, v, bt, ctx, D**-0.5, out=out)  # noqa: E731
+            fn()
+            err = (out.float() - ref).abs().max().item()
+            t = triton.testing.do_bench_cudagraph(fn, rep=30)
+            times[setting].append(t)
+            rows.append((t, setting, err))
+        da.CUDA_CONFIG, da.FP8_DOTS_IN_F16 = default
+        print(f"\n{name}: {kv_bytes / 1e9:.3f} GB of float8 KV per layer; bf16 cache (default config) "
+              f"{bf16 * 1e3:.1f} us")
+        for t, setting, err in sorted(rows)[:4] + [r for r in rows if r[1] == default]:
+            print(f"  {t * 1e3:8.1f} us  {kv_bytes / (t * 1e-3) / bw:6.1%} of copy  config={setting[0]} "
+                  f"f16_dots={setting[1]} err={err:.3f}{' (default)' if setting == default else ''}")
+    score = {s: math.exp(sum(math.log(t / d) for t, d in zip(ts, times[default])) / len(ts))
+             for s, ts in times.items()}
+    for s in sorted(score, key=score.get)[:5]:
+        print(f"  {score[s]:.3f}  config={s[0]} f16_dots={s[1]}  per shape: " + " ".join(f"{t * 1e3:.0f}"
+                                                                                      for t in times[s]))
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--json", help="write the best setting here")
+    ap.add_argument("--fp8", action="store_true", help="time a float8 cache (tile configs x fp16 / bf16 dots)")
     args = ap.parse_args()
     bw = measure_ceilings(torch.device("cuda"), torch.bfloat16).bandwidth_bytes_per_s
     print(f"{torch.cuda.get_device_name()}: copy rate {bw / 1e12:.2f} TB/s")
+    if args.fp8:
+        sweep_fp8(bw)
+        return
     default = (da.CUDA_CONFIG, da.SPLIT_WAVES, da.MIN_SPLIT_TOKENS)
     settings = list(itertools.product(CONFIGS, WAVES, MIN_SPLIT))
     times: dict[tuple, list[float]] = {s: [] for s in settings}
