@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import math
 import random
 
 import torch
@@ -24,6 +23,7 @@ import triton.testing
 from spmd_infer.bench.ceilings import measure_ceilings
 from spmd_kernels import decode_attention as da
 from spmd_kernels import paged_decode_attention, paged_decode_attention_ref
+from sweep_tools import print_ranking, relative_scores, time_in_graph  # tests/gpu/, the script's own folder
 
 # name: (batch, q heads, kv heads, context lengths drawn uniform in [lo, hi])
 SHAPES = {
@@ -74,9 +74,7 @@ def sweep_fp8(bw: float) -> None:
         for setting in settings:
             da.CUDA_CONFIG, da.FP8_DOTS_IN_F16 = setting
             fn = lambda: paged_decode_attention(q, k, v, bt, ctx, D**-0.5, out=out)  # noqa: E731
-            fn()
-            err = (out.float() - ref).abs().max().item()
-            t = triton.testing.do_bench_cudagraph(fn, rep=30)
+            t, err = time_in_graph(f"{name} {setting}", fn, lambda: (out.float() - ref).abs().max().item())
             times[setting].append(t)
             rows.append((t, setting, err))
         da.CUDA_CONFIG, da.FP8_DOTS_IN_F16 = default
@@ -85,11 +83,7 @@ def sweep_fp8(bw: float) -> None:
         for t, setting, err in sorted(rows)[:4] + [r for r in rows if r[1] == default]:
             print(f"  {t * 1e3:8.1f} us  {kv_bytes / (t * 1e-3) / bw:6.1%} of copy  config={setting[0]} "
                   f"f16_dots={setting[1]} err={err:.3f}{' (default)' if setting == default else ''}")
-    score = {s: math.exp(sum(math.log(t / d) for t, d in zip(ts, times[default])) / len(ts))
-             for s, ts in times.items()}
-    for s in sorted(score, key=score.get)[:5]:
-        print(f"  {score[s]:.3f}  config={s[0]} f16_dots={s[1]}  per shape: " + " ".join(f"{t * 1e3:.0f}"
-                                                                                      for t in times[s]))
+    print_ranking(times, relative_scores(times, default), lambda s: f"config={s[0]} f16_dots={s[1]}")
 
 
 def main() -> None:
@@ -113,13 +107,7 @@ def main() -> None:
         for setting in settings:
             da.CUDA_CONFIG, da.SPLIT_WAVES, da.MIN_SPLIT_TOKENS = setting
             fn = lambda: paged_decode_attention(q, k, v, bt, ctx, D**-0.5, out=out)  # noqa: E731
-            try:
-                fn()
-                err = (out.float() - ref).abs().max().item()
-                t = triton.testing.do_bench_cudagraph(fn, rep=30)
-            except Exception as e:  # out of shared memory / registers: not a candidate
-                print(f"  {name} {setting} failed: {type(e).__name__}: {str(e)[:100]}")
-                t, err = math.inf, math.nan
+            t, err = time_in_graph(f"{name} {setting}", fn, lambda: (out.float() - ref).abs().max().item())
             times[setting].append(t)
             splits = da.choose_num_splits(batch, hkv, bt.shape[1] * PAGE, q.device)
             rows.append((t, setting, splits, err))
@@ -130,14 +118,11 @@ def main() -> None:
             mark = " (default)" if setting == default else ""
             print(f"  {t * 1e3:8.1f} us  {kv_bytes / (t * 1e-3) / bw:6.1%} of copy  config={setting[0]} "
                   f"waves={setting[1]} min_split={setting[2]} splits={splits} err={err:.3f}{mark}")
-    score = {s: math.exp(sum(math.log(t / d) for t, d in zip(ts, times[default])) / len(ts))
-             for s, ts in times.items()}
+    score = relative_scores(times, default)
     best = min(score, key=score.get)
     print(f"\nbest over all shapes: config={best[0]} waves={best[1]} min_split={best[2]}: "
           f"{score[best]:.3f} x the default's time (geometric mean)")
-    for s in sorted(score, key=score.get)[:5]:
-        print(f"  {score[s]:.3f}  config={s[0]} waves={s[1]} min_split={s[2]}  per shape: "
-              + " ".join(f"{t * 1e3:.0f}" for t in times[s]))
+    print_ranking(times, score, lambda s: f"config={s[0]} waves={s[1]} min_split={s[2]}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"SPMD_DECODE_CONFIG": ",".join(map(str, best[0])), "SPMD_DECODE_SPLIT_WAVES": best[1],

@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import itertools
 import importlib
-import math
 import random
 
 import torch
-import triton.testing
 
 from spmd_infer.bench.ceilings import measure_ceilings
 from spmd_kernels import decode_attention as da
 from spmd_kernels import mla_decode, mla_decode_ref
+from sweep_tools import print_ranking, relative_scores, time_in_graph  # tests/gpu/, the script's own folder
 
 mla = importlib.import_module("spmd_kernels.mla_decode")  # the module: the package re-exports a same-named function
 
@@ -69,13 +68,7 @@ def main() -> None:
         for setting in settings:
             mla.CUDA_CONFIG, da.SPLIT_WAVES, da.MIN_SPLIT_TOKENS = setting
             fn = lambda: mla_decode(q, q_pe, cache, bt, ctx, scale, out=out)  # noqa: E731
-            try:
-                fn()
-                err = (out[:8].float() - ref).abs().max().item()
-                t = triton.testing.do_bench_cudagraph(fn, rep=30)
-            except Exception as e:  # out of shared memory / registers: not a candidate
-                print(f"  {name} {setting} failed: {type(e).__name__}: {str(e)[:100]}")
-                t, err = math.inf, math.nan
+            t, err = time_in_graph(f"{name} {setting}", fn, lambda: (out[:8].float() - ref).abs().max().item())
             times[setting].append(t)
             rows.append((t, setting, err))
         mla.CUDA_CONFIG, da.SPLIT_WAVES, da.MIN_SPLIT_TOKENS = default
@@ -85,14 +78,11 @@ def main() -> None:
             mark = " (default)" if setting == default else ""
             print(f"  {t * 1e3:8.1f} us  {kv_bytes / (t * 1e-3) / bw:6.1%} of copy  config={setting[0]} "
                   f"waves={setting[1]} min_split={setting[2]} err={err:.4f}{mark}")
-    score = {s: math.exp(sum(math.log(t / d) for t, d in zip(ts, times[default])) / len(ts))
-             for s, ts in times.items()}
+    score = relative_scores(times, default)
     best = min(score, key=score.get)
     print(f"\nbest over all shapes: config={best[0]} waves={best[1]} min_split={best[2]}: "
           f"{score[best]:.3f} x the default's time (geometric mean)")
-    for s in sorted(score, key=score.get)[:6]:
-        print(f"  {score[s]:.3f}  config={s[0]} waves={s[1]} min_split={s[2]}  per shape: "
-              + " ".join(f"{t * 1e3:.0f}" for t in times[s]))
+    print_ranking(times, score, lambda s: f"config={s[0]} waves={s[1]} min_split={s[2]}", top=6)
 
 
 if __name__ == "__main__":

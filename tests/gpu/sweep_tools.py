@@ -1,0 +1,34 @@
+"""Shared pieces of the kernel sweeps (tune_*.py): one setting timed in a CUDA graph, and the ranking of settings by
+the geometric mean of their time ratios to the default's over all shapes, so that no single large shape decides."""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Hashable
+
+import triton.testing
+
+
+def time_in_graph(label: str, fn: Callable[[], object], error: Callable[[], float]) -> tuple[float, float]:
+    """(ms per call of fn replayed in a CUDA graph, error() after one eager call); (inf, nan) where the setting
+    cannot run (out of shared memory or registers): not a candidate."""
+    try:
+        fn()
+        err = error()
+        return triton.testing.do_bench_cudagraph(fn, rep=30), err
+    except Exception as e:
+        print(f"  {label} failed: {type(e).__name__}: {str(e)[:100]}")
+        return math.inf, math.nan
+
+
+def relative_scores(times: dict[Hashable, list[float]], default: Hashable) -> dict[Hashable, float]:
+    """Each setting's geometric-mean time ratio to the default over the shapes (inf where it failed on one)."""
+    return {s: math.exp(sum(math.log(t / d) for t, d in zip(ts, times[default])) / len(ts))
+            for s, ts in times.items()}
+
+
+def print_ranking(times: dict[Hashable, list[float]], scores: dict[Hashable, float],
+                  describe: Callable[[Hashable], str], top: int = 5) -> None:
+    """The `top` best settings, each with its score and its time per shape in microseconds."""
+    for s in sorted(scores, key=scores.get)[:top]:
+        print(f"  {scores[s]:.3f}  {describe(s)}  per shape: " + " ".join(f"{t * 1e3:.0f}" for t in times[s]))
