@@ -55,3 +55,18 @@ def test_prefill_attention_reads_an_fp8_cache(Hq, Hkv, dtype, device, assert_clo
     ctx = torch.tensor(context_lens, dtype=torch.int32, device=device)
     out = paged_prefill_attention(q, k_cache, v_cache, cu, ctx, block_tables, 0.125)
     assert_close(out, paged_prefill_attention_ref(q, k_cache, v_cache, cu, ctx, block_tables, 0.125))
+
+
+@pytest.mark.parametrize("num_splits", [1, 3])
+def test_decode_attention_bf16_queries_over_fp8_run_fp16_dots(num_splits, device, paged_kv):
+    """bf16 queries over a float8 cache take the fp16-dot path (FP8_DOTS_IN_F16): within bf16's tolerance of the
+    fp32 reference, and, being fp16 dots, checkable on the CPU too (the interpreter's bf16 tl.dot is what is wrong)."""
+    context_lens = [1, 17, 45]
+    k_cache, v_cache, block_tables = paged_kv(context_lens, 2, 64, torch.float32, device)
+    k_cache, v_cache = k_cache.to(FP8), v_cache.to(FP8)
+    q = torch.randn(len(context_lens), 8, 64, device=device).to(torch.bfloat16)
+    ctx = torch.tensor(context_lens, dtype=torch.int32, device=device)
+    out = paged_decode_attention(q, k_cache, v_cache, block_tables, ctx, 0.125, num_splits=num_splits)
+    assert out.dtype == torch.bfloat16
+    ref = paged_decode_attention_ref(q.float(), k_cache, v_cache, block_tables, ctx, 0.125)
+    torch.testing.assert_close(out.float(), ref, atol=2e-2, rtol=2e-2)
