@@ -127,6 +127,31 @@ def _moe_down_kernel(
     )
 
 
+def _unfilled(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """The per-slot products: only the rows of pairs computed here are written, and only those are read back by
+    the sum, so no zero fill (tests fill it with NaN to prove the rest is never read)."""
+    return torch.empty(shape, dtype=dtype, device=device)
+
+
+@triton.jit
+def _moe_sum_kernel(y_ptr, ids_ptr, valid_ptr, out_ptr, first_expert, num_local, stride_yt, stride_it, stride_ot,
+                    HIDDEN: tl.constexpr, TOP_K: tl.constexpr, HAS_VALID: tl.constexpr, BLOCK_H: tl.constexpr):
+    """out[t] = sum over the slots j computed on this rank of y[t * TOP_K + j], in fp32, in slot order; the
+    rows of other ranks' experts and of invalid tokens were never written and are not read."""
+    t = tl.program_id(0).to(tl.int64)
+    offs = tl.program_id(1) * BLOCK_H + tl.arange(0, BLOCK_H)
+    mask = offs < HIDDEN
+    acc = tl.zeros([BLOCK_H], dtype=tl.float32)
+    for j in tl.static_range(TOP_K):
+        local = tl.load(ids_ptr + t * stride_it + j) - first_expert
+        kept = (local >= 0) & (local < num_local)
+        if HAS_VALID:
+            kept = kept & (tl.load(valid_ptr + t) != 0)
+        row_mask = tl.where(kept, mask, False)  # (not mask & kept: the interpreter rejects a scalar in the mask)
+        acc += tl.load(y_ptr + (t * TOP_K + j) * stride_yt + offs, mask=row_mask, other=0.0).to(tl.float32)
+    tl.store(out_ptr + t * stride_ot + offs, acc.to(out_ptr.dtype.element_ty), mask=mask)
+
+
 # (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages) on CUDA, by routed rows per local expert (T * k / E_local):
 # small blocks for decode, larger for big batches and prefill. medium and large from tests/gpu/tune_fused_moe.py on
 # an H200 (DeepSeek-V2-Lite and Qwen3-30B-A3B shapes): at 6-256 rows per expert (64, 64, 64, 4, 3) was best or tied,
@@ -178,9 +203,9 @@ def fused_moe(
     assert topk_weights.shape == topk_ids.shape == (T, k)
     assert x.stride(-1) == 1
     n = T * k
-    y = torch.zeros((n, H), dtype=x.dtype, device=x.device)
     if n == 0 or E == 0 or inter == 0:
-        return y.view(T, k, H).sum(1)
+        return torch.zeros((T, H), dtype=x.dtype, device=x.device)
+    y = _unfilled((n, H), x.dtype, x.device)
     bm, bn, bk, warps, stages = _launch_config(n, E, x.element_size(), x.device)
     sorted_ids, block_expert, _ = moe_align_block_size(topk_ids, bm, E, first_expert, valid)
     num_blocks = block_expert.shape[0]
@@ -198,9 +223,15 @@ def fused_moe(
         HIDDEN=H, INTER=inter, TOP_K=k, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk,
         num_warps=warps, num_stages=stages,
     )
-    if k == 1:
-        return y
-    return y.view(T, k, H).sum(1, dtype=torch.float32).to(x.dtype)
+    out = torch.empty((T, H), dtype=x.dtype, device=x.device)
+    ids = topk_ids if topk_ids.stride(-1) == 1 else topk_ids.contiguous()
+    block_h = min(triton.next_power_of_2(H), 1024)
+    _moe_sum_kernel[(T, triton.cdiv(H, block_h))](
+        y, ids, valid.contiguous() if valid is not None else ids, out, first_expert, E,
+        y.stride(0), ids.stride(0), out.stride(0),
+        HIDDEN=H, TOP_K=k, HAS_VALID=valid is not None, BLOCK_H=block_h,
+    )
+    return out
 
 
 def fused_moe_ref(

@@ -1,3 +1,5 @@
+import importlib
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -44,6 +46,23 @@ def test_fused_moe_valid_mask(k, dtype, device, assert_close):
     ref = fused_moe_ref(x, w13, w2, weights, ids, valid=valid)
     assert (out[3] == 0).all() and (out[7] == 0).all()
     assert_close(out, ref)
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_fused_moe_never_reads_rows_it_did_not_compute(k, device, monkeypatch):
+    """The [T*k, H] products are not zero-filled: NaN in every row not computed here (other ranks' experts,
+    invalid tokens) must not reach the output."""
+    fm = importlib.import_module("spmd_kernels.fused_moe")
+    monkeypatch.setattr(fm, "_unfilled", lambda shape, dtype, dev: torch.full(shape, float("nan"), dtype=dtype,
+                                                                             device=dev))
+    T, E, H, inter, first = 11, 4, 40, 24, 4
+    x, w13, w2, weights, ids = _inputs(T, E, k, H, inter, torch.float32, device, first, 12)
+    valid = torch.ones(T, dtype=torch.bool, device=device)
+    valid[2] = False
+    out = fused_moe(x, w13, w2, weights, ids, first_expert=first, valid=valid)
+    assert not out.isnan().any() and (out[2] == 0).all()
+    torch.testing.assert_close(out, fused_moe_ref(x, w13, w2, weights, ids, first_expert=first, valid=valid),
+                               atol=1e-4, rtol=1e-4)
 
 
 def test_fused_moe_large_k_int32_ids(device):
