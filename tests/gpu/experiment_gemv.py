@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
-import sys
 
 import torch
 
@@ -115,8 +114,7 @@ def main() -> None:
         check("cuda" if torch.cuda.is_available() else "cpu")
         return
     check("cuda")
-    sys.path.insert(0, os.path.dirname(__file__))
-    from sweep_tools import time_in_graph  # noqa: E402  (tests/gpu/, this script's folder)
+    from sweep_tools import time_in_graph  # tests/gpu/, this script's folder (imports triton: after the env is set)
 
     from spmd_infer.bench.ceilings import measure_ceilings
     bw = measure_ceilings(torch.device("cuda"), torch.bfloat16).bandwidth_bytes_per_s

@@ -21,6 +21,12 @@ def time_in_graph(label: str, fn: Callable[[], object], error: Callable[[], floa
         return math.inf, math.nan
 
 
+def print_best_rows(rows: list[tuple], default: Hashable, line: Callable[[tuple], str], top: int = 5) -> None:
+    """One shape's `top` fastest rows (time, setting, ...) and the default's, marked: `line` formats a row."""
+    for row in sorted(rows)[:top] + [r for r in rows if r[1] == default]:
+        print(f"  {line(row)}{' (default)' if row[1] == default else ''}")
+
+
 def relative_scores(times: dict[Hashable, list[float]], default: Hashable) -> dict[Hashable, float]:
     """Each setting's geometric-mean time ratio to the default over the shapes (inf where it failed on one)."""
     return {s: math.exp(sum(math.log(t / d) for t, d in zip(ts, times[default])) / len(ts))

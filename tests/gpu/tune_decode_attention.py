@@ -23,7 +23,8 @@ import triton.testing
 from spmd_infer.bench.ceilings import measure_ceilings
 from spmd_kernels import decode_attention as da
 from spmd_kernels import paged_decode_attention, paged_decode_attention_ref
-from sweep_tools import print_ranking, relative_scores, time_in_graph  # tests/gpu/, the script's own folder
+# sweep_tools: tests/gpu/, the script's own folder
+from sweep_tools import print_best_rows, print_ranking, relative_scores, time_in_graph
 
 # name: (batch, q heads, kv heads, context lengths drawn uniform in [lo, hi])
 SHAPES = {
@@ -80,9 +81,8 @@ def sweep_fp8(bw: float) -> None:
         da.CUDA_CONFIG, da.FP8_DOTS_IN_F16 = default
         print(f"\n{name}: {kv_bytes / 1e9:.3f} GB of float8 KV per layer; bf16 cache (default config) "
               f"{bf16 * 1e3:.1f} us")
-        for t, setting, err in sorted(rows)[:4] + [r for r in rows if r[1] == default]:
-            print(f"  {t * 1e3:8.1f} us  {kv_bytes / (t * 1e-3) / bw:6.1%} of copy  config={setting[0]} "
-                  f"f16_dots={setting[1]} err={err:.3f}{' (default)' if setting == default else ''}")
+        print_best_rows(rows, default, lambda r: f"{r[0] * 1e3:8.1f} us  {kv_bytes / (r[0] * 1e-3) / bw:6.1%} of copy  "
+                        f"config={r[1][0]} f16_dots={r[1][1]} err={r[2]:.3f}", top=4)
     print_ranking(times, relative_scores(times, default), lambda s: f"config={s[0]} f16_dots={s[1]}")
 
 
@@ -113,11 +113,8 @@ def main() -> None:
             rows.append((t, setting, splits, err))
         da.CUDA_CONFIG, da.SPLIT_WAVES, da.MIN_SPLIT_TOKENS = default
         print(f"\n{name}: {kv_bytes / 1e9:.3f} GB of KV per layer")
-        base = next(r for r in rows if r[1] == default)
-        for t, setting, splits, err in sorted(rows)[:5] + [base]:
-            mark = " (default)" if setting == default else ""
-            print(f"  {t * 1e3:8.1f} us  {kv_bytes / (t * 1e-3) / bw:6.1%} of copy  config={setting[0]} "
-                  f"waves={setting[1]} min_split={setting[2]} splits={splits} err={err:.3f}{mark}")
+        print_best_rows(rows, default, lambda r: f"{r[0] * 1e3:8.1f} us  {kv_bytes / (r[0] * 1e-3) / bw:6.1%} of copy  "
+                        f"config={r[1][0]} waves={r[1][1]} min_split={r[1][2]} splits={r[2]} err={r[3]:.3f}")
     score = relative_scores(times, default)
     best = min(score, key=score.get)
     print(f"\nbest over all shapes: config={best[0]} waves={best[1]} min_split={best[2]}: "

@@ -9,13 +9,15 @@ usage (on a GPU machine, in the repo root, after `source tests/gpu/device_env.sh
 from __future__ import annotations
 
 import importlib
-import math
 
 import torch
 import triton.testing
 
 from spmd_infer.bench.ceilings import measure_ceilings
 from spmd_kernels import moe_align_block_size_ref
+
+# sweep_tools: tests/gpu/, the script's own folder
+from sweep_tools import print_best_rows, time_in_graph
 
 fm = importlib.import_module("spmd_kernels.fused_moe")  # the module: the package re-exports a same-named function
 
@@ -56,22 +58,17 @@ def main() -> None:
         rows = []
         for tile in TILES:
             fm.CUDA_CONFIGS = {key: tile for key in default}
-            try:
-                out = fm.fused_moe(x, w13, w2, weights, ids)
-                err = (out.float() - ref.float()).abs().max().item()
-                t = triton.testing.do_bench_cudagraph(lambda: fm.fused_moe(x, w13, w2, weights, ids), rep=30)
-            except Exception as e:  # out of shared memory / registers
-                print(f"  {name} {tile} failed: {type(e).__name__}: {str(e)[:100]}")
-                t, err = math.inf, math.nan
+            t, err = time_in_graph(f"{name} {tile}", lambda: fm.fused_moe(x, w13, w2, weights, ids),
+                                   lambda: (fm.fused_moe(x, w13, w2, weights, ids).float() - ref.float()).abs().max()
+                                   .item())
             rows.append((t, tile, err))
         fm.CUDA_CONFIGS = default
         print(f"\n{name}: {local_pairs} local (token, expert) rows, {weight_bytes / 1e6:.0f} MB of weights, "
               f"{flop / 1e9:.1f} GFLOP; bound {bound * 1e6:.0f} us; routing alone {routing * 1e3:.1f} us "
               f"(torch reference {routing_torch * 1e3:.1f}); "
               f"engine picks {kind} = {default[kind]}")
-        for t, tile, err in sorted(rows)[:5] + [r for r in rows if r[1] == default[kind]]:
-            mark = " (default)" if tile == default[kind] else ""
-            print(f"  {t * 1e3:8.1f} us  {bound / (t * 1e-3):6.1%} of bound  tile={tile} err={err:.3f}{mark}")
+        print_best_rows(rows, default[kind], lambda r: f"{r[0] * 1e3:8.1f} us  {bound / (r[0] * 1e-3):6.1%} of bound  "
+                        f"tile={r[1]} err={r[2]:.3f}")
 
 
 if __name__ == "__main__":

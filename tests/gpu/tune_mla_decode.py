@@ -18,7 +18,8 @@ import torch
 from spmd_infer.bench.ceilings import measure_ceilings
 from spmd_kernels import decode_attention as da
 from spmd_kernels import mla_decode, mla_decode_ref
-from sweep_tools import print_ranking, relative_scores, time_in_graph  # tests/gpu/, the script's own folder
+# sweep_tools: tests/gpu/, the script's own folder
+from sweep_tools import print_best_rows, print_ranking, relative_scores, time_in_graph
 
 mla = importlib.import_module("spmd_kernels.mla_decode")  # the module: the package re-exports a same-named function
 
@@ -73,11 +74,8 @@ def main() -> None:
             rows.append((t, setting, err))
         mla.CUDA_CONFIG, da.SPLIT_WAVES, da.MIN_SPLIT_TOKENS = default
         print(f"\n{name}: {kv_bytes / 1e9:.3f} GB of latent cache per layer")
-        base = next(r for r in rows if r[1] == default)
-        for t, setting, err in sorted(rows)[:5] + [base]:
-            mark = " (default)" if setting == default else ""
-            print(f"  {t * 1e3:8.1f} us  {kv_bytes / (t * 1e-3) / bw:6.1%} of copy  config={setting[0]} "
-                  f"waves={setting[1]} min_split={setting[2]} err={err:.4f}{mark}")
+        print_best_rows(rows, default, lambda r: f"{r[0] * 1e3:8.1f} us  {kv_bytes / (r[0] * 1e-3) / bw:6.1%} of copy  "
+                        f"config={r[1][0]} waves={r[1][1]} min_split={r[1][2]} err={r[2]:.4f}")
     score = relative_scores(times, default)
     best = min(score, key=score.get)
     print(f"\nbest over all shapes: config={best[0]} waves={best[1]} min_split={best[2]}: "
