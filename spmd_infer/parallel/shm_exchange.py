@@ -144,10 +144,6 @@ class ShmAllGather:
             raise TimeoutError(f"DP ranks {missing} did not reach step {n}'s metadata exchange within "
                                f"{self.timeout_s:.0f} s (runtime.step_timeout_s)")
 
-    def close(self) -> None:
-        self._slots = self._pids = None
-        self._map.close()
-
 
 def _alive(pid: int) -> bool:
     try:
