@@ -102,20 +102,21 @@ class DPMetaExchange:
         self.shm = shm  # DP group on one host: the rows go through shared memory instead (shm_exchange.py)
         self.dp = dp
         self.dp_rank = dp_rank
-        # NCCL needs device tensors; gloo works on host tensors. Buffers are reused every step.
         self.device = device
-        self._send = torch.zeros(NUM_FIELDS, dtype=torch.int64, device=device)
-        self._recv = torch.zeros(dp * NUM_FIELDS, dtype=torch.int64, device=device)
-        # Pinned host ends for the two copies, so that they are plain async copies on the exchange's stream.
-        cuda = device.type == "cuda" and dp > 1
-        self._host_send = torch.zeros(NUM_FIELDS, dtype=torch.int64, pin_memory=cuda)
-        self._host_recv = torch.zeros(dp * NUM_FIELDS, dtype=torch.int64, pin_memory=cuda)
         self.stop_requested = 0  # set by the job when a signal asks this rank to stop; sent in every row
         self._last_end: Optional[float] = None  # when this rank's previous exchange returned
+        collective = dp > 1 and shm is None  # the buffers and the stream below serve the collective alone
+        cuda = collective and device.type == "cuda"
+        # NCCL needs device tensors; gloo works on host tensors. Buffers are reused every step.
+        self._send = torch.zeros(NUM_FIELDS, dtype=torch.int64, device=device) if collective else None
+        self._recv = torch.zeros(dp * NUM_FIELDS, dtype=torch.int64, device=device) if collective else None
+        # Pinned host ends for the two copies, so that they are plain async copies on the exchange's stream.
+        self._host_send = torch.zeros(NUM_FIELDS, dtype=torch.int64, pin_memory=True) if cuda else None
+        self._host_recv = torch.zeros(dp * NUM_FIELDS, dtype=torch.int64, pin_memory=True) if cuda else None
         # On CUDA the exchange runs on a stream of its own: a collective waits for the work queued on the
         # stream it is issued from, and the metadata must not wait for a forward still running there
         # (overlapped steps launch the next step while the GPU computes the last one).
-        self._stream = torch.cuda.Stream(device) if device.type == "cuda" and dp > 1 and shm is None else None
+        self._stream = torch.cuda.Stream(device) if cuda else None
 
     @property
     def transport(self) -> str:
