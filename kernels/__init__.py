@@ -17,6 +17,7 @@ from .qk_norm_rotary import qk_norm_rotary, qk_norm_rotary_ref
 from .rmsnorm import rms_norm, rms_norm_ref
 from .rotary import apply_rotary, apply_rotary_ref, build_cos_sin_cache
 from .sampling import gumbel_sample, gumbel_sample_ref
+from .skinny_gemm import skinny_gemm, skinny_gemm_ref
 
 __all__ = [
     "apply_rotary",
@@ -43,6 +44,8 @@ __all__ = [
     "rms_norm_ref",
     "silu_and_mul",
     "silu_and_mul_ref",
+    "skinny_gemm",
+    "skinny_gemm_ref",
     "store_kv",
     "store_kv_ref",
     "store_latent",

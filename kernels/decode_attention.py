@@ -8,6 +8,8 @@ import torch
 import triton
 import triton.language as tl
 
+from .pdl import pdl_enabled
+
 _LOG2E = 1.4426950408889634
 
 
@@ -145,7 +147,10 @@ def _decode_reduce_kernel(
     HEAD_DIM: tl.constexpr,
     BLOCK_S: tl.constexpr,  # num_splits rounded up to a power of two
     BLOCK_D: tl.constexpr,
+    PDL_TRIGGER: tl.constexpr,
 ):
+    if PDL_TRIGGER:  # a PDL-launched o_proj after this may be scheduled now (pdl.py)
+        tl.extra.cuda.gdc_launch_dependents()
     b = tl.program_id(0)
     h = tl.program_id(1)
     offs_s = tl.arange(0, BLOCK_S)
@@ -304,6 +309,7 @@ def paged_decode_attention(
             HEAD_DIM=D,
             BLOCK_S=triton.next_power_of_2(num_splits),
             BLOCK_D=BLOCK_D,
+            PDL_TRIGGER=pdl_enabled(out.device),
             num_warps=4,
         )
     return out

@@ -6,6 +6,8 @@ import torch
 import triton
 import triton.language as tl
 
+from .pdl import pdl_enabled
+
 
 @triton.jit
 def _rms_norm_kernel(
@@ -24,7 +26,10 @@ def _rms_norm_kernel(
     eps,
     HAS_RESIDUAL: tl.constexpr,
     BLOCK_H: tl.constexpr,
+    PDL_TRIGGER: tl.constexpr,
 ):
+    if PDL_TRIGGER:  # a PDL-launched projection after this norm may be scheduled now (pdl.py)
+        tl.extra.cuda.gdc_launch_dependents()
     row = tl.program_id(0).to(tl.int64)
     offs = tl.arange(0, BLOCK_H)
     mask = offs < H
@@ -95,6 +100,7 @@ def rms_norm(
             float(eps),
             HAS_RESIDUAL=residual is not None,
             BLOCK_H=BLOCK_H,
+            PDL_TRIGGER=pdl_enabled(x.device),
             num_warps=num_warps,
         )
     y = y.view(x.shape)

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..parallel.comm import Shard, all_gather_last_dim, all_reduce
+from .linear import linear
 from .weights import CheckpointTensor, copy_checked
 
 
@@ -39,6 +40,6 @@ class ParallelLMHead(VocabParallelEmbedding):
     """Logits for this rank's vocab slice, all-gathered so every rank of the shard sees the full row."""
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        logits = F.linear(hidden, self.weight)
+        logits = linear(hidden, self.weight)
         logits = all_gather_last_dim(logits, self.shard)
         return logits[..., : self.vocab_size]

@@ -2,12 +2,34 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from spmd_kernels.skinny_gemm import skinny_gemm, skinny_gemm_supports
+
 from ..parallel.comm import Shard, all_reduce
 from .weights import CheckpointTensor, copy_checked
+
+# Below this size a weight streams as fast or faster through cuBLAS (its split-K kernels fill the SMs that one pass of
+# skinny_gemm leaves idle; tests/gpu/tune_skinny_gemm.py, H200).
+SKINNY_MIN_WEIGHT_BYTES = 16 << 20
+# SPMD_SKINNY_GEMM=1 sends decode-sized products of large weights to skinny_gemm instead of cuBLAS. Off by default:
+# timed alone the kernel matches or beats cuBLAS on every Llama-3-8B projection (H200), but inside the model it does
+# not (Llama-3-8B decode bs1 @1k: 4.7 ms a step with cuBLAS, 5.1 with skinny_gemm, 5.0 with it and programmatic
+# dependent launch; tests/gpu/run_skinny_e2e.sh). The switch is there for that A/B run.
+SKINNY_GEMM_ON = os.environ.get("SPMD_SKINNY_GEMM", "0") == "1"
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """F.linear; with SPMD_SKINNY_GEMM=1, decode-sized products (at most 16 rows) of large 16-bit weights on a GPU
+    go to skinny_gemm instead."""
+    if (SKINNY_GEMM_ON and x.is_cuda and weight.dtype != torch.float32
+            and weight.numel() * weight.element_size() >= SKINNY_MIN_WEIGHT_BYTES and skinny_gemm_supports(x, weight)):
+        return skinny_gemm(x, weight, bias)
+    return F.linear(x, weight, bias)
 
 
 class LinearBase(nn.Module):
@@ -37,7 +59,7 @@ class ReplicatedLinear(LinearBase):
         super().__init__(in_features, out_features, bias, Shard(), None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, self.weight, self.bias)
+        return linear(x, self.weight, self.bias)
 
 
 class ColumnParallelLinear(LinearBase):
@@ -47,7 +69,7 @@ class ColumnParallelLinear(LinearBase):
         super().__init__(in_features, shard.split(out_features, "output features"), bias, shard, 0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, self.weight, self.bias)
+        return linear(x, self.weight, self.bias)
 
 
 class MergedColumnParallelLinear(ColumnParallelLinear):
@@ -93,7 +115,7 @@ class RowParallelLinear(LinearBase):
         self.reduce = reduce
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = F.linear(x, self.weight)
+        y = linear(x, self.weight)
         if self.reduce:
             y = all_reduce(y, self.shard)
         if self.bias is not None and (self.reduce or self.shard.rank == 0):
