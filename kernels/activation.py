@@ -7,7 +7,7 @@ import torch.nn.functional as F
 import triton
 import triton.language as tl
 
-from .pdl import pdl_enabled
+from .pdl import pdl_args, pdl_enter
 
 
 @triton.jit
@@ -18,10 +18,9 @@ def _silu_and_mul_kernel(
     stride_o,
     I,
     BLOCK: tl.constexpr,
-    PDL_TRIGGER: tl.constexpr,
+    PDL: tl.constexpr,
 ):
-    if PDL_TRIGGER:  # a PDL-launched down projection after this may be scheduled now (pdl.py)
-        tl.extra.cuda.gdc_launch_dependents()
+    pdl_enter(PDL)
     row = tl.program_id(0).to(tl.int64)
     offs = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < I
@@ -45,8 +44,8 @@ def silu_and_mul(x: torch.Tensor) -> torch.Tensor:
         BLOCK = min(triton.next_power_of_2(inter), 1024)
         grid = (T, triton.cdiv(inter, BLOCK))
         _silu_and_mul_kernel[grid](
-            x2, out, x2.stride(0), out.stride(0), inter, BLOCK=BLOCK, PDL_TRIGGER=pdl_enabled(x.device),
-            num_warps=4,
+            x2, out, x2.stride(0), out.stride(0), inter, BLOCK=BLOCK, num_warps=4,
+            **pdl_args(x2.device),
         )
     return out.view(*x.shape[:-1], inter)
 

@@ -8,7 +8,8 @@ import torch
 import triton
 import triton.language as tl
 
-from .pdl import pdl_enabled
+from .pdl import pdl_args, pdl_enter
+
 
 _LOG2E = 1.4426950408889634
 
@@ -52,7 +53,9 @@ def _decode_split_kernel(
     BLOCK_N: tl.constexpr,
     DIRECT: tl.constexpr,  # num_splits == 1: write the final output, skip the reduction
     F16_DOTS: tl.constexpr,  # bf16 queries over a float8 cache: both dots in fp16 (see FP8_DOTS_IN_F16)
+    PDL: tl.constexpr,
 ):
+    pdl_enter(PDL)
     b = tl.program_id(0)
     kvh = tl.program_id(1)
     split = tl.program_id(2)
@@ -147,10 +150,9 @@ def _decode_reduce_kernel(
     HEAD_DIM: tl.constexpr,
     BLOCK_S: tl.constexpr,  # num_splits rounded up to a power of two
     BLOCK_D: tl.constexpr,
-    PDL_TRIGGER: tl.constexpr,
+    PDL: tl.constexpr,
 ):
-    if PDL_TRIGGER:  # a PDL-launched o_proj after this may be scheduled now (pdl.py)
-        tl.extra.cuda.gdc_launch_dependents()
+    pdl_enter(PDL)
     b = tl.program_id(0)
     h = tl.program_id(1)
     offs_s = tl.arange(0, BLOCK_S)
@@ -295,6 +297,7 @@ def paged_decode_attention(
         F16_DOTS=FP8_DOTS_IN_F16 and q.dtype == torch.bfloat16 and k_cache.element_size() == 1,
         num_warps=num_warps,
         num_stages=num_stages,
+        **pdl_args(q.device),
     )
     if not direct:
         _decode_reduce_kernel[(B, Hq)](
@@ -309,8 +312,8 @@ def paged_decode_attention(
             HEAD_DIM=D,
             BLOCK_S=triton.next_power_of_2(num_splits),
             BLOCK_D=BLOCK_D,
-            PDL_TRIGGER=pdl_enabled(out.device),
             num_warps=4,
+            **pdl_args(mid_o.device),
         )
     return out
 

@@ -7,6 +7,8 @@ import torch.nn.functional as F
 import triton
 import triton.language as tl
 
+from .pdl import pdl_args, pdl_enter
+
 from .moe_align import moe_align_block_size
 
 
@@ -29,8 +31,10 @@ def _moe_gate_up_kernel(
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr,
+    PDL: tl.constexpr,
 ):
     """h[slot, n] = silu(x[tok] · w13[e, n]) * (x[tok] · w13[e, INTER + n]) for one block of one expert."""
+    pdl_enter(PDL)
     pid_m = tl.program_id(0)
     pid_n = tl.program_id(1)
     expert = tl.load(block_expert_ptr + pid_m)
@@ -91,8 +95,10 @@ def _moe_down_kernel(
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr,
+    PDL: tl.constexpr,
 ):
     """y[slot, n] = weight[slot] * (h[slot] · w2[e, n]) for one block of one expert."""
+    pdl_enter(PDL)
     pid_m = tl.program_id(0)
     pid_n = tl.program_id(1)
     expert = tl.load(block_expert_ptr + pid_m)
@@ -135,9 +141,11 @@ def _unfilled(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) 
 
 @triton.jit
 def _moe_sum_kernel(y_ptr, ids_ptr, valid_ptr, out_ptr, first_expert, num_local, stride_yt, stride_it, stride_ot,
-                    HIDDEN: tl.constexpr, TOP_K: tl.constexpr, HAS_VALID: tl.constexpr, BLOCK_H: tl.constexpr):
+                    HIDDEN: tl.constexpr, TOP_K: tl.constexpr, HAS_VALID: tl.constexpr, BLOCK_H: tl.constexpr,
+                    PDL: tl.constexpr):
     """out[t] = sum over the slots j computed on this rank of y[t * TOP_K + j], in fp32, in slot order; the
     rows of other ranks' experts and of invalid tokens were never written and are not read."""
+    pdl_enter(PDL)
     t = tl.program_id(0).to(tl.int64)
     offs = tl.program_id(1) * BLOCK_H + tl.arange(0, BLOCK_H)
     mask = offs < HIDDEN
@@ -215,6 +223,7 @@ def fused_moe(
         x.stride(0), w13.stride(0), w13.stride(1), w13.stride(2), h.stride(0),
         HIDDEN=H, INTER=inter, TOP_K=k, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk,
         num_warps=warps, num_stages=stages,
+        **pdl_args(x.device),
     )
     _moe_down_kernel[(num_blocks, triton.cdiv(H, bn))](
         h, w2, y, topk_weights, sorted_ids, block_expert, n,
@@ -222,6 +231,7 @@ def fused_moe(
         topk_weights.stride(0), topk_weights.stride(1),
         HIDDEN=H, INTER=inter, TOP_K=k, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk,
         num_warps=warps, num_stages=stages,
+        **pdl_args(h.device),
     )
     out = torch.empty((T, H), dtype=x.dtype, device=x.device)
     ids = topk_ids if topk_ids.stride(-1) == 1 else topk_ids.contiguous()
@@ -230,6 +240,7 @@ def fused_moe(
         y, ids, valid.contiguous() if valid is not None else ids, out, first_expert, E,
         y.stride(0), ids.stride(0), out.stride(0),
         HIDDEN=H, TOP_K=k, HAS_VALID=valid is not None, BLOCK_H=block_h,
+        **pdl_args(y.device),
     )
     return out
 

@@ -6,6 +6,8 @@ import torch
 import triton
 import triton.language as tl
 
+from .pdl import pdl_args, pdl_enter
+
 
 @triton.jit
 def _store_kv_kernel(
@@ -30,7 +32,9 @@ def _store_kv_kernel(
     BLOCK_H: tl.constexpr,
     BLOCK_D: tl.constexpr,
     FP8: tl.constexpr,  # the caches hold float8 e4m3: saturate at +-448 (torch's CUDA cast gives NaN there)
+    PDL: tl.constexpr,
 ):
+    pdl_enter(PDL)
     t = tl.program_id(0).to(tl.int64)
     slot = tl.load(slot_ptr + t).to(tl.int64)
     if slot >= 0:
@@ -95,6 +99,7 @@ def store_kv(
         BLOCK_D=BLOCK_D,
         FP8=k_cache.dtype == torch.float8_e4m3fn,
         num_warps=num_warps,
+        **pdl_args(k.device),
     )
 
 
@@ -134,7 +139,9 @@ def _store_latent_kernel(
     E,
     PAGE: tl.constexpr,
     BLOCK_E: tl.constexpr,
+    PDL: tl.constexpr,
 ):
+    pdl_enter(PDL)
     t = tl.program_id(0).to(tl.int64)
     slot = tl.load(slot_ptr + t).to(tl.int64)
     if slot >= 0:
@@ -168,6 +175,7 @@ def store_latent(entries: torch.Tensor, cache: torch.Tensor, slot_mapping: torch
         PAGE=cache.shape[1],
         BLOCK_E=BLOCK_E,
         num_warps=min(max(BLOCK_E // 256, 1), 8),
+        **pdl_args(entries.device),
     )
 
 

@@ -6,6 +6,8 @@ import torch
 import triton
 import triton.language as tl
 
+from .pdl import pdl_args, pdl_enter
+
 from .decode_attention import _decode_reduce_kernel, choose_num_splits, gather_context
 
 _LOG2E = 1.4426950408889634
@@ -47,7 +49,9 @@ def _mla_decode_split_kernel(
     BLOCK_R: tl.constexpr,
     BLOCK_N: tl.constexpr,
     DIRECT: tl.constexpr,  # num_splits == 1: write the final output, skip the reduction
+    PDL: tl.constexpr,
 ):
+    pdl_enter(PDL)
     b = tl.program_id(0)
     hb = tl.program_id(1)
     split = tl.program_id(2)
@@ -179,12 +183,14 @@ def mla_decode(
         NUM_HEADS=H, LATENT=L, ROPE=R, PAGE=page,
         BLOCK_H=BLOCK_H, BLOCK_L=BLOCK_L, BLOCK_R=BLOCK_R, BLOCK_N=BLOCK_N, DIRECT=direct,
         num_warps=num_warps, num_stages=num_stages,
+        **pdl_args(q_latent.device),
     )
     if not direct:
         _decode_reduce_kernel[(B, H)](
             mid_o, mid_lse, out, *mo_strides, *ml_strides, out.stride(0), out.stride(1), num_splits,
             HEAD_DIM=L, BLOCK_S=triton.next_power_of_2(num_splits),
             BLOCK_D=BLOCK_L, num_warps=4,
+            **pdl_args(mid_o.device),
         )
     return out
 

@@ -11,6 +11,8 @@ import torch
 import triton
 import triton.language as tl
 
+from .pdl import pdl_args, pdl_enter
+
 # Pairs per program in the count and place kernels: a [CHUNK, BLOCK_E] one-hot tile, kept near 16k elements.
 _TILE_ELEMENTS = 16384
 
@@ -34,7 +36,8 @@ def _local_experts(ids_ptr, valid_ptr, offs, n, first_expert, num_local, TOP_K: 
 
 @triton.jit(do_not_specialize=["n"])  # T * top_k changes every step
 def _count_kernel(ids_ptr, valid_ptr, counts_ptr, n, first_expert, num_local, TOP_K: tl.constexpr,
-                  HAS_VALID: tl.constexpr, CHUNK: tl.constexpr, BLOCK_E: tl.constexpr):
+                  HAS_VALID: tl.constexpr, CHUNK: tl.constexpr, BLOCK_E: tl.constexpr, PDL: tl.constexpr):
+    pdl_enter(PDL)
     c = tl.program_id(0)
     offs = c * CHUNK + tl.arange(0, CHUNK)
     local, keep = _local_experts(ids_ptr, valid_ptr, offs, n, first_expert, num_local, TOP_K, HAS_VALID)
@@ -45,8 +48,10 @@ def _count_kernel(ids_ptr, valid_ptr, counts_ptr, n, first_expert, num_local, TO
 
 @triton.jit(do_not_specialize=["num_chunks", "max_blocks"])
 def _offsets_kernel(counts_ptr, bases_ptr, block_expert_ptr, num_padded_ptr, num_chunks, max_blocks, num_local,
-                    block_m, BLOCK_C: tl.constexpr, BLOCK_E: tl.constexpr, BLOCK_B: tl.constexpr):
+                    block_m, BLOCK_C: tl.constexpr, BLOCK_E: tl.constexpr, BLOCK_B: tl.constexpr,
+                    PDL: tl.constexpr):
     """One program: per-expert totals, padded runs, each chunk's first position per expert, each block's expert."""
+    pdl_enter(PDL)
     experts = tl.arange(0, BLOCK_E)
     chunks = tl.arange(0, BLOCK_C)
     totals = tl.zeros([BLOCK_E], dtype=tl.int32)
@@ -75,7 +80,8 @@ def _offsets_kernel(counts_ptr, bases_ptr, block_expert_ptr, num_padded_ptr, num
 
 @triton.jit(do_not_specialize=["n"])
 def _place_kernel(ids_ptr, valid_ptr, bases_ptr, sorted_ids_ptr, n, first_expert, num_local, TOP_K: tl.constexpr,
-                  HAS_VALID: tl.constexpr, CHUNK: tl.constexpr, BLOCK_E: tl.constexpr):
+                  HAS_VALID: tl.constexpr, CHUNK: tl.constexpr, BLOCK_E: tl.constexpr, PDL: tl.constexpr):
+    pdl_enter(PDL)
     c = tl.program_id(0)
     offs = c * CHUNK + tl.arange(0, CHUNK)
     local, keep = _local_experts(ids_ptr, valid_ptr, offs, n, first_expert, num_local, TOP_K, HAS_VALID)
@@ -118,10 +124,11 @@ def moe_align_block_size(
     sorted_ids = torch.full((max_blocks * block_m,), n, dtype=torch.int32, device=device)
     block_expert = torch.empty(max_blocks, dtype=torch.int32, device=device)
     num_padded = torch.empty(1, dtype=torch.int32, device=device)
-    common = dict(TOP_K=k, HAS_VALID=valid is not None, CHUNK=chunk, BLOCK_E=block_e)
+    pdl = pdl_args(device)
+    common = dict(TOP_K=k, HAS_VALID=valid is not None, CHUNK=chunk, BLOCK_E=block_e, **pdl)
     _count_kernel[(num_chunks,)](ids, valid_arg, scratch[0], n, first_expert, num_local, **common)
     _offsets_kernel[(1,)](scratch[0], scratch[1], block_expert, num_padded, num_chunks, max_blocks, num_local,
-                          block_m, BLOCK_C=max(16, 4096 // block_e), BLOCK_E=block_e, BLOCK_B=256)
+                          block_m, BLOCK_C=max(16, 4096 // block_e), BLOCK_E=block_e, BLOCK_B=256, **pdl)
     _place_kernel[(num_chunks,)](ids, valid_arg, scratch[1], sorted_ids, n, first_expert, num_local, **common)
     return sorted_ids, block_expert, num_padded
 

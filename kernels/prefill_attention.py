@@ -9,6 +9,8 @@ import torch
 import triton
 import triton.language as tl
 
+from .pdl import pdl_args, pdl_enter
+
 from .decode_attention import gather_context
 
 _LOG2E = 1.4426950408889634
@@ -80,7 +82,9 @@ def _prefill_kernel(
     BLOCK_N: tl.constexpr,
     BLOCK_D: tl.constexpr,
     BLOCK_DV: tl.constexpr,
+    PDL: tl.constexpr,
 ):
+    pdl_enter(PDL)
     m_block = tl.program_id(0)
     h = tl.program_id(1)
     seq = tl.program_id(2)
@@ -234,6 +238,7 @@ def paged_prefill_attention(
         BLOCK_DV=BLOCK_DV,
         num_warps=num_warps,
         num_stages=num_stages,
+        **pdl_args(q.device),
     )
     return out
 

@@ -12,6 +12,8 @@ import torch
 import triton
 import triton.language as tl
 
+from .pdl import pdl_args, pdl_enter
+
 from .rmsnorm import rms_norm_ref
 from .rotary import apply_rotary_ref, load_cos_sin, pair_offsets, rotary_launch
 
@@ -83,7 +85,9 @@ def _qk_norm_rotary_kernel(
     BLOCK_PASS: tl.constexpr,
     BLOCK_HQ: tl.constexpr,
     BLOCK_HK: tl.constexpr,
+    PDL: tl.constexpr,
 ):
+    pdl_enter(PDL)
     offs_r = tl.arange(0, BLOCK_R)
     cos, sin = load_cos_sin(pos_ptr, cache_ptr, stride_cache, offs_r, HALF)
     _norm_rotate_heads(q_ptr, qw_ptr, stride_qt, stride_qh, num_q_heads, eps, cos, sin, offs_r,
@@ -118,6 +122,7 @@ def qk_norm_rotary(
         q.stride(0), q.stride(1), k.stride(0), k.stride(1), cache.stride(0), Hq, k.shape[1], float(eps),
         HEAD_DIM=D, HALF=half, IS_NEOX=bool(is_neox), BLOCK_PASS=max(triton.next_power_of_2(D - 2 * half), 1),
         **sizes,
+        **pdl_args(q.device),
     )
     return q, k
 

@@ -6,7 +6,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .pdl import pdl_enabled
+from .pdl import pdl_args, pdl_enter
 
 
 @triton.jit
@@ -26,10 +26,9 @@ def _rms_norm_kernel(
     eps,
     HAS_RESIDUAL: tl.constexpr,
     BLOCK_H: tl.constexpr,
-    PDL_TRIGGER: tl.constexpr,
+    PDL: tl.constexpr,
 ):
-    if PDL_TRIGGER:  # a PDL-launched projection after this norm may be scheduled now (pdl.py)
-        tl.extra.cuda.gdc_launch_dependents()
+    pdl_enter(PDL)
     row = tl.program_id(0).to(tl.int64)
     offs = tl.arange(0, BLOCK_H)
     mask = offs < H
@@ -100,8 +99,8 @@ def rms_norm(
             float(eps),
             HAS_RESIDUAL=residual is not None,
             BLOCK_H=BLOCK_H,
-            PDL_TRIGGER=pdl_enabled(x.device),
             num_warps=num_warps,
+            **pdl_args(x2.device),
         )
     y = y.view(x.shape)
     if residual is None:

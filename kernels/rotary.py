@@ -6,6 +6,8 @@ import torch
 import triton
 import triton.language as tl
 
+from .pdl import pdl_args, pdl_enter
+
 
 @triton.jit
 def pair_offsets(offs_r, HALF: tl.constexpr, IS_NEOX: tl.constexpr):
@@ -77,7 +79,9 @@ def _rotary_kernel(
     BLOCK_R: tl.constexpr,
     BLOCK_HQ: tl.constexpr,
     BLOCK_HK: tl.constexpr,
+    PDL: tl.constexpr,
 ):
+    pdl_enter(PDL)
     offs_r = tl.arange(0, BLOCK_R)
     cos, sin = load_cos_sin(pos_ptr, cache_ptr, stride_cache, offs_r, HALF)
     _rotate_heads(q_ptr, stride_qt, stride_qh, num_q_heads, cos, sin, offs_r, HALF, IS_NEOX, BLOCK_HQ)
@@ -140,6 +144,7 @@ def apply_rotary(
         IS_NEOX=bool(is_neox),
         HAS_K=k is not None,
         **sizes,
+        **pdl_args(q.device),
     )
     return q, k
 

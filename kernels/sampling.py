@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
+
+from .pdl import pdl_args, pdl_enter
 from triton.language.extra import libdevice
 
 from .decode_attention import _num_sms
@@ -35,7 +37,9 @@ def _gumbel_argmax_kernel(
     NUM_CHUNKS: tl.constexpr,
     BLOCK_V: tl.constexpr,
     LIBDEVICE_LOG: tl.constexpr,  # CUDA: libdevice logf, bit-equal to torch.log on the GPU
+    PDL: tl.constexpr,
 ):
+    pdl_enter(PDL)
     row = tl.program_id(0)
     c = tl.program_id(1)
     temp = tl.load(temperature_ptr + row)
@@ -113,6 +117,7 @@ def gumbel_sample(
         logits, temperature.to(torch.float32).contiguous(), streams.to(torch.int64).contiguous(),
         part_val, part_idx, V, chunk, logits.stride(0),
         NUM_CHUNKS=num_chunks, BLOCK_V=block_v, LIBDEVICE_LOG=cuda, num_warps=4,
+        **pdl_args(logits.device),
     )
     if num_chunks == 1:
         return part_idx[:, 0]

@@ -10,7 +10,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .pdl import pdl_enabled
+from .pdl import pdl_args
 
 # Rows this kernel takes: the tensor-core tile pads the batch to 16 rows, so 1..16 rows cost the same weight stream.
 MAX_ROWS = 16
@@ -25,7 +25,7 @@ def _dot(x, w, acc, IEEE: tl.constexpr):
 
 @triton.jit
 def _skinny_gemm_kernel(x_ptr, w_ptr, bias_ptr, out_ptr, M, N, K, stride_xm, stride_wn, stride_om,
-                        HAS_BIAS: tl.constexpr, IEEE: tl.constexpr, USE_PDL: tl.constexpr,
+                        HAS_BIAS: tl.constexpr, IEEE: tl.constexpr, PDL: tl.constexpr,
                         BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
     """out[m, n] = sum_k x[m, k] * w[n, k] (+ bias[n]) for one program's BLOCK_N output features.
 
@@ -45,10 +45,12 @@ def _skinny_gemm_kernel(x_ptr, w_ptr, bias_ptr, out_ptr, M, N, K, stride_xm, str
     # w's rows seen as a [BLOCK_K, BLOCK_N] tile, contiguous along K; int64 offsets: lm_head is N * K > 2^31 / 2.
     w_ptrs = w_ptr + offs_n[None, :].to(tl.int64) * stride_wn + offs_k[:, None]
     # The first weight tile is fetched before waiting on the previous kernel (programmatic dependent launch, see
-    # pdl.py): weights never depend on it, x and the output buffer do. Peeled so that the loop stays pipelined.
+    # pdl.py; every other kernel waits first thing): weights never depend on it, x and the output buffer do. Peeled
+    # so that the loop stays pipelined.
     w = tl.load(w_ptrs, mask=mask_n[None, :], other=0.0)
-    if USE_PDL:
+    if PDL:
         tl.extra.cuda.gdc_wait()
+        tl.extra.cuda.gdc_launch_dependents()
     x = tl.load(x_ptrs, mask=mask_m[:, None], other=0.0)
     acc = _dot(x, w, tl.zeros([BLOCK_M, BLOCK_N], tl.float32), IEEE)
     for _ in range(BLOCK_K, K, BLOCK_K):
@@ -102,12 +104,10 @@ def skinny_gemm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
     if m > 0 and n > 0:
         block_n, block_k, warps, stages = config or skinny_gemm_config(n, k, weight.element_size())
         assert k % block_k == 0, (k, block_k)
-        pdl = pdl_enabled(x.device)
         _skinny_gemm_kernel[(triton.cdiv(n, block_n),)](
             x2, weight, bias if bias is not None else weight, out, m, n, k, x2.stride(0), weight.stride(0),
-            out.stride(0), HAS_BIAS=bias is not None, IEEE=weight.dtype == torch.float32, USE_PDL=pdl,
-            BLOCK_M=MAX_ROWS, BLOCK_N=block_n, BLOCK_K=block_k, num_warps=warps, num_stages=stages,
-            **({"launch_pdl": True} if pdl else {}))
+            out.stride(0), HAS_BIAS=bias is not None, IEEE=weight.dtype == torch.float32, BLOCK_M=MAX_ROWS,
+            BLOCK_N=block_n, BLOCK_K=block_k, num_warps=warps, num_stages=stages, **pdl_args(x.device))
     return out.view(*x.shape[:-1], n)
 
 
