@@ -7,9 +7,8 @@ import torch.nn.functional as F
 import triton
 import triton.language as tl
 
-from .pdl import pdl_args, pdl_enter
-
 from .moe_align import moe_align_block_size
+from .pdl import pdl_args, pdl_enter
 
 
 @triton.jit(do_not_specialize=["num_slots"])  # T * top_k changes every step

@@ -6,9 +6,8 @@ import torch
 import triton
 import triton.language as tl
 
-from .pdl import pdl_args, pdl_enter
-
 from .decode_attention import _decode_reduce_kernel, choose_num_splits, gather_context
+from .pdl import pdl_args, pdl_enter
 
 _LOG2E = 1.4426950408889634
 

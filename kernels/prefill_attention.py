@@ -9,9 +9,8 @@ import torch
 import triton
 import triton.language as tl
 
-from .pdl import pdl_args, pdl_enter
-
 from .decode_attention import gather_context
+from .pdl import pdl_args, pdl_enter
 
 _LOG2E = 1.4426950408889634
 

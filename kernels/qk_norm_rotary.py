@@ -13,7 +13,6 @@ import triton
 import triton.language as tl
 
 from .pdl import pdl_args, pdl_enter
-
 from .rmsnorm import rms_norm_ref
 from .rotary import apply_rotary_ref, load_cos_sin, pair_offsets, rotary_launch
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
-
-from .pdl import pdl_args, pdl_enter
 from triton.language.extra import libdevice
 
 from .decode_attention import _num_sms
+from .pdl import pdl_args, pdl_enter
 
 _MASK32 = 0xFFFFFFFF
 

@@ -25,7 +25,7 @@ def _rank() -> int:
 @hydra.main(config_path="pkg://spmd_infer_configs", config_name="config", version_base="1.3")
 def _hydra_main(cfg: DictConfig) -> None:
     from .data.openai_batch import FORMATS
-    from .failure import JobStopped, exit_failed, exit_stopped
+    from .failure import JobStopped, exit_config_error, exit_failed, exit_stopped
     from .job import release_distributed, run_job
     from .parallel.dims import ConfigError
     from .report import summary_lines, write_run_report
@@ -43,11 +43,8 @@ def _hydra_main(cfg: DictConfig) -> None:
         if cfg.data.format not in FORMATS:
             raise ConfigError(f"data.format={cfg.data.format!r} must be one of {', '.join(FORMATS)}")
         summary = run_job(cfg)
-    except ConfigError as e:
-        # Every rank reaches the same verdict before any collective; rank 0 says it, all exit non-zero.
-        if _rank() == 0:
-            print(f"spmd-infer: configuration error: {e}", file=sys.stderr)
-        raise SystemExit(2)
+    except ConfigError as e:  # the same verdict on every rank, before any collective
+        exit_config_error(e)
     except JobStopped as e:  # a signal; every rank stopped after the same step, finished rows saved
         exit_stopped(e)
     except BaseException as e:  # noqa: BLE001 - any other failure: reported once (rank 0), exit 1 at once

@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 FAULT_ENV, TESTING_ENV = "SPMD_INFER_TEST_FAULT", "SPMD_INFER_TESTING"
 PEER_WAIT_S = 5.0  # how long a rank that lost a peer waits for that peer's own report to arrive
 ROOT_CAUSE_GAP_S = 1.1
+# How long ranks other than 0 linger after a configuration error before they leave: torchrun ends the job at the
+# first rank to exit, and that must not happen before rank 0 (which alone prints the error) has said it.
+CONFIG_ERROR_GRACE_S = 5.0
 _KEY = "spmd_infer/first_failure"
 _job_key = _KEY
 
@@ -147,6 +150,19 @@ def exit_failed(error: BaseException) -> NoReturn:
         # lowest rank on a tie: leaving a second after the first failure keeps that one the root cause.
         time.sleep(ROOT_CAUSE_GAP_S)
     _leave(1)
+
+
+def exit_config_error(error: BaseException, program: str = "spmd-infer") -> NoReturn:
+    """Every rank reached the same verdict before any collective: rank 0 says it once and leaves with exit code 2;
+    the others wait up to CONFIG_ERROR_GRACE_S (torchrun ends them sooner, once rank 0 has left), so that a rank
+    that got there first cannot make torchrun stop rank 0 before it printed (seen in CI: the job then failed
+    without a word)."""
+    if int(os.environ.get("RANK", "0")) == 0:
+        _finish_report_first()
+        print(f"{program}: configuration error: {error}", file=sys.stderr)
+    else:
+        time.sleep(CONFIG_ERROR_GRACE_S)
+    raise SystemExit(2)
 
 
 def exit_stopped(stopped: JobStopped) -> NoReturn:

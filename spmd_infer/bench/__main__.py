@@ -18,6 +18,7 @@ def _rank() -> int:
 
 @hydra.main(config_path="pkg://spmd_infer_configs", config_name="bench", version_base="1.3")
 def _hydra_main(cfg: DictConfig) -> None:
+    from ..failure import exit_config_error
     from ..job import release_distributed
     from ..parallel.dims import ConfigError
     from .run import run_bench
@@ -30,9 +31,7 @@ def _hydra_main(cfg: DictConfig) -> None:
     try:
         run_bench(cfg)
     except ConfigError as e:
-        if _rank() == 0:
-            print(f"spmd-infer bench: configuration error: {e}", file=sys.stderr)
-        raise SystemExit(2)
+        exit_config_error(e, "spmd-infer bench")
     finally:
         release_distributed()
 
