@@ -10,7 +10,6 @@ import triton.language as tl
 
 from .pdl import pdl_args, pdl_enter
 
-
 _LOG2E = 1.4426950408889634
 
 

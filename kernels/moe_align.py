@@ -23,27 +23,26 @@ def _max_blocks(n: int, num_local: int, block_m: int) -> int:
 
 
 @triton.jit
-def _local_experts(ids_ptr, valid_ptr, offs, n, first_expert, num_local, TOP_K: tl.constexpr,
-                   HAS_VALID: tl.constexpr):
-    """Each pair's local expert and whether it is computed here (on this rank's experts, its token valid)."""
+def _chunk_onehot(ids_ptr, valid_ptr, n, first_expert, num_local, TOP_K: tl.constexpr, HAS_VALID: tl.constexpr,
+                  CHUNK: tl.constexpr, BLOCK_E: tl.constexpr):
+    """This program's chunk of pairs: their flat indices, local experts, whether each is computed here (on this
+    rank's experts, its token valid), and the [CHUNK, BLOCK_E] one-hot of the kept pairs by expert."""
+    offs = tl.program_id(0) * CHUNK + tl.arange(0, CHUNK)
     in_range = offs < n
     local = (tl.load(ids_ptr + offs, mask=in_range, other=0) - first_expert).to(tl.int32)
     keep = in_range & (local >= 0) & (local < num_local)
     if HAS_VALID:
         keep = keep & (tl.load(valid_ptr + offs // TOP_K, mask=in_range, other=0) != 0)
-    return local, keep
+    onehot = ((local[:, None] == tl.arange(0, BLOCK_E)[None, :]) & keep[:, None]).to(tl.int32)
+    return offs, local, keep, onehot
 
 
 @triton.jit(do_not_specialize=["n"])  # T * top_k changes every step
 def _count_kernel(ids_ptr, valid_ptr, counts_ptr, n, first_expert, num_local, TOP_K: tl.constexpr,
                   HAS_VALID: tl.constexpr, CHUNK: tl.constexpr, BLOCK_E: tl.constexpr, PDL: tl.constexpr):
     pdl_enter(PDL)
-    c = tl.program_id(0)
-    offs = c * CHUNK + tl.arange(0, CHUNK)
-    local, keep = _local_experts(ids_ptr, valid_ptr, offs, n, first_expert, num_local, TOP_K, HAS_VALID)
-    experts = tl.arange(0, BLOCK_E)
-    onehot = ((local[:, None] == experts[None, :]) & keep[:, None]).to(tl.int32)
-    tl.store(counts_ptr + c * BLOCK_E + experts, tl.sum(onehot, axis=0))
+    _, _, _, onehot = _chunk_onehot(ids_ptr, valid_ptr, n, first_expert, num_local, TOP_K, HAS_VALID, CHUNK, BLOCK_E)
+    tl.store(counts_ptr + tl.program_id(0) * BLOCK_E + tl.arange(0, BLOCK_E), tl.sum(onehot, axis=0))
 
 
 @triton.jit(do_not_specialize=["num_chunks", "max_blocks"])
@@ -82,14 +81,11 @@ def _offsets_kernel(counts_ptr, bases_ptr, block_expert_ptr, num_padded_ptr, num
 def _place_kernel(ids_ptr, valid_ptr, bases_ptr, sorted_ids_ptr, n, first_expert, num_local, TOP_K: tl.constexpr,
                   HAS_VALID: tl.constexpr, CHUNK: tl.constexpr, BLOCK_E: tl.constexpr, PDL: tl.constexpr):
     pdl_enter(PDL)
-    c = tl.program_id(0)
-    offs = c * CHUNK + tl.arange(0, CHUNK)
-    local, keep = _local_experts(ids_ptr, valid_ptr, offs, n, first_expert, num_local, TOP_K, HAS_VALID)
-    experts = tl.arange(0, BLOCK_E)
-    onehot = ((local[:, None] == experts[None, :]) & keep[:, None]).to(tl.int32)
+    offs, local, keep, onehot = _chunk_onehot(ids_ptr, valid_ptr, n, first_expert, num_local, TOP_K, HAS_VALID,
+                                              CHUNK, BLOCK_E)
     # A pair's place among its expert's pairs in this chunk, in order: the stable sort.
     rank = tl.sum(tl.cumsum(onehot, axis=0) * onehot, axis=1) - 1
-    base = tl.load(bases_ptr + c * BLOCK_E + local, mask=keep, other=0)
+    base = tl.load(bases_ptr + tl.program_id(0) * BLOCK_E + local, mask=keep, other=0)
     tl.store(sorted_ids_ptr + base + rank, offs.to(tl.int32), mask=keep)
 
 

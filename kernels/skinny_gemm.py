@@ -10,7 +10,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .pdl import pdl_args
+from .pdl import pdl_args, pdl_enter
 
 # Rows this kernel takes: the tensor-core tile pads the batch to 16 rows, so 1..16 rows cost the same weight stream.
 MAX_ROWS = 16
@@ -48,9 +48,7 @@ def _skinny_gemm_kernel(x_ptr, w_ptr, bias_ptr, out_ptr, M, N, K, stride_xm, str
     # pdl.py; every other kernel waits first thing): weights never depend on it, x and the output buffer do. Peeled
     # so that the loop stays pipelined.
     w = tl.load(w_ptrs, mask=mask_n[None, :], other=0.0)
-    if PDL:
-        tl.extra.cuda.gdc_wait()
-        tl.extra.cuda.gdc_launch_dependents()
+    pdl_enter(PDL)
     x = tl.load(x_ptrs, mask=mask_m[:, None], other=0.0)
     acc = _dot(x, w, tl.zeros([BLOCK_M, BLOCK_N], tl.float32), IEEE)
     for _ in range(BLOCK_K, K, BLOCK_K):

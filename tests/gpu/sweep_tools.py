@@ -38,3 +38,14 @@ def print_ranking(times: dict[Hashable, list[float]], scores: dict[Hashable, flo
     """The `top` best settings, each with its score and its time per shape in microseconds."""
     for s in sorted(scores, key=scores.get)[:top]:
         print(f"  {scores[s]:.3f}  {describe(s)}  per shape: " + " ".join(f"{t * 1e3:.0f}" for t in times[s]))
+
+
+def print_overall_best(times: dict[Hashable, list[float]], default: Hashable, describe: Callable[[Hashable], str],
+                       top: int = 5) -> tuple[Hashable, dict[Hashable, float]]:
+    """The setting best over all shapes (geometric mean of its time ratios to the default's) and the ranking of the
+    `top` best; returns (best setting, every setting's score)."""
+    score = relative_scores(times, default)
+    best = min(score, key=score.get)
+    print(f"\nbest over all shapes: {describe(best)}: {score[best]:.3f} x the default's time (geometric mean)")
+    print_ranking(times, score, describe, top=top)
+    return best, score

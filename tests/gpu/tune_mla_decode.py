@@ -19,7 +19,7 @@ from spmd_infer.bench.ceilings import measure_ceilings
 from spmd_kernels import decode_attention as da
 from spmd_kernels import mla_decode, mla_decode_ref
 # sweep_tools: tests/gpu/, the script's own folder
-from sweep_tools import print_best_rows, print_ranking, relative_scores, time_in_graph
+from sweep_tools import print_best_rows, print_overall_best, time_in_graph
 
 mla = importlib.import_module("spmd_kernels.mla_decode")  # the module: the package re-exports a same-named function
 
@@ -76,11 +76,7 @@ def main() -> None:
         print(f"\n{name}: {kv_bytes / 1e9:.3f} GB of latent cache per layer")
         print_best_rows(rows, default, lambda r: f"{r[0] * 1e3:8.1f} us  {kv_bytes / (r[0] * 1e-3) / bw:6.1%} of copy  "
                         f"config={r[1][0]} waves={r[1][1]} min_split={r[1][2]} err={r[2]:.4f}")
-    score = relative_scores(times, default)
-    best = min(score, key=score.get)
-    print(f"\nbest over all shapes: config={best[0]} waves={best[1]} min_split={best[2]}: "
-          f"{score[best]:.3f} x the default's time (geometric mean)")
-    print_ranking(times, score, lambda s: f"config={s[0]} waves={s[1]} min_split={s[2]}", top=6)
+    print_overall_best(times, default, lambda s: f"config={s[0]} waves={s[1]} min_split={s[2]}", top=6)
 
 
 if __name__ == "__main__":
