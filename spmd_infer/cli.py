@@ -50,9 +50,10 @@ def _hydra_main(cfg: DictConfig) -> None:
     except BaseException as e:  # noqa: BLE001 - any other failure: reported once (rank 0), exit 1 at once
         exit_failed(e)
     finally:
-        # A sweep's jobs share this process and its process group: tearing the group down and building it
-        # again on the same rendezvous store races (gloo's connectFullMesh), so it lives until exit.
-        release_distributed(keep_group=_in_sweep())
+        # The group lives until the process ends (end_process): a sweep's jobs share it (tearing it down and
+        # building it again on the same rendezvous store races in gloo's connectFullMesh), and a last job's
+        # ranks leave without a teardown that can abort one of them.
+        release_distributed(keep_group=True)
     if _rank() == 0 and summary is not None and summary.already_complete:
         print("spmd-infer: " + summary.lines()[0])
     elif _rank() == 0 and summary is not None:
@@ -60,19 +61,6 @@ def _hydra_main(cfg: DictConfig) -> None:
         print("spmd-infer finished")
         for line in summary_lines(summary.metrics) + ([f"report: {report}"] if report else []):
             print("  " + line)
-
-
-def release_process_group() -> None:
-    from .job import release_distributed
-
-    release_distributed()
-
-
-def _in_sweep() -> bool:
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
-    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
 def _run_dir() -> Optional[Path]:
@@ -115,10 +103,9 @@ def main() -> None:
         raise SystemExit(2)
     if _rank() != 0 and not any(a.startswith("hydra.output_subdir") for a in sys.argv):
         sys.argv.append("hydra.output_subdir=null")  # .hydra/ is written once, by rank 0
-    try:
-        _hydra_main()
-    finally:
-        release_process_group()
+    from .job import run_to_end
+
+    run_to_end(_hydra_main)
 
 
 if __name__ == "__main__":

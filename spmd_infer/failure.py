@@ -149,7 +149,7 @@ def exit_failed(error: BaseException) -> NoReturn:
         # torchrun names as root cause the failure with the smallest timestamp, in whole seconds, the
         # lowest rank on a tie: leaving a second after the first failure keeps that one the root cause.
         time.sleep(ROOT_CAUSE_GAP_S)
-    _leave(1)
+    leave(1)
 
 
 def exit_config_error(error: BaseException, program: str = "spmd-infer") -> NoReturn:
@@ -172,7 +172,7 @@ def exit_stopped(stopped: JobStopped) -> NoReturn:
     first = _wait_for_first(store, 0.0) if store is not None else None
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"spmd-infer: {first}" if first else f"spmd-infer: {stopped}", file=sys.stderr)
-    _leave(1 if first else stopped.exit_code)
+    leave(1 if first else stopped.exit_code)
 
 
 def _finish_report_first() -> None:
@@ -247,7 +247,8 @@ def _to_log_file(message: str, error: BaseException) -> None:
             h.handle(record)
 
 
-def _leave(code: int) -> NoReturn:
+def leave(code: int) -> NoReturn:
+    """End this process now: flush the consoles and log files, then os._exit (no interpreter or C++ teardown)."""
     sys.stdout.flush()
     sys.stderr.flush()
     logging.shutdown()

@@ -7,7 +7,7 @@ import logging
 import signal
 import time
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import torch
 import torch.distributed as dist
@@ -20,7 +20,7 @@ from .engine.assign import RequestQueue
 from .engine.sequence import Sequence
 from .engine.engine import Engine
 from .engine.stopping import StopChecker
-from .failure import FaultHook, JobStopped, begin_job, oom_guard, set_collective_timeout
+from .failure import FaultHook, JobStopped, begin_job, leave, oom_guard, set_collective_timeout
 from .job_plan import JobPlan
 from .model_defaults import generation_defaults, log_applied
 from .parallel.dims import init_distributed
@@ -172,6 +172,30 @@ def _run(cfg: Any, plan: JobPlan, dims, resume: ResumeState, stop: StopRequest, 
              100 * (st.exchange_seconds - st.wait_seconds) / max(st.step_seconds, 1e-9),
              100 * st.wait_seconds / max(st.step_seconds, 1e-9), scheduler.num_preemptions)
     return summary
+
+
+def run_to_end(entry: Callable[[], None]) -> None:
+    """Run a command's (Hydra) entry point, then end the process by end_process. Errors that Hydra itself raises
+    (bad overrides, config composition) leave the ordinary way; the job's own failures never return here."""
+    try:
+        entry()
+    except BaseException:
+        release_distributed()
+        raise
+    end_process()
+
+
+def end_process() -> None:
+    """Leave a process whose work is done.
+
+    A multi-rank process leaves by os._exit with its process group still up: every rank has passed the job's
+    last collective, and tearing gloo's group down while a peer exits aborts a rank now and then (SIGABRT or
+    SIGBUS inside destroy_process_group, after a job that succeeded), which torchrun reports as a failed job.
+    One rank alone has no peer to race and exits the ordinary way.
+    """
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        leave(0)
+    release_distributed()
 
 
 def release_distributed(keep_group: bool = False) -> None:

@@ -33,14 +33,16 @@ def _hydra_main(cfg: DictConfig) -> None:
     except ConfigError as e:
         exit_config_error(e, "spmd-infer bench")
     finally:
-        release_distributed()
+        release_distributed(keep_group=True)  # until end_process: a teardown racing a peer's exit can abort a rank
 
 
 def main() -> None:
     register_bench_configs()
     if _rank() != 0 and not any(a.startswith("hydra.output_subdir") for a in sys.argv):
         sys.argv.append("hydra.output_subdir=null")  # .hydra/ is written once, by rank 0
-    _hydra_main()
+    from ..job import run_to_end
+
+    run_to_end(_hydra_main)
 
 
 if __name__ == "__main__":
