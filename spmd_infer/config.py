@@ -117,7 +117,8 @@ class RuntimeConfig:
     device: str = "auto"
     """auto (CUDA with NCCL when present, else CPU with gloo), cuda or cpu."""
     warmup: bool = True
-    """Run a warmup step (also memory profiling) before sizing the KV cache."""
+    """Run a warmup step through the step function before sizing the KV cache: on a GPU one prefill of
+    scheduler.max_num_batched_tokens (kernel compilation, activation-memory profiling), on the CPU a short one."""
     cuda_graphs: bool = True
     """Capture decode steps in CUDA graphs per batch-size bucket (CUDA only; models whose layers all allow it)."""
     overlap_steps: bool = True

@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny random checkpoints with their transformers references, and a torchrun launcher."""
+"""Shared fixtures: tiny random checkpoints with their transformers references, and one-rank in-process jobs."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ if not torch.cuda.is_available():
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from support.tiny_models import MAX_NEW, MODELS, build_model, greedy_reference, write_prompts  # noqa: E402
+from support.tiny_models import JOB_MAX_TOKENS, MAX_NEW, MODELS, build_model, greedy_reference, write_prompts  # noqa: E402
 
 
 def _prompts(seed: int, lengths: list[int]) -> list[list[int]]:
@@ -43,3 +43,31 @@ def tiny(tmp_path_factory):
         refs[("llama", s)] = greedy_reference(models["llama"], sets[s], MAX_NEW)
     inputs = {s: write_prompts(root / f"{s}.jsonl", p) for s, p in sets.items()}
     return {"root": root, "models": models, "sets": sets, "refs": refs, "inputs": inputs}
+
+
+@pytest.fixture
+def job(tiny, tmp_path, monkeypatch):
+    """run(*overrides) -> JobSummary of a one-rank job in this process (what every torchrun rank runs), on the
+    tiny llama, writing tmp_path/out.jsonl unless overridden; environment and process group restored afterwards."""
+    from hydra import compose, initialize_config_module
+
+    from spmd_infer.config import register_configs
+    from spmd_infer.failure import FAULT_ENV, TESTING_ENV
+    from spmd_infer.job import release_distributed, run_job
+
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", FAULT_ENV, TESTING_ENV):
+        monkeypatch.setenv(name, "")  # recorded first, so what init_distributed sets is undone at teardown
+        monkeypatch.delenv(name)
+    register_configs()
+    base = [f"model.path={tiny['models']['llama']}", f"data.output={tmp_path / 'out.jsonl'}",
+            "sampling.temperature=0", f"sampling.max_tokens={JOB_MAX_TOKENS}", "scheduler.max_num_seqs=3",
+            "scheduler.max_num_batched_tokens=64", "runtime.progress=false"]
+
+    def run(*overrides: str):
+        # A case's own value of a base key replaces it (Hydra takes each key once).
+        merged = dict(o.split("=", 1) for o in base + list(overrides))
+        with initialize_config_module(config_module="spmd_infer_configs", version_base="1.3"):
+            return run_job(compose(config_name="config", overrides=[f"{k}={v}" for k, v in merged.items()]))
+
+    yield run
+    release_distributed()

@@ -1,7 +1,7 @@
 """Resume, overwrite, refusal to mix configurations, duplicate ids, OOM and SIGTERM stops: one rank, in-process.
 
-Each job runs through run_job in this process (a world of one), which is what every torchrun rank runs;
-the multi-rank versions are in test_reliability.py.
+Each job runs through run_job in this process (a world of one, conftest's `job`), which is what every
+torchrun rank runs; the multi-rank versions are in test_reliability.py.
 """
 
 from __future__ import annotations
@@ -12,17 +12,14 @@ import signal
 
 import pytest
 import torch
-from hydra import compose, initialize_config_module
 
-from spmd_infer.config import register_configs
 from spmd_infer.data.writer import shard_dir_for, shard_files
 from spmd_infer.failure import FAULT_ENV, TESTING_ENV, JobStopped
-from spmd_infer.job import release_distributed, run_job
 from spmd_infer.parallel.dims import ConfigError
 from spmd_infer.resume import manifest_path
-from support.tiny_models import greedy_reference, read_output, write_prompts
+from support.tiny_models import JOB_MAX_TOKENS, greedy_reference, read_output, write_prompts
 
-MAX_TOKENS = 6
+MAX_TOKENS = JOB_MAX_TOKENS  # the `job` fixture's
 
 
 @pytest.fixture(scope="module")
@@ -30,25 +27,6 @@ def prompts(tiny):
     rng = random.Random(11)
     sets = [[rng.randrange(2, 301) for _ in range(rng.randrange(3, 15))] for _ in range(12)]
     return sets, greedy_reference(tiny["models"]["llama"], sets, MAX_TOKENS)
-
-
-@pytest.fixture
-def job(tiny, tmp_path, monkeypatch):
-    """run(*overrides) -> JobSummary for a one-rank job writing tmp_path/out.jsonl; env restored afterwards."""
-    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", FAULT_ENV, TESTING_ENV):
-        monkeypatch.setenv(name, "")  # recorded first, so what init_distributed sets is undone at teardown
-        monkeypatch.delenv(name)
-    register_configs()
-    base = [f"model.path={tiny['models']['llama']}", f"data.output={tmp_path / 'out.jsonl'}",
-            "sampling.temperature=0", f"sampling.max_tokens={MAX_TOKENS}", "scheduler.max_num_seqs=3",
-            "scheduler.max_num_batched_tokens=64", "runtime.progress=false"]
-
-    def run(*overrides: str):
-        with initialize_config_module(config_module="spmd_infer_configs", version_base="1.3"):
-            return run_job(compose(config_name="config", overrides=base + list(overrides)))
-
-    yield run
-    release_distributed()
 
 
 def _input(tmp_path, prompts, name="in.jsonl"):

@@ -31,6 +31,7 @@ from .step import StepStats, Stepper
 from .stopping import StopChecker
 
 log = logging.getLogger(__name__)
+CPU_WARMUP_TOKENS = 32  # the warmup step's size off the GPU (see Engine.start)
 
 
 @dataclass
@@ -96,7 +97,11 @@ class Engine:
             if device.type == "cuda":
                 # The KV budget subtracts the activation peak above the weights, so measure only this step's.
                 torch.cuda.reset_peak_memory_stats(device)
-            warmup = WarmupSource(s.max_num_batched_tokens, s.max_num_seqs, hf_config.vocab_size, max_model_len)
+            # On the CPU there is no kernel to compile and no memory to measure: a short step still proves the
+            # step function end to end without the full token budget's prefill (seconds per job there).
+            num_tokens = s.max_num_batched_tokens if device.type == "cuda" else min(s.max_num_batched_tokens,
+                                                                                     CPU_WARMUP_TOKENS)
+            warmup = WarmupSource(num_tokens, s.max_num_seqs, hf_config.vocab_size, max_model_len)
             with oom_guard(cfg, "in the warmup step"):  # an OOM here names the settings to lower
                 while not stepper.step(warmup).done:
                     pass

@@ -14,7 +14,7 @@ import sys
 from hydra import compose, initialize_config_module
 
 from spmd_infer.config import register_configs
-from spmd_infer.job import release_distributed, run_job
+from spmd_infer.job import end_process, run_job
 
 
 def main() -> None:
@@ -30,7 +30,7 @@ def main() -> None:
             results[job["name"]] = dataclasses.asdict(run_job(cfg))
     with open(f"{spec_path}.rank{os.environ.get('RANK', '0')}.json", "w") as f:
         json.dump(results, f)
-    release_distributed()
+    end_process()  # as the CLI leaves: no process-group teardown to race the other ranks
 
 
 if __name__ == "__main__":

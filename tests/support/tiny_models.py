@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 MAX_NEW = 10  # tokens generated per request in the equality tests
+JOB_MAX_TOKENS = 6  # tokens per request of the in-process `job` fixture (conftest.py)
 MODELS = ("llama", "llama3", "qwen2", "qwen3")
 
 # Head counts divisible by 4 so every layout up to tp=4 applies; vocab not a multiple of 4 to exercise padding.
