@@ -17,7 +17,8 @@ if not torch.cuda.is_available():
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from support.tiny_models import JOB_MAX_TOKENS, MAX_NEW, MODELS, build_model, greedy_reference, write_prompts  # noqa: E402
+from support.tiny_models import (  # noqa: E402
+    JOB_MAX_TOKENS, MAX_NEW, MODELS, build_model, greedy_reference, write_prompts)
 
 
 def _prompts(seed: int, lengths: list[int]) -> list[list[int]]:
