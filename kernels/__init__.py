@@ -16,6 +16,7 @@ from .prefill_attention import paged_prefill_attention, paged_prefill_attention_
 from .qk_norm_rotary import qk_norm_rotary, qk_norm_rotary_ref
 from .rmsnorm import rms_norm, rms_norm_ref
 from .rotary import apply_rotary, apply_rotary_ref, build_cos_sin_cache
+from .rotary_store_kv import rotary_store_kv, rotary_store_kv_ref
 from .sampling import gumbel_sample, gumbel_sample_ref
 from .skinny_gemm import skinny_gemm, skinny_gemm_ref
 
@@ -42,6 +43,8 @@ __all__ = [
     "qk_norm_rotary_ref",
     "rms_norm",
     "rms_norm_ref",
+    "rotary_store_kv",
+    "rotary_store_kv_ref",
     "silu_and_mul",
     "silu_and_mul_ref",
     "skinny_gemm",

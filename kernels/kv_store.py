@@ -10,7 +10,8 @@ from .pdl import pdl_args, pdl_enter
 
 
 @triton.jit
-def _store_kv_kernel(
+def store_token_kv(
+    t,
     k_ptr,
     v_ptr,
     k_cache_ptr,
@@ -32,10 +33,8 @@ def _store_kv_kernel(
     BLOCK_H: tl.constexpr,
     BLOCK_D: tl.constexpr,
     FP8: tl.constexpr,  # the caches hold float8 e4m3: saturate at +-448 (torch's CUDA cast gives NaN there)
-    PDL: tl.constexpr,
 ):
-    pdl_enter(PDL)
-    t = tl.program_id(0).to(tl.int64)
+    """Token t's k and v [heads, D] into its cache slot (slot < 0: nothing)."""
     slot = tl.load(slot_ptr + t).to(tl.int64)
     if slot >= 0:
         blk = slot // PAGE
@@ -54,6 +53,53 @@ def _store_kv_kernel(
         tl.store(vc + offs_h[:, None] * stride_vc_h + offs_d[None, :], v.to(v_cache_ptr.dtype.element_ty), mask=mask)
 
 
+@triton.jit
+def _store_kv_kernel(
+    k_ptr,
+    v_ptr,
+    k_cache_ptr,
+    v_cache_ptr,
+    slot_ptr,
+    stride_kt,
+    stride_kh,
+    stride_vt,
+    stride_vh,
+    stride_kc_b,
+    stride_kc_s,
+    stride_kc_h,
+    stride_vc_b,
+    stride_vc_s,
+    stride_vc_h,
+    num_heads,
+    D,
+    PAGE: tl.constexpr,
+    BLOCK_H: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    FP8: tl.constexpr,
+    PDL: tl.constexpr,
+):
+    pdl_enter(PDL)
+    store_token_kv(tl.program_id(0).to(tl.int64), k_ptr, v_ptr, k_cache_ptr, v_cache_ptr, slot_ptr, stride_kt,
+                   stride_kh, stride_vt, stride_vh, stride_kc_b, stride_kc_s, stride_kc_h, stride_vc_b, stride_vc_s,
+                   stride_vc_h, num_heads, D, PAGE, BLOCK_H, BLOCK_D, FP8)
+
+
+def store_kv_launch(k: torch.Tensor, v: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
+                    slot_mapping: torch.Tensor) -> tuple[tuple, dict]:
+    """The checks every store wrapper makes, and what it launches with: (the strides and sizes after the
+    slot pointer, the constexprs and num_warps) for one program per token."""
+    T, H, D = k.shape
+    assert v.shape == k.shape and slot_mapping.shape == (T,)
+    assert k_cache.shape[2:] == (H, D) and v_cache.shape == k_cache.shape
+    assert k.stride(-1) == 1 and v.stride(-1) == 1
+    assert k_cache.stride(-1) == 1 and v_cache.stride(-1) == 1
+    block_h, block_d = triton.next_power_of_2(H), triton.next_power_of_2(D)
+    args = (k.stride(0), k.stride(1), v.stride(0), v.stride(1), k_cache.stride(0), k_cache.stride(1),
+            k_cache.stride(2), v_cache.stride(0), v_cache.stride(1), v_cache.stride(2), H, D)
+    return args, dict(PAGE=k_cache.shape[1], BLOCK_H=block_h, BLOCK_D=block_d,
+                      FP8=k_cache.dtype == torch.float8_e4m3fn, num_warps=min(max(block_h * block_d // 1024, 1), 8))
+
+
 def store_kv(
     k: torch.Tensor,
     v: torch.Tensor,
@@ -66,41 +112,10 @@ def store_kv(
     slot_mapping: int [T], slot = block * block_size + offset; slot < 0 (e.g. -1, padding) skips
     the token. k and v may be strided views (slices of a fused qkv) with a contiguous last dim.
     """
-    T, H, D = k.shape
-    assert v.shape == k.shape and slot_mapping.shape == (T,)
-    assert k_cache.shape[2:] == (H, D) and v_cache.shape == k_cache.shape
-    assert k.stride(-1) == 1 and v.stride(-1) == 1
-    assert k_cache.stride(-1) == 1 and v_cache.stride(-1) == 1
-    if T == 0:
+    args, sizes = store_kv_launch(k, v, k_cache, v_cache, slot_mapping)
+    if k.shape[0] == 0:
         return
-    BLOCK_H = triton.next_power_of_2(H)
-    BLOCK_D = triton.next_power_of_2(D)
-    num_warps = min(max(BLOCK_H * BLOCK_D // 1024, 1), 8)
-    _store_kv_kernel[(T,)](
-        k,
-        v,
-        k_cache,
-        v_cache,
-        slot_mapping,
-        k.stride(0),
-        k.stride(1),
-        v.stride(0),
-        v.stride(1),
-        k_cache.stride(0),
-        k_cache.stride(1),
-        k_cache.stride(2),
-        v_cache.stride(0),
-        v_cache.stride(1),
-        v_cache.stride(2),
-        H,
-        D,
-        PAGE=k_cache.shape[1],
-        BLOCK_H=BLOCK_H,
-        BLOCK_D=BLOCK_D,
-        FP8=k_cache.dtype == torch.float8_e4m3fn,
-        num_warps=num_warps,
-        **pdl_args(k.device),
-    )
+    _store_kv_kernel[(k.shape[0],)](k, v, k_cache, v_cache, slot_mapping, *args, **sizes, **pdl_args(k.device))
 
 
 def store_kv_ref(

@@ -32,7 +32,7 @@ def load_cos_sin(pos_ptr, cache_ptr, stride_cache, offs_r, HALF: tl.constexpr):
 
 
 @triton.jit
-def _rotate_heads(
+def rotate_heads(
     x_ptr,
     stride_t,
     stride_h,
@@ -44,7 +44,7 @@ def _rotate_heads(
     IS_NEOX: tl.constexpr,
     BLOCK_HEADS: tl.constexpr,
 ):
-    # cos/sin: [BLOCK_R] fp32. Rotates x[t, :, :2*HALF] of this token in place.
+    """Rotates x[t, :, :2*HALF] of this program's token t in place; cos/sin: [BLOCK_R] fp32."""
     t = tl.program_id(0).to(tl.int64)
     offs_h = tl.arange(0, BLOCK_HEADS)
     off1, off2 = pair_offsets(offs_r, HALF, IS_NEOX)
@@ -84,9 +84,9 @@ def _rotary_kernel(
     pdl_enter(PDL)
     offs_r = tl.arange(0, BLOCK_R)
     cos, sin = load_cos_sin(pos_ptr, cache_ptr, stride_cache, offs_r, HALF)
-    _rotate_heads(q_ptr, stride_qt, stride_qh, num_q_heads, cos, sin, offs_r, HALF, IS_NEOX, BLOCK_HQ)
+    rotate_heads(q_ptr, stride_qt, stride_qh, num_q_heads, cos, sin, offs_r, HALF, IS_NEOX, BLOCK_HQ)
     if HAS_K:
-        _rotate_heads(k_ptr, stride_kt, stride_kh, num_k_heads, cos, sin, offs_r, HALF, IS_NEOX, BLOCK_HK)
+        rotate_heads(k_ptr, stride_kt, stride_kh, num_k_heads, cos, sin, offs_r, HALF, IS_NEOX, BLOCK_HK)
 
 
 def rotary_launch(q: torch.Tensor, k: torch.Tensor | None, positions: torch.Tensor,

@@ -33,14 +33,21 @@ class PagedAttention(nn.Module):
     def bind_kv_cache(self, caches: list[torch.Tensor]) -> None:
         self.k_cache, self.v_cache = caches
 
-    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, batch: ForwardBatch) -> torch.Tensor:
-        """q [T, Hq, D], k/v [T, Hkv, D] -> [T, Hq, D]."""
+    def stores_through_kernels(self, q: torch.Tensor, batch: ForwardBatch) -> bool:
+        """Whether forward() would store this step's K/V with store_kv (so a fused kernel may do it instead)."""
+        return q.is_cuda and self.k_cache is not None and batch.slot_mapping is not None
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, batch: ForwardBatch,
+                kv_stored: bool = False) -> torch.Tensor:
+        """q [T, Hq, D], k/v [T, Hkv, D] -> [T, Hq, D]. kv_stored: k and v are already in the cache (a kernel
+        that fused the store into the rotary embedding, kernels/rotary_store_kv.py)."""
         if self.k_cache is None or batch.slot_mapping is None:
             # Warmup/profiling before the cache exists: every sequence attends to its own new tokens.
             return varlen_attention(q, k, v, batch.cu_seqlens_q, batch.context_lens, self.scale, cache=None)
         if q.is_cuda:
             # Triton kernels; no host syncs, so a decode step can be captured in a CUDA graph.
-            store_kv(k, v, self.k_cache, self.v_cache, batch.slot_mapping)
+            if not kv_stored:
+                store_kv(k, v, self.k_cache, self.v_cache, batch.slot_mapping)
             if batch.is_prefill:
                 return paged_prefill_attention(q, self.k_cache, self.v_cache, batch.cu_seqlens_q, batch.context_lens,
                                                batch.block_tables, self.scale, max_seqlen_q=batch.max_query_len)

@@ -6,7 +6,7 @@ import math
 from typing import Any
 
 import torch
-from spmd_kernels import apply_rotary
+from spmd_kernels import apply_rotary, rotary_store_kv
 from torch import nn
 
 
@@ -107,6 +107,12 @@ class RotaryEmbedding(nn.Module):
             return apply_rotary(q, k, positions, self.cos_sin, is_neox=not self.interleaved)
         cos, sin = self.cos_sin[positions].chunk(2, dim=-1)
         return self._rotate(q, cos, sin), self._rotate(k, cos, sin)
+
+    def rotate_and_store(self, positions: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                         k_cache: torch.Tensor, v_cache: torch.Tensor, slot_mapping: torch.Tensor):
+        """forward() on CUDA, then the rotated k and v into the paged caches, in one kernel."""
+        return rotary_store_kv(q, k, v, positions, self.cos_sin, not self.interleaved, k_cache, v_cache,
+                               slot_mapping)
 
     def _rotate(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
         rot, rest = x[..., : self.rot_dim], x[..., self.rot_dim:]

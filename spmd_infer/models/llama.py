@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import torch
@@ -18,6 +19,10 @@ from ..layers.dp_attention import DPGatherScatter
 from ..parallel.comm import Shard
 from ..parallel.sharding import LayerSharding
 
+# Rotary embedding and the KV-cache store in one kernel on the GPU (kernels/rotary_store_kv.py): one launch a
+# layer fewer. Off until tests/gpu/run_pdl.sh has timed it and checked the models with it on.
+FUSE_ROTARY_STORE = os.environ.get("SPMD_ROTARY_STORE_KV", "0") == "1"
+
 
 class LlamaAttention(nn.Module):
     def __init__(self, config: Any, shard: Shard):
@@ -32,6 +37,8 @@ class LlamaAttention(nn.Module):
         self.rotary_emb = RotaryEmbedding(self.head_dim, self.head_dim, config.max_position_embeddings,
                                           rope_parameters(config))
         self.attn = PagedAttention(self.num_heads, self.num_kv_heads, self.head_dim, self.head_dim ** -0.5)
+        # Only where q and k are positioned by the rotary embedding alone (Qwen3 normalises them first).
+        self.fuse_rotary_store = FUSE_ROTARY_STORE and type(self).position_qk is LlamaAttention.position_qk
 
     @staticmethod
     def biases(config: Any) -> tuple[bool, bool]:
@@ -51,8 +58,13 @@ class LlamaAttention(nn.Module):
 
     def forward(self, positions: torch.Tensor, hidden: torch.Tensor, batch: ForwardBatch) -> torch.Tensor:
         q, k, v = self.project_qkv(hidden)
-        q, k = self.position_qk(positions, q, k)
-        o = self.attn(q, k, v, batch)
+        if self.fuse_rotary_store and self.attn.stores_through_kernels(q, batch):
+            self.rotary_emb.rotate_and_store(positions, q, k, v, self.attn.k_cache, self.attn.v_cache,
+                                             batch.slot_mapping)
+            o = self.attn(q, k, v, batch, kv_stored=True)
+        else:
+            q, k = self.position_qk(positions, q, k)
+            o = self.attn(q, k, v, batch)
         return self.o_proj(o.flatten(1))
 
 
