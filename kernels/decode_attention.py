@@ -26,7 +26,6 @@ def _decode_split_kernel(
     out_ptr,
     mid_o_ptr,
     mid_lse_ptr,
-    counts_ptr,  # int32 [B * Hkv], zero between launches: splits of each (sequence, KV head) done (FUSED_REDUCE)
     qk_scale,  # softmax scale * log2(e)
     stride_qb,
     stride_qh,
@@ -52,7 +51,6 @@ def _decode_split_kernel(
     BLOCK_D: tl.constexpr,
     BLOCK_N: tl.constexpr,
     DIRECT: tl.constexpr,  # num_splits == 1: write the final output, skip the reduction
-    FUSED_REDUCE: tl.constexpr,  # the last split to finish combines all of them (no second launch)
     F16_DOTS: tl.constexpr,  # bf16 queries over a float8 cache: both dots in fp16 (see FP8_DOTS_IN_F16)
     PDL: tl.constexpr,
 ):
@@ -133,39 +131,6 @@ def _decode_split_kernel(
         )
         lse = tl.where(has, m_i + tl.log2(tl.where(has, l_i, 1.0)), float("-inf"))
         tl.store(mid_lse_ptr + b * stride_ml_b + heads * stride_ml_h + split, lse, mask=mask_g)
-        if FUSED_REDUCE:
-            # acq_rel at GPU scope: this split's stores above are visible before its count, and the last
-            # split's loads below (through L2, .cg) see every other split's.
-            count_ptr = counts_ptr + b * tl.num_programs(1) + kvh
-            done = tl.atomic_add(count_ptr, 1, sem="acq_rel", scope="gpu")
-            if done == num_splits - 1:
-                tl.store(count_ptr, 0)  # zero again for the next launch (and the next CUDA-graph replay)
-                _combine_splits(mid_o_ptr + b * stride_mo_b, mid_lse_ptr + b * stride_ml_b,
-                                out_ptr + b * stride_ob, heads, mask_g, offs_d, mask_d, stride_mo_h, stride_mo_s,
-                                stride_ml_h, stride_oh, num_splits, BLOCK_G, BLOCK_D)
-
-
-@triton.jit
-def _combine_splits(mid_o_ptr, mid_lse_ptr, out_ptr, heads, mask_g, offs_d, mask_d, stride_mo_h, stride_mo_s,
-                    stride_ml_h, stride_oh, num_splits, BLOCK_G: tl.constexpr, BLOCK_D: tl.constexpr):
-    """out[heads] = the splits' partial outputs weighted by exp2(lse), combined online over the splits."""
-    m = tl.full([BLOCK_G], float("-inf"), dtype=tl.float32)
-    den = tl.zeros([BLOCK_G], dtype=tl.float32)
-    acc = tl.zeros([BLOCK_G, BLOCK_D], dtype=tl.float32)
-    o_mask = mask_g[:, None] & mask_d[None, :]
-    for s in range(0, num_splits):
-        lse = tl.load(mid_lse_ptr + heads * stride_ml_h + s, mask=mask_g, other=float("-inf"), cache_modifier=".cg")
-        o = tl.load(mid_o_ptr + heads[:, None] * stride_mo_h + s * stride_mo_s + offs_d[None, :], mask=o_mask,
-                    other=0.0, cache_modifier=".cg")
-        m_new = tl.maximum(m, lse)
-        finite = m_new > float("-inf")  # an empty split (lse -inf) adds nothing; -inf - -inf would be NaN
-        alpha = tl.where(finite, tl.exp2(m - tl.where(finite, m_new, 0.0)), 0.0)
-        w = tl.where(lse > float("-inf"), tl.exp2(lse - tl.where(finite, m_new, 0.0)), 0.0)
-        den = den * alpha + w
-        acc = acc * alpha[:, None] + o * w[:, None]
-        m = m_new
-    out = acc / tl.where(den > 0.0, den, 1.0)[:, None]
-    tl.store(out_ptr + heads[:, None] * stride_oh + offs_d[None, :], out.to(out_ptr.dtype.element_ty), mask=o_mask)
 
 
 @triton.jit(do_not_specialize=["stride_ml_b", "stride_ml_h", "num_splits"])
@@ -219,22 +184,9 @@ MIN_SPLIT_TOKENS = int(os.environ.get("SPMD_DECODE_MIN_SPLIT_TOKENS", "128"))
 # float8 to bf16 takes several) and run both dots in fp16 (more mantissa than bf16; decode's queries and softmax
 # weights are far inside its range). Widening to bf16 left the nano-vllm case no faster than a bf16 cache.
 FP8_DOTS_IN_F16 = True
-# The split-KV combine inside the split kernel (its last program per sequence and KV head) instead of a second
-# launch: one kernel a layer fewer at small batches. Off until tests/gpu/run_pdl.sh has timed it on a GPU.
-FUSED_REDUCE = os.environ.get("SPMD_DECODE_FUSED_REDUCE", "0") == "1"
-_split_counts: dict[torch.device, torch.Tensor] = {}
-
-
-def _split_counters(n: int, device: torch.device) -> torch.Tensor | None:
-    """A zeroed int32 buffer of at least n counters on `device`, kept across calls (the kernel zeroes what it
-    used); None while a CUDA graph is being captured and the kept one is too small (allocate outside capture)."""
-    counts = _split_counts.get(device)
-    if counts is None or counts.numel() < n:
-        if device.type == "cuda" and torch.cuda.is_current_stream_capturing():
-            return None
-        counts = torch.zeros(max(n, 4096), dtype=torch.int32, device=device)
-        _split_counts[device] = counts
-    return counts
+# The splits are combined by a second, tiny kernel. Combining them in the split kernel's last program per (sequence,
+# KV head), found by an atomic counter, was tried and timed (session 7, H200, Llama-3-8B bs1 @1k): 10 us a layer
+# against 6 + 1.6 us for the two launches, since one program then reads every split while the rest of the GPU idles.
 
 
 def _launch_config(block_d: int, page: int, elem_size: int, device: torch.device):
@@ -273,7 +225,6 @@ def paged_decode_attention(
     num_splits: int | None = None,
     max_context_len: int | None = None,
     out: torch.Tensor | None = None,
-    fused_reduce: bool | None = None,
 ) -> torch.Tensor:
     """softmax(q k^T * scale) v over each sequence's paged context; returns out [B, Hq, D].
 
@@ -281,8 +232,7 @@ def paged_decode_attention(
     with Hq % Hkv == 0 (GQA); block_tables int32 [B, max_blocks]; context_lens int32 [B], >= 1.
     num_splits: KV chunks per sequence (split-KV); None picks one from B, Hkv and
     max_context_len (an upper bound on context_lens; defaults to max_blocks * block_size, so no
-    device sync is needed). Writes into ``out`` when given. fused_reduce: combine the splits in the split
-    kernel's last program instead of a second kernel (None: SPMD_DECODE_FUSED_REDUCE).
+    device sync is needed). Writes into ``out`` when given.
     """
     B, Hq, D = q.shape
     _, page, Hkv, Dk = k_cache.shape
@@ -305,9 +255,6 @@ def paged_decode_attention(
     BLOCK_G = max(triton.next_power_of_2(group), 16)  # tl.dot needs >= 16 rows
     BLOCK_N, num_warps, num_stages = _launch_config(BLOCK_D, page, q.element_size(), q.device)
     direct = num_splits == 1
-    counts = None
-    if not direct and (FUSED_REDUCE if fused_reduce is None else fused_reduce):
-        counts = _split_counters(B * Hkv, q.device)
     if direct:
         mid_o = out  # unused
         mid_lse = context_lens  # unused
@@ -327,7 +274,6 @@ def paged_decode_attention(
         out,
         mid_o,
         mid_lse,
-        counts if counts is not None else context_lens,  # unused without FUSED_REDUCE
         float(scale) * _LOG2E,
         q.stride(0),
         q.stride(1),
@@ -350,13 +296,12 @@ def paged_decode_attention(
         BLOCK_D=BLOCK_D,
         BLOCK_N=BLOCK_N,
         DIRECT=direct,
-        FUSED_REDUCE=counts is not None,
         F16_DOTS=FP8_DOTS_IN_F16 and q.dtype == torch.bfloat16 and k_cache.element_size() == 1,
         num_warps=num_warps,
         num_stages=num_stages,
         **pdl_args(q.device),
     )
-    if not direct and counts is None:
+    if not direct:
         _decode_reduce_kernel[(B, Hq)](
             mid_o,
             mid_lse,

@@ -1,8 +1,8 @@
-"""The fused rotary + KV-store kernel (SPMD_ROTARY_STORE_KV=1) in the engine: which attention layers take it, and
+"""The fused rotary + KV-store kernel (on by default; SPMD_ROTARY_STORE_KV=0 turns it off) in the engine: which attention layers take it, and
 a whole job through it on the CPU (Triton's interpreter) against transformers.
 
 The kernel itself is tested in tests/kernels/test_rotary_store_kv.py, the models with it on a GPU by
-tests/gpu/run_pdl.sh.
+tests/gpu/run_defaults_check.sh.
 """
 
 from __future__ import annotations

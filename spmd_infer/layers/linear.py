@@ -8,26 +8,30 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from spmd_kernels.pdl import pdl_enabled
 from spmd_kernels.skinny_gemm import skinny_gemm, skinny_gemm_supports
 
 from ..parallel.comm import Shard, all_reduce
 from .weights import CheckpointTensor, copy_checked
 
-# Below this size a weight streams as fast or faster through cuBLAS (its split-K kernels fill the SMs that one pass of
-# skinny_gemm leaves idle; tests/gpu/tune_skinny_gemm.py, H200).
+# Decode-sized products (at most 16 rows) of weights between these sizes go to skinny_gemm instead of cuBLAS, when
+# kernels use programmatic dependent launch (kernels/pdl.py): skinny_gemm fetches its first weight tile while the
+# previous kernel drains, which cuBLAS cannot. Measured in Llama-3-8B bs1 @1k decode on an H200 (CUDA graphs,
+# tests/gpu/run_skinny_small.sh): qkv and o (32-48 MB) through skinny_gemm, MBU 77.6 -> 79.7%; every projection
+# through it, 73.9% (gate_up, down and lm_head stream at ~98% of the copy rate under cuBLAS); without PDL, 76.6%.
+# Below 16 MB cuBLAS's split-K kernels fill SMs that one pass of skinny_gemm leaves idle.
+# SPMD_SKINNY_GEMM=0 sends everything to cuBLAS; SPMD_SKINNY_MAX_MB moves the upper bound (A/B runs).
 SKINNY_MIN_WEIGHT_BYTES = 16 << 20
-# SPMD_SKINNY_GEMM=1 sends decode-sized products of large weights to skinny_gemm instead of cuBLAS. Off by default:
-# timed alone the kernel matches or beats cuBLAS on every Llama-3-8B projection (H200), but inside the model it does
-# not (Llama-3-8B decode bs1 @1k: 4.7 ms a step with cuBLAS, 5.1 with skinny_gemm, 5.0 with it and programmatic
-# dependent launch; tests/gpu/run_skinny_e2e.sh). The switch is there for that A/B run.
-SKINNY_GEMM_ON = os.environ.get("SPMD_SKINNY_GEMM", "0") == "1"
+SKINNY_MAX_WEIGHT_BYTES = float(os.environ.get("SPMD_SKINNY_MAX_MB", "64")) * (1 << 20)
+SKINNY_GEMM_ON = os.environ.get("SPMD_SKINNY_GEMM", "1") == "1"
 
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """F.linear; with SPMD_SKINNY_GEMM=1, decode-sized products (at most 16 rows) of large 16-bit weights on a GPU
-    go to skinny_gemm instead."""
-    if (SKINNY_GEMM_ON and x.is_cuda and weight.dtype != torch.float32
-            and weight.numel() * weight.element_size() >= SKINNY_MIN_WEIGHT_BYTES and skinny_gemm_supports(x, weight)):
+    """F.linear; decode-sized products (at most 16 rows) of mid-sized 16-bit weights on a GPU that runs kernels with
+    programmatic dependent launch go to skinny_gemm instead (see SKINNY_MIN_WEIGHT_BYTES)."""
+    if (SKINNY_GEMM_ON and x.is_cuda and weight.dtype != torch.float32 and pdl_enabled(x.device)
+            and SKINNY_MIN_WEIGHT_BYTES <= weight.numel() * weight.element_size() <= SKINNY_MAX_WEIGHT_BYTES
+            and skinny_gemm_supports(x, weight)):
         return skinny_gemm(x, weight, bias)
     return F.linear(x, weight, bias)
 

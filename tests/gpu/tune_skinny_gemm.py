@@ -5,7 +5,7 @@ card's copy rate: the numbers behind skinny_gemm_config and behind which shapes 
 Timed inside CUDA graphs with COPIES weight copies cycled per call, so that no matrix is served from L2 (a model's
 layers never are). Session 5's first run (H200, M = 1): Triton 14.7-15.4 us on Llama-3-8B's qkv against cuBLAS 15.7,
 o 10.4-11.0 against 13.5, down 29.9-30.3 against 32.4, lm_head 236 against 248; session 4's CUDA-core version had lost
-on every shape (56-62% of the copy rate). Inside the model the picture differs: see run_skinny_e2e.sh.
+on every shape (56-62% of the copy rate). Inside the model the picture differs: see run_skinny_small.sh.
 
 usage (on a GPU machine, in the repo root, after `source tests/gpu/device_env.sh`):
   python tests/gpu/tune_skinny_gemm.py

@@ -20,34 +20,15 @@ def test_paged_decode_attention(D, Hq, Hkv, num_splits, dtype, device, assert_cl
     assert_close(out, ref)
 
 
-@pytest.mark.parametrize("fused_reduce", [False, True], ids=["reduce-kernel", "fused-reduce"])
 @pytest.mark.parametrize("num_splits", [2, 8])
-def test_paged_decode_attention_many_splits(num_splits, fused_reduce, dtype, device, assert_close, paged_kv):
+def test_paged_decode_attention_many_splits(num_splits, dtype, device, assert_close, paged_kv):
     # More splits than tiles for the short sequences: empty splits must not poison the reduction.
     context_lens = [3, 70, 33, 16]
     k_cache, v_cache, block_tables = paged_kv(context_lens, 1, 64, dtype, device)
     q = torch.randn(len(context_lens), 4, 64, dtype=dtype, device=device)
     ctx = torch.tensor(context_lens, dtype=torch.int32, device=device)
-    out = paged_decode_attention(q, k_cache, v_cache, block_tables, ctx, 0.125, num_splits=num_splits,
-                                 fused_reduce=fused_reduce)
+    out = paged_decode_attention(q, k_cache, v_cache, block_tables, ctx, 0.125, num_splits=num_splits)
     assert_close(out, paged_decode_attention_ref(q, k_cache, v_cache, block_tables, ctx, 0.125))
-
-
-@pytest.mark.parametrize("Hq,Hkv,D", [(4, 2, 64), (8, 2, 128), (3, 3, 48)])
-def test_fused_reduce_equals_the_reduce_kernel_and_leaves_its_counters_zero(Hq, Hkv, D, dtype, device,
-                                                                            assert_close, paged_kv):
-    context_lens = [1, 50, 200]
-    k_cache, v_cache, block_tables = paged_kv(context_lens, Hkv, D, dtype, device)
-    ctx = torch.tensor(context_lens, dtype=torch.int32, device=device)
-    for step in range(2):  # twice: the second launch starts from the counters the first one left
-        q = torch.randn(len(context_lens), Hq, D, dtype=dtype, device=device)
-        fused = paged_decode_attention(q, k_cache, v_cache, block_tables, ctx, D**-0.5, num_splits=4,
-                                       fused_reduce=True)
-        ref_kernel = paged_decode_attention(q, k_cache, v_cache, block_tables, ctx, D**-0.5, num_splits=4,
-                                            fused_reduce=False)
-        assert_close(fused, ref_kernel)
-        assert_close(fused, paged_decode_attention_ref(q, k_cache, v_cache, block_tables, ctx, D**-0.5))
-        assert int(decode_attention._split_counts[q.device].count_nonzero()) == 0, f"launch {step}"
 
 
 @pytest.mark.parametrize("block_size", [8, 32])
