@@ -17,7 +17,7 @@ from .qk_norm_rotary import qk_norm_rotary, qk_norm_rotary_ref
 from .rmsnorm import rms_norm, rms_norm_ref
 from .rotary import apply_rotary, apply_rotary_ref, build_cos_sin_cache
 from .rotary_store_kv import rotary_store_kv, rotary_store_kv_ref
-from .sampling import gumbel_sample, gumbel_sample_ref
+from .sampling import greedy_argmax, gumbel_sample, gumbel_sample_ref
 from .skinny_gemm import skinny_gemm, skinny_gemm_ref
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "fused_moe",
     "fused_moe_ref",
     "gather_context",
+    "greedy_argmax",
     "gumbel_sample",
     "gumbel_sample_ref",
     "mla_decode",

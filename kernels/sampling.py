@@ -1,4 +1,5 @@
-"""Gumbel-max sampling with counter-based noise (hash of row stream and token id) fused with temperature scaling and argmax."""
+"""Gumbel-max sampling with counter-based noise (hash of row stream and token id) fused with temperature scaling and
+argmax, and the greedy argmax alone, both split over vocabulary chunks so that one row fills the GPU."""
 
 from __future__ import annotations
 
@@ -36,15 +37,21 @@ def _gumbel_argmax_kernel(
     NUM_CHUNKS: tl.constexpr,
     BLOCK_V: tl.constexpr,
     LIBDEVICE_LOG: tl.constexpr,  # CUDA: libdevice logf, bit-equal to torch.log on the GPU
+    GREEDY_ONLY: tl.constexpr,  # every row greedy: temperature_ptr and streams_ptr are not read
     PDL: tl.constexpr,
 ):
     pdl_enter(PDL)
     row = tl.program_id(0)
     c = tl.program_id(1)
-    temp = tl.load(temperature_ptr + row)
-    sampled = temp > 0.0  # temperature 0: greedy argmax of the raw logits
-    inv = tl.where(sampled, temp, 1.0)
-    stream = tl.load(streams_ptr + row).to(tl.uint32)
+    if GREEDY_ONLY:
+        sampled = False
+        inv = 1.0
+        stream = tl.zeros([], tl.uint32)
+    else:
+        temp = tl.load(temperature_ptr + row)
+        sampled = temp > 0.0  # temperature 0: greedy argmax of the raw logits
+        inv = tl.where(sampled, temp, 1.0)
+        stream = tl.load(streams_ptr + row).to(tl.uint32)
     start = c * chunk
     end = tl.minimum(start + chunk, vocab)
     offs = tl.arange(0, BLOCK_V)
@@ -94,11 +101,27 @@ def gumbel_sample(
     spmd_infer.layers.sampler.gumbel_noise. Ties go to the lowest token id (torch.argmax).
     num_chunks splits each row's vocabulary over programs (None: from S and V on CUDA, 1 on CPU).
     """
+    S = logits.shape[0]
+    assert temperature.shape == (S,) and streams.shape == (S,)
+    return _chunked_argmax(logits, temperature.to(torch.float32).contiguous(), streams.to(torch.int64).contiguous(),
+                           num_chunks)
+
+
+def greedy_argmax(logits: torch.Tensor, num_chunks: int | None = None) -> torch.Tensor:
+    """logits.argmax(dim=-1) for logits [S, V] (ties to the lowest token id), with each row's vocabulary split over
+    num_chunks programs (None: from S and V on CUDA, 1 on CPU). torch.argmax gives a row one thread block: at batch
+    1 that is one SM reading Llama-3's 128k logits, 36 us of a 4.7 ms decode step on an H200."""
+    return _chunked_argmax(logits, None, None, num_chunks)
+
+
+def _chunked_argmax(logits: torch.Tensor, temperature: torch.Tensor | None, streams: torch.Tensor | None,
+                    num_chunks: int | None) -> torch.Tensor:
+    """gumbel_sample's and greedy_argmax's launch (temperature None: every row greedy)."""
     S, V = logits.shape
     out_dtype = torch.int64
     if S == 0:
         return torch.empty(0, dtype=out_dtype, device=logits.device)
-    assert V > 0 and temperature.shape == (S,) and streams.shape == (S,)
+    assert V > 0
     if logits.stride(-1) != 1:
         logits = logits.contiguous()
     cuda = logits.device.type == "cuda"
@@ -112,10 +135,11 @@ def gumbel_sample(
     num_chunks = triton.cdiv(V, chunk)  # no empty chunks
     part_val = torch.empty((S, num_chunks), dtype=torch.float32, device=logits.device)
     part_idx = torch.empty((S, num_chunks), dtype=out_dtype, device=logits.device)
+    greedy_only = temperature is None
     _gumbel_argmax_kernel[(S, num_chunks)](
-        logits, temperature.to(torch.float32).contiguous(), streams.to(torch.int64).contiguous(),
+        logits, logits if greedy_only else temperature, logits if greedy_only else streams,
         part_val, part_idx, V, chunk, logits.stride(0),
-        NUM_CHUNKS=num_chunks, BLOCK_V=block_v, LIBDEVICE_LOG=cuda, num_warps=4,
+        NUM_CHUNKS=num_chunks, BLOCK_V=block_v, LIBDEVICE_LOG=cuda, GREEDY_ONLY=greedy_only, num_warps=4,
         **pdl_args(logits.device),
     )
     if num_chunks == 1:

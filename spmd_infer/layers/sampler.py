@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from spmd_kernels import gumbel_sample
+from spmd_kernels import greedy_argmax, gumbel_sample
 
 from ..host_memory import to_device
 
@@ -96,7 +96,7 @@ def sample(logits: torch.Tensor, t: SamplingTensors) -> torch.Tensor:
     other paths compute in float32.
     """
     if t.all_greedy:
-        return logits.argmax(dim=-1)
+        return greedy_argmax(logits) if logits.is_cuda else logits.argmax(dim=-1)
     if logits.is_cuda and not (t.need_top_k or t.need_top_p or t.need_min_p):
         return gumbel_sample(logits, t.temperature, t.streams)  # fused: the [S, V] noise never exists
     logits = logits.float()

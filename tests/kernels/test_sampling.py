@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from spmd_kernels import gumbel_sample, gumbel_sample_ref
+from spmd_kernels import greedy_argmax, gumbel_sample, gumbel_sample_ref
 from spmd_kernels.sampling import gumbel_noise_ref
 
 
@@ -23,6 +23,23 @@ def test_gumbel_sample(S, V, num_chunks, device):
     ids = gumbel_sample(logits, temperature, streams, num_chunks=num_chunks)
     assert ids.shape == (S,) and ids.dtype == torch.int64
     assert torch.equal(ids, gumbel_sample_ref(logits, temperature, streams))
+
+
+@pytest.mark.parametrize("S,V", [(1, 1), (1, 3001), (4, 1000), (2, 5000)])
+@pytest.mark.parametrize("num_chunks", [1, 4, None])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_greedy_argmax(S, V, num_chunks, dtype, device):
+    logits = (torch.randn(S, V, device=device) * 3).to(dtype)
+    if V > 4:
+        logits[:, 1::5] = float("-inf")
+    if V > 2000:  # a tie across chunks: the lower token id wins, as in torch.argmax
+        top = logits.float().max() + 1
+        logits[:, 1900] = top
+        logits[:, V - 3] = top
+    ids = greedy_argmax(logits, num_chunks=num_chunks)
+    assert ids.shape == (S,) and ids.dtype == torch.int64
+    assert torch.equal(ids, logits.argmax(dim=-1))
+    assert greedy_argmax(logits[:0]).shape == (0,)
 
 
 def test_gumbel_sample_matches_sampler(device):
