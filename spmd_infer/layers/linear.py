@@ -9,9 +9,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from spmd_kernels.pdl import pdl_enabled
-from spmd_kernels.skinny_gemm import skinny_gemm, skinny_gemm_supports
+from spmd_kernels.skinny_gemm import rms_norm_skinny_gemm, skinny_gemm, skinny_gemm_supports
 
 from ..parallel.comm import Shard, all_reduce
+from .layernorm import RMSNorm
 from .weights import CheckpointTensor, copy_checked
 
 # Decode-sized products (at most 16 rows) of weights between these sizes go to skinny_gemm instead of cuBLAS, when
@@ -20,18 +21,30 @@ from .weights import CheckpointTensor, copy_checked
 # tests/gpu/run_skinny_small.sh): qkv and o (32-48 MB) through skinny_gemm, MBU 77.6 -> 79.7%; every projection
 # through it, 73.9% (gate_up, down and lm_head stream at ~98% of the copy rate under cuBLAS); without PDL, 76.6%.
 # Below 16 MB cuBLAS's split-K kernels fill SMs that one pass of skinny_gemm leaves idle.
-# SPMD_SKINNY_GEMM=0 sends everything to cuBLAS; SPMD_SKINNY_MAX_MB moves the upper bound (A/B runs).
-SKINNY_MIN_WEIGHT_BYTES = 16 << 20
+# SPMD_SKINNY_GEMM=0 sends everything to cuBLAS; SPMD_SKINNY_MIN_MB and SPMD_SKINNY_MAX_MB move the bounds (A/B runs,
+# and checks of small models through skinny_gemm).
+SKINNY_MIN_WEIGHT_BYTES = float(os.environ.get("SPMD_SKINNY_MIN_MB", "16")) * (1 << 20)
 SKINNY_MAX_WEIGHT_BYTES = float(os.environ.get("SPMD_SKINNY_MAX_MB", "64")) * (1 << 20)
 SKINNY_GEMM_ON = os.environ.get("SPMD_SKINNY_GEMM", "1") == "1"
 
 
-def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """F.linear; decode-sized products (at most 16 rows) of mid-sized 16-bit weights on a GPU that runs kernels with
-    programmatic dependent launch go to skinny_gemm instead (see SKINNY_MIN_WEIGHT_BYTES)."""
-    if (SKINNY_GEMM_ON and x.is_cuda and weight.dtype != torch.float32 and pdl_enabled(x.device)
+# The layer's input RMSNorm (with its residual add) inside the qkv projection's skinny_gemm
+# (kernels/skinny_gemm.py rms_norm_skinny_gemm): one launch a layer fewer at decode. Off until
+# tests/gpu/run_norm_qkv.sh has timed it; SPMD_NORM_QKV=1 turns it on.
+NORM_QKV_ON = os.environ.get("SPMD_NORM_QKV", "0") == "1"
+
+
+def takes_skinny_gemm(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """Whether x @ weight^T goes to skinny_gemm: a decode-sized product (at most 16 rows) of a mid-sized 16-bit
+    weight on a GPU that runs kernels with programmatic dependent launch (see SKINNY_MIN_WEIGHT_BYTES)."""
+    return (SKINNY_GEMM_ON and x.is_cuda and weight.dtype != torch.float32 and pdl_enabled(x.device)
             and SKINNY_MIN_WEIGHT_BYTES <= weight.numel() * weight.element_size() <= SKINNY_MAX_WEIGHT_BYTES
-            and skinny_gemm_supports(x, weight)):
+            and skinny_gemm_supports(x, weight))
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """F.linear, or skinny_gemm where takes_skinny_gemm says so."""
+    if takes_skinny_gemm(x, weight):
         return skinny_gemm(x, weight, bias)
     return F.linear(x, weight, bias)
 
@@ -74,6 +87,14 @@ class ColumnParallelLinear(LinearBase):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return linear(x, self.weight, self.bias)
+
+    def forward_normed(self, x: torch.Tensor, residual: torch.Tensor,
+                       norm: RMSNorm) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(self(norm(x, residual)[0]), x + residual) in one kernel, where the product would go to skinny_gemm and
+        SPMD_NORM_QKV=1; None elsewhere (the caller normalises, then projects)."""
+        if not (NORM_QKV_ON and takes_skinny_gemm(x, self.weight)):
+            return None
+        return rms_norm_skinny_gemm(x, residual, norm.weight, norm.eps, self.weight, self.bias)
 
 
 class MergedColumnParallelLinear(ColumnParallelLinear):

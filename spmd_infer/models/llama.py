@@ -47,8 +47,8 @@ class LlamaAttention(nn.Module):
         bias = bool(getattr(config, "attention_bias", False))
         return bias, bias
 
-    def project_qkv(self, hidden: torch.Tensor):
-        q, k, v = self.qkv_proj(hidden).split(
+    def split_qkv(self, qkv: torch.Tensor):
+        q, k, v = qkv.split(
             [self.num_heads * self.head_dim, self.num_kv_heads * self.head_dim, self.num_kv_heads * self.head_dim], -1)
         return (q.view(-1, self.num_heads, self.head_dim), k.view(-1, self.num_kv_heads, self.head_dim),
                 v.view(-1, self.num_kv_heads, self.head_dim))
@@ -57,8 +57,11 @@ class LlamaAttention(nn.Module):
         """q and k as attention reads them: rotated (in place on CUDA)."""
         return self.rotary_emb(positions, q, k)
 
-    def forward(self, positions: torch.Tensor, hidden: torch.Tensor, batch: ForwardBatch) -> torch.Tensor:
-        q, k, v = self.project_qkv(hidden)
+    def forward(self, positions: torch.Tensor, hidden: torch.Tensor | None, batch: ForwardBatch,
+                qkv: torch.Tensor | None = None) -> torch.Tensor:
+        """hidden: the normalised layer input; or qkv, its projection already taken (by the kernel that fuses the
+        input norm into it, LlamaDecoderLayer.norm_into_qkv)."""
+        q, k, v = self.split_qkv(self.qkv_proj(hidden) if qkv is None else qkv)
         if self.fuse_rotary_store and self.attn.stores_through_kernels(q, batch):
             self.rotary_emb.rotate_and_store(positions, q, k, v, self.attn.k_cache, self.attn.v_cache,
                                              batch.slot_mapping)
@@ -95,17 +98,30 @@ class LlamaDecoderLayer(nn.Module):
         self.input_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
 
+    def norm_into_qkv(self, hidden: torch.Tensor, residual: torch.Tensor):
+        """(qkv, hidden + residual) from one kernel that adds the residual, applies the input norm and projects
+        (decode-sized batches where skinny_gemm takes the qkv projection); None elsewhere."""
+        if not isinstance(self.self_attn, LlamaAttention):  # DeepSeek's MLA projects otherwise
+            return None
+        return self.self_attn.qkv_proj.forward_normed(hidden, residual, self.input_layernorm)
+
     def build_mlp(self, config: Any, sharding: LayerSharding, layer_idx: int) -> nn.Module:
         bias = getattr(config, "mlp_bias", False)
         return sharded_mlp(lambda shard, reduce: LlamaMLP(config.hidden_size, config.intermediate_size, shard, bias,
                                                           reduce), sharding)
 
     def forward(self, positions, hidden, residual, batch: ForwardBatch):
+        qkv = None  # the qkv projection, where a kernel took it together with the input norm
         if residual is None:
             residual, hidden = hidden, self.input_layernorm(hidden)
+        elif (fused := self.norm_into_qkv(hidden, residual)) is not None:
+            qkv, residual = fused
         else:
             hidden, residual = self.input_layernorm(hidden, residual)
-        hidden = self.self_attn(positions, hidden, batch)
+        if qkv is None:
+            hidden = self.self_attn(positions, hidden, batch)
+        else:
+            hidden = self.self_attn(positions, None, batch, qkv=qkv)
         hidden, residual = self.post_attention_layernorm(hidden, residual)
         if self.dp_gather is not None:
             return self.dp_gather(self.mlp, hidden, batch), residual
