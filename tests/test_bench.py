@@ -10,9 +10,10 @@ import sys
 import pytest
 import torch
 
-from spmd_infer.bench.ceilings import Ceilings
+from spmd_infer.bench.ceilings import Ceilings, sheet_bandwidth
 from spmd_infer.bench.cost import ModelCost, MoeLayerCost, causal_pairs
 from spmd_infer.bench.measure import StepRecord, case_metrics
+from spmd_infer.bench.report import console_lines
 from spmd_infer.bench.workloads import Case
 from spmd_infer.models.registry import model_class
 from spmd_infer.parallel.dp_meta import Phase
@@ -114,6 +115,25 @@ def test_case_metrics_mbu_and_mfu_arithmetic():
     assert m["exchange_share"] == pytest.approx(0.004 / 0.91)
     assert m["exchange_collective_share"] == pytest.approx(0.004 / 0.91) and m["dp_wait_share"] == 0
     assert m["output_tok_s"] == 6 and m["total_tok_s"] == 22 and m["ttft_s"]["max"] == 0.51
+
+
+def test_console_warns_when_the_copy_rate_beats_the_data_sheet():
+    assert sheet_bandwidth("NVIDIA H200") == 4.8e12 and sheet_bandwidth("NVIDIA H100 80GB HBM3") == 3.35e12
+    assert sheet_bandwidth("NVIDIA H100 PCIe") == 2.0e12 and sheet_bandwidth("cpu (x86_64, 2 threads)") is None
+    case = {"name": "decode bs1 @1024", "output_tok_s": 190.0, "total_tok_s": 6100.0, "ttft_s": {"median": 0.027},
+            "decode": {"median_step_s": 0.0045, "mbu": 0.6, "bytes_per_s": 3.43e12}, "exchange_share": 0.01}
+    report = {"model": {"name": "llama-3-8b", "architecture": "LlamaForCausalLM", "dtype": "bfloat16",
+                        "cost": {"weight_bytes_per_rank": 15e9, "kv_bytes_per_token": 131072}},
+              "layout": {"dp": 1, "tp": 1, "dp_attention": False}, "startup": {"load_s": 1.0}, "cases": [case]}
+
+    def lines(copy_rate):
+        report["ceilings"] = Ceilings(copy_rate, 7.8e14, "bfloat16", 1 << 32, 8192, "NVIDIA H200",
+                                      sheet_bandwidth("NVIDIA H200")).to_json()
+        return console_lines(report)
+
+    assert not any(line.startswith("warning") for line in lines(4.2e12))
+    assert any(line.startswith("warning: the measured copy rate is above") for line in lines(5.5e12))
+    assert any("3.43" in line for line in lines(4.2e12) if line.startswith("decode bs1"))  # the dec TB/s column
 
 
 def _bench(cmd: list[str], cwd, timeout: float = 240) -> dict:

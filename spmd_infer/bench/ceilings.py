@@ -25,9 +25,27 @@ class Ceilings:
     copy_bytes: int
     matmul_n: int
     device: str
+    sheet_bandwidth_bytes_per_s: float | None = None
+    """The card's memory bandwidth by its data sheet, where DATA_SHEET_BANDWIDTH knows the card: a copy rate
+    measured above it is a faulty measurement, and MBU against it would be understated (report.py warns)."""
 
     def to_json(self) -> dict:
         return asdict(self)
+
+
+# Peak HBM bandwidth by device name (substring, first match), bytes per second read + written.
+DATA_SHEET_BANDWIDTH = (
+    ("H200", 4.8e12),
+    ("H100 NVL", 3.9e12),
+    ("H100 PCIe", 2.0e12),
+    ("H100", 3.35e12),
+    ("A100-SXM4-80GB", 2.039e12),
+    ("A100", 1.555e12),
+)
+
+
+def sheet_bandwidth(device_name: str) -> float | None:
+    return next((bw for key, bw in DATA_SHEET_BANDWIDTH if key in device_name), None)
 
 
 def measure_ceilings(device: torch.device, dtype: torch.dtype, copy_mib: int = 0, matmul_n: int = 0,
@@ -48,9 +66,10 @@ def measure_ceilings(device: torch.device, dtype: torch.dtype, copy_mib: int = 0
     del a, b, out
     if cuda:
         torch.cuda.empty_cache()
+    name = device_name(device)
     return Ceilings(bandwidth_bytes_per_s=copy_bytes / copy_s, matmul_flops_per_s=2 * matmul_n**3 / mm_s,
                     dtype=str(dtype).removeprefix("torch."), copy_bytes=copy_bytes, matmul_n=matmul_n,
-                    device=device_name(device))
+                    device=name, sheet_bandwidth_bytes_per_s=sheet_bandwidth(name) if cuda else None)
 
 
 def _median_seconds(fn: Callable[[], object], device: torch.device, repeats: int, warmup: int = 3) -> float:

@@ -12,6 +12,8 @@ COLUMNS = [  # (header, width, value from a case's dict)
     ("TTFT med", 9, lambda c: _ms(c["ttft_s"].get("median"))),
     ("step med", 9, lambda c: _ms(c.get("decode", {}).get("median_step_s"))),
     ("MBU", 6, lambda c: _pct(c.get("decode", {}).get("mbu"))),
+    # The decode rate itself: the copy-rate ceiling is measured anew each run and moves a few percent between runs.
+    ("dec TB/s", 8, lambda c: _tb(c.get("decode", {}).get("bytes_per_s"))),
     ("MFU", 6, lambda c: _pct(c.get("prefill", {}).get("mfu"))),
     ("exch", 6, lambda c: _pct(c.get("exchange_collective_share", c["exchange_share"]))),
     ("wait", 6, lambda c: _pct(c.get("dp_wait_share"))),
@@ -36,6 +38,10 @@ def console_lines(report: dict) -> list[str]:
     for case in report["cases"]:
         lines.append("  ".join(fn(case).rjust(w) if i else fn(case)[:w].ljust(w)
                                for i, (_, w, fn) in enumerate(COLUMNS)))
+    sheet = ceil.get("sheet_bandwidth_bytes_per_s")
+    if sheet and ceil["bandwidth_bytes_per_s"] > sheet:
+        lines.append(f"warning: the measured copy rate is above the card's data-sheet {sheet / 1e9:.0f} GB/s, so this "
+                     f"run's MBU is understated; compare `dec TB/s`, or rerun")
     if report.get("baseline_skipped"):
         lines.append(f"hf baseline skipped: {report['baseline_skipped']}")
     return lines
@@ -50,6 +56,10 @@ def write_json(report: dict, path: str) -> Path:
 
 def _ms(seconds) -> str:
     return "-" if seconds is None else f"{seconds * 1e3:.1f}ms"
+
+
+def _tb(bytes_per_s) -> str:
+    return "-" if bytes_per_s is None else f"{bytes_per_s / 1e12:.2f}"
 
 
 def _pct(share) -> str:
