@@ -1,7 +1,7 @@
 """The input RMSNorm fused into the qkv projection (rms_norm_skinny_gemm, SPMD_NORM_QKV=1) in the engine: which
 layers take it, and a whole job through it on the CPU (Triton's interpreter) against transformers.
 
-The kernel itself is tested in tests/kernels/test_skinny_gemm.py; on a GPU, tests/gpu/run_norm_qkv.sh times it and
+The kernel itself is tested in tests/kernels/test_skinny_gemm.py; on a GPU, tests/gpu/run_bs1_next.sh times it and
 checks the models with it on.
 """
 

@@ -30,7 +30,7 @@ SKINNY_GEMM_ON = os.environ.get("SPMD_SKINNY_GEMM", "1") == "1"
 
 # The layer's input RMSNorm (with its residual add) inside the qkv projection's skinny_gemm
 # (kernels/skinny_gemm.py rms_norm_skinny_gemm): one launch a layer fewer at decode. Off until
-# tests/gpu/run_norm_qkv.sh has timed it; SPMD_NORM_QKV=1 turns it on.
+# tests/gpu/run_bs1_next.sh has timed it; SPMD_NORM_QKV=1 turns it on.
 NORM_QKV_ON = os.environ.get("SPMD_NORM_QKV", "0") == "1"
 
 
