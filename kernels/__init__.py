@@ -14,6 +14,7 @@ from .mla_decode import mla_decode, mla_decode_ref
 from .moe_align import moe_align_block_size, moe_align_block_size_ref
 from .prefill_attention import paged_prefill_attention, paged_prefill_attention_ref
 from .qk_norm_rotary import qk_norm_rotary, qk_norm_rotary_ref
+from .qkv_rope_store import qkv_rope_store, qkv_rope_store_ref
 from .rmsnorm import rms_norm, rms_norm_ref
 from .rotary import apply_rotary, apply_rotary_ref, build_cos_sin_cache
 from .rotary_store_kv import rotary_store_kv, rotary_store_kv_ref
@@ -48,6 +49,8 @@ __all__ = [
     "rotary_store_kv_ref",
     "silu_and_mul",
     "silu_and_mul_ref",
+    "qkv_rope_store",
+    "qkv_rope_store_ref",
     "rms_norm_skinny_gemm",
     "rms_norm_skinny_gemm_ref",
     "skinny_gemm",

@@ -7,6 +7,8 @@ dependent launch; layers/linear.py decides where it runs.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import triton
 import triton.language as tl
@@ -47,6 +49,56 @@ def _residual_rstd(x_ptrs, r_ptrs, h_ptrs, mask_m, store_m, K, eps, BLOCK_M: tl.
 
 
 @triton.jit
+def _rope_feature_order(pid_n, rotated_features, HEAD_DIM: tl.constexpr, BLOCK_N: tl.constexpr):
+    """The output features of program pid_n of a qkv projection with the rotary embedding in its epilogue: in the
+    q and k heads, BLOCK_N / 2 neox pairs (feature j of a head and its partner j + HEAD_DIM / 2) side by side, so
+    that the program holds both members of each pair it rotates; in the v heads, BLOCK_N consecutive features."""
+    start = pid_n * BLOCK_N
+    idx = tl.arange(0, BLOCK_N)
+    pair_start = (start % HEAD_DIM) // 2  # the head's HEAD_DIM / BLOCK_N programs take its pairs in turn
+    paired = (start - start % HEAD_DIM) + (idx % 2) * (HEAD_DIM // 2) + pair_start + idx // 2
+    return tl.where(start < rotated_features, paired, start + idx)
+
+
+@triton.jit
+def _rope_store_epilogue(y, pid_n, offs_m, offs_n, mask_m, pos_ptr, cos_sin_ptr, slot_ptr, k_cache_ptr, v_cache_ptr,
+                         stride_cs, stride_cb, stride_cs_slot, stride_ch, q_features, kv_features,
+                         HEAD_DIM: tl.constexpr, PAGE: tl.constexpr, FP8: tl.constexpr, BLOCK_M: tl.constexpr,
+                         BLOCK_N: tl.constexpr):
+    """A qkv projection's tile y [BLOCK_M, BLOCK_N] (features in _rope_feature_order, rounded to the output dtype
+    as the projection alone would store it) rotated where it holds q or k pairs (neox, the whole head, as
+    kernels/rotary.py on the rounded values), and its k or v features stored into the paged caches at each row's
+    slot (slot < 0: nothing), as kernels/kv_store.py stores them. Returns the tile to store as the output."""
+    start = pid_n * BLOCK_N
+    HALF_N: tl.constexpr = BLOCK_N // 2
+    if start < q_features + kv_features:
+        pos = tl.load(pos_ptr + offs_m, mask=mask_m, other=0).to(tl.int64)
+        pair = (start % HEAD_DIM) // 2 + tl.arange(0, HALF_N)
+        table = cos_sin_ptr + pos[:, None] * stride_cs + pair[None, :]
+        cos = tl.load(table, mask=mask_m[:, None], other=0.0).to(tl.float32)
+        sin = tl.load(table + HEAD_DIM // 2, mask=mask_m[:, None], other=0.0).to(tl.float32)
+        x1, x2 = tl.split(tl.reshape(y.to(tl.float32), [BLOCK_M, HALF_N, 2]))
+        o1 = x1 * cos - x2 * sin
+        o2 = x2 * cos + x1 * sin
+        y = tl.reshape(tl.join(o1, o2), [BLOCK_M, BLOCK_N]).to(y.dtype)
+    if start >= q_features:
+        slot = tl.load(slot_ptr + offs_m, mask=mask_m, other=-1).to(tl.int64)
+        is_k = start < q_features + kv_features
+        feature = offs_n - tl.where(is_k, q_features, q_features + kv_features)
+        entry = ((slot // PAGE) * stride_cb + (slot % PAGE) * stride_cs_slot)[:, None] \
+            + ((feature // HEAD_DIM) * stride_ch + feature % HEAD_DIM)[None, :]
+        mask = (mask_m & (slot >= 0))[:, None]
+        value = y
+        if FP8:  # saturate at +-448, as store_kv (torch's CUDA cast gives NaN there)
+            value = tl.minimum(tl.maximum(y.to(tl.float32), -448.0), 448.0)
+        if is_k:
+            tl.store(k_cache_ptr + entry, value.to(k_cache_ptr.dtype.element_ty), mask=mask)
+        else:
+            tl.store(v_cache_ptr + entry, value.to(v_cache_ptr.dtype.element_ty), mask=mask)
+    return y
+
+
+@triton.jit
 def _input_tile(x_ptrs, r_ptrs, nw_ptrs, rstd, mask_m, NORM: tl.constexpr):
     """One [BLOCK_M, BLOCK_K] tile of the product's left operand: x, or with NORM its normalised x + residual."""
     if NORM:
@@ -60,7 +112,10 @@ def _input_tile(x_ptrs, r_ptrs, nw_ptrs, rstd, mask_m, NORM: tl.constexpr):
 @triton.jit
 def _skinny_gemm_kernel(x_ptr, w_ptr, bias_ptr, out_ptr, res_ptr, norm_w_ptr, h_ptr, M, N, K, stride_xm, stride_wn,
                         stride_om, stride_rm, stride_hm, eps,
-                        HAS_BIAS: tl.constexpr, NORM: tl.constexpr, IEEE: tl.constexpr, PDL: tl.constexpr,
+                        pos_ptr, cos_sin_ptr, slot_ptr, k_cache_ptr, v_cache_ptr, stride_cs, stride_cb, stride_cs_slot,
+                        stride_ch, q_features, kv_features,
+                        HAS_BIAS: tl.constexpr, NORM: tl.constexpr, ROPE: tl.constexpr, HEAD_DIM: tl.constexpr,
+                        PAGE: tl.constexpr, FP8: tl.constexpr, IEEE: tl.constexpr, PDL: tl.constexpr,
                         BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
     """out[m, n] = sum_k x[m, k] * w[n, k] (+ bias[n]) for one program's BLOCK_N output features (NORM: of
     rms_norm(x + residual) * norm_w, with x + residual written to h by the first program).
@@ -74,6 +129,8 @@ def _skinny_gemm_kernel(x_ptr, w_ptr, bias_ptr, out_ptr, res_ptr, norm_w_ptr, h_
     pid_n = tl.program_id(0)
     offs_m = tl.arange(0, BLOCK_M)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    if ROPE:
+        offs_n = _rope_feature_order(pid_n, q_features + kv_features, HEAD_DIM, BLOCK_N)
     offs_k = tl.arange(0, BLOCK_K)
     mask_m = offs_m < M
     mask_n = offs_n < N
@@ -107,8 +164,13 @@ def _skinny_gemm_kernel(x_ptr, w_ptr, bias_ptr, out_ptr, res_ptr, norm_w_ptr, h_
         acc = _dot(x, w, acc, IEEE)
     if HAS_BIAS:
         acc += tl.load(bias_ptr + offs_n, mask=mask_n, other=0.0).to(tl.float32)[None, :]
+    y = acc.to(out_ptr.dtype.element_ty)
+    if ROPE:
+        y = _rope_store_epilogue(y, pid_n, offs_m, offs_n, mask_m, pos_ptr, cos_sin_ptr, slot_ptr, k_cache_ptr,
+                                 v_cache_ptr, stride_cs, stride_cb, stride_cs_slot, stride_ch, q_features,
+                                 kv_features, HEAD_DIM, PAGE, FP8, BLOCK_M, BLOCK_N)
     out_ptrs = out_ptr + offs_m[:, None] * stride_om + offs_n[None, :]
-    tl.store(out_ptrs, acc.to(out_ptr.dtype.element_ty), mask=mask_m[:, None] & mask_n[None, :])
+    tl.store(out_ptrs, y, mask=mask_m[:, None] & mask_n[None, :])
 
 
 def skinny_gemm_config(n: int, k: int, itemsize: int = 2) -> tuple[int, int, int, int]:
@@ -179,19 +241,45 @@ def _rows(x: torch.Tensor, k: int) -> torch.Tensor:
     return x2 if x2.stride(-1) == 1 else x2.contiguous()
 
 
+@dataclass
+class RopeStore:
+    """The rotary embedding and KV-cache store a qkv projection's epilogue applies (kernels/qkv_rope_store.py):
+    neox rotation of whole heads, rows' positions and slots, the caches [blocks, PAGE, num_kv_heads, head_dim]."""
+
+    positions: torch.Tensor
+    cos_sin: torch.Tensor  # [max_pos, head_dim] = cat(cos, sin), last dim contiguous
+    slot_mapping: torch.Tensor
+    k_cache: torch.Tensor
+    v_cache: torch.Tensor
+    num_q_heads: int
+    num_kv_heads: int
+    head_dim: int
+
+
 def _launch(x2: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, out: torch.Tensor,
             norm: tuple[torch.Tensor, torch.Tensor, torch.Tensor, float] | None,
-            config: tuple[int, int, int, int] | None) -> None:
+            config: tuple[int, int, int, int] | None, rope: RopeStore | None = None) -> None:
     """One skinny-GEMM launch over out's columns; norm = (residual rows, norm weight, x + residual out, eps)."""
     n, k = weight.shape
     block_n, block_k, warps, stages = config or skinny_gemm_config(n, k, weight.element_size())
     assert k % block_k == 0, (k, block_k)
     r2, norm_w, h, eps = norm if norm is not None else (x2, weight, out, 0.0)  # placeholders, unread without NORM
+    if rope is not None:
+        assert rope.head_dim % block_n == 0, f"BLOCK_N {block_n} must divide the head dim {rope.head_dim}"
+        cache = rope.k_cache
+        rope_args = (rope.positions, rope.cos_sin, rope.slot_mapping, cache, rope.v_cache, rope.cos_sin.stride(0),
+                     cache.stride(0), cache.stride(1), cache.stride(2), rope.num_q_heads * rope.head_dim,
+                     rope.num_kv_heads * rope.head_dim)
+        rope_sizes = dict(HEAD_DIM=rope.head_dim, PAGE=cache.shape[1], FP8=cache.dtype == torch.float8_e4m3fn)
+    else:  # placeholders, unread without ROPE
+        rope_args = (out, out, out, out, out, 0, 0, 0, 0, 0, 0)
+        rope_sizes = dict(HEAD_DIM=1, PAGE=1, FP8=False)
     _skinny_gemm_kernel[(triton.cdiv(n, block_n),)](
         x2, weight, bias if bias is not None else weight, out, r2, norm_w, h, x2.shape[0], n, k, x2.stride(0),
-        weight.stride(0), out.stride(0), r2.stride(0), h.stride(0), eps, HAS_BIAS=bias is not None,
-        NORM=norm is not None, IEEE=weight.dtype == torch.float32, BLOCK_M=MAX_ROWS, BLOCK_N=block_n,
-        BLOCK_K=block_k, num_warps=warps, num_stages=stages, **pdl_args(x2.device))
+        weight.stride(0), out.stride(0), r2.stride(0), h.stride(0), eps, *rope_args, HAS_BIAS=bias is not None,
+        NORM=norm is not None, ROPE=rope is not None, **rope_sizes, IEEE=weight.dtype == torch.float32,
+        BLOCK_M=MAX_ROWS, BLOCK_N=block_n, BLOCK_K=block_k, num_warps=warps, num_stages=stages,
+        **pdl_args(x2.device))
 
 
 def skinny_gemm_ref(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:

@@ -9,7 +9,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from spmd_kernels.pdl import pdl_enabled
-from spmd_kernels.skinny_gemm import rms_norm_skinny_gemm, skinny_gemm, skinny_gemm_supports
+from spmd_kernels.qkv_rope_store import qkv_rope_store, qkv_rope_store_supports
+from spmd_kernels.skinny_gemm import RopeStore, rms_norm_skinny_gemm, skinny_gemm, skinny_gemm_supports
 
 from ..parallel.comm import Shard, all_reduce
 from .layernorm import RMSNorm
@@ -26,12 +27,6 @@ from .weights import CheckpointTensor, copy_checked
 SKINNY_MIN_WEIGHT_BYTES = float(os.environ.get("SPMD_SKINNY_MIN_MB", "16")) * (1 << 20)
 SKINNY_MAX_WEIGHT_BYTES = float(os.environ.get("SPMD_SKINNY_MAX_MB", "64")) * (1 << 20)
 SKINNY_GEMM_ON = os.environ.get("SPMD_SKINNY_GEMM", "1") == "1"
-
-
-# The layer's input RMSNorm (with its residual add) inside the qkv projection's skinny_gemm
-# (kernels/skinny_gemm.py rms_norm_skinny_gemm): one launch a layer fewer at decode. Off until
-# tests/gpu/run_bs1_next.sh has timed it; SPMD_NORM_QKV=1 turns it on.
-NORM_QKV_ON = os.environ.get("SPMD_NORM_QKV", "0") == "1"
 
 
 def takes_skinny_gemm(x: torch.Tensor, weight: torch.Tensor) -> bool:
@@ -88,13 +83,23 @@ class ColumnParallelLinear(LinearBase):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return linear(x, self.weight, self.bias)
 
-    def forward_normed(self, x: torch.Tensor, residual: torch.Tensor,
-                       norm: RMSNorm) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """(self(norm(x, residual)[0]), x + residual) in one kernel, where the product would go to skinny_gemm and
-        SPMD_NORM_QKV=1; None elsewhere (the caller normalises, then projects)."""
-        if not (NORM_QKV_ON and takes_skinny_gemm(x, self.weight)):
+    def forward_fused(self, x: torch.Tensor, residual_norm: tuple[torch.Tensor, RMSNorm] | None,
+                      rope: RopeStore | None) -> tuple[torch.Tensor, torch.Tensor | None, bool] | None:
+        """This projection in one skinny_gemm launch with what it can absorb: with residual_norm = (residual,
+        norm), x is the layer's raw input, added to residual and normalised in the prologue; with rope, q and k are
+        rotated and k and v stored into the caches in the epilogue (where qkv_rope_store takes the shapes).
+        Returns (output, x + residual or None, whether k and v were stored), or None where skinny_gemm does not
+        take the product or nothing would fuse (the caller normalises, projects and rotates itself)."""
+        if not takes_skinny_gemm(x, self.weight):
             return None
-        return rms_norm_skinny_gemm(x, residual, norm.weight, norm.eps, self.weight, self.bias)
+        norm = None if residual_norm is None else (residual_norm[0], residual_norm[1].weight, residual_norm[1].eps)
+        if rope is not None and qkv_rope_store_supports(x.reshape(-1, x.shape[-1]), self.weight, rope):
+            out, h = qkv_rope_store(x, self.weight, self.bias, rope, norm)
+            return out, h, True
+        if norm is None:
+            return None
+        out, h = rms_norm_skinny_gemm(x, norm[0], norm[1], norm[2], self.weight, self.bias)
+        return out, h, False
 
 
 class MergedColumnParallelLinear(ColumnParallelLinear):

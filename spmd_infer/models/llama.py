@@ -6,6 +6,7 @@ import os
 from typing import Any
 
 import torch
+from spmd_kernels.skinny_gemm import RopeStore
 from torch import nn
 
 from ..forward_batch import ForwardBatch
@@ -23,6 +24,12 @@ from ..parallel.sharding import LayerSharding
 # layer fewer, 119 -> 96 us a step at Llama-3-8B bs1 (H200, tests/gpu/run_bs1_profile.sh). SPMD_ROTARY_STORE_KV=0
 # keeps the two kernels.
 FUSE_ROTARY_STORE = os.environ.get("SPMD_ROTARY_STORE_KV", "1") == "1"
+# What the qkv projection's skinny_gemm can absorb at decode (LlamaAttention.project), each off until
+# tests/gpu/run_bs1_next.sh has timed it: the layer's residual add and input RMSNorm in its prologue
+# (SPMD_NORM_QKV=1, kernels/skinny_gemm.py rms_norm_skinny_gemm), the rotary embedding and KV-cache store in its
+# epilogue (SPMD_QKV_ROPE=1, kernels/qkv_rope_store.py; neox rotation of whole heads, as Llama-3 and Qwen2 have).
+NORM_QKV_ON = os.environ.get("SPMD_NORM_QKV", "0") == "1"
+QKV_ROPE_ON = os.environ.get("SPMD_QKV_ROPE", "0") == "1"
 
 
 class LlamaAttention(nn.Module):
@@ -57,19 +64,47 @@ class LlamaAttention(nn.Module):
         """q and k as attention reads them: rotated (in place on CUDA)."""
         return self.rotary_emb(positions, q, k)
 
-    def forward(self, positions: torch.Tensor, hidden: torch.Tensor | None, batch: ForwardBatch,
-                qkv: torch.Tensor | None = None) -> torch.Tensor:
-        """hidden: the normalised layer input; or qkv, its projection already taken (by the kernel that fuses the
-        input norm into it, LlamaDecoderLayer.norm_into_qkv)."""
-        q, k, v = self.split_qkv(self.qkv_proj(hidden) if qkv is None else qkv)
-        if self.fuse_rotary_store and self.attn.stores_through_kernels(q, batch):
+    def forward(self, positions: torch.Tensor, hidden: torch.Tensor, batch: ForwardBatch,
+                residual_norm: tuple[torch.Tensor, RMSNorm] | None = None):
+        """hidden: the normalised layer input; returns the attention output. With residual_norm = (residual, norm),
+        hidden is the layer's raw input, added to residual and normalised here (inside the qkv projection's kernel
+        where it can be); returns (output, hidden + residual)."""
+        qkv, summed, kv_stored = self.project(positions, hidden, batch, residual_norm)
+        q, k, v = self.split_qkv(qkv)
+        if kv_stored:  # rotated and stored by the projection's epilogue
+            pass
+        elif self.fuse_rotary_store and self.attn.stores_through_kernels(q, batch):
             self.rotary_emb.rotate_and_store(positions, q, k, v, self.attn.k_cache, self.attn.v_cache,
                                              batch.slot_mapping)
-            o = self.attn(q, k, v, batch, kv_stored=True)
+            kv_stored = True
         else:
             q, k = self.position_qk(positions, q, k)
-            o = self.attn(q, k, v, batch)
-        return self.o_proj(o.flatten(1))
+        out = self.o_proj(self.attn(q, k, v, batch, kv_stored=kv_stored).flatten(1))
+        return out if residual_norm is None else (out, summed)
+
+    def project(self, positions: torch.Tensor, hidden: torch.Tensor, batch: ForwardBatch,
+                residual_norm: tuple[torch.Tensor, RMSNorm] | None):
+        """(qkv, hidden + residual or None, whether k and v are already rotated into the caches): one skinny_gemm
+        launch with the input norm (SPMD_NORM_QKV=1) and the rotary embedding with the KV store (SPMD_QKV_ROPE=1)
+        where they fuse, else the norm kernel and the projection."""
+        if residual_norm is not None and not NORM_QKV_ON:
+            hidden, summed = residual_norm[1](hidden, residual_norm[0])
+            residual_norm = None
+        else:
+            summed = None
+        rope = None
+        if (QKV_ROPE_ON and self.fuse_rotary_store and not self.rotary_emb.interleaved
+                and self.rotary_emb.rot_dim == self.head_dim and self.attn.stores_through_kernels(hidden, batch)):
+            rope = RopeStore(positions, self.rotary_emb.cos_sin, batch.slot_mapping, self.attn.k_cache,
+                             self.attn.v_cache, self.num_heads, self.num_kv_heads, self.head_dim)
+        if residual_norm is not None or rope is not None:
+            fused = self.qkv_proj.forward_fused(hidden, residual_norm, rope)
+            if fused is not None:
+                qkv, fused_sum, kv_stored = fused
+                return qkv, summed if residual_norm is None else fused_sum, kv_stored
+        if residual_norm is not None:
+            hidden, summed = residual_norm[1](hidden, residual_norm[0])
+        return self.qkv_proj(hidden), summed, False
 
 
 class LlamaMLP(nn.Module):
@@ -98,30 +133,20 @@ class LlamaDecoderLayer(nn.Module):
         self.input_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
 
-    def norm_into_qkv(self, hidden: torch.Tensor, residual: torch.Tensor):
-        """(qkv, hidden + residual) from one kernel that adds the residual, applies the input norm and projects
-        (decode-sized batches where skinny_gemm takes the qkv projection); None elsewhere."""
-        if not isinstance(self.self_attn, LlamaAttention):  # DeepSeek's MLA projects otherwise
-            return None
-        return self.self_attn.qkv_proj.forward_normed(hidden, residual, self.input_layernorm)
-
     def build_mlp(self, config: Any, sharding: LayerSharding, layer_idx: int) -> nn.Module:
         bias = getattr(config, "mlp_bias", False)
         return sharded_mlp(lambda shard, reduce: LlamaMLP(config.hidden_size, config.intermediate_size, shard, bias,
                                                           reduce), sharding)
 
     def forward(self, positions, hidden, residual, batch: ForwardBatch):
-        qkv = None  # the qkv projection, where a kernel took it together with the input norm
         if residual is None:
             residual, hidden = hidden, self.input_layernorm(hidden)
-        elif (fused := self.norm_into_qkv(hidden, residual)) is not None:
-            qkv, residual = fused
+            hidden = self.self_attn(positions, hidden, batch)
+        elif isinstance(self.self_attn, LlamaAttention):  # may fuse the norm into its qkv projection
+            hidden, residual = self.self_attn(positions, hidden, batch, residual_norm=(residual, self.input_layernorm))
         else:
             hidden, residual = self.input_layernorm(hidden, residual)
-        if qkv is None:
             hidden = self.self_attn(positions, hidden, batch)
-        else:
-            hidden = self.self_attn(positions, None, batch, qkv=qkv)
         hidden, residual = self.post_attention_layernorm(hidden, residual)
         if self.dp_gather is not None:
             return self.dp_gather(self.mlp, hidden, batch), residual

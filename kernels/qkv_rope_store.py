@@ -1,0 +1,74 @@
+"""A decode-sized qkv projection with the rotary embedding and the KV-cache store in its epilogue (and optionally the
+layer's residual add and input RMSNorm in its prologue): skinny_gemm, apply_rotary and store_kv in one launch."""
+
+from __future__ import annotations
+
+import torch
+
+from .rotary_store_kv import rotary_store_kv_ref
+from .skinny_gemm import (RopeStore, _launch, _rows, rms_norm_skinny_gemm_ref, skinny_gemm_config,
+                          skinny_gemm_ref, skinny_gemm_supports)
+
+
+def qkv_rope_store_supports(x: torch.Tensor, weight: torch.Tensor, rope: RopeStore) -> bool:
+    """Whether qkv_rope_store takes this projection: skinny_gemm's operands, a weight of (q + 2 kv heads) * head_dim
+    rows, the rotary embedding over whole heads, and output tiles that split heads evenly."""
+    n, k = weight.shape
+    block_n = skinny_gemm_config(n, k, weight.element_size())[0]
+    return (skinny_gemm_supports(x, weight) and n == (rope.num_q_heads + 2 * rope.num_kv_heads) * rope.head_dim
+            and rope.cos_sin.shape[-1] == rope.head_dim and rope.head_dim % block_n == 0
+            and rope.k_cache.shape[2:] == (rope.num_kv_heads, rope.head_dim) and rope.v_cache.shape == rope.k_cache.shape
+            and rope.v_cache.stride() == rope.k_cache.stride() and rope.k_cache.stride(-1) == 1)
+
+
+def qkv_rope_store(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, rope: RopeStore,
+                   norm: tuple[torch.Tensor, torch.Tensor, float] | None = None,
+                   config: tuple[int, int, int, int] | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """qkv = x @ weight^T (+ bias) for at most 16 rows, its q and k heads rotated (neox, rope.cos_sin over the whole
+    head at rope.positions) and its k and v written into the paged caches at rope.slot_mapping (slot < 0: not
+    stored), in one launch. With norm = (residual, norm_weight, eps), x is first replaced by rms_norm(x + residual)
+    as rms_norm_skinny_gemm does. Returns (qkv [..., N] with q and k rotated, x + residual or None)."""
+    n, k = weight.shape
+    x2 = _rows(x, k)
+    m = x2.shape[0]
+    if not qkv_rope_store_supports(x2, weight, rope):
+        raise ValueError(f"qkv_rope_store takes skinny_gemm's operands, a weight of (q + 2 kv heads) * head_dim rows, "
+                         f"rotary over whole heads and output tiles that divide head_dim; got x {tuple(x.shape)} "
+                         f"{x.dtype}, weight {tuple(weight.shape)} {weight.dtype}, heads {rope.num_q_heads}/"
+                         f"{rope.num_kv_heads} x {rope.head_dim}, rot_dim {rope.cos_sin.shape[-1]}: use the projection, "
+                         f"then rotary_store_kv")
+    assert rope.positions.shape == (m,) and rope.slot_mapping.shape == (m,)
+    out = torch.empty((m, n), dtype=x.dtype, device=x.device)
+    h = None
+    launch_norm = None
+    if norm is not None:
+        residual, norm_weight, eps = norm
+        r2 = _rows(residual, k)
+        assert r2.shape == x2.shape and r2.dtype == x2.dtype and norm_weight.shape == (k,)
+        h = torch.empty((m, k), dtype=x.dtype, device=x.device)
+        launch_norm = (r2, norm_weight.contiguous(), h, float(eps))
+    cos_sin = rope.cos_sin if rope.cos_sin.stride(-1) == 1 else rope.cos_sin.contiguous()
+    if m > 0:
+        _launch(x2, weight, bias, out, launch_norm, config,
+                RopeStore(rope.positions, cos_sin, rope.slot_mapping, rope.k_cache, rope.v_cache, rope.num_q_heads,
+                          rope.num_kv_heads, rope.head_dim))
+    return out.view(*x.shape[:-1], n), None if h is None else h.view(x.shape)
+
+
+def qkv_rope_store_ref(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, rope: RopeStore,
+                       norm: tuple[torch.Tensor, torch.Tensor, float] | None = None
+                       ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Plain-PyTorch reference for :func:`qkv_rope_store`: the projection (after rms_norm_ref with norm), then
+    rotary_store_kv_ref on its heads (the caches written in place)."""
+    h = None
+    if norm is None:
+        qkv = skinny_gemm_ref(x, weight, bias)
+    else:
+        qkv, h = rms_norm_skinny_gemm_ref(x, norm[0], norm[1], norm[2], weight, bias)
+    qkv2 = qkv.reshape(-1, qkv.shape[-1])
+    hq, hkv, d = rope.num_q_heads, rope.num_kv_heads, rope.head_dim
+    q, k, v = (t.reshape(-1, heads, d) for t, heads in zip(qkv2.split([hq * d, hkv * d, hkv * d], -1), (hq, hkv, hkv)))
+    q_rot, k_rot = rotary_store_kv_ref(q, k, v, rope.positions, rope.cos_sin, True, rope.k_cache, rope.v_cache,
+                                       rope.slot_mapping)
+    out = torch.cat([q_rot.flatten(1), k_rot.flatten(1), v.flatten(1)], -1)
+    return out.view(qkv.shape), h
