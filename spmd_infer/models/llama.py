@@ -71,14 +71,13 @@ class LlamaAttention(nn.Module):
         where it can be); returns (output, hidden + residual)."""
         qkv, summed, kv_stored = self.project(positions, hidden, batch, residual_norm)
         q, k, v = self.split_qkv(qkv)
-        if kv_stored:  # rotated and stored by the projection's epilogue
-            pass
-        elif self.fuse_rotary_store and self.attn.stores_through_kernels(q, batch):
-            self.rotary_emb.rotate_and_store(positions, q, k, v, self.attn.k_cache, self.attn.v_cache,
-                                             batch.slot_mapping)
-            kv_stored = True
-        else:
-            q, k = self.position_qk(positions, q, k)
+        if not kv_stored:  # else the projection's epilogue rotated q and k and stored k and v
+            if self.fuse_rotary_store and self.attn.stores_through_kernels(q, batch):
+                self.rotary_emb.rotate_and_store(positions, q, k, v, self.attn.k_cache, self.attn.v_cache,
+                                                 batch.slot_mapping)
+                kv_stored = True
+            else:
+                q, k = self.position_qk(positions, q, k)
         out = self.o_proj(self.attn(q, k, v, batch, kv_stored=kv_stored).flatten(1))
         return out if residual_norm is None else (out, summed)
 
