@@ -6,8 +6,9 @@ from __future__ import annotations
 import torch
 
 from .rotary_store_kv import rotary_store_kv_ref
-from .skinny_gemm import (RopeStore, _launch, _rows, rms_norm_skinny_gemm_ref, skinny_gemm_config,
-                          skinny_gemm_ref, skinny_gemm_supports)
+from .qkv_epilogue import RopeStore
+from .skinny_gemm import (_launch, _rows, rms_norm_skinny_gemm_ref, skinny_gemm_config, skinny_gemm_ref,
+                          skinny_gemm_supports)
 
 
 def qkv_rope_store_supports(x: torch.Tensor, weight: torch.Tensor, rope: RopeStore) -> bool:
@@ -17,8 +18,9 @@ def qkv_rope_store_supports(x: torch.Tensor, weight: torch.Tensor, rope: RopeSto
     block_n = skinny_gemm_config(n, k, weight.element_size())[0]
     return (skinny_gemm_supports(x, weight) and n == (rope.num_q_heads + 2 * rope.num_kv_heads) * rope.head_dim
             and rope.cos_sin.shape[-1] == rope.head_dim and rope.head_dim % block_n == 0
-            and rope.k_cache.shape[2:] == (rope.num_kv_heads, rope.head_dim) and rope.v_cache.shape == rope.k_cache.shape
-            and rope.v_cache.stride() == rope.k_cache.stride() and rope.k_cache.stride(-1) == 1)
+            and rope.k_cache.shape[2:] == (rope.num_kv_heads, rope.head_dim)
+            and rope.v_cache.shape == rope.k_cache.shape and rope.v_cache.stride() == rope.k_cache.stride()
+            and rope.k_cache.stride(-1) == 1)
 
 
 def qkv_rope_store(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, rope: RopeStore,
@@ -35,8 +37,8 @@ def qkv_rope_store(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | N
         raise ValueError(f"qkv_rope_store takes skinny_gemm's operands, a weight of (q + 2 kv heads) * head_dim rows, "
                          f"rotary over whole heads and output tiles that divide head_dim; got x {tuple(x.shape)} "
                          f"{x.dtype}, weight {tuple(weight.shape)} {weight.dtype}, heads {rope.num_q_heads}/"
-                         f"{rope.num_kv_heads} x {rope.head_dim}, rot_dim {rope.cos_sin.shape[-1]}: use the projection, "
-                         f"then rotary_store_kv")
+                         f"{rope.num_kv_heads} x {rope.head_dim}, rot_dim {rope.cos_sin.shape[-1]}: use the "
+                         f"projection, then rotary_store_kv")
     assert rope.positions.shape == (m,) and rope.slot_mapping.shape == (m,)
     out = torch.empty((m, n), dtype=x.dtype, device=x.device)
     h = None
@@ -67,7 +69,8 @@ def qkv_rope_store_ref(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
         qkv, h = rms_norm_skinny_gemm_ref(x, norm[0], norm[1], norm[2], weight, bias)
     qkv2 = qkv.reshape(-1, qkv.shape[-1])
     hq, hkv, d = rope.num_q_heads, rope.num_kv_heads, rope.head_dim
-    q, k, v = (t.reshape(-1, heads, d) for t, heads in zip(qkv2.split([hq * d, hkv * d, hkv * d], -1), (hq, hkv, hkv)))
+    parts = qkv2.split([hq * d, hkv * d, hkv * d], -1)
+    q, k, v = (t.reshape(-1, heads, d) for t, heads in zip(parts, (hq, hkv, hkv)))
     q_rot, k_rot = rotary_store_kv_ref(q, k, v, rope.positions, rope.cos_sin, True, rope.k_cache, rope.v_cache,
                                        rope.slot_mapping)
     out = torch.cat([q_rot.flatten(1), k_rot.flatten(1), v.flatten(1)], -1)

@@ -1,5 +1,6 @@
 """Decode-sized linear layers (at most 16 rows): x @ w^T, the weight streamed through pipelined tensor-core dots,
-optionally behind the residual add and RMSNorm that precede the projection (one launch instead of two).
+optionally behind the residual add and RMSNorm that precede the projection (one launch instead of two) and, for a
+qkv projection, ahead of the rotary embedding and KV-cache store (qkv_epilogue.py, qkv_rope_store.py).
 
 Inside the model it beats cuBLAS on mid-sized weights only (Llama-3-8B's qkv and o) and only with programmatic
 dependent launch; layers/linear.py decides where it runs.
@@ -7,13 +8,12 @@ dependent launch; layers/linear.py decides where it runs.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import triton
 import triton.language as tl
 
 from .pdl import pdl_args, pdl_enter
+from .qkv_epilogue import RopeStore, rope_feature_order, rope_store_epilogue
 from .rmsnorm import rms_norm_ref
 
 # Rows this kernel takes: the tensor-core tile pads the batch to 16 rows, so 1..16 rows cost the same weight stream.
@@ -49,56 +49,6 @@ def _residual_rstd(x_ptrs, r_ptrs, h_ptrs, mask_m, store_m, K, eps, BLOCK_M: tl.
 
 
 @triton.jit
-def _rope_feature_order(pid_n, rotated_features, HEAD_DIM: tl.constexpr, BLOCK_N: tl.constexpr):
-    """The output features of program pid_n of a qkv projection with the rotary embedding in its epilogue: in the
-    q and k heads, BLOCK_N / 2 neox pairs (feature j of a head and its partner j + HEAD_DIM / 2) side by side, so
-    that the program holds both members of each pair it rotates; in the v heads, BLOCK_N consecutive features."""
-    start = pid_n * BLOCK_N
-    idx = tl.arange(0, BLOCK_N)
-    pair_start = (start % HEAD_DIM) // 2  # the head's HEAD_DIM / BLOCK_N programs take its pairs in turn
-    paired = (start - start % HEAD_DIM) + (idx % 2) * (HEAD_DIM // 2) + pair_start + idx // 2
-    return tl.where(start < rotated_features, paired, start + idx)
-
-
-@triton.jit
-def _rope_store_epilogue(y, pid_n, offs_m, offs_n, mask_m, pos_ptr, cos_sin_ptr, slot_ptr, k_cache_ptr, v_cache_ptr,
-                         stride_cs, stride_cb, stride_cs_slot, stride_ch, q_features, kv_features,
-                         HEAD_DIM: tl.constexpr, PAGE: tl.constexpr, FP8: tl.constexpr, BLOCK_M: tl.constexpr,
-                         BLOCK_N: tl.constexpr):
-    """A qkv projection's tile y [BLOCK_M, BLOCK_N] (features in _rope_feature_order, rounded to the output dtype
-    as the projection alone would store it) rotated where it holds q or k pairs (neox, the whole head, as
-    kernels/rotary.py on the rounded values), and its k or v features stored into the paged caches at each row's
-    slot (slot < 0: nothing), as kernels/kv_store.py stores them. Returns the tile to store as the output."""
-    start = pid_n * BLOCK_N
-    HALF_N: tl.constexpr = BLOCK_N // 2
-    if start < q_features + kv_features:
-        pos = tl.load(pos_ptr + offs_m, mask=mask_m, other=0).to(tl.int64)
-        pair = (start % HEAD_DIM) // 2 + tl.arange(0, HALF_N)
-        table = cos_sin_ptr + pos[:, None] * stride_cs + pair[None, :]
-        cos = tl.load(table, mask=mask_m[:, None], other=0.0).to(tl.float32)
-        sin = tl.load(table + HEAD_DIM // 2, mask=mask_m[:, None], other=0.0).to(tl.float32)
-        x1, x2 = tl.split(tl.reshape(y.to(tl.float32), [BLOCK_M, HALF_N, 2]))
-        o1 = x1 * cos - x2 * sin
-        o2 = x2 * cos + x1 * sin
-        y = tl.reshape(tl.join(o1, o2), [BLOCK_M, BLOCK_N]).to(y.dtype)
-    if start >= q_features:
-        slot = tl.load(slot_ptr + offs_m, mask=mask_m, other=-1).to(tl.int64)
-        is_k = start < q_features + kv_features
-        feature = offs_n - tl.where(is_k, q_features, q_features + kv_features)
-        entry = ((slot // PAGE) * stride_cb + (slot % PAGE) * stride_cs_slot)[:, None] \
-            + ((feature // HEAD_DIM) * stride_ch + feature % HEAD_DIM)[None, :]
-        mask = (mask_m & (slot >= 0))[:, None]
-        value = y
-        if FP8:  # saturate at +-448, as store_kv (torch's CUDA cast gives NaN there)
-            value = tl.minimum(tl.maximum(y.to(tl.float32), -448.0), 448.0)
-        if is_k:
-            tl.store(k_cache_ptr + entry, value.to(k_cache_ptr.dtype.element_ty), mask=mask)
-        else:
-            tl.store(v_cache_ptr + entry, value.to(v_cache_ptr.dtype.element_ty), mask=mask)
-    return y
-
-
-@triton.jit
 def _input_tile(x_ptrs, r_ptrs, nw_ptrs, rstd, mask_m, NORM: tl.constexpr):
     """One [BLOCK_M, BLOCK_K] tile of the product's left operand: x, or with NORM its normalised x + residual."""
     if NORM:
@@ -130,7 +80,7 @@ def _skinny_gemm_kernel(x_ptr, w_ptr, bias_ptr, out_ptr, res_ptr, norm_w_ptr, h_
     offs_m = tl.arange(0, BLOCK_M)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     if ROPE:
-        offs_n = _rope_feature_order(pid_n, q_features + kv_features, HEAD_DIM, BLOCK_N)
+        offs_n = rope_feature_order(pid_n, q_features + kv_features, HEAD_DIM, BLOCK_N)
     offs_k = tl.arange(0, BLOCK_K)
     mask_m = offs_m < M
     mask_n = offs_n < N
@@ -166,9 +116,9 @@ def _skinny_gemm_kernel(x_ptr, w_ptr, bias_ptr, out_ptr, res_ptr, norm_w_ptr, h_
         acc += tl.load(bias_ptr + offs_n, mask=mask_n, other=0.0).to(tl.float32)[None, :]
     y = acc.to(out_ptr.dtype.element_ty)
     if ROPE:
-        y = _rope_store_epilogue(y, pid_n, offs_m, offs_n, mask_m, pos_ptr, cos_sin_ptr, slot_ptr, k_cache_ptr,
-                                 v_cache_ptr, stride_cs, stride_cb, stride_cs_slot, stride_ch, q_features,
-                                 kv_features, HEAD_DIM, PAGE, FP8, BLOCK_M, BLOCK_N)
+        y = rope_store_epilogue(y, pid_n, offs_m, offs_n, mask_m, pos_ptr, cos_sin_ptr, slot_ptr, k_cache_ptr,
+                                v_cache_ptr, stride_cs, stride_cb, stride_cs_slot, stride_ch, q_features,
+                                kv_features, HEAD_DIM, PAGE, FP8, BLOCK_M, BLOCK_N)
     out_ptrs = out_ptr + offs_m[:, None] * stride_om + offs_n[None, :]
     tl.store(out_ptrs, y, mask=mask_m[:, None] & mask_n[None, :])
 
@@ -239,21 +189,6 @@ def rms_norm_skinny_gemm(x: torch.Tensor, residual: torch.Tensor, norm_weight: t
 def _rows(x: torch.Tensor, k: int) -> torch.Tensor:
     x2 = x.reshape(-1, k)
     return x2 if x2.stride(-1) == 1 else x2.contiguous()
-
-
-@dataclass
-class RopeStore:
-    """The rotary embedding and KV-cache store a qkv projection's epilogue applies (kernels/qkv_rope_store.py):
-    neox rotation of whole heads, rows' positions and slots, the caches [blocks, PAGE, num_kv_heads, head_dim]."""
-
-    positions: torch.Tensor
-    cos_sin: torch.Tensor  # [max_pos, head_dim] = cat(cos, sin), last dim contiguous
-    slot_mapping: torch.Tensor
-    k_cache: torch.Tensor
-    v_cache: torch.Tensor
-    num_q_heads: int
-    num_kv_heads: int
-    head_dim: int
 
 
 def _launch(x2: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, out: torch.Tensor,

@@ -10,7 +10,8 @@ from torch import nn
 
 from spmd_kernels.pdl import pdl_enabled
 from spmd_kernels.qkv_rope_store import qkv_rope_store, qkv_rope_store_supports
-from spmd_kernels.skinny_gemm import RopeStore, rms_norm_skinny_gemm, skinny_gemm, skinny_gemm_supports
+from spmd_kernels.qkv_epilogue import RopeStore
+from spmd_kernels.skinny_gemm import rms_norm_skinny_gemm, skinny_gemm, skinny_gemm_supports
 
 from ..parallel.comm import Shard, all_reduce
 from .layernorm import RMSNorm

@@ -6,7 +6,7 @@ import os
 from typing import Any
 
 import torch
-from spmd_kernels.skinny_gemm import RopeStore
+from spmd_kernels.qkv_epilogue import RopeStore
 from torch import nn
 
 from ..forward_batch import ForwardBatch

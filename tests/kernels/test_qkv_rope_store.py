@@ -3,7 +3,7 @@ import torch
 
 from spmd_kernels import build_cos_sin_cache, qkv_rope_store, qkv_rope_store_ref
 from spmd_kernels.qkv_rope_store import qkv_rope_store_supports
-from spmd_kernels.skinny_gemm import RopeStore
+from spmd_kernels.qkv_epilogue import RopeStore
 
 
 def _case(M, Hq, Hkv, D, K, dtype, device, cache_dtype=None, with_bias=False):
