@@ -3,12 +3,14 @@ layer's residual add and input RMSNorm in its prologue): skinny_gemm, apply_rota
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 
 from .rotary_store_kv import rotary_store_kv_ref
 from .qkv_epilogue import RopeStore
-from .skinny_gemm import (_launch, _rows, rms_norm_skinny_gemm_ref, skinny_gemm_config, skinny_gemm_ref,
-                          skinny_gemm_supports)
+from .skinny_gemm import (_launch, _rows, norm_operands, rms_norm_skinny_gemm_ref, skinny_gemm_config,
+                          skinny_gemm_ref, skinny_gemm_supports)
 
 
 def qkv_rope_store_supports(x: torch.Tensor, weight: torch.Tensor, rope: RopeStore) -> bool:
@@ -41,20 +43,12 @@ def qkv_rope_store(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | N
                          f"projection, then rotary_store_kv")
     assert rope.positions.shape == (m,) and rope.slot_mapping.shape == (m,)
     out = torch.empty((m, n), dtype=x.dtype, device=x.device)
-    h = None
-    launch_norm = None
-    if norm is not None:
-        residual, norm_weight, eps = norm
-        r2 = _rows(residual, k)
-        assert r2.shape == x2.shape and r2.dtype == x2.dtype and norm_weight.shape == (k,)
-        h = torch.empty((m, k), dtype=x.dtype, device=x.device)
-        launch_norm = (r2, norm_weight.contiguous(), h, float(eps))
-    cos_sin = rope.cos_sin if rope.cos_sin.stride(-1) == 1 else rope.cos_sin.contiguous()
+    launch_norm = None if norm is None else norm_operands(x2, *norm)
+    if rope.cos_sin.stride(-1) != 1:
+        rope = replace(rope, cos_sin=rope.cos_sin.contiguous())
     if m > 0:
-        _launch(x2, weight, bias, out, launch_norm, config,
-                RopeStore(rope.positions, cos_sin, rope.slot_mapping, rope.k_cache, rope.v_cache, rope.num_q_heads,
-                          rope.num_kv_heads, rope.head_dim))
-    return out.view(*x.shape[:-1], n), None if h is None else h.view(x.shape)
+        _launch(x2, weight, bias, out, launch_norm, config, rope)
+    return out.view(*x.shape[:-1], n), None if launch_norm is None else launch_norm[2].view(x.shape)
 
 
 def qkv_rope_store_ref(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, rope: RopeStore,

@@ -172,18 +172,28 @@ def rms_norm_skinny_gemm(x: torch.Tensor, residual: torch.Tensor, norm_weight: t
     (x and residual [..., K] of weight's dtype, norm_weight [K]). Returns (out [..., N], x + residual [..., K])."""
     n, k = weight.shape
     x2 = _rows(x, k)
-    r2 = _rows(residual, k)
-    if not skinny_gemm_supports(x2, weight) or r2.shape != x2.shape or r2.dtype != x2.dtype:
-        raise ValueError(f"rms_norm_skinny_gemm takes skinny_gemm's operands and a residual of x's shape and dtype; "
-                         f"got x {tuple(x.shape)} {x.dtype}, residual {tuple(residual.shape)} {residual.dtype}, "
+    if not skinny_gemm_supports(x2, weight):
+        raise ValueError(f"rms_norm_skinny_gemm takes skinny_gemm's operands; got x {tuple(x.shape)} {x.dtype}, "
                          f"weight {tuple(weight.shape)} {weight.dtype}: use rms_norm then F.linear")
+    norm = norm_operands(x2, residual, norm_weight, eps)
+    out = torch.empty((x2.shape[0], n), dtype=x.dtype, device=x.device)
+    if x2.shape[0] > 0 and n > 0:
+        _launch(x2, weight, bias, out, norm, config)
+    return out.view(*x.shape[:-1], n), norm[2].view(x.shape)
+
+
+def norm_operands(x2: torch.Tensor, residual: torch.Tensor, norm_weight: torch.Tensor,
+                  eps: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
+    """The NORM prologue's launch operands for rows x2 [M, K]: (residual rows, norm weight, a new [M, K] buffer for
+    x + residual, eps); checks that residual has x's shape and dtype and norm_weight is [K]."""
+    k = x2.shape[1]
+    r2 = _rows(residual, k)
+    if r2.shape != x2.shape or r2.dtype != x2.dtype:
+        raise ValueError(f"the fused input norm needs a residual of x's shape and dtype; got x {tuple(x2.shape)} "
+                         f"{x2.dtype}, residual {tuple(residual.shape)} {residual.dtype}")
     assert norm_weight.shape == (k,), f"norm weight {tuple(norm_weight.shape)} does not match K={k}"
-    m = x2.shape[0]
-    out = torch.empty((m, n), dtype=x.dtype, device=x.device)
-    h = torch.empty((m, k), dtype=x.dtype, device=x.device)  # never residual itself: other programs still read it
-    if m > 0 and n > 0:
-        _launch(x2, weight, bias, out, (r2, norm_weight.contiguous(), h, float(eps)), config)
-    return out.view(*x.shape[:-1], n), h.view(x.shape)
+    h = torch.empty_like(x2)  # never residual itself: other programs still read it
+    return r2, norm_weight.contiguous(), h, float(eps)
 
 
 def _rows(x: torch.Tensor, k: int) -> torch.Tensor:
