@@ -19,7 +19,7 @@ from .rmsnorm import rms_norm, rms_norm_ref
 from .rotary import apply_rotary, apply_rotary_ref, build_cos_sin_cache
 from .rotary_store_kv import rotary_store_kv, rotary_store_kv_ref
 from .sampling import greedy_argmax, gumbel_sample, gumbel_sample_ref
-from .skinny_gemm import rms_norm_skinny_gemm, rms_norm_skinny_gemm_ref, skinny_gemm, skinny_gemm_ref
+from .skinny_gemm import skinny_gemm, skinny_gemm_ref
 
 __all__ = [
     "apply_rotary",
@@ -51,8 +51,6 @@ __all__ = [
     "silu_and_mul_ref",
     "qkv_rope_store",
     "qkv_rope_store_ref",
-    "rms_norm_skinny_gemm",
-    "rms_norm_skinny_gemm_ref",
     "skinny_gemm",
     "skinny_gemm_ref",
     "store_kv",

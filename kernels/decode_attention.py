@@ -187,6 +187,8 @@ FP8_DOTS_IN_F16 = True
 # The splits are combined by a second, tiny kernel. Combining them in the split kernel's last program per (sequence,
 # KV head), found by an atomic counter, was tried and timed (session 7, H200, Llama-3-8B bs1 @1k): 10 us a layer
 # against 6 + 1.6 us for the two launches, since one program then reads every split while the rest of the GPU idles.
+# Reading the first K/V tile (all but the newest token) before the PDL wait was tried too (session 8, H200): bs1
+# 81.3-81.9% -> 79.4% MBU, bs64 7.4 -> 7.8 ms (presumably programs parked at the wait hold SM slots the kernel before still needs).
 
 
 def _launch_config(block_d: int, page: int, elem_size: int, device: torch.device):

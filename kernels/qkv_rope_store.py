@@ -1,5 +1,5 @@
-"""A decode-sized qkv projection with the rotary embedding and the KV-cache store in its epilogue (and optionally the
-layer's residual add and input RMSNorm in its prologue): skinny_gemm, apply_rotary and store_kv in one launch."""
+"""A decode-sized qkv projection with the rotary embedding and the KV-cache store in its epilogue: skinny_gemm,
+apply_rotary and store_kv in one launch."""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ import torch
 
 from .rotary_store_kv import rotary_store_kv_ref
 from .qkv_epilogue import RopeStore
-from .skinny_gemm import (_launch, _rows, norm_operands, rms_norm_skinny_gemm_ref, skinny_gemm_config,
-                          skinny_gemm_ref, skinny_gemm_supports)
+from .skinny_gemm import _launch, _rows, skinny_gemm_config, skinny_gemm_ref, skinny_gemm_supports
 
 
 def qkv_rope_store_supports(x: torch.Tensor, weight: torch.Tensor, rope: RopeStore) -> bool:
@@ -26,12 +25,10 @@ def qkv_rope_store_supports(x: torch.Tensor, weight: torch.Tensor, rope: RopeSto
 
 
 def qkv_rope_store(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, rope: RopeStore,
-                   norm: tuple[torch.Tensor, torch.Tensor, float] | None = None,
-                   config: tuple[int, int, int, int] | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+                   config: tuple[int, int, int, int] | None = None) -> torch.Tensor:
     """qkv = x @ weight^T (+ bias) for at most 16 rows, its q and k heads rotated (neox, rope.cos_sin over the whole
     head at rope.positions) and its k and v written into the paged caches at rope.slot_mapping (slot < 0: not
-    stored), in one launch. With norm = (residual, norm_weight, eps), x is first replaced by rms_norm(x + residual)
-    as rms_norm_skinny_gemm does. Returns (qkv [..., N] with q and k rotated, x + residual or None)."""
+    stored), in one launch. Returns qkv [..., N] with q and k rotated."""
     n, k = weight.shape
     x2 = _rows(x, k)
     m = x2.shape[0]
@@ -43,24 +40,18 @@ def qkv_rope_store(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | N
                          f"projection, then rotary_store_kv")
     assert rope.positions.shape == (m,) and rope.slot_mapping.shape == (m,)
     out = torch.empty((m, n), dtype=x.dtype, device=x.device)
-    launch_norm = None if norm is None else norm_operands(x2, *norm)
     if rope.cos_sin.stride(-1) != 1:
         rope = replace(rope, cos_sin=rope.cos_sin.contiguous())
     if m > 0:
-        _launch(x2, weight, bias, out, launch_norm, config, rope)
-    return out.view(*x.shape[:-1], n), None if launch_norm is None else launch_norm[2].view(x.shape)
+        _launch(x2, weight, bias, out, config, rope)
+    return out.view(*x.shape[:-1], n)
 
 
-def qkv_rope_store_ref(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, rope: RopeStore,
-                       norm: tuple[torch.Tensor, torch.Tensor, float] | None = None
-                       ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Plain-PyTorch reference for :func:`qkv_rope_store`: the projection (after rms_norm_ref with norm), then
-    rotary_store_kv_ref on its heads (the caches written in place)."""
-    h = None
-    if norm is None:
-        qkv = skinny_gemm_ref(x, weight, bias)
-    else:
-        qkv, h = rms_norm_skinny_gemm_ref(x, norm[0], norm[1], norm[2], weight, bias)
+def qkv_rope_store_ref(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                       rope: RopeStore) -> torch.Tensor:
+    """Plain-PyTorch reference for :func:`qkv_rope_store`: the projection, then rotary_store_kv_ref on its heads
+    (the caches written in place)."""
+    qkv = skinny_gemm_ref(x, weight, bias)
     qkv2 = qkv.reshape(-1, qkv.shape[-1])
     hq, hkv, d = rope.num_q_heads, rope.num_kv_heads, rope.head_dim
     parts = qkv2.split([hq * d, hkv * d, hkv * d], -1)
@@ -68,4 +59,4 @@ def qkv_rope_store_ref(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
     q_rot, k_rot = rotary_store_kv_ref(q, k, v, rope.positions, rope.cos_sin, True, rope.k_cache, rope.v_cache,
                                        rope.slot_mapping)
     out = torch.cat([q_rot.flatten(1), k_rot.flatten(1), v.flatten(1)], -1)
-    return out.view(qkv.shape), h
+    return out.view(qkv.shape)

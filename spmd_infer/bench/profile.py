@@ -3,6 +3,10 @@
 A decode step slower than its bytes allow is either GPU-bound (the kernels themselves: see which dominate)
 or host-bound (the GPU waits between kernels: kernel time well below wall time). This tells the two apart.
 Profiling starts after the first step in which no DP rank prefills, so prefill kernels stay out of it.
+
+Under programmatic dependent launch (kernels/pdl.py, on by default on Hopper) each kernel starts while the one
+before still runs and waits inside itself, so kernel times overlap and include those waits: their sum can exceed
+the wall time and per-kernel shares blur. SPMD_PDL=0 gives one kernel at a time for attribution.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ from typing import Callable, Optional
 import torch
 from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile
+
+from spmd_kernels.pdl import pdl_enabled
 
 from ..parallel.dp_meta import Phase
 from .measure import StepRecord, _sync
@@ -54,7 +60,7 @@ class DecodeProfiler:
         busy = sum(r[2] for r in rows)
         steps = max(self.steps, 1)
         return {"decode_steps": self.steps, "wall_s": wall, "step_s": wall / steps, "kernel_s": busy,
-                "kernel_share_of_wall": busy / max(wall, 1e-12),
+                "kernel_share_of_wall": busy / max(wall, 1e-12), "pdl": pdl_enabled(self.device),
                 "top": [{"name": n, "calls_per_step": c / steps, "seconds_per_step": s / steps,
                          "share_of_kernels": s / max(busy, 1e-12)} for n, c, s in rows[:top]]}
 
@@ -70,9 +76,12 @@ def profile_case(run: Callable[[Callable[[StepRecord], None]], object], device: 
 def profile_lines(name: str, prof: Optional[dict]) -> list[str]:
     if prof is None:
         return [f"profile of {name}: no step without prefill, nothing profiled"]
+    rest = ("kernels overlap under programmatic dependent launch and their times include their waits on the one "
+            "before: SPMD_PDL=0 for per-kernel attribution" if prof.get("pdl")
+            else "the rest is the GPU waiting on the host")
     lines = [f"profile of {name}, {prof['decode_steps']} decode steps: {prof['step_s'] * 1e3:.2f} ms/step wall, "
              f"kernels {prof['kernel_s'] / max(prof['decode_steps'], 1) * 1e3:.2f} ms/step "
-             f"({100 * prof['kernel_share_of_wall']:.1f}% of wall; the rest is the GPU waiting on the host)"]
+             f"({100 * prof['kernel_share_of_wall']:.1f}% of wall; {rest})"]
     for row in prof["top"]:
         lines.append(f"  {100 * row['share_of_kernels']:5.1f}%  {row['seconds_per_step'] * 1e6:8.1f} us/step  "
                      f"{row['calls_per_step']:6.1f}x  {row['name'][:90]}")

@@ -11,10 +11,9 @@ from torch import nn
 from spmd_kernels.pdl import pdl_enabled
 from spmd_kernels.qkv_rope_store import qkv_rope_store, qkv_rope_store_supports
 from spmd_kernels.qkv_epilogue import RopeStore
-from spmd_kernels.skinny_gemm import rms_norm_skinny_gemm, skinny_gemm, skinny_gemm_supports
+from spmd_kernels.skinny_gemm import skinny_gemm, skinny_gemm_supports
 
 from ..parallel.comm import Shard, all_reduce
-from .layernorm import RMSNorm
 from .weights import CheckpointTensor, copy_checked
 
 # Decode-sized products (at most 16 rows) of weights between these sizes go to skinny_gemm instead of cuBLAS, when
@@ -84,23 +83,14 @@ class ColumnParallelLinear(LinearBase):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return linear(x, self.weight, self.bias)
 
-    def forward_fused(self, x: torch.Tensor, residual_norm: tuple[torch.Tensor, RMSNorm] | None,
-                      rope: RopeStore | None) -> tuple[torch.Tensor, torch.Tensor | None, bool] | None:
-        """This projection in one skinny_gemm launch with what it can absorb: with residual_norm = (residual,
-        norm), x is the layer's raw input, added to residual and normalised in the prologue; with rope, q and k are
-        rotated and k and v stored into the caches in the epilogue (where qkv_rope_store takes the shapes).
-        Returns (output, x + residual or None, whether k and v were stored), or None where skinny_gemm does not
-        take the product or nothing would fuse (the caller normalises, projects and rotates itself)."""
-        if not takes_skinny_gemm(x, self.weight):
-            return None
-        norm = None if residual_norm is None else (residual_norm[0], residual_norm[1].weight, residual_norm[1].eps)
-        if rope is not None and qkv_rope_store_supports(x.reshape(-1, x.shape[-1]), self.weight, rope):
-            out, h = qkv_rope_store(x, self.weight, self.bias, rope, norm)
-            return out, h, True
-        if norm is None:
-            return None
-        out, h = rms_norm_skinny_gemm(x, norm[0], norm[1], norm[2], self.weight, self.bias)
-        return out, h, False
+    def forward_rope_store(self, x: torch.Tensor, rope: RopeStore) -> torch.Tensor | None:
+        """This qkv projection in one skinny_gemm launch whose epilogue rotates q and k and stores k and v into the
+        caches (kernels/qkv_rope_store.py), or None where skinny_gemm or the epilogue does not take the shapes
+        (the caller projects, rotates and stores itself)."""
+        if takes_skinny_gemm(x, self.weight) and qkv_rope_store_supports(x.reshape(-1, x.shape[-1]), self.weight,
+                                                                         rope):
+            return qkv_rope_store(x, self.weight, self.bias, rope)
+        return None
 
 
 class MergedColumnParallelLinear(ColumnParallelLinear):

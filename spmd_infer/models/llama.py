@@ -24,12 +24,10 @@ from ..parallel.sharding import LayerSharding
 # layer fewer, 119 -> 96 us a step at Llama-3-8B bs1 (H200, tests/gpu/run_bs1_profile.sh). SPMD_ROTARY_STORE_KV=0
 # keeps the two kernels.
 FUSE_ROTARY_STORE = os.environ.get("SPMD_ROTARY_STORE_KV", "1") == "1"
-# What the qkv projection's skinny_gemm can absorb at decode (LlamaAttention.project), each off until
-# tests/gpu/run_bs1_next.sh has timed it: the layer's residual add and input RMSNorm in its prologue
-# (SPMD_NORM_QKV=1, kernels/skinny_gemm.py rms_norm_skinny_gemm), the rotary embedding and KV-cache store in its
-# epilogue (SPMD_QKV_ROPE=1, kernels/qkv_rope_store.py; neox rotation of whole heads, as Llama-3 and Qwen2 have).
-NORM_QKV_ON = os.environ.get("SPMD_NORM_QKV", "0") == "1"
-QKV_ROPE_ON = os.environ.get("SPMD_QKV_ROPE", "0") == "1"
+# The rotary embedding and KV-cache store in the qkv projection's skinny_gemm epilogue at decode
+# (kernels/qkv_rope_store.py; neox rotation of whole heads, as Llama-3 and Qwen2 have): Llama-3-8B bs1 4.7 -> 4.5 ms,
+# 78.5% -> 81.7-83.4% MBU (H200, tests/gpu/run_bs1_fused.sh). SPMD_QKV_ROPE=0 keeps rotary_store_kv.
+QKV_ROPE_ON = os.environ.get("SPMD_QKV_ROPE", "1") == "1"
 
 
 class LlamaAttention(nn.Module):
@@ -64,12 +62,9 @@ class LlamaAttention(nn.Module):
         """q and k as attention reads them: rotated (in place on CUDA)."""
         return self.rotary_emb(positions, q, k)
 
-    def forward(self, positions: torch.Tensor, hidden: torch.Tensor, batch: ForwardBatch,
-                residual_norm: tuple[torch.Tensor, RMSNorm] | None = None):
-        """hidden: the normalised layer input; returns the attention output. With residual_norm = (residual, norm),
-        hidden is the layer's raw input, added to residual and normalised here (inside the qkv projection's kernel
-        where it can be); returns (output, hidden + residual)."""
-        qkv, summed, kv_stored = self.project(positions, hidden, batch, residual_norm)
+    def forward(self, positions: torch.Tensor, hidden: torch.Tensor, batch: ForwardBatch) -> torch.Tensor:
+        """hidden: the normalised layer input; returns the attention output."""
+        qkv, kv_stored = self.project(positions, hidden, batch)
         q, k, v = self.split_qkv(qkv)
         if not kv_stored:  # else the projection's epilogue rotated q and k and stored k and v
             if self.fuse_rotary_store and self.attn.stores_through_kernels(q, batch):
@@ -78,32 +73,20 @@ class LlamaAttention(nn.Module):
                 kv_stored = True
             else:
                 q, k = self.position_qk(positions, q, k)
-        out = self.o_proj(self.attn(q, k, v, batch, kv_stored=kv_stored).flatten(1))
-        return out if residual_norm is None else (out, summed)
+        return self.o_proj(self.attn(q, k, v, batch, kv_stored=kv_stored).flatten(1))
 
-    def project(self, positions: torch.Tensor, hidden: torch.Tensor, batch: ForwardBatch,
-                residual_norm: tuple[torch.Tensor, RMSNorm] | None):
-        """(qkv, hidden + residual or None, whether k and v are already rotated into the caches): one skinny_gemm
-        launch with the input norm (SPMD_NORM_QKV=1) and the rotary embedding with the KV store (SPMD_QKV_ROPE=1)
-        where they fuse, else the norm kernel and the projection."""
-        if residual_norm is not None and not NORM_QKV_ON:
-            hidden, summed = residual_norm[1](hidden, residual_norm[0])
-            residual_norm = None
-        else:
-            summed = None
-        rope = None
+    def project(self, positions: torch.Tensor, hidden: torch.Tensor,
+                batch: ForwardBatch) -> tuple[torch.Tensor, bool]:
+        """(qkv, whether k and v are already rotated into the caches): at decode, one skinny_gemm launch with the
+        rotary embedding and KV store in its epilogue where that fuses (SPMD_QKV_ROPE), else the projection."""
         if (QKV_ROPE_ON and self.fuse_rotary_store and not self.rotary_emb.interleaved
                 and self.rotary_emb.rot_dim == self.head_dim and self.attn.stores_through_kernels(hidden, batch)):
             rope = RopeStore(positions, self.rotary_emb.cos_sin, batch.slot_mapping, self.attn.k_cache,
                              self.attn.v_cache, self.num_heads, self.num_kv_heads, self.head_dim)
-        if residual_norm is not None or rope is not None:
-            fused = self.qkv_proj.forward_fused(hidden, residual_norm, rope)
-            if fused is not None:
-                qkv, fused_sum, kv_stored = fused
-                return qkv, summed if residual_norm is None else fused_sum, kv_stored
-        if residual_norm is not None:
-            hidden, summed = residual_norm[1](hidden, residual_norm[0])
-        return self.qkv_proj(hidden), summed, False
+            qkv = self.qkv_proj.forward_rope_store(hidden, rope)
+            if qkv is not None:
+                return qkv, True
+        return self.qkv_proj(hidden), False
 
 
 class LlamaMLP(nn.Module):
@@ -140,12 +123,9 @@ class LlamaDecoderLayer(nn.Module):
     def forward(self, positions, hidden, residual, batch: ForwardBatch):
         if residual is None:
             residual, hidden = hidden, self.input_layernorm(hidden)
-            hidden = self.self_attn(positions, hidden, batch)
-        elif isinstance(self.self_attn, LlamaAttention):  # may fuse the norm into its qkv projection
-            hidden, residual = self.self_attn(positions, hidden, batch, residual_norm=(residual, self.input_layernorm))
         else:
             hidden, residual = self.input_layernorm(hidden, residual)
-            hidden = self.self_attn(positions, hidden, batch)
+        hidden = self.self_attn(positions, hidden, batch)
         hidden, residual = self.post_attention_layernorm(hidden, residual)
         if self.dp_gather is not None:
             return self.dp_gather(self.mlp, hidden, batch), residual

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from spmd_kernels import rms_norm, rms_norm_skinny_gemm, rms_norm_skinny_gemm_ref, skinny_gemm, skinny_gemm_ref
+from spmd_kernels import skinny_gemm, skinny_gemm_ref
 from spmd_kernels.skinny_gemm import MAX_ROWS, skinny_gemm_config, skinny_gemm_supports
 
 
@@ -75,39 +75,3 @@ def test_skinny_gemm_model_shapes_bf16(M, N, K):
     got = skinny_gemm(x, w).float()
     torch.testing.assert_close(got, exact, atol=2e-2, rtol=2e-2)
     torch.testing.assert_close(torch.nn.functional.linear(x, w).float(), exact, atol=2e-2, rtol=2e-2)
-
-
-@pytest.mark.parametrize("M", [0, 1, 7, MAX_ROWS])
-@pytest.mark.parametrize("N,K", [(24, 128), (200, 1024)])
-@pytest.mark.parametrize("with_bias", [False, True])
-def test_rms_norm_skinny_gemm(M, N, K, with_bias, dtype, device, assert_close):
-    x, w = _operands(M, N, K, dtype, device)
-    residual = torch.randn(M, K, dtype=dtype, device=device)
-    norm_w = (1 + 0.1 * torch.randn(K, device=device)).to(dtype)
-    b = torch.randn(N, dtype=dtype, device=device) if with_bias else None
-    residual_before = residual.clone()
-    # Several programs (N over BLOCK_N = 32): only the first writes x + residual, every one normalises.
-    y, h = rms_norm_skinny_gemm(x, residual, norm_w, 1e-5, w, b, config=(32, 128, 4, 2))
-    y_ref, h_ref = rms_norm_skinny_gemm_ref(x, residual, norm_w, 1e-5, w, b)
-    assert y.shape == (M, N) and h.shape == (M, K) and y.dtype == h.dtype == dtype
-    assert torch.equal(h, h_ref)  # the residual stream is exactly rms_norm's
-    assert_close(y, y_ref)
-    assert torch.equal(residual, residual_before)
-
-
-def test_rms_norm_skinny_gemm_equals_rms_norm_then_skinny_gemm(dtype, device, assert_close):
-    # The fused launch feeds the dots what the two kernels would: rms_norm's rounding, then the same product.
-    x, w = _operands(3, 96, 512, dtype, device)
-    residual = torch.randn(3, 512, dtype=dtype, device=device)
-    norm_w = torch.rand(512, device=device).to(dtype) + 0.5
-    normed, h = rms_norm(x, norm_w, 1e-6, residual)
-    y, h_fused = rms_norm_skinny_gemm(x.view(1, 3, 512), residual.view(1, 3, 512), norm_w, 1e-6, w)
-    assert y.shape == (1, 3, 96) and h_fused.shape == (1, 3, 512)
-    assert torch.equal(h_fused.view(3, 512), h)
-    assert_close(y.view(3, 96), skinny_gemm(normed, w))
-
-
-def test_rms_norm_skinny_gemm_refuses_a_mismatched_residual(device):
-    x, w = _operands(2, 24, 128, torch.float32, device)
-    with pytest.raises(ValueError, match="residual of x's shape"):
-        rms_norm_skinny_gemm(x, torch.zeros(3, 128, device=device), torch.ones(128, device=device), 1e-6, w)
