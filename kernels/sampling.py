@@ -24,7 +24,9 @@ def _mix32(x):
     return x ^ (x >> 16)
 
 
-@triton.jit
+# The chunk count follows the batch size: as a compile-time constant it compiled a new variant for every batch size
+# a run reached, in the middle of the run; it only strides the partial results.
+@triton.jit(do_not_specialize=["num_chunks"])
 def _gumbel_argmax_kernel(
     logits_ptr,
     temperature_ptr,
@@ -34,7 +36,7 @@ def _gumbel_argmax_kernel(
     vocab,
     chunk,  # tokens per program, a multiple of BLOCK_V
     stride_l,
-    NUM_CHUNKS: tl.constexpr,
+    num_chunks,  # programs per row: the partial results' row stride
     BLOCK_V: tl.constexpr,
     LIBDEVICE_LOG: tl.constexpr,  # CUDA: libdevice logf, bit-equal to torch.log on the GPU
     GREEDY_ONLY: tl.constexpr,  # every row greedy: temperature_ptr and streams_ptr are not read
@@ -76,8 +78,8 @@ def _gumbel_argmax_kernel(
         best = tl.where(take, x, best)
     m = tl.max(best, axis=0)
     idx = tl.min(tl.where(best == m, best_idx, 2147483647), axis=0)  # first token holding the max
-    tl.store(part_val_ptr + row * NUM_CHUNKS + c, m)
-    tl.store(part_idx_ptr + row * NUM_CHUNKS + c, idx.to(tl.int64))
+    tl.store(part_val_ptr + row * num_chunks + c, m)
+    tl.store(part_idx_ptr + row * num_chunks + c, idx.to(tl.int64))
 
 
 # CUDA: vocab chunks per row until rows * chunks >= CHUNK_WAVES * num_SMs, each >= MIN_CHUNK tokens.
@@ -138,8 +140,7 @@ def _chunked_argmax(logits: torch.Tensor, temperature: torch.Tensor | None, stre
     greedy_only = temperature is None
     _gumbel_argmax_kernel[(S, num_chunks)](
         logits, logits if greedy_only else temperature, logits if greedy_only else streams,
-        part_val, part_idx, V, chunk, logits.stride(0),
-        NUM_CHUNKS=num_chunks, BLOCK_V=block_v, LIBDEVICE_LOG=cuda, GREEDY_ONLY=greedy_only, num_warps=4,
+        part_val, part_idx, V, chunk, logits.stride(0), num_chunks, BLOCK_V=block_v, LIBDEVICE_LOG=cuda, GREEDY_ONLY=greedy_only, num_warps=4,
         **pdl_args(logits.device),
     )
     if num_chunks == 1:

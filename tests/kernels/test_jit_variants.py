@@ -1,15 +1,17 @@
-"""Shapes that change from step to step (block-table width, split count, routed rows) reuse one compiled
+"""Shapes that change from step to step (block-table width, split count, routed rows, batch size) reuse one compiled
 variant per kernel, so nothing compiles mid-run after warmup. Needs CUDA: the interpreter compiles nothing."""
 
 import pytest
 import torch
 
-from spmd_kernels import fused_moe, mla_decode, paged_decode_attention, paged_prefill_attention
+from spmd_kernels import (fused_moe, greedy_argmax, gumbel_sample, mla_decode, paged_decode_attention,
+                          paged_prefill_attention)
 from spmd_kernels.decode_attention import _decode_reduce_kernel, _decode_split_kernel
 from spmd_kernels.fused_moe import _moe_down_kernel, _moe_gate_up_kernel
 from spmd_kernels.jit_variants import compiled_variants, variants_of
 from spmd_kernels.mla_decode import _mla_decode_split_kernel
 from spmd_kernels.prefill_attention import _prefill_kernel
+from spmd_kernels.sampling import _gumbel_argmax_kernel
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="compiled variants exist on CUDA only")
 DT = torch.bfloat16
@@ -78,6 +80,20 @@ def test_fused_moe_one_variant_per_tile_config():
     # 3, 7, 13 and 16 tokens all take the small-tile config (<= 4 routed rows per expert).
     calls = [call(3), call(7), call(13), call(16)]
     assert _added([_moe_gate_up_kernel, _moe_down_kernel], calls) == [0, 0]
+
+
+@pytest.mark.parametrize("greedy", [True, False])
+def test_sampling_one_variant_for_any_batch_size(greedy):
+    # The vocabulary's chunk count follows the batch size (32 chunks at 1 row, 5 at 64 for a 128k vocabulary);
+    # session 8's benchmark caught a compile in a timed decode case when it was a compile-time constant.
+    def call(S):
+        logits = torch.randn(S, 128256, dtype=DT, device="cuda")
+        temperature = torch.full((S,), 0.7, device="cuda")
+        streams = torch.arange(S, dtype=torch.int64, device="cuda")
+        return (lambda: greedy_argmax(logits)) if greedy else (lambda: gumbel_sample(logits, temperature, streams))
+
+    calls = [call(1), call(3), call(16), call(64), call(200)]
+    assert _added([_gumbel_argmax_kernel], calls) == [0]
 
 
 def test_compiled_variants_counts_our_kernels():
