@@ -13,6 +13,47 @@ from .pdl import pdl_args, pdl_enter
 _LOG2E = 1.4426950408889634
 
 
+@triton.jit
+def split_range(context_lens_ptr, b, split, num_splits, BLOCK_N: tl.constexpr):
+    """[start, end) of sequence b's KV chunk number split: whole BLOCK_N tiles, the last chunk partial or empty."""
+    ctx = tl.load(context_lens_ptr + b)
+    chunk = tl.cdiv(tl.cdiv(ctx, num_splits), BLOCK_N) * BLOCK_N
+    start = split * chunk
+    return start, tl.minimum(start + chunk, ctx)
+
+
+@triton.jit
+def online_softmax_step(qk, mask_n, v, m_i, l_i, acc):
+    """Flash attention's update for one tile: qk [rows, BLOCK_N] scaled by log2(e) (masked tokens excluded), v
+    [BLOCK_N, D]; returns the new (row max, row sum, unnormalised output)."""
+    qk = tl.where(mask_n[None, :], qk, float("-inf"))
+    m_new = tl.maximum(m_i, tl.max(qk, axis=1))
+    alpha = tl.exp2(m_i - m_new)
+    p = tl.exp2(qk - m_new[:, None])
+    l_i = l_i * alpha + tl.sum(p, axis=1)
+    acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision="ieee")
+    return m_new, l_i, acc
+
+
+@triton.jit
+def store_split(acc, l_i, m_i, b, split, heads, offs_d, mask_heads, mask_d, out_ptr, stride_ob, stride_oh,
+                mid_o_ptr, stride_mo_b, stride_mo_h, stride_mo_s, mid_lse_ptr, stride_ml_b, stride_ml_h,
+                DIRECT: tl.constexpr):
+    """A split's normalised output: the final one when DIRECT (a single split), else into the scratch with its
+    log2-sum-exp for _decode_reduce_kernel (-inf for an empty split)."""
+    has = l_i > 0.0
+    o = acc / tl.where(has, l_i, 1.0)[:, None]
+    out_mask = mask_heads[:, None] & mask_d[None, :]
+    if DIRECT:
+        tl.store(out_ptr + b * stride_ob + heads[:, None] * stride_oh + offs_d[None, :],
+                 o.to(out_ptr.dtype.element_ty), mask=out_mask)
+    else:
+        tl.store(mid_o_ptr + b * stride_mo_b + heads[:, None] * stride_mo_h + split * stride_mo_s + offs_d[None, :],
+                 o, mask=out_mask)
+        lse = tl.where(has, m_i + tl.log2(tl.where(has, l_i, 1.0)), float("-inf"))
+        tl.store(mid_lse_ptr + b * stride_ml_b + heads * stride_ml_h + split, lse, mask=mask_heads)
+
+
 # Arguments that change from step to step (block-table width, split count and the scratch strides that
 # follow it) are not specialised on (==1, %16): each new value would otherwise compile another variant
 # in the middle of a run, after warmup.
@@ -59,10 +100,7 @@ def _decode_split_kernel(
     kvh = tl.program_id(1)
     split = tl.program_id(2)
 
-    ctx = tl.load(context_lens_ptr + b)
-    chunk = tl.cdiv(tl.cdiv(ctx, num_splits), BLOCK_N) * BLOCK_N
-    start = split * chunk
-    end = tl.minimum(start + chunk, ctx)
+    start, end = split_range(context_lens_ptr, b, split, num_splits, BLOCK_N)
 
     offs_g = tl.arange(0, BLOCK_G)
     offs_d = tl.arange(0, BLOCK_D)
@@ -105,32 +143,10 @@ def _decode_split_kernel(
             other=0.0,
         ).to(q.dtype)
         qk = tl.dot(q, tl.trans(k), input_precision="ieee") * qk_scale  # [BLOCK_G, BLOCK_N]
-        qk = tl.where(mask_n[None, :], qk, float("-inf"))
-        m_new = tl.maximum(m_i, tl.max(qk, axis=1))
-        alpha = tl.exp2(m_i - m_new)
-        p = tl.exp2(qk - m_new[:, None])
-        l_i = l_i * alpha + tl.sum(p, axis=1)
-        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision="ieee")
-        m_i = m_new
+        m_i, l_i, acc = online_softmax_step(qk, mask_n, v, m_i, l_i, acc)
 
-    has = l_i > 0.0
-    o = acc / tl.where(has, l_i, 1.0)[:, None]
-    out_mask = mask_g[:, None] & mask_d[None, :]
-    if DIRECT:
-        tl.store(
-            out_ptr + b * stride_ob + heads[:, None] * stride_oh + offs_d[None, :],
-            o.to(out_ptr.dtype.element_ty),
-            mask=out_mask,
-        )
-    else:
-        tl.store(
-            mid_o_ptr + b * stride_mo_b + heads[:, None] * stride_mo_h + split * stride_mo_s
-            + offs_d[None, :],
-            o,
-            mask=out_mask,
-        )
-        lse = tl.where(has, m_i + tl.log2(tl.where(has, l_i, 1.0)), float("-inf"))
-        tl.store(mid_lse_ptr + b * stride_ml_b + heads * stride_ml_h + split, lse, mask=mask_g)
+    store_split(acc, l_i, m_i, b, split, heads, offs_d, mask_g, mask_d, out_ptr, stride_ob, stride_oh, mid_o_ptr,
+                stride_mo_b, stride_mo_h, stride_mo_s, mid_lse_ptr, stride_ml_b, stride_ml_h, DIRECT)
 
 
 @triton.jit(do_not_specialize=["stride_ml_b", "stride_ml_h", "num_splits"])
@@ -257,16 +273,7 @@ def paged_decode_attention(
     BLOCK_G = max(triton.next_power_of_2(group), 16)  # tl.dot needs >= 16 rows
     BLOCK_N, num_warps, num_stages = _launch_config(BLOCK_D, page, q.element_size(), q.device)
     direct = num_splits == 1
-    if direct:
-        mid_o = out  # unused
-        mid_lse = context_lens  # unused
-        mo_strides = (0, 0, 0)
-        ml_strides = (0, 0)
-    else:
-        mid_o = torch.empty((B, Hq, num_splits, D), dtype=torch.float32, device=q.device)
-        mid_lse = torch.empty((B, Hq, num_splits), dtype=torch.float32, device=q.device)
-        mo_strides = (mid_o.stride(0), mid_o.stride(1), mid_o.stride(2))
-        ml_strides = (mid_lse.stride(0), mid_lse.stride(1))
+    mid_o, mid_lse, mo_strides, ml_strides = split_scratch(out, context_lens, num_splits)
     _decode_split_kernel[(B, Hkv, num_splits)](
         q,
         k_cache,
@@ -304,22 +311,30 @@ def paged_decode_attention(
         **pdl_args(q.device),
     )
     if not direct:
-        _decode_reduce_kernel[(B, Hq)](
-            mid_o,
-            mid_lse,
-            out,
-            *mo_strides,
-            *ml_strides,
-            out.stride(0),
-            out.stride(1),
-            num_splits,
-            HEAD_DIM=D,
-            BLOCK_S=triton.next_power_of_2(num_splits),
-            BLOCK_D=BLOCK_D,
-            num_warps=4,
-            **pdl_args(mid_o.device),
-        )
+        reduce_splits(mid_o, mid_lse, out, num_splits, BLOCK_D)
     return out
+
+
+def split_scratch(out: torch.Tensor, context_lens: torch.Tensor, num_splits: int):
+    """(per-split outputs [B, H, splits, D] fp32, their log2-sum-exp [B, H, splits], the two's strides) for a split
+    kernel writing out [B, H, D]; with one split the kernel writes out directly and these are placeholders."""
+    if num_splits == 1:
+        return out, context_lens, (0, 0, 0), (0, 0)  # unread: DIRECT
+    B, H, D = out.shape
+    mid_o = torch.empty((B, H, num_splits, D), dtype=torch.float32, device=out.device)
+    mid_lse = torch.empty((B, H, num_splits), dtype=torch.float32, device=out.device)
+    return mid_o, mid_lse, mid_o.stride()[:3], mid_lse.stride()[:2]
+
+
+def reduce_splits(mid_o: torch.Tensor, mid_lse: torch.Tensor, out: torch.Tensor, num_splits: int,
+                  block_d: int) -> None:
+    """out [B, H, D] = the splits' outputs weighted by their softmax mass (_decode_reduce_kernel)."""
+    B, H, D = out.shape
+    _decode_reduce_kernel[(B, H)](
+        mid_o, mid_lse, out, *mid_o.stride()[:3], *mid_lse.stride()[:2], out.stride(0), out.stride(1), num_splits,
+        HEAD_DIM=D, BLOCK_S=triton.next_power_of_2(num_splits), BLOCK_D=block_d, num_warps=4,
+        **pdl_args(mid_o.device),
+    )
 
 
 def gather_context(

@@ -6,7 +6,8 @@ import torch
 import triton
 import triton.language as tl
 
-from .decode_attention import _decode_reduce_kernel, choose_num_splits, gather_context
+from .decode_attention import (choose_num_splits, gather_context, online_softmax_step, reduce_splits, split_range,
+                               split_scratch, store_split)
 from .pdl import pdl_args, pdl_enter
 
 _LOG2E = 1.4426950408889634
@@ -55,10 +56,7 @@ def _mla_decode_split_kernel(
     hb = tl.program_id(1)
     split = tl.program_id(2)
 
-    ctx = tl.load(context_lens_ptr + b)
-    chunk = tl.cdiv(tl.cdiv(ctx, num_splits), BLOCK_N) * BLOCK_N
-    start = split * chunk
-    end = tl.minimum(start + chunk, ctx)
+    start, end = split_range(context_lens_ptr, b, split, num_splits, BLOCK_N)
 
     heads = hb * BLOCK_H + tl.arange(0, BLOCK_H)
     offs_l = tl.arange(0, BLOCK_L)
@@ -89,25 +87,10 @@ def _mla_decode_split_kernel(
                        other=0.0)
         qk = tl.dot(q, tl.trans(c_kv), input_precision="ieee")
         qk = tl.dot(q_pe, tl.trans(k_pe), qk, input_precision="ieee") * qk_scale  # [BLOCK_H, BLOCK_N]
-        qk = tl.where(mask_n[None, :], qk, float("-inf"))
-        m_new = tl.maximum(m_i, tl.max(qk, axis=1))
-        alpha = tl.exp2(m_i - m_new)
-        p = tl.exp2(qk - m_new[:, None])
-        l_i = l_i * alpha + tl.sum(p, axis=1)
-        acc = acc * alpha[:, None] + tl.dot(p.to(c_kv.dtype), c_kv, input_precision="ieee")
-        m_i = m_new
+        m_i, l_i, acc = online_softmax_step(qk, mask_n, c_kv, m_i, l_i, acc)
 
-    has = l_i > 0.0
-    o = acc / tl.where(has, l_i, 1.0)[:, None]
-    out_mask = mask_h[:, None] & mask_l[None, :]
-    if DIRECT:
-        tl.store(out_ptr + b * stride_ob + heads[:, None] * stride_oh + offs_l[None, :],
-                 o.to(out_ptr.dtype.element_ty), mask=out_mask)
-    else:
-        tl.store(mid_o_ptr + b * stride_mo_b + heads[:, None] * stride_mo_h + split * stride_mo_s
-                 + offs_l[None, :], o, mask=out_mask)
-        lse = tl.where(has, m_i + tl.log2(tl.where(has, l_i, 1.0)), float("-inf"))
-        tl.store(mid_lse_ptr + b * stride_ml_b + heads * stride_ml_h + split, lse, mask=mask_h)
+    store_split(acc, l_i, m_i, b, split, heads, offs_l, mask_h, mask_l, out_ptr, stride_ob, stride_oh, mid_o_ptr,
+                stride_mo_b, stride_mo_h, stride_mo_s, mid_lse_ptr, stride_ml_b, stride_ml_h, DIRECT)
 
 
 # (BLOCK_H, BLOCK_N, num_warps, num_stages) on CUDA, BLOCK_N for L <= 256 / larger L; BLOCK_N is not tied to
@@ -165,14 +148,7 @@ def mla_decode(
         num_splits = choose_num_splits(B, head_blocks, max_context_len, q_latent.device)
     num_splits = max(int(num_splits), 1)
     direct = num_splits == 1
-    if direct:
-        mid_o, mid_lse = out, context_lens  # unused
-        mo_strides, ml_strides = (0, 0, 0), (0, 0)
-    else:
-        mid_o = torch.empty((B, H, num_splits, L), dtype=torch.float32, device=q_latent.device)
-        mid_lse = torch.empty((B, H, num_splits), dtype=torch.float32, device=q_latent.device)
-        mo_strides = (mid_o.stride(0), mid_o.stride(1), mid_o.stride(2))
-        ml_strides = (mid_lse.stride(0), mid_lse.stride(1))
+    mid_o, mid_lse, mo_strides, ml_strides = split_scratch(out, context_lens, num_splits)
     _mla_decode_split_kernel[(B, head_blocks, num_splits)](
         q_latent, q_pe, kv_cache, block_tables, context_lens, out, mid_o, mid_lse,
         float(scale) * _LOG2E,
@@ -185,12 +161,7 @@ def mla_decode(
         **pdl_args(q_latent.device),
     )
     if not direct:
-        _decode_reduce_kernel[(B, H)](
-            mid_o, mid_lse, out, *mo_strides, *ml_strides, out.stride(0), out.stride(1), num_splits,
-            HEAD_DIM=L, BLOCK_S=triton.next_power_of_2(num_splits),
-            BLOCK_D=BLOCK_L, num_warps=4,
-            **pdl_args(mid_o.device),
-        )
+        reduce_splits(mid_o, mid_lse, out, num_splits, BLOCK_L)
     return out
 
 
