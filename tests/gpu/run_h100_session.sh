@@ -2,12 +2,14 @@
 # One 1-GPU device call (<= 10 min, meant for an H100): every kernel and the MLA CUDA path against their
 # references in bf16; DeepSeek-V2-Lite-shaped MLA+MoE (graphed) vs transformers; then the issue-4 benchmark
 # figures: Llama-3-8B decode bs1/bs64 @1k (with a decode profile), prefill 8 x 2048, startup from a
-# page-cached safetensors checkpoint, Qwen3-0.6B nano-vllm protocol vs transformers generate.
+# page-cached safetensors checkpoint, Qwen3-0.6B nano-vllm protocol vs transformers generate. Carry [".whl"]
+# (tests/gpu/fetch_wheels.sh): Hydra, and pytest-xdist so that the kernel suite compiles on 12 workers (one process
+# got through a quarter of it in 220 s on an H200).
 set -uo pipefail
 source tests/gpu/device_env.sh
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 table() { grep -A12 "^model " "$OUT/$1.txt" | grep -v "^results"; }
-part kernels 150 python3 -m pytest -q tests/kernels tests/test_mla_triton_path.py
+part kernels 150 python3 -m pytest -q -n 12 tests/kernels tests/test_mla_triton_path.py
 tail -3 "$OUT/kernels.txt"; grep -E "^FAILED" "$OUT/kernels.txt" | head
 part dsv2 90 python3 tests/gpu/check_vs_transformers.py --model dsv2lite --layouts 1x1 --num-prompts 8 --out /tmp/chk \
   --extra model.max_model_len=4096
