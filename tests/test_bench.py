@@ -12,7 +12,7 @@ import torch
 
 from spmd_infer.bench.ceilings import Ceilings, sheet_bandwidth
 from spmd_infer.bench.cost import ModelCost, MoeLayerCost, causal_pairs
-from spmd_infer.bench.measure import StepRecord, case_metrics
+from spmd_infer.bench.measure import StepRecord, case_metrics, median_run
 from spmd_infer.bench.report import console_lines
 from spmd_infer.bench.workloads import Case
 from spmd_infer.models.registry import model_class
@@ -117,19 +117,42 @@ def test_case_metrics_mbu_and_mfu_arithmetic():
     assert m["output_tok_s"] == 6 and m["total_tok_s"] == 22 and m["ttft_s"]["max"] == 0.51
 
 
+def _report(cases: list[dict], copy_rate: float = 4.2e12) -> dict:
+    """A benchmark report as run.py assembles it, around the given cases (Llama-3-8B on an H200)."""
+    return {"model": {"name": "llama-3-8b", "architecture": "LlamaForCausalLM", "dtype": "bfloat16",
+                      "cost": {"weight_bytes_per_rank": 15e9, "kv_bytes_per_token": 131072}},
+            "layout": {"dp": 1, "tp": 1, "dp_attention": False}, "startup": {"load_s": 1.0}, "cases": cases,
+            "ceilings": Ceilings(copy_rate, 7.8e14, "bfloat16", 1 << 32, 8192, "NVIDIA H200",
+                                 sheet_bandwidth("NVIDIA H200")).to_json()}
+
+
+def _decode_case(out_tok_s: float, step_s: float, mbu: float) -> dict:
+    return {"name": "decode bs1 @1024", "output_tok_s": out_tok_s, "total_tok_s": 6100.0, "ttft_s": {"median": 0.027},
+            "decode": {"median_step_s": step_s, "mbu": mbu, "bytes_per_s": 3.43e12}, "exchange_share": 0.01}
+
+
+def test_repeated_runs_report_the_median_run_and_every_run():
+    runs = [_decode_case(183, 0.0046, 0.794), _decode_case(192, 0.0045, 0.831), _decode_case(175, 0.0047, 0.776)]
+    chosen = median_run(runs)
+    assert chosen["output_tok_s"] == 183 and chosen["decode"]["mbu"] == 0.794  # the median run, whole
+    assert [r["output_tok_s"] for r in chosen["runs"]] == [183, 192, 175]  # every run, in run order
+    assert chosen["runs"][1] == {"output_tok_s": 192, "decode_median_step_s": 0.0045, "decode_mbu": 0.831}
+    assert median_run(runs[:2])["output_tok_s"] == 183  # an even count takes the lower middle
+    single = median_run(runs[:1])
+    assert single == runs[0] and "runs" not in single and single is not runs[0]
+    lines = console_lines(_report([chosen]))
+    assert "  decode bs1 @1024, 3 runs: out tok/s 183 / 192 / 175; decode step 4.6ms / 4.5ms / 4.7ms; " \
+           "MBU 79.4% / 83.1% / 77.6%" in lines
+    assert not any("runs:" in line for line in console_lines(_report([single])))
+
+
 def test_console_warns_when_the_copy_rate_beats_the_data_sheet():
     assert sheet_bandwidth("NVIDIA H200") == 4.8e12 and sheet_bandwidth("NVIDIA H100 80GB HBM3") == 3.35e12
     assert sheet_bandwidth("NVIDIA H100 PCIe") == 2.0e12 and sheet_bandwidth("cpu (x86_64, 2 threads)") is None
-    case = {"name": "decode bs1 @1024", "output_tok_s": 190.0, "total_tok_s": 6100.0, "ttft_s": {"median": 0.027},
-            "decode": {"median_step_s": 0.0045, "mbu": 0.6, "bytes_per_s": 3.43e12}, "exchange_share": 0.01}
-    report = {"model": {"name": "llama-3-8b", "architecture": "LlamaForCausalLM", "dtype": "bfloat16",
-                        "cost": {"weight_bytes_per_rank": 15e9, "kv_bytes_per_token": 131072}},
-              "layout": {"dp": 1, "tp": 1, "dp_attention": False}, "startup": {"load_s": 1.0}, "cases": [case]}
+    case = _decode_case(190.0, 0.0045, 0.6)
 
     def lines(copy_rate):
-        report["ceilings"] = Ceilings(copy_rate, 7.8e14, "bfloat16", 1 << 32, 8192, "NVIDIA H200",
-                                      sheet_bandwidth("NVIDIA H200")).to_json()
-        return console_lines(report)
+        return console_lines(_report([case], copy_rate))
 
     assert not any(line.startswith("warning") for line in lines(4.2e12))
     assert any(line.startswith("warning: the measured copy rate is above") for line in lines(5.5e12))
@@ -152,9 +175,11 @@ TINY_WORKLOADS = ["bench.num_seqs=4", "bench.min_len=4", "bench.max_input_len=16
 
 def test_bench_cli_on_cpu_with_load_and_hf_baseline(tmp_path):
     out = tmp_path / "bench.json"
-    _bench([sys.executable, "-m", "spmd_infer.bench", "bench.preset=tiny", "bench.workload=all", "bench.load=true",
-            "bench.baseline=hf", f"bench.output={out}", *TINY_WORKLOADS], tmp_path)
+    proc = _bench([sys.executable, "-m", "spmd_infer.bench", "bench.preset=tiny", "bench.workload=all",
+                   "bench.load=true", "bench.baseline=hf", "bench.repeats=2", f"bench.output={out}", *TINY_WORKLOADS],
+                  tmp_path)
     r = json.loads(out.read_text())
+    assert all(len(c["runs"]) == 2 for c in r["cases"]) and ", 2 runs: out tok/s " in proc.stdout
     assert r["ceilings"]["bandwidth_bytes_per_s"] > 0 and r["ceilings"]["matmul_flops_per_s"] > 0
     assert r["startup"]["load_s"] > 0 and r["startup"]["checkpoint_write_s"] > 0 and r["startup"]["warmup_s"] > 0
     assert r["model"]["cost"]["weight_bytes_per_rank"] > 0 and r["model"]["cost"]["kv_bytes_per_token"] > 0
@@ -181,3 +206,16 @@ def test_bench_dp2_dp_attention_moe_under_torchrun(tmp_path):
     assert "one GPU" in r["baseline_skipped"] and r["model"]["cost"]["moe_layers"] == 2
     for c in r["cases"]:
         assert c["decode"]["mbu"] > 0 and c["exchange_share"] > 0 and c["decode"]["steps"] == 4
+
+
+def test_bench_refuses_zero_repeats_before_starting_anything():
+    from omegaconf import OmegaConf
+
+    from spmd_infer.bench.config import BenchConfig
+    from spmd_infer.bench.run import run_bench
+    from spmd_infer.parallel.dims import ConfigError
+
+    cfg = OmegaConf.structured(BenchConfig)
+    cfg.bench.preset, cfg.bench.repeats = "tiny", 0
+    with pytest.raises(ConfigError, match=r"bench\.repeats=0 must be at least 1"):
+        run_bench(cfg)

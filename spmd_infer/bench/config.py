@@ -61,6 +61,11 @@ class BenchSection:
     """Size n of the n x n x n matmul ceiling; 0: 8192 on CUDA, 512 on CPU."""
     ceiling_repeats: int = 10
     """Timed repeats of each ceiling (after warmup); the median counts."""
+    repeats: int = 1
+    """Timed runs of each case in this process (run r draws its prompt tokens from seed + r, so none reuses another's
+    cached prefixes). The case's figures are those of the run with the median output rate; its "runs" list in the
+    JSON, and a console line, give every run's output rate, decode step and MBU. Cheaper than relaunching for an A/B
+    that needs several samples (each launch measures its ceilings and captures its graphs again)."""
     profile: bool = False
     """Run the last case once more under torch.profiler and print the kernels' share of wall time and the
     heaviest kernels (host-bound vs GPU-bound steps); the figures go into the JSON under "profile"."""

@@ -38,6 +38,13 @@ def console_lines(report: dict) -> list[str]:
     for case in report["cases"]:
         lines.append("  ".join(fn(case).rjust(w) if i else fn(case)[:w].ljust(w)
                                for i, (_, w, fn) in enumerate(COLUMNS)))
+    for case in report["cases"]:
+        if case.get("runs"):  # bench.repeats > 1: the row above is the median run
+            runs = case["runs"]
+            rates = " / ".join(f"{r['output_tok_s']:.0f}" for r in runs)
+            steps = " / ".join(_ms(r["decode_median_step_s"]) for r in runs)
+            mbus = " / ".join(_pct(r["decode_mbu"]) for r in runs)
+            lines.append(f"  {case['name']}, {len(runs)} runs: out tok/s {rates}; decode step {steps}; MBU {mbus}")
     sheet = ceil.get("sheet_bandwidth_bytes_per_s")
     if sheet and ceil["bandwidth_bytes_per_s"] > sheet:
         lines.append(f"warning: the measured copy rate is above the card's data-sheet {sheet / 1e9:.0f} GB/s, so this "

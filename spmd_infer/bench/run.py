@@ -24,7 +24,7 @@ from .ceilings import measure_ceilings
 from .checkpoint import BenchCheckpoint
 from .cost import ModelCost
 from .hf_baseline import HFBaseline, compare
-from .measure import case_metrics, run_case
+from .measure import case_metrics, median_run, run_case
 from .presets import preset_config
 from .profile import profile_case, profile_lines
 from .report import console_lines, write_json
@@ -52,6 +52,8 @@ def run_bench(cfg: Any) -> Optional[dict]:
     check_layout(hf_config, dims.tp)
     if b.baseline not in ("none", "hf"):
         raise ConfigError(f"bench.baseline={b.baseline!r} must be none or hf")
+    if b.repeats < 1:
+        raise ConfigError(f"bench.repeats={b.repeats} must be at least 1")
     device = resolve_device(cfg.runtime.device)
     dtype = resolve_dtype(cfg.model.dtype, device)
     cases = build_cases(b)
@@ -92,13 +94,16 @@ def run_bench(cfg: Any) -> Optional[dict]:
     results = []
     for case in cases:
         compiled = compiled_variants()
-        records, source, wall = run_case(engine, case, sampling, b.seed)
-        results.append(case_metrics(case, records, source, wall, cost, ceilings, mlp_spans_dp,
-                                    source.scheduler.num_preemptions))
+        runs = []
+        for r in range(b.repeats):
+            records, source, wall = run_case(engine, case, sampling, b.seed + r)
+            runs.append(case_metrics(case, records, source, wall, cost, ceilings, mlp_spans_dp,
+                                     source.scheduler.num_preemptions))
+            log.info("%s: %.0f output tok/s, %.2f s", case.name, runs[-1]["output_tok_s"], wall)
+        results.append(median_run(runs))
         # A kernel variant first met inside a timed case compiles there (~0.1-1 s each): say so, and which.
         new = dict(compiled_variants() - compiled)
         results[-1]["triton_compiles"] = new
-        log.info("%s: %.0f output tok/s, %.2f s", case.name, results[-1]["output_tok_s"], wall)
         if new:
             log.warning("%s: %d Triton kernel variants compiled during the timed case (its time includes them): %s",
                         case.name, sum(new.values()), ", ".join(f"{k} x{v}" for k, v in sorted(new.items())))
