@@ -8,6 +8,7 @@ import torch
 import triton
 import triton.language as tl
 
+from .online_softmax import online_softmax_step
 from .pdl import pdl_args, pdl_enter
 
 _LOG2E = 1.4426950408889634
@@ -20,19 +21,6 @@ def split_range(context_lens_ptr, b, split, num_splits, BLOCK_N: tl.constexpr):
     chunk = tl.cdiv(tl.cdiv(ctx, num_splits), BLOCK_N) * BLOCK_N
     start = split * chunk
     return start, tl.minimum(start + chunk, ctx)
-
-
-@triton.jit
-def online_softmax_step(qk, mask_n, v, m_i, l_i, acc):
-    """Flash attention's update for one tile: qk [rows, BLOCK_N] scaled by log2(e) (masked tokens excluded), v
-    [BLOCK_N, D]; returns the new (row max, row sum, unnormalised output)."""
-    qk = tl.where(mask_n[None, :], qk, float("-inf"))
-    m_new = tl.maximum(m_i, tl.max(qk, axis=1))
-    alpha = tl.exp2(m_i - m_new)
-    p = tl.exp2(qk - m_new[:, None])
-    l_i = l_i * alpha + tl.sum(p, axis=1)
-    acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision="ieee")
-    return m_new, l_i, acc
 
 
 @triton.jit
@@ -143,7 +131,8 @@ def _decode_split_kernel(
             other=0.0,
         ).to(q.dtype)
         qk = tl.dot(q, tl.trans(k), input_precision="ieee") * qk_scale  # [BLOCK_G, BLOCK_N]
-        m_i, l_i, acc = online_softmax_step(qk, mask_n, v, m_i, l_i, acc)
+        qk = tl.where(mask_n[None, :], qk, float("-inf"))
+        m_i, l_i, acc = online_softmax_step(qk, v, m_i, l_i, acc)
 
     store_split(acc, l_i, m_i, b, split, heads, offs_d, mask_g, mask_d, out_ptr, stride_ob, stride_oh, mid_o_ptr,
                 stride_mo_b, stride_mo_h, stride_mo_s, mid_lse_ptr, stride_ml_b, stride_ml_h, DIRECT)
@@ -204,7 +193,8 @@ FP8_DOTS_IN_F16 = True
 # KV head), found by an atomic counter, was tried and timed (session 7, H200, Llama-3-8B bs1 @1k): 10 us a layer
 # against 6 + 1.6 us for the two launches, since one program then reads every split while the rest of the GPU idles.
 # Reading the first K/V tile (all but the newest token) before the PDL wait was tried too (session 8, H200): bs1
-# 81.3-81.9% -> 79.4% MBU, bs64 7.4 -> 7.8 ms (presumably programs parked at the wait hold SM slots the kernel before still needs).
+# 81.3-81.9% -> 79.4% MBU, bs64 7.4 -> 7.8 ms (presumably programs parked at the wait hold SM slots the kernel
+# before still needs).
 
 
 def _launch_config(block_d: int, page: int, elem_size: int, device: torch.device):

@@ -6,8 +6,9 @@ import torch
 import triton
 import triton.language as tl
 
-from .decode_attention import (choose_num_splits, gather_context, online_softmax_step, reduce_splits, split_range,
-                               split_scratch, store_split)
+from .decode_attention import (choose_num_splits, gather_context, reduce_splits, split_range, split_scratch,
+                               store_split)
+from .online_softmax import online_softmax_step
 from .pdl import pdl_args, pdl_enter
 
 _LOG2E = 1.4426950408889634
@@ -87,7 +88,8 @@ def _mla_decode_split_kernel(
                        other=0.0)
         qk = tl.dot(q, tl.trans(c_kv), input_precision="ieee")
         qk = tl.dot(q_pe, tl.trans(k_pe), qk, input_precision="ieee") * qk_scale  # [BLOCK_H, BLOCK_N]
-        m_i, l_i, acc = online_softmax_step(qk, mask_n, c_kv, m_i, l_i, acc)
+        qk = tl.where(mask_n[None, :], qk, float("-inf"))
+        m_i, l_i, acc = online_softmax_step(qk, c_kv, m_i, l_i, acc)
 
     store_split(acc, l_i, m_i, b, split, heads, offs_l, mask_h, mask_l, out_ptr, stride_ob, stride_oh, mid_o_ptr,
                 stride_mo_b, stride_mo_h, stride_mo_s, mid_lse_ptr, stride_ml_b, stride_ml_h, DIRECT)

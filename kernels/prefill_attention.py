@@ -10,6 +10,7 @@ import triton
 import triton.language as tl
 
 from .decode_attention import gather_context
+from .online_softmax import online_softmax_step
 from .pdl import pdl_args, pdl_enter
 
 _LOG2E = 1.4426950408889634
@@ -42,13 +43,8 @@ def _attend_tile(
     if MASKED:
         causal = (pos[None, :] <= q_pos[:, None]) & mask_n[None, :]
         qk = tl.where(causal, qk, float("-inf"))
-    # Every query sees key 0, which lies in the first tile, so m_new is finite from then on.
-    m_new = tl.maximum(m_i, tl.max(qk, axis=1))
-    alpha = tl.exp2(m_i - m_new)
-    p = tl.exp2(qk - m_new[:, None])
-    l_i = l_i * alpha + tl.sum(p, axis=1)
-    acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision="ieee")
-    return m_new, l_i, acc
+    # Every query sees key 0, which lies in the first tile, so the row max is finite from then on.
+    return online_softmax_step(qk, v, m_i, l_i, acc)
 
 
 # The block-table width changes from step to step: not specialised on, so no variant compiles mid-run.

@@ -140,7 +140,8 @@ def _chunked_argmax(logits: torch.Tensor, temperature: torch.Tensor | None, stre
     greedy_only = temperature is None
     _gumbel_argmax_kernel[(S, num_chunks)](
         logits, logits if greedy_only else temperature, logits if greedy_only else streams,
-        part_val, part_idx, V, chunk, logits.stride(0), num_chunks, BLOCK_V=block_v, LIBDEVICE_LOG=cuda, GREEDY_ONLY=greedy_only, num_warps=4,
+        part_val, part_idx, V, chunk, logits.stride(0), num_chunks, BLOCK_V=block_v, LIBDEVICE_LOG=cuda,
+        GREEDY_ONLY=greedy_only, num_warps=4,
         **pdl_args(logits.device),
     )
     if num_chunks == 1:

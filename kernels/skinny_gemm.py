@@ -142,7 +142,8 @@ def _launch(x2: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, o
     _skinny_gemm_kernel[(triton.cdiv(n, block_n),)](
         x2, weight, bias if bias is not None else weight, out, x2.shape[0], n, k, x2.stride(0), weight.stride(0),
         out.stride(0), *rope_args, HAS_BIAS=bias is not None, ROPE=rope is not None, **rope_sizes,
-        IEEE=weight.dtype == torch.float32, BLOCK_M=MAX_ROWS, BLOCK_N=block_n, BLOCK_K=block_k, num_warps=warps, num_stages=stages,
+        IEEE=weight.dtype == torch.float32, BLOCK_M=MAX_ROWS, BLOCK_N=block_n, BLOCK_K=block_k, num_warps=warps,
+        num_stages=stages,
         **pdl_args(x2.device))
 
 

@@ -45,6 +45,9 @@ class LlamaAttention(nn.Module):
         self.attn = PagedAttention(self.num_heads, self.num_kv_heads, self.head_dim, self.head_dim ** -0.5)
         # Only where q and k are positioned by the rotary embedding alone (Qwen3 normalises them first).
         self.fuse_rotary_store = FUSE_ROTARY_STORE and type(self).position_qk is LlamaAttention.position_qk
+        # The qkv epilogue rotates whole heads in neox order only.
+        self.rope_in_qkv_epilogue = (QKV_ROPE_ON and self.fuse_rotary_store and not self.rotary_emb.interleaved
+                                     and self.rotary_emb.rot_dim == self.head_dim)
 
     @staticmethod
     def biases(config: Any) -> tuple[bool, bool]:
@@ -79,8 +82,7 @@ class LlamaAttention(nn.Module):
                 batch: ForwardBatch) -> tuple[torch.Tensor, bool]:
         """(qkv, whether k and v are already rotated into the caches): at decode, one skinny_gemm launch with the
         rotary embedding and KV store in its epilogue where that fuses (SPMD_QKV_ROPE), else the projection."""
-        if (QKV_ROPE_ON and self.fuse_rotary_store and not self.rotary_emb.interleaved
-                and self.rotary_emb.rot_dim == self.head_dim and self.attn.stores_through_kernels(hidden, batch)):
+        if self.rope_in_qkv_epilogue and self.attn.stores_through_kernels(hidden, batch):
             rope = RopeStore(positions, self.rotary_emb.cos_sin, batch.slot_mapping, self.attn.k_cache,
                              self.attn.v_cache, self.num_heads, self.num_kv_heads, self.head_dim)
             qkv = self.qkv_proj.forward_rope_store(hidden, rope)
