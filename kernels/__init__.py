@@ -15,11 +15,11 @@ from .moe_align import moe_align_block_size, moe_align_block_size_ref
 from .prefill_attention import paged_prefill_attention, paged_prefill_attention_ref
 from .qk_norm_rotary import qk_norm_rotary, qk_norm_rotary_ref
 from .qkv_rope_store import qkv_rope_store, qkv_rope_store_ref
-from .rmsnorm import rms_norm, rms_norm_partials, rms_norm_partials_ref, rms_norm_ref
+from .rmsnorm import rms_norm, rms_norm_ref
 from .rotary import apply_rotary, apply_rotary_ref, build_cos_sin_cache
 from .rotary_store_kv import rotary_store_kv, rotary_store_kv_ref
 from .sampling import greedy_argmax, gumbel_sample, gumbel_sample_ref
-from .skinny_gemm import skinny_gemm_partials, skinny_gemm_partials_ref, skinny_gemm, skinny_gemm_ref
+from .skinny_gemm import skinny_gemm, skinny_gemm_ref
 
 __all__ = [
     "apply_rotary",
@@ -29,8 +29,6 @@ __all__ = [
     "compiled_variants",
     "fused_moe",
     "fused_moe_ref",
-    "skinny_gemm_partials",
-    "skinny_gemm_partials_ref",
     "gather_context",
     "greedy_argmax",
     "gumbel_sample",
@@ -46,8 +44,6 @@ __all__ = [
     "qk_norm_rotary",
     "qk_norm_rotary_ref",
     "rms_norm",
-    "rms_norm_partials",
-    "rms_norm_partials_ref",
     "rms_norm_ref",
     "rotary_store_kv",
     "rotary_store_kv_ref",

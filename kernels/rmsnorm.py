@@ -22,11 +22,9 @@ def _rms_norm_kernel(
     stride_r,
     stride_y,
     stride_h,
-    stride_split,
     H,
     eps,
     HAS_RESIDUAL: tl.constexpr,
-    SPLITS: tl.constexpr,
     BLOCK_H: tl.constexpr,
     PDL: tl.constexpr,
 ):
@@ -34,14 +32,9 @@ def _rms_norm_kernel(
     row = tl.program_id(0).to(tl.int64)
     offs = tl.arange(0, BLOCK_H)
     mask = offs < H
-    x_ptrs = x_ptr + (row // inner) * stride_x_outer + (row % inner) * stride_x + offs
-    x = tl.load(x_ptrs, mask=mask, other=0.0)
+    x = tl.load(x_ptr + (row // inner) * stride_x_outer + (row % inner) * stride_x + offs, mask=mask, other=0.0)
     if HAS_RESIDUAL:
         r = tl.load(res_ptr + row * stride_r + offs, mask=mask, other=0.0)
-        if SPLITS > 0:  # x: fp32 partial sums of the projection before (rms_norm_partials)
-            for s in tl.static_range(1, SPLITS):
-                x += tl.load(x_ptrs + s * stride_split, mask=mask, other=0.0)
-            x = x.to(r.dtype)  # the projection's output, rounded as a GEMM rounds its accumulator
         # The new residual is stored in the activation dtype; normalise exactly what was stored.
         h = (x.to(tl.float32) + r.to(tl.float32)).to(x.dtype)
         tl.store(h_ptr + row * stride_h + offs, h, mask=mask)
@@ -86,39 +79,33 @@ def rms_norm(
         h = torch.empty((rows, H), dtype=x.dtype, device=x.device)
     else:
         r2, h = y, y  # unused placeholders
-    if rows > 0:
-        _launch(x2, r2, weight, y, h, outer, stride_x, inner, 0, H, eps, residual is not None, 0)
+    T = rows
+    if T > 0:
+        BLOCK_H = triton.next_power_of_2(H)
+        num_warps = min(max(BLOCK_H // 256, 1), 16)
+        _rms_norm_kernel[(T,)](
+            x2,
+            r2,
+            weight.contiguous(),
+            y,
+            h,
+            outer,
+            stride_x,
+            inner,
+            r2.stride(0),
+            y.stride(0),
+            h.stride(0),
+            H,
+            float(eps),
+            HAS_RESIDUAL=residual is not None,
+            BLOCK_H=BLOCK_H,
+            num_warps=num_warps,
+            **pdl_args(x2.device),
+        )
     y = y.view(x.shape)
     if residual is None:
         return y
     return y, h.view(x.shape)
-
-
-def rms_norm_partials(parts: torch.Tensor, weight: torch.Tensor, eps: float,
-                      residual: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """rms_norm(x, weight, eps, residual) where x is still a projection's fp32 partial sums over K splits,
-    parts [splits, rows, H] (skinny_gemm.skinny_gemm_partials): x = their sum rounded to residual's dtype.
-    Returns (rms_norm(h), h) with h = x + residual, both new [rows, H] tensors."""
-    splits, rows, H = parts.shape
-    assert parts.dtype == torch.float32 and parts.stride(-1) == 1, "parts: contiguous fp32 partial sums"
-    assert residual.shape == (rows, H) and residual.stride(-1) == 1, "residual must be [rows, H] to match parts"
-    assert weight.shape == (H,), f"weight {tuple(weight.shape)} does not match hidden size {H}"
-    y = torch.empty((rows, H), dtype=residual.dtype, device=parts.device)
-    h = torch.empty_like(y)
-    if rows > 0:
-        _launch(parts, residual, weight, y, h, parts.stride(1), parts.stride(1), 1, parts.stride(0), H, eps, True,
-                splits)
-    return y, h
-
-
-def _launch(x, r, weight, y, h, outer, stride_x, inner, stride_split, H, eps, has_residual, splits) -> None:
-    """One program per row; splits > 0: x holds that many fp32 partial sums per row, stride_split apart."""
-    BLOCK_H = triton.next_power_of_2(H)
-    num_warps = min(max(BLOCK_H // 256, 1), 16)
-    _rms_norm_kernel[(y.shape[0],)](
-        x, r, weight.contiguous(), y, h, outer, stride_x, inner, r.stride(0), y.stride(0), h.stride(0), stride_split,
-        H, float(eps), HAS_RESIDUAL=has_residual, SPLITS=splits, BLOCK_H=BLOCK_H, num_warps=num_warps,
-        **pdl_args(x.device))
 
 
 def rms_norm_ref(
@@ -136,9 +123,3 @@ def rms_norm_ref(
     rstd = torch.rsqrt(xf.pow(2).mean(dim=-1, keepdim=True) + eps)
     y = (xf * rstd * weight.float()).to(x.dtype)
     return y if h is None else (y, h)
-
-
-def rms_norm_partials_ref(parts: torch.Tensor, weight: torch.Tensor, eps: float,
-                          residual: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Plain-PyTorch reference for :func:`rms_norm_partials`."""
-    return rms_norm_ref(parts.sum(0).to(residual.dtype), weight, eps, residual)

@@ -8,8 +8,6 @@ dependent launch; layers/linear.py decides where it runs.
 
 from __future__ import annotations
 
-import os
-
 import torch
 import triton
 import triton.language as tl
@@ -29,27 +27,14 @@ def _dot(x, w, acc, IEEE: tl.constexpr):
 
 
 @triton.jit
-def _load_x(x_ptrs, mask_m, K, GATED: tl.constexpr):
-    """One [BLOCK_M, BLOCK_K] tile of the input rows; GATED: silu(gate) * up in fp32, rounded to the input dtype
-    as silu_and_mul rounds its output (activation.py), from the gate tile and the up tile K columns after it."""
-    x = tl.load(x_ptrs, mask=mask_m[:, None], other=0.0)
-    if GATED:
-        gate = x.to(tl.float32)
-        up = tl.load(x_ptrs + K, mask=mask_m[:, None], other=0.0).to(tl.float32)
-        x = (gate / (1.0 + tl.exp(-gate)) * up).to(x.dtype)
-    return x
-
-
-@triton.jit
-def _skinny_gemm_kernel(x_ptr, w_ptr, bias_ptr, out_ptr, M, N, K, k_per_split, stride_xm, stride_wn, stride_om,
-                        stride_os, pos_ptr, cos_sin_ptr, slot_ptr, k_cache_ptr, v_cache_ptr, stride_cs, stride_cb,
-                        stride_cs_slot, stride_ch, q_features, kv_features,
-                        HAS_BIAS: tl.constexpr, GATED: tl.constexpr, ROPE: tl.constexpr, HEAD_DIM: tl.constexpr,
+def _skinny_gemm_kernel(x_ptr, w_ptr, bias_ptr, out_ptr, M, N, K, stride_xm, stride_wn, stride_om,
+                        pos_ptr, cos_sin_ptr, slot_ptr, k_cache_ptr, v_cache_ptr, stride_cs, stride_cb, stride_cs_slot,
+                        stride_ch, q_features, kv_features,
+                        HAS_BIAS: tl.constexpr, ROPE: tl.constexpr, HEAD_DIM: tl.constexpr,
                         PAGE: tl.constexpr, FP8: tl.constexpr, IEEE: tl.constexpr, PDL: tl.constexpr,
                         BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
-    """out[s, m, n] = sum_k x[m, k] * w[n, k] (+ bias[n]) over split s's k_per_split inputs (program_id 1) for one
-    program's BLOCK_N output features (ROPE: then rotated and stored into the KV caches, qkv_epilogue.py). GATED:
-    x[m, k] is silu(gate) * up of x's row [gate (K) | up (K)], formed tile by tile as the loop loads it.
+    """out[m, n] = sum_k x[m, k] * w[n, k] (+ bias[n]) for one program's BLOCK_N output features (ROPE: then
+    rotated and stored into the KV caches, qkv_epilogue.py).
 
     At decode the work is the weight stream, not the multiply-adds: what matters is how many weight bytes each
     SM keeps in flight. Tensor-core dots let Triton's software pipeline prefetch num_stages [BLOCK_K, BLOCK_N]
@@ -58,7 +43,6 @@ def _skinny_gemm_kernel(x_ptr, w_ptr, bias_ptr, out_ptr, M, N, K, k_per_split, s
     and stays vectorised.
     """
     pid_n = tl.program_id(0)
-    k_lo = tl.program_id(1) * k_per_split
     offs_m = tl.arange(0, BLOCK_M)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     if ROPE:
@@ -66,20 +50,20 @@ def _skinny_gemm_kernel(x_ptr, w_ptr, bias_ptr, out_ptr, M, N, K, k_per_split, s
     offs_k = tl.arange(0, BLOCK_K)
     mask_m = offs_m < M
     mask_n = offs_n < N
-    x_ptrs = x_ptr + offs_m[:, None] * stride_xm + (k_lo + offs_k)[None, :]
+    x_ptrs = x_ptr + offs_m[:, None] * stride_xm + offs_k[None, :]
     # w's rows seen as a [BLOCK_K, BLOCK_N] tile, contiguous along K; int64 offsets: lm_head is N * K > 2^31 / 2.
-    w_ptrs = w_ptr + offs_n[None, :].to(tl.int64) * stride_wn + (k_lo + offs_k)[:, None]
+    w_ptrs = w_ptr + offs_n[None, :].to(tl.int64) * stride_wn + offs_k[:, None]
     # The first weight tile is fetched before waiting on the previous kernel (programmatic dependent launch, see
     # pdl.py; every other kernel waits first thing): weights never depend on it, x and the output buffer do. Peeled
     # so that the loop stays pipelined.
     w = tl.load(w_ptrs, mask=mask_n[None, :], other=0.0)
     pdl_enter(PDL)
-    x = _load_x(x_ptrs, mask_m, K, GATED)
+    x = tl.load(x_ptrs, mask=mask_m[:, None], other=0.0)
     acc = _dot(x, w, tl.zeros([BLOCK_M, BLOCK_N], tl.float32), IEEE)
-    for _ in range(BLOCK_K, k_per_split, BLOCK_K):
+    for _ in range(BLOCK_K, K, BLOCK_K):
         x_ptrs += BLOCK_K
         w_ptrs += BLOCK_K
-        x = _load_x(x_ptrs, mask_m, K, GATED)
+        x = tl.load(x_ptrs, mask=mask_m[:, None], other=0.0)
         w = tl.load(w_ptrs, mask=mask_n[None, :], other=0.0)
         acc = _dot(x, w, acc, IEEE)
     if HAS_BIAS:
@@ -89,7 +73,7 @@ def _skinny_gemm_kernel(x_ptr, w_ptr, bias_ptr, out_ptr, M, N, K, k_per_split, s
         y = rope_store_epilogue(y, pid_n, offs_m, offs_n, mask_m, pos_ptr, cos_sin_ptr, slot_ptr, k_cache_ptr,
                                 v_cache_ptr, stride_cs, stride_cb, stride_cs_slot, stride_ch, q_features,
                                 kv_features, HEAD_DIM, PAGE, FP8, BLOCK_M, BLOCK_N)
-    out_ptrs = out_ptr + tl.program_id(1) * stride_os + offs_m[:, None] * stride_om + offs_n[None, :]
+    out_ptrs = out_ptr + offs_m[:, None] * stride_om + offs_n[None, :]
     tl.store(out_ptrs, y, mask=mask_m[:, None] & mask_n[None, :])
 
 
@@ -107,26 +91,6 @@ def skinny_gemm_config(n: int, k: int, itemsize: int = 2) -> tuple[int, int, int
     while k % block_k:  # K a multiple of 64 only (skinny_gemm_supports): halve the tile until it divides K
         block_k //= 2
     return block_n, block_k, 4, stages
-
-
-# Tuning runs set all five: SPMD_DOWN_PARTIALS_CONFIG=BLOCK_N,BLOCK_K,warps,stages,splits.
-_DOWN_PARTIALS_OVERRIDE = os.environ.get("SPMD_DOWN_PARTIALS_CONFIG")
-
-
-def down_partials_config(n: int, k: int, itemsize: int, num_sms: int) -> tuple[tuple[int, int, int, int], int]:
-    """((BLOCK_N, BLOCK_K, num_warps, num_stages), splits) of skinny_gemm_partials for an [n, k] down weight:
-    64 output features a program and as many K splits (a power of two dividing K's tiles) as keep the programs
-    within one wave of num_sms."""
-    if _DOWN_PARTIALS_OVERRIDE:
-        *config, splits = (int(v) for v in _DOWN_PARTIALS_OVERRIDE.split(","))
-        return tuple(config), splits
-    block_n = 64
-    block_k = 256 if itemsize == 2 and k % 256 == 0 else 128 if k % 128 == 0 else 64
-    tiles = -(-n // block_n)
-    splits = 1
-    while tiles * splits * 2 <= num_sms and k % (block_k * splits * 2) == 0:
-        splits *= 2
-    return (block_n, block_k, 4, 4 if itemsize == 2 else 2), splits
 
 
 def skinny_gemm_supports(x: torch.Tensor, weight: torch.Tensor) -> bool:
@@ -160,13 +124,11 @@ def _rows(x: torch.Tensor, k: int) -> torch.Tensor:
 
 
 def _launch(x2: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, out: torch.Tensor,
-            config: tuple[int, int, int, int] | None, rope: RopeStore | None = None, gated: bool = False) -> None:
-    """One skinny-GEMM launch over out's columns (with rope, the qkv epilogue); out [splits, M, N] splits K
-    (program_id 1), out [M, N] does not. gated: x2's rows are [gate | up], the product takes silu(gate) * up."""
+            config: tuple[int, int, int, int] | None, rope: RopeStore | None = None) -> None:
+    """One skinny-GEMM launch over out's columns (with rope, the qkv epilogue)."""
     n, k = weight.shape
     block_n, block_k, warps, stages = config or skinny_gemm_config(n, k, weight.element_size())
-    splits = out.shape[0] if out.dim() == 3 else 1
-    assert k % (block_k * splits) == 0, (k, block_k, splits)
+    assert k % block_k == 0, (k, block_k)
     if rope is not None:
         assert rope.head_dim % block_n == 0, f"BLOCK_N {block_n} must divide the head dim {rope.head_dim}"
         cache = rope.k_cache
@@ -177,49 +139,12 @@ def _launch(x2: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, o
     else:  # placeholders, unread without ROPE
         rope_args = (out, out, out, out, out, 0, 0, 0, 0, 0, 0)
         rope_sizes = dict(HEAD_DIM=1, PAGE=1, FP8=False)
-    _skinny_gemm_kernel[(triton.cdiv(n, block_n), splits)](
-        x2, weight, bias if bias is not None else weight, out, x2.shape[0], n, k, k // splits, x2.stride(0),
-        weight.stride(0), out.stride(-2), out.stride(0) if splits > 1 else 0, *rope_args, HAS_BIAS=bias is not None,
-        GATED=gated, ROPE=rope is not None, **rope_sizes,
+    _skinny_gemm_kernel[(triton.cdiv(n, block_n),)](
+        x2, weight, bias if bias is not None else weight, out, x2.shape[0], n, k, x2.stride(0), weight.stride(0),
+        out.stride(0), *rope_args, HAS_BIAS=bias is not None, ROPE=rope is not None, **rope_sizes,
         IEEE=weight.dtype == torch.float32, BLOCK_M=MAX_ROWS, BLOCK_N=block_n, BLOCK_K=block_k, num_warps=warps,
         num_stages=stages,
         **pdl_args(x2.device))
-
-
-def skinny_gemm_partials(x: torch.Tensor, weight: torch.Tensor, splits: int,
-                         config: tuple[int, int, int, int] | None = None, gated: bool = False) -> torch.Tensor:
-    """x @ weight^T for at most MAX_ROWS rows of x [..., K], K split `splits` ways: the fp32 partial products
-    [splits, rows, N], left for their consumer to sum (rms_norm_partials takes them). gated: x is [..., 2K], gate
-    then up, and the product takes silu(gate) * up, formed tile by tile inside the loop.
-
-    A down projection at decode in one launch: splitting K gives every SM a share of a weight too narrow to fill
-    them by output features alone, and the partials' sum costs the next RMSNorm a few loads per row instead of a
-    reduction kernel of its own.
-    """
-    n, k = weight.shape
-    block_k = (config or skinny_gemm_config(n, k, weight.element_size()))[1]
-    width = 2 * k if gated else k
-    x2 = _rows(x, width) if x.shape[-1] == width else None
-    if x2 is None or not (skinny_gemm_supports(x2[:, :k], weight) and splits >= 1 and k % (block_k * splits) == 0):
-        raise ValueError(f"skinny_gemm_partials takes skinny_gemm's operands (gated: x [rows, 2K]) and K a multiple "
-                         f"of BLOCK_K * splits; got x {tuple(x.shape)} {x.dtype}, weight {tuple(weight.shape)} "
-                         f"{weight.dtype}, splits {splits}, BLOCK_K {block_k}: use the projection")
-    m = x2.shape[0]
-    out = torch.empty((splits, m, n), dtype=torch.float32, device=x.device)
-    if m > 0 and n > 0:
-        _launch(x2, weight, None, out, config, gated=gated)
-    return out
-
-
-def skinny_gemm_partials_ref(x: torch.Tensor, weight: torch.Tensor, splits: int, gated: bool = False) -> torch.Tensor:
-    """Plain-PyTorch reference for :func:`skinny_gemm_partials`: (gated: silu_and_mul rounded to x's dtype, then)
-    each K split's product in fp32."""
-    k = weight.shape[1]
-    if gated:
-        gate, up = x.reshape(-1, 2 * k).float().chunk(2, dim=-1)
-        x = (torch.nn.functional.silu(gate) * up).to(x.dtype)
-    x = x.reshape(-1, k).float()
-    return torch.stack([xs @ ws.float().t() for xs, ws in zip(x.chunk(splits, -1), weight.chunk(splits, -1))])
 
 
 def skinny_gemm_ref(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:

@@ -2,19 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
-from spmd_kernels import rms_norm, rms_norm_partials
+from spmd_kernels import rms_norm
 from torch import nn
-
-
-@dataclass(frozen=True)
-class PartialSums:
-    """A layer's output still as fp32 partial sums over K splits, parts [splits, rows, hidden]
-    (RowParallelLinear.forward_partials): the RMSNorm after it adds them up with the residual."""
-
-    parts: torch.Tensor
 
 
 class RMSNorm(nn.Module):
@@ -29,10 +19,7 @@ class RMSNorm(nn.Module):
         h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)
         return self.weight * h.to(x.dtype)
 
-    def forward(self, x: torch.Tensor | PartialSums, residual: torch.Tensor | None = None):
-        if isinstance(x, PartialSums):
-            assert residual is not None, "partial sums come from an MLP, whose output always meets the residual"
-            return rms_norm_partials(x.parts, self.weight, self.eps, residual)
+    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None):
         if x.is_cuda:
             return rms_norm(x, self.weight, self.eps, residual)  # Triton, residual add fused
         if residual is None:

@@ -11,10 +11,9 @@ from torch import nn
 from spmd_kernels.pdl import pdl_enabled
 from spmd_kernels.qkv_rope_store import qkv_rope_store, qkv_rope_store_supports
 from spmd_kernels.qkv_epilogue import RopeStore
-from spmd_kernels.skinny_gemm import down_partials_config, skinny_gemm, skinny_gemm_partials, skinny_gemm_supports
+from spmd_kernels.skinny_gemm import skinny_gemm, skinny_gemm_supports
 
 from ..parallel.comm import Shard, all_reduce
-from .activation import silu_and_mul
 from .weights import CheckpointTensor, copy_checked
 
 # Decode-sized products (at most 16 rows) of weights between these sizes go to skinny_gemm instead of cuBLAS, when
@@ -25,6 +24,12 @@ from .weights import CheckpointTensor, copy_checked
 # Below 16 MB cuBLAS's split-K kernels fill SMs that one pass of skinny_gemm leaves idle.
 # SPMD_SKINNY_GEMM=0 sends everything to cuBLAS; SPMD_SKINNY_MIN_MB and SPMD_SKINNY_MAX_MB move the bounds (A/B runs,
 # and checks of small models through skinny_gemm).
+# gate_up and down stay on cuBLAS, with the SiLU kernel between them. Tried in session 9 (H200, Llama-3-8B bs1 @1k,
+# 4.5 ms; commit fb46399, tests/gpu/run_down_partials.sh): down as one skinny_gemm launch with K split over the SMs,
+# its fp32 partial sums added up by the next RMSNorm, 4.5-4.6 ms over five tile / split choices (cuBLAS and its
+# split-K reduce cost no more); with silu(gate) * up formed inside that loop too, 5.7-8.6 ms (the loop no longer
+# streams the weight at full rate). Leaving the SiLU kernel out altogether (an upper bound, wrong outputs) gave
+# 4.4 ms; leaving both RMSNorms out, no change: PDL hides a Triton kernel between Triton kernels, not between cuBLAS.
 SKINNY_MIN_WEIGHT_BYTES = float(os.environ.get("SPMD_SKINNY_MIN_MB", "16")) * (1 << 20)
 SKINNY_MAX_WEIGHT_BYTES = float(os.environ.get("SPMD_SKINNY_MAX_MB", "64")) * (1 << 20)
 SKINNY_GEMM_ON = os.environ.get("SPMD_SKINNY_GEMM", "1") == "1"
@@ -36,41 +41,6 @@ def takes_skinny_gemm(x: torch.Tensor, weight: torch.Tensor) -> bool:
     return (SKINNY_GEMM_ON and x.is_cuda and weight.dtype != torch.float32 and pdl_enabled(x.device)
             and SKINNY_MIN_WEIGHT_BYTES <= weight.numel() * weight.element_size() <= SKINNY_MAX_WEIGHT_BYTES
             and skinny_gemm_supports(x, weight))
-
-
-# A dense MLP's down projection at decode on one rank as one skinny_gemm launch with K split over the SMs, its fp32
-# partial sums added up by the next RMSNorm (skinny_gemm_partials, rms_norm_partials), instead of cuBLAS and its
-# split-K reduce kernel, which programmatic dependent launch cannot overlap. SPMD_DOWN_PARTIALS=1 turns it on;
-# SPMD_DOWN_SILU_IN_KERNEL=1 also forms silu(gate) * up inside its loop instead of in the SiLU kernel.
-# Measured in Llama-3-8B bs1 @1k decode on an H200 (tests/gpu/run_gated_down.sh), against 4.5 ms off: SiLU in the
-# loop 5.7-8.6 ms over five tile / split choices (the loop no longer streams the weight at full rate). Without the
-# SiLU kernel at all (an upper bound, wrong outputs) the step is 4.4 ms.
-DOWN_PARTIALS_ON = os.environ.get("SPMD_DOWN_PARTIALS", "0") == "1"
-SILU_IN_DOWN_KERNEL = os.environ.get("SPMD_DOWN_SILU_IN_KERNEL", "0") == "1"
-
-
-def down_partials_supports(gate_up: torch.Tensor, down: "RowParallelLinear") -> bool:
-    """Whether skinny_gemm_partials computes down(silu_and_mul(gate_up)) for this layer: one rank (the partial
-    sums go to the next RMSNorm, not to an all-reduce), no bias, skinny_gemm's operands, and K split evenly."""
-    weight = down.weight
-    n, k = weight.shape
-    if down.shard.size != 1 or down.bias is not None or gate_up.shape[-1] != 2 * k:
-        return False
-    (_, block_k, _, _), splits = down_partials_config(n, k, weight.element_size(), _num_sms(gate_up.device))
-    return skinny_gemm_supports(gate_up[..., :k], weight) and k % (block_k * splits) == 0
-
-
-def takes_down_partials(gate_up: torch.Tensor, down: "RowParallelLinear") -> bool:
-    """Whether this decode-sized down projection leaves partial sums (see DOWN_PARTIALS_ON): on a GPU whose kernels
-    use programmatic dependent launch, in 16-bit weights."""
-    return (DOWN_PARTIALS_ON and gate_up.is_cuda and down.weight.dtype != torch.float32
-            and pdl_enabled(gate_up.device) and down_partials_supports(gate_up, down))
-
-
-def _num_sms(device: torch.device) -> int:
-    if device.type != "cuda":
-        return 1
-    return torch.cuda.get_device_properties(device).multi_processor_count
 
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
@@ -179,15 +149,3 @@ class RowParallelLinear(LinearBase):
             # Once: after the reduction, or (partial sums reduced later, DP attention) on one rank only.
             y = y + self.bias
         return y
-
-    def forward_partials(self, gate_up: torch.Tensor) -> torch.Tensor | None:
-        """This layer over silu_and_mul(gate_up) as fp32 partial sums over K splits [splits, rows, out], in one
-        launch (SILU_IN_DOWN_KERNEL) or after the SiLU kernel, for the next RMSNorm to add up (rms_norm_partials);
-        None where takes_down_partials says no (the caller runs silu_and_mul, then forward)."""
-        if not takes_down_partials(gate_up, self):
-            return None
-        n, k = self.weight.shape
-        config, splits = down_partials_config(n, k, self.weight.element_size(), _num_sms(gate_up.device))
-        if SILU_IN_DOWN_KERNEL:
-            return skinny_gemm_partials(gate_up, self.weight, splits, config, gated=True)
-        return skinny_gemm_partials(silu_and_mul(gate_up), self.weight, splits, config)

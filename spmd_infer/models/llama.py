@@ -13,7 +13,7 @@ from ..forward_batch import ForwardBatch
 from ..layers.activation import silu_and_mul
 from ..layers.attention import PagedAttention
 from ..layers.embed_head import ParallelLMHead, VocabParallelEmbedding
-from ..layers.layernorm import PartialSums, RMSNorm
+from ..layers.layernorm import RMSNorm
 from ..layers.linear import MergedColumnParallelLinear, QKVParallelLinear, RowParallelLinear
 from ..layers.rotary import RotaryEmbedding, rope_parameters
 from ..layers.dp_attention import DPGatherScatter
@@ -98,15 +98,8 @@ class LlamaMLP(nn.Module):
         self.gate_up_proj = MergedColumnParallelLinear(hidden_size, [intermediate_size] * 2, bias, shard)
         self.down_proj = RowParallelLinear(intermediate_size, hidden_size, bias, shard, reduce=reduce)
 
-    def forward(self, x: torch.Tensor, batch: ForwardBatch | None = None, valid=None,
-                into_norm: bool = False) -> torch.Tensor | PartialSums:
-        """The MLP of x; padding rows are harmless to a dense MLP. into_norm (the caller's next step is an RMSNorm
-        with the residual add): at decode on one rank the down projection may come as split-K partial sums for
-        that norm to add up (RowParallelLinear.forward_partials)."""
-        gate_up = self.gate_up_proj(x)
-        if into_norm and (parts := self.down_proj.forward_partials(gate_up)) is not None:
-            return PartialSums(parts)
-        return self.down_proj(silu_and_mul(gate_up))
+    def forward(self, x: torch.Tensor, batch: ForwardBatch | None = None, valid=None) -> torch.Tensor:
+        return self.down_proj(silu_and_mul(self.gate_up_proj(x)))  # padding rows are harmless to a dense MLP
 
 
 def sharded_mlp(build, sharding: LayerSharding) -> nn.Module:
@@ -123,8 +116,6 @@ class LlamaDecoderLayer(nn.Module):
         self.dp_gather = DPGatherScatter(sharding) if sharding.dp_attention else None
         self.input_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
-        # The MLP's output meets the residual in the next layer's input norm (or the final norm).
-        self.mlp_into_norm = isinstance(self.mlp, LlamaMLP)
 
     def build_mlp(self, config: Any, sharding: LayerSharding, layer_idx: int) -> nn.Module:
         bias = getattr(config, "mlp_bias", False)
@@ -140,8 +131,6 @@ class LlamaDecoderLayer(nn.Module):
         hidden, residual = self.post_attention_layernorm(hidden, residual)
         if self.dp_gather is not None:
             return self.dp_gather(self.mlp, hidden, batch), residual
-        if self.mlp_into_norm:
-            return self.mlp(hidden, into_norm=True), residual
         return self.mlp(hidden, batch, valid=batch.token_valid), residual
 
 

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from spmd_kernels import rms_norm, rms_norm_partials, rms_norm_partials_ref, rms_norm_ref
+from spmd_kernels import rms_norm, rms_norm_ref
 
 
 @pytest.mark.parametrize("T", [0, 1, 3, 17])
@@ -50,19 +50,3 @@ def test_rms_norm_ref_matches_definition(device):
     w = torch.randn(32, device=device)
     expected = x / torch.sqrt((x * x).mean(-1, keepdim=True) + 1e-6) * w
     torch.testing.assert_close(rms_norm_ref(x, w, 1e-6), expected)
-
-
-@pytest.mark.parametrize("splits", [1, 2, 7])
-@pytest.mark.parametrize("T,H", [(0, 64), (1, 100), (5, 1024)])
-def test_rms_norm_partials(splits, T, H, dtype, device, assert_close):
-    # A split-K projection's fp32 partial sums, added up, rounded and then normalised with the residual add.
-    parts = torch.randn(splits, T, H, device=device)
-    r = torch.randn(T, H, dtype=dtype, device=device)
-    w = (1.0 + 0.1 * torch.randn(H, device=device)).to(dtype)
-    y, h = rms_norm_partials(parts, w, 1e-6, r)
-    assert y.dtype == h.dtype == dtype and y.shape == h.shape == (T, H)
-    y_ref, h_ref = rms_norm_partials_ref(parts, w, 1e-6, r)
-    assert_close(h, h_ref)
-    assert_close(y, y_ref)
-    # The same as the unsplit norm over the summed projection output.
-    assert_close(y, rms_norm_ref(parts.sum(0).to(dtype), w, 1e-6, r)[0])

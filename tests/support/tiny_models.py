@@ -38,10 +38,9 @@ def _configs():
             "high_freq_factor": 4.0, "original_max_position_embeddings": 128}),
         "qwen2": Qwen2Config(**COMMON, tie_word_embeddings=False),
         # Two 32-wide heads (one KV head): whole heads fit the GPU qkv kernel's 32-feature tiles, whose epilogue
-        # rotates and stores them (tests/test_qkv_fusion_path.py); an intermediate size of 128 splits into the
-        # down projection's split-K partial sums in 64-deep K tiles (tests/test_down_partials_path.py).
-        "llama_wide_heads": LlamaConfig(**{**COMMON, "num_attention_heads": 2, "num_key_value_heads": 1,
-                                           "intermediate_size": 128}, tie_word_embeddings=False),
+        # rotates and stores them (tests/test_qkv_fusion_path.py).
+        "llama_wide_heads": LlamaConfig(**{**COMMON, "num_attention_heads": 2, "num_key_value_heads": 1},
+                                        tie_word_embeddings=False),
         "qwen3": Qwen3Config(**COMMON, head_dim=16, tie_word_embeddings=True),
         # A dense first layer, then MoE layers; 8 experts so that expert parallelism splits up to 4 ways.
         "qwen3moe": Qwen3MoeConfig(**COMMON, head_dim=16, num_experts=8, num_experts_per_tok=2,
