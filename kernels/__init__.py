@@ -13,7 +13,7 @@ from .kv_store import store_kv, store_kv_ref, store_latent, store_latent_ref
 from .mla_decode import mla_decode, mla_decode_ref
 from .moe_align import moe_align_block_size, moe_align_block_size_ref
 from .prefill_attention import paged_prefill_attention, paged_prefill_attention_ref
-from .qk_norm_rotary import qk_norm_rotary, qk_norm_rotary_ref
+from .qk_norm_rotary import qk_norm_rotary, qk_norm_rotary_ref, qk_norm_rotary_store_kv, qk_norm_rotary_store_kv_ref
 from .qkv_rope_store import qkv_rope_store, qkv_rope_store_ref
 from .rmsnorm import rms_norm, rms_norm_ref
 from .rotary import apply_rotary, apply_rotary_ref, build_cos_sin_cache
@@ -43,6 +43,8 @@ __all__ = [
     "paged_prefill_attention_ref",
     "qk_norm_rotary",
     "qk_norm_rotary_ref",
+    "qk_norm_rotary_store_kv",
+    "qk_norm_rotary_store_kv_ref",
     "rms_norm",
     "rms_norm_ref",
     "rotary_store_kv",

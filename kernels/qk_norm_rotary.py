@@ -1,9 +1,11 @@
-"""Qwen3's per-head RMSNorm of q and k followed by rotary embedding, in place, in one kernel per step.
+"""Qwen3's per-head RMSNorm of q and k followed by rotary embedding, in place, in one kernel per step, optionally
+followed by the store of the normalised, rotated k and of v into the paged KV cache.
 
-Three launches per layer become one (q norm, k norm, rotary): at small batches each costs ~2 us of a
-step that is otherwise bandwidth-bound. The arithmetic and its roundings are those of the two kernels it
+Four launches per layer become one (q norm, k norm, rotary, KV store): at small batches each costs ~2 us of a
+step that is otherwise bandwidth-bound. The arithmetic and its roundings are those of the kernels it
 replaces (rms_norm: float32 statistics and scale, one rounding to the activation dtype; apply_rotary:
-float32 on the rounded values); only the order of the sum of squares differs.
+float32 on the rounded values; store_kv, float8 saturation included); only the order of the sum of squares
+differs.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import torch
 import triton
 import triton.language as tl
 
+from .kv_store import store_kv_launch, store_kv_ref, store_token_kv
 from .pdl import pdl_args, pdl_enter
 from .rmsnorm import rms_norm_ref
 from .rotary import apply_rotary_ref, load_cos_sin, pair_offsets, rotary_launch
@@ -77,6 +80,18 @@ def _qk_norm_rotary_kernel(
     num_q_heads,
     num_k_heads,
     eps,
+    v_ptr,  # STORE: v and the paged caches, as store_kv takes them (unread otherwise)
+    k_cache_ptr,
+    v_cache_ptr,
+    slot_ptr,
+    stride_vt,
+    stride_vh,
+    stride_kc_b,
+    stride_kc_s,
+    stride_kc_h,
+    stride_vc_b,
+    stride_vc_s,
+    stride_vc_h,
     HEAD_DIM: tl.constexpr,
     HALF: tl.constexpr,
     IS_NEOX: tl.constexpr,
@@ -84,6 +99,10 @@ def _qk_norm_rotary_kernel(
     BLOCK_PASS: tl.constexpr,
     BLOCK_HQ: tl.constexpr,
     BLOCK_HK: tl.constexpr,
+    STORE: tl.constexpr,
+    PAGE: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    FP8: tl.constexpr,
     PDL: tl.constexpr,
 ):
     pdl_enter(PDL)
@@ -93,6 +112,13 @@ def _qk_norm_rotary_kernel(
                        HEAD_DIM, HALF, IS_NEOX, BLOCK_HQ, BLOCK_PASS)
     _norm_rotate_heads(k_ptr, kw_ptr, stride_kt, stride_kh, num_k_heads, eps, cos, sin, offs_r,
                        HEAD_DIM, HALF, IS_NEOX, BLOCK_HK, BLOCK_PASS)
+    if STORE:
+        # Other threads of this program wrote the normalised, rotated k (in pairs, another layout than the
+        # store's tile): wait for them before reading it back for the cache.
+        tl.debug_barrier()
+        store_token_kv(tl.program_id(0).to(tl.int64), k_ptr, v_ptr, k_cache_ptr, v_cache_ptr, slot_ptr, stride_kt,
+                       stride_kh, stride_vt, stride_vh, stride_kc_b, stride_kc_s, stride_kc_h, stride_vc_b,
+                       stride_vc_s, stride_vc_h, num_k_heads, HEAD_DIM, PAGE, BLOCK_HK, BLOCK_D, FP8)
 
 
 def qk_norm_rotary(
@@ -111,16 +137,50 @@ def qk_norm_rotary(
     normalised, not rotated); is_neox as in apply_rotary. q and k may be strided views (slices of a fused
     qkv output) with a contiguous last dimension.
     """
+    return _launch(q, k, positions, cos_sin_cache, q_weight, k_weight, eps, is_neox)
+
+
+def qk_norm_rotary_store_kv(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    positions: torch.Tensor,
+    cos_sin_cache: torch.Tensor,
+    q_weight: torch.Tensor,
+    k_weight: torch.Tensor,
+    eps: float,
+    is_neox: bool,
+    k_cache: torch.Tensor,
+    v_cache: torch.Tensor,
+    slot_mapping: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """qk_norm_rotary(q, k, ...) then store_kv(k, v, k_cache, v_cache, slot_mapping), in one launch: q and k are
+    normalised and rotated IN PLACE (and returned), then k and v written to the caches. Shapes and layouts as
+    those two functions take them."""
+    return _launch(q, k, positions, cos_sin_cache, q_weight, k_weight, eps, is_neox,
+                   (v, k_cache, v_cache, slot_mapping))
+
+
+def _launch(q, k, positions, cos_sin_cache, q_weight, k_weight, eps, is_neox, store=None):
     T, Hq, D = q.shape
     assert k is not None and q_weight.shape == (D,) and k_weight.shape == (D,)
     cache, half, sizes = rotary_launch(q, k, positions, cos_sin_cache)
+    if store is not None:
+        v, k_cache, v_cache, slot_mapping = store
+        (_, _, *store_args, _, _), store_sizes = store_kv_launch(k, v, k_cache, v_cache, slot_mapping)
+        sizes["num_warps"] = max(sizes["num_warps"], store_sizes.pop("num_warps"))
+        store_sizes.pop("BLOCK_H")  # = BLOCK_HK: the KV heads rounded up to a power of two
+        store_ptrs = (v, k_cache, v_cache, slot_mapping)
+    else:  # placeholders, unread without STORE
+        store_ptrs, store_args, store_sizes = (q, q, q, positions), (0,) * 8, dict(PAGE=1, BLOCK_D=1, FP8=False)
     if T == 0:
         return q, k
     _qk_norm_rotary_kernel[(T,)](
         q, k, q_weight.contiguous(), k_weight.contiguous(), positions, cache,
         q.stride(0), q.stride(1), k.stride(0), k.stride(1), cache.stride(0), Hq, k.shape[1], float(eps),
+        *store_ptrs, *store_args,
         HEAD_DIM=D, HALF=half, IS_NEOX=bool(is_neox), BLOCK_PASS=max(triton.next_power_of_2(D - 2 * half), 1),
-        **sizes,
+        STORE=store is not None, **store_sizes, **sizes,
         **pdl_args(q.device),
     )
     return q, k
@@ -139,3 +199,23 @@ def qk_norm_rotary_ref(
     """The separate ops it fuses: rms_norm_ref per head, then apply_rotary_ref (new tensors)."""
     return apply_rotary_ref(rms_norm_ref(q, q_weight, eps), rms_norm_ref(k, k_weight, eps), positions, cos_sin_cache,
                             is_neox)
+
+
+def qk_norm_rotary_store_kv_ref(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    positions: torch.Tensor,
+    cos_sin_cache: torch.Tensor,
+    q_weight: torch.Tensor,
+    k_weight: torch.Tensor,
+    eps: float,
+    is_neox: bool,
+    k_cache: torch.Tensor,
+    v_cache: torch.Tensor,
+    slot_mapping: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Plain-PyTorch reference for :func:`qk_norm_rotary_store_kv`: NEW q and k; the caches written in place."""
+    q_out, k_out = qk_norm_rotary_ref(q, k, positions, cos_sin_cache, q_weight, k_weight, eps, is_neox)
+    store_kv_ref(k_out, v, k_cache, v_cache, slot_mapping)
+    return q_out, k_out

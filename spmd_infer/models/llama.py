@@ -20,9 +20,9 @@ from ..layers.dp_attention import DPGatherScatter
 from ..parallel.comm import Shard
 from ..parallel.sharding import LayerSharding
 
-# Rotary embedding and the KV-cache store in one kernel on the GPU (kernels/rotary_store_kv.py): one launch a
-# layer fewer, 119 -> 96 us a step at Llama-3-8B bs1 (H200, tests/gpu/run_bs1_profile.sh). SPMD_ROTARY_STORE_KV=0
-# keeps the two kernels.
+# Rotary embedding and the KV-cache store in one kernel on the GPU (kernels/rotary_store_kv.py; Qwen3's q/k norms
+# with them, qk_norm_rotary_store_kv): one launch a layer fewer, 119 -> 96 us a step at Llama-3-8B bs1 (H200,
+# tests/gpu/run_bs1_profile.sh). SPMD_ROTARY_STORE_KV=0 keeps the store a kernel of its own.
 FUSE_ROTARY_STORE = os.environ.get("SPMD_ROTARY_STORE_KV", "1") == "1"
 # The rotary embedding and KV-cache store in the qkv projection's skinny_gemm epilogue at decode
 # (kernels/qkv_rope_store.py; neox rotation of whole heads, as Llama-3 and Qwen2 have): Llama-3-8B bs1 4.7 -> 4.5 ms,
@@ -43,10 +43,11 @@ class LlamaAttention(nn.Module):
         self.rotary_emb = RotaryEmbedding(self.head_dim, self.head_dim, config.max_position_embeddings,
                                           rope_parameters(config))
         self.attn = PagedAttention(self.num_heads, self.num_kv_heads, self.head_dim, self.head_dim ** -0.5)
-        # Only where q and k are positioned by the rotary embedding alone (Qwen3 normalises them first).
-        self.fuse_rotary_store = FUSE_ROTARY_STORE and type(self).position_qk is LlamaAttention.position_qk
-        # The qkv epilogue rotates whole heads in neox order only.
-        self.rope_in_qkv_epilogue = (QKV_ROPE_ON and self.fuse_rotary_store and not self.rotary_emb.interleaved
+        self.fuse_rotary_store = FUSE_ROTARY_STORE
+        # The qkv epilogue rotates whole heads in neox order only, and only where q and k are positioned by the
+        # rotary embedding alone (Qwen3 normalises them first).
+        self.rope_in_qkv_epilogue = (QKV_ROPE_ON and FUSE_ROTARY_STORE and not self.rotary_emb.interleaved
+                                     and type(self).position_qk is LlamaAttention.position_qk
                                      and self.rotary_emb.rot_dim == self.head_dim)
 
     @staticmethod
@@ -65,14 +66,18 @@ class LlamaAttention(nn.Module):
         """q and k as attention reads them: rotated (in place on CUDA)."""
         return self.rotary_emb(positions, q, k)
 
+    def position_qk_and_store(self, positions: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                              slot_mapping: torch.Tensor) -> None:
+        """position_qk in place, then k and v into the paged caches, in one kernel (FUSE_ROTARY_STORE)."""
+        self.rotary_emb.rotate_and_store(positions, q, k, v, self.attn.k_cache, self.attn.v_cache, slot_mapping)
+
     def forward(self, positions: torch.Tensor, hidden: torch.Tensor, batch: ForwardBatch) -> torch.Tensor:
         """hidden: the normalised layer input; returns the attention output."""
         qkv, kv_stored = self.project(positions, hidden, batch)
         q, k, v = self.split_qkv(qkv)
         if not kv_stored:  # else the projection's epilogue rotated q and k and stored k and v
             if self.fuse_rotary_store and self.attn.stores_through_kernels(q, batch):
-                self.rotary_emb.rotate_and_store(positions, q, k, v, self.attn.k_cache, self.attn.v_cache,
-                                                 batch.slot_mapping)
+                self.position_qk_and_store(positions, q, k, v, batch.slot_mapping)
                 kv_stored = True
             else:
                 q, k = self.position_qk(positions, q, k)

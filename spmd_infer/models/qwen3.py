@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from spmd_kernels import qk_norm_rotary
+from spmd_kernels import qk_norm_rotary, qk_norm_rotary_store_kv
 
 from ..layers.layernorm import RMSNorm
 from .llama import LlamaAttention, LlamaForCausalLM
@@ -20,6 +20,13 @@ class Qwen3Attention(LlamaAttention):
             return qk_norm_rotary(q, k, positions, rope.cos_sin, self.q_norm.weight, self.k_norm.weight,
                                   self.q_norm.eps, is_neox=not rope.interleaved)
         return self.rotary_emb(positions, self.q_norm(q), self.k_norm(k))
+
+    def position_qk_and_store(self, positions, q, k, v, slot_mapping):
+        # Both norms, rotary and the KV store in one Triton kernel: four launches a layer become one.
+        rope = self.rotary_emb
+        qk_norm_rotary_store_kv(q, k, v, positions, rope.cos_sin, self.q_norm.weight, self.k_norm.weight,
+                                self.q_norm.eps, not rope.interleaved, self.attn.k_cache, self.attn.v_cache,
+                                slot_mapping)
 
 
 class Qwen3ForCausalLM(LlamaForCausalLM):

@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from spmd_kernels import apply_rotary, build_cos_sin_cache, qk_norm_rotary, qk_norm_rotary_ref, rms_norm
+from spmd_kernels import (apply_rotary, build_cos_sin_cache, qk_norm_rotary, qk_norm_rotary_ref, qk_norm_rotary_store_kv,
+                          qk_norm_rotary_store_kv_ref, rms_norm)
 
 
 def _cache(rot_dim, device, max_pos=64):
@@ -43,3 +44,40 @@ def test_qk_norm_rotary_matches_the_two_kernels_it_replaces(dtype, device, asser
     qk_norm_rotary(fused[:, :Hq], fused[:, Hq:Hq + Hk], positions, cache, qw, kw, 1e-6, True)
     assert_close(fused[:, :Hq], q2)
     assert_close(fused[:, Hq:Hq + Hk], k2)
+
+
+@pytest.mark.parametrize("T", [0, 1, 5])
+@pytest.mark.parametrize("Hq,Hk,D,rot_dim", [(16, 8, 128, 128), (6, 2, 96, 64), (4, 4, 64, 64)])
+@pytest.mark.parametrize("is_neox", [True, False], ids=["neox", "gptj"])
+@pytest.mark.parametrize("fp8_cache", [False, True])
+def test_qk_norm_rotary_store_kv(T, Hq, Hk, D, rot_dim, is_neox, fp8_cache, dtype, device, assert_close):
+    cache = _cache(rot_dim, device)
+    qkv = torch.randn(T, Hq + 2 * Hk, D, dtype=dtype, device=device) * 3
+    q, k, v = qkv[:, :Hq], qkv[:, Hq:Hq + Hk], qkv[:, Hq + Hk:]
+    qw, kw = (torch.rand(2, D, device=device) + 0.5).to(dtype)
+    positions = torch.randint(0, 64, (T,), device=device)
+    num_blocks, block_size = 6, 8
+    slots = torch.randperm(num_blocks * block_size, device=device)[:T]
+    if T > 1:
+        slots[0] = -1  # a padding token: not stored
+    if fp8_cache and not torch.cuda.is_available():
+        # The interpreter rounds a value that carries into the next power of two wrongly (test_fp8_kv.py), and a
+        # normalised, rotated k cannot be steered onto float8's values; the shared store_token_kv saturates in
+        # test_rotary_store_kv.py's float8 case on the CPU.
+        pytest.skip("float8 rounding of computed values: GPU only")
+    cache_dtype = torch.float8_e4m3fn if fp8_cache else dtype
+    k_cache, v_cache = (torch.randn(num_blocks, block_size, Hk, D, device=device).to(cache_dtype) for _ in range(2))
+    k_cache_ref, v_cache_ref = k_cache.clone(), v_cache.clone()
+    q_ref, k_ref = qk_norm_rotary_store_kv_ref(q, k, v, positions, cache, qw, kw, 1e-6, is_neox, k_cache_ref,
+                                               v_cache_ref, slots)
+    v_before = v.clone()
+    q_out, k_out = qk_norm_rotary_store_kv(q, k, v, positions, cache, qw, kw, 1e-6, is_neox, k_cache, v_cache, slots)
+    assert q_out.data_ptr() == q.data_ptr() and k_out.data_ptr() == k.data_ptr()  # in place
+    assert_close(q, q_ref)
+    assert_close(k, k_ref)
+    assert torch.equal(v, v_before)
+    # The cache holds what the kernel left in k, stored as store_kv stores it (float8: one more rounding).
+    expect_k, expect_v = k_cache_ref.clone(), v_cache_ref.clone()
+    keep = slots >= 0
+    expect_k.view(-1, Hk, D)[slots[keep]] = k[keep].float().clamp(-448, 448).to(cache_dtype)
+    assert torch.equal(k_cache.float(), expect_k.float()) and torch.equal(v_cache.float(), expect_v.float())
