@@ -80,18 +80,9 @@ def _qk_norm_rotary_kernel(
     num_q_heads,
     num_k_heads,
     eps,
-    v_ptr,  # STORE: v and the paged caches, as store_kv takes them (unread otherwise)
-    k_cache_ptr,
-    v_cache_ptr,
-    slot_ptr,
-    stride_vt,
-    stride_vh,
-    stride_kc_b,
-    stride_kc_s,
-    stride_kc_h,
-    stride_vc_b,
-    stride_vc_s,
-    stride_vc_h,
+    # STORE: v and the paged caches with their strides, as store_token_kv takes them (unread otherwise)
+    v_ptr, k_cache_ptr, v_cache_ptr, slot_ptr, stride_vt, stride_vh,
+    stride_kc_b, stride_kc_s, stride_kc_h, stride_vc_b, stride_vc_s, stride_vc_h,
     HEAD_DIM: tl.constexpr,
     HALF: tl.constexpr,
     IS_NEOX: tl.constexpr,
@@ -140,20 +131,10 @@ def qk_norm_rotary(
     return _launch(q, k, positions, cos_sin_cache, q_weight, k_weight, eps, is_neox)
 
 
-def qk_norm_rotary_store_kv(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    positions: torch.Tensor,
-    cos_sin_cache: torch.Tensor,
-    q_weight: torch.Tensor,
-    k_weight: torch.Tensor,
-    eps: float,
-    is_neox: bool,
-    k_cache: torch.Tensor,
-    v_cache: torch.Tensor,
-    slot_mapping: torch.Tensor,
-) -> tuple[torch.Tensor, torch.Tensor]:
+def qk_norm_rotary_store_kv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, positions: torch.Tensor,
+                            cos_sin_cache: torch.Tensor, q_weight: torch.Tensor, k_weight: torch.Tensor, eps: float,
+                            is_neox: bool, k_cache: torch.Tensor, v_cache: torch.Tensor,
+                            slot_mapping: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """qk_norm_rotary(q, k, ...) then store_kv(k, v, k_cache, v_cache, slot_mapping), in one launch: q and k are
     normalised and rotated IN PLACE (and returned), then k and v written to the caches. Shapes and layouts as
     those two functions take them."""
@@ -162,6 +143,7 @@ def qk_norm_rotary_store_kv(
 
 
 def _launch(q, k, positions, cos_sin_cache, q_weight, k_weight, eps, is_neox, store=None):
+    """One program per token; store: (v, k_cache, v_cache, slot_mapping) for the KV store after the rotation."""
     T, Hq, D = q.shape
     assert k is not None and q_weight.shape == (D,) and k_weight.shape == (D,)
     cache, half, sizes = rotary_launch(q, k, positions, cos_sin_cache)
@@ -201,21 +183,10 @@ def qk_norm_rotary_ref(
                             is_neox)
 
 
-def qk_norm_rotary_store_kv_ref(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    positions: torch.Tensor,
-    cos_sin_cache: torch.Tensor,
-    q_weight: torch.Tensor,
-    k_weight: torch.Tensor,
-    eps: float,
-    is_neox: bool,
-    k_cache: torch.Tensor,
-    v_cache: torch.Tensor,
-    slot_mapping: torch.Tensor,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Plain-PyTorch reference for :func:`qk_norm_rotary_store_kv`: NEW q and k; the caches written in place."""
+def qk_norm_rotary_store_kv_ref(q, k, v, positions, cos_sin_cache, q_weight, k_weight, eps, is_neox, k_cache,
+                                v_cache, slot_mapping) -> tuple[torch.Tensor, torch.Tensor]:
+    """Plain-PyTorch reference for :func:`qk_norm_rotary_store_kv` (same arguments): NEW q and k; the caches
+    written in place."""
     q_out, k_out = qk_norm_rotary_ref(q, k, positions, cos_sin_cache, q_weight, k_weight, eps, is_neox)
     store_kv_ref(k_out, v, k_cache, v_cache, slot_mapping)
     return q_out, k_out
