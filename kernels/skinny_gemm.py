@@ -8,8 +8,6 @@ dependent launch; layers/linear.py decides where it runs.
 
 from __future__ import annotations
 
-import os
-
 import torch
 import triton
 import triton.language as tl
@@ -17,8 +15,6 @@ import triton.language as tl
 from .pdl import pdl_args, pdl_enter
 from .qkv_epilogue import RopeStore, rope_feature_order, rope_store_epilogue
 
-# Weight tiles loaded before the programmatic-dependent-launch wait (1..3); experiment, SPMD_SKINNY_EARLY_TILES.
-EARLY_TILES = int(os.environ.get("SPMD_SKINNY_EARLY_TILES", "1"))
 # Rows this kernel takes: the tensor-core tile pads the batch to 16 rows, so 1..16 rows cost the same weight stream.
 MAX_ROWS = 16
 
@@ -36,8 +32,7 @@ def _skinny_gemm_kernel(x_ptr, w_ptr, bias_ptr, out_ptr, M, N, K, stride_xm, str
                         stride_ch, q_features, kv_features,
                         HAS_BIAS: tl.constexpr, ROPE: tl.constexpr, HEAD_DIM: tl.constexpr,
                         PAGE: tl.constexpr, FP8: tl.constexpr, IEEE: tl.constexpr, PDL: tl.constexpr,
-                        BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-                        EARLY_TILES: tl.constexpr):
+                        BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
     """out[m, n] = sum_k x[m, k] * w[n, k] (+ bias[n]) for one program's BLOCK_N output features (ROPE: then
     rotated and stored into the KV caches, qkv_epilogue.py).
 
@@ -61,24 +56,13 @@ def _skinny_gemm_kernel(x_ptr, w_ptr, bias_ptr, out_ptr, M, N, K, stride_xm, str
     # The first weight tile is fetched before waiting on the previous kernel (programmatic dependent launch, see
     # pdl.py; every other kernel waits first thing): weights never depend on it, x and the output buffer do. Peeled
     # so that the loop stays pipelined. Two or three tiles peeled ahead of the wait were timed too (session 9, H200,
-    # Llama-3-8B bs1 @1k, tests/gpu/run_early_tiles.sh): 4.6 ms and 79.8-81.1% MBU against 4.5 ms, 80.4-80.8%.
+    # Llama-3-8B bs1 @1k, tests/gpu/run_early_tiles.sh, commit e3c7095): 4.6 ms and 79.8-81.1% MBU against 4.5 ms,
+    # 80.4-80.8%.
     w = tl.load(w_ptrs, mask=mask_n[None, :], other=0.0)
-    if EARLY_TILES >= 2:  # more of the stream in flight while the kernel before drains (SPMD_SKINNY_EARLY_TILES)
-        w1 = tl.load(w_ptrs + BLOCK_K, mask=mask_n[None, :], other=0.0)
-    if EARLY_TILES >= 3:
-        w2 = tl.load(w_ptrs + 2 * BLOCK_K, mask=mask_n[None, :], other=0.0)
     pdl_enter(PDL)
     x = tl.load(x_ptrs, mask=mask_m[:, None], other=0.0)
     acc = _dot(x, w, tl.zeros([BLOCK_M, BLOCK_N], tl.float32), IEEE)
-    if EARLY_TILES >= 2:
-        x_ptrs += BLOCK_K
-        w_ptrs += BLOCK_K
-        acc = _dot(tl.load(x_ptrs, mask=mask_m[:, None], other=0.0), w1, acc, IEEE)
-    if EARLY_TILES >= 3:
-        x_ptrs += BLOCK_K
-        w_ptrs += BLOCK_K
-        acc = _dot(tl.load(x_ptrs, mask=mask_m[:, None], other=0.0), w2, acc, IEEE)
-    for _ in range(EARLY_TILES * BLOCK_K, K, BLOCK_K):
+    for _ in range(BLOCK_K, K, BLOCK_K):
         x_ptrs += BLOCK_K
         w_ptrs += BLOCK_K
         x = tl.load(x_ptrs, mask=mask_m[:, None], other=0.0)
@@ -160,8 +144,7 @@ def _launch(x2: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, o
     _skinny_gemm_kernel[(triton.cdiv(n, block_n),)](
         x2, weight, bias if bias is not None else weight, out, x2.shape[0], n, k, x2.stride(0), weight.stride(0),
         out.stride(0), *rope_args, HAS_BIAS=bias is not None, ROPE=rope is not None, **rope_sizes,
-        IEEE=weight.dtype == torch.float32, BLOCK_M=MAX_ROWS, BLOCK_N=block_n, BLOCK_K=block_k,
-        EARLY_TILES=max(1, min(EARLY_TILES, k // block_k)), num_warps=warps,
+        IEEE=weight.dtype == torch.float32, BLOCK_M=MAX_ROWS, BLOCK_N=block_n, BLOCK_K=block_k, num_warps=warps,
         num_stages=stages,
         **pdl_args(x2.device))
 

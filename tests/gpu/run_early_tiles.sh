@@ -4,7 +4,7 @@
 # the bf16 skinny_gemm / qkv epilogue tests with 3, then Llama-3-8B bs1 @1k decode with each.
 # Measured (H200): 259 tests passed; bs1 4.5 ms, 80.4 / 80.8% MBU with 1; 4.6 ms, 79.8 / 80.6% with 2; 4.6 ms,
 # 80.8 / 81.1% with 3: no gain, so the variable and the extra peeled tiles were removed again (this script needs
-# them back to rerun: session 9's working tree, described in kernels/skinny_gemm.py).
+# them back to rerun: commit e3c7095).
 set -uo pipefail
 source tests/gpu/device_env.sh
 part kernels 60 env SPMD_SKINNY_EARLY_TILES=3 python3 -m pytest -q -n 8 tests/kernels/test_skinny_gemm.py \

@@ -1,5 +1,3 @@
-import importlib
-
 import pytest
 import torch
 
@@ -77,13 +75,3 @@ def test_skinny_gemm_model_shapes_bf16(M, N, K):
     got = skinny_gemm(x, w).float()
     torch.testing.assert_close(got, exact, atol=2e-2, rtol=2e-2)
     torch.testing.assert_close(torch.nn.functional.linear(x, w).float(), exact, atol=2e-2, rtol=2e-2)
-
-
-@pytest.mark.parametrize("early", [1, 2, 3])
-def test_skinny_gemm_tiles_loaded_before_the_pdl_wait(early, dtype, device, assert_close, monkeypatch):
-    # 1, 2 or 3 weight tiles peeled ahead of the loop; K of 2 tiles caps 3 at 2 (the loop then runs no step).
-    monkeypatch.setattr(importlib.import_module("spmd_kernels.skinny_gemm"), "EARLY_TILES", early)
-    for k in (128, 320):
-        x, w = _operands(3, 40, k, dtype, device)
-        b = torch.randn(40, dtype=dtype, device=device)
-        assert_close(skinny_gemm(x, w, b, config=(32, 64, 4, 2)), skinny_gemm_ref(x, w, b))
