@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # One GPU (~6 min): decode attention's tile at large batches, where nano-vllm spends 75% of its step (session 9,
 # run_nano_profile.sh: 4.08 ms a step, ~85% of the copy rate). At 256 sequences x 8 KV heads every (sequence, KV
-# head) is one program (no split), and the default tile (BLOCK_N 128, 3 stages: 192 KB of shared memory) fits one
-# program per SM, so each short sequence's program pays its pipeline fill alone. Smaller tiles let two or more
-# programs share an SM. Qwen3-0.6B nano-vllm and Llama-3-8B bs64 @1k with the default and three smaller tiles
+# head) is one program (no split), and the default tile (BLOCK_N 128, 3 stages: 32 KB K and V tiles, some 128-192 KB
+# of shared memory) presumably leaves room for one program per SM, so each short sequence's program pays its pipeline
+# fill alone. Smaller tiles would let two or more programs share an SM. Qwen3-0.6B nano-vllm and Llama-3-8B bs64 @1k with the default and three smaller tiles
 # (SPMD_DECODE_CONFIG=BLOCK_N,warps,stages); a winner at large batches only would become a batch-dependent rule in
 # decode_attention._launch_config (bs1 keeps 128,4,3, which the sweep chose there).
 set -uo pipefail
