@@ -26,6 +26,12 @@ def test_every_llama_style_attention_fuses_the_store_and_only_rotary_alone_goes_
     assert all(layer.fuse_rotary_store for layer in layers.values())
     # Qwen3 normalises q and k before the rotation: qk_norm_rotary_store_kv, not the projection's epilogue.
     assert [name for name, layer in layers.items() if layer.rope_in_qkv_epilogue] == ["llama", "qwen2"]
+
+    class OwnPositioning(llama.LlamaAttention):  # positions q and k its own way, without a fused store of its own
+        def position_qk(self, positions, q, k):
+            return q, k
+
+    assert not OwnPositioning(configs["llama"], Shard()).fuse_rotary_store
     monkeypatch.setattr(llama, "FUSE_ROTARY_STORE", False)
     assert not llama.LlamaAttention(configs["llama"], Shard()).fuse_rotary_store
 

@@ -43,11 +43,15 @@ class LlamaAttention(nn.Module):
         self.rotary_emb = RotaryEmbedding(self.head_dim, self.head_dim, config.max_position_embeddings,
                                           rope_parameters(config))
         self.attn = PagedAttention(self.num_heads, self.num_kv_heads, self.head_dim, self.head_dim ** -0.5)
-        self.fuse_rotary_store = FUSE_ROTARY_STORE
+        # A subclass that positions q and k its own way fuses the store only through its own position_qk_and_store.
+        cls = type(self)
+        self.fuse_rotary_store = FUSE_ROTARY_STORE and (
+            cls.position_qk is LlamaAttention.position_qk
+            or cls.position_qk_and_store is not LlamaAttention.position_qk_and_store)
         # The qkv epilogue rotates whole heads in neox order only, and only where q and k are positioned by the
         # rotary embedding alone (Qwen3 normalises them first).
         self.rope_in_qkv_epilogue = (QKV_ROPE_ON and FUSE_ROTARY_STORE and not self.rotary_emb.interleaved
-                                     and type(self).position_qk is LlamaAttention.position_qk
+                                     and cls.position_qk is LlamaAttention.position_qk
                                      and self.rotary_emb.rot_dim == self.head_dim)
 
     @staticmethod
