@@ -75,6 +75,11 @@ class LlamaAttention(nn.Module):
         """position_qk in place, then k and v into the paged caches, in one kernel (FUSE_ROTARY_STORE)."""
         self.rotary_emb.rotate_and_store(positions, q, k, v, self.attn.k_cache, self.attn.v_cache, slot_mapping)
 
+    def rope_store(self, positions: torch.Tensor, batch: ForwardBatch) -> RopeStore:
+        """What the qkv projection's epilogue applies: the rotary embedding and the KV-cache store."""
+        return RopeStore(positions, self.rotary_emb.cos_sin, batch.slot_mapping, self.attn.k_cache, self.attn.v_cache,
+                         self.num_heads, self.num_kv_heads, self.head_dim)
+
     def forward(self, positions: torch.Tensor, hidden: torch.Tensor, batch: ForwardBatch) -> torch.Tensor:
         """hidden: the normalised layer input; returns the attention output."""
         qkv, kv_stored = self.project(positions, hidden, batch)
@@ -92,9 +97,7 @@ class LlamaAttention(nn.Module):
         """(qkv, whether k and v are already rotated into the caches): at decode, one skinny_gemm launch with the
         rotary embedding and KV store in its epilogue where that fuses (SPMD_QKV_ROPE), else the projection."""
         if self.rope_in_qkv_epilogue and self.attn.stores_through_kernels(hidden, batch):
-            rope = RopeStore(positions, self.rotary_emb.cos_sin, batch.slot_mapping, self.attn.k_cache,
-                             self.attn.v_cache, self.num_heads, self.num_kv_heads, self.head_dim)
-            qkv = self.qkv_proj.forward_rope_store(hidden, rope)
+            qkv = self.qkv_proj.forward_rope_store(hidden, self.rope_store(positions, batch))
             if qkv is not None:
                 return qkv, True
         return self.qkv_proj(hidden), False
