@@ -81,6 +81,7 @@ def _decode_split_kernel(
     BLOCK_N: tl.constexpr,
     DIRECT: tl.constexpr,  # num_splits == 1: write the final output, skip the reduction
     F16_DOTS: tl.constexpr,  # bf16 queries over a float8 cache: both dots in fp16 (see FP8_DOTS_IN_F16)
+    V_BY_DIM: tl.constexpr,  # load V as a [BLOCK_D, BLOCK_N] tile (see FP8_V_BY_DIM)
     PDL: tl.constexpr,
 ):
     pdl_enter(PDL)
@@ -124,12 +125,21 @@ def _decode_split_kernel(
             mask=kv_mask,
             other=0.0,
         ).to(q.dtype)  # a float8 cache is widened to q's dtype for the dot (a no-op otherwise)
-        v = tl.load(
-            v_cache_ptr + phys[:, None] * stride_vb + slot_in_page[:, None] * stride_vs
-            + kvh * stride_vh + offs_d[None, :],
-            mask=kv_mask,
-            other=0.0,
-        ).to(q.dtype)
+        if V_BY_DIM:
+            # [BLOCK_D, BLOCK_N] tile widened, then transposed for the dot (see FP8_V_BY_DIM)
+            v = tl.trans(tl.load(
+                v_cache_ptr + phys[None, :] * stride_vb + slot_in_page[None, :] * stride_vs
+                + kvh * stride_vh + offs_d[:, None],
+                mask=mask_n[None, :] & mask_d[:, None],
+                other=0.0,
+            ).to(q.dtype))
+        else:
+            v = tl.load(
+                v_cache_ptr + phys[:, None] * stride_vb + slot_in_page[:, None] * stride_vs
+                + kvh * stride_vh + offs_d[None, :],
+                mask=kv_mask,
+                other=0.0,
+            ).to(q.dtype)
         qk = tl.dot(q, tl.trans(k), input_precision="ieee") * qk_scale  # [BLOCK_G, BLOCK_N]
         qk = tl.where(mask_n[None, :], qk, float("-inf"))
         m_i, l_i, acc = online_softmax_step(qk, v, m_i, l_i, acc)
@@ -189,6 +199,14 @@ MIN_SPLIT_TOKENS = int(os.environ.get("SPMD_DECODE_MIN_SPLIT_TOKENS", "128"))
 # float8 to bf16 takes several) and run both dots in fp16 (more mantissa than bf16; decode's queries and softmax
 # weights are far inside its range). Widening to bf16 left the nano-vllm case no faster than a bf16 cache.
 FP8_DOTS_IN_F16 = True
+# A float8 V tile goes into the softmax-weighted sum as the dot's B operand, whose reduction runs along tokens, not
+# along V's contiguous head dimension. Loaded as [BLOCK_N, BLOCK_D], Triton transposes it in shared memory a byte at
+# a time: the sm_90 PTX of the kernel holds 128 ld.shared.b8 per thread per tile, and decode attention over a
+# float8 cache measured 2.0 TB/s against 3.6 TB/s over bf16 (nano-vllm, H200, session 9). Loaded as
+# [BLOCK_D, BLOCK_N] and transposed after widening, the bytes move as 64-bit shared loads and register permutes
+# (tests/gpu/ptx_census.py shows both without a GPU). SPMD_FP8_V_BY_DIM=1 turns it on; untimed so far
+# (tests/gpu/run_fp8_v_by_dim.sh).
+FP8_V_BY_DIM = os.environ.get("SPMD_FP8_V_BY_DIM", "0") == "1"
 # The splits are combined by a second, tiny kernel. Combining them in the split kernel's last program per (sequence,
 # KV head), found by an atomic counter, was tried and timed (session 7, H200, Llama-3-8B bs1 @1k): 10 us a layer
 # against 6 + 1.6 us for the two launches, since one program then reads every split while the rest of the GPU idles.
@@ -296,6 +314,7 @@ def paged_decode_attention(
         BLOCK_N=BLOCK_N,
         DIRECT=direct,
         F16_DOTS=FP8_DOTS_IN_F16 and q.dtype == torch.bfloat16 and k_cache.element_size() == 1,
+        V_BY_DIM=FP8_V_BY_DIM and v_cache.element_size() == 1,
         num_warps=num_warps,
         num_stages=num_stages,
         **pdl_args(q.device),
