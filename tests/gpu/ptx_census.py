@@ -1,69 +1,105 @@
-"""Compile decode attention's split kernel for sm_90 on any machine (no GPU needed: Triton's bundled ptxas) and count
-the PTX instructions that tell how it moves data: global loads and async copies, shared-memory loads and stores,
-ldmatrix, float8 conversions, byte permutes, tensor-core mma.
+"""Compile one of our Triton kernels for sm_90 on any machine (no GPU needed: Triton's bundled ptxas) and count the
+PTX instructions that tell how it moves data: global loads and async copies, shared-memory loads and stores,
+ldmatrix, float8 conversions, byte permutes, tensor-core mma / wgmma.
 
+Device time is the scarce resource; this answers "does Triton pipeline, vectorise, transpose bytes?" offline.
 Session 9 found with it why decode attention over a float8 cache runs at 2.0 TB/s where a bf16 cache reaches
 3.6 TB/s: 128 byte-wide shared loads (ld.shared.b8) per thread per tile, Triton transposing the float8 V tile a
-byte at a time; loading V by head dimension (V_BY_DIM) turns them into 64-bit loads and register permutes.
-Launch arguments are specialised as a real launch specialises them (16-byte aligned pointers, strides divisible by
-16), without which every load compiles scalar. The local Triton may differ from the GPU machines' (3.6).
+byte at a time for decode's 16-row mma.sync (loading V by head dimension, V_BY_DIM, turns them into 64-bit loads
+and register permutes); prefill's 64-row tiles run wgmma and widen float8 before shared memory, without them.
+Launch arguments are specialised as a real launch specialises them (16-byte aligned pointers, integer arguments
+divisible by 16 except the kernel's do_not_specialize ones), without which every load compiles scalar. The local
+Triton may differ from the GPU machines' (3.6).
 
-usage: python tests/gpu/ptx_census.py [--cache fp8|bf16] [--v-by-dim] [--stages 3] [--block-n 128] [--group 2]
+usage: python tests/gpu/ptx_census.py decode [--cache fp8|bf16] [--v-by-dim] [--stages 3] [--block 128] [--group 2]
+       python tests/gpu/ptx_census.py prefill [--cache fp8|bf16] [--stages 3] [--block 64] [--group 4]
+       python tests/gpu/ptx_census.py skinny [--block 64] [--block-k 128] [--stages 4] [--rope] [--norm]
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import importlib
 import re
 import sys
 from pathlib import Path
 
 _REPO = Path(__file__).resolve().parents[2]
-WATCH = ("ld.global", "cp.async", "ld.shared", "st.shared", "ldmatrix", "cvt.rn.f16x2.e4m3x2", "prmt", "mma")
-NOT_SPECIALISED = ("stride_bt", "stride_ml_b", "stride_ml_h", "num_splits")  # the kernel's do_not_specialize
+WATCH = ("ld.global", "cp.async", "ld.shared", "st.shared", "ldmatrix", "cvt.rn.f16x2.e4m3x2", "prmt", "mma",
+         "wgmma.mma")
+_OP = re.compile(r"^\s*(?:@!?%p\d+\s+)?([a-z]+(?:\.[a-z0-9]+)*)", re.M)
 
 
-def census(cache: str, v_by_dim: bool, stages: int, block_n: int, group: int, warps: int = 4) -> tuple[dict, int]:
-    """({instruction: count} over WATCH, shared memory bytes) of one decode split-kernel compile for sm_90."""
+def compile_census(fn, pointers: dict, consts: dict, not_specialised: tuple, warps: int, stages: int):
+    """({instruction: count} over WATCH, shared memory bytes) of fn compiled for sm_90 with these pointer types,
+    constexprs and launch options; other arguments are int32 (float32 where named in pointers as "fp32")."""
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
-    from spmd_kernels import decode_attention
-
-    fn = decode_attention._decode_split_kernel
-    kv = "*fp8e4nv" if cache == "fp8" else "*bf16"
-    sig = {"q_ptr": "*bf16", "k_cache_ptr": kv, "v_cache_ptr": kv, "block_tables_ptr": "*i32",
-           "context_lens_ptr": "*i32", "out_ptr": "*bf16", "mid_o_ptr": "*fp32", "mid_lse_ptr": "*fp32",
-           "qk_scale": "fp32"}
-    consts = dict(GROUP=group, HEAD_DIM=128, PAGE=16, BLOCK_G=max(16, triton.next_power_of_2(group)), BLOCK_D=128,
-                  BLOCK_N=block_n, DIRECT=True, F16_DOTS=cache == "fp8", V_BY_DIM=v_by_dim, PDL=True)
-    for name in fn.arg_names:
-        if name in consts:
-            sig[name] = "constexpr"
-        elif name not in sig:
-            sig[name] = "i32"
-    aligned = [n for n in fn.arg_names if sig[n].startswith("*") or (n.startswith("stride") and
-                                                                      n not in NOT_SPECIALISED)]
-    attrs = {(fn.arg_names.index(n),): [["tt.divisibility", 16]] for n in aligned}
+    sig = {n: "constexpr" if n in consts else pointers.get(n, "i32") for n in fn.arg_names}
+    divisible = [n for n in fn.arg_names if sig[n].startswith("*") or (sig[n] == "i32" and n not in not_specialised)]
+    attrs = {(fn.arg_names.index(n),): [["tt.divisibility", 16]] for n in divisible}
     kernel = triton.compile(ASTSource(fn=fn, signature=sig, constexprs=consts, attrs=attrs),
                             target=GPUTarget("cuda", 90, 32), options=dict(num_warps=warps, num_stages=stages))
-    ops = collections.Counter(re.findall(r"^\s*(?:@!?%p\d+\s+)?([a-z]+(?:\.[a-z0-9]+)*)", kernel.asm["ptx"], re.M))
+    ops = collections.Counter(_OP.findall(kernel.asm["ptx"]))
     watched = {op: n for op, n in ops.items() if op.startswith(WATCH)}
     return dict(sorted(watched.items(), key=lambda t: (-t[1], t[0]))), kernel.metadata.shared
 
 
+def decode(args):
+    from spmd_kernels import decode_attention
+
+    kv = "*fp8e4nv" if args.cache == "fp8" else "*bf16"
+    pointers = {"q_ptr": "*bf16", "k_cache_ptr": kv, "v_cache_ptr": kv, "block_tables_ptr": "*i32",
+                "context_lens_ptr": "*i32", "out_ptr": "*bf16", "mid_o_ptr": "*fp32", "mid_lse_ptr": "*fp32",
+                "qk_scale": "fp32"}
+    consts = dict(GROUP=args.group, HEAD_DIM=128, PAGE=16, BLOCK_G=max(16, 1 << (args.group - 1).bit_length()),
+                  BLOCK_D=128, BLOCK_N=args.block or 128, DIRECT=True, F16_DOTS=args.cache == "fp8",
+                  V_BY_DIM=args.v_by_dim, PDL=True)
+    return compile_census(decode_attention._decode_split_kernel, pointers, consts,
+                          ("stride_bt", "stride_ml_b", "stride_ml_h", "num_splits"), 4, args.stages or 3)
+
+
+def prefill(args):
+    from spmd_kernels import prefill_attention
+
+    kv = "*fp8e4nv" if args.cache == "fp8" else "*bf16"
+    pointers = {"q_ptr": "*bf16", "k_cache_ptr": kv, "v_cache_ptr": kv, "out_ptr": "*bf16",
+                "cu_seqlens_q_ptr": "*i32", "context_lens_ptr": "*i32", "block_tables_ptr": "*i32",
+                "qk_scale": "fp32"}
+    block = args.block or 64
+    consts = dict(GROUP=args.group, HEAD_DIM=128, HEAD_DIM_V=128, PAGE=16, BLOCK_M=block, BLOCK_N=block,
+                  BLOCK_D=128, BLOCK_DV=128, PDL=True)
+    return compile_census(prefill_attention._prefill_kernel, pointers, consts, ("stride_bt",), 4, args.stages or 3)
+
+
+def skinny(args):
+    skinny_gemm = importlib.import_module("spmd_kernels.skinny_gemm")  # the package exports a function by that name
+
+    pointers = {n: "*bf16" for n in ("x_ptr", "w_ptr", "bias_ptr", "out_ptr", "k_cache_ptr", "v_cache_ptr",
+                                     "q_norm_ptr", "k_norm_ptr")}
+    pointers.update(pos_ptr="*i64", slot_ptr="*i64", cos_sin_ptr="*fp32", norm_eps="fp32")
+    consts = dict(HAS_BIAS=False, ROPE=args.rope or args.norm, HEAD_DIM=128, PAGE=16, FP8=False, NORM=args.norm,
+                  IEEE=False, PDL=True, BLOCK_M=16, BLOCK_N=args.block or 64, BLOCK_K=args.block_k)
+    return compile_census(skinny_gemm._skinny_gemm_kernel, pointers, consts, (), 4, args.stages or 4)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--cache", choices=("fp8", "bf16"), default="fp8")
-    ap.add_argument("--v-by-dim", action="store_true")
-    ap.add_argument("--stages", type=int, default=3)
-    ap.add_argument("--block-n", type=int, default=128)
-    ap.add_argument("--group", type=int, default=2, help="query heads per KV head")
+    ap.add_argument("kernel", choices=("decode", "prefill", "skinny"))
+    ap.add_argument("--cache", choices=("fp8", "bf16"), default="fp8", help="decode / prefill: KV-cache dtype")
+    ap.add_argument("--v-by-dim", action="store_true", help="decode: load V by head dimension")
+    ap.add_argument("--stages", type=int, default=0, help="num_stages (default: the kernel's usual)")
+    ap.add_argument("--block", type=int, default=0, help="BLOCK_N (decode, skinny) or BLOCK_M = BLOCK_N (prefill)")
+    ap.add_argument("--block-k", type=int, default=128, help="skinny: BLOCK_K")
+    ap.add_argument("--group", type=int, default=2, help="decode / prefill: query heads per KV head")
+    ap.add_argument("--rope", action="store_true", help="skinny: the qkv rotary + KV-store epilogue")
+    ap.add_argument("--norm", action="store_true", help="skinny: with Qwen3's per-head norm (BLOCK_N = 128)")
     args = ap.parse_args()
     sys.path.insert(0, str(_REPO))
-    ops, shared = census(args.cache, args.v_by_dim, args.stages, args.block_n, args.group)
+    ops, shared = {"decode": decode, "prefill": prefill, "skinny": skinny}[args.kernel](args)
     for op, n in ops.items():
         print(f"{n:6d}  {op}")
     print(f"shared memory: {shared} bytes")
