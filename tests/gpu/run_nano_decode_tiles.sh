@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # One GPU (~9 min): decode attention's tile at large batches, where nano-vllm spends 75% of its step (session 9,
 # run_nano_profile.sh: 4.08 ms a step, ~85% of the copy rate). At 256 sequences x 8 KV heads every (sequence, KV
-# head) is one program (no split), and the default tile (BLOCK_N 128, 3 stages: 32 KB K and V tiles, some 128-192 KB
-# of shared memory) presumably leaves room for one program per SM, so each short sequence's program pays its pipeline
-# fill alone. Smaller tiles would let two or more programs share an SM. Qwen3-0.6B nano-vllm and Llama-3-8B bs64 @1k with the default and three smaller tiles
+# head) is one program (no split), whose length follows its sequence's context (100..2048 tokens), so programs are
+# uneven and each pays its own pipeline fill. The default tile (BLOCK_N 128, 4 warps, 3 stages) takes ~74 KB of
+# shared memory in the sm_90 compile (tests/gpu/ptx_census.py decode --cache bf16): three programs an SM; 64- and
+# 32-token tiles take ~39 and ~22 KB. The tuner chose 128 over six uniform-length shapes, none mixed like
+# nano-vllm's. Qwen3-0.6B nano-vllm and Llama-3-8B bs64 @1k with the default and three smaller tiles
 # (SPMD_DECODE_CONFIG=BLOCK_N,warps,stages); a winner at large batches only would become a batch-dependent rule in
 # decode_attention._launch_config (bs1 keeps 128,4,3, which the sweep chose there). Then nano-vllm with decode
 # batches ordered longest context first (SPMD_DECODE_LONGEST_FIRST=1, engine/scheduler.py), twice each way, to
