@@ -82,11 +82,16 @@ def _decode_split_kernel(
     DIRECT: tl.constexpr,  # num_splits == 1: write the final output, skip the reduction
     F16_DOTS: tl.constexpr,  # bf16 queries over a float8 cache: both dots in fp16 (see FP8_DOTS_IN_F16)
     V_BY_DIM: tl.constexpr,  # load V as a [BLOCK_D, BLOCK_N] tile (see FP8_V_BY_DIM)
+    HEADS_FASTEST: tl.constexpr,  # grid (KV heads, sequences, splits) instead of (sequences, KV heads, splits)
     PDL: tl.constexpr,
 ):
     pdl_enter(PDL)
-    b = tl.program_id(0)
-    kvh = tl.program_id(1)
+    if HEADS_FASTEST:
+        kvh = tl.program_id(0)
+        b = tl.program_id(1)
+    else:
+        b = tl.program_id(0)
+        kvh = tl.program_id(1)
     split = tl.program_id(2)
 
     start, end = split_range(context_lens_ptr, b, split, num_splits, BLOCK_N)
@@ -207,6 +212,12 @@ FP8_DOTS_IN_F16 = True
 # (tests/gpu/ptx_census.py shows both without a GPU). SPMD_FP8_V_BY_DIM=1 turns it on; untimed so far
 # (tests/gpu/run_fp8_v_by_dim.sh).
 FP8_V_BY_DIM = os.environ.get("SPMD_FP8_V_BY_DIM", "0") == "1"
+# The GPU starts programs in grid order, first axis fastest. With the scheduler's longest-first decode batches
+# (SPMD_DECODE_LONGEST_FIRST, engine/scheduler.py) the grid runs KV heads fastest, so every head of the longest
+# sequences starts first and the shortest programs come last: a list-scheduling model of nano-vllm's lengths on
+# one to three programs an SM puts that within 2-4% of the balanced attention time, against 3-17% in admission
+# order and 11-12% for sorted sequences repeated head by head. Untimed (tests/gpu/run_nano_decode_tiles.sh).
+HEADS_FASTEST = os.environ.get("SPMD_DECODE_LONGEST_FIRST", "0") == "1"
 # The splits are combined by a second, tiny kernel. Combining them in the split kernel's last program per (sequence,
 # KV head), found by an atomic counter, was tried and timed (session 7, H200, Llama-3-8B bs1 @1k): 10 us a layer
 # against 6 + 1.6 us for the two launches, since one program then reads every split while the rest of the GPU idles.
@@ -282,7 +293,7 @@ def paged_decode_attention(
     BLOCK_N, num_warps, num_stages = _launch_config(BLOCK_D, page, q.element_size(), q.device)
     direct = num_splits == 1
     mid_o, mid_lse, mo_strides, ml_strides = split_scratch(out, context_lens, num_splits)
-    _decode_split_kernel[(B, Hkv, num_splits)](
+    _decode_split_kernel[(Hkv, B, num_splits) if HEADS_FASTEST else (B, Hkv, num_splits)](
         q,
         k_cache,
         v_cache,
@@ -315,6 +326,7 @@ def paged_decode_attention(
         DIRECT=direct,
         F16_DOTS=FP8_DOTS_IN_F16 and q.dtype == torch.bfloat16 and k_cache.element_size() == 1,
         V_BY_DIM=FP8_V_BY_DIM and v_cache.element_size() == 1,
+        HEADS_FASTEST=HEADS_FASTEST,
         num_warps=num_warps,
         num_stages=num_stages,
         **pdl_args(q.device),

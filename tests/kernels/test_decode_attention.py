@@ -20,6 +20,19 @@ def test_paged_decode_attention(D, Hq, Hkv, num_splits, dtype, device, assert_cl
     assert_close(out, ref)
 
 
+@pytest.mark.parametrize("num_splits", [1, 3])
+def test_paged_decode_attention_heads_fastest_grid(num_splits, dtype, device, assert_close, paged_kv, monkeypatch):
+    # The grid that starts every KV head of a sequence together (HEADS_FASTEST, with longest-first decode batches):
+    # more sequences than KV heads, so swapped program ids would read the wrong rows.
+    monkeypatch.setattr(decode_attention, "HEADS_FASTEST", True)
+    context_lens = [45, 33, 17, 9, 1]
+    k_cache, v_cache, block_tables = paged_kv(context_lens, 2, 64, dtype, device)
+    q = torch.randn(len(context_lens), 4, 64, dtype=dtype, device=device)
+    ctx = torch.tensor(context_lens, dtype=torch.int32, device=device)
+    out = paged_decode_attention(q, k_cache, v_cache, block_tables, ctx, 0.125, num_splits=num_splits)
+    assert_close(out, paged_decode_attention_ref(q, k_cache, v_cache, block_tables, ctx, 0.125))
+
+
 @pytest.mark.parametrize("num_splits", [2, 8])
 def test_paged_decode_attention_many_splits(num_splits, dtype, device, assert_close, paged_kv):
     # More splits than tiles for the short sequences: empty splits must not poison the reduction.
