@@ -130,21 +130,11 @@ def _decode_split_kernel(
             mask=kv_mask,
             other=0.0,
         ).to(q.dtype)  # a float8 cache is widened to q's dtype for the dot (a no-op otherwise)
-        if V_BY_DIM:
-            # [BLOCK_D, BLOCK_N] tile widened, then transposed for the dot (see FP8_V_BY_DIM)
-            v = tl.trans(tl.load(
-                v_cache_ptr + phys[None, :] * stride_vb + slot_in_page[None, :] * stride_vs
-                + kvh * stride_vh + offs_d[:, None],
-                mask=mask_n[None, :] & mask_d[:, None],
-                other=0.0,
-            ).to(q.dtype))
+        v_rows = v_cache_ptr + phys * stride_vb + slot_in_page * stride_vs + kvh * stride_vh  # [BLOCK_N]
+        if V_BY_DIM:  # a [BLOCK_D, BLOCK_N] tile widened, then transposed for the dot (see FP8_V_BY_DIM)
+            v = tl.trans(tl.load(v_rows[None, :] + offs_d[:, None], mask=kv_mask.T, other=0.0).to(q.dtype))
         else:
-            v = tl.load(
-                v_cache_ptr + phys[:, None] * stride_vb + slot_in_page[:, None] * stride_vs
-                + kvh * stride_vh + offs_d[None, :],
-                mask=kv_mask,
-                other=0.0,
-            ).to(q.dtype)
+            v = tl.load(v_rows[:, None] + offs_d[None, :], mask=kv_mask, other=0.0).to(q.dtype)
         qk = tl.dot(q, tl.trans(k), input_precision="ieee") * qk_scale  # [BLOCK_G, BLOCK_N]
         qk = tl.where(mask_n[None, :], qk, float("-inf"))
         m_i, l_i, acc = online_softmax_step(qk, v, m_i, l_i, acc)
