@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from collections import deque
 from dataclasses import dataclass, field
 from operator import attrgetter
+
+from spmd_kernels.decode_attention import HEADS_FASTEST
 
 from ..parallel.dp_meta import Phase
 from .block_manager import BlockManager
@@ -14,13 +15,13 @@ from .sequence import Sequence, SeqStatus
 # Decode batches ordered longest context first (SPMD_DECODE_LONGEST_FIRST=1). Decode attention runs one program per
 # (sequence, KV head[, split]) and the GPU starts them in grid order, so with mixed lengths a long sequence that
 # starts last leaves the other SMs idle while it finishes; longest first, with the kernel's grid then running KV
-# heads fastest (kernels/decode_attention.py, HEADS_FASTEST, read from the same variable), the last programs to
+# heads fastest (kernels/decode_attention.py reads the variable once, as HEADS_FASTEST), the last programs to
 # start are the shortest. A list-scheduling model of nano-vllm's lengths (256 sequences x 8 KV heads, one to three
 # programs an SM) puts the attention time 3-17% above its balanced share in admission order and within 2-4%
 # longest first. Off until a GPU has timed it (tests/gpu/run_nano_decode_tiles.sh). The order changes no output:
 # sampling draws from each request's own stream, and every row's attention and projections are computed alike
 # wherever it sits.
-DECODE_LONGEST_FIRST = os.environ.get("SPMD_DECODE_LONGEST_FIRST", "0") == "1"
+DECODE_LONGEST_FIRST = HEADS_FASTEST
 _CONTEXT = attrgetter("num_computed")
 
 
