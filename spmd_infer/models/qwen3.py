@@ -22,8 +22,10 @@ class Qwen3Attention(LlamaAttention):
         super().__init__(config, shard)
         self.q_norm = RMSNorm(self.head_dim, config.rms_norm_eps)
         self.k_norm = RMSNorm(self.head_dim, config.rms_norm_eps)
-        self.rope_in_qkv_epilogue = (QKV_NORM_ROPE_ON and self.fuse_rotary_store and not self.rotary_emb.interleaved
-                                     and self.rotary_emb.rot_dim == self.head_dim)
+
+    @classmethod
+    def qkv_epilogue_on(cls) -> bool:
+        return QKV_NORM_ROPE_ON
 
     def rope_store(self, positions, batch):
         return replace(super().rope_store(positions, batch), q_norm=self.q_norm.weight, k_norm=self.k_norm.weight,
