@@ -8,6 +8,7 @@ import torch
 import triton
 import triton.language as tl
 
+from .fp8_widen import E4M3_BITS_SCALE, e4m3_to_f16_div256
 from .online_softmax import online_softmax_step
 from .pdl import pdl_args, pdl_enter
 
@@ -81,7 +82,7 @@ def _decode_split_kernel(
     BLOCK_N: tl.constexpr,
     DIRECT: tl.constexpr,  # num_splits == 1: write the final output, skip the reduction
     F16_DOTS: tl.constexpr,  # bf16 queries over a float8 cache: both dots in fp16 (see FP8_DOTS_IN_F16)
-    V_BY_DIM: tl.constexpr,  # load V as a [BLOCK_D, BLOCK_N] tile (see FP8_V_BY_DIM)
+    FP8_BITS: tl.constexpr,  # 0: widen a float8 cache with cvt; 1: by moving bits (Triton ops); 2: by inline asm
     HEADS_FASTEST: tl.constexpr,  # grid (KV heads, sequences, splits) instead of (sequences, KV heads, splits)
     PDL: tl.constexpr,
 ):
@@ -129,15 +130,23 @@ def _decode_split_kernel(
             + kvh * stride_kh + offs_d[None, :],
             mask=kv_mask,
             other=0.0,
-        ).to(q.dtype)  # a float8 cache is widened to q's dtype for the dot (a no-op otherwise)
-        v_rows = v_cache_ptr + phys * stride_vb + slot_in_page * stride_vs + kvh * stride_vh  # [BLOCK_N]
-        if V_BY_DIM:  # a [BLOCK_D, BLOCK_N] tile widened, then transposed for the dot (see FP8_V_BY_DIM)
-            v = tl.trans(tl.load(v_rows[None, :] + offs_d[:, None], mask=kv_mask.T, other=0.0).to(q.dtype))
+        )
+        if FP8_BITS:  # k / 256 (E4M3_BITS_SCALE, folded into qk_scale by the host)
+            k = e4m3_to_f16_div256(k, FP8_BITS == 2)
         else:
-            v = tl.load(v_rows[:, None] + offs_d[None, :], mask=kv_mask, other=0.0).to(q.dtype)
+            k = k.to(q.dtype)  # a float8 cache is widened to q's dtype for the dot (a no-op otherwise)
+        v = tl.load(
+            v_cache_ptr + phys[:, None] * stride_vb + slot_in_page[:, None] * stride_vs
+            + kvh * stride_vh + offs_d[None, :],
+            mask=kv_mask,
+            other=0.0,
+        )
+        v = e4m3_to_f16_div256(v, FP8_BITS == 2) if FP8_BITS else v.to(q.dtype)  # v / 256: acc is scaled back
         qk = tl.dot(q, tl.trans(k), input_precision="ieee") * qk_scale  # [BLOCK_G, BLOCK_N]
         qk = tl.where(mask_n[None, :], qk, float("-inf"))
         m_i, l_i, acc = online_softmax_step(qk, v, m_i, l_i, acc)
+    if FP8_BITS:
+        acc = acc * E4M3_BITS_SCALE
 
     store_split(acc, l_i, m_i, b, split, heads, offs_d, mask_g, mask_d, out_ptr, stride_ob, stride_oh, mid_o_ptr,
                 stride_mo_b, stride_mo_h, stride_mo_s, mid_lse_ptr, stride_ml_b, stride_ml_h, DIRECT)
@@ -194,14 +203,11 @@ MIN_SPLIT_TOKENS = int(os.environ.get("SPMD_DECODE_MIN_SPLIT_TOKENS", "128"))
 # float8 to bf16 takes several) and run both dots in fp16 (more mantissa than bf16; decode's queries and softmax
 # weights are far inside its range). Widening to bf16 left the nano-vllm case no faster than a bf16 cache.
 FP8_DOTS_IN_F16 = True
-# A float8 V tile goes into the softmax-weighted sum as the dot's B operand, whose reduction runs along tokens, not
-# along V's contiguous head dimension. Loaded as [BLOCK_N, BLOCK_D], Triton transposes it in shared memory a byte at
-# a time: the sm_90 PTX of the kernel holds 128 ld.shared.b8 per thread per tile, and decode attention over a
-# float8 cache measured 2.0 TB/s against 3.6 TB/s over bf16 (nano-vllm, H200, session 9). Loaded as
-# [BLOCK_D, BLOCK_N] and transposed after widening, the bytes move as 64-bit shared loads and register permutes
-# (tests/gpu/ptx_census.py shows both without a GPU). SPMD_FP8_V_BY_DIM=1 turns it on; untimed so far
-# (tests/gpu/run_fp8_v_by_dim.sh).
-FP8_V_BY_DIM = os.environ.get("SPMD_FP8_V_BY_DIM", "0") == "1"
+# Over a float8 cache decode attention ran at ~46% of the copy rate in float8 bytes, about the elements a second of
+# a bf16 cache (tests/gpu/bench_v_layout.py, H200, session 10), whichever way V was laid out: it is bound by
+# widening, not by reading. SPMD_FP8_BITS=1 widens by moving bits (fp8_widen.py: prmt / shift / lop3, two values
+# per 32-bit operation) instead of cvt.rn.f16x2.e4m3x2. Untimed (tests/gpu/run_fp8_widen.sh).
+FP8_BITS = os.environ.get("SPMD_FP8_BITS", "0") == "1"
 # The GPU starts programs in grid order, first axis fastest. With the scheduler's longest-first decode batches
 # (SPMD_DECODE_LONGEST_FIRST, engine/scheduler.py) the grid runs KV heads fastest, so every head of the longest
 # sequences starts first and the shortest programs come last: a list-scheduling model of nano-vllm's lengths on
@@ -282,6 +288,8 @@ def paged_decode_attention(
     BLOCK_G = max(triton.next_power_of_2(group), 16)  # tl.dot needs >= 16 rows
     BLOCK_N, num_warps, num_stages = _launch_config(BLOCK_D, page, q.element_size(), q.device)
     direct = num_splits == 1
+    f16_dots = FP8_DOTS_IN_F16 and q.dtype == torch.bfloat16 and k_cache.element_size() == 1
+    fp8_bits = (2 if q.is_cuda else 1) if FP8_BITS and f16_dots else 0
     mid_o, mid_lse, mo_strides, ml_strides = split_scratch(out, context_lens, num_splits)
     _decode_split_kernel[(Hkv, B, num_splits) if HEADS_FASTEST else (B, Hkv, num_splits)](
         q,
@@ -292,7 +300,7 @@ def paged_decode_attention(
         out,
         mid_o,
         mid_lse,
-        float(scale) * _LOG2E,
+        float(scale) * _LOG2E * (E4M3_BITS_SCALE.value if fp8_bits else 1.0),
         q.stride(0),
         q.stride(1),
         k_cache.stride(0),
@@ -314,8 +322,8 @@ def paged_decode_attention(
         BLOCK_D=BLOCK_D,
         BLOCK_N=BLOCK_N,
         DIRECT=direct,
-        F16_DOTS=FP8_DOTS_IN_F16 and q.dtype == torch.bfloat16 and k_cache.element_size() == 1,
-        V_BY_DIM=FP8_V_BY_DIM and v_cache.element_size() == 1,
+        F16_DOTS=f16_dots,
+        FP8_BITS=fp8_bits,
         HEADS_FASTEST=HEADS_FASTEST,
         num_warps=num_warps,
         num_stages=num_stages,

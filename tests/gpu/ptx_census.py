@@ -11,7 +11,7 @@ Launch arguments are specialised as a real launch specialises them (16-byte alig
 divisible by 16 except the kernel's do_not_specialize ones), without which every load compiles scalar. The local
 Triton may differ from the GPU machines' (3.6).
 
-usage: python tests/gpu/ptx_census.py decode [--cache fp8|bf16] [--v-by-dim] [--stages 3] [--block 128] [--group 2]
+usage: python tests/gpu/ptx_census.py decode [--cache fp8|bf16] [--fp8-bits 0|1|2] [--stages 3] [--block 128] [--group 2]
        python tests/gpu/ptx_census.py prefill [--cache fp8|bf16] [--stages 3] [--block 64] [--group 4]
        python tests/gpu/ptx_census.py skinny [--block 64] [--block-k 128] [--stages 4] [--rope] [--norm]
 """
@@ -57,7 +57,7 @@ def decode(args):
                 "qk_scale": "fp32"}
     consts = dict(GROUP=args.group, HEAD_DIM=128, PAGE=16, BLOCK_G=max(16, 1 << (args.group - 1).bit_length()),
                   BLOCK_D=128, BLOCK_N=args.block or 128, DIRECT=True, F16_DOTS=args.cache == "fp8",
-                  V_BY_DIM=args.v_by_dim, PDL=True)
+                  PDL=True, FP8_BITS=args.fp8_bits, HEADS_FASTEST=False)
     return compile_census(decode_attention._decode_split_kernel, pointers, consts,
                           ("stride_bt", "stride_ml_b", "stride_ml_h", "num_splits"), 4, args.stages or 3)
 
@@ -90,7 +90,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("kernel", choices=("decode", "prefill", "skinny"))
     ap.add_argument("--cache", choices=("fp8", "bf16"), default="fp8", help="decode / prefill: KV-cache dtype")
-    ap.add_argument("--v-by-dim", action="store_true", help="decode: load V by head dimension")
+    ap.add_argument("--fp8-bits", type=int, default=0, help="decode: widen float8 with cvt (0) or by moving bits, Triton ops (1) / inline asm (2)")
     ap.add_argument("--stages", type=int, default=0, help="num_stages (default: the kernel's usual)")
     ap.add_argument("--block", type=int, default=0, help="BLOCK_N (decode, skinny) or BLOCK_M = BLOCK_N (prefill)")
     ap.add_argument("--block-k", type=int, default=128, help="skinny: BLOCK_K")
