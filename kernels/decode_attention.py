@@ -8,7 +8,6 @@ import torch
 import triton
 import triton.language as tl
 
-from .fp8_widen import E4M3_BITS_SCALE, e4m3_to_f16_div256
 from .online_softmax import online_softmax_step
 from .pdl import pdl_args, pdl_enter
 
@@ -82,17 +81,11 @@ def _decode_split_kernel(
     BLOCK_N: tl.constexpr,
     DIRECT: tl.constexpr,  # num_splits == 1: write the final output, skip the reduction
     F16_DOTS: tl.constexpr,  # bf16 queries over a float8 cache: both dots in fp16 (see FP8_DOTS_IN_F16)
-    FP8_BITS: tl.constexpr,  # 0: widen a float8 cache with cvt; 1: by moving bits (Triton ops); 2: by inline asm
-    HEADS_FASTEST: tl.constexpr,  # grid (KV heads, sequences, splits) instead of (sequences, KV heads, splits)
     PDL: tl.constexpr,
 ):
     pdl_enter(PDL)
-    if HEADS_FASTEST:
-        kvh = tl.program_id(0)
-        b = tl.program_id(1)
-    else:
-        b = tl.program_id(0)
-        kvh = tl.program_id(1)
+    b = tl.program_id(0)
+    kvh = tl.program_id(1)
     split = tl.program_id(2)
 
     start, end = split_range(context_lens_ptr, b, split, num_splits, BLOCK_N)
@@ -130,23 +123,16 @@ def _decode_split_kernel(
             + kvh * stride_kh + offs_d[None, :],
             mask=kv_mask,
             other=0.0,
-        )
-        if FP8_BITS:  # k / 256 (E4M3_BITS_SCALE, folded into qk_scale by the host)
-            k = e4m3_to_f16_div256(k, FP8_BITS == 2)
-        else:
-            k = k.to(q.dtype)  # a float8 cache is widened to q's dtype for the dot (a no-op otherwise)
+        ).to(q.dtype)  # a float8 cache is widened to q's dtype for the dot (a no-op otherwise)
         v = tl.load(
             v_cache_ptr + phys[:, None] * stride_vb + slot_in_page[:, None] * stride_vs
             + kvh * stride_vh + offs_d[None, :],
             mask=kv_mask,
             other=0.0,
-        )
-        v = e4m3_to_f16_div256(v, FP8_BITS == 2) if FP8_BITS else v.to(q.dtype)  # v / 256: acc is scaled back
+        ).to(q.dtype)
         qk = tl.dot(q, tl.trans(k), input_precision="ieee") * qk_scale  # [BLOCK_G, BLOCK_N]
         qk = tl.where(mask_n[None, :], qk, float("-inf"))
         m_i, l_i, acc = online_softmax_step(qk, v, m_i, l_i, acc)
-    if FP8_BITS:
-        acc = acc * E4M3_BITS_SCALE
 
     store_split(acc, l_i, m_i, b, split, heads, offs_d, mask_g, mask_d, out_ptr, stride_ob, stride_oh, mid_o_ptr,
                 stride_mo_b, stride_mo_h, stride_mo_s, mid_lse_ptr, stride_ml_b, stride_ml_h, DIRECT)
@@ -203,17 +189,15 @@ MIN_SPLIT_TOKENS = int(os.environ.get("SPMD_DECODE_MIN_SPLIT_TOKENS", "128"))
 # float8 to bf16 takes several) and run both dots in fp16 (more mantissa than bf16; decode's queries and softmax
 # weights are far inside its range). Widening to bf16 left the nano-vllm case no faster than a bf16 cache.
 FP8_DOTS_IN_F16 = True
-# Over a float8 cache decode attention ran at ~46% of the copy rate in float8 bytes, about the elements a second of
-# a bf16 cache (tests/gpu/bench_v_layout.py, H200, session 10), whichever way V was laid out: it is bound by
-# widening, not by reading. SPMD_FP8_BITS=1 widens by moving bits (fp8_widen.py: prmt / shift / lop3, two values
-# per 32-bit operation) instead of cvt.rn.f16x2.e4m3x2. Untimed (tests/gpu/run_fp8_widen.sh).
-FP8_BITS = os.environ.get("SPMD_FP8_BITS", "0") == "1"
-# The GPU starts programs in grid order, first axis fastest. With the scheduler's longest-first decode batches
-# (SPMD_DECODE_LONGEST_FIRST, engine/scheduler.py) the grid runs KV heads fastest, so every head of the longest
-# sequences starts first and the shortest programs come last: a list-scheduling model of nano-vllm's lengths on
-# one to three programs an SM puts that within 2-4% of the balanced attention time, against 3-17% in admission
-# order and 11-12% for sorted sequences repeated head by head. Untimed (tests/gpu/run_nano_decode_tiles.sh).
-HEADS_FASTEST = os.environ.get("SPMD_DECODE_LONGEST_FIRST", "0") == "1"
+# A float8 cache reached ~46% of the copy rate in float8 bytes with the bf16 tile, about the elements a second of a
+# bf16 cache; session 10 (H200) ruled out the byte-wise V transpose (V laid out by head dimension: no faster) and the
+# cvt widening (widening by moving bits: slower). A float8 tile is half the bytes, so the same pipeline keeps half
+# the bytes in flight: five stages instead of three took nano-vllm bs256 263 -> 241 us a layer, bs64 104 -> 95 us,
+# Llama-3-8B bs64 @1k 67 -> 64 us (tune_decode_attention.py --fp8 --configs, run_fp8_tiles.sh). Where the context is
+# split many ways each program holds few tiles and the deeper prologue costs (bs1 @1k 5.9 -> 6.9 us, Qwen3-8B bs16
+# 32.7 -> 33.1 us), so the deeper pipeline is for launches of at most FP8_DEEP_MAX_SPLITS splits.
+FP8_DEEP_STAGES = int(os.environ.get("SPMD_DECODE_FP8_STAGES", "5"))
+FP8_DEEP_MAX_SPLITS = 2
 # The splits are combined by a second, tiny kernel. Combining them in the split kernel's last program per (sequence,
 # KV head), found by an atomic counter, was tried and timed (session 7, H200, Llama-3-8B bs1 @1k): 10 us a layer
 # against 6 + 1.6 us for the two launches, since one program then reads every split while the rest of the GPU idles.
@@ -222,10 +206,13 @@ HEADS_FASTEST = os.environ.get("SPMD_DECODE_LONGEST_FIRST", "0") == "1"
 # before still needs).
 
 
-def _launch_config(block_d: int, page: int, elem_size: int, device: torch.device):
+def _launch_config(block_d: int, page: int, elem_size: int, cache_elem_size: int, num_splits: int,
+                   device: torch.device):
     if device.type != "cuda":  # TRITON_INTERPRET: small tiles keep the interpreter quick
         return max(page, 16), 4, 1
     block_n, warps, stages = CUDA_CONFIG
+    if cache_elem_size == 1 and num_splits <= FP8_DEEP_MAX_SPLITS:
+        stages = max(stages, FP8_DEEP_STAGES)
     if block_d > 128:
         block_n = min(block_n, 32)
     if elem_size >= 4:  # fp32: keep shared memory in bounds
@@ -286,12 +273,12 @@ def paged_decode_attention(
     group = Hq // Hkv
     BLOCK_D = triton.next_power_of_2(D)
     BLOCK_G = max(triton.next_power_of_2(group), 16)  # tl.dot needs >= 16 rows
-    BLOCK_N, num_warps, num_stages = _launch_config(BLOCK_D, page, q.element_size(), q.device)
+    BLOCK_N, num_warps, num_stages = _launch_config(BLOCK_D, page, q.element_size(), k_cache.element_size(),
+                                                    num_splits, q.device)
     direct = num_splits == 1
     f16_dots = FP8_DOTS_IN_F16 and q.dtype == torch.bfloat16 and k_cache.element_size() == 1
-    fp8_bits = (2 if q.is_cuda else 1) if FP8_BITS and f16_dots else 0
     mid_o, mid_lse, mo_strides, ml_strides = split_scratch(out, context_lens, num_splits)
-    _decode_split_kernel[(Hkv, B, num_splits) if HEADS_FASTEST else (B, Hkv, num_splits)](
+    _decode_split_kernel[(B, Hkv, num_splits)](
         q,
         k_cache,
         v_cache,
@@ -300,7 +287,7 @@ def paged_decode_attention(
         out,
         mid_o,
         mid_lse,
-        float(scale) * _LOG2E * (E4M3_BITS_SCALE.value if fp8_bits else 1.0),
+        float(scale) * _LOG2E,
         q.stride(0),
         q.stride(1),
         k_cache.stride(0),
@@ -323,8 +310,6 @@ def paged_decode_attention(
         BLOCK_N=BLOCK_N,
         DIRECT=direct,
         F16_DOTS=f16_dots,
-        FP8_BITS=fp8_bits,
-        HEADS_FASTEST=HEADS_FASTEST,
         num_warps=num_warps,
         num_stages=num_stages,
         **pdl_args(q.device),

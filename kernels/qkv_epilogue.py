@@ -1,5 +1,4 @@
-"""The qkv projection's epilogue that rotates q and k (Qwen3: after normalising each head) and stores k and v into the
-paged caches (skinny_gemm's ROPE mode, kernels/qkv_rope_store.py): the feature order it needs, the epilogue itself,
+"""The qkv projection's epilogue that rotates q and k and stores k and v into the paged caches (skinny_gemm's ROPE mode, kernels/qkv_rope_store.py): the feature order it needs, the epilogue itself,
 and its launch arguments."""
 
 from __future__ import annotations
@@ -24,11 +23,6 @@ class RopeStore:
     num_q_heads: int
     num_kv_heads: int
     head_dim: int
-    q_norm: torch.Tensor | None = None
-    """Qwen3: each q head RMS-normalised with this weight [head_dim] before the rotation (and each k head with
-    k_norm), as qk_norm_rotary does; the epilogue then needs whole heads per program (BLOCK_N == head_dim)."""
-    k_norm: torch.Tensor | None = None
-    norm_eps: float = 1e-6
 
 
 @triton.jit
@@ -45,26 +39,16 @@ def rope_feature_order(pid_n, rotated_features, HEAD_DIM: tl.constexpr, BLOCK_N:
 
 @triton.jit
 def rope_store_epilogue(y, pid_n, offs_m, offs_n, mask_m, pos_ptr, cos_sin_ptr, slot_ptr, k_cache_ptr, v_cache_ptr,
-                        q_norm_ptr, k_norm_ptr, norm_eps, stride_cs, stride_cb, stride_cs_slot, stride_ch, q_features,
-                        kv_features, HEAD_DIM: tl.constexpr, PAGE: tl.constexpr, FP8: tl.constexpr,
-                        NORM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+                        stride_cs, stride_cb, stride_cs_slot, stride_ch, q_features, kv_features,
+                        HEAD_DIM: tl.constexpr, PAGE: tl.constexpr, FP8: tl.constexpr, BLOCK_M: tl.constexpr,
+                        BLOCK_N: tl.constexpr):
     """A qkv projection's tile y [BLOCK_M, BLOCK_N] (features in rope_feature_order, rounded to the output dtype
     as the projection alone would store it) rotated where it holds q or k pairs (neox, the whole head, as
     kernels/rotary.py on the rounded values), and its k or v features stored into the paged caches at each row's
-    slot (slot < 0: nothing), as kernels/kv_store.py stores them. NORM (BLOCK_N == HEAD_DIM: one whole head): q and
-    k heads RMS-normalised first, rounded to the output dtype as qk_norm_rotary rounds them. Returns the tile to
-    store as the output."""
+    slot (slot < 0: nothing), as kernels/kv_store.py stores them. Returns the tile to store as the output."""
     start = pid_n * BLOCK_N
     HALF_N: tl.constexpr = BLOCK_N // 2
     if start < q_features + kv_features:
-        if NORM:
-            yf = y.to(tl.float32)
-            inv = 1.0 / tl.sqrt(tl.sum(yf * yf, axis=1) / HEAD_DIM + norm_eps)
-            if start < q_features:
-                w = tl.load(q_norm_ptr + offs_n % HEAD_DIM).to(tl.float32)
-            else:
-                w = tl.load(k_norm_ptr + offs_n % HEAD_DIM).to(tl.float32)
-            y = (yf * inv[:, None] * w[None, :]).to(y.dtype)
         pos = tl.load(pos_ptr + offs_m, mask=mask_m, other=0).to(tl.int64)
         pair = (start % HEAD_DIM) // 2 + tl.arange(0, HALF_N)
         table = cos_sin_ptr + pos[:, None] * stride_cs + pair[None, :]

@@ -28,10 +28,10 @@ def _dot(x, w, acc, IEEE: tl.constexpr):
 
 @triton.jit
 def _skinny_gemm_kernel(x_ptr, w_ptr, bias_ptr, out_ptr, M, N, K, stride_xm, stride_wn, stride_om,
-                        pos_ptr, cos_sin_ptr, slot_ptr, k_cache_ptr, v_cache_ptr, q_norm_ptr, k_norm_ptr, norm_eps,
+                        pos_ptr, cos_sin_ptr, slot_ptr, k_cache_ptr, v_cache_ptr,
                         stride_cs, stride_cb, stride_cs_slot, stride_ch, q_features, kv_features,
                         HAS_BIAS: tl.constexpr, ROPE: tl.constexpr, HEAD_DIM: tl.constexpr,
-                        PAGE: tl.constexpr, FP8: tl.constexpr, NORM: tl.constexpr, IEEE: tl.constexpr,
+                        PAGE: tl.constexpr, FP8: tl.constexpr, IEEE: tl.constexpr,
                         PDL: tl.constexpr,
                         BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
     """out[m, n] = sum_k x[m, k] * w[n, k] (+ bias[n]) for one program's BLOCK_N output features (ROPE: then
@@ -74,8 +74,8 @@ def _skinny_gemm_kernel(x_ptr, w_ptr, bias_ptr, out_ptr, M, N, K, stride_xm, str
     y = acc.to(out_ptr.dtype.element_ty)
     if ROPE:
         y = rope_store_epilogue(y, pid_n, offs_m, offs_n, mask_m, pos_ptr, cos_sin_ptr, slot_ptr, k_cache_ptr,
-                                v_cache_ptr, q_norm_ptr, k_norm_ptr, norm_eps, stride_cs, stride_cb, stride_cs_slot,
-                                stride_ch, q_features, kv_features, HEAD_DIM, PAGE, FP8, NORM, BLOCK_M, BLOCK_N)
+                                v_cache_ptr, stride_cs, stride_cb, stride_cs_slot, stride_ch, q_features,
+                                kv_features, HEAD_DIM, PAGE, FP8, BLOCK_M, BLOCK_N)
     out_ptrs = out_ptr + offs_m[:, None] * stride_om + offs_n[None, :]
     tl.store(out_ptrs, y, mask=mask_m[:, None] & mask_n[None, :])
 
@@ -134,18 +134,13 @@ def _launch(x2: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, o
     assert k % block_k == 0, (k, block_k)
     if rope is not None:
         assert rope.head_dim % block_n == 0, f"BLOCK_N {block_n} must divide the head dim {rope.head_dim}"
-        norm = rope.q_norm is not None
-        assert not norm or block_n == rope.head_dim, "the per-head norm needs whole heads: BLOCK_N == head_dim"
         cache = rope.k_cache
-        rope_args = (rope.positions, rope.cos_sin, rope.slot_mapping, cache, rope.v_cache,
-                     rope.q_norm if norm else out, rope.k_norm if norm else out, float(rope.norm_eps),
-                     rope.cos_sin.stride(0), cache.stride(0), cache.stride(1), cache.stride(2),
+        rope_args = (rope.positions, rope.cos_sin, rope.slot_mapping, cache, rope.v_cache, rope.cos_sin.stride(0), cache.stride(0), cache.stride(1), cache.stride(2),
                      rope.num_q_heads * rope.head_dim, rope.num_kv_heads * rope.head_dim)
-        rope_sizes = dict(HEAD_DIM=rope.head_dim, PAGE=cache.shape[1], FP8=cache.dtype == torch.float8_e4m3fn,
-                          NORM=norm)
+        rope_sizes = dict(HEAD_DIM=rope.head_dim, PAGE=cache.shape[1], FP8=cache.dtype == torch.float8_e4m3fn)
     else:  # placeholders, unread without ROPE
-        rope_args = (out, out, out, out, out, out, out, 0.0, 0, 0, 0, 0, 0, 0)
-        rope_sizes = dict(HEAD_DIM=1, PAGE=1, FP8=False, NORM=False)
+        rope_args = (out, out, out, out, out, 0, 0, 0, 0, 0, 0)
+        rope_sizes = dict(HEAD_DIM=1, PAGE=1, FP8=False)
     _skinny_gemm_kernel[(triton.cdiv(n, block_n),)](
         x2, weight, bias if bias is not None else weight, out, x2.shape[0], n, k, x2.stride(0), weight.stride(0),
         out.stride(0), *rope_args, HAS_BIAS=bias is not None, ROPE=rope is not None, **rope_sizes,

@@ -4,25 +4,15 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from operator import attrgetter
-
-from spmd_kernels.decode_attention import HEADS_FASTEST
 
 from ..parallel.dp_meta import Phase
 from .block_manager import BlockManager
 from .sequence import Sequence, SeqStatus
 
-# Decode batches ordered longest context first (SPMD_DECODE_LONGEST_FIRST=1). Decode attention runs one program per
-# (sequence, KV head[, split]) and the GPU starts them in grid order, so with mixed lengths a long sequence that
-# starts last leaves the other SMs idle while it finishes; longest first, with the kernel's grid then running KV
-# heads fastest (kernels/decode_attention.py reads the variable once, as HEADS_FASTEST), the last programs to
-# start are the shortest. A list-scheduling model of nano-vllm's lengths (256 sequences x 8 KV heads, one to three
-# programs an SM) puts the attention time 3-17% above its balanced share in admission order and within 2-4%
-# longest first. Off until a GPU has timed it (tests/gpu/run_nano_decode_tiles.sh). The order changes no output:
-# sampling draws from each request's own stream, and every row's attention and projections are computed alike
-# wherever it sits.
-DECODE_LONGEST_FIRST = HEADS_FASTEST
-_CONTEXT = attrgetter("num_computed")
+# Decode batches stay in admission order. Ordering them longest context first, with decode attention's grid running
+# KV heads fastest so the shortest programs start last, was built and timed (session 10, H200, Qwen3-0.6B
+# nano-vllm, run_nano_decode_tiles.sh at commit a9df00c): the decode step was 5.8 ms both ways, and tok/s moved
+# within the run-to-run spread (25.2k / 24.4k against 24.6k / 23.0k). A list-scheduling model had promised 3-17%.
 
 
 @dataclass
@@ -124,8 +114,6 @@ class Scheduler:
             else:
                 self.blocks.allocate(seq, 1)
                 chosen.append(seq)
-        if DECODE_LONGEST_FIRST:
-            chosen.sort(key=_CONTEXT, reverse=True)
         # One token each (filled in bulk: this runs every decode step over the whole batch).
         return ScheduledBatch(Phase.DECODE, chosen, [1] * len(chosen),
                               [s.num_computed + 1 == len(s.token_ids) for s in chosen])

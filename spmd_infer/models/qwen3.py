@@ -2,19 +2,10 @@
 
 from __future__ import annotations
 
-import os
-from dataclasses import replace
-
 from spmd_kernels import qk_norm_rotary, qk_norm_rotary_store_kv
 
 from ..layers.layernorm import RMSNorm
 from .llama import LlamaAttention, LlamaForCausalLM
-
-# The q/k norms, rotary embedding and KV store in the qkv projection's skinny_gemm epilogue at decode, as Llama's
-# rotary and store are (SPMD_QKV_ROPE), each program then holding one whole head (kernels/qkv_rope_store.py).
-# SPMD_QKV_NORM_ROPE=1 turns it on; off until a GPU has timed it (tests/gpu/run_qwen3_qkv_norm.sh): with whole
-# heads Qwen3-8B's qkv streams through 48 programs instead of 96.
-QKV_NORM_ROPE_ON = os.environ.get("SPMD_QKV_NORM_ROPE", "0") == "1"
 
 
 class Qwen3Attention(LlamaAttention):
@@ -22,14 +13,6 @@ class Qwen3Attention(LlamaAttention):
         super().__init__(config, shard)
         self.q_norm = RMSNorm(self.head_dim, config.rms_norm_eps)
         self.k_norm = RMSNorm(self.head_dim, config.rms_norm_eps)
-
-    @classmethod
-    def qkv_epilogue_on(cls) -> bool:
-        return QKV_NORM_ROPE_ON
-
-    def rope_store(self, positions, batch):
-        return replace(super().rope_store(positions, batch), q_norm=self.q_norm.weight, k_norm=self.k_norm.weight,
-                       norm_eps=self.q_norm.eps)
 
     def position_qk(self, positions, q, k):
         if q.is_cuda:  # both norms and rotary in one Triton kernel, in place in the qkv output

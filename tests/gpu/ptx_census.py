@@ -3,17 +3,18 @@ PTX instructions that tell how it moves data: global loads and async copies, sha
 ldmatrix, float8 conversions, byte permutes, tensor-core mma / wgmma.
 
 Device time is the scarce resource; this answers "does Triton pipeline, vectorise, transpose bytes?" offline.
-Session 9 found with it why decode attention over a float8 cache runs at 2.0 TB/s where a bf16 cache reaches
-3.6 TB/s: 128 byte-wide shared loads (ld.shared.b8) per thread per tile, Triton transposing the float8 V tile a
-byte at a time for decode's 16-row mma.sync (loading V by head dimension, V_BY_DIM, turns them into 64-bit loads
-and register permutes); prefill's 64-row tiles run wgmma and widen float8 before shared memory, without them.
+It counts instructions, not time: session 9 found with it 128 byte-wide shared loads (ld.shared.b8) per thread per
+tile in decode attention over a float8 cache, Triton transposing the float8 V tile for decode's 16-row mma.sync,
+and took them for why that kernel ran at half a bf16 cache's bytes a second. Session 10 timed the kernel without
+them (V laid out by head dimension) and without cvt (widening by moving bits): neither was faster. Five pipeline
+stages were (decode_attention.FP8_DEEP_STAGES): what bound it was the bytes in flight.
 Launch arguments are specialised as a real launch specialises them (16-byte aligned pointers, integer arguments
 divisible by 16 except the kernel's do_not_specialize ones), without which every load compiles scalar. The local
 Triton may differ from the GPU machines' (3.6).
 
-usage: python tests/gpu/ptx_census.py decode [--cache fp8|bf16] [--fp8-bits 0|1|2] [--stages 3] [--block 128] [--group 2]
+usage: python tests/gpu/ptx_census.py decode [--cache fp8|bf16] [--stages 3] [--block 128] [--group 2]
        python tests/gpu/ptx_census.py prefill [--cache fp8|bf16] [--stages 3] [--block 64] [--group 4]
-       python tests/gpu/ptx_census.py skinny [--block 64] [--block-k 128] [--stages 4] [--rope] [--norm]
+       python tests/gpu/ptx_census.py skinny [--block 64] [--block-k 128] [--stages 4] [--rope]
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ def decode(args):
                 "qk_scale": "fp32"}
     consts = dict(GROUP=args.group, HEAD_DIM=128, PAGE=16, BLOCK_G=max(16, 1 << (args.group - 1).bit_length()),
                   BLOCK_D=128, BLOCK_N=args.block or 128, DIRECT=True, F16_DOTS=args.cache == "fp8",
-                  PDL=True, FP8_BITS=args.fp8_bits, HEADS_FASTEST=False)
+                  PDL=True)
     return compile_census(decode_attention._decode_split_kernel, pointers, consts,
                           ("stride_bt", "stride_ml_b", "stride_ml_h", "num_splits"), 4, args.stages or 3)
 
@@ -78,11 +79,9 @@ def prefill(args):
 def skinny(args):
     skinny_gemm = importlib.import_module("spmd_kernels.skinny_gemm")  # the package exports a function by that name
 
-    pointers = {n: "*bf16" for n in ("x_ptr", "w_ptr", "bias_ptr", "out_ptr", "k_cache_ptr", "v_cache_ptr",
-                                     "q_norm_ptr", "k_norm_ptr")}
-    pointers.update(pos_ptr="*i64", slot_ptr="*i64", cos_sin_ptr="*fp32", norm_eps="fp32")
-    consts = dict(HAS_BIAS=False, ROPE=args.rope or args.norm, HEAD_DIM=128, PAGE=16, FP8=False, NORM=args.norm,
-                  IEEE=False, PDL=True, BLOCK_M=16, BLOCK_N=args.block or 64, BLOCK_K=args.block_k)
+    pointers = {n: "*bf16" for n in ("x_ptr", "w_ptr", "bias_ptr", "out_ptr", "k_cache_ptr", "v_cache_ptr")}
+    pointers.update(pos_ptr="*i64", slot_ptr="*i64", cos_sin_ptr="*fp32")
+    consts = dict(HAS_BIAS=False, ROPE=args.rope, HEAD_DIM=128, PAGE=16, FP8=False, IEEE=False, PDL=True, BLOCK_M=16, BLOCK_N=args.block or 64, BLOCK_K=args.block_k)
     return compile_census(skinny_gemm._skinny_gemm_kernel, pointers, consts, (), 4, args.stages or 4)
 
 
@@ -90,13 +89,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("kernel", choices=("decode", "prefill", "skinny"))
     ap.add_argument("--cache", choices=("fp8", "bf16"), default="fp8", help="decode / prefill: KV-cache dtype")
-    ap.add_argument("--fp8-bits", type=int, default=0, help="decode: widen float8 with cvt (0) or by moving bits, Triton ops (1) / inline asm (2)")
     ap.add_argument("--stages", type=int, default=0, help="num_stages (default: the kernel's usual)")
     ap.add_argument("--block", type=int, default=0, help="BLOCK_N (decode, skinny) or BLOCK_M = BLOCK_N (prefill)")
     ap.add_argument("--block-k", type=int, default=128, help="skinny: BLOCK_K")
     ap.add_argument("--group", type=int, default=2, help="decode / prefill: query heads per KV head")
     ap.add_argument("--rope", action="store_true", help="skinny: the qkv rotary + KV-store epilogue")
-    ap.add_argument("--norm", action="store_true", help="skinny: with Qwen3's per-head norm (BLOCK_N = 128)")
     args = ap.parse_args()
     sys.path.insert(0, str(_REPO))
     ops, shared = {"decode": decode, "prefill": prefill, "skinny": skinny}[args.kernel](args)

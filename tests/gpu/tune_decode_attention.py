@@ -4,7 +4,7 @@ inside CUDA graphs as the engine runs it: the numbers behind decode_attention's 
 
 usage (on a GPU machine, in the repo root, after `source tests/gpu/device_env.sh`):
   python tests/gpu/tune_decode_attention.py [--json best.json]
-  python tests/gpu/tune_decode_attention.py --fp8
+  python tests/gpu/tune_decode_attention.py --fp8 [--configs "256,4,3 128,4,4"]
 --json writes the setting with the best geometric-mean time over the shapes, as SPMD_DECODE_* values.
 --fp8 times a float8 cache instead: each tile config with the dots in fp16 and in bf16 (FP8_DOTS_IN_F16), and
 the default on a bf16 cache beside them.
@@ -59,10 +59,12 @@ def build(batch, hq, hkv, lens, seed=0, kv_dtype=torch.bfloat16):
     return q, k, v, bt, torch.tensor(ctx, dtype=torch.int32, device="cuda"), sum(ctx) * hkv * D * 2 * k.element_size()
 
 
-def sweep_fp8(bw: float) -> None:
-    """A float8 cache: every tile config with fp16 and with bf16 dots, against the default on a bf16 cache."""
+def sweep_fp8(bw: float, configs: list[tuple], dots: list[bool]) -> None:
+    """A float8 cache: every tile config with these dot precisions (fp16: True), against the default on a bf16
+    cache."""
     default = (da.CUDA_CONFIG, da.FP8_DOTS_IN_F16)
-    settings = list(itertools.product(CONFIGS, [True, False]))
+    da.FP8_DEEP_STAGES = 0  # each tile as given, not deepened for float8 as the engine's launches are
+    settings = list(itertools.product(configs, dots))
     times: dict[tuple, list[float]] = {s: [] for s in settings}
     for name, (batch, hq, hkv, lens) in SHAPES.items():
         q, k, v, bt, ctx, kv_bytes = build(batch, hq, hkv, lens, kv_dtype=torch.float8_e4m3fn)
@@ -90,11 +92,16 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--json", help="write the best setting here")
     ap.add_argument("--fp8", action="store_true", help="time a float8 cache (tile configs x fp16 / bf16 dots)")
+    ap.add_argument("--configs", help="--fp8: these tiles instead, 'BLOCK_N,warps,stages ...', fp16 dots only")
     args = ap.parse_args()
     bw = measure_ceilings(torch.device("cuda"), torch.bfloat16).bandwidth_bytes_per_s
     print(f"{torch.cuda.get_device_name()}: copy rate {bw / 1e12:.2f} TB/s")
     if args.fp8:
-        sweep_fp8(bw)
+        if args.configs:
+            configs = [tuple(map(int, c.split(","))) for c in args.configs.split()]
+            sweep_fp8(bw, sorted(set(configs) | {da.CUDA_CONFIG}), [da.FP8_DOTS_IN_F16])
+        else:
+            sweep_fp8(bw, CONFIGS, [True, False])
         return
     default = (da.CUDA_CONFIG, da.SPLIT_WAVES, da.MIN_SPLIT_TOKENS)
     settings = list(itertools.product(CONFIGS, WAVES, MIN_SPLIT))

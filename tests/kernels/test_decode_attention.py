@@ -20,19 +20,6 @@ def test_paged_decode_attention(D, Hq, Hkv, num_splits, dtype, device, assert_cl
     assert_close(out, ref)
 
 
-@pytest.mark.parametrize("num_splits", [1, 3])
-def test_paged_decode_attention_heads_fastest_grid(num_splits, dtype, device, assert_close, paged_kv, monkeypatch):
-    # The grid that starts every KV head of a sequence together (HEADS_FASTEST, with longest-first decode batches):
-    # more sequences than KV heads, so swapped program ids would read the wrong rows.
-    monkeypatch.setattr(decode_attention, "HEADS_FASTEST", True)
-    context_lens = [45, 33, 17, 9, 1]
-    k_cache, v_cache, block_tables = paged_kv(context_lens, 2, 64, dtype, device)
-    q = torch.randn(len(context_lens), 4, 64, dtype=dtype, device=device)
-    ctx = torch.tensor(context_lens, dtype=torch.int32, device=device)
-    out = paged_decode_attention(q, k_cache, v_cache, block_tables, ctx, 0.125, num_splits=num_splits)
-    assert_close(out, paged_decode_attention_ref(q, k_cache, v_cache, block_tables, ctx, 0.125))
-
-
 @pytest.mark.parametrize("num_splits", [2, 8])
 def test_paged_decode_attention_many_splits(num_splits, dtype, device, assert_close, paged_kv):
     # More splits than tiles for the short sequences: empty splits must not poison the reduction.
@@ -82,6 +69,18 @@ def test_choose_num_splits():
     # CPU counts as one SM: one sequence with a long context gets SPLIT_WAVES splits.
     assert choose_num_splits(1, 1, 100_000, cpu) == decode_attention.SPLIT_WAVES
     assert choose_num_splits(1024, 8, 100_000, cpu) == 1  # plenty of programs already
+
+
+def test_float8_launches_of_few_splits_run_a_deeper_pipeline():
+    # The rule alone (on CUDA): a float8 tile is half the bytes, so launches of at most FP8_DEEP_MAX_SPLITS splits
+    # take FP8_DEEP_STAGES; more splits, or a bf16 cache, keep the tile's own stages.
+    cuda = torch.device("cuda")  # only compared against, never allocated on
+    block_n, warps, stages = decode_attention.CUDA_CONFIG
+    deep = max(stages, decode_attention.FP8_DEEP_STAGES)
+    assert decode_attention._launch_config(128, 16, 2, 1, 1, cuda) == (block_n, warps, deep)
+    assert decode_attention._launch_config(128, 16, 2, 1, decode_attention.FP8_DEEP_MAX_SPLITS, cuda)[2] == deep
+    assert decode_attention._launch_config(128, 16, 2, 1, decode_attention.FP8_DEEP_MAX_SPLITS + 1, cuda)[2] == stages
+    assert decode_attention._launch_config(128, 16, 2, 2, 1, cuda)[2] == stages
 
 
 def test_ref_matches_sdpa(device, paged_kv):

@@ -1,8 +1,6 @@
 """The KV kernels with a float8 e4m3 cache (cache.dtype=fp8): stores saturate at +-448 (where torch's CUDA cast gives
 NaN), and both attention kernels read the float8 pages widened to q's dtype, against the references on the same cache."""
 
-import importlib
-
 import pytest
 import torch
 
@@ -33,16 +31,9 @@ def test_store_kv_into_fp8_saturates_like_torch(dtype, device):
     assert caches[0].float().abs().max() == 448
 
 
-@pytest.fixture(params=[False, True], ids=["widen_cvt", "widen_bits"])
-def fp8_bits(request, monkeypatch):
-    """Both ways decode attention widens a float8 tile (decode_attention.FP8_BITS)."""
-    monkeypatch.setattr(importlib.import_module("spmd_kernels.decode_attention"), "FP8_BITS", request.param)
-    return request.param
-
-
 @pytest.mark.parametrize("Hq,Hkv", [(4, 2), (8, 2)])
 @pytest.mark.parametrize("num_splits", [1, 3])
-def test_decode_attention_reads_an_fp8_cache(Hq, Hkv, num_splits, fp8_bits, dtype, device, assert_close, paged_kv):
+def test_decode_attention_reads_an_fp8_cache(Hq, Hkv, num_splits, dtype, device, assert_close, paged_kv):
     context_lens = [1, 17, 45]
     k_cache, v_cache, block_tables = paged_kv(context_lens, Hkv, 64, torch.float32, device)
     k_cache, v_cache = k_cache.to(FP8), v_cache.to(FP8)
@@ -67,7 +58,7 @@ def test_prefill_attention_reads_an_fp8_cache(Hq, Hkv, dtype, device, assert_clo
 
 
 @pytest.mark.parametrize("num_splits", [1, 3])
-def test_decode_attention_bf16_queries_over_fp8_run_fp16_dots(num_splits, fp8_bits, device, paged_kv):
+def test_decode_attention_bf16_queries_over_fp8_run_fp16_dots(num_splits, device, paged_kv):
     """bf16 queries over a float8 cache take the fp16-dot path (FP8_DOTS_IN_F16): within bf16's tolerance of the
     fp32 reference, and, being fp16 dots, checkable on the CPU too (the interpreter's bf16 tl.dot is what is wrong)."""
     context_lens = [1, 17, 45]

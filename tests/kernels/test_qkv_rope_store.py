@@ -4,8 +4,7 @@ import pytest
 import torch
 
 from spmd_kernels import build_cos_sin_cache, qkv_rope_store, qkv_rope_store_ref
-from spmd_kernels import skinny_gemm_ref
-from spmd_kernels.qkv_rope_store import qkv_rope_store_config, qkv_rope_store_supports
+from spmd_kernels.qkv_rope_store import qkv_rope_store_supports
 from spmd_kernels.qkv_epilogue import RopeStore
 
 
@@ -66,33 +65,6 @@ def test_qkv_rope_store(M, Hq, Hkv, D, K, with_bias, dtype, device, assert_close
     # BLOCK_N = 32: several programs per head (pairs taken in turn), and v heads spanning programs.
     out = qkv_rope_store(x, w, bias, rope, config=(32, 64, 4, 2))
     _check(out, ref_out, rope, ref_rope, assert_close)
-
-
-@pytest.mark.parametrize("M", [0, 1, 5, 16])
-@pytest.mark.parametrize("Hq,Hkv,D,K", [(4, 2, 64, 128), (8, 1, 16, 64), (2, 2, 32, 192)])
-@pytest.mark.parametrize("with_bias", [False, True])
-def test_qkv_rope_store_with_qk_norm(M, Hq, Hkv, D, K, with_bias, dtype, device, assert_close):
-    # Qwen3: each q and k head RMS-normalised (weights other than 1) before the rotation; a program per whole head.
-    x, w, bias, rope = _case(M, Hq, Hkv, D, K, dtype, device, with_bias=with_bias)
-    x *= 3  # heads far from unit RMS, so that a missing norm could not pass
-    q_norm, k_norm = (torch.rand(2, D, device=device) + 0.5).to(dtype)
-    rope = replace(rope, q_norm=q_norm, k_norm=k_norm, norm_eps=1e-6)
-    assert qkv_rope_store_config(w.shape[0], K, w.element_size(), rope)[0] == D
-    ref_rope = _copy(rope)
-    ref_out = qkv_rope_store_ref(x, w, bias, ref_rope)
-    out = qkv_rope_store(x, w, bias, rope, config=(D, 64, 4, 2))
-    _check(out, ref_out, rope, ref_rope, assert_close)
-    if M:  # normalised: every q and k head of every row has unit RMS before its weight and rotation
-        assert not torch.allclose(out, skinny_gemm_ref(x, w, bias), atol=1e-2)
-
-
-def test_qkv_rope_store_norm_needs_whole_heads(device):
-    x, w, bias, rope = _case(2, 4, 2, 64, 128, torch.float32, device)
-    rope = replace(rope, q_norm=torch.ones(64, device=device), k_norm=torch.ones(64, device=device))
-    assert qkv_rope_store_supports(x, w, rope)
-    with pytest.raises(AssertionError, match="whole heads"):
-        qkv_rope_store(x, w, bias, rope, config=(32, 64, 4, 2))
-    assert not qkv_rope_store_supports(x, w, replace(rope, k_norm=torch.ones(32, device=device)))
 
 
 def test_qkv_rope_store_into_a_float8_cache(device, assert_close):
