@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# One GPU (~4 min), next after session 10: decode attention over a float8 cache still runs at ~59% of the copy rate
+# with five stages (nano-vllm bs256, 241 us a layer; a bf16 cache reaches 93% at 301 us). Five stages beat three,
+# six tied, seven and eight lost (run_fp8_stages.sh): more bytes in flight helped until shared memory cut the
+# programs an SM. What is left to try: more, smaller programs an SM (64-token tiles with deep pipelines, two warps)
+# against the (128, 4, 5) default, then nano-vllm fp8 with the best two.
+set -uo pipefail
+source tests/gpu/device_env.sh
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | head -1
+part tiles 200 python3 tests/gpu/tune_decode_attention.py --fp8 \
+  --configs "128,4,5 64,4,6 64,4,8 64,2,6 128,2,5 32,4,8 32,2,8"
+grep -v " failed:" "$OUT/tiles.txt" | tail -45
+for cfg in 128,4,5 64,4,8; do
+  part nano_${cfg//,/_} 100 env SPMD_DECODE_CONFIG=$cfg SPMD_DECODE_FP8_STAGES=0 python3 -m spmd_infer.bench \
+    bench.preset=qwen3-0.6b bench.workload=nano_vllm cache.dtype=fp8 bench.output=$OUT/nano.json
+  echo "fp8 cache, tile $cfg"; grep -E "^nano_vllm|Error|compiled during" "$OUT/nano_${cfg//,/_}.txt" | cut -c1-150
+done
+rm -rf "$OUT"/*.run "$OUT"/*.json
