@@ -48,16 +48,12 @@ class LlamaAttention(nn.Module):
         self.fuse_rotary_store = FUSE_ROTARY_STORE and (
             cls.position_qk is LlamaAttention.position_qk
             or cls.position_qk_and_store is not LlamaAttention.position_qk_and_store)
-        # The qkv epilogue rotates whole heads in neox order only.
-        self.rope_in_qkv_epilogue = (self.qkv_epilogue_on() and self.fuse_rotary_store
-                                     and not self.rotary_emb.interleaved and self.rotary_emb.rot_dim == self.head_dim)
-
-    @classmethod
-    def qkv_epilogue_on(cls) -> bool:
-        """Whether this attention's positioning and store go into the qkv projection's epilogue (SPMD_QKV_ROPE):
-        only where q and k are positioned by the rotary embedding alone; a subclass positioning them its own way
-        says for itself (Qwen3)."""
-        return QKV_ROPE_ON and cls.position_qk is LlamaAttention.position_qk
+        # The positioning and store go into the qkv projection's epilogue (SPMD_QKV_ROPE) only where the rotary
+        # embedding alone positions q and k, over whole heads in neox order. (Qwen3's q/k norms in it too were timed
+        # slower and removed: kernels/qkv_rope_store.py.)
+        self.rope_in_qkv_epilogue = (QKV_ROPE_ON and cls.position_qk is LlamaAttention.position_qk
+                                     and self.fuse_rotary_store and not self.rotary_emb.interleaved
+                                     and self.rotary_emb.rot_dim == self.head_dim)
 
     @staticmethod
     def biases(config: Any) -> tuple[bool, bool]:
