@@ -1,5 +1,5 @@
-"""The qkv projection's epilogue that rotates q and k and stores k and v into the paged caches (skinny_gemm's ROPE mode, kernels/qkv_rope_store.py): the feature order it needs, the epilogue itself,
-and its launch arguments."""
+"""The qkv projection's epilogue that rotates q and k and stores k and v into the paged caches (skinny_gemm's ROPE
+mode, kernels/qkv_rope_store.py): the feature order it needs, the epilogue itself, and its launch arguments."""
 
 from __future__ import annotations
 

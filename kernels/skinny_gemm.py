@@ -135,8 +135,9 @@ def _launch(x2: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, o
     if rope is not None:
         assert rope.head_dim % block_n == 0, f"BLOCK_N {block_n} must divide the head dim {rope.head_dim}"
         cache = rope.k_cache
-        rope_args = (rope.positions, rope.cos_sin, rope.slot_mapping, cache, rope.v_cache, rope.cos_sin.stride(0), cache.stride(0), cache.stride(1), cache.stride(2),
-                     rope.num_q_heads * rope.head_dim, rope.num_kv_heads * rope.head_dim)
+        rope_args = (rope.positions, rope.cos_sin, rope.slot_mapping, cache, rope.v_cache, rope.cos_sin.stride(0),
+                     cache.stride(0), cache.stride(1), cache.stride(2), rope.num_q_heads * rope.head_dim,
+                     rope.num_kv_heads * rope.head_dim)
         rope_sizes = dict(HEAD_DIM=rope.head_dim, PAGE=cache.shape[1], FP8=cache.dtype == torch.float8_e4m3fn)
     else:  # placeholders, unread without ROPE
         rope_args = (out, out, out, out, out, 0, 0, 0, 0, 0, 0)

@@ -81,7 +81,8 @@ def skinny(args):
 
     pointers = {n: "*bf16" for n in ("x_ptr", "w_ptr", "bias_ptr", "out_ptr", "k_cache_ptr", "v_cache_ptr")}
     pointers.update(pos_ptr="*i64", slot_ptr="*i64", cos_sin_ptr="*fp32")
-    consts = dict(HAS_BIAS=False, ROPE=args.rope, HEAD_DIM=128, PAGE=16, FP8=False, IEEE=False, PDL=True, BLOCK_M=16, BLOCK_N=args.block or 64, BLOCK_K=args.block_k)
+    consts = dict(HAS_BIAS=False, ROPE=args.rope, HEAD_DIM=128, PAGE=16, FP8=False, IEEE=False, PDL=True, BLOCK_M=16,
+                  BLOCK_N=args.block or 64, BLOCK_K=args.block_k)
     return compile_census(skinny_gemm._skinny_gemm_kernel, pointers, consts, (), 4, args.stages or 4)
 
 
