@@ -7,7 +7,10 @@ It counts instructions, not time: session 9 found with it 128 byte-wide shared l
 tile in decode attention over a float8 cache, Triton transposing the float8 V tile for decode's 16-row mma.sync,
 and took them for why that kernel ran at half a bf16 cache's bytes a second. Session 10 timed the kernel without
 them (V laid out by head dimension) and without cvt (widening by moving bits): neither was faster. Five pipeline
-stages were (decode_attention.FP8_DEEP_STAGES): what bound it was the bytes in flight.
+stages were (decode_attention.FP8_DEEP_STAGES): what bound it was the bytes in flight. The last line gives the
+registers a thread (Triton's ptxas -v for sm_90a), spills and how many programs fit an SM: over a float8 cache
+decode attention widens whole tiles into registers (199 a thread at BLOCK_N 128, two programs an SM, against 134
+and three over bf16).
 Launch arguments are specialised as a real launch specialises them (16-byte aligned pointers, integer arguments
 divisible by 16 except the kernel's do_not_specialize ones), without which every load compiles scalar. The local
 Triton may differ from the GPU machines' (3.6).
@@ -23,7 +26,9 @@ import argparse
 import collections
 import importlib
 import re
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 _REPO = Path(__file__).resolve().parents[2]
@@ -46,7 +51,30 @@ def compile_census(fn, pointers: dict, consts: dict, not_specialised: tuple, war
                             target=GPUTarget("cuda", 90, 32), options=dict(num_warps=warps, num_stages=stages))
     ops = collections.Counter(_OP.findall(kernel.asm["ptx"]))
     watched = {op: n for op, n in ops.items() if op.startswith(WATCH)}
-    return dict(sorted(watched.items(), key=lambda t: (-t[1], t[0]))), kernel.metadata.shared
+    return dict(sorted(watched.items(), key=lambda t: (-t[1], t[0]))), kernel.metadata.shared, kernel.asm["ptx"]
+
+
+def register_use(ptx: str) -> tuple[int, int]:
+    """(registers a thread, spill bytes stored) of this PTX assembled for sm_90a by Triton's bundled ptxas -v."""
+    from triton.backends.nvidia.compiler import get_ptxas
+
+    with tempfile.NamedTemporaryFile("w", suffix=".ptx") as f:
+        f.write(ptx)
+        f.flush()
+        info = subprocess.run([get_ptxas(90).path, "-arch=sm_90a", "-v", f.name, "-o", "/dev/null"],
+                              capture_output=True, text=True, check=True).stderr
+    regs = int(re.search(r"Used (\d+) registers", info).group(1))
+    spill = re.search(r"(\d+) bytes spill stores", info)
+    return regs, int(spill.group(1)) if spill else 0
+
+
+def programs_per_sm(regs: int, warps: int, shared: int) -> int:
+    """How many programs (CTAs) of this kernel fit on one H100/H200 SM: 64K registers (allocated per warp in units
+    of 256), 227 KB of shared memory a block can use (228 KB an SM, 1 KB reserved per block), 64 warps."""
+    regs_per_warp = -(-regs * 32 // 256) * 256
+    by_regs = 65536 // (regs_per_warp * warps)
+    by_shared = 233472 // (shared + 1024) if shared else 32
+    return min(by_regs, by_shared, 64 // warps, 32)
 
 
 def decode(args):
@@ -60,7 +88,7 @@ def decode(args):
                   BLOCK_D=128, BLOCK_N=args.block or 128, DIRECT=True, F16_DOTS=args.cache == "fp8",
                   PDL=True)
     return compile_census(decode_attention._decode_split_kernel, pointers, consts,
-                          ("stride_bt", "stride_ml_b", "stride_ml_h", "num_splits"), 4, args.stages or 3)
+                          ("stride_bt", "stride_ml_b", "stride_ml_h", "num_splits"), args.warps or 4, args.stages or 3)
 
 
 def prefill(args):
@@ -73,7 +101,8 @@ def prefill(args):
     block = args.block or 64
     consts = dict(GROUP=args.group, HEAD_DIM=128, HEAD_DIM_V=128, PAGE=16, BLOCK_M=block, BLOCK_N=block,
                   BLOCK_D=128, BLOCK_DV=128, PDL=True)
-    return compile_census(prefill_attention._prefill_kernel, pointers, consts, ("stride_bt",), 4, args.stages or 3)
+    return compile_census(prefill_attention._prefill_kernel, pointers, consts, ("stride_bt",), args.warps or 4,
+                          args.stages or 3)
 
 
 def skinny(args):
@@ -83,7 +112,7 @@ def skinny(args):
     pointers.update(pos_ptr="*i64", slot_ptr="*i64", cos_sin_ptr="*fp32")
     consts = dict(HAS_BIAS=False, ROPE=args.rope, HEAD_DIM=128, PAGE=16, FP8=False, IEEE=False, PDL=True, BLOCK_M=16,
                   BLOCK_N=args.block or 64, BLOCK_K=args.block_k)
-    return compile_census(skinny_gemm._skinny_gemm_kernel, pointers, consts, (), 4, args.stages or 4)
+    return compile_census(skinny_gemm._skinny_gemm_kernel, pointers, consts, (), args.warps or 4, args.stages or 4)
 
 
 def main() -> None:
@@ -91,16 +120,19 @@ def main() -> None:
     ap.add_argument("kernel", choices=("decode", "prefill", "skinny"))
     ap.add_argument("--cache", choices=("fp8", "bf16"), default="fp8", help="decode / prefill: KV-cache dtype")
     ap.add_argument("--stages", type=int, default=0, help="num_stages (default: the kernel's usual)")
+    ap.add_argument("--warps", type=int, default=0, help="num_warps (default: 4)")
     ap.add_argument("--block", type=int, default=0, help="BLOCK_N (decode, skinny) or BLOCK_M = BLOCK_N (prefill)")
     ap.add_argument("--block-k", type=int, default=128, help="skinny: BLOCK_K")
     ap.add_argument("--group", type=int, default=2, help="decode / prefill: query heads per KV head")
     ap.add_argument("--rope", action="store_true", help="skinny: the qkv rotary + KV-store epilogue")
     args = ap.parse_args()
     sys.path.insert(0, str(_REPO))
-    ops, shared = {"decode": decode, "prefill": prefill, "skinny": skinny}[args.kernel](args)
+    ops, shared, ptx = {"decode": decode, "prefill": prefill, "skinny": skinny}[args.kernel](args)
     for op, n in ops.items():
         print(f"{n:6d}  {op}")
-    print(f"shared memory: {shared} bytes")
+    regs, spill = register_use(ptx)
+    print(f"shared memory: {shared} bytes; {regs} registers a thread, {spill} bytes spilled; "
+          f"{programs_per_sm(regs, args.warps or 4, shared)} programs an SM")
 
 
 if __name__ == "__main__":

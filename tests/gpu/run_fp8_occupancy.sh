@@ -2,8 +2,12 @@
 # One GPU (~4 min), next after session 10: decode attention over a float8 cache still runs at ~59% of the copy rate
 # with five stages (nano-vllm bs256, 241 us a layer; a bf16 cache reaches 93% at 301 us). Five stages beat three,
 # six tied, seven and eight lost (run_fp8_stages.sh): more bytes in flight helped until shared memory cut the
-# programs an SM. What is left to try: more, smaller programs an SM (64-token tiles with deep pipelines, two warps)
-# against the (128, 4, 5) default, then nano-vllm fp8 with the best two.
+# programs an SM. tests/gpu/ptx_census.py (registers from ptxas -v) says why the float8 kernel is short of programs:
+# it widens whole K and V tiles into registers, 199-201 a thread at BLOCK_N 128 with 4 warps, so two programs an SM
+# (a bf16 cache: 134, three; (256, 8, 3) over float8: one, why 256-token tiles lost). Predicted programs an SM:
+# (128,4,5) 2 | (64,4,6) 3 | (64,4,8) 3 | (64,2,6) 4 | (128,2,5) 3, but 208 bytes spilled | (32,4,8) 4 | (32,2,8) 6.
+# Session 10 had (64,4,3) slower than (128,4,3) despite 3 programs against 2, so occupancy is not all of it. Times
+# these against the (128, 4, 5) default, then nano-vllm fp8 with two.
 set -uo pipefail
 source tests/gpu/device_env.sh
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | head -1
