@@ -198,6 +198,11 @@ FP8_DOTS_IN_F16 = True
 # 32.7 -> 33.1 us), so the deeper pipeline is for launches of at most FP8_DEEP_MAX_SPLITS splits.
 FP8_DEEP_STAGES = int(os.environ.get("SPMD_DECODE_FP8_STAGES", "5"))
 FP8_DEEP_MAX_SPLITS = 2
+# Over a float8 cache the kernel widens whole K and V tiles in registers: 199-207 a thread at BLOCK_N 128 and 4 warps
+# (tests/gpu/ptx_census.py, Triton 3.9's ptxas), so two programs an SM against three over bf16 (134). Capped at 168,
+# ptxas fits three with nothing spilled at three stages and 16 bytes at five. SPMD_DECODE_FP8_MAXNREG=168 sets the
+# cap (Triton's maxnreg); off (0) until a GPU has timed it (tests/gpu/run_fp8_occupancy.sh).
+FP8_MAXNREG = int(os.environ.get("SPMD_DECODE_FP8_MAXNREG", "0"))
 # The splits are combined by a second, tiny kernel. Combining them in the split kernel's last program per (sequence,
 # KV head), found by an atomic counter, was tried and timed (session 7, H200, Llama-3-8B bs1 @1k): 10 us a layer
 # against 6 + 1.6 us for the two launches, since one program then reads every split while the rest of the GPU idles.
@@ -218,6 +223,13 @@ def _launch_config(block_d: int, page: int, elem_size: int, cache_elem_size: int
     if elem_size >= 4:  # fp32: keep shared memory in bounds
         stages = min(stages, 2)
     return max(block_n, page), warps, stages
+
+
+def _register_cap(cache_elem_size: int, device: torch.device) -> dict:
+    """The launch's maxnreg keyword: FP8_MAXNREG over a float8 cache on CUDA when set, else nothing."""
+    if FP8_MAXNREG and cache_elem_size == 1 and device.type == "cuda":
+        return {"maxnreg": FP8_MAXNREG}
+    return {}
 
 
 def _num_sms(device: torch.device) -> int:
@@ -312,6 +324,7 @@ def paged_decode_attention(
         F16_DOTS=f16_dots,
         num_warps=num_warps,
         num_stages=num_stages,
+        **_register_cap(k_cache.element_size(), q.device),
         **pdl_args(q.device),
     )
     if not direct:

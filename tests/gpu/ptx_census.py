@@ -37,7 +37,8 @@ WATCH = ("ld.global", "cp.async", "ld.shared", "st.shared", "ldmatrix", "cvt.rn.
 _OP = re.compile(r"^\s*(?:@!?%p\d+\s+)?([a-z]+(?:\.[a-z0-9]+)*)", re.M)
 
 
-def compile_census(fn, pointers: dict, consts: dict, not_specialised: tuple, warps: int, stages: int):
+def compile_census(fn, pointers: dict, consts: dict, not_specialised: tuple, warps: int, stages: int,
+                   maxnreg: int | None = None):
     """({instruction: count} over WATCH, shared memory bytes) of fn compiled for sm_90 with these pointer types,
     constexprs and launch options; other arguments are int32 (float32 where named in pointers as "fp32")."""
     import triton
@@ -48,7 +49,8 @@ def compile_census(fn, pointers: dict, consts: dict, not_specialised: tuple, war
     divisible = [n for n in fn.arg_names if sig[n].startswith("*") or (sig[n] == "i32" and n not in not_specialised)]
     attrs = {(fn.arg_names.index(n),): [["tt.divisibility", 16]] for n in divisible}
     kernel = triton.compile(ASTSource(fn=fn, signature=sig, constexprs=consts, attrs=attrs),
-                            target=GPUTarget("cuda", 90, 32), options=dict(num_warps=warps, num_stages=stages))
+                            target=GPUTarget("cuda", 90, 32), options=dict(num_warps=warps, num_stages=stages,
+                                                                            **({'maxnreg': maxnreg} if maxnreg else {})))
     ops = collections.Counter(_OP.findall(kernel.asm["ptx"]))
     watched = {op: n for op, n in ops.items() if op.startswith(WATCH)}
     return dict(sorted(watched.items(), key=lambda t: (-t[1], t[0]))), kernel.metadata.shared, kernel.asm["ptx"]
@@ -88,7 +90,8 @@ def decode(args):
                   BLOCK_D=128, BLOCK_N=args.block or 128, DIRECT=True, F16_DOTS=args.cache == "fp8",
                   PDL=True)
     return compile_census(decode_attention._decode_split_kernel, pointers, consts,
-                          ("stride_bt", "stride_ml_b", "stride_ml_h", "num_splits"), args.warps or 4, args.stages or 3)
+                          ("stride_bt", "stride_ml_b", "stride_ml_h", "num_splits"), args.warps or 4, args.stages or 3,
+                          args.maxnreg)
 
 
 def prefill(args):
@@ -121,6 +124,7 @@ def main() -> None:
     ap.add_argument("--cache", choices=("fp8", "bf16"), default="fp8", help="decode / prefill: KV-cache dtype")
     ap.add_argument("--stages", type=int, default=0, help="num_stages (default: the kernel's usual)")
     ap.add_argument("--warps", type=int, default=0, help="num_warps (default: 4)")
+    ap.add_argument("--maxnreg", type=int, default=0, help="decode: cap on registers a thread (Triton's maxnreg)")
     ap.add_argument("--block", type=int, default=0, help="BLOCK_N (decode, skinny) or BLOCK_M = BLOCK_N (prefill)")
     ap.add_argument("--block-k", type=int, default=128, help="skinny: BLOCK_K")
     ap.add_argument("--group", type=int, default=2, help="decode / prefill: query heads per KV head")

@@ -83,6 +83,15 @@ def test_float8_launches_of_few_splits_run_a_deeper_pipeline():
     assert decode_attention._launch_config(128, 16, 2, 2, 1, cuda)[2] == stages
 
 
+def test_float8_register_cap_only_when_set_and_on_cuda(monkeypatch):
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")  # only compared against, never allocated on
+    monkeypatch.setattr(decode_attention, "FP8_MAXNREG", 0)
+    assert decode_attention._register_cap(1, cuda) == {}
+    monkeypatch.setattr(decode_attention, "FP8_MAXNREG", 168)
+    assert decode_attention._register_cap(1, cuda) == {"maxnreg": 168}
+    assert decode_attention._register_cap(2, cuda) == {} and decode_attention._register_cap(1, cpu) == {}
+
+
 def test_ref_matches_sdpa(device, paged_kv):
     # The reference agrees with torch's attention on a contiguous (unpaged) layout.
     n, Hq, Hkv, D = 37, 4, 2, 64
