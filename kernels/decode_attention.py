@@ -288,7 +288,6 @@ def paged_decode_attention(
     BLOCK_N, num_warps, num_stages = _launch_config(BLOCK_D, page, q.element_size(), k_cache.element_size(),
                                                     num_splits, q.device)
     direct = num_splits == 1
-    f16_dots = FP8_DOTS_IN_F16 and q.dtype == torch.bfloat16 and k_cache.element_size() == 1
     mid_o, mid_lse, mo_strides, ml_strides = split_scratch(out, context_lens, num_splits)
     _decode_split_kernel[(B, Hkv, num_splits)](
         q,
@@ -321,7 +320,7 @@ def paged_decode_attention(
         BLOCK_D=BLOCK_D,
         BLOCK_N=BLOCK_N,
         DIRECT=direct,
-        F16_DOTS=f16_dots,
+        F16_DOTS=FP8_DOTS_IN_F16 and q.dtype == torch.bfloat16 and k_cache.element_size() == 1,
         num_warps=num_warps,
         num_stages=num_stages,
         **_register_cap(k_cache.element_size(), q.device),

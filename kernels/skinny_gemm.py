@@ -31,8 +31,7 @@ def _skinny_gemm_kernel(x_ptr, w_ptr, bias_ptr, out_ptr, M, N, K, stride_xm, str
                         pos_ptr, cos_sin_ptr, slot_ptr, k_cache_ptr, v_cache_ptr,
                         stride_cs, stride_cb, stride_cs_slot, stride_ch, q_features, kv_features,
                         HAS_BIAS: tl.constexpr, ROPE: tl.constexpr, HEAD_DIM: tl.constexpr,
-                        PAGE: tl.constexpr, FP8: tl.constexpr, IEEE: tl.constexpr,
-                        PDL: tl.constexpr,
+                        PAGE: tl.constexpr, FP8: tl.constexpr, IEEE: tl.constexpr, PDL: tl.constexpr,
                         BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
     """out[m, n] = sum_k x[m, k] * w[n, k] (+ bias[n]) for one program's BLOCK_N output features (ROPE: then
     rotated and stored into the KV caches, qkv_epilogue.py).

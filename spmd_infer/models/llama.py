@@ -43,17 +43,16 @@ class LlamaAttention(nn.Module):
         self.rotary_emb = RotaryEmbedding(self.head_dim, self.head_dim, config.max_position_embeddings,
                                           rope_parameters(config))
         self.attn = PagedAttention(self.num_heads, self.num_kv_heads, self.head_dim, self.head_dim ** -0.5)
-        # A subclass that positions q and k its own way fuses the store only through its own position_qk_and_store.
         cls = type(self)
+        rotary_alone = cls.position_qk is LlamaAttention.position_qk  # q and k positioned by the rotary embedding only
+        # A subclass that positions q and k its own way fuses the store only through its own position_qk_and_store.
         self.fuse_rotary_store = FUSE_ROTARY_STORE and (
-            cls.position_qk is LlamaAttention.position_qk
-            or cls.position_qk_and_store is not LlamaAttention.position_qk_and_store)
+            rotary_alone or cls.position_qk_and_store is not LlamaAttention.position_qk_and_store)
         # The positioning and store go into the qkv projection's epilogue (SPMD_QKV_ROPE) only where the rotary
         # embedding alone positions q and k, over whole heads in neox order. (Qwen3's q/k norms in it too were timed
         # slower and removed: kernels/qkv_rope_store.py.)
-        self.rope_in_qkv_epilogue = (QKV_ROPE_ON and cls.position_qk is LlamaAttention.position_qk
-                                     and self.fuse_rotary_store and not self.rotary_emb.interleaved
-                                     and self.rotary_emb.rot_dim == self.head_dim)
+        self.rope_in_qkv_epilogue = (QKV_ROPE_ON and rotary_alone and self.fuse_rotary_store
+                                     and not self.rotary_emb.interleaved and self.rotary_emb.rot_dim == self.head_dim)
 
     @staticmethod
     def biases(config: Any) -> tuple[bool, bool]:
