@@ -15,9 +15,10 @@ Launch arguments are specialised as a real launch specialises them (16-byte alig
 divisible by 16 except the kernel's do_not_specialize ones), without which every load compiles scalar. The local
 Triton may differ from the GPU machines' (3.6).
 
-usage: python tests/gpu/ptx_census.py decode [--cache fp8|bf16] [--stages 3] [--block 128] [--group 2]
-       python tests/gpu/ptx_census.py prefill [--cache fp8|bf16] [--stages 3] [--block 64] [--group 4]
-       python tests/gpu/ptx_census.py skinny [--block 64] [--block-k 128] [--stages 4] [--rope]
+usage: python tests/gpu/ptx_census.py decode [--cache fp8|bf16] [--stages 3] [--warps 4] [--block 128] [--group 2]
+                                              [--maxnreg 168]
+       python tests/gpu/ptx_census.py prefill [--cache fp8|bf16] [--stages 3] [--warps 4] [--block 64] [--group 4]
+       python tests/gpu/ptx_census.py skinny [--block 64] [--block-k 128] [--stages 4] [--warps 4] [--rope]
 """
 
 from __future__ import annotations
@@ -39,8 +40,9 @@ _OP = re.compile(r"^\s*(?:@!?%p\d+\s+)?([a-z]+(?:\.[a-z0-9]+)*)", re.M)
 
 def compile_census(fn, pointers: dict, consts: dict, not_specialised: tuple, warps: int, stages: int,
                    maxnreg: int | None = None):
-    """({instruction: count} over WATCH, shared memory bytes) of fn compiled for sm_90 with these pointer types,
-    constexprs and launch options; other arguments are int32 (float32 where named in pointers as "fp32")."""
+    """({instruction: count} over WATCH, shared memory bytes, the PTX) of fn compiled for sm_90 with these pointer
+    types, constexprs and launch options (maxnreg: a register cap, as a launch's keyword sets it); other arguments
+    are int32 (float32 where named in pointers as "fp32")."""
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
@@ -48,16 +50,18 @@ def compile_census(fn, pointers: dict, consts: dict, not_specialised: tuple, war
     sig = {n: "constexpr" if n in consts else pointers.get(n, "i32") for n in fn.arg_names}
     divisible = [n for n in fn.arg_names if sig[n].startswith("*") or (sig[n] == "i32" and n not in not_specialised)]
     attrs = {(fn.arg_names.index(n),): [["tt.divisibility", 16]] for n in divisible}
+    options = dict(num_warps=warps, num_stages=stages, **({"maxnreg": maxnreg} if maxnreg else {}))
     kernel = triton.compile(ASTSource(fn=fn, signature=sig, constexprs=consts, attrs=attrs),
-                            target=GPUTarget("cuda", 90, 32), options=dict(num_warps=warps, num_stages=stages,
-                                                                            **({'maxnreg': maxnreg} if maxnreg else {})))
+                            target=GPUTarget("cuda", 90, 32), options=options)
     ops = collections.Counter(_OP.findall(kernel.asm["ptx"]))
     watched = {op: n for op, n in ops.items() if op.startswith(WATCH)}
     return dict(sorted(watched.items(), key=lambda t: (-t[1], t[0]))), kernel.metadata.shared, kernel.asm["ptx"]
 
 
 def register_use(ptx: str) -> tuple[int, int]:
-    """(registers a thread, spill bytes stored) of this PTX assembled for sm_90a by Triton's bundled ptxas -v."""
+    """(registers a thread, spill bytes stored) of this PTX assembled for sm_90a by Triton's bundled ptxas -v.
+    ptxas runs a second time here because Triton's compile result holds no register count until a driver loads
+    the module, which this machine has none of."""
     from triton.backends.nvidia.compiler import get_ptxas
 
     with tempfile.NamedTemporaryFile("w", suffix=".ptx") as f:
