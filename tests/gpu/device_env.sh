@@ -12,3 +12,13 @@ export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVL
 # limit, its output in $OUT/NAME.txt, so that one slow part cannot eat the whole call: part NAME LIMIT CMD...
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 part() { local name=$1 limit=$2; shift 2; echo "=== $name"; timeout "$limit" "$@" > "$OUT/$name.txt" 2>&1; echo "rc=$?"; }
+# Qwen3-0.6B on the nano-vllm protocol as one part (100 s), with these environment assignments and bench
+# overrides, and its result line printed: nano_part NAME [VAR=VALUE ...] [-- BENCH_ARG ...]
+nano_part() {
+  local name=$1 envs=(); shift
+  while (($#)) && [[ $1 != -- ]]; do envs+=("$1"); shift; done
+  (($#)) && shift
+  part "$name" 100 env "${envs[@]}" python3 -m spmd_infer.bench bench.preset=qwen3-0.6b bench.workload=nano_vllm \
+    bench.output="$OUT/$name.json" "$@"
+  echo "$name: ${envs[*]} $*"; grep -E "^nano_vllm|runs:|Error|compiled during" "$OUT/$name.txt" | cut -c1-150
+}

@@ -19,8 +19,6 @@ part capped 120 env SPMD_DECODE_FP8_MAXNREG=168 python3 tests/gpu/tune_decode_at
   --configs "128,4,3 128,4,5 128,4,6 64,4,6"
 grep -v " failed:" "$OUT/capped.txt" | tail -8
 for cap in 0 168; do
-  part nano_cap$cap 100 env SPMD_DECODE_FP8_MAXNREG=$cap python3 -m spmd_infer.bench \
-    bench.preset=qwen3-0.6b bench.workload=nano_vllm cache.dtype=fp8 bench.output=$OUT/nano.json
-  echo "fp8 cache, register cap $cap"; grep -E "^nano_vllm|Error|compiled during" "$OUT/nano_cap$cap.txt" | cut -c1-150
+  nano_part nano_cap$cap SPMD_DECODE_FP8_MAXNREG=$cap -- cache.dtype=fp8
 done
 rm -rf "$OUT"/*.run "$OUT"/*.json

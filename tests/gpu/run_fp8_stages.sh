@@ -10,8 +10,6 @@ tail -1 "$OUT/kernels.txt"; grep -E "^FAILED|^E " "$OUT/kernels.txt" | head -4
 part stages 150 python3 tests/gpu/tune_decode_attention.py --fp8 --configs "128,4,5 128,4,6 128,4,7 128,4,8"
 grep -v " failed:" "$OUT/stages.txt" | tail -8
 for stages in 5 3; do
-  part nano_fp8_$stages 100 env SPMD_DECODE_FP8_STAGES=$stages python3 -m spmd_infer.bench \
-    bench.preset=qwen3-0.6b bench.workload=nano_vllm cache.dtype=fp8 bench.output=$OUT/nano.json
-  echo "fp8 cache, $stages stages"; grep -E "^nano_vllm|Error|compiled during" "$OUT/nano_fp8_$stages.txt" | cut -c1-150
+  nano_part nano_fp8_$stages SPMD_DECODE_FP8_STAGES=$stages -- cache.dtype=fp8
 done
 rm -rf "$OUT"/*.run "$OUT"/*.json "$OUT"/kernels.txt

@@ -11,8 +11,6 @@ part tiles 240 python3 tests/gpu/tune_decode_attention.py --fp8 \
   --configs "256,4,2 256,4,3 256,8,2 256,8,3 128,4,4 128,4,5 128,8,3 512,8,2"
 grep -v " failed:" "$OUT/tiles.txt" | tail -45
 for cfg in 128,4,3 256,4,3 256,8,3; do
-  part nano_${cfg//,/_} 100 env SPMD_DECODE_CONFIG=$cfg python3 -m spmd_infer.bench bench.preset=qwen3-0.6b \
-    bench.workload=nano_vllm cache.dtype=fp8 bench.output=$OUT/nano.json
-  echo "fp8 cache, tile $cfg"; grep -E "^nano_vllm|Error|compiled during" "$OUT/nano_${cfg//,/_}.txt" | cut -c1-150
+  nano_part nano_${cfg//,/_} SPMD_DECODE_CONFIG=$cfg -- cache.dtype=fp8
 done
 rm -rf "$OUT"/*.run "$OUT"/*.json

@@ -14,9 +14,7 @@ set -uo pipefail
 source tests/gpu/device_env.sh
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | head -1
 for cfg in 128,4,3 64,4,3 64,4,4 32,4,4; do
-  part nano_${cfg//,/_} 100 env SPMD_DECODE_CONFIG=$cfg python3 -m spmd_infer.bench bench.preset=qwen3-0.6b \
-    bench.workload=nano_vllm bench.output=$OUT/nano.json
-  echo "decode tile $cfg"; grep -E "^nano_vllm|Error|compiled during" "$OUT/nano_${cfg//,/_}.txt" | cut -c1-150
+  nano_part nano_${cfg//,/_} SPMD_DECODE_CONFIG=$cfg
   part bs64_${cfg//,/_} 60 env SPMD_DECODE_CONFIG=$cfg python3 -m spmd_infer.bench bench.preset=llama-3-8b \
     bench.workload=decode 'bench.batch_sizes=[64]' bench.context=1024 bench.output=$OUT/bs64.json
   grep -E "^decode bs|Error" "$OUT/bs64_${cfg//,/_}.txt" | cut -c1-150
