@@ -189,20 +189,19 @@ MIN_SPLIT_TOKENS = int(os.environ.get("SPMD_DECODE_MIN_SPLIT_TOKENS", "128"))
 # float8 to bf16 takes several) and run both dots in fp16 (more mantissa than bf16; decode's queries and softmax
 # weights are far inside its range). Widening to bf16 left the nano-vllm case no faster than a bf16 cache.
 FP8_DOTS_IN_F16 = True
-# A float8 cache reached ~46% of the copy rate in float8 bytes with the bf16 tile, about the elements a second of a
-# bf16 cache; session 10 (H200) ruled out the byte-wise V transpose (V laid out by head dimension: no faster) and the
-# cvt widening (widening by moving bits: slower). A float8 tile is half the bytes, so the same pipeline keeps half
-# the bytes in flight: five stages instead of three took nano-vllm bs256 263 -> 241 us a layer, bs64 104 -> 95 us,
-# Llama-3-8B bs64 @1k 67 -> 64 us (tune_decode_attention.py --fp8 --configs, run_fp8_tiles.sh). Where the context is
-# split many ways each program holds few tiles and the deeper prologue costs (bs1 @1k 5.9 -> 6.9 us, Qwen3-8B bs16
-# 32.7 -> 33.1 us), so the deeper pipeline is for launches of at most FP8_DEEP_MAX_SPLITS splits.
-FP8_DEEP_STAGES = int(os.environ.get("SPMD_DECODE_FP8_STAGES", "5"))
-FP8_DEEP_MAX_SPLITS = 2
-# Over a float8 cache the kernel widens whole K and V tiles in registers: 199-207 a thread at BLOCK_N 128 and 4 warps
-# (tests/gpu/ptx_census.py, Triton 3.9's ptxas), so two programs an SM against three over bf16 (134). Capped at 168,
-# ptxas fits three with nothing spilled at three stages and 16 bytes at five. SPMD_DECODE_FP8_MAXNREG=168 sets the
-# cap (Triton's maxnreg); off (0) until a GPU has timed it (tests/gpu/run_fp8_occupancy.sh).
-FP8_MAXNREG = int(os.environ.get("SPMD_DECODE_FP8_MAXNREG", "0"))
+# A float8 tile is half a bf16 tile's bytes, so the bf16 tile keeps half the bytes in flight: it reached ~46% of the
+# copy rate in float8 bytes (H200). Session 10 ruled out the byte-wise V transpose (V laid out by head dimension: no
+# faster) and the cvt widening (widening by moving bits: slower); five stages took nano-vllm bs256 263 -> 241 us a
+# layer. Session 11 (H200, tune_decode_attention.py --fp8 --configs; run_fp8_narrow.sh, run_fp8_split_tiles.sh)
+# found narrower tiles faster still, and which one by split count: one split (nano-vllm bs256) (64, 2, 6) 229 us
+# against 243 for (128, 4, 5), two splits (bs64) (32, 1, 6) nano-vllm 80 against 91, Llama-3-8B @1k 45 against 54
+# (and 65), while the one-warp tile lost at one split (263 us: ten programs an SM give 2048 programs 1.6 waves) and
+# every narrow tile lost at many splits, where each program holds few tiles (bs1 @1k 5.9 -> 8 us). nano-vllm fp8
+# 28.2k -> 29.0k tok/s. FP8_FEW_SPLIT_CONFIGS holds the (BLOCK_N, warps, stages) of a launch of one split, two, ...;
+# launches of more splits take CUDA_CONFIG. SPMD_DECODE_FP8_CONFIGS="BLOCK_N,warps,stages ..." sets it. (Capping the
+# registers, Triton's maxnreg 168, sped the (128, 4, 3) tile but not these: nano-vllm 28.3k against 29.0k.)
+FP8_FEW_SPLIT_CONFIGS = tuple(tuple(int(v) for v in c.split(","))
+                              for c in os.environ.get("SPMD_DECODE_FP8_CONFIGS", "64,2,6 32,1,6").split())
 # The splits are combined by a second, tiny kernel. Combining them in the split kernel's last program per (sequence,
 # KV head), found by an atomic counter, was tried and timed (session 7, H200, Llama-3-8B bs1 @1k): 10 us a layer
 # against 6 + 1.6 us for the two launches, since one program then reads every split while the rest of the GPU idles.
@@ -216,20 +215,13 @@ def _launch_config(block_d: int, page: int, elem_size: int, cache_elem_size: int
     if device.type != "cuda":  # TRITON_INTERPRET: small tiles keep the interpreter quick
         return max(page, 16), 4, 1
     block_n, warps, stages = CUDA_CONFIG
-    if cache_elem_size == 1 and num_splits <= FP8_DEEP_MAX_SPLITS:
-        stages = max(stages, FP8_DEEP_STAGES)
+    if cache_elem_size == 1 and num_splits <= len(FP8_FEW_SPLIT_CONFIGS):
+        block_n, warps, stages = FP8_FEW_SPLIT_CONFIGS[num_splits - 1]
     if block_d > 128:
         block_n = min(block_n, 32)
     if elem_size >= 4:  # fp32: keep shared memory in bounds
         stages = min(stages, 2)
     return max(block_n, page), warps, stages
-
-
-def _register_cap(cache_elem_size: int, device: torch.device) -> dict:
-    """The launch's maxnreg keyword: FP8_MAXNREG over a float8 cache on CUDA when set, else nothing."""
-    if FP8_MAXNREG and cache_elem_size == 1 and device.type == "cuda":
-        return {"maxnreg": FP8_MAXNREG}
-    return {}
 
 
 def _num_sms(device: torch.device) -> int:
@@ -323,7 +315,6 @@ def paged_decode_attention(
         F16_DOTS=FP8_DOTS_IN_F16 and q.dtype == torch.bfloat16 and k_cache.element_size() == 1,
         num_warps=num_warps,
         num_stages=num_stages,
-        **_register_cap(k_cache.element_size(), q.device),
         **pdl_args(q.device),
     )
     if not direct:

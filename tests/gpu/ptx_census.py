@@ -7,10 +7,10 @@ It counts instructions, not time: session 9 found with it 128 byte-wide shared l
 tile in decode attention over a float8 cache, Triton transposing the float8 V tile for decode's 16-row mma.sync,
 and took them for why that kernel ran at half a bf16 cache's bytes a second. Session 10 timed the kernel without
 them (V laid out by head dimension) and without cvt (widening by moving bits): neither was faster. Five pipeline
-stages were (decode_attention.FP8_DEEP_STAGES): what bound it was the bytes in flight. The last line gives the
-registers a thread (Triton's ptxas -v for sm_90a), spills and how many programs fit an SM: over a float8 cache
-decode attention widens whole tiles into registers (199 a thread at BLOCK_N 128, two programs an SM, against 134
-and three over bf16).
+stages were, and session 11's narrower tiles (decode_attention.FP8_FEW_SPLIT_CONFIGS) more so: what bound it was
+the bytes in flight. The last line gives the registers a thread (Triton's ptxas -v for sm_90a), spills and how many
+programs fit an SM: over a float8 cache decode attention widens whole tiles into registers (199 a thread at BLOCK_N
+128, two programs an SM, against 134 and three over bf16).
 Launch arguments are specialised as a real launch specialises them (16-byte aligned pointers, integer arguments
 divisible by 16 except the kernel's do_not_specialize ones), without which every load compiles scalar. The local
 Triton may differ from the GPU machines' (3.6).

@@ -3,7 +3,7 @@ tokens per split) over the engine's decode shapes, in achieved KV bandwidth agai
 inside CUDA graphs as the engine runs it: the numbers behind decode_attention's defaults.
 
 usage (on a GPU machine, in the repo root, after `source tests/gpu/device_env.sh`):
-  python tests/gpu/tune_decode_attention.py [--json best.json]
+  python tests/gpu/tune_decode_attention.py [--json best.json] [--configs "64,2,4 128,4,3"]
   python tests/gpu/tune_decode_attention.py --fp8 [--configs "256,4,3 128,4,4"]
 --json writes the setting with the best geometric-mean time over the shapes, as SPMD_DECODE_* values.
 --fp8 times a float8 cache instead: each tile config with the dots in fp16 and in bf16 (FP8_DOTS_IN_F16), and
@@ -63,7 +63,7 @@ def sweep_fp8(bw: float, configs: list[tuple], dots: list[bool]) -> None:
     """A float8 cache: every tile config with these dot precisions (fp16: True), against the default on a bf16
     cache."""
     default = (da.CUDA_CONFIG, da.FP8_DOTS_IN_F16)
-    da.FP8_DEEP_STAGES = 0  # each tile as given, not deepened for float8 as the engine's launches are
+    da.FP8_FEW_SPLIT_CONFIGS = ()  # each tile as given, not the engine's own tiles for few-split launches
     settings = list(itertools.product(configs, dots))
     times: dict[tuple, list[float]] = {s: [] for s in settings}
     for name, (batch, hq, hkv, lens) in SHAPES.items():
@@ -92,19 +92,23 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--json", help="write the best setting here")
     ap.add_argument("--fp8", action="store_true", help="time a float8 cache (tile configs x fp16 / bf16 dots)")
-    ap.add_argument("--configs", help="--fp8: these tiles instead, 'BLOCK_N,warps,stages ...', fp16 dots only")
+    ap.add_argument("--configs", help="these tiles instead, 'BLOCK_N,warps,stages ...'; with --fp8 fp16 dots only, "
+                    "without it the default split policy only")
     args = ap.parse_args()
     bw = measure_ceilings(torch.device("cuda"), torch.bfloat16).bandwidth_bytes_per_s
     print(f"{torch.cuda.get_device_name()}: copy rate {bw / 1e12:.2f} TB/s")
+    configs = [tuple(map(int, c.split(","))) for c in args.configs.split()] if args.configs else None
     if args.fp8:
-        if args.configs:
-            configs = [tuple(map(int, c.split(","))) for c in args.configs.split()]
+        if configs:
             sweep_fp8(bw, sorted(set(configs) | {da.CUDA_CONFIG}), [da.FP8_DOTS_IN_F16])
         else:
             sweep_fp8(bw, CONFIGS, [True, False])
         return
     default = (da.CUDA_CONFIG, da.SPLIT_WAVES, da.MIN_SPLIT_TOKENS)
-    settings = list(itertools.product(CONFIGS, WAVES, MIN_SPLIT))
+    if configs:
+        settings = [(c, da.SPLIT_WAVES, da.MIN_SPLIT_TOKENS) for c in sorted(set(configs) | {da.CUDA_CONFIG})]
+    else:
+        settings = list(itertools.product(CONFIGS, WAVES, MIN_SPLIT))
     times: dict[tuple, list[float]] = {s: [] for s in settings}
     for name, (batch, hq, hkv, lens) in SHAPES.items():
         q, k, v, bt, ctx, kv_bytes = build(batch, hq, hkv, lens)

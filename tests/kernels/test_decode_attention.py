@@ -71,25 +71,17 @@ def test_choose_num_splits():
     assert choose_num_splits(1024, 8, 100_000, cpu) == 1  # plenty of programs already
 
 
-def test_float8_launches_of_few_splits_run_a_deeper_pipeline():
-    # The rule alone (on CUDA): a float8 tile is half the bytes, so launches of at most FP8_DEEP_MAX_SPLITS splits
-    # take FP8_DEEP_STAGES; more splits, or a bf16 cache, keep the tile's own stages.
+def test_float8_launches_of_few_splits_take_their_own_tile(monkeypatch):
+    # The rule alone (on CUDA): a float8 tile is half the bytes, so launches of one split, two, ... take
+    # FP8_FEW_SPLIT_CONFIGS' tiles in turn; more splits than it lists, or a bf16 cache, keep CUDA_CONFIG.
     cuda = torch.device("cuda")  # only compared against, never allocated on
-    block_n, warps, stages = decode_attention.CUDA_CONFIG
-    deep = max(stages, decode_attention.FP8_DEEP_STAGES)
-    assert decode_attention._launch_config(128, 16, 2, 1, 1, cuda) == (block_n, warps, deep)
-    assert decode_attention._launch_config(128, 16, 2, 1, decode_attention.FP8_DEEP_MAX_SPLITS, cuda)[2] == deep
-    assert decode_attention._launch_config(128, 16, 2, 1, decode_attention.FP8_DEEP_MAX_SPLITS + 1, cuda)[2] == stages
-    assert decode_attention._launch_config(128, 16, 2, 2, 1, cuda)[2] == stages
-
-
-def test_float8_register_cap_only_when_set_and_on_cuda(monkeypatch):
-    cuda, cpu = torch.device("cuda"), torch.device("cpu")  # only compared against, never allocated on
-    monkeypatch.setattr(decode_attention, "FP8_MAXNREG", 0)
-    assert decode_attention._register_cap(1, cuda) == {}
-    monkeypatch.setattr(decode_attention, "FP8_MAXNREG", 168)
-    assert decode_attention._register_cap(1, cuda) == {"maxnreg": 168}
-    assert decode_attention._register_cap(2, cuda) == {} and decode_attention._register_cap(1, cpu) == {}
+    one, two, default = (64, 2, 6), (32, 1, 6), decode_attention.CUDA_CONFIG
+    monkeypatch.setattr(decode_attention, "FP8_FEW_SPLIT_CONFIGS", (one, two))
+    assert decode_attention._launch_config(128, 16, 2, 1, 1, cuda) == one
+    assert decode_attention._launch_config(128, 16, 2, 1, 2, cuda) == two
+    assert decode_attention._launch_config(128, 16, 2, 1, 3, cuda) == default
+    assert decode_attention._launch_config(128, 16, 2, 2, 1, cuda) == default
+    assert decode_attention._launch_config(128, 64, 2, 1, 2, cuda) == (64, 1, 6)  # a tile spans at least a page
 
 
 def test_ref_matches_sdpa(device, paged_kv):
