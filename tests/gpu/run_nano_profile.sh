@@ -10,7 +10,7 @@
 set -uo pipefail
 source tests/gpu/device_env.sh
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | head -1
-for kv in auto fp8; do
+for kv in ${KVS:-auto fp8}; do  # KVS=fp8 for one cache
   part nano_$kv 150 python3 -m spmd_infer.bench bench.preset=qwen3-0.6b bench.workload=nano_vllm cache.dtype=$kv \
     bench.profile=true bench.profile_top=30 bench.output=$OUT/nano_$kv.json
   grep -E "^nano_vllm|compiled during" "$OUT/nano_$kv.txt" | cut -c1-150; grep -A34 "^profile of" "$OUT/nano_$kv.txt"
