@@ -81,7 +81,6 @@ def _decode_split_kernel(
     BLOCK_N: tl.constexpr,
     DIRECT: tl.constexpr,  # num_splits == 1: write the final output, skip the reduction
     F16_DOTS: tl.constexpr,  # bf16 queries over a float8 cache: both dots in fp16 (see FP8_DOTS_IN_F16)
-    FP8_QK: tl.constexpr,  # float8 cache: q rounded to float8 per head row, q k^T a float8 dot (see FP8_QUERY)
     PDL: tl.constexpr,
 ):
     pdl_enter(PDL)
@@ -104,13 +103,6 @@ def _decode_split_kernel(
         mask=mask_g[:, None] & mask_d[None, :],
         other=0.0,
     )
-    if FP8_QK:
-        # Each head's row scaled into float8's range (448 at most) and rounded; its scale comes back after the dot.
-        q32 = q.to(tl.float32)
-        q_amax = tl.max(tl.abs(q32), axis=1)
-        q_scale = tl.where(q_amax > 0.0, q_amax / 448.0, 1.0)
-        q8 = (q32 / q_scale[:, None]).to(k_cache_ptr.dtype.element_ty)
-        row_scale = q_scale * qk_scale
     if F16_DOTS:
         q = q.to(tl.float16)
 
@@ -131,17 +123,14 @@ def _decode_split_kernel(
             + kvh * stride_kh + offs_d[None, :],
             mask=kv_mask,
             other=0.0,
-        )
+        ).to(q.dtype)  # a float8 cache is widened to q's dtype for the dot (a no-op otherwise)
         v = tl.load(
             v_cache_ptr + phys[:, None] * stride_vb + slot_in_page[:, None] * stride_vs
             + kvh * stride_vh + offs_d[None, :],
             mask=kv_mask,
             other=0.0,
         ).to(q.dtype)
-        if FP8_QK:
-            qk = tl.dot(q8, tl.trans(k), out_dtype=tl.float32) * row_scale[:, None]  # [BLOCK_G, BLOCK_N]
-        else:  # a float8 cache is widened to q's dtype for the dot (a no-op otherwise)
-            qk = tl.dot(q, tl.trans(k.to(q.dtype)), input_precision="ieee") * qk_scale
+        qk = tl.dot(q, tl.trans(k), input_precision="ieee") * qk_scale  # [BLOCK_G, BLOCK_N]
         qk = tl.where(mask_n[None, :], qk, float("-inf"))
         m_i, l_i, acc = online_softmax_step(qk, v, m_i, l_i, acc)
 
@@ -200,10 +189,10 @@ MIN_SPLIT_TOKENS = int(os.environ.get("SPMD_DECODE_MIN_SPLIT_TOKENS", "128"))
 # float8 to bf16 takes several) and run both dots in fp16 (more mantissa than bf16; decode's queries and softmax
 # weights are far inside its range). Widening to bf16 left the nano-vllm case no faster than a bf16 cache.
 FP8_DOTS_IN_F16 = True
-# Over a float8 cache, round q to float8 too (each head's row scaled to float8's range) and take q k^T as a float8
-# dot: K then needs no widening and is read from shared memory as stored. Costs q's precision, as FlashAttention-3's
-# and SGLang's float8 attention do. SPMD_DECODE_FP8_QUERY=1; off until a GPU has timed it (run_fp8_query.sh).
-FP8_QUERY = os.environ.get("SPMD_DECODE_FP8_QUERY", "0") == "1"
+# Rounding q to float8 as well (each head's row scaled to float8's range) so that q k^T is a float8 dot and K is used
+# as stored, as FlashAttention-3's float8 attention does, was timed (session 11, H200, run_fp8_query.sh at f91d704):
+# no faster (nano-vllm bs256 229 -> 232 us a layer, nano-vllm fp8 29.1k -> 28.3-29.0k tok/s), so K's widening is
+# not what holds the float8 kernel back, and q keeps its precision.
 # A float8 tile is half a bf16 tile's bytes, so the bf16 tile keeps half the bytes in flight: it reached ~46% of the
 # copy rate in float8 bytes (H200). Session 10 ruled out the byte-wise V transpose (V laid out by head dimension: no
 # faster) and the cvt widening (widening by moving bits: slower); five stages took nano-vllm bs256 263 -> 241 us a
@@ -328,7 +317,6 @@ def paged_decode_attention(
         BLOCK_N=BLOCK_N,
         DIRECT=direct,
         F16_DOTS=FP8_DOTS_IN_F16 and q.dtype == torch.bfloat16 and k_cache.element_size() == 1,
-        FP8_QK=FP8_QUERY and k_cache.element_size() == 1,
         num_warps=num_warps,
         num_stages=num_stages,
         **pdl_args(q.device),
@@ -370,14 +358,6 @@ def gather_context(
     return cache[blocks].flatten(0, 1)[:context_len]
 
 
-def fp8_rounded_query(q: torch.Tensor) -> torch.Tensor:
-    """q [..., D] as FP8_QUERY's kernel uses it, in fp32: each row scaled to float8 e4m3's range, rounded, scaled back."""
-    q32 = q.float()
-    amax = q32.abs().amax(dim=-1, keepdim=True)
-    row_scale = torch.where(amax > 0, amax / 448.0, torch.ones_like(amax))
-    return (q32 / row_scale).to(torch.float8_e4m3fn).float() * row_scale
-
-
 def paged_decode_attention_ref(
     q: torch.Tensor,
     k_cache: torch.Tensor,
@@ -388,19 +368,17 @@ def paged_decode_attention_ref(
     num_splits: int | None = None,
     max_context_len: int | None = None,
 ) -> torch.Tensor:
-    """Plain-PyTorch reference for :func:`paged_decode_attention` (fp32 math, q.dtype out; q rounded to float8 as
-    the kernel rounds it under FP8_QUERY over a float8 cache)."""
+    """Plain-PyTorch reference for :func:`paged_decode_attention` (fp32 math, q.dtype out)."""
     B, Hq, D = q.shape
     Hkv = k_cache.shape[2]
     out = torch.empty_like(q)
-    q_used = fp8_rounded_query(q) if FP8_QUERY and k_cache.element_size() == 1 else q
     for b in range(B):
         n = int(context_lens[b])
         k = gather_context(k_cache, block_tables[b], n).float()  # [n, Hkv, D]
         v = gather_context(v_cache, block_tables[b], n).float()
         k = k.repeat_interleave(Hq // Hkv, dim=1)  # [n, Hq, D]
         v = v.repeat_interleave(Hq // Hkv, dim=1)
-        scores = torch.einsum("hd,nhd->hn", q_used[b].float(), k) * scale
+        scores = torch.einsum("hd,nhd->hn", q[b].float(), k) * scale
         probs = scores.softmax(dim=-1)
         out[b] = torch.einsum("hn,nhd->hd", probs, v).to(q.dtype)
     return out
