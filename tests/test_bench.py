@@ -176,8 +176,8 @@ TINY_WORKLOADS = ["bench.num_seqs=4", "bench.min_len=4", "bench.max_input_len=16
 def test_bench_cli_on_cpu_with_load_and_hf_baseline(tmp_path):
     out = tmp_path / "bench.json"
     proc = _bench([sys.executable, "-m", "spmd_infer.bench", "bench.preset=tiny", "bench.workload=all",
-                   "bench.load=true", "bench.baseline=hf", "bench.repeats=2", f"bench.output={out}", *TINY_WORKLOADS],
-                  tmp_path)
+                   "bench.load=true", "bench.baseline=hf", "bench.hf_orders=[given,output_length]", "bench.repeats=2",
+                   f"bench.output={out}", *TINY_WORKLOADS], tmp_path)
     r = json.loads(out.read_text())
     assert all(len(c["runs"]) == 2 for c in r["cases"]) and ", 2 runs: out tok/s " in proc.stdout
     assert r["ceilings"]["bandwidth_bytes_per_s"] > 0 and r["ceilings"]["matmul_flops_per_s"] > 0
@@ -191,6 +191,14 @@ def test_bench_cli_on_cpu_with_load_and_hf_baseline(tmp_path):
         if c["name"] != "grid 2x8+1":  # one output token: prefill only
             assert c["decode"]["median_step_s"] > 0 and 0 < c["decode"]["mbu"] and c["decode"]["tok_s"] > 0
     assert r["cases"][-1]["decode"]["steps"] == 4 and r["cases"][-1]["hf"]["decode_step_s"] > 0
+    # nano-vllm's mixed lengths ran through generate() in both orders, the first listed as the headline; the
+    # uniform cases once.
+    nano = r["cases"][0]
+    assert list(nano["hf_by_order"]) == ["given", "output_length"] and nano["hf"]["order"] == "given"
+    assert nano["vs_hf"] == nano["hf_by_order"]["given"]["vs_engine"]
+    assert all(o["generated_tokens"] >= 4 * 4 for o in nano["hf_by_order"].values())
+    assert all("hf_by_order" not in c for c in r["cases"][1:])
+    assert "nano_vllm" in proc.stdout and "transformers by prompt order: given order" in proc.stdout
 
 
 def test_bench_dp2_dp_attention_moe_under_torchrun(tmp_path):
@@ -208,7 +216,13 @@ def test_bench_dp2_dp_attention_moe_under_torchrun(tmp_path):
         assert c["decode"]["mbu"] > 0 and c["exchange_share"] > 0 and c["decode"]["steps"] == 4
 
 
-def test_bench_refuses_zero_repeats_before_starting_anything():
+@pytest.mark.parametrize("field,value,message", [
+    ("repeats", 0, r"bench\.repeats=0 must be at least 1"),
+    ("hf_orders", ["given", "shuffled"], r"bench\.hf_orders=\['given', 'shuffled'\] must list one or more of "
+                                         r"output_length, given"),
+    ("hf_orders", [], r"bench\.hf_orders=\[\] must list"),
+])
+def test_bench_refuses_bad_settings_before_starting_anything(field, value, message):
     from omegaconf import OmegaConf
 
     from spmd_infer.bench.config import BenchConfig
@@ -216,6 +230,7 @@ def test_bench_refuses_zero_repeats_before_starting_anything():
     from spmd_infer.parallel.dims import ConfigError
 
     cfg = OmegaConf.structured(BenchConfig)
-    cfg.bench.preset, cfg.bench.repeats = "tiny", 0
-    with pytest.raises(ConfigError, match=r"bench\.repeats=0 must be at least 1"):
+    cfg.bench.preset = "tiny"
+    setattr(cfg.bench, field, value)
+    with pytest.raises(ConfigError, match=message):
         run_bench(cfg)

@@ -45,8 +45,12 @@ class BenchSection:
     baseline: str = "none"
     """none, or hf: transformers generate() on the same workload in the same run (1 rank only)."""
     hf_batch_size: int = 64
-    """hf baseline, nano_vllm: prompts per generate() call (sorted by output length); grid and decode cases
-    run their whole batch in one call."""
+    """hf baseline, nano_vllm: prompts per generate() call; grid and decode cases run their whole batch in one
+    call."""
+    hf_orders: list[str] = field(default_factory=lambda: ["output_length"])
+    """hf baseline, nano_vllm: the orders the prompts reach generate() in, one baseline run each: output_length
+    (sorted, so each batch's rows finish together: the stronger peer) or given (the workload's order, as a
+    generate() user feeds a file of prompts). The first gives the headline ratio, the others are printed beside it."""
     hf_cache_implementation: Optional[str] = None
     """hf baseline: generate()'s cache_implementation (e.g. static, which compiles); unset: transformers' default."""
     load: bool = False

@@ -3,8 +3,9 @@
 ignore_eos is matched by min_new_tokens = max_new_tokens. A case whose sequences share their lengths
 runs as one batch, twice: with one new token (its time is the time to first token) and with all of
 them; the difference over the extra tokens is the decode step time. nano-vllm's mixed lengths run in
-batches of bench.hf_batch_size sorted by output length; each batch generates its longest output for
-every row (what a generate() user gets), and only the requested tokens count in the rates.
+batches of bench.hf_batch_size, in the workload's order or sorted by output length (ORDERS); each batch
+generates its longest output for every row (what a generate() user gets), and only the requested tokens
+count in the rates.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ from .workloads import Case, make_requests
 log = logging.getLogger(__name__)
 
 PAD = 0  # any id: padded positions are masked out
+# How mixed-length prompts are batched: sorted by output length (each batch's rows finish together, so little
+# of generate()'s work is thrown away) or in the order the workload gives them.
+ORDERS = ("output_length", "given")
 
 
 class HFBaseline:
@@ -36,7 +40,8 @@ class HFBaseline:
         self.vocab_size = hf_config.vocab_size
         self._generate([[1] * 16] * 2, 4)  # the first call pays for kernel selection and lazy initialisation
 
-    def run(self, case: Case, seed: int) -> dict:
+    def run(self, case: Case, seed: int, order: str = "output_length") -> dict:
+        """The case through generate(); mixed lengths batched in this order (one of ORDERS)."""
         prompts = [r.prompt_token_ids for r in make_requests(case, self.vocab_size, seed, SamplingParams())]
         if case.uniform:
             steps = case.output_lens[0]
@@ -47,18 +52,20 @@ class HFBaseline:
                 out["decode_step_s"] = (wall - first) / (steps - 1)
                 out["decode_tok_s"] = len(prompts) / out["decode_step_s"]
         else:
-            order = sorted(range(case.num_seqs), key=lambda i: case.output_lens[i])
+            rows_in_order = list(range(case.num_seqs))
+            if order == "output_length":
+                rows_in_order.sort(key=lambda i: case.output_lens[i])
             wall = generated = 0
-            for start in range(0, len(order), self.batch_size):
-                rows = order[start:start + self.batch_size]
+            for start in range(0, len(rows_in_order), self.batch_size):
+                rows = rows_in_order[start:start + self.batch_size]
                 n_new = max(case.output_lens[i] for i in rows)
                 wall += self._generate([prompts[i] for i in rows], n_new)
                 generated += n_new * len(rows)
-                done = sum(case.output_lens[i] for i in order[:start + len(rows)])
+                done = sum(case.output_lens[i] for i in rows_in_order[:start + len(rows)])
                 # generate() runs minutes at batch 64: show the rate so far.
-                log.info("transformers: %d of %d sequences, %.0f useful tok/s so far (%.1f s)",
-                         start + len(rows), case.num_seqs, done / wall, wall)
-            out = {"batch_size": self.batch_size, "wall_s": wall, "generated_tokens": generated}
+                log.info("transformers (%s order): %d of %d sequences, %.0f useful tok/s so far (%.1f s)",
+                         order, start + len(rows), case.num_seqs, done / wall, wall)
+            out = {"batch_size": self.batch_size, "order": order, "wall_s": wall, "generated_tokens": generated}
         out["output_tok_s"] = case.output_tokens / out["wall_s"]
         out["total_tok_s"] = (case.prompt_tokens + case.output_tokens) / out["wall_s"]
         return out

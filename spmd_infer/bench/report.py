@@ -45,6 +45,12 @@ def console_lines(report: dict) -> list[str]:
             steps = " / ".join(_ms(r["decode_median_step_s"]) for r in runs)
             mbus = " / ".join(_pct(r["decode_mbu"]) for r in runs)
             lines.append(f"  {case['name']}, {len(runs)} runs: out tok/s {rates}; decode step {steps}; MBU {mbus}")
+    for case in report["cases"]:
+        by_order = case.get("hf_by_order", {})
+        if len(by_order) > 1:  # bench.hf_orders lists more than one: each beside the headline
+            each = "; ".join(f"{order} order {r['output_tok_s']:.0f} tok/s (engine {r['vs_engine']['output_tok_s']:.1f}x)"
+                             for order, r in by_order.items())
+            lines.append(f"  {case['name']}, transformers by prompt order: {each}")
     sheet = ceil.get("sheet_bandwidth_bytes_per_s")
     if sheet and ceil["bandwidth_bytes_per_s"] > sheet:
         lines.append(f"warning: the measured copy rate is above the card's data-sheet {sheet / 1e9:.0f} GB/s, so this "

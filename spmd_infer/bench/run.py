@@ -23,6 +23,7 @@ from ..sampling_params import SamplingParams
 from .ceilings import measure_ceilings
 from .checkpoint import BenchCheckpoint
 from .cost import ModelCost
+from .hf_baseline import ORDERS as HF_ORDERS
 from .hf_baseline import HFBaseline, compare
 from .measure import case_metrics, median_run, run_case
 from .presets import preset_config
@@ -52,6 +53,8 @@ def run_bench(cfg: Any) -> Optional[dict]:
     check_layout(hf_config, dims.tp)
     if b.baseline not in ("none", "hf"):
         raise ConfigError(f"bench.baseline={b.baseline!r} must be none or hf")
+    if not b.hf_orders or any(o not in HF_ORDERS for o in b.hf_orders):
+        raise ConfigError(f"bench.hf_orders={list(b.hf_orders)} must list one or more of {', '.join(HF_ORDERS)}")
     if b.repeats < 1:
         raise ConfigError(f"bench.repeats={b.repeats} must be at least 1")
     device = resolve_device(cfg.runtime.device)
@@ -154,10 +157,16 @@ def _run_baseline(hf_config: Any, cases: list, results: list[dict], device: torc
     started = time.perf_counter()
     hf = HFBaseline(hf_config, device, dtype, b.hf_batch_size, b.hf_cache_implementation)
     for case, result in zip(cases, results):
-        result["hf"] = hf.run(case, b.seed)
-        result["vs_hf"] = compare(result, result["hf"])
-        log.info("%s: transformers %.0f output tok/s (engine %.2fx)", case.name, result["hf"]["output_tok_s"],
-                 result["vs_hf"]["output_tok_s"])
+        # Only mixed lengths are batched in an order; the first order's run is the headline.
+        for order in b.hf_orders if not case.uniform else b.hf_orders[:1]:
+            hf_result = hf.run(case, b.seed, order)
+            ratios = compare(result, hf_result)
+            if "hf" not in result:
+                result["hf"], result["vs_hf"] = hf_result, ratios
+            if not case.uniform:
+                result.setdefault("hf_by_order", {})[order] = {**hf_result, "vs_engine": ratios}
+            log.info("%s: transformers %.0f output tok/s%s (engine %.2fx)", case.name, hf_result["output_tok_s"],
+                     "" if case.uniform else f" ({order} order)", ratios["output_tok_s"])
     hf.close()
     log.info("transformers baseline took %.1f s", time.perf_counter() - started)
 
