@@ -197,6 +197,9 @@ def test_bench_cli_on_cpu_with_load_and_hf_baseline(tmp_path):
     assert list(nano["hf_by_order"]) == ["given", "output_length"] and nano["hf"]["order"] == "given"
     assert nano["vs_hf"] == nano["hf_by_order"]["given"]["vs_engine"]
     assert all(o["generated_tokens"] >= 4 * 4 for o in nano["hf_by_order"].values())
+    # each case warmed up once, untimed, before its first order
+    assert all(c["hf"]["warmup_s"] > 0 for c in r["cases"])
+    assert len({o["warmup_s"] for o in nano["hf_by_order"].values()}) == 1
     assert all("hf_by_order" not in c for c in r["cases"][1:])
     assert "nano_vllm" in proc.stdout and "transformers by prompt order: given order" in proc.stdout
 

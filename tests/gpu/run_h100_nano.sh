@@ -4,8 +4,9 @@
 # and output lengths uniform in 100..1024, ignore_eos) against transformers generate on the same prompts in the same
 # run (bench.baseline=hf, batches of 64 as the issue measured it), in both prompt orders (bench.hf_orders): sorted by
 # output length (the stronger peer, the headline ratio) and as given (what the issue's 459 tok/s measured, as a
-# generate() user feeds a file). On an H200 (session 10) the sorted order ran at 831 tok/s, ~3 min; the given order
-# throws away more of each batch's work, ~1.5x as long. Carry [".whl"].
+# generate() user feeds a file), each case after one untimed warm-up at its largest shape. On an H200 the sorted
+# order ran at 831 tok/s (session 10, no warm-up), ~3 min; the given order at 635 (session 11, no warm-up: its first
+# batch 90 s, each later one 45 s, 785 tok/s over them). Carry [".whl"].
 set -uo pipefail
 source tests/gpu/device_env.sh
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
