@@ -175,6 +175,27 @@ def _decode_reduce_kernel(
     tl.store(out_ptr + b * stride_ob + h * stride_oh + offs_d, out.to(out_ptr.dtype.element_ty), mask=mask_d)
 
 
+def tile_configs_from_env(name: str, default: str, one: bool = False) -> tuple[tuple[int, int, int], ...]:
+    """Space-separated "BLOCK_N,warps,stages" tiles (exactly one if one) from environment variable name (default
+    when unset), checked here so that a typo fails at import with the variable's name rather than inside a launch."""
+    text = os.environ.get(name, default)
+    tiles = []
+    for item in text.split():
+        try:
+            block_n, warps, stages = (int(v) for v in item.split(","))
+        except ValueError:
+            raise ValueError(f"{name}={text!r}: each tile is BLOCK_N,warps,stages (three integers), "
+                             f"got {item!r}") from None
+        if block_n < 16 or block_n & (block_n - 1) or warps not in (1, 2, 4, 8, 16) or stages < 1:
+            raise ValueError(f"{name}={text!r}: in {item!r} BLOCK_N must be a power of two >= 16, warps one of "
+                             "1, 2, 4, 8, 16 and stages >= 1")
+        tiles.append((block_n, warps, stages))
+    if not tiles or (one and len(tiles) > 1):
+        raise ValueError(f"{name}={text!r}: give {'one' if one else 'at least one'} BLOCK_N,warps,stages tile, "
+                         "or unset it")
+    return tuple(tiles)
+
+
 # (BLOCK_N, num_warps, num_stages) on CUDA; BLOCK_N is raised to the block size if smaller.
 # Splits aim at SPLIT_WAVES * num_SMs programs, each with at least MIN_SPLIT_TOKENS tokens.
 # tests/gpu/tune_decode_attention.py picked these on an H200 (bf16, D=128, GQA 2 and 4, timed in CUDA graphs,
@@ -182,7 +203,7 @@ def _decode_reduce_kernel(
 # (64, 4, 3) / 256 tokens; 80-94% of the copy rate at bs >= 64, and 7 instead of 9.9 us at bs1 @1k.
 # For tuning runs the environment overrides all three:
 # SPMD_DECODE_CONFIG=BLOCK_N,warps,stages, SPMD_DECODE_SPLIT_WAVES, SPMD_DECODE_MIN_SPLIT_TOKENS.
-CUDA_CONFIG = tuple(int(v) for v in os.environ.get("SPMD_DECODE_CONFIG", "128,4,3").split(","))
+CUDA_CONFIG = tile_configs_from_env("SPMD_DECODE_CONFIG", "128,4,3", one=True)[0]
 SPLIT_WAVES = int(os.environ.get("SPMD_DECODE_SPLIT_WAVES", "4"))
 MIN_SPLIT_TOKENS = int(os.environ.get("SPMD_DECODE_MIN_SPLIT_TOKENS", "128"))
 # bf16 queries over a float8 cache: widen K/V to fp16 (one conversion instruction per pair of values on Hopper;
@@ -204,8 +225,7 @@ FP8_DOTS_IN_F16 = True
 # 28.2k -> 29.0k tok/s. FP8_FEW_SPLIT_CONFIGS holds the (BLOCK_N, warps, stages) of a launch of one split, two, ...;
 # launches of more splits take CUDA_CONFIG. SPMD_DECODE_FP8_CONFIGS="BLOCK_N,warps,stages ..." sets it. (Capping the
 # registers, Triton's maxnreg 168, sped the (128, 4, 3) tile but not these: nano-vllm 28.3k against 29.0k.)
-FP8_FEW_SPLIT_CONFIGS = tuple(tuple(int(v) for v in c.split(","))
-                              for c in os.environ.get("SPMD_DECODE_FP8_CONFIGS", "64,2,6 32,1,6").split())
+FP8_FEW_SPLIT_CONFIGS = tile_configs_from_env("SPMD_DECODE_FP8_CONFIGS", "64,2,6 32,1,6")
 # The splits are combined by a second, tiny kernel. Combining them in the split kernel's last program per (sequence,
 # KV head), found by an atomic counter, was tried and timed (session 7, H200, Llama-3-8B bs1 @1k): 10 us a layer
 # against 6 + 1.6 us for the two launches, since one program then reads every split while the rest of the GPU idles.

@@ -84,6 +84,22 @@ def test_float8_launches_of_few_splits_take_their_own_tile(monkeypatch):
     assert decode_attention._launch_config(128, 64, 2, 1, 2, cuda) == (64, 1, 6)  # a tile spans at least a page
 
 
+def test_tile_settings_from_the_environment_are_checked_at_import(monkeypatch):
+    name = "SPMD_TEST_TILES"
+    monkeypatch.setenv(name, "64,2,6 32,1,6")
+    assert decode_attention.tile_configs_from_env(name, "128,4,3") == ((64, 2, 6), (32, 1, 6))
+    monkeypatch.delenv(name)
+    assert decode_attention.tile_configs_from_env(name, "128,4,3", one=True) == ((128, 4, 3),)
+    for bad, message in [("64,2", "three integers"), ("64,2,x", "three integers"), ("48,2,3", "power of two"),
+                         ("64,3,3", "warps one of"), ("64,2,0", "stages >= 1"), ("", "at least one")]:
+        monkeypatch.setenv(name, bad)
+        with pytest.raises(ValueError, match=f"{name}=.*{message}"):
+            decode_attention.tile_configs_from_env(name, "128,4,3")
+    monkeypatch.setenv(name, "64,2,6 32,1,6")
+    with pytest.raises(ValueError, match="give one BLOCK_N,warps,stages tile"):
+        decode_attention.tile_configs_from_env(name, "128,4,3", one=True)
+
+
 def test_ref_matches_sdpa(device, paged_kv):
     # The reference agrees with torch's attention on a contiguous (unpaged) layout.
     n, Hq, Hkv, D = 37, 4, 2, 64
