@@ -81,10 +81,11 @@ def test_bad_config_fails_before_model_work_once_for_the_job(tiny, tmp_path):
 @pytest.mark.parametrize("overrides,message", [
     (["model.path=/nonexistent/model"], "no config.json"),
     (["model.path=BADARCH"], "unknown architecture"),
+    (["model.path=QUANTIZED"], "declares quantized weights (quantization_config, quant_method='fp8')"),
     (["model.path=MODEL3", "model.max_model_len=100000"], "max_model_len"),
     (["runtime.device=tpu"], "runtime.device"),
     (["parallel.dp=1", "parallel.tp=3"], "WORLD_SIZE=1"),
-], ids=["missing-path", "unknown-arch", "max-len", "device", "world-mismatch"])
+], ids=["missing-path", "unknown-arch", "quantized", "max-len", "device", "world-mismatch"])
 def test_bad_config_says_what_to_change(job, tiny, tmp_path, overrides, message):
     """The checks that run before any weight is read (in-process: the verdict is what each rank reaches)."""
     from spmd_infer.parallel.dims import ConfigError
@@ -92,8 +93,13 @@ def test_bad_config_says_what_to_change(job, tiny, tmp_path, overrides, message)
     bad_arch = tmp_path / "badarch"
     bad_arch.mkdir()
     (bad_arch / "config.json").write_text(json.dumps({"architectures": ["GPT2LMHeadModel"], "model_type": "gpt2"}))
+    quantized = tmp_path / "quantized"  # the tiny Llama's config as a float8 release would declare it
+    quantized.mkdir()
+    config = json.loads((Path(tiny["models"]["llama"]) / "config.json").read_text())
+    config["quantization_config"] = {"quant_method": "fp8", "fmt": "e4m3", "weight_block_size": [128, 128]}
+    (quantized / "config.json").write_text(json.dumps(config))
     overrides = [o.replace("MODEL3", str(tiny["models"]["qwen3"])).replace("BADARCH", str(bad_arch))
-                 for o in overrides]
+                 .replace("QUANTIZED", str(quantized)) for o in overrides]
     with pytest.raises(ConfigError, match=re.escape(message)):
         job(f"data.input={tiny['inputs']['one']}", *overrides)
     assert not (tmp_path / "out.jsonl").exists()
