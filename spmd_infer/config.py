@@ -93,6 +93,10 @@ class SamplingConfig:
     """Keep generating past EOS (benchmarks)."""
     repetition_penalty: Optional[float] = None
     """> 1 discourages tokens already in the prompt or the output (as in transformers). Unset: the model's, else 1."""
+    presence_penalty: float = 0.0
+    """Subtracted from the logit of every token already in the output (OpenAI's; -2 to 2, > 0 discourages)."""
+    frequency_penalty: float = 0.0
+    """Subtracted from a token's logit once per time it is already in the output (OpenAI's; -2 to 2)."""
     n: int = 1
     """Completions per prompt, each sampled independently (its own generator key); n > 1 rows hold "outputs"."""
     logprobs: int = 0
@@ -126,7 +130,8 @@ class RuntimeConfig:
     the device, so the host's bookkeeping runs while the GPU computes (engine/step.py). A sequence that stops
     (EOS, stop string) runs one extra, discarded token. Off: every step waits for its tokens first (measured on
     an H200: Llama-3-8B decode bs64 8.2 -> 7.3 ms per step, Qwen3-0.6B nano-vllm 14.4k -> 23.5k tok/s). Steps
-    whose sequences need their tokens on the host to sample (repetition_penalty, logprobs) never overlap."""
+    whose sequences need their tokens on the host to sample (repetition, presence or frequency penalties,
+    logprobs) never overlap."""
     progress: bool = True
     """Show progress on global rank 0."""
     progress_interval_s: float = 30.0

@@ -28,12 +28,19 @@ class SamplingParams:
     stop_token_ids: tuple[int, ...] = ()
     ignore_eos: bool = False
     repetition_penalty: float = 1.0
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
     logprobs: int = 0
     n: int = 1  # completions per prompt, each its own sequence
 
     @property
     def greedy(self) -> bool:
         return self.temperature == 0.0
+
+    @property
+    def penalizes(self) -> bool:
+        """Sampling needs the sequence's tokens on the host: a repetition, presence or frequency penalty."""
+        return self.repetition_penalty != 1.0 or self.presence_penalty != 0.0 or self.frequency_penalty != 0.0
 
     @classmethod
     def from_config(cls, cfg: Any, model_defaults: Optional[dict[str, Any]] = None) -> "SamplingParams":
@@ -85,6 +92,7 @@ class SamplingParams:
             min_p=number("min_p", float), seed=number("seed", int), max_tokens=number("max_tokens", int),
             min_tokens=number("min_tokens", int), stop=tuple(stop), stop_token_ids=tuple(stop_ids),
             ignore_eos=values["ignore_eos"], repetition_penalty=number("repetition_penalty", float),
+            presence_penalty=number("presence_penalty", float), frequency_penalty=number("frequency_penalty", float),
             logprobs=number("logprobs", int) if values["logprobs"] is not None else 0,
             n=number("n", int),
         )
@@ -107,6 +115,9 @@ class SamplingParams:
             problems.append(f"min_tokens must be in [0, max_tokens={self.max_tokens}], got {self.min_tokens}")
         if self.repetition_penalty <= 0:
             problems.append(f"repetition_penalty must be > 0, got {self.repetition_penalty}")
+        for name in ("presence_penalty", "frequency_penalty"):
+            if not -2.0 <= getattr(self, name) <= 2.0:
+                problems.append(f"{name} must be in [-2, 2] (OpenAI's range), got {getattr(self, name)}")
         if not 0 <= self.logprobs <= 20:
             problems.append(f"logprobs must be in [0, 20] (top-k per generated token; 0 = none), got {self.logprobs}")
         if not 1 <= self.n <= 128:

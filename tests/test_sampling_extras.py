@@ -1,4 +1,5 @@
-"""n > 1, logprobs against transformers, generation_config.json defaults and OpenAI batch files, end to end.
+"""n > 1, logprobs against transformers, penalties, generation_config.json defaults and OpenAI batch files, end to
+end.
 
 All jobs run in one single-rank launch (process start-up dominates CPU test time).
 """
@@ -19,6 +20,7 @@ from support.launch import REPO, torchrun
 from support.tiny_models import MAX_NEW, read_output
 
 TOP = 5
+PENALTIES = {"repetition_penalty": 1.3, "presence_penalty": 0.5, "frequency_penalty": 0.7}
 
 
 def test_generation_config_fills_only_unset_fields(tmp_path):
@@ -42,6 +44,9 @@ def _openai_rows(prompts: list[list[int]]) -> list[dict]:
     rows.append({"custom_id": "two", "method": "POST", "url": "/v1/completions",
                  "body": {"prompt": prompts[0], "max_tokens": 3, "n": 2, "temperature": 1.0, "seed": 1, "logprobs": 2}})
     rows.append({"custom_id": "bad", "method": "POST", "url": "/v1/completions", "body": {"prompt": [1], "top_p": 7}})
+    rows.append({"custom_id": "penalized", "method": "POST", "url": "/v1/completions",
+                 "body": {"prompt": prompts[0], "max_tokens": MAX_NEW, "temperature": 0, "frequency_penalty": 0.7,
+                          "presence_penalty": 0.5, "repetition_penalty": 1.3}})
     return rows
 
 
@@ -64,6 +69,8 @@ def runs(tiny, tmp_path_factory):
     greedy = ["sampling.temperature=0", f"sampling.max_tokens={MAX_NEW}"]
     jobs = {
         "logprobs": [f"model.path={m['llama']}", f"data.input={i['mixed']}", f"sampling.logprobs={TOP}", *greedy],
+        "penalties": [f"model.path={m['llama']}", f"data.input={i['mixed']}", *greedy,
+                      *(f"sampling.{k}={v}" for k, v in PENALTIES.items())],
         "n3": [f"model.path={m['llama']}", f"data.input={i['mixed']}", "sampling.n=3", *sampled],
         "n1": [f"model.path={m['llama']}", f"data.input={i['mixed']}", *sampled],
         "gen-default": [f"model.path={gen_model}", f"data.input={i['mixed']}", f"sampling.max_tokens={MAX_NEW}"],
@@ -103,6 +110,50 @@ def test_logprobs_match_transformers_scores(tiny, runs):
                 assert tok == int(ref.indices[j]) or tie
 
 
+def _greedy_with_penalties(model, ids: list[int], max_new: int, eos: int, repetition_penalty: float,
+                           presence_penalty: float, frequency_penalty: float) -> list[int]:
+    """The reference: greedy decoding by full forward passes, transformers' repetition rule over prompt and output,
+    then OpenAI's presence and frequency penalties over the output (vLLM's order)."""
+    seq, out = list(ids), []
+    for _ in range(max_new):
+        with torch.no_grad():
+            logits = model(torch.tensor([seq])).logits[0, -1].float()
+        seen = torch.tensor(sorted(set(seq)))
+        logits[seen] = torch.where(logits[seen] > 0, logits[seen] / repetition_penalty, logits[seen] * repetition_penalty)
+        for token in set(out):
+            logits[token] -= presence_penalty + frequency_penalty * out.count(token)
+        out.append(int(logits.argmax()))
+        seq.append(out[-1])
+        if out[-1] == eos:
+            break
+    return out
+
+
+def test_penalties_match_a_reference_loop(tiny, runs):
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny["models"]["llama"], dtype=torch.float32).eval()
+    rows = read_output(runs / "penalties.jsonl")
+    refs = [_greedy_with_penalties(model, ids, MAX_NEW, model.config.eos_token_id, **PENALTIES)
+            for ids in tiny["sets"]["mixed"]]
+    assert [r["token_ids"] for r in rows] == refs
+    assert refs != tiny["refs"][("llama", "mixed")], "the penalties changed nothing: the test would not notice them"
+
+
+def test_output_penalties_rule_and_ranges():
+    from spmd_infer.layers.sampler import apply_output_penalties
+    from spmd_infer.sampling_params import InvalidRequest
+
+    logits = torch.zeros(2, 6)
+    apply_output_penalties(logits, [1], [[4, 2, 4, 4]], [0.5], [0.25])
+    assert logits[0].tolist() == [0] * 6
+    assert logits[1].tolist() == [0, 0, -0.75, 0, -1.25, 0]  # once present: 0.5 + 0.25 per occurrence
+    for field, value in [("presence_penalty", 2.5), ("frequency_penalty", -3)]:
+        with pytest.raises(InvalidRequest, match=f"{field} must be in \\[-2, 2\\]"):
+            SamplingParams().with_overrides({field: value})
+    assert SamplingParams().with_overrides({"frequency_penalty": -2, "presence_penalty": 2}).penalizes
+
+
 def test_n_completions_each_with_its_own_generator(runs):
     many, single = read_output(runs / "n3.jsonl"), read_output(runs / "n1.jsonl")
     for row, one in zip(many, single):
@@ -123,7 +174,7 @@ def test_generation_config_defaults_unless_overridden(tiny, runs):
 def test_openai_batch_file_end_to_end(tiny, runs):
     rows = read_output(runs / "openai.jsonl")
     prompts = tiny["sets"]["mixed"]
-    assert [r["custom_id"] for r in rows] == [f"g{k}" for k in range(len(prompts))] + ["two", "bad"]
+    assert [r["custom_id"] for r in rows] == [f"g{k}" for k in range(len(prompts))] + ["two", "bad", "penalized"]
     for row, ref, ids in zip(rows, tiny["refs"][("llama", "mixed")], prompts):
         body = row["response"]["body"]
         assert row["error"] is None and row["response"]["status_code"] == 200
@@ -131,11 +182,14 @@ def test_openai_batch_file_end_to_end(tiny, runs):
         assert body["choices"][0]["token_ids"] == ref  # no tokenizer: token ids, vLLM's extension
         assert body["usage"] == {"prompt_tokens": len(ids), "completion_tokens": len(ref),
                                  "total_tokens": len(ids) + len(ref)}
-    two = rows[-2]["response"]["body"]["choices"]
+    two = rows[-3]["response"]["body"]["choices"]
     assert [c["index"] for c in two] == [0, 1]
     assert all(len(c["logprobs"]["tokens"]) == 3 and len(c["logprobs"]["top_logprobs"][0]) <= 2 for c in two)
-    bad = rows[-1]
+    bad = rows[-2]
     assert bad["response"]["status_code"] == 400 and bad["error"]["code"] == "invalid_sampling"
+    # OpenAI's penalties are honoured: the same tokens as the job-wide penalties gave this prompt
+    penalized = rows[-1]["response"]["body"]["choices"][0]["token_ids"]
+    assert penalized == read_output(runs / "penalties.jsonl")[0]["token_ids"]
 
     chat = read_output(runs / "openai-chat.jsonl")[0]["response"]["body"]
     assert chat["object"] == "chat.completion" and chat["id"].startswith("chatcmpl-")

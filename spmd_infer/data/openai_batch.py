@@ -18,12 +18,12 @@ from .request import ErrorRow, Request
 
 CHAT, COMPLETIONS = "/v1/chat/completions", "/v1/completions"
 FORMATS = ("auto", "jsonl", "openai")
-# Body fields that map one to one onto our sampling fields (the last five are vLLM's extensions).
-SAME_NAME = ("temperature", "top_p", "seed", "stop", "n", "top_k", "min_p", "min_tokens", "ignore_eos",
-             "stop_token_ids", "repetition_penalty")
+# Body fields that map one to one onto our sampling fields (the last six are vLLM's extensions).
+SAME_NAME = ("temperature", "top_p", "seed", "stop", "n", "presence_penalty", "frequency_penalty", "top_k",
+             "min_p", "min_tokens", "ignore_eos", "stop_token_ids", "repetition_penalty")
 # Fields we cannot honour, with the value that means "not used"; any other value makes the row an error.
-UNSUPPORTED = {"stream": False, "echo": False, "suffix": None, "best_of": 1, "logit_bias": None,
-               "frequency_penalty": 0, "presence_penalty": 0, "tools": None, "functions": None}
+UNSUPPORTED = {"stream": False, "echo": False, "suffix": None, "best_of": 1, "logit_bias": None, "tools": None,
+               "functions": None}
 
 
 def detect_format(path: Any, configured: str) -> str:

@@ -12,7 +12,7 @@ import torch.distributed as dist
 
 from ..forward_batch import ForwardBatch
 from ..host_memory import to_device, upload_packed
-from ..layers.sampler import SamplingTensors, apply_repetition_penalty, sample
+from ..layers.sampler import SamplingTensors, apply_output_penalties, apply_repetition_penalty, sample
 from ..loader import LoadStats, load_weights
 from ..models.registry import model_class
 from ..parallel.sharding import LayerSharding
@@ -185,10 +185,10 @@ class ModelRunner:
     @torch.inference_mode()
     def sample_on_device(self, batch: ScheduledBatch, logits: torch.Tensor, eos_ids: frozenset[int],
                          keys: list[int]) -> torch.Tensor:
-        """Token ids [S] on the device, no host sync (overlapped steps: no logprobs, no repetition penalty)."""
+        """Token ids [S] on the device, no host sync (overlapped steps: no logprobs, no penalties)."""
         seqs = [s for s, sampled in zip(batch.seqs, batch.sampled) if sampled]
-        if any(s.sampling.repetition_penalty != 1.0 for s in seqs):
-            logits = logits.float()  # transformers' rule works on float32 logits
+        if any(s.sampling.penalizes for s in seqs):
+            logits = logits.float()  # transformers' and OpenAI's rules work on float32 logits
         self._mask_and_penalize(logits, seqs, eos_ids)
         t = SamplingTensors.build([s.sampling for s in seqs], keys, [s.num_output_tokens for s in seqs],
                                   logits.device)
@@ -228,10 +228,14 @@ class ModelRunner:
     @staticmethod
     def _mask_and_penalize(logits: torch.Tensor, seqs, eos_ids: frozenset[int]) -> None:
         rows, tokens, penalties = [], [], []
+        out_rows, outputs, presence, frequency = [], [], [], []
         for i, s in enumerate(seqs):
             p = s.sampling
             if p.repetition_penalty != 1.0:
                 rows.append(i), tokens.append(s.token_ids), penalties.append(p.repetition_penalty)
+            if p.presence_penalty or p.frequency_penalty:
+                out_rows.append(i), outputs.append(s.output_ids)
+                presence.append(p.presence_penalty), frequency.append(p.frequency_penalty)
             if s.num_output_tokens < p.min_tokens:
                 # Until min_tokens, nothing that would end the request may be drawn.
                 banned = set(p.stop_token_ids) | (set() if p.ignore_eos else set(eos_ids))
@@ -240,6 +244,8 @@ class ModelRunner:
                     logits[i, banned] = float("-inf")
         if rows:
             apply_repetition_penalty(logits, rows, tokens, penalties)
+        if out_rows:
+            apply_output_penalties(logits, out_rows, outputs, presence, frequency)
 
     def min_over(self, value: int, group: Optional[dist.ProcessGroup]) -> int:
         """The minimum of `value` over `group` (one KV block count for every rank)."""

@@ -70,10 +70,10 @@ class RequestSource:
 
     # ---- overlapped decode steps (runtime.overlap_steps; Stepper runs them) --------------------------------
     def can_defer(self, batch: Optional[ScheduledBatch] = None) -> bool:
-        """With `batch`: whether its tokens may stay on the device for a step (a decode whose sequences need
-        no token ids on the host to sample: no repetition penalty, no logprobs). Without: whether the next
-        schedule() may run while a step's tokens are still in flight: its decode would preempt no sequence
-        (a recompute needs the ids) and samples as above; a prefill of waiting requests needs none of them."""
+        """With `batch`: whether its tokens may stay on the device for a step (a decode whose sequences need no token
+        ids on the host to sample: no repetition, presence or frequency penalty, no logprobs). Without: whether the
+        next schedule() may run while a step's tokens are still in flight: its decode would preempt no sequence (a
+        recompute needs the ids) and samples as above; a prefill of waiting requests needs none of them."""
         s = self.scheduler
         if batch is not None:
             seqs = batch.seqs
@@ -84,7 +84,7 @@ class RequestSource:
             size = s.blocks.block_size
             if sum(q.num_computed >= len(q.block_table) * size for q in seqs) > s.blocks.num_free:
                 return False
-        return all(q.sampling.repetition_penalty == 1.0 and not q.sampling.logprobs for q in seqs)
+        return all(not q.sampling.penalizes and not q.sampling.logprobs for q in seqs)
 
     def advance(self, batch: ScheduledBatch) -> list[int]:
         """Account a launched decode step whose tokens are still on the device: each sequence's new token is

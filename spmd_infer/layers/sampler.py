@@ -131,6 +131,17 @@ def _apply_top_p(scaled: torch.Tensor, probs: torch.Tensor, top_p: torch.Tensor)
     return scaled.masked_fill(drop, float("-inf"))
 
 
+def apply_output_penalties(logits: torch.Tensor, rows: list[int], outputs: list[list[int]],
+                           presence: list[float], frequency: list[float]) -> None:
+    """OpenAI's rule, in place: a token's logit loses presence once if the output holds it, and frequency once per
+    time it does (vLLM's order: after the repetition penalty, on the output tokens only)."""
+    for row, tokens, p, f in zip(rows, outputs, presence, frequency):
+        if not tokens:
+            continue
+        ids, counts = torch.tensor(tokens, device=logits.device, dtype=torch.int64).unique(return_counts=True)
+        logits[row, ids] -= p + f * counts.to(logits.dtype)
+
+
 def apply_repetition_penalty(logits: torch.Tensor, rows: list[int], token_sets: list[list[int]],
                              penalties: list[float]) -> None:
     """transformers' rule, in place: seen tokens' positive logits are divided, negative ones multiplied."""
