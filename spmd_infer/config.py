@@ -97,6 +97,9 @@ class SamplingConfig:
     """Subtracted from the logit of every token already in the output (OpenAI's; -2 to 2, > 0 discourages)."""
     frequency_penalty: float = 0.0
     """Subtracted from a token's logit once per time it is already in the output (OpenAI's; -2 to 2)."""
+    logit_bias: dict[int, float] = field(default_factory=dict)
+    """Token id -> value added to its logit before sampling (OpenAI's; -100 to 100: -100 bans, 100 forces). On the
+    command line with Hydra's force-add: '++sampling.logit_bias={50256:-100}'."""
     n: int = 1
     """Completions per prompt, each sampled independently (its own generator key); n > 1 rows hold "outputs"."""
     logprobs: int = 0

@@ -22,13 +22,12 @@ from .engine.engine import Engine
 from .engine.stopping import StopChecker
 from .failure import FaultHook, JobStopped, begin_job, leave, oom_guard, set_collective_timeout
 from .job_plan import JobPlan
-from .model_defaults import generation_defaults, log_applied
+from .model_defaults import log_applied
 from .parallel.dims import init_distributed
 from .parallel.dp_meta import Field
 from .progress import Progress
 from .report import Timeline, job_metrics
 from .resume import ResumeState, decide as decide_resume, publish, release as release_output
-from .sampling_params import SamplingParams
 from .stop import StopRequest
 
 log = logging.getLogger(__name__)
@@ -111,10 +110,8 @@ def _run(cfg: Any, plan: JobPlan, dims, resume: ResumeState, stop: StopRequest, 
         if row is not None:
             writer.write(seq.index, row)
 
-    model_defaults = generation_defaults(plan.model_dir)
-    log_applied(model_defaults, cfg.sampling)
-    defaults = SamplingParams.from_config(cfg.sampling, model_defaults)
-    rows = read_requests(str(plan.input), plan.tokenizer, defaults, plan.max_model_len, plan.hf_config.vocab_size,
+    log_applied(plan.model_defaults, cfg.sampling)
+    rows = read_requests(str(plan.input), plan.tokenizer, plan.sampling, plan.max_model_len, plan.hf_config.vocab_size,
                          data_format, skip=resume.is_done if resume.num_done else None)
     queue = RequestQueue(rows, on_error)
     source = engine.new_source(StopChecker(plan.eos_ids, plan.max_model_len, plan.tokenizer), on_finish)

@@ -1,4 +1,4 @@
-"""Everything a job decides before its first collective: paths, model config, layout, dtype, lengths.
+"""Everything a job decides before its first collective: paths, model config, layout, dtype, lengths, sampling.
 
 Every rank computes the same plan from the same files, so a bad configuration fails with the same
 message on every rank and no rank waits in a collective for one that has already exited.
@@ -16,8 +16,10 @@ from typing import Any, Optional
 import torch
 from transformers import AutoConfig
 
+from .model_defaults import generation_defaults
 from .models.registry import check_layout, check_mlp_layout, model_class
 from .parallel.dims import ConfigError, ParallelDims, resolve_device
+from .sampling_params import InvalidRequest, SamplingParams
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +39,8 @@ class JobPlan:
     output: Path
     tokenizer: Optional[Any]
     eos_ids: frozenset[int]
+    model_defaults: dict[str, Any]  # generation_config.json's sampling values
+    sampling: SamplingParams  # the job's sampling.* over model_defaults: every row's starting point
     demo: bool = False
 
     @classmethod
@@ -68,13 +72,16 @@ class JobPlan:
         if not input_path.is_file():
             raise ConfigError(f"data.input={str(input_path)!r} does not exist; give a JSONL file of prompts")
         tokenizer = _load_tokenizer(Path(cfg.model.tokenizer).expanduser() if cfg.model.tokenizer else model_dir)
+        model_defaults = generation_defaults(model_dir)
+        sampling = _job_sampling(cfg.sampling, model_defaults, hf_config.vocab_size)
         if demo:
             log.warning("no model.path given: running the built-in demo model (a tiny Llama with RANDOM weights, "
                         "so its text is gibberish) from %s. Run a real checkpoint with model.path=/path/to/hf-model",
                         model_dir)
         return cls(model_dir=model_dir, hf_config=hf_config, dims=dims, device=device, dtype=dtype,
                    max_model_len=max_model_len, input=input_path, output=Path(cfg.data.output).expanduser(),
-                   tokenizer=tokenizer, eos_ids=_eos_ids(model_dir, hf_config), demo=demo)
+                   tokenizer=tokenizer, eos_ids=_eos_ids(model_dir, hf_config), model_defaults=model_defaults,
+                   sampling=sampling, demo=demo)
 
     def check_kv_capacity(self, tokens_per_rank: int) -> None:
         if tokens_per_rank < self.max_model_len:
@@ -82,6 +89,19 @@ class JobPlan:
                 f"the KV cache holds {tokens_per_rank} tokens per rank, fewer than model.max_model_len="
                 f"{self.max_model_len}, so a long request could never run; lower model.max_model_len or give the "
                 f"cache more room (cache.gpu_memory_utilization, cache.cpu_kv_cache_gb, cache.num_blocks)")
+
+
+def _job_sampling(sampling_cfg: Any, model_defaults: dict[str, Any], vocab_size: int) -> SamplingParams:
+    """The job's sampling values, checked now: a bad one would otherwise turn every row into an error row."""
+    try:
+        params = SamplingParams.from_config(sampling_cfg, model_defaults)
+    except InvalidRequest as e:
+        raise ConfigError(f"sampling: {e}; fix the sampling.* settings") from None
+    outside = [t for t, _ in params.logit_bias if t >= vocab_size]
+    if outside:
+        raise ConfigError(f"sampling.logit_bias names token ids {outside} outside the model's vocabulary "
+                          f"[0, {vocab_size}); use ids from this model's tokenizer")
+    return params
 
 
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:

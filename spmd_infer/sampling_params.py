@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any, Optional
 
@@ -30,6 +30,7 @@ class SamplingParams:
     repetition_penalty: float = 1.0
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
+    logit_bias: tuple[tuple[int, float], ...] = ()  # (token id, added to its logit), ids ascending
     logprobs: int = 0
     n: int = 1  # completions per prompt, each its own sequence
 
@@ -85,6 +86,17 @@ class SamplingParams:
         if not isinstance(stop_ids, Sequence) or not all(isinstance(t, int) and not isinstance(t, bool) and t >= 0
                                                          for t in stop_ids):
             raise InvalidRequest("invalid_sampling", f"stop_token_ids must be non-negative integers, got {stop_ids!r}")
+        bias = values["logit_bias"] or {}
+        items = list(bias.items()) if isinstance(bias, Mapping) else bias
+        try:
+            # OpenAI's keys are strings ("50256": -100); ours, from YAML or the command line, may be integers.
+            bias = {int(k): float(v) for k, v in items
+                    if not isinstance(k, bool) and not isinstance(v, (bool, str)) and str(k).isdigit()}
+        except (TypeError, ValueError):
+            bias = None
+        if bias is None or len(bias) != len(items):
+            raise InvalidRequest("invalid_sampling", f"logit_bias must map token ids to numbers, e.g. "
+                                                     f'{{"50256": -100}}, got {values["logit_bias"]!r:.100}')
         if not isinstance(values["ignore_eos"], bool):
             raise InvalidRequest("invalid_sampling", f"ignore_eos must be true or false, got {values['ignore_eos']!r}")
         p = cls(
@@ -93,6 +105,7 @@ class SamplingParams:
             min_tokens=number("min_tokens", int), stop=tuple(stop), stop_token_ids=tuple(stop_ids),
             ignore_eos=values["ignore_eos"], repetition_penalty=number("repetition_penalty", float),
             presence_penalty=number("presence_penalty", float), frequency_penalty=number("frequency_penalty", float),
+            logit_bias=tuple(sorted(bias.items())),
             logprobs=number("logprobs", int) if values["logprobs"] is not None else 0,
             n=number("n", int),
         )
@@ -115,6 +128,8 @@ class SamplingParams:
             problems.append(f"min_tokens must be in [0, max_tokens={self.max_tokens}], got {self.min_tokens}")
         if self.repetition_penalty <= 0:
             problems.append(f"repetition_penalty must be > 0, got {self.repetition_penalty}")
+        if any(not -100.0 <= b <= 100.0 for _, b in self.logit_bias):
+            problems.append(f"logit_bias values must be in [-100, 100] (OpenAI's range), got {dict(self.logit_bias)}")
         for name in ("presence_penalty", "frequency_penalty"):
             if not -2.0 <= getattr(self, name) <= 2.0:
                 problems.append(f"{name} must be in [-2, 2] (OpenAI's range), got {getattr(self, name)}")

@@ -84,8 +84,11 @@ def test_bad_config_fails_before_model_work_once_for_the_job(tiny, tmp_path):
     (["model.path=QUANTIZED"], "declares quantized weights (quantization_config, quant_method='fp8')"),
     (["model.path=MODEL3", "model.max_model_len=100000"], "max_model_len"),
     (["runtime.device=tpu"], "runtime.device"),
+    (["sampling.temperature=-1"], "sampling: temperature must be >= 0"),
+    (["++sampling.logit_bias={100000:5}"], "sampling.logit_bias names token ids [100000] outside the model's"),
     (["parallel.dp=1", "parallel.tp=3"], "WORLD_SIZE=1"),
-], ids=["missing-path", "unknown-arch", "quantized", "max-len", "device", "world-mismatch"])
+], ids=["missing-path", "unknown-arch", "quantized", "max-len", "device", "temperature", "logit-bias",
+        "world-mismatch"])
 def test_bad_config_says_what_to_change(job, tiny, tmp_path, overrides, message):
     """The checks that run before any weight is read (in-process: the verdict is what each rank reaches)."""
     from spmd_infer.parallel.dims import ConfigError

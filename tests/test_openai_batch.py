@@ -35,13 +35,13 @@ def test_body_fields_map_to_sampling():
         {"role": "system", "content": "be brief"},
         {"role": "user", "content": [{"type": "text", "text": "hi"}, {"type": "text", "text": "there"}]}],
         max_completion_tokens=7, max_tokens=99, temperature=0.5, top_p=0.9, seed=3, stop=["\n"], n=2,
-        logprobs=True, top_logprobs=3, top_k=20, user="ignored", presence_penalty=0.5, frequency_penalty=-0.25),
-        lineno=1)
+        logprobs=True, top_logprobs=3, top_k=20, user="ignored", presence_penalty=0.5, frequency_penalty=-0.25,
+        logit_bias={"50256": -100}, response_format={"type": "text"}), lineno=1)
     assert native == {"id": "c1", "messages": [{"role": "system", "content": "be brief"},
                                                {"role": "user", "content": "hi\nthere"}],
                       "sampling": {"temperature": 0.5, "top_p": 0.9, "seed": 3, "stop": ["\n"], "n": 2, "top_k": 20,
-                                   "presence_penalty": 0.5, "frequency_penalty": -0.25, "max_tokens": 7,
-                                   "logprobs": 3}}
+                                   "presence_penalty": 0.5, "frequency_penalty": -0.25,
+                                   "logit_bias": {"50256": -100}, "max_tokens": 7, "logprobs": 3}}
     assert api["url"] == "/v1/chat/completions" and api["model"] == "m" and api["top_logprobs"] == 3
 
     native, api = to_native(_row(prompt=[[5, 6, 7]], max_tokens=4, logprobs=0, temperature=None), lineno=2)
@@ -59,7 +59,8 @@ def test_body_fields_map_to_sampling():
     ({**_row(), "body": "x"}, "invalid_request", '"body" must be a JSON object'),
     (_row(prompt="x", stream=True), "unsupported_field", "stream"),
     (_row(prompt="x", echo=True), "unsupported_field", "echo"),
-    (_row(prompt="x", logit_bias={"5": 100}), "unsupported_field", "logit_bias"),
+    (_row(prompt="x", response_format={"type": "json_object"}), "unsupported_field", "response_format"),
+    (_row(prompt="x", guided_choice=["a", "b"]), "unsupported_field", "guided_choice"),
     (_row(prompt=["a", "b"]), "invalid_prompt", "one prompt per row"),
     (_row(), "missing_prompt", '"prompt"'),
     (_row("/v1/chat/completions"), "missing_prompt", '"messages"'),

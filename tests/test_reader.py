@@ -198,6 +198,13 @@ def test_invalid_token_id(tmp_path, tok, bad):
     assert e.type == "invalid_token_id" and str(bad) in e.message and str(VOCAB) in e.message
 
 
+def test_logit_bias_token_ids_are_checked_against_the_vocabulary(tmp_path, tok):
+    [ok] = _read(tmp_path, [{"prompt": "x", "sampling": {"logit_bias": {str(VOCAB - 1): -100}}}], tok)
+    assert ok.sampling.logit_bias == ((VOCAB - 1, -100.0),)
+    e = _one_error(tmp_path, {"prompt": "x", "sampling": {"logit_bias": {str(VOCAB): 5}}}, tok)
+    assert e.type == "invalid_token_id" and f"logit_bias names token id {VOCAB}" in e.message
+
+
 def test_prompt_too_long(tmp_path, tok):
     ok = _read(tmp_path, [{"prompt_token_ids": [1] * 7}], tok, max_model_len=8)
     assert isinstance(ok[0], Request)
@@ -220,7 +227,9 @@ def test_sampling_overrides_merge_with_defaults(tmp_path, tok):
     assert r.sampling is defaults
 
 
-@pytest.mark.parametrize("sampling", [{"temperature": -1}, {"nope": 1}, "hot", {"max_tokens": 1.5}])
+@pytest.mark.parametrize("sampling", [{"temperature": -1}, {"nope": 1}, "hot", {"max_tokens": 1.5},
+                                      {"presence_penalty": 3}, {"logit_bias": {"5": 101}}, {"logit_bias": {"x": 1}},
+                                      {"logit_bias": [5, 1]}])
 def test_invalid_sampling(tmp_path, tok, sampling):
     e = _one_error(tmp_path, {"id": "s", "prompt": "x", "sampling": sampling}, tok)
     assert e.type == "invalid_sampling" and e.id == "s"

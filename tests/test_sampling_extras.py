@@ -47,6 +47,8 @@ def _openai_rows(prompts: list[list[int]]) -> list[dict]:
     rows.append({"custom_id": "penalized", "method": "POST", "url": "/v1/completions",
                  "body": {"prompt": prompts[0], "max_tokens": MAX_NEW, "temperature": 0, "frequency_penalty": 0.7,
                           "presence_penalty": 0.5, "repetition_penalty": 1.3}})
+    rows.append({"custom_id": "biased", "method": "POST", "url": "/v1/completions",
+                 "body": {"prompt": prompts[0], "max_tokens": 4, "temperature": 0.8, "logit_bias": {"9": 100}}})
     return rows
 
 
@@ -71,6 +73,7 @@ def runs(tiny, tmp_path_factory):
         "logprobs": [f"model.path={m['llama']}", f"data.input={i['mixed']}", f"sampling.logprobs={TOP}", *greedy],
         "penalties": [f"model.path={m['llama']}", f"data.input={i['mixed']}", *greedy,
                       *(f"sampling.{k}={v}" for k, v in PENALTIES.items())],
+        "bias": [f"model.path={m['llama']}", f"data.input={i['mixed']}", *greedy, "++sampling.logit_bias={7:100}"],
         "n3": [f"model.path={m['llama']}", f"data.input={i['mixed']}", "sampling.n=3", *sampled],
         "n1": [f"model.path={m['llama']}", f"data.input={i['mixed']}", *sampled],
         "gen-default": [f"model.path={gen_model}", f"data.input={i['mixed']}", f"sampling.max_tokens={MAX_NEW}"],
@@ -140,6 +143,11 @@ def test_penalties_match_a_reference_loop(tiny, runs):
     assert refs != tiny["refs"][("llama", "mixed")], "the penalties changed nothing: the test would not notice them"
 
 
+def test_logit_bias_of_100_forces_its_token(tiny, runs):
+    rows = read_output(runs / "bias.jsonl")
+    assert [r["token_ids"] for r in rows] == [[7] * MAX_NEW] * len(tiny["sets"]["mixed"])
+
+
 def test_output_penalties_rule_and_ranges():
     from spmd_infer.layers.sampler import apply_output_penalties
     from spmd_infer.sampling_params import InvalidRequest
@@ -174,7 +182,8 @@ def test_generation_config_defaults_unless_overridden(tiny, runs):
 def test_openai_batch_file_end_to_end(tiny, runs):
     rows = read_output(runs / "openai.jsonl")
     prompts = tiny["sets"]["mixed"]
-    assert [r["custom_id"] for r in rows] == [f"g{k}" for k in range(len(prompts))] + ["two", "bad", "penalized"]
+    assert [r["custom_id"] for r in rows] == [f"g{k}" for k in range(len(prompts))] + ["two", "bad", "penalized",
+                                                                                        "biased"]
     for row, ref, ids in zip(rows, tiny["refs"][("llama", "mixed")], prompts):
         body = row["response"]["body"]
         assert row["error"] is None and row["response"]["status_code"] == 200
@@ -182,14 +191,15 @@ def test_openai_batch_file_end_to_end(tiny, runs):
         assert body["choices"][0]["token_ids"] == ref  # no tokenizer: token ids, vLLM's extension
         assert body["usage"] == {"prompt_tokens": len(ids), "completion_tokens": len(ref),
                                  "total_tokens": len(ids) + len(ref)}
-    two = rows[-3]["response"]["body"]["choices"]
+    two = rows[-4]["response"]["body"]["choices"]
     assert [c["index"] for c in two] == [0, 1]
     assert all(len(c["logprobs"]["tokens"]) == 3 and len(c["logprobs"]["top_logprobs"][0]) <= 2 for c in two)
-    bad = rows[-2]
+    bad = rows[-3]
     assert bad["response"]["status_code"] == 400 and bad["error"]["code"] == "invalid_sampling"
     # OpenAI's penalties are honoured: the same tokens as the job-wide penalties gave this prompt
-    penalized = rows[-1]["response"]["body"]["choices"][0]["token_ids"]
+    penalized = rows[-2]["response"]["body"]["choices"][0]["token_ids"]
     assert penalized == read_output(runs / "penalties.jsonl")[0]["token_ids"]
+    assert rows[-1]["response"]["body"]["choices"][0]["token_ids"] == [9] * 4  # logit_bias +100, even when sampling
 
     chat = read_output(runs / "openai-chat.jsonl")[0]["response"]["body"]
     assert chat["object"] == "chat.completion" and chat["id"].startswith("chatcmpl-")

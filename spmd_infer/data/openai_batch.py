@@ -19,11 +19,13 @@ from .request import ErrorRow, Request
 CHAT, COMPLETIONS = "/v1/chat/completions", "/v1/completions"
 FORMATS = ("auto", "jsonl", "openai")
 # Body fields that map one to one onto our sampling fields (the last six are vLLM's extensions).
-SAME_NAME = ("temperature", "top_p", "seed", "stop", "n", "presence_penalty", "frequency_penalty", "top_k",
-             "min_p", "min_tokens", "ignore_eos", "stop_token_ids", "repetition_penalty")
+SAME_NAME = ("temperature", "top_p", "seed", "stop", "n", "presence_penalty", "frequency_penalty", "logit_bias",
+             "top_k", "min_p", "min_tokens", "ignore_eos", "stop_token_ids", "repetition_penalty")
 # Fields we cannot honour, with the value that means "not used"; any other value makes the row an error.
-UNSUPPORTED = {"stream": False, "echo": False, "suffix": None, "best_of": 1, "logit_bias": None, "tools": None,
-               "functions": None}
+# Constrained output (response_format, vLLM's guided_*) is among them: ignoring it would return unconstrained text.
+UNSUPPORTED = {"stream": False, "echo": False, "suffix": None, "best_of": 1, "tools": None, "functions": None,
+               "response_format": {"type": "text"}, "guided_json": None, "guided_regex": None, "guided_choice": None,
+               "guided_grammar": None}
 
 
 def detect_format(path: Any, configured: str) -> str:

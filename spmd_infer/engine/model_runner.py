@@ -236,6 +236,9 @@ class ModelRunner:
             if p.presence_penalty or p.frequency_penalty:
                 out_rows.append(i), outputs.append(s.output_ids)
                 presence.append(p.presence_penalty), frequency.append(p.frequency_penalty)
+            if p.logit_bias:
+                ids, bias = zip(*p.logit_bias)
+                logits[i, list(ids)] += torch.tensor(bias, dtype=logits.dtype, device=logits.device)
             if s.num_output_tokens < p.min_tokens:
                 # Until min_tokens, nothing that would end the request may be drawn.
                 banned = set(p.stop_token_ids) | (set() if p.ignore_eos else set(eos_ids))
