@@ -104,6 +104,9 @@ class SamplingConfig:
     """Completions per prompt, each sampled independently (its own generator key); n > 1 rows hold "outputs"."""
     logprobs: int = 0
     """Return the top-k log-probabilities (of the raw model output) for every generated token; 0 = none."""
+    prompt_logprobs: int = 0
+    """Return the top-k log-probabilities of every prompt token after the first (and the token's own), for
+    scoring; 0 = none. Such requests compute their whole prompt (no prefix-cache hits) until scored."""
 
 
 @dataclass

@@ -26,6 +26,12 @@ class ForwardBatch:
     num_seqs: int = 0
     max_query_len: int = 0
     max_context_len: int = 0
+    prompt_rows: Optional[torch.Tensor] = None  # [R] int64 hidden rows whose logits score the next prompt token
+    prompt_targets: Optional[torch.Tensor] = None  # [R] int64 those tokens (sampling.prompt_logprobs)
+    prompt_top_k: int = 0
+    prompt_counts: list = field(default_factory=list)  # (batch index, first entry, rows) per scoring sequence
+    prompt_scores: Optional[tuple] = None
+    """Filled by the forward when prompt_rows is set: (top-k ids, their log-probabilities, the targets'), as lists."""
     step_cache: dict = field(default_factory=dict, repr=False)
     """Values that every layer of this step would compute alike, computed by the first (MLA's prefill plan)."""
 

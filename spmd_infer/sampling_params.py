@@ -32,6 +32,7 @@ class SamplingParams:
     frequency_penalty: float = 0.0
     logit_bias: tuple[tuple[int, float], ...] = ()  # (token id, added to its logit), ids ascending
     logprobs: int = 0
+    prompt_logprobs: int = 0  # top-k per prompt token after the first, plus the token's own
     n: int = 1  # completions per prompt, each its own sequence
 
     @property
@@ -107,6 +108,7 @@ class SamplingParams:
             presence_penalty=number("presence_penalty", float), frequency_penalty=number("frequency_penalty", float),
             logit_bias=tuple(sorted(bias.items())),
             logprobs=number("logprobs", int) if values["logprobs"] is not None else 0,
+            prompt_logprobs=number("prompt_logprobs", int) if values["prompt_logprobs"] is not None else 0,
             n=number("n", int),
         )
         p._check_ranges()
@@ -135,6 +137,9 @@ class SamplingParams:
                 problems.append(f"{name} must be in [-2, 2] (OpenAI's range), got {getattr(self, name)}")
         if not 0 <= self.logprobs <= 20:
             problems.append(f"logprobs must be in [0, 20] (top-k per generated token; 0 = none), got {self.logprobs}")
+        if not 0 <= self.prompt_logprobs <= 20:
+            problems.append(f"prompt_logprobs must be in [0, 20] (top-k per prompt token; 0 = none), "
+                            f"got {self.prompt_logprobs}")
         if not 1 <= self.n <= 128:
             problems.append(f"n must be in [1, 128] (completions per prompt), got {self.n}")
         if problems:

@@ -52,6 +52,29 @@ def test_prefill_chunks_and_cached_prefixes_pack_like_per_token_loops():
     assert pack_batch(batch, BLOCK, use_cache=False).slot_mapping is None
 
 
+def test_prompt_rows_score_each_prompt_token_once_across_chunks_and_recomputes():
+    def scored(computed: int, recorded: int) -> Sequence:
+        seq = Sequence(Request(index=0, id=0, prompt_token_ids=list(range(50, 60)),
+                               sampling=SamplingParams(prompt_logprobs=2)))
+        seq.num_computed, seq.prompt_logprobs = computed, [None] + [{}] * (recorded - 1)
+        return seq
+
+    batch = ScheduledBatch(Phase.PREFILL)
+    batch.add(_seq(1, [7, 8, 9], 0, [1]), 3)  # asks for nothing
+    batch.add(scored(0, 1), 4)  # first chunk: positions 0..3 give entries 1..4
+    batch.add(scored(4, 5), 6)  # last chunk: positions 4..8 give entries 5..9; position 9 predicts no prompt token
+    batch.add(scored(0, 7), 10)  # a recompute after preemption: entries 1..6 are kept, 7..9 still to score
+    rows = pack_batch(batch, BLOCK, use_cache=False).prompt_rows
+    assert rows.counts == [(1, 1, 4), (2, 5, 5), (3, 7, 3)] and rows.top_k == 2
+    assert rows.rows.tolist() == [3, 4, 5, 6] + [7, 8, 9, 10, 11] + [19, 20, 21]
+    assert rows.targets.tolist() == [51, 52, 53, 54] + [55, 56, 57, 58, 59] + [57, 58, 59]
+    done = scored(0, 10)
+    assert not done.needs_prompt_logprobs  # fully scored: its recompute may use the prefix cache again
+    decode = ScheduledBatch(Phase.DECODE)
+    decode.add(_seq(0, [1, 2], 1, [3]), 1)
+    assert pack_batch(decode, BLOCK, use_cache=False).prompt_rows is None
+
+
 def test_decode_batch_loads_into_a_bucket_with_padding_rows():
     batch = ScheduledBatch(Phase.DECODE)
     seqs = [_seq(0, [1, 2, 3, 4, 5], 4, [2, 8]), _seq(1, [9, 8, 7], 2, [5])]

@@ -36,12 +36,13 @@ def test_body_fields_map_to_sampling():
         {"role": "user", "content": [{"type": "text", "text": "hi"}, {"type": "text", "text": "there"}]}],
         max_completion_tokens=7, max_tokens=99, temperature=0.5, top_p=0.9, seed=3, stop=["\n"], n=2,
         logprobs=True, top_logprobs=3, top_k=20, user="ignored", presence_penalty=0.5, frequency_penalty=-0.25,
-        logit_bias={"50256": -100}, response_format={"type": "text"}), lineno=1)
+        logit_bias={"50256": -100}, response_format={"type": "text"}, prompt_logprobs=2), lineno=1)
     assert native == {"id": "c1", "messages": [{"role": "system", "content": "be brief"},
                                                {"role": "user", "content": "hi\nthere"}],
                       "sampling": {"temperature": 0.5, "top_p": 0.9, "seed": 3, "stop": ["\n"], "n": 2, "top_k": 20,
                                    "presence_penalty": 0.5, "frequency_penalty": -0.25,
-                                   "logit_bias": {"50256": -100}, "max_tokens": 7, "logprobs": 3}}
+                                   "logit_bias": {"50256": -100}, "prompt_logprobs": 2, "max_tokens": 7,
+                                   "logprobs": 3}}
     assert api["url"] == "/v1/chat/completions" and api["model"] == "m" and api["top_logprobs"] == 3
 
     native, api = to_native(_row(prompt=[[5, 6, 7]], max_tokens=4, logprobs=0, temperature=None), lineno=2)

@@ -49,6 +49,8 @@ def _openai_rows(prompts: list[list[int]]) -> list[dict]:
                           "presence_penalty": 0.5, "repetition_penalty": 1.3}})
     rows.append({"custom_id": "biased", "method": "POST", "url": "/v1/completions",
                  "body": {"prompt": prompts[0], "max_tokens": 4, "temperature": 0.8, "logit_bias": {"9": 100}}})
+    rows.append({"custom_id": "scored", "method": "POST", "url": "/v1/completions",
+                 "body": {"prompt": prompts[4], "max_tokens": 2, "temperature": 0, "prompt_logprobs": 1}})
     return rows
 
 
@@ -74,6 +76,13 @@ def runs(tiny, tmp_path_factory):
         "penalties": [f"model.path={m['llama']}", f"data.input={i['mixed']}", *greedy,
                       *(f"sampling.{k}={v}" for k, v in PENALTIES.items())],
         "bias": [f"model.path={m['llama']}", f"data.input={i['mixed']}", *greedy, "++sampling.logit_bias={7:100}"],
+        # Prompt scoring on requests sharing a 20-token prefix, one at a time, prefilled in 8-token chunks: the
+        # prefix cache must not skip a scored prompt's tokens; then with a cache small enough to preempt.
+        "prompt-lp": [f"model.path={m['llama']}", f"data.input={i['shared']}", *greedy, "sampling.prompt_logprobs=3",
+                      "cache.block_size=4", "scheduler.max_num_seqs=1", "scheduler.max_num_batched_tokens=8"],
+        "prompt-lp-preempt": [f"model.path={m['llama']}", f"data.input={i['shared']}", *greedy,
+                              "sampling.prompt_logprobs=2", "cache.block_size=4", "cache.num_blocks=12",
+                              "model.max_model_len=48"],
         "n3": [f"model.path={m['llama']}", f"data.input={i['mixed']}", "sampling.n=3", *sampled],
         "n1": [f"model.path={m['llama']}", f"data.input={i['mixed']}", *sampled],
         "gen-default": [f"model.path={gen_model}", f"data.input={i['mixed']}", f"sampling.max_tokens={MAX_NEW}"],
@@ -122,7 +131,8 @@ def _greedy_with_penalties(model, ids: list[int], max_new: int, eos: int, repeti
         with torch.no_grad():
             logits = model(torch.tensor([seq])).logits[0, -1].float()
         seen = torch.tensor(sorted(set(seq)))
-        logits[seen] = torch.where(logits[seen] > 0, logits[seen] / repetition_penalty, logits[seen] * repetition_penalty)
+        seen_logits = logits[seen]
+        logits[seen] = torch.where(seen_logits > 0, seen_logits / repetition_penalty, seen_logits * repetition_penalty)
         for token in set(out):
             logits[token] -= presence_penalty + frequency_penalty * out.count(token)
         out.append(int(logits.argmax()))
@@ -141,6 +151,32 @@ def test_penalties_match_a_reference_loop(tiny, runs):
             for ids in tiny["sets"]["mixed"]]
     assert [r["token_ids"] for r in rows] == refs
     assert refs != tiny["refs"][("llama", "mixed")], "the penalties changed nothing: the test would not notice them"
+
+
+@pytest.mark.parametrize("job,k", [("prompt-lp", 3), ("prompt-lp-preempt", 2)])
+def test_prompt_logprobs_match_transformers(tiny, runs, job, k):
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny["models"]["llama"], dtype=torch.float32).eval()
+    rows = read_output(runs / f"{job}.jsonl")
+    assert [r["token_ids"] for r in rows] == tiny["refs"][("llama", "shared")]  # generation unchanged
+    for ids, row in zip(tiny["sets"]["shared"], rows):
+        with torch.no_grad():
+            logprobs = model(torch.tensor([ids])).logits[0].log_softmax(-1)
+        got = row["prompt_logprobs"]
+        assert len(got) == len(ids) and got[0] is None
+        for j in range(1, len(ids)):
+            ref = logprobs[j - 1].topk(k)
+            want = {int(t): float(v) for t, v in zip(ref.indices, ref.values)}
+            want[ids[j]] = float(logprobs[j - 1, ids[j]])
+            entry = {int(t): v for t, v in got[j].items()}
+            assert entry.keys() == want.keys() or _ties(entry, want), (j, entry, want)
+            assert all(abs(entry[t] - want[t]) < 1e-4 for t in entry.keys() & want.keys())
+
+
+def _ties(entry: dict, want: dict) -> bool:
+    """Top-k sets that differ only where the k-th and (k+1)-th values tie within the tolerance."""
+    return len(entry) == len(want) and min(entry.values()) - min(want.values()) < 1e-4
 
 
 def test_logit_bias_of_100_forces_its_token(tiny, runs):
@@ -183,7 +219,7 @@ def test_openai_batch_file_end_to_end(tiny, runs):
     rows = read_output(runs / "openai.jsonl")
     prompts = tiny["sets"]["mixed"]
     assert [r["custom_id"] for r in rows] == [f"g{k}" for k in range(len(prompts))] + ["two", "bad", "penalized",
-                                                                                        "biased"]
+                                                                                        "biased", "scored"]
     for row, ref, ids in zip(rows, tiny["refs"][("llama", "mixed")], prompts):
         body = row["response"]["body"]
         assert row["error"] is None and row["response"]["status_code"] == 200
@@ -191,15 +227,25 @@ def test_openai_batch_file_end_to_end(tiny, runs):
         assert body["choices"][0]["token_ids"] == ref  # no tokenizer: token ids, vLLM's extension
         assert body["usage"] == {"prompt_tokens": len(ids), "completion_tokens": len(ref),
                                  "total_tokens": len(ids) + len(ref)}
-    two = rows[-4]["response"]["body"]["choices"]
+    two = rows[-5]["response"]["body"]["choices"]
     assert [c["index"] for c in two] == [0, 1]
     assert all(len(c["logprobs"]["tokens"]) == 3 and len(c["logprobs"]["top_logprobs"][0]) <= 2 for c in two)
-    bad = rows[-3]
+    bad = rows[-4]
     assert bad["response"]["status_code"] == 400 and bad["error"]["code"] == "invalid_sampling"
     # OpenAI's penalties are honoured: the same tokens as the job-wide penalties gave this prompt
-    penalized = rows[-2]["response"]["body"]["choices"][0]["token_ids"]
+    penalized = rows[-3]["response"]["body"]["choices"][0]["token_ids"]
     assert penalized == read_output(runs / "penalties.jsonl")[0]["token_ids"]
-    assert rows[-1]["response"]["body"]["choices"][0]["token_ids"] == [9] * 4  # logit_bias +100, even when sampling
+    assert rows[-2]["response"]["body"]["choices"][0]["token_ids"] == [9] * 4  # logit_bias +100, even when sampling
+    # vLLM's prompt_logprobs on a completion: per choice, one entry per prompt token, the first None
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny["models"]["llama"], dtype=torch.float32).eval()
+    scored = rows[-1]["response"]["body"]["choices"][0]["prompt_logprobs"]
+    with torch.no_grad():
+        logprobs = model(torch.tensor([prompts[4]])).logits[0].log_softmax(-1)
+    assert len(scored) == len(prompts[4]) and scored[0] is None and all(1 <= len(e) <= 2 for e in scored[1:])
+    for j, (entry, token) in enumerate(zip(scored[1:], prompts[4][1:])):
+        assert abs(entry[str(token)] - float(logprobs[j, token])) < 1e-4
 
     chat = read_output(runs / "openai-chat.jsonl")[0]["response"]["body"]
     assert chat["object"] == "chat.completion" and chat["id"].startswith("chatcmpl-")

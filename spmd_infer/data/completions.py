@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from . import openai_batch
+from .logprob_json import entries_json
 from .request import ErrorRow
 
 
@@ -43,10 +44,14 @@ def native_row(seqs: list) -> dict[str, Any]:
     """Our row: the completion's fields at the top level for n = 1, an "outputs" list (vLLM's shape) for n > 1."""
     first = seqs[0]
     if len(seqs) == 1 and first.sampling.n == 1:
-        return {"id": first.id, **_completion(first, with_index=False)}
-    return {"id": first.id, "num_prompt_tokens": first.num_prompt_tokens,
-            "num_output_tokens": sum(s.num_output_tokens for s in seqs),
-            "outputs": [_completion(s, with_index=True) for s in seqs]}
+        row = {"id": first.id, **_completion(first, with_index=False)}
+    else:
+        row = {"id": first.id, "num_prompt_tokens": first.num_prompt_tokens,
+               "num_output_tokens": sum(s.num_output_tokens for s in seqs),
+               "outputs": [_completion(s, with_index=True) for s in seqs]}
+    if first.sampling.prompt_logprobs:  # the first completion scored the prompt
+        row["prompt_logprobs"] = entries_json(first.prompt_logprobs)
+    return row
 
 
 def _completion(seq, with_index: bool) -> dict[str, Any]:
@@ -56,6 +61,6 @@ def _completion(seq, with_index: bool) -> dict[str, Any]:
         row["num_prompt_tokens"] = seq.num_prompt_tokens
     row["num_output_tokens"] = seq.num_output_tokens
     if seq.sampling.logprobs:
-        # One {token id: logprob} per generated token: the top-k and the chosen token (JSON keys are strings).
-        row["logprobs"] = [{str(t): lp for t, lp in top.items()} for top in seq.logprobs]
+        # One {token id: logprob} per generated token: the top-k and the chosen token.
+        row["logprobs"] = entries_json(seq.logprobs)
     return row

@@ -14,13 +14,14 @@ from typing import Any, Callable, NoReturn, Optional
 
 from ..parallel.dims import ConfigError
 from ..sampling_params import InvalidRequest
+from .logprob_json import entries_json
 from .request import ErrorRow, Request
 
 CHAT, COMPLETIONS = "/v1/chat/completions", "/v1/completions"
 FORMATS = ("auto", "jsonl", "openai")
-# Body fields that map one to one onto our sampling fields (the last six are vLLM's extensions).
+# Body fields that map one to one onto our sampling fields (the last seven are vLLM's extensions).
 SAME_NAME = ("temperature", "top_p", "seed", "stop", "n", "presence_penalty", "frequency_penalty", "logit_bias",
-             "top_k", "min_p", "min_tokens", "ignore_eos", "stop_token_ids", "repetition_penalty")
+             "top_k", "min_p", "min_tokens", "ignore_eos", "stop_token_ids", "repetition_penalty", "prompt_logprobs")
 # Fields we cannot honour, with the value that means "not used"; any other value makes the row an error.
 # Constrained output (response_format, vLLM's guided_*) is among them: ignoring it would return unconstrained text.
 UNSUPPORTED = {"stream": False, "echo": False, "suffix": None, "best_of": 1, "tools": None, "functions": None,
@@ -160,6 +161,8 @@ def response_row(request: Request, seqs: list, tokenizer: Optional[Any], default
         choice["finish_reason"] = s.finish_reason
         if tokenizer is None or api["return_token_ids"]:
             choice["token_ids"] = s.output_ids  # vLLM's extension; the only output without a tokenizer
+        if s.sampling.prompt_logprobs and not chat:  # vLLM's extension: per choice on completions
+            choice["prompt_logprobs"] = entries_json(seqs[0].prompt_logprobs)
         choices.append(choice)
     generated = sum(s.num_output_tokens for s in seqs)
     prompt = seqs[0].num_prompt_tokens
@@ -167,6 +170,8 @@ def response_row(request: Request, seqs: list, tokenizer: Optional[Any], default
             "object": "chat.completion" if chat else "text_completion", "created": int(time.time()),
             "model": api["model"] or default_model, "choices": choices,
             "usage": {"prompt_tokens": prompt, "completion_tokens": generated, "total_tokens": prompt + generated}}
+    if chat and seqs[0].sampling.prompt_logprobs:  # vLLM's extension: once per answer on chat completions
+        body["prompt_logprobs"] = entries_json(seqs[0].prompt_logprobs)
     return {"id": f"batch_req_{request.index}", "custom_id": request.id,
             "response": {"status_code": 200, "request_id": f"req_{request.index}", "body": body}, "error": None}
 

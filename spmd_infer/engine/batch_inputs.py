@@ -13,6 +13,7 @@ from typing import Optional
 
 import numpy as np
 
+from ..parallel.dp_meta import Phase
 from .scheduler import ScheduledBatch
 
 
@@ -27,6 +28,7 @@ class HostInputs:
     block_tables: Optional[np.ndarray]  # [B, W] int32, -1 padded; None without a KV cache
     max_query_len: int
     max_context_len: int
+    prompt_rows: Optional["PromptRows"] = None  # prompt tokens to score (sampling.prompt_logprobs), if any
 
     @property
     def num_seqs(self) -> int:
@@ -35,6 +37,37 @@ class HostInputs:
     @property
     def num_tokens(self) -> int:
         return len(self.input_ids)
+
+
+@dataclass
+class PromptRows:
+    """The rows of a prefill chunk whose logits score the next prompt token (sampling.prompt_logprobs)."""
+
+    rows: np.ndarray  # [R] int64, indices into the step's tokens: position p predicts prompt token p + 1
+    targets: np.ndarray  # [R] int64, those next prompt tokens
+    counts: list[tuple[int, int, int]]  # (index in the batch, first entry, rows) per scoring sequence, in row order
+    top_k: int  # the most any of them asks for
+
+
+def prompt_rows(batch: ScheduledBatch, cu: np.ndarray) -> Optional[PromptRows]:
+    """Each sequence that still needs prompt log-probabilities scores the positions of this chunk that predict a
+    prompt token it has not recorded yet (after a preemption the recompute skips those it has)."""
+    rows, targets, counts, top_k = [], [], [], 0
+    for i, (s, n) in enumerate(zip(batch.seqs, batch.num_new_tokens)):
+        if not s.needs_prompt_logprobs:
+            continue
+        start = s.num_computed
+        first = max(start, len(s.prompt_logprobs) - 1)  # position p gives entry p + 1
+        last = min(start + n, s.num_prompt_tokens - 1)
+        if first >= last:
+            continue
+        rows.extend(range(int(cu[i]) + first - start, int(cu[i]) + last - start))
+        targets.extend(s.token_ids[first + 1:last + 1])
+        counts.append((i, first + 1, last - first))
+        top_k = max(top_k, s.sampling.prompt_logprobs)
+    if not rows:
+        return None
+    return PromptRows(np.asarray(rows, dtype=np.int64), np.asarray(targets, dtype=np.int64), counts, top_k)
 
 
 def pack_batch(batch: ScheduledBatch, block_size: int, use_cache: bool) -> HostInputs:
@@ -67,7 +100,8 @@ def pack_batch(batch: ScheduledBatch, block_size: int, use_cache: bool) -> HostI
         input_ids=input_ids, positions=positions, cu_seqlens_q=cu.astype(np.int32),
         context_lens=context_lens.astype(np.int32), logits_indices=(cu[1:] - 1)[sampled],
         slot_mapping=slot_mapping, block_tables=tables, max_query_len=int(new.max(initial=0)),
-        max_context_len=int(context_lens.max(initial=0)))
+        max_context_len=int(context_lens.max(initial=0)),
+        prompt_rows=prompt_rows(batch, cu) if batch.phase is Phase.PREFILL else None)
 
 
 def block_tables(seqs) -> np.ndarray:

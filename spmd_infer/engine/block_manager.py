@@ -62,9 +62,10 @@ class BlockManager:
     def match_prefix(self, seq: Sequence) -> int:
         """Attach cached blocks for `seq`'s leading full blocks; returns the tokens now computed.
 
-        The last token is never served from the cache: the step must run it to produce logits.
+        The last token is never served from the cache: the step must run it to produce logits. Nor is any
+        token of a sequence whose prompt log-probabilities are still to compute (they need the prompt's forward).
         """
-        if not self.prefix_caching or seq.num_computed or seq.block_table:
+        if not self.prefix_caching or seq.num_computed or seq.block_table or seq.needs_prompt_logprobs:
             return 0
         parent = 0
         for start in range(0, len(seq) - 1 - self.block_size + 1, self.block_size):

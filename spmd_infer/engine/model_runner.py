@@ -103,18 +103,24 @@ class ModelRunner:
         # Two host-to-device copies (one per dtype) instead of one per field.
         i64 = [host.input_ids, host.positions, host.logits_indices]
         i32 = [host.cu_seqlens_q, host.context_lens]
+        prompt = host.prompt_rows
+        if prompt is not None:
+            i64 += [prompt.rows, prompt.targets]
         if host.slot_mapping is not None:
             i64.append(host.slot_mapping)
             i32.append(host.block_tables.ravel())
-        ids, pos, logits_idx, *slots = upload_packed(i64, np.int64, self.device)
+        ids, pos, logits_idx, *rest = upload_packed(i64, np.int64, self.device)
+        prompt_rows, prompt_targets = rest[:2] if prompt is not None else (None, None)
+        slots = rest[2:] if prompt is not None else rest
         cu, ctx, *tables = upload_packed(i32, np.int32, self.device)
         return ForwardBatch(
             input_ids=ids, positions=pos, is_prefill=batch.phase is Phase.PREFILL, cu_seqlens_q=cu, context_lens=ctx,
             slot_mapping=slots[0] if slots else None,
             block_tables=tables[0].view(host.block_tables.shape) if tables else None,
             logits_indices=logits_idx, dp_meta=meta, num_seqs=host.num_seqs, max_query_len=host.max_query_len,
-            max_context_len=host.max_context_len, dp_num_tokens=self._dp_counts(meta))
-
+            max_context_len=host.max_context_len, dp_num_tokens=self._dp_counts(meta), prompt_rows=prompt_rows,
+            prompt_targets=prompt_targets, prompt_top_k=prompt.top_k if prompt is not None else 0,
+            prompt_counts=prompt.counts if prompt is not None else [])
 
     def dummy_batch(self, meta: DPMeta) -> ForwardBatch:
         """One padding token with no cache slot and nothing to sample: an idle DP rank's share of a step."""
@@ -178,9 +184,27 @@ class ModelRunner:
         every step (bs256 x 152k vocab: 155 MB); the paths that compute on them convert first (sampler.py).
         """
         hidden = self.model(fb)
+        if fb.prompt_rows is not None:
+            fb.prompt_scores = self._score_prompt_rows(hidden, fb)
         if fb.logits_indices.numel() == 0:
             return hidden.new_empty((0, self.hf_config.vocab_size))
         return self.model.compute_logits(hidden[fb.logits_indices])
+
+    # Rows of [rows, vocab] float32 at a time: 1024 x 152k is 0.6 GB, bounded whatever the chunk size.
+    PROMPT_SCORE_ROWS = 1024
+
+    def _score_prompt_rows(self, hidden: torch.Tensor, fb: ForwardBatch) -> tuple[list, list, list]:
+        """The log-probabilities of the raw model output at fb.prompt_rows: top-k ids and values, and the next
+        prompt token's. On every TP rank alike (the LM head gathers over the attention shard only)."""
+        ids, values, targets = [], [], []
+        for at in range(0, fb.prompt_rows.numel(), self.PROMPT_SCORE_ROWS):
+            rows = fb.prompt_rows[at:at + self.PROMPT_SCORE_ROWS]
+            logprobs = self.model.compute_logits(hidden[rows]).float().log_softmax(dim=-1)
+            top = logprobs.topk(fb.prompt_top_k, dim=-1)
+            ids.append(top.indices)
+            values.append(top.values)
+            targets.append(logprobs.gather(1, fb.prompt_targets[at:at + self.PROMPT_SCORE_ROWS, None]).squeeze(1))
+        return torch.cat(ids).tolist(), torch.cat(values).tolist(), torch.cat(targets).tolist()
 
     @torch.inference_mode()
     def sample_on_device(self, batch: ScheduledBatch, logits: torch.Tensor, eos_ids: frozenset[int],

@@ -33,6 +33,10 @@ class Sequence:
         self.text: Optional[str] = None  # final text, decoded once at the end (or cut at a stop string)
         self.num_preemptions = 0
         self.logprobs: list[dict[int, float]] = []  # per output token, when sampling.logprobs > 0
+        # Per prompt token when sampling.prompt_logprobs > 0 (None for the first, which nothing predicts); the
+        # request's first completion computes them, the others may share its cached prefix.
+        self.wants_prompt_logprobs = bool(self.sampling.prompt_logprobs) and sample_index == 0
+        self.prompt_logprobs: list[Optional[dict[int, float]]] = [None] if self.wants_prompt_logprobs else []
 
     @property
     def id(self):
@@ -61,6 +65,11 @@ class Sequence:
     def reached_length_limit(self, max_model_len: int) -> bool:
         """max_tokens outputs, or max_model_len tokens in all: the sequence ends by length."""
         return self.num_output_tokens >= self.sampling.max_tokens or len(self.token_ids) >= max_model_len
+
+    @property
+    def needs_prompt_logprobs(self) -> bool:
+        """Prompt log-probabilities still to compute: the prompt's forward cannot come from the prefix cache."""
+        return self.wants_prompt_logprobs and len(self.prompt_logprobs) < self.num_prompt_tokens
 
     @property
     def num_uncomputed(self) -> int:

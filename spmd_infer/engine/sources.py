@@ -60,6 +60,21 @@ class RequestSource:
                     self._finished(seq)
         self.scheduler.postprocess(batch)
 
+    def record_prompt_logprobs(self, batch: ScheduledBatch, counts: list, scores: tuple) -> None:
+        """A prefill chunk's prompt scores (ForwardBatch.prompt_scores) into its sequences, entry by entry:
+        each the top-k of the raw model output and the prompt token's own log-probability."""
+        ids, values, targets = scores
+        at = 0
+        for index, first, rows in counts:
+            seq = batch.seqs[index]
+            k = seq.sampling.prompt_logprobs
+            assert len(seq.prompt_logprobs) == first, "prompt log-probabilities out of step with the prompt"
+            for r in range(at, at + rows):
+                entry = dict(zip(ids[r][:k], values[r][:k]))
+                entry[seq.token_ids[first + r - at]] = targets[r]
+                seq.prompt_logprobs.append(entry)
+            at += rows
+
     def _finished(self, seq: Sequence) -> None:
         self._keys.pop(seq.key, None)
         self._open[seq.index] -= 1

@@ -30,6 +30,7 @@ class BatchSource(Protocol):
     def postprocess(self, batch: ScheduledBatch, tokens: list[int], logprobs: list) -> None: ...
     # Overlapped decode steps (runtime.overlap_steps): a source whose can_defer() may say True also has
     # advance(batch) -> placeholder positions, and resolve(batch, positions, tokens) (see RequestSource).
+    # A source whose sequences ask for prompt log-probabilities has record_prompt_logprobs (see RequestSource).
     def can_defer(self, batch: Optional[ScheduledBatch] = None) -> bool: ...
     def add(self, request: Request) -> None: ...
 
@@ -121,6 +122,8 @@ class Stepper:
         if not (self.overlap and source.can_defer(batch)):
             # Settled now: a prefill (its requests are new, so an in-flight step stays in flight), or no overlap.
             tokens, logprobs = self.runner.sample(batch, logits, source.eos_ids, keys)
+            if fb.prompt_scores is not None:
+                source.record_prompt_logprobs(batch, fb.prompt_counts, fb.prompt_scores)
             source.postprocess(batch, tokens, logprobs)
             return
         # Leave this step's tokens on the device; settle the previous step's while the GPU computes this one.
