@@ -36,6 +36,9 @@ def _cases(tiny, out_dir):
         # ... also when a small cache keeps preempting and evicting them.
         ("llama-prefix-preempt", [f"model.path={m['llama']}", f"data.input={i['shared']}", "cache.block_size=4",
                                   "cache.num_blocks=12", "model.max_model_len=48"], ("llama", "shared")),
+        # Scoring the prompts too (the LM head over every prompt token, on every TP rank alike).
+        ("llama-prompt-lp", [f"model.path={m['llama']}", f"data.input={i['shared']}", "cache.block_size=4",
+                             "sampling.prompt_logprobs=2"], ("llama", "shared")),
     ]
     # Overlapped decode steps (the default: tokens settled one step late, EOS stops with a void token) give
     # what synchronous steps give, also between prefills (one sequence at a time, chunks) and where
@@ -74,6 +77,7 @@ def test_layout_matches_transformers(tiny, tmp_path_factory, layout_runs, dp, tp
             expected = "stop" if r["token_ids"][-1] == 1 else "length"
             assert r["finish_reason"] == expected and r["num_output_tokens"] == len(r["token_ids"])
 
+    _check_prompt_logprobs(tiny, read_output(out_dir / "llama-prompt-lp.jsonl"))
     per_rank = summaries.values()
     for name in ("llama-preempt", "llama-preempt-sync"):
         assert sum(s[name]["preemptions"] for s in per_rank) > 0, f"{name}: the small cache forced no preemption"
@@ -86,6 +90,21 @@ def test_layout_matches_transformers(tiny, tmp_path_factory, layout_runs, dp, tp
     greedy = read_output(out_dir / "llama-mixed.jsonl")
     assert [r["token_ids"] for r in sampled_a] != [r["token_ids"] for r in greedy], "sampling looks greedy"
     layout_runs[(dp, tp)] = sampled_a
+
+
+def _check_prompt_logprobs(tiny, rows) -> None:
+    """Each prompt token's own log-probability as transformers gives it (fp32), the first token's None."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny["models"]["llama"], dtype=torch.float32).eval()
+    for ids, row in zip(tiny["sets"]["shared"], rows):
+        with torch.no_grad():
+            logprobs = model(torch.tensor([ids])).logits[0].log_softmax(-1)
+        got = row["prompt_logprobs"]
+        assert len(got) == len(ids) and got[0] is None and all(len(e) in (2, 3) for e in got[1:])
+        for j in range(1, len(ids)):
+            assert abs(got[j][str(ids[j])] - float(logprobs[j - 1, ids[j]])) < 1e-4, (j, got[j])
 
 
 def test_seeded_sampling_same_across_layouts(tiny, tmp_path_factory, layout_runs):
