@@ -190,8 +190,9 @@ class ModelRunner:
             return hidden.new_empty((0, self.hf_config.vocab_size))
         return self.model.compute_logits(hidden[fb.logits_indices])
 
-    # Rows of [rows, vocab] float32 at a time: 1024 x 152k is 0.6 GB, bounded whatever the chunk size.
-    PROMPT_SCORE_ROWS = 1024
+    # Prompt rows scored at a time: [rows, vocab] float32 and its log_softmax, 2 x 256 x 152k x 4 B = 0.3 GB, about
+    # what sampling a full decode batch of 256 with logprobs takes, so the memory warmup measured covers it.
+    PROMPT_SCORE_ROWS = 256
 
     def _score_prompt_rows(self, hidden: torch.Tensor, fb: ForwardBatch) -> tuple[list, list, list]:
         """The log-probabilities of the raw model output at fb.prompt_rows: top-k ids and values, and the next
