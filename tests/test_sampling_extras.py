@@ -77,12 +77,12 @@ def runs(tiny, tmp_path_factory):
                       *(f"sampling.{k}={v}" for k, v in PENALTIES.items())],
         "bias": [f"model.path={m['llama']}", f"data.input={i['mixed']}", *greedy, "++sampling.logit_bias={7:100}"],
         # Prompt scoring on requests sharing a 20-token prefix, one at a time, prefilled in 8-token chunks: the
-        # prefix cache must not skip a scored prompt's tokens; then with a cache small enough to preempt.
+        # prefix cache must not skip a scored prompt's tokens; then in a cache small enough to preempt.
         "prompt-lp": [f"model.path={m['llama']}", f"data.input={i['shared']}", *greedy, "sampling.prompt_logprobs=3",
                       "cache.block_size=4", "scheduler.max_num_seqs=1", "scheduler.max_num_batched_tokens=8"],
-        "prompt-lp-preempt": [f"model.path={m['llama']}", f"data.input={i['shared']}", *greedy,
-                              "sampling.prompt_logprobs=2", "cache.block_size=4", "cache.num_blocks=12",
-                              "model.max_model_len=48"],
+        "prompt-lp-preempt": [f"model.path={m['llama']}", f"data.input={i['preempt']}", *greedy,
+                              "sampling.prompt_logprobs=2", "cache.block_size=4", "cache.num_blocks=8",
+                              "model.max_model_len=32"],
         "n3": [f"model.path={m['llama']}", f"data.input={i['mixed']}", "sampling.n=3", *sampled],
         "n1": [f"model.path={m['llama']}", f"data.input={i['mixed']}", *sampled],
         "gen-default": [f"model.path={gen_model}", f"data.input={i['mixed']}", f"sampling.max_tokens={MAX_NEW}"],
@@ -153,14 +153,20 @@ def test_penalties_match_a_reference_loop(tiny, runs):
     assert refs != tiny["refs"][("llama", "mixed")], "the penalties changed nothing: the test would not notice them"
 
 
-@pytest.mark.parametrize("job,k", [("prompt-lp", 3), ("prompt-lp-preempt", 2)])
-def test_prompt_logprobs_match_transformers(tiny, runs, job, k):
+@pytest.mark.parametrize("job,prompts,k", [("prompt-lp", "shared", 3), ("prompt-lp-preempt", "preempt", 2)])
+def test_prompt_logprobs_match_transformers(tiny, runs, job, prompts, k):
     from transformers import AutoModelForCausalLM
+
+    summary = json.loads((runs / "spec.json.rank0.json").read_text())[job]
+    if job == "prompt-lp":
+        assert summary["prefill_chunks"] > 0, "no prompt was prefilled in chunks"
+    else:
+        assert summary["preemptions"] > 0, "the small cache forced no preemption"
 
     model = AutoModelForCausalLM.from_pretrained(tiny["models"]["llama"], dtype=torch.float32).eval()
     rows = read_output(runs / f"{job}.jsonl")
-    assert [r["token_ids"] for r in rows] == tiny["refs"][("llama", "shared")]  # generation unchanged
-    for ids, row in zip(tiny["sets"]["shared"], rows):
+    assert [r["token_ids"] for r in rows] == tiny["refs"][("llama", prompts)]  # generation unchanged
+    for ids, row in zip(tiny["sets"][prompts], rows):
         with torch.no_grad():
             logprobs = model(torch.tensor([ids])).logits[0].log_softmax(-1)
         got = row["prompt_logprobs"]
