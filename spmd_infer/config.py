@@ -82,7 +82,7 @@ class SamplingConfig:
     seed: int = 0
     """Job seed; each request draws from a generator keyed by (seed, request id)."""
     max_tokens: int = 256
-    """Most tokens to generate per request."""
+    """Most tokens to generate per request; 0 with prompt_logprobs only scores the prompt."""
     min_tokens: int = 0
     """Tokens to generate before EOS or stop_token_ids may end a request."""
     stop: list[str] = field(default_factory=list)

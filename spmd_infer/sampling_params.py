@@ -124,8 +124,9 @@ class SamplingParams:
             problems.append(f"top_k must be -1, 0 (disabled) or positive, got {self.top_k}")
         if not 0.0 <= self.min_p <= 1.0:
             problems.append(f"min_p must be in [0, 1], got {self.min_p}")
-        if self.max_tokens < 1:
-            problems.append(f"max_tokens must be >= 1, got {self.max_tokens}")
+        if self.max_tokens < 1 and not (self.max_tokens == 0 and self.prompt_logprobs):
+            problems.append(f"max_tokens must be >= 1 (0, generating nothing, only to score the prompt with "
+                            f"prompt_logprobs), got {self.max_tokens}")
         if not 0 <= self.min_tokens <= self.max_tokens:
             problems.append(f"min_tokens must be in [0, max_tokens={self.max_tokens}], got {self.min_tokens}")
         if self.repetition_penalty <= 0:

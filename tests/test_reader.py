@@ -229,7 +229,7 @@ def test_sampling_overrides_merge_with_defaults(tmp_path, tok):
 
 @pytest.mark.parametrize("sampling", [{"temperature": -1}, {"nope": 1}, "hot", {"max_tokens": 1.5},
                                       {"presence_penalty": 3}, {"logit_bias": {"5": 101}}, {"logit_bias": {"x": 1}},
-                                      {"logit_bias": [5, 1]}])
+                                      {"logit_bias": [5, 1]}, {"max_tokens": 0}])
 def test_invalid_sampling(tmp_path, tok, sampling):
     e = _one_error(tmp_path, {"id": "s", "prompt": "x", "sampling": sampling}, tok)
     assert e.type == "invalid_sampling" and e.id == "s"

@@ -83,6 +83,8 @@ def runs(tiny, tmp_path_factory):
         "prompt-lp-preempt": [f"model.path={m['llama']}", f"data.input={i['preempt']}", *greedy,
                               "sampling.prompt_logprobs=2", "cache.block_size=4", "cache.num_blocks=8",
                               "model.max_model_len=32"],
+        "score-only": [f"model.path={m['llama']}", f"data.input={i['shared']}", "sampling.prompt_logprobs=1",
+                       "sampling.max_tokens=0", "cache.block_size=4"],
         "n3": [f"model.path={m['llama']}", f"data.input={i['mixed']}", "sampling.n=3", *sampled],
         "n1": [f"model.path={m['llama']}", f"data.input={i['mixed']}", *sampled],
         "gen-default": [f"model.path={gen_model}", f"data.input={i['mixed']}", f"sampling.max_tokens={MAX_NEW}"],
@@ -153,19 +155,24 @@ def test_penalties_match_a_reference_loop(tiny, runs):
     assert refs != tiny["refs"][("llama", "mixed")], "the penalties changed nothing: the test would not notice them"
 
 
-@pytest.mark.parametrize("job,prompts,k", [("prompt-lp", "shared", 3), ("prompt-lp-preempt", "preempt", 2)])
+@pytest.mark.parametrize("job,prompts,k", [("prompt-lp", "shared", 3), ("prompt-lp-preempt", "preempt", 2),
+                                           ("score-only", "shared", 1)])
 def test_prompt_logprobs_match_transformers(tiny, runs, job, prompts, k):
     from transformers import AutoModelForCausalLM
 
     summary = json.loads((runs / "spec.json.rank0.json").read_text())[job]
     if job == "prompt-lp":
         assert summary["prefill_chunks"] > 0, "no prompt was prefilled in chunks"
-    else:
+    elif job == "prompt-lp-preempt":
         assert summary["preemptions"] > 0, "the small cache forced no preemption"
 
     model = AutoModelForCausalLM.from_pretrained(tiny["models"]["llama"], dtype=torch.float32).eval()
     rows = read_output(runs / f"{job}.jsonl")
-    assert [r["token_ids"] for r in rows] == tiny["refs"][("llama", prompts)]  # generation unchanged
+    if job == "score-only":  # max_tokens 0: the prompt scored, nothing generated
+        assert all(r["token_ids"] == [] and r["num_output_tokens"] == 0 and r["finish_reason"] == "length"
+                   for r in rows) and summary["output_tokens"] == 0
+    else:
+        assert [r["token_ids"] for r in rows] == tiny["refs"][("llama", prompts)]  # generation unchanged
     for ids, row in zip(tiny["sets"][prompts], rows):
         with torch.no_grad():
             logprobs = model(torch.tensor([ids])).logits[0].log_softmax(-1)

@@ -52,11 +52,13 @@ class RequestSource:
         sampled = iter(zip(tokens, logprobs))
         for seq, did_sample in zip(batch.seqs, batch.sampled):
             if did_sample:
-                self.num_output_tokens += 1
                 token, top = next(sampled)
-                if top is not None:
+                before = seq.num_output_tokens  # a scoring-only request (max_tokens 0) keeps no token
+                finished = self.stopper.append(seq, token)
+                self.num_output_tokens += seq.num_output_tokens - before
+                if top is not None and seq.num_output_tokens > before:
                     seq.logprobs.append(top)
-                if self.stopper.append(seq, token):
+                if finished:
                     self._finished(seq)
         self.scheduler.postprocess(batch)
 

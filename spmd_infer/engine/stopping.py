@@ -14,9 +14,12 @@ class StopChecker:
         self.tokenizer = tokenizer
 
     def append(self, seq: Sequence, token: int) -> bool:
-        """Add `token` to `seq`; returns True if that finished it (finish_reason and text are set)."""
-        seq.token_ids.append(token)
+        """Add `token` to `seq`; returns True if that finished it (finish_reason and text are set). A request
+        with max_tokens 0 (scoring its prompt only) ends at its first token, which it drops."""
         p = seq.sampling
+        if p.max_tokens == 0:
+            return self._finish(seq, "length")
+        seq.token_ids.append(token)
         reason = None
         if seq.num_output_tokens >= p.min_tokens:
             if (not p.ignore_eos and token in self.eos_ids) or token in p.stop_token_ids:
@@ -27,6 +30,9 @@ class StopChecker:
             reason = "length"
         if reason is None:
             return False
+        return self._finish(seq, reason)
+
+    def _finish(self, seq: Sequence, reason: str) -> bool:
         seq.finish_reason = reason
         seq.status = SeqStatus.FINISHED
         if seq.text is None and self.tokenizer is not None:
