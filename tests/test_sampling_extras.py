@@ -51,6 +51,9 @@ def _openai_rows(prompts: list[list[int]]) -> list[dict]:
                  "body": {"prompt": prompts[0], "max_tokens": 4, "temperature": 0.8, "logit_bias": {"9": 100}}})
     rows.append({"custom_id": "scored", "method": "POST", "url": "/v1/completions",
                  "body": {"prompt": prompts[4], "max_tokens": 2, "temperature": 0, "prompt_logprobs": 1}})
+    # Scoring as evaluation harnesses ask for it: the prompt echoed with its logprobs, nothing generated.
+    rows.append({"custom_id": "echoed", "method": "POST", "url": "/v1/completions",
+                 "body": {"prompt": prompts[1], "max_tokens": 0, "temperature": 0, "logprobs": 2, "echo": True}})
     return rows
 
 
@@ -232,7 +235,7 @@ def test_openai_batch_file_end_to_end(tiny, runs):
     rows = read_output(runs / "openai.jsonl")
     prompts = tiny["sets"]["mixed"]
     assert [r["custom_id"] for r in rows] == [f"g{k}" for k in range(len(prompts))] + ["two", "bad", "penalized",
-                                                                                        "biased", "scored"]
+                                                                                        "biased", "scored", "echoed"]
     for row, ref, ids in zip(rows, tiny["refs"][("llama", "mixed")], prompts):
         body = row["response"]["body"]
         assert row["error"] is None and row["response"]["status_code"] == 200
@@ -240,25 +243,36 @@ def test_openai_batch_file_end_to_end(tiny, runs):
         assert body["choices"][0]["token_ids"] == ref  # no tokenizer: token ids, vLLM's extension
         assert body["usage"] == {"prompt_tokens": len(ids), "completion_tokens": len(ref),
                                  "total_tokens": len(ids) + len(ref)}
-    two = rows[-5]["response"]["body"]["choices"]
+    two = rows[-6]["response"]["body"]["choices"]
     assert [c["index"] for c in two] == [0, 1]
     assert all(len(c["logprobs"]["tokens"]) == 3 and len(c["logprobs"]["top_logprobs"][0]) <= 2 for c in two)
-    bad = rows[-4]
+    bad = rows[-5]
     assert bad["response"]["status_code"] == 400 and bad["error"]["code"] == "invalid_sampling"
     # OpenAI's penalties are honoured: the same tokens as the job-wide penalties gave this prompt
-    penalized = rows[-3]["response"]["body"]["choices"][0]["token_ids"]
+    penalized = rows[-4]["response"]["body"]["choices"][0]["token_ids"]
     assert penalized == read_output(runs / "penalties.jsonl")[0]["token_ids"]
-    assert rows[-2]["response"]["body"]["choices"][0]["token_ids"] == [9] * 4  # logit_bias +100, even when sampling
+    assert rows[-3]["response"]["body"]["choices"][0]["token_ids"] == [9] * 4  # logit_bias +100, even when sampling
     # vLLM's prompt_logprobs on a completion: per choice, one entry per prompt token, the first None
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(tiny["models"]["llama"], dtype=torch.float32).eval()
-    scored = rows[-1]["response"]["body"]["choices"][0]["prompt_logprobs"]
+    scored = rows[-2]["response"]["body"]["choices"][0]["prompt_logprobs"]
     with torch.no_grad():
         logprobs = model(torch.tensor([prompts[4]])).logits[0].log_softmax(-1)
     assert len(scored) == len(prompts[4]) and scored[0] is None and all(1 <= len(e) <= 2 for e in scored[1:])
     for j, (entry, token) in enumerate(zip(scored[1:], prompts[4][1:])):
         assert abs(entry[str(token)] - float(logprobs[j, token])) < 1e-4
+    # echo with logprobs and max_tokens 0: the prompt's tokens and their logprobs, the first None, nothing after
+    echoed = rows[-1]["response"]["body"]["choices"][0]
+    assert echoed["token_ids"] == [] and echoed["finish_reason"] == "length"
+    lp = echoed["logprobs"]
+    with torch.no_grad():
+        logprobs = model(torch.tensor([prompts[1]])).logits[0].log_softmax(-1)
+    assert lp["tokens"] == [f"token_id:{t}" for t in prompts[1]]
+    assert lp["token_logprobs"][0] is None and lp["top_logprobs"][0] is None
+    for j, token in enumerate(prompts[1][1:]):
+        assert abs(lp["token_logprobs"][j + 1] - float(logprobs[j, token])) < 1e-4
+        assert len(lp["top_logprobs"][j + 1]) == 2
 
     chat = read_output(runs / "openai-chat.jsonl")[0]["response"]["body"]
     assert chat["object"] == "chat.completion" and chat["id"].startswith("chatcmpl-")

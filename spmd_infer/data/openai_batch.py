@@ -24,7 +24,7 @@ SAME_NAME = ("temperature", "top_p", "seed", "stop", "n", "presence_penalty", "f
              "top_k", "min_p", "min_tokens", "ignore_eos", "stop_token_ids", "repetition_penalty", "prompt_logprobs")
 # Fields we cannot honour, with the value that means "not used"; any other value makes the row an error.
 # Constrained output (response_format, vLLM's guided_*) is among them: ignoring it would return unconstrained text.
-UNSUPPORTED = {"stream": False, "echo": False, "suffix": None, "best_of": 1, "tools": None, "functions": None,
+UNSUPPORTED = {"stream": False, "suffix": None, "best_of": 1, "tools": None, "functions": None,
                "response_format": {"type": "text"}, "guided_json": None, "guided_regex": None, "guided_choice": None,
                "guided_grammar": None}
 
@@ -75,14 +75,23 @@ def to_native(row: dict, lineno: int) -> tuple[dict, dict]:
         value = body.get(key)
         if value is not None and value != unused and not (key == "best_of" and value == body.get("n", 1)):
             bad(f'body "{key}"={value!r:.50} is not supported; drop it', "unsupported_field")
+    echo = body.get("echo")
+    if echo not in (None, False, True):
+        bad(f'body "echo" must be true or false, got {echo!r:.50}')
+    if echo and url == CHAT:
+        bad(f'body "echo" is supported on {COMPLETIONS} only; drop it', "unsupported_field")
     native: dict[str, Any] = {"id": cid}
     if url == CHAT:
         native["messages"] = _messages(body.get("messages"), bad)
     else:
         native.update(_prompt(body.get("prompt"), bad))
     sampling, api = _sampling(body, url)
+    if echo and isinstance(sampling.get("logprobs"), int):
+        # The echoed prompt carries its tokens' logprobs too: the engine scores the prompt.
+        sampling["prompt_logprobs"] = max(sampling.get("prompt_logprobs") or 0, sampling["logprobs"])
     native["sampling"] = sampling
-    api.update(url=url, model=body.get("model"), return_token_ids=body.get("return_token_ids") is True)
+    api.update(url=url, model=body.get("model"), return_token_ids=body.get("return_token_ids") is True,
+               echo=bool(echo))
     return native, api
 
 
@@ -151,13 +160,16 @@ def response_row(request: Request, seqs: list, tokenizer: Optional[Any], default
     api = request.api
     chat = api["url"] == CHAT
     choices = []
+    echoed = seqs[0] if api.get("echo") else None  # completion 0 scored the prompt (Sequence)
+    prompt_text = _prompt_text(request, echoed, tokenizer) if echoed is not None else ""
     for s in seqs:
         choice: dict[str, Any] = {"index": s.sample_index}
         if chat:
             choice["message"] = {"role": "assistant", "content": s.text}
         else:
-            choice["text"] = s.text
-        choice["logprobs"] = None if api["top_logprobs"] is None else _logprobs(s, api["top_logprobs"], tokenizer, chat)
+            choice["text"] = None if prompt_text is None or s.text is None else prompt_text + s.text
+        choice["logprobs"] = None if api["top_logprobs"] is None else _logprobs(s, api["top_logprobs"], tokenizer,
+                                                                                chat, echoed)
         choice["finish_reason"] = s.finish_reason
         if tokenizer is None or api["return_token_ids"]:
             choice["token_ids"] = s.output_ids  # vLLM's extension; the only output without a tokenizer
@@ -176,12 +188,28 @@ def response_row(request: Request, seqs: list, tokenizer: Optional[Any], default
             "response": {"status_code": 200, "request_id": f"req_{request.index}", "body": body}, "error": None}
 
 
-def _logprobs(seq: Any, k: int, tokenizer: Optional[Any], chat: bool) -> dict:
+def _prompt_text(request: Request, echoed: Any, tokenizer: Optional[Any]) -> Optional[str]:
+    """The prompt as an echo shows it: its text, or its token ids decoded; None without a tokenizer."""
+    if request.prompt is not None:
+        return request.prompt
+    if tokenizer is None:
+        return None
+    return tokenizer.decode(echoed.token_ids[:echoed.num_prompt_tokens])
+
+
+def _logprobs(seq: Any, k: int, tokenizer: Optional[Any], chat: bool, echoed: Any = None) -> dict:
+    """The choice's logprobs object; `echoed` (completions' echo): the sequence whose prompt scores lead it."""
     def text(t: int) -> str:
         # Each token on its own, as vLLM shows them; token ids when there is no tokenizer.
         return tokenizer.decode([t]) if tokenizer is not None else f"token_id:{t}"
 
     chosen, tops = [], []
+    if echoed is not None:
+        prompt = echoed.token_ids[:echoed.num_prompt_tokens]
+        for token, entry in zip(prompt, echoed.prompt_logprobs):
+            # The first prompt token has no logprob (None), as in OpenAI's echo.
+            chosen.append((token, None if entry is None else entry[token]))
+            tops.append(None if entry is None else sorted(entry.items(), key=lambda kv: -kv[1])[:k])
     for token, entry in zip(seq.output_ids, seq.logprobs):
         chosen.append((token, entry[token]))
         # `entry` holds the top-k plus the chosen token; the k best are the top-k.
@@ -198,4 +226,5 @@ def _logprobs(seq: Any, k: int, tokenizer: Optional[Any], chat: bool) -> dict:
         offsets.append(pos)
         pos += len(s)
     return {"tokens": tokens, "token_logprobs": [lp for _, lp in chosen],
-            "top_logprobs": [{text(a): b for a, b in top} for top in tops], "text_offset": offsets}
+            "top_logprobs": [None if top is None else {text(a): b for a, b in top} for top in tops],
+            "text_offset": offsets}
