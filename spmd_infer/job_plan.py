@@ -74,6 +74,10 @@ class JobPlan:
         tokenizer = _load_tokenizer(Path(cfg.model.tokenizer).expanduser() if cfg.model.tokenizer else model_dir)
         model_defaults = generation_defaults(model_dir)
         sampling = _job_sampling(cfg.sampling, model_defaults, hf_config.vocab_size)
+        if sampling.stop and tokenizer is None:
+            raise ConfigError(f"sampling.stop={list(sampling.stop)} needs a tokenizer (stop strings are matched on "
+                              f"text) but {model_dir} has no tokenizer files; use sampling.stop_token_ids, or set "
+                              f"model.tokenizer=DIR")
         if demo:
             log.warning("no model.path given: running the built-in demo model (a tiny Llama with RANDOM weights, "
                         "so its text is gibberish) from %s. Run a real checkpoint with model.path=/path/to/hf-model",

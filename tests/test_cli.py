@@ -86,9 +86,10 @@ def test_bad_config_fails_before_model_work_once_for_the_job(tiny, tmp_path):
     (["runtime.device=tpu"], "runtime.device"),
     (["sampling.temperature=-1"], "sampling: temperature must be >= 0"),
     (["++sampling.logit_bias={100000:5}"], "sampling.logit_bias names token ids [100000] outside the model's"),
+    (["model.path=MODEL3", "sampling.stop=[END]"], "sampling.stop=['END'] needs a tokenizer"),
     (["parallel.dp=1", "parallel.tp=3"], "WORLD_SIZE=1"),
 ], ids=["missing-path", "unknown-arch", "quantized", "max-len", "device", "temperature", "logit-bias",
-        "world-mismatch"])
+        "stop-without-tokenizer", "world-mismatch"])
 def test_bad_config_says_what_to_change(job, tiny, tmp_path, overrides, message):
     """The checks that run before any weight is read (in-process: the verdict is what each rank reaches)."""
     from spmd_infer.parallel.dims import ConfigError

@@ -239,10 +239,13 @@ def test_invalid_sampling(tmp_path, tok, sampling):
 
 def test_no_tokenizer(tmp_path):
     out = _read(tmp_path, [{"prompt": "x"}, {"messages": [{"role": "user", "content": "x"}]},
-                           {"prompt_token_ids": [5, 6]}], None)
+                           {"prompt_token_ids": [5, 6]}, {"prompt_token_ids": [5], "sampling": {"stop": "\n"}}],
+                None)
     assert [o.type for o in out[:2]] == ["no_tokenizer", "no_tokenizer"]
     assert "prompt_token_ids" in out[0].message and "model.tokenizer" in out[0].message
     assert isinstance(out[2], Request) and out[2].prompt_token_ids == [5, 6]
+    # stop strings are matched on text: without a tokenizer they could never fire, so the row is refused
+    assert out[3].type == "no_tokenizer" and "stop_token_ids" in out[3].message
 
 
 def test_no_chat_template(tmp_path):

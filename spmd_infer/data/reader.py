@@ -148,6 +148,10 @@ def _build(row: dict, row_id: Any, index: int, lineno: int, tokenizer, defaults:
     except InvalidRequest as e:
         fail(e.kind, f"{e}; fix the row's \"sampling\" object")
 
+    if sampling.stop and tokenizer is None:
+        # Stop strings are matched on decoded text: without a tokenizer they could never fire.
+        fail("no_tokenizer", 'sampling "stop" strings need a tokenizer but the model folder has no tokenizer files; '
+                             "use stop_token_ids instead, or set model.tokenizer=DIR")
     text = None
     if key == "prompt_token_ids":
         ids = value
