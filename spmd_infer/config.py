@@ -86,7 +86,7 @@ class SamplingConfig:
     min_tokens: int = 0
     """Tokens to generate before EOS or stop_token_ids may end a request."""
     stop: list[str] = field(default_factory=list)
-    """Strings that end generation; the stop string itself is not part of the text."""
+    """Strings that end generation; the stop string itself is not part of the text. Needs a tokenizer."""
     stop_token_ids: list[int] = field(default_factory=list)
     """Token ids that end generation (in addition to the model's EOS unless ignore_eos)."""
     ignore_eos: bool = False
