@@ -107,6 +107,9 @@ class SamplingConfig:
     prompt_logprobs: int = 0
     """Return the top-k log-probabilities of every prompt token after the first (and the token's own), for
     scoring; 0 = none. Such requests compute their whole prompt (no prefix-cache hits) until scored."""
+    truncate_prompt_tokens: int = 0
+    """Keep only each prompt's last k tokens (vLLM's); -1: the most that model.max_model_len allows with one token
+    to generate; 0: off, a prompt too long for max_model_len is an error row."""
 
 
 @dataclass

@@ -33,6 +33,7 @@ class SamplingParams:
     logit_bias: tuple[tuple[int, float], ...] = ()  # (token id, added to its logit), ids ascending
     logprobs: int = 0
     prompt_logprobs: int = 0  # top-k per prompt token after the first, plus the token's own
+    truncate_prompt_tokens: int = 0  # keep only the prompt's last k tokens; -1: as many as max_model_len allows
     n: int = 1  # completions per prompt, each its own sequence
 
     @property
@@ -109,6 +110,8 @@ class SamplingParams:
             logit_bias=tuple(sorted(bias.items())),
             logprobs=number("logprobs", int) if values["logprobs"] is not None else 0,
             prompt_logprobs=number("prompt_logprobs", int) if values["prompt_logprobs"] is not None else 0,
+            truncate_prompt_tokens=(number("truncate_prompt_tokens", int)
+                                    if values["truncate_prompt_tokens"] is not None else 0),
             n=number("n", int),
         )
         p._check_ranges()
@@ -141,6 +144,9 @@ class SamplingParams:
         if not 0 <= self.prompt_logprobs <= 20:
             problems.append(f"prompt_logprobs must be in [0, 20] (top-k per prompt token; 0 = none), "
                             f"got {self.prompt_logprobs}")
+        if self.truncate_prompt_tokens < -1:
+            problems.append(f"truncate_prompt_tokens must be -1 (to max_model_len), 0 (off) or the tokens to keep, "
+                            f"got {self.truncate_prompt_tokens}")
         if not 1 <= self.n <= 128:
             problems.append(f"n must be in [1, 128] (completions per prompt), got {self.n}")
         if problems:

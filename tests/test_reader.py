@@ -212,7 +212,23 @@ def test_prompt_too_long(tmp_path, tok):
     assert e.type == "prompt_too_long"
     assert "8 tokens" in e.message and "max_model_len is 8" in e.message and "shorten" in e.message
     e = _one_error(tmp_path, {"prompt": "x" * 10}, tok, max_model_len=8)  # 11 tokens with BOS
-    assert e.type == "prompt_too_long" and "11 tokens" in e.message
+    assert e.type == "prompt_too_long" and "11 tokens" in e.message and "truncate_prompt_tokens" in e.message
+
+
+def test_truncate_prompt_tokens_keeps_the_end(tmp_path, tok):
+    rows = [{"prompt_token_ids": list(range(10, 22)), "sampling": {"truncate_prompt_tokens": 5}},
+            {"prompt_token_ids": list(range(10, 22)), "sampling": {"truncate_prompt_tokens": -1}},
+            {"prompt_token_ids": [3, 4], "sampling": {"truncate_prompt_tokens": 5}},  # shorter: untouched
+            {"prompt": "x" * 10, "sampling": {"truncate_prompt_tokens": 4}},
+            {"prompt_token_ids": list(range(10, 22)), "sampling": {"truncate_prompt_tokens": 9}}]  # still too long
+    out = _read(tmp_path, rows, tok, max_model_len=8)
+    assert out[0].prompt_token_ids == [17, 18, 19, 20, 21]
+    assert out[1].prompt_token_ids == list(range(15, 22))  # max_model_len 8 leaves 7 for the prompt
+    assert out[2].prompt_token_ids == [3, 4]
+    assert len(out[3].prompt_token_ids) == 4 and out[3].prompt is None  # no longer the row's text
+    assert out[4].type == "prompt_too_long"
+    e = _one_error(tmp_path, {"prompt": "x", "sampling": {"truncate_prompt_tokens": -2}}, tok)
+    assert e.type == "invalid_sampling" and "truncate_prompt_tokens" in e.message
 
 
 # ---------- sampling ----------

@@ -19,9 +19,10 @@ from .request import ErrorRow, Request
 
 CHAT, COMPLETIONS = "/v1/chat/completions", "/v1/completions"
 FORMATS = ("auto", "jsonl", "openai")
-# Body fields that map one to one onto our sampling fields (the last seven are vLLM's extensions).
+# Body fields that map one to one onto our sampling fields (the last eight are vLLM's extensions).
 SAME_NAME = ("temperature", "top_p", "seed", "stop", "n", "presence_penalty", "frequency_penalty", "logit_bias",
-             "top_k", "min_p", "min_tokens", "ignore_eos", "stop_token_ids", "repetition_penalty", "prompt_logprobs")
+             "top_k", "min_p", "min_tokens", "ignore_eos", "stop_token_ids", "repetition_penalty", "prompt_logprobs",
+             "truncate_prompt_tokens")
 # Fields we cannot honour, with the value that means "not used"; any other value makes the row an error.
 # Constrained output (response_format, vLLM's guided_*) is among them: ignoring it would return unconstrained text.
 UNSUPPORTED = {"stream": False, "suffix": None, "best_of": 1, "tools": None, "functions": None,

@@ -184,11 +184,17 @@ def _build(row: dict, row_id: Any, index: int, lineno: int, tokenizer, defaults:
             fix = ("use ids produced by this model's tokenizer" if key == "prompt_token_ids"
                    else "the tokenizer does not match the model; check model.tokenizer")
             fail("invalid_token_id", f"token id {t} is outside the model's vocabulary [0, {vocab_size}); {fix}")
+    keep = sampling.truncate_prompt_tokens
+    if keep == -1:
+        keep = max_model_len - 1
+    if 0 < keep < len(ids):
+        ids = ids[-keep:]  # the end of the prompt, next to what is generated, is what it keeps
+        text = None  # no longer the prompt's text (an echo decodes the kept tokens)
     if len(ids) >= max_model_len:
         # >= rather than >: the prompt must leave room for at least one generated token.
         fail("prompt_too_long", f"prompt is {len(ids)} tokens but model.max_model_len is {max_model_len} "
-                                "(prompt plus at least one generated token must fit); "
-                                "shorten the prompt or raise model.max_model_len")
+                                "(prompt plus at least one generated token must fit); shorten the prompt, raise "
+                                "model.max_model_len or set sampling.truncate_prompt_tokens")
     return Request(index=index, id=row_id, prompt_token_ids=ids, sampling=sampling, prompt=text)
 
 
