@@ -254,6 +254,7 @@ class ModelRunner:
     def _mask_and_penalize(logits: torch.Tensor, seqs, eos_ids: frozenset[int]) -> None:
         rows, tokens, penalties = [], [], []
         out_rows, outputs, presence, frequency = [], [], [], []
+        bias_rows, bias_ids, bias_values = [], [], []
         for i, s in enumerate(seqs):
             p = s.sampling
             if p.repetition_penalty != 1.0:
@@ -261,15 +262,18 @@ class ModelRunner:
             if p.presence_penalty or p.frequency_penalty:
                 out_rows.append(i), outputs.append(s.output_ids)
                 presence.append(p.presence_penalty), frequency.append(p.frequency_penalty)
-            if p.logit_bias:
-                ids, bias = zip(*p.logit_bias)
-                logits[i, list(ids)] += torch.tensor(bias, dtype=logits.dtype, device=logits.device)
+            for token, bias in p.logit_bias:
+                bias_rows.append(i), bias_ids.append(token), bias_values.append(bias)
             if s.num_output_tokens < p.min_tokens:
                 # Until min_tokens, nothing that would end the request may be drawn.
                 banned = set(p.stop_token_ids) | (set() if p.ignore_eos else set(eos_ids))
                 banned = [b for b in banned if b < logits.shape[1]]
                 if banned:
                     logits[i, banned] = float("-inf")
+        if bias_rows:  # every row's logit_bias in two copies to the device, not one per row (banned stays -inf)
+            at = torch.tensor([bias_rows, bias_ids], dtype=torch.int64).to(logits.device, non_blocking=True)
+            values = torch.tensor(bias_values, dtype=logits.dtype).to(logits.device, non_blocking=True)
+            logits.index_put_((at[0], at[1]), values, accumulate=True)
         if rows:
             apply_repetition_penalty(logits, rows, tokens, penalties)
         if out_rows:
