@@ -101,7 +101,7 @@ def _job_sampling(sampling_cfg: Any, model_defaults: dict[str, Any], vocab_size:
         params = SamplingParams.from_config(sampling_cfg, model_defaults)
     except InvalidRequest as e:
         raise ConfigError(f"sampling: {e}; fix the sampling.* settings") from None
-    outside = [t for t, _ in params.logit_bias if t >= vocab_size]
+    outside = params.bias_ids_outside(vocab_size)
     if outside:
         raise ConfigError(f"sampling.logit_bias names token ids {outside} outside the model's vocabulary "
                           f"[0, {vocab_size}); use ids from this model's tokenizer")

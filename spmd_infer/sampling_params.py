@@ -40,6 +40,10 @@ class SamplingParams:
     def greedy(self) -> bool:
         return self.temperature == 0.0
 
+    def bias_ids_outside(self, vocab_size: int) -> list[int]:
+        """logit_bias's token ids that the model's vocabulary lacks (ids are checked non-negative already)."""
+        return [t for t, _ in self.logit_bias if t >= vocab_size]
+
     @property
     def penalizes(self) -> bool:
         """Sampling needs the sequence's tokens on the host: a repetition, presence or frequency penalty."""

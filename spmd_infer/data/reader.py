@@ -175,10 +175,10 @@ def _build(row: dict, row_id: Any, index: int, lineno: int, tokenizer, defaults:
         if not ids:
             fail("empty_prompt", f'"{key}" encodes to 0 tokens; give some text')
 
-    for t, _ in sampling.logit_bias:
-        if t >= vocab_size:
-            fail("invalid_token_id", f"logit_bias names token id {t}, outside the model's vocabulary "
-                                     f"[0, {vocab_size}); fix the row's \"sampling\" object")
+    outside = sampling.bias_ids_outside(vocab_size)
+    if outside:
+        fail("invalid_token_id", f"logit_bias names token id {outside[0]}, outside the model's vocabulary "
+                                 f"[0, {vocab_size}); fix the row's \"sampling\" object")
     for t in ids:
         if not 0 <= t < vocab_size:
             fix = ("use ids produced by this model's tokenizer" if key == "prompt_token_ids"
