@@ -64,6 +64,7 @@ def _decode_split_kernel(
     stride_vb,
     stride_vs,
     stride_vh,
+    stride_vd,  # 1, or the block size for a V cache laid out [blocks, Hkv, D, page] (tokens innermost)
     stride_bt,
     stride_ob,
     stride_oh,
@@ -112,7 +113,7 @@ def _decode_split_kernel(
 
     bt_row = block_tables_ptr + b.to(tl.int64) * stride_bt
     for start_n in range(start, end, BLOCK_N):
-        pos = start_n + offs_n
+        pos = tl.multiple_of(start_n, BLOCK_N) + offs_n
         mask_n = pos < end
         # A tile of BLOCK_N tokens spans BLOCK_N // PAGE whole cache blocks (or part of one).
         phys = tl.load(bt_row + pos // PAGE, mask=mask_n, other=0).to(tl.int64)
@@ -126,7 +127,7 @@ def _decode_split_kernel(
         ).to(q.dtype)  # a float8 cache is widened to q's dtype for the dot (a no-op otherwise)
         v = tl.load(
             v_cache_ptr + phys[:, None] * stride_vb + slot_in_page[:, None] * stride_vs
-            + kvh * stride_vh + offs_d[None, :],
+            + kvh * stride_vh + offs_d[None, :] * stride_vd,
             mask=kv_mask,
             other=0.0,
         ).to(q.dtype)
@@ -285,7 +286,7 @@ def paged_decode_attention(
     B, Hq, D = q.shape
     _, page, Hkv, Dk = k_cache.shape
     assert Dk == D and v_cache.shape == k_cache.shape and Hq % Hkv == 0
-    assert q.stride(-1) == 1 and k_cache.stride(-1) == 1 and v_cache.stride(-1) == 1
+    assert q.stride(-1) == 1 and k_cache.stride(-1) == 1 and (v_cache.stride(-1) == 1 or v_cache.stride(1) == 1)
     assert page & (page - 1) == 0, "block_size must be a power of two"
     if out is None:
         out = torch.empty_like(q)
@@ -323,6 +324,7 @@ def paged_decode_attention(
         v_cache.stride(0),
         v_cache.stride(1),
         v_cache.stride(2),
+        v_cache.stride(3),
         block_tables.stride(0),
         out.stride(0),
         out.stride(1),

@@ -5,9 +5,13 @@ inside CUDA graphs as the engine runs it: the numbers behind decode_attention's 
 usage (on a GPU machine, in the repo root, after `source tests/gpu/device_env.sh`):
   python tests/gpu/tune_decode_attention.py [--json best.json] [--configs "64,2,4 128,4,3"]
   python tests/gpu/tune_decode_attention.py --fp8 [--configs "256,4,3 128,4,4"]
+  python tests/gpu/tune_decode_attention.py --layouts [--pages "16 32 64"]
 --json writes the setting with the best geometric-mean time over the shapes, as SPMD_DECODE_* values.
 --fp8 times a float8 cache instead: each tile config with the dots in fp16 and in bf16 (FP8_DOTS_IN_F16), and
 the default on a bf16 cache beside them.
+--layouts times the engine's defaults over each cache layout: token-major pages [blocks, page, Hkv, D] (a token's
+heads side by side) against head-major ones [blocks, Hkv, page, D] (each head's page one contiguous run), in bf16 and
+float8, for each page size given.
 """
 
 from __future__ import annotations
@@ -41,13 +45,18 @@ WAVES = [4, 8, 16]
 MIN_SPLIT = [128, 256]
 
 
-def build(batch, hq, hkv, lens, seed=0, kv_dtype=torch.bfloat16):
+def build(batch, hq, hkv, lens, seed=0, kv_dtype=torch.bfloat16, page=PAGE, head_major=False, v_by_dim=False):
     rnd = random.Random(seed)
     ctx = [rnd.randint(*lens) for _ in range(batch)]
-    blocks = [(c + PAGE - 1) // PAGE for c in ctx]
+    blocks = [(c + page - 1) // page for c in ctx]
     num_blocks = sum(blocks) + 8
-    k = torch.randn(num_blocks, PAGE, hkv, D, dtype=torch.bfloat16, device="cuda")
+    if head_major:  # [blocks, Hkv, page, D] seen as [blocks, page, Hkv, D]: the kernels take any strides
+        k = torch.randn(num_blocks, hkv, page, D, dtype=torch.bfloat16, device="cuda").transpose(1, 2)
+    else:
+        k = torch.randn(num_blocks, page, hkv, D, dtype=torch.bfloat16, device="cuda")
     v = torch.randn_like(k)
+    if v_by_dim:  # V [blocks, Hkv, D, page] (tokens innermost) seen as [blocks, page, Hkv, D]
+        v = torch.randn(num_blocks, hkv, D, page, dtype=torch.bfloat16, device="cuda").permute(0, 3, 1, 2)
     perm = torch.randperm(num_blocks, device="cuda").int()
     bt = torch.zeros(batch, max(blocks), dtype=torch.int32, device="cuda")
     at = 0
@@ -88,16 +97,38 @@ def sweep_fp8(bw: float, configs: list[tuple], dots: list[bool]) -> None:
     print_ranking(times, relative_scores(times, default), lambda s: f"config={s[0]} f16_dots={s[1]}")
 
 
+def compare_layouts(bw: float, pages: list[int]) -> None:
+    """Each shape with the engine's default tiles over token-major and head-major pages of each size, bf16 and
+    float8: time, share of the copy rate and error against the reference."""
+    for name, (batch, hq, hkv, lens) in SHAPES.items():
+        print(f"\n{name}")
+        for dtype, page, (head_major, v_by_dim) in itertools.product(
+                (torch.bfloat16, torch.float8_e4m3fn), pages, ((False, False), (True, False), (True, True))):
+            q, k, v, bt, ctx, kv_bytes = build(batch, hq, hkv, lens, kv_dtype=dtype, page=page, head_major=head_major,
+                                               v_by_dim=v_by_dim)
+            ref = paged_decode_attention_ref(q.float(), k.float(), v.float(), bt, ctx, D**-0.5)
+            out = torch.empty_like(q)
+            fn = lambda: paged_decode_attention(q, k, v, bt, ctx, D**-0.5, out=out)  # noqa: E731
+            t, err = time_in_graph(name, fn, lambda: (out.float() - ref).abs().max().item())
+            print(f"  {str(dtype).split('.')[1]:14} page {page:3} {'V by dim   ' if v_by_dim else 'head-major ' if head_major else 'token-major'} "
+                  f"{t * 1e3:8.1f} us  {kv_bytes / (t * 1e-3) / bw:6.1%} of copy  err={err:.3f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--json", help="write the best setting here")
     ap.add_argument("--fp8", action="store_true", help="time a float8 cache (tile configs x fp16 / bf16 dots)")
     ap.add_argument("--configs", help="these tiles instead, 'BLOCK_N,warps,stages ...'; with --fp8 fp16 dots only, "
                     "without it the default split policy only")
+    ap.add_argument("--layouts", action="store_true", help="token-major against head-major pages, default tiles")
+    ap.add_argument("--pages", default=str(PAGE), help="with --layouts: the page sizes to time, e.g. '16 32 64'")
     args = ap.parse_args()
     bw = measure_ceilings(torch.device("cuda"), torch.bfloat16).bandwidth_bytes_per_s
     print(f"{torch.cuda.get_device_name()}: copy rate {bw / 1e12:.2f} TB/s")
     configs = [tuple(map(int, c.split(","))) for c in args.configs.split()] if args.configs else None
+    if args.layouts:
+        compare_layouts(bw, [int(p) for p in args.pages.split()])
+        return
     if args.fp8:
         if configs:
             sweep_fp8(bw, sorted(set(configs) | {da.CUDA_CONFIG}), [da.FP8_DOTS_IN_F16])
