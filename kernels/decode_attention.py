@@ -300,7 +300,7 @@ def paged_decode_attention(
         num_splits = choose_num_splits(B, Hkv, max_context_len, q.device)
     num_splits = max(int(num_splits), 1)
     group = Hq // Hkv
-    BLOCK_D = triton.next_power_of_2(D)
+    BLOCK_D = max(triton.next_power_of_2(D), 16)  # tl.dot's K >= 16 on CUDA (the interpreter takes any): head_dim 8
     BLOCK_G = max(triton.next_power_of_2(group), 16)  # tl.dot needs >= 16 rows
     BLOCK_N, num_warps, num_stages = _launch_config(BLOCK_D, page, q.element_size(), k_cache.element_size(),
                                                     num_splits, q.device)

@@ -139,7 +139,7 @@ def mla_decode(
         return out
     if block_tables.stride(-1) != 1:
         block_tables = block_tables.contiguous()
-    BLOCK_L = triton.next_power_of_2(L)
+    BLOCK_L = max(triton.next_power_of_2(L), 16)  # a tl.dot dimension: >= 16 on CUDA
     BLOCK_R = max(triton.next_power_of_2(R), 16)
     BLOCK_H, BLOCK_N, num_warps, num_stages = _launch_config(BLOCK_L, q_latent.device)
     head_blocks = triton.cdiv(H, BLOCK_H)

@@ -2,7 +2,8 @@
 
 usage: torchrun --nproc-per-node N tests/support/multi_job.py SPEC.json
 SPEC.json: [{"name": ..., "overrides": ["model.path=...", ...]}, ...]; each rank writes its summaries to
-SPEC.json.rank{R}.json.
+SPEC.json.rank{R}.json. SPMD_TEST_OVERRIDES="key=value ..." adds overrides to every job (e.g. model.dtype=float32 to
+run a CPU test's jobs on a GPU against its float32 references: tests/gpu/run_sampling_gpu.sh).
 """
 
 import dataclasses
@@ -23,10 +24,11 @@ def main() -> None:
     with open(spec_path) as f:
         jobs = json.load(f)
     register_configs()
+    extra = os.environ.get("SPMD_TEST_OVERRIDES", "").split()
     results = {}
     with initialize_config_module(config_module="spmd_infer_configs", version_base="1.3"):
         for job in jobs:
-            cfg = compose(config_name="config", overrides=job["overrides"] + ["runtime.progress=false"])
+            cfg = compose(config_name="config", overrides=job["overrides"] + ["runtime.progress=false", *extra])
             results[job["name"]] = dataclasses.asdict(run_job(cfg))
     with open(f"{spec_path}.rank{os.environ.get('RANK', '0')}.json", "w") as f:
         json.dump(results, f)
