@@ -24,6 +24,15 @@ def split_range(context_lens_ptr, b, split, num_splits, BLOCK_N: tl.constexpr):
 
 
 @triton.jit
+def e4m3_to_f16(x):
+    """float8 e4m3 -> fp16, four values per 32-bit register by two cvt.rn.f16x2.e4m3x2 (sm_89 and later): for the
+    wide float8 tiles, faster code than Triton's own conversion (see FP8_ASM_WIDEN)."""
+    return tl.inline_asm_elementwise(
+        asm="{ .reg .b16 lo, hi; mov.b32 {lo, hi}, $2; cvt.rn.f16x2.e4m3x2 $0, lo; cvt.rn.f16x2.e4m3x2 $1, hi; }",
+        constraints="=r,=r,r", args=[x.to(tl.uint8, bitcast=True)], dtype=tl.float16, is_pure=True, pack=4)
+
+
+@triton.jit
 def store_split(acc, l_i, m_i, b, split, heads, offs_d, mask_heads, mask_d, out_ptr, stride_ob, stride_oh,
                 mid_o_ptr, stride_mo_b, stride_mo_h, stride_mo_s, mid_lse_ptr, stride_ml_b, stride_ml_h,
                 DIRECT: tl.constexpr):
@@ -64,7 +73,6 @@ def _decode_split_kernel(
     stride_vb,
     stride_vs,
     stride_vh,
-    stride_vd,  # 1, or the block size for a V cache laid out [blocks, Hkv, D, page] (tokens innermost)
     stride_bt,
     stride_ob,
     stride_oh,
@@ -82,6 +90,7 @@ def _decode_split_kernel(
     BLOCK_N: tl.constexpr,
     DIRECT: tl.constexpr,  # num_splits == 1: write the final output, skip the reduction
     F16_DOTS: tl.constexpr,  # bf16 queries over a float8 cache: both dots in fp16 (see FP8_DOTS_IN_F16)
+    ASM_WIDEN: tl.constexpr,  # F16_DOTS over e4m3 on CUDA: K and V widened by e4m3_to_f16 (see FP8_ASM_WIDEN)
     PDL: tl.constexpr,
 ):
     pdl_enter(PDL)
@@ -113,7 +122,7 @@ def _decode_split_kernel(
 
     bt_row = block_tables_ptr + b.to(tl.int64) * stride_bt
     for start_n in range(start, end, BLOCK_N):
-        pos = tl.multiple_of(start_n, BLOCK_N) + offs_n
+        pos = start_n + offs_n
         mask_n = pos < end
         # A tile of BLOCK_N tokens spans BLOCK_N // PAGE whole cache blocks (or part of one).
         phys = tl.load(bt_row + pos // PAGE, mask=mask_n, other=0).to(tl.int64)
@@ -124,13 +133,19 @@ def _decode_split_kernel(
             + kvh * stride_kh + offs_d[None, :],
             mask=kv_mask,
             other=0.0,
-        ).to(q.dtype)  # a float8 cache is widened to q's dtype for the dot (a no-op otherwise)
+        )
         v = tl.load(
             v_cache_ptr + phys[:, None] * stride_vb + slot_in_page[:, None] * stride_vs
-            + kvh * stride_vh + offs_d[None, :] * stride_vd,
+            + kvh * stride_vh + offs_d[None, :],
             mask=kv_mask,
             other=0.0,
-        ).to(q.dtype)
+        )
+        if ASM_WIDEN:
+            k = e4m3_to_f16(k)
+            v = e4m3_to_f16(v)
+        else:  # a float8 cache is widened to q's dtype for the dots (a no-op otherwise)
+            k = k.to(q.dtype)
+            v = v.to(q.dtype)
         qk = tl.dot(q, tl.trans(k), input_precision="ieee") * qk_scale  # [BLOCK_G, BLOCK_N]
         qk = tl.where(mask_n[None, :], qk, float("-inf"))
         m_i, l_i, acc = online_softmax_step(qk, v, m_i, l_i, acc)
@@ -211,6 +226,21 @@ MIN_SPLIT_TOKENS = int(os.environ.get("SPMD_DECODE_MIN_SPLIT_TOKENS", "128"))
 # float8 to bf16 takes several) and run both dots in fp16 (more mantissa than bf16; decode's queries and softmax
 # weights are far inside its range). Widening to bf16 left the nano-vllm case no faster than a bf16 cache.
 FP8_DOTS_IN_F16 = True
+# Which float8 tiles widen K and V with e4m3_to_f16 rather than Triton's own conversion: "wide" (tiles of 4 or more
+# warps), "all" or "none"; SPMD_DECODE_FP8_ASM_WIDEN sets it. Timed (session 12, H200, run_fp8_asm_widen.sh): the
+# (128, 4, 3) tile 261 -> 223 us a layer at nano-vllm bs256 (one split; the (64, 2, 6) tile's 229 without), Qwen3-8B
+# bs16 (five splits) 32.8 -> 30.6 us; the narrow tiles slower with it (two splits, (32, 1, 6): 80 -> 82 us), so the
+# one-split tile is (128, 4, 3) again. Nsight Compute (run_ncu_decode.sh, nano-vllm bs256) shows why float8 stays
+# near 60% of the copy rate either way: the kernel is bound by instruction issue (issue slots ~51-55% busy at ncu's
+# locked 1.34 GHz, DRAM ~42%), and the largest share is V's: stored token by token, it is read from shared memory one
+# byte per instruction (LDS.U8, 9.5-9.8M of 108-113M instructions, each followed by a pairwise conversion and byte
+# packing) to build the P V dot's operands, whose pairs lie in adjacent tokens. Widening in assembly does not remove
+# that gather (Triton still moves the layout change before it). V laid out by head dimension, tokens innermost, was
+# slower still (229 -> 351 us, tune_decode_attention.py --layouts): Triton cannot see that a page's tokens are
+# contiguous, so those loads lose their vector width.
+FP8_ASM_WIDEN = os.environ.get("SPMD_DECODE_FP8_ASM_WIDEN", "wide")
+if FP8_ASM_WIDEN not in ("wide", "all", "none"):
+    raise ValueError(f"SPMD_DECODE_FP8_ASM_WIDEN={FP8_ASM_WIDEN!r}: give wide, all or none, or unset it")
 # Rounding q to float8 as well (each head's row scaled to float8's range) so that q k^T is a float8 dot and K is used
 # as stored, as FlashAttention-3's float8 attention does, was timed (session 11, H200, run_fp8_query.sh at f91d704):
 # no faster (nano-vllm bs256 229 -> 232 us a layer, nano-vllm fp8 29.1k -> 28.3-29.0k tok/s), so K's widening is
@@ -226,7 +256,7 @@ FP8_DOTS_IN_F16 = True
 # 28.2k -> 29.0k tok/s. FP8_FEW_SPLIT_CONFIGS holds the (BLOCK_N, warps, stages) of a launch of one split, two, ...;
 # launches of more splits take CUDA_CONFIG. SPMD_DECODE_FP8_CONFIGS="BLOCK_N,warps,stages ..." sets it. (Capping the
 # registers, Triton's maxnreg 168, sped the (128, 4, 3) tile but not these: nano-vllm 28.3k against 29.0k.)
-FP8_FEW_SPLIT_CONFIGS = tile_configs_from_env("SPMD_DECODE_FP8_CONFIGS", "64,2,6 32,1,6")
+FP8_FEW_SPLIT_CONFIGS = tile_configs_from_env("SPMD_DECODE_FP8_CONFIGS", "128,4,3 32,1,6")
 # The splits are combined by a second, tiny kernel. Combining them in the split kernel's last program per (sequence,
 # KV head), found by an atomic counter, was tried and timed (session 7, H200, Llama-3-8B bs1 @1k): 10 us a layer
 # against 6 + 1.6 us for the two launches, since one program then reads every split while the rest of the GPU idles.
@@ -247,6 +277,16 @@ def _launch_config(block_d: int, page: int, elem_size: int, cache_elem_size: int
     if elem_size >= 4:  # fp32: keep shared memory in bounds
         stages = min(stages, 2)
     return max(block_n, page), warps, stages
+
+
+def _asm_widen(cache: torch.Tensor, num_warps: int) -> bool:
+    """Whether a float8 launch widens with e4m3_to_f16: an e4m3 cache on a GPU with cvt.e4m3x2 (sm_89 and later),
+    for the tiles FP8_ASM_WIDEN names."""
+    if FP8_ASM_WIDEN == "none" or cache.dtype != torch.float8_e4m3fn or not cache.is_cuda:
+        return False
+    if torch.cuda.get_device_capability(cache.device) < (8, 9):
+        return False
+    return FP8_ASM_WIDEN == "all" or num_warps >= 4
 
 
 def _num_sms(device: torch.device) -> int:
@@ -286,7 +326,7 @@ def paged_decode_attention(
     B, Hq, D = q.shape
     _, page, Hkv, Dk = k_cache.shape
     assert Dk == D and v_cache.shape == k_cache.shape and Hq % Hkv == 0
-    assert q.stride(-1) == 1 and k_cache.stride(-1) == 1 and (v_cache.stride(-1) == 1 or v_cache.stride(1) == 1)
+    assert q.stride(-1) == 1 and k_cache.stride(-1) == 1 and v_cache.stride(-1) == 1
     assert page & (page - 1) == 0, "block_size must be a power of two"
     if out is None:
         out = torch.empty_like(q)
@@ -305,6 +345,7 @@ def paged_decode_attention(
     BLOCK_N, num_warps, num_stages = _launch_config(BLOCK_D, page, q.element_size(), k_cache.element_size(),
                                                     num_splits, q.device)
     direct = num_splits == 1
+    f16_dots = FP8_DOTS_IN_F16 and q.dtype == torch.bfloat16 and k_cache.element_size() == 1
     mid_o, mid_lse, mo_strides, ml_strides = split_scratch(out, context_lens, num_splits)
     _decode_split_kernel[(B, Hkv, num_splits)](
         q,
@@ -324,7 +365,6 @@ def paged_decode_attention(
         v_cache.stride(0),
         v_cache.stride(1),
         v_cache.stride(2),
-        v_cache.stride(3),
         block_tables.stride(0),
         out.stride(0),
         out.stride(1),
@@ -338,7 +378,8 @@ def paged_decode_attention(
         BLOCK_D=BLOCK_D,
         BLOCK_N=BLOCK_N,
         DIRECT=direct,
-        F16_DOTS=FP8_DOTS_IN_F16 and q.dtype == torch.bfloat16 and k_cache.element_size() == 1,
+        F16_DOTS=f16_dots,
+        ASM_WIDEN=f16_dots and _asm_widen(k_cache, num_warps),
         num_warps=num_warps,
         num_stages=num_stages,
         **pdl_args(q.device),

@@ -11,7 +11,7 @@ usage (on a GPU machine, in the repo root, after `source tests/gpu/device_env.sh
 the default on a bf16 cache beside them.
 --layouts times the engine's defaults over each cache layout: token-major pages [blocks, page, Hkv, D] (a token's
 heads side by side) against head-major ones [blocks, Hkv, page, D] (each head's page one contiguous run), in bf16 and
-float8, for each page size given.
+float8, for each page size given (at 41575fb it also timed V laid out by head dimension: run_v_by_dim.sh).
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ WAVES = [4, 8, 16]
 MIN_SPLIT = [128, 256]
 
 
-def build(batch, hq, hkv, lens, seed=0, kv_dtype=torch.bfloat16, page=PAGE, head_major=False, v_by_dim=False):
+def build(batch, hq, hkv, lens, seed=0, kv_dtype=torch.bfloat16, page=PAGE, head_major=False):
     rnd = random.Random(seed)
     ctx = [rnd.randint(*lens) for _ in range(batch)]
     blocks = [(c + page - 1) // page for c in ctx]
@@ -55,8 +55,6 @@ def build(batch, hq, hkv, lens, seed=0, kv_dtype=torch.bfloat16, page=PAGE, head
     else:
         k = torch.randn(num_blocks, page, hkv, D, dtype=torch.bfloat16, device="cuda")
     v = torch.randn_like(k)
-    if v_by_dim:  # V [blocks, Hkv, D, page] (tokens innermost) seen as [blocks, page, Hkv, D]
-        v = torch.randn(num_blocks, hkv, D, page, dtype=torch.bfloat16, device="cuda").permute(0, 3, 1, 2)
     perm = torch.randperm(num_blocks, device="cuda").int()
     bt = torch.zeros(batch, max(blocks), dtype=torch.int32, device="cuda")
     at = 0
@@ -102,15 +100,13 @@ def compare_layouts(bw: float, pages: list[int]) -> None:
     float8: time, share of the copy rate and error against the reference."""
     for name, (batch, hq, hkv, lens) in SHAPES.items():
         print(f"\n{name}")
-        for dtype, page, (head_major, v_by_dim) in itertools.product(
-                (torch.bfloat16, torch.float8_e4m3fn), pages, ((False, False), (True, False), (True, True))):
-            q, k, v, bt, ctx, kv_bytes = build(batch, hq, hkv, lens, kv_dtype=dtype, page=page, head_major=head_major,
-                                               v_by_dim=v_by_dim)
+        for dtype, page, head_major in itertools.product((torch.bfloat16, torch.float8_e4m3fn), pages, (False, True)):
+            q, k, v, bt, ctx, kv_bytes = build(batch, hq, hkv, lens, kv_dtype=dtype, page=page, head_major=head_major)
             ref = paged_decode_attention_ref(q.float(), k.float(), v.float(), bt, ctx, D**-0.5)
             out = torch.empty_like(q)
             fn = lambda: paged_decode_attention(q, k, v, bt, ctx, D**-0.5, out=out)  # noqa: E731
             t, err = time_in_graph(name, fn, lambda: (out.float() - ref).abs().max().item())
-            print(f"  {str(dtype).split('.')[1]:14} page {page:3} {'V by dim   ' if v_by_dim else 'head-major ' if head_major else 'token-major'} "
+            print(f"  {str(dtype).split('.')[1]:14} page {page:3} {'head-major ' if head_major else 'token-major'} "
                   f"{t * 1e3:8.1f} us  {kv_bytes / (t * 1e-3) / bw:6.1%} of copy  err={err:.3f}")
 
 
