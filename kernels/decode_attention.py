@@ -64,6 +64,7 @@ def _decode_split_kernel(
     out_ptr,
     mid_o_ptr,
     mid_lse_ptr,
+    order_ptr,  # ORDERED: the sequence each program row takes (longest context first)
     qk_scale,  # softmax scale * log2(e)
     stride_qb,
     stride_qh,
@@ -91,10 +92,14 @@ def _decode_split_kernel(
     DIRECT: tl.constexpr,  # num_splits == 1: write the final output, skip the reduction
     F16_DOTS: tl.constexpr,  # bf16 queries over a float8 cache: both dots in fp16 (see FP8_DOTS_IN_F16)
     ASM_WIDEN: tl.constexpr,  # F16_DOTS over e4m3 on CUDA: K and V widened by e4m3_to_f16 (see FP8_ASM_WIDEN)
+    ORDERED: tl.constexpr,
     PDL: tl.constexpr,
 ):
     pdl_enter(PDL)
-    b = tl.program_id(0)
+    if ORDERED:
+        b = tl.load(order_ptr + tl.program_id(0))
+    else:
+        b = tl.program_id(0)
     kvh = tl.program_id(1)
     split = tl.program_id(2)
 
@@ -241,6 +246,15 @@ FP8_DOTS_IN_F16 = True
 FP8_ASM_WIDEN = os.environ.get("SPMD_DECODE_FP8_ASM_WIDEN", "wide")
 if FP8_ASM_WIDEN not in ("wide", "all", "none"):
     raise ValueError(f"SPMD_DECODE_FP8_ASM_WIDEN={FP8_ASM_WIDEN!r}: give wide, all or none, or unset it")
+# A launch of one split runs a program per (sequence, KV head), each as long as its sequence's context; started in
+# batch order, long ones land in the last wave and leave SMs idle (a list-scheduling model of nano-vllm bs256: the
+# last wave ends at 1.17-1.29x the balanced time). Started longest first (the order argument, which the engine
+# computes on the host per step: batch_inputs.longest_first), the short ones fill the tail. Timed (session 12, H200,
+# run_decode_order.sh): nano-vllm bs256 bf16 300 -> 290 us a layer (97% of the copy rate), float8 222 -> 216; launches
+# of several splits (bs64, bs16) no faster or slower (Qwen3-8B bs16 float8 30.8 -> 33.1 us), so they ignore it. In
+# the engine (run_decode_order_e2e.sh) nano-vllm bf16's median decode step went 5.9 -> 5.7 ms (24.2k / 25.1k tok/s
+# against 24.3k: within the run-to-run spread of its prefill). SPMD_DECODE_LONGEST_FIRST=0 turns it off.
+LONGEST_FIRST = os.environ.get("SPMD_DECODE_LONGEST_FIRST", "1") != "0"
 # Rounding q to float8 as well (each head's row scaled to float8's range) so that q k^T is a float8 dot and K is used
 # as stored, as FlashAttention-3's float8 attention does, was timed (session 11, H200, run_fp8_query.sh at f91d704):
 # no faster (nano-vllm bs256 229 -> 232 us a layer, nano-vllm fp8 29.1k -> 28.3-29.0k tok/s), so K's widening is
@@ -314,6 +328,7 @@ def paged_decode_attention(
     num_splits: int | None = None,
     max_context_len: int | None = None,
     out: torch.Tensor | None = None,
+    order: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """softmax(q k^T * scale) v over each sequence's paged context; returns out [B, Hq, D].
 
@@ -321,7 +336,8 @@ def paged_decode_attention(
     with Hq % Hkv == 0 (GQA); block_tables int32 [B, max_blocks]; context_lens int32 [B], >= 1.
     num_splits: KV chunks per sequence (split-KV); None picks one from B, Hkv and
     max_context_len (an upper bound on context_lens; defaults to max_blocks * block_size, so no
-    device sync is needed). Writes into ``out`` when given.
+    device sync is needed). Writes into ``out`` when given. order: int32 [B], a permutation of the batch rows, the
+    order in which a launch of one split starts their programs (see LONGEST_FIRST); launches of more splits ignore it.
     """
     B, Hq, D = q.shape
     _, page, Hkv, Dk = k_cache.shape
@@ -356,6 +372,7 @@ def paged_decode_attention(
         out,
         mid_o,
         mid_lse,
+        order if order is not None else context_lens,
         float(scale) * _LOG2E,
         q.stride(0),
         q.stride(1),
@@ -380,6 +397,7 @@ def paged_decode_attention(
         DIRECT=direct,
         F16_DOTS=f16_dots,
         ASM_WIDEN=f16_dots and _asm_widen(k_cache, num_warps),
+        ORDERED=order is not None and direct and LONGEST_FIRST,
         num_warps=num_warps,
         num_stages=num_stages,
         **pdl_args(q.device),

@@ -92,6 +92,7 @@ def test_decode_batch_loads_into_a_bucket_with_padding_rows():
     assert fb.input_ids.tolist() == [5, 7, 0, 0] and fb.positions.tolist() == [4, 2, 0, 0]
     assert fb.slot_mapping.tolist() == [32, 22, -1, -1]  # padding rows own no cache slot
     assert fb.context_lens.tolist() == [5, 3, 1, 1]
+    assert fb.decode_order.tolist() == [0, 1, 2, 3]  # longest context first, ties (padding) in batch order
     # Columns past the widest table in use keep stale values: no kernel reads past a row's context.
     assert fb.block_tables[:, :2].tolist() == [[2, 8], [5, 0], [0, 0], [0, 0]]
     assert fb.token_valid.tolist() == [True, True, False, False]
@@ -102,6 +103,22 @@ def test_decode_batch_loads_into_a_bucket_with_padding_rows():
     fb = graphs.load(pack_batch(small, BLOCK, use_cache=True), bucket=2, meta=meta)
     assert fb.slot_mapping.tolist() == [22, -1] and fb.block_tables[:, :1].tolist() == [[5], [0]]
     assert np.array_equal(fb.token_valid.numpy(), [True, False])
+    assert fb.context_lens.tolist() == [3, 1] and fb.decode_order.tolist() == [0, 1]
+    # Shorter first in the batch: the order puts the longer one first; an idle rank's padding is a permutation too.
+    swapped = ScheduledBatch(Phase.DECODE)
+    for s in reversed(seqs):
+        swapped.add(s, 1)
+    fb = graphs.load(pack_batch(swapped, BLOCK, use_cache=True), bucket=4, meta=meta)
+    assert fb.context_lens.tolist() == [3, 5, 1, 1] and fb.decode_order.tolist() == [1, 0, 2, 3]
+    assert graphs.load_padding(2, meta).decode_order.tolist() == [0, 1]
+
+
+def test_longest_first_is_a_stable_descending_order():
+    from spmd_infer.engine.batch_inputs import longest_first
+
+    order = longest_first(np.array([7, 300, 7, 1, 300, 40], dtype=np.int32))
+    assert order.dtype == np.int32 and order.tolist() == [1, 4, 5, 0, 2, 3]
+    assert longest_first(np.zeros(0, dtype=np.int32)).tolist() == []
 
 
 def test_upload_packed_views_start_16_byte_aligned_whatever_the_sizes():

@@ -104,6 +104,12 @@ def pack_batch(batch: ScheduledBatch, block_size: int, use_cache: bool) -> HostI
         prompt_rows=prompt_rows(batch, cu) if batch.phase is Phase.PREFILL else None)
 
 
+def longest_first(context_lens: np.ndarray) -> np.ndarray:
+    """The batch rows by context length, longest first (ties in batch order), int32: the order in which decode
+    attention starts its programs, so that the shortest fill its last wave (kernels/decode_attention.py)."""
+    return np.argsort(-context_lens.astype(np.int64), kind="stable").astype(np.int32)
+
+
 def block_tables(seqs) -> np.ndarray:
     """[B, longest table] int32, each row a sequence's blocks then -1."""
     lens = np.fromiter((len(s.block_table) for s in seqs), dtype=np.int64, count=len(seqs))

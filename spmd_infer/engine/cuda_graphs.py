@@ -19,7 +19,7 @@ import torch
 from ..forward_batch import ForwardBatch
 from ..host_memory import staged
 from ..parallel.dp_meta import DPMeta
-from .batch_inputs import HostInputs
+from .batch_inputs import HostInputs, longest_first
 
 log = logging.getLogger(__name__)
 
@@ -39,12 +39,12 @@ def pick_bucket(buckets: list[int], num_seqs: int) -> Optional[int]:
 class StaticInputs:
     """Device buffers the graphs read; a replay writes the step's batch into their first rows.
 
-    ids, positions and slots are rows of one int64 buffer and context lengths lead one int32 buffer
-    with the block tables, so loading a step is three host-to-device copies and one compare.
+    ids, positions and slots are rows of one int64 buffer; context lengths and the attention order lead one int32
+    buffer with the block tables, so loading a step is three host-to-device copies and one compare.
     """
 
     ints: torch.Tensor  # [3, max_bs] int64: input ids, positions, cache slots (-1: padding)
-    context_lens: torch.Tensor  # [max_bs] int32
+    lens_order: torch.Tensor  # [2, max_bs] int32: context lengths, then the rows longest first (decode attention)
     block_tables: torch.Tensor  # [max_bs, max_blocks] int32
     cu_seqlens_q: torch.Tensor
     logits_indices: torch.Tensor
@@ -52,9 +52,10 @@ class StaticInputs:
 
     @classmethod
     def allocate(cls, max_bs: int, max_blocks: int, device: torch.device) -> "StaticInputs":
-        ints32 = torch.zeros(max_bs * (1 + max_blocks), dtype=torch.int32, device=device)
-        return cls(ints=torch.zeros((3, max_bs), dtype=torch.int64, device=device), context_lens=ints32[:max_bs],
-                   block_tables=ints32[max_bs:].view(max_bs, max_blocks),
+        ints32 = torch.zeros(max_bs * (2 + max_blocks), dtype=torch.int32, device=device)
+        return cls(ints=torch.zeros((3, max_bs), dtype=torch.int64, device=device),
+                   lens_order=ints32[:2 * max_bs].view(2, max_bs),
+                   block_tables=ints32[2 * max_bs:].view(max_bs, max_blocks),
                    cu_seqlens_q=torch.arange(max_bs + 1, dtype=torch.int32, device=device),
                    logits_indices=torch.arange(max_bs, dtype=torch.int64, device=device),
                    token_valid=torch.zeros(max_bs, dtype=torch.bool, device=device))
@@ -71,6 +72,14 @@ class StaticInputs:
     def slot_mapping(self) -> torch.Tensor:
         return self.ints[2]
 
+    @property
+    def context_lens(self) -> torch.Tensor:
+        return self.lens_order[0]
+
+    @property
+    def decode_order(self) -> torch.Tensor:
+        return self.lens_order[1]
+
 
 class DecodeGraphs:
     def __init__(self, buckets: list[int], max_blocks_per_seq: int, device: torch.device):
@@ -80,7 +89,7 @@ class DecodeGraphs:
         # Host images of the static buffers, rewritten each step (copied through pinned staging, so the
         # next step may overwrite them at once).
         self._ints = np.zeros((3, max(buckets)), dtype=np.int64)
-        self._ctx = np.ones(max(buckets), dtype=np.int32)
+        self._lens_order = np.ones((2, max(buckets)), dtype=np.int32)
         self._tables = np.zeros((max(buckets), max_blocks_per_seq), dtype=np.int32)
         self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
         self.outputs: dict[int, torch.Tensor] = {}
@@ -101,17 +110,19 @@ class DecodeGraphs:
     def _all_padding(self, bucket: int) -> None:
         self.inputs.slot_mapping[:bucket].fill_(-1)
         self.inputs.context_lens[:bucket].fill_(1)
+        self.inputs.decode_order[:bucket].copy_(self.inputs.cu_seqlens_q[:bucket])  # 0, 1, ...: any order will do
         self.inputs.token_valid[:bucket].fill_(False)
 
     def load(self, host: HostInputs, bucket: int, meta: DPMeta) -> ForwardBatch:
         """Copy a packed decode batch into the static buffers; rows past it are padding (no slot)."""
         n, width = host.num_tokens, host.block_tables.shape[1]
-        ints, ctx, tables = self._ints, self._ctx, self._tables
+        ints, (ctx, order), tables = self._ints, self._lens_order, self._tables
         ints[0, :n], ints[1, :n], ints[2, :n] = host.input_ids, host.positions, host.slot_mapping
         ints[:, n:bucket] = 0
         ints[2, n:bucket] = -1
         ctx[:n] = host.context_lens
         ctx[n:bucket] = 1  # padding rows attend to one (garbage) cache entry, never stored
+        order[:bucket] = longest_first(ctx[:bucket])
         # Only the columns in use: kernels never read a row past its context (padding rows read block 0),
         # and with a long max_model_len the full table would be megabytes per step.
         np.maximum(host.block_tables, 0, out=tables[:n, :width])
@@ -119,7 +130,7 @@ class DecodeGraphs:
         s = self.inputs
         dev = self.device
         s.ints.copy_(staged(ints, dev), non_blocking=True)
-        s.context_lens[:bucket].copy_(staged(ctx[:bucket], dev), non_blocking=True)
+        s.lens_order.copy_(staged(self._lens_order, dev), non_blocking=True)  # 8 bytes a row: whole, in one copy
         s.block_tables[:bucket, :width].copy_(staged(tables[:bucket, :width], dev), non_blocking=True)
         torch.ge(s.slot_mapping, 0, out=s.token_valid)
         return self.batch_view(bucket, meta)
@@ -130,6 +141,7 @@ class DecodeGraphs:
             input_ids=s.input_ids[:bucket], positions=s.positions[:bucket], is_prefill=False,
             cu_seqlens_q=s.cu_seqlens_q[: bucket + 1], context_lens=s.context_lens[:bucket],
             slot_mapping=s.slot_mapping[:bucket], block_tables=s.block_tables[:bucket],
+            decode_order=s.decode_order[:bucket],
             logits_indices=s.logits_indices[:bucket], dp_meta=meta, num_seqs=bucket, max_query_len=1,
             max_context_len=0, dp_num_tokens=[bucket] * meta.dp, token_valid=s.token_valid[:bucket])
 

@@ -18,7 +18,7 @@ from ..models.registry import model_class
 from ..parallel.sharding import LayerSharding
 from ..parallel.dims import ConfigError, ParallelDims
 from ..parallel.dp_meta import DPMeta, Phase
-from .batch_inputs import pack_batch
+from .batch_inputs import longest_first, pack_batch
 from .cuda_graphs import DecodeGraphs, graph_buckets
 from .scheduler import ScheduledBatch
 
@@ -102,7 +102,8 @@ class ModelRunner:
     def _upload_batch(self, batch: ScheduledBatch, host, meta: DPMeta) -> ForwardBatch:
         # Two host-to-device copies (one per dtype) instead of one per field.
         i64 = [host.input_ids, host.positions, host.logits_indices]
-        i32 = [host.cu_seqlens_q, host.context_lens]
+        decode = batch.phase is not Phase.PREFILL
+        i32 = [host.cu_seqlens_q, host.context_lens] + ([longest_first(host.context_lens)] if decode else [])
         prompt = host.prompt_rows
         if prompt is not None:
             i64 += [prompt.rows, prompt.targets]
@@ -112,7 +113,9 @@ class ModelRunner:
         ids, pos, logits_idx, *rest = upload_packed(i64, np.int64, self.device)
         prompt_rows, prompt_targets = rest[:2] if prompt is not None else (None, None)
         slots = rest[2:] if prompt is not None else rest
-        cu, ctx, *tables = upload_packed(i32, np.int32, self.device)
+        cu, ctx, *rest32 = upload_packed(i32, np.int32, self.device)
+        order = rest32.pop(0) if decode else None
+        tables = rest32
         return ForwardBatch(
             input_ids=ids, positions=pos, is_prefill=batch.phase is Phase.PREFILL, cu_seqlens_q=cu, context_lens=ctx,
             slot_mapping=slots[0] if slots else None,
@@ -120,7 +123,7 @@ class ModelRunner:
             logits_indices=logits_idx, dp_meta=meta, num_seqs=host.num_seqs, max_query_len=host.max_query_len,
             max_context_len=host.max_context_len, dp_num_tokens=self._dp_counts(meta), prompt_rows=prompt_rows,
             prompt_targets=prompt_targets, prompt_top_k=prompt.top_k if prompt is not None else 0,
-            prompt_counts=prompt.counts if prompt is not None else [])
+            prompt_counts=prompt.counts if prompt is not None else [], decode_order=order)
 
     def dummy_batch(self, meta: DPMeta) -> ForwardBatch:
         """One padding token with no cache slot and nothing to sample: an idle DP rank's share of a step."""

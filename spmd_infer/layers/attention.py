@@ -52,7 +52,7 @@ class PagedAttention(nn.Module):
                 return paged_prefill_attention(q, self.k_cache, self.v_cache, batch.cu_seqlens_q, batch.context_lens,
                                                batch.block_tables, self.scale, max_seqlen_q=batch.max_query_len)
             return paged_decode_attention(q, self.k_cache, self.v_cache, batch.block_tables, batch.context_lens,
-                                          self.scale)
+                                          self.scale, order=batch.decode_order)
         if not kv_stored:
             store_kv_ref(k, v, self.k_cache, self.v_cache, batch.slot_mapping)  # the kernel's torch reference
         return varlen_attention(q, self.k_cache, self.v_cache, batch.cu_seqlens_q, batch.context_lens, self.scale,

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 import random
 
 import torch
@@ -95,6 +96,9 @@ def sweep_fp8(bw: float, configs: list[tuple], dots: list[bool]) -> None:
     print_ranking(times, relative_scores(times, default), lambda s: f"config={s[0]} f16_dots={s[1]}")
 
 
+ORDERS = os.environ.get("TUNE_ORDERS", "1") == "1"  # --layouts also times each case with programs longest first
+
+
 def compare_layouts(bw: float, pages: list[int]) -> None:
     """Each shape with the engine's default tiles over token-major and head-major pages of each size, bf16 and
     float8: time, share of the copy rate and error against the reference."""
@@ -104,10 +108,13 @@ def compare_layouts(bw: float, pages: list[int]) -> None:
             q, k, v, bt, ctx, kv_bytes = build(batch, hq, hkv, lens, kv_dtype=dtype, page=page, head_major=head_major)
             ref = paged_decode_attention_ref(q.float(), k.float(), v.float(), bt, ctx, D**-0.5)
             out = torch.empty_like(q)
-            fn = lambda: paged_decode_attention(q, k, v, bt, ctx, D**-0.5, out=out)  # noqa: E731
-            t, err = time_in_graph(name, fn, lambda: (out.float() - ref).abs().max().item())
-            print(f"  {str(dtype).split('.')[1]:14} page {page:3} {'head-major ' if head_major else 'token-major'} "
-                  f"{t * 1e3:8.1f} us  {kv_bytes / (t * 1e-3) / bw:6.1%} of copy  err={err:.3f}")
+            longest_first = torch.argsort(ctx, descending=True).int()
+            for order in (None, longest_first) if ORDERS else (None,):
+                fn = lambda: paged_decode_attention(q, k, v, bt, ctx, D**-0.5, out=out, order=order)  # noqa: E731
+                t, err = time_in_graph(name, fn, lambda: (out.float() - ref).abs().max().item())
+                print(f"  {str(dtype).split('.')[1]:14} page {page:3} {'head-major ' if head_major else 'token-major'} "
+                      f"{'longest first' if order is not None else 'batch order  '} "
+                      f"{t * 1e3:8.1f} us  {kv_bytes / (t * 1e-3) / bw:6.1%} of copy  err={err:.3f}")
 
 
 def main() -> None:

@@ -63,6 +63,20 @@ def test_paged_decode_attention_out_arg(device, paged_kv):
     torch.testing.assert_close(out, paged_decode_attention_ref(q, k_cache, v_cache, block_tables, ctx, 0.125), atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.parametrize("num_splits", [1, 3])
+def test_paged_decode_attention_in_a_given_program_order(num_splits, dtype, device, assert_close, paged_kv):
+    # The programs of a one-split launch start in `order` (longest context first); each row's output is its own
+    # whatever the order, and launches of more splits ignore it.
+    context_lens = [5, 70, 33, 16, 70]
+    k_cache, v_cache, block_tables = paged_kv(context_lens, 2, 64, dtype, device)
+    q = torch.randn(len(context_lens), 4, 64, dtype=dtype, device=device)
+    ctx = torch.tensor(context_lens, dtype=torch.int32, device=device)
+    order = torch.argsort(ctx, descending=True, stable=True).int()
+    assert order.tolist() == [1, 4, 2, 3, 0]
+    out = paged_decode_attention(q, k_cache, v_cache, block_tables, ctx, 0.125, num_splits=num_splits, order=order)
+    assert_close(out, paged_decode_attention_ref(q, k_cache, v_cache, block_tables, ctx, 0.125))
+
+
 def test_choose_num_splits():
     cpu = torch.device("cpu")
     assert choose_num_splits(1, 8, 10, cpu) == 1  # short context: one split
