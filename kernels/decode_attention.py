@@ -93,6 +93,7 @@ def _decode_split_kernel(
     F16_DOTS: tl.constexpr,  # bf16 queries over a float8 cache: both dots in fp16 (see FP8_DOTS_IN_F16)
     ASM_WIDEN: tl.constexpr,  # F16_DOTS over e4m3 on CUDA: K and V widened by e4m3_to_f16 (see FP8_ASM_WIDEN)
     ORDERED: tl.constexpr,
+    V_BY_DIM: tl.constexpr,  # v_cache is [blocks, Hkv, D, page] (tokens innermost) seen as [blocks, page, Hkv, D]
     PDL: tl.constexpr,
 ):
     pdl_enter(PDL)
@@ -108,6 +109,8 @@ def _decode_split_kernel(
     offs_g = tl.arange(0, BLOCK_G)
     offs_d = tl.arange(0, BLOCK_D)
     offs_n = tl.arange(0, BLOCK_N)
+    offs_p = tl.arange(0, BLOCK_N // PAGE)  # V_BY_DIM: the tile's pages and the slots of each
+    offs_s = tl.arange(0, PAGE)
     heads = kvh * GROUP + offs_g
     mask_g = offs_g < GROUP
     mask_d = offs_d < HEAD_DIM
@@ -139,18 +142,36 @@ def _decode_split_kernel(
             mask=kv_mask,
             other=0.0,
         )
-        v = tl.load(
-            v_cache_ptr + phys[:, None] * stride_vb + slot_in_page[:, None] * stride_vs
-            + kvh * stride_vh + offs_d[None, :],
-            mask=kv_mask,
-            other=0.0,
-        )
+        if V_BY_DIM:
+            # V laid out by head dimension, [blocks, Hkv, D, page]: the tile as [pages, D, page], each page's row one
+            # contiguous run, masked by whole pages only (a per-token mask along the run would split its vector
+            # loads); the tokens past the context are zeroed once widened (p is 0 there, but 0 * NaN is not 0).
+            page_no = start_n // PAGE + offs_p
+            page_live = page_no * PAGE < end
+            phys_p = tl.load(bt_row + page_no, mask=page_live, other=0).to(tl.int64)
+            v = tl.load(
+                v_cache_ptr + phys_p[:, None, None] * stride_vb + kvh * stride_vh
+                + offs_d[None, :, None] * PAGE + offs_s[None, None, :],
+                mask=page_live[:, None, None] & mask_d[None, :, None],
+                other=0.0,
+            )
+        else:
+            v = tl.load(
+                v_cache_ptr + phys[:, None] * stride_vb + slot_in_page[:, None] * stride_vs
+                + kvh * stride_vh + offs_d[None, :],
+                mask=kv_mask,
+                other=0.0,
+            )
         if ASM_WIDEN:
             k = e4m3_to_f16(k)
             v = e4m3_to_f16(v)
         else:  # a float8 cache is widened to q's dtype for the dots (a no-op otherwise)
             k = k.to(q.dtype)
             v = v.to(q.dtype)
+        if V_BY_DIM:
+            tok = page_no[:, None, None] * PAGE + offs_s[None, None, :]
+            v = tl.where(tok < end, v, 0.0)
+            v = tl.reshape(tl.permute(v, (0, 2, 1)), (BLOCK_N, BLOCK_D))  # [tokens, D], as the dot takes it
         qk = tl.dot(q, tl.trans(k), input_precision="ieee") * qk_scale  # [BLOCK_G, BLOCK_N]
         qk = tl.where(mask_n[None, :], qk, float("-inf"))
         m_i, l_i, acc = online_softmax_step(qk, v, m_i, l_i, acc)
@@ -333,7 +354,8 @@ def paged_decode_attention(
     """softmax(q k^T * scale) v over each sequence's paged context; returns out [B, Hq, D].
 
     q [B, Hq, D] (one token per sequence); k_cache, v_cache [num_blocks, block_size, Hkv, D]
-    with Hq % Hkv == 0 (GQA); block_tables int32 [B, max_blocks]; context_lens int32 [B], >= 1.
+    with Hq % Hkv == 0 (GQA), v_cache either D-contiguous or a view of [num_blocks, Hkv, D, block_size] (V by
+    dimension: a float8 V's dot operand pairs are adjacent tokens, contiguous there); block_tables int32 [B, max_blocks]; context_lens int32 [B], >= 1.
     num_splits: KV chunks per sequence (split-KV); None picks one from B, Hkv and
     max_context_len (an upper bound on context_lens; defaults to max_blocks * block_size, so no
     device sync is needed). Writes into ``out`` when given. order: int32 [B], a permutation of the batch rows, the
@@ -342,8 +364,11 @@ def paged_decode_attention(
     B, Hq, D = q.shape
     _, page, Hkv, Dk = k_cache.shape
     assert Dk == D and v_cache.shape == k_cache.shape and Hq % Hkv == 0
-    assert q.stride(-1) == 1 and k_cache.stride(-1) == 1 and v_cache.stride(-1) == 1
     assert page & (page - 1) == 0, "block_size must be a power of two"
+    v_by_dim = v_cache.stride(-1) != 1
+    assert q.stride(-1) == 1 and k_cache.stride(-1) == 1
+    assert not v_by_dim or (v_cache.stride(1) == 1 and v_cache.stride(3) == page), \
+        "v_cache: [blocks, page, Hkv, D] with D contiguous, or a view of [blocks, Hkv, D, page] (V by dimension)"
     if out is None:
         out = torch.empty_like(q)
     if B == 0:
@@ -398,6 +423,7 @@ def paged_decode_attention(
         F16_DOTS=f16_dots,
         ASM_WIDEN=f16_dots and _asm_widen(k_cache, num_warps),
         ORDERED=order is not None and direct and LONGEST_FIRST,
+        V_BY_DIM=v_by_dim,
         num_warps=num_warps,
         num_stages=num_stages,
         **pdl_args(q.device),
