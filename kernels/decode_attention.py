@@ -8,6 +8,7 @@ import torch
 import triton
 import triton.language as tl
 
+from .kv_store import v_laid_out_by_dim
 from .online_softmax import online_softmax_step
 from .pdl import pdl_args, pdl_enter
 
@@ -365,10 +366,8 @@ def paged_decode_attention(
     _, page, Hkv, Dk = k_cache.shape
     assert Dk == D and v_cache.shape == k_cache.shape and Hq % Hkv == 0
     assert page & (page - 1) == 0, "block_size must be a power of two"
-    v_by_dim = v_cache.stride(-1) != 1
     assert q.stride(-1) == 1 and k_cache.stride(-1) == 1
-    assert not v_by_dim or (v_cache.stride(1) == 1 and v_cache.stride(3) == page), \
-        "v_cache: [blocks, page, Hkv, D] with D contiguous, or a view of [blocks, Hkv, D, page] (V by dimension)"
+    v_by_dim = v_laid_out_by_dim(v_cache)
     if out is None:
         out = torch.empty_like(q)
     if B == 0:

@@ -10,6 +10,7 @@ import triton
 import triton.language as tl
 
 from .decode_attention import gather_context
+from .kv_store import v_laid_out_by_dim
 from .online_softmax import online_softmax_step
 from .pdl import pdl_args, pdl_enter
 
@@ -22,6 +23,9 @@ def _attend_tile(
     stride_kb, stride_ks, stride_vb, stride_vs, offs_n, offs_d, mask_d, offs_dv, mask_dv,
     PAGE: tl.constexpr,
     MASKED: tl.constexpr,  # apply the causal and the kv_end masks (diagonal / last tiles)
+    V_BY_DIM: tl.constexpr,  # v laid out [blocks, Hkv, DV, PAGE] (kv_store.v_laid_out_by_dim)
+    BLOCK_N: tl.constexpr,
+    BLOCK_DV: tl.constexpr,
 ):
     """One BLOCK_N tile of keys gathered through the block table, folded into the online softmax."""
     pos = start_n + offs_n
@@ -38,13 +42,47 @@ def _attend_tile(
     v_off = phys * stride_vb + (pos % PAGE) * stride_vs
     # A float8 cache is widened to q's dtype for the dots (a no-op otherwise).
     k = tl.load(k_base + k_off[:, None] + offs_d[None, :], mask=k_mask, other=0.0).to(q.dtype)
-    v = tl.load(v_base + v_off[:, None] + offs_dv[None, :], mask=v_mask, other=0.0).to(q.dtype)
+    if V_BY_DIM:
+        v = load_v_by_dim(v_base, bt_row, start_n, kv_end, stride_vb, offs_dv, mask_dv, PAGE, MASKED, BLOCK_N,
+                          BLOCK_DV).to(q.dtype)
+        if MASKED:
+            v = zero_past(v, start_n, kv_end, BLOCK_N)
+    else:
+        v = tl.load(v_base + v_off[:, None] + offs_dv[None, :], mask=v_mask, other=0.0).to(q.dtype)
     qk = tl.dot(q, tl.trans(k), input_precision="ieee") * qk_scale  # [BLOCK_M, BLOCK_N]
     if MASKED:
         causal = (pos[None, :] <= q_pos[:, None]) & mask_n[None, :]
         qk = tl.where(causal, qk, float("-inf"))
     # Every query sees key 0, which lies in the first tile, so the row max is finite from then on.
     return online_softmax_step(qk, v, m_i, l_i, acc)
+
+
+@triton.jit
+def load_v_by_dim(v_base, bt_row, start_n, kv_end, stride_vb, offs_dv, mask_dv, PAGE: tl.constexpr,
+                  MASKED: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_DV: tl.constexpr):
+    """V tokens [start_n, start_n + BLOCK_N) of a cache laid out [blocks, Hkv, DV, PAGE] (v_base at the KV head) as
+    [BLOCK_N, BLOCK_DV], read as [pages, DV, PAGE] so that each page's run stays one vector load: masked by whole
+    pages only (MASKED: those past kv_end), so the tokens past kv_end within a live page are read as they are."""
+    offs_p = tl.arange(0, BLOCK_N // PAGE)
+    offs_s = tl.arange(0, PAGE)
+    page_no = start_n // PAGE + offs_p
+    if MASKED:
+        live = page_no * PAGE < kv_end
+        phys = tl.load(bt_row + page_no, mask=live, other=0).to(tl.int64)
+        mask = live[:, None, None] & mask_dv[None, :, None]
+    else:
+        phys = tl.load(bt_row + page_no).to(tl.int64)
+        mask = mask_dv[None, :, None]
+    v = tl.load(v_base + phys[:, None, None] * stride_vb + offs_dv[None, :, None] * PAGE + offs_s[None, None, :],
+                mask=mask, other=0.0)
+    return tl.reshape(tl.permute(v, (0, 2, 1)), (BLOCK_N, BLOCK_DV))
+
+
+@triton.jit
+def zero_past(v, start_n, kv_end, BLOCK_N: tl.constexpr):
+    """v [BLOCK_N, D] with the rows of tokens at kv_end or later zeroed: a page's unwritten tail may hold NaN bits,
+    and their zero softmax weight times NaN is not 0."""
+    return tl.where((start_n + tl.arange(0, BLOCK_N) < kv_end)[:, None], v, 0.0)
 
 
 # The block-table width changes from step to step: not specialised on, so no variant compiles mid-run.
@@ -77,6 +115,7 @@ def _prefill_kernel(
     BLOCK_N: tl.constexpr,
     BLOCK_D: tl.constexpr,
     BLOCK_DV: tl.constexpr,
+    V_BY_DIM: tl.constexpr,  # v_cache laid out [blocks, Hkv, DV, PAGE] (kv_store.v_laid_out_by_dim)
     PDL: tl.constexpr,
 ):
     pdl_enter(PDL)
@@ -119,7 +158,7 @@ def _prefill_kernel(
             m_i, l_i, acc = _attend_tile(
                 q, q_pos, m_i, l_i, acc, start_n, full_end, k_base, v_base, bt_row, qk_scale,
                 stride_kb, stride_ks, stride_vb, stride_vs, offs_n, offs_d, mask_d, offs_dv, mask_dv,
-                PAGE, False,
+                PAGE, False, V_BY_DIM, BLOCK_N, BLOCK_DV,
             )
         # Keys past the last query of this tile are never attended to.
         kv_end = tl.minimum(ctx, prefix + (m_block + 1) * BLOCK_M)
@@ -127,7 +166,7 @@ def _prefill_kernel(
             m_i, l_i, acc = _attend_tile(
                 q, q_pos, m_i, l_i, acc, start_n, kv_end, k_base, v_base, bt_row, qk_scale,
                 stride_kb, stride_ks, stride_vb, stride_vs, offs_n, offs_d, mask_d, offs_dv, mask_dv,
-                PAGE, True,
+                PAGE, True, V_BY_DIM, BLOCK_N, BLOCK_DV,
             )
 
         o = acc / l_i[:, None]
@@ -176,7 +215,8 @@ def paged_prefill_attention(
     context_lens[i] (int32 [S]) cached tokens, the new ones included, so query j of it sits at
     position context_lens[i] - q_len_i + j and sees keys at positions <= its own.
     k_cache [num_blocks, block_size, Hkv, D], v_cache [num_blocks, block_size, Hkv, DV] (DV may
-    differ from D; both may be strided views with a contiguous last dim); block_tables int32
+    differ from D; both may be strided views with a contiguous last dim, or v_cache a view of
+    [num_blocks, Hkv, DV, block_size]: kv_store.v_laid_out_by_dim); block_tables int32
     [S, max_blocks]. max_seqlen_q: the longest q_len_i; computed (one device sync) when None.
     Writes into ``out`` [Tq, Hq, DV] when given.
     """
@@ -184,8 +224,9 @@ def paged_prefill_attention(
     _, page, Hkv, Dk = k_cache.shape
     DV = v_cache.shape[-1]
     assert Dk == D and v_cache.shape[:3] == k_cache.shape[:3] and Hq % Hkv == 0
-    assert q.stride(-1) == 1 and k_cache.stride(-1) == 1 and v_cache.stride(-1) == 1
+    assert q.stride(-1) == 1 and k_cache.stride(-1) == 1
     assert page & (page - 1) == 0, "block_size must be a power of two"
+    v_by_dim = v_laid_out_by_dim(v_cache)
     num_seqs = cu_seqlens_q.shape[0] - 1
     if out is None:
         out = torch.empty_like(q) if DV == D else q.new_empty((Tq, Hq, DV))
@@ -202,6 +243,9 @@ def paged_prefill_attention(
     BLOCK_D = max(triton.next_power_of_2(D), 16)
     BLOCK_DV = max(triton.next_power_of_2(DV), 16)
     BLOCK_M, BLOCK_N, num_warps, num_stages = _launch_config(BLOCK_D, page, q.element_size(), q.device)
+    if v_by_dim and BLOCK_N % page:
+        raise ValueError(f"V laid out by head dimension is read a page at a time: block_size {page} is wider than "
+                         f"this head size's key tiles ({BLOCK_N}); use a block size <= {BLOCK_N}")
     grid = (triton.cdiv(max_seqlen_q, BLOCK_M), Hq, num_seqs)
     _prefill_kernel[grid](
         q,
@@ -231,6 +275,7 @@ def paged_prefill_attention(
         BLOCK_N=BLOCK_N,
         BLOCK_D=BLOCK_D,
         BLOCK_DV=BLOCK_DV,
+        V_BY_DIM=v_by_dim,
         num_warps=num_warps,
         num_stages=num_stages,
         **pdl_args(q.device),

@@ -79,7 +79,7 @@ class Engine:
         t0 = time.perf_counter()
         kv_dtype = resolve_kv_dtype(cfg.cache.dtype, dtype, hf_config)
         runner = ModelRunner(hf_config, model_dir, dims, device, dtype, cfg.cache.block_size, cfg.parallel.moe,
-                             kv_dtype)
+                             kv_dtype, v_by_dim=cfg.cache.v_by_dim)
         _sync(device)
         times.load = runner.load_stats.seconds
         times.build = time.perf_counter() - t0 - times.load
