@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from spmd_infer.job_plan import resolve_kv_dtype
+from spmd_infer.job_plan import check_v_by_dim, resolve_kv_dtype
 from spmd_infer.parallel.dims import ConfigError
 from support.launch import run_jobs
 from support.tiny_models import MAX_NEW, read_output
@@ -68,6 +68,10 @@ def test_kv_dtype_choices():
         resolve_kv_dtype("fp8", torch.bfloat16, DeepseekV2Config(architectures=["DeepseekV2ForCausalLM"]))
     with pytest.raises(ConfigError, match="cache.dtype='int4' must be one of auto, fp8"):
         resolve_kv_dtype("int4", torch.bfloat16, LlamaConfig())
+    check_v_by_dim(True, LlamaConfig())
+    check_v_by_dim(False, DeepseekV2Config())
+    with pytest.raises(ConfigError, match="MLA keeps one latent cache and no V cache: drop cache.v_by_dim"):
+        check_v_by_dim(True, DeepseekV2Config(architectures=["DeepseekV2ForCausalLM"]))
 
 
 def test_v_by_dim_lays_only_value_caches_out_by_head_dimension():
