@@ -98,7 +98,8 @@ def test_paged_decode_attention_reads_v_laid_out_by_dimension(block_size, num_sp
     assert v.stride(1) == 1 and v.stride(3) == block_size and v.shape == v_cache.shape
     q = torch.randn(len(context_lens), 4, 64, dtype=dtype, device=device)
     ctx = torch.tensor(context_lens, dtype=torch.int32, device=device)
-    out = paged_decode_attention(q, k_cache, v, block_tables, ctx, 0.125, num_splits=num_splits)
+    order = torch.argsort(ctx, descending=True, stable=True).int()  # as the engine passes it
+    out = paged_decode_attention(q, k_cache, v, block_tables, ctx, 0.125, num_splits=num_splits, order=order)
     assert_close(out, paged_decode_attention_ref(q, k_cache, v_cache, block_tables, ctx, 0.125))
 
 
