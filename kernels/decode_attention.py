@@ -8,8 +8,8 @@ import torch
 import triton
 import triton.language as tl
 
-from .kv_store import v_laid_out_by_dim
 from .online_softmax import online_softmax_step
+from .paged_v import load_v_pages, v_laid_out_by_dim, v_pages_as_tokens
 from .pdl import pdl_args, pdl_enter
 
 _LOG2E = 1.4426950408889634
@@ -110,8 +110,6 @@ def _decode_split_kernel(
     offs_g = tl.arange(0, BLOCK_G)
     offs_d = tl.arange(0, BLOCK_D)
     offs_n = tl.arange(0, BLOCK_N)
-    offs_p = tl.arange(0, BLOCK_N // PAGE)  # V_BY_DIM: the tile's pages and the slots of each
-    offs_s = tl.arange(0, PAGE)
     heads = kvh * GROUP + offs_g
     mask_g = offs_g < GROUP
     mask_d = offs_d < HEAD_DIM
@@ -143,19 +141,9 @@ def _decode_split_kernel(
             mask=kv_mask,
             other=0.0,
         )
-        if V_BY_DIM:
-            # V laid out by head dimension, [blocks, Hkv, D, page]: the tile as [pages, D, page], each page's row one
-            # contiguous run, masked by whole pages only (a per-token mask along the run would split its vector
-            # loads); the tokens past the context are zeroed once widened (p is 0 there, but 0 * NaN is not 0).
-            page_no = start_n // PAGE + offs_p
-            page_live = page_no * PAGE < end
-            phys_p = tl.load(bt_row + page_no, mask=page_live, other=0).to(tl.int64)
-            v = tl.load(
-                v_cache_ptr + phys_p[:, None, None] * stride_vb + kvh * stride_vh
-                + offs_d[None, :, None] * PAGE + offs_s[None, None, :],
-                mask=page_live[:, None, None] & mask_d[None, :, None],
-                other=0.0,
-            )
+        if V_BY_DIM:  # V laid out by head dimension: read a page at a time, [pages, D, page] (paged_v.py)
+            v = load_v_pages(v_cache_ptr + kvh * stride_vh, bt_row, start_n, end, stride_vb, offs_d, mask_d, PAGE,
+                             True, BLOCK_N)
         else:
             v = tl.load(
                 v_cache_ptr + phys[:, None] * stride_vb + slot_in_page[:, None] * stride_vs
@@ -170,9 +158,7 @@ def _decode_split_kernel(
             k = k.to(q.dtype)
             v = v.to(q.dtype)
         if V_BY_DIM:
-            tok = page_no[:, None, None] * PAGE + offs_s[None, None, :]
-            v = tl.where(tok < end, v, 0.0)
-            v = tl.reshape(tl.permute(v, (0, 2, 1)), (BLOCK_N, BLOCK_D))  # [tokens, D], as the dot takes it
+            v = v_pages_as_tokens(v, start_n, end, True, PAGE, BLOCK_N, BLOCK_D)  # once widened: [tokens, D]
         qk = tl.dot(q, tl.trans(k), input_precision="ieee") * qk_scale  # [BLOCK_G, BLOCK_N]
         qk = tl.where(mask_n[None, :], qk, float("-inf"))
         m_i, l_i, acc = online_softmax_step(qk, v, m_i, l_i, acc)
@@ -262,9 +248,10 @@ FP8_DOTS_IN_F16 = True
 # locked 1.34 GHz, DRAM ~42%), and the largest share is V's: stored token by token, it is read from shared memory one
 # byte per instruction (LDS.U8, 9.5-9.8M of 108-113M instructions, each followed by a pairwise conversion and byte
 # packing) to build the P V dot's operands, whose pairs lie in adjacent tokens. Widening in assembly does not remove
-# that gather (Triton still moves the layout change before it). V laid out by head dimension, tokens innermost, was
-# slower still (229 -> 351 us, tune_decode_attention.py --layouts): Triton cannot see that a page's tokens are
-# contiguous, so those loads lose their vector width.
+# that gather (Triton still moves the layout change before it). V laid out by head dimension (cache.v_by_dim,
+# paged_v.py) puts those pairs side by side; read token by token it was slower (229 -> 351 us, run_v_by_dim.sh at
+# 41575fb: the per-token mask split every load into bytes), read a page at a time it is not yet timed
+# (run_v_by_dim_pages.sh).
 FP8_ASM_WIDEN = os.environ.get("SPMD_DECODE_FP8_ASM_WIDEN", "wide")
 if FP8_ASM_WIDEN not in ("wide", "all", "none"):
     raise ValueError(f"SPMD_DECODE_FP8_ASM_WIDEN={FP8_ASM_WIDEN!r}: give wide, all or none, or unset it")

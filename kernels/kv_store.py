@@ -6,6 +6,7 @@ import torch
 import triton
 import triton.language as tl
 
+from .paged_v import v_laid_out_by_dim
 from .pdl import pdl_args, pdl_enter
 
 
@@ -33,7 +34,7 @@ def store_token_kv(
     BLOCK_H: tl.constexpr,
     BLOCK_D: tl.constexpr,
     FP8: tl.constexpr,  # the caches hold float8 e4m3: saturate at +-448 (torch's CUDA cast gives NaN there)
-    V_BY_DIM: tl.constexpr,  # v_cache laid out [blocks, Hkv, D, PAGE] (see v_laid_out_by_dim): D strided by PAGE
+    V_BY_DIM: tl.constexpr,  # v_cache laid out [blocks, Hkv, D, PAGE] (paged_v.v_laid_out_by_dim): D strided by PAGE
 ):
     """Token t's k and v [heads, D] into its cache slot (slot < 0: nothing)."""
     slot = tl.load(slot_ptr + t).to(tl.int64)
@@ -87,17 +88,6 @@ def _store_kv_kernel(
                    stride_vc_h, num_heads, D, PAGE, BLOCK_H, BLOCK_D, FP8, V_BY_DIM)
 
 
-def v_laid_out_by_dim(v_cache: torch.Tensor) -> bool:
-    """Whether v_cache [blocks, page, Hkv, D] is a view of [blocks, Hkv, D, page] (tokens innermost: a float8 V's
-    P V dot operand pairs adjacent, config cache.v_by_dim) rather than D-contiguous; any other layout is an error."""
-    if v_cache.stride(-1) == 1:
-        return False
-    if v_cache.stride(1) == 1 and v_cache.stride(3) == v_cache.shape[1]:
-        return True
-    raise ValueError(f"v_cache {tuple(v_cache.shape)} with strides {v_cache.stride()}: give [blocks, page, Hkv, D] "
-                     "with D contiguous, or a view of [blocks, Hkv, D, page]")
-
-
 def store_kv_launch(k: torch.Tensor, v: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
                     slot_mapping: torch.Tensor) -> tuple[tuple, dict]:
     """The checks every store wrapper makes, and what it launches with: (the strides and sizes after the
@@ -124,7 +114,7 @@ def store_kv(
     slot_mapping: torch.Tensor,
 ) -> None:
     """Write k, v [T, Hkv, D] into k_cache, v_cache [num_blocks, block_size, Hkv, D] in place (v_cache may be a
-    view of [num_blocks, Hkv, D, block_size]: v_laid_out_by_dim).
+    view of [num_blocks, Hkv, D, block_size]: paged_v.v_laid_out_by_dim).
 
     slot_mapping: int [T], slot = block * block_size + offset; slot < 0 (e.g. -1, padding) skips
     the token. k and v may be strided views (slices of a fused qkv) with a contiguous last dim.

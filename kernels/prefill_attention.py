@@ -10,8 +10,8 @@ import triton
 import triton.language as tl
 
 from .decode_attention import gather_context
-from .kv_store import v_laid_out_by_dim
 from .online_softmax import online_softmax_step
+from .paged_v import load_v_pages, v_laid_out_by_dim, v_pages_as_tokens
 from .pdl import pdl_args, pdl_enter
 
 _LOG2E = 1.4426950408889634
@@ -23,7 +23,7 @@ def _attend_tile(
     stride_kb, stride_ks, stride_vb, stride_vs, offs_n, offs_d, mask_d, offs_dv, mask_dv,
     PAGE: tl.constexpr,
     MASKED: tl.constexpr,  # apply the causal and the kv_end masks (diagonal / last tiles)
-    V_BY_DIM: tl.constexpr,  # v laid out [blocks, Hkv, DV, PAGE] (kv_store.v_laid_out_by_dim)
+    V_BY_DIM: tl.constexpr,  # v laid out [blocks, Hkv, DV, PAGE] (paged_v.v_laid_out_by_dim)
     BLOCK_N: tl.constexpr,
     BLOCK_DV: tl.constexpr,
 ):
@@ -42,11 +42,9 @@ def _attend_tile(
     v_off = phys * stride_vb + (pos % PAGE) * stride_vs
     # A float8 cache is widened to q's dtype for the dots (a no-op otherwise).
     k = tl.load(k_base + k_off[:, None] + offs_d[None, :], mask=k_mask, other=0.0).to(q.dtype)
-    if V_BY_DIM:
-        v = load_v_by_dim(v_base, bt_row, start_n, kv_end, stride_vb, offs_dv, mask_dv, PAGE, MASKED, BLOCK_N,
-                          BLOCK_DV).to(q.dtype)
-        if MASKED:
-            v = zero_past(v, start_n, kv_end, BLOCK_N)
+    if V_BY_DIM:  # V laid out by head dimension: read a page at a time (paged_v.py)
+        v = load_v_pages(v_base, bt_row, start_n, kv_end, stride_vb, offs_dv, mask_dv, PAGE, MASKED, BLOCK_N)
+        v = v_pages_as_tokens(v.to(q.dtype), start_n, kv_end, MASKED, PAGE, BLOCK_N, BLOCK_DV)
     else:
         v = tl.load(v_base + v_off[:, None] + offs_dv[None, :], mask=v_mask, other=0.0).to(q.dtype)
     qk = tl.dot(q, tl.trans(k), input_precision="ieee") * qk_scale  # [BLOCK_M, BLOCK_N]
@@ -55,34 +53,6 @@ def _attend_tile(
         qk = tl.where(causal, qk, float("-inf"))
     # Every query sees key 0, which lies in the first tile, so the row max is finite from then on.
     return online_softmax_step(qk, v, m_i, l_i, acc)
-
-
-@triton.jit
-def load_v_by_dim(v_base, bt_row, start_n, kv_end, stride_vb, offs_dv, mask_dv, PAGE: tl.constexpr,
-                  MASKED: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_DV: tl.constexpr):
-    """V tokens [start_n, start_n + BLOCK_N) of a cache laid out [blocks, Hkv, DV, PAGE] (v_base at the KV head) as
-    [BLOCK_N, BLOCK_DV], read as [pages, DV, PAGE] so that each page's run stays one vector load: masked by whole
-    pages only (MASKED: those past kv_end), so the tokens past kv_end within a live page are read as they are."""
-    offs_p = tl.arange(0, BLOCK_N // PAGE)
-    offs_s = tl.arange(0, PAGE)
-    page_no = start_n // PAGE + offs_p
-    if MASKED:
-        live = page_no * PAGE < kv_end
-        phys = tl.load(bt_row + page_no, mask=live, other=0).to(tl.int64)
-        mask = live[:, None, None] & mask_dv[None, :, None]
-    else:
-        phys = tl.load(bt_row + page_no).to(tl.int64)
-        mask = mask_dv[None, :, None]
-    v = tl.load(v_base + phys[:, None, None] * stride_vb + offs_dv[None, :, None] * PAGE + offs_s[None, None, :],
-                mask=mask, other=0.0)
-    return tl.reshape(tl.permute(v, (0, 2, 1)), (BLOCK_N, BLOCK_DV))
-
-
-@triton.jit
-def zero_past(v, start_n, kv_end, BLOCK_N: tl.constexpr):
-    """v [BLOCK_N, D] with the rows of tokens at kv_end or later zeroed: a page's unwritten tail may hold NaN bits,
-    and their zero softmax weight times NaN is not 0."""
-    return tl.where((start_n + tl.arange(0, BLOCK_N) < kv_end)[:, None], v, 0.0)
 
 
 # The block-table width changes from step to step: not specialised on, so no variant compiles mid-run.
@@ -115,7 +85,7 @@ def _prefill_kernel(
     BLOCK_N: tl.constexpr,
     BLOCK_D: tl.constexpr,
     BLOCK_DV: tl.constexpr,
-    V_BY_DIM: tl.constexpr,  # v_cache laid out [blocks, Hkv, DV, PAGE] (kv_store.v_laid_out_by_dim)
+    V_BY_DIM: tl.constexpr,  # v_cache laid out [blocks, Hkv, DV, PAGE] (paged_v.v_laid_out_by_dim)
     PDL: tl.constexpr,
 ):
     pdl_enter(PDL)
@@ -216,7 +186,7 @@ def paged_prefill_attention(
     position context_lens[i] - q_len_i + j and sees keys at positions <= its own.
     k_cache [num_blocks, block_size, Hkv, D], v_cache [num_blocks, block_size, Hkv, DV] (DV may
     differ from D; both may be strided views with a contiguous last dim, or v_cache a view of
-    [num_blocks, Hkv, DV, block_size]: kv_store.v_laid_out_by_dim); block_tables int32
+    [num_blocks, Hkv, DV, block_size]: paged_v.v_laid_out_by_dim); block_tables int32
     [S, max_blocks]. max_seqlen_q: the longest q_len_i; computed (one device sync) when None.
     Writes into ``out`` [Tq, Hq, DV] when given.
     """
