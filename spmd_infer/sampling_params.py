@@ -81,6 +81,10 @@ class SamplingParams:
                 raise InvalidRequest("invalid_sampling", f"{name} must be {'an integer' if kind is int else 'a number'}, got {v!r}")
             return kind(v)
 
+        def count(name: str) -> int:
+            """An optional integer whose null means 0 (off)."""
+            return number(name, int) if values[name] is not None else 0
+
         stop = values["stop"]
         if isinstance(stop, str):
             stop = [stop]
@@ -112,10 +116,8 @@ class SamplingParams:
             ignore_eos=values["ignore_eos"], repetition_penalty=number("repetition_penalty", float),
             presence_penalty=number("presence_penalty", float), frequency_penalty=number("frequency_penalty", float),
             logit_bias=tuple(sorted(bias.items())),
-            logprobs=number("logprobs", int) if values["logprobs"] is not None else 0,
-            prompt_logprobs=number("prompt_logprobs", int) if values["prompt_logprobs"] is not None else 0,
-            truncate_prompt_tokens=(number("truncate_prompt_tokens", int)
-                                    if values["truncate_prompt_tokens"] is not None else 0),
+            logprobs=count("logprobs"), prompt_logprobs=count("prompt_logprobs"),
+            truncate_prompt_tokens=count("truncate_prompt_tokens"),
             n=number("n", int),
         )
         p._check_ranges()

@@ -112,30 +112,30 @@ class ModelRunner:
         return fb
 
     def _upload_batch(self, batch: ScheduledBatch, host, meta: DPMeta) -> ForwardBatch:
-        # Two host-to-device copies (one per dtype) instead of one per field.
-        i64 = [host.input_ids, host.positions, host.logits_indices]
-        decode = batch.phase is not Phase.PREFILL
-        i32 = [host.cu_seqlens_q, host.context_lens] + ([longest_first(host.context_lens)] if decode else [])
+        # Two host-to-device copies (one per dtype) instead of one per field; the optional fields only when present.
+        prefill = batch.phase is Phase.PREFILL
         prompt = host.prompt_rows
+        i64 = {"ids": host.input_ids, "positions": host.positions, "logits": host.logits_indices}
+        i32 = {"cu": host.cu_seqlens_q, "ctx": host.context_lens}
         if prompt is not None:
-            i64 += [prompt.rows, prompt.targets]
+            i64.update(prompt_rows=prompt.rows, prompt_targets=prompt.targets)
+        if not prefill:
+            i32["order"] = longest_first(host.context_lens)
         if host.slot_mapping is not None:
-            i64.append(host.slot_mapping)
-            i32.append(host.block_tables.ravel())
-        ids, pos, logits_idx, *rest = upload_packed(i64, np.int64, self.device)
-        prompt_rows, prompt_targets = rest[:2] if prompt is not None else (None, None)
-        slots = rest[2:] if prompt is not None else rest
-        cu, ctx, *rest32 = upload_packed(i32, np.int32, self.device)
-        order = rest32.pop(0) if decode else None
-        tables = rest32
+            i64["slots"] = host.slot_mapping
+            i32["tables"] = host.block_tables.ravel()
+        d = dict(zip(i64, upload_packed(list(i64.values()), np.int64, self.device)))
+        d.update(zip(i32, upload_packed(list(i32.values()), np.int32, self.device)))
+        tables = d.get("tables")
         return ForwardBatch(
-            input_ids=ids, positions=pos, is_prefill=batch.phase is Phase.PREFILL, cu_seqlens_q=cu, context_lens=ctx,
-            slot_mapping=slots[0] if slots else None,
-            block_tables=tables[0].view(host.block_tables.shape) if tables else None,
-            logits_indices=logits_idx, dp_meta=meta, num_seqs=host.num_seqs, max_query_len=host.max_query_len,
-            max_context_len=host.max_context_len, dp_num_tokens=self._dp_counts(meta), prompt_rows=prompt_rows,
-            prompt_targets=prompt_targets, prompt_top_k=prompt.top_k if prompt is not None else 0,
-            prompt_counts=prompt.counts if prompt is not None else [], decode_order=order)
+            input_ids=d["ids"], positions=d["positions"], is_prefill=prefill, cu_seqlens_q=d["cu"],
+            context_lens=d["ctx"], slot_mapping=d.get("slots"),
+            block_tables=tables.view(host.block_tables.shape) if tables is not None else None,
+            logits_indices=d["logits"], dp_meta=meta, num_seqs=host.num_seqs, max_query_len=host.max_query_len,
+            max_context_len=host.max_context_len, dp_num_tokens=self._dp_counts(meta),
+            prompt_rows=d.get("prompt_rows"), prompt_targets=d.get("prompt_targets"),
+            prompt_top_k=prompt.top_k if prompt is not None else 0,
+            prompt_counts=prompt.counts if prompt is not None else [], decode_order=d.get("order"))
 
     def dummy_batch(self, meta: DPMeta) -> ForwardBatch:
         """One padding token with no cache slot and nothing to sample: an idle DP rank's share of a step."""
