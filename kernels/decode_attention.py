@@ -9,7 +9,6 @@ import triton
 import triton.language as tl
 
 from .online_softmax import online_softmax_step
-from .paged_v import load_v_pages, v_laid_out_by_dim, v_pages_as_tokens
 from .pdl import pdl_args, pdl_enter
 
 _LOG2E = 1.4426950408889634
@@ -94,7 +93,6 @@ def _decode_split_kernel(
     F16_DOTS: tl.constexpr,  # bf16 queries over a float8 cache: both dots in fp16 (see FP8_DOTS_IN_F16)
     ASM_WIDEN: tl.constexpr,  # F16_DOTS over e4m3 on CUDA: K and V widened by e4m3_to_f16 (see FP8_ASM_WIDEN)
     ORDERED: tl.constexpr,
-    V_BY_DIM: tl.constexpr,  # v_cache is [blocks, Hkv, D, page] (tokens innermost) seen as [blocks, page, Hkv, D]
     PDL: tl.constexpr,
 ):
     pdl_enter(PDL)
@@ -141,24 +139,18 @@ def _decode_split_kernel(
             mask=kv_mask,
             other=0.0,
         )
-        if V_BY_DIM:  # V laid out by head dimension: read a page at a time, [pages, D, page] (paged_v.py)
-            v = load_v_pages(v_cache_ptr + kvh * stride_vh, bt_row, start_n, end, stride_vb, offs_d, mask_d, PAGE,
-                             True, BLOCK_N)
-        else:
-            v = tl.load(
-                v_cache_ptr + phys[:, None] * stride_vb + slot_in_page[:, None] * stride_vs
-                + kvh * stride_vh + offs_d[None, :],
-                mask=kv_mask,
-                other=0.0,
-            )
+        v = tl.load(
+            v_cache_ptr + phys[:, None] * stride_vb + slot_in_page[:, None] * stride_vs
+            + kvh * stride_vh + offs_d[None, :],
+            mask=kv_mask,
+            other=0.0,
+        )
         if ASM_WIDEN:
             k = e4m3_to_f16(k)
             v = e4m3_to_f16(v)
         else:  # a float8 cache is widened to q's dtype for the dots (a no-op otherwise)
             k = k.to(q.dtype)
             v = v.to(q.dtype)
-        if V_BY_DIM:
-            v = v_pages_as_tokens(v, start_n, end, True, PAGE, BLOCK_N, BLOCK_D)  # once widened: [tokens, D]
         qk = tl.dot(q, tl.trans(k), input_precision="ieee") * qk_scale  # [BLOCK_G, BLOCK_N]
         qk = tl.where(mask_n[None, :], qk, float("-inf"))
         m_i, l_i, acc = online_softmax_step(qk, v, m_i, l_i, acc)
@@ -248,10 +240,10 @@ FP8_DOTS_IN_F16 = True
 # locked 1.34 GHz, DRAM ~42%), and the largest share is V's: stored token by token, it is read from shared memory one
 # byte per instruction (LDS.U8, 9.5-9.8M of 108-113M instructions, each followed by a pairwise conversion and byte
 # packing) to build the P V dot's operands, whose pairs lie in adjacent tokens. Widening in assembly does not remove
-# that gather (Triton still moves the layout change before it). V laid out by head dimension (cache.v_by_dim,
-# paged_v.py) puts those pairs side by side; read token by token it was slower (229 -> 351 us, run_v_by_dim.sh at
-# 41575fb: the per-token mask split every load into bytes), read a page at a time it is not yet timed
-# (run_v_by_dim_pages.sh).
+# that gather (Triton still moves the layout change before it). V laid out by head dimension, tokens innermost, was
+# slower still: read token by token its loads lost their vector width (229 -> 351 us), read a page at a time the
+# tile's permute back to [tokens, D] cost more than the gather (283 us at its best tile, bf16 300 -> 370: session
+# 13, run_v_by_dim_pages.sh at 5d26b0f), so it was removed.
 FP8_ASM_WIDEN = os.environ.get("SPMD_DECODE_FP8_ASM_WIDEN", "wide")
 if FP8_ASM_WIDEN not in ("wide", "all", "none"):
     raise ValueError(f"SPMD_DECODE_FP8_ASM_WIDEN={FP8_ASM_WIDEN!r}: give wide, all or none, or unset it")
@@ -342,8 +334,7 @@ def paged_decode_attention(
     """softmax(q k^T * scale) v over each sequence's paged context; returns out [B, Hq, D].
 
     q [B, Hq, D] (one token per sequence); k_cache, v_cache [num_blocks, block_size, Hkv, D]
-    with Hq % Hkv == 0 (GQA), v_cache either D-contiguous or a view of [num_blocks, Hkv, D, block_size] (V by
-    dimension: a float8 V's dot operand pairs are adjacent tokens, contiguous there); block_tables int32 [B, max_blocks]; context_lens int32 [B], >= 1.
+    with Hq % Hkv == 0 (GQA); block_tables int32 [B, max_blocks]; context_lens int32 [B], >= 1.
     num_splits: KV chunks per sequence (split-KV); None picks one from B, Hkv and
     max_context_len (an upper bound on context_lens; defaults to max_blocks * block_size, so no
     device sync is needed). Writes into ``out`` when given. order: int32 [B], a permutation of the batch rows, the
@@ -352,9 +343,8 @@ def paged_decode_attention(
     B, Hq, D = q.shape
     _, page, Hkv, Dk = k_cache.shape
     assert Dk == D and v_cache.shape == k_cache.shape and Hq % Hkv == 0
+    assert q.stride(-1) == 1 and k_cache.stride(-1) == 1 and v_cache.stride(-1) == 1
     assert page & (page - 1) == 0, "block_size must be a power of two"
-    assert q.stride(-1) == 1 and k_cache.stride(-1) == 1
-    v_by_dim = v_laid_out_by_dim(v_cache)
     if out is None:
         out = torch.empty_like(q)
     if B == 0:
@@ -409,7 +399,6 @@ def paged_decode_attention(
         F16_DOTS=f16_dots,
         ASM_WIDEN=f16_dots and _asm_widen(k_cache, num_warps),
         ORDERED=order is not None and direct and LONGEST_FIRST,
-        V_BY_DIM=v_by_dim,
         num_warps=num_warps,
         num_stages=num_stages,
         **pdl_args(q.device),

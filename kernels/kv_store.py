@@ -6,7 +6,6 @@ import torch
 import triton
 import triton.language as tl
 
-from .paged_v import v_laid_out_by_dim
 from .pdl import pdl_args, pdl_enter
 
 
@@ -34,7 +33,6 @@ def store_token_kv(
     BLOCK_H: tl.constexpr,
     BLOCK_D: tl.constexpr,
     FP8: tl.constexpr,  # the caches hold float8 e4m3: saturate at +-448 (torch's CUDA cast gives NaN there)
-    V_BY_DIM: tl.constexpr,  # v_cache laid out [blocks, Hkv, D, PAGE] (paged_v.v_laid_out_by_dim): D strided by PAGE
 ):
     """Token t's k and v [heads, D] into its cache slot (slot < 0: nothing)."""
     slot = tl.load(slot_ptr + t).to(tl.int64)
@@ -52,8 +50,7 @@ def store_token_kv(
         kc = k_cache_ptr + blk * stride_kc_b + off * stride_kc_s
         vc = v_cache_ptr + blk * stride_vc_b + off * stride_vc_s
         tl.store(kc + offs_h[:, None] * stride_kc_h + offs_d[None, :], k.to(k_cache_ptr.dtype.element_ty), mask=mask)
-        v_d = offs_d * PAGE if V_BY_DIM else offs_d
-        tl.store(vc + offs_h[:, None] * stride_vc_h + v_d[None, :], v.to(v_cache_ptr.dtype.element_ty), mask=mask)
+        tl.store(vc + offs_h[:, None] * stride_vc_h + offs_d[None, :], v.to(v_cache_ptr.dtype.element_ty), mask=mask)
 
 
 @triton.jit
@@ -79,13 +76,12 @@ def _store_kv_kernel(
     BLOCK_H: tl.constexpr,
     BLOCK_D: tl.constexpr,
     FP8: tl.constexpr,
-    V_BY_DIM: tl.constexpr,
     PDL: tl.constexpr,
 ):
     pdl_enter(PDL)
     store_token_kv(tl.program_id(0).to(tl.int64), k_ptr, v_ptr, k_cache_ptr, v_cache_ptr, slot_ptr, stride_kt,
                    stride_kh, stride_vt, stride_vh, stride_kc_b, stride_kc_s, stride_kc_h, stride_vc_b, stride_vc_s,
-                   stride_vc_h, num_heads, D, PAGE, BLOCK_H, BLOCK_D, FP8, V_BY_DIM)
+                   stride_vc_h, num_heads, D, PAGE, BLOCK_H, BLOCK_D, FP8)
 
 
 def store_kv_launch(k: torch.Tensor, v: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
@@ -96,14 +92,12 @@ def store_kv_launch(k: torch.Tensor, v: torch.Tensor, k_cache: torch.Tensor, v_c
     assert v.shape == k.shape and slot_mapping.shape == (T,)
     assert k_cache.shape[2:] == (H, D) and v_cache.shape == k_cache.shape
     assert k.stride(-1) == 1 and v.stride(-1) == 1
-    assert k_cache.stride(-1) == 1
-    v_by_dim = v_laid_out_by_dim(v_cache)
+    assert k_cache.stride(-1) == 1 and v_cache.stride(-1) == 1
     block_h, block_d = triton.next_power_of_2(H), triton.next_power_of_2(D)
     args = (k.stride(0), k.stride(1), v.stride(0), v.stride(1), k_cache.stride(0), k_cache.stride(1),
             k_cache.stride(2), v_cache.stride(0), v_cache.stride(1), v_cache.stride(2), H, D)
     return args, dict(PAGE=k_cache.shape[1], BLOCK_H=block_h, BLOCK_D=block_d,
-                      FP8=k_cache.dtype == torch.float8_e4m3fn, V_BY_DIM=v_by_dim,
-                      num_warps=min(max(block_h * block_d // 1024, 1), 8))
+                      FP8=k_cache.dtype == torch.float8_e4m3fn, num_warps=min(max(block_h * block_d // 1024, 1), 8))
 
 
 def store_kv(
@@ -113,8 +107,7 @@ def store_kv(
     v_cache: torch.Tensor,
     slot_mapping: torch.Tensor,
 ) -> None:
-    """Write k, v [T, Hkv, D] into k_cache, v_cache [num_blocks, block_size, Hkv, D] in place (v_cache may be a
-    view of [num_blocks, Hkv, D, block_size]: paged_v.v_laid_out_by_dim).
+    """Write k, v [T, Hkv, D] into k_cache, v_cache [num_blocks, block_size, Hkv, D] in place.
 
     slot_mapping: int [T], slot = block * block_size + offset; slot < 0 (e.g. -1, padding) skips
     the token. k and v may be strided views (slices of a fused qkv) with a contiguous last dim.

@@ -11,7 +11,6 @@ import triton.language as tl
 
 from .decode_attention import gather_context
 from .online_softmax import online_softmax_step
-from .paged_v import load_v_pages, v_laid_out_by_dim, v_pages_as_tokens
 from .pdl import pdl_args, pdl_enter
 
 _LOG2E = 1.4426950408889634
@@ -23,9 +22,6 @@ def _attend_tile(
     stride_kb, stride_ks, stride_vb, stride_vs, offs_n, offs_d, mask_d, offs_dv, mask_dv,
     PAGE: tl.constexpr,
     MASKED: tl.constexpr,  # apply the causal and the kv_end masks (diagonal / last tiles)
-    V_BY_DIM: tl.constexpr,  # v laid out [blocks, Hkv, DV, PAGE] (paged_v.v_laid_out_by_dim)
-    BLOCK_N: tl.constexpr,
-    BLOCK_DV: tl.constexpr,
 ):
     """One BLOCK_N tile of keys gathered through the block table, folded into the online softmax."""
     pos = start_n + offs_n
@@ -42,11 +38,7 @@ def _attend_tile(
     v_off = phys * stride_vb + (pos % PAGE) * stride_vs
     # A float8 cache is widened to q's dtype for the dots (a no-op otherwise).
     k = tl.load(k_base + k_off[:, None] + offs_d[None, :], mask=k_mask, other=0.0).to(q.dtype)
-    if V_BY_DIM:  # V laid out by head dimension: read a page at a time (paged_v.py)
-        v = load_v_pages(v_base, bt_row, start_n, kv_end, stride_vb, offs_dv, mask_dv, PAGE, MASKED, BLOCK_N)
-        v = v_pages_as_tokens(v.to(q.dtype), start_n, kv_end, MASKED, PAGE, BLOCK_N, BLOCK_DV)
-    else:
-        v = tl.load(v_base + v_off[:, None] + offs_dv[None, :], mask=v_mask, other=0.0).to(q.dtype)
+    v = tl.load(v_base + v_off[:, None] + offs_dv[None, :], mask=v_mask, other=0.0).to(q.dtype)
     qk = tl.dot(q, tl.trans(k), input_precision="ieee") * qk_scale  # [BLOCK_M, BLOCK_N]
     if MASKED:
         causal = (pos[None, :] <= q_pos[:, None]) & mask_n[None, :]
@@ -85,7 +77,6 @@ def _prefill_kernel(
     BLOCK_N: tl.constexpr,
     BLOCK_D: tl.constexpr,
     BLOCK_DV: tl.constexpr,
-    V_BY_DIM: tl.constexpr,  # v_cache laid out [blocks, Hkv, DV, PAGE] (paged_v.v_laid_out_by_dim)
     PDL: tl.constexpr,
 ):
     pdl_enter(PDL)
@@ -128,7 +119,7 @@ def _prefill_kernel(
             m_i, l_i, acc = _attend_tile(
                 q, q_pos, m_i, l_i, acc, start_n, full_end, k_base, v_base, bt_row, qk_scale,
                 stride_kb, stride_ks, stride_vb, stride_vs, offs_n, offs_d, mask_d, offs_dv, mask_dv,
-                PAGE, False, V_BY_DIM, BLOCK_N, BLOCK_DV,
+                PAGE, False,
             )
         # Keys past the last query of this tile are never attended to.
         kv_end = tl.minimum(ctx, prefix + (m_block + 1) * BLOCK_M)
@@ -136,7 +127,7 @@ def _prefill_kernel(
             m_i, l_i, acc = _attend_tile(
                 q, q_pos, m_i, l_i, acc, start_n, kv_end, k_base, v_base, bt_row, qk_scale,
                 stride_kb, stride_ks, stride_vb, stride_vs, offs_n, offs_d, mask_d, offs_dv, mask_dv,
-                PAGE, True, V_BY_DIM, BLOCK_N, BLOCK_DV,
+                PAGE, True,
             )
 
         o = acc / l_i[:, None]
@@ -185,8 +176,7 @@ def paged_prefill_attention(
     context_lens[i] (int32 [S]) cached tokens, the new ones included, so query j of it sits at
     position context_lens[i] - q_len_i + j and sees keys at positions <= its own.
     k_cache [num_blocks, block_size, Hkv, D], v_cache [num_blocks, block_size, Hkv, DV] (DV may
-    differ from D; both may be strided views with a contiguous last dim, or v_cache a view of
-    [num_blocks, Hkv, DV, block_size]: paged_v.v_laid_out_by_dim); block_tables int32
+    differ from D; both may be strided views with a contiguous last dim); block_tables int32
     [S, max_blocks]. max_seqlen_q: the longest q_len_i; computed (one device sync) when None.
     Writes into ``out`` [Tq, Hq, DV] when given.
     """
@@ -194,9 +184,8 @@ def paged_prefill_attention(
     _, page, Hkv, Dk = k_cache.shape
     DV = v_cache.shape[-1]
     assert Dk == D and v_cache.shape[:3] == k_cache.shape[:3] and Hq % Hkv == 0
-    assert q.stride(-1) == 1 and k_cache.stride(-1) == 1
+    assert q.stride(-1) == 1 and k_cache.stride(-1) == 1 and v_cache.stride(-1) == 1
     assert page & (page - 1) == 0, "block_size must be a power of two"
-    v_by_dim = v_laid_out_by_dim(v_cache)
     num_seqs = cu_seqlens_q.shape[0] - 1
     if out is None:
         out = torch.empty_like(q) if DV == D else q.new_empty((Tq, Hq, DV))
@@ -213,9 +202,6 @@ def paged_prefill_attention(
     BLOCK_D = max(triton.next_power_of_2(D), 16)
     BLOCK_DV = max(triton.next_power_of_2(DV), 16)
     BLOCK_M, BLOCK_N, num_warps, num_stages = _launch_config(BLOCK_D, page, q.element_size(), q.device)
-    if v_by_dim and BLOCK_N % page:
-        raise ValueError(f"V laid out by head dimension is read a page at a time: block_size {page} is wider than "
-                         f"this head size's key tiles ({BLOCK_N}); use a block size <= {BLOCK_N}")
     grid = (triton.cdiv(max_seqlen_q, BLOCK_M), Hq, num_seqs)
     _prefill_kernel[grid](
         q,
@@ -245,7 +231,6 @@ def paged_prefill_attention(
         BLOCK_N=BLOCK_N,
         BLOCK_D=BLOCK_D,
         BLOCK_DV=BLOCK_DV,
-        V_BY_DIM=v_by_dim,
         num_warps=num_warps,
         num_stages=num_stages,
         **pdl_args(q.device),

@@ -94,7 +94,6 @@ def _qk_norm_rotary_kernel(
     PAGE: tl.constexpr,
     BLOCK_D: tl.constexpr,
     FP8: tl.constexpr,
-    V_BY_DIM: tl.constexpr,
     PDL: tl.constexpr,
 ):
     pdl_enter(PDL)
@@ -110,7 +109,7 @@ def _qk_norm_rotary_kernel(
         tl.debug_barrier()
         store_token_kv(tl.program_id(0).to(tl.int64), k_ptr, v_ptr, k_cache_ptr, v_cache_ptr, slot_ptr, stride_kt,
                        stride_kh, stride_vt, stride_vh, stride_kc_b, stride_kc_s, stride_kc_h, stride_vc_b,
-                       stride_vc_s, stride_vc_h, num_k_heads, HEAD_DIM, PAGE, BLOCK_HK, BLOCK_D, FP8, V_BY_DIM)
+                       stride_vc_s, stride_vc_h, num_k_heads, HEAD_DIM, PAGE, BLOCK_HK, BLOCK_D, FP8)
 
 
 def qk_norm_rotary(
@@ -155,8 +154,7 @@ def _launch(q, k, positions, cos_sin_cache, q_weight, k_weight, eps, is_neox, st
         store_sizes.pop("BLOCK_H")  # = BLOCK_HK: the KV heads rounded up to a power of two
         store_ptrs = (v, k_cache, v_cache, slot_mapping)
     else:  # placeholders, unread without STORE
-        store_ptrs, store_args, store_sizes = (q, q, q, positions), (0,) * 8, dict(PAGE=1, BLOCK_D=1, FP8=False,
-                                                                                       V_BY_DIM=False)
+        store_ptrs, store_args, store_sizes = (q, q, q, positions), (0,) * 8, dict(PAGE=1, BLOCK_D=1, FP8=False)
     if T == 0:
         return q, k
     _qk_norm_rotary_kernel[(T,)](

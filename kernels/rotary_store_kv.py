@@ -50,7 +50,6 @@ def _rotary_store_kv_kernel(
     PAGE: tl.constexpr,
     BLOCK_D: tl.constexpr,
     FP8: tl.constexpr,
-    V_BY_DIM: tl.constexpr,
     PDL: tl.constexpr,
 ):
     pdl_enter(PDL)
@@ -64,7 +63,7 @@ def _rotary_store_kv_kernel(
     tl.debug_barrier()
     store_token_kv(t, k_ptr, v_ptr, k_cache_ptr, v_cache_ptr, slot_ptr, stride_kt, stride_kh, stride_vt, stride_vh,
                    stride_kc_b, stride_kc_s, stride_kc_h, stride_vc_b, stride_vc_s, stride_vc_h, num_kv_heads, D,
-                   PAGE, BLOCK_HK, BLOCK_D, FP8, V_BY_DIM)
+                   PAGE, BLOCK_HK, BLOCK_D, FP8)
 
 
 def rotary_store_kv(

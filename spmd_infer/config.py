@@ -62,10 +62,6 @@ class CacheConfig:
     """Force the KV block count per rank (tests use it to force preemption); unset: sized from memory."""
     enable_prefix_caching: bool = True
     """Share the KV blocks of identical prompt prefixes across requests (hash of each full block)."""
-    v_by_dim: bool = False
-    """Lay each layer's V cache out by head dimension, [blocks, kv_heads, head_dim, block_size] (tokens innermost)
-    instead of token by token: over a float8 cache the decode kernel then reads V's dot operands as whole words, not
-    byte by byte (kernels/README.md). Experimental until timed on a GPU; per-head K/V caches only (not MLA's)."""
 
 
 @dataclass

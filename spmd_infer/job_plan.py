@@ -140,13 +140,6 @@ def resolve_kv_dtype(name: str, model_dtype: torch.dtype, hf_config: Any) -> tor
     return kv_dtype
 
 
-def check_v_by_dim(v_by_dim: bool, hf_config: Any) -> None:
-    """cache.v_by_dim lays out per-head V caches: refused for an MLA model, which keeps one latent cache instead."""
-    if v_by_dim and getattr(hf_config, "kv_lora_rank", None):
-        raise ConfigError(f"cache.v_by_dim=true lays out per-head V caches; {hf_config.architectures[0]}'s MLA keeps "
-                          "one latent cache and no V cache: drop cache.v_by_dim")
-
-
 def _check_scheduler(cfg: Any) -> None:
     s, c = cfg.scheduler, cfg.cache
     if s.max_num_seqs < 1 or s.max_num_batched_tokens < 1:

@@ -1,14 +1,13 @@
 """cache.dtype=fp8 end to end on CPU (the torch attention path; the Triton kernels' fp8 path: tests/kernels):
 four times the KV tokens of a float32 cache in the same memory, and greedy tokens equal to transformers' when
-transformers' attention reads the same float8-rounded keys and values; with V laid out by head dimension
-(cache.v_by_dim) the same outputs."""
+transformers' attention reads the same float8-rounded keys and values."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from spmd_infer.job_plan import check_v_by_dim, resolve_kv_dtype
+from spmd_infer.job_plan import resolve_kv_dtype
 from spmd_infer.parallel.dims import ConfigError
 from support.launch import run_jobs
 from support.tiny_models import MAX_NEW, read_output
@@ -33,17 +32,13 @@ def test_fp8_cache_holds_four_times_the_tokens_and_matches_fp8_rounded_transform
     from transformers import AutoModelForCausalLM
 
     model_dir, prompts = tiny["models"]["llama"], tiny["sets"]["mixed"]
-    # fp8-vdim: V laid out by head dimension (cache.v_by_dim), the same values through its strides.
-    cases = {"auto": ["cache.dtype=auto"], "fp8": ["cache.dtype=fp8"],
-             "fp8-vdim": ["cache.dtype=fp8", "cache.v_by_dim=true"]}
-    jobs = [{"name": name, "overrides": [
-        f"model.path={model_dir}", f"data.input={tiny['inputs']['mixed']}", f"data.output={tmp_path / name}.jsonl",
-        *extra, "cache.cpu_kv_cache_gb=0.002", "parallel.dp=2", "sampling.temperature=0",
-        f"sampling.max_tokens={MAX_NEW}"]} for name, extra in cases.items()]
+    jobs = [{"name": kv, "overrides": [
+        f"model.path={model_dir}", f"data.input={tiny['inputs']['mixed']}", f"data.output={tmp_path / kv}.jsonl",
+        f"cache.dtype={kv}", "cache.cpu_kv_cache_gb=0.002", "parallel.dp=2", "sampling.temperature=0",
+        f"sampling.max_tokens={MAX_NEW}"]} for kv in ("auto", "fp8")]
     summaries = run_jobs(2, jobs, tmp_path / "spec.json")
-    capacity = {name: summaries[0][name]["kv_capacity_tokens"] for name in cases}
-    assert capacity["fp8"] == 4 * capacity["auto"] == capacity["fp8-vdim"], capacity  # float8: 1 byte, not 4
-    assert read_output(tmp_path / "fp8-vdim.jsonl") == read_output(tmp_path / "fp8.jsonl")
+    capacity = {kv: summaries[0][kv]["kv_capacity_tokens"] for kv in ("auto", "fp8")}
+    assert capacity["fp8"] == 4 * capacity["auto"], capacity  # 1 byte per value instead of float32's 4
 
     assert [r["token_ids"] for r in read_output(tmp_path / "auto.jsonl")] == tiny["refs"][("llama", "mixed")]
     # The tiny random model's next-token distributions are flat, so fp8 rounding alone changes greedy choices:
@@ -68,23 +63,3 @@ def test_kv_dtype_choices():
         resolve_kv_dtype("fp8", torch.bfloat16, DeepseekV2Config(architectures=["DeepseekV2ForCausalLM"]))
     with pytest.raises(ConfigError, match="cache.dtype='int4' must be one of auto, fp8"):
         resolve_kv_dtype("int4", torch.bfloat16, LlamaConfig())
-    check_v_by_dim(True, LlamaConfig())
-    check_v_by_dim(False, DeepseekV2Config())
-    with pytest.raises(ConfigError, match="MLA keeps one latent cache and no V cache: drop cache.v_by_dim"):
-        check_v_by_dim(True, DeepseekV2Config(architectures=["DeepseekV2ForCausalLM"]))
-
-
-def test_v_by_dim_lays_only_value_caches_out_by_head_dimension():
-    from spmd_infer.engine.model_runner import ModelRunner
-    from spmd_infer.layers.attention import PagedAttention
-    from spmd_infer.layers.mla import LatentAttention
-
-    runner = ModelRunner.__new__(ModelRunner)  # the allocation alone: no model built
-    runner.kv_dtype, runner.block_size, runner.device, runner.v_by_dim = FP8, 4, torch.device("cpu"), True
-    attn = PagedAttention(num_heads=4, num_kv_heads=2, head_dim=8, scale=1.0)
-    runner.cache_owners = [attn]
-    runner.allocate_kv_cache(3)
-    assert attn.k_cache.shape == attn.v_cache.shape == (3, 4, 2, 8)
-    assert attn.k_cache.is_contiguous()
-    assert attn.v_cache.stride() == (64, 1, 32, 4)  # [blocks, heads, dim, page] seen as [blocks, page, heads, dim]
-    assert not hasattr(LatentAttention, "value_cache_index")  # one latent cache: nothing to lay out by dimension

@@ -17,7 +17,7 @@ from typing import Any, Callable, Optional
 import torch
 
 from ..failure import oom_guard
-from ..job_plan import check_v_by_dim, resolve_kv_dtype
+from ..job_plan import resolve_kv_dtype
 from ..parallel.dims import ConfigError, ParallelDims
 from ..parallel.dp_meta import NUM_FIELDS, DPMetaExchange
 from ..parallel.shm_exchange import make_shm_all_gather
@@ -78,9 +78,8 @@ class Engine:
         times = StartupTimes()
         t0 = time.perf_counter()
         kv_dtype = resolve_kv_dtype(cfg.cache.dtype, dtype, hf_config)
-        check_v_by_dim(cfg.cache.v_by_dim, hf_config)
         runner = ModelRunner(hf_config, model_dir, dims, device, dtype, cfg.cache.block_size, cfg.parallel.moe,
-                             kv_dtype, v_by_dim=cfg.cache.v_by_dim)
+                             kv_dtype)
         _sync(device)
         times.load = runner.load_stats.seconds
         times.build = time.perf_counter() - t0 - times.load

@@ -27,18 +27,15 @@ log = logging.getLogger(__name__)
 
 class ModelRunner:
     def __init__(self, hf_config: Any, model_dir: Optional[Path], dims: ParallelDims, device: torch.device,
-                 dtype: torch.dtype, block_size: int, moe: str = "ep", kv_dtype: Optional[torch.dtype] = None,
-                 v_by_dim: bool = False):
+                 dtype: torch.dtype, block_size: int, moe: str = "ep", kv_dtype: Optional[torch.dtype] = None):
         """`model_dir=None` initialises random weights on the device instead of loading (benchmarks);
-        `kv_dtype`: the KV cache's element type (default: the model's dtype); `v_by_dim`: V caches laid out by head
-        dimension (cache.v_by_dim)."""
+        `kv_dtype`: the KV cache's element type (default: the model's dtype)."""
         self.hf_config = hf_config
         self.dims = dims
         self.device = device
         self.dtype = dtype
         self.kv_dtype = kv_dtype or dtype
         self.block_size = block_size
-        self.v_by_dim = v_by_dim
         self.sharding = LayerSharding.from_dims(dims, moe)
         previous = torch.get_default_dtype()
         torch.set_default_dtype(dtype)
@@ -80,18 +77,9 @@ class ModelRunner:
     def allocate_kv_cache(self, num_blocks: int) -> None:
         self.num_blocks = num_blocks
         for owner in self.cache_owners:
-            by_dim = getattr(owner, "value_cache_index", None) if self.v_by_dim else None
             # torch.empty: pages are touched only when used, so a large CPU budget costs nothing up front.
-            owner.bind_kv_cache([self._paged_cache(num_blocks, h, d, i == by_dim)
-                                 for i, (h, d) in enumerate(owner.kv_cache_dims())])
-
-    def _paged_cache(self, num_blocks: int, heads: int, dim: int, by_dim: bool) -> torch.Tensor:
-        """[num_blocks, block_size, heads, dim]; by_dim: a view of [num_blocks, heads, dim, block_size] (tokens
-        innermost), which every kernel and the torch path read through its strides."""
-        if by_dim:
-            return torch.empty((num_blocks, heads, dim, self.block_size), dtype=self.kv_dtype,
-                               device=self.device).permute(0, 3, 1, 2)
-        return torch.empty((num_blocks, self.block_size, heads, dim), dtype=self.kv_dtype, device=self.device)
+            owner.bind_kv_cache([torch.empty((num_blocks, self.block_size, h, d), dtype=self.kv_dtype,
+                                             device=self.device) for h, d in owner.kv_cache_dims()])
 
     # ---- inputs -------------------------------------------------------------------------------------
     def prepare(self, batch: ScheduledBatch, meta: DPMeta, use_cache: bool, bucket: Optional[int] = None,

@@ -26,10 +26,6 @@ class PagedAttention(nn.Module):
         self.k_cache: torch.Tensor | None = None
         self.v_cache: torch.Tensor | None = None
 
-    # Which of kv_cache_dims' caches holds V: the model runner lays that one out by head dimension under
-    # cache.v_by_dim (kernels/kv_store.v_laid_out_by_dim).
-    value_cache_index = 1
-
     def kv_cache_dims(self) -> list[tuple[int, int]]:
         """(heads, dim) of each per-token cache entry this layer keeps: K and V."""
         return [(self.num_kv_heads, self.head_dim)] * 2

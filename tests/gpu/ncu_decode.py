@@ -22,11 +22,10 @@ def main() -> None:
     ap.add_argument("--shape", default="qwen3-0.6b nano bs256", choices=sorted(SHAPES))
     ap.add_argument("--dtype", default="fp8", choices=("fp8", "bf16"))
     ap.add_argument("--calls", type=int, default=3)
-    ap.add_argument("--v-by-dim", action="store_true", help="V laid out by head dimension (cache.v_by_dim)")
     args = ap.parse_args()
     batch, hq, hkv, lens = SHAPES[args.shape]
     dtype = torch.float8_e4m3fn if args.dtype == "fp8" else torch.bfloat16
-    q, k, v, bt, ctx, _ = build(batch, hq, hkv, lens, kv_dtype=dtype, v_by_dim=args.v_by_dim)
+    q, k, v, bt, ctx, _ = build(batch, hq, hkv, lens, kv_dtype=dtype)
     out = torch.empty_like(q)
     for _ in range(args.calls):
         paged_decode_attention(q, k, v, bt, ctx, D**-0.5, out=out)

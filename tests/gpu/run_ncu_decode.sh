@@ -2,7 +2,7 @@
 # One 1-GPU device call (~3 min): Nsight Compute on paged decode attention's split kernel, nano-vllm bs256 (one
 # split), float8 and bf16 cache: the full section set as text (stall reasons, pipe use, memory throughput) and the
 # SASS with its per-instruction stall samples as CSV. DTYPES (default "fp8 bf16") picks the caches; the environment
-# passes on (SPMD_DECODE_* settings), NCU_ARGS to ncu_decode.py (e.g. "--v-by-dim"); sass_opcodes.py sums the SASS by
+# passes on (SPMD_DECODE_* settings), NCU_ARGS to ncu_decode.py (e.g. "--shape ..."); sass_opcodes.py sums the SASS by
 # opcode. Carry [".whl"].
 set -uo pipefail
 source tests/gpu/device_env.sh

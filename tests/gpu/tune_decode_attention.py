@@ -11,8 +11,7 @@ usage (on a GPU machine, in the repo root, after `source tests/gpu/device_env.sh
 the default on a bf16 cache beside them.
 --layouts times the engine's defaults over each cache layout: token-major pages [blocks, page, Hkv, D] (a token's
 heads side by side) against head-major ones [blocks, Hkv, page, D] (each head's page one contiguous run), in bf16 and
-float8, for each page size given, and V laid out by head dimension ([blocks, Hkv, D, page], tokens innermost: a
-float8 V's dot operand pairs adjacent); TUNE_LAYOUTS picks some, TUNE_ORDERS=0 skips the longest-first order.
+float8, for each page size given (at 41575fb it also timed V laid out by head dimension: run_v_by_dim.sh).
 """
 
 from __future__ import annotations
@@ -47,7 +46,7 @@ WAVES = [4, 8, 16]
 MIN_SPLIT = [128, 256]
 
 
-def build(batch, hq, hkv, lens, seed=0, kv_dtype=torch.bfloat16, page=PAGE, head_major=False, v_by_dim=False):
+def build(batch, hq, hkv, lens, seed=0, kv_dtype=torch.bfloat16, page=PAGE, head_major=False):
     rnd = random.Random(seed)
     ctx = [rnd.randint(*lens) for _ in range(batch)]
     blocks = [(c + page - 1) // page for c in ctx]
@@ -57,8 +56,6 @@ def build(batch, hq, hkv, lens, seed=0, kv_dtype=torch.bfloat16, page=PAGE, head
     else:
         k = torch.randn(num_blocks, page, hkv, D, dtype=torch.bfloat16, device="cuda")
     v = torch.randn_like(k)
-    if v_by_dim:  # V [blocks, Hkv, D, page] (tokens innermost) seen as [blocks, page, Hkv, D]
-        v = torch.randn(num_blocks, hkv, D, page, dtype=torch.bfloat16, device="cuda").permute(0, 3, 1, 2)
     perm = torch.randperm(num_blocks, device="cuda").int()
     bt = torch.zeros(batch, max(blocks), dtype=torch.int32, device="cuda")
     at = 0
@@ -78,7 +75,7 @@ def sweep_fp8(bw: float, configs: list[tuple], dots: list[bool]) -> None:
     settings = list(itertools.product(configs, dots))
     times: dict[tuple, list[float]] = {s: [] for s in settings}
     for name, (batch, hq, hkv, lens) in SHAPES.items():
-        q, k, v, bt, ctx, kv_bytes = build(batch, hq, hkv, lens, kv_dtype=torch.float8_e4m3fn, v_by_dim=V_BY_DIM)
+        q, k, v, bt, ctx, kv_bytes = build(batch, hq, hkv, lens, kv_dtype=torch.float8_e4m3fn)
         ref = paged_decode_attention_ref(q.float(), k.float(), v.float(), bt, ctx, D**-0.5)
         out = torch.empty_like(q)
         q16, k16, v16 = build(batch, hq, hkv, lens)[:3]
@@ -100,10 +97,6 @@ def sweep_fp8(bw: float, configs: list[tuple], dots: list[bool]) -> None:
 
 
 ORDERS = os.environ.get("TUNE_ORDERS", "1") == "1"  # --layouts also times each case with programs longest first
-# --layouts: these cache layouts ("token-major", "head-major", "V by dim": K token-major, V [blocks, Hkv, D, page]);
-# TUNE_V_BY_DIM=1: --fp8's sweep over V laid out by head dimension
-LAYOUTS = os.environ.get("TUNE_LAYOUTS", "token-major,head-major,V by dim").split(",")
-V_BY_DIM = os.environ.get("TUNE_V_BY_DIM", "0") == "1"
 
 
 def compare_layouts(bw: float, pages: list[int]) -> None:
@@ -111,16 +104,15 @@ def compare_layouts(bw: float, pages: list[int]) -> None:
     float8: time, share of the copy rate and error against the reference."""
     for name, (batch, hq, hkv, lens) in SHAPES.items():
         print(f"\n{name}")
-        for dtype, page, layout in itertools.product((torch.bfloat16, torch.float8_e4m3fn), pages, LAYOUTS):
-            q, k, v, bt, ctx, kv_bytes = build(batch, hq, hkv, lens, kv_dtype=dtype, page=page,
-                                               head_major=layout == "head-major", v_by_dim=layout == "V by dim")
+        for dtype, page, head_major in itertools.product((torch.bfloat16, torch.float8_e4m3fn), pages, (False, True)):
+            q, k, v, bt, ctx, kv_bytes = build(batch, hq, hkv, lens, kv_dtype=dtype, page=page, head_major=head_major)
             ref = paged_decode_attention_ref(q.float(), k.float(), v.float(), bt, ctx, D**-0.5)
             out = torch.empty_like(q)
             longest_first = torch.argsort(ctx, descending=True).int()
             for order in (None, longest_first) if ORDERS else (None,):
                 fn = lambda: paged_decode_attention(q, k, v, bt, ctx, D**-0.5, out=out, order=order)  # noqa: E731
                 t, err = time_in_graph(name, fn, lambda: (out.float() - ref).abs().max().item())
-                print(f"  {str(dtype).split('.')[1]:14} page {page:3} {layout:11} "
+                print(f"  {str(dtype).split('.')[1]:14} page {page:3} {'head-major ' if head_major else 'token-major'} "
                       f"{'longest first' if order is not None else 'batch order  '} "
                       f"{t * 1e3:8.1f} us  {kv_bytes / (t * 1e-3) / bw:6.1%} of copy  err={err:.3f}")
 

@@ -77,32 +77,6 @@ def test_paged_decode_attention_in_a_given_program_order(num_splits, dtype, devi
     assert_close(out, paged_decode_attention_ref(q, k_cache, v_cache, block_tables, ctx, 0.125))
 
 
-def v_by_dimension(v_cache: torch.Tensor, block_tables: torch.Tensor, context_lens: list[int]) -> torch.Tensor:
-    """v_cache re-laid [blocks, Hkv, D, page] (tokens innermost), seen as [blocks, page, Hkv, D]; each sequence's
-    slots past its context set to NaN (a page's unwritten tail), which must never reach an output."""
-    v = v_cache.clone()
-    page = v.shape[1]
-    for row, n in zip(block_tables.tolist(), context_lens):
-        if n % page:
-            v[row[n // page], n % page:] = float("nan")
-    return v.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)
-
-
-@pytest.mark.parametrize("block_size", [8, 16])
-@pytest.mark.parametrize("num_splits", [1, 3])
-def test_paged_decode_attention_reads_v_laid_out_by_dimension(block_size, num_splits, dtype, device, assert_close,
-                                                              paged_kv):
-    context_lens = [1, 17, 45, 64, 9]
-    k_cache, v_cache, block_tables = paged_kv(context_lens, 2, 64, dtype, device, block_size=block_size)
-    v = v_by_dimension(v_cache, block_tables, context_lens)
-    assert v.stride(1) == 1 and v.stride(3) == block_size and v.shape == v_cache.shape
-    q = torch.randn(len(context_lens), 4, 64, dtype=dtype, device=device)
-    ctx = torch.tensor(context_lens, dtype=torch.int32, device=device)
-    order = torch.argsort(ctx, descending=True, stable=True).int()  # as the engine passes it
-    out = paged_decode_attention(q, k_cache, v, block_tables, ctx, 0.125, num_splits=num_splits, order=order)
-    assert_close(out, paged_decode_attention_ref(q, k_cache, v_cache, block_tables, ctx, 0.125))
-
-
 def test_choose_num_splits():
     cpu = torch.device("cpu")
     assert choose_num_splits(1, 8, 10, cpu) == 1  # short context: one split

@@ -72,24 +72,6 @@ def test_decode_attention_bf16_queries_over_fp8_run_fp16_dots(num_splits, device
     torch.testing.assert_close(out.float(), ref, atol=2e-2, rtol=2e-2)
 
 
-@pytest.mark.parametrize("num_splits", [1, 2])
-def test_decode_attention_over_fp8_v_laid_out_by_dimension(num_splits, device, paged_kv):
-    """A float8 V laid out by head dimension (the P V dot's operand pairs adjacent): the same outputs as the
-    token-major float8 cache, NaN bits past each context never read into them."""
-    from test_decode_attention import v_by_dimension
-
-    context_lens = [1, 17, 45, 300]
-    k_cache, v_cache, block_tables = paged_kv(context_lens, 2, 128, torch.float32, device)
-    k_cache, v_cache = k_cache.to(FP8), v_cache.to(FP8)
-    v = v_by_dimension(v_cache.float(), block_tables, context_lens).to(FP8)
-    q = torch.randn(len(context_lens), 8, 128, device=device).to(torch.bfloat16)
-    ctx = torch.tensor(context_lens, dtype=torch.int32, device=device)
-    token_major = paged_decode_attention(q, k_cache, v_cache, block_tables, ctx, 0.125, num_splits=num_splits)
-    by_dim = paged_decode_attention(q, k_cache, v, block_tables, ctx, 0.125, num_splits=num_splits)
-    assert not by_dim.isnan().any()
-    torch.testing.assert_close(by_dim.float(), token_major.float(), atol=2e-2, rtol=2e-2)
-
-
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="the assembly widening runs on CUDA (sm_89 and later) only")
 @pytest.mark.parametrize("num_splits", [1, 2, 3])
 def test_widening_in_assembly_changes_no_value(num_splits, paged_kv, monkeypatch):

@@ -24,24 +24,6 @@ def test_store_kv(T, Hkv, D, dtype, device):
     assert torch.equal(v_cache, v_ref)
 
 
-@pytest.mark.parametrize("block_size", [8, 16])
-def test_store_kv_into_v_laid_out_by_dim(block_size, dtype, device):
-    # V [blocks, Hkv, D, page] seen as [blocks, page, Hkv, D] (cache.v_by_dim): each element lands where the
-    # view's indexing puts it, untouched slots as they were.
-    T, Hkv, D, num_blocks = 9, 2, 64, 5
-    k, v = (torch.randn(T, Hkv, D, dtype=dtype, device=device) for _ in range(2))
-    slots = torch.randperm(num_blocks * block_size, device=device)[:T]
-    slots[3] = -1
-    k_cache = torch.randn(num_blocks, block_size, Hkv, D, dtype=dtype, device=device)
-    v_cache = torch.randn(num_blocks, Hkv, D, block_size, dtype=dtype, device=device).permute(0, 3, 1, 2)
-    k_ref, v_ref = k_cache.clone(), v_cache.clone()
-    store_kv(k, v, k_cache, v_cache, slots)
-    store_kv_ref(k, v, k_ref, v_ref, slots)
-    assert torch.equal(k_cache, k_ref) and torch.equal(v_cache, v_ref)
-    with pytest.raises(ValueError, match="view of \\[blocks, Hkv, D, page\\]"):
-        store_kv(k, v, k_cache, v_cache.transpose(2, 3).contiguous().transpose(2, 3)[:, :, :, :D], slots)
-
-
 def test_store_kv_ref_semantics(device):
     k = torch.arange(3 * 2 * 4, dtype=torch.float32, device=device).view(3, 2, 4)
     v = -k

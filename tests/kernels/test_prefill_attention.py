@@ -52,22 +52,6 @@ def test_paged_prefill_attention_empty(dtype, device, paged_kv):
     assert out.shape == (0, 2, 64) and ref.shape == (0, 2, 64)
 
 
-@pytest.mark.parametrize("block_size", [8, 16])
-def test_paged_prefill_attention_reads_v_laid_out_by_dimension(block_size, dtype, device, assert_close, paged_kv):
-    # V [blocks, Hkv, D, page] seen as the usual shape, NaN in each sequence's slots past its context.
-    from test_decode_attention import v_by_dimension
-
-    seqs = [(17, 17), (5, 37), (16, 40), (1, 23), (3, 3)]
-    context_lens = [c for _, c in seqs]
-    k_cache, v_cache, block_tables = paged_kv(context_lens, 2, 64, dtype, device, block_size=block_size)
-    v = v_by_dimension(v_cache, block_tables, context_lens)
-    cu = torch.tensor([0] + [n for n, _ in seqs], dtype=torch.int32).cumsum(0).to(torch.int32).to(device)
-    q = torch.randn(int(cu[-1]), 4, 64, dtype=dtype, device=device)
-    ctx = torch.tensor(context_lens, dtype=torch.int32, device=device)
-    out = paged_prefill_attention(q, k_cache, v, cu, ctx, block_tables, 0.125)
-    assert_close(out, paged_prefill_attention_ref(q, k_cache, v_cache, cu, ctx, block_tables, 0.125))
-
-
 def test_ref_matches_causal_sdpa(device, paged_kv):
     # Full prefill: the reference equals torch's causal attention.
     n, H, D = 19, 2, 64

@@ -81,21 +81,3 @@ def test_qk_norm_rotary_store_kv(T, Hq, Hk, D, rot_dim, is_neox, fp8_cache, dtyp
     keep = slots >= 0
     expect_k.view(-1, Hk, D)[slots[keep]] = k[keep].float().clamp(-448, 448).to(cache_dtype)
     assert torch.equal(k_cache.float(), expect_k.float()) and torch.equal(v_cache.float(), expect_v.float())
-
-
-def test_qk_norm_rotary_store_kv_into_v_laid_out_by_dim(dtype, device):
-    # V [blocks, Hk, D, page] seen as [blocks, page, Hk, D] (cache.v_by_dim): v lands where the view puts it.
-    T, Hq, Hk, D = 5, 4, 2, 64
-    cache = _cache(D, device)
-    qkv = torch.randn(T, Hq + 2 * Hk, D, dtype=dtype, device=device)
-    q, k, v = qkv[:, :Hq], qkv[:, Hq:Hq + Hk], qkv[:, Hq + Hk:]
-    qw, kw = (torch.rand(2, D, device=device) + 0.5).to(dtype)
-    positions = torch.randint(0, 64, (T,), device=device)
-    slots = torch.tensor([7, -1, 0, 29, 12], device=device)
-    k_cache = torch.randn(4, 8, Hk, D, device=device).to(dtype)
-    v_cache = torch.randn(4, Hk, D, 8, device=device).to(dtype).permute(0, 3, 1, 2)
-    expect_v = v_cache.clone()
-    keep = slots >= 0
-    expect_v[slots[keep] // 8, slots[keep] % 8] = v[keep]
-    qk_norm_rotary_store_kv(q, k, v, positions, cache, qw, kw, 1e-6, True, k_cache, v_cache, slots)
-    assert torch.equal(v_cache, expect_v)

@@ -4,7 +4,7 @@ import torch
 from spmd_kernels import build_cos_sin_cache, rotary_store_kv, rotary_store_kv_ref
 
 
-def _case(T, Hq, Hkv, D, rot_dim, dtype, device, cache_dtype=None, v_by_dim=False):
+def _case(T, Hq, Hkv, D, rot_dim, dtype, device, cache_dtype=None):
     """q, k, v as strided views of a fused qkv output, a cos/sin table, caches of random contents and slots
     (some -1: padding tokens are skipped)."""
     qkv = torch.randn(T, Hq + 2 * Hkv, D, dtype=dtype, device=device)
@@ -18,8 +18,6 @@ def _case(T, Hq, Hkv, D, rot_dim, dtype, device, cache_dtype=None, v_by_dim=Fals
         slots[0] = -1
     k_cache, v_cache = (torch.randn(num_blocks, block_size, Hkv, D, device=device).to(cache_dtype or dtype)
                         for _ in range(2))
-    if v_by_dim:  # [blocks, Hkv, D, page] seen as [blocks, page, Hkv, D] (cache.v_by_dim)
-        v_cache = v_cache.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)
     return q, k, v, positions, cos_sin, k_cache, v_cache, slots
 
 
@@ -42,14 +40,6 @@ def test_rotary_store_kv_matches_rotary_then_store(T, Hq, Hkv, D, rot_dim, is_ne
     expect_k.view(-1, Hkv, D)[slots[keep]] = k[keep]
     assert torch.equal(k_cache, expect_k) and torch.equal(v_cache, expect_v)
     assert_close(k_cache, k_cache_ref)
-
-
-def test_rotary_store_kv_into_v_laid_out_by_dim(dtype, device):
-    q, k, v, positions, cos_sin, k_cache, v_cache, slots = _case(5, 4, 2, 64, 64, dtype, device, v_by_dim=True)
-    k_cache_ref, v_cache_ref = k_cache.clone(), v_cache.clone()
-    rotary_store_kv_ref(q.clone(), k.clone(), v, positions, cos_sin, True, k_cache_ref, v_cache_ref, slots)
-    rotary_store_kv(q, k, v, positions, cos_sin, True, k_cache, v_cache, slots)
-    assert torch.equal(v_cache, v_cache_ref)
 
 
 def test_rotary_store_kv_into_a_float8_cache_saturates(device):
