@@ -24,12 +24,14 @@ def split_range(context_lens_ptr, b, split, num_splits, BLOCK_N: tl.constexpr):
 
 
 @triton.jit
-def e4m3_to_f16(x):
+def e4m3_to_f16(x, PINNED: tl.constexpr = False):
     """float8 e4m3 -> fp16, four values per 32-bit register by two cvt.rn.f16x2.e4m3x2 (sm_89 and later): for the
-    wide float8 tiles, faster code than Triton's own conversion (see FP8_ASM_WIDEN)."""
+    wide float8 tiles, faster code than Triton's own conversion (see FP8_ASM_WIDEN). PINNED: marked impure, so that
+    Triton widens where the value is loaded instead of moving a layout change ahead of the widening (see
+    FP8_PIN_V)."""
     return tl.inline_asm_elementwise(
         asm="{ .reg .b16 lo, hi; mov.b32 {lo, hi}, $2; cvt.rn.f16x2.e4m3x2 $0, lo; cvt.rn.f16x2.e4m3x2 $1, hi; }",
-        constraints="=r,=r,r", args=[x.to(tl.uint8, bitcast=True)], dtype=tl.float16, is_pure=True, pack=4)
+        constraints="=r,=r,r", args=[x.to(tl.uint8, bitcast=True)], dtype=tl.float16, is_pure=not PINNED, pack=4)
 
 
 @triton.jit
@@ -92,6 +94,7 @@ def _decode_split_kernel(
     DIRECT: tl.constexpr,  # num_splits == 1: write the final output, skip the reduction
     F16_DOTS: tl.constexpr,  # bf16 queries over a float8 cache: both dots in fp16 (see FP8_DOTS_IN_F16)
     ASM_WIDEN: tl.constexpr,  # F16_DOTS over e4m3 on CUDA: K and V widened by e4m3_to_f16 (see FP8_ASM_WIDEN)
+    PIN_V: tl.constexpr,  # ASM_WIDEN: V widened as loaded, then laid out for the P V dot in fp16 (see FP8_PIN_V)
     ORDERED: tl.constexpr,
     PDL: tl.constexpr,
 ):
@@ -147,7 +150,7 @@ def _decode_split_kernel(
         )
         if ASM_WIDEN:
             k = e4m3_to_f16(k)
-            v = e4m3_to_f16(v)
+            v = e4m3_to_f16(v, PIN_V)
         else:  # a float8 cache is widened to q's dtype for the dots (a no-op otherwise)
             k = k.to(q.dtype)
             v = v.to(q.dtype)
@@ -231,22 +234,32 @@ MIN_SPLIT_TOKENS = int(os.environ.get("SPMD_DECODE_MIN_SPLIT_TOKENS", "128"))
 # float8 to bf16 takes several) and run both dots in fp16 (more mantissa than bf16; decode's queries and softmax
 # weights are far inside its range). Widening to bf16 left the nano-vllm case no faster than a bf16 cache.
 FP8_DOTS_IN_F16 = True
-# Which float8 tiles widen K and V with e4m3_to_f16 rather than Triton's own conversion: "wide" (tiles of 4 or more
-# warps), "all" or "none"; SPMD_DECODE_FP8_ASM_WIDEN sets it. Timed (session 12, H200, run_fp8_asm_widen.sh): the
-# (128, 4, 3) tile 261 -> 223 us a layer at nano-vllm bs256 (one split; the (64, 2, 6) tile's 229 without), Qwen3-8B
-# bs16 (five splits) 32.8 -> 30.6 us; the narrow tiles slower with it (two splits, (32, 1, 6): 80 -> 82 us), so the
-# one-split tile is (128, 4, 3) again. Nsight Compute (run_ncu_decode.sh, nano-vllm bs256) shows why float8 stays
-# near 60% of the copy rate either way: the kernel is bound by instruction issue (issue slots ~51-55% busy at ncu's
-# locked 1.34 GHz, DRAM ~42%), and the largest share is V's: stored token by token, it is read from shared memory one
-# byte per instruction (LDS.U8, 9.5-9.8M of 108-113M instructions, each followed by a pairwise conversion and byte
-# packing) to build the P V dot's operands, whose pairs lie in adjacent tokens. Widening in assembly does not remove
-# that gather (Triton still moves the layout change before it). V laid out by head dimension, tokens innermost, was
-# slower still: read token by token its loads lost their vector width (229 -> 351 us), read a page at a time the
-# tile's permute back to [tokens, D] cost more than the gather (283 us at its best tile, bf16 300 -> 370: session
-# 13, run_v_by_dim_pages.sh at 5d26b0f), so it was removed.
-FP8_ASM_WIDEN = os.environ.get("SPMD_DECODE_FP8_ASM_WIDEN", "wide")
-if FP8_ASM_WIDEN not in ("wide", "all", "none"):
-    raise ValueError(f"SPMD_DECODE_FP8_ASM_WIDEN={FP8_ASM_WIDEN!r}: give wide, all or none, or unset it")
+# Which float8 tiles widen K and V with e4m3_to_f16 rather than Triton's own conversion: those of at least this many
+# warps ("all": every tile, "none": none; SPMD_DECODE_FP8_ASM_WIDEN sets it, "wide" meaning 4). Nsight Compute
+# (session 12, run_ncu_decode.sh, nano-vllm bs256) showed the float8 kernel bound by instruction issue (issue slots
+# ~51-55% busy at ncu's locked 1.34 GHz, DRAM ~42%), V's share the largest: stored token by token, its P V dot
+# operand pairs lie in adjacent tokens, and Triton, which moves the operand's layout change ahead of the widening
+# (on bytes, the cheaper side), gathers them from shared memory a byte per instruction (LDS.U8, 9.5-9.8M of 108-113M
+# instructions, each followed by a pairwise conversion and byte packing). Widening in assembly alone sped the
+# (128, 4, 3) tile 261 -> 223 us a layer at bs256 but slowed the narrow ones (session 12, run_fp8_asm_widen.sh).
+# FP8_PIN_V marks V's widening impure (e4m3_to_f16's PINNED), so Triton cannot move the layout change ahead of it:
+# V is widened as loaded and goes through shared memory as fp16, read by ldmatrix.trans as a bf16 cache's is
+# (ptx_census.py decode --pin-v: the 128 ld.shared.b8 and 96 prmt a tile gone, V's async copies 16-byte wide;
+# shared memory 39 -> 56 KB at (64, 2, 6), 4 programs an SM). Timed (session 13, H200, run_fp8_pin_v.sh,
+# run_fp8_pin_v2.sh): (64, 2, 6) widened in assembly with V pinned 218 us at nano-vllm bs256 (against 224 for
+# (128, 4, 3) either way), Llama-3-8B bs1 @1k (128, 4, 3) 5.9 -> 5.3 us; the one-warp (32, 1, 6) tile slower pinned
+# (Llama-3-8B bs64 @1k 45.9 -> 56.7 us), so it keeps Triton's conversion: hence 2 warps. nano-vllm fp8, two
+# interleaved runs each: 29.6k / 30.3k tok/s (median step 4.6 ms) -> 30.7k / 30.8k (4.4 ms). (128, 4, 3) as the
+# one-split tile with V pinned timed the same as without alone but took the engine's step to 5.1 ms, twice.
+# V laid out by head dimension (tokens innermost) was tried against the gather first and was slower: read token by
+# token its loads lost their vector width (229 -> 351 us), read a page at a time the tile's permute back to
+# [tokens, D] cost more than the gather (283 us at its best tile, bf16 300 -> 370: session 13,
+# run_v_by_dim_pages.sh at 5d26b0f), so it was removed.
+FP8_ASM_WIDEN = os.environ.get("SPMD_DECODE_FP8_ASM_WIDEN", "2")
+if FP8_ASM_WIDEN not in ("wide", "all", "none") and not FP8_ASM_WIDEN.isdigit():
+    raise ValueError(f"SPMD_DECODE_FP8_ASM_WIDEN={FP8_ASM_WIDEN!r}: give a number of warps (tiles of that many or "
+                     "more widen in assembly), all, none or wide (4), or unset it")
+FP8_PIN_V = os.environ.get("SPMD_DECODE_FP8_PIN_V", "1") != "0"  # SPMD_DECODE_FP8_PIN_V=0: Triton may move it
 # A launch of one split runs a program per (sequence, KV head), each as long as its sequence's context; started in
 # batch order, long ones land in the last wave and leave SMs idle (a list-scheduling model of nano-vllm bs256: the
 # last wave ends at 1.17-1.29x the balanced time). Started longest first (the order argument, which the engine
@@ -261,17 +274,18 @@ LONGEST_FIRST = os.environ.get("SPMD_DECODE_LONGEST_FIRST", "1") != "0"
 # no faster (nano-vllm bs256 229 -> 232 us a layer, nano-vllm fp8 29.1k -> 28.3-29.0k tok/s), so K's widening is
 # not what holds the float8 kernel back, and q keeps its precision.
 # A float8 tile is half a bf16 tile's bytes, so the bf16 tile keeps half the bytes in flight: it reached ~46% of the
-# copy rate in float8 bytes (H200). Session 10 ruled out the byte-wise V transpose (V laid out by head dimension: no
-# faster) and the cvt widening (widening by moving bits: slower); five stages took nano-vllm bs256 263 -> 241 us a
+# copy rate in float8 bytes (H200). Session 10 found removing the byte-wise V transpose (then by V laid out by head
+# dimension) no faster on its own, and ruled out the cvt widening (widening by moving bits: slower); five stages took nano-vllm bs256 263 -> 241 us a
 # layer. Session 11 (H200, tune_decode_attention.py --fp8 --configs; run_fp8_narrow.sh, run_fp8_split_tiles.sh)
 # found narrower tiles faster still, and which one by split count: one split (nano-vllm bs256) (64, 2, 6) 229 us
 # against 243 for (128, 4, 5), two splits (bs64) (32, 1, 6) nano-vllm 80 against 91, Llama-3-8B @1k 45 against 54
 # (and 65), while the one-warp tile lost at one split (263 us: ten programs an SM give 2048 programs 1.6 waves) and
 # every narrow tile lost at many splits, where each program holds few tiles (bs1 @1k 5.9 -> 8 us). nano-vllm fp8
-# 28.2k -> 29.0k tok/s. FP8_FEW_SPLIT_CONFIGS holds the (BLOCK_N, warps, stages) of a launch of one split, two, ...;
+# 28.2k -> 29.0k tok/s. Session 13 put one split back on (64, 2, 6), widened in assembly with V pinned (FP8_PIN_V).
+# FP8_FEW_SPLIT_CONFIGS holds the (BLOCK_N, warps, stages) of a launch of one split, two, ...;
 # launches of more splits take CUDA_CONFIG. SPMD_DECODE_FP8_CONFIGS="BLOCK_N,warps,stages ..." sets it. (Capping the
 # registers, Triton's maxnreg 168, sped the (128, 4, 3) tile but not these: nano-vllm 28.3k against 29.0k.)
-FP8_FEW_SPLIT_CONFIGS = tile_configs_from_env("SPMD_DECODE_FP8_CONFIGS", "128,4,3 32,1,6")
+FP8_FEW_SPLIT_CONFIGS = tile_configs_from_env("SPMD_DECODE_FP8_CONFIGS", "64,2,6 32,1,6")
 # The splits are combined by a second, tiny kernel. Combining them in the split kernel's last program per (sequence,
 # KV head), found by an atomic counter, was tried and timed (session 7, H200, Llama-3-8B bs1 @1k): 10 us a layer
 # against 6 + 1.6 us for the two launches, since one program then reads every split while the rest of the GPU idles.
@@ -301,7 +315,8 @@ def _asm_widen(cache: torch.Tensor, num_warps: int) -> bool:
         return False
     if torch.cuda.get_device_capability(cache.device) < (8, 9):
         return False
-    return FP8_ASM_WIDEN == "all" or num_warps >= 4
+    min_warps = {"all": 1, "wide": 4}.get(FP8_ASM_WIDEN) or int(FP8_ASM_WIDEN)
+    return num_warps >= min_warps
 
 
 def _num_sms(device: torch.device) -> int:
@@ -398,6 +413,7 @@ def paged_decode_attention(
         DIRECT=direct,
         F16_DOTS=f16_dots,
         ASM_WIDEN=f16_dots and _asm_widen(k_cache, num_warps),
+        PIN_V=FP8_PIN_V,
         ORDERED=order is not None and direct and LONGEST_FIRST,
         num_warps=num_warps,
         num_stages=num_stages,

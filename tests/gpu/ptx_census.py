@@ -16,7 +16,7 @@ divisible by 16 except the kernel's do_not_specialize ones), without which every
 Triton may differ from the GPU machines' (3.6).
 
 usage: python tests/gpu/ptx_census.py decode [--cache fp8|bf16] [--stages 3] [--warps 4] [--block 128] [--group 2]
-                                              [--maxnreg 168] [--asm-widen 1]
+                                              [--maxnreg 168] [--asm-widen 1] [--pin-v 1]
        python tests/gpu/ptx_census.py prefill [--cache fp8|bf16] [--stages 3] [--warps 4] [--block 64] [--group 4]
        python tests/gpu/ptx_census.py skinny [--block 64] [--block-k 128] [--stages 4] [--warps 4] [--rope]
 """
@@ -92,7 +92,8 @@ def decode(args):
                 "order_ptr": "*i32", "qk_scale": "fp32"}
     consts = dict(GROUP=args.group, HEAD_DIM=128, PAGE=16, BLOCK_G=max(16, 1 << (args.group - 1).bit_length()),
                   BLOCK_D=128, BLOCK_N=args.block or 128, DIRECT=True, F16_DOTS=args.cache == "fp8",
-                  ASM_WIDEN=args.cache == "fp8" and args.asm_widen, ORDERED=True, PDL=True)
+                  ASM_WIDEN=args.cache == "fp8" and args.asm_widen, PIN_V=bool(args.pin_v), ORDERED=True,
+                  PDL=True)
     return compile_census(decode_attention._decode_split_kernel, pointers, consts,
                           ("stride_bt", "stride_ml_b", "stride_ml_h", "num_splits"), args.warps or 4, args.stages or 3,
                           args.maxnreg)
@@ -133,6 +134,7 @@ def main() -> None:
     ap.add_argument("--block-k", type=int, default=128, help="skinny: BLOCK_K")
     ap.add_argument("--group", type=int, default=2, help="decode / prefill: query heads per KV head")
     ap.add_argument("--asm-widen", type=int, default=1, help="decode over fp8: 1 widens by e4m3_to_f16, 0 by Triton")
+    ap.add_argument("--pin-v", type=int, default=1, help="decode over fp8 with --asm-widen: 1 widens V as loaded")
     ap.add_argument("--rope", action="store_true", help="skinny: the qkv rotary + KV-store epilogue")
     args = ap.parse_args()
     sys.path.insert(0, str(_REPO))

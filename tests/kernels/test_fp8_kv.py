@@ -75,8 +75,9 @@ def test_decode_attention_bf16_queries_over_fp8_run_fp16_dots(num_splits, device
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="the assembly widening runs on CUDA (sm_89 and later) only")
 @pytest.mark.parametrize("num_splits", [1, 2, 3])
 def test_widening_in_assembly_changes_no_value(num_splits, paged_kv, monkeypatch):
-    """e4m3_to_f16 (FP8_ASM_WIDEN) and Triton's own conversion both widen float8 exactly: each tile gives the same
-    output bits either way (one split, two and three take three different tiles)."""
+    """e4m3_to_f16 (FP8_ASM_WIDEN), with V pinned where loaded (FP8_PIN_V) or not, and Triton's own conversion all
+    widen float8 exactly: each tile gives the same output bits every way (one split, two and three take three
+    different tiles)."""
     from spmd_kernels import decode_attention
 
     context_lens = [1, 17, 45, 300]
@@ -85,7 +86,10 @@ def test_widening_in_assembly_changes_no_value(num_splits, paged_kv, monkeypatch
     q = torch.randn(len(context_lens), 8, 128, device="cuda").to(torch.bfloat16)
     ctx = torch.tensor(context_lens, dtype=torch.int32, device="cuda")
     outs = {}
-    for widen in ("all", "none"):
+    for widen, pin_v in (("all", True), ("all", False), ("none", False)):
         monkeypatch.setattr(decode_attention, "FP8_ASM_WIDEN", widen)
-        outs[widen] = paged_decode_attention(q, k_cache, v_cache, block_tables, ctx, 0.125, num_splits=num_splits)
-    assert torch.equal(outs["all"], outs["none"])
+        monkeypatch.setattr(decode_attention, "FP8_PIN_V", pin_v)
+        outs[widen, pin_v] = paged_decode_attention(q, k_cache, v_cache, block_tables, ctx, 0.125,
+                                                    num_splits=num_splits)
+    assert torch.equal(outs["all", True], outs["none", False])
+    assert torch.equal(outs["all", False], outs["none", False])
