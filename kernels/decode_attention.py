@@ -234,8 +234,8 @@ MIN_SPLIT_TOKENS = int(os.environ.get("SPMD_DECODE_MIN_SPLIT_TOKENS", "128"))
 # float8 to bf16 takes several) and run both dots in fp16 (more mantissa than bf16; decode's queries and softmax
 # weights are far inside its range). Widening to bf16 left the nano-vllm case no faster than a bf16 cache.
 FP8_DOTS_IN_F16 = True
-# Which float8 tiles widen K and V with e4m3_to_f16 rather than Triton's own conversion: those of at least this many
-# warps ("all": every tile, "none": none; SPMD_DECODE_FP8_ASM_WIDEN sets it, "wide" meaning 4). Nsight Compute
+# Which float8 tiles widen K and V with e4m3_to_f16 rather than Triton's own conversion: those of at least
+# FP8_ASM_WIDEN warps (None: none; SPMD_DECODE_FP8_ASM_WIDEN sets it: a number, all, wide (4) or none). Nsight Compute
 # (session 12, run_ncu_decode.sh, nano-vllm bs256) showed the float8 kernel bound by instruction issue (issue slots
 # ~51-55% busy at ncu's locked 1.34 GHz, DRAM ~42%), V's share the largest: stored token by token, its P V dot
 # operand pairs lie in adjacent tokens, and Triton, which moves the operand's layout change ahead of the widening
@@ -255,10 +255,22 @@ FP8_DOTS_IN_F16 = True
 # token its loads lost their vector width (229 -> 351 us), read a page at a time the tile's permute back to
 # [tokens, D] cost more than the gather (283 us at its best tile, bf16 300 -> 370: session 13,
 # run_v_by_dim_pages.sh at 5d26b0f), so it was removed.
-FP8_ASM_WIDEN = os.environ.get("SPMD_DECODE_FP8_ASM_WIDEN", "2")
-if FP8_ASM_WIDEN not in ("wide", "all", "none") and not FP8_ASM_WIDEN.isdigit():
-    raise ValueError(f"SPMD_DECODE_FP8_ASM_WIDEN={FP8_ASM_WIDEN!r}: give a number of warps (tiles of that many or "
-                     "more widen in assembly), all, none or wide (4), or unset it")
+
+
+def asm_widen_min_warps_from_env(name: str, default: str) -> int | None:
+    """The fewest warps a float8 tile has for it to widen in assembly (None: no tile does) from environment variable
+    name: a number, "all" (1), "wide" (4) or "none"; checked at import so that a typo names the variable."""
+    text = os.environ.get(name, default)
+    named = {"all": 1, "wide": 4, "none": None}
+    if text in named:
+        return named[text]
+    if text.isdigit() and int(text) >= 1:
+        return int(text)
+    raise ValueError(f"{name}={text!r}: give a number of warps (tiles of that many or more widen in assembly), "
+                     "all, wide (4) or none, or unset it")
+
+
+FP8_ASM_WIDEN = asm_widen_min_warps_from_env("SPMD_DECODE_FP8_ASM_WIDEN", "2")
 FP8_PIN_V = os.environ.get("SPMD_DECODE_FP8_PIN_V", "1") != "0"  # SPMD_DECODE_FP8_PIN_V=0: Triton may move it
 # A launch of one split runs a program per (sequence, KV head), each as long as its sequence's context; started in
 # batch order, long ones land in the last wave and leave SMs idle (a list-scheduling model of nano-vllm bs256: the
@@ -311,12 +323,11 @@ def _launch_config(block_d: int, page: int, elem_size: int, cache_elem_size: int
 def _asm_widen(cache: torch.Tensor, num_warps: int) -> bool:
     """Whether a float8 launch widens with e4m3_to_f16: an e4m3 cache on a GPU with cvt.e4m3x2 (sm_89 and later),
     for the tiles FP8_ASM_WIDEN names."""
-    if FP8_ASM_WIDEN == "none" or cache.dtype != torch.float8_e4m3fn or not cache.is_cuda:
+    if FP8_ASM_WIDEN is None or cache.dtype != torch.float8_e4m3fn or not cache.is_cuda:
         return False
     if torch.cuda.get_device_capability(cache.device) < (8, 9):
         return False
-    min_warps = {"all": 1, "wide": 4}.get(FP8_ASM_WIDEN) or int(FP8_ASM_WIDEN)
-    return num_warps >= min_warps
+    return num_warps >= FP8_ASM_WIDEN
 
 
 def _num_sms(device: torch.device) -> int:

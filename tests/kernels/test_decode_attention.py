@@ -113,6 +113,17 @@ def test_tile_settings_from_the_environment_are_checked_at_import(monkeypatch):
     with pytest.raises(ValueError, match="give one BLOCK_N,warps,stages tile"):
         decode_attention.tile_configs_from_env(name, "128,4,3", one=True)
 
+    widen = "SPMD_TEST_ASM_WIDEN"
+    for text, min_warps in [("3", 3), ("all", 1), ("wide", 4), ("none", None)]:
+        monkeypatch.setenv(widen, text)
+        assert decode_attention.asm_widen_min_warps_from_env(widen, "2") == min_warps
+    monkeypatch.delenv(widen)
+    assert decode_attention.asm_widen_min_warps_from_env(widen, "2") == 2
+    for bad in ("0", "some", "-1"):
+        monkeypatch.setenv(widen, bad)
+        with pytest.raises(ValueError, match=f"{widen}=.*give a number of warps"):
+            decode_attention.asm_widen_min_warps_from_env(widen, "2")
+
 
 def test_ref_matches_sdpa(device, paged_kv):
     # The reference agrees with torch's attention on a contiguous (unpaged) layout.

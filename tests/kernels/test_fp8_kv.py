@@ -86,10 +86,10 @@ def test_widening_in_assembly_changes_no_value(num_splits, paged_kv, monkeypatch
     q = torch.randn(len(context_lens), 8, 128, device="cuda").to(torch.bfloat16)
     ctx = torch.tensor(context_lens, dtype=torch.int32, device="cuda")
     outs = {}
-    for widen, pin_v in (("all", True), ("all", False), ("none", False)):
+    for widen, pin_v in ((1, True), (1, False), (None, False)):
         monkeypatch.setattr(decode_attention, "FP8_ASM_WIDEN", widen)
         monkeypatch.setattr(decode_attention, "FP8_PIN_V", pin_v)
         outs[widen, pin_v] = paged_decode_attention(q, k_cache, v_cache, block_tables, ctx, 0.125,
                                                     num_splits=num_splits)
-    assert torch.equal(outs["all", True], outs["none", False])
-    assert torch.equal(outs["all", False], outs["none", False])
+    assert torch.equal(outs[1, True], outs[None, False])
+    assert torch.equal(outs[1, False], outs[None, False])
