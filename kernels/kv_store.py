@@ -154,6 +154,7 @@ def _store_latent_kernel(
     E,
     PAGE: tl.constexpr,
     BLOCK_E: tl.constexpr,
+    FP8: tl.constexpr,  # the cache holds float8 e4m3: saturate at +-448, as _store_kv_kernel does
     PDL: tl.constexpr,
 ):
     pdl_enter(PDL)
@@ -163,6 +164,8 @@ def _store_latent_kernel(
         offs = tl.arange(0, BLOCK_E)
         mask = offs < E
         x = tl.load(x_ptr + t * stride_xt + offs, mask=mask)
+        if FP8:
+            x = tl.minimum(tl.maximum(x.to(tl.float32), -448.0), 448.0)
         dst = cache_ptr + (slot // PAGE) * stride_cb + (slot % PAGE) * stride_cs
         tl.store(dst + offs, x.to(cache_ptr.dtype.element_ty), mask=mask)
 
@@ -189,6 +192,7 @@ def store_latent(entries: torch.Tensor, cache: torch.Tensor, slot_mapping: torch
         E,
         PAGE=cache.shape[1],
         BLOCK_E=BLOCK_E,
+        FP8=cache.dtype == torch.float8_e4m3fn,
         num_warps=min(max(BLOCK_E // 256, 1), 8),
         **pdl_args(entries.device),
     )
@@ -199,4 +203,4 @@ def store_latent_ref(entries: torch.Tensor, cache: torch.Tensor, slot_mapping: t
     block_size = cache.shape[1]
     keep = slot_mapping >= 0
     slots = slot_mapping[keep].long()
-    cache[slots // block_size, slots % block_size] = entries[keep].to(cache.dtype)
+    cache[slots // block_size, slots % block_size] = _saturating_cast(entries[keep], cache.dtype)

@@ -86,6 +86,9 @@ def _mla_decode_split_kernel(
         c_kv = tl.load(row[:, None] + offs_l[None, :], mask=mask_n[:, None] & mask_l[None, :], other=0.0)
         k_pe = tl.load(row[:, None] + LATENT + offs_r[None, :], mask=mask_n[:, None] & mask_r[None, :],
                        other=0.0)
+        # A float8 cache (cache.dtype=fp8) is widened to the queries' dtype for both dots (a no-op otherwise).
+        c_kv = c_kv.to(q.dtype)
+        k_pe = k_pe.to(q.dtype)
         qk = tl.dot(q, tl.trans(c_kv), input_precision="ieee")
         qk = tl.dot(q_pe, tl.trans(k_pe), qk, input_precision="ieee") * qk_scale  # [BLOCK_H, BLOCK_N]
         qk = tl.where(mask_n[None, :], qk, float("-inf"))
@@ -122,7 +125,8 @@ def mla_decode(
     """softmax(scale * (q_latent c_kv^T + q_pe k_pe^T)) c_kv over each sequence's paged latent cache.
 
     q_latent [B, H, L] (q_nope already multiplied by W_UK); q_pe [B, H, R] (roped); kv_cache
-    [num_blocks, block_size, 1, L + R] holding c_kv ++ k_pe per token; block_tables int32
+    [num_blocks, block_size, 1, L + R] holding c_kv ++ k_pe per token, in q_latent's dtype or float8 e4m3
+    (widened as read); block_tables int32
     [B, max_blocks]; context_lens int32 [B], >= 1. Returns out_latent [B, H, L] in q_latent.dtype
     (multiply by W_UV afterwards). num_splits / max_context_len as in paged_decode_attention:
     with both None there is no device sync (CUDA-graph safe). Writes into ``out`` when given.

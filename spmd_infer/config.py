@@ -53,7 +53,8 @@ class CacheConfig:
     dtype: str = "auto"
     """KV-cache element type: auto (the model's dtype) or fp8 (float8 e4m3, unscaled, saturating at +-448): half
     the bytes per token, so about twice the tokens fit and decode attention reads half as much; outputs drift
-    slightly from the model dtype's. Per-head K/V caches only (not DeepSeek's MLA latent cache)."""
+    slightly from the model dtype's. Per-head K/V caches and DeepSeek's MLA latent cache alike (the latter
+    CPU-tested and compiled for sm_90, not yet timed on a GPU)."""
     gpu_memory_utilization: float = 0.90
     """Share of GPU memory the engine may use (weights + activations + KV cache), as in vLLM."""
     cpu_kv_cache_gb: float = 1.0

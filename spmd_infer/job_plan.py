@@ -129,15 +129,11 @@ def _kv_dtype_named(name: str) -> Optional[torch.dtype]:
     return KV_DTYPES[name]
 
 
-def resolve_kv_dtype(name: str, model_dtype: torch.dtype, hf_config: Any) -> torch.dtype:
-    """cache.dtype to the KV cache's torch dtype: auto is the model's."""
+def resolve_kv_dtype(name: str, model_dtype: torch.dtype) -> torch.dtype:
+    """cache.dtype to the KV cache's torch dtype: auto is the model's. Per-head K/V caches and MLA's latent cache
+    alike."""
     kv_dtype = _kv_dtype_named(name)
-    if kv_dtype is None:
-        return model_dtype
-    if getattr(hf_config, "kv_lora_rank", None):
-        raise ConfigError(f"cache.dtype={name} is for per-head K/V caches; {hf_config.architectures[0]}'s MLA "
-                          f"latent cache stays in the model's dtype: use cache.dtype=auto")
-    return kv_dtype
+    return model_dtype if kv_dtype is None else kv_dtype
 
 
 def _check_scheduler(cfg: Any) -> None:

@@ -77,7 +77,7 @@ class Engine:
         """
         times = StartupTimes()
         t0 = time.perf_counter()
-        kv_dtype = resolve_kv_dtype(cfg.cache.dtype, dtype, hf_config)
+        kv_dtype = resolve_kv_dtype(cfg.cache.dtype, dtype)
         runner = ModelRunner(hf_config, model_dir, dims, device, dtype, cfg.cache.block_size, cfg.parallel.moe,
                              kv_dtype)
         _sync(device)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from spmd_kernels import mla_decode, paged_prefill_attention, store_latent
+from spmd_kernels import mla_decode, paged_prefill_attention, store_latent, store_latent_ref
 from torch import nn
 
 from ..forward_batch import ForwardBatch
@@ -25,7 +25,8 @@ _EXPAND_TOKENS = 8192
 
 
 class LatentAttention(nn.Module):
-    """Owns one layer's latent cache ([num_blocks, block_size, 1, kv_lora_rank + qk_rope_head_dim]).
+    """Owns one layer's latent cache ([num_blocks, block_size, 1, kv_lora_rank + qk_rope_head_dim], in the model's
+    dtype or float8 under cache.dtype=fp8).
 
     Holds no parameters: the caller passes kv_b_proj's (local heads') weight, so checkpoint names stay
     those of the attention module. Under TP every rank caches the same latents (one shared KV "head").
@@ -60,8 +61,8 @@ class LatentAttention(nn.Module):
         if self.cache is None or batch.slot_mapping is None:
             # Warmup and DP-attention dummy batches: no cache, each sequence attends to its new tokens.
             return self._expanded(q_nope, q_pe, entries, w_kv_b, batch, paged=False)
-        keep = batch.slot_mapping >= 0  # -1 marks padding tokens that own no slot
-        self.cache.view(-1, entries.shape[-1])[batch.slot_mapping[keep]] = entries[keep].to(self.cache.dtype)
+        # -1 marks padding tokens that own no slot; a float8 cache saturates as the store kernel does.
+        store_latent_ref(entries.unsqueeze(1), self.cache, batch.slot_mapping)
         if batch.is_prefill:
             return self._expanded(q_nope, q_pe, self.cache, w_kv_b, batch, paged=True)
         return self._absorbed(q_nope, q_pe, w_kv_b, batch)
@@ -78,7 +79,7 @@ class LatentAttention(nn.Module):
                 continue
             if paged:
                 blocks = batch.block_tables[i, : -(-kv_len // block_size)].long()
-                e = entries[blocks].flatten(0, 2)[:kv_len]
+                e = entries[blocks].flatten(0, 2)[:kv_len].to(q.dtype)  # a float8 cache widened as read
             else:
                 e = entries[qs:qe]
             c, k_pe = e.split([self.kv_lora_rank, self.rope], dim=-1)
@@ -106,7 +107,7 @@ class LatentAttention(nn.Module):
         blocks = batch.block_tables.long().clamp(min=0)  # -1 padding reads block 0, masked out below
         width = batch.max_context_len  # keys beyond the longest context are never visible
         visible = torch.arange(width, device=pos.device)[None, :] <= pos[:, None]  # [T, L]
-        e = self.cache[blocks].flatten(1, 3)[:, :width][seq]  # [T, L, R + rope]
+        e = self.cache[blocks].flatten(1, 3)[:, :width][seq].to(q_latent.dtype)  # [T, L, R + rope]
         # Slots past a sequence's end hold whatever the cache held (maybe NaN): zero them, as 0 * NaN = NaN.
         e = e.masked_fill(~visible[:, :, None], 0.0)
         c, k_pe = e.split([self.kv_lora_rank, self.rope], dim=-1)
@@ -153,11 +154,12 @@ class LatentAttention(nn.Module):
         q = torch.cat([q_nope, q_pe], dim=-1)
         out = q.new_empty((q.shape[0], self.num_heads, self.v_dim))
         for g in _context_groups(batch, self.cache.shape[1]):
-            c, k_pe = self.cache[g.blocks][:, :, 0].split([self.kv_lora_rank, self.rope], dim=-1)  # [n, page, .]
+            entries = self.cache[g.blocks][:, :, 0].to(q.dtype)  # [n, page, R + rope]; a float8 cache widened
+            c, k_pe = entries.split([self.kv_lora_rank, self.rope], dim=-1)
             k, v = self._expand(c, k_pe.unsqueeze(-2), w_kv_b)  # [n, page, H, nope + rope], [n, page, H, v]
             paged_prefill_attention(q[g.q0:g.q1], k, v, g.cu_seqlens_q, batch.context_lens[g.s0:g.s1],
                                     g.block_tables, self.scale, max_seqlen_q=g.max_q, out=out[g.q0:g.q1])
-            del c, k_pe, k, v  # one group's expansion alive at a time
+            del entries, c, k_pe, k, v  # one group's expansion alive at a time
         return out
 
     def _decode_absorbed(self, q_nope, q_pe, w_kv_b, batch: ForwardBatch) -> torch.Tensor:

@@ -17,6 +17,7 @@ Triton may differ from the GPU machines' (3.6).
 
 usage: python tests/gpu/ptx_census.py decode [--cache fp8|bf16] [--stages 3] [--warps 4] [--block 128] [--group 2]
                                               [--maxnreg 168] [--asm-widen 1] [--pin-v 1]
+       python tests/gpu/ptx_census.py mla [--cache fp8|bf16] [--block 32] [--stages 2] [--warps 4]
        python tests/gpu/ptx_census.py prefill [--cache fp8|bf16] [--stages 3] [--warps 4] [--block 64] [--group 4]
        python tests/gpu/ptx_census.py skinny [--block 64] [--block-k 128] [--stages 4] [--warps 4] [--rope]
 """
@@ -99,6 +100,21 @@ def decode(args):
                           args.maxnreg)
 
 
+def mla(args):
+    mla_decode = importlib.import_module("spmd_kernels.mla_decode")  # the package exports a function by that name
+
+    kv = "*fp8e4nv" if args.cache == "fp8" else "*bf16"
+    pointers = {"q_ptr": "*bf16", "qpe_ptr": "*bf16", "cache_ptr": kv, "block_tables_ptr": "*i32",
+                "context_lens_ptr": "*i32", "out_ptr": "*bf16", "mid_o_ptr": "*fp32", "mid_lse_ptr": "*fp32",
+                "qk_scale": "fp32"}
+    block_h, (block_n, _), warps, stages = mla_decode.CUDA_CONFIG  # DeepSeek's kv_lora_rank 512: the large-L tile
+    consts = dict(NUM_HEADS=16, LATENT=512, ROPE=64, PAGE=16, BLOCK_H=block_h, BLOCK_L=512, BLOCK_R=64,
+                  BLOCK_N=args.block or block_n, DIRECT=True, PDL=True)
+    return compile_census(mla_decode._mla_decode_split_kernel, pointers, consts,
+                          ("stride_bt", "stride_ml_b", "stride_ml_h", "num_splits"), args.warps or warps,
+                          args.stages or stages)
+
+
 def prefill(args):
     from spmd_kernels import prefill_attention
 
@@ -125,8 +141,8 @@ def skinny(args):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("kernel", choices=("decode", "prefill", "skinny"))
-    ap.add_argument("--cache", choices=("fp8", "bf16"), default="fp8", help="decode / prefill: KV-cache dtype")
+    ap.add_argument("kernel", choices=("decode", "mla", "prefill", "skinny"))
+    ap.add_argument("--cache", choices=("fp8", "bf16"), default="fp8", help="decode / mla / prefill: KV-cache dtype")
     ap.add_argument("--stages", type=int, default=0, help="num_stages (default: the kernel's usual)")
     ap.add_argument("--warps", type=int, default=0, help="num_warps (default: 4)")
     ap.add_argument("--maxnreg", type=int, default=0, help="decode: cap on registers a thread (Triton's maxnreg)")
@@ -138,7 +154,7 @@ def main() -> None:
     ap.add_argument("--rope", action="store_true", help="skinny: the qkv rotary + KV-store epilogue")
     args = ap.parse_args()
     sys.path.insert(0, str(_REPO))
-    ops, shared, ptx = {"decode": decode, "prefill": prefill, "skinny": skinny}[args.kernel](args)
+    ops, shared, ptx = {"decode": decode, "mla": mla, "prefill": prefill, "skinny": skinny}[args.kernel](args)
     for op, n in ops.items():
         print(f"{n:6d}  {op}")
     regs, spill = register_use(ptx)

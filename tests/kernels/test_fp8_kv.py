@@ -1,11 +1,13 @@
 """The KV kernels with a float8 e4m3 cache (cache.dtype=fp8): stores saturate at +-448 (where torch's CUDA cast gives
-NaN), and both attention kernels read the float8 pages widened to q's dtype, against the references on the same cache."""
+NaN), and the attention kernels (per-head decode and prefill, MLA's latent decode) read the float8 pages widened to
+q's dtype, against the references on the same cache."""
 
 import pytest
 import torch
 
-from spmd_kernels import (paged_decode_attention, paged_decode_attention_ref, paged_prefill_attention,
-                          paged_prefill_attention_ref, store_kv, store_kv_ref)
+from spmd_kernels import (mla_decode, mla_decode_ref, paged_decode_attention, paged_decode_attention_ref,
+                          paged_prefill_attention, paged_prefill_attention_ref, store_kv, store_kv_ref, store_latent,
+                          store_latent_ref)
 
 FP8 = torch.float8_e4m3fn
 
@@ -29,6 +31,32 @@ def test_store_kv_into_fp8_saturates_like_torch(dtype, device):
     store_kv_ref(k, v, caches[2], caches[3], slots)
     assert torch.equal(caches[0].float(), caches[2].float()) and torch.equal(caches[1].float(), caches[3].float())
     assert caches[0].float().abs().max() == 448
+
+
+
+def test_store_latent_into_fp8_saturates_like_torch(dtype, device):
+    T, E = 6, 40  # MLA: c_kv ++ k_pe per token, one shared entry
+    entries = _values((T, 1, E), dtype, device)
+    slots = torch.tensor([3, -1, 0, 17, 9, 30], device=device)
+    caches = [torch.zeros(4, 8, 1, E, dtype=FP8, device=device) for _ in range(2)]
+    store_latent(entries, caches[0], slots)
+    store_latent_ref(entries, caches[1], slots)
+    assert torch.equal(caches[0].float(), caches[1].float())
+    assert caches[0].float().abs().max() == 448
+
+
+@pytest.mark.parametrize("num_splits", [1, 3])
+def test_mla_decode_reads_an_fp8_latent_cache(num_splits, dtype, device, assert_close, paged_kv):
+    context_lens = [1, 17, 45]
+    H, L, R = 4, 32, 16
+    cache, _, block_tables = paged_kv(context_lens, 1, L + R, torch.float32, device)
+    cache = cache.to(FP8)
+    q_latent = torch.randn(len(context_lens), H, L, dtype=dtype, device=device)
+    q_pe = torch.randn(len(context_lens), H, R, dtype=dtype, device=device)
+    ctx = torch.tensor(context_lens, dtype=torch.int32, device=device)
+    out = mla_decode(q_latent, q_pe, cache, block_tables, ctx, (L + R) ** -0.5, num_splits=num_splits)
+    assert out.dtype == dtype
+    assert_close(out, mla_decode_ref(q_latent, q_pe, cache, block_tables, ctx, (L + R) ** -0.5))
 
 
 @pytest.mark.parametrize("Hq,Hkv", [(4, 2), (8, 2)])
