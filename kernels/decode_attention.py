@@ -8,6 +8,7 @@ import torch
 import triton
 import triton.language as tl
 
+from .fp8_widen import e4m3_to_f16
 from .online_softmax import online_softmax_step
 from .pdl import pdl_args, pdl_enter
 
@@ -21,17 +22,6 @@ def split_range(context_lens_ptr, b, split, num_splits, BLOCK_N: tl.constexpr):
     chunk = tl.cdiv(tl.cdiv(ctx, num_splits), BLOCK_N) * BLOCK_N
     start = split * chunk
     return start, tl.minimum(start + chunk, ctx)
-
-
-@triton.jit
-def e4m3_to_f16(x, PINNED: tl.constexpr = False):
-    """float8 e4m3 -> fp16, four values per 32-bit register by two cvt.rn.f16x2.e4m3x2 (sm_89 and later): for the
-    wide float8 tiles, faster code than Triton's own conversion (see FP8_ASM_WIDEN). PINNED: marked impure, so that
-    Triton widens where the value is loaded instead of moving a layout change ahead of the widening (see
-    FP8_PIN_V)."""
-    return tl.inline_asm_elementwise(
-        asm="{ .reg .b16 lo, hi; mov.b32 {lo, hi}, $2; cvt.rn.f16x2.e4m3x2 $0, lo; cvt.rn.f16x2.e4m3x2 $1, hi; }",
-        constraints="=r,=r,r", args=[x.to(tl.uint8, bitcast=True)], dtype=tl.float16, is_pure=not PINNED, pack=4)
 
 
 @triton.jit

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
 import triton
 import triton.language as tl
 
 from .decode_attention import (choose_num_splits, gather_context, reduce_splits, split_range, split_scratch,
                                store_split)
+from .fp8_widen import pinned
 from .online_softmax import online_softmax_step
 from .pdl import pdl_args, pdl_enter
 
@@ -50,6 +53,7 @@ def _mla_decode_split_kernel(
     BLOCK_R: tl.constexpr,
     BLOCK_N: tl.constexpr,
     DIRECT: tl.constexpr,  # num_splits == 1: write the final output, skip the reduction
+    PIN_LATENT: tl.constexpr,  # a float8 cache on CUDA: c_kv widened where loaded (see FP8_PIN_LATENT)
     PDL: tl.constexpr,
 ):
     pdl_enter(PDL)
@@ -88,6 +92,8 @@ def _mla_decode_split_kernel(
                        other=0.0)
         # A float8 cache (cache.dtype=fp8) is widened to the queries' dtype for both dots (a no-op otherwise).
         c_kv = c_kv.to(q.dtype)
+        if PIN_LATENT:
+            c_kv = pinned(c_kv)
         k_pe = k_pe.to(q.dtype)
         qk = tl.dot(q, tl.trans(c_kv), input_precision="ieee")
         qk = tl.dot(q_pe, tl.trans(k_pe), qk, input_precision="ieee") * qk_scale  # [BLOCK_H, BLOCK_N]
@@ -102,6 +108,12 @@ def _mla_decode_split_kernel(
 # the block size. From tests/gpu/tune_mla_decode.py on an H200 (DeepSeek-V2-Lite shapes, bs1-512, in CUDA
 # graphs): 0.755x the time of the first defaults (16, (32, 16), 4, 2), e.g. bs256 @1k 147 -> 121 us a layer.
 CUDA_CONFIG = (16, (32, 32), 4, 2)
+# Over a float8 latent cache c_kv is both dots' operand, the P c_kv one transposed: left to itself Triton rearranges
+# the float8 bytes for it (ptx_census.py mla --cache fp8: 128 ld.shared.b8 a tile, 255 registers and a 12-byte
+# spill); pinned where widened (fp8_widen.pinned), the bf16 values go through shared memory instead (no byte loads,
+# 245 registers, no spill, 70 KB of shared memory against 53). Not yet timed (session 13 built it; run_mla_fp8.sh
+# times both). SPMD_MLA_FP8_PIN=0 turns it off.
+FP8_PIN_LATENT = os.environ.get("SPMD_MLA_FP8_PIN", "1") != "0"
 
 
 def _launch_config(block_l: int, device: torch.device):
@@ -163,6 +175,7 @@ def mla_decode(
         out.stride(0), out.stride(1), *mo_strides, *ml_strides, num_splits,
         NUM_HEADS=H, LATENT=L, ROPE=R, PAGE=page,
         BLOCK_H=BLOCK_H, BLOCK_L=BLOCK_L, BLOCK_R=BLOCK_R, BLOCK_N=BLOCK_N, DIRECT=direct,
+        PIN_LATENT=FP8_PIN_LATENT and kv_cache.dtype == torch.float8_e4m3fn and kv_cache.is_cuda,
         num_warps=num_warps, num_stages=num_stages,
         **pdl_args(q_latent.device),
     )

@@ -17,7 +17,7 @@ Triton may differ from the GPU machines' (3.6).
 
 usage: python tests/gpu/ptx_census.py decode [--cache fp8|bf16] [--stages 3] [--warps 4] [--block 128] [--group 2]
                                               [--maxnreg 168] [--asm-widen 1] [--pin-v 1]
-       python tests/gpu/ptx_census.py mla [--cache fp8|bf16] [--block 32] [--stages 2] [--warps 4]
+       python tests/gpu/ptx_census.py mla [--cache fp8|bf16] [--block 32] [--stages 2] [--warps 4] [--pin-v 1]
        python tests/gpu/ptx_census.py prefill [--cache fp8|bf16] [--stages 3] [--warps 4] [--block 64] [--group 4]
        python tests/gpu/ptx_census.py skinny [--block 64] [--block-k 128] [--stages 4] [--warps 4] [--rope]
 """
@@ -109,7 +109,8 @@ def mla(args):
                 "qk_scale": "fp32"}
     block_h, (block_n, _), warps, stages = mla_decode.CUDA_CONFIG  # DeepSeek's kv_lora_rank 512: the large-L tile
     consts = dict(NUM_HEADS=16, LATENT=512, ROPE=64, PAGE=16, BLOCK_H=block_h, BLOCK_L=512, BLOCK_R=64,
-                  BLOCK_N=args.block or block_n, DIRECT=True, PDL=True)
+                  BLOCK_N=args.block or block_n, DIRECT=True, PIN_LATENT=args.cache == "fp8" and bool(args.pin_v),
+                  PDL=True)
     return compile_census(mla_decode._mla_decode_split_kernel, pointers, consts,
                           ("stride_bt", "stride_ml_b", "stride_ml_h", "num_splits"), args.warps or warps,
                           args.stages or stages)
@@ -150,7 +151,7 @@ def main() -> None:
     ap.add_argument("--block-k", type=int, default=128, help="skinny: BLOCK_K")
     ap.add_argument("--group", type=int, default=2, help="decode / prefill: query heads per KV head")
     ap.add_argument("--asm-widen", type=int, default=1, help="decode over fp8: 1 widens by e4m3_to_f16, 0 by Triton")
-    ap.add_argument("--pin-v", type=int, default=1, help="decode over fp8 with --asm-widen: 1 widens V as loaded")
+    ap.add_argument("--pin-v", type=int, default=1, help="decode over fp8 with --asm-widen, mla over fp8: 1 widens V (c_kv) as loaded")
     ap.add_argument("--rope", action="store_true", help="skinny: the qkv rotary + KV-store epilogue")
     args = ap.parse_args()
     sys.path.insert(0, str(_REPO))

@@ -59,6 +59,27 @@ def test_mla_decode_reads_an_fp8_latent_cache(num_splits, dtype, device, assert_
     assert_close(out, mla_decode_ref(q_latent, q_pe, cache, block_tables, ctx, (L + R) ** -0.5))
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the pin is inline PTX: CUDA only")
+@pytest.mark.parametrize("num_splits", [1, 3])
+def test_mla_decode_pinned_latent_changes_no_value(num_splits, paged_kv, monkeypatch):
+    """MLA decode over a float8 latent cache with c_kv pinned where widened (mla_decode.FP8_PIN_LATENT) and without:
+    the same output bits (DeepSeek's sizes: kv_lora_rank 512, rope 64, 16 heads)."""
+    import importlib
+
+    mla = importlib.import_module("spmd_kernels.mla_decode")
+    context_lens = [1, 40, 300]
+    cache, _, block_tables = paged_kv(context_lens, 1, 576, torch.float32, "cuda")
+    cache = cache.to(FP8)
+    q_latent = torch.randn(len(context_lens), 16, 512, device="cuda").to(torch.bfloat16)
+    q_pe = torch.randn(len(context_lens), 16, 64, device="cuda").to(torch.bfloat16)
+    ctx = torch.tensor(context_lens, dtype=torch.int32, device="cuda")
+    outs = []
+    for pin in (True, False):
+        monkeypatch.setattr(mla, "FP8_PIN_LATENT", pin)
+        outs.append(mla_decode(q_latent, q_pe, cache, block_tables, ctx, 192**-0.5, num_splits=num_splits))
+    assert torch.equal(outs[0], outs[1])
+
+
 @pytest.mark.parametrize("Hq,Hkv", [(4, 2), (8, 2)])
 @pytest.mark.parametrize("num_splits", [1, 3])
 def test_decode_attention_reads_an_fp8_cache(Hq, Hkv, num_splits, dtype, device, assert_close, paged_kv):
