@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
-
 import torch
 import triton
 import triton.language as tl
 
+from . import decode_settings as settings
 from .fp8_widen import e4m3_to_f16
 from .online_softmax import online_softmax_step
 from .pdl import pdl_args, pdl_enter
@@ -82,9 +81,9 @@ def _decode_split_kernel(
     BLOCK_D: tl.constexpr,
     BLOCK_N: tl.constexpr,
     DIRECT: tl.constexpr,  # num_splits == 1: write the final output, skip the reduction
-    F16_DOTS: tl.constexpr,  # bf16 queries over a float8 cache: both dots in fp16 (see FP8_DOTS_IN_F16)
-    ASM_WIDEN: tl.constexpr,  # F16_DOTS over e4m3 on CUDA: K and V widened by e4m3_to_f16 (see FP8_ASM_WIDEN)
-    PIN_V: tl.constexpr,  # ASM_WIDEN: V widened as loaded, then laid out for the P V dot in fp16 (see FP8_PIN_V)
+    F16_DOTS: tl.constexpr,  # bf16 queries over a float8 cache: both dots in fp16 (decode_settings)
+    ASM_WIDEN: tl.constexpr,  # F16_DOTS over e4m3 on CUDA: K and V widened by e4m3_to_f16 (decode_settings)
+    PIN_V: tl.constexpr,  # ASM_WIDEN: V widened as loaded, laid out for the P V dot in fp16 (decode_settings)
     ORDERED: tl.constexpr,
     PDL: tl.constexpr,
 ):
@@ -189,120 +188,13 @@ def _decode_reduce_kernel(
     tl.store(out_ptr + b * stride_ob + h * stride_oh + offs_d, out.to(out_ptr.dtype.element_ty), mask=mask_d)
 
 
-def tile_configs_from_env(name: str, default: str, one: bool = False) -> tuple[tuple[int, int, int], ...]:
-    """Space-separated "BLOCK_N,warps,stages" tiles (exactly one if one) from environment variable name (default
-    when unset), checked here so that a typo fails at import with the variable's name rather than inside a launch."""
-    text = os.environ.get(name, default)
-    tiles = []
-    for item in text.split():
-        try:
-            block_n, warps, stages = (int(v) for v in item.split(","))
-        except ValueError:
-            raise ValueError(f"{name}={text!r}: each tile is BLOCK_N,warps,stages (three integers), "
-                             f"got {item!r}") from None
-        if block_n < 16 or block_n & (block_n - 1) or warps not in (1, 2, 4, 8, 16) or stages < 1:
-            raise ValueError(f"{name}={text!r}: in {item!r} BLOCK_N must be a power of two >= 16, warps one of "
-                             "1, 2, 4, 8, 16 and stages >= 1")
-        tiles.append((block_n, warps, stages))
-    if not tiles or (one and len(tiles) > 1):
-        raise ValueError(f"{name}={text!r}: give {'one' if one else 'at least one'} BLOCK_N,warps,stages tile, "
-                         "or unset it")
-    return tuple(tiles)
-
-
-# (BLOCK_N, num_warps, num_stages) on CUDA; BLOCK_N is raised to the block size if smaller.
-# Splits aim at SPLIT_WAVES * num_SMs programs, each with at least MIN_SPLIT_TOKENS tokens.
-# tests/gpu/tune_decode_attention.py picked these on an H200 (bf16, D=128, GQA 2 and 4, timed in CUDA graphs,
-# six shapes from bs1 @1k to bs256 @200..2048): the best geometric mean, 0.94x the time of the former
-# (64, 4, 3) / 256 tokens; 80-94% of the copy rate at bs >= 64, and 7 instead of 9.9 us at bs1 @1k.
-# For tuning runs the environment overrides all three:
-# SPMD_DECODE_CONFIG=BLOCK_N,warps,stages, SPMD_DECODE_SPLIT_WAVES, SPMD_DECODE_MIN_SPLIT_TOKENS.
-CUDA_CONFIG = tile_configs_from_env("SPMD_DECODE_CONFIG", "128,4,3", one=True)[0]
-SPLIT_WAVES = int(os.environ.get("SPMD_DECODE_SPLIT_WAVES", "4"))
-MIN_SPLIT_TOKENS = int(os.environ.get("SPMD_DECODE_MIN_SPLIT_TOKENS", "128"))
-# bf16 queries over a float8 cache: widen K/V to fp16 (one conversion instruction per pair of values on Hopper;
-# float8 to bf16 takes several) and run both dots in fp16 (more mantissa than bf16; decode's queries and softmax
-# weights are far inside its range). Widening to bf16 left the nano-vllm case no faster than a bf16 cache.
-FP8_DOTS_IN_F16 = True
-# Which float8 tiles widen K and V with e4m3_to_f16 rather than Triton's own conversion: those of at least
-# FP8_ASM_WIDEN warps (None: none; SPMD_DECODE_FP8_ASM_WIDEN sets it: a number, all, wide (4) or none). Nsight Compute
-# (session 12, run_ncu_decode.sh, nano-vllm bs256) showed the float8 kernel bound by instruction issue (issue slots
-# ~51-55% busy at ncu's locked 1.34 GHz, DRAM ~42%), V's share the largest: stored token by token, its P V dot
-# operand pairs lie in adjacent tokens, and Triton, which moves the operand's layout change ahead of the widening
-# (on bytes, the cheaper side), gathers them from shared memory a byte per instruction (LDS.U8, 9.5-9.8M of 108-113M
-# instructions, each followed by a pairwise conversion and byte packing). Widening in assembly alone sped the
-# (128, 4, 3) tile 261 -> 223 us a layer at bs256 but slowed the narrow ones (session 12, run_fp8_asm_widen.sh).
-# FP8_PIN_V marks V's widening impure (e4m3_to_f16's PINNED), so Triton cannot move the layout change ahead of it:
-# V is widened as loaded and goes through shared memory as fp16, read by ldmatrix.trans as a bf16 cache's is
-# (ptx_census.py decode --pin-v: the 128 ld.shared.b8 and 96 prmt a tile gone, V's async copies 16-byte wide;
-# shared memory 39 -> 56 KB at (64, 2, 6), 4 programs an SM). Timed (session 13, H200, run_fp8_pin_v.sh,
-# run_fp8_pin_v2.sh): (64, 2, 6) widened in assembly with V pinned 218 us at nano-vllm bs256 (against 224 for
-# (128, 4, 3) either way), Llama-3-8B bs1 @1k (128, 4, 3) 5.9 -> 5.3 us; the one-warp (32, 1, 6) tile slower pinned
-# (Llama-3-8B bs64 @1k 45.9 -> 56.7 us), so it keeps Triton's conversion: hence 2 warps. nano-vllm fp8, two
-# interleaved runs each: 29.6k / 30.3k tok/s (median step 4.6 ms) -> 30.7k / 30.8k (4.4 ms). (128, 4, 3) as the
-# one-split tile with V pinned timed the same as without alone but took the engine's step to 5.1 ms, twice.
-# V laid out by head dimension (tokens innermost) was tried against the gather first and was slower: read token by
-# token its loads lost their vector width (229 -> 351 us), read a page at a time the tile's permute back to
-# [tokens, D] cost more than the gather (283 us at its best tile, bf16 300 -> 370: session 13,
-# run_v_by_dim_pages.sh at 5d26b0f), so it was removed.
-
-
-def asm_widen_min_warps_from_env(name: str, default: str) -> int | None:
-    """The fewest warps a float8 tile has for it to widen in assembly (None: no tile does) from environment variable
-    name: a number, "all" (1), "wide" (4) or "none"; checked at import so that a typo names the variable."""
-    text = os.environ.get(name, default)
-    named = {"all": 1, "wide": 4, "none": None}
-    if text in named:
-        return named[text]
-    if text.isdigit() and int(text) >= 1:
-        return int(text)
-    raise ValueError(f"{name}={text!r}: give a number of warps (tiles of that many or more widen in assembly), "
-                     "all, wide (4) or none, or unset it")
-
-
-FP8_ASM_WIDEN = asm_widen_min_warps_from_env("SPMD_DECODE_FP8_ASM_WIDEN", "2")
-FP8_PIN_V = os.environ.get("SPMD_DECODE_FP8_PIN_V", "1") != "0"  # SPMD_DECODE_FP8_PIN_V=0: Triton may move it
-# A launch of one split runs a program per (sequence, KV head), each as long as its sequence's context; started in
-# batch order, long ones land in the last wave and leave SMs idle (a list-scheduling model of nano-vllm bs256: the
-# last wave ends at 1.17-1.29x the balanced time). Started longest first (the order argument, which the engine
-# computes on the host per step: batch_inputs.longest_first), the short ones fill the tail. Timed (session 12, H200,
-# run_decode_order.sh): nano-vllm bs256 bf16 300 -> 290 us a layer (97% of the copy rate), float8 222 -> 216; launches
-# of several splits (bs64, bs16) no faster or slower (Qwen3-8B bs16 float8 30.8 -> 33.1 us), so they ignore it. In
-# the engine (run_decode_order_e2e.sh) nano-vllm bf16's median decode step went 5.9 -> 5.7 ms (24.2k / 25.1k tok/s
-# against 24.3k: within the run-to-run spread of its prefill). SPMD_DECODE_LONGEST_FIRST=0 turns it off.
-LONGEST_FIRST = os.environ.get("SPMD_DECODE_LONGEST_FIRST", "1") != "0"
-# Rounding q to float8 as well (each head's row scaled to float8's range) so that q k^T is a float8 dot and K is used
-# as stored, as FlashAttention-3's float8 attention does, was timed (session 11, H200, run_fp8_query.sh at f91d704):
-# no faster (nano-vllm bs256 229 -> 232 us a layer, nano-vllm fp8 29.1k -> 28.3-29.0k tok/s), so K's widening is
-# not what holds the float8 kernel back, and q keeps its precision.
-# A float8 tile is half a bf16 tile's bytes, so the bf16 tile keeps half the bytes in flight: it reached ~46% of the
-# copy rate in float8 bytes (H200). Session 10 found removing the byte-wise V transpose (then by V laid out by head
-# dimension) no faster on its own, and ruled out the cvt widening (widening by moving bits: slower); five stages took nano-vllm bs256 263 -> 241 us a
-# layer. Session 11 (H200, tune_decode_attention.py --fp8 --configs; run_fp8_narrow.sh, run_fp8_split_tiles.sh)
-# found narrower tiles faster still, and which one by split count: one split (nano-vllm bs256) (64, 2, 6) 229 us
-# against 243 for (128, 4, 5), two splits (bs64) (32, 1, 6) nano-vllm 80 against 91, Llama-3-8B @1k 45 against 54
-# (and 65), while the one-warp tile lost at one split (263 us: ten programs an SM give 2048 programs 1.6 waves) and
-# every narrow tile lost at many splits, where each program holds few tiles (bs1 @1k 5.9 -> 8 us). nano-vllm fp8
-# 28.2k -> 29.0k tok/s. Session 13 put one split back on (64, 2, 6), widened in assembly with V pinned (FP8_PIN_V).
-# FP8_FEW_SPLIT_CONFIGS holds the (BLOCK_N, warps, stages) of a launch of one split, two, ...;
-# launches of more splits take CUDA_CONFIG. SPMD_DECODE_FP8_CONFIGS="BLOCK_N,warps,stages ..." sets it. (Capping the
-# registers, Triton's maxnreg 168, sped the (128, 4, 3) tile but not these: nano-vllm 28.3k against 29.0k.)
-FP8_FEW_SPLIT_CONFIGS = tile_configs_from_env("SPMD_DECODE_FP8_CONFIGS", "64,2,6 32,1,6")
-# The splits are combined by a second, tiny kernel. Combining them in the split kernel's last program per (sequence,
-# KV head), found by an atomic counter, was tried and timed (session 7, H200, Llama-3-8B bs1 @1k): 10 us a layer
-# against 6 + 1.6 us for the two launches, since one program then reads every split while the rest of the GPU idles.
-# Reading the first K/V tile (all but the newest token) before the PDL wait was tried too (session 8, H200): bs1
-# 81.3-81.9% -> 79.4% MBU, bs64 7.4 -> 7.8 ms (presumably programs parked at the wait hold SM slots the kernel
-# before still needs).
-
-
 def _launch_config(block_d: int, page: int, elem_size: int, cache_elem_size: int, num_splits: int,
                    device: torch.device):
     if device.type != "cuda":  # TRITON_INTERPRET: small tiles keep the interpreter quick
         return max(page, 16), 4, 1
-    block_n, warps, stages = CUDA_CONFIG
-    if cache_elem_size == 1 and num_splits <= len(FP8_FEW_SPLIT_CONFIGS):
-        block_n, warps, stages = FP8_FEW_SPLIT_CONFIGS[num_splits - 1]
+    block_n, warps, stages = settings.CUDA_CONFIG
+    if cache_elem_size == 1 and num_splits <= len(settings.FP8_FEW_SPLIT_CONFIGS):
+        block_n, warps, stages = settings.FP8_FEW_SPLIT_CONFIGS[num_splits - 1]
     if block_d > 128:
         block_n = min(block_n, 32)
     if elem_size >= 4:  # fp32: keep shared memory in bounds
@@ -312,12 +204,12 @@ def _launch_config(block_d: int, page: int, elem_size: int, cache_elem_size: int
 
 def _asm_widen(cache: torch.Tensor, num_warps: int) -> bool:
     """Whether a float8 launch widens with e4m3_to_f16: an e4m3 cache on a GPU with cvt.e4m3x2 (sm_89 and later),
-    for the tiles FP8_ASM_WIDEN names."""
-    if FP8_ASM_WIDEN is None or cache.dtype != torch.float8_e4m3fn or not cache.is_cuda:
+    for the tiles decode_settings.FP8_ASM_WIDEN names."""
+    if settings.FP8_ASM_WIDEN is None or cache.dtype != torch.float8_e4m3fn or not cache.is_cuda:
         return False
     if torch.cuda.get_device_capability(cache.device) < (8, 9):
         return False
-    return num_warps >= FP8_ASM_WIDEN
+    return num_warps >= settings.FP8_ASM_WIDEN
 
 
 def _num_sms(device: torch.device) -> int:
@@ -327,11 +219,11 @@ def _num_sms(device: torch.device) -> int:
 
 
 def choose_num_splits(batch: int, num_kv_heads: int, max_context_len: int, device: torch.device) -> int:
-    """Enough splits that batch * kv_heads * splits programs fill the GPU SPLIT_WAVES times,
-    but no fewer than MIN_SPLIT_TOKENS tokens per split, and at most 32 splits."""
+    """Enough splits that batch * kv_heads * splits programs fill the GPU SPLIT_WAVES times, but no fewer than
+    MIN_SPLIT_TOKENS tokens per split, and at most 32 splits (decode_settings)."""
     programs = max(batch * num_kv_heads, 1)
-    want = triton.cdiv(SPLIT_WAVES * _num_sms(device), programs)
-    by_len = triton.cdiv(max(max_context_len, 1), MIN_SPLIT_TOKENS)
+    want = triton.cdiv(settings.SPLIT_WAVES * _num_sms(device), programs)
+    by_len = triton.cdiv(max(max_context_len, 1), settings.MIN_SPLIT_TOKENS)
     return int(max(1, min(want, by_len, 32)))
 
 
@@ -354,7 +246,8 @@ def paged_decode_attention(
     num_splits: KV chunks per sequence (split-KV); None picks one from B, Hkv and
     max_context_len (an upper bound on context_lens; defaults to max_blocks * block_size, so no
     device sync is needed). Writes into ``out`` when given. order: int32 [B], a permutation of the batch rows, the
-    order in which a launch of one split starts their programs (see LONGEST_FIRST); launches of more splits ignore it.
+    order in which a launch of one split starts their programs (see decode_settings.LONGEST_FIRST); launches of more
+    splits ignore it.
     """
     B, Hq, D = q.shape
     _, page, Hkv, Dk = k_cache.shape
@@ -378,7 +271,7 @@ def paged_decode_attention(
     BLOCK_N, num_warps, num_stages = _launch_config(BLOCK_D, page, q.element_size(), k_cache.element_size(),
                                                     num_splits, q.device)
     direct = num_splits == 1
-    f16_dots = FP8_DOTS_IN_F16 and q.dtype == torch.bfloat16 and k_cache.element_size() == 1
+    f16_dots = settings.FP8_DOTS_IN_F16 and q.dtype == torch.bfloat16 and k_cache.element_size() == 1
     mid_o, mid_lse, mo_strides, ml_strides = split_scratch(out, context_lens, num_splits)
     _decode_split_kernel[(B, Hkv, num_splits)](
         q,
@@ -414,8 +307,8 @@ def paged_decode_attention(
         DIRECT=direct,
         F16_DOTS=f16_dots,
         ASM_WIDEN=f16_dots and _asm_widen(k_cache, num_warps),
-        PIN_V=FP8_PIN_V,
-        ORDERED=order is not None and direct and LONGEST_FIRST,
+        PIN_V=settings.FP8_PIN_V,
+        ORDERED=order is not None and direct and settings.LONGEST_FIRST,
         num_warps=num_warps,
         num_stages=num_stages,
         **pdl_args(q.device),

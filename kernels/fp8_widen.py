@@ -10,8 +10,9 @@ import triton.language as tl
 @triton.jit
 def e4m3_to_f16(x, PINNED: tl.constexpr = False):
     """float8 e4m3 -> fp16, four values per 32-bit register by two cvt.rn.f16x2.e4m3x2: for the wide float8 tiles,
-    faster code than Triton's own conversion (decode_attention.FP8_ASM_WIDEN). PINNED: marked impure, so that Triton
-    widens where the value is loaded instead of moving a layout change ahead of the widening (FP8_PIN_V)."""
+    faster code than Triton's own conversion (decode_settings.FP8_ASM_WIDEN). PINNED: marked impure, so that Triton
+    widens where the value is loaded instead of moving a layout change ahead of the widening
+    (decode_settings.FP8_PIN_V)."""
     return tl.inline_asm_elementwise(
         asm="{ .reg .b16 lo, hi; mov.b32 {lo, hi}, $2; cvt.rn.f16x2.e4m3x2 $0, lo; cvt.rn.f16x2.e4m3x2 $1, hi; }",
         constraints="=r,=r,r", args=[x.to(tl.uint8, bitcast=True)], dtype=tl.float16, is_pure=not PINNED, pack=4)

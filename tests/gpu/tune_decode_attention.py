@@ -26,8 +26,8 @@ import torch
 import triton.testing
 
 from spmd_infer.bench.ceilings import measure_ceilings
-from spmd_kernels import decode_attention as da
-from spmd_kernels import paged_decode_attention, paged_decode_attention_ref
+from spmd_kernels import decode_settings as ds
+from spmd_kernels import choose_num_splits, paged_decode_attention, paged_decode_attention_ref
 # sweep_tools: tests/gpu/, the script's own folder
 from sweep_tools import print_best_rows, print_overall_best, print_ranking, relative_scores, time_in_graph
 
@@ -70,8 +70,8 @@ def build(batch, hq, hkv, lens, seed=0, kv_dtype=torch.bfloat16, page=PAGE, head
 def sweep_fp8(bw: float, configs: list[tuple], dots: list[bool]) -> None:
     """A float8 cache: every tile config with these dot precisions (fp16: True), against the default on a bf16
     cache."""
-    default = (da.CUDA_CONFIG, da.FP8_DOTS_IN_F16)
-    da.FP8_FEW_SPLIT_CONFIGS = ()  # each tile as given, not the engine's own tiles for few-split launches
+    default = (ds.CUDA_CONFIG, ds.FP8_DOTS_IN_F16)
+    ds.FP8_FEW_SPLIT_CONFIGS = ()  # each tile as given, not the engine's own tiles for few-split launches
     settings = list(itertools.product(configs, dots))
     times: dict[tuple, list[float]] = {s: [] for s in settings}
     for name, (batch, hq, hkv, lens) in SHAPES.items():
@@ -83,12 +83,12 @@ def sweep_fp8(bw: float, configs: list[tuple], dots: list[bool]) -> None:
             lambda: paged_decode_attention(q16, k16, v16, bt, ctx, D**-0.5, out=torch.empty_like(q16)), rep=30)
         rows = []
         for setting in settings:
-            da.CUDA_CONFIG, da.FP8_DOTS_IN_F16 = setting
+            ds.CUDA_CONFIG, ds.FP8_DOTS_IN_F16 = setting
             fn = lambda: paged_decode_attention(q, k, v, bt, ctx, D**-0.5, out=out)  # noqa: E731
             t, err = time_in_graph(f"{name} {setting}", fn, lambda: (out.float() - ref).abs().max().item())
             times[setting].append(t)
             rows.append((t, setting, err))
-        da.CUDA_CONFIG, da.FP8_DOTS_IN_F16 = default
+        ds.CUDA_CONFIG, ds.FP8_DOTS_IN_F16 = default
         print(f"\n{name}: {kv_bytes / 1e9:.3f} GB of float8 KV per layer; bf16 cache (default config) "
               f"{bf16 * 1e3:.1f} us")
         print_best_rows(rows, default, lambda r: f"{r[0] * 1e3:8.1f} us  {kv_bytes / (r[0] * 1e-3) / bw:6.1%} of copy  "
@@ -134,13 +134,13 @@ def main() -> None:
         return
     if args.fp8:
         if configs:
-            sweep_fp8(bw, sorted(set(configs) | {da.CUDA_CONFIG}), [da.FP8_DOTS_IN_F16])
+            sweep_fp8(bw, sorted(set(configs) | {ds.CUDA_CONFIG}), [ds.FP8_DOTS_IN_F16])
         else:
             sweep_fp8(bw, CONFIGS, [True, False])
         return
-    default = (da.CUDA_CONFIG, da.SPLIT_WAVES, da.MIN_SPLIT_TOKENS)
+    default = (ds.CUDA_CONFIG, ds.SPLIT_WAVES, ds.MIN_SPLIT_TOKENS)
     if configs:
-        settings = [(c, da.SPLIT_WAVES, da.MIN_SPLIT_TOKENS) for c in sorted(set(configs) | {da.CUDA_CONFIG})]
+        settings = [(c, ds.SPLIT_WAVES, ds.MIN_SPLIT_TOKENS) for c in sorted(set(configs) | {ds.CUDA_CONFIG})]
     else:
         settings = list(itertools.product(CONFIGS, WAVES, MIN_SPLIT))
     times: dict[tuple, list[float]] = {s: [] for s in settings}
@@ -150,13 +150,13 @@ def main() -> None:
         out = torch.empty_like(q)
         rows = []
         for setting in settings:
-            da.CUDA_CONFIG, da.SPLIT_WAVES, da.MIN_SPLIT_TOKENS = setting
+            ds.CUDA_CONFIG, ds.SPLIT_WAVES, ds.MIN_SPLIT_TOKENS = setting
             fn = lambda: paged_decode_attention(q, k, v, bt, ctx, D**-0.5, out=out)  # noqa: E731
             t, err = time_in_graph(f"{name} {setting}", fn, lambda: (out.float() - ref).abs().max().item())
             times[setting].append(t)
-            splits = da.choose_num_splits(batch, hkv, bt.shape[1] * PAGE, q.device)
+            splits = choose_num_splits(batch, hkv, bt.shape[1] * PAGE, q.device)
             rows.append((t, setting, splits, err))
-        da.CUDA_CONFIG, da.SPLIT_WAVES, da.MIN_SPLIT_TOKENS = default
+        ds.CUDA_CONFIG, ds.SPLIT_WAVES, ds.MIN_SPLIT_TOKENS = default
         print(f"\n{name}: {kv_bytes / 1e9:.3f} GB of KV per layer")
         print_best_rows(rows, default, lambda r: f"{r[0] * 1e3:8.1f} us  {kv_bytes / (r[0] * 1e-3) / bw:6.1%} of copy  "
                         f"config={r[1][0]} waves={r[1][1]} min_split={r[1][2]} splits={r[2]} err={r[3]:.3f}")

@@ -16,7 +16,7 @@ import random
 import torch
 
 from spmd_infer.bench.ceilings import measure_ceilings
-from spmd_kernels import decode_attention as da
+from spmd_kernels import decode_settings as ds
 from spmd_kernels import mla_decode, mla_decode_ref
 # sweep_tools: tests/gpu/, the script's own folder
 from sweep_tools import print_best_rows, print_overall_best, time_in_graph
@@ -57,7 +57,7 @@ def build(batch, heads, lens, seed=0):
 def main() -> None:
     bw = measure_ceilings(torch.device("cuda"), torch.bfloat16).bandwidth_bytes_per_s
     print(f"{torch.cuda.get_device_name()}: copy rate {bw / 1e12:.2f} TB/s")
-    default = (mla.CUDA_CONFIG, da.SPLIT_WAVES, da.MIN_SPLIT_TOKENS)
+    default = (mla.CUDA_CONFIG, ds.SPLIT_WAVES, ds.MIN_SPLIT_TOKENS)
     settings = list(itertools.product(CONFIGS, WAVES, MIN_SPLIT))
     times: dict[tuple, list[float]] = {s: [] for s in settings}
     scale = (128 + R) ** -0.5
@@ -67,12 +67,12 @@ def main() -> None:
         out = torch.empty_like(q)
         rows = []
         for setting in settings:
-            mla.CUDA_CONFIG, da.SPLIT_WAVES, da.MIN_SPLIT_TOKENS = setting
+            mla.CUDA_CONFIG, ds.SPLIT_WAVES, ds.MIN_SPLIT_TOKENS = setting
             fn = lambda: mla_decode(q, q_pe, cache, bt, ctx, scale, out=out)  # noqa: E731
             t, err = time_in_graph(f"{name} {setting}", fn, lambda: (out[:8].float() - ref).abs().max().item())
             times[setting].append(t)
             rows.append((t, setting, err))
-        mla.CUDA_CONFIG, da.SPLIT_WAVES, da.MIN_SPLIT_TOKENS = default
+        mla.CUDA_CONFIG, ds.SPLIT_WAVES, ds.MIN_SPLIT_TOKENS = default
         print(f"\n{name}: {kv_bytes / 1e9:.3f} GB of latent cache per layer")
         print_best_rows(rows, default, lambda r: f"{r[0] * 1e3:8.1f} us  {kv_bytes / (r[0] * 1e-3) / bw:6.1%} of copy  "
                         f"config={r[1][0]} waves={r[1][1]} min_split={r[1][2]} err={r[2]:.4f}")

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from spmd_kernels import decode_attention
+from spmd_kernels import decode_attention, decode_settings
 from spmd_kernels import choose_num_splits, paged_decode_attention, paged_decode_attention_ref
 
 
@@ -81,7 +81,7 @@ def test_choose_num_splits():
     cpu = torch.device("cpu")
     assert choose_num_splits(1, 8, 10, cpu) == 1  # short context: one split
     # CPU counts as one SM: one sequence with a long context gets SPLIT_WAVES splits.
-    assert choose_num_splits(1, 1, 100_000, cpu) == decode_attention.SPLIT_WAVES
+    assert choose_num_splits(1, 1, 100_000, cpu) == decode_settings.SPLIT_WAVES
     assert choose_num_splits(1024, 8, 100_000, cpu) == 1  # plenty of programs already
 
 
@@ -89,8 +89,8 @@ def test_float8_launches_of_few_splits_take_their_own_tile(monkeypatch):
     # The rule alone (on CUDA): a float8 tile is half the bytes, so launches of one split, two, ... take
     # FP8_FEW_SPLIT_CONFIGS' tiles in turn; more splits than it lists, or a bf16 cache, keep CUDA_CONFIG.
     cuda = torch.device("cuda")  # only compared against, never allocated on
-    one, two, default = (64, 2, 6), (32, 1, 6), decode_attention.CUDA_CONFIG
-    monkeypatch.setattr(decode_attention, "FP8_FEW_SPLIT_CONFIGS", (one, two))
+    one, two, default = (64, 2, 6), (32, 1, 6), decode_settings.CUDA_CONFIG
+    monkeypatch.setattr(decode_settings, "FP8_FEW_SPLIT_CONFIGS", (one, two))
     assert decode_attention._launch_config(128, 16, 2, 1, 1, cuda) == one
     assert decode_attention._launch_config(128, 16, 2, 1, 2, cuda) == two
     assert decode_attention._launch_config(128, 16, 2, 1, 3, cuda) == default
@@ -101,28 +101,28 @@ def test_float8_launches_of_few_splits_take_their_own_tile(monkeypatch):
 def test_tile_settings_from_the_environment_are_checked_at_import(monkeypatch):
     name = "SPMD_TEST_TILES"
     monkeypatch.setenv(name, "64,2,6 32,1,6")
-    assert decode_attention.tile_configs_from_env(name, "128,4,3") == ((64, 2, 6), (32, 1, 6))
+    assert decode_settings.tile_configs_from_env(name, "128,4,3") == ((64, 2, 6), (32, 1, 6))
     monkeypatch.delenv(name)
-    assert decode_attention.tile_configs_from_env(name, "128,4,3", one=True) == ((128, 4, 3),)
+    assert decode_settings.tile_configs_from_env(name, "128,4,3", one=True) == ((128, 4, 3),)
     for bad, message in [("64,2", "three integers"), ("64,2,x", "three integers"), ("48,2,3", "power of two"),
                          ("64,3,3", "warps one of"), ("64,2,0", "stages >= 1"), ("", "at least one")]:
         monkeypatch.setenv(name, bad)
         with pytest.raises(ValueError, match=f"{name}=.*{message}"):
-            decode_attention.tile_configs_from_env(name, "128,4,3")
+            decode_settings.tile_configs_from_env(name, "128,4,3")
     monkeypatch.setenv(name, "64,2,6 32,1,6")
     with pytest.raises(ValueError, match="give one BLOCK_N,warps,stages tile"):
-        decode_attention.tile_configs_from_env(name, "128,4,3", one=True)
+        decode_settings.tile_configs_from_env(name, "128,4,3", one=True)
 
     widen = "SPMD_TEST_ASM_WIDEN"
     for text, min_warps in [("3", 3), ("all", 1), ("wide", 4), ("none", None)]:
         monkeypatch.setenv(widen, text)
-        assert decode_attention.asm_widen_min_warps_from_env(widen, "2") == min_warps
+        assert decode_settings.asm_widen_min_warps_from_env(widen, "2") == min_warps
     monkeypatch.delenv(widen)
-    assert decode_attention.asm_widen_min_warps_from_env(widen, "2") == 2
+    assert decode_settings.asm_widen_min_warps_from_env(widen, "2") == 2
     for bad in ("0", "some", "-1"):
         monkeypatch.setenv(widen, bad)
         with pytest.raises(ValueError, match=f"{widen}=.*give a number of warps"):
-            decode_attention.asm_widen_min_warps_from_env(widen, "2")
+            decode_settings.asm_widen_min_warps_from_env(widen, "2")
 
 
 def test_ref_matches_sdpa(device, paged_kv):

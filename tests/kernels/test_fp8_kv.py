@@ -127,7 +127,7 @@ def test_widening_in_assembly_changes_no_value(num_splits, paged_kv, monkeypatch
     """e4m3_to_f16 (FP8_ASM_WIDEN), with V pinned where loaded (FP8_PIN_V) or not, and Triton's own conversion all
     widen float8 exactly: each tile gives the same output bits every way (one split, two and three take three
     different tiles)."""
-    from spmd_kernels import decode_attention
+    from spmd_kernels import decode_settings
 
     context_lens = [1, 17, 45, 300]
     k_cache, v_cache, block_tables = paged_kv(context_lens, 2, 128, torch.float32, "cuda")
@@ -136,8 +136,8 @@ def test_widening_in_assembly_changes_no_value(num_splits, paged_kv, monkeypatch
     ctx = torch.tensor(context_lens, dtype=torch.int32, device="cuda")
     outs = {}
     for widen, pin_v in ((1, True), (1, False), (None, False)):
-        monkeypatch.setattr(decode_attention, "FP8_ASM_WIDEN", widen)
-        monkeypatch.setattr(decode_attention, "FP8_PIN_V", pin_v)
+        monkeypatch.setattr(decode_settings, "FP8_ASM_WIDEN", widen)
+        monkeypatch.setattr(decode_settings, "FP8_PIN_V", pin_v)
         outs[widen, pin_v] = paged_decode_attention(q, k_cache, v_cache, block_tables, ctx, 0.125,
                                                     num_splits=num_splits)
     assert torch.equal(outs[1, True], outs[None, False])

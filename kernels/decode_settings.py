@@ -1,0 +1,92 @@
+"""Decode attention's launch settings (tiles, split sizing, float8 widening, program order): the defaults the device
+runs in tests/gpu/ measured, each overridable from the environment for A/B runs (read once, at import) and checked so
+that a typo fails with the variable's name. kernels/README.md keeps the full account of what was tried."""
+
+from __future__ import annotations
+
+import os
+
+
+def tile_configs_from_env(name: str, default: str, one: bool = False) -> tuple[tuple[int, int, int], ...]:
+    """Space-separated "BLOCK_N,warps,stages" tiles (exactly one if one) from environment variable name (default
+    when unset), checked here so that a typo fails at import with the variable's name rather than inside a launch."""
+    text = os.environ.get(name, default)
+    tiles = []
+    for item in text.split():
+        try:
+            block_n, warps, stages = (int(v) for v in item.split(","))
+        except ValueError:
+            raise ValueError(f"{name}={text!r}: each tile is BLOCK_N,warps,stages (three integers), "
+                             f"got {item!r}") from None
+        if block_n < 16 or block_n & (block_n - 1) or warps not in (1, 2, 4, 8, 16) or stages < 1:
+            raise ValueError(f"{name}={text!r}: in {item!r} BLOCK_N must be a power of two >= 16, warps one of "
+                             "1, 2, 4, 8, 16 and stages >= 1")
+        tiles.append((block_n, warps, stages))
+    if not tiles or (one and len(tiles) > 1):
+        raise ValueError(f"{name}={text!r}: give {'one' if one else 'at least one'} BLOCK_N,warps,stages tile, "
+                         "or unset it")
+    return tuple(tiles)
+
+
+def asm_widen_min_warps_from_env(name: str, default: str) -> int | None:
+    """The fewest warps a float8 tile has for it to widen in assembly (None: no tile does) from environment variable
+    name: a number, "all" (1), "wide" (4) or "none"; checked at import so that a typo names the variable."""
+    text = os.environ.get(name, default)
+    named = {"all": 1, "wide": 4, "none": None}
+    if text in named:
+        return named[text]
+    if text.isdigit() and int(text) >= 1:
+        return int(text)
+    raise ValueError(f"{name}={text!r}: give a number of warps (tiles of that many or more widen in assembly), "
+                     "all, wide (4) or none, or unset it")
+
+
+# (BLOCK_N, num_warps, num_stages) on CUDA; BLOCK_N is raised to the block size if smaller. Splits aim at
+# SPLIT_WAVES * num_SMs programs, each with at least MIN_SPLIT_TOKENS tokens. tests/gpu/tune_decode_attention.py
+# picked these on an H200 (bf16, D=128, GQA 2 and 4, timed in CUDA graphs, six shapes from bs1 @1k to bs256
+# @200..2048): the best geometric mean, 0.94x the time of the former (64, 4, 3) / 256 tokens; 80-94% of the copy
+# rate at bs >= 64, and 7 instead of 9.9 us at bs1 @1k.
+CUDA_CONFIG = tile_configs_from_env("SPMD_DECODE_CONFIG", "128,4,3", one=True)[0]
+SPLIT_WAVES = int(os.environ.get("SPMD_DECODE_SPLIT_WAVES", "4"))
+MIN_SPLIT_TOKENS = int(os.environ.get("SPMD_DECODE_MIN_SPLIT_TOKENS", "128"))
+
+# bf16 queries over a float8 cache: widen K/V to fp16 (one conversion instruction per pair of values on Hopper;
+# float8 to bf16 takes several) and run both dots in fp16 (more mantissa than bf16; decode's queries and softmax
+# weights are far inside its range). Widening to bf16 left the nano-vllm case no faster than a bf16 cache.
+FP8_DOTS_IN_F16 = True
+
+# A float8 tile over a launch of one split, two, ... (more splits take CUDA_CONFIG). A float8 tile is half a bf16
+# tile's bytes, so deeper pipelines and narrower tiles keep enough bytes in flight: (64, 2, 6) for one split
+# (nano-vllm bs256), (32, 1, 6) for two (nano-vllm bs64 80 against 91 us a layer, Llama-3-8B bs64 @1k 45 against
+# 54); narrow tiles lose at many splits, where a program holds few tiles (bs1 @1k 5.9 -> 8 us). Sessions 10-13, H200
+# (run_fp8_tiles.sh, run_fp8_narrow.sh, run_fp8_split_tiles.sh, run_fp8_pin_v2.sh).
+FP8_FEW_SPLIT_CONFIGS = tile_configs_from_env("SPMD_DECODE_FP8_CONFIGS", "64,2,6 32,1,6")
+
+# Float8 tiles of at least this many warps widen K and V with fp8_widen.e4m3_to_f16 rather than Triton's own
+# conversion (None: none). Alone it sped the (128, 4, 3) tile 261 -> 223 us a layer at nano-vllm bs256 but slowed
+# the one-warp tiles (session 12, run_fp8_asm_widen.sh).
+FP8_ASM_WIDEN = asm_widen_min_warps_from_env("SPMD_DECODE_FP8_ASM_WIDEN", "2")
+
+# Where widened in assembly, V is pinned where loaded (e4m3_to_f16's PINNED). Nsight Compute (session 12) showed the
+# float8 kernel bound by instruction issue, its largest share V's: Triton moves the P V operand's layout change
+# ahead of the widening, onto bytes, and gathers V's operand pairs (adjacent tokens) from shared memory a byte per
+# instruction (LDS.U8, ~9.5M of 108M instructions). Pinned, V goes through shared memory as fp16 and ldmatrix.trans,
+# as a bf16 cache's does (ptx_census.py decode --pin-v). Session 13, H200 (run_fp8_pin_v.sh, run_fp8_pin_v2.sh):
+# (64, 2, 6) 218 us at nano-vllm bs256 against 224, Llama-3-8B bs1 @1k 5.9 -> 5.3 us; nano-vllm fp8 29.6k / 30.3k
+# -> 30.7k / 30.8k tok/s (median step 4.6 -> 4.4 ms). (128, 4, 3) pinned as the one-split tile timed the same alone
+# but took the engine's step to 5.1 ms, twice; the one-warp (32, 1, 6) was slower pinned (45.9 -> 56.7 us).
+FP8_PIN_V = os.environ.get("SPMD_DECODE_FP8_PIN_V", "1") != "0"
+
+# A launch of one split runs a program per (sequence, KV head), each as long as its context; started in batch order
+# the long ones land in the last wave (a list-scheduling model of nano-vllm bs256: 1.17-1.29x the balanced time).
+# Started longest first (the order the engine computes on the host per step: batch_inputs.longest_first), the short
+# ones fill the tail: nano-vllm bs256 bf16 300 -> 290 us a layer (97% of the copy rate), float8 222 -> 216, median
+# decode step 5.9 -> 5.7 ms (session 12, run_decode_order.sh, run_decode_order_e2e.sh). Launches of several splits
+# gain nothing, so they ignore it.
+LONGEST_FIRST = os.environ.get("SPMD_DECODE_LONGEST_FIRST", "1") != "0"
+
+# Tried and removed (kernels/README.md has the figures): combining the splits in the split kernel's last program
+# (10 us a layer against 6 + 1.6 at bs1), reading the first K/V tile before the PDL wait (bs1 MBU 81.6 -> 79.4%),
+# rounding q to float8 for a float8 q k^T dot (no faster), widening float8 by moving bits (slower), capping
+# registers (only the (128, 4, 3) tile gained), and V laid out by head dimension (slower everywhere: nano-vllm fp8
+# 30.3k -> 22.8k tok/s; run_v_by_dim_pages.sh at 5d26b0f).
