@@ -13,6 +13,7 @@ import random
 import pytest
 import torch
 
+from support.fp8_rounding import fp8_rounded_attention
 from support.launch import run_jobs
 from support.tiny_models import DEEPSEEK_MODELS, MAX_NEW, build_model, greedy_reference, read_output
 
@@ -29,6 +30,7 @@ GREEDY = {"sampling.temperature": "0", "sampling.max_tokens": str(MAX_NEW), "run
 # Row 1 stops after 2 tokens, the others run 20: its DP rank goes idle long before the others finish.
 UNEVEN_LENGTHS, UNEVEN_MAX = [5, 30, 4, 3], [20, 2, 20, 20]
 EDGE_MODEL = "dsv3"
+FP8_JOB = "dsv2-fp8-dpattn-chunked"
 
 
 def _prompts(seed: int, lengths: list[int]) -> list[list[int]]:
@@ -61,7 +63,7 @@ def ds(tmp_path_factory):
     refs[(m, "uneven")] = [t[:n] for t, n in zip(full, UNEVEN_MAX)]  # greedy: a prefix of the longer run
     inputs = {s: _write(root / f"{s}.jsonl", p) for s, p in sets.items()}
     inputs["uneven"] = _write(root / "uneven.jsonl", sets["uneven"], UNEVEN_MAX)
-    return {"models": models, "refs": refs, "inputs": inputs}
+    return {"models": models, "refs": refs, "inputs": inputs, "sets": sets}
 
 
 def _edge_cases() -> list[tuple[str, list[str], str]]:
@@ -91,6 +93,12 @@ def _jobs(ds, dp, tp, out_dir):
             jobs.append({"name": name, "overrides": [
                 f"model.path={ds['models'][m]}", f"data.input={ds['inputs']['mixed']}",
                 f"parallel.dp_attention={str(dp_attn).lower()}", f"parallel.moe={moe}"]})
+    if (dp, tp) == (2, 2):
+        # A float8 latent cache under DP attention and TP experts, prefilled in chunks over its own cached prefix.
+        refs[FP8_JOB] = ("dsv2", "long")  # against transformers reading float8-rounded latents (the test's refs)
+        jobs.append({"name": FP8_JOB, "overrides": [
+            f"model.path={ds['models']['dsv2']}", f"data.input={ds['inputs']['long']}", "cache.dtype=fp8",
+            "parallel.dp_attention=true", "parallel.moe=tp", "scheduler.max_num_batched_tokens=48"]})
     if (dp, tp) in ((2, 2), (4, 1)):
         model, moe = EDGE_MODEL, "tp" if (dp, tp) == (2, 2) else "ep"
         for case, extra, prompts in _edge_cases():
@@ -108,16 +116,19 @@ def _jobs(ds, dp, tp, out_dir):
 
 
 @pytest.mark.parametrize("dp,tp", list(MODES), ids=[f"dp{d}xtp{t}" for d, t in MODES])
-def test_deepseek_matches_transformers(ds, tmp_path_factory, dp, tp):
+def test_deepseek_matches_transformers(ds, tmp_path_factory, monkeypatch, dp, tp):
     out_dir = tmp_path_factory.mktemp(f"ds_dp{dp}tp{tp}")
     jobs, refs = _jobs(ds, dp, tp, out_dir)
     summaries = run_jobs(dp * tp, jobs, out_dir / "spec.json", timeout=300)
 
-    for name, ref_key in refs.items():
+    want = {name: ds["refs"].get(key) for name, key in refs.items()}
+    if FP8_JOB in refs:
+        fp8_rounded_attention(monkeypatch)
+        want[FP8_JOB] = greedy_reference(ds["models"]["dsv2"], ds["sets"]["long"], MAX_NEW)
+    for name in refs:
         rows = read_output(out_dir / f"{name}.jsonl")
         assert [r["id"] for r in rows] == [f"r{k}" for k in range(len(rows))], f"{name}: output not in input order"
-        assert [r["token_ids"] for r in rows] == ds["refs"][ref_key], \
-            f"{name} differs from transformers in dp{dp}xtp{tp}"
+        assert [r["token_ids"] for r in rows] == want[name], f"{name} differs from transformers in dp{dp}xtp{tp}"
     if (dp, tp) not in ((2, 2), (4, 1)):
         return
     model = EDGE_MODEL

@@ -11,32 +11,8 @@ import torch
 from spmd_infer.job_plan import resolve_kv_dtype
 from spmd_infer.parallel.dims import ConfigError
 from support.launch import run_jobs
+from support.fp8_rounding import fp8_rounded_attention
 from support.tiny_models import MAX_NEW, build_model, greedy_reference, read_output
-
-FP8 = torch.float8_e4m3fn
-
-
-def _rounded(x: torch.Tensor) -> torch.Tensor:
-    return x.to(FP8).to(x.dtype)
-
-
-def _fp8_rounded_attention(monkeypatch):
-    """transformers' Llama and DeepSeek-V2 with what attention reads rounded to float8 e4m3, as the engine computes
-    with cache.dtype=fp8: Llama's keys (after rotary) and values, DeepSeek's normed KV latents and rotary keys (what
-    its MLA caches), before kv_b_proj expands them."""
-    from transformers.models.deepseek_v2 import modeling_deepseek_v2
-    from transformers.models.llama import modeling_llama
-
-    attention = modeling_llama.eager_attention_forward
-
-    def llama_rounded(module, query, key, value, *args, **kwargs):
-        return attention(module, query, _rounded(key), _rounded(value), *args, **kwargs)
-
-    monkeypatch.setattr(modeling_llama, "eager_attention_forward", llama_rounded)
-    expand_kv = modeling_deepseek_v2.DeepseekV2Attention.expand_kv
-    monkeypatch.setattr(modeling_deepseek_v2.DeepseekV2Attention, "expand_kv",
-                        lambda self, kv_nope, k_rot: expand_kv(self, _rounded(kv_nope), _rounded(k_rot)))
-
 
 def test_fp8_cache_holds_four_times_the_tokens_and_matches_fp8_rounded_transformers(tiny, tmp_path, monkeypatch):
     from transformers import AutoModelForCausalLM
@@ -58,7 +34,7 @@ def test_fp8_cache_holds_four_times_the_tokens_and_matches_fp8_rounded_transform
 
     # The tiny random models' next-token distributions are flat, so fp8 rounding alone changes greedy choices:
     # compare with transformers computing on the same rounded keys and values instead.
-    _fp8_rounded_attention(monkeypatch)
+    fp8_rounded_attention(monkeypatch)
     for model, folder in models.items():
         hf = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, attn_implementation="eager").eval()
         rows = read_output(tmp_path / f"{model}-fp8.jsonl")
