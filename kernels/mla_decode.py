@@ -8,6 +8,7 @@ import torch
 import triton
 import triton.language as tl
 
+from . import decode_settings as settings
 from .decode_attention import (choose_num_splits, gather_context, reduce_splits, split_range, split_scratch,
                                store_split)
 from .fp8_widen import pinned
@@ -28,6 +29,7 @@ def _mla_decode_split_kernel(
     out_ptr,
     mid_o_ptr,
     mid_lse_ptr,
+    order_ptr,  # ORDERED: the sequence each program row takes (longest context first)
     qk_scale,  # softmax scale * log2(e)
     stride_qb,
     stride_qh,
@@ -54,10 +56,14 @@ def _mla_decode_split_kernel(
     BLOCK_N: tl.constexpr,
     DIRECT: tl.constexpr,  # num_splits == 1: write the final output, skip the reduction
     PIN_LATENT: tl.constexpr,  # a float8 cache on CUDA: c_kv widened where loaded (see FP8_PIN_LATENT)
+    ORDERED: tl.constexpr,
     PDL: tl.constexpr,
 ):
     pdl_enter(PDL)
-    b = tl.program_id(0)
+    if ORDERED:
+        b = tl.load(order_ptr + tl.program_id(0))
+    else:
+        b = tl.program_id(0)
     hb = tl.program_id(1)
     split = tl.program_id(2)
 
@@ -133,6 +139,7 @@ def mla_decode(
     num_splits: int | None = None,
     max_context_len: int | None = None,
     out: torch.Tensor | None = None,
+    order: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """softmax(scale * (q_latent c_kv^T + q_pe k_pe^T)) c_kv over each sequence's paged latent cache.
 
@@ -141,7 +148,9 @@ def mla_decode(
     (widened as read); block_tables int32
     [B, max_blocks]; context_lens int32 [B], >= 1. Returns out_latent [B, H, L] in q_latent.dtype
     (multiply by W_UV afterwards). num_splits / max_context_len as in paged_decode_attention:
-    with both None there is no device sync (CUDA-graph safe). Writes into ``out`` when given.
+    with both None there is no device sync (CUDA-graph safe). Writes into ``out`` when given. order: int32 [B], the
+    order in which a launch of one split starts the rows' programs, as in paged_decode_attention (longest context
+    first, decode_settings.LONGEST_FIRST; not yet timed for MLA).
     """
     B, H, L = q_latent.shape
     R = q_pe.shape[2]
@@ -169,13 +178,14 @@ def mla_decode(
     mid_o, mid_lse, mo_strides, ml_strides = split_scratch(out, context_lens, num_splits)
     _mla_decode_split_kernel[(B, head_blocks, num_splits)](
         q_latent, q_pe, kv_cache, block_tables, context_lens, out, mid_o, mid_lse,
-        float(scale) * _LOG2E,
+        order if order is not None else context_lens, float(scale) * _LOG2E,
         q_latent.stride(0), q_latent.stride(1), q_pe.stride(0), q_pe.stride(1),
         kv_cache.stride(0), kv_cache.stride(1), block_tables.stride(0),
         out.stride(0), out.stride(1), *mo_strides, *ml_strides, num_splits,
         NUM_HEADS=H, LATENT=L, ROPE=R, PAGE=page,
         BLOCK_H=BLOCK_H, BLOCK_L=BLOCK_L, BLOCK_R=BLOCK_R, BLOCK_N=BLOCK_N, DIRECT=direct,
         PIN_LATENT=FP8_PIN_LATENT and kv_cache.dtype == torch.float8_e4m3fn and kv_cache.is_cuda,
+        ORDERED=order is not None and direct and settings.LONGEST_FIRST,
         num_warps=num_warps, num_stages=num_stages,
         **pdl_args(q_latent.device),
     )

@@ -170,7 +170,8 @@ class LatentAttention(nn.Module):
         q_latent = torch.bmm(q_nope.transpose(0, 1), w[:, : self.nope]).transpose(0, 1)  # [T, H, R]
         q_pe = q_pe if q_pe.stride(-1) == 1 else q_pe.contiguous()
         # num_splits and max_context_len left None: the split count comes from the block-table width.
-        out_latent = mla_decode(q_latent, q_pe, self.cache, batch.block_tables, batch.context_lens, self.scale)
+        out_latent = mla_decode(q_latent, q_pe, self.cache, batch.block_tables, batch.context_lens, self.scale,
+                                order=batch.decode_order)
         return torch.bmm(out_latent.transpose(0, 1), w[:, self.nope:].transpose(1, 2)).transpose(0, 1)  # [T, H, v]
 
 

@@ -106,11 +106,11 @@ def mla(args):
     kv = "*fp8e4nv" if args.cache == "fp8" else "*bf16"
     pointers = {"q_ptr": "*bf16", "qpe_ptr": "*bf16", "cache_ptr": kv, "block_tables_ptr": "*i32",
                 "context_lens_ptr": "*i32", "out_ptr": "*bf16", "mid_o_ptr": "*fp32", "mid_lse_ptr": "*fp32",
-                "qk_scale": "fp32"}
+                "order_ptr": "*i32", "qk_scale": "fp32"}
     block_h, (block_n, _), warps, stages = mla_decode.CUDA_CONFIG  # DeepSeek's kv_lora_rank 512: the large-L tile
     consts = dict(NUM_HEADS=16, LATENT=512, ROPE=64, PAGE=16, BLOCK_H=block_h, BLOCK_L=512, BLOCK_R=64,
                   BLOCK_N=args.block or block_n, DIRECT=True, PIN_LATENT=args.cache == "fp8" and bool(args.pin_v),
-                  PDL=True)
+                  ORDERED=True, PDL=True)
     return compile_census(mla_decode._mla_decode_split_kernel, pointers, consts,
                           ("stride_bt", "stride_ml_b", "stride_ml_h", "num_splits"), args.warps or warps,
                           args.stages or stages)

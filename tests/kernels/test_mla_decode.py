@@ -42,6 +42,17 @@ def test_mla_decode_many_splits(num_splits, dtype, device, assert_close, paged_k
     assert_close(out, mla_decode_ref(q_latent, q_pe, cache, bt, ctx, 0.2))
 
 
+@pytest.mark.parametrize("num_splits", [1, 3])
+def test_mla_decode_in_a_given_program_order(num_splits, dtype, device, assert_close, paged_kv):
+    # As paged_decode_attention: a one-split launch starts its rows' programs in `order` (longest context first);
+    # each row's output is its own whatever the order, and launches of more splits ignore it.
+    context_lens = [5, 70, 33, 16, 70]
+    q_latent, q_pe, cache, bt, ctx = _inputs(context_lens, 4, 32, 16, dtype, device, paged_kv)
+    order = torch.argsort(ctx, descending=True, stable=True).int()
+    out = mla_decode(q_latent, q_pe, cache, bt, ctx, 0.2, num_splits=num_splits, order=order)
+    assert_close(out, mla_decode_ref(q_latent, q_pe, cache, bt, ctx, 0.2))
+
+
 def test_mla_decode_empty_batch(dtype, device, paged_kv):
     _, q_pe, cache, _, _ = _inputs([5], 4, 32, 16, dtype, device, paged_kv)
     q_latent = torch.empty(0, 4, 32, dtype=dtype, device=device)
