@@ -7,9 +7,11 @@ graphed decode); without CUDA it runs in Triton's interpreter in fp32 (bf16 dots
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
+from spmd_infer.engine.batch_inputs import longest_first
 from spmd_infer.forward_batch import ForwardBatch
 from spmd_infer.layers import mla
 from spmd_infer.layers.mla import LatentAttention
@@ -94,7 +96,9 @@ def make_batch(seqs, tables, bs, is_prefill, device, cache=True) -> ForwardBatch
         slot_mapping=tensor(slots, torch.int64) if cache else None,
         block_tables=tensor([b + [-1] * (width - len(b)) for b in tables], torch.int32) if cache else None,
         logits_indices=tensor([], torch.int64), dp_meta=None, num_seqs=len(seqs), max_query_len=max(q_lens),
-        max_context_len=max(ctx))
+        max_context_len=max(ctx),
+        # Decode rows longest context first, as the engine passes them (a one-split MLA launch follows it).
+        decode_order=None if is_prefill else tensor(longest_first(np.array(ctx)), torch.int32))
 
 
 # Sequence A (40-token prompt), B (shares A's first block: a prefix-cache hit, then 21 tokens of its own),
