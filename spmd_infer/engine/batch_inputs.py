@@ -106,7 +106,8 @@ def pack_batch(batch: ScheduledBatch, block_size: int, use_cache: bool) -> HostI
 
 def longest_first(context_lens: np.ndarray) -> np.ndarray:
     """The batch rows by context length, longest first (ties in batch order), int32: the order in which decode
-    attention and MLA decode start their programs, so that the shortest fill the last wave (kernels/decode_settings.py)."""
+    attention and MLA decode start their programs, so that the shortest fill the last wave
+    (kernels/decode_settings.py)."""
     return np.argsort(-context_lens.astype(np.int64), kind="stable").astype(np.int32)
 
 
