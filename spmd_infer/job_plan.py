@@ -62,6 +62,7 @@ class JobPlan:
         check_mlp_layout(hf_config, dims.dp * dims.tp if dp_attention else dims.tp, cfg.parallel.moe, dp_attention)
         device = resolve_device(cfg.runtime.device)
         dtype = resolve_dtype(cfg.model.dtype, device)
+        check_kv_dtype_on_device(cfg.cache.dtype, device)
         max_pos = hf_config.max_position_embeddings
         max_model_len = int(cfg.model.max_model_len or max_pos)
         if not 1 < max_model_len <= max_pos:
@@ -134,6 +135,18 @@ def resolve_kv_dtype(name: str, model_dtype: torch.dtype) -> torch.dtype:
     alike."""
     kv_dtype = _kv_dtype_named(name)
     return model_dtype if kv_dtype is None else kv_dtype
+
+
+def check_kv_dtype_on_device(name: str, device: torch.device) -> None:
+    """A float8 cache on CUDA needs float8 e4m3 in Triton's kernels, which compute capability 8.9 (Ada, Hopper) and
+    later have; refused before any model work on older GPUs, where the first kernel compile would fail instead."""
+    if _kv_dtype_named(name) is None or device.type != "cuda":
+        return
+    major, minor = torch.cuda.get_device_capability(device)
+    if (major, minor) < (8, 9):
+        raise ConfigError(f"cache.dtype={name}: {torch.cuda.get_device_name(device)} (compute capability "
+                          f"{major}.{minor}) has no float8 e4m3 in Triton's kernels, which needs 8.9 (Ada, Hopper) "
+                          f"or later; use cache.dtype=auto")
 
 
 def _check_scheduler(cfg: Any) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from spmd_infer.job_plan import resolve_kv_dtype
+from spmd_infer.job_plan import check_kv_dtype_on_device, resolve_kv_dtype
 from spmd_infer.parallel.dims import ConfigError
 from support.launch import run_jobs
 from support.fp8_rounding import fp8_rounded_attention
@@ -51,3 +51,18 @@ def test_kv_dtype_choices():
     assert resolve_kv_dtype("fp8", torch.bfloat16) == torch.float8_e4m3fn
     with pytest.raises(ConfigError, match="cache.dtype='int4' must be one of auto, fp8"):
         resolve_kv_dtype("int4", torch.bfloat16)
+
+
+def test_fp8_cache_is_refused_on_gpus_without_float8(monkeypatch):
+    """Triton has float8 e4m3 from compute capability 8.9: an A100 gets a ConfigError naming what to change, not a
+    kernel compile failure mid-warmup (torch.cuda's queries stand in for the GPU this machine lacks)."""
+    cuda = torch.device("cuda", 0)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA A100-SXM4-80GB")
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (8, 0))
+    with pytest.raises(ConfigError, match=r"cache.dtype=fp8: NVIDIA A100-SXM4-80GB \(compute capability 8.0\).*"
+                                          r"use cache.dtype=auto"):
+        check_kv_dtype_on_device("fp8", cuda)
+    check_kv_dtype_on_device("auto", cuda)  # the model's dtype: fine anywhere
+    check_kv_dtype_on_device("fp8", torch.device("cpu"))  # the torch path stores float8 on any CPU
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
+    check_kv_dtype_on_device("fp8", cuda)
