@@ -24,6 +24,23 @@ def split_range(context_lens_ptr, b, split, num_splits, BLOCK_N: tl.constexpr):
 
 
 @triton.jit
+def program_row(order_ptr, ORDERED: tl.constexpr):
+    """The batch row this program attends for: ORDERED, the order's entry for its grid row (program_order), else the
+    grid row itself."""
+    if ORDERED:
+        b = tl.load(order_ptr + tl.program_id(0))
+    else:
+        b = tl.program_id(0)
+    return b
+
+
+def program_order(order: torch.Tensor | None, context_lens: torch.Tensor, direct: bool) -> tuple[torch.Tensor, bool]:
+    """(order_ptr, ORDERED) for a split kernel's launch: a launch of one split (direct) starts its rows' programs in
+    `order` when given and decode_settings.LONGEST_FIRST is on; otherwise the pointer is a placeholder, unread."""
+    return (order if order is not None else context_lens), order is not None and direct and settings.LONGEST_FIRST
+
+
+@triton.jit
 def store_split(acc, l_i, m_i, b, split, heads, offs_d, mask_heads, mask_d, out_ptr, stride_ob, stride_oh,
                 mid_o_ptr, stride_mo_b, stride_mo_h, stride_mo_s, mid_lse_ptr, stride_ml_b, stride_ml_h,
                 DIRECT: tl.constexpr):
@@ -88,10 +105,7 @@ def _decode_split_kernel(
     PDL: tl.constexpr,
 ):
     pdl_enter(PDL)
-    if ORDERED:
-        b = tl.load(order_ptr + tl.program_id(0))
-    else:
-        b = tl.program_id(0)
+    b = program_row(order_ptr, ORDERED)
     kvh = tl.program_id(1)
     split = tl.program_id(2)
 
@@ -273,6 +287,7 @@ def paged_decode_attention(
     direct = num_splits == 1
     f16_dots = settings.FP8_DOTS_IN_F16 and q.dtype == torch.bfloat16 and k_cache.element_size() == 1
     mid_o, mid_lse, mo_strides, ml_strides = split_scratch(out, context_lens, num_splits)
+    order_ptr, ordered = program_order(order, context_lens, direct)
     _decode_split_kernel[(B, Hkv, num_splits)](
         q,
         k_cache,
@@ -282,7 +297,7 @@ def paged_decode_attention(
         out,
         mid_o,
         mid_lse,
-        order if order is not None else context_lens,
+        order_ptr,
         float(scale) * _LOG2E,
         q.stride(0),
         q.stride(1),
@@ -308,7 +323,7 @@ def paged_decode_attention(
         F16_DOTS=f16_dots,
         ASM_WIDEN=f16_dots and _asm_widen(k_cache, num_warps),
         PIN_V=settings.FP8_PIN_V,
-        ORDERED=order is not None and direct and settings.LONGEST_FIRST,
+        ORDERED=ordered,
         num_warps=num_warps,
         num_stages=num_stages,
         **pdl_args(q.device),

@@ -8,9 +8,8 @@ import torch
 import triton
 import triton.language as tl
 
-from . import decode_settings as settings
-from .decode_attention import (choose_num_splits, gather_context, reduce_splits, split_range, split_scratch,
-                               store_split)
+from .decode_attention import (choose_num_splits, gather_context, program_order, program_row, reduce_splits,
+                               split_range, split_scratch, store_split)
 from .fp8_widen import pinned
 from .online_softmax import online_softmax_step
 from .pdl import pdl_args, pdl_enter
@@ -60,10 +59,7 @@ def _mla_decode_split_kernel(
     PDL: tl.constexpr,
 ):
     pdl_enter(PDL)
-    if ORDERED:
-        b = tl.load(order_ptr + tl.program_id(0))
-    else:
-        b = tl.program_id(0)
+    b = program_row(order_ptr, ORDERED)
     hb = tl.program_id(1)
     split = tl.program_id(2)
 
@@ -176,16 +172,16 @@ def mla_decode(
     num_splits = max(int(num_splits), 1)
     direct = num_splits == 1
     mid_o, mid_lse, mo_strides, ml_strides = split_scratch(out, context_lens, num_splits)
+    order_ptr, ordered = program_order(order, context_lens, direct)
     _mla_decode_split_kernel[(B, head_blocks, num_splits)](
-        q_latent, q_pe, kv_cache, block_tables, context_lens, out, mid_o, mid_lse,
-        order if order is not None else context_lens, float(scale) * _LOG2E,
+        q_latent, q_pe, kv_cache, block_tables, context_lens, out, mid_o, mid_lse, order_ptr, float(scale) * _LOG2E,
         q_latent.stride(0), q_latent.stride(1), q_pe.stride(0), q_pe.stride(1),
         kv_cache.stride(0), kv_cache.stride(1), block_tables.stride(0),
         out.stride(0), out.stride(1), *mo_strides, *ml_strides, num_splits,
         NUM_HEADS=H, LATENT=L, ROPE=R, PAGE=page,
         BLOCK_H=BLOCK_H, BLOCK_L=BLOCK_L, BLOCK_R=BLOCK_R, BLOCK_N=BLOCK_N, DIRECT=direct,
         PIN_LATENT=FP8_PIN_LATENT and kv_cache.dtype == torch.float8_e4m3fn and kv_cache.is_cuda,
-        ORDERED=order is not None and direct and settings.LONGEST_FIRST,
+        ORDERED=ordered,
         num_warps=num_warps, num_stages=num_stages,
         **pdl_args(q_latent.device),
     )
