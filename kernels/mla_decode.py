@@ -110,18 +110,24 @@ def _mla_decode_split_kernel(
 # the block size. From tests/gpu/tune_mla_decode.py on an H200 (DeepSeek-V2-Lite shapes, bs1-512, in CUDA
 # graphs): 0.755x the time of the first defaults (16, (32, 16), 4, 2), e.g. bs256 @1k 147 -> 121 us a layer.
 CUDA_CONFIG = (16, (32, 32), 4, 2)
+# Over a float8 latent cache (cache.dtype=fp8) a wider, unpipelined tile: the same sweep with --fp8 (session 14,
+# H200) gave 0.833x the time of CUDA_CONFIG's, bs256 @1k 154 -> 131 us, bs64 47 -> 42, bs1 17 -> 12. Still not
+# faster than the bf16 cache (121 us at bs256, 44 at bs64): at 16 heads a token's latent feeds only a 16-row
+# mma.sync, and the kernel is bound by its dots and the widening, not by the bytes it reads, so a float8 latent
+# cache buys capacity (twice the tokens), not decode speed.
+CUDA_CONFIG_FP8 = (16, (32, 64), 4, 1)
 # Over a float8 latent cache c_kv is both dots' operand, the P c_kv one transposed: left to itself Triton rearranges
 # the float8 bytes for it (ptx_census.py mla --cache fp8: 128 ld.shared.b8 a tile, 255 registers and a 12-byte
 # spill); pinned where widened (fp8_widen.pinned), the bf16 values go through shared memory instead (no byte loads,
-# 245 registers, no spill, 70 KB of shared memory against 53). Not yet timed (session 13 built it; run_mla_fp8.sh
-# times both). SPMD_MLA_FP8_PIN=0 turns it off.
+# 245 registers, no spill, 70 KB of shared memory against 53). Timed (tune_mla_decode.py --fp8, H200): faster at
+# every tile and shape, e.g. bs256 @1k 154 vs 170 us, bs64 47 vs 51. SPMD_MLA_FP8_PIN=0 turns it off.
 FP8_PIN_LATENT = os.environ.get("SPMD_MLA_FP8_PIN", "1") != "0"
 
 
-def _launch_config(block_l: int, device: torch.device):
+def _launch_config(block_l: int, fp8_cache: bool, device: torch.device):
     if device.type != "cuda":  # TRITON_INTERPRET: the smallest tiles tl.dot accepts
         return 16, 16, 4, 1
-    block_h, (n_small, n_large), warps, stages = CUDA_CONFIG
+    block_h, (n_small, n_large), warps, stages = CUDA_CONFIG_FP8 if fp8_cache else CUDA_CONFIG
     return block_h, n_small if block_l <= 256 else n_large, warps, stages
 
 
@@ -162,7 +168,7 @@ def mla_decode(
         block_tables = block_tables.contiguous()
     BLOCK_L = max(triton.next_power_of_2(L), 16)  # a tl.dot dimension: >= 16 on CUDA
     BLOCK_R = max(triton.next_power_of_2(R), 16)
-    BLOCK_H, BLOCK_N, num_warps, num_stages = _launch_config(BLOCK_L, q_latent.device)
+    BLOCK_H, BLOCK_N, num_warps, num_stages = _launch_config(BLOCK_L, kv_cache.dtype == torch.float8_e4m3fn, q_latent.device)
     head_blocks = triton.cdiv(H, BLOCK_H)
     if num_splits is None:
         if max_context_len is None:
@@ -180,7 +186,9 @@ def mla_decode(
         out.stride(0), out.stride(1), *mo_strides, *ml_strides, num_splits,
         NUM_HEADS=H, LATENT=L, ROPE=R, PAGE=page,
         BLOCK_H=BLOCK_H, BLOCK_L=BLOCK_L, BLOCK_R=BLOCK_R, BLOCK_N=BLOCK_N, DIRECT=direct,
-        PIN_LATENT=FP8_PIN_LATENT and kv_cache.dtype == torch.float8_e4m3fn and kv_cache.is_cuda,
+        # pinned() moves 16-bit words: fp32 queries (a test dtype, not a serving one) widen unpinned.
+        PIN_LATENT=(FP8_PIN_LATENT and kv_cache.dtype == torch.float8_e4m3fn and kv_cache.is_cuda
+                    and q_latent.element_size() == 2),
         ORDERED=ordered,
         num_warps=num_warps, num_stages=num_stages,
         **pdl_args(q_latent.device),

@@ -1,7 +1,9 @@
 """GPU check: engine (bf16) vs transformers (bf16) greedy outputs by the first-divergence / top-k logprob rule.
 
 At the first position where the two greedy sequences differ, each side's token must be among the
-other's top-k logprobs (vLLM's rule for comparing bf16 runs, where exact equality is too strict).
+other's top-k logprobs (vLLM's rule for comparing bf16 runs, where exact equality is too strict). With
+cache.dtype=fp8 among --extra, transformers reads float8-rounded keys and values (DeepSeek: latents) where the
+engine's cache rounds them (tests/support/fp8_rounding.py), so that the rule compares like with like.
 
 usage (on a GPU machine, in the repo root):
   python tests/gpu/check_vs_transformers.py --model tiny --layouts 1x1 2x2 --out /tmp/check
@@ -74,10 +76,19 @@ def prompts(n: int, vocab: int) -> list[list[int]]:
     return [[rng.randrange(2, vocab) for _ in range(rng.randrange(8, 300))] for _ in range(n)]
 
 
-def hf_reference(folder: Path, rows: list[list[int]], max_new: int) -> list[dict]:
+def hf_reference(folder: Path, rows: list[list[int]], max_new: int, fp8_cache: bool = False) -> list[dict]:
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.bfloat16, device_map="cuda").eval()
+    if fp8_cache:
+        import pytest
+
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: its support package
+        from support.fp8_rounding import fp8_rounded_attention
+
+        patch = pytest.MonkeyPatch()
+        fp8_rounded_attention(patch)  # patches eager attention: load the model with it
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.bfloat16, device_map="cuda",
+                                                 **({"attn_implementation": "eager"} if fp8_cache else {})).eval()
     out = []
     for ids in rows:
         with torch.no_grad():
@@ -89,6 +100,8 @@ def hf_reference(folder: Path, rows: list[list[int]], max_new: int) -> list[dict
         out.append({"tokens": tokens, "top": tops})
     del model
     torch.cuda.empty_cache()
+    if fp8_cache:
+        patch.undo()
     return out
 
 
@@ -146,7 +159,10 @@ def main() -> int:
     rows = prompts(args.num_prompts, MODELS[args.model][1]["vocab_size"])
     inp = out / f"{args.model}.jsonl"
     inp.write_text("".join(json.dumps({"id": i, "prompt_token_ids": p}) + "\n" for i, p in enumerate(rows)))
-    ref = hf_reference(folder, rows, args.max_new)
+    fp8_cache = "cache.dtype=fp8" in args.extra
+    if fp8_cache:
+        print("reference: transformers reading float8-rounded keys and values (cache.dtype=fp8)", flush=True)
+    ref = hf_reference(folder, rows, args.max_new, fp8_cache)
     failed = 0
     for layout in args.layouts:
         dp, tp = map(int, layout.split("x"))

@@ -107,7 +107,9 @@ def mla(args):
     pointers = {"q_ptr": "*bf16", "qpe_ptr": "*bf16", "cache_ptr": kv, "block_tables_ptr": "*i32",
                 "context_lens_ptr": "*i32", "out_ptr": "*bf16", "mid_o_ptr": "*fp32", "mid_lse_ptr": "*fp32",
                 "order_ptr": "*i32", "qk_scale": "fp32"}
-    block_h, (block_n, _), warps, stages = mla_decode.CUDA_CONFIG  # DeepSeek's kv_lora_rank 512: the large-L tile
+    # DeepSeek's kv_lora_rank 512: the large-L tile of the config mla_decode takes for this cache
+    config = mla_decode.CUDA_CONFIG_FP8 if args.cache == "fp8" else mla_decode.CUDA_CONFIG
+    block_h, (_, block_n), warps, stages = config
     consts = dict(NUM_HEADS=16, LATENT=512, ROPE=64, PAGE=16, BLOCK_H=block_h, BLOCK_L=512, BLOCK_R=64,
                   BLOCK_N=args.block or block_n, DIRECT=True, PIN_LATENT=args.cache == "fp8" and bool(args.pin_v),
                   ORDERED=True, PDL=True)

@@ -5,17 +5,23 @@
 # store kernel tests in bf16, DeepSeek-V2-Lite (4 layers) against transformers with it (float8 drifts: read the
 # top-5 rule's failures as drift, not bugs, unless many), then DeepSeek-V2-Lite decode at bs256 / bs64 @1k with a
 # bf16 latent cache and a float8 one, pinned and not; then MLA decode's longest-first order (also session 13's,
-# untimed) on the nano-vllm workload with and without. Carry [".whl"].
+# untimed) on the nano-vllm workload with and without. Carry [".whl"]. Over 600 s in all: run it as two calls,
+# PARTS="kernels check decode" then PARTS=nano (default: all).
 set -uo pipefail
+want() { [[ ${PARTS:-all} == all || " $PARTS " == *" $1 "* ]]; }
 source tests/gpu/device_env.sh
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | head -1
+if want kernels; then
 part kernels 150 python3 -m pytest -q -n 8 tests/kernels/test_fp8_kv.py tests/kernels/test_mla_decode.py \
   tests/kernels/test_kv_store.py tests/test_mla_triton_path.py
 tail -1 "$OUT/kernels.txt"; grep -E "^FAILED" "$OUT/kernels.txt" | head
+fi
+if want check; then
 part dsv2lite_fp8 150 python3 tests/gpu/check_vs_transformers.py --model dsv2lite --layouts 1x1 --out /tmp/chk \
   --extra cache.dtype=fp8
 grep -E "RESULT|OUTSIDE|failed|Error" "$OUT/dsv2lite_fp8.txt" | head -8
-for run in auto:1 fp8:1 fp8:0; do
+fi
+want decode && for run in auto:1 fp8:1 fp8:0; do
   kv=${run%:*} pin=${run#*:}
   part "decode_${kv}_pin$pin" 120 env SPMD_MLA_FP8_PIN=$pin python3 -m spmd_infer.bench bench.preset=deepseek-v2-lite \
     bench.workload=decode 'bench.batch_sizes=[256,64]' bench.context=1024 cache.dtype=$kv \
@@ -23,7 +29,7 @@ for run in auto:1 fp8:1 fp8:0; do
   echo "--- latent cache $kv, pinned $pin"; grep -E "^decode bs|runs:|KV cache|Error" "$OUT/decode_${kv}_pin$pin.txt" | cut -c1-160
 done
 # MLA decode's longest-first program order (session 13, untimed): the nano-vllm workload's varied contexts.
-for lf in 1 0; do
+want nano && for lf in 1 0; do
   part "nano_dsv2lite_lf$lf" 180 env SPMD_DECODE_LONGEST_FIRST=$lf python3 -m spmd_infer.bench \
     bench.preset=deepseek-v2-lite bench.workload=nano_vllm bench.output=$OUT/nano_dsv2lite_lf$lf.json
   echo "--- DeepSeek-V2-Lite nano-vllm, longest first $lf"; grep -E "^nano_vllm|Error" "$OUT/nano_dsv2lite_lf$lf.txt" | cut -c1-150

@@ -61,9 +61,11 @@ def test_mla_decode_reads_an_fp8_latent_cache(num_splits, dtype, device, assert_
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="the pin is inline PTX: CUDA only")
 @pytest.mark.parametrize("num_splits", [1, 3])
-def test_mla_decode_pinned_latent_changes_no_value(num_splits, paged_kv, monkeypatch):
-    """MLA decode over a float8 latent cache with c_kv pinned where widened (mla_decode.FP8_PIN_LATENT) and without:
-    the same output bits (DeepSeek's sizes: kv_lora_rank 512, rope 64, 16 heads)."""
+def test_mla_decode_pinned_latent_keeps_its_values(num_splits, paged_kv, monkeypatch):
+    """MLA decode over a float8 latent cache with c_kv pinned where widened (mla_decode.FP8_PIN_LATENT) and without
+    (DeepSeek's sizes: kv_lora_rank 512, rope 64, 16 heads): the same values to bf16 rounding, and as close as each
+    other to the fp32 reference. Not the same bits: on an H200 one to three of 24576 outputs differ by a bf16 unit,
+    as the two compilations order the fp32 accumulation differently (the widening itself is exact)."""
     import importlib
 
     mla = importlib.import_module("spmd_kernels.mla_decode")
@@ -76,8 +78,11 @@ def test_mla_decode_pinned_latent_changes_no_value(num_splits, paged_kv, monkeyp
     outs = []
     for pin in (True, False):
         monkeypatch.setattr(mla, "FP8_PIN_LATENT", pin)
-        outs.append(mla_decode(q_latent, q_pe, cache, block_tables, ctx, 192**-0.5, num_splits=num_splits))
-    assert torch.equal(outs[0], outs[1])
+        outs.append(mla_decode(q_latent, q_pe, cache, block_tables, ctx, 192**-0.5, num_splits=num_splits).float())
+    ref = mla_decode_ref(q_latent, q_pe, cache, block_tables, ctx, 192**-0.5).float()
+    torch.testing.assert_close(outs[0], outs[1], atol=1e-3, rtol=1.6e-2)  # torch's bf16 tolerance
+    errors = [(o - ref).abs().max().item() for o in outs]
+    assert max(errors) <= 2 * min(errors) + 1e-3, errors
 
 
 @pytest.mark.parametrize("Hq,Hkv", [(4, 2), (8, 2)])
