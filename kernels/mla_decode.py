@@ -11,7 +11,7 @@ import triton.language as tl
 from .decode_attention import (choose_num_splits, gather_context, program_order, program_row, reduce_splits,
                                split_range, split_scratch, store_split)
 from .fp8_widen import pinned
-from .online_softmax import online_softmax_step
+from .online_softmax import online_softmax_weights
 from .pdl import pdl_args, pdl_enter
 
 _LOG2E = 1.4426950408889634
@@ -55,6 +55,7 @@ def _mla_decode_split_kernel(
     BLOCK_N: tl.constexpr,
     DIRECT: tl.constexpr,  # num_splits == 1: write the final output, skip the reduction
     PIN_LATENT: tl.constexpr,  # a float8 cache on CUDA: c_kv widened where loaded (see FP8_PIN_LATENT)
+    SEPARATE_CHAINS: tl.constexpr,  # on CUDA: the score dots kept apart (_chain_end)
     ORDERED: tl.constexpr,
     PDL: tl.constexpr,
 ):
@@ -66,22 +67,30 @@ def _mla_decode_split_kernel(
     start, end = split_range(context_lens_ptr, b, split, num_splits, BLOCK_N)
 
     heads = hb * BLOCK_H + tl.arange(0, BLOCK_H)
-    offs_l = tl.arange(0, BLOCK_L)
+    # The latent dimension in two halves, each its own dot and accumulator: one dot over all of L is a chain of
+    # dependent mma.sync (36 at DeepSeek's 512 + 64 with 4 warps, each warp's 16 x 8 score tile accumulating over
+    # K), the loop's critical path (ncu: 'wait' the top stall); two halves and the rope part are three chains the
+    # scheduler interleaves.
+    HALF: tl.constexpr = BLOCK_L // 2
+    offs_half = tl.arange(0, HALF)
     offs_r = tl.arange(0, BLOCK_R)
     offs_n = tl.arange(0, BLOCK_N)
     mask_h = heads < NUM_HEADS
-    mask_l = offs_l < LATENT
+    mask_lo = offs_half < LATENT
+    mask_hi = HALF + offs_half < LATENT
     mask_r = offs_r < ROPE
 
     # BLOCK_H heads share the single latent KV head: each cache tile is read once for all of them.
-    q = tl.load(q_ptr + b * stride_qb + heads[:, None] * stride_qh + offs_l[None, :],
-                mask=mask_h[:, None] & mask_l[None, :], other=0.0)
+    q_rows = q_ptr + b * stride_qb + heads[:, None] * stride_qh
+    q_lo = tl.load(q_rows + offs_half[None, :], mask=mask_h[:, None] & mask_lo[None, :], other=0.0)
+    q_hi = tl.load(q_rows + HALF + offs_half[None, :], mask=mask_h[:, None] & mask_hi[None, :], other=0.0)
     q_pe = tl.load(qpe_ptr + b * stride_pb + heads[:, None] * stride_ph + offs_r[None, :],
                    mask=mask_h[:, None] & mask_r[None, :], other=0.0)
 
     m_i = tl.full([BLOCK_H], float("-inf"), dtype=tl.float32)
     l_i = tl.zeros([BLOCK_H], dtype=tl.float32)
-    acc = tl.zeros([BLOCK_H, BLOCK_L], dtype=tl.float32)
+    acc_lo = tl.zeros([BLOCK_H, HALF], dtype=tl.float32)
+    acc_hi = tl.zeros([BLOCK_H, HALF], dtype=tl.float32)
 
     bt_row = block_tables_ptr + b.to(tl.int64) * stride_bt
     for start_n in range(start, end, BLOCK_N):
@@ -89,21 +98,43 @@ def _mla_decode_split_kernel(
         mask_n = pos < end
         phys = tl.load(bt_row + pos // PAGE, mask=mask_n, other=0).to(tl.int64)
         row = cache_ptr + phys * stride_cb + (pos % PAGE) * stride_cs  # [BLOCK_N] token rows
-        c_kv = tl.load(row[:, None] + offs_l[None, :], mask=mask_n[:, None] & mask_l[None, :], other=0.0)
+        c_lo = _latent_part(row, offs_half, mask_n, mask_lo, q_lo.dtype, PIN_LATENT)
+        c_hi = _latent_part(row + HALF, offs_half, mask_n, mask_hi, q_lo.dtype, PIN_LATENT)
         k_pe = tl.load(row[:, None] + LATENT + offs_r[None, :], mask=mask_n[:, None] & mask_r[None, :],
-                       other=0.0)
-        # A float8 cache (cache.dtype=fp8) is widened to the queries' dtype for both dots (a no-op otherwise).
-        c_kv = c_kv.to(q.dtype)
-        if PIN_LATENT:
-            c_kv = pinned(c_kv)
-        k_pe = k_pe.to(q.dtype)
-        qk = tl.dot(q, tl.trans(c_kv), input_precision="ieee")
-        qk = tl.dot(q_pe, tl.trans(k_pe), qk, input_precision="ieee") * qk_scale  # [BLOCK_H, BLOCK_N]
+                       other=0.0).to(q_lo.dtype)
+        qk = (_chain_end(tl.dot(q_lo, tl.trans(c_lo), input_precision="ieee"), SEPARATE_CHAINS)
+              + _chain_end(tl.dot(q_hi, tl.trans(c_hi), input_precision="ieee"), SEPARATE_CHAINS)
+              + _chain_end(tl.dot(q_pe, tl.trans(k_pe), input_precision="ieee"), SEPARATE_CHAINS)) * qk_scale
         qk = tl.where(mask_n[None, :], qk, float("-inf"))
-        m_i, l_i, acc = online_softmax_step(qk, c_kv, m_i, l_i, acc)
+        m_i, l_i, alpha, p = online_softmax_weights(qk, m_i, l_i)
+        p = p.to(c_lo.dtype)
+        acc_lo = acc_lo * alpha[:, None] + tl.dot(p, c_lo, input_precision="ieee")
+        acc_hi = acc_hi * alpha[:, None] + tl.dot(p, c_hi, input_precision="ieee")
 
-    store_split(acc, l_i, m_i, b, split, heads, offs_l, mask_h, mask_l, out_ptr, stride_ob, stride_oh, mid_o_ptr,
-                stride_mo_b, stride_mo_h, stride_mo_s, mid_lse_ptr, stride_ml_b, stride_ml_h, DIRECT)
+    store_split(acc_lo, l_i, m_i, b, split, heads, offs_half, mask_h, mask_lo, out_ptr, stride_ob, stride_oh,
+                mid_o_ptr, stride_mo_b, stride_mo_h, stride_mo_s, mid_lse_ptr, stride_ml_b, stride_ml_h, DIRECT)
+    store_split(acc_hi, l_i, m_i, b, split, heads, HALF + offs_half, mask_h, mask_hi, out_ptr, stride_ob, stride_oh,
+                mid_o_ptr, stride_mo_b, stride_mo_h, stride_mo_s, mid_lse_ptr, stride_ml_b, stride_ml_h, DIRECT)
+
+
+@triton.jit
+def _chain_end(x, SEPARATE: tl.constexpr):
+    """x (fp32), on CUDA through a register move: Triton folds dot(a, b) + c into dot(a, b, c), which would chain the
+    parts' dots back into one (the interpreter has no inline PTX: a no-op there)."""
+    if SEPARATE:
+        x = tl.inline_asm_elementwise(asm="mov.b32 $0, $1;", constraints="=r,r", args=[x], dtype=tl.float32,
+                                      is_pure=True, pack=1)
+    return x
+
+
+@triton.jit
+def _latent_part(row, offs, mask_n, mask, dtype, PIN: tl.constexpr):
+    """One part of the tile's c_kv [BLOCK_N, len(offs)] from the token rows, widened to dtype (a float8 cache; a
+    no-op otherwise) and, PIN, pinned where widened (see FP8_PIN_LATENT)."""
+    c = tl.load(row[:, None] + offs[None, :], mask=mask_n[:, None] & mask[None, :], other=0.0).to(dtype)
+    if PIN:
+        c = pinned(c)
+    return c
 
 
 # (BLOCK_H, BLOCK_N, num_warps, num_stages) on CUDA, BLOCK_N for L <= 256 / larger L; BLOCK_N is not tied to
@@ -166,9 +197,10 @@ def mla_decode(
         return out
     if block_tables.stride(-1) != 1:
         block_tables = block_tables.contiguous()
-    BLOCK_L = max(triton.next_power_of_2(L), 16)  # a tl.dot dimension: >= 16 on CUDA
+    BLOCK_L = max(triton.next_power_of_2(L), 32)  # two halves, each a tl.dot dimension: >= 16 on CUDA
     BLOCK_R = max(triton.next_power_of_2(R), 16)
-    BLOCK_H, BLOCK_N, num_warps, num_stages = _launch_config(BLOCK_L, kv_cache.dtype == torch.float8_e4m3fn, q_latent.device)
+    fp8_cache = kv_cache.dtype == torch.float8_e4m3fn
+    BLOCK_H, BLOCK_N, num_warps, num_stages = _launch_config(BLOCK_L, fp8_cache, q_latent.device)
     head_blocks = triton.cdiv(H, BLOCK_H)
     if num_splits is None:
         if max_context_len is None:
@@ -187,9 +219,9 @@ def mla_decode(
         NUM_HEADS=H, LATENT=L, ROPE=R, PAGE=page,
         BLOCK_H=BLOCK_H, BLOCK_L=BLOCK_L, BLOCK_R=BLOCK_R, BLOCK_N=BLOCK_N, DIRECT=direct,
         # pinned() moves 16-bit words: fp32 queries (a test dtype, not a serving one) widen unpinned.
-        PIN_LATENT=(FP8_PIN_LATENT and kv_cache.dtype == torch.float8_e4m3fn and kv_cache.is_cuda
+        PIN_LATENT=(FP8_PIN_LATENT and fp8_cache and kv_cache.is_cuda
                     and q_latent.element_size() == 2),
-        ORDERED=ordered,
+        SEPARATE_CHAINS=kv_cache.is_cuda, ORDERED=ordered,
         num_warps=num_warps, num_stages=num_stages,
         **pdl_args(q_latent.device),
     )
