@@ -139,14 +139,15 @@ def _latent_part(row, offs, mask_n, mask, dtype, PIN: tl.constexpr):
 
 # (BLOCK_H, BLOCK_N, num_warps, num_stages) on CUDA, BLOCK_N for L <= 256 / larger L; BLOCK_N is not tied to
 # the block size. From tests/gpu/tune_mla_decode.py on an H200 (DeepSeek-V2-Lite shapes, bs1-512, in CUDA
-# graphs): 0.755x the time of the first defaults (16, (32, 16), 4, 2), e.g. bs256 @1k 147 -> 121 us a layer.
+# graphs): 0.755x the time of the first defaults (16, (32, 16), 4, 2), e.g. bs256 @1k 147 -> 121 us a layer; with
+# the latent halves (session 14) 104 us (70% of the copy rate), and still the best tile over the shapes.
 CUDA_CONFIG = (16, (32, 32), 4, 2)
 # Over a float8 latent cache (cache.dtype=fp8) a wider, unpipelined tile: the same sweep with --fp8 (session 14,
-# H200) gave 0.833x the time of CUDA_CONFIG's, bs256 @1k 154 -> 131 us, bs64 47 -> 42, bs1 17 -> 12. Still not
-# faster than the bf16 cache (121 us at bs256, 44 at bs64): at 16 heads a token's latent feeds only a 16-row
-# mma.sync, and the kernel is bound by its dots and the widening, not by the bytes it reads, so a float8 latent
-# cache buys capacity (twice the tokens), not decode speed.
-CUDA_CONFIG_FP8 = (16, (32, 64), 4, 1)
+# H200, with the two latent halves) gave 0.83x the time of CUDA_CONFIG's, e.g. bs256 @1k 154 -> 120 us, bs64
+# 47 -> 37, bs1 17 -> 11. Faster than the bf16 cache at bs64 (37 vs 43 us) and bs1, slower at bs256 (120 vs 104):
+# at 16 heads a token's latent feeds only a 16-row mma.sync, so the kernel is bound by its dots and the widening
+# more than by the bytes it reads; a float8 latent cache buys capacity (twice the tokens) more than speed.
+CUDA_CONFIG_FP8 = (16, (32, 64), 8, 1)
 # Over a float8 latent cache c_kv is both dots' operand, the P c_kv one transposed: left to itself Triton rearranges
 # the float8 bytes for it (ptx_census.py mla --cache fp8: 128 ld.shared.b8 a tile, 255 registers and a 12-byte
 # spill); pinned where widened (fp8_widen.pinned), the bf16 values go through shared memory instead (no byte loads,
@@ -183,7 +184,7 @@ def mla_decode(
     (multiply by W_UV afterwards). num_splits / max_context_len as in paged_decode_attention:
     with both None there is no device sync (CUDA-graph safe). Writes into ``out`` when given. order: int32 [B], the
     order in which a launch of one split starts the rows' programs, as in paged_decode_attention (longest context
-    first, decode_settings.LONGEST_FIRST; not yet timed for MLA).
+    first, decode_settings.LONGEST_FIRST: no measurable effect for MLA on an H200).
     """
     B, H, L = q_latent.shape
     R = q_pe.shape[2]

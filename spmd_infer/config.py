@@ -53,9 +53,9 @@ class CacheConfig:
     dtype: str = "auto"
     """KV-cache element type: auto (the model's dtype) or fp8 (float8 e4m3, unscaled, saturating at +-448): half
     the bytes per token, so about twice the tokens fit and decode attention reads half as much; outputs drift
-    slightly from the model dtype's. Per-head K/V caches and DeepSeek's MLA latent cache alike (the latter
-    CPU-tested and compiled for sm_90, not yet timed on a GPU). On CUDA it needs compute capability 8.9 (Ada,
-    Hopper) or later: refused at startup on older GPUs."""
+    slightly from the model dtype's. Per-head K/V caches and DeepSeek's MLA latent cache alike (for the latter
+    it buys capacity, not decode speed: MLA decode is bound by its dots). On CUDA it needs compute capability
+    8.9 (Ada, Hopper) or later: refused at startup on older GPUs."""
     gpu_memory_utilization: float = 0.90
     """Share of GPU memory the engine may use (weights + activations + KV cache), as in vLLM."""
     cpu_kv_cache_gb: float = 1.0

@@ -108,7 +108,8 @@ def hf_reference(folder: Path, rows: list[list[int]], max_new: int, fp8_cache: b
 def run_engine(folder: Path, inp: Path, out: Path, dp: int, tp: int, max_new: int, extra: list[str]) -> float:
     args = ["-m", "spmd_infer", f"model.path={folder}", f"data.input={inp}", f"data.output={out}",
             f"parallel.dp={dp}", f"parallel.tp={tp}", "sampling.temperature=0", f"sampling.max_tokens={max_new}",
-            f"sampling.min_tokens={max_new}", f"sampling.logprobs={TOP_K}", "runtime.progress=false", *extra]
+            f"sampling.min_tokens={max_new}", f"sampling.logprobs={TOP_K}", "runtime.progress=false",
+            "data.overwrite=true", *extra]  # a fresh comparison each run, never resumed
     world = dp * tp
     cmd = ([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(world)] if world > 1
            else [sys.executable]) + args
