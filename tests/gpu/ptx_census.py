@@ -11,6 +11,11 @@ stages were, and session 11's narrower tiles (decode_settings.FP8_FEW_SPLIT_CONF
 the bytes in flight. The last line gives the registers a thread (Triton's ptxas -v for sm_90a), spills and how many
 programs fit an SM: over a float8 cache decode attention widens whole tiles into registers (199 a thread at BLOCK_N
 128, two programs an SM, against 134 and three over bf16).
+With --sass FILE it also writes the kernel's sm_90a SASS (Triton's bundled ptxas and cuobjdump) and prints how
+its tensor-core instructions depend on one another in issue order: an HMMA whose accumulator is the result of the
+HMMA just before it waits out that one's latency. Session 14 found MLA decode's score dot one run of 36 such
+(ncu's top stall, 'wait'), split it into two halves the SASS interleaves (runs of 1) and saw that quarters
+compiled into four runs of 8, one after another.
 Launch arguments are specialised as a real launch specialises them (16-byte aligned pointers, integer arguments
 divisible by 16 except the kernel's do_not_specialize ones), without which every load compiles scalar. The local
 Triton may differ from the GPU machines' (3.6).
@@ -20,6 +25,7 @@ usage: python tests/gpu/ptx_census.py decode [--cache fp8|bf16] [--stages 3] [--
        python tests/gpu/ptx_census.py mla [--cache fp8|bf16] [--block 32] [--stages 2] [--warps 4] [--pin-v 1]
        python tests/gpu/ptx_census.py prefill [--cache fp8|bf16] [--stages 3] [--warps 4] [--block 64] [--group 4]
        python tests/gpu/ptx_census.py skinny [--block 64] [--block-k 128] [--stages 4] [--warps 4] [--rope]
+       any of them with --sass FILE
 """
 
 from __future__ import annotations
@@ -73,6 +79,42 @@ def register_use(ptx: str) -> tuple[int, int]:
     regs = int(re.search(r"Used (\d+) registers", info).group(1))
     spill = re.search(r"(\d+) bytes spill stores", info)
     return regs, int(spill.group(1)) if spill else 0
+
+
+def write_sass(ptx: str, path: Path) -> str:
+    """The SASS of this PTX assembled for sm_90a (Triton's bundled ptxas, then cuobjdump beside it), written to
+    path and returned."""
+    from triton.backends.nvidia.compiler import get_ptxas
+
+    ptxas = Path(get_ptxas(90).path)
+    with tempfile.TemporaryDirectory() as tmp:
+        src, cubin = Path(tmp) / "k.ptx", Path(tmp) / "k.cubin"
+        src.write_text(ptx)
+        subprocess.run([ptxas, "-arch=sm_90a", src, "-o", cubin], capture_output=True, text=True, check=True)
+        sass = subprocess.run([ptxas.parent / "cuobjdump", "-sass", cubin], capture_output=True, text=True,
+                              check=True).stdout
+    path.write_text(sass)
+    return sass
+
+
+_HMMA = re.compile(r"\bHMMA\.\S+\s+(R\d+),\s*R\d+(?:\.reuse)?,\s*R\d+(?:\.reuse)?,\s*(R\d+|RZ)")
+
+
+def mma_dependence(sass: str) -> tuple[int, int, int]:
+    """(HMMA instructions, how many take as accumulator the result of the HMMA just before them in issue order,
+    the longest run of such back-to-back dependent HMMA)."""
+    total = dependent = run = longest = 0
+    previous = None
+    for dest, acc in _HMMA.findall(sass):
+        total += 1
+        if acc == previous:
+            dependent += 1
+            run += 1
+        else:
+            run = 1
+        longest = max(longest, run)
+        previous = dest
+    return total, dependent, longest
 
 
 def programs_per_sm(regs: int, warps: int, shared: int) -> int:
@@ -155,6 +197,7 @@ def main() -> None:
     ap.add_argument("--asm-widen", type=int, default=1, help="decode over fp8: 1 widens by e4m3_to_f16, 0 by Triton")
     ap.add_argument("--pin-v", type=int, default=1, help="decode over fp8 with --asm-widen, mla over fp8: 1 widens V (c_kv) as loaded")
     ap.add_argument("--rope", action="store_true", help="skinny: the qkv rotary + KV-store epilogue")
+    ap.add_argument("--sass", type=Path, help="write the sm_90a SASS here and report its HMMA dependence")
     args = ap.parse_args()
     sys.path.insert(0, str(_REPO))
     ops, shared, ptx = {"decode": decode, "mla": mla, "prefill": prefill, "skinny": skinny}[args.kernel](args)
@@ -163,6 +206,10 @@ def main() -> None:
     regs, spill = register_use(ptx)
     print(f"shared memory: {shared} bytes; {regs} registers a thread, {spill} bytes spilled; "
           f"{programs_per_sm(regs, args.warps or 4, shared)} programs an SM")
+    if args.sass:
+        total, dependent, longest = mma_dependence(write_sass(ptx, args.sass))
+        print(f"SASS in {args.sass}: {total} HMMA, {dependent} waiting on the one just before, the longest run "
+              f"{longest}")
 
 
 if __name__ == "__main__":
