@@ -4,10 +4,12 @@ against the card's copy rate, timed inside CUDA graphs as the engine runs it: th
 CUDA_CONFIG (profiled at bs256 @1k, the untuned kernel read the cache at about half the copy rate).
 
 usage (on a GPU machine, in the repo root, after `source tests/gpu/device_env.sh`):
-  python tests/gpu/tune_mla_decode.py [--fp8] [--shapes bs256 bs64] [--default-splits]
+  python tests/gpu/tune_mla_decode.py [--fp8] [--shapes bs256 bs64] [--default-splits] [--default-config]
 --fp8: a float8 e4m3 latent cache (cache.dtype=fp8), each config with c_kv pinned where widened and not
 (mla_decode.FP8_PIN_LATENT); --shapes: only the shapes whose names hold one of these words; --default-splits:
-the split policy left at its default (waves, minimum tokens per split), launch configs only.
+the split policy left at its default (waves, minimum tokens per split), launch configs only; --default-config: the
+launch config left at its default (with both, one setting: the times of the kernel as it is, e.g. for an A/B of an
+SPMD_MLA_* switch across two runs).
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ def main() -> None:
     ap.add_argument("--fp8", action="store_true")
     ap.add_argument("--shapes", nargs="*", default=[])
     ap.add_argument("--default-splits", action="store_true")
+    ap.add_argument("--default-config", action="store_true")
     args = ap.parse_args()
     bw = measure_ceilings(torch.device("cuda"), torch.bfloat16).bandwidth_bytes_per_s
     print(f"{torch.cuda.get_device_name()}: copy rate {bw / 1e12:.2f} TB/s; latent cache "
@@ -74,7 +77,9 @@ def main() -> None:
     waves, min_split = ([ds.SPLIT_WAVES], [ds.MIN_SPLIT_TOKENS]) if args.default_splits else (WAVES, MIN_SPLIT)
     config_name = "CUDA_CONFIG_FP8" if args.fp8 else "CUDA_CONFIG"  # the one mla_decode takes for this cache
     default = (getattr(mla, config_name), ds.SPLIT_WAVES, ds.MIN_SPLIT_TOKENS, mla.FP8_PIN_LATENT)
-    settings = list(itertools.product(CONFIGS, waves, min_split, pins))
+    configs = [getattr(mla, config_name)] if args.default_config else CONFIGS
+    settings = list(itertools.product(configs, waves, min_split, pins if not args.default_config
+                                      else [mla.FP8_PIN_LATENT]))
     times: dict[tuple, list[float]] = {s: [] for s in settings}
     scale = (128 + R) ** -0.5
     shapes = {n: v for n, v in SHAPES.items() if not args.shapes or any(w in n for w in args.shapes)}

@@ -33,6 +33,21 @@ def test_mla_decode_realistic(num_splits, dtype, device, assert_close, paged_kv)
     assert_close(out, mla_decode_ref(q_latent, q_pe, cache, bt, ctx, scale))
 
 
+@pytest.mark.parametrize("num_splits", [1, 2])
+def test_mla_decode_when_a_later_key_dominates(num_splits, dtype, device, assert_close, paged_kv):
+    # A key late in the sequence whose score beats every earlier one by far (by 2^200 in head 0): the running maximum
+    # must move and the accumulators be rescaled then (mla_decode.LAZY_RESCALE moves it only on such jumps; unmoved,
+    # the weights would overflow even fp32).
+    context_lens = [100, 37]
+    L = 32
+    q_latent, q_pe, cache, bt, ctx = _inputs(context_lens, 4, L, 16, dtype, device, paged_kv)
+    for b, pos in ((0, 90), (1, 30)):
+        block, slot = bt[b, pos // 16], pos % 16
+        cache[block, slot, 0, :L] = 30 * q_latent[b, 0]
+    out = mla_decode(q_latent, q_pe, cache, bt, ctx, (L + 16) ** -0.5, num_splits=num_splits)
+    assert_close(out, mla_decode_ref(q_latent, q_pe, cache, bt, ctx, (L + 16) ** -0.5))
+
+
 @pytest.mark.parametrize("num_splits", [2, 8])
 def test_mla_decode_many_splits(num_splits, dtype, device, assert_close, paged_kv):
     # More splits than tiles for the short sequences: empty splits must not poison the reduction.
