@@ -56,7 +56,6 @@ def _mla_decode_split_kernel(
     DIRECT: tl.constexpr,  # num_splits == 1: write the final output, skip the reduction
     PIN_LATENT: tl.constexpr,  # a float8 cache on CUDA: c_kv widened where loaded (see FP8_PIN_LATENT)
     SEPARATE_CHAINS: tl.constexpr,  # on CUDA: the score dots kept apart (_chain_end)
-    LAZY_RESCALE: tl.constexpr,
     ORDERED: tl.constexpr,
     PDL: tl.constexpr,
 ):
@@ -107,27 +106,10 @@ def _mla_decode_split_kernel(
               + _chain_end(tl.dot(q_hi, tl.trans(c_hi), input_precision="ieee"), SEPARATE_CHAINS)
               + _chain_end(tl.dot(q_pe, tl.trans(k_pe), input_precision="ieee"), SEPARATE_CHAINS)) * qk_scale
         qk = tl.where(mask_n[None, :], qk, float("-inf"))
-        if LAZY_RESCALE:
-            # The running maximum moves (and the accumulators are rescaled) only when a row's maximum grows by
-            # more than 2^8: otherwise the weights are taken against the old one, at most 256, exact enough in
-            # bf16 and fp32, and the normalisation at the end divides it out (as FlashAttention-4 does).
-            m_new = tl.maximum(m_i, tl.max(qk, axis=1))
-            if tl.max(m_new - m_i, axis=0) > 8.0:
-                alpha = tl.exp2(m_i - m_new)
-                acc_lo = acc_lo * alpha[:, None]
-                acc_hi = acc_hi * alpha[:, None]
-                l_i = l_i * alpha
-                m_i = m_new
-            p = tl.exp2(qk - m_i[:, None])
-            l_i = l_i + tl.sum(p, axis=1)
-            p = p.to(c_lo.dtype)
-            acc_lo = tl.dot(p, c_lo, acc_lo, input_precision="ieee")
-            acc_hi = tl.dot(p, c_hi, acc_hi, input_precision="ieee")
-        else:
-            m_i, l_i, alpha, p = online_softmax_weights(qk, m_i, l_i)
-            p = p.to(c_lo.dtype)
-            acc_lo = acc_lo * alpha[:, None] + tl.dot(p, c_lo, input_precision="ieee")
-            acc_hi = acc_hi * alpha[:, None] + tl.dot(p, c_hi, input_precision="ieee")
+        m_i, l_i, alpha, p = online_softmax_weights(qk, m_i, l_i)
+        p = p.to(c_lo.dtype)
+        acc_lo = acc_lo * alpha[:, None] + tl.dot(p, c_lo, input_precision="ieee")
+        acc_hi = acc_hi * alpha[:, None] + tl.dot(p, c_hi, input_precision="ieee")
 
     store_split(acc_lo, l_i, m_i, b, split, heads, offs_half, mask_h, mask_lo, out_ptr, stride_ob, stride_oh,
                 mid_o_ptr, stride_mo_b, stride_mo_h, stride_mo_s, mid_lse_ptr, stride_ml_b, stride_ml_h, DIRECT)
@@ -172,7 +154,6 @@ CUDA_CONFIG_FP8 = (16, (32, 64), 8, 1)
 # 245 registers, no spill, 70 KB of shared memory against 53). Timed (tune_mla_decode.py --fp8, H200): faster at
 # every tile and shape, e.g. bs256 @1k 154 vs 170 us, bs64 47 vs 51. SPMD_MLA_FP8_PIN=0 turns it off.
 FP8_PIN_LATENT = os.environ.get("SPMD_MLA_FP8_PIN", "1") != "0"
-LAZY_RESCALE = os.environ.get("SPMD_MLA_LAZY_RESCALE", "1") != "0"
 
 
 def _launch_config(block_l: int, fp8_cache: bool, device: torch.device):
@@ -241,7 +222,7 @@ def mla_decode(
         # pinned() moves 16-bit words: fp32 queries (a test dtype, not a serving one) widen unpinned.
         PIN_LATENT=(FP8_PIN_LATENT and fp8_cache and kv_cache.is_cuda
                     and q_latent.element_size() == 2),
-        SEPARATE_CHAINS=kv_cache.is_cuda, LAZY_RESCALE=LAZY_RESCALE, ORDERED=ordered,
+        SEPARATE_CHAINS=kv_cache.is_cuda, ORDERED=ordered,
         num_warps=num_warps, num_stages=num_stages,
         **pdl_args(q_latent.device),
     )

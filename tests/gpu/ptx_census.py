@@ -154,7 +154,7 @@ def mla(args):
     block_h, (_, block_n), warps, stages = config
     consts = dict(NUM_HEADS=16, LATENT=512, ROPE=64, PAGE=16, BLOCK_H=block_h, BLOCK_L=512, BLOCK_R=64,
                   BLOCK_N=args.block or block_n, DIRECT=True, PIN_LATENT=args.cache == "fp8" and bool(args.pin_v),
-                  SEPARATE_CHAINS=True, LAZY_RESCALE=mla_decode.LAZY_RESCALE, ORDERED=True, PDL=True)
+                  SEPARATE_CHAINS=True, ORDERED=True, PDL=True)
     return compile_census(mla_decode._mla_decode_split_kernel, pointers, consts,
                           ("stride_bt", "stride_ml_b", "stride_ml_h", "num_splits"), args.warps or warps,
                           args.stages or stages)

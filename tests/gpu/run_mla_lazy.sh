@@ -2,7 +2,8 @@
 # One 1-GPU device call (~3 min), session 14: MLA decode rescaling its accumulators only when a row's maximum grows
 # by more than 2^8 (SPMD_MLA_LAZY_RESCALE=1) against every tile (=0): the kernel at its default tile over a bf16
 # latent cache, on / off twice each, interleaved, and over a float8 one, then the MLA kernel tests with it on.
-# Carry [".whl"].
+# Carry [".whl"]. Needs 5febbf1: the switch was removed after this call (H200: bf16 105 / 44 / 52 / 12-13 us at
+# bs256 / bs64 / bs32 / bs1 on, 105 / 43 / 51 / 12 off; float8 121 / 38 / 55 / 11 on, 120 / 38 / 55 / 11 off).
 set -uo pipefail
 source tests/gpu/device_env.sh
 nvidia-smi --query-gpu=name --format=csv,noheader | head -1

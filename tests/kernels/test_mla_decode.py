@@ -36,8 +36,8 @@ def test_mla_decode_realistic(num_splits, dtype, device, assert_close, paged_kv)
 @pytest.mark.parametrize("num_splits", [1, 2])
 def test_mla_decode_when_a_later_key_dominates(num_splits, dtype, device, assert_close, paged_kv):
     # A key late in the sequence whose score beats every earlier one by far (by 2^200 in head 0): the running maximum
-    # must move and the accumulators be rescaled then (mla_decode.LAZY_RESCALE moves it only on such jumps; unmoved,
-    # the weights would overflow even fp32).
+    # must move and the accumulators be rescaled then (a kernel that moved it lazily, only on large jumps, was
+    # timed in session 14 and dropped; unmoved, the weights would overflow even fp32).
     context_lens = [100, 37]
     L = 32
     q_latent, q_pe, cache, bt, ctx = _inputs(context_lens, 4, L, 16, dtype, device, paged_kv)
