@@ -56,6 +56,7 @@ def _mla_decode_split_kernel(
     DIRECT: tl.constexpr,  # num_splits == 1: write the final output, skip the reduction
     PIN_LATENT: tl.constexpr,  # a float8 cache on CUDA: c_kv widened where loaded (see FP8_PIN_LATENT)
     SEPARATE_CHAINS: tl.constexpr,  # on CUDA: the score dots kept apart (_chain_end)
+    F16_DOTS: tl.constexpr,  # bf16 queries over a float8 cache: the dots in fp16 (see FP8_DOTS_IN_F16)
     ORDERED: tl.constexpr,
     PDL: tl.constexpr,
 ):
@@ -86,6 +87,14 @@ def _mla_decode_split_kernel(
     q_hi = tl.load(q_rows + HALF + offs_half[None, :], mask=mask_h[:, None] & mask_hi[None, :], other=0.0)
     q_pe = tl.load(qpe_ptr + b * stride_pb + heads[:, None] * stride_ph + offs_r[None, :],
                    mask=mask_h[:, None] & mask_r[None, :], other=0.0)
+    score_scale = qk_scale
+    if F16_DOTS:
+        # Scaled before narrowing: the dots give scores in log2 units, and fp16's range holds q_latent with a
+        # further factor of ~10 (1 / qk_scale) to spare.
+        q_lo = (q_lo.to(tl.float32) * qk_scale).to(tl.float16)
+        q_hi = (q_hi.to(tl.float32) * qk_scale).to(tl.float16)
+        q_pe = (q_pe.to(tl.float32) * qk_scale).to(tl.float16)
+        score_scale = 1.0
 
     m_i = tl.full([BLOCK_H], float("-inf"), dtype=tl.float32)
     l_i = tl.zeros([BLOCK_H], dtype=tl.float32)
@@ -104,7 +113,7 @@ def _mla_decode_split_kernel(
                        other=0.0).to(q_lo.dtype)
         qk = (_chain_end(tl.dot(q_lo, tl.trans(c_lo), input_precision="ieee"), SEPARATE_CHAINS)
               + _chain_end(tl.dot(q_hi, tl.trans(c_hi), input_precision="ieee"), SEPARATE_CHAINS)
-              + _chain_end(tl.dot(q_pe, tl.trans(k_pe), input_precision="ieee"), SEPARATE_CHAINS)) * qk_scale
+              + _chain_end(tl.dot(q_pe, tl.trans(k_pe), input_precision="ieee"), SEPARATE_CHAINS)) * score_scale
         qk = tl.where(mask_n[None, :], qk, float("-inf"))
         m_i, l_i, alpha, p = online_softmax_weights(qk, m_i, l_i)
         p = p.to(c_lo.dtype)
@@ -154,6 +163,13 @@ CUDA_CONFIG_FP8 = (16, (32, 64), 8, 1)
 # 245 registers, no spill, 70 KB of shared memory against 53). Timed (tune_mla_decode.py --fp8, H200): faster at
 # every tile and shape, e.g. bs256 @1k 154 vs 170 us, bs64 47 vs 51. SPMD_MLA_FP8_PIN=0 turns it off.
 FP8_PIN_LATENT = os.environ.get("SPMD_MLA_FP8_PIN", "1") != "0"
+# bf16 queries over a float8 latent cache: the dots in fp16, as decode attention's (decode_settings.FP8_DOTS_IN_F16),
+# so c_kv widens by one cvt.e4m3x2 a pair of values; to bf16 each value took a second conversion (ncu, bs256:
+# F2F.BF16.F16 17.5% of the instructions and 19% of the stall samples). The queries are scaled by the softmax
+# scale before they are narrowed (fp16's range is smaller than bf16's); the weights P (<= 1) and the fp32
+# accumulators lose nothing. Session 14 built it offline and could not time it (no device time left): off until
+# run_mla_f16_dots.sh has (SPMD_MLA_FP8_F16_DOTS=1 turns it on).
+FP8_DOTS_IN_F16 = os.environ.get("SPMD_MLA_FP8_F16_DOTS", "0") == "1"
 
 
 def _launch_config(block_l: int, fp8_cache: bool, device: torch.device):
@@ -223,6 +239,7 @@ def mla_decode(
         PIN_LATENT=(FP8_PIN_LATENT and fp8_cache and kv_cache.is_cuda
                     and q_latent.element_size() == 2),
         SEPARATE_CHAINS=kv_cache.is_cuda, ORDERED=ordered,
+        F16_DOTS=FP8_DOTS_IN_F16 and fp8_cache and q_latent.dtype == torch.bfloat16,
         num_warps=num_warps, num_stages=num_stages,
         **pdl_args(q_latent.device),
     )

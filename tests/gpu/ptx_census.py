@@ -154,7 +154,7 @@ def mla(args):
     block_h, (_, block_n), warps, stages = config
     consts = dict(NUM_HEADS=16, LATENT=512, ROPE=64, PAGE=16, BLOCK_H=block_h, BLOCK_L=512, BLOCK_R=64,
                   BLOCK_N=args.block or block_n, DIRECT=True, PIN_LATENT=args.cache == "fp8" and bool(args.pin_v),
-                  SEPARATE_CHAINS=True, ORDERED=True, PDL=True)
+                  SEPARATE_CHAINS=True, F16_DOTS=args.cache == "fp8" and bool(args.f16_dots), ORDERED=True, PDL=True)
     return compile_census(mla_decode._mla_decode_split_kernel, pointers, consts,
                           ("stride_bt", "stride_ml_b", "stride_ml_h", "num_splits"), args.warps or warps,
                           args.stages or stages)
@@ -197,6 +197,7 @@ def main() -> None:
     ap.add_argument("--asm-widen", type=int, default=1, help="decode over fp8: 1 widens by e4m3_to_f16, 0 by Triton")
     ap.add_argument("--pin-v", type=int, default=1, help="decode over fp8 with --asm-widen, mla over fp8: 1 widens V (c_kv) as loaded")
     ap.add_argument("--rope", action="store_true", help="skinny: the qkv rotary + KV-store epilogue")
+    ap.add_argument("--f16-dots", type=int, default=0, help="mla over fp8: 1 runs the dots in fp16")
     ap.add_argument("--sass", type=Path, help="write the sm_90a SASS here and report its HMMA dependence")
     args = ap.parse_args()
     sys.path.insert(0, str(_REPO))

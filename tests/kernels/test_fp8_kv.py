@@ -59,6 +59,31 @@ def test_mla_decode_reads_an_fp8_latent_cache(num_splits, dtype, device, assert_
     assert_close(out, mla_decode_ref(q_latent, q_pe, cache, block_tables, ctx, (L + R) ** -0.5))
 
 
+@pytest.mark.parametrize("num_splits", [1, 3])
+def test_mla_decode_fp16_dots_over_an_fp8_latent_cache(num_splits, device, paged_kv, monkeypatch):
+    """bf16 queries over a float8 latent cache with the dots in fp16 (mla_decode.FP8_DOTS_IN_F16; the queries scaled
+    before they are narrowed): bf16 outputs as close to the fp32 reference as the bf16 dots give, on the CPU too
+    (its fp16 dots are right in the interpreter), and queries beyond fp16's range stay finite (narrowed unscaled,
+    they overflow)."""
+    import importlib
+
+    mla = importlib.import_module("spmd_kernels.mla_decode")
+    monkeypatch.setattr(mla, "FP8_DOTS_IN_F16", True)
+    context_lens = [1, 17, 45]
+    H, L, R = 4, 32, 16
+    cache, _, block_tables = paged_kv(context_lens, 1, L + R, torch.float32, device)
+    cache = cache.to(FP8)
+    ctx = torch.tensor(context_lens, dtype=torch.int32, device=device)
+    scale = (L + R) ** -0.5
+    for magnitude in (1.0, 2e6):  # 2e6: queries beyond fp16's 65504 unscaled, inside it scaled
+        q_latent = (torch.randn(len(context_lens), H, L, device=device) * magnitude / L).to(torch.bfloat16)
+        q_pe = (torch.randn(len(context_lens), H, R, device=device) * magnitude / L).to(torch.bfloat16)
+        out = mla_decode(q_latent, q_pe, cache, block_tables, ctx, scale, num_splits=num_splits)
+        ref = mla_decode_ref(q_latent.float(), q_pe.float(), cache, block_tables, ctx, scale)
+        assert out.dtype == torch.bfloat16 and out.isfinite().all()
+        torch.testing.assert_close(out.float(), ref, atol=2e-2, rtol=2e-2)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="the pin is inline PTX: CUDA only")
 @pytest.mark.parametrize("num_splits", [1, 3])
 def test_mla_decode_pinned_latent_keeps_its_values(num_splits, paged_kv, monkeypatch):

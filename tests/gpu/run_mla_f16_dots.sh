@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# One 1-GPU device call (~8 min), for session 15: MLA decode over a float8 latent cache with its dots in fp16
+# (SPMD_MLA_FP8_F16_DOTS=1; session 14 built it offline: the SASS loses its 144 F2F.BF16.F16, which ncu counted as
+# 17.5% of the float8 kernel's instructions and 19% of its stall samples). The float8 kernel tests with it on; the
+# kernel at its tile on / off, twice each, interleaved, then a tile sweep with it on; DeepSeek-V2-Lite against
+# transformers reading float8-rounded latents with it on; decode bs256 / bs64 @1k, float8 on / off and bf16.
+# To beat: float8 120 us at bs256 (bf16 104), engine step 14.4 ms (bf16 14.0). Carry [".whl"].
+set -uo pipefail
+source tests/gpu/device_env.sh
+nvidia-smi --query-gpu=name --format=csv,noheader | head -1
+part tests 120 env SPMD_MLA_FP8_F16_DOTS=1 python3 -m pytest -q -n 4 tests/kernels/test_fp8_kv.py \
+  tests/kernels/test_mla_decode.py
+tail -1 "$OUT/tests.txt"; grep -E "^FAILED" "$OUT/tests.txt" | head
+for run in 1a 0a 1b 0b; do
+  part "kernel_$run" 60 env SPMD_MLA_FP8_F16_DOTS=${run:0:1} python3 tests/gpu/tune_mla_decode.py --fp8 \
+    --default-splits --default-config --shapes bs256 bs64 bs32 bs1
+  echo "fp16 dots ${run:0:1}: $(grep -E '^  [0-9.]+ ' "$OUT/kernel_$run.txt" | head -1)"
+done
+part tiles 150 env SPMD_MLA_FP8_F16_DOTS=1 python3 tests/gpu/tune_mla_decode.py --fp8 --default-splits \
+  --shapes bs256 bs64 bs32 bs1
+grep -A6 "^best over" "$OUT/tiles.txt"
+part check 120 env SPMD_MLA_FP8_F16_DOTS=1 python3 tests/gpu/check_vs_transformers.py --model dsv2lite \
+  --layouts 1x1 --out /tmp/chk --extra cache.dtype=fp8
+grep -E "^reference|RESULT|OUTSIDE|Error" "$OUT/check.txt" | head -6
+for run in fp8:1 fp8:0 auto:0; do
+  kv=${run%:*} f16=${run#*:}
+  part "decode_${kv}_$f16" 100 env SPMD_MLA_FP8_F16_DOTS=$f16 python3 -m spmd_infer.bench \
+    bench.preset=deepseek-v2-lite bench.workload=decode 'bench.batch_sizes=[256,64]' bench.context=1024 \
+    cache.dtype=$kv bench.output=$OUT/decode_${kv}_$f16.json
+  echo "--- latent cache $kv, fp16 dots $f16"; grep -E "^decode bs|Error" "$OUT/decode_${kv}_$f16.txt" | cut -c1-110
+done
+rm -rf "$OUT"/*.run "$OUT"/*.json
