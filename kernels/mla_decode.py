@@ -89,8 +89,8 @@ def _mla_decode_split_kernel(
                    mask=mask_h[:, None] & mask_r[None, :], other=0.0)
     score_scale = qk_scale
     if F16_DOTS:
-        # Scaled before narrowing: the dots give scores in log2 units, and fp16's range holds q_latent with a
-        # further factor of ~10 (1 / qk_scale) to spare.
+        # Scaled (in fp32: one rounding, to fp16) before narrowing: the dots give scores in log2 units, and fp16's
+        # range holds q_latent with a further factor of ~10 (1 / qk_scale) to spare.
         q_lo = (q_lo.to(tl.float32) * qk_scale).to(tl.float16)
         q_hi = (q_hi.to(tl.float32) * qk_scale).to(tl.float16)
         q_pe = (q_pe.to(tl.float32) * qk_scale).to(tl.float16)
