@@ -12,6 +12,14 @@ export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVL
 # limit, its output in $OUT/NAME.txt, so that one slow part cannot eat the whole call: part NAME LIMIT CMD...
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 part() { local name=$1 limit=$2; shift 2; echo "=== $name"; timeout "$limit" "$@" > "$OUT/$name.txt" 2>&1; echo "rc=$?"; }
+# pytest on the GPU as one part, its summary and failures printed: test_part NAME LIMIT [VAR=VALUE ...] PYTEST_ARG...
+# (12 xdist workers share the card: compiling the Triton variants one after another is the slow half).
+test_part() {
+  local name=$1 limit=$2 envs=(); shift 2
+  while (($#)) && [[ $1 == *=* && $1 != -* ]]; do envs+=("$1"); shift; done
+  part "$name" "$limit" env "${envs[@]}" python3 -m pytest -q -n 12 "$@"
+  tail -1 "$OUT/$name.txt"; grep -E "^(FAILED|ERROR)" "$OUT/$name.txt" | head -20
+}
 # Qwen3-0.6B on the nano-vllm protocol as one part (100 s), with these environment assignments and bench
 # overrides, and its result line printed: nano_part NAME [VAR=VALUE ...] [-- BENCH_ARG ...]
 nano_part() {

@@ -6,6 +6,5 @@
 set -uo pipefail
 source tests/gpu/device_env.sh
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | head -1
-part kernel_suite 540 python3 -m pytest -q -n 12 tests/kernels tests/test_mla_triton_path.py
-tail -3 "$OUT/kernel_suite.txt"; grep -E "^FAILED|^ERROR" "$OUT/kernel_suite.txt" | head -20
+test_part kernel_suite 540 tests/kernels tests/test_mla_triton_path.py
 rm -rf "$OUT"/*.run

@@ -6,9 +6,7 @@
 set -uo pipefail
 source tests/gpu/device_env.sh
 nvidia-smi --query-gpu=name --format=csv,noheader | head -1
-part mla_tests 120 python3 -m pytest -q -n 4 tests/kernels/test_mla_decode.py tests/kernels/test_fp8_kv.py \
-  tests/test_mla_triton_path.py
-tail -1 "$OUT/mla_tests.txt"; grep -E "^FAILED" "$OUT/mla_tests.txt" | head
+test_part mla_tests 120 tests/kernels/test_mla_decode.py tests/kernels/test_fp8_kv.py tests/test_mla_triton_path.py
 for kv in bf16 fp8; do
   part "tune_$kv" 150 python3 tests/gpu/tune_mla_decode.py $([[ $kv == fp8 ]] && echo --fp8) --default-splits \
     --shapes bs256 bs64 bs32 bs1

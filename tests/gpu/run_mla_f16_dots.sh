@@ -8,9 +8,7 @@
 set -uo pipefail
 source tests/gpu/device_env.sh
 nvidia-smi --query-gpu=name --format=csv,noheader | head -1
-part tests 120 env SPMD_MLA_FP8_F16_DOTS=1 python3 -m pytest -q -n 4 tests/kernels/test_fp8_kv.py \
-  tests/kernels/test_mla_decode.py
-tail -1 "$OUT/tests.txt"; grep -E "^FAILED" "$OUT/tests.txt" | head
+test_part tests 120 SPMD_MLA_FP8_F16_DOTS=1 tests/kernels/test_fp8_kv.py tests/kernels/test_mla_decode.py
 for run in 1a 0a 1b 0b; do
   part "kernel_$run" 60 env SPMD_MLA_FP8_F16_DOTS=${run:0:1} python3 tests/gpu/tune_mla_decode.py --fp8 \
     --default-splits --default-config --shapes bs256 bs64 bs32 bs1

@@ -12,9 +12,8 @@ want() { [[ ${PARTS:-all} == all || " $PARTS " == *" $1 "* ]]; }
 source tests/gpu/device_env.sh
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | head -1
 if want kernels; then
-part kernels 150 python3 -m pytest -q -n 8 tests/kernels/test_fp8_kv.py tests/kernels/test_mla_decode.py \
-  tests/kernels/test_kv_store.py tests/test_mla_triton_path.py
-tail -1 "$OUT/kernels.txt"; grep -E "^FAILED" "$OUT/kernels.txt" | head
+test_part kernels 150 tests/kernels/test_fp8_kv.py tests/kernels/test_mla_decode.py tests/kernels/test_kv_store.py \
+  tests/test_mla_triton_path.py
 fi
 if want check; then
 part dsv2lite_fp8 150 python3 tests/gpu/check_vs_transformers.py --model dsv2lite --layouts 1x1 --out /tmp/chk \

@@ -7,8 +7,7 @@
 set -uo pipefail
 source tests/gpu/device_env.sh
 nvidia-smi --query-gpu=name --format=csv,noheader | head -1
-part fp8_tests 120 python3 -m pytest -q -n 4 tests/kernels/test_fp8_kv.py tests/kernels/test_mla_decode.py
-tail -1 "$OUT/fp8_tests.txt"; grep -E "^FAILED" "$OUT/fp8_tests.txt" | head
+test_part fp8_tests 120 tests/kernels/test_fp8_kv.py tests/kernels/test_mla_decode.py
 for kv in fp8 auto; do
   part "decode_$kv" 100 python3 -m spmd_infer.bench bench.preset=deepseek-v2-lite bench.workload=decode \
     'bench.batch_sizes=[256,64]' bench.context=1024 cache.dtype=$kv bench.output=$OUT/decode_$kv.json

@@ -9,8 +9,8 @@
 set -uo pipefail
 source tests/gpu/device_env.sh
 nvidia-smi --query-gpu=name --format=csv,noheader | head -1
-part fp8_tests 120 python3 -m pytest -q -n 4 tests/kernels/test_fp8_kv.py
-tail -1 "$OUT/fp8_tests.txt"; grep -E "^FAILED|max error|Mismatched|Greatest" "$OUT/fp8_tests.txt" | head -20
+test_part fp8_tests 120 tests/kernels/test_fp8_kv.py
+grep -E "max error|Mismatched|Greatest" "$OUT/fp8_tests.txt" | head -20
 part tune_fp8 200 python3 tests/gpu/tune_mla_decode.py --fp8 --default-splits --shapes bs256 bs64 bs32 bs1
 grep -vE "^\s+\(" "$OUT/tune_fp8.txt" | tail -40
 part tune_bf16 100 python3 tests/gpu/tune_mla_decode.py --default-splits --shapes bs256 bs64 bs32 bs1

@@ -13,5 +13,4 @@ for run in bf16:1a bf16:0a bf16:1b bf16:0b fp8:1a fp8:0a; do
     $([[ $kv == fp8 ]] && echo --fp8) --default-splits --default-config --shapes bs256 bs64 bs32 bs1
   echo "$kv lazy ${lz:0:1}: $(grep -E '^  [0-9.]+ ' "$OUT/tune_${kv}_$lz.txt" | head -1)"
 done
-part mla_tests 90 python3 -m pytest -q -n 4 tests/kernels/test_mla_decode.py tests/kernels/test_fp8_kv.py
-tail -1 "$OUT/mla_tests.txt"; grep -E "^FAILED" "$OUT/mla_tests.txt" | head
+test_part mla_tests 90 tests/kernels/test_mla_decode.py tests/kernels/test_fp8_kv.py

@@ -6,9 +6,7 @@
 set -uo pipefail
 source tests/gpu/device_env.sh
 nvidia-smi --query-gpu=name --format=csv,noheader | head -1
-part mla_tests 120 python3 -m pytest -q -n 4 tests/kernels/test_mla_decode.py tests/kernels/test_fp8_kv.py \
-  tests/test_mla_triton_path.py
-tail -1 "$OUT/mla_tests.txt"; grep -E "^FAILED" "$OUT/mla_tests.txt" | head
+test_part mla_tests 120 tests/kernels/test_mla_decode.py tests/kernels/test_fp8_kv.py tests/test_mla_triton_path.py
 for kv in auto fp8; do
   part "check_$kv" 120 python3 tests/gpu/check_vs_transformers.py --model dsv2lite --layouts 1x1 --out /tmp/chk \
     --extra cache.dtype=$kv
