@@ -7,12 +7,14 @@ import logging
 import resource
 import time
 from collections import defaultdict
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
 from safetensors import safe_open
 from torch import nn
 
+from .layers.fp8_checkpoint import SCALE_SUFFIX, BlockFp8Tensor, block_fp8_scheme
 from .layers.weights import CheckpointTensor, WeightError, copy_checked
 
 log = logging.getLogger(__name__)
@@ -43,6 +45,19 @@ def checkpoint_files(model_dir: Path) -> list[Path]:
     return files
 
 
+def _checkpoint_tensor(name: str, where: dict, block: tuple[int, int] | None) -> CheckpointTensor:
+    """The tensor `name` as the weight loaders read it: dequantized as read when it is a float8 weight with block
+    scales (`block`: the checkpoint declares them), as stored otherwise."""
+    src = CheckpointTensor(name, where[name].get_slice(name))
+    scale_name = name + SCALE_SUFFIX
+    if block and scale_name in where:
+        return BlockFp8Tensor(name, src, CheckpointTensor(scale_name, where[scale_name].get_slice(scale_name)), block)
+    if block and where[name].get_slice(name).get_dtype().startswith("F8"):
+        raise WeightError(f"tensor {name!r} is stored as float8 without its scales ({scale_name!r} is not in the "
+                          f"checkpoint): is the checkpoint complete?")
+    return src
+
+
 def load_weights(model: nn.Module, model_dir: Path) -> LoadStats:
     """Fill every parameter of `model`; missing, unexpected and mis-shaped tensors are errors naming them."""
     start = time.perf_counter()
@@ -52,18 +67,27 @@ def load_weights(model: nn.Module, model_dir: Path) -> LoadStats:
     unexpected: list[str] = []
     stats = LoadStats()
     skip = getattr(model, "skip_checkpoint_name", None)  # e.g. DeepSeek-V3's multi-token-prediction layer
-    for path in checkpoint_files(model_dir):
-        with safe_open(str(path), framework="pt", device="cpu") as f:
+    block = block_fp8_scheme(model.config)  # DeepSeek-V3's float8 release: (rows, cols) of a scaled block
+    with ExitStack() as stack:
+        # Every file open at once (memory-mapped): a float8 weight's scales may lie in another file.
+        handles = [stack.enter_context(safe_open(str(path), framework="pt", device="cpu"))
+                   for path in checkpoint_files(model_dir)]
+        where = {name: f for f in handles for name in f.keys()}
+        for f in handles:
             for ckpt_name in f.keys():
                 if (ckpt_name.endswith(IGNORED_SUFFIXES) or (tied and ckpt_name == "lm_head.weight")
                         or (skip is not None and skip(ckpt_name))):
+                    continue
+                if block and ckpt_name.endswith(SCALE_SUFFIX):  # read with its weight
+                    if ckpt_name.removesuffix(SCALE_SUFFIX) not in where:
+                        unexpected.append(ckpt_name)
                     continue
                 name, shard_id = model.map_checkpoint_name(ckpt_name)
                 param = params.get(name)
                 if param is None:
                     unexpected.append(ckpt_name)
                     continue
-                src = CheckpointTensor(ckpt_name, f.get_slice(ckpt_name))
+                src = _checkpoint_tensor(ckpt_name, where, block)
                 loader = getattr(param, "weight_loader", None)
                 if loader is None:
                     copy_checked(param, src.read(), ckpt_name)

@@ -81,7 +81,7 @@ def test_bad_config_fails_before_model_work_once_for_the_job(tiny, tmp_path):
 @pytest.mark.parametrize("overrides,message", [
     (["model.path=/nonexistent/model"], "no config.json"),
     (["model.path=BADARCH"], "unknown architecture"),
-    (["model.path=QUANTIZED"], "declares quantized weights (quantization_config, quant_method='fp8')"),
+    (["model.path=QUANTIZED"], "declares quantized weights (quantization_config, quant_method='awq'"),
     (["model.path=MODEL3", "model.max_model_len=100000"], "max_model_len"),
     (["runtime.device=tpu"], "runtime.device"),
     (["sampling.temperature=-1"], "sampling: temperature must be >= 0"),
@@ -97,10 +97,10 @@ def test_bad_config_says_what_to_change(job, tiny, tmp_path, overrides, message)
     bad_arch = tmp_path / "badarch"
     bad_arch.mkdir()
     (bad_arch / "config.json").write_text(json.dumps({"architectures": ["GPT2LMHeadModel"], "model_type": "gpt2"}))
-    quantized = tmp_path / "quantized"  # the tiny Llama's config as a float8 release would declare it
+    quantized = tmp_path / "quantized"  # the tiny Llama's config as a 4-bit AWQ release would declare it
     quantized.mkdir()
     config = json.loads((Path(tiny["models"]["llama"]) / "config.json").read_text())
-    config["quantization_config"] = {"quant_method": "fp8", "fmt": "e4m3", "weight_block_size": [128, 128]}
+    config["quantization_config"] = {"quant_method": "awq", "bits": 4, "group_size": 128}
     (quantized / "config.json").write_text(json.dumps(config))
     overrides = [o.replace("MODEL3", str(tiny["models"]["qwen3"])).replace("BADARCH", str(bad_arch))
                  .replace("QUANTIZED", str(quantized)) for o in overrides]

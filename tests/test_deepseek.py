@@ -13,6 +13,7 @@ import random
 import pytest
 import torch
 
+from support.block_fp8 import write_block_fp8_copy
 from support.fp8_rounding import fp8_rounded_attention
 from support.launch import run_jobs
 from support.tiny_models import DEEPSEEK_MODELS, MAX_NEW, build_model, greedy_reference, read_output
@@ -31,6 +32,9 @@ GREEDY = {"sampling.temperature": "0", "sampling.max_tokens": str(MAX_NEW), "run
 UNEVEN_LENGTHS, UNEVEN_MAX = [5, 30, 4, 3], [20, 2, 20, 20]
 EDGE_MODEL = "dsv3"
 FP8_JOB = "dsv2-fp8-dpattn-chunked"
+# DeepSeek-V3's float8 release format (weights in e4m3, a scale per 24 x 40 block: no shard boundary of tp=2 falls
+# on a block's edge), against transformers running the dequantized values.
+BLOCK_FP8_JOB, BLOCK_FP8_MODEL = "dsv3-blockfp8-tp", "dsv3-blockfp8"
 
 
 def _prompts(seed: int, lengths: list[int]) -> list[list[int]]:
@@ -50,7 +54,8 @@ def _write(path, prompts, max_tokens=None):
 
 @pytest.fixture(scope="module")
 def ds(tmp_path_factory):
-    """Three tiny DeepSeek checkpoints, prompt files and transformers' greedy outputs."""
+    """Three tiny DeepSeek checkpoints (and DeepSeek-V3's as a block-float8 release), prompt files and transformers'
+    greedy outputs."""
     root = tmp_path_factory.mktemp("deepseek")
     models = {m: build_model(m, root / m) for m in DEEPSEEK_MODELS}
     sets = {"mixed": _prompts(10, [5, 17, 33, 1, 60, 9]), "one": _prompts(11, [11]),
@@ -61,6 +66,9 @@ def ds(tmp_path_factory):
     refs[(m, "long")] = greedy_reference(models[m], sets["long"], MAX_NEW)
     full = greedy_reference(models[m], sets["uneven"], max(UNEVEN_MAX))
     refs[(m, "uneven")] = [t[:n] for t, n in zip(full, UNEVEN_MAX)]  # greedy: a prefix of the longer run
+    write_block_fp8_copy(models["dsv3"], root / BLOCK_FP8_MODEL, root / "dsv3-dequantized", (24, 40))
+    models[BLOCK_FP8_MODEL] = root / BLOCK_FP8_MODEL
+    refs[(BLOCK_FP8_MODEL, "mixed")] = greedy_reference(root / "dsv3-dequantized", sets["mixed"], MAX_NEW)
     inputs = {s: _write(root / f"{s}.jsonl", p) for s, p in sets.items()}
     inputs["uneven"] = _write(root / "uneven.jsonl", sets["uneven"], UNEVEN_MAX)
     return {"models": models, "refs": refs, "inputs": inputs, "sets": sets}
@@ -93,6 +101,10 @@ def _jobs(ds, dp, tp, out_dir):
             jobs.append({"name": name, "overrides": [
                 f"model.path={ds['models'][m]}", f"data.input={ds['inputs']['mixed']}",
                 f"parallel.dp_attention={str(dp_attn).lower()}", f"parallel.moe={moe}"]})
+    if (dp, tp) == (1, 2):
+        refs[BLOCK_FP8_JOB] = (BLOCK_FP8_MODEL, "mixed")
+        jobs.append({"name": BLOCK_FP8_JOB, "overrides": [
+            f"model.path={ds['models'][BLOCK_FP8_MODEL]}", f"data.input={ds['inputs']['mixed']}", "parallel.moe=tp"]})
     if (dp, tp) == (2, 2):
         # A float8 latent cache under DP attention and TP experts, prefilled in chunks over its own cached prefix.
         refs[FP8_JOB] = ("dsv2", "long")  # against transformers reading float8-rounded latents (the test's refs)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..layers.fp8_checkpoint import block_fp8_scheme
 from ..parallel.dims import ConfigError
 from .deepseek_v2 import DeepseekV2ForCausalLM, DeepseekV3ForCausalLM
 from .llama import LlamaForCausalLM
@@ -25,7 +26,7 @@ MODEL_CLASSES: dict[str, type] = {
 
 def model_class(hf_config: Any) -> type:
     """Our class for the checkpoint, or a ConfigError saying why it cannot run (before any weight is read)."""
-    check_unquantized(hf_config)
+    check_quantization(hf_config)
     archs = list(getattr(hf_config, "architectures", None) or [])
     for arch in archs:
         if arch in MODEL_CLASSES:
@@ -34,17 +35,14 @@ def model_class(hf_config: Any) -> type:
                       f"{sorted(MODEL_CLASSES)}. Check model.path points at a supported checkpoint")
 
 
-def check_unquantized(hf_config: Any) -> None:
-    """Weights are loaded as stored, in bf16 / fp16 / fp32: a quantized checkpoint (DeepSeek-V3's release is float8
-    with a scale per 128 x 128 block) would otherwise fail only after every file was read, on its scale tensors."""
-    quant = getattr(hf_config, "quantization_config", None)
-    if not quant:
-        return
-    method = quant.get("quant_method") if isinstance(quant, dict) else getattr(quant, "quant_method", None)
-    raise ConfigError(f"config.json declares quantized weights (quantization_config, quant_method={method!r}); "
-                      f"spmd-infer loads unquantized bf16 / fp16 / fp32 checkpoints only: point model.path at the "
-                      f"model's bf16 release, or dequantize this one first (for DeepSeek-V3's float8 release, "
-                      f"its inference/fp8_cast_bf16.py) and drop quantization_config from config.json")
+def check_quantization(hf_config: Any) -> None:
+    """Weights are loaded in the model's dtype: unquantized ones as stored, block-scaled float8 ones (DeepSeek-V3's
+    release) dequantized as read. Any other quantization would fail only after every file was read, on tensors
+    with no place in the model: refused here, before any weight is read."""
+    try:
+        block_fp8_scheme(hf_config)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
 
 
 def check_layout(hf_config: Any, tp: int) -> None:

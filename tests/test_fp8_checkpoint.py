@@ -1,0 +1,105 @@
+"""Float8 checkpoints with a scale per weight block (DeepSeek-V3's release), dequantized as each slice is read: the
+slices equal the whole weight dequantized, at any shard boundary; what the checkpoint gets wrong is named. The
+engine's outputs on such a checkpoint are checked against transformers in tests/test_deepseek.py's launches."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from spmd_infer.layers.fp8_checkpoint import BlockFp8Tensor, block_fp8_scheme, dequantize
+from spmd_infer.layers.weights import CheckpointTensor, WeightError
+from support.block_fp8 import FP8, quantize, write_block_fp8_copy
+from support.tiny_models import build_model
+
+BLOCK = (24, 40)  # neither divides the weights' sizes nor the shard boundaries below
+
+
+def _weight(n=70, k=100, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, k, generator=g) * torch.linspace(0.01, 30, k)  # blocks of very different ranges
+
+
+def test_quantized_blocks_dequantize_within_float8_rounding():
+    w = _weight()
+    q, scales = quantize(w, BLOCK)
+    assert q.dtype == FP8 and scales.shape == (3, 3)
+    full = dequantize(q, scales, BLOCK)
+    # e4m3 rounds to within 2^-4 of a value, or to 2^-10 of its block's scale below its normal range (2^-6).
+    step = scales.repeat_interleave(BLOCK[0], 0)[:70].repeat_interleave(BLOCK[1], 1)[:, :100]
+    assert ((full - w).abs() <= w.abs() / 16 + step * 2**-10 * 1.001).all()
+
+
+@pytest.mark.parametrize("dim,start,length", [(0, 0, 70), (0, 17, 30), (0, 48, 22), (1, 0, 100), (1, 33, 41),
+                                              (1, 80, 20), (0, 23, 1), (1, 39, 2)])
+def test_a_slice_is_the_whole_dequantized_weight_sliced(tmp_path, dim, start, length):
+    w = _weight()
+    q, scales = quantize(w, BLOCK)
+    save_file({"w": q, "w_scale_inv": scales}, str(tmp_path / "m.safetensors"))
+    with safe_open(str(tmp_path / "m.safetensors"), framework="pt") as f:
+        src = BlockFp8Tensor("w", CheckpointTensor("w", f.get_slice("w")),
+                             CheckpointTensor("w_scale_inv", f.get_slice("w_scale_inv")), BLOCK)
+        part = src.narrow(dim, start, length)
+        first, last = start // BLOCK[dim], (start + length - 1) // BLOCK[dim]
+        # Only the float8 slice and the scales of the blocks it touches are read.
+        assert src.bytes_read == length * w.shape[1 - dim] + (last - first + 1) * scales.shape[1 - dim] * 4
+    assert torch.equal(part, dequantize(q, scales, BLOCK).narrow(dim, start, length))
+    assert part.dtype == torch.float32
+
+
+def test_wrong_scales_and_unscaled_float8_are_named():
+    q, scales = quantize(_weight(), BLOCK)
+    with pytest.raises(WeightError, match=r"'w'.* needs scales of shape \[3, 3\].* has \[3, 2\]"):
+        BlockFp8Tensor("w", CheckpointTensor("w", q), CheckpointTensor("s", scales[:, :2]), BLOCK)
+    not_fp8 = BlockFp8Tensor("w", CheckpointTensor("w", q.float()), CheckpointTensor("s", scales), BLOCK)
+    with pytest.raises(WeightError, match="has scales .* but is stored as torch.float32"):
+        not_fp8.read()
+
+
+def test_only_block_scaled_float8_is_taken():
+    config = lambda **q: SimpleNamespace(quantization_config=q or None)  # noqa: E731
+    assert block_fp8_scheme(config()) is None
+    assert block_fp8_scheme(config(quant_method="fp8", fmt="e4m3", weight_block_size=[128, 128])) == (128, 128)
+    for bad in (dict(quant_method="fp8", fmt="e4m3"), dict(quant_method="fp8", fmt="e5m2", weight_block_size=[1, 1]),
+                dict(quant_method="awq", bits=4)):
+        with pytest.raises(ValueError, match="point model.path at the model's bf16 release"):
+            block_fp8_scheme(config(**bad))
+
+
+def test_loading_a_block_fp8_checkpoint_gives_its_dequantized_values(tmp_path):
+    """The whole model through the loader (one rank): every parameter equals the dequantized twin's; a scale whose
+    weight is missing, or a float8 weight whose scales are, is an error naming it."""
+    from transformers import AutoConfig
+
+    from spmd_infer.loader import load_weights
+    from spmd_infer.models.registry import model_class
+    from spmd_infer.parallel.sharding import LayerSharding
+
+    src = build_model("dsv3", tmp_path / "src")
+    write_block_fp8_copy(src, tmp_path / "fp8", tmp_path / "plain", BLOCK)
+    models = {}
+    for name in ("fp8", "plain"):
+        config = AutoConfig.from_pretrained(tmp_path / name)
+        models[name] = model_class(config)(config, LayerSharding.single())
+        load_weights(models[name], tmp_path / name)
+    plain = dict(models["plain"].named_parameters())
+    for name, p in models["fp8"].named_parameters():
+        assert torch.equal(p, plain[name]), name
+
+    config = AutoConfig.from_pretrained(tmp_path / "fp8")
+    save_file({"model.layers.0.self_attn.o_proj.bias_scale_inv": torch.ones(1)}, str(tmp_path / "fp8" / "x.safetensors"))
+    with pytest.raises(WeightError, match="no place in the model: .*o_proj.bias_scale_inv"):
+        load_weights(model_class(config)(config, LayerSharding.single()), tmp_path / "fp8")
+    (tmp_path / "fp8" / "x.safetensors").unlink()
+    declared = json.loads((tmp_path / "fp8" / "config.json").read_text())["quantization_config"]
+    with safe_open(str(tmp_path / "fp8" / "model.safetensors"), framework="pt") as f:
+        tensors = {n: f.get_tensor(n) for n in f.keys() if n != "model.layers.0.self_attn.o_proj.weight_scale_inv"}
+    save_file(tensors, str(tmp_path / "fp8" / "model.safetensors"))
+    assert declared["weight_block_size"] == list(BLOCK)
+    with pytest.raises(WeightError, match="o_proj.weight' is stored as float8 without its scales"):
+        load_weights(model_class(config)(config, LayerSharding.single()), tmp_path / "fp8")
