@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 from spmd_infer.layers.fp8_checkpoint import BlockFp8Tensor, block_fp8_scheme, dequantize
 from spmd_infer.layers.weights import CheckpointTensor, WeightError
@@ -71,35 +71,56 @@ def test_only_block_scaled_float8_is_taken():
             block_fp8_scheme(config(**bad))
 
 
+def _move(folder, name, to_file, tensor=None):
+    """Move checkpoint tensor `name` of a sharded checkpoint into `to_file` (or drop it: to_file None), or add
+    `tensor` under `name` there; the index follows."""
+    index_path = folder / "model.safetensors.index.json"
+    index = json.loads(index_path.read_text())
+    if tensor is None:
+        src = folder / index["weight_map"].pop(name)
+        rest = load_file(str(src))
+        tensor = rest.pop(name)
+        save_file(rest, str(src))
+    if to_file is not None:
+        dst = folder / to_file
+        save_file({**(load_file(str(dst)) if dst.exists() else {}), name: tensor}, str(dst))
+        index["weight_map"][name] = to_file
+    index_path.write_text(json.dumps(index))
+
+
 def test_loading_a_block_fp8_checkpoint_gives_its_dequantized_values(tmp_path):
-    """The whole model through the loader (one rank): every parameter equals the dequantized twin's; a scale whose
-    weight is missing, or a float8 weight whose scales are, is an error naming it."""
+    """The whole model through the loader (one rank, a checkpoint sharded over files): every parameter equals the
+    dequantized twin's, with a weight's scales in its own file or another; a scale whose weight is missing, or a
+    float8 weight whose scales are, is an error naming it."""
     from transformers import AutoConfig
 
     from spmd_infer.loader import load_weights
     from spmd_infer.models.registry import model_class
     from spmd_infer.parallel.sharding import LayerSharding
 
-    src = build_model("dsv3", tmp_path / "src")
+    src = build_model("dsv3", tmp_path / "src", shards=3)
     write_block_fp8_copy(src, tmp_path / "fp8", tmp_path / "plain", BLOCK)
-    models = {}
-    for name in ("fp8", "plain"):
-        config = AutoConfig.from_pretrained(tmp_path / name)
-        models[name] = model_class(config)(config, LayerSharding.single())
-        load_weights(models[name], tmp_path / name)
-    plain = dict(models["plain"].named_parameters())
-    for name, p in models["fp8"].named_parameters():
-        assert torch.equal(p, plain[name]), name
+    fp8 = tmp_path / "fp8"
+    assert json.loads((fp8 / "config.json").read_text())["quantization_config"]["weight_block_size"] == list(BLOCK)
+    config = AutoConfig.from_pretrained(fp8)
 
-    config = AutoConfig.from_pretrained(tmp_path / "fp8")
-    save_file({"model.layers.0.self_attn.o_proj.bias_scale_inv": torch.ones(1)}, str(tmp_path / "fp8" / "x.safetensors"))
+    def load(folder):
+        model = model_class(config)(config, LayerSharding.single())
+        load_weights(model, folder)
+        return dict(model.named_parameters())
+
+    plain = load(tmp_path / "plain")
+    scale = "model.layers.0.self_attn.o_proj.weight_scale_inv"
+    for moved in (False, True):
+        if moved:
+            _move(fp8, scale, "scales.safetensors")  # a scale in another file than its weight
+        for name, p in load(fp8).items():
+            assert torch.equal(p, plain[name]), name
+
+    _move(fp8, "model.layers.0.self_attn.o_proj.bias_scale_inv", "scales.safetensors", torch.ones(1))
     with pytest.raises(WeightError, match="no place in the model: .*o_proj.bias_scale_inv"):
-        load_weights(model_class(config)(config, LayerSharding.single()), tmp_path / "fp8")
-    (tmp_path / "fp8" / "x.safetensors").unlink()
-    declared = json.loads((tmp_path / "fp8" / "config.json").read_text())["quantization_config"]
-    with safe_open(str(tmp_path / "fp8" / "model.safetensors"), framework="pt") as f:
-        tensors = {n: f.get_tensor(n) for n in f.keys() if n != "model.layers.0.self_attn.o_proj.weight_scale_inv"}
-    save_file(tensors, str(tmp_path / "fp8" / "model.safetensors"))
-    assert declared["weight_block_size"] == list(BLOCK)
+        load(fp8)
+    _move(fp8, "model.layers.0.self_attn.o_proj.bias_scale_inv", None)
+    _move(fp8, scale, None)
     with pytest.raises(WeightError, match="o_proj.weight' is stored as float8 without its scales"):
-        load_weights(model_class(config)(config, LayerSharding.single()), tmp_path / "fp8")
+        load(fp8)

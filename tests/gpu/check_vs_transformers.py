@@ -3,7 +3,9 @@
 At the first position where the two greedy sequences differ, each side's token must be among the
 other's top-k logprobs (vLLM's rule for comparing bf16 runs, where exact equality is too strict). With
 cache.dtype=fp8 among --extra, transformers reads float8-rounded keys and values (DeepSeek: latents) where the
-engine's cache rounds them (tests/support/fp8_rounding.py), so that the rule compares like with like.
+engine's cache rounds them (tests/support/fp8_rounding.py), so that the rule compares like with like. With
+--block-fp8 the engine loads the model re-saved as DeepSeek-V3's float8 release is (128 x 128 blocks,
+tests/support/block_fp8.py) and transformers runs the same values dequantized.
 
 usage (on a GPU machine, in the repo root):
   python tests/gpu/check_vs_transformers.py --model tiny --layouts 1x1 2x2 --out /tmp/check
@@ -153,10 +155,18 @@ def main() -> int:
     ap.add_argument("--max-new", type=int, default=32)
     ap.add_argument("--out", default="/tmp/spmd_check")
     ap.add_argument("--extra", nargs="*", default=[])
+    ap.add_argument("--block-fp8", action="store_true", help="the engine loads a block-float8 copy")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    folder = build(args.model, out / args.model)
+    folder = engine_folder = build(args.model, out / args.model)
+    if args.block_fp8:
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: its support package
+        from support.block_fp8 import write_block_fp8_copy
+
+        engine_folder, folder = out / f"{args.model}-blockfp8", out / f"{args.model}-dequantized"
+        write_block_fp8_copy(out / args.model, engine_folder, folder, (128, 128))
+        print(f"engine: {engine_folder} (float8, 128 x 128 blocks); reference: {folder}", flush=True)
     rows = prompts(args.num_prompts, MODELS[args.model][1]["vocab_size"])
     inp = out / f"{args.model}.jsonl"
     inp.write_text("".join(json.dumps({"id": i, "prompt_token_ids": p}) + "\n" for i, p in enumerate(rows)))
@@ -168,7 +178,7 @@ def main() -> int:
     for layout in args.layouts:
         dp, tp = map(int, layout.split("x"))
         result_path = out / f"{args.model}-{layout}.out.jsonl"
-        secs = run_engine(folder, inp, result_path, dp, tp, args.max_new, args.extra)
+        secs = run_engine(engine_folder, inp, result_path, dp, tp, args.max_new, args.extra)
         engine_rows = [json.loads(line) for line in result_path.read_text().splitlines()]
         verdict = compare(engine_rows, ref)
         failed += verdict["failed"]

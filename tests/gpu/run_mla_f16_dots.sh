@@ -4,7 +4,9 @@
 # 17.5% of the float8 kernel's instructions and 19% of its stall samples). The float8 kernel tests with it on; the
 # kernel at its tile on / off, twice each, interleaved, then a tile sweep with it on; DeepSeek-V2-Lite against
 # transformers reading float8-rounded latents with it on; decode bs256 / bs64 @1k, float8 on / off and bf16.
-# To beat: float8 120 us at bs256 (bf16 104), engine step 14.4 ms (bf16 14.0). Carry [".whl"].
+# To beat: float8 120 us at bs256 (bf16 104), engine step 14.4 ms (bf16 14.0). Last, DeepSeek-V2-Lite (4 layers)
+# loaded from a block-float8 copy of itself (DeepSeek-V3's release format, session 14: CPU-tested) against
+# transformers on the same values dequantized. Carry [".whl"].
 set -uo pipefail
 source tests/gpu/device_env.sh
 nvidia-smi --query-gpu=name --format=csv,noheader | head -1
@@ -27,4 +29,7 @@ for run in fp8:1 fp8:0 auto:0; do
     cache.dtype=$kv bench.output=$OUT/decode_${kv}_$f16.json
   echo "--- latent cache $kv, fp16 dots $f16"; grep -E "^decode bs|Error" "$OUT/decode_${kv}_$f16.txt" | cut -c1-110
 done
+part check_blockfp8 150 python3 tests/gpu/check_vs_transformers.py --model dsv2lite --layouts 1x1 \
+  --out /tmp/chk_fp8w --block-fp8
+grep -E "^engine|RESULT|OUTSIDE|Error" "$OUT/check_blockfp8.txt" | head -6
 rm -rf "$OUT"/*.run "$OUT"/*.json

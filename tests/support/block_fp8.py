@@ -17,31 +17,37 @@ KEPT = ("embed_tokens.weight", "lm_head.weight", "mlp.gate.weight")  # left unqu
 def quantize(weight: torch.Tensor, block: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
     """(float8 weight, scales [ceil(N / rows), ceil(K / cols)]) with weight ~ float8 * its block's scale."""
     n, k = weight.shape
-    scales = torch.empty(-(-n // block[0]), -(-k // block[1]))
-    for i in range(scales.shape[0]):
-        for j in range(scales.shape[1]):
-            tile = weight[i * block[0]:(i + 1) * block[0], j * block[1]:(j + 1) * block[1]]
-            scales[i, j] = tile.abs().max().clamp(min=1e-12) / 448
+    rows, cols = -(-n // block[0]), -(-k // block[1])
+    padded = torch.nn.functional.pad(weight.abs(), (0, cols * block[1] - k, 0, rows * block[0] - n))
+    scales = padded.view(rows, block[0], cols, block[1]).amax(dim=(1, 3)).clamp(min=1e-12) / 448
     expanded = scales.repeat_interleave(block[0], 0)[:n].repeat_interleave(block[1], 1)[:, :k]
     return (weight / expanded).to(FP8), scales
 
 
 def write_block_fp8_copy(src: Path, quantized: Path, dequantized: Path, block: tuple[int, int]) -> None:
-    """Save `src` (one model.safetensors) as a block-float8 checkpoint in `quantized` (config.json declaring it)
-    and as the same values dequantized to float32 in `dequantized`."""
-    tensors = load_file(str(src / "model.safetensors"))
-    stored, plain = {}, {}
-    for name, t in tensors.items():
-        if t.dim() == 2 and name.endswith(".weight") and not name.endswith(KEPT):
-            q, scales = quantize(t.float(), block)
-            stored[name], stored[name + "_scale_inv"] = q, scales
-            expanded = scales.repeat_interleave(block[0], 0)[:t.shape[0]].repeat_interleave(block[1], 1)
-            plain[name] = (q.float() * expanded[:, :t.shape[1]]).to(t.dtype)
-        else:
-            stored[name] = plain[name] = t
-    for folder, weights in ((quantized, stored), (dequantized, plain)):
+    """Save the checkpoint in `src` (one safetensors file or several with an index) as a block-float8 checkpoint in
+    `quantized` (config.json declaring it; each scale in its weight's file) and as the same values dequantized to
+    the checkpoint's dtype in `dequantized`."""
+    for folder in (quantized, dequantized):
         shutil.copytree(src, folder, dirs_exist_ok=True)
-        save_file(weights, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    index_path = src / "model.safetensors.index.json"
+    index = json.loads(index_path.read_text()) if index_path.exists() else None
+    for file in sorted(src.glob("*.safetensors")):
+        stored, plain = {}, {}
+        for name, t in load_file(str(file)).items():
+            if t.dim() == 2 and name.endswith(".weight") and not name.endswith(KEPT):
+                q, scales = quantize(t.float(), block)
+                stored[name], stored[name + "_scale_inv"] = q, scales
+                expanded = scales.repeat_interleave(block[0], 0)[:t.shape[0]].repeat_interleave(block[1], 1)
+                plain[name] = (q.float() * expanded[:, :t.shape[1]]).to(t.dtype)
+                if index:
+                    index["weight_map"][name + "_scale_inv"] = file.name
+            else:
+                stored[name] = plain[name] = t
+        save_file(stored, str(quantized / file.name), metadata={"format": "pt"})
+        save_file(plain, str(dequantized / file.name), metadata={"format": "pt"})
+    if index:
+        (quantized / index_path.name).write_text(json.dumps(index, indent=2))
     config = json.loads((src / "config.json").read_text())
     config["quantization_config"] = {"quant_method": "fp8", "fmt": "e4m3", "activation_scheme": "dynamic",
                                      "weight_block_size": list(block)}
