@@ -45,13 +45,14 @@ def checkpoint_files(model_dir: Path) -> list[Path]:
     return files
 
 
-def _checkpoint_tensor(name: str, where: dict, block: tuple[int, int] | None) -> CheckpointTensor:
-    """The tensor `name` as the weight loaders read it: dequantized as read when it is a float8 weight with block
-    scales (`block`: the checkpoint declares them), as stored otherwise."""
+def _checkpoint_tensor(name: str, where: dict, block: tuple[int, int] | None, device) -> CheckpointTensor:
+    """The tensor `name` as the weight loaders read it: dequantized as read (on `device`, its parameter's) when it
+    is a float8 weight with block scales (`block`: the checkpoint declares them), as stored otherwise."""
     src = CheckpointTensor(name, where[name].get_slice(name))
     scale_name = name + SCALE_SUFFIX
     if block and scale_name in where:
-        return BlockFp8Tensor(name, src, CheckpointTensor(scale_name, where[scale_name].get_slice(scale_name)), block)
+        scale = CheckpointTensor(scale_name, where[scale_name].get_slice(scale_name))
+        return BlockFp8Tensor(name, src, scale, block, device)
     if block and where[name].get_slice(name).get_dtype().startswith("F8"):
         raise WeightError(f"tensor {name!r} is stored as float8 without its scales ({scale_name!r} is not in the "
                           f"checkpoint): is the checkpoint complete?")
@@ -87,7 +88,7 @@ def load_weights(model: nn.Module, model_dir: Path) -> LoadStats:
                 if param is None:
                     unexpected.append(ckpt_name)
                     continue
-                src = _checkpoint_tensor(ckpt_name, where, block)
+                src = _checkpoint_tensor(ckpt_name, where, block, param.device)
                 loader = getattr(param, "weight_loader", None)
                 if loader is None:
                     copy_checked(param, src.read(), ckpt_name)

@@ -35,21 +35,23 @@ def dequantize(weight: torch.Tensor, scale: torch.Tensor, block: tuple[int, int]
     """float32 weight * its block's scale, for a float8 [rows, cols] slice starting at (row0, col0) of the full
     weight and the scales of every block it touches (scale[0, 0] is the block holding (row0, col0))."""
     rows, cols = weight.shape
-    r = (torch.arange(rows) + row0) // block[0] - row0 // block[0]
-    c = (torch.arange(cols) + col0) // block[1] - col0 // block[1]
+    r = (torch.arange(rows, device=weight.device) + row0) // block[0] - row0 // block[0]
+    c = (torch.arange(cols, device=weight.device) + col0) // block[1] - col0 // block[1]
     return weight.float() * scale.float()[r][:, c]
 
 
 class BlockFp8Tensor(CheckpointTensor):
     """A float8 checkpoint weight [N, K] and its scales [ceil(N / rows), ceil(K / cols)]: read() and narrow() give
-    float32 values (copied into the parameter in the model's dtype, so rounded once), reading from disk only the
-    float8 slice asked for and the scales of the blocks it touches."""
+    float32 values on `device` (copied into the parameter in the model's dtype, so rounded once), reading from disk
+    only the float8 slice asked for and the scales of the blocks it touches. Dequantized where the parameter lives:
+    on a GPU the float8 slice crosses the bus at half a bf16 one's bytes and the arithmetic is the GPU's."""
 
-    def __init__(self, name: str, weight: CheckpointTensor, scale: CheckpointTensor, block: tuple[int, int]):
+    def __init__(self, name: str, weight: CheckpointTensor, scale: CheckpointTensor, block: tuple[int, int],
+                 device: torch.device | str = "cpu"):
         self.name = name
         self.shape = weight.shape
         self.bytes_read = 0
-        self._weight, self._scale, self._block = weight, scale, block
+        self._weight, self._scale, self._block, self._device = weight, scale, block, device
         expected = tuple(-(-n // b) for n, b in zip(self.shape, block)) if len(self.shape) == 2 else None
         if expected is None or scale.shape != expected:
             raise WeightError(f"tensor {name!r}: a float8 weight of shape {list(self.shape)} with blocks of "
@@ -67,4 +69,5 @@ class BlockFp8Tensor(CheckpointTensor):
         if weight.dtype not in FLOAT8:
             raise WeightError(f"tensor {self.name!r} has scales ({self.name + SCALE_SUFFIX!r}) but is stored as "
                               f"{weight.dtype}, not float8 e4m3")
-        return dequantize(weight, scale, self._block, start if dim == 0 else 0, start if dim == 1 else 0)
+        return dequantize(weight.to(self._device), scale.to(self._device), self._block, start if dim == 0 else 0,
+                          start if dim == 1 else 0)
