@@ -9,7 +9,6 @@ import torch
 from .weights import CheckpointTensor, WeightError
 
 SCALE_SUFFIX = "_scale_inv"  # "X.weight" is stored as float8, "X.weight_scale_inv" holds its per-block multipliers
-FLOAT8 = (torch.float8_e4m3fn,)
 
 
 def block_fp8_scheme(hf_config: Any) -> Optional[tuple[int, int]]:
@@ -66,7 +65,7 @@ class BlockFp8Tensor(CheckpointTensor):
         first, last = start // self._block[dim], (start + length - 1) // self._block[dim]
         scale = self._scale.narrow(dim, first, last - first + 1)
         self.bytes_read = self._weight.bytes_read + self._scale.bytes_read
-        if weight.dtype not in FLOAT8:
+        if weight.dtype != torch.float8_e4m3fn:
             raise WeightError(f"tensor {self.name!r} has scales ({self.name + SCALE_SUFFIX!r}) but is stored as "
                               f"{weight.dtype}, not float8 e4m3")
         return dequantize(weight.to(self._device), scale.to(self._device), self._block, start if dim == 0 else 0,
