@@ -11,7 +11,8 @@ from hydra.core.config_store import ConfigStore
 @dataclass
 class ModelConfig:
     path: Optional[str] = None
-    """Hugging Face checkpoint folder (config.json + *.safetensors). Unset: the built-in demo model."""
+    """Hugging Face checkpoint folder (config.json + *.safetensors): bf16 / fp16 / fp32 weights, or float8 ones with
+    a scale per block (DeepSeek-V3's release), dequantized to `dtype` as they load. Unset: the built-in demo model."""
     dtype: str = "auto"
     """Compute dtype: auto (bfloat16 on CUDA, float32 on CPU), float32, bfloat16 or float16."""
     max_model_len: Optional[int] = None
