@@ -22,7 +22,7 @@ _LOG2E = 1.4426950408889634
 def _mla_decode_split_kernel(
     q_ptr,  # q_latent [B, H, L]
     qpe_ptr,  # q_pe [B, H, R]
-    cache_ptr,  # [num_blocks, PAGE, 1, L + R]: c_kv ++ k_pe
+    cache_ptr,  # [num_blocks, PAGE, 1, L + R] contiguous: c_kv ++ k_pe
     block_tables_ptr,
     context_lens_ptr,
     out_ptr,
@@ -34,8 +34,6 @@ def _mla_decode_split_kernel(
     stride_qh,
     stride_pb,
     stride_ph,
-    stride_cb,
-    stride_cs,
     stride_bt,
     stride_ob,
     stride_oh,
@@ -106,7 +104,9 @@ def _mla_decode_split_kernel(
         pos = start_n + offs_n
         mask_n = pos < end
         phys = tl.load(bt_row + pos // PAGE, mask=mask_n, other=0).to(tl.int64)
-        row = cache_ptr + phys * stride_cb + (pos % PAGE) * stride_cs  # [BLOCK_N] token rows
+        # [BLOCK_N] token rows. Offsets from compile-time sizes, not runtime strides: 10% fewer instructions a tile
+        # (SASS loop body 552 -> 499 at DeepSeek's sizes, the integer multiplies 83 -> 45).
+        row = cache_ptr + (phys * PAGE + pos % PAGE) * (LATENT + ROPE)
         c_lo = _latent_part(row, offs_half, mask_n, mask_lo, q_lo.dtype, PIN_LATENT)
         c_hi = _latent_part(row + HALF, offs_half, mask_n, mask_hi, q_lo.dtype, PIN_LATENT)
         k_pe = tl.load(row[:, None] + LATENT + offs_r[None, :], mask=mask_n[:, None] & mask_r[None, :],
@@ -206,7 +206,7 @@ def mla_decode(
     R = q_pe.shape[2]
     _, page, one, LR = kv_cache.shape
     assert q_pe.shape[:2] == (B, H) and one == 1 and LR == L + R, "kv_cache must be [blocks, page, 1, L + R]"
-    assert q_latent.stride(-1) == 1 and q_pe.stride(-1) == 1 and kv_cache.stride(-1) == 1
+    assert q_latent.stride(-1) == 1 and q_pe.stride(-1) == 1 and kv_cache.is_contiguous()
     assert page & (page - 1) == 0, "block_size must be a power of two"
     if out is None:
         out = torch.empty_like(q_latent)
@@ -231,7 +231,7 @@ def mla_decode(
     _mla_decode_split_kernel[(B, head_blocks, num_splits)](
         q_latent, q_pe, kv_cache, block_tables, context_lens, out, mid_o, mid_lse, order_ptr, float(scale) * _LOG2E,
         q_latent.stride(0), q_latent.stride(1), q_pe.stride(0), q_pe.stride(1),
-        kv_cache.stride(0), kv_cache.stride(1), block_tables.stride(0),
+        block_tables.stride(0),
         out.stride(0), out.stride(1), *mo_strides, *ml_strides, num_splits,
         NUM_HEADS=H, LATENT=L, ROPE=R, PAGE=page,
         BLOCK_H=BLOCK_H, BLOCK_L=BLOCK_L, BLOCK_R=BLOCK_R, BLOCK_N=BLOCK_N, DIRECT=direct,

@@ -13,9 +13,10 @@ programs fit an SM: over a float8 cache decode attention widens whole tiles into
 128, two programs an SM, against 134 and three over bf16).
 With --sass FILE it also writes the kernel's sm_90a SASS (Triton's bundled ptxas and cuobjdump) and prints how
 its tensor-core instructions depend on one another in issue order: an HMMA whose accumulator is the result of the
-HMMA just before it waits out that one's latency. Session 14 found MLA decode's score dot one run of 36 such
-(ncu's top stall, 'wait'), split it into two halves the SASS interleaves (runs of 1) and saw that quarters
-compiled into four runs of 8, one after another.
+HMMA just before it waits out that one's latency; and the instructions one trip of the main loop issues, by
+opcode. Session 14 found MLA decode's score dot one run of 36 such (ncu's top stall, 'wait'), split it into two
+halves the SASS interleaves (runs of 1), saw that quarters compiled into four runs of 8, one after another, and
+cut the loop from 552 to 499 instructions by computing cache offsets from compile-time sizes.
 Launch arguments are specialised as a real launch specialises them (16-byte aligned pointers, integer arguments
 divisible by 16 except the kernel's do_not_specialize ones), without which every load compiles scalar. The local
 Triton may differ from the GPU machines' (3.6).
@@ -117,6 +118,24 @@ def mma_dependence(sass: str) -> tuple[int, int, int]:
     return total, dependent, longest
 
 
+_SASS_LINE = re.compile(r"\s+/\*([0-9a-f]{4,})\*/\s+(.*?)\s*;")
+_BACK_BRANCH = re.compile(r"\bBRA\s+0x([0-9a-f]+)")
+
+
+def main_loop(sass: str) -> tuple[int, collections.Counter]:
+    """(instructions, opcode counts) of the body of the longest backward branch in the SASS: a kernel's main loop,
+    what one trip (one KV tile, one K step) issues a warp."""
+    body: list[str] = []
+    ins = [(int(a, 16), text) for a, text in _SASS_LINE.findall(sass)]
+    for addr, text in ins:
+        target = _BACK_BRANCH.search(text)
+        if target and int(target.group(1), 16) < addr:
+            span = [t for a, t in ins if int(target.group(1), 16) <= a <= addr]
+            body = span if len(span) > len(body) else body
+    ops = collections.Counter(re.sub(r"^@!?U?P\w+\s+", "", t).split()[0].split(".")[0] for t in body)
+    return len(body), ops
+
+
 def programs_per_sm(regs: int, warps: int, shared: int) -> int:
     """How many programs (CTAs) of this kernel fit on one H100/H200 SM: 64K registers (allocated per warp in units
     of 256), 227 KB of shared memory a block can use (228 KB an SM, 1 KB reserved per block), 64 warps."""
@@ -208,9 +227,12 @@ def main() -> None:
     print(f"shared memory: {shared} bytes; {regs} registers a thread, {spill} bytes spilled; "
           f"{programs_per_sm(regs, args.warps or 4, shared)} programs an SM")
     if args.sass:
-        total, dependent, longest = mma_dependence(write_sass(ptx, args.sass))
+        sass = write_sass(ptx, args.sass)
+        total, dependent, longest = mma_dependence(sass)
         print(f"SASS in {args.sass}: {total} HMMA, {dependent} waiting on the one just before, the longest run "
               f"{longest}")
+        count, ops = main_loop(sass)
+        print(f"main loop: {count} instructions a trip; " + ", ".join(f"{op} {n}" for op, n in ops.most_common(12)))
 
 
 if __name__ == "__main__":
