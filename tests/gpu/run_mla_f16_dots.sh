@@ -12,7 +12,7 @@ source tests/gpu/device_env.sh
 nvidia-smi --query-gpu=name --format=csv,noheader | head -1
 test_part tests 120 SPMD_MLA_FP8_F16_DOTS=1 tests/kernels/test_fp8_kv.py tests/kernels/test_mla_decode.py
 # The bf16 kernel after session 14's compile-time cache offsets (offline: 552 -> 499 instructions a trip); before
-# them 104-105 / 43-44 / 51-52 / 12-13 us at bs256 / bs64 / bs32 / bs1: revert them (8c7... see git log) if slower.
+# them 104-105 / 43-44 / 51-52 / 12-13 us at bs256 / bs64 / bs32 / bs1: revert ce5f456's kernel change if slower.
 part bf16_kernel 60 python3 tests/gpu/tune_mla_decode.py --default-splits --default-config --shapes bs256 bs64 bs32 bs1
 echo "bf16: $(grep -E '^  [0-9.]+ ' "$OUT/bf16_kernel.txt" | head -1)"
 for run in 1a 0a 1b 0b; do
