@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 from pathlib import Path
 from typing import Any, Optional
@@ -12,6 +13,7 @@ import torch.distributed as dist
 
 from ..forward_batch import ForwardBatch
 from ..host_memory import to_device, upload_packed
+from ..layers.fp8_checkpoint import block_fp8_scheme
 from ..layers.sampler import SamplingTensors, apply_output_penalties, apply_repetition_penalty, sample
 from ..loader import LoadStats, load_weights
 from ..models.registry import model_class
@@ -23,6 +25,41 @@ from .cuda_graphs import DecodeGraphs, graph_buckets
 from .scheduler import ScheduledBatch
 
 log = logging.getLogger(__name__)
+
+
+def build_model(hf_config: Any, sharding: LayerSharding, dtype: torch.dtype, device: torch.device | str) -> Any:
+    """This rank's shard of the model, its parameters allocated on `device` in `dtype` (uninitialised)."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        with torch.device(device):
+            return model_class(hf_config)(hf_config, sharding)
+    finally:
+        torch.set_default_dtype(previous)
+
+
+def rank_weight_bytes(hf_config: Any, sharding: LayerSharding, dtype: torch.dtype) -> int:
+    """Bytes of this rank's parameters and buffers, counted on a model built on the meta device (no memory)."""
+    model = build_model(hf_config, sharding, dtype, "meta")
+    return sum(t.numel() * t.element_size() for t in itertools.chain(model.parameters(), model.buffers()))
+
+
+def check_weights_fit(need: int, free: int, total: int, hf_config: Any, dims: ParallelDims, moe: str,
+                      dtype: torch.dtype, device: Any) -> None:
+    """A ConfigError saying how to spread the model wider when this rank's share of it (`need` bytes) exceeds the
+    GPU's free memory: before any allocation, not a CUDA out-of-memory error minutes into loading."""
+    if need <= free:
+        return
+    spread = ("raise parallel.tp, or parallel.dp with parallel.dp_attention=true (which shards the MLP and experts "
+              "over every rank)" if dims.dp == 1 or not dims.dp_attention else "raise parallel.dp or parallel.tp")
+    dequantized = (f"; this checkpoint's float8 weights are dequantized to {str(dtype).removeprefix('torch.')} as "
+                   f"they load, twice their size on disk" if block_fp8_scheme(hf_config) else "")
+    raise ConfigError(
+        f"this rank's share of the model needs {need / 2**30:.1f} GiB of GPU memory in "
+        f"{str(dtype).removeprefix('torch.')} (parallel.dp={dims.dp}, parallel.tp={dims.tp}, "
+        f"parallel.dp_attention={str(dims.dp_attention).lower()}, parallel.moe={moe}), more than the "
+        f"{free / 2**30:.1f} GiB free of {total / 2**30:.1f} GiB on {device}: spread it over more GPUs ({spread})"
+        f"{dequantized}")
 
 
 class ModelRunner:
@@ -37,13 +74,11 @@ class ModelRunner:
         self.kv_dtype = kv_dtype or dtype
         self.block_size = block_size
         self.sharding = LayerSharding.from_dims(dims, moe)
-        previous = torch.get_default_dtype()
-        torch.set_default_dtype(dtype)
-        try:
-            with torch.device(device):
-                self.model = model_class(hf_config)(hf_config, self.sharding)
-        finally:
-            torch.set_default_dtype(previous)
+        if device.type == "cuda":
+            free, total = torch.cuda.mem_get_info(device)
+            check_weights_fit(rank_weight_bytes(hf_config, self.sharding, dtype), free, total, hf_config, dims, moe,
+                              dtype, device)
+        self.model = build_model(hf_config, self.sharding, dtype, device)
         self.model.eval()
         self.load_stats = load_weights(self.model, model_dir) if model_dir is not None else _random_init(self.model)
         self.cache_owners = [m for m in self.model.modules() if hasattr(m, "kv_cache_dims")]

@@ -1,0 +1,51 @@
+"""Before any weight is allocated on a GPU, a rank whose share of the model cannot fit says how to spread it: the
+share is counted on a model built on the meta device, byte for byte what the real one holds."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from spmd_infer.engine.model_runner import build_model, check_weights_fit, rank_weight_bytes
+from spmd_infer.parallel.comm import Shard
+from spmd_infer.parallel.dims import ConfigError, ParallelDims
+from spmd_infer.parallel.sharding import LayerSharding
+from support.tiny_models import _configs
+
+SHARDINGS = {
+    "single": LayerSharding.single(),
+    "tp2": LayerSharding(attn=Shard(1, 2), mlp=Shard(1, 2), dp=Shard()),
+    "dpattn4-ep": LayerSharding(attn=Shard(0, 2), mlp=Shard(3, 4), dp=Shard(1, 2), dp_attention=True, moe="ep"),
+}
+
+
+def _config(name):
+    config = _configs()[name]
+    config.architectures = [type(config).__name__.replace("Config", "ForCausalLM")]
+    return config
+
+
+@pytest.mark.parametrize("name", ["llama", "qwen3", "qwen3moe", "mixtral", "dsv2", "dsv3"])
+@pytest.mark.parametrize("sharding", list(SHARDINGS))
+def test_the_meta_count_is_what_the_model_holds(name, sharding):
+    config = _config(name)
+    model = build_model(config, SHARDINGS[sharding], torch.float32, "cpu")
+    held = sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
+    assert rank_weight_bytes(config, SHARDINGS[sharding], torch.float32) == held
+    assert rank_weight_bytes(config, SHARDINGS[sharding], torch.bfloat16) < held
+
+
+def test_a_share_too_large_says_how_to_spread_it():
+    config = _config("dsv3")
+    dims = ParallelDims(dp=1, tp=2, world_size=2)
+    check_weights_fit(10 * 2**30, 11 * 2**30, 80 * 2**30, config, dims, "ep", torch.bfloat16, "cuda:0")
+    with pytest.raises(ConfigError, match=r"needs 12\.0 GiB of GPU memory in bfloat16 \(parallel\.dp=1, parallel\.tp=2, "
+                                          r"parallel\.dp_attention=false, parallel\.moe=ep\), more than the 11\.0 GiB "
+                                          r"free of 80\.0 GiB on cuda:0: .*raise parallel\.tp, or parallel\.dp with "
+                                          r"parallel\.dp_attention=true"):
+        check_weights_fit(12 * 2**30, 11 * 2**30, 80 * 2**30, config, dims, "ep", torch.bfloat16, "cuda:0")
+    config.quantization_config = {"quant_method": "fp8", "fmt": "e4m3", "weight_block_size": [128, 128]}
+    dims = ParallelDims(dp=2, tp=2, world_size=4, dp_attention=True)
+    with pytest.raises(ConfigError, match=r"raise parallel\.dp or parallel\.tp\); this checkpoint's float8 weights "
+                                          r"are dequantized to bfloat16 as they load, twice their size on disk"):
+        check_weights_fit(12 * 2**30, 11 * 2**30, 80 * 2**30, config, dims, "ep", torch.bfloat16, "cuda:0")
