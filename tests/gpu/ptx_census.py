@@ -26,6 +26,7 @@ usage: python tests/gpu/ptx_census.py decode [--cache fp8|bf16] [--stages 3] [--
        python tests/gpu/ptx_census.py mla [--cache fp8|bf16] [--block 32] [--stages 2] [--warps 4] [--pin-v 1]
        python tests/gpu/ptx_census.py prefill [--cache fp8|bf16] [--stages 3] [--warps 4] [--block 64] [--group 4]
        python tests/gpu/ptx_census.py skinny [--block 64] [--block-k 128] [--stages 4] [--warps 4] [--rope]
+       python tests/gpu/ptx_census.py moe [--tile small|medium|large] [--part gate_up|down]
        any of them with --sass FILE
 """
 
@@ -203,9 +204,29 @@ def skinny(args):
     return compile_census(skinny_gemm._skinny_gemm_kernel, pointers, consts, (), args.warps or 4, args.stages or 4)
 
 
+def moe(args):
+    fused_moe = importlib.import_module("spmd_kernels.fused_moe")  # the package exports a function by that name
+
+    block_m, block_n, block_k, warps, stages = fused_moe.CUDA_CONFIGS[args.tile]
+    # DeepSeek-V2-Lite's expert sizes. The weights' K stride is 1 in every launch, and Triton specialises an
+    # integer argument equal to 1 as a constant: without that here, every weight load would compile scalar.
+    consts = dict(HIDDEN=2048, INTER=1408, TOP_K=6, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k, PDL=True,
+                  stride_wk=1)
+    if args.part == "gate_up":
+        pointers = {"x_ptr": "*bf16", "w13_ptr": "*bf16", "h_ptr": "*bf16", "sorted_ids_ptr": "*i32",
+                    "block_expert_ptr": "*i32"}
+        kernel = fused_moe._moe_gate_up_kernel
+    else:
+        pointers = {"h_ptr": "*bf16", "w2_ptr": "*bf16", "y_ptr": "*bf16", "weights_ptr": "*fp32",
+                    "sorted_ids_ptr": "*i32", "block_expert_ptr": "*i32"}
+        kernel = fused_moe._moe_down_kernel
+    args.warps = args.warps or warps  # the tile's own (the large one has 8): main() counts programs an SM by it
+    return compile_census(kernel, pointers, consts, ("num_slots",), args.warps, args.stages or stages)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("kernel", choices=("decode", "mla", "prefill", "skinny"))
+    ap.add_argument("kernel", choices=("decode", "mla", "prefill", "skinny", "moe"))
     ap.add_argument("--cache", choices=("fp8", "bf16"), default="fp8", help="decode / mla / prefill: KV-cache dtype")
     ap.add_argument("--stages", type=int, default=0, help="num_stages (default: the kernel's usual)")
     ap.add_argument("--warps", type=int, default=0, help="num_warps (default: 4)")
@@ -217,10 +238,14 @@ def main() -> None:
     ap.add_argument("--pin-v", type=int, default=1, help="decode over fp8 with --asm-widen, mla over fp8: 1 widens V (c_kv) as loaded")
     ap.add_argument("--rope", action="store_true", help="skinny: the qkv rotary + KV-store epilogue")
     ap.add_argument("--f16-dots", type=int, default=0, help="mla over fp8: 1 runs the dots in fp16")
+    ap.add_argument("--tile", choices=("small", "medium", "large"), default="medium",
+                    help="moe: which fused_moe.CUDA_CONFIGS tile")
+    ap.add_argument("--part", choices=("gate_up", "down"), default="gate_up", help="moe: which of its GEMMs")
     ap.add_argument("--sass", type=Path, help="write the sm_90a SASS here and report its HMMA dependence")
     args = ap.parse_args()
     sys.path.insert(0, str(_REPO))
-    ops, shared, ptx = {"decode": decode, "mla": mla, "prefill": prefill, "skinny": skinny}[args.kernel](args)
+    kernels = {"decode": decode, "mla": mla, "prefill": prefill, "skinny": skinny, "moe": moe}
+    ops, shared, ptx = kernels[args.kernel](args)
     for op, n in ops.items():
         print(f"{n:6d}  {op}")
     regs, spill = register_use(ptx)
