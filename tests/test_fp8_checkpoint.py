@@ -71,6 +71,26 @@ def test_only_block_scaled_float8_is_taken():
             block_fp8_scheme(config(**bad))
 
 
+@pytest.mark.parametrize("name", ["qwen3moe", "llama3"])
+def test_other_architectures_load_block_fp8_too(tmp_path, name):
+    """Qwen3's -FP8 releases use the same format (MoE experts, tied embeddings left unquantized)."""
+    from transformers import AutoConfig
+
+    from spmd_infer.loader import load_weights
+    from spmd_infer.models.registry import model_class
+    from spmd_infer.parallel.sharding import LayerSharding
+
+    write_block_fp8_copy(build_model(name, tmp_path / "src"), tmp_path / "fp8", tmp_path / "plain", BLOCK)
+    params = {}
+    for kind in ("fp8", "plain"):
+        config = AutoConfig.from_pretrained(tmp_path / kind)
+        model = model_class(config)(config, LayerSharding.single())
+        load_weights(model, tmp_path / kind)
+        params[kind] = dict(model.named_parameters())
+    for n, p in params["fp8"].items():
+        assert torch.equal(p, params["plain"][n]), n
+
+
 def _move(folder, name, to_file, tensor=None):
     """Move checkpoint tensor `name` of a sharded checkpoint into `to_file` (or drop it: to_file None), or add
     `tensor` under `name` there; the index follows."""
