@@ -19,10 +19,18 @@ def e4m3_to_f16(x, PINNED: tl.constexpr = False):
 
 
 @triton.jit
-def pinned(x):
-    """x (a 16-bit float tensor) unchanged, through a register move marked impure. Triton moves a dot operand's
-    layout change ahead of elementwise work where that is cheaper, which for a tensor just widened from float8 means
-    rearranging bytes (a byte-wise gather from shared memory for a transposed operand); after pinned(x.to(...)) the
-    change can only happen to the widened values, through shared memory as 16-bit words (ldmatrix.trans)."""
+def register_move(x, PURE: tl.constexpr):
+    """x (16- or 32-bit elements) unchanged, through mov.b32, which Triton cannot see through: PURE, it still may
+    move or merge it like any elementwise op, but no longer folds what produced x into what consumes it; impure, it
+    also stays where it is (pinned)."""
     return tl.inline_asm_elementwise(asm="mov.b32 $0, $1;", constraints="=r,r", args=[x], dtype=x.dtype,
-                                     is_pure=False, pack=2)
+                                     is_pure=PURE, pack=32 // x.dtype.primitive_bitwidth)
+
+
+@triton.jit
+def pinned(x):
+    """x unchanged, through a register move marked impure. Triton moves a dot operand's layout change ahead of
+    elementwise work where that is cheaper, which for a tensor just widened from float8 means rearranging bytes (a
+    byte-wise gather from shared memory for a transposed operand); after pinned(x.to(...)) the change can only
+    happen to the widened values, through shared memory as 16-bit words (ldmatrix.trans)."""
+    return register_move(x, False)

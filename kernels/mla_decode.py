@@ -10,7 +10,7 @@ import triton.language as tl
 
 from .decode_attention import (choose_num_splits, gather_context, program_order, program_row, reduce_splits,
                                split_range, split_scratch, store_split)
-from .fp8_widen import pinned
+from .fp8_widen import pinned, register_move
 from .online_softmax import online_softmax_weights
 from .pdl import pdl_args, pdl_enter
 
@@ -131,8 +131,7 @@ def _chain_end(x, SEPARATE: tl.constexpr):
     """x (fp32), on CUDA through a register move: Triton folds dot(a, b) + c into dot(a, b, c), which would chain the
     parts' dots back into one (the interpreter has no inline PTX: a no-op there)."""
     if SEPARATE:
-        x = tl.inline_asm_elementwise(asm="mov.b32 $0, $1;", constraints="=r,r", args=[x], dtype=tl.float32,
-                                      is_pure=True, pack=1)
+        x = register_move(x, True)
     return x
 
 
@@ -236,9 +235,7 @@ def mla_decode(
         out.stride(0), out.stride(1), *mo_strides, *ml_strides, num_splits,
         NUM_HEADS=H, LATENT=L, ROPE=R, PAGE=page,
         BLOCK_H=BLOCK_H, BLOCK_L=BLOCK_L, BLOCK_R=BLOCK_R, BLOCK_N=BLOCK_N, DIRECT=direct,
-        # pinned() moves 16-bit words: fp32 queries (a test dtype, not a serving one) widen unpinned.
-        PIN_LATENT=(FP8_PIN_LATENT and fp8_cache and kv_cache.is_cuda
-                    and q_latent.element_size() == 2),
+        PIN_LATENT=FP8_PIN_LATENT and fp8_cache and kv_cache.is_cuda,
         SEPARATE_CHAINS=kv_cache.is_cuda, ORDERED=ordered,
         F16_DOTS=FP8_DOTS_IN_F16 and fp8_cache and q_latent.dtype == torch.bfloat16,
         num_warps=num_warps, num_stages=num_stages,
