@@ -48,12 +48,13 @@ def checkpoint_files(model_dir: Path) -> list[Path]:
 def _checkpoint_tensor(name: str, where: dict, block: tuple[int, int] | None, device) -> CheckpointTensor:
     """The tensor `name` as the weight loaders read it: dequantized as read (on `device`, its parameter's) when it
     is a float8 weight with block scales (`block`: the checkpoint declares them), as stored otherwise."""
-    src = CheckpointTensor(name, where[name].get_slice(name))
+    stored = where[name].get_slice(name)
+    src = CheckpointTensor(name, stored)
     scale_name = name + SCALE_SUFFIX
     if block and scale_name in where:
         scale = CheckpointTensor(scale_name, where[scale_name].get_slice(scale_name))
         return BlockFp8Tensor(name, src, scale, block, device)
-    if block and where[name].get_slice(name).get_dtype().startswith("F8"):
+    if block and stored.get_dtype().startswith("F8"):
         raise WeightError(f"tensor {name!r} is stored as float8 without its scales ({scale_name!r} is not in the "
                           f"checkpoint): is the checkpoint complete?")
     return src

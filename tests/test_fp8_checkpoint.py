@@ -14,7 +14,7 @@ from safetensors.torch import load_file, save_file
 
 from spmd_infer.layers.fp8_checkpoint import BlockFp8Tensor, block_fp8_scheme, dequantize
 from spmd_infer.layers.weights import CheckpointTensor, WeightError
-from support.block_fp8 import FP8, quantize, write_block_fp8_copy
+from support.block_fp8 import FP8, expand_scales, quantize, write_block_fp8_copy
 from support.tiny_models import build_model
 
 BLOCK = (24, 40)  # neither divides the weights' sizes nor the shard boundaries below
@@ -31,7 +31,7 @@ def test_quantized_blocks_dequantize_within_float8_rounding():
     assert q.dtype == FP8 and scales.shape == (3, 3)
     full = dequantize(q, scales, BLOCK)
     # e4m3 rounds to within 2^-4 of a value, or to 2^-10 of its block's scale below its normal range (2^-6).
-    step = scales.repeat_interleave(BLOCK[0], 0)[:70].repeat_interleave(BLOCK[1], 1)[:, :100]
+    step = expand_scales(scales, w.shape, BLOCK)
     assert ((full - w).abs() <= w.abs() / 16 + step * 2**-10 * 1.001).all()
 
 
