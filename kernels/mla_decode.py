@@ -148,14 +148,17 @@ def _latent_part(row, offs, mask_n, mask, dtype, PIN: tl.constexpr):
 # (BLOCK_H, BLOCK_N, num_warps, num_stages) on CUDA, BLOCK_N for L <= 256 / larger L; BLOCK_N is not tied to
 # the block size. From tests/gpu/tune_mla_decode.py on an H200 (DeepSeek-V2-Lite shapes, bs1-512, in CUDA
 # graphs): 0.755x the time of the first defaults (16, (32, 16), 4, 2), e.g. bs256 @1k 147 -> 121 us a layer; with
-# the latent halves (session 14) 104 us (70% of the copy rate), and still the best tile over the shapes.
-CUDA_CONFIG = (16, (32, 32), 4, 2)
-# Over a float8 latent cache (cache.dtype=fp8) a wider, unpipelined tile: the same sweep with --fp8 (session 14,
-# H200, with the two latent halves) gave 0.83x the time of CUDA_CONFIG's, e.g. bs256 @1k 154 -> 120 us, bs64
-# 47 -> 37, bs1 17 -> 11. Faster than the bf16 cache at bs64 (37 vs 43 us) and bs1, slower at bs256 (120 vs 104):
-# at 16 heads a token's latent feeds only a 16-row mma.sync, so the kernel is bound by its dots and the widening
-# more than by the bytes it reads; a float8 latent cache buys capacity (twice the tokens) more than speed.
-CUDA_CONFIG_FP8 = (16, (32, 64), 8, 1)
+# the latent halves (session 14) 104 us (70% of the copy rate) at (16, (32, 32), 4, 2). With the cache offsets
+# from compile-time sizes (session 15) that tile lost at bs256 (116 us; 40 / 53 / 11 at bs64 / bs32 / bs1) and
+# 64-token tiles won over the shapes (0.95x the time): 105 / 41 / 49 / 10 us.
+CUDA_CONFIG = (16, (32, 64), 4, 2)
+# Over a float8 latent cache (cache.dtype=fp8) a wider, unpipelined tile. tune_mla_decode.py --fp8 on an H200
+# (session 15, the latent halves, the dots in fp16: FP8_DOTS_IN_F16) put (16, (32, 64), 4, 1) first over the
+# shapes, 0.95x the time of session 14's 8-warp choice: bs256 @1k 114 us, bs64 37, bs32 over 200..4k 51, bs1 9.
+# Faster than the bf16 cache at bs64 and bs1, slower at bs256 (bf16 105 us): at 16 heads a token's latent
+# feeds only a 16-row mma.sync, so the kernel is bound by its dots and the widening more than by the bytes it
+# reads; a float8 latent cache buys capacity (twice the tokens) more than speed.
+CUDA_CONFIG_FP8 = (16, (32, 64), 4, 1)
 # Over a float8 latent cache c_kv is both dots' operand, the P c_kv one transposed: left to itself Triton rearranges
 # the float8 bytes for it (ptx_census.py mla --cache fp8: 128 ld.shared.b8 a tile, 255 registers and a 12-byte
 # spill); pinned where widened (fp8_widen.pinned), the bf16 values go through shared memory instead (no byte loads,
@@ -166,10 +169,12 @@ FP8_PIN_LATENT = os.environ.get("SPMD_MLA_FP8_PIN", "1") != "0"
 # so c_kv widens by one cvt.e4m3x2 a pair of values; to bf16 each value took a second conversion (ncu, bs256:
 # F2F.BF16.F16 17.5% of the instructions and 19% of the stall samples). The queries are scaled by the softmax
 # scale before they are narrowed (fp16's range is smaller than bf16's); the weights P (<= 1) and the fp32
-# accumulators lose nothing. Offline (ptx_census.py mla --cache fp8 --f16-dots 1 --sass F) the main loop goes from
-# 734 to 511 instructions a trip (no F2F, no PRMT). Session 14 built it and could not time it (no device time
-# left): off until run_mla_f16_dots.sh has (SPMD_MLA_FP8_F16_DOTS=1 turns it on).
-FP8_DOTS_IN_F16 = os.environ.get("SPMD_MLA_FP8_F16_DOTS", "0") == "1"
+# accumulators lose nothing, and fp16 keeps 3 more mantissa bits than bf16. Offline (ptx_census.py mla --cache fp8
+# --f16-dots 1 --sass F) the main loop goes from 734 to 511 instructions a trip (no F2F, no PRMT). Timed
+# (run_mla_f16_dots.sh, H200, session 15, interleaved on / off at the 8-warp tile): bs256 @1k 119 vs 122-123 us,
+# bs32 over 200..4k 54 vs 56, bs1 10 vs 11, bs64 38 both; with its own tile (CUDA_CONFIG_FP8) 114 / 37 / 51 / 9.
+# SPMD_MLA_FP8_F16_DOTS=0 turns it off.
+FP8_DOTS_IN_F16 = os.environ.get("SPMD_MLA_FP8_F16_DOTS", "1") != "0"
 
 
 def _launch_config(block_l: int, fp8_cache: bool, device: torch.device):
