@@ -1,4 +1,5 @@
-"""Fused mixture-of-experts MLP: tokens sorted by expert, then grouped GEMMs for silu(x·Wg)·(x·Wu) and ·W2 with routing weights."""
+"""Fused mixture-of-experts MLP: tokens sorted by expert, then grouped GEMMs for silu(x·Wg)·(x·Wu) and ·W2 with routing weights
+(experts in the activations' dtype, or float8 e4m3 with a float32 scale per weight block)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import torch.nn.functional as F
 import triton
 import triton.language as tl
 
+from .block_fp8 import dequantize_blocks
 from .moe_align import moe_align_block_size
 from .pdl import pdl_args, pdl_enter
 
@@ -15,6 +17,7 @@ from .pdl import pdl_args, pdl_enter
 def _moe_gate_up_kernel(
     x_ptr,
     w13_ptr,
+    s13_ptr,  # SCALED: [E, 2I / SCALE_N, ceil(H / SCALE_K)] float32 block scales (else unused)
     h_ptr,
     sorted_ids_ptr,
     block_expert_ptr,
@@ -23,6 +26,9 @@ def _moe_gate_up_kernel(
     stride_we,
     stride_wn,
     stride_wk,
+    stride_se,
+    stride_sn,
+    stride_sk,
     stride_ht,
     HIDDEN: tl.constexpr,
     INTER: tl.constexpr,
@@ -30,6 +36,9 @@ def _moe_gate_up_kernel(
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr,
+    SCALED: tl.constexpr,  # float8 weights, each SCALE_N x SCALE_K block times its scale
+    SCALE_N: tl.constexpr,  # a multiple of BLOCK_N (a tile's features share one block row)
+    SCALE_K: tl.constexpr,  # a multiple of BLOCK_K (a k-step lies in one block column)
     PDL: tl.constexpr,
 ):
     """h[slot, n] = silu(x[tok] · w13[e, n]) * (x[tok] · w13[e, INTER + n]) for one block of one expert."""
@@ -51,6 +60,9 @@ def _moe_gate_up_kernel(
     w_base = w13_ptr + expert.to(tl.int64) * stride_we
     g_ptrs = w_base + offs_n[None, :] * stride_wn + offs_k[:, None] * stride_wk  # [BLOCK_K, BLOCK_N]
     u_ptrs = g_ptrs + INTER * stride_wn
+    # The block rows of this tile's gate and up features (INTER is a multiple of SCALE_N when SCALED).
+    sg_ptr = s13_ptr + expert.to(tl.int64) * stride_se + (pid_n * BLOCK_N // SCALE_N) * stride_sn
+    su_ptr = sg_ptr + (INTER // SCALE_N) * stride_sn
     acc_g = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
     acc_u = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
     for k0 in range(0, HIDDEN, BLOCK_K):
@@ -59,8 +71,12 @@ def _moe_gate_up_kernel(
         wmask = mask_k[:, None] & mask_n[None, :]
         wg = tl.load(g_ptrs, mask=wmask, other=0.0)
         wu = tl.load(u_ptrs, mask=wmask, other=0.0)
-        acc_g = tl.dot(a, wg, acc_g, input_precision="ieee")
-        acc_u = tl.dot(a, wu, acc_u, input_precision="ieee")
+        if SCALED:
+            acc_g = _scaled_step(acc_g, a, wg, sg_ptr + (k0 // SCALE_K) * stride_sk)
+            acc_u = _scaled_step(acc_u, a, wu, su_ptr + (k0 // SCALE_K) * stride_sk)
+        else:
+            acc_g = tl.dot(a, wg, acc_g, input_precision="ieee")
+            acc_u = tl.dot(a, wu, acc_u, input_precision="ieee")
         a_ptrs += BLOCK_K
         g_ptrs += BLOCK_K * stride_wk
         u_ptrs += BLOCK_K * stride_wk
@@ -76,6 +92,7 @@ def _moe_gate_up_kernel(
 def _moe_down_kernel(
     h_ptr,
     w2_ptr,
+    s2_ptr,  # SCALED: [E, ceil(H / SCALE_N), ceil(I / SCALE_K)] float32 block scales (else unused)
     y_ptr,
     weights_ptr,
     sorted_ids_ptr,
@@ -85,6 +102,9 @@ def _moe_down_kernel(
     stride_we,
     stride_wn,
     stride_wk,
+    stride_se,
+    stride_sn,
+    stride_sk,
     stride_yt,
     stride_tw_t,
     stride_tw_k,
@@ -94,6 +114,9 @@ def _moe_down_kernel(
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr,
+    SCALED: tl.constexpr,
+    SCALE_N: tl.constexpr,
+    SCALE_K: tl.constexpr,
     PDL: tl.constexpr,
 ):
     """y[slot, n] = weight[slot] * (h[slot] · w2[e, n]) for one block of one expert."""
@@ -114,12 +137,16 @@ def _moe_down_kernel(
     a_ptrs = h_ptr + slots64[:, None] * stride_ht + offs_k[None, :]
     w_ptrs = (w2_ptr + expert.to(tl.int64) * stride_we + offs_n[None, :] * stride_wn
               + offs_k[:, None] * stride_wk)  # [BLOCK_K, BLOCK_N]
+    s_ptr = s2_ptr + expert.to(tl.int64) * stride_se + (pid_n * BLOCK_N // SCALE_N) * stride_sn
     acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
     for k0 in range(0, INTER, BLOCK_K):
         mask_k = k0 + offs_k < INTER
         a = tl.load(a_ptrs, mask=mask_m[:, None] & mask_k[None, :], other=0.0)
         w = tl.load(w_ptrs, mask=mask_k[:, None] & mask_n[None, :], other=0.0)
-        acc = tl.dot(a, w, acc, input_precision="ieee")
+        if SCALED:
+            acc = _scaled_step(acc, a, w, s_ptr + (k0 // SCALE_K) * stride_sk)
+        else:
+            acc = tl.dot(a, w, acc, input_precision="ieee")
         a_ptrs += BLOCK_K
         w_ptrs += BLOCK_K * stride_wk
     wt = tl.load(weights_ptr + (slots64 // TOP_K) * stride_tw_t + (slots64 % TOP_K) * stride_tw_k,
@@ -130,6 +157,14 @@ def _moe_down_kernel(
         acc.to(y_ptr.dtype.element_ty),
         mask=mask_m[:, None] & mask_n[None, :],
     )
+
+
+@triton.jit
+def _scaled_step(acc, a, w, scale_ptr):
+    """acc + (a · w) * scale for a float8 weight tile lying in one scale block: the tile widened to the
+    activations' dtype (exact: every e4m3 value is a bf16 / fp16 one) and its block's scale applied to the fp32
+    partial product, as DeepGEMM does, so the weight is never rounded after scaling."""
+    return acc + tl.dot(a, w.to(a.dtype), input_precision="ieee") * tl.load(scale_ptr)
 
 
 def _unfilled(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
@@ -185,6 +220,10 @@ def _launch_config(num_slots: int, num_local: int, elem_size: int, device: torch
     return bm, bn, bk, warps, stages
 
 
+def _scale_strides(scale: torch.Tensor, scaled: bool) -> tuple[int, int, int]:
+    return (scale.stride(0), scale.stride(1), scale.stride(2)) if scaled else (0, 0, 0)
+
+
 def fused_moe(
     x: torch.Tensor,
     w13: torch.Tensor,
@@ -193,6 +232,9 @@ def fused_moe(
     topk_ids: torch.Tensor,
     first_expert: int = 0,
     valid: torch.Tensor | None = None,
+    w13_scale: torch.Tensor | None = None,
+    w2_scale: torch.Tensor | None = None,
+    scale_block: tuple[int, int] | None = None,
 ) -> torch.Tensor:
     """sum_j topk_weights[t, j] * w2[e] · silu(w13[e, :I] · x[t]) * (w13[e, I:] · x[t]), e = topk_ids[t, j] - first_expert.
 
@@ -201,6 +243,11 @@ def fused_moe(
     (other ranks' experts) and tokens with ``valid`` (bool [T]) False add nothing and are not
     computed. Returns a new [T, H] in x.dtype (fp32 accumulation; the [T, k, I] activations and
     the per-slot [T, k, H] products are rounded to x.dtype). No host sync: CUDA-graph safe.
+
+    Float8 experts: w13 / w2 in float8 e4m3 whose blocks of ``scale_block`` = (rows, columns) are multiplied by
+    ``w13_scale`` [E_local, 2I / rows, ceil(H / columns)] / ``w2_scale`` [E_local, ceil(H / rows), ceil(I /
+    columns)] (float32), DeepSeek-V3's layout; I must be a multiple of rows (gate and up in separate blocks) and
+    both sides powers of two of at least 16.
     """
     T, H = x.shape
     E, two_i, Hw = w13.shape
@@ -209,26 +256,38 @@ def fused_moe(
     assert Hw == H and two_i == 2 * inter and w2.shape == (E, H, inter)
     assert topk_weights.shape == topk_ids.shape == (T, k)
     assert x.stride(-1) == 1
+    scaled = w13_scale is not None
+    if scaled:
+        sn, sk = scale_block
+        assert w13.dtype == w2.dtype == torch.float8_e4m3fn and w2_scale is not None
+        assert sn >= 16 and sk >= 16 and sn & (sn - 1) == 0 and sk & (sk - 1) == 0 and inter % sn == 0
+        assert w13_scale.shape == (E, two_i // sn, triton.cdiv(H, sk))
+        assert w2_scale.shape == (E, triton.cdiv(H, sn), triton.cdiv(inter, sk))
     n = T * k
     if n == 0 or E == 0 or inter == 0:
         return torch.zeros((T, H), dtype=x.dtype, device=x.device)
     y = _unfilled((n, H), x.dtype, x.device)
     bm, bn, bk, warps, stages = _launch_config(n, E, x.element_size(), x.device)
+    if scaled:  # a tile inside one scale block (both are powers of two)
+        bn, bk = min(bn, sn), min(bk, sk)
+    else:
+        sn = sk = 1
+        w13_scale = w2_scale = w13  # not read
     sorted_ids, block_expert, _ = moe_align_block_size(topk_ids, bm, E, first_expert, valid)
     num_blocks = block_expert.shape[0]
     h = torch.empty((n, inter), dtype=x.dtype, device=x.device)
     _moe_gate_up_kernel[(num_blocks, triton.cdiv(inter, bn))](
-        x, w13, h, sorted_ids, block_expert, n,
-        x.stride(0), w13.stride(0), w13.stride(1), w13.stride(2), h.stride(0),
-        HIDDEN=H, INTER=inter, TOP_K=k, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk,
+        x, w13, w13_scale, h, sorted_ids, block_expert, n,
+        x.stride(0), w13.stride(0), w13.stride(1), w13.stride(2), *_scale_strides(w13_scale, scaled), h.stride(0),
+        HIDDEN=H, INTER=inter, TOP_K=k, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, SCALED=scaled, SCALE_N=sn, SCALE_K=sk,
         num_warps=warps, num_stages=stages,
         **pdl_args(x.device),
     )
     _moe_down_kernel[(num_blocks, triton.cdiv(H, bn))](
-        h, w2, y, topk_weights, sorted_ids, block_expert, n,
-        h.stride(0), w2.stride(0), w2.stride(1), w2.stride(2), y.stride(0),
+        h, w2, w2_scale, y, topk_weights, sorted_ids, block_expert, n,
+        h.stride(0), w2.stride(0), w2.stride(1), w2.stride(2), *_scale_strides(w2_scale, scaled), y.stride(0),
         topk_weights.stride(0), topk_weights.stride(1),
-        HIDDEN=H, INTER=inter, TOP_K=k, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk,
+        HIDDEN=H, INTER=inter, TOP_K=k, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, SCALED=scaled, SCALE_N=sn, SCALE_K=sk,
         num_warps=warps, num_stages=stages,
         **pdl_args(h.device),
     )
@@ -252,8 +311,14 @@ def fused_moe_ref(
     topk_ids: torch.Tensor,
     first_expert: int = 0,
     valid: torch.Tensor | None = None,
+    w13_scale: torch.Tensor | None = None,
+    w2_scale: torch.Tensor | None = None,
+    scale_block: tuple[int, int] | None = None,
 ) -> torch.Tensor:
-    """Plain-PyTorch reference for :func:`fused_moe` (a loop over local experts, fp32 math, x.dtype out)."""
+    """Plain-PyTorch reference for :func:`fused_moe` (a loop over local experts, fp32 math, x.dtype out; float8
+    experts dequantized by their block scales first)."""
+    if w13_scale is not None:
+        w13, w2 = dequantize_blocks(w13, w13_scale, scale_block), dequantize_blocks(w2, w2_scale, scale_block)
     T, H = x.shape
     E, two_i, _ = w13.shape
     inter = two_i // 2
@@ -270,3 +335,4 @@ def fused_moe_ref(
         y = F.linear(act, w2[e].float()) * topk_weights[tok, slot, None].float()
         out.index_add_(0, tok, y)
     return out.to(x.dtype)
+

@@ -12,9 +12,10 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from spmd_infer.layers.fp8_checkpoint import BlockFp8Tensor, block_fp8_scheme, dequantize
+from spmd_infer.layers.fp8_checkpoint import BlockFp8Tensor, block_fp8_scheme
 from spmd_infer.layers.weights import CheckpointTensor, WeightError
-from support.block_fp8 import FP8, expand_scales, quantize, write_block_fp8_copy
+from spmd_kernels.block_fp8 import dequantize_blocks, expand_scales, quantize_blocks
+from support.block_fp8 import FP8, write_block_fp8_copy
 from support.tiny_models import build_model
 
 BLOCK = (24, 40)  # neither divides the weights' sizes nor the shard boundaries below
@@ -27,9 +28,9 @@ def _weight(n=70, k=100, seed=0):
 
 def test_quantized_blocks_dequantize_within_float8_rounding():
     w = _weight()
-    q, scales = quantize(w, BLOCK)
+    q, scales = quantize_blocks(w, BLOCK)
     assert q.dtype == FP8 and scales.shape == (3, 3)
-    full = dequantize(q, scales, BLOCK)
+    full = dequantize_blocks(q, scales, BLOCK)
     # e4m3 rounds to within 2^-4 of a value, or to 2^-10 of its block's scale below its normal range (2^-6).
     step = expand_scales(scales, w.shape, BLOCK)
     assert ((full - w).abs() <= w.abs() / 16 + step * 2**-10 * 1.001).all()
@@ -39,7 +40,7 @@ def test_quantized_blocks_dequantize_within_float8_rounding():
                                               (1, 80, 20), (0, 23, 1), (1, 39, 2)])
 def test_a_slice_is_the_whole_dequantized_weight_sliced(tmp_path, dim, start, length):
     w = _weight()
-    q, scales = quantize(w, BLOCK)
+    q, scales = quantize_blocks(w, BLOCK)
     save_file({"w": q, "w_scale_inv": scales}, str(tmp_path / "m.safetensors"))
     with safe_open(str(tmp_path / "m.safetensors"), framework="pt") as f:
         src = BlockFp8Tensor("w", CheckpointTensor("w", f.get_slice("w")),
@@ -48,12 +49,12 @@ def test_a_slice_is_the_whole_dequantized_weight_sliced(tmp_path, dim, start, le
         first, last = start // BLOCK[dim], (start + length - 1) // BLOCK[dim]
         # Only the float8 slice and the scales of the blocks it touches are read.
         assert src.bytes_read == length * w.shape[1 - dim] + (last - first + 1) * scales.shape[1 - dim] * 4
-    assert torch.equal(part, dequantize(q, scales, BLOCK).narrow(dim, start, length))
+    assert torch.equal(part, dequantize_blocks(q, scales, BLOCK).narrow(dim, start, length))
     assert part.dtype == torch.float32
 
 
 def test_wrong_scales_and_unscaled_float8_are_named():
-    q, scales = quantize(_weight(), BLOCK)
+    q, scales = quantize_blocks(_weight(), BLOCK)
     with pytest.raises(WeightError, match=r"'w'.* needs scales of shape \[3, 3\].* has \[3, 2\]"):
         BlockFp8Tensor("w", CheckpointTensor("w", q), CheckpointTensor("s", scales[:, :2]), BLOCK)
     not_fp8 = BlockFp8Tensor("w", CheckpointTensor("w", q.float()), CheckpointTensor("s", scales), BLOCK)

@@ -6,6 +6,8 @@ from typing import Any, Optional
 
 import torch
 
+from spmd_kernels.block_fp8 import dequantize_blocks
+
 from .weights import CheckpointTensor, WeightError
 
 SCALE_SUFFIX = "_scale_inv"  # "X.weight" is stored as float8, "X.weight_scale_inv" holds its per-block multipliers
@@ -27,16 +29,6 @@ def block_fp8_scheme(hf_config: Any) -> Optional[tuple[int, int]]:
                      f"loads bf16 / fp16 / fp32 checkpoints and float8 e4m3 ones with a scale per weight block "
                      f"(DeepSeek-V3's release): point model.path at the model's bf16 release, or dequantize this "
                      f"one first")
-
-
-def dequantize(weight: torch.Tensor, scale: torch.Tensor, block: tuple[int, int], row0: int = 0,
-               col0: int = 0) -> torch.Tensor:
-    """float32 weight * its block's scale, for a float8 [rows, cols] slice starting at (row0, col0) of the full
-    weight and the scales of every block it touches (scale[0, 0] is the block holding (row0, col0))."""
-    rows, cols = weight.shape
-    r = (torch.arange(rows, device=weight.device) + row0) // block[0] - row0 // block[0]
-    c = (torch.arange(cols, device=weight.device) + col0) // block[1] - col0 // block[1]
-    return weight.float() * scale.float()[r][:, c]
 
 
 class BlockFp8Tensor(CheckpointTensor):
@@ -68,5 +60,5 @@ class BlockFp8Tensor(CheckpointTensor):
         if weight.dtype != torch.float8_e4m3fn:
             raise WeightError(f"tensor {self.name!r} has scales ({self.name + SCALE_SUFFIX!r}) but is stored as "
                               f"{weight.dtype}, not float8 e4m3")
-        return dequantize(weight.to(self._device), scale.to(self._device), self._block, start if dim == 0 else 0,
-                          start if dim == 1 else 0)
+        return dequantize_blocks(weight.to(self._device), scale.to(self._device), self._block,
+                                 start if dim == 0 else 0, start if dim == 1 else 0)

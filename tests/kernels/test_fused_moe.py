@@ -6,6 +6,7 @@ import torch.nn.functional as F
 
 from spmd_kernels import fused_moe, fused_moe_ref
 from spmd_kernels import moe_align_block_size, moe_align_block_size_ref
+from spmd_kernels.block_fp8 import dequantize_blocks, quantize_blocks
 
 
 def _inputs(T, E_local, k, H, inter, dtype, device, first_expert=0, num_experts=None, out_of_range=True):
@@ -87,6 +88,63 @@ def test_fused_moe_matches_module_loop(device):
         expected.index_add_(0, tok, y)
     torch.testing.assert_close(fused_moe(x, w13, w2, weights, ids, first_expert=first), expected,
                                atol=1e-4, rtol=1e-4)
+
+
+def _float8_experts(w13, w2, block):
+    (q13, s13), (q2, s2) = quantize_blocks(w13, block), quantize_blocks(w2, block)
+    return q13, q2, dict(w13_scale=s13, w2_scale=s2, scale_block=block)
+
+
+# (T, E_local, first, num_experts, k, H, I, block): hidden sizes off the block grid (ceil scales), blocks wider
+# than the interpreter's 32-wide tiles (several k-steps a scale), tokens past the routed experts, batch 0.
+SCALED_CASES = [
+    (7, 4, 0, 4, 2, 64, 64, (32, 32)),
+    (33, 4, 4, 12, 2, 80, 64, (32, 32)),
+    (9, 3, 0, 3, 3, 96, 128, (64, 64)),
+    (5, 2, 0, 2, 1, 100, 64, (64, 32)),
+    (0, 2, 0, 2, 1, 64, 64, (32, 32)),
+]
+
+
+@pytest.mark.parametrize("T,E,first,num_experts,k,H,inter,block", SCALED_CASES)
+def test_fused_moe_float8_block_scaled(T, E, first, num_experts, k, H, inter, block, dtype, device, assert_close):
+    """Float8 experts with a scale per block (DeepSeek-V3's format) equal the reference on their dequantized
+    values; blocks of very different ranges, so a scale applied to the wrong block shows."""
+    x, w13, w2, weights, ids = _inputs(T, E, k, H, inter, dtype, device, first, num_experts)
+    ranges = torch.logspace(-1, 0.5, 4, device=device)  # 0.1 .. 3.2
+    w13 = w13.float() * ranges.repeat_interleave(-(-H // 4))[:H]
+    w2 = w2.float() * ranges.repeat_interleave(-(-inter // 4))[:inter]
+    q13, q2, scales = _float8_experts(w13, w2, block)
+    out = fused_moe(x, q13, q2, weights, ids, first_expert=first, **scales)
+    ref = fused_moe_ref(x, q13, q2, weights, ids, first_expert=first, **scales)
+    plain = fused_moe_ref(x, dequantize_blocks(q13, scales["w13_scale"], block).to(dtype),
+                          dequantize_blocks(q2, scales["w2_scale"], block).to(dtype), weights, ids, first_expert=first)
+    assert out.shape == (T, H) and out.dtype == dtype
+    assert_close(out, ref)
+    assert_close(ref, plain)  # the reference is the dequantized model's
+
+
+def test_fused_moe_float8_valid_mask_and_unfilled_rows(device, monkeypatch):
+    fm = importlib.import_module("spmd_kernels.fused_moe")
+    monkeypatch.setattr(fm, "_unfilled", lambda shape, dtype, dev: torch.full(shape, float("nan"), dtype=dtype,
+                                                                             device=dev))
+    T, E, k, H, inter, block = 10, 4, 2, 64, 64, (32, 32)
+    x, w13, w2, weights, ids = _inputs(T, E, k, H, inter, torch.float32, device, 4, 12)
+    q13, q2, scales = _float8_experts(w13, w2, block)
+    valid = torch.ones(T, dtype=torch.bool, device=device)
+    valid[1] = False
+    x[1] = float("nan")
+    out = fused_moe(x, q13, q2, weights, ids, first_expert=4, valid=valid, **scales)
+    assert not out.isnan().any() and (out[1] == 0).all()
+    torch.testing.assert_close(out, fused_moe_ref(x, q13, q2, weights, ids, first_expert=4, valid=valid, **scales),
+                               atol=1e-4, rtol=1e-4)
+
+
+def test_fused_moe_float8_needs_gate_and_up_in_separate_blocks(device):
+    x, w13, w2, weights, ids = _inputs(3, 2, 1, 64, 48, torch.float32, device)
+    q13, q2, scales = _float8_experts(w13, w2, (32, 32))  # I = 48: the gate / up boundary inside a block
+    with pytest.raises(AssertionError):
+        fused_moe(x, q13, q2, weights, ids, **scales)
 
 
 @pytest.mark.parametrize("align", [moe_align_block_size, moe_align_block_size_ref], ids=["triton", "ref"])

@@ -10,22 +10,10 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from spmd_kernels.block_fp8 import dequantize_blocks, quantize_blocks
+
 FP8 = torch.float8_e4m3fn
 KEPT = ("embed_tokens.weight", "lm_head.weight", "mlp.gate.weight")  # left unquantized, as in DeepSeek-V3's release
-
-
-def expand_scales(scales: torch.Tensor, shape: tuple[int, int], block: tuple[int, int]) -> torch.Tensor:
-    """Each element's block scale, [rows, cols] = shape."""
-    return scales.repeat_interleave(block[0], 0)[:shape[0]].repeat_interleave(block[1], 1)[:, :shape[1]]
-
-
-def quantize(weight: torch.Tensor, block: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """(float8 weight, scales [ceil(N / rows), ceil(K / cols)]) with weight ~ float8 * its block's scale."""
-    n, k = weight.shape
-    rows, cols = -(-n // block[0]), -(-k // block[1])
-    padded = torch.nn.functional.pad(weight.abs(), (0, cols * block[1] - k, 0, rows * block[0] - n))
-    scales = padded.view(rows, block[0], cols, block[1]).amax(dim=(1, 3)).clamp(min=1e-12) / 448
-    return (weight / expand_scales(scales, (n, k), block)).to(FP8), scales
 
 
 def write_block_fp8_copy(src: Path, quantized: Path, dequantized: Path, block: tuple[int, int]) -> None:
@@ -40,9 +28,9 @@ def write_block_fp8_copy(src: Path, quantized: Path, dequantized: Path, block: t
         stored, plain = {}, {}
         for name, t in load_file(str(file)).items():
             if t.dim() == 2 and name.endswith(".weight") and not name.endswith(KEPT):
-                q, scales = quantize(t.float(), block)
+                q, scales = quantize_blocks(t, block)
                 stored[name], stored[name + "_scale_inv"] = q, scales
-                plain[name] = (q.float() * expand_scales(scales, t.shape, block)).to(t.dtype)
+                plain[name] = dequantize_blocks(q, scales, block).to(t.dtype)
                 if index:
                     index["weight_map"][name + "_scale_inv"] = file.name
             else:
