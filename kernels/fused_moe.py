@@ -205,16 +205,32 @@ CUDA_CONFIGS = {
 }
 
 
-def config_kind(num_slots: int, num_local: int) -> str:
-    """Which CUDA_CONFIGS entry a call with num_slots = T * k pairs over num_local experts uses."""
+# Float8 experts (model.expert_dtype=fp8): each weight tile is widened to bf16 once for every BLOCK_M rows of its
+# expert (ptx_census.py moe --weights fp8: the main loop 150 -> 322 instructions a trip, 128 of them conversions), so
+# the tiles are as short as the rows allow. tune_fused_moe.py --fp8 on an H200 (session 15): (16, 64, 64, 4, 3) at 6
+# rows an expert (DeepSeek-V2-Lite bs64: 248 us against bf16's 286), (32, 64, 64, 4, 3) at 24-25 (bs256: 298 against
+# 296), (64, 64, 64, 4, 3) from 64 up (Qwen3-30B-A3B ep4 bs256x4 149 against 120; a 4 x 2048 prefill 852 against 506).
+CUDA_CONFIGS_FP8 = {
+    "small": (16, 64, 64, 4, 3),
+    "medium": (32, 64, 64, 4, 3),
+    "large": (64, 64, 64, 4, 3),
+}
+FP8_KIND_ROWS = (8, 32)  # rows per local expert up to which float8's small / medium tiles apply
+
+
+def config_kind(num_slots: int, num_local: int, fp8: bool = False) -> str:
+    """Which CUDA_CONFIGS (fp8: CUDA_CONFIGS_FP8) entry a call with num_slots = T * k pairs over num_local experts
+    uses."""
     rows = num_slots / max(num_local, 1)
-    return "small" if rows <= 4 else "medium" if rows <= 256 else "large"
+    small, medium = FP8_KIND_ROWS if fp8 else (4, 256)
+    return "small" if rows <= small else "medium" if rows <= medium else "large"
 
 
-def _launch_config(num_slots: int, num_local: int, elem_size: int, device: torch.device):
+def _launch_config(num_slots: int, num_local: int, elem_size: int, device: torch.device, fp8: bool = False):
     if device.type != "cuda":  # TRITON_INTERPRET: the smallest tiles tl.dot accepts
         return 16, 32, 32, 4, 1
-    bm, bn, bk, warps, stages = CUDA_CONFIGS[config_kind(num_slots, num_local)]
+    configs = CUDA_CONFIGS_FP8 if fp8 else CUDA_CONFIGS
+    bm, bn, bk, warps, stages = configs[config_kind(num_slots, num_local, fp8)]
     if elem_size >= 4:  # fp32: keep shared memory in bounds
         stages = min(stages, 2)
     return bm, bn, bk, warps, stages
@@ -267,7 +283,7 @@ def fused_moe(
     if n == 0 or E == 0 or inter == 0:
         return torch.zeros((T, H), dtype=x.dtype, device=x.device)
     y = _unfilled((n, H), x.dtype, x.device)
-    bm, bn, bk, warps, stages = _launch_config(n, E, x.element_size(), x.device)
+    bm, bn, bk, warps, stages = _launch_config(n, E, x.element_size(), x.device, scaled)
     if scaled:  # a tile inside one scale block (both are powers of two)
         bn, bk = min(bn, sn), min(bk, sk)
     else:

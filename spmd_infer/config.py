@@ -15,6 +15,12 @@ class ModelConfig:
     a scale per block (DeepSeek-V3's release), dequantized to `dtype` as they load. Unset: the built-in demo model."""
     dtype: str = "auto"
     """Compute dtype: auto (bfloat16 on CUDA, float32 on CPU), float32, bfloat16 or float16."""
+    expert_dtype: str = "auto"
+    """Routed experts' weights (MoE models): auto (in `dtype`; a float8 checkpoint's dequantized as they load) or
+    fp8 (float8 e4m3 with a float32 scale per block of up to 128 x 128, as DeepSeek-V3's and Qwen3's float8
+    releases store them: their bytes kept as stored, a bf16 checkpoint's quantized as it loads). Half the experts'
+    bytes, so twice the model fits (DeepSeek-V3 on one 8-GPU node) and MoE decode reads half as much; other weights
+    stay in `dtype`. On CUDA it needs compute capability 8.9 (Ada, Hopper) or later."""
     max_model_len: Optional[int] = None
     """Longest prompt + completion in tokens; unset: the model's max_position_embeddings."""
     tokenizer: Optional[str] = None

@@ -19,6 +19,7 @@ from .data.writer import ShardWriter, shard_dir_for, shard_path
 from .engine.assign import RequestQueue
 from .engine.sequence import Sequence
 from .engine.engine import Engine
+from .engine.model_runner import module_bytes
 from .engine.stopping import StopChecker
 from .failure import FaultHook, JobStopped, begin_job, leave, oom_guard, set_collective_timeout
 from .job_plan import JobPlan
@@ -50,6 +51,7 @@ class JobSummary:
     metrics: dict = field(default_factory=dict)  # report/metrics.py: what metrics.json holds
     resumed: int = 0  # rows finished by earlier runs of the same job (resume.py)
     already_complete: bool = False  # the output was complete before this run: nothing ran
+    weight_bytes: int = 0  # this rank's share of the model's weights (parameters and buffers)
 
     def lines(self) -> list[str]:
         tps = self.output_tokens / max(self.wall_seconds, 1e-9)
@@ -159,7 +161,7 @@ def _run(cfg: Any, plan: JobPlan, dims, resume: ResumeState, stop: StopRequest, 
                          kv_capacity_tokens=num_blocks * cfg.cache.block_size * dims.dp, steps=stepper.stats.steps,
                          preemptions=scheduler.num_preemptions, prefill_chunks=scheduler.num_prefill_chunks,
                          prefix_cached_tokens=blocks.num_cached_tokens, warmup_steps=engine.warmup_steps,
-                         resumed=resume.num_done)
+                         resumed=resume.num_done, weight_bytes=module_bytes(engine.runner.model))
     summary.metrics = job_metrics(summary, timeline, dims, plan.device, cfg.cache.block_size)  # a collective
     st = stepper.stats
     log.info("step loop: %d steps (%d forward, %d dummy, %d idle) in %.2f s; DP metadata exchange %.1f%% of it "

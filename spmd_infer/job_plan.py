@@ -16,6 +16,8 @@ from typing import Any, Optional
 import torch
 from transformers import AutoConfig
 
+from .layers.fp8_checkpoint import block_fp8_scheme
+from .layers.moe import DEFAULT_FP8_BLOCK, has_routed_experts
 from .model_defaults import generation_defaults
 from .models.registry import check_layout, check_mlp_layout, model_class
 from .parallel.dims import ConfigError, ParallelDims, resolve_device
@@ -63,6 +65,7 @@ class JobPlan:
         device = resolve_device(cfg.runtime.device)
         dtype = resolve_dtype(cfg.model.dtype, device)
         check_kv_dtype_on_device(cfg.cache.dtype, device)
+        resolve_fp8_expert_block(cfg.model.expert_dtype, hf_config, device)
         max_pos = hf_config.max_position_embeddings
         max_model_len = int(cfg.model.max_model_len or max_pos)
         if not 1 < max_model_len <= max_pos:
@@ -140,13 +143,33 @@ def resolve_kv_dtype(name: str, model_dtype: torch.dtype) -> torch.dtype:
 def check_kv_dtype_on_device(name: str, device: torch.device) -> None:
     """A float8 cache on CUDA needs float8 e4m3 in Triton's kernels, which compute capability 8.9 (Ada, Hopper) and
     later have; refused before any model work on older GPUs, where the first kernel compile would fail instead."""
-    if _kv_dtype_named(name) is None or device.type != "cuda":
+    if _kv_dtype_named(name) is not None:
+        _check_float8_on_device(f"cache.dtype={name}", device)
+
+
+def _check_float8_on_device(setting: str, device: torch.device) -> None:
+    if device.type != "cuda":
         return
     major, minor = torch.cuda.get_device_capability(device)
     if (major, minor) < (8, 9):
-        raise ConfigError(f"cache.dtype={name}: {torch.cuda.get_device_name(device)} (compute capability "
+        raise ConfigError(f"{setting}: {torch.cuda.get_device_name(device)} (compute capability "
                           f"{major}.{minor}) has no float8 e4m3 in Triton's kernels, which needs 8.9 (Ada, Hopper) "
-                          f"or later; use cache.dtype=auto")
+                          f"or later; use {setting.split('=')[0]}=auto")
+
+
+def resolve_fp8_expert_block(name: str, hf_config: Any, device: torch.device) -> Optional[tuple[int, int]]:
+    """model.expert_dtype to the float8 experts' largest block (a float8 checkpoint's own, else 128 x 128), or None
+    for experts in the model's dtype; a ConfigError for another name, a model without routed experts, or a GPU
+    without float8."""
+    if name == "auto":
+        return None
+    if name != "fp8":
+        raise ConfigError(f"model.expert_dtype={name!r} must be auto or fp8")
+    if not has_routed_experts(hf_config):
+        raise ConfigError(f"model.expert_dtype=fp8 keeps routed experts in float8, and this model "
+                          f"({type(hf_config).__name__}) has none; use model.expert_dtype=auto")
+    _check_float8_on_device("model.expert_dtype=fp8", device)
+    return block_fp8_scheme(hf_config) or DEFAULT_FP8_BLOCK
 
 
 def _check_scheduler(cfg: Any) -> None:

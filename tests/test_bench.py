@@ -22,11 +22,11 @@ from spmd_infer.parallel.sharding import LayerSharding
 H, I, L, HEADS, KV, D, V = 64, 96, 2, 8, 4, 8, 301  # hidden, intermediate, layers, heads, KV heads, head dim, vocab
 
 
-def _model(cfg):
+def _model(cfg, sharding=None):
     previous = torch.get_default_dtype()
     torch.set_default_dtype(torch.float32)
     try:
-        return model_class(cfg)(cfg, LayerSharding.single())
+        return model_class(cfg)(cfg, sharding or LayerSharding.single())
     finally:
         torch.set_default_dtype(previous)
 
@@ -83,6 +83,14 @@ def test_moe_counts_only_the_experts_tokens_reach():
     dense = c.flops([(3, 3)], mlp_tokens=3, sampled=0, prefill=True)
     assert dense - c.flops([(3, 3)], mlp_tokens=0, sampled=0, prefill=True) == pytest.approx(
         2 * 3 * (3 * I * H + e * H) + 2 * 3 * k * 3 * mi * H)
+    # Float8 experts (model.expert_dtype=fp8): a byte a weight plus a float32 scale per block (32 x 128 here: rows
+    # cut to the 32-row gate / up boundary), the rest as before.
+    fp8 = ModelCost.from_model(_model(cfg, LayerSharding.single(fp8_expert_block=(128, 128))), kv_bytes_per_token=1)
+    (fp8_layer,) = fp8.moe
+    blocks = (2 * mi // 32) * -(-H // 128) + (H // 32) * -(-mi // 128)  # w13 [2 mi, H] and w2 [H, mi]
+    assert fp8_layer.expert_params == layer.expert_params
+    assert fp8_layer.expert_bytes == 3 * mi * H + 4 * blocks
+    assert (fp8.mlp_params, fp8.mlp_bytes, fp8.attn_bytes) == (c.mlp_params, c.mlp_bytes, c.attn_bytes)
     # Expert parallelism over 2 ranks: half the experts are local, and so is half the expected traffic.
     ep = MoeLayerCost(num_experts=e, num_local=e // 2, top_k=k, expert_params=1, expert_bytes=1)
     assert ep.expected_active(1) == pytest.approx(1.0) and ep.expected_active(2) <= min(4, 2 * k)

@@ -35,6 +35,9 @@ FP8_JOB = "dsv2-fp8-dpattn-chunked"
 # DeepSeek-V3's float8 release format (weights in e4m3, a scale per 24 x 40 block: no shard boundary of tp=2 falls
 # on a block's edge), against transformers running the dequantized values.
 BLOCK_FP8_JOB, BLOCK_FP8_MODEL = "dsv3-blockfp8-tp", "dsv3-blockfp8"
+# The same release format with 32 x 32 blocks, its experts kept in float8 (model.expert_dtype=fp8): at tp=2 each
+# rank holds 16 of an expert's 32 features, so its 16 x 16 blocks lie inside the checkpoint's and keep its bytes.
+FP8_EXPERTS_JOB, FP8_EXPERTS_MODEL = "dsv3-fp8experts-tp", "dsv3-blockfp8-32"
 
 
 def _prompts(seed: int, lengths: list[int]) -> list[list[int]]:
@@ -54,8 +57,8 @@ def _write(path, prompts, max_tokens=None):
 
 @pytest.fixture(scope="module")
 def ds(tmp_path_factory):
-    """Three tiny DeepSeek checkpoints (and DeepSeek-V3's as a block-float8 release), prompt files and transformers'
-    greedy outputs."""
+    """Three tiny DeepSeek checkpoints (and DeepSeek-V3's as a block-float8 release, with two block sizes), prompt
+    files and transformers' greedy outputs."""
     root = tmp_path_factory.mktemp("deepseek")
     models = {m: build_model(m, root / m) for m in DEEPSEEK_MODELS}
     sets = {"mixed": _prompts(10, [5, 17, 33, 1, 60, 9]), "one": _prompts(11, [11]),
@@ -69,6 +72,9 @@ def ds(tmp_path_factory):
     write_block_fp8_copy(models["dsv3"], root / BLOCK_FP8_MODEL, root / "dsv3-dequantized", (24, 40))
     models[BLOCK_FP8_MODEL] = root / BLOCK_FP8_MODEL
     refs[(BLOCK_FP8_MODEL, "mixed")] = greedy_reference(root / "dsv3-dequantized", sets["mixed"], MAX_NEW)
+    write_block_fp8_copy(models["dsv3"], root / FP8_EXPERTS_MODEL, root / "dsv3-dequantized-32", (32, 32))
+    models[FP8_EXPERTS_MODEL] = root / FP8_EXPERTS_MODEL
+    refs[(FP8_EXPERTS_MODEL, "mixed")] = greedy_reference(root / "dsv3-dequantized-32", sets["mixed"], MAX_NEW)
     inputs = {s: _write(root / f"{s}.jsonl", p) for s, p in sets.items()}
     inputs["uneven"] = _write(root / "uneven.jsonl", sets["uneven"], UNEVEN_MAX)
     return {"models": models, "refs": refs, "inputs": inputs, "sets": sets}
@@ -105,6 +111,10 @@ def _jobs(ds, dp, tp, out_dir):
         refs[BLOCK_FP8_JOB] = (BLOCK_FP8_MODEL, "mixed")
         jobs.append({"name": BLOCK_FP8_JOB, "overrides": [
             f"model.path={ds['models'][BLOCK_FP8_MODEL]}", f"data.input={ds['inputs']['mixed']}", "parallel.moe=tp"]})
+        refs[FP8_EXPERTS_JOB] = (FP8_EXPERTS_MODEL, "mixed")
+        jobs.append({"name": FP8_EXPERTS_JOB, "overrides": [
+            f"model.path={ds['models'][FP8_EXPERTS_MODEL]}", f"data.input={ds['inputs']['mixed']}",
+            "parallel.moe=tp", "model.expert_dtype=fp8"]})
     if (dp, tp) == (2, 2):
         # A float8 latent cache under DP attention and TP experts, prefilled in chunks over its own cached prefix.
         refs[FP8_JOB] = ("dsv2", "long")  # against transformers reading float8-rounded latents (the test's refs)
@@ -141,6 +151,9 @@ def test_deepseek_matches_transformers(ds, tmp_path_factory, monkeypatch, dp, tp
         rows = read_output(out_dir / f"{name}.jsonl")
         assert [r["id"] for r in rows] == [f"r{k}" for k in range(len(rows))], f"{name}: output not in input order"
         assert [r["token_ids"] for r in rows] == want[name], f"{name} differs from transformers in dp{dp}xtp{tp}"
+    if FP8_EXPERTS_JOB in refs:  # the same model, its routed experts in float8: fewer bytes on every rank
+        for s in summaries.values():
+            assert s[FP8_EXPERTS_JOB]["weight_bytes"] < s[BLOCK_FP8_JOB]["weight_bytes"] * 0.9
     if (dp, tp) not in ((2, 2), (4, 1)):
         return
     model = EDGE_MODEL

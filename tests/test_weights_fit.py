@@ -16,6 +16,8 @@ SHARDINGS = {
     "single": LayerSharding.single(),
     "tp2": LayerSharding(attn=Shard(1, 2), mlp=Shard(1, 2), dp=Shard()),
     "dpattn4-ep": LayerSharding(attn=Shard(0, 2), mlp=Shard(3, 4), dp=Shard(1, 2), dp_attention=True, moe="ep"),
+    "tp2-fp8-experts": LayerSharding(attn=Shard(1, 2), mlp=Shard(1, 2), dp=Shard(), moe="tp",
+                                     fp8_expert_block=(128, 128)),
 }
 
 
@@ -47,5 +49,12 @@ def test_a_share_too_large_says_how_to_spread_it():
     config.quantization_config = {"quant_method": "fp8", "fmt": "e4m3", "weight_block_size": [128, 128]}
     dims = ParallelDims(dp=2, tp=2, world_size=4, dp_attention=True)
     with pytest.raises(ConfigError, match=r"raise parallel\.dp or parallel\.tp\); this checkpoint's float8 weights "
-                                          r"are dequantized to bfloat16 as they load, twice their size on disk"):
+                                          r"are dequantized to bfloat16 as they load, twice their size on disk; or "
+                                          r"keep the routed experts in float8 \(model\.expert_dtype=fp8"):
         check_weights_fit(12 * 2**30, 11 * 2**30, 80 * 2**30, config, dims, "ep", torch.bfloat16, "cuda:0")
+    with pytest.raises(ConfigError) as kept_float8:  # experts already in float8: neither hint
+        check_weights_fit(12 * 2**30, 11 * 2**30, 80 * 2**30, config, dims, "ep", torch.bfloat16, "cuda:0", True)
+    assert "float8" not in str(kept_float8.value)
+    with pytest.raises(ConfigError) as dense:  # no experts: no hint about them
+        check_weights_fit(12 * 2**30, 11 * 2**30, 80 * 2**30, _config("llama"), dims, "ep", torch.bfloat16, "cuda:0")
+    assert "expert_dtype" not in str(dense.value)

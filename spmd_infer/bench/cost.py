@@ -79,10 +79,11 @@ class ModelCost:
                 special.add(id(m.weight))
             elif isinstance(m, FusedMoE):
                 experts = (m.w13, m.w2)
+                scales = tuple(s for s in (m.w13_scale, m.w2_scale) if s is not None)  # float8 experts' blocks
                 per_expert = sum(w[0].numel() for w in experts)
                 c.moe.append(MoeLayerCost(m.num_experts, m.num_local, m.routing.top_k, per_expert,
-                                          per_expert * m.w13.element_size()))
-                special.update(id(w) for w in experts)
+                                          sum(_bytes(w[0]) for w in experts + scales)))
+                special.update(id(w) for w in experts + scales)
             if hasattr(m, "kv_cache_dims"):
                 c.attn_pair_flops.append(_pair_flops(m))
         for name, p in model.named_parameters():

@@ -17,7 +17,7 @@ from typing import Any, Callable, Optional
 import torch
 
 from ..failure import oom_guard
-from ..job_plan import resolve_kv_dtype
+from ..job_plan import resolve_fp8_expert_block, resolve_kv_dtype
 from ..parallel.dims import ConfigError, ParallelDims
 from ..parallel.dp_meta import NUM_FIELDS, DPMetaExchange
 from ..parallel.shm_exchange import make_shm_all_gather
@@ -79,7 +79,7 @@ class Engine:
         t0 = time.perf_counter()
         kv_dtype = resolve_kv_dtype(cfg.cache.dtype, dtype)
         runner = ModelRunner(hf_config, model_dir, dims, device, dtype, cfg.cache.block_size, cfg.parallel.moe,
-                             kv_dtype)
+                             kv_dtype, resolve_fp8_expert_block(cfg.model.expert_dtype, hf_config, device))
         _sync(device)
         times.load = runner.load_stats.seconds
         times.build = time.perf_counter() - t0 - times.load

@@ -14,6 +14,7 @@ import torch.distributed as dist
 from ..forward_batch import ForwardBatch
 from ..host_memory import to_device, upload_packed
 from ..layers.fp8_checkpoint import block_fp8_scheme
+from ..layers.moe import FusedMoE, has_routed_experts
 from ..layers.sampler import SamplingTensors, apply_output_penalties, apply_repetition_penalty, sample
 from ..loader import LoadStats, load_weights
 from ..models.registry import model_class
@@ -40,12 +41,16 @@ def build_model(hf_config: Any, sharding: LayerSharding, dtype: torch.dtype, dev
 
 def rank_weight_bytes(hf_config: Any, sharding: LayerSharding, dtype: torch.dtype) -> int:
     """Bytes of this rank's parameters and buffers, counted on a model built on the meta device (no memory)."""
-    model = build_model(hf_config, sharding, dtype, "meta")
+    return module_bytes(build_model(hf_config, sharding, dtype, "meta"))
+
+
+def module_bytes(model: torch.nn.Module) -> int:
+    """Bytes of a module's parameters and buffers (this rank's share of the model's weights)."""
     return sum(t.numel() * t.element_size() for t in itertools.chain(model.parameters(), model.buffers()))
 
 
 def check_weights_fit(need: int, free: int, total: int, hf_config: Any, dims: ParallelDims, moe: str,
-                      dtype: torch.dtype, device: Any) -> None:
+                      dtype: torch.dtype, device: Any, fp8_experts: bool = False) -> None:
     """A ConfigError saying how to spread the model wider when this rank's share of it (`need` bytes) exceeds the
     GPU's free memory: before any allocation, not a CUDA out-of-memory error minutes into loading."""
     if need <= free:
@@ -53,7 +58,10 @@ def check_weights_fit(need: int, free: int, total: int, hf_config: Any, dims: Pa
     spread = ("raise parallel.tp, or parallel.dp with parallel.dp_attention=true (which shards the MLP and experts "
               "over every rank)" if dims.dp == 1 or not dims.dp_attention else "raise parallel.dp or parallel.tp")
     dequantized = (f"; this checkpoint's float8 weights are dequantized to {str(dtype).removeprefix('torch.')} as "
-                   f"they load, twice their size on disk" if block_fp8_scheme(hf_config) else "")
+                   f"they load, twice their size on disk" if block_fp8_scheme(hf_config) and not fp8_experts
+                   else "")
+    if has_routed_experts(hf_config) and not fp8_experts:
+        dequantized += "; or keep the routed experts in float8 (model.expert_dtype=fp8: half their bytes)"
     raise ConfigError(
         f"this rank's share of the model needs {need / 2**30:.1f} GiB of GPU memory in "
         f"{str(dtype).removeprefix('torch.')} (parallel.dp={dims.dp}, parallel.tp={dims.tp}, "
@@ -64,20 +72,22 @@ def check_weights_fit(need: int, free: int, total: int, hf_config: Any, dims: Pa
 
 class ModelRunner:
     def __init__(self, hf_config: Any, model_dir: Optional[Path], dims: ParallelDims, device: torch.device,
-                 dtype: torch.dtype, block_size: int, moe: str = "ep", kv_dtype: Optional[torch.dtype] = None):
+                 dtype: torch.dtype, block_size: int, moe: str = "ep", kv_dtype: Optional[torch.dtype] = None,
+                 fp8_expert_block: Optional[tuple[int, int]] = None):
         """`model_dir=None` initialises random weights on the device instead of loading (benchmarks);
-        `kv_dtype`: the KV cache's element type (default: the model's dtype)."""
+        `kv_dtype`: the KV cache's element type (default: the model's dtype); `fp8_expert_block`: routed experts
+        kept in float8 with a scale per block of at most this size (job_plan.resolve_fp8_expert_block)."""
         self.hf_config = hf_config
         self.dims = dims
         self.device = device
         self.dtype = dtype
         self.kv_dtype = kv_dtype or dtype
         self.block_size = block_size
-        self.sharding = LayerSharding.from_dims(dims, moe)
+        self.sharding = LayerSharding.from_dims(dims, moe, fp8_expert_block)
         if device.type == "cuda":
             free, total = torch.cuda.mem_get_info(device)
             check_weights_fit(rank_weight_bytes(hf_config, self.sharding, dtype), free, total, hf_config, dims, moe,
-                              dtype, device)
+                              dtype, device, fp8_expert_block is not None)
         self.model = build_model(hf_config, self.sharding, dtype, device)
         self.model.eval()
         self.load_stats = load_weights(self.model, model_dir) if model_dir is not None else _random_init(self.model)
@@ -329,7 +339,14 @@ class ModelRunner:
 def _random_init(model: torch.nn.Module) -> LoadStats:
     """Deterministic random weights, std 1/sqrt(fan_in) so activations keep their scale; norms stay 1."""
     gen = torch.Generator(device=next(model.parameters()).device).manual_seed(0)
+    float8 = set()
+    for m in model.modules():
+        if isinstance(m, FusedMoE) and m.fp8_block:  # values drawn, then quantized in blocks with their scales
+            m.init_random(gen)
+            float8.update(id(p) for p in (m.w13, m.w2, m.w13_scale, m.w2_scale))
     for name, p in model.named_parameters():
+        if id(p) in float8:
+            continue
         if p.dim() >= 2:
             p.normal_(0.0, p.shape[-1] ** -0.5, generator=gen)
         elif "norm" in name:

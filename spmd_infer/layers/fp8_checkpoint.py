@@ -49,10 +49,20 @@ class BlockFp8Tensor(CheckpointTensor):
                               f"{list(block)} needs scales of shape {list(expected or ['2-D weight'])}, the "
                               f"checkpoint's {name + SCALE_SUFFIX!r} has {list(scale.shape)}")
 
+    @property
+    def block(self) -> tuple[int, int]:
+        return self._block
+
     def read(self) -> torch.Tensor:
         return self.narrow(0, 0, self.shape[0])
 
     def narrow(self, dim: int, start: int, length: int) -> torch.Tensor:
+        weight, scale = self.narrow_stored(dim, start, length)
+        return dequantize_blocks(weight, scale, self._block, start if dim == 0 else 0, start if dim == 1 else 0)
+
+    def narrow_stored(self, dim: int, start: int, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The float8 slice as stored and the scales of the blocks it touches (the first: the block holding the
+        slice's first element), on `device`: for weights kept in float8 (model.expert_dtype=fp8)."""
         weight = self._weight.narrow(dim, start, length)
         first, last = start // self._block[dim], (start + length - 1) // self._block[dim]
         scale = self._scale.narrow(dim, first, last - first + 1)
@@ -60,5 +70,4 @@ class BlockFp8Tensor(CheckpointTensor):
         if weight.dtype != torch.float8_e4m3fn:
             raise WeightError(f"tensor {self.name!r} has scales ({self.name + SCALE_SUFFIX!r}) but is stored as "
                               f"{weight.dtype}, not float8 e4m3")
-        return dequantize_blocks(weight.to(self._device), scale.to(self._device), self._block,
-                                 start if dim == 0 else 0, start if dim == 1 else 0)
+        return weight.to(self._device), scale.to(self._device).float()

@@ -3,11 +3,13 @@
 Experts are split over the MLP shard either whole (ep: each rank owns num_experts/n experts and reads
 only those from disk) or by intermediate size (tp: every rank holds a slice of every expert). Every
 rank routes all tokens identically (the router is replicated) and adds up its local experts'
-contributions; the partial sums are reduced over the shard afterwards.
+contributions; the partial sums are reduced over the shard afterwards. Experts are held in the model's
+dtype, or in float8 e4m3 with a float32 scale per weight block (model.expert_dtype=fp8).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -15,10 +17,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from spmd_kernels import fused_moe
+from spmd_kernels.block_fp8 import dequantize_blocks, expand_scales, quantize_blocks
 
 from ..parallel.comm import Shard, all_reduce
+from ..parallel.dims import ConfigError
 from .activation import silu_and_mul
+from .fp8_checkpoint import BlockFp8Tensor
 from .weights import CheckpointTensor, copy_checked
+
+DEFAULT_FP8_BLOCK = (128, 128)  # DeepSeek-V3's and Qwen3's float8 releases
 
 
 @dataclass(frozen=True)
@@ -61,7 +68,9 @@ class FusedMoE(nn.Module):
 
 
     def __init__(self, num_experts: int, hidden: int, intermediate: int, routing: RoutingConfig, shard: Shard,
-                 mode: str, reduce: bool = True):
+                 mode: str, reduce: bool = True, fp8_block: tuple[int, int] | None = None):
+        """`fp8_block`: keep the experts in float8 e4m3 with a float32 scale per block of at most these (rows,
+        columns), narrowed to powers of two that put this rank's shard edges on block edges (fp8_resident_block)."""
         super().__init__()
         self.num_experts, self.routing, self.shard, self.mode, self.reduce = num_experts, routing, shard, mode, reduce
         if mode == "ep":
@@ -81,11 +90,23 @@ class FusedMoE(nn.Module):
         else:
             self.e_score_correction_bias = None
         i = self.local_intermediate
-        self.w13 = nn.Parameter(torch.empty(self.num_local, 2 * i, hidden), requires_grad=False)
-        self.w2 = nn.Parameter(torch.empty(self.num_local, hidden, i), requires_grad=False)
+        self.fp8_block = fp8_resident_block(fp8_block, i, mode) if fp8_block else None
+        weight_dtype = torch.float8_e4m3fn if self.fp8_block else None
+        self.w13 = nn.Parameter(torch.empty(self.num_local, 2 * i, hidden, dtype=weight_dtype), requires_grad=False)
+        self.w2 = nn.Parameter(torch.empty(self.num_local, hidden, i, dtype=weight_dtype), requires_grad=False)
         for p, parts in ((self.w13, 2), (self.w2, 1)):
             p.weight_loader = self._load_expert
             p.expected_loads = parts * num_experts  # every expert's tensors are seen, local or not
+        if self.fp8_block:
+            rows, cols = self.fp8_block
+            self.w13_scale = nn.Parameter(torch.empty(self.num_local, 2 * i // rows, -(-hidden // cols),
+                                                      dtype=torch.float32), requires_grad=False)
+            self.w2_scale = nn.Parameter(torch.empty(self.num_local, -(-hidden // rows), -(-i // cols),
+                                                     dtype=torch.float32), requires_grad=False)
+            for p in (self.w13_scale, self.w2_scale):
+                p.expected_loads = 0  # filled with their weights, not named in the checkpoint
+        else:
+            self.w13_scale = self.w2_scale = None
 
     @staticmethod
     def _load_whole(param: nn.Parameter, src: CheckpointTensor, shard_id=None) -> None:
@@ -97,12 +118,46 @@ class FusedMoE(nn.Module):
         if not 0 <= local < self.num_local:
             return  # another rank's expert: not read from disk at all
         i = self.local_intermediate
-        if part == "down":  # [hidden, intermediate]: split along the input features in tp mode
-            copy_checked(param.data[local], src.narrow(1, self.shard.rank * i, i) if self.mode == "tp"
-                         else src.read(), src.name)
+        # Down [hidden, intermediate] is split along its input features in tp mode, gate / up along their rows.
+        dim = 1 if part == "down" else 0
+        start = self.shard.rank * i if self.mode == "tp" else 0
+        length = i if self.mode == "tp" else src.shape[dim]
+        if self.fp8_block is None:
+            dst = param.data[local] if part == "down" else param.data[local].narrow(0, 0 if part == "gate" else i, i)
+            copy_checked(dst, src.narrow(dim, start, length), src.name)
             return
-        rows = param.data[local].narrow(0, 0 if part == "gate" else i, i)
-        copy_checked(rows, src.narrow(0, self.shard.rank * i, i) if self.mode == "tp" else src.read(), src.name)
+        weight, scale = self._float8(src, dim, start, length, param.device)
+        rows = self.fp8_block[0]
+        if part == "down":
+            copy_checked(param.data[local], weight, src.name)
+            copy_checked(self.w2_scale.data[local], scale, src.name + " (block scales)")
+        else:
+            offset = 0 if part == "gate" else i
+            copy_checked(param.data[local].narrow(0, offset, i), weight, src.name)
+            copy_checked(self.w13_scale.data[local].narrow(0, offset // rows, i // rows), scale,
+                         src.name + " (block scales)")
+
+    def _float8(self, src: CheckpointTensor, dim: int, start: int, length: int,
+                device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """(float8 slice, its scales in fp8_block blocks) of a checkpoint expert weight. A float8 checkpoint's bytes
+        are kept as stored when every block here lies inside one of its blocks (the scale repeated), so nothing is
+        rounded again; anything else is quantized now (block amax / 448)."""
+        rows, cols = self.fp8_block
+        if isinstance(src, BlockFp8Tensor) and src.block[0] % rows == 0 and src.block[1] % cols == 0:
+            weight, scale = src.narrow_stored(dim, start, length)
+            origin = (start, 0) if dim == 0 else (0, start)
+            return weight, expand_scales(scale, tuple(weight.shape), src.block, *origin)[::rows, ::cols]
+        return quantize_blocks(src.narrow(dim, start, length).to(device), self.fp8_block)
+
+    @torch.no_grad()
+    def init_random(self, generator: torch.Generator) -> None:
+        """Random float8 experts (the benchmark's weights): normal values, std 1 / sqrt(fan_in), quantized in
+        blocks an expert at a time."""
+        for w, scale in ((self.w13, self.w13_scale), (self.w2, self.w2_scale)):
+            for e in range(self.num_local):
+                values = torch.empty(w.shape[1:], device=w.device).normal_(0.0, w.shape[-1] ** -0.5,
+                                                                           generator=generator)
+                w.data[e], scale.data[e] = quantize_blocks(values, self.fp8_block)
 
     def forward(self, x: torch.Tensor, batch=None, valid: torch.Tensor | None = None) -> torch.Tensor:
         """`valid` (bool [T], CUDA-graph padding rows False): rows that may reach the experts."""
@@ -111,7 +166,8 @@ class FusedMoE(nn.Module):
         weights, ids = route(logits, self.routing, self.e_score_correction_bias)
         if x.is_cuda:
             # Triton: tokens sorted by expert, grouped GEMMs, no host sync (capturable in a CUDA graph).
-            out = fused_moe(x, self.w13, self.w2, weights, ids, self.first_expert, valid)
+            out = fused_moe(x, self.w13, self.w2, weights, ids, self.first_expert, valid, self.w13_scale,
+                            self.w2_scale, self.fp8_block)
         else:
             out = self._experts_torch(x, weights, ids, valid)
         return all_reduce(out, self.shard) if self.reduce else out
@@ -125,10 +181,45 @@ class FusedMoE(nn.Module):
             token_idx, slot = torch.where(local_ids == e)
             if token_idx.numel() == 0:
                 continue
-            h = silu_and_mul(F.linear(x[token_idx], self.w13[e]))
-            y = F.linear(h, self.w2[e]) * weights[token_idx, slot, None].to(x.dtype)
+            w13, w2 = self._expert(e, x.dtype)
+            h = silu_and_mul(F.linear(x[token_idx], w13))
+            y = F.linear(h, w2) * weights[token_idx, slot, None].to(x.dtype)
             out.index_add_(0, token_idx, y)
         return out
+
+    def _expert(self, e: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """Local expert e's (w13, w2) in `dtype` (float8 experts dequantized)."""
+        if self.fp8_block is None:
+            return self.w13[e], self.w2[e]
+        return (dequantize_blocks(self.w13[e], self.w13_scale[e], self.fp8_block).to(dtype),
+                dequantize_blocks(self.w2[e], self.w2_scale[e], self.fp8_block).to(dtype))
+
+
+def has_routed_experts(hf_config) -> bool:
+    """Whether a model config declares routed experts (DeepSeek, Qwen3-MoE, Mixtral naming)."""
+    return any((getattr(hf_config, key, None) or 0) > 0
+               for key in ("n_routed_experts", "num_experts", "num_local_experts"))
+
+
+def fp8_resident_block(block: tuple[int, int], intermediate: int, mode: str) -> tuple[int, int]:
+    """The float8 experts' (rows, columns) block on a rank holding `intermediate` features of each expert: the
+    largest powers of two (at most 128, the kernel's tiles being powers of two) dividing the asked block (a
+    float8 checkpoint's own, so its blocks split into whole ones here) and the shard: the gate / up boundary and
+    in tp mode this rank's first feature fall on block edges. A checkpoint block of no such shape falls back to
+    128 x 128 (its values then quantized again as they load)."""
+    def fit(size: int, shard_edge: int) -> int:
+        size = math.gcd(size, shard_edge) if shard_edge else size
+        return min(size & -size, 128)
+
+    rows, cols = fit(block[0], intermediate), fit(block[1], intermediate if mode == "tp" else 0)
+    if min(rows, cols) < 16:
+        rows, cols = fit(DEFAULT_FP8_BLOCK[0], intermediate), fit(DEFAULT_FP8_BLOCK[1],
+                                                                   intermediate if mode == "tp" else 0)
+    if min(rows, cols) < 16:
+        raise ConfigError(f"model.expert_dtype=fp8 needs each rank's share of an expert's intermediate size to be a "
+                          f"multiple of 16 (float8 blocks of 16+ rows); here it is {intermediate} "
+                          f"(parallel.moe={mode}): use parallel.moe=ep, fewer ranks, or model.expert_dtype=auto")
+    return rows, cols
 
 
 class MoeBlock(nn.Module):

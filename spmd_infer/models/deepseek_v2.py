@@ -91,11 +91,12 @@ class DeepseekMoE(nn.Module):
     gather/scatter when `reduce` is False) adds up both.
     """
 
-    def __init__(self, config: Any, routing: RoutingConfig, shard: Shard, mode: str, reduce: bool):
+    def __init__(self, config: Any, routing: RoutingConfig, shard: Shard, mode: str, reduce: bool,
+                 fp8_block: tuple[int, int] | None = None):
         super().__init__()
         self.shard, self.reduce = shard, reduce
         self.experts = FusedMoE(config.n_routed_experts, config.hidden_size, config.moe_intermediate_size, routing,
-                                shard, mode, reduce=False)
+                                shard, mode, reduce=False, fp8_block=fp8_block)
         shared = (config.n_shared_experts or 0) * config.moe_intermediate_size
         self.shared_experts = (LlamaMLP(config.hidden_size, shared, shard, getattr(config, "mlp_bias", False),
                                         reduce=False) if shared else None)
@@ -121,7 +122,8 @@ class DeepseekV2DecoderLayer(LlamaDecoderLayer):
         if not is_moe_layer(config, layer_idx):
             return super().build_mlp(config, sharding, layer_idx)
         routing = self.routing(config)
-        return sharded_mlp(lambda shard, reduce: DeepseekMoE(config, routing, shard, sharding.moe, reduce), sharding)
+        return sharded_mlp(lambda shard, reduce: DeepseekMoE(config, routing, shard, sharding.moe, reduce,
+                                                              sharding.fp8_expert_block), sharding)
 
     @staticmethod
     def routing(config: Any) -> RoutingConfig:

@@ -16,7 +16,7 @@ class MixtralDecoderLayer(LlamaDecoderLayer):
         routing = RoutingConfig(top_k=config.num_experts_per_tok, renormalize=True)
         return sharded_mlp(lambda shard, reduce: MoeBlock(FusedMoE(
             config.num_local_experts, config.hidden_size, config.intermediate_size, routing, shard, sharding.moe,
-            reduce)), sharding)
+            reduce, fp8_block=sharding.fp8_expert_block)), sharding)
 
 
 class MixtralForCausalLM(LlamaForCausalLM):

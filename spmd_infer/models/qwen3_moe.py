@@ -21,7 +21,7 @@ class Qwen3MoeDecoderLayer(LlamaDecoderLayer):
         routing = RoutingConfig(top_k=config.num_experts_per_tok, renormalize=config.norm_topk_prob)
         return sharded_mlp(lambda shard, reduce: MoeBlock(FusedMoE(
             config.num_experts, config.hidden_size, config.moe_intermediate_size, routing, shard, sharding.moe,
-            reduce)), sharding)
+            reduce, fp8_block=sharding.fp8_expert_block)), sharding)
 
 
 class Qwen3MoeForCausalLM(LlamaForCausalLM):

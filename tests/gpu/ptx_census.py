@@ -26,7 +26,7 @@ usage: python tests/gpu/ptx_census.py decode [--cache fp8|bf16] [--stages 3] [--
        python tests/gpu/ptx_census.py mla [--cache fp8|bf16] [--block 32] [--stages 2] [--warps 4] [--pin-v 1]
        python tests/gpu/ptx_census.py prefill [--cache fp8|bf16] [--stages 3] [--warps 4] [--block 64] [--group 4]
        python tests/gpu/ptx_census.py skinny [--block 64] [--block-k 128] [--stages 4] [--warps 4] [--rope]
-       python tests/gpu/ptx_census.py moe [--tile small|medium|large] [--part gate_up|down]
+       python tests/gpu/ptx_census.py moe [--tile small|medium|large] [--part gate_up|down] [--weights fp8]
        any of them with --sass FILE
 """
 
@@ -210,14 +210,16 @@ def moe(args):
     block_m, block_n, block_k, warps, stages = fused_moe.CUDA_CONFIGS[args.tile]
     # DeepSeek-V2-Lite's expert sizes. The weights' K stride is 1 in every launch, and Triton specialises an
     # integer argument equal to 1 as a constant: without that here, every weight load would compile scalar.
+    fp8 = args.weights == "fp8"  # float8 experts, a scale per 128 x 128 block (model.expert_dtype=fp8)
     consts = dict(HIDDEN=2048, INTER=1408, TOP_K=6, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k, PDL=True,
-                  stride_wk=1)
+                  stride_wk=1, SCALED=fp8, SCALE_N=128 if fp8 else 1, SCALE_K=128 if fp8 else 1)
+    weight, scale = ("*fp8e4nv", "*fp32") if fp8 else ("*bf16", "*bf16")
     if args.part == "gate_up":
-        pointers = {"x_ptr": "*bf16", "w13_ptr": "*bf16", "h_ptr": "*bf16", "sorted_ids_ptr": "*i32",
-                    "block_expert_ptr": "*i32"}
+        pointers = {"x_ptr": "*bf16", "w13_ptr": weight, "s13_ptr": scale, "h_ptr": "*bf16",
+                    "sorted_ids_ptr": "*i32", "block_expert_ptr": "*i32"}
         kernel = fused_moe._moe_gate_up_kernel
     else:
-        pointers = {"h_ptr": "*bf16", "w2_ptr": "*bf16", "y_ptr": "*bf16", "weights_ptr": "*fp32",
+        pointers = {"h_ptr": "*bf16", "w2_ptr": weight, "s2_ptr": scale, "y_ptr": "*bf16", "weights_ptr": "*fp32",
                     "sorted_ids_ptr": "*i32", "block_expert_ptr": "*i32"}
         kernel = fused_moe._moe_down_kernel
     args.warps = args.warps or warps  # the tile's own (the large one has 8): main() counts programs an SM by it
@@ -241,6 +243,7 @@ def main() -> None:
     ap.add_argument("--tile", choices=("small", "medium", "large"), default="medium",
                     help="moe: which fused_moe.CUDA_CONFIGS tile")
     ap.add_argument("--part", choices=("gate_up", "down"), default="gate_up", help="moe: which of its GEMMs")
+    ap.add_argument("--weights", choices=("bf16", "fp8"), default="bf16", help="moe: the experts' dtype")
     ap.add_argument("--sass", type=Path, help="write the sm_90a SASS here and report its HMMA dependence")
     args = ap.parse_args()
     sys.path.insert(0, str(_REPO))

@@ -3,11 +3,14 @@ timed inside CUDA graphs, against the weight-read bound (local experts' bytes / 
 the numbers behind fused_moe.CUDA_CONFIGS. Also times the routing alone (moe_align_block_size, and its torch reference).
 
 usage (on a GPU machine, in the repo root, after `source tests/gpu/device_env.sh`):
-  python tests/gpu/tune_fused_moe.py
+  python tests/gpu/tune_fused_moe.py [--fp8]
+--fp8: float8 experts with a scale per 128 x 128 block (model.expert_dtype=fp8), errors against the bf16 kernel on
+their dequantized values, the weight-read bound at a byte a weight.
 """
 
 from __future__ import annotations
 
+import argparse
 import importlib
 
 import torch
@@ -15,6 +18,7 @@ import triton.testing
 
 from spmd_infer.bench.ceilings import measure_ceilings
 from spmd_kernels import moe_align_block_size_ref
+from spmd_kernels.block_fp8 import dequantize_blocks, quantize_blocks
 
 # sweep_tools: tests/gpu/, the script's own folder
 from sweep_tools import print_best_rows, time_in_graph
@@ -27,6 +31,7 @@ SHAPES = {
     "dsv2-lite ep4 decode bs1024x4": (4096, 2048, 1408, 16, 64, 6),
     "dsv2-lite ep4 decode bs64x4": (256, 2048, 1408, 16, 64, 6),
     "dsv2-lite 1x1 decode bs64": (64, 2048, 1408, 64, 64, 6),
+    "dsv2-lite 1x1 decode bs256": (256, 2048, 1408, 64, 64, 6),
     "dsv2-lite ep4 prefill 4x2048": (8192, 2048, 1408, 16, 64, 6),
     "qwen3-30b-a3b ep4 decode bs256x4": (1024, 2048, 768, 32, 128, 8),
 }
@@ -35,10 +40,14 @@ TILES = [(16, 64, 64, 4, 3), (16, 128, 64, 4, 3), (32, 64, 64, 4, 3), (32, 128, 
 
 
 def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--fp8", action="store_true")
+    args = ap.parse_args()
     ceil = measure_ceilings(torch.device("cuda"), torch.bfloat16)
     bw, flops = ceil.bandwidth_bytes_per_s, ceil.matmul_flops_per_s
     print(f"{torch.cuda.get_device_name()}: copy {bw / 1e12:.2f} TB/s, bf16 matmul {flops / 1e12:.0f} TFLOP/s")
-    default = dict(fm.CUDA_CONFIGS)
+    table = "CUDA_CONFIGS_FP8" if args.fp8 else "CUDA_CONFIGS"  # the one fused_moe takes for these experts
+    default = dict(getattr(fm, table))
     for name, (T, H, inter, E, n_exp, k) in SHAPES.items():
         g = torch.Generator(device="cuda").manual_seed(0)
         x = torch.randn(T, H, device="cuda", dtype=torch.bfloat16, generator=g)
@@ -46,23 +55,31 @@ def main() -> None:
         w2 = (torch.randn(E, H, inter, device="cuda", generator=g) * inter**-0.5).to(torch.bfloat16)
         ids = torch.rand(T, n_exp, device="cuda", generator=g).argsort(dim=1)[:, :k].int()
         weights = torch.rand(T, k, device="cuda", generator=g)
+        scales = {}
+        if args.fp8:
+            block = (128, 128)
+            (w13, s13), (w2, s2) = quantize_blocks(w13, block), quantize_blocks(w2, block)
+            scales = dict(w13_scale=s13, w2_scale=s2, scale_block=block)
+            ref = fm.fused_moe(x, dequantize_blocks(w13, s13, block).to(x.dtype),
+                               dequantize_blocks(w2, s2, block).to(x.dtype), weights, ids)
+        else:
+            ref = fm.fused_moe(x, w13, w2, weights, ids)
         local_pairs = ((ids >= 0) & (ids < E)).sum().item()
         touched = min(E, local_pairs)  # experts with at least one row (upper bound)
-        weight_bytes = touched * 3 * inter * H * 2
+        weight_bytes = touched * 3 * inter * H * w13.element_size()
         flop = 2 * local_pairs * 3 * inter * H
         bound = max(weight_bytes / bw, flop / flops)
-        ref = fm.fused_moe(x, w13, w2, weights, ids)
-        kind = fm.config_kind(T * k, E)
+        kind = fm.config_kind(T * k, E, args.fp8)
         routing = triton.testing.do_bench_cudagraph(lambda: fm.moe_align_block_size(ids, 64, E), rep=30)
         routing_torch = triton.testing.do_bench_cudagraph(lambda: moe_align_block_size_ref(ids, 64, E), rep=30)
         rows = []
         for tile in TILES:
-            fm.CUDA_CONFIGS = {key: tile for key in default}
-            t, err = time_in_graph(f"{name} {tile}", lambda: fm.fused_moe(x, w13, w2, weights, ids),
-                                   lambda: (fm.fused_moe(x, w13, w2, weights, ids).float() - ref.float()).abs().max()
-                                   .item())
+            setattr(fm, table, {key: tile for key in default})
+            t, err = time_in_graph(f"{name} {tile}", lambda: fm.fused_moe(x, w13, w2, weights, ids, **scales),
+                                   lambda: (fm.fused_moe(x, w13, w2, weights, ids, **scales).float() - ref.float())
+                                   .abs().max().item())
             rows.append((t, tile, err))
-        fm.CUDA_CONFIGS = default
+        setattr(fm, table, default)
         print(f"\n{name}: {local_pairs} local (token, expert) rows, {weight_bytes / 1e6:.0f} MB of weights, "
               f"{flop / 1e9:.1f} GFLOP; bound {bound * 1e6:.0f} us; routing alone {routing * 1e3:.1f} us "
               f"(torch reference {routing_torch * 1e3:.1f}); "
