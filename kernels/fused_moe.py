@@ -8,9 +8,12 @@ import torch.nn.functional as F
 import triton
 import triton.language as tl
 
-from .block_fp8 import dequantize_blocks
+from .block_fp8 import E4M3_MAX, dequantize_blocks, quantize_blocks
 from .moe_align import moe_align_block_size
 from .pdl import pdl_args, pdl_enter
+
+
+_E4M3_MAX = tl.constexpr(E4M3_MAX)
 
 
 @triton.jit(do_not_specialize=["num_slots"])  # T * top_k changes every step
@@ -18,11 +21,14 @@ def _moe_gate_up_kernel(
     x_ptr,
     w13_ptr,
     s13_ptr,  # SCALED: [E, 2I / SCALE_N, ceil(H / SCALE_K)] float32 block scales (else unused)
+    xs_ptr,  # ACT_FP8: x's float32 scales [T, ceil(H / SCALE_K)] (else unused)
     h_ptr,
+    hs_ptr,  # ACT_FP8: h's float32 scales [T * top_k, ceil(I / SCALE_K)], written here (else unused)
     sorted_ids_ptr,
     block_expert_ptr,
     num_slots,  # T * top_k: sorted ids >= num_slots are padding
     stride_xt,
+    stride_xst,
     stride_we,
     stride_wn,
     stride_wk,
@@ -30,6 +36,7 @@ def _moe_gate_up_kernel(
     stride_sn,
     stride_sk,
     stride_ht,
+    stride_hst,
     HIDDEN: tl.constexpr,
     INTER: tl.constexpr,
     TOP_K: tl.constexpr,
@@ -39,6 +46,8 @@ def _moe_gate_up_kernel(
     SCALED: tl.constexpr,  # float8 weights, each SCALE_N x SCALE_K block times its scale
     SCALE_N: tl.constexpr,  # a multiple of BLOCK_N (a tile's features share one block row)
     SCALE_K: tl.constexpr,  # a multiple of BLOCK_K (a k-step lies in one block column)
+    ACT_FP8: tl.constexpr,  # SCALED with float8 x (a scale per token per SCALE_K columns): float8 dots; h
+    # written the same way, so BLOCK_N == SCALE_K
     PDL: tl.constexpr,
 ):
     """h[slot, n] = silu(x[tok] · w13[e, n]) * (x[tok] · w13[e, INTER + n]) for one block of one expert."""
@@ -71,7 +80,11 @@ def _moe_gate_up_kernel(
         wmask = mask_k[:, None] & mask_n[None, :]
         wg = tl.load(g_ptrs, mask=wmask, other=0.0)
         wu = tl.load(u_ptrs, mask=wmask, other=0.0)
-        if SCALED:
+        if ACT_FP8:
+            a_scale = tl.load(xs_ptr + tok * stride_xst + k0 // SCALE_K, mask=mask_m, other=0.0)
+            acc_g = _float8_step(acc_g, a, a_scale, wg, sg_ptr + (k0 // SCALE_K) * stride_sk)
+            acc_u = _float8_step(acc_u, a, a_scale, wu, su_ptr + (k0 // SCALE_K) * stride_sk)
+        elif SCALED:
             acc_g = _scaled_step(acc_g, a, wg, sg_ptr + (k0 // SCALE_K) * stride_sk)
             acc_u = _scaled_step(acc_u, a, wu, su_ptr + (k0 // SCALE_K) * stride_sk)
         else:
@@ -81,6 +94,12 @@ def _moe_gate_up_kernel(
         g_ptrs += BLOCK_K * stride_wk
         u_ptrs += BLOCK_K * stride_wk
     h = acc_g / (1.0 + tl.exp(-acc_g)) * acc_u
+    if ACT_FP8:  # this tile is one SCALE_K group of h's columns: a scale per row, as x's
+        h = tl.where(mask_n[None, :], h, 0.0)
+        amax = tl.max(tl.abs(h), axis=1)
+        h_scale = tl.where(amax > 0, amax / _E4M3_MAX, 1.0)
+        h = _round_to_e4m3(h / h_scale[:, None])
+        tl.store(hs_ptr + slots.to(tl.int64) * stride_hst + pid_n, h_scale, mask=mask_m)
     tl.store(
         h_ptr + slots[:, None].to(tl.int64) * stride_ht + offs_n[None, :],
         h.to(h_ptr.dtype.element_ty),
@@ -93,12 +112,14 @@ def _moe_down_kernel(
     h_ptr,
     w2_ptr,
     s2_ptr,  # SCALED: [E, ceil(H / SCALE_N), ceil(I / SCALE_K)] float32 block scales (else unused)
+    hs_ptr,  # ACT_FP8: h's float32 scales [T * top_k, ceil(I / SCALE_K)] (else unused)
     y_ptr,
     weights_ptr,
     sorted_ids_ptr,
     block_expert_ptr,
     num_slots,
     stride_ht,
+    stride_hst,
     stride_we,
     stride_wn,
     stride_wk,
@@ -117,6 +138,7 @@ def _moe_down_kernel(
     SCALED: tl.constexpr,
     SCALE_N: tl.constexpr,
     SCALE_K: tl.constexpr,
+    ACT_FP8: tl.constexpr,
     PDL: tl.constexpr,
 ):
     """y[slot, n] = weight[slot] * (h[slot] · w2[e, n]) for one block of one expert."""
@@ -143,7 +165,10 @@ def _moe_down_kernel(
         mask_k = k0 + offs_k < INTER
         a = tl.load(a_ptrs, mask=mask_m[:, None] & mask_k[None, :], other=0.0)
         w = tl.load(w_ptrs, mask=mask_k[:, None] & mask_n[None, :], other=0.0)
-        if SCALED:
+        if ACT_FP8:
+            a_scale = tl.load(hs_ptr + slots64 * stride_hst + k0 // SCALE_K, mask=mask_m, other=0.0)
+            acc = _float8_step(acc, a, a_scale, w, s_ptr + (k0 // SCALE_K) * stride_sk)
+        elif SCALED:
             acc = _scaled_step(acc, a, w, s_ptr + (k0 // SCALE_K) * stride_sk)
         else:
             acc = tl.dot(a, w, acc, input_precision="ieee")
@@ -165,6 +190,26 @@ def _scaled_step(acc, a, w, scale_ptr):
     activations' dtype (exact: every e4m3 value is a bf16 / fp16 one) and its block's scale applied to the fp32
     partial product, as DeepGEMM does, so the weight is never rounded after scaling."""
     return acc + tl.dot(a, w.to(a.dtype), input_precision="ieee") * tl.load(scale_ptr)
+
+
+@triton.jit
+def _round_to_e4m3(v):
+    """v (fp32, |v| <= 448) rounded to the nearest float8 e4m3 value, ties to even, still in fp32, so the float8
+    cast after it is exact. The hardware's cast rounds so too, but Triton's CPU interpreter loses the carry into
+    the exponent (127.96 -> 64): with this the interpreter's kernel tests check the float8 path bit for bit."""
+    bits = v.to(tl.int32, bitcast=True)
+    # 3 mantissa bits kept of fp32's 23: add half a step (plus the kept lowest bit, for ties to even), then truncate.
+    normal = ((bits + 0x7FFFF + ((bits >> 20) & 1)) & -0x100000).to(tl.float32, bitcast=True)
+    # Below 2^-6 e4m3 steps by 2^-9: adding 1.5 * 2^14 (whose fp32 step is 2^-9) rounds there, ties to even.
+    subnormal = (v + 24576.0) - 24576.0
+    return tl.where(tl.abs(v) < 0.015625, subnormal, normal)
+
+
+@triton.jit
+def _float8_step(acc, a, a_scale, w, scale_ptr):
+    """acc + (a · w) * a_scale * scale for float8 activations (a row's scale for this k-step's columns) and a float8
+    weight tile in one scale block: a float8 tensor-core dot (twice bf16's rate on Hopper, nothing widened)."""
+    return acc + tl.dot(a, w) * (a_scale[:, None] * tl.load(scale_ptr))
 
 
 def _unfilled(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
@@ -251,6 +296,7 @@ def fused_moe(
     w13_scale: torch.Tensor | None = None,
     w2_scale: torch.Tensor | None = None,
     scale_block: tuple[int, int] | None = None,
+    act_fp8: bool | None = None,
 ) -> torch.Tensor:
     """sum_j topk_weights[t, j] * w2[e] · silu(w13[e, :I] · x[t]) * (w13[e, I:] · x[t]), e = topk_ids[t, j] - first_expert.
 
@@ -263,7 +309,10 @@ def fused_moe(
     Float8 experts: w13 / w2 in float8 e4m3 whose blocks of ``scale_block`` = (rows, columns) are multiplied by
     ``w13_scale`` [E_local, 2I / rows, ceil(H / columns)] / ``w2_scale`` [E_local, ceil(H / rows), ceil(I /
     columns)] (float32), DeepSeek-V3's layout; I must be a multiple of rows (gate and up in separate blocks) and
-    both sides powers of two of at least 16.
+    both sides powers of two of at least 16. ``act_fp8`` (None: on CUDA when the rows an expert gets take the
+    "large" tile, i.e. prefill-sized batches; needs rows a multiple of columns) also quantizes x and h to float8
+    with a scale per token per ``columns`` features, as DeepSeek-V3 was trained (and as vLLM / SGLang run it), so
+    both GEMMs run float8 tensor-core dots and no weight is widened; otherwise activations stay in x.dtype.
     """
     T, H = x.shape
     E, two_i, Hw = w13.shape
@@ -286,28 +335,43 @@ def fused_moe(
     bm, bn, bk, warps, stages = _launch_config(n, E, x.element_size(), x.device, scaled)
     if scaled:  # a tile inside one scale block (both are powers of two)
         bn, bk = min(bn, sn), min(bk, sk)
+        if act_fp8 is None:
+            act_fp8 = x.is_cuda and config_kind(n, E, fp8=True) == "large"
+        act_fp8 = act_fp8 and sn % sk == 0
     else:
         sn = sk = 1
         w13_scale = w2_scale = w13  # not read
+        act_fp8 = False
+    bn_up = sk if act_fp8 else bn  # float8 h: one program writes a whole scale group of its columns
+    # Two [BLOCK_M, 128] fp32 accumulators: at 4 warps 255 registers and a spill (ptx_census.py moe --tile large
+    # --weights fp8), at 8 warps 128.
+    warps_up = max(warps, 8) if act_fp8 and bm * bn_up >= 64 * 128 else warps
+    if act_fp8:
+        x, x_scale = quantize_blocks(x, (1, sk))
+        h = torch.empty((n, inter), dtype=torch.float8_e4m3fn, device=x.device)
+        h_scale = torch.empty((n, triton.cdiv(inter, sk)), dtype=torch.float32, device=x.device)
+    else:
+        h = torch.empty((n, inter), dtype=x.dtype, device=x.device)
+        x_scale = h_scale = h  # not read
     sorted_ids, block_expert, _ = moe_align_block_size(topk_ids, bm, E, first_expert, valid)
     num_blocks = block_expert.shape[0]
-    h = torch.empty((n, inter), dtype=x.dtype, device=x.device)
-    _moe_gate_up_kernel[(num_blocks, triton.cdiv(inter, bn))](
-        x, w13, w13_scale, h, sorted_ids, block_expert, n,
-        x.stride(0), w13.stride(0), w13.stride(1), w13.stride(2), *_scale_strides(w13_scale, scaled), h.stride(0),
-        HIDDEN=H, INTER=inter, TOP_K=k, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, SCALED=scaled, SCALE_N=sn, SCALE_K=sk,
-        num_warps=warps, num_stages=stages,
+    _moe_gate_up_kernel[(num_blocks, triton.cdiv(inter, bn_up))](
+        x, w13, w13_scale, x_scale, h, h_scale, sorted_ids, block_expert, n,
+        x.stride(0), x_scale.stride(0), w13.stride(0), w13.stride(1), w13.stride(2),
+        *_scale_strides(w13_scale, scaled), h.stride(0), h_scale.stride(0),
+        HIDDEN=H, INTER=inter, TOP_K=k, BLOCK_M=bm, BLOCK_N=bn_up, BLOCK_K=bk, SCALED=scaled, SCALE_N=sn,
+        SCALE_K=sk, ACT_FP8=act_fp8, num_warps=warps_up, num_stages=stages,
         **pdl_args(x.device),
     )
     _moe_down_kernel[(num_blocks, triton.cdiv(H, bn))](
-        h, w2, w2_scale, y, topk_weights, sorted_ids, block_expert, n,
-        h.stride(0), w2.stride(0), w2.stride(1), w2.stride(2), *_scale_strides(w2_scale, scaled), y.stride(0),
-        topk_weights.stride(0), topk_weights.stride(1),
+        h, w2, w2_scale, h_scale, y, topk_weights, sorted_ids, block_expert, n,
+        h.stride(0), h_scale.stride(0), w2.stride(0), w2.stride(1), w2.stride(2), *_scale_strides(w2_scale, scaled),
+        y.stride(0), topk_weights.stride(0), topk_weights.stride(1),
         HIDDEN=H, INTER=inter, TOP_K=k, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, SCALED=scaled, SCALE_N=sn, SCALE_K=sk,
-        num_warps=warps, num_stages=stages,
+        ACT_FP8=act_fp8, num_warps=warps, num_stages=stages,
         **pdl_args(h.device),
     )
-    out = torch.empty((T, H), dtype=x.dtype, device=x.device)
+    out = torch.empty((T, H), dtype=y.dtype, device=y.device)
     ids = topk_ids if topk_ids.stride(-1) == 1 else topk_ids.contiguous()
     block_h = min(triton.next_power_of_2(H), 1024)
     _moe_sum_kernel[(T, triton.cdiv(H, block_h))](
@@ -330,11 +394,18 @@ def fused_moe_ref(
     w13_scale: torch.Tensor | None = None,
     w2_scale: torch.Tensor | None = None,
     scale_block: tuple[int, int] | None = None,
+    act_fp8: bool = False,
 ) -> torch.Tensor:
     """Plain-PyTorch reference for :func:`fused_moe` (a loop over local experts, fp32 math, x.dtype out; float8
-    experts dequantized by their block scales first)."""
+    experts dequantized by their block scales first; act_fp8: x and h rounded to float8 a token's scale_block[1]
+    features at a time, as the kernel stores them)."""
+    def act(t: torch.Tensor) -> torch.Tensor:
+        return dequantize_blocks(*quantize_blocks(t, (1, scale_block[1])), (1, scale_block[1])) if act_fp8 else t
+
     if w13_scale is not None:
         w13, w2 = dequantize_blocks(w13, w13_scale, scale_block), dequantize_blocks(w2, w2_scale, scale_block)
+    out_dtype = x.dtype
+    x = act(x.float())
     T, H = x.shape
     E, two_i, _ = w13.shape
     inter = two_i // 2
@@ -347,8 +418,8 @@ def fused_moe_ref(
         if tok.numel() == 0:
             continue
         gu = F.linear(x[tok].float(), w13[e].float())
-        act = F.silu(gu[:, :inter]) * gu[:, inter:]
-        y = F.linear(act, w2[e].float()) * topk_weights[tok, slot, None].float()
+        h = act(F.silu(gu[:, :inter]) * gu[:, inter:])
+        y = F.linear(h, w2[e].float()) * topk_weights[tok, slot, None].float()
         out.index_add_(0, tok, y)
-    return out.to(x.dtype)
+    return out.to(out_dtype)
 

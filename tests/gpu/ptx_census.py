@@ -211,16 +211,22 @@ def moe(args):
     # DeepSeek-V2-Lite's expert sizes. The weights' K stride is 1 in every launch, and Triton specialises an
     # integer argument equal to 1 as a constant: without that here, every weight load would compile scalar.
     fp8 = args.weights == "fp8"  # float8 experts, a scale per 128 x 128 block (model.expert_dtype=fp8)
+    if fp8:
+        block_m, block_n, block_k, warps, stages = fused_moe.CUDA_CONFIGS_FP8[args.tile]
+    act_fp8 = fp8 and args.tile == "large"  # float8 activations too, as fused_moe picks for the large tile
+    if act_fp8 and args.part == "gate_up":
+        block_n, warps = 128, max(warps, 8)  # one program writes a whole scale group of h (as fused_moe launches)
     consts = dict(HIDDEN=2048, INTER=1408, TOP_K=6, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k, PDL=True,
-                  stride_wk=1, SCALED=fp8, SCALE_N=128 if fp8 else 1, SCALE_K=128 if fp8 else 1)
+                  stride_wk=1, SCALED=fp8, SCALE_N=128 if fp8 else 1, SCALE_K=128 if fp8 else 1, ACT_FP8=act_fp8)
     weight, scale = ("*fp8e4nv", "*fp32") if fp8 else ("*bf16", "*bf16")
+    act, act_scale = ("*fp8e4nv", "*fp32") if act_fp8 else ("*bf16", "*bf16")
     if args.part == "gate_up":
-        pointers = {"x_ptr": "*bf16", "w13_ptr": weight, "s13_ptr": scale, "h_ptr": "*bf16",
-                    "sorted_ids_ptr": "*i32", "block_expert_ptr": "*i32"}
+        pointers = {"x_ptr": act, "w13_ptr": weight, "s13_ptr": scale, "xs_ptr": act_scale, "h_ptr": act,
+                    "hs_ptr": act_scale, "sorted_ids_ptr": "*i32", "block_expert_ptr": "*i32"}
         kernel = fused_moe._moe_gate_up_kernel
     else:
-        pointers = {"h_ptr": "*bf16", "w2_ptr": weight, "s2_ptr": scale, "y_ptr": "*bf16", "weights_ptr": "*fp32",
-                    "sorted_ids_ptr": "*i32", "block_expert_ptr": "*i32"}
+        pointers = {"h_ptr": act, "w2_ptr": weight, "s2_ptr": scale, "hs_ptr": act_scale, "y_ptr": "*bf16",
+                    "weights_ptr": "*fp32", "sorted_ids_ptr": "*i32", "block_expert_ptr": "*i32"}
         kernel = fused_moe._moe_down_kernel
     args.warps = args.warps or warps  # the tile's own (the large one has 8): main() counts programs an SM by it
     return compile_census(kernel, pointers, consts, ("num_slots",), args.warps, args.stages or stages)

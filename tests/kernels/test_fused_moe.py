@@ -3,10 +3,13 @@ import importlib
 import pytest
 import torch
 import torch.nn.functional as F
+import triton
+import triton.language as tl
 
 from spmd_kernels import fused_moe, fused_moe_ref
 from spmd_kernels import moe_align_block_size, moe_align_block_size_ref
 from spmd_kernels.block_fp8 import dequantize_blocks, quantize_blocks
+from spmd_kernels.fused_moe import _round_to_e4m3
 
 
 def _inputs(T, E_local, k, H, inter, dtype, device, first_expert=0, num_experts=None, out_of_range=True):
@@ -106,25 +109,33 @@ SCALED_CASES = [
 ]
 
 
+@pytest.mark.parametrize("act_fp8", [False, True], ids=["bf16-act", "fp8-act"])
 @pytest.mark.parametrize("T,E,first,num_experts,k,H,inter,block", SCALED_CASES)
-def test_fused_moe_float8_block_scaled(T, E, first, num_experts, k, H, inter, block, dtype, device, assert_close):
+def test_fused_moe_float8_block_scaled(T, E, first, num_experts, k, H, inter, block, act_fp8, dtype, device,
+                                       assert_close):
     """Float8 experts with a scale per block (DeepSeek-V3's format) equal the reference on their dequantized
-    values; blocks of very different ranges, so a scale applied to the wrong block shows."""
+    values; blocks of very different ranges, so a scale applied to the wrong block shows. With float8 activations
+    (act_fp8: x and h a scale per token per block width, float8 dots) they equal the reference rounding x and h
+    the same way."""
     x, w13, w2, weights, ids = _inputs(T, E, k, H, inter, dtype, device, first, num_experts)
     ranges = torch.logspace(-1, 0.5, 4, device=device)  # 0.1 .. 3.2
     w13 = w13.float() * ranges.repeat_interleave(-(-H // 4))[:H]
     w2 = w2.float() * ranges.repeat_interleave(-(-inter // 4))[:inter]
     q13, q2, scales = _float8_experts(w13, w2, block)
-    out = fused_moe(x, q13, q2, weights, ids, first_expert=first, **scales)
-    ref = fused_moe_ref(x, q13, q2, weights, ids, first_expert=first, **scales)
+    out = fused_moe(x, q13, q2, weights, ids, first_expert=first, act_fp8=act_fp8, **scales)
+    ref = fused_moe_ref(x, q13, q2, weights, ids, first_expert=first, act_fp8=act_fp8, **scales)
     plain = fused_moe_ref(x, dequantize_blocks(q13, scales["w13_scale"], block).to(dtype),
                           dequantize_blocks(q2, scales["w2_scale"], block).to(dtype), weights, ids, first_expert=first)
     assert out.shape == (T, H) and out.dtype == dtype
     assert_close(out, ref)
-    assert_close(ref, plain)  # the reference is the dequantized model's
+    if not act_fp8:
+        assert_close(ref, plain)  # the reference is the dequantized model's
+    elif T:  # float8 activations: within their rounding (2^-4 of a value) of the dequantized model
+        assert (ref.float() - plain.float()).abs().max() <= 0.15 * plain.float().abs().max()
 
 
-def test_fused_moe_float8_valid_mask_and_unfilled_rows(device, monkeypatch):
+@pytest.mark.parametrize("act_fp8", [False, True], ids=["bf16-act", "fp8-act"])
+def test_fused_moe_float8_valid_mask_and_unfilled_rows(act_fp8, device, monkeypatch):
     fm = importlib.import_module("spmd_kernels.fused_moe")
     monkeypatch.setattr(fm, "_unfilled", lambda shape, dtype, dev: torch.full(shape, float("nan"), dtype=dtype,
                                                                              device=dev))
@@ -134,10 +145,10 @@ def test_fused_moe_float8_valid_mask_and_unfilled_rows(device, monkeypatch):
     valid = torch.ones(T, dtype=torch.bool, device=device)
     valid[1] = False
     x[1] = float("nan")
-    out = fused_moe(x, q13, q2, weights, ids, first_expert=4, valid=valid, **scales)
+    out = fused_moe(x, q13, q2, weights, ids, first_expert=4, valid=valid, act_fp8=act_fp8, **scales)
     assert not out.isnan().any() and (out[1] == 0).all()
-    torch.testing.assert_close(out, fused_moe_ref(x, q13, q2, weights, ids, first_expert=4, valid=valid, **scales),
-                               atol=1e-4, rtol=1e-4)
+    ref = fused_moe_ref(x, q13, q2, weights, ids, first_expert=4, valid=valid, act_fp8=act_fp8, **scales)
+    torch.testing.assert_close(out, ref, atol=1e-4, rtol=1e-4)
 
 
 def test_fused_moe_float8_needs_gate_and_up_in_separate_blocks(device):
@@ -194,3 +205,24 @@ def test_moe_align_block_size_empty(T, E, device):
     ids = torch.zeros(T, 2, dtype=torch.int64, device=device)
     for a, b in zip(moe_align_block_size(ids, 16, E), moe_align_block_size_ref(ids, 16, E)):
         assert torch.equal(a, b)
+
+
+
+@triton.jit
+def _round_to_e4m3_kernel(x_ptr, y_ptr, n, BLOCK: tl.constexpr):
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    tl.store(y_ptr + offs, _round_to_e4m3(tl.load(x_ptr + offs, mask=offs < n)), mask=offs < n)
+
+
+def test_round_to_e4m3_is_torchs_float8_cast(device):
+    """The float8 activations' rounding (fused_moe._round_to_e4m3): every value, normal or subnormal, and every
+    midpoint between neighbours (ties) rounds as torch's float8 e4m3 cast does (to nearest, ties to even)."""
+    grid = torch.arange(127, dtype=torch.uint8).view(torch.float8_e4m3fn).float()  # 0 .. 448, all finite ones
+    midpoints = (grid[1:] + grid[:-1]) / 2
+    values = torch.cat([grid, midpoints, torch.linspace(0, 448, 20001), torch.linspace(0, 0.05, 4001),
+                        torch.randn(4096).abs() * 30])
+    values = torch.cat([values, -values])
+    values = values[values.abs() <= 448].to(device)
+    out = torch.empty_like(values)
+    _round_to_e4m3_kernel[(triton.cdiv(values.numel(), 1024),)](values, out, values.numel(), BLOCK=1024)
+    assert torch.equal(out.cpu(), values.cpu().to(torch.float8_e4m3fn).float())
