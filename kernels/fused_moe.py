@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
 import torch.nn.functional as F
 import triton
@@ -261,6 +263,9 @@ CUDA_CONFIGS_FP8 = {
     "large": (64, 64, 64, 4, 3),
 }
 FP8_KIND_ROWS = (8, 32)  # rows per local expert up to which float8's small / medium tiles apply
+# Float8 experts at the large tile (prefill-sized batches) take float8 activations as well (fused_moe's act_fp8):
+# SPMD_MOE_FP8_ACT=0 keeps them in the model's dtype there too.
+FP8_ACTIVATIONS = os.environ.get("SPMD_MOE_FP8_ACT", "1") != "0"
 
 
 def config_kind(num_slots: int, num_local: int, fp8: bool = False) -> str:
@@ -336,7 +341,7 @@ def fused_moe(
     if scaled:  # a tile inside one scale block (both are powers of two)
         bn, bk = min(bn, sn), min(bk, sk)
         if act_fp8 is None:
-            act_fp8 = x.is_cuda and config_kind(n, E, fp8=True) == "large"
+            act_fp8 = FP8_ACTIVATIONS and x.is_cuda and config_kind(n, E, fp8=True) == "large"
         act_fp8 = act_fp8 and sn % sk == 0
     else:
         sn = sk = 1
