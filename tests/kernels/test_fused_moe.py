@@ -124,8 +124,8 @@ def test_fused_moe_float8_block_scaled(T, E, first, num_experts, k, H, inter, bl
     q13, q2, scales = _float8_experts(w13, w2, block)
     out = fused_moe(x, q13, q2, weights, ids, first_expert=first, act_fp8=act_fp8, **scales)
     ref = fused_moe_ref(x, q13, q2, weights, ids, first_expert=first, act_fp8=act_fp8, **scales)
-    plain = fused_moe_ref(x, dequantize_blocks(q13, scales["w13_scale"], block).to(dtype),
-                          dequantize_blocks(q2, scales["w2_scale"], block).to(dtype), weights, ids, first_expert=first)
+    plain = fused_moe_ref(x, dequantize_blocks(q13, scales["w13_scale"], block),
+                          dequantize_blocks(q2, scales["w2_scale"], block), weights, ids, first_expert=first)
     assert out.shape == (T, H) and out.dtype == dtype
     assert_close(out, ref)
     if not act_fp8:
