@@ -263,6 +263,11 @@ CUDA_CONFIGS_FP8 = {
     "large": (64, 64, 64, 4, 3),
 }
 FP8_KIND_ROWS = (8, 32)  # rows per local expert up to which float8's small / medium tiles apply
+# With float8 activations a k-step spans a whole 128-feature scale group: tune_fused_moe.py --fp8 (H200, session 15)
+# put (64, 64, 128, 4, 3) first on every shape that took them, 0.83-0.89x the time of 64-wide steps (a 4 x 2048
+# prefill 969 -> 860 us), half the accumulator rescales a group. (Without them 128-wide steps were slower: 852 ->
+# 1030 us.)
+FP8_ACT_BLOCK_K = 128
 # Float8 experts at the large tile (prefill-sized batches) take float8 activations as well (fused_moe's act_fp8):
 # DeepSeek-V2-Lite's 256 x 1k-token prefill on an H200 2.15-2.21 s against 2.47-2.52 without (run_fp8_act_ab.sh,
 # interleaved; bf16 experts 1.77). SPMD_MOE_FP8_ACT=0 keeps them in the model's dtype there too.
@@ -349,6 +354,8 @@ def fused_moe(
         w13_scale = w2_scale = w13  # not read
         act_fp8 = False
     bn_up = sk if act_fp8 else bn  # float8 h: one program writes a whole scale group of its columns
+    if act_fp8 and x.is_cuda:
+        bk = min(FP8_ACT_BLOCK_K, sk)
     # Two [BLOCK_M, 128] fp32 accumulators: at 4 warps 255 registers and a spill (ptx_census.py moe --tile large
     # --weights fp8), at 8 warps 128.
     warps_up = max(warps, 8) if act_fp8 and bm * bn_up >= 64 * 128 else warps

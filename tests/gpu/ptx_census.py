@@ -214,6 +214,8 @@ def moe(args):
     if fp8:
         block_m, block_n, block_k, warps, stages = fused_moe.CUDA_CONFIGS_FP8[args.tile]
     act_fp8 = fp8 and args.tile == "large"  # float8 activations too, as fused_moe picks for the large tile
+    if act_fp8:
+        block_k = fused_moe.FP8_ACT_BLOCK_K
     if act_fp8 and args.part == "gate_up":
         block_n, warps = 128, max(warps, 8)  # one program writes a whole scale group of h (as fused_moe launches)
     consts = dict(HIDDEN=2048, INTER=1408, TOP_K=6, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k, PDL=True,
