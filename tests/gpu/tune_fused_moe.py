@@ -33,6 +33,8 @@ SHAPES = {
     "dsv2-lite 1x1 decode bs64": (64, 2048, 1408, 64, 64, 6),
     "dsv2-lite 1x1 decode bs256": (256, 2048, 1408, 64, 64, 6),
     "dsv2-lite ep4 prefill 4x2048": (8192, 2048, 1408, 16, 64, 6),
+    # One GPU's 8192-token prefill chunk (the engine's default) over all 64 experts.
+    "dsv2-lite 1x1 prefill 8192": (8192, 2048, 1408, 64, 64, 6),
     "qwen3-30b-a3b ep4 decode bs256x4": (1024, 2048, 768, 32, 128, 8),
 }
 TILES = [(16, 64, 64, 4, 3), (16, 128, 64, 4, 3), (32, 64, 64, 4, 3), (32, 128, 64, 4, 4), (64, 64, 64, 4, 3),
