@@ -30,3 +30,11 @@ nano_part() {
     bench.output="$OUT/$name.json" "$@"
   echo "$name: ${envs[*]} $*"; grep -E "^nano_vllm|runs:|Error|compiled during" "$OUT/$name.txt" | cut -c1-150
 }
+# A copy of kernels/ with a patch applied, for A/B runs of a kernel change in one call: prints the PYTHONPATH under
+# which `spmd_kernels` is the patched copy: old=$(patched_kernels NAME tests/gpu/X.patch); env PYTHONPATH="$old" ...
+patched_kernels() {
+  local dir=/tmp/ab_$1
+  rm -rf "$dir" && mkdir -p "$dir/src" "$dir/pkgs" && cp -r kernels "$dir/src/" \
+    && (cd "$dir/src" && patch -s -p1 < "$OLDPWD/$2") && ln -sfn "$dir/src/kernels" "$dir/pkgs/spmd_kernels" \
+    && echo "${PYTHONPATH/\/tmp\/pkgs:/$dir/pkgs:}"
+}

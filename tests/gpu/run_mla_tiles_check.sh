@@ -8,10 +8,9 @@ set -uo pipefail
 source tests/gpu/device_env.sh
 nvidia-smi --query-gpu=name --format=csv,noheader | head -1
 test_part tests 150 tests/kernels/test_fp8_kv.py tests/kernels/test_mla_decode.py
-rm -rf /tmp/ab_old && mkdir -p /tmp/ab_old /tmp/pkgs_old && cp -r kernels /tmp/ab_old/ \
-  && (cd /tmp/ab_old && patch -s -p1 < "$OLDPWD/tests/gpu/ab_strides.patch") && ln -sfn /tmp/ab_old/kernels /tmp/pkgs_old/spmd_kernels
+strides=$(patched_kernels strides tests/gpu/ab_strides.patch)
 for run in new1 old1 new2 old2; do
-  pp=$PYTHONPATH; [[ $run == old* ]] && pp=${PYTHONPATH/\/tmp\/pkgs:/\/tmp\/pkgs_old:}
+  pp=$PYTHONPATH; [[ $run == old* ]] && pp=$strides
   part "bf16_$run" 60 env PYTHONPATH="$pp" python3 tests/gpu/tune_mla_decode.py --default-splits --default-config \
     --shapes bs256 bs64 bs32 bs1
   echo "bf16 $run: $(grep -E '^  [0-9.]+ ' "$OUT/bf16_$run.txt" | head -1)"
