@@ -37,7 +37,8 @@ FP8_JOB = "dsv2-fp8-dpattn-chunked"
 BLOCK_FP8_JOB, BLOCK_FP8_MODEL = "dsv3-blockfp8-tp", "dsv3-blockfp8"
 # The same release format with 32 x 32 blocks, its experts kept in float8 (model.expert_dtype=fp8): at tp=2 each
 # rank holds 16 of an expert's 32 features, so its 16 x 16 blocks lie inside the checkpoint's and keep its bytes.
-FP8_EXPERTS_JOB, FP8_EXPERTS_MODEL = "dsv3-fp8experts-tp", "dsv3-blockfp8-32"
+# At dp2 x tp2 with DP attention the experts go whole to the ranks (parallel.moe=ep), two a rank.
+FP8_EXPERTS_JOB, FP8_EXPERTS_MODEL = "dsv3-fp8experts", "dsv3-blockfp8-32"
 
 
 def _prompts(seed: int, lengths: list[int]) -> list[list[int]]:
@@ -111,11 +112,16 @@ def _jobs(ds, dp, tp, out_dir):
         refs[BLOCK_FP8_JOB] = (BLOCK_FP8_MODEL, "mixed")
         jobs.append({"name": BLOCK_FP8_JOB, "overrides": [
             f"model.path={ds['models'][BLOCK_FP8_MODEL]}", f"data.input={ds['inputs']['mixed']}", "parallel.moe=tp"]})
-        refs[FP8_EXPERTS_JOB] = (FP8_EXPERTS_MODEL, "mixed")
-        jobs.append({"name": FP8_EXPERTS_JOB, "overrides": [
+        refs[f"{FP8_EXPERTS_JOB}-tp"] = (FP8_EXPERTS_MODEL, "mixed")
+        jobs.append({"name": f"{FP8_EXPERTS_JOB}-tp", "overrides": [
             f"model.path={ds['models'][FP8_EXPERTS_MODEL]}", f"data.input={ds['inputs']['mixed']}",
             "parallel.moe=tp", "model.expert_dtype=fp8"]})
     if (dp, tp) == (2, 2):
+        # Float8 experts split whole over all four ranks under DP attention (two 32 x 32-block experts each).
+        refs[f"{FP8_EXPERTS_JOB}-dpattn-ep"] = (FP8_EXPERTS_MODEL, "mixed")
+        jobs.append({"name": f"{FP8_EXPERTS_JOB}-dpattn-ep", "overrides": [
+            f"model.path={ds['models'][FP8_EXPERTS_MODEL]}", f"data.input={ds['inputs']['mixed']}",
+            "parallel.dp_attention=true", "parallel.moe=ep", "model.expert_dtype=fp8"]})
         # A float8 latent cache under DP attention and TP experts, prefilled in chunks over its own cached prefix.
         refs[FP8_JOB] = ("dsv2", "long")  # against transformers reading float8-rounded latents (the test's refs)
         jobs.append({"name": FP8_JOB, "overrides": [
@@ -151,9 +157,9 @@ def test_deepseek_matches_transformers(ds, tmp_path_factory, monkeypatch, dp, tp
         rows = read_output(out_dir / f"{name}.jsonl")
         assert [r["id"] for r in rows] == [f"r{k}" for k in range(len(rows))], f"{name}: output not in input order"
         assert [r["token_ids"] for r in rows] == want[name], f"{name} differs from transformers in dp{dp}xtp{tp}"
-    if FP8_EXPERTS_JOB in refs:  # the same model, its routed experts in float8: fewer bytes on every rank
+    if BLOCK_FP8_JOB in refs:  # the same model, its routed experts in float8: fewer bytes on every rank
         for s in summaries.values():
-            assert s[FP8_EXPERTS_JOB]["weight_bytes"] < s[BLOCK_FP8_JOB]["weight_bytes"] * 0.9
+            assert s[f"{FP8_EXPERTS_JOB}-tp"]["weight_bytes"] < s[BLOCK_FP8_JOB]["weight_bytes"] * 0.9
     if (dp, tp) not in ((2, 2), (4, 1)):
         return
     model = EDGE_MODEL

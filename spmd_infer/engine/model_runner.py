@@ -91,6 +91,9 @@ class ModelRunner:
         self.model = build_model(hf_config, self.sharding, dtype, device)
         self.model.eval()
         self.load_stats = load_weights(self.model, model_dir) if model_dir is not None else _random_init(self.model)
+        experts = ("" if fp8_expert_block is None else
+                   f", routed experts in float8 e4m3 (blocks of up to {fp8_expert_block[0]} x {fp8_expert_block[1]})")
+        log.info("weights on this rank: %.2f GiB%s", module_bytes(self.model) / 2**30, experts)
         self.cache_owners = [m for m in self.model.modules() if hasattr(m, "kv_cache_dims")]
         self.num_blocks = 0
         self.graphs: Optional[DecodeGraphs] = None
