@@ -213,15 +213,18 @@ def test_bench_cli_on_cpu_with_load_and_hf_baseline(tmp_path):
 
 
 def test_bench_dp2_dp_attention_moe_under_torchrun(tmp_path):
+    """DP attention over two ranks with float8 experts (random weights quantized in blocks)."""
     from support.launch import torchrun
 
     out = tmp_path / "bench.json"
     proc = torchrun(2, ["-m", "spmd_infer.bench", "bench.preset=tiny-moe", "bench.workload=decode", "parallel.dp=2",
-                        "parallel.dp_attention=true", "bench.baseline=hf", f"bench.output={out}", *TINY_WORKLOADS],
+                        "parallel.dp_attention=true", "bench.baseline=hf", "model.expert_dtype=fp8",
+                        f"bench.output={out}", *TINY_WORKLOADS],
                     cwd=tmp_path, timeout=240)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     r = json.loads(out.read_text())
     assert r["layout"] == {"dp": 2, "tp": 1, "dp_attention": True, "moe": "ep", "world_size": 2}
+    assert r["model"]["expert_dtype"] == "fp8" and r["kv_cache"]["dtype"] == "auto"
     assert "one GPU" in r["baseline_skipped"] and r["model"]["cost"]["moe_layers"] == 2
     for c in r["cases"]:
         assert c["decode"]["mbu"] > 0 and c["exchange_share"] > 0 and c["decode"]["steps"] == 4

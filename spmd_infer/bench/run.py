@@ -130,11 +130,12 @@ def run_bench(cfg: Any) -> Optional[dict]:
             _run_baseline(hf_config, cases, results, device, dtype, b)
     report = {
         "model": {"name": name, "architecture": hf_config.architectures[0], "dtype": str(dtype).removeprefix("torch."),
-                  "random_weights": not (b.load and cfg.model.path), "cost": cost.to_json()},
+                  "expert_dtype": cfg.model.expert_dtype, "random_weights": not (b.load and cfg.model.path),
+                  "cost": cost.to_json()},
         "layout": {"dp": dims.dp, "tp": dims.tp, "dp_attention": dims.dp_attention, "moe": cfg.parallel.moe,
                    "world_size": dist.get_world_size()},
         "ceilings": ceilings.to_json(), "startup": startup,
-        "kv_cache": {"num_blocks": num_blocks, "block_size": cfg.cache.block_size,
+        "kv_cache": {"num_blocks": num_blocks, "block_size": cfg.cache.block_size, "dtype": cfg.cache.dtype,
                      "tokens_per_dp_group": num_blocks * cfg.cache.block_size},
         "engine": {"max_num_seqs": cfg.scheduler.max_num_seqs,
                    "max_num_batched_tokens": cfg.scheduler.max_num_batched_tokens, "max_model_len": max_model_len,
