@@ -274,19 +274,22 @@ FP8_ACT_BLOCK_K = 128
 FP8_ACTIVATIONS = os.environ.get("SPMD_MOE_FP8_ACT", "1") != "0"
 
 
-def config_kind(num_slots: int, num_local: int, fp8: bool = False) -> str:
+def config_kind(num_slots: int, num_local: int, fp8: bool = False, num_experts: int | None = None) -> str:
     """Which CUDA_CONFIGS (fp8: CUDA_CONFIGS_FP8) entry a call with num_slots = T * k pairs over num_local experts
-    uses."""
-    rows = num_slots / max(num_local, 1)
+    uses. Float8's thresholds are rows a local expert gets under even routing, T * k / num_experts (all ranks'
+    experts); bf16's were tuned against T * k / num_local, which overstates them when experts are split over
+    ranks (4x at ep4)."""
+    rows = num_slots / max(num_experts or num_local, 1) if fp8 else num_slots / max(num_local, 1)
     small, medium = FP8_KIND_ROWS if fp8 else (4, 256)
     return "small" if rows <= small else "medium" if rows <= medium else "large"
 
 
-def _launch_config(num_slots: int, num_local: int, elem_size: int, device: torch.device, fp8: bool = False):
+def _launch_config(num_slots: int, num_local: int, elem_size: int, device: torch.device, fp8: bool = False,
+                   num_experts: int | None = None):
     if device.type != "cuda":  # TRITON_INTERPRET: the smallest tiles tl.dot accepts
         return 16, 32, 32, 4, 1
     configs = CUDA_CONFIGS_FP8 if fp8 else CUDA_CONFIGS
-    bm, bn, bk, warps, stages = configs[config_kind(num_slots, num_local, fp8)]
+    bm, bn, bk, warps, stages = configs[config_kind(num_slots, num_local, fp8, num_experts)]
     if elem_size >= 4:  # fp32: keep shared memory in bounds
         stages = min(stages, 2)
     return bm, bn, bk, warps, stages
@@ -308,6 +311,7 @@ def fused_moe(
     w2_scale: torch.Tensor | None = None,
     scale_block: tuple[int, int] | None = None,
     act_fp8: bool | None = None,
+    num_experts: int | None = None,
 ) -> torch.Tensor:
     """sum_j topk_weights[t, j] * w2[e] · silu(w13[e, :I] · x[t]) * (w13[e, I:] · x[t]), e = topk_ids[t, j] - first_expert.
 
@@ -324,6 +328,8 @@ def fused_moe(
     "large" tile, i.e. prefill-sized batches; needs rows a multiple of columns) also quantizes x and h to float8
     with a scale per token per ``columns`` features, as DeepSeek-V3 was trained (and as vLLM / SGLang run it), so
     both GEMMs run float8 tensor-core dots and no weight is widened; otherwise activations stay in x.dtype.
+    ``num_experts`` (all ranks' experts; default E_local) sizes float8 experts' tiles by the rows a local expert
+    expects (config_kind).
     """
     T, H = x.shape
     E, two_i, Hw = w13.shape
@@ -343,11 +349,11 @@ def fused_moe(
     if n == 0 or E == 0 or inter == 0:
         return torch.zeros((T, H), dtype=x.dtype, device=x.device)
     y = _unfilled((n, H), x.dtype, x.device)
-    bm, bn, bk, warps, stages = _launch_config(n, E, x.element_size(), x.device, scaled)
+    bm, bn, bk, warps, stages = _launch_config(n, E, x.element_size(), x.device, scaled, num_experts)
     if scaled:  # a tile inside one scale block (both are powers of two)
         bn, bk = min(bn, sn), min(bk, sk)
         if act_fp8 is None:
-            act_fp8 = FP8_ACTIVATIONS and x.is_cuda and config_kind(n, E, fp8=True) == "large"
+            act_fp8 = FP8_ACTIVATIONS and x.is_cuda and config_kind(n, E, True, num_experts) == "large"
         act_fp8 = act_fp8 and sn % sk == 0
     else:
         sn = sk = 1

@@ -167,7 +167,7 @@ class FusedMoE(nn.Module):
         if x.is_cuda:
             # Triton: tokens sorted by expert, grouped GEMMs, no host sync (capturable in a CUDA graph).
             out = fused_moe(x, self.w13, self.w2, weights, ids, self.first_expert, valid, self.w13_scale,
-                            self.w2_scale, self.fp8_block)
+                            self.w2_scale, self.fp8_block, num_experts=self.num_experts)
         else:
             out = self._experts_torch(x, weights, ids, valid)
         return all_reduce(out, self.shard) if self.reduce else out

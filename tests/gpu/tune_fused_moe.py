@@ -71,15 +71,16 @@ def main() -> None:
         weight_bytes = touched * 3 * inter * H * w13.element_size()
         flop = 2 * local_pairs * 3 * inter * H
         bound = max(weight_bytes / bw, flop / flops)
-        kind = fm.config_kind(T * k, E, args.fp8)
+        kind = fm.config_kind(T * k, E, args.fp8, n_exp)
         routing = triton.testing.do_bench_cudagraph(lambda: fm.moe_align_block_size(ids, 64, E), rep=30)
         routing_torch = triton.testing.do_bench_cudagraph(lambda: moe_align_block_size_ref(ids, 64, E), rep=30)
         rows = []
         for tile in TILES:
             setattr(fm, table, {key: tile for key in default})
-            t, err = time_in_graph(f"{name} {tile}", lambda: fm.fused_moe(x, w13, w2, weights, ids, **scales),
-                                   lambda: (fm.fused_moe(x, w13, w2, weights, ids, **scales).float() - ref.float())
-                                   .abs().max().item())
+            def run():
+                return fm.fused_moe(x, w13, w2, weights, ids, **scales, num_experts=n_exp)
+
+            t, err = time_in_graph(f"{name} {tile}", run, lambda: (run().float() - ref.float()).abs().max().item())
             rows.append((t, tile, err))
         setattr(fm, table, default)
         print(f"\n{name}: {local_pairs} local (token, expert) rows, {weight_bytes / 1e6:.0f} MB of weights, "

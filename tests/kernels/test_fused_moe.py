@@ -226,3 +226,15 @@ def test_round_to_e4m3_is_torchs_float8_cast(device):
     out = torch.empty_like(values)
     _round_to_e4m3_kernel[(triton.cdiv(values.numel(), 1024),)](values, out, values.numel(), BLOCK=1024)
     assert torch.equal(out.cpu(), values.cpu().to(torch.float8_e4m3fn).float())
+
+
+def test_float8_tiles_follow_the_rows_a_local_expert_expects():
+    """Float8 experts pick tiles (and float8 activations, at the large one) by T * k / num_experts, the rows a local
+    expert gets under even routing; bf16's tiles keep the estimate they were tuned against, T * k / E_local."""
+    fm = importlib.import_module("spmd_kernels.fused_moe")
+    # DeepSeek-V2-Lite at ep4 decoding 4 x 64 tokens: 1536 pairs, 16 of 64 experts here, 24 rows each.
+    assert fm.config_kind(1536, 16, fp8=True, num_experts=64) == "medium"
+    assert fm.config_kind(1536, 16, fp8=True) == "large"  # without the total: 96 "rows"
+    assert fm.config_kind(1536, 16) == "medium" and fm.config_kind(4096 * 6, 16) == "large"
+    assert fm.config_kind(384, 64, fp8=True, num_experts=64) == "small"  # one GPU, bs64: 6 rows
+    assert fm.config_kind(8192 * 6, 64, fp8=True, num_experts=64) == "large"  # an 8192-token prefill chunk
