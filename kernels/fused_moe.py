@@ -15,17 +15,14 @@ from .moe_align import moe_align_block_size
 from .pdl import pdl_args, pdl_enter
 
 
-_E4M3_MAX = tl.constexpr(E4M3_MAX)
-
-
 @triton.jit(do_not_specialize=["num_slots"])  # T * top_k changes every step
 def _moe_gate_up_kernel(
     x_ptr,
     w13_ptr,
     s13_ptr,  # SCALED: [E, 2I / SCALE_N, ceil(H / SCALE_K)] float32 block scales (else unused)
-    xs_ptr,  # ACT_FP8: x's float32 scales [T, ceil(H / SCALE_K)] (else unused)
+    xs_ptr,  # ACT: x's float32 scales [T, ceil(H / SCALE_K)] (else unused)
     h_ptr,
-    hs_ptr,  # ACT_FP8: h's float32 scales [T * top_k, ceil(I / SCALE_K)], written here (else unused)
+    hs_ptr,  # ACT: h's float32 scales [T * top_k, ceil(I / SCALE_K)], written here (else unused)
     sorted_ids_ptr,
     block_expert_ptr,
     num_slots,  # T * top_k: sorted ids >= num_slots are padding
@@ -48,8 +45,9 @@ def _moe_gate_up_kernel(
     SCALED: tl.constexpr,  # float8 weights, each SCALE_N x SCALE_K block times its scale
     SCALE_N: tl.constexpr,  # a multiple of BLOCK_N (a tile's features share one block row)
     SCALE_K: tl.constexpr,  # a multiple of BLOCK_K (a k-step lies in one block column)
-    ACT_FP8: tl.constexpr,  # SCALED with float8 x (a scale per token per SCALE_K columns): float8 dots; h
-    # written the same way, so BLOCK_N == SCALE_K
+    ACT: tl.constexpr,  # SCALED with x in float8 (1) or fp16 (2), a scale per token per SCALE_K columns (x / scale
+    # peaks at ACT_PEAK); h written the same way, so BLOCK_N == SCALE_K. 0: activations in the model's dtype
+    ACT_PEAK: tl.constexpr,
     PDL: tl.constexpr,
 ):
     """h[slot, n] = silu(x[tok] · w13[e, n]) * (x[tok] · w13[e, INTER + n]) for one block of one expert."""
@@ -82,10 +80,10 @@ def _moe_gate_up_kernel(
         wmask = mask_k[:, None] & mask_n[None, :]
         wg = tl.load(g_ptrs, mask=wmask, other=0.0)
         wu = tl.load(u_ptrs, mask=wmask, other=0.0)
-        if ACT_FP8:
+        if ACT != 0:
             a_scale = tl.load(xs_ptr + tok * stride_xst + k0 // SCALE_K, mask=mask_m, other=0.0)
-            acc_g = _float8_step(acc_g, a, a_scale, wg, sg_ptr + (k0 // SCALE_K) * stride_sk)
-            acc_u = _float8_step(acc_u, a, a_scale, wu, su_ptr + (k0 // SCALE_K) * stride_sk)
+            acc_g = _scaled_act_step(acc_g, a, a_scale, wg, sg_ptr + (k0 // SCALE_K) * stride_sk)
+            acc_u = _scaled_act_step(acc_u, a, a_scale, wu, su_ptr + (k0 // SCALE_K) * stride_sk)
         elif SCALED:
             acc_g = _scaled_step(acc_g, a, wg, sg_ptr + (k0 // SCALE_K) * stride_sk)
             acc_u = _scaled_step(acc_u, a, wu, su_ptr + (k0 // SCALE_K) * stride_sk)
@@ -96,11 +94,8 @@ def _moe_gate_up_kernel(
         g_ptrs += BLOCK_K * stride_wk
         u_ptrs += BLOCK_K * stride_wk
     h = acc_g / (1.0 + tl.exp(-acc_g)) * acc_u
-    if ACT_FP8:  # this tile is one SCALE_K group of h's columns: a scale per row, as x's
-        h = tl.where(mask_n[None, :], h, 0.0)
-        amax = tl.max(tl.abs(h), axis=1)
-        h_scale = tl.where(amax > 0, amax / _E4M3_MAX, 1.0)
-        h = _round_to_e4m3(h / h_scale[:, None])
+    if ACT != 0:  # this tile is one SCALE_K group of h's columns: a scale per row, as x's
+        h, h_scale = _scale_groups(tl.where(mask_n[None, :], h, 0.0), ACT, ACT_PEAK)
         tl.store(hs_ptr + slots.to(tl.int64) * stride_hst + pid_n, h_scale, mask=mask_m)
     tl.store(
         h_ptr + slots[:, None].to(tl.int64) * stride_ht + offs_n[None, :],
@@ -114,7 +109,7 @@ def _moe_down_kernel(
     h_ptr,
     w2_ptr,
     s2_ptr,  # SCALED: [E, ceil(H / SCALE_N), ceil(I / SCALE_K)] float32 block scales (else unused)
-    hs_ptr,  # ACT_FP8: h's float32 scales [T * top_k, ceil(I / SCALE_K)] (else unused)
+    hs_ptr,  # ACT: h's float32 scales [T * top_k, ceil(I / SCALE_K)] (else unused)
     y_ptr,
     weights_ptr,
     sorted_ids_ptr,
@@ -140,7 +135,7 @@ def _moe_down_kernel(
     SCALED: tl.constexpr,
     SCALE_N: tl.constexpr,
     SCALE_K: tl.constexpr,
-    ACT_FP8: tl.constexpr,
+    ACT: tl.constexpr,
     PDL: tl.constexpr,
 ):
     """y[slot, n] = weight[slot] * (h[slot] · w2[e, n]) for one block of one expert."""
@@ -167,9 +162,9 @@ def _moe_down_kernel(
         mask_k = k0 + offs_k < INTER
         a = tl.load(a_ptrs, mask=mask_m[:, None] & mask_k[None, :], other=0.0)
         w = tl.load(w_ptrs, mask=mask_k[:, None] & mask_n[None, :], other=0.0)
-        if ACT_FP8:
+        if ACT != 0:
             a_scale = tl.load(hs_ptr + slots64 * stride_hst + k0 // SCALE_K, mask=mask_m, other=0.0)
-            acc = _float8_step(acc, a, a_scale, w, s_ptr + (k0 // SCALE_K) * stride_sk)
+            acc = _scaled_act_step(acc, a, a_scale, w, s_ptr + (k0 // SCALE_K) * stride_sk)
         elif SCALED:
             acc = _scaled_step(acc, a, w, s_ptr + (k0 // SCALE_K) * stride_sk)
         else:
@@ -208,10 +203,75 @@ def _round_to_e4m3(v):
 
 
 @triton.jit
-def _float8_step(acc, a, a_scale, w, scale_ptr):
-    """acc + (a · w) * a_scale * scale for float8 activations (a row's scale for this k-step's columns) and a float8
-    weight tile in one scale block: a float8 tensor-core dot (twice bf16's rate on Hopper, nothing widened)."""
-    return acc + tl.dot(a, w) * (a_scale[:, None] * tl.load(scale_ptr))
+def _scaled_act_step(acc, a, a_scale, w, scale_ptr):
+    """acc + (a · w) * a_scale * scale for scaled activations (a row's scale for this k-step's columns) and a float8
+    weight tile in one scale block. Float8 activations: a float8 tensor-core dot (twice bf16's rate on Hopper,
+    nothing widened); fp16 ones: the weights widened by one cvt a pair (to bf16 it takes a second one)."""
+    return acc + tl.dot(a, w.to(a.dtype), input_precision="ieee") * (a_scale[:, None] * tl.load(scale_ptr))
+
+
+@triton.jit
+def _scale_groups(v, ACT: tl.constexpr, PEAK: tl.constexpr):
+    """(v / scale, scale) per row of a [rows, group] fp32 tile, scale = the row's largest magnitude / PEAK (1 for a
+    zero row), rounded to e4m3 for float8 (ACT 1). IEEE division, as torch's reference divides."""
+    amax = tl.max(tl.abs(v), axis=1)
+    scale = tl.where(amax > 0, tl.math.div_rn(amax, tl.full(amax.shape, PEAK, tl.float32)), 1.0)
+    v = tl.math.div_rn(v, scale[:, None] + tl.zeros_like(v))
+    if ACT == 1:
+        v = _round_to_e4m3(v)
+    return v, scale
+
+
+@triton.jit(do_not_specialize=["num_rows"])
+def _quantize_groups_kernel(x_ptr, q_ptr, s_ptr, num_rows, stride_xt, stride_qt, stride_st, COLS: tl.constexpr,
+                            GROUP: tl.constexpr, ROWS: tl.constexpr, ACT: tl.constexpr, PEAK: tl.constexpr,
+                            PDL: tl.constexpr):
+    """q[t, cols of group g] = x / s[t, g] for ROWS rows and one GROUP-column group a program (see _scale_groups)."""
+    pdl_enter(PDL)
+    rows = tl.program_id(0) * ROWS + tl.arange(0, ROWS)
+    g = tl.program_id(1)
+    cols = g * GROUP + tl.arange(0, GROUP)
+    row_ok = rows < num_rows
+    mask = row_ok[:, None] & (cols[None, :] < COLS)
+    rows64 = rows.to(tl.int64)
+    v = tl.load(x_ptr + rows64[:, None] * stride_xt + cols[None, :], mask=mask, other=0.0).to(tl.float32)
+    q, scale = _scale_groups(v, ACT, PEAK)
+    tl.store(q_ptr + rows64[:, None] * stride_qt + cols[None, :], q.to(q_ptr.dtype.element_ty), mask=mask)
+    tl.store(s_ptr + rows64 * stride_st + g, scale, mask=row_ok)
+
+
+# Scaled activations (fused_moe's `activations`): code for the kernels, the dtype, the peak a group is scaled to.
+# Float8: its largest value. fp16: 1, so products with float8 weights (<= 448) and their sums stay far inside fp16's
+# range even where a dot's result is rounded to fp16 (Triton's CPU interpreter does); values below 2^-14 of a
+# group's largest turn subnormal, an absolute error of 2^-25 of it at most, far under bf16's rounding of that one.
+ACTIVATIONS = {"model": (0, None, 1.0), "fp8": (1, torch.float8_e4m3fn, E4M3_MAX), "fp16": (2, torch.float16, 1.0)}
+
+
+def quantize_activations(x: torch.Tensor, group: int, kind: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x / scale in `kind`'s dtype, scale [T, ceil(H / group)] fp32) for x [T, H]: a scale per row per group of
+    columns, the group's largest magnitude over the kind's peak. Equal to quantize_activations_ref."""
+    code, dtype, peak = ACTIVATIONS[kind]
+    T, H = x.shape
+    q = torch.empty((T, H), dtype=dtype, device=x.device)
+    scale = torch.empty((T, triton.cdiv(H, group)), dtype=torch.float32, device=x.device)
+    if T:
+        rows = 4
+        _quantize_groups_kernel[(triton.cdiv(T, rows), scale.shape[1])](
+            x, q, scale, T, x.stride(0), q.stride(0), scale.stride(0), COLS=H, GROUP=group, ROWS=rows, ACT=code,
+            PEAK=peak, **pdl_args(x.device))
+    return q, scale
+
+
+def quantize_activations_ref(x: torch.Tensor, group: int, kind: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Torch reference for quantize_activations (float8: spmd_kernels.block_fp8.quantize_blocks with (1, group))."""
+    _, dtype, peak = ACTIVATIONS[kind]
+    if dtype == torch.float8_e4m3fn:
+        return quantize_blocks(x, (1, group))
+    T, H = x.shape
+    groups = torch.nn.functional.pad(x.float(), (0, triton.cdiv(H, group) * group - H)).view(T, H // group + (H % group > 0), group)
+    amax = groups.abs().amax(-1)
+    scale = torch.where(amax > 0, amax / peak, torch.ones_like(amax))
+    return (groups / scale[..., None]).flatten(1)[:, :H].to(dtype), scale
 
 
 def _unfilled(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
@@ -268,10 +328,15 @@ FP8_KIND_ROWS = (8, 32)  # rows per local expert up to which float8's small / me
 # prefill 969 -> 860 us), half the accumulator rescales a group. (Without them 128-wide steps were slower: 852 ->
 # 1030 us.)
 FP8_ACT_BLOCK_K = 128
-# Float8 experts at the large tile (prefill-sized batches) take float8 activations as well (fused_moe's act_fp8):
+# Float8 experts at the large tile (prefill-sized batches) take float8 activations as well (fused_moe's activations="fp8"):
 # DeepSeek-V2-Lite's 256 x 1k-token prefill on an H200 2.15-2.21 s against 2.47-2.52 without (run_fp8_act_ab.sh,
 # interleaved; bf16 experts 1.77). SPMD_MOE_FP8_ACT=0 keeps them in the model's dtype there too.
 FP8_ACTIVATIONS = os.environ.get("SPMD_MOE_FP8_ACT", "1") != "0"
+# Float8 experts elsewhere (decode-sized batches) with fp16 activations scaled per token per 128 features: the
+# weights then widen by one cvt.e4m3x2 a pair (to bf16: that, an F2F a value and a PRMT a pair; ptx_census.py moe
+# --weights fp8 --tile small: 302 instructions a trip, 128 of them conversions). Built in session 15 without device
+# time left: off until timed (SPMD_MOE_FP8_F16_ACT=1 turns it on).
+F16_ACTIVATIONS = os.environ.get("SPMD_MOE_FP8_F16_ACT", "0") == "1"
 
 
 def config_kind(num_slots: int, num_local: int, fp8: bool = False, num_experts: int | None = None) -> str:
@@ -310,7 +375,7 @@ def fused_moe(
     w13_scale: torch.Tensor | None = None,
     w2_scale: torch.Tensor | None = None,
     scale_block: tuple[int, int] | None = None,
-    act_fp8: bool | None = None,
+    activations: str | None = None,
     num_experts: int | None = None,
 ) -> torch.Tensor:
     """sum_j topk_weights[t, j] * w2[e] · silu(w13[e, :I] · x[t]) * (w13[e, I:] · x[t]), e = topk_ids[t, j] - first_expert.
@@ -324,10 +389,13 @@ def fused_moe(
     Float8 experts: w13 / w2 in float8 e4m3 whose blocks of ``scale_block`` = (rows, columns) are multiplied by
     ``w13_scale`` [E_local, 2I / rows, ceil(H / columns)] / ``w2_scale`` [E_local, ceil(H / rows), ceil(I /
     columns)] (float32), DeepSeek-V3's layout; I must be a multiple of rows (gate and up in separate blocks) and
-    both sides powers of two of at least 16. ``act_fp8`` (None: on CUDA when the rows an expert gets take the
-    "large" tile, i.e. prefill-sized batches; needs rows a multiple of columns) also quantizes x and h to float8
-    with a scale per token per ``columns`` features, as DeepSeek-V3 was trained (and as vLLM / SGLang run it), so
-    both GEMMs run float8 tensor-core dots and no weight is widened; otherwise activations stay in x.dtype.
+    both sides powers of two of at least 16. ``activations`` (float8 experts only): "model" keeps x and h in
+    x.dtype and widens the weights to it; "fp8" rounds x and h to float8 with a scale per token per ``columns``
+    features, as DeepSeek-V3 was trained (and as vLLM / SGLang run it), so both GEMMs run float8 tensor-core dots;
+    "fp16" scales them the same way into fp16 (no precision lost against bf16) for fp16 dots, the weights widened
+    by one conversion a pair. Scaled ones need rows a multiple of columns. None: "fp8" on CUDA where the rows an
+    expert gets take the "large" tile (prefill-sized batches; FP8_ACTIVATIONS), else "fp16" if
+    F16_ACTIVATIONS, else "model".
     ``num_experts`` (all ranks' experts; default E_local) sizes float8 experts' tiles by the rows a local expert
     expects (config_kind).
     """
@@ -352,22 +420,25 @@ def fused_moe(
     bm, bn, bk, warps, stages = _launch_config(n, E, x.element_size(), x.device, scaled, num_experts)
     if scaled:  # a tile inside one scale block (both are powers of two)
         bn, bk = min(bn, sn), min(bk, sk)
-        if act_fp8 is None:
-            act_fp8 = FP8_ACTIVATIONS and x.is_cuda and config_kind(n, E, True, num_experts) == "large"
-        act_fp8 = act_fp8 and sn % sk == 0
+        if activations is None:
+            large = x.is_cuda and config_kind(n, E, True, num_experts) == "large"
+            activations = "fp8" if FP8_ACTIVATIONS and large else "fp16" if F16_ACTIVATIONS else "model"
+        if sn % sk:
+            activations = "model"
     else:
         sn = sk = 1
         w13_scale = w2_scale = w13  # not read
-        act_fp8 = False
-    bn_up = sk if act_fp8 else bn  # float8 h: one program writes a whole scale group of its columns
-    if act_fp8 and x.is_cuda:
+        activations = "model"
+    act, act_dtype, peak = ACTIVATIONS[activations]
+    bn_up = sk if act else bn  # scaled h: one program writes a whole scale group of its columns
+    if act == 1 and x.is_cuda:
         bk = min(FP8_ACT_BLOCK_K, sk)
     # Two [BLOCK_M, 128] fp32 accumulators: at 4 warps 255 registers and a spill (ptx_census.py moe --tile large
     # --weights fp8), at 8 warps 128.
-    warps_up = max(warps, 8) if act_fp8 and bm * bn_up >= 64 * 128 else warps
-    if act_fp8:
-        x, x_scale = quantize_blocks(x, (1, sk))
-        h = torch.empty((n, inter), dtype=torch.float8_e4m3fn, device=x.device)
+    warps_up = max(warps, 8) if act and bm * bn_up >= 64 * 128 else warps
+    if act:
+        x, x_scale = quantize_activations(x, sk, activations)
+        h = torch.empty((n, inter), dtype=act_dtype, device=x.device)
         h_scale = torch.empty((n, triton.cdiv(inter, sk)), dtype=torch.float32, device=x.device)
     else:
         h = torch.empty((n, inter), dtype=x.dtype, device=x.device)
@@ -379,7 +450,7 @@ def fused_moe(
         x.stride(0), x_scale.stride(0), w13.stride(0), w13.stride(1), w13.stride(2),
         *_scale_strides(w13_scale, scaled), h.stride(0), h_scale.stride(0),
         HIDDEN=H, INTER=inter, TOP_K=k, BLOCK_M=bm, BLOCK_N=bn_up, BLOCK_K=bk, SCALED=scaled, SCALE_N=sn,
-        SCALE_K=sk, ACT_FP8=act_fp8, num_warps=warps_up, num_stages=stages,
+        SCALE_K=sk, ACT=act, ACT_PEAK=peak, num_warps=warps_up, num_stages=stages,
         **pdl_args(x.device),
     )
     _moe_down_kernel[(num_blocks, triton.cdiv(H, bn))](
@@ -387,7 +458,7 @@ def fused_moe(
         h.stride(0), h_scale.stride(0), w2.stride(0), w2.stride(1), w2.stride(2), *_scale_strides(w2_scale, scaled),
         y.stride(0), topk_weights.stride(0), topk_weights.stride(1),
         HIDDEN=H, INTER=inter, TOP_K=k, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, SCALED=scaled, SCALE_N=sn, SCALE_K=sk,
-        ACT_FP8=act_fp8, num_warps=warps, num_stages=stages,
+        ACT=act, num_warps=warps, num_stages=stages,
         **pdl_args(h.device),
     )
     out = torch.empty((T, H), dtype=y.dtype, device=y.device)
@@ -413,13 +484,16 @@ def fused_moe_ref(
     w13_scale: torch.Tensor | None = None,
     w2_scale: torch.Tensor | None = None,
     scale_block: tuple[int, int] | None = None,
-    act_fp8: bool = False,
+    activations: str = "model",
 ) -> torch.Tensor:
     """Plain-PyTorch reference for :func:`fused_moe` (a loop over local experts, fp32 math, x.dtype out; float8
-    experts dequantized by their block scales first; act_fp8: x and h rounded to float8 a token's scale_block[1]
-    features at a time, as the kernel stores them)."""
+    experts dequantized by their block scales first; scaled activations ("fp8", "fp16"): x and h rounded as the
+    kernel stores them, a token's scale_block[1] features at a time)."""
     def act(t: torch.Tensor) -> torch.Tensor:
-        return dequantize_blocks(*quantize_blocks(t, (1, scale_block[1])), (1, scale_block[1])) if act_fp8 else t
+        if activations == "model":
+            return t
+        q, scale = quantize_activations_ref(t, scale_block[1], activations)
+        return dequantize_blocks(q, scale, (1, scale_block[1]))
 
     if w13_scale is not None:
         w13, w2 = dequantize_blocks(w13, w13_scale, scale_block), dequantize_blocks(w2, w2_scale, scale_block)

@@ -27,6 +27,7 @@ usage: python tests/gpu/ptx_census.py decode [--cache fp8|bf16] [--stages 3] [--
        python tests/gpu/ptx_census.py prefill [--cache fp8|bf16] [--stages 3] [--warps 4] [--block 64] [--group 4]
        python tests/gpu/ptx_census.py skinny [--block 64] [--block-k 128] [--stages 4] [--warps 4] [--rope]
        python tests/gpu/ptx_census.py moe [--tile small|medium|large] [--part gate_up|down] [--weights fp8]
+                                          [--f16-dots 1]
        any of them with --sass FILE
 """
 
@@ -213,15 +214,20 @@ def moe(args):
     fp8 = args.weights == "fp8"  # float8 experts, a scale per 128 x 128 block (model.expert_dtype=fp8)
     if fp8:
         block_m, block_n, block_k, warps, stages = fused_moe.CUDA_CONFIGS_FP8[args.tile]
-    act_fp8 = fp8 and args.tile == "large"  # float8 activations too, as fused_moe picks for the large tile
-    if act_fp8:
+    # Activations as fused_moe picks them: float8 at the large tile, else fp16 with --f16-dots 1, else bf16.
+    kind = "model" if not fp8 else "fp8" if args.tile == "large" else "fp16" if args.f16_dots else "model"
+    code, _, peak = fused_moe.ACTIVATIONS[kind]
+    if code == 1:
         block_k = fused_moe.FP8_ACT_BLOCK_K
-    if act_fp8 and args.part == "gate_up":
-        block_n, warps = 128, max(warps, 8)  # one program writes a whole scale group of h (as fused_moe launches)
+    if code and args.part == "gate_up":
+        block_n = 128  # one program writes a whole scale group of h (as fused_moe launches)
+        warps = max(warps, 8) if block_m * block_n >= 64 * 128 else warps
     consts = dict(HIDDEN=2048, INTER=1408, TOP_K=6, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k, PDL=True,
-                  stride_wk=1, SCALED=fp8, SCALE_N=128 if fp8 else 1, SCALE_K=128 if fp8 else 1, ACT_FP8=act_fp8)
+                  stride_wk=1, SCALED=fp8, SCALE_N=128 if fp8 else 1, SCALE_K=128 if fp8 else 1, ACT=code)
+    if args.part == "gate_up":
+        consts["ACT_PEAK"] = peak
     weight, scale = ("*fp8e4nv", "*fp32") if fp8 else ("*bf16", "*bf16")
-    act, act_scale = ("*fp8e4nv", "*fp32") if act_fp8 else ("*bf16", "*bf16")
+    act, act_scale = {0: ("*bf16", "*bf16"), 1: ("*fp8e4nv", "*fp32"), 2: ("*fp16", "*fp32")}[code]
     if args.part == "gate_up":
         pointers = {"x_ptr": act, "w13_ptr": weight, "s13_ptr": scale, "xs_ptr": act_scale, "h_ptr": act,
                     "hs_ptr": act_scale, "sorted_ids_ptr": "*i32", "block_expert_ptr": "*i32"}
@@ -247,7 +253,8 @@ def main() -> None:
     ap.add_argument("--asm-widen", type=int, default=1, help="decode over fp8: 1 widens by e4m3_to_f16, 0 by Triton")
     ap.add_argument("--pin-v", type=int, default=1, help="decode over fp8 with --asm-widen, mla over fp8: 1 widens V (c_kv) as loaded")
     ap.add_argument("--rope", action="store_true", help="skinny: the qkv rotary + KV-store epilogue")
-    ap.add_argument("--f16-dots", type=int, default=0, help="mla over fp8: 1 runs the dots in fp16")
+    ap.add_argument("--f16-dots", type=int, default=0, help="mla over fp8: 1 runs the dots in fp16; moe --weights "
+                    "fp8 below the large tile: fp16 activations (SPMD_MOE_FP8_F16_ACT)")
     ap.add_argument("--tile", choices=("small", "medium", "large"), default="medium",
                     help="moe: which fused_moe.CUDA_CONFIGS tile")
     ap.add_argument("--part", choices=("gate_up", "down"), default="gate_up", help="moe: which of its GEMMs")

@@ -109,33 +109,52 @@ SCALED_CASES = [
 ]
 
 
-@pytest.mark.parametrize("act_fp8", [False, True], ids=["bf16-act", "fp8-act"])
+@pytest.mark.parametrize("activations", ["model", "fp8", "fp16"])
 @pytest.mark.parametrize("T,E,first,num_experts,k,H,inter,block", SCALED_CASES)
-def test_fused_moe_float8_block_scaled(T, E, first, num_experts, k, H, inter, block, act_fp8, dtype, device,
+def test_fused_moe_float8_block_scaled(T, E, first, num_experts, k, H, inter, block, activations, dtype, device,
                                        assert_close):
     """Float8 experts with a scale per block (DeepSeek-V3's format) equal the reference on their dequantized
-    values; blocks of very different ranges, so a scale applied to the wrong block shows. With float8 activations
-    (act_fp8: x and h a scale per token per block width, float8 dots) they equal the reference rounding x and h
-    the same way."""
+    values; blocks of very different ranges, so a scale applied to the wrong block shows. With scaled activations
+    (x and h a scale per token per block width, in float8 for float8 dots or fp16 for fp16 ones) they equal the
+    reference rounding x and h the same way."""
     x, w13, w2, weights, ids = _inputs(T, E, k, H, inter, dtype, device, first, num_experts)
     ranges = torch.logspace(-1, 0.5, 4, device=device)  # 0.1 .. 3.2
     w13 = w13.float() * ranges.repeat_interleave(-(-H // 4))[:H]
     w2 = w2.float() * ranges.repeat_interleave(-(-inter // 4))[:inter]
     q13, q2, scales = _float8_experts(w13, w2, block)
-    out = fused_moe(x, q13, q2, weights, ids, first_expert=first, act_fp8=act_fp8, **scales)
-    ref = fused_moe_ref(x, q13, q2, weights, ids, first_expert=first, act_fp8=act_fp8, **scales)
+    out = fused_moe(x, q13, q2, weights, ids, first_expert=first, activations=activations, **scales)
+    ref = fused_moe_ref(x, q13, q2, weights, ids, first_expert=first, activations=activations, **scales)
     plain = fused_moe_ref(x, dequantize_blocks(q13, scales["w13_scale"], block),
                           dequantize_blocks(q2, scales["w2_scale"], block), weights, ids, first_expert=first)
     assert out.shape == (T, H) and out.dtype == dtype
-    assert_close(out, ref)
-    if not act_fp8:
+    if not T:
+        return
+    tol = _scaled_activation_tolerance(activations, ref, device)
+    if tol:
+        torch.testing.assert_close(out.float(), ref.float(), rtol=0, atol=tol)
+    else:
+        assert_close(out, ref)
+    if activations == "model":
         assert_close(ref, plain)  # the reference is the dequantized model's
-    elif T:  # float8 activations: within their rounding (2^-4 of a value) of the dequantized model
-        assert (ref.float() - plain.float()).abs().max() <= 0.15 * plain.float().abs().max()
+    else:  # within the activations' rounding (float8: 2^-4 of a value; fp16: 2^-11) of the dequantized model
+        bound = 0.15 if activations == "fp8" else 2e-3
+        assert (ref.float() - plain.float()).abs().max() <= bound * plain.float().abs().max()
 
 
-@pytest.mark.parametrize("act_fp8", [False, True], ids=["bf16-act", "fp8-act"])
-def test_fused_moe_float8_valid_mask_and_unfilled_rows(act_fp8, device, monkeypatch):
+def _scaled_activation_tolerance(activations, ref, device):
+    """Absolute tolerance of the kernel against its reference where rounding the activations can differ (0: the
+    dtype's usual one). Float8: an h value whose fp32 sum lands within the kernel's and torch's accumulation-order
+    difference of a rounding midpoint rounds the other way, one float8 step of that value, ~0.1% of the output; a
+    scale applied to the wrong block is tens of percent. fp16 on the CPU: the interpreter rounds a dot to fp16."""
+    if activations == "fp8":
+        return 1e-2 * ref.float().abs().max().item()
+    if activations == "fp16" and device == "cpu":
+        return 2e-3 * ref.float().abs().max().item()
+    return 0.0
+
+
+@pytest.mark.parametrize("activations", ["model", "fp8", "fp16"])
+def test_fused_moe_float8_valid_mask_and_unfilled_rows(activations, device, monkeypatch):
     fm = importlib.import_module("spmd_kernels.fused_moe")
     monkeypatch.setattr(fm, "_unfilled", lambda shape, dtype, dev: torch.full(shape, float("nan"), dtype=dtype,
                                                                              device=dev))
@@ -145,10 +164,11 @@ def test_fused_moe_float8_valid_mask_and_unfilled_rows(act_fp8, device, monkeypa
     valid = torch.ones(T, dtype=torch.bool, device=device)
     valid[1] = False
     x[1] = float("nan")
-    out = fused_moe(x, q13, q2, weights, ids, first_expert=4, valid=valid, act_fp8=act_fp8, **scales)
+    out = fused_moe(x, q13, q2, weights, ids, first_expert=4, valid=valid, activations=activations, **scales)
     assert not out.isnan().any() and (out[1] == 0).all()
-    ref = fused_moe_ref(x, q13, q2, weights, ids, first_expert=4, valid=valid, act_fp8=act_fp8, **scales)
-    torch.testing.assert_close(out, ref, atol=1e-4, rtol=1e-4)
+    ref = fused_moe_ref(x, q13, q2, weights, ids, first_expert=4, valid=valid, activations=activations, **scales)
+    torch.testing.assert_close(out, ref, atol=_scaled_activation_tolerance(activations, ref, device) or 1e-4,
+                               rtol=1e-4)
 
 
 def test_fused_moe_float8_needs_gate_and_up_in_separate_blocks(device):
@@ -238,3 +258,31 @@ def test_float8_tiles_follow_the_rows_a_local_expert_expects():
     assert fm.config_kind(1536, 16) == "medium" and fm.config_kind(4096 * 6, 16) == "large"
     assert fm.config_kind(384, 64, fp8=True, num_experts=64) == "small"  # one GPU, bs64: 6 rows
     assert fm.config_kind(8192 * 6, 64, fp8=True, num_experts=64) == "large"  # an 8192-token prefill chunk
+
+
+@pytest.mark.parametrize("kind", ["fp8", "fp16"])
+@pytest.mark.parametrize("T,H,group", [(1, 64, 32), (7, 100, 32), (13, 96, 64), (0, 64, 32)])
+def test_quantize_activations_equals_reference(kind, T, H, group, device):
+    """x scaled a row per group of columns to its kind's peak: values and scales bit for bit as torch makes them,
+    rows of zeros (scale 1), a partial last group, magnitudes over 2^30 apart."""
+    fm = importlib.import_module("spmd_kernels.fused_moe")
+    x = torch.randn(T, H, device=device) * torch.logspace(-15, 15, H, base=2.0, device=device)
+    if T > 2:
+        x[2] = 0.0
+    q, scale = fm.quantize_activations(x, group, kind)
+    q_ref, scale_ref = fm.quantize_activations_ref(x, group, kind)
+    assert q.dtype == q_ref.dtype and scale.shape == scale_ref.shape == (T, -(-H // group))
+    assert torch.equal(scale, scale_ref) and torch.equal(q.float(), q_ref.float())
+
+
+def test_fp16_activations_switch_picks_them_where_float8_ones_are_not_taken(device, monkeypatch):
+    """SPMD_MOE_FP8_F16_ACT (F16_ACTIVATIONS): float8 experts left to choose (activations=None) scale x and h into
+    fp16 wherever float8 activations are not taken (on the CPU: everywhere)."""
+    fm = importlib.import_module("spmd_kernels.fused_moe")
+    monkeypatch.setattr(fm, "F16_ACTIVATIONS", True)
+    monkeypatch.setattr(fm, "FP8_ACTIVATIONS", False)
+    x, w13, w2, weights, ids = _inputs(6, 2, 1, 64, 64, torch.float32, device)
+    q13, q2, scales = _float8_experts(w13, w2, (32, 32))
+    out = fused_moe(x, q13, q2, weights, ids, **scales)
+    assert torch.equal(out, fused_moe(x, q13, q2, weights, ids, activations="fp16", **scales))
+    assert not torch.equal(out, fused_moe(x, q13, q2, weights, ids, activations="model", **scales))
