@@ -80,13 +80,10 @@ def _moe_gate_up_kernel(
         wmask = mask_k[:, None] & mask_n[None, :]
         wg = tl.load(g_ptrs, mask=wmask, other=0.0)
         wu = tl.load(u_ptrs, mask=wmask, other=0.0)
-        if ACT != 0:
-            a_scale = tl.load(xs_ptr + tok * stride_xst + k0 // SCALE_K, mask=mask_m, other=0.0)
-            acc_g = _scaled_act_step(acc_g, a, a_scale, wg, sg_ptr + (k0 // SCALE_K) * stride_sk)
-            acc_u = _scaled_act_step(acc_u, a, a_scale, wu, su_ptr + (k0 // SCALE_K) * stride_sk)
-        elif SCALED:
-            acc_g = _scaled_step(acc_g, a, wg, sg_ptr + (k0 // SCALE_K) * stride_sk)
-            acc_u = _scaled_step(acc_u, a, wu, su_ptr + (k0 // SCALE_K) * stride_sk)
+        if SCALED:
+            a_scale = _row_scales(xs_ptr + tok * stride_xst + k0 // SCALE_K, mask_m, ACT)
+            acc_g = _scaled_step(acc_g, a, wg, a_scale * tl.load(sg_ptr + (k0 // SCALE_K) * stride_sk))
+            acc_u = _scaled_step(acc_u, a, wu, a_scale * tl.load(su_ptr + (k0 // SCALE_K) * stride_sk))
         else:
             acc_g = tl.dot(a, wg, acc_g, input_precision="ieee")
             acc_u = tl.dot(a, wu, acc_u, input_precision="ieee")
@@ -162,11 +159,9 @@ def _moe_down_kernel(
         mask_k = k0 + offs_k < INTER
         a = tl.load(a_ptrs, mask=mask_m[:, None] & mask_k[None, :], other=0.0)
         w = tl.load(w_ptrs, mask=mask_k[:, None] & mask_n[None, :], other=0.0)
-        if ACT != 0:
-            a_scale = tl.load(hs_ptr + slots64 * stride_hst + k0 // SCALE_K, mask=mask_m, other=0.0)
-            acc = _scaled_act_step(acc, a, a_scale, w, s_ptr + (k0 // SCALE_K) * stride_sk)
-        elif SCALED:
-            acc = _scaled_step(acc, a, w, s_ptr + (k0 // SCALE_K) * stride_sk)
+        if SCALED:
+            a_scale = _row_scales(hs_ptr + slots64 * stride_hst + k0 // SCALE_K, mask_m, ACT)
+            acc = _scaled_step(acc, a, w, a_scale * tl.load(s_ptr + (k0 // SCALE_K) * stride_sk))
         else:
             acc = tl.dot(a, w, acc, input_precision="ieee")
         a_ptrs += BLOCK_K
@@ -182,11 +177,23 @@ def _moe_down_kernel(
 
 
 @triton.jit
-def _scaled_step(acc, a, w, scale_ptr):
+def _scaled_step(acc, a, w, scale):
     """acc + (a · w) * scale for a float8 weight tile lying in one scale block: the tile widened to the
-    activations' dtype (exact: every e4m3 value is a bf16 / fp16 one) and its block's scale applied to the fp32
-    partial product, as DeepGEMM does, so the weight is never rounded after scaling."""
-    return acc + tl.dot(a, w.to(a.dtype), input_precision="ieee") * tl.load(scale_ptr)
+    activations' dtype (exact: every e4m3 value is a bf16 / fp16 one; a no-op for float8 activations, whose dot is
+    a float8 tensor-core one, twice bf16's rate on Hopper) and the scale (the block's, times the activation rows'
+    when they are scaled) applied to the fp32 partial product, as DeepGEMM does, so no weight is rounded after
+    scaling. fp16 activations widen the weights by one cvt a pair; to bf16 it takes a second one."""
+    return acc + tl.dot(a, w.to(a.dtype), input_precision="ieee") * scale
+
+
+@triton.jit
+def _row_scales(ptr, mask_m, ACT: tl.constexpr):
+    """Scaled activations (ACT != 0): the tile rows' scales for this k-step's columns, [BLOCK_M, 1]; else 1."""
+    if ACT != 0:
+        scales = tl.load(ptr, mask=mask_m, other=0.0)[:, None]
+    else:
+        scales = 1.0
+    return scales
 
 
 @triton.jit
@@ -200,14 +207,6 @@ def _round_to_e4m3(v):
     # Below 2^-6 e4m3 steps by 2^-9: adding 1.5 * 2^14 (whose fp32 step is 2^-9) rounds there, ties to even.
     subnormal = (v + 24576.0) - 24576.0
     return tl.where(tl.abs(v) < 0.015625, subnormal, normal)
-
-
-@triton.jit
-def _scaled_act_step(acc, a, a_scale, w, scale_ptr):
-    """acc + (a · w) * a_scale * scale for scaled activations (a row's scale for this k-step's columns) and a float8
-    weight tile in one scale block. Float8 activations: a float8 tensor-core dot (twice bf16's rate on Hopper,
-    nothing widened); fp16 ones: the weights widened by one cvt a pair (to bf16 it takes a second one)."""
-    return acc + tl.dot(a, w.to(a.dtype), input_precision="ieee") * (a_scale[:, None] * tl.load(scale_ptr))
 
 
 @triton.jit
@@ -263,15 +262,9 @@ def quantize_activations(x: torch.Tensor, group: int, kind: str) -> tuple[torch.
 
 
 def quantize_activations_ref(x: torch.Tensor, group: int, kind: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Torch reference for quantize_activations (float8: spmd_kernels.block_fp8.quantize_blocks with (1, group))."""
+    """Torch reference for quantize_activations: block_fp8.quantize_blocks with blocks of (1, group)."""
     _, dtype, peak = ACTIVATIONS[kind]
-    if dtype == torch.float8_e4m3fn:
-        return quantize_blocks(x, (1, group))
-    T, H = x.shape
-    groups = torch.nn.functional.pad(x.float(), (0, triton.cdiv(H, group) * group - H)).view(T, H // group + (H % group > 0), group)
-    amax = groups.abs().amax(-1)
-    scale = torch.where(amax > 0, amax / peak, torch.ones_like(amax))
-    return (groups / scale[..., None]).flatten(1)[:, :H].to(dtype), scale
+    return quantize_blocks(x, (1, group), dtype, peak)
 
 
 def _unfilled(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:

@@ -10,6 +10,12 @@ from .pdl import pdl_args, pdl_enter
 
 
 @triton.jit
+def _saturate_e4m3(x):
+    """x in fp32 clamped to float8 e4m3's range (+-448): the store then saturates, as _saturating_cast does."""
+    return tl.minimum(tl.maximum(x.to(tl.float32), -448.0), 448.0)
+
+
+@triton.jit
 def store_token_kv(
     t,
     k_ptr,
@@ -45,8 +51,8 @@ def store_token_kv(
         k = tl.load(k_ptr + t * stride_kt + offs_h[:, None] * stride_kh + offs_d[None, :], mask=mask)
         v = tl.load(v_ptr + t * stride_vt + offs_h[:, None] * stride_vh + offs_d[None, :], mask=mask)
         if FP8:
-            k = tl.minimum(tl.maximum(k.to(tl.float32), -448.0), 448.0)
-            v = tl.minimum(tl.maximum(v.to(tl.float32), -448.0), 448.0)
+            k = _saturate_e4m3(k)
+            v = _saturate_e4m3(v)
         kc = k_cache_ptr + blk * stride_kc_b + off * stride_kc_s
         vc = v_cache_ptr + blk * stride_vc_b + off * stride_vc_s
         tl.store(kc + offs_h[:, None] * stride_kc_h + offs_d[None, :], k.to(k_cache_ptr.dtype.element_ty), mask=mask)
@@ -165,7 +171,7 @@ def _store_latent_kernel(
         mask = offs < E
         x = tl.load(x_ptr + t * stride_xt + offs, mask=mask)
         if FP8:
-            x = tl.minimum(tl.maximum(x.to(tl.float32), -448.0), 448.0)
+            x = _saturate_e4m3(x)
         dst = cache_ptr + (slot // PAGE) * stride_cb + (slot % PAGE) * stride_cs
         tl.store(dst + offs, x.to(cache_ptr.dtype.element_ty), mask=mask)
 

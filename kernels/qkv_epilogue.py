@@ -9,6 +9,8 @@ import torch
 import triton
 import triton.language as tl
 
+from .kv_store import _saturate_e4m3
+
 
 @dataclass
 class RopeStore:
@@ -67,7 +69,7 @@ def rope_store_epilogue(y, pid_n, offs_m, offs_n, mask_m, pos_ptr, cos_sin_ptr, 
         mask = (mask_m & (slot >= 0))[:, None]
         value = y
         if FP8:  # saturate at +-448, as store_kv (torch's CUDA cast gives NaN there)
-            value = tl.minimum(tl.maximum(y.to(tl.float32), -448.0), 448.0)
+            value = _saturate_e4m3(y)
         if is_k:
             tl.store(k_cache_ptr + entry, value.to(k_cache_ptr.dtype.element_ty), mask=mask)
         else:

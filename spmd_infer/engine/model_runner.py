@@ -57,17 +57,16 @@ def check_weights_fit(need: int, free: int, total: int, hf_config: Any, dims: Pa
         return
     spread = ("raise parallel.tp, or parallel.dp with parallel.dp_attention=true (which shards the MLP and experts "
               "over every rank)" if dims.dp == 1 or not dims.dp_attention else "raise parallel.dp or parallel.tp")
-    dequantized = (f"; this checkpoint's float8 weights are dequantized to {str(dtype).removeprefix('torch.')} as "
-                   f"they load, twice their size on disk" if block_fp8_scheme(hf_config) and not fp8_experts
-                   else "")
+    notes = (f"; this checkpoint's float8 weights are dequantized to {str(dtype).removeprefix('torch.')} as they "
+             f"load, twice their size on disk" if block_fp8_scheme(hf_config) and not fp8_experts else "")
     if has_routed_experts(hf_config) and not fp8_experts:
-        dequantized += "; or keep the routed experts in float8 (model.expert_dtype=fp8: half their bytes)"
+        notes += "; or keep the routed experts in float8 (model.expert_dtype=fp8: half their bytes)"
     raise ConfigError(
         f"this rank's share of the model needs {need / 2**30:.1f} GiB of GPU memory in "
         f"{str(dtype).removeprefix('torch.')} (parallel.dp={dims.dp}, parallel.tp={dims.tp}, "
         f"parallel.dp_attention={str(dims.dp_attention).lower()}, parallel.moe={moe}), more than the "
         f"{free / 2**30:.1f} GiB free of {total / 2**30:.1f} GiB on {device}: spread it over more GPUs ({spread})"
-        f"{dequantized}")
+        f"{notes}")
 
 
 class ModelRunner:
