@@ -35,6 +35,8 @@ def quantize_blocks(w: torch.Tensor, block: tuple[int, int], dtype: torch.dtype 
     rows, cols = -(-n // block[0]), -(-k // block[1])
     padded = F.pad(w.float(), (0, cols * block[1] - k, 0, rows * block[0] - n))
     amax = padded.unflatten(-1, (cols, block[1])).unflatten(-3, (rows, block[0])).abs().amax(dim=(-3, -1))
-    scale = torch.where(amax > 0, amax / peak, torch.ones_like(amax))
+    # A tensor divisor: torch on CUDA divides by a Python scalar as a multiply by its reciprocal, which differs from
+    # IEEE division (the kernels' div_rn) in the last bit for 448.
+    scale = torch.where(amax > 0, amax / torch.full_like(amax, peak), torch.ones_like(amax))
     q = (w.float() / expand_scales(scale, (n, k), block)).clamp(-peak, peak).to(dtype)
     return q, scale

@@ -305,31 +305,29 @@ CUDA_CONFIGS = {
 }
 
 
-# Float8 experts (model.expert_dtype=fp8): each weight tile is widened to bf16 once for every BLOCK_M rows of its
-# expert (ptx_census.py moe --weights fp8: the main loop 150 -> 322 instructions a trip, 128 of them conversions), so
-# the tiles are as short as the rows allow. tune_fused_moe.py --fp8 on an H200 (session 15): (16, 64, 64, 4, 3) at 6
-# rows an expert (DeepSeek-V2-Lite bs64: 248 us against bf16's 286), (32, 64, 64, 4, 3) at 24-25 (bs256: 298 against
-# 296), (64, 64, 64, 4, 3) from 64 up (Qwen3-30B-A3B ep4 bs256x4 149 against 120; a 4 x 2048 prefill 852 against 506).
+# Float8 experts (model.expert_dtype=fp8), with float8 activations (the default, below) at every batch size: the
+# gate / up step spans a whole 128-feature scale group of x (FP8_ACT_BLOCK_K) and writes one of h (BLOCK_N 128).
+# tune_fused_moe.py --fp8 --activations model,fp16,fp8 on an H200 (session 16, run_fp8_decode_act.sh): small
+# (16, 64, 64, 4, 3) at 6 rows an expert (DeepSeek-V2-Lite bs64: 174 us), medium (32, 64, 64, 4, 3) at 24-25
+# (bs256: 209 us; ep4 bs64x4 78), large (64, 128, 64, 4, 4) from 64 up (0.91-0.95x of (64, 64, 64, 4, 3): ep4 bs1024x4
+# 268 against 290 us, Qwen3-30B-A3B ep4 bs256x4 106 against 111, a 4 x 2048 prefill 483 against 518, one GPU's
+# 8192-token chunk 1783 against 2069).
 CUDA_CONFIGS_FP8 = {
     "small": (16, 64, 64, 4, 3),
     "medium": (32, 64, 64, 4, 3),
-    "large": (64, 64, 64, 4, 3),
+    "large": (64, 128, 64, 4, 4),
 }
 FP8_KIND_ROWS = (8, 32)  # rows per local expert up to which float8's small / medium tiles apply
-# With float8 activations a k-step spans a whole 128-feature scale group: tune_fused_moe.py --fp8 (H200, session 15)
-# put (64, 64, 128, 4, 3) first on every shape that took them, 0.83-0.89x the time of 64-wide steps (a 4 x 2048
-# prefill 969 -> 860 us), half the accumulator rescales a group. (Without them 128-wide steps were slower: 852 ->
-# 1030 us.)
+# With float8 activations a k-step spans a whole 128-feature scale group: session 15's sweep put 128-wide steps
+# first on every shape that took them, 0.83-0.89x the time of 64-wide ones (half the accumulator rescales a group).
 FP8_ACT_BLOCK_K = 128
-# Float8 experts at the large tile (prefill-sized batches) take float8 activations as well (fused_moe's activations="fp8"):
-# DeepSeek-V2-Lite's 256 x 1k-token prefill on an H200 2.15-2.21 s against 2.47-2.52 without (run_fp8_act_ab.sh,
-# interleaved; bf16 experts 1.77). SPMD_MOE_FP8_ACT=0 keeps them in the model's dtype there too.
-FP8_ACTIVATIONS = os.environ.get("SPMD_MOE_FP8_ACT", "1") != "0"
-# Float8 experts elsewhere (decode-sized batches) with fp16 activations scaled per token per 128 features: the
-# weights then widen by one cvt.e4m3x2 a pair (to bf16: that, an F2F a value and a PRMT a pair; ptx_census.py moe
-# --weights fp8 --tile small: 302 instructions a trip, 128 of them conversions). Built in session 15 without device
-# time left: off until timed (SPMD_MOE_FP8_F16_ACT=1 turns it on).
-F16_ACTIVATIONS = os.environ.get("SPMD_MOE_FP8_F16_ACT", "0") == "1"
+# The activations float8 experts take when the caller leaves them to fused_moe (the engine does): x and h scaled per
+# token per 128 features into float8, so both GEMMs run float8 dots, as DeepSeek-V3 was trained and as vLLM / SGLang
+# serve block-float8 models. H200, the kernel alone (session 16), against widening the weights to bf16 ("model"):
+# 0.58-0.70x the time at every shape, decode (DeepSeek-V2-Lite bs64 174 against 266 us, bs256 209 against 299) and
+# prefill (1783 against 3302 us); fp16 activations (weights widened by one cvt a pair) 0.95-1.1x of "model". Outputs
+# differ from bf16 experts by float8's rounding of x and h (2^-4 of a value). SPMD_MOE_FP8_ACT=model | fp16 | fp8.
+DEFAULT_ACTIVATIONS = os.environ.get("SPMD_MOE_FP8_ACT", "fp8")
 
 
 def config_kind(num_slots: int, num_local: int, fp8: bool = False, num_experts: int | None = None) -> str:
@@ -386,9 +384,7 @@ def fused_moe(
     x.dtype and widens the weights to it; "fp8" rounds x and h to float8 with a scale per token per ``columns``
     features, as DeepSeek-V3 was trained (and as vLLM / SGLang run it), so both GEMMs run float8 tensor-core dots;
     "fp16" scales them the same way into fp16 (no precision lost against bf16) for fp16 dots, the weights widened
-    by one conversion a pair. Scaled ones need rows a multiple of columns. None: "fp8" on CUDA where the rows an
-    expert gets take the "large" tile (prefill-sized batches; FP8_ACTIVATIONS), else "fp16" if
-    F16_ACTIVATIONS, else "model".
+    by one conversion a pair. Scaled ones need rows a multiple of columns. None: DEFAULT_ACTIVATIONS ("fp8").
     ``num_experts`` (all ranks' experts; default E_local) sizes float8 experts' tiles by the rows a local expert
     expects (config_kind).
     """
@@ -414,14 +410,16 @@ def fused_moe(
     if scaled:  # a tile inside one scale block (both are powers of two)
         bn, bk = min(bn, sn), min(bk, sk)
         if activations is None:
-            large = x.is_cuda and config_kind(n, E, True, num_experts) == "large"
-            activations = "fp8" if FP8_ACTIVATIONS and large else "fp16" if F16_ACTIVATIONS else "model"
+            activations = DEFAULT_ACTIVATIONS
         if sn % sk:
             activations = "model"
     else:
         sn = sk = 1
         w13_scale = w2_scale = w13  # not read
         activations = "model"
+    if activations not in ACTIVATIONS:
+        raise ValueError(f"fused_moe activations={activations!r} (SPMD_MOE_FP8_ACT?): choose one of "
+                         f"{', '.join(ACTIVATIONS)}")
     act, act_dtype, peak = ACTIVATIONS[activations]
     bn_up = sk if act else bn  # scaled h: one program writes a whole scale group of its columns
     if act == 1 and x.is_cuda:

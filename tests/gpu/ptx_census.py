@@ -214,8 +214,9 @@ def moe(args):
     fp8 = args.weights == "fp8"  # float8 experts, a scale per 128 x 128 block (model.expert_dtype=fp8)
     if fp8:
         block_m, block_n, block_k, warps, stages = fused_moe.CUDA_CONFIGS_FP8[args.tile]
-    # Activations as fused_moe picks them: float8 at the large tile, else fp16 with --f16-dots 1, else bf16.
+    # Activations as fused_moe picks them (float8 at the large tile, else fp16 with --f16-dots 1, else bf16), or --act.
     kind = "model" if not fp8 else "fp8" if args.tile == "large" else "fp16" if args.f16_dots else "model"
+    kind = args.act if fp8 and args.act else kind
     code, _, peak = fused_moe.ACTIVATIONS[kind]
     if code == 1:
         block_k = fused_moe.FP8_ACT_BLOCK_K
@@ -259,6 +260,8 @@ def main() -> None:
                     help="moe: which fused_moe.CUDA_CONFIGS tile")
     ap.add_argument("--part", choices=("gate_up", "down"), default="gate_up", help="moe: which of its GEMMs")
     ap.add_argument("--weights", choices=("bf16", "fp8"), default="bf16", help="moe: the experts' dtype")
+    ap.add_argument("--act", choices=("model", "fp8", "fp16"), help="moe --weights fp8: the activations' dtype "
+                    "(fused_moe's activations; default: as the engine picks for the tile)")
     ap.add_argument("--sass", type=Path, help="write the sm_90a SASS here and report its HMMA dependence")
     args = ap.parse_args()
     sys.path.insert(0, str(_REPO))

@@ -3,9 +3,10 @@ timed inside CUDA graphs, against the weight-read bound (local experts' bytes / 
 the numbers behind fused_moe.CUDA_CONFIGS. Also times the routing alone (moe_align_block_size, and its torch reference).
 
 usage (on a GPU machine, in the repo root, after `source tests/gpu/device_env.sh`):
-  python tests/gpu/tune_fused_moe.py [--fp8]
+  python tests/gpu/tune_fused_moe.py [--fp8 [--activations model,fp16,fp8]] [--shapes SUBSTRING]
 --fp8: float8 experts with a scale per 128 x 128 block (model.expert_dtype=fp8), errors against the bf16 kernel on
-their dequantized values, the weight-read bound at a byte a weight.
+their dequantized values, the weight-read bound at a byte a weight. --activations: sweep each shape once per
+activations kind (fused_moe's `activations`; default: as the engine picks them).
 """
 
 from __future__ import annotations
@@ -44,13 +45,18 @@ TILES = [(16, 64, 64, 4, 3), (16, 128, 64, 4, 3), (32, 64, 64, 4, 3), (32, 128, 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--fp8", action="store_true")
+    ap.add_argument("--activations", default="", help="--fp8: comma-separated kinds (model, fp16, fp8) to sweep")
+    ap.add_argument("--shapes", default="", help="only the shapes whose name contains this")
     args = ap.parse_args()
+    kinds = [k for k in args.activations.split(",") if k] or [None]
     ceil = measure_ceilings(torch.device("cuda"), torch.bfloat16)
     bw, flops = ceil.bandwidth_bytes_per_s, ceil.matmul_flops_per_s
     print(f"{torch.cuda.get_device_name()}: copy {bw / 1e12:.2f} TB/s, bf16 matmul {flops / 1e12:.0f} TFLOP/s")
     table = "CUDA_CONFIGS_FP8" if args.fp8 else "CUDA_CONFIGS"  # the one fused_moe takes for these experts
     default = dict(getattr(fm, table))
     for name, (T, H, inter, E, n_exp, k) in SHAPES.items():
+        if args.shapes not in name:
+            continue
         g = torch.Generator(device="cuda").manual_seed(0)
         x = torch.randn(T, H, device="cuda", dtype=torch.bfloat16, generator=g)
         w13 = (torch.randn(E, 2 * inter, H, device="cuda", generator=g) * H**-0.5).to(torch.bfloat16)
@@ -74,21 +80,23 @@ def main() -> None:
         kind = fm.config_kind(T * k, E, args.fp8, n_exp)
         routing = triton.testing.do_bench_cudagraph(lambda: fm.moe_align_block_size(ids, 64, E), rep=30)
         routing_torch = triton.testing.do_bench_cudagraph(lambda: moe_align_block_size_ref(ids, 64, E), rep=30)
-        rows = []
-        for tile in TILES:
-            setattr(fm, table, {key: tile for key in default})
-            def run():
-                return fm.fused_moe(x, w13, w2, weights, ids, **scales, num_experts=n_exp)
+        for act in kinds:
+            rows = []
+            for tile in TILES:
+                setattr(fm, table, {key: tile for key in default})
+                def run():
+                    return fm.fused_moe(x, w13, w2, weights, ids, **scales, num_experts=n_exp, activations=act)
 
-            t, err = time_in_graph(f"{name} {tile}", run, lambda: (run().float() - ref.float()).abs().max().item())
-            rows.append((t, tile, err))
-        setattr(fm, table, default)
-        print(f"\n{name}: {local_pairs} local (token, expert) rows, {weight_bytes / 1e6:.0f} MB of weights, "
-              f"{flop / 1e9:.1f} GFLOP; bound {bound * 1e6:.0f} us; routing alone {routing * 1e3:.1f} us "
-              f"(torch reference {routing_torch * 1e3:.1f}); "
-              f"engine picks {kind} = {default[kind]}")
-        print_best_rows(rows, default[kind], lambda r: f"{r[0] * 1e3:8.1f} us  {bound / (r[0] * 1e-3):6.1%} of bound  "
-                        f"tile={r[1]} err={r[2]:.3f}")
+                t, err = time_in_graph(f"{name} {tile} {act}", run,
+                                       lambda: (run().float() - ref.float()).abs().max().item())
+                rows.append((t, tile, err))
+            setattr(fm, table, default)
+            print(f"\n{name}{f' activations {act}' if act else ''}: {local_pairs} local (token, expert) rows, "
+                  f"{weight_bytes / 1e6:.0f} MB of weights, {flop / 1e9:.1f} GFLOP; bound {bound * 1e6:.0f} us; "
+                  f"routing alone {routing * 1e3:.1f} us (torch reference {routing_torch * 1e3:.1f}); "
+                  f"engine picks {kind} = {default[kind]}")
+            print_best_rows(rows, default[kind], lambda r: f"{r[0] * 1e3:8.1f} us  {bound / (r[0] * 1e-3):6.1%} of "
+                            f"bound  tile={r[1]} err={r[2]:.3f}")
 
 
 if __name__ == "__main__":

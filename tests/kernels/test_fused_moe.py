@@ -1,4 +1,5 @@
 import importlib
+import os
 
 import pytest
 import torch
@@ -129,28 +130,33 @@ def test_fused_moe_float8_block_scaled(T, E, first, num_experts, k, H, inter, bl
     assert out.shape == (T, H) and out.dtype == dtype
     if not T:
         return
-    tol = _scaled_activation_tolerance(activations, ref, device)
+    tol = _scaled_activation_tolerance(activations, ref)
     if tol:
         torch.testing.assert_close(out.float(), ref.float(), rtol=0, atol=tol)
     else:
         assert_close(out, ref)
     if activations == "model":
         assert_close(ref, plain)  # the reference is the dequantized model's
-    else:  # within the activations' rounding (float8: 2^-4 of a value; fp16: 2^-11) of the dequantized model
-        bound = 0.15 if activations == "fp8" else 2e-3
+    else:  # within the activations' rounding (float8: 2^-4 of a value; fp16: 2^-11, plus the dtype's own rounding
+        # of h and the output, which the dequantized model's reference does in the dtype) of the dequantized model
+        bound = 0.15 if activations == "fp8" else 2e-3 + 2 * torch.finfo(dtype).eps
         assert (ref.float() - plain.float()).abs().max() <= bound * plain.float().abs().max()
 
 
-def _scaled_activation_tolerance(activations, ref, device):
-    """Absolute tolerance of the kernel against its reference where rounding the activations can differ (0: the
-    dtype's usual one). Float8: an h value whose fp32 sum lands within the kernel's and torch's accumulation-order
-    difference of a rounding midpoint rounds the other way, one float8 step of that value, ~0.1% of the output; a
-    scale applied to the wrong block is tens of percent. fp16 on the CPU: the interpreter rounds a dot to fp16."""
+def _scaled_activation_tolerance(activations, ref):
+    """Absolute tolerance of the kernel against its reference, a share of the largest output (0: the dtype's usual
+    one). An h value whose fp32 sum lands within the kernel's and torch's accumulation-order difference of a
+    rounding midpoint rounds the other way: float8, one float8 step of that value, ~0.1% of the output (a scale
+    applied to the wrong block is tens of percent); fp16, one fp16 step (and on the CPU the interpreter rounds a dot
+    to fp16), plus the output's own rounding in the dtype; bf16 activations, one bf16 step, which these tests' wide
+    weight ranges make larger than the usual absolute tolerance of a small output."""
+    peak = ref.float().abs().max().item()
+    eps = torch.finfo(ref.dtype).eps
     if activations == "fp8":
-        return 1e-2 * ref.float().abs().max().item()
-    if activations == "fp16" and device == "cpu":
-        return 2e-3 * ref.float().abs().max().item()
-    return 0.0
+        return 1e-2 * peak
+    if activations == "fp16":
+        return (2e-3 + eps) * peak
+    return eps * peak if ref.dtype == torch.bfloat16 else 0.0
 
 
 @pytest.mark.parametrize("activations", ["model", "fp8", "fp16"])
@@ -167,7 +173,7 @@ def test_fused_moe_float8_valid_mask_and_unfilled_rows(activations, device, monk
     out = fused_moe(x, q13, q2, weights, ids, first_expert=4, valid=valid, activations=activations, **scales)
     assert not out.isnan().any() and (out[1] == 0).all()
     ref = fused_moe_ref(x, q13, q2, weights, ids, first_expert=4, valid=valid, activations=activations, **scales)
-    torch.testing.assert_close(out, ref, atol=_scaled_activation_tolerance(activations, ref, device) or 1e-4,
+    torch.testing.assert_close(out, ref, atol=_scaled_activation_tolerance(activations, ref) or 1e-4,
                                rtol=1e-4)
 
 
@@ -275,14 +281,23 @@ def test_quantize_activations_equals_reference(kind, T, H, group, device):
     assert torch.equal(scale, scale_ref) and torch.equal(q.float(), q_ref.float())
 
 
-def test_fp16_activations_switch_picks_them_where_float8_ones_are_not_taken(device, monkeypatch):
-    """SPMD_MOE_FP8_F16_ACT (F16_ACTIVATIONS): float8 experts left to choose (activations=None) scale x and h into
-    fp16 wherever float8 activations are not taken (on the CPU: everywhere)."""
+@pytest.mark.parametrize("kind", ["model", "fp16", "fp8"])
+def test_activations_switch_picks_them_when_the_caller_does_not(device, monkeypatch, kind):
+    """SPMD_MOE_FP8_ACT (DEFAULT_ACTIVATIONS, "fp8" unless set): float8 experts left to choose (activations=None,
+    as the engine calls them) take that kind at every batch size."""
     fm = importlib.import_module("spmd_kernels.fused_moe")
-    monkeypatch.setattr(fm, "F16_ACTIVATIONS", True)
-    monkeypatch.setattr(fm, "FP8_ACTIVATIONS", False)
+    assert fm.DEFAULT_ACTIVATIONS == "fp8" or "SPMD_MOE_FP8_ACT" in os.environ
+    monkeypatch.setattr(fm, "DEFAULT_ACTIVATIONS", kind)
     x, w13, w2, weights, ids = _inputs(6, 2, 1, 64, 64, torch.float32, device)
     q13, q2, scales = _float8_experts(w13, w2, (32, 32))
     out = fused_moe(x, q13, q2, weights, ids, **scales)
-    assert torch.equal(out, fused_moe(x, q13, q2, weights, ids, activations="fp16", **scales))
-    assert not torch.equal(out, fused_moe(x, q13, q2, weights, ids, activations="model", **scales))
+    assert torch.equal(out, fused_moe(x, q13, q2, weights, ids, activations=kind, **scales))
+    other = "fp16" if kind == "model" else "model"
+    assert not torch.equal(out, fused_moe(x, q13, q2, weights, ids, activations=other, **scales))
+
+
+def test_unknown_activations_kind_is_an_error_naming_the_choices(device):
+    x, w13, w2, weights, ids = _inputs(4, 2, 1, 64, 64, torch.float32, device)
+    q13, q2, scales = _float8_experts(w13, w2, (32, 32))
+    with pytest.raises(ValueError, match="model, fp8, fp16"):
+        fused_moe(x, q13, q2, weights, ids, activations="int8", **scales)
