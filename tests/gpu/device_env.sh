@@ -36,5 +36,6 @@ patched_kernels() {
   local dir=/tmp/ab_$1
   rm -rf "$dir" && mkdir -p "$dir/src" "$dir/pkgs" && cp -r kernels "$dir/src/" \
     && (cd "$dir/src" && patch -s -p1 < "$OLDPWD/$2") && ln -sfn "$dir/src/kernels" "$dir/pkgs/spmd_kernels" \
+    && ln -sfn "$PWD/configs" "$dir/pkgs/spmd_infer_configs" \
     && echo "${PYTHONPATH/\/tmp\/pkgs:/$dir/pkgs:}"
 }

@@ -3,7 +3,7 @@ timed inside CUDA graphs, against the weight-read bound (local experts' bytes / 
 the numbers behind fused_moe.CUDA_CONFIGS. Also times the routing alone (moe_align_block_size, and its torch reference).
 
 usage (on a GPU machine, in the repo root, after `source tests/gpu/device_env.sh`):
-  python tests/gpu/tune_fused_moe.py [--fp8 [--activations model,fp16,fp8]] [--shapes SUBSTRING]
+  python tests/gpu/tune_fused_moe.py [--fp8 [--activations model,fp16,fp8]] [--shapes SUBSTRING] [--tiles T;T...]
 --fp8: float8 experts with a scale per 128 x 128 block (model.expert_dtype=fp8), errors against the bf16 kernel on
 their dequantized values, the weight-read bound at a byte a weight. --activations: sweep each shape once per
 activations kind (fused_moe's `activations`; default: as the engine picks them).
@@ -47,8 +47,10 @@ def main() -> None:
     ap.add_argument("--fp8", action="store_true")
     ap.add_argument("--activations", default="", help="--fp8: comma-separated kinds (model, fp16, fp8) to sweep")
     ap.add_argument("--shapes", default="", help="only the shapes whose name contains this")
+    ap.add_argument("--tiles", default="", help="tiles to sweep instead of TILES, e.g. '64,128,64,4,4;128,128,64,8,3'")
     args = ap.parse_args()
     kinds = [k for k in args.activations.split(",") if k] or [None]
+    tiles = [tuple(int(v) for v in t.split(",")) for t in args.tiles.split(";") if t] or TILES
     ceil = measure_ceilings(torch.device("cuda"), torch.bfloat16)
     bw, flops = ceil.bandwidth_bytes_per_s, ceil.matmul_flops_per_s
     print(f"{torch.cuda.get_device_name()}: copy {bw / 1e12:.2f} TB/s, bf16 matmul {flops / 1e12:.0f} TFLOP/s")
@@ -82,7 +84,7 @@ def main() -> None:
         routing_torch = triton.testing.do_bench_cudagraph(lambda: moe_align_block_size_ref(ids, 64, E), rep=30)
         for act in kinds:
             rows = []
-            for tile in TILES:
+            for tile in tiles:
                 setattr(fm, table, {key: tile for key in default})
                 def run():
                     return fm.fused_moe(x, w13, w2, weights, ids, **scales, num_experts=n_exp, activations=act)
