@@ -46,6 +46,13 @@ MODELS = {
     "qwen3": ("Qwen3Config", dict(vocab_size=32000, hidden_size=1024, intermediate_size=3072, num_hidden_layers=8,
                                   num_attention_heads=16, num_key_value_heads=8, head_dim=128, rms_norm_eps=1e-6,
                                   max_position_embeddings=4096, rope_theta=1000000.0)),
+    # Qwen3-30B-A3B's widths (128 routed experts, 8 a token, normalised top-k weights, no shared expert), 4 of its
+    # 48 layers and a smaller vocabulary.
+    "qwen3moe": ("Qwen3MoeConfig", dict(
+        vocab_size=32000, hidden_size=2048, intermediate_size=6144, moe_intermediate_size=768, num_hidden_layers=4,
+        num_attention_heads=32, num_key_value_heads=4, head_dim=128, num_experts=128, num_experts_per_tok=8,
+        norm_topk_prob=True, decoder_sparse_step=1, mlp_only_layers=[], rms_norm_eps=1e-6,
+        max_position_embeddings=4096, rope_theta=1000000.0)),
 }
 
 
@@ -64,7 +71,9 @@ def build(name: str, folder: Path) -> Path:
         # std 1/sqrt(fan_in): activations keep their scale through every layer (a wider init makes a deep
         # random net chaotic, so bf16 rounding alone flips its greedy choices), logits stay decisive.
         for p in model.parameters():
-            if p.dim() > 1:
+            if p.dim() > 2:  # experts stacked [E, out, in]: fan-in is the last dimension
+                p.normal_(0.0, p.shape[-1] ** -0.5)
+            elif p.dim() > 1:
                 p.normal_(0.0, p.shape[1] ** -0.5)
             elif name == "qwen3":  # norm weights other than 1, so that the fused q/k norm's scale is checked
                 p.uniform_(0.5, 1.5)
