@@ -4,7 +4,8 @@ Experts are split over the MLP shard either whole (ep: each rank owns num_expert
 only those from disk) or by intermediate size (tp: every rank holds a slice of every expert). Every
 rank routes all tokens identically (the router is replicated) and adds up its local experts'
 contributions; the partial sums are reduced over the shard afterwards. Experts are held in the model's
-dtype, or in float8 e4m3 with a float32 scale per weight block (model.expert_dtype=fp8).
+dtype, or in float8 e4m3 with a float32 scale per weight block (model.expert_dtype=fp8). On CUDA float8 experts
+meet float8 activations (fused_moe's default); the CPU path computes the dequantized model exactly.
 """
 
 from __future__ import annotations

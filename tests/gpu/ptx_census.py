@@ -27,7 +27,7 @@ usage: python tests/gpu/ptx_census.py decode [--cache fp8|bf16] [--stages 3] [--
        python tests/gpu/ptx_census.py prefill [--cache fp8|bf16] [--stages 3] [--warps 4] [--block 64] [--group 4]
        python tests/gpu/ptx_census.py skinny [--block 64] [--block-k 128] [--stages 4] [--warps 4] [--rope]
        python tests/gpu/ptx_census.py moe [--tile small|medium|large] [--part gate_up|down] [--weights fp8]
-                                          [--f16-dots 1]
+                                          [--act model|fp16|fp8]
        any of them with --sass FILE
 """
 
@@ -214,9 +214,8 @@ def moe(args):
     fp8 = args.weights == "fp8"  # float8 experts, a scale per 128 x 128 block (model.expert_dtype=fp8)
     if fp8:
         block_m, block_n, block_k, warps, stages = fused_moe.CUDA_CONFIGS_FP8[args.tile]
-    # Activations as fused_moe picks them (float8 at the large tile, else fp16 with --f16-dots 1, else bf16), or --act.
-    kind = "model" if not fp8 else "fp8" if args.tile == "large" else "fp16" if args.f16_dots else "model"
-    kind = args.act if fp8 and args.act else kind
+    # Activations as fused_moe picks them (DEFAULT_ACTIVATIONS for float8 experts), or --act.
+    kind = (args.act or fused_moe.DEFAULT_ACTIVATIONS) if fp8 else "model"
     code, _, peak = fused_moe.ACTIVATIONS[kind]
     if code == 1:
         block_k = fused_moe.FP8_ACT_BLOCK_K
@@ -254,14 +253,13 @@ def main() -> None:
     ap.add_argument("--asm-widen", type=int, default=1, help="decode over fp8: 1 widens by e4m3_to_f16, 0 by Triton")
     ap.add_argument("--pin-v", type=int, default=1, help="decode over fp8 with --asm-widen, mla over fp8: 1 widens V (c_kv) as loaded")
     ap.add_argument("--rope", action="store_true", help="skinny: the qkv rotary + KV-store epilogue")
-    ap.add_argument("--f16-dots", type=int, default=0, help="mla over fp8: 1 runs the dots in fp16; moe --weights "
-                    "fp8 below the large tile: fp16 activations (SPMD_MOE_FP8_F16_ACT)")
+    ap.add_argument("--f16-dots", type=int, default=0, help="mla over fp8: 1 runs the dots in fp16")
     ap.add_argument("--tile", choices=("small", "medium", "large"), default="medium",
                     help="moe: which fused_moe.CUDA_CONFIGS tile")
     ap.add_argument("--part", choices=("gate_up", "down"), default="gate_up", help="moe: which of its GEMMs")
     ap.add_argument("--weights", choices=("bf16", "fp8"), default="bf16", help="moe: the experts' dtype")
     ap.add_argument("--act", choices=("model", "fp8", "fp16"), help="moe --weights fp8: the activations' dtype "
-                    "(fused_moe's activations; default: as the engine picks for the tile)")
+                    "(fused_moe's activations; default: fused_moe.DEFAULT_ACTIVATIONS)")
     ap.add_argument("--sass", type=Path, help="write the sm_90a SASS here and report its HMMA dependence")
     args = ap.parse_args()
     sys.path.insert(0, str(_REPO))
