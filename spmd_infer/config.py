@@ -16,15 +16,16 @@ class ModelConfig:
     dtype: str = "auto"
     """Compute dtype: auto (bfloat16 on CUDA, float32 on CPU), float32, bfloat16 or float16."""
     expert_dtype: str = "auto"
-    """Routed experts' weights (MoE models): auto (in `dtype`; a float8 checkpoint's dequantized as they load) or
-    fp8 (float8 e4m3 with a float32 scale per block of up to 128 x 128, as DeepSeek-V3's and Qwen3's float8
-    releases store them: their bytes kept as stored, a bf16 checkpoint's quantized as it loads). Half the experts'
-    bytes, so twice the model fits (DeepSeek-V3 on one 8-GPU node) and MoE decode reads half as much; other weights
-    stay in `dtype`. On CUDA the experts' inputs and hidden activations are rounded to float8 too, a scale per token
-    per 128 features (DeepSeek-V3's recipe, as vLLM / SGLang serve it), so their GEMMs run float8 dots: on an H200
-    decode 0.70-0.80x the step time of bf16 experts and prefill 0.9x (DeepSeek-V2-Lite, Qwen3-30B-A3B; env
-    SPMD_MOE_FP8_ACT=model computes the dequantized model exactly instead, slower). Needs compute capability 8.9
-    (Ada, Hopper) or later."""
+    """Routed experts' weights (MoE models): fp8 (float8 e4m3 with a float32 scale per block of up to 128 x 128, as
+    DeepSeek-V3's and Qwen3's float8 releases store them: their bytes kept as stored, a bf16 checkpoint's quantized
+    as it loads), model (in `dtype`; a float8 checkpoint's dequantized as they load) or auto (fp8 for a
+    block-float8 checkpoint on a GPU that runs float8, compute capability 8.9+, where the layout keeps whole
+    blocks on each rank, as vLLM / SGLang run such releases; else model). Float8 experts take half the bytes, so
+    twice the model fits (DeepSeek-V3 on one 8-GPU node); other weights stay in `dtype`. On CUDA their inputs and
+    hidden activations are rounded to float8 too, a scale per token per 128 features (DeepSeek-V3's recipe), so
+    their GEMMs run float8 dots: on an H200 decode 0.70-0.80x the step time of bf16 experts and prefill 0.9x
+    (DeepSeek-V2-Lite, Qwen3-30B-A3B; env SPMD_MOE_FP8_ACT=model computes the dequantized model exactly instead,
+    slower)."""
     max_model_len: Optional[int] = None
     """Longest prompt + completion in tokens; unset: the model's max_position_embeddings."""
     tokenizer: Optional[str] = None

@@ -17,9 +17,9 @@ import torch
 from transformers import AutoConfig
 
 from .layers.fp8_checkpoint import block_fp8_scheme
-from .layers.moe import DEFAULT_FP8_BLOCK, has_routed_experts
+from .layers.moe import DEFAULT_FP8_BLOCK, fp8_resident_block, has_routed_experts
 from .model_defaults import generation_defaults
-from .models.registry import check_layout, check_mlp_layout, model_class
+from .models.registry import check_layout, check_mlp_layout, expert_width, model_class
 from .parallel.dims import ConfigError, ParallelDims, resolve_device
 from .sampling_params import InvalidRequest, SamplingParams
 
@@ -44,6 +44,7 @@ class JobPlan:
     model_defaults: dict[str, Any]  # generation_config.json's sampling values
     sampling: SamplingParams  # the job's sampling.* over model_defaults: every row's starting point
     demo: bool = False
+    fp8_expert_block: Optional[tuple[int, int]] = None  # routed experts in float8 (resolve_fp8_expert_block)
 
     @classmethod
     def from_config(cls, cfg: Any) -> "JobPlan":
@@ -65,7 +66,8 @@ class JobPlan:
         device = resolve_device(cfg.runtime.device)
         dtype = resolve_dtype(cfg.model.dtype, device)
         check_kv_dtype_on_device(cfg.cache.dtype, device)
-        resolve_fp8_expert_block(cfg.model.expert_dtype, hf_config, device)
+        fp8_expert_block = resolve_fp8_expert_block(cfg.model.expert_dtype, hf_config, device, dims.mlp_ranks,
+                                                    cfg.parallel.moe)
         max_pos = hf_config.max_position_embeddings
         max_model_len = int(cfg.model.max_model_len or max_pos)
         if not 1 < max_model_len <= max_pos:
@@ -89,7 +91,7 @@ class JobPlan:
         return cls(model_dir=model_dir, hf_config=hf_config, dims=dims, device=device, dtype=dtype,
                    max_model_len=max_model_len, input=input_path, output=Path(cfg.data.output).expanduser(),
                    tokenizer=tokenizer, eos_ids=_eos_ids(model_dir, hf_config), model_defaults=model_defaults,
-                   sampling=sampling, demo=demo)
+                   sampling=sampling, demo=demo, fp8_expert_block=fp8_expert_block)
 
     def check_kv_capacity(self, tokens_per_rank: int) -> None:
         if tokens_per_rank < self.max_model_len:
@@ -147,29 +149,50 @@ def check_kv_dtype_on_device(name: str, device: torch.device) -> None:
         _check_float8_on_device(f"cache.dtype={name}", device)
 
 
+def _float8_on_device(device: torch.device) -> bool:
+    """Whether Triton's float8 e4m3 kernels run here: a CUDA GPU of compute capability 8.9 (Ada, Hopper) or later."""
+    return device.type == "cuda" and torch.cuda.get_device_capability(device) >= (8, 9)
+
+
 def _check_float8_on_device(setting: str, device: torch.device) -> None:
-    if device.type != "cuda":
+    if device.type != "cuda" or _float8_on_device(device):
         return
     major, minor = torch.cuda.get_device_capability(device)
-    if (major, minor) < (8, 9):
-        raise ConfigError(f"{setting}: {torch.cuda.get_device_name(device)} (compute capability "
-                          f"{major}.{minor}) has no float8 e4m3 in Triton's kernels, which needs 8.9 (Ada, Hopper) "
-                          f"or later; use {setting.split('=')[0]}=auto")
+    raise ConfigError(f"{setting}: {torch.cuda.get_device_name(device)} (compute capability "
+                      f"{major}.{minor}) has no float8 e4m3 in Triton's kernels, which needs 8.9 (Ada, Hopper) "
+                      f"or later; use {setting.split('=')[0]}=auto")
 
 
-def resolve_fp8_expert_block(name: str, hf_config: Any, device: torch.device) -> Optional[tuple[int, int]]:
+EXPERT_DTYPES = ("auto", "fp8", "model")
+
+
+def resolve_fp8_expert_block(name: str, hf_config: Any, device: torch.device, mlp_ranks: int = 1,
+                             moe: str = "ep") -> Optional[tuple[int, int]]:
     """model.expert_dtype to the float8 experts' largest block (a float8 checkpoint's own, else 128 x 128), or None
-    for experts in the model's dtype; a ConfigError for another name, a model without routed experts, or a GPU
-    without float8."""
-    if name == "auto":
+    for experts in the model's dtype. fp8: float8 or a ConfigError (another name, a model without routed experts, a
+    GPU without float8). model: None. auto: a block-float8 checkpoint's experts stay float8 where float8 can run
+    them (a CUDA GPU of compute capability 8.9+, every rank's share of an expert whole float8 blocks of 16+ rows
+    under this layout: `mlp_ranks` ranks split it by `moe`), as vLLM and SGLang run such releases; else None."""
+    if name not in EXPERT_DTYPES:
+        raise ConfigError(f"model.expert_dtype={name!r} must be one of {', '.join(EXPERT_DTYPES)}")
+    if name == "model":
         return None
-    if name != "fp8":
-        raise ConfigError(f"model.expert_dtype={name!r} must be auto or fp8")
-    if not has_routed_experts(hf_config):
-        raise ConfigError(f"model.expert_dtype=fp8 keeps routed experts in float8, and this model "
-                          f"({type(hf_config).__name__}) has none; use model.expert_dtype=auto")
-    _check_float8_on_device("model.expert_dtype=fp8", device)
-    return block_fp8_scheme(hf_config) or DEFAULT_FP8_BLOCK
+    if name == "fp8":
+        if not has_routed_experts(hf_config):
+            raise ConfigError(f"model.expert_dtype=fp8 keeps routed experts in float8, and this model "
+                              f"({type(hf_config).__name__}) has none; use model.expert_dtype=auto")
+        _check_float8_on_device("model.expert_dtype=fp8", device)
+        return block_fp8_scheme(hf_config) or DEFAULT_FP8_BLOCK
+    block = block_fp8_scheme(hf_config)
+    if block is None or not has_routed_experts(hf_config) or not _float8_on_device(device):
+        return None
+    width = expert_width(hf_config)[1] // (mlp_ranks if moe == "tp" else 1)
+    try:
+        fp8_resident_block(block, width, moe)
+    except ConfigError as e:
+        log.info("model.expert_dtype=auto: routed experts dequantized to the model's dtype (%s)", e)
+        return None
+    return block
 
 
 def _check_scheduler(cfg: Any) -> None:

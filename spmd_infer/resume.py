@@ -81,8 +81,8 @@ def fingerprint(cfg: Any, plan: Any, data_format: str) -> dict[str, Any]:
     fp["model weights (name: bytes)"] = {p.name: p.stat().st_size for p in sorted(model.glob("*.safetensors"))}
     fp["model.tokenizer"] = cfg.model.tokenizer
     fp["model.dtype"] = str(plan.dtype).replace("torch.", "")
-    if cfg.model.expert_dtype != "auto":  # (absent when auto: manifests written before the setting still match)
-        fp["model.expert_dtype"] = cfg.model.expert_dtype
+    if plan.fp8_expert_block is not None:  # (absent otherwise: manifests written before the setting still match)
+        fp["model.expert_dtype"] = "fp8"  # as resolved: auto keeps a float8 checkpoint's experts float8 on a GPU
     fp["model.max_model_len"] = plan.max_model_len
     sampling = OmegaConf.to_container(cfg.sampling, resolve=True) if OmegaConf.is_config(cfg.sampling) \
         else dict(cfg.sampling)

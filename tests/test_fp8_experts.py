@@ -97,10 +97,58 @@ def test_the_setting_is_checked():
     dense, moe = AutoConfig.for_model("llama"), AutoConfig.for_model("qwen3_moe")
     cpu = torch.device("cpu")
     assert resolve_fp8_expert_block("auto", moe, cpu) is None
+    assert resolve_fp8_expert_block("model", moe, cpu) is None
     assert resolve_fp8_expert_block("fp8", moe, cpu) == (128, 128)
     moe.quantization_config = {"quant_method": "fp8", "fmt": "e4m3", "weight_block_size": [64, 128]}
     assert resolve_fp8_expert_block("fp8", moe, cpu) == (64, 128)  # the checkpoint's own blocks
-    with pytest.raises(ConfigError, match="must be auto or fp8"):
+    assert resolve_fp8_expert_block("auto", moe, cpu) is None  # no float8 kernels on the CPU
+    with pytest.raises(ConfigError, match="must be one of auto, fp8, model"):
         resolve_fp8_expert_block("int4", moe, cpu)
     with pytest.raises(ConfigError, match="has none; use model.expert_dtype=auto"):
         resolve_fp8_expert_block("fp8", dense, cpu)
+
+
+def test_auto_keeps_a_float8_checkpoints_experts_float8_where_float8_runs(monkeypatch):
+    """auto: a block-float8 MoE checkpoint's experts stay float8 on a GPU of compute capability 8.9+ when every
+    rank's share is whole blocks of 16+ rows; an older GPU, a bf16 checkpoint, a dense model or a split too fine for
+    float8 blocks dequantizes them instead of failing (model.expert_dtype=fp8 would fail there)."""
+    capability = [(9, 0)]
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability[0])
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "an old GPU")
+    gpu = torch.device("cuda", 0)  # the resolution asks only the capability, patched: no GPU is touched
+    fp8 = {"quant_method": "fp8", "fmt": "e4m3", "weight_block_size": [128, 128]}
+    moe = AutoConfig.for_model("deepseek_v2", n_routed_experts=64, moe_intermediate_size=1408)
+    assert resolve_fp8_expert_block("auto", moe, gpu) is None  # a bf16 checkpoint
+    moe.quantization_config = fp8
+    assert resolve_fp8_expert_block("auto", moe, gpu) == (128, 128)
+    assert resolve_fp8_expert_block("auto", moe, gpu, mlp_ranks=2, moe="tp") == (128, 128)  # 704 a rank: 64-row blocks
+    assert resolve_fp8_expert_block("auto", moe, gpu, mlp_ranks=32, moe="ep") == (128, 128)  # whole experts
+    assert resolve_fp8_expert_block("auto", moe, gpu, mlp_ranks=32, moe="tp") is None  # 44 a rank: no 16-row block
+    assert resolve_fp8_expert_block("model", moe, gpu) is None
+    dense = AutoConfig.for_model("llama")
+    dense.quantization_config = fp8
+    assert resolve_fp8_expert_block("auto", dense, gpu) is None
+    capability[0] = (8, 0)  # an A100: no float8 e4m3 in Triton
+    assert resolve_fp8_expert_block("auto", moe, gpu) is None
+    with pytest.raises(ConfigError, match="an old GPU .compute capability 8.0. has no float8"):
+        resolve_fp8_expert_block("fp8", moe, gpu)
+
+
+def test_resume_fingerprint_records_float8_experts_as_resolved(tmp_path):
+    """A job resumed where auto resolves differently (another GPU) would mix float8-expert outputs with bf16-expert
+    ones: the manifest records float8 experts whatever named them, and nothing for experts in the model's dtype
+    (so manifests written before the setting existed still match)."""
+    from types import SimpleNamespace
+
+    from omegaconf import OmegaConf
+
+    from spmd_infer.resume import fingerprint
+
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "in.jsonl").write_text("{}\n")
+    cfg = OmegaConf.create({"model": {"tokenizer": None}, "sampling": {"temperature": 0.0}})
+    plan = SimpleNamespace(model_dir=tmp_path, dtype=torch.bfloat16, max_model_len=8, input=tmp_path / "in.jsonl",
+                           fp8_expert_block=None)
+    assert "model.expert_dtype" not in fingerprint(cfg, plan, "jsonl")
+    plan.fp8_expert_block = (128, 128)
+    assert fingerprint(cfg, plan, "jsonl")["model.expert_dtype"] == "fp8"

@@ -78,8 +78,10 @@ class Engine:
         times = StartupTimes()
         t0 = time.perf_counter()
         kv_dtype = resolve_kv_dtype(cfg.cache.dtype, dtype)
+        fp8_experts = resolve_fp8_expert_block(cfg.model.expert_dtype, hf_config, device, dims.mlp_ranks,
+                                               cfg.parallel.moe)
         runner = ModelRunner(hf_config, model_dir, dims, device, dtype, cfg.cache.block_size, cfg.parallel.moe,
-                             kv_dtype, resolve_fp8_expert_block(cfg.model.expert_dtype, hf_config, device))
+                             kv_dtype, fp8_experts)
         _sync(device)
         times.load = runner.load_stats.seconds
         times.build = time.perf_counter() - t0 - times.load

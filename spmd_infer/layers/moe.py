@@ -219,7 +219,7 @@ def fp8_resident_block(block: tuple[int, int], intermediate: int, mode: str) -> 
     if min(rows, cols) < 16:
         raise ConfigError(f"model.expert_dtype=fp8 needs each rank's share of an expert's intermediate size to be a "
                           f"multiple of 16 (float8 blocks of 16+ rows); here it is {intermediate} "
-                          f"(parallel.moe={mode}): use parallel.moe=ep, fewer ranks, or model.expert_dtype=auto")
+                          f"(parallel.moe={mode}): use parallel.moe=ep, fewer ranks, or model.expert_dtype=model")
     return rows, cols
 
 

@@ -71,14 +71,20 @@ def check_mlp_layout(hf_config: Any, shards: int, moe: str, dp_attention: bool =
                       f"model's {what} ({n}); {hint}")
 
 
+def expert_width(hf_config: Any) -> tuple[str, int]:
+    """(config key, size) of a routed expert's intermediate width: moe_intermediate_size (DeepSeek, Qwen3-MoE) or
+    intermediate_size (Mixtral)."""
+    name = "moe_intermediate_size" if getattr(hf_config, "moe_intermediate_size", None) else "intermediate_size"
+    return name, getattr(hf_config, name)
+
+
 def mlp_split_sizes(hf_config: Any, moe: str) -> list[tuple[str, int]]:
     """(what, size) of every dimension that the MLP ranks split: experts or their width, shared and dense MLPs."""
     experts = next((n for n in (getattr(hf_config, a, None) for a in ("n_routed_experts", "num_experts",
                                                                        "num_local_experts")) if n), 0)
     if not experts:
         return [("intermediate_size", hf_config.intermediate_size)]
-    width_name = "moe_intermediate_size" if getattr(hf_config, "moe_intermediate_size", None) else "intermediate_size"
-    width = getattr(hf_config, width_name)
+    width_name, width = expert_width(hf_config)
     sizes = [("number of routed experts", experts) if moe == "ep" else (width_name, width)]
     shared = getattr(hf_config, "n_shared_experts", None) or 0
     if shared:

@@ -56,6 +56,11 @@ class ParallelDims:
     def tp_enabled(self) -> bool:
         return self.tp > 1
 
+    @property
+    def mlp_ranks(self) -> int:
+        """Ranks each MLP / MoE layer is split over: the TP group, or every rank with DP attention."""
+        return self.dp * self.tp if self.dp_attention and self.dp > 1 else self.tp
+
     # Coordinates and groups, all derived from the mesh so nothing relies on the default group.
     @property
     def dp_rank(self) -> int:
