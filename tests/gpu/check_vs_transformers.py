@@ -5,7 +5,9 @@ other's top-k logprobs (vLLM's rule for comparing bf16 runs, where exact equalit
 cache.dtype=fp8 among --extra, transformers reads float8-rounded keys and values (DeepSeek: latents) where the
 engine's cache rounds them (tests/support/fp8_rounding.py), so that the rule compares like with like. With
 --block-fp8 the engine loads the model re-saved as DeepSeek-V3's float8 release is (128 x 128 blocks,
-tests/support/block_fp8.py) and transformers runs the same values dequantized.
+tests/support/block_fp8.py) and transformers runs the same values dequantized (the engine keeps the routed experts
+in float8 there, model.expert_dtype=auto on a GPU of compute capability 8.9+; --extra model.expert_dtype=model
+dequantizes them as it loads).
 
 usage (on a GPU machine, in the repo root):
   python tests/gpu/check_vs_transformers.py --model tiny --layouts 1x1 2x2 --out /tmp/check
