@@ -328,6 +328,8 @@ FP8_ACT_BLOCK_K = 128
 # prefill (1783 against 3302 us); fp16 activations (weights widened by one cvt a pair) 0.95-1.1x of "model". Outputs
 # differ from bf16 experts by float8's rounding of x and h (2^-4 of a value). SPMD_MOE_FP8_ACT=model | fp16 | fp8.
 DEFAULT_ACTIVATIONS = os.environ.get("SPMD_MOE_FP8_ACT", "fp8")
+if DEFAULT_ACTIVATIONS not in ACTIVATIONS:
+    raise ValueError(f"SPMD_MOE_FP8_ACT={DEFAULT_ACTIVATIONS!r}: set it to one of {', '.join(ACTIVATIONS)} (or unset)")
 
 
 def config_kind(num_slots: int, num_local: int, fp8: bool = False, num_experts: int | None = None) -> str:
@@ -418,8 +420,7 @@ def fused_moe(
         w13_scale = w2_scale = w13  # not read
         activations = "model"
     if activations not in ACTIVATIONS:
-        raise ValueError(f"fused_moe activations={activations!r} (SPMD_MOE_FP8_ACT?): choose one of "
-                         f"{', '.join(ACTIVATIONS)}")
+        raise ValueError(f"fused_moe activations={activations!r}: choose one of {', '.join(ACTIVATIONS)}")
     act, act_dtype, peak = ACTIVATIONS[activations]
     bn_up = sk if act else bn  # scaled h: one program writes a whole scale group of its columns
     if act == 1 and x.is_cuda:
