@@ -48,6 +48,7 @@ def _moe_gate_up_kernel(
     ACT: tl.constexpr,  # SCALED with x in float8 (1) or fp16 (2), a scale per token per SCALE_K columns (x / scale
     # peaks at ACT_PEAK); h written the same way, so BLOCK_N == SCALE_K. 0: activations in the model's dtype
     ACT_PEAK: tl.constexpr,
+    SWAP: tl.constexpr,  # the products computed transposed, weights x rows (see _scaled_step)
     PDL: tl.constexpr,
 ):
     """h[slot, n] = silu(x[tok] · w13[e, n]) * (x[tok] · w13[e, INTER + n]) for one block of one expert."""
@@ -72,8 +73,8 @@ def _moe_gate_up_kernel(
     # The block rows of this tile's gate and up features (INTER is a multiple of SCALE_N when SCALED).
     sg_ptr = s13_ptr + expert.to(tl.int64) * stride_se + (pid_n * BLOCK_N // SCALE_N) * stride_sn
     su_ptr = sg_ptr + (INTER // SCALE_N) * stride_sn
-    acc_g = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
-    acc_u = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
+    acc_g = _zero_acc(BLOCK_M, BLOCK_N, SWAP)
+    acc_u = _zero_acc(BLOCK_M, BLOCK_N, SWAP)
     for k0 in range(0, HIDDEN, BLOCK_K):
         mask_k = k0 + offs_k < HIDDEN
         a = tl.load(a_ptrs, mask=mask_m[:, None] & mask_k[None, :], other=0.0)
@@ -81,15 +82,17 @@ def _moe_gate_up_kernel(
         wg = tl.load(g_ptrs, mask=wmask, other=0.0)
         wu = tl.load(u_ptrs, mask=wmask, other=0.0)
         if SCALED:
-            a_scale = _row_scales(xs_ptr + tok * stride_xst + k0 // SCALE_K, mask_m, ACT)
-            acc_g = _scaled_step(acc_g, a, wg, a_scale * tl.load(sg_ptr + (k0 // SCALE_K) * stride_sk))
-            acc_u = _scaled_step(acc_u, a, wu, a_scale * tl.load(su_ptr + (k0 // SCALE_K) * stride_sk))
+            a_scale = _row_scales(xs_ptr + tok * stride_xst + k0 // SCALE_K, mask_m, ACT, SWAP)
+            acc_g = _scaled_step(acc_g, a, wg, a_scale * tl.load(sg_ptr + (k0 // SCALE_K) * stride_sk), SWAP)
+            acc_u = _scaled_step(acc_u, a, wu, a_scale * tl.load(su_ptr + (k0 // SCALE_K) * stride_sk), SWAP)
         else:
             acc_g = tl.dot(a, wg, acc_g, input_precision="ieee")
             acc_u = tl.dot(a, wu, acc_u, input_precision="ieee")
         a_ptrs += BLOCK_K
         g_ptrs += BLOCK_K * stride_wk
         u_ptrs += BLOCK_K * stride_wk
+    if SWAP:
+        acc_g, acc_u = tl.trans(acc_g), tl.trans(acc_u)
     h = acc_g / (1.0 + tl.exp(-acc_g)) * acc_u
     if ACT != 0:  # this tile is one SCALE_K group of h's columns: a scale per row, as x's
         h, h_scale = _scale_groups(tl.where(mask_n[None, :], h, 0.0), ACT, ACT_PEAK)
@@ -133,6 +136,7 @@ def _moe_down_kernel(
     SCALE_N: tl.constexpr,
     SCALE_K: tl.constexpr,
     ACT: tl.constexpr,
+    SWAP: tl.constexpr,
     PDL: tl.constexpr,
 ):
     """y[slot, n] = weight[slot] * (h[slot] · w2[e, n]) for one block of one expert."""
@@ -154,18 +158,20 @@ def _moe_down_kernel(
     w_ptrs = (w2_ptr + expert.to(tl.int64) * stride_we + offs_n[None, :] * stride_wn
               + offs_k[:, None] * stride_wk)  # [BLOCK_K, BLOCK_N]
     s_ptr = s2_ptr + expert.to(tl.int64) * stride_se + (pid_n * BLOCK_N // SCALE_N) * stride_sn
-    acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
+    acc = _zero_acc(BLOCK_M, BLOCK_N, SWAP)
     for k0 in range(0, INTER, BLOCK_K):
         mask_k = k0 + offs_k < INTER
         a = tl.load(a_ptrs, mask=mask_m[:, None] & mask_k[None, :], other=0.0)
         w = tl.load(w_ptrs, mask=mask_k[:, None] & mask_n[None, :], other=0.0)
         if SCALED:
-            a_scale = _row_scales(hs_ptr + slots64 * stride_hst + k0 // SCALE_K, mask_m, ACT)
-            acc = _scaled_step(acc, a, w, a_scale * tl.load(s_ptr + (k0 // SCALE_K) * stride_sk))
+            a_scale = _row_scales(hs_ptr + slots64 * stride_hst + k0 // SCALE_K, mask_m, ACT, SWAP)
+            acc = _scaled_step(acc, a, w, a_scale * tl.load(s_ptr + (k0 // SCALE_K) * stride_sk), SWAP)
         else:
             acc = tl.dot(a, w, acc, input_precision="ieee")
         a_ptrs += BLOCK_K
         w_ptrs += BLOCK_K * stride_wk
+    if SWAP:
+        acc = tl.trans(acc)
     wt = tl.load(weights_ptr + (slots64 // TOP_K) * stride_tw_t + (slots64 % TOP_K) * stride_tw_k,
                  mask=mask_m, other=0.0).to(tl.float32)
     acc = acc * wt[:, None]
@@ -177,20 +183,43 @@ def _moe_down_kernel(
 
 
 @triton.jit
-def _scaled_step(acc, a, w, scale):
+def _zero_acc(BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, SWAP: tl.constexpr):
+    """A tile's fp32 accumulator: [BLOCK_M, BLOCK_N], or transposed with SWAP."""
+    if SWAP:
+        acc = tl.zeros([BLOCK_N, BLOCK_M], dtype=tl.float32)
+    else:
+        acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
+    return acc
+
+
+@triton.jit
+def _scaled_step(acc, a, w, scale, SWAP: tl.constexpr):
     """acc + (a · w) * scale for a float8 weight tile lying in one scale block: the tile widened to the
     activations' dtype (exact: every e4m3 value is a bf16 / fp16 one; a no-op for float8 activations, whose dot is
     a float8 tensor-core one, twice bf16's rate on Hopper) and the scale (the block's, times the activation rows'
     when they are scaled) applied to the fp32 partial product, as DeepGEMM does, so no weight is rounded after
-    scaling. fp16 activations widen the weights by one cvt a pair; to bf16 it takes a second one."""
-    return acc + tl.dot(a, w.to(a.dtype), input_precision="ieee") * scale
+    scaling. fp16 activations widen the weights by one cvt a pair; to bf16 it takes a second one.
+    SWAP: acc and scale transposed, acc + (w^T · a^T) * scale. With float8 activations and fewer than 64 rows a
+    tile, the weight tile as the dot's M side (64+ features) lets sm_90 run it as a wgmma straight from shared
+    memory (both operands K-major, as float8 wgmma needs), where Triton's mma for a 16- or 32-row M widens both
+    operands to fp16 in registers first (ptx_census.py moe: 160 F2FP of the small tile's 393 instructions a trip)."""
+    if SWAP:
+        acc = acc + tl.dot(tl.trans(w).to(a.dtype), tl.trans(a), input_precision="ieee") * scale
+    else:
+        acc = acc + tl.dot(a, w.to(a.dtype), input_precision="ieee") * scale
+    return acc
 
 
 @triton.jit
-def _row_scales(ptr, mask_m, ACT: tl.constexpr):
-    """Scaled activations (ACT != 0): the tile rows' scales for this k-step's columns, [BLOCK_M, 1]; else 1."""
+def _row_scales(ptr, mask_m, ACT: tl.constexpr, SWAP: tl.constexpr):
+    """Scaled activations (ACT != 0): the tile rows' scales for this k-step's columns, [BLOCK_M, 1] ([1, BLOCK_M]
+    with SWAP); else 1."""
     if ACT != 0:
-        scales = tl.load(ptr, mask=mask_m, other=0.0)[:, None]
+        scales = tl.load(ptr, mask=mask_m, other=0.0)
+        if SWAP:
+            scales = scales[None, :]
+        else:
+            scales = scales[:, None]
     else:
         scales = 1.0
     return scales
@@ -328,6 +357,10 @@ FP8_ACT_BLOCK_K = 128
 # prefill (1783 against 3302 us); fp16 activations (weights widened by one cvt a pair) 0.95-1.1x of "model". Outputs
 # differ from bf16 experts by float8's rounding of x and h (2^-4 of a value). SPMD_MOE_FP8_ACT=model | fp16 | fp8.
 DEFAULT_ACTIVATIONS = os.environ.get("SPMD_MOE_FP8_ACT", "fp8")
+# Float8 activations at small / medium tiles (under 64 rows) with each product computed transposed, weights x rows,
+# so that sm_90 runs it as a float8 wgmma (see _scaled_step). Built in session 16 after its device time: off until
+# timed (SPMD_MOE_FP8_SWAP=1 turns it on; tests/gpu/run_moe_swap.sh).
+SWAP_AB = os.environ.get("SPMD_MOE_FP8_SWAP", "0") == "1"
 if DEFAULT_ACTIVATIONS not in ACTIVATIONS:
     raise ValueError(f"SPMD_MOE_FP8_ACT={DEFAULT_ACTIVATIONS!r}: set it to one of {', '.join(ACTIVATIONS)} (or unset)")
 
@@ -428,6 +461,7 @@ def fused_moe(
     # Two [BLOCK_M, 128] fp32 accumulators: at 4 warps 255 registers and a spill (ptx_census.py moe --tile large
     # --weights fp8), at 8 warps 128.
     warps_up = max(warps, 8) if act and bm * bn_up >= 64 * 128 else warps
+    swap = SWAP_AB and act == 1 and bm < 64  # see _scaled_step
     if act:
         x, x_scale = quantize_activations(x, sk, activations)
         h = torch.empty((n, inter), dtype=act_dtype, device=x.device)
@@ -442,7 +476,7 @@ def fused_moe(
         x.stride(0), x_scale.stride(0), w13.stride(0), w13.stride(1), w13.stride(2),
         *_scale_strides(w13_scale, scaled), h.stride(0), h_scale.stride(0),
         HIDDEN=H, INTER=inter, TOP_K=k, BLOCK_M=bm, BLOCK_N=bn_up, BLOCK_K=bk, SCALED=scaled, SCALE_N=sn,
-        SCALE_K=sk, ACT=act, ACT_PEAK=peak, num_warps=warps_up, num_stages=stages,
+        SCALE_K=sk, ACT=act, ACT_PEAK=peak, SWAP=swap, num_warps=warps_up, num_stages=stages,
         **pdl_args(x.device),
     )
     _moe_down_kernel[(num_blocks, triton.cdiv(H, bn))](
@@ -450,7 +484,7 @@ def fused_moe(
         h.stride(0), h_scale.stride(0), w2.stride(0), w2.stride(1), w2.stride(2), *_scale_strides(w2_scale, scaled),
         y.stride(0), topk_weights.stride(0), topk_weights.stride(1),
         HIDDEN=H, INTER=inter, TOP_K=k, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, SCALED=scaled, SCALE_N=sn, SCALE_K=sk,
-        ACT=act, num_warps=warps, num_stages=stages,
+        ACT=act, SWAP=swap, num_warps=warps, num_stages=stages,
         **pdl_args(h.device),
     )
     out = torch.empty((T, H), dtype=y.dtype, device=y.device)

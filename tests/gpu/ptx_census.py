@@ -27,7 +27,7 @@ usage: python tests/gpu/ptx_census.py decode [--cache fp8|bf16] [--stages 3] [--
        python tests/gpu/ptx_census.py prefill [--cache fp8|bf16] [--stages 3] [--warps 4] [--block 64] [--group 4]
        python tests/gpu/ptx_census.py skinny [--block 64] [--block-k 128] [--stages 4] [--warps 4] [--rope]
        python tests/gpu/ptx_census.py moe [--tile small|medium|large] [--part gate_up|down] [--weights fp8]
-                                          [--act model|fp16|fp8]
+                                          [--act model|fp16|fp8] [--swap 1]
        any of them with --sass FILE
 """
 
@@ -223,7 +223,8 @@ def moe(args):
         block_n = 128  # one program writes a whole scale group of h (as fused_moe launches)
         warps = max(warps, 8) if block_m * block_n >= 64 * 128 else warps
     consts = dict(HIDDEN=2048, INTER=1408, TOP_K=6, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k, PDL=True,
-                  stride_wk=1, SCALED=fp8, SCALE_N=128 if fp8 else 1, SCALE_K=128 if fp8 else 1, ACT=code)
+                  stride_wk=1, SCALED=fp8, SCALE_N=128 if fp8 else 1, SCALE_K=128 if fp8 else 1, ACT=code,
+                  SWAP=bool(args.swap) and code == 1 and block_m < 64)
     if args.part == "gate_up":
         consts["ACT_PEAK"] = peak
     weight, scale = ("*fp8e4nv", "*fp32") if fp8 else ("*bf16", "*bf16")
@@ -260,6 +261,8 @@ def main() -> None:
     ap.add_argument("--weights", choices=("bf16", "fp8"), default="bf16", help="moe: the experts' dtype")
     ap.add_argument("--act", choices=("model", "fp8", "fp16"), help="moe --weights fp8: the activations' dtype "
                     "(fused_moe's activations; default: fused_moe.DEFAULT_ACTIVATIONS)")
+    ap.add_argument("--swap", type=int, default=0, help="moe with float8 activations below 64 rows: 1 computes the "
+                    "products transposed, weights x rows (fused_moe.SWAP_AB)")
     ap.add_argument("--sass", type=Path, help="write the sm_90a SASS here and report its HMMA dependence")
     args = ap.parse_args()
     sys.path.insert(0, str(_REPO))

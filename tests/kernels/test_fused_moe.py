@@ -143,6 +143,23 @@ def test_fused_moe_float8_block_scaled(T, E, first, num_experts, k, H, inter, bl
         assert (ref.float() - plain.float()).abs().max() <= bound * plain.float().abs().max()
 
 
+@pytest.mark.parametrize("T,E,first,num_experts,k,H,inter,block", SCALED_CASES)
+def test_fused_moe_float8_products_transposed(T, E, first, num_experts, k, H, inter, block, dtype, device,
+                                              monkeypatch):
+    """SPMD_MOE_FP8_SWAP (SWAP_AB): with float8 activations under 64 rows a tile, both kernels compute each product
+    transposed (weights x rows, for sm_90's float8 wgmma) and give the reference's result as the plain ones do."""
+    fm = importlib.import_module("spmd_kernels.fused_moe")
+    monkeypatch.setattr(fm, "SWAP_AB", True)
+    x, w13, w2, weights, ids = _inputs(T, E, k, H, inter, dtype, device, first, num_experts)
+    q13, q2, scales = _float8_experts(w13.float() * 3, w2, block)
+    out = fused_moe(x, q13, q2, weights, ids, first_expert=first, activations="fp8", **scales)
+    ref = fused_moe_ref(x, q13, q2, weights, ids, first_expert=first, activations="fp8", **scales)
+    assert out.shape == (T, H) and out.dtype == dtype
+    if T:
+        torch.testing.assert_close(out.float(), ref.float(), rtol=0,
+                                   atol=_scaled_activation_tolerance("fp8", ref))
+
+
 def _scaled_activation_tolerance(activations, ref):
     """Absolute tolerance of the kernel against its reference, a share of the largest output (0: the dtype's usual
     one). An h value whose fp32 sum lands within the kernel's and torch's accumulation-order difference of a
