@@ -1,0 +1,43 @@
+"""Activations scaled per token per group of features (scaled_activations): the Triton kernel against its torch
+reference bit for bit, and the float8 rounding it uses against torch's cast."""
+
+import pytest
+import torch
+import triton
+import triton.language as tl
+
+from spmd_kernels.scaled_activations import _round_to_e4m3, quantize_activations, quantize_activations_ref
+
+
+@triton.jit
+def _round_to_e4m3_kernel(x_ptr, y_ptr, n, BLOCK: tl.constexpr):
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    tl.store(y_ptr + offs, _round_to_e4m3(tl.load(x_ptr + offs, mask=offs < n)), mask=offs < n)
+
+
+def test_round_to_e4m3_is_torchs_float8_cast(device):
+    """The float8 activations' rounding (_round_to_e4m3): every value, normal or subnormal, and every
+    midpoint between neighbours (ties) rounds as torch's float8 e4m3 cast does (to nearest, ties to even)."""
+    grid = torch.arange(127, dtype=torch.uint8).view(torch.float8_e4m3fn).float()  # 0 .. 448, all finite ones
+    midpoints = (grid[1:] + grid[:-1]) / 2
+    values = torch.cat([grid, midpoints, torch.linspace(0, 448, 20001), torch.linspace(0, 0.05, 4001),
+                        torch.randn(4096).abs() * 30])
+    values = torch.cat([values, -values])
+    values = values[values.abs() <= 448].to(device)
+    out = torch.empty_like(values)
+    _round_to_e4m3_kernel[(triton.cdiv(values.numel(), 1024),)](values, out, values.numel(), BLOCK=1024)
+    assert torch.equal(out.cpu(), values.cpu().to(torch.float8_e4m3fn).float())
+
+
+@pytest.mark.parametrize("kind", ["fp8", "fp16"])
+@pytest.mark.parametrize("T,H,group", [(1, 64, 32), (7, 100, 32), (13, 96, 64), (0, 64, 32)])
+def test_quantize_activations_equals_reference(kind, T, H, group, device):
+    """x scaled a row per group of columns to its kind's peak: values and scales bit for bit as torch makes them,
+    rows of zeros (scale 1), a partial last group, magnitudes over 2^30 apart."""
+    x = torch.randn(T, H, device=device) * torch.logspace(-15, 15, H, base=2.0, device=device)
+    if T > 2:
+        x[2] = 0.0
+    q, scale = quantize_activations(x, group, kind)
+    q_ref, scale_ref = quantize_activations_ref(x, group, kind)
+    assert q.dtype == q_ref.dtype and scale.shape == scale_ref.shape == (T, -(-H // group))
+    assert torch.equal(scale, scale_ref) and torch.equal(q.float(), q_ref.float())
