@@ -213,18 +213,20 @@ def test_bench_cli_on_cpu_with_load_and_hf_baseline(tmp_path):
 
 
 def test_bench_dp2_dp_attention_moe_under_torchrun(tmp_path):
-    """DP attention over two ranks with float8 experts (random weights quantized in blocks)."""
+    """DP attention over two ranks with float8 experts, from random weights written as a block-float8 checkpoint
+    (bench.checkpoint_format=fp8: DeepSeek-V3's release format) and read back by the real loader."""
     from support.launch import torchrun
 
     out = tmp_path / "bench.json"
     proc = torchrun(2, ["-m", "spmd_infer.bench", "bench.preset=tiny-moe", "bench.workload=decode", "parallel.dp=2",
                         "parallel.dp_attention=true", "bench.baseline=hf", "model.expert_dtype=fp8",
-                        f"bench.output={out}", *TINY_WORKLOADS],
+                        "bench.load=true", "bench.checkpoint_format=fp8", f"bench.output={out}", *TINY_WORKLOADS],
                     cwd=tmp_path, timeout=240)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     r = json.loads(out.read_text())
     assert r["layout"] == {"dp": 2, "tp": 1, "dp_attention": True, "moe": "ep", "world_size": 2}
     assert r["model"]["expert_dtype"] == "fp8" and r["kv_cache"]["dtype"] == "auto"
+    assert r["model"]["fp8_experts"] and r["model"]["checkpoint_format"] == "fp8" and r["startup"]["load_s"] > 0
     assert "one GPU" in r["baseline_skipped"] and r["model"]["cost"]["moe_layers"] == 2
     for c in r["cases"]:
         assert c["decode"]["mbu"] > 0 and c["exchange_share"] > 0 and c["decode"]["steps"] == 4
@@ -235,6 +237,8 @@ def test_bench_dp2_dp_attention_moe_under_torchrun(tmp_path):
     ("hf_orders", ["given", "shuffled"], r"bench\.hf_orders=\['given', 'shuffled'\] must list one or more of "
                                          r"output_length, given"),
     ("hf_orders", [], r"bench\.hf_orders=\[\] must list"),
+    ("checkpoint_format", "int4", r"bench\.checkpoint_format='int4' must be model or fp8"),
+    ("checkpoint_format", "fp8", r"set bench\.load=true"),
 ])
 def test_bench_refuses_bad_settings_before_starting_anything(field, value, message):
     from omegaconf import OmegaConf

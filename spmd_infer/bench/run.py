@@ -57,6 +57,11 @@ def run_bench(cfg: Any) -> Optional[dict]:
         raise ConfigError(f"bench.hf_orders={list(b.hf_orders)} must list one or more of {', '.join(HF_ORDERS)}")
     if b.repeats < 1:
         raise ConfigError(f"bench.repeats={b.repeats} must be at least 1")
+    if b.checkpoint_format not in ("model", "fp8"):
+        raise ConfigError(f"bench.checkpoint_format={b.checkpoint_format!r} must be model or fp8")
+    if b.checkpoint_format == "fp8" and not (b.load and not cfg.model.path):
+        raise ConfigError("bench.checkpoint_format=fp8 says how bench.load=true writes the random weights: set "
+                          "bench.load=true (and no model.path, whose checkpoint is read as it is)")
     device = resolve_device(cfg.runtime.device)
     dtype = resolve_dtype(cfg.model.dtype, device)
     cases = build_cases(b)
@@ -78,7 +83,8 @@ def run_bench(cfg: Any) -> Optional[dict]:
     checkpoint = None
     model_dir = Path(cfg.model.path).expanduser() if (b.load and cfg.model.path) else None
     if b.load and model_dir is None:
-        checkpoint = BenchCheckpoint(hf_config, b.checkpoint_dir, device, dtype, dims.world_group)
+        checkpoint = BenchCheckpoint(hf_config, b.checkpoint_dir, device, dtype, dims.world_group,
+                                     b.checkpoint_format == "fp8")
         model_dir = checkpoint.path
 
     engine = Engine.start(hf_config, model_dir, dims, device, dtype, max_model_len, cfg)
@@ -116,6 +122,7 @@ def run_bench(cfg: Any) -> Optional[dict]:
         profiled = {"case": case.name,
                     "decode": profile_case(partial(run_case, engine, case, sampling, b.seed), device, b.profile_top)}
     num_blocks = engine.num_blocks
+    engine_fp8_experts = engine.runner.sharding.fp8_expert_block is not None  # as model.expert_dtype resolved
     del engine
     gc.collect()
     if device.type == "cuda":
@@ -130,7 +137,9 @@ def run_bench(cfg: Any) -> Optional[dict]:
             _run_baseline(hf_config, cases, results, device, dtype, b)
     report = {
         "model": {"name": name, "architecture": hf_config.architectures[0], "dtype": str(dtype).removeprefix("torch."),
-                  "expert_dtype": cfg.model.expert_dtype, "random_weights": not (b.load and cfg.model.path),
+                  "expert_dtype": cfg.model.expert_dtype, "fp8_experts": engine_fp8_experts,
+                  "checkpoint_format": b.checkpoint_format if b.load and not cfg.model.path else None,
+                  "random_weights": not (b.load and cfg.model.path),
                   "cost": cost.to_json()},
         "layout": {"dp": dims.dp, "tp": dims.tp, "dp_attention": dims.dp_attention, "moe": cfg.parallel.moe,
                    "world_size": dist.get_world_size()},
