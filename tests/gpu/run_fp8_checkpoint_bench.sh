@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One 1-GPU device call (~3 min), for session 17: the benchmark on random weights written as a block-float8
+# One 1-GPU device call (~3-5 min: the write alone is 31 GB in bf16, then its 16 GB float8 rewrite), for session 17: the benchmark on random weights written as a block-float8
 # checkpoint (bench.checkpoint_format=fp8, DeepSeek-V3's release format, new in session 16) and read back by the real
 # loader, with model.expert_dtype=auto (new in session 16: a float8 checkpoint's experts stay float8 on a GPU that
 # runs float8): startup (load_s: the float8 bytes kept as stored, the rest dequantized as read) and decode bs256 /
@@ -10,7 +10,7 @@ set -uo pipefail
 source tests/gpu/device_env.sh
 nvidia-smi --query-gpu=name --format=csv,noheader | head -1
 for preset in deepseek-v2-lite; do
-  part "$preset" 150 python3 -m spmd_infer.bench bench.preset=$preset bench.workload=decode 'bench.batch_sizes=[256,64]' \
+  part "$preset" 300 python3 -m spmd_infer.bench bench.preset=$preset bench.workload=decode 'bench.batch_sizes=[256,64]' \
     bench.context=1024 bench.load=true bench.checkpoint_format=fp8 bench.checkpoint_dir=/tmp/ckpt_$preset \
     bench.output=$OUT/$preset.json
   echo "--- $preset from a block-float8 checkpoint"; grep -E "^decode bs|startup|Error" "$OUT/$preset.txt" | cut -c1-120
