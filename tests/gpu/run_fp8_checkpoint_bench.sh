@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# One 1-GPU device call (~3-5 min: the write alone is 31 GB in bf16, then its 16 GB float8 rewrite), for session 17: the benchmark on random weights written as a block-float8
-# checkpoint (bench.checkpoint_format=fp8, DeepSeek-V3's release format, new in session 16) and read back by the real
+# One 1-GPU device call (~3-5 min: 31 GB written in bf16, then rewritten in float8), for session 17: the benchmark on
+# random weights written as a block-float8 checkpoint (bench.checkpoint_format=fp8, DeepSeek-V3's release format, new in session 16) and read back by the real
 # loader, with model.expert_dtype=auto (new in session 16: a float8 checkpoint's experts stay float8 on a GPU that
 # runs float8): startup (load_s: the float8 bytes kept as stored, the rest dequantized as read) and decode bs256 /
 # bs64 @1k for DeepSeek-V2-Lite; the JSON's model.fp8_experts must be true. (Session 16, random weights quantized at
