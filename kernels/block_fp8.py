@@ -25,18 +25,16 @@ def dequantize_blocks(w: torch.Tensor, scale: torch.Tensor, block: tuple[int, in
     return w.float() * expand_scales(scale.to(w.device), tuple(w.shape[-2:]), block, row0, col0)
 
 
-def quantize_blocks(w: torch.Tensor, block: tuple[int, int], dtype: torch.dtype = torch.float8_e4m3fn,
-                    peak: float = E4M3_MAX) -> tuple[torch.Tensor, torch.Tensor]:
-    """(weights in `dtype`, float32 scales [..., ceil(N / block[0]), ceil(K / block[1])]) for weights [..., N, K]:
-    a block's scale is its largest magnitude over `peak` (float8: 448, as DeepSeek-V3's checkpoints are made, so
-    every block uses the whole float8 range; all-zero blocks: scale 1). Activations scaled into fp16 (fused_moe)
-    take the same with their own dtype and peak."""
+def quantize_blocks(w: torch.Tensor, block: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(weights in float8 e4m3, float32 scales [..., ceil(N / block[0]), ceil(K / block[1])]) for weights
+    [..., N, K]: a block's scale is its largest magnitude over 448, as DeepSeek-V3's checkpoints are made, so every
+    block uses the whole float8 range (all-zero blocks: scale 1)."""
     n, k = w.shape[-2:]
     rows, cols = -(-n // block[0]), -(-k // block[1])
     padded = F.pad(w.float(), (0, cols * block[1] - k, 0, rows * block[0] - n))
     amax = padded.unflatten(-1, (cols, block[1])).unflatten(-3, (rows, block[0])).abs().amax(dim=(-3, -1))
     # A tensor divisor: torch on CUDA divides by a Python scalar as a multiply by its reciprocal, which differs from
     # IEEE division (the kernels' div_rn) in the last bit for 448.
-    scale = torch.where(amax > 0, amax / torch.full_like(amax, peak), torch.ones_like(amax))
-    q = (w.float() / expand_scales(scale, (n, k), block)).clamp(-peak, peak).to(dtype)
+    scale = torch.where(amax > 0, amax / torch.full_like(amax, E4M3_MAX), torch.ones_like(amax))
+    q = (w.float() / expand_scales(scale, (n, k), block)).clamp(-E4M3_MAX, E4M3_MAX).to(torch.float8_e4m3fn)
     return q, scale

@@ -13,7 +13,7 @@ import triton.language as tl
 from .block_fp8 import dequantize_blocks
 from .moe_align import moe_align_block_size
 from .pdl import pdl_args, pdl_enter
-from .scaled_activations import ACTIVATIONS, _scale_groups, quantize_activations, quantize_activations_ref
+from .scaled_activations import _scale_groups, quantize_activations, quantize_activations_ref
 
 
 @triton.jit(do_not_specialize=["num_slots"])  # T * top_k changes every step
@@ -46,9 +46,8 @@ def _moe_gate_up_kernel(
     SCALED: tl.constexpr,  # float8 weights, each SCALE_N x SCALE_K block times its scale
     SCALE_N: tl.constexpr,  # a multiple of BLOCK_N (a tile's features share one block row)
     SCALE_K: tl.constexpr,  # a multiple of BLOCK_K (a k-step lies in one block column)
-    ACT: tl.constexpr,  # SCALED with x in float8 (1) or fp16 (2), a scale per token per SCALE_K columns (x / scale
-    # peaks at ACT_PEAK); h written the same way, so BLOCK_N == SCALE_K. 0: activations in the model's dtype
-    ACT_PEAK: tl.constexpr,
+    ACT: tl.constexpr,  # SCALED with x in float8, a scale per token per SCALE_K columns; h written the same way, so
+    # BLOCK_N == SCALE_K. False: activations in the model's dtype
     SWAP: tl.constexpr,  # the products computed transposed, weights x rows (see _scaled_step)
     PDL: tl.constexpr,
 ):
@@ -95,8 +94,8 @@ def _moe_gate_up_kernel(
     if SWAP:
         acc_g, acc_u = tl.trans(acc_g), tl.trans(acc_u)
     h = acc_g / (1.0 + tl.exp(-acc_g)) * acc_u
-    if ACT != 0:  # this tile is one SCALE_K group of h's columns: a scale per row, as x's
-        h, h_scale = _scale_groups(tl.where(mask_n[None, :], h, 0.0), ACT, ACT_PEAK)
+    if ACT:  # this tile is one SCALE_K group of h's columns: a scale per row, as x's
+        h, h_scale = _scale_groups(tl.where(mask_n[None, :], h, 0.0))
         tl.store(hs_ptr + slots.to(tl.int64) * stride_hst + pid_n, h_scale, mask=mask_m)
     tl.store(
         h_ptr + slots[:, None].to(tl.int64) * stride_ht + offs_n[None, :],
@@ -199,7 +198,7 @@ def _scaled_step(acc, a, w, scale, SWAP: tl.constexpr):
     activations' dtype (exact: every e4m3 value is a bf16 / fp16 one; a no-op for float8 activations, whose dot is
     a float8 tensor-core one, twice bf16's rate on Hopper) and the scale (the block's, times the activation rows'
     when they are scaled) applied to the fp32 partial product, as DeepGEMM does, so no weight is rounded after
-    scaling. fp16 activations widen the weights by one cvt a pair; to bf16 it takes a second one.
+    scaling.
     SWAP: acc and scale transposed, acc + (w^T · a^T) * scale. With float8 activations and fewer than 64 rows a
     tile, the weight tile as the dot's M side (64+ features) lets sm_90 run it as a wgmma straight from shared
     memory (both operands K-major, as float8 wgmma needs), where Triton's mma for a 16- or 32-row M widens both
@@ -213,9 +212,9 @@ def _scaled_step(acc, a, w, scale, SWAP: tl.constexpr):
 
 @triton.jit
 def _row_scales(ptr, mask_m, ACT: tl.constexpr, SWAP: tl.constexpr):
-    """Scaled activations (ACT != 0): the tile rows' scales for this k-step's columns, [BLOCK_M, 1] ([1, BLOCK_M]
-    with SWAP); else 1."""
-    if ACT != 0:
+    """Float8 activations (ACT): the tile rows' scales for this k-step's columns, [BLOCK_M, 1] ([1, BLOCK_M] with
+    SWAP); else 1."""
+    if ACT:
         scales = tl.load(ptr, mask=mask_m, other=0.0)
         if SWAP:
             scales = scales[None, :]
@@ -266,7 +265,7 @@ CUDA_CONFIGS = {
 
 # Float8 experts (model.expert_dtype=fp8), with float8 activations (the default, below) at every batch size: the
 # gate / up step spans a whole 128-feature scale group of x (FP8_ACT_BLOCK_K) and writes one of h (BLOCK_N 128).
-# tune_fused_moe.py --fp8 --activations model,fp16,fp8 on an H200 (session 16, run_fp8_decode_act.sh): small
+# tune_fused_moe.py --fp8 --activations model,fp8 on an H200 (session 16, run_fp8_decode_act.sh): small
 # (16, 64, 64, 4, 3) at 6 rows an expert (DeepSeek-V2-Lite bs64: 174 us), medium (32, 64, 64, 4, 3) at 24-25
 # (bs256: 209 us; ep4 bs64x4 78), large (64, 128, 64, 4, 4) from 64 up (0.91-0.95x of (64, 64, 64, 4, 3): ep4 bs1024x4
 # 268 against 290 us, Qwen3-30B-A3B ep4 bs256x4 106 against 111, a 4 x 2048 prefill 483 against 518, one GPU's
@@ -284,8 +283,10 @@ FP8_ACT_BLOCK_K = 128
 # token per 128 features into float8, so both GEMMs run float8 dots, as DeepSeek-V3 was trained and as vLLM / SGLang
 # serve block-float8 models. H200, the kernel alone (session 16), against widening the weights to bf16 ("model"):
 # 0.58-0.70x the time at every shape, decode (DeepSeek-V2-Lite bs64 174 against 266 us, bs256 209 against 299) and
-# prefill (1783 against 3302 us); fp16 activations (weights widened by one cvt a pair) 0.95-1.1x of "model". Outputs
-# differ from bf16 experts by float8's rounding of x and h (2^-4 of a value). SPMD_MOE_FP8_ACT=model | fp16 | fp8.
+# prefill (1783 against 3302 us). Outputs differ from bf16 experts by float8's rounding of x and h (2^-4 of a value).
+# SPMD_MOE_FP8_ACT=model | fp8. (fp16 activations, scaled the same way, timed 0.95-1.1x of "model" and were
+# removed.)
+ACTIVATIONS = ("model", "fp8")
 DEFAULT_ACTIVATIONS = os.environ.get("SPMD_MOE_FP8_ACT", "fp8")
 # Float8 activations at small / medium tiles (under 64 rows) with each product computed transposed, weights x rows,
 # so that sm_90 runs it as a float8 wgmma (see _scaled_step). Built in session 16 after its device time: off until
@@ -347,9 +348,8 @@ def fused_moe(
     columns)] (float32), DeepSeek-V3's layout; I must be a multiple of rows (gate and up in separate blocks) and
     both sides powers of two of at least 16. ``activations`` (float8 experts only): "model" keeps x and h in
     x.dtype and widens the weights to it; "fp8" rounds x and h to float8 with a scale per token per ``columns``
-    features, as DeepSeek-V3 was trained (and as vLLM / SGLang run it), so both GEMMs run float8 tensor-core dots;
-    "fp16" scales them the same way into fp16 (no precision lost against bf16) for fp16 dots, the weights widened
-    by one conversion a pair. Scaled ones need rows a multiple of columns. None: DEFAULT_ACTIVATIONS ("fp8").
+    features, as DeepSeek-V3 was trained (and as vLLM / SGLang run it), so both GEMMs run float8 tensor-core dots
+    (rows must be a multiple of columns, else "model"). None: DEFAULT_ACTIVATIONS ("fp8").
     ``num_experts`` (all ranks' experts; default E_local) sizes float8 experts' tiles by the rows a local expert
     expects (config_kind).
     """
@@ -384,17 +384,17 @@ def fused_moe(
         activations = "model"
     if activations not in ACTIVATIONS:
         raise ValueError(f"fused_moe activations={activations!r}: choose one of {', '.join(ACTIVATIONS)}")
-    act, act_dtype, peak = ACTIVATIONS[activations]
+    act = activations == "fp8"
     bn_up = sk if act else bn  # scaled h: one program writes a whole scale group of its columns
-    if act == 1 and x.is_cuda:
+    if act and x.is_cuda:
         bk = min(FP8_ACT_BLOCK_K, sk)
     # Two [BLOCK_M, 128] fp32 accumulators: at 4 warps 255 registers and a spill (ptx_census.py moe --tile large
     # --weights fp8), at 8 warps 128.
     warps_up = max(warps, 8) if act and bm * bn_up >= 64 * 128 else warps
-    swap = SWAP_AB and act == 1 and bm < 64  # see _scaled_step
+    swap = SWAP_AB and act and bm < 64  # see _scaled_step
     if act:
-        x, x_scale = quantize_activations(x, sk, activations)
-        h = torch.empty((n, inter), dtype=act_dtype, device=x.device)
+        x, x_scale = quantize_activations(x, sk)
+        h = torch.empty((n, inter), dtype=torch.float8_e4m3fn, device=x.device)
         h_scale = torch.empty((n, triton.cdiv(inter, sk)), dtype=torch.float32, device=x.device)
     else:
         h = torch.empty((n, inter), dtype=x.dtype, device=x.device)
@@ -406,7 +406,7 @@ def fused_moe(
         x.stride(0), x_scale.stride(0), w13.stride(0), w13.stride(1), w13.stride(2),
         *_scale_strides(w13_scale, scaled), h.stride(0), h_scale.stride(0),
         HIDDEN=H, INTER=inter, TOP_K=k, BLOCK_M=bm, BLOCK_N=bn_up, BLOCK_K=bk, SCALED=scaled, SCALE_N=sn,
-        SCALE_K=sk, ACT=act, ACT_PEAK=peak, SWAP=swap, num_warps=warps_up, num_stages=stages,
+        SCALE_K=sk, ACT=act, SWAP=swap, num_warps=warps_up, num_stages=stages,
         **pdl_args(x.device),
     )
     _moe_down_kernel[(num_blocks, triton.cdiv(H, bn))](
@@ -443,12 +443,12 @@ def fused_moe_ref(
     activations: str = "model",
 ) -> torch.Tensor:
     """Plain-PyTorch reference for :func:`fused_moe` (a loop over local experts, fp32 math, x.dtype out; float8
-    experts dequantized by their block scales first; scaled activations ("fp8", "fp16"): x and h rounded as the
-    kernel stores them, a token's scale_block[1] features at a time)."""
+    experts dequantized by their block scales first; float8 activations ("fp8"): x and h rounded as the kernel
+    stores them, a token's scale_block[1] features at a time)."""
     def act(t: torch.Tensor) -> torch.Tensor:
         if activations == "model":
             return t
-        q, scale = quantize_activations_ref(t, scale_block[1], activations)
+        q, scale = quantize_activations_ref(t, scale_block[1])
         return dequantize_blocks(q, scale, (1, scale_block[1]))
 
     if w13_scale is not None:

@@ -1,5 +1,5 @@
-"""Activations scaled per token per group of features into float8 e4m3 or fp16 (the inputs of float8 experts'
-GEMMs, fused_moe's `activations`): one Triton kernel and a torch reference that agree bit for bit."""
+"""Activations scaled per token per group of features into float8 e4m3 (the inputs of float8 experts' GEMMs,
+fused_moe's `activations="fp8"`): one Triton kernel and a torch reference that agree bit for bit."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import triton.language as tl
 from .block_fp8 import E4M3_MAX, quantize_blocks
 from .pdl import pdl_args, pdl_enter
 
+_PEAK = tl.constexpr(E4M3_MAX)  # a group's largest magnitude maps to e4m3's (a kernel reads only constexpr globals)
 
 @triton.jit
 def _round_to_e4m3(v):
@@ -25,21 +26,17 @@ def _round_to_e4m3(v):
 
 
 @triton.jit
-def _scale_groups(v, ACT: tl.constexpr, PEAK: tl.constexpr):
-    """(v / scale, scale) per row of a [rows, group] fp32 tile, scale = the row's largest magnitude / PEAK (1 for a
-    zero row), rounded to e4m3 for float8 (ACT 1). IEEE division, as torch's reference divides."""
+def _scale_groups(v):
+    """(v / scale rounded to e4m3 values, scale) per row of a [rows, group] fp32 tile, scale = the row's largest
+    magnitude / 448 (1 for a zero row). IEEE division, as torch's reference divides."""
     amax = tl.max(tl.abs(v), axis=1)
-    scale = tl.where(amax > 0, tl.math.div_rn(amax, tl.full(amax.shape, PEAK, tl.float32)), 1.0)
-    v = tl.math.div_rn(v, scale[:, None] + tl.zeros_like(v))
-    if ACT == 1:
-        v = _round_to_e4m3(v)
-    return v, scale
+    scale = tl.where(amax > 0, tl.math.div_rn(amax, tl.full(amax.shape, _PEAK, tl.float32)), 1.0)
+    return _round_to_e4m3(tl.math.div_rn(v, scale[:, None] + tl.zeros_like(v))), scale
 
 
 @triton.jit(do_not_specialize=["num_rows"])
 def _quantize_groups_kernel(x_ptr, q_ptr, s_ptr, num_rows, stride_xt, stride_qt, stride_st, COLS: tl.constexpr,
-                            GROUP: tl.constexpr, ROWS: tl.constexpr, ACT: tl.constexpr, PEAK: tl.constexpr,
-                            PDL: tl.constexpr):
+                            GROUP: tl.constexpr, ROWS: tl.constexpr, PDL: tl.constexpr):
     """q[t, cols of group g] = x / s[t, g] for ROWS rows and one GROUP-column group a program (see _scale_groups)."""
     pdl_enter(PDL)
     rows = tl.program_id(0) * ROWS + tl.arange(0, ROWS)
@@ -49,34 +46,25 @@ def _quantize_groups_kernel(x_ptr, q_ptr, s_ptr, num_rows, stride_xt, stride_qt,
     mask = row_ok[:, None] & (cols[None, :] < COLS)
     rows64 = rows.to(tl.int64)
     v = tl.load(x_ptr + rows64[:, None] * stride_xt + cols[None, :], mask=mask, other=0.0).to(tl.float32)
-    q, scale = _scale_groups(v, ACT, PEAK)
+    q, scale = _scale_groups(v)
     tl.store(q_ptr + rows64[:, None] * stride_qt + cols[None, :], q.to(q_ptr.dtype.element_ty), mask=mask)
     tl.store(s_ptr + rows64 * stride_st + g, scale, mask=row_ok)
 
 
-# Scaled activations (fused_moe's `activations`): code for the kernels, the dtype, the peak a group is scaled to.
-# Float8: its largest value. fp16: 1, so products with float8 weights (<= 448) and their sums stay far inside fp16's
-# range even where a dot's result is rounded to fp16 (Triton's CPU interpreter does); values below 2^-14 of a
-# group's largest turn subnormal, an absolute error of 2^-25 of it at most, far under bf16's rounding of that one.
-ACTIVATIONS = {"model": (0, None, 1.0), "fp8": (1, torch.float8_e4m3fn, E4M3_MAX), "fp16": (2, torch.float16, 1.0)}
-
-
-def quantize_activations(x: torch.Tensor, group: int, kind: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """(x / scale in `kind`'s dtype, scale [T, ceil(H / group)] fp32) for x [T, H]: a scale per row per group of
-    columns, the group's largest magnitude over the kind's peak. Equal to quantize_activations_ref."""
-    code, dtype, peak = ACTIVATIONS[kind]
+def quantize_activations(x: torch.Tensor, group: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x / scale in float8 e4m3, scale [T, ceil(H / group)] fp32) for x [T, H]: a scale per row per group of
+    columns, the group's largest magnitude over 448. Equal to quantize_activations_ref."""
     T, H = x.shape
-    q = torch.empty((T, H), dtype=dtype, device=x.device)
+    q = torch.empty((T, H), dtype=torch.float8_e4m3fn, device=x.device)
     scale = torch.empty((T, triton.cdiv(H, group)), dtype=torch.float32, device=x.device)
     if T:
         rows = 4
         _quantize_groups_kernel[(triton.cdiv(T, rows), scale.shape[1])](
-            x, q, scale, T, x.stride(0), q.stride(0), scale.stride(0), COLS=H, GROUP=group, ROWS=rows, ACT=code,
-            PEAK=peak, **pdl_args(x.device))
+            x, q, scale, T, x.stride(0), q.stride(0), scale.stride(0), COLS=H, GROUP=group, ROWS=rows,
+            **pdl_args(x.device))
     return q, scale
 
 
-def quantize_activations_ref(x: torch.Tensor, group: int, kind: str) -> tuple[torch.Tensor, torch.Tensor]:
+def quantize_activations_ref(x: torch.Tensor, group: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Torch reference for quantize_activations: block_fp8.quantize_blocks with blocks of (1, group)."""
-    _, dtype, peak = ACTIVATIONS[kind]
-    return quantize_blocks(x, (1, group), dtype, peak)
+    return quantize_blocks(x, (1, group))

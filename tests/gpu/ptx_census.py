@@ -27,7 +27,7 @@ usage: python tests/gpu/ptx_census.py decode [--cache fp8|bf16] [--stages 3] [--
        python tests/gpu/ptx_census.py prefill [--cache fp8|bf16] [--stages 3] [--warps 4] [--block 64] [--group 4]
        python tests/gpu/ptx_census.py skinny [--block 64] [--block-k 128] [--stages 4] [--warps 4] [--rope]
        python tests/gpu/ptx_census.py moe [--tile small|medium|large] [--part gate_up|down] [--weights fp8]
-                                          [--act model|fp16|fp8] [--swap 1]
+                                          [--act model|fp8] [--swap 1]
        any of them with --sass FILE
 """
 
@@ -215,20 +215,17 @@ def moe(args):
     if fp8:
         block_m, block_n, block_k, warps, stages = fused_moe.CUDA_CONFIGS_FP8[args.tile]
     # Activations as fused_moe picks them (DEFAULT_ACTIVATIONS for float8 experts), or --act.
-    kind = (args.act or fused_moe.DEFAULT_ACTIVATIONS) if fp8 else "model"
-    code, _, peak = fused_moe.ACTIVATIONS[kind]
-    if code == 1:
+    act8 = fp8 and (args.act or fused_moe.DEFAULT_ACTIVATIONS) == "fp8"
+    if act8:
         block_k = fused_moe.FP8_ACT_BLOCK_K
-    if code and args.part == "gate_up":
+    if act8 and args.part == "gate_up":
         block_n = 128  # one program writes a whole scale group of h (as fused_moe launches)
         warps = max(warps, 8) if block_m * block_n >= 64 * 128 else warps
     consts = dict(HIDDEN=2048, INTER=1408, TOP_K=6, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k, PDL=True,
-                  stride_wk=1, SCALED=fp8, SCALE_N=128 if fp8 else 1, SCALE_K=128 if fp8 else 1, ACT=code,
-                  SWAP=bool(args.swap) and code == 1 and block_m < 64)
-    if args.part == "gate_up":
-        consts["ACT_PEAK"] = peak
+                  stride_wk=1, SCALED=fp8, SCALE_N=128 if fp8 else 1, SCALE_K=128 if fp8 else 1, ACT=act8,
+                  SWAP=bool(args.swap) and act8 and block_m < 64)
     weight, scale = ("*fp8e4nv", "*fp32") if fp8 else ("*bf16", "*bf16")
-    act, act_scale = {0: ("*bf16", "*bf16"), 1: ("*fp8e4nv", "*fp32"), 2: ("*fp16", "*fp32")}[code]
+    act, act_scale = ("*fp8e4nv", "*fp32") if act8 else ("*bf16", "*bf16")
     if args.part == "gate_up":
         pointers = {"x_ptr": act, "w13_ptr": weight, "s13_ptr": scale, "xs_ptr": act_scale, "h_ptr": act,
                     "hs_ptr": act_scale, "sorted_ids_ptr": "*i32", "block_expert_ptr": "*i32"}
@@ -259,7 +256,7 @@ def main() -> None:
                     help="moe: which fused_moe.CUDA_CONFIGS tile")
     ap.add_argument("--part", choices=("gate_up", "down"), default="gate_up", help="moe: which of its GEMMs")
     ap.add_argument("--weights", choices=("bf16", "fp8"), default="bf16", help="moe: the experts' dtype")
-    ap.add_argument("--act", choices=("model", "fp8", "fp16"), help="moe --weights fp8: the activations' dtype "
+    ap.add_argument("--act", choices=("model", "fp8"), help="moe --weights fp8: the activations' dtype "
                     "(fused_moe's activations; default: fused_moe.DEFAULT_ACTIVATIONS)")
     ap.add_argument("--swap", type=int, default=0, help="moe with float8 activations below 64 rows: 1 computes the "
                     "products transposed, weights x rows (fused_moe.SWAP_AB)")

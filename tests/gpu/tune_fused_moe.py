@@ -3,7 +3,7 @@ timed inside CUDA graphs, against the weight-read bound (local experts' bytes / 
 the numbers behind fused_moe.CUDA_CONFIGS. Also times the routing alone (moe_align_block_size, and its torch reference).
 
 usage (on a GPU machine, in the repo root, after `source tests/gpu/device_env.sh`):
-  python tests/gpu/tune_fused_moe.py [--fp8 [--activations model,fp16,fp8]] [--shapes SUBSTRING] [--tiles T;T...]
+  python tests/gpu/tune_fused_moe.py [--fp8 [--activations model,fp8]] [--shapes SUBSTRING] [--tiles T;T...]
 --fp8: float8 experts with a scale per 128 x 128 block (model.expert_dtype=fp8), errors against the bf16 kernel on
 their dequantized values, the weight-read bound at a byte a weight. --activations: sweep each shape once per
 activations kind (fused_moe's `activations`; default: as the engine picks them).
@@ -45,7 +45,7 @@ TILES = [(16, 64, 64, 4, 3), (16, 128, 64, 4, 3), (32, 64, 64, 4, 3), (32, 128, 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--fp8", action="store_true")
-    ap.add_argument("--activations", default="", help="--fp8: comma-separated kinds (model, fp16, fp8) to sweep")
+    ap.add_argument("--activations", default="", help="--fp8: comma-separated kinds (model, fp8) to sweep")
     ap.add_argument("--shapes", default="", help="only the shapes whose name contains this")
     ap.add_argument("--tiles", default="", help="tiles to sweep instead of TILES, e.g. '64,128,64,4,4;128,128,64,8,3'")
     args = ap.parse_args()
