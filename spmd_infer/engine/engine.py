@@ -17,6 +17,7 @@ from typing import Any, Callable, Optional
 import torch
 
 from ..failure import oom_guard
+from ..env_switches import log_switches
 from ..job_plan import resolve_fp8_expert_block, resolve_kv_dtype
 from ..parallel.dims import ConfigError, ParallelDims
 from ..parallel.dp_meta import NUM_FIELDS, DPMetaExchange
@@ -77,6 +78,7 @@ class Engine:
         """
         times = StartupTimes()
         t0 = time.perf_counter()
+        log_switches(log)
         kv_dtype = resolve_kv_dtype(cfg.cache.dtype, dtype)
         fp8_experts = resolve_fp8_expert_block(cfg.model.expert_dtype, hf_config, device, dims.mlp_ranks,
                                                cfg.parallel.moe)
