@@ -82,7 +82,12 @@ def fingerprint(cfg: Any, plan: Any, data_format: str) -> dict[str, Any]:
     fp["model.tokenizer"] = cfg.model.tokenizer
     fp["model.dtype"] = str(plan.dtype).replace("torch.", "")
     if plan.fp8_expert_block is not None:  # (absent otherwise: manifests written before the setting still match)
-        fp["model.expert_dtype"] = "fp8"  # as resolved: auto keeps a float8 checkpoint's experts float8 on a GPU
+        # As resolved (auto keeps a float8 checkpoint's experts float8 on a GPU), with what meets them: float8
+        # activations on CUDA unless SPMD_MOE_FP8_ACT says otherwise; the CPU path computes the dequantized model.
+        from spmd_kernels.fused_moe import DEFAULT_ACTIVATIONS
+
+        fp8_activations = plan.device.type == "cuda" and DEFAULT_ACTIVATIONS == "fp8"
+        fp["model.expert_dtype"] = "fp8" if fp8_activations else "fp8, activations in model.dtype"
     fp["model.max_model_len"] = plan.max_model_len
     sampling = OmegaConf.to_container(cfg.sampling, resolve=True) if OmegaConf.is_config(cfg.sampling) \
         else dict(cfg.sampling)

@@ -4,6 +4,8 @@ shard, the setting checked. The engine on such experts is checked against transf
 
 from __future__ import annotations
 
+import importlib
+
 import pytest
 import torch
 from transformers import AutoConfig
@@ -134,10 +136,11 @@ def test_auto_keeps_a_float8_checkpoints_experts_float8_where_float8_runs(monkey
         resolve_fp8_expert_block("fp8", moe, gpu)
 
 
-def test_resume_fingerprint_records_float8_experts_as_resolved(tmp_path):
+def test_resume_fingerprint_records_float8_experts_as_resolved(tmp_path, monkeypatch):
     """A job resumed where auto resolves differently (another GPU) would mix float8-expert outputs with bf16-expert
-    ones: the manifest records float8 experts whatever named them, and nothing for experts in the model's dtype
-    (so manifests written before the setting existed still match)."""
+    ones: the manifest records float8 experts whatever named them, and the activations that meet them (float8 on
+    CUDA by default), and nothing for experts in the model's dtype (so manifests written before the setting existed
+    still match)."""
     from types import SimpleNamespace
 
     from omegaconf import OmegaConf
@@ -148,7 +151,12 @@ def test_resume_fingerprint_records_float8_experts_as_resolved(tmp_path):
     (tmp_path / "in.jsonl").write_text("{}\n")
     cfg = OmegaConf.create({"model": {"tokenizer": None}, "sampling": {"temperature": 0.0}})
     plan = SimpleNamespace(model_dir=tmp_path, dtype=torch.bfloat16, max_model_len=8, input=tmp_path / "in.jsonl",
-                           fp8_expert_block=None)
+                           fp8_expert_block=None, device=torch.device("cuda", 0))
     assert "model.expert_dtype" not in fingerprint(cfg, plan, "jsonl")
     plan.fp8_expert_block = (128, 128)
-    assert fingerprint(cfg, plan, "jsonl")["model.expert_dtype"] == "fp8"
+    assert fingerprint(cfg, plan, "jsonl")["model.expert_dtype"] == "fp8"  # float8 activations (the default)
+    monkeypatch.setattr(importlib.import_module("spmd_kernels.fused_moe"), "DEFAULT_ACTIVATIONS", "model")
+    assert fingerprint(cfg, plan, "jsonl")["model.expert_dtype"] == "fp8, activations in model.dtype"
+    plan.device = torch.device("cpu")  # the CPU path computes the dequantized model whatever the switch says
+    monkeypatch.undo()
+    assert fingerprint(cfg, plan, "jsonl")["model.expert_dtype"] == "fp8, activations in model.dtype"
