@@ -138,13 +138,18 @@ def test_fused_moe_float8_block_scaled(T, E, first, num_experts, k, H, inter, bl
         assert (ref.float() - plain.float()).abs().max() <= 0.15 * plain.float().abs().max()
 
 
+@pytest.mark.parametrize("block_m", [16, 32])  # the small and medium tiles' rows
 @pytest.mark.parametrize("T,E,first,num_experts,k,H,inter,block", SCALED_CASES)
-def test_fused_moe_float8_products_transposed(T, E, first, num_experts, k, H, inter, block, dtype, device,
+def test_fused_moe_float8_products_transposed(T, E, first, num_experts, k, H, inter, block, block_m, dtype, device,
                                               monkeypatch):
     """SPMD_MOE_FP8_SWAP (SWAP_AB): with float8 activations under 64 rows a tile, both kernels compute each product
     transposed (weights x rows, for sm_90's float8 wgmma) and give the reference's result as the plain ones do."""
     fm = importlib.import_module("spmd_kernels.fused_moe")
     monkeypatch.setattr(fm, "SWAP_AB", True)
+    if device == "cpu":  # the interpreter's launch takes 16-row tiles; the medium tile's 32 as well
+        monkeypatch.setattr(fm, "_launch_config", lambda *args, **kwargs: (block_m, 32, 32, 4, 1))
+    elif block_m != 16:
+        pytest.skip("on CUDA the rows pick the tile")
     x, w13, w2, weights, ids = _inputs(T, E, k, H, inter, dtype, device, first, num_experts)
     q13, q2, scales = _float8_experts(w13.float() * 3, w2, block)
     out = fused_moe(x, q13, q2, weights, ids, first_expert=first, activations="fp8", **scales)
