@@ -88,6 +88,8 @@ def fingerprint(cfg: Any, plan: Any, data_format: str) -> dict[str, Any]:
 
         fp8_activations = plan.device.type == "cuda" and DEFAULT_ACTIVATIONS == "fp8"
         fp["model.expert_dtype"] = "fp8" if fp8_activations else "fp8, activations in model.dtype"
+    if OmegaConf.select(cfg, "cache.dtype", default="auto") == "fp8":  # (absent for the model's dtype, as before)
+        fp["cache.dtype"] = "fp8"  # keys and values rounded to float8: other tokens than a bf16 cache's
     fp["model.max_model_len"] = plan.max_model_len
     sampling = OmegaConf.to_container(cfg.sampling, resolve=True) if OmegaConf.is_config(cfg.sampling) \
         else dict(cfg.sampling)

@@ -54,6 +54,8 @@ def test_rerun_of_complete_output_does_nothing_and_changes_are_refused(job, tmp_
 
     with pytest.raises(ConfigError, match=r"sampling.max_tokens: 6 -> 7.*data.overwrite=true"):
         job(inp, "sampling.max_tokens=7")
+    with pytest.raises(ConfigError, match=r"cache.dtype"):  # a float8 KV cache rounds keys and values
+        job(inp, "cache.dtype=fp8")
     # A changed input file (same path) is refused as well.
     write_prompts(tmp_path / "in.jsonl", prompts[0][:-1])
     with pytest.raises(ConfigError, match="data.input bytes"):
