@@ -227,6 +227,7 @@ def test_bench_dp2_dp_attention_moe_under_torchrun(tmp_path):
     assert r["layout"] == {"dp": 2, "tp": 1, "dp_attention": True, "moe": "ep", "world_size": 2}
     assert r["model"]["expert_dtype"] == "fp8" and r["kv_cache"]["dtype"] == "auto"
     assert r["model"]["fp8_experts"] and r["model"]["checkpoint_format"] == "fp8" and r["startup"]["load_s"] > 0
+    assert "(Qwen3MoeForCausalLM, float32, float8 experts, " in proc.stdout  # the console says what ran
     assert "one GPU" in r["baseline_skipped"] and r["model"]["cost"]["moe_layers"] == 2
     for c in r["cases"]:
         assert c["decode"]["mbu"] > 0 and c["exchange_share"] > 0 and c["decode"]["steps"] == 4

@@ -25,8 +25,10 @@ COLUMNS = [  # (header, width, value from a case's dict)
 
 def console_lines(report: dict) -> list[str]:
     m, lay, ceil, st = report["model"], report["layout"], report["ceilings"], report["startup"]
+    float8 = [what for what, on in (("float8 experts", m.get("fp8_experts")),
+                                    ("float8 KV cache", report.get("kv_cache", {}).get("dtype") == "fp8")) if on]
     lines = [
-        f"model {m['name']} ({m['architecture']}, {m['dtype']}, "
+        f"model {m['name']} ({m['architecture']}, {', '.join([m['dtype'], *float8])}, "
         f"{m['cost']['weight_bytes_per_rank'] / 2**30:.2f} GiB of weights per rank, "
         f"{m['cost']['kv_bytes_per_token']} KV bytes per token per rank); "
         f"layout dp={lay['dp']} tp={lay['tp']}{' dp_attention' if lay['dp_attention'] else ''}",
