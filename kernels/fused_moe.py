@@ -296,6 +296,13 @@ if DEFAULT_ACTIVATIONS not in ACTIVATIONS:
     raise ValueError(f"SPMD_MOE_FP8_ACT={DEFAULT_ACTIVATIONS!r}: set it to one of {', '.join(ACTIVATIONS)} (or unset)")
 
 
+def fp8_activations_fit(scale_block: tuple[int, int]) -> bool:
+    """Whether float8 experts with blocks of (rows, columns) can take float8 activations: h is scaled a group of
+    `columns` features at a time by the program that writes them, which must lie in one block row (else fused_moe
+    runs them with activations in the model's dtype)."""
+    return scale_block[0] % scale_block[1] == 0
+
+
 def config_kind(num_slots: int, num_local: int, fp8: bool = False, num_experts: int | None = None) -> str:
     """Which CUDA_CONFIGS (fp8: CUDA_CONFIGS_FP8) entry a call with num_slots = T * k pairs over num_local experts
     uses. Float8's thresholds are rows a local expert gets under even routing, T * k / num_experts (all ranks'
@@ -372,25 +379,24 @@ def fused_moe(
         return torch.zeros((T, H), dtype=x.dtype, device=x.device)
     y = _unfilled((n, H), x.dtype, x.device)
     bm, bn, bk, warps, stages = _launch_config(n, E, x.element_size(), x.device, scaled, num_experts)
+    activations = DEFAULT_ACTIVATIONS if activations is None else activations
+    if activations not in ACTIVATIONS:
+        raise ValueError(f"fused_moe activations={activations!r}: choose one of {', '.join(ACTIVATIONS)}")
     if scaled:  # a tile inside one scale block (both are powers of two)
         bn, bk = min(bn, sn), min(bk, sk)
-        if activations is None:
-            activations = DEFAULT_ACTIVATIONS
-        if sn % sk:
+        if not fp8_activations_fit(scale_block):
             activations = "model"
     else:
         sn = sk = 1
         w13_scale = w2_scale = w13  # not read
         activations = "model"
-    if activations not in ACTIVATIONS:
-        raise ValueError(f"fused_moe activations={activations!r}: choose one of {', '.join(ACTIVATIONS)}")
     act = activations == "fp8"
     bn_up = sk if act else bn  # scaled h: one program writes a whole scale group of its columns
     if act and x.is_cuda:
         bk = min(FP8_ACT_BLOCK_K, sk)
     # Two [BLOCK_M, 128] fp32 accumulators: at 4 warps 255 registers and a spill (ptx_census.py moe --tile large
     # --weights fp8), at 8 warps 128.
-    warps_up = max(warps, 8) if act and bm * bn_up >= 64 * 128 else warps
+    warps_up = max(warps, 8) if bm * bn_up >= 64 * 128 else warps
     swap = SWAP_AB and act and bm < 64  # see _scaled_step
     if act:
         x, x_scale = quantize_activations(x, sk)

@@ -166,6 +166,12 @@ def _check_float8_on_device(setting: str, device: torch.device) -> None:
 EXPERT_DTYPES = ("auto", "fp8", "model")
 
 
+def resident_expert_block(hf_config: Any, block: tuple[int, int], mlp_ranks: int, moe: str) -> tuple[int, int]:
+    """The float8 block each rank's experts are held in (layers.moe.fp8_resident_block for this layout's share of
+    an expert's width: `mlp_ranks` ranks split it by `moe`); a ConfigError where no block fits."""
+    return fp8_resident_block(block, expert_width(hf_config)[1] // (mlp_ranks if moe == "tp" else 1), moe)
+
+
 def resolve_fp8_expert_block(name: str, hf_config: Any, device: torch.device, mlp_ranks: int = 1,
                              moe: str = "ep") -> Optional[tuple[int, int]]:
     """model.expert_dtype to the float8 experts' largest block (a float8 checkpoint's own, else 128 x 128), or None
@@ -186,9 +192,8 @@ def resolve_fp8_expert_block(name: str, hf_config: Any, device: torch.device, ml
     block = block_fp8_scheme(hf_config)
     if block is None or not has_routed_experts(hf_config) or not _float8_on_device(device):
         return None
-    width = expert_width(hf_config)[1] // (mlp_ranks if moe == "tp" else 1)
     try:
-        fp8_resident_block(block, width, moe)
+        resident_expert_block(hf_config, block, mlp_ranks, moe)
     except ConfigError as e:
         log.info("model.expert_dtype=auto: routed experts dequantized to the model's dtype (%s)", e)
         return None

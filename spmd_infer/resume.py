@@ -83,10 +83,16 @@ def fingerprint(cfg: Any, plan: Any, data_format: str) -> dict[str, Any]:
     fp["model.dtype"] = str(plan.dtype).replace("torch.", "")
     if plan.fp8_expert_block is not None:  # (absent otherwise: manifests written before the setting still match)
         # As resolved (auto keeps a float8 checkpoint's experts float8 on a GPU), with what meets them: float8
-        # activations on CUDA unless SPMD_MOE_FP8_ACT says otherwise; the CPU path computes the dequantized model.
-        from spmd_kernels.fused_moe import DEFAULT_ACTIVATIONS
+        # activations on CUDA unless SPMD_MOE_FP8_ACT says otherwise or the held blocks cannot take them
+        # (fused_moe.fp8_activations_fit); the CPU path computes the dequantized model.
+        from spmd_kernels.fused_moe import DEFAULT_ACTIVATIONS, fp8_activations_fit
 
-        fp8_activations = plan.device.type == "cuda" and DEFAULT_ACTIVATIONS == "fp8"
+        from .job_plan import resident_expert_block
+
+        moe = OmegaConf.select(cfg, "parallel.moe", default="ep")
+        held = resident_expert_block(plan.hf_config, plan.fp8_expert_block, plan.dims.mlp_ranks, moe)
+        fp8_activations = (plan.device.type == "cuda" and DEFAULT_ACTIVATIONS == "fp8"
+                           and fp8_activations_fit(held))
         fp["model.expert_dtype"] = "fp8" if fp8_activations else "fp8, activations in model.dtype"
     if OmegaConf.select(cfg, "cache.dtype", default="auto") == "fp8":  # (absent for the model's dtype, as before)
         fp["cache.dtype"] = "fp8"  # keys and values rounded to float8: other tokens than a bf16 cache's

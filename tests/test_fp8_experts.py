@@ -150,8 +150,11 @@ def test_resume_fingerprint_records_float8_experts_as_resolved(tmp_path, monkeyp
     (tmp_path / "config.json").write_text("{}")
     (tmp_path / "in.jsonl").write_text("{}\n")
     cfg = OmegaConf.create({"model": {"tokenizer": None}, "sampling": {"temperature": 0.0}})
+    from spmd_infer.parallel.dims import ParallelDims
+
     plan = SimpleNamespace(model_dir=tmp_path, dtype=torch.bfloat16, max_model_len=8, input=tmp_path / "in.jsonl",
-                           fp8_expert_block=None, device=torch.device("cuda", 0))
+                           fp8_expert_block=None, device=torch.device("cuda", 0), dims=ParallelDims(1, 1, 1),
+                           hf_config=AutoConfig.for_model("qwen3_moe", moe_intermediate_size=768))
     assert "model.expert_dtype" not in fingerprint(cfg, plan, "jsonl")
     plan.fp8_expert_block = (128, 128)
     assert fingerprint(cfg, plan, "jsonl")["model.expert_dtype"] == "fp8"  # float8 activations (the default)
@@ -159,4 +162,7 @@ def test_resume_fingerprint_records_float8_experts_as_resolved(tmp_path, monkeyp
     assert fingerprint(cfg, plan, "jsonl")["model.expert_dtype"] == "fp8, activations in model.dtype"
     plan.device = torch.device("cpu")  # the CPU path computes the dequantized model whatever the switch says
     monkeypatch.undo()
+    assert fingerprint(cfg, plan, "jsonl")["model.expert_dtype"] == "fp8, activations in model.dtype"
+    # Held blocks of 64 rows by 128 columns (an expert width of 1344 = 64 x 21) cannot take float8 activations.
+    plan.device, plan.hf_config = torch.device("cuda", 0), AutoConfig.for_model("qwen3_moe", moe_intermediate_size=1344)
     assert fingerprint(cfg, plan, "jsonl")["model.expert_dtype"] == "fp8, activations in model.dtype"

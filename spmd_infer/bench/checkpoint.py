@@ -31,10 +31,10 @@ def write_random_checkpoint(hf_config: Any, folder: Path, device: torch.device, 
         model = AutoModelForCausalLM.from_config(hf_config, dtype=dtype)
     model.save_pretrained(folder, max_shard_size="5GB")
     del model
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
     if fp8:
         write_block_fp8(folder, folder, FP8_BLOCK, device=device)
+    if device.type == "cuda":  # the engine sizes its KV cache from the free memory: none left held in torch's cache
+        torch.cuda.empty_cache()
 
 
 class BenchCheckpoint:

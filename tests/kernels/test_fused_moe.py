@@ -248,8 +248,8 @@ def test_moe_align_block_size_empty(T, E, device):
 
 
 def test_float8_tiles_follow_the_rows_a_local_expert_expects():
-    """Float8 experts pick tiles (and float8 activations, at the large one) by T * k / num_experts, the rows a local
-    expert gets under even routing; bf16's tiles keep the estimate they were tuned against, T * k / E_local."""
+    """Float8 experts pick tiles by T * k / num_experts, the rows a local expert gets under even routing; bf16's
+    tiles keep the estimate they were tuned against, T * k / E_local."""
     fm = importlib.import_module("spmd_kernels.fused_moe")
     # DeepSeek-V2-Lite at ep4 decoding 4 x 64 tokens: 1536 pairs, 16 of 64 experts here, 24 rows each.
     assert fm.config_kind(1536, 16, fp8=True, num_experts=64) == "medium"
@@ -272,6 +272,18 @@ def test_activations_switch_picks_them_when_the_caller_does_not(device, monkeypa
     assert torch.equal(out, fused_moe(x, q13, q2, weights, ids, activations=kind, **scales))
     other = "fp8" if kind == "model" else "model"
     assert not torch.equal(out, fused_moe(x, q13, q2, weights, ids, activations=other, **scales))
+
+
+def test_float8_activations_fall_back_where_a_scale_group_spans_block_rows(device):
+    """Blocks narrower in rows than in columns (a shard edge every 32 features, 64-wide column groups) cannot take
+    float8 activations (h is scaled a column group at a time by the program writing it): fused_moe runs them with
+    activations in the model's dtype, as fp8_activations_fit says (the resume manifest records the same)."""
+    fm = importlib.import_module("spmd_kernels.fused_moe")
+    x, w13, w2, weights, ids = _inputs(5, 2, 1, 128, 64, torch.float32, device)
+    q13, q2, scales = _float8_experts(w13, w2, (32, 64))
+    assert not fm.fp8_activations_fit((32, 64)) and fm.fp8_activations_fit((64, 32))
+    assert torch.equal(fused_moe(x, q13, q2, weights, ids, activations="fp8", **scales),
+                       fused_moe(x, q13, q2, weights, ids, activations="model", **scales))
 
 
 def test_unknown_activations_kind_is_an_error_naming_the_choices(device):
