@@ -220,6 +220,7 @@ def moe(args):
         block_k = fused_moe.FP8_ACT_BLOCK_K
     if act8 and args.part == "gate_up":
         block_n = 128  # one program writes a whole scale group of h (as fused_moe launches)
+    if args.part == "gate_up":  # two [BLOCK_M, BLOCK_N] accumulators: 8 warps from 64 x 128 (as fused_moe launches)
         warps = max(warps, 8) if block_m * block_n >= 64 * 128 else warps
     consts = dict(HIDDEN=2048, INTER=1408, TOP_K=6, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k, PDL=True,
                   stride_wk=1, SCALED=fp8, SCALE_N=128 if fp8 else 1, SCALE_K=128 if fp8 else 1, ACT=act8,
