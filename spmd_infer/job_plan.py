@@ -62,7 +62,7 @@ class JobPlan:
         if cfg.parallel.moe not in ("ep", "tp"):
             raise ConfigError(f"parallel.moe={cfg.parallel.moe!r} must be ep or tp")
         dp_attention = dims.dp_attention and dims.dp > 1
-        check_mlp_layout(hf_config, dims.dp * dims.tp if dp_attention else dims.tp, cfg.parallel.moe, dp_attention)
+        check_mlp_layout(hf_config, dims.mlp_ranks, cfg.parallel.moe, dp_attention)
         device = resolve_device(cfg.runtime.device)
         dtype = resolve_dtype(cfg.model.dtype, device)
         check_kv_dtype_on_device(cfg.cache.dtype, device)
