@@ -30,6 +30,17 @@ nano_part() {
     bench.output="$OUT/$name.json" "$@"
   echo "$name: ${envs[*]} $*"; grep -E "^nano_vllm|runs:|Error|compiled during" "$OUT/$name.txt" | cut -c1-150
 }
+# A preset's decode at batch 256 and 64 from a 1024-token context (its TTFT: the prefill) as one part (limit LIMIT,
+# default 100 s), with these environment assignments and bench overrides, and its result lines printed:
+# decode_part NAME PRESET [VAR=VALUE ...] [-- BENCH_ARG ...]
+decode_part() {
+  local name=$1 preset=$2 envs=(); shift 2
+  while (($#)) && [[ $1 != -- ]]; do envs+=("$1"); shift; done
+  (($#)) && shift
+  part "$name" "${LIMIT:-100}" env "${envs[@]}" python3 -m spmd_infer.bench bench.preset="$preset" \
+    bench.workload=decode 'bench.batch_sizes=[256,64]' bench.context=1024 bench.output="$OUT/$name.json" "$@"
+  echo "--- $name: ${envs[*]} $*"; grep -E "^decode bs|Error" "$OUT/$name.txt" | cut -c1-110
+}
 # A copy of kernels/ with a patch applied, for A/B runs of a kernel change in one call: prints the PYTHONPATH under
 # which `spmd_kernels` is the patched copy: old=$(patched_kernels NAME tests/gpu/X.patch); env PYTHONPATH="$old" ...
 patched_kernels() {
@@ -38,4 +49,13 @@ patched_kernels() {
     && (cd "$dir/src" && patch -s -p1 < "$OLDPWD/$2") && ln -sfn "$dir/src/kernels" "$dir/pkgs/spmd_kernels" \
     && ln -sfn "$PWD/configs" "$dir/pkgs/spmd_infer_configs" \
     && echo "${PYTHONPATH/\/tmp\/pkgs:/$dir/pkgs:}"
+}
+# An A/B of the tree against it with a patch applied, interleaved twice: parts NAME_new1, NAME_old1, NAME_new2 and
+# NAME_old2 (the patched copy is "old"), each under LIMIT: ab_parts NAME PATCH LIMIT CMD...
+ab_parts() {
+  local name=$1 old limit=$3 run pp; old=$(patched_kernels "$name" "$2"); shift 3
+  for run in new1 old1 new2 old2; do
+    pp=$PYTHONPATH; [[ $run == old* ]] && pp=$old
+    part "${name}_$run" "$limit" env PYTHONPATH="$pp" "$@"
+  done
 }

@@ -15,10 +15,7 @@ part check 110 python3 tests/gpu/check_vs_transformers.py --model dsv2lite --lay
 grep -E "^engine|RESULT|OUTSIDE|Error" "$OUT/check.txt" | head -6
 for preset in deepseek-v2-lite qwen3-30b-a3b; do
   for act in fp8 model; do
-    part "decode_${preset}_$act" 85 env SPMD_MOE_FP8_ACT=$act python3 -m spmd_infer.bench bench.preset=$preset \
-      bench.workload=decode 'bench.batch_sizes=[256,64]' bench.context=1024 model.expert_dtype=fp8 \
-      bench.output=$OUT/d_${preset}_$act.json
-    echo "--- $preset activations $act"; grep -E "^decode bs|Error" "$OUT/decode_${preset}_$act.txt" | cut -c1-110
+    LIMIT=85 decode_part "decode_${preset}_$act" "$preset" SPMD_MOE_FP8_ACT=$act -- model.expert_dtype=fp8
   done
 done
 rm -rf "$OUT"/*.run "$OUT"/*.json

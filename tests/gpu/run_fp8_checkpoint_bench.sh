@@ -10,10 +10,9 @@ set -uo pipefail
 source tests/gpu/device_env.sh
 nvidia-smi --query-gpu=name --format=csv,noheader | head -1
 for preset in deepseek-v2-lite; do
-  part "$preset" 300 python3 -m spmd_infer.bench bench.preset=$preset bench.workload=decode 'bench.batch_sizes=[256,64]' \
-    bench.context=1024 bench.load=true bench.checkpoint_format=fp8 bench.checkpoint_dir=/tmp/ckpt_$preset \
-    bench.output=$OUT/$preset.json
-  echo "--- $preset from a block-float8 checkpoint"; grep -E "^decode bs|startup|Error" "$OUT/$preset.txt" | cut -c1-120
+  LIMIT=300 decode_part "$preset" "$preset" -- bench.load=true bench.checkpoint_format=fp8 \
+    bench.checkpoint_dir=/tmp/ckpt_$preset
+  grep -E "^startup" "$OUT/$preset.txt" | cut -c1-120
   python3 -c "import json; r = json.load(open('$OUT/$preset.json')); print('fp8_experts', r['model']['fp8_experts'], \
 'load_s', round(r['startup']['load_s'], 1), 'write_s', round(r['startup']['checkpoint_write_s'], 1))"
   rm -rf /tmp/ckpt_$preset

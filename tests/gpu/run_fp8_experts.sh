@@ -23,9 +23,7 @@ part check 150 python3 tests/gpu/check_vs_transformers.py --model dsv2lite --lay
 grep -E "^engine|RESULT|OUTSIDE|Error" "$OUT/check.txt" | head -6
 for preset in deepseek-v2-lite qwen3-30b-a3b; do
   for dt in auto fp8; do
-    part "decode_${preset}_$dt" 100 python3 -m spmd_infer.bench bench.preset=$preset bench.workload=decode \
-      'bench.batch_sizes=[256,64]' bench.context=1024 model.expert_dtype=$dt bench.output=$OUT/d_${preset}_$dt.json
-    echo "--- $preset experts $dt"; grep -E "^decode bs|Error" "$OUT/decode_${preset}_$dt.txt" | cut -c1-110
+    decode_part "decode_${preset}_$dt" "$preset" -- model.expert_dtype=$dt
   done
 done
 fi

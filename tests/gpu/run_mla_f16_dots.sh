@@ -33,10 +33,7 @@ part check 120 env SPMD_MLA_FP8_F16_DOTS=1 python3 tests/gpu/check_vs_transforme
 grep -E "^reference|RESULT|OUTSIDE|Error" "$OUT/check.txt" | head -6
 for run in fp8:1 fp8:0 auto:0; do
   kv=${run%:*} f16=${run#*:}
-  part "decode_${kv}_$f16" 100 env SPMD_MLA_FP8_F16_DOTS=$f16 python3 -m spmd_infer.bench \
-    bench.preset=deepseek-v2-lite bench.workload=decode 'bench.batch_sizes=[256,64]' bench.context=1024 \
-    cache.dtype=$kv bench.output=$OUT/decode_${kv}_$f16.json
-  echo "--- latent cache $kv, fp16 dots $f16"; grep -E "^decode bs|Error" "$OUT/decode_${kv}_$f16.txt" | cut -c1-110
+  decode_part "decode_${kv}_$f16" deepseek-v2-lite SPMD_MLA_FP8_F16_DOTS=$f16 -- cache.dtype=$kv
 done
 part check_blockfp8 150 python3 tests/gpu/check_vs_transformers.py --model dsv2lite --layouts 1x1 \
   --out /tmp/chk_fp8w --block-fp8 --extra model.expert_dtype=model  # the dequantizing path (auto: float8 experts)

@@ -13,8 +13,6 @@ for kv in auto fp8; do
   grep -E "^reference|RESULT|OUTSIDE|Error" "$OUT/check_$kv.txt" | head -6
 done
 for kv in fp8 auto; do
-  part "decode_$kv" 100 python3 -m spmd_infer.bench bench.preset=deepseek-v2-lite bench.workload=decode \
-    'bench.batch_sizes=[256,64]' bench.context=1024 cache.dtype=$kv bench.output=$OUT/decode_$kv.json
-  echo "--- latent cache $kv"; grep -E "^decode bs|Error" "$OUT/decode_$kv.txt" | cut -c1-110
+  decode_part "decode_$kv" deepseek-v2-lite -- cache.dtype=$kv
 done
 rm -rf "$OUT"/*.run "$OUT"/*.json

@@ -9,13 +9,9 @@
 set -uo pipefail
 source tests/gpu/device_env.sh
 nvidia-smi --query-gpu=name --format=csv,noheader | head -1
-strides=$(patched_kernels strides tests/gpu/ab_strides.patch)
-for run in new1 old1 new2 old2; do
-  pp=$PYTHONPATH; [[ $run == old* ]] && pp=$strides
-  part "bf16_$run" 60 env PYTHONPATH="$pp" python3 tests/gpu/tune_mla_decode.py --default-splits --default-config \
-    --shapes bs256 bs64 bs32 bs1
-  echo "bf16 $run: $(grep -E '^  [0-9.]+ ' "$OUT/bf16_$run.txt" | head -1)"
-done
+ab_parts bf16 tests/gpu/ab_strides.patch 60 python3 tests/gpu/tune_mla_decode.py --default-splits --default-config \
+  --shapes bs256 bs64 bs32 bs1
+for run in new1 old1 new2 old2; do echo "bf16 $run: $(grep -E '^  [0-9.]+ ' "$OUT/bf16_$run.txt" | head -1)"; done
 part bf16_tiles 120 python3 tests/gpu/tune_mla_decode.py --default-splits --shapes bs256 bs64 bs32 bs1
 grep -A4 "^best over" "$OUT/bf16_tiles.txt"
 part fp8_default 60 python3 tests/gpu/tune_mla_decode.py --fp8 --default-splits --default-config \
@@ -26,10 +22,7 @@ part check 100 python3 tests/gpu/check_vs_transformers.py --model dsv2lite --lay
 grep -E "^reference|RESULT|OUTSIDE|Error" "$OUT/check.txt" | head -6
 for run in fp8:1 fp8:0 auto:1; do
   kv=${run%:*} f16=${run#*:}
-  part "decode_${kv}_$f16" 80 env SPMD_MLA_FP8_F16_DOTS=$f16 python3 -m spmd_infer.bench \
-    bench.preset=deepseek-v2-lite bench.workload=decode 'bench.batch_sizes=[256,64]' bench.context=1024 \
-    cache.dtype=$kv bench.output=$OUT/decode_${kv}_$f16.json
-  echo "--- latent cache $kv, fp16 dots $f16"; grep -E "^decode bs|Error" "$OUT/decode_${kv}_$f16.txt" | cut -c1-110
+  LIMIT=80 decode_part "decode_${kv}_$f16" deepseek-v2-lite SPMD_MLA_FP8_F16_DOTS=$f16 -- cache.dtype=$kv
 done
 part check_blockfp8 120 python3 tests/gpu/check_vs_transformers.py --model dsv2lite --layouts 1x1 \
   --out /tmp/chk_fp8w --block-fp8 --extra model.expert_dtype=model  # the dequantizing path (auto: float8 experts)

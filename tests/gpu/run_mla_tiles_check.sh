@@ -8,18 +8,12 @@ set -uo pipefail
 source tests/gpu/device_env.sh
 nvidia-smi --query-gpu=name --format=csv,noheader | head -1
 test_part tests 150 tests/kernels/test_fp8_kv.py tests/kernels/test_mla_decode.py
-strides=$(patched_kernels strides tests/gpu/ab_strides.patch)
-for run in new1 old1 new2 old2; do
-  pp=$PYTHONPATH; [[ $run == old* ]] && pp=$strides
-  part "bf16_$run" 60 env PYTHONPATH="$pp" python3 tests/gpu/tune_mla_decode.py --default-splits --default-config \
-    --shapes bs256 bs64 bs32 bs1
-  echo "bf16 $run: $(grep -E '^  [0-9.]+ ' "$OUT/bf16_$run.txt" | head -1)"
-done
+ab_parts bf16 tests/gpu/ab_strides.patch 60 python3 tests/gpu/tune_mla_decode.py --default-splits --default-config \
+  --shapes bs256 bs64 bs32 bs1
+for run in new1 old1 new2 old2; do echo "bf16 $run: $(grep -E '^  [0-9.]+ ' "$OUT/bf16_$run.txt" | head -1)"; done
 part check 100 python3 tests/gpu/check_vs_transformers.py --model dsv2lite --layouts 1x1 --out /tmp/chk
 grep -E "^reference|RESULT|OUTSIDE|Error" "$OUT/check.txt" | head -6
 for kv in auto fp8; do
-  part "decode_$kv" 80 python3 -m spmd_infer.bench bench.preset=deepseek-v2-lite bench.workload=decode \
-    'bench.batch_sizes=[256,64]' bench.context=1024 cache.dtype=$kv bench.output=$OUT/decode_$kv.json
-  echo "--- latent cache $kv"; grep -E "^decode bs|Error" "$OUT/decode_$kv.txt" | cut -c1-110
+  LIMIT=80 decode_part "decode_$kv" deepseek-v2-lite -- cache.dtype=$kv
 done
 rm -rf "$OUT"/*.run "$OUT"/*.json

@@ -20,9 +20,7 @@ for swap in 1 0; do
   echo "--- products transposed: $swap"; grep -E -A2 "local \(" "$OUT/tune_$swap.txt" | cut -c1-110
 done
 decode() {  # decode PRESET SWAP
-  part "decode_$1_$2" 80 env SPMD_MOE_FP8_SWAP=$2 python3 -m spmd_infer.bench bench.preset=$1 bench.workload=decode \
-    'bench.batch_sizes=[256,64]' bench.context=1024 model.expert_dtype=fp8 bench.output=$OUT/d_$1_$2.json
-  echo "--- $1 transposed $2"; grep -E "^decode bs|Error" "$OUT/decode_$1_$2.txt" | cut -c1-100
+  LIMIT=80 decode_part "decode_$1_$2" "$1" SPMD_MOE_FP8_SWAP=$2 -- model.expert_dtype=fp8
 }
 decode deepseek-v2-lite 1; decode deepseek-v2-lite 0
 part check 110 env SPMD_MOE_FP8_SWAP=1 python3 tests/gpu/check_vs_transformers.py --model dsv2lite --layouts 1x1 \
