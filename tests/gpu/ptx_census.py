@@ -27,7 +27,7 @@ usage: python tests/gpu/ptx_census.py decode [--cache fp8|bf16] [--stages 3] [--
        python tests/gpu/ptx_census.py prefill [--cache fp8|bf16] [--stages 3] [--warps 4] [--block 64] [--group 4]
        python tests/gpu/ptx_census.py skinny [--block 64] [--block-k 128] [--stages 4] [--warps 4] [--rope]
        python tests/gpu/ptx_census.py moe [--tile small|medium|large] [--part gate_up|down] [--weights fp8]
-                                          [--act model|fp8] [--swap 1]
+                                          [--act model|fp8] [--swap 0|1]
        any of them with --sass FILE
 """
 
@@ -224,7 +224,7 @@ def moe(args):
         warps = max(warps, 8) if block_m * block_n >= 64 * 128 else warps
     consts = dict(HIDDEN=2048, INTER=1408, TOP_K=6, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k, PDL=True,
                   stride_wk=1, SCALED=fp8, SCALE_N=128 if fp8 else 1, SCALE_K=128 if fp8 else 1, ACT=act8,
-                  SWAP=bool(args.swap) and act8 and block_m < 64)
+                  SWAP=(fused_moe.SWAP_AB if args.swap is None else bool(args.swap)) and act8 and block_m < 64)
     weight, scale = ("*fp8e4nv", "*fp32") if fp8 else ("*bf16", "*bf16")
     act, act_scale = ("*fp8e4nv", "*fp32") if act8 else ("*bf16", "*bf16")
     if args.part == "gate_up":
@@ -259,8 +259,8 @@ def main() -> None:
     ap.add_argument("--weights", choices=("bf16", "fp8"), default="bf16", help="moe: the experts' dtype")
     ap.add_argument("--act", choices=("model", "fp8"), help="moe --weights fp8: the activations' dtype "
                     "(fused_moe's activations; default: fused_moe.DEFAULT_ACTIVATIONS)")
-    ap.add_argument("--swap", type=int, default=0, help="moe with float8 activations below 64 rows: 1 computes the "
-                    "products transposed, weights x rows (fused_moe.SWAP_AB)")
+    ap.add_argument("--swap", type=int, choices=(0, 1), help="moe with float8 activations below 64 rows: 1 computes "
+                    "the products transposed, weights x rows; 0 as written (default: fused_moe.SWAP_AB)")
     ap.add_argument("--sass", type=Path, help="write the sm_90a SASS here and report its HMMA dependence")
     args = ap.parse_args()
     sys.path.insert(0, str(_REPO))

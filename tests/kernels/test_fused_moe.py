@@ -138,14 +138,16 @@ def test_fused_moe_float8_block_scaled(T, E, first, num_experts, k, H, inter, bl
         assert (ref.float() - plain.float()).abs().max() <= 0.15 * plain.float().abs().max()
 
 
+@pytest.mark.parametrize("swap", [True, False])
 @pytest.mark.parametrize("block_m", [16, 32])  # the small and medium tiles' rows
 @pytest.mark.parametrize("T,E,first,num_experts,k,H,inter,block", SCALED_CASES)
-def test_fused_moe_float8_products_transposed(T, E, first, num_experts, k, H, inter, block, block_m, dtype, device,
-                                              monkeypatch):
-    """SPMD_MOE_FP8_SWAP (SWAP_AB): with float8 activations under 64 rows a tile, both kernels compute each product
-    transposed (weights x rows, for sm_90's float8 wgmma) and give the reference's result as the plain ones do."""
+def test_fused_moe_float8_products_either_way(T, E, first, num_experts, k, H, inter, block, block_m, swap, dtype,
+                                              device, monkeypatch):
+    """SPMD_MOE_FP8_SWAP (SWAP_AB, on by default): with float8 activations under 64 rows a tile, both kernels compute
+    each product transposed (weights x rows, for sm_90's float8 wgmma); =0 computes them as written. Either way they
+    give the reference's result."""
     fm = importlib.import_module("spmd_kernels.fused_moe")
-    monkeypatch.setattr(fm, "SWAP_AB", True)
+    monkeypatch.setattr(fm, "SWAP_AB", swap)
     if device == "cpu":  # the interpreter's launch takes 16-row tiles; the medium tile's 32 as well
         monkeypatch.setattr(fm, "_launch_config", lambda *args, **kwargs: (block_m, 32, 32, 4, 1))
     elif block_m != 16:
@@ -163,12 +165,13 @@ def test_fused_moe_float8_products_transposed(T, E, first, num_experts, k, H, in
 def _scaled_activation_tolerance(activations, ref):
     """Absolute tolerance of the kernel against its reference, a share of the largest output (0: the dtype's usual
     one). An h value whose fp32 sum lands within the kernel's and torch's accumulation-order difference of a
-    rounding midpoint rounds the other way: float8, one float8 step of that value, ~0.1% of the output (a scale
-    applied to the wrong block is tens of percent); bf16 activations, one bf16 step, which these tests' wide weight
-    ranges make larger than the usual absolute tolerance of a small output."""
+    rounding midpoint rounds the other way: float8, one float8 step of that value, up to 32 / 448 (7%) of its
+    group's largest h, which after the down projection has reached 1.2% of these tests' largest output (H200,
+    products transposed; a scale applied to the wrong block is tens of percent); bf16 activations, one bf16 step,
+    which these tests' wide weight ranges make larger than the usual absolute tolerance of a small output."""
     peak = ref.float().abs().max().item()
     if activations == "fp8":
-        return 1e-2 * peak
+        return 3e-2 * peak
     return torch.finfo(ref.dtype).eps * peak if ref.dtype == torch.bfloat16 else 0.0
 
 
