@@ -7,6 +7,7 @@ from .decode_attention import (
     paged_decode_attention,
     paged_decode_attention_ref,
 )
+from .fp8_linear import fp8_linear, fp8_linear_ref
 from .fused_moe import fused_moe, fused_moe_ref
 from .jit_variants import compiled_variants
 from .kv_store import store_kv, store_kv_ref, store_latent, store_latent_ref
@@ -27,6 +28,8 @@ __all__ = [
     "build_cos_sin_cache",
     "choose_num_splits",
     "compiled_variants",
+    "fp8_linear",
+    "fp8_linear_ref",
     "fused_moe",
     "fused_moe_ref",
     "gather_context",

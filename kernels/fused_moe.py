@@ -13,7 +13,9 @@ import triton.language as tl
 from .block_fp8 import dequantize_blocks
 from .moe_align import moe_align_block_size
 from .pdl import pdl_args, pdl_enter
-from .scaled_activations import _scale_groups, quantize_activations, quantize_activations_ref
+from .scaled_activations import (ACTIVATIONS, DEFAULT_ACTIVATIONS, _scale_groups, quantize_activations,
+                                 quantize_activations_ref)
+from .scaled_dot import _scaled_step, _zero_acc
 
 
 @triton.jit(do_not_specialize=["num_slots"])  # T * top_k changes every step
@@ -183,34 +185,6 @@ def _moe_down_kernel(
 
 
 @triton.jit
-def _zero_acc(BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, SWAP: tl.constexpr):
-    """A tile's fp32 accumulator: [BLOCK_M, BLOCK_N], or transposed with SWAP."""
-    if SWAP:
-        acc = tl.zeros([BLOCK_N, BLOCK_M], dtype=tl.float32)
-    else:
-        acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
-    return acc
-
-
-@triton.jit
-def _scaled_step(acc, a, w, scale, SWAP: tl.constexpr):
-    """acc + (a · w) * scale for a float8 weight tile lying in one scale block: the tile widened to the
-    activations' dtype (exact: every e4m3 value is a bf16 / fp16 one; a no-op for float8 activations, whose dot is
-    a float8 tensor-core one, twice bf16's rate on Hopper) and the scale (the block's, times the activation rows'
-    when they are scaled) applied to the fp32 partial product, as DeepGEMM does, so no weight is rounded after
-    scaling.
-    SWAP: acc and scale transposed, acc + (w^T · a^T) * scale. With float8 activations and fewer than 64 rows a
-    tile, the weight tile as the dot's M side (64+ features) lets sm_90 run it as a wgmma straight from shared
-    memory (both operands K-major, as float8 wgmma needs), where Triton's mma for a 16- or 32-row M widens both
-    operands to fp16 in registers first (ptx_census.py moe: 160 F2FP of the small tile's 393 instructions a trip)."""
-    if SWAP:
-        acc = acc + tl.dot(tl.trans(w).to(a.dtype), tl.trans(a), input_precision="ieee") * scale
-    else:
-        acc = acc + tl.dot(a, w.to(a.dtype), input_precision="ieee") * scale
-    return acc
-
-
-@triton.jit
 def _row_scales(ptr, mask_m, ACT: tl.constexpr, SWAP: tl.constexpr):
     """Float8 activations (ACT): the tile rows' scales for this k-step's columns, [BLOCK_M, 1] ([1, BLOCK_M] with
     SWAP); else 1."""
@@ -279,23 +253,12 @@ FP8_KIND_ROWS = (8, 32)  # rows per local expert up to which float8's small / me
 # With float8 activations a k-step spans a whole 128-feature scale group: session 15's sweep put 128-wide steps
 # first on every shape that took them, 0.83-0.89x the time of 64-wide ones (half the accumulator rescales a group).
 FP8_ACT_BLOCK_K = 128
-# The activations float8 experts take when the caller leaves them to fused_moe (the engine does): x and h scaled per
-# token per 128 features into float8, so both GEMMs run float8 dots, as DeepSeek-V3 was trained and as vLLM / SGLang
-# serve block-float8 models. H200, the kernel alone (session 16), against widening the weights to bf16 ("model"):
-# 0.58-0.70x the time at every shape, decode (DeepSeek-V2-Lite bs64 174 against 266 us, bs256 209 against 299) and
-# prefill (1783 against 3302 us). Outputs differ from bf16 experts by float8's rounding of x and h (2^-4 of a value).
-# SPMD_MOE_FP8_ACT=model | fp8. (fp16 activations, scaled the same way, timed 0.95-1.1x of "model" and were
-# removed.)
-ACTIVATIONS = ("model", "fp8")
-DEFAULT_ACTIVATIONS = os.environ.get("SPMD_MOE_FP8_ACT", "fp8")
 # Float8 activations at small / medium tiles (under 64 rows) compute each product transposed, weights x rows, so
 # that sm_90 runs it as a float8 wgmma (see _scaled_step). H200, the kernel alone (session 17, run_moe_swap.sh):
 # DeepSeek-V2-Lite bs256 194 against 209 us, ep4 bs1024x4 333 against 437, Qwen3-30B-A3B ep4 bs256x4 107 against
 # 130; bs64 within 2%. End to end, decode bs256 @1k 11.1 against 11.5 ms a step (Qwen3-30B-A3B 20.0 against 20.8).
 # SPMD_MOE_FP8_SWAP=0 computes them as written.
 SWAP_AB = os.environ.get("SPMD_MOE_FP8_SWAP", "1") == "1"
-if DEFAULT_ACTIVATIONS not in ACTIVATIONS:
-    raise ValueError(f"SPMD_MOE_FP8_ACT={DEFAULT_ACTIVATIONS!r}: set it to one of {', '.join(ACTIVATIONS)} (or unset)")
 
 
 def fp8_activations_fit(scale_block: tuple[int, int]) -> bool:

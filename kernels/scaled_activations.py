@@ -3,12 +3,27 @@ fused_moe's `activations="fp8"`): one Triton kernel and a torch reference that a
 
 from __future__ import annotations
 
+import os
+
 import torch
 import triton
 import triton.language as tl
 
 from .block_fp8 import E4M3_MAX, quantize_blocks
 from .pdl import pdl_args, pdl_enter
+
+# The activations float8 weights (routed experts, dense linears) meet when the caller leaves them to the kernel (the
+# engine does): "fp8" rounds them to float8 a token's 128 features at a time, so the GEMMs run float8 dots, as
+# DeepSeek-V3 was trained and as vLLM / SGLang serve block-float8 models; "model" keeps them in the model's dtype and
+# widens the weights to it (the dequantized model exactly). H200, fused_moe alone (session 16), fp8 against model:
+# 0.58-0.70x the time at every shape, decode (DeepSeek-V2-Lite bs64 174 against 266 us, bs256 209 against 299) and
+# prefill (1783 against 3302 us). Outputs differ from the dequantized model by float8's rounding of the activations
+# (2^-4 of a value). SPMD_FP8_ACT=model | fp8. (fp16 activations, scaled the same way, timed 0.95-1.1x of "model"
+# and were removed.)
+ACTIVATIONS = ("model", "fp8")
+DEFAULT_ACTIVATIONS = os.environ.get("SPMD_FP8_ACT", "fp8")
+if DEFAULT_ACTIVATIONS not in ACTIVATIONS:
+    raise ValueError(f"SPMD_FP8_ACT={DEFAULT_ACTIVATIONS!r}: set it to one of {', '.join(ACTIVATIONS)} (or unset)")
 
 _PEAK = tl.constexpr(E4M3_MAX)  # a group's largest magnitude maps to e4m3's (a kernel reads only constexpr globals)
 

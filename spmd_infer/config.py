@@ -24,7 +24,7 @@ class ModelConfig:
     twice the model fits (DeepSeek-V3 on one 8-GPU node); other weights stay in `dtype`. On CUDA their inputs and
     hidden activations are rounded to float8 too, a scale per token per 128 features (DeepSeek-V3's recipe), so
     their GEMMs run float8 dots: on an H200 decode 0.70-0.82x the step time of bf16 experts and prefill 0.9x
-    (DeepSeek-V2-Lite, Qwen3-30B-A3B; env SPMD_MOE_FP8_ACT=model computes the dequantized model exactly instead,
+    (DeepSeek-V2-Lite, Qwen3-30B-A3B; env SPMD_FP8_ACT=model computes the dequantized model exactly instead,
     slower)."""
     max_model_len: Optional[int] = None
     """Longest prompt + completion in tokens; unset: the model's max_position_embeddings."""

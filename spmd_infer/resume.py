@@ -83,7 +83,7 @@ def fingerprint(cfg: Any, plan: Any, data_format: str) -> dict[str, Any]:
     fp["model.dtype"] = str(plan.dtype).replace("torch.", "")
     if plan.fp8_expert_block is not None:  # (absent otherwise: manifests written before the setting still match)
         # As resolved (auto keeps a float8 checkpoint's experts float8 on a GPU), with what meets them: float8
-        # activations on CUDA unless SPMD_MOE_FP8_ACT says otherwise or the held blocks cannot take them
+        # activations on CUDA unless SPMD_FP8_ACT says otherwise or the held blocks cannot take them
         # (fused_moe.fp8_activations_fit); the CPU path computes the dequantized model.
         from spmd_kernels.fused_moe import DEFAULT_ACTIVATIONS, fp8_activations_fit
 

@@ -25,12 +25,12 @@ def test_the_readme_documents_every_kernel_switch():
 def test_startup_logs_the_switches_set_and_warns_for_a_misspelt_one(caplog):
     log = logging.getLogger("test_env_switches")
     with caplog.at_level(logging.INFO, logger="test_env_switches"):
-        log_switches(log, {"SPMD_MOE_FP8_ACT": "model", "SPMD_MOE_FP8_ACTS": "fp8", "PATH": "/bin"})
+        log_switches(log, {"SPMD_FP8_ACT": "model", "SPMD_FP8_ACTS": "fp8", "PATH": "/bin"})
     infos = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert infos == ["SPMD_* environment: SPMD_MOE_FP8_ACT=model, SPMD_MOE_FP8_ACTS=fp8"]
-    assert len(warnings) == 1 and "SPMD_MOE_FP8_ACTS is set" in warnings[0]
-    assert "did you mean SPMD_MOE_FP8_ACT?" in warnings[0]
+    assert infos == ["SPMD_* environment: SPMD_FP8_ACT=model, SPMD_FP8_ACTS=fp8"]
+    assert len(warnings) == 1 and "SPMD_FP8_ACTS is set" in warnings[0]
+    assert "did you mean SPMD_FP8_ACT?" in warnings[0]
 
 
 def test_nothing_is_logged_without_spmd_variables(caplog):

@@ -264,10 +264,10 @@ def test_float8_tiles_follow_the_rows_a_local_expert_expects():
 
 @pytest.mark.parametrize("kind", ["model", "fp8"])
 def test_activations_switch_picks_them_when_the_caller_does_not(device, monkeypatch, kind):
-    """SPMD_MOE_FP8_ACT (DEFAULT_ACTIVATIONS, "fp8" unless set): float8 experts left to choose (activations=None,
+    """SPMD_FP8_ACT (DEFAULT_ACTIVATIONS, "fp8" unless set): float8 experts left to choose (activations=None,
     as the engine calls them) take that kind at every batch size."""
     fm = importlib.import_module("spmd_kernels.fused_moe")
-    assert fm.DEFAULT_ACTIVATIONS == "fp8" or "SPMD_MOE_FP8_ACT" in os.environ
+    assert fm.DEFAULT_ACTIVATIONS == "fp8" or "SPMD_FP8_ACT" in os.environ
     monkeypatch.setattr(fm, "DEFAULT_ACTIVATIONS", kind)
     x, w13, w2, weights, ids = _inputs(6, 2, 1, 64, 64, torch.float32, device)
     q13, q2, scales = _float8_experts(w13, w2, (32, 32))

@@ -1,0 +1,92 @@
+"""fp8_linear (block-scaled float8 weights) against its torch reference: both activation kinds, every way the kernel
+meets them (rounded in the kernel, rounded before it, widened weights), both product orientations, odd sizes."""
+
+import importlib
+
+import pytest
+import torch
+
+from spmd_kernels.block_fp8 import dequantize_blocks, quantize_blocks
+from spmd_kernels.fp8_linear import MAX_ROWS_ROUNDED_HERE, fp8_linear, fp8_linear_ref
+
+HAS_CUDA = torch.cuda.is_available()
+
+
+def _weights(n, k, block, device):
+    """Float8 weights whose blocks span very different ranges (a scale applied to the wrong block shows)."""
+    w = torch.randn(n, k, device=device) * k**-0.5
+    ranges = torch.logspace(-1, 0.5, 5, device=device)  # 0.1 .. 3.2
+    w = w * ranges[(torch.arange(n, device=device) // block[0]) % 5][:, None]
+    w = w * ranges.flip(0)[(torch.arange(k, device=device) // block[1]) % 5][None, :]
+    return quantize_blocks(w, block)
+
+
+# (rows, N, K, block): N and K off the block grid (a partial last block each way), BLOCK_N below the block's rows
+# (two tiles a block row on the CPU's 32-wide tiles), rows on both sides of MAX_ROWS_ROUNDED_HERE and of a tile.
+CASES = [
+    (0, 64, 64, (32, 32)),
+    (1, 64, 64, (32, 32)),
+    (5, 72, 80, (32, 32)),
+    (16, 96, 64, (64, 32)),
+    (MAX_ROWS_ROUNDED_HERE + 1, 40, 96, (32, 32)),
+    (70, 64, 48, (16, 16)),
+]
+
+
+@pytest.mark.parametrize("swap", [True, False])
+@pytest.mark.parametrize("bias", [False, True])
+@pytest.mark.parametrize("activations", ["model", "fp8"])
+@pytest.mark.parametrize("rows,n,k,block", CASES)
+def test_fp8_linear(rows, n, k, block, activations, bias, swap, dtype, device, assert_close, monkeypatch):
+    monkeypatch.setattr(importlib.import_module("spmd_kernels.fp8_linear"), "SWAP_AB", swap)
+    w, scale = _weights(n, k, block, device)
+    x = torch.randn(rows, k, device=device).to(dtype)
+    b = torch.randn(n, device=device).to(dtype) if bias else None
+    out = fp8_linear(x, w, scale, block, b, activations=activations)
+    ref = fp8_linear_ref(x, w, scale, block, b, activations=activations)
+    assert out.shape == (rows, n) and out.dtype == dtype
+    if rows:
+        # x is rounded the same way in both (bit for bit): what differs is the order of fp32 sums, and where the
+        # result rounds to a 16-bit dtype, one step of it.
+        peak = ref.float().abs().max().item()
+        assert_close(out.float(), ref.float(), atol=max(peak * torch.finfo(dtype).eps * 2, 1e-4), rtol=0)
+
+
+def test_fp8_linear_takes_leading_dims_and_strided_rows(dtype, device, assert_close):
+    block = (32, 32)
+    w, scale = _weights(48, 64, block, device)
+    x = torch.randn(2, 3, 128, device=device).to(dtype)[..., :64]  # rows 128 apart
+    out = fp8_linear(x, w, scale, block, activations="fp8")
+    assert out.shape == (2, 3, 48)
+    assert_close(out, fp8_linear_ref(x, w, scale, block, activations="fp8"))
+
+
+def test_fp8_activations_stay_within_float8_rounding_of_the_dequantized_model(device):
+    block = (32, 32)
+    w, scale = _weights(64, 96, block, device)
+    x = torch.randn(9, 96, device=device)
+    plain = x @ dequantize_blocks(w, scale, block).t()
+    out = fp8_linear(x, w, scale, block, activations="fp8")
+    # Each x value moves by at most 2^-4 of itself; the sums move far less than that bound.
+    assert (out - plain).abs().max() <= 2**-4 * (x.abs() @ dequantize_blocks(w, scale, block).abs().t()).max()
+    assert not torch.equal(out, plain)  # the activations were rounded
+
+
+def test_fp8_linear_rejects_a_bad_setting(device):
+    w, scale = _weights(32, 32, (32, 32), device)
+    with pytest.raises(ValueError, match="activations='fp16'"):
+        fp8_linear(torch.randn(1, 32, device=device), w, scale, (32, 32), activations="fp16")
+
+
+@pytest.mark.skipif(not HAS_CUDA, reason="the CUDA tiles (decode and prefill) need a GPU")
+@pytest.mark.parametrize("rows", [1, 16, 17, 32, 64, 65, 300])
+def test_fp8_linear_cuda_tiles(rows):
+    """Every CUDA_CONFIGS tile on a release's 128 x 128 blocks, in bf16 (the interpreter cannot check bf16)."""
+    block = (128, 128)
+    w, scale = _weights(640, 1152, block, "cuda")
+    x = torch.randn(rows, 1152, device="cuda", dtype=torch.bfloat16)
+    for activations in ("fp8", "model"):
+        out = fp8_linear(x, w, scale, block, activations=activations)
+        ref = fp8_linear_ref(x, w, scale, block, activations=activations)
+        peak = ref.float().abs().max().item()
+        torch.testing.assert_close(out.float(), ref.float(), atol=peak * 2**-7, rtol=0)
