@@ -26,6 +26,15 @@ class ModelConfig:
     their GEMMs run float8 dots: on an H200 decode 0.70-0.82x the step time of bf16 experts and prefill 0.9x
     (DeepSeek-V2-Lite, Qwen3-30B-A3B; env SPMD_FP8_ACT=model computes the dequantized model exactly instead,
     slower)."""
+    linear_dtype: str = "auto"
+    """Dense linear layers' weights (attention and MLP projections, shared experts; not embeddings, the LM head or
+    MoE routers): fp8 (float8 e4m3 with a float32 scale per block of 128 x 128, as DeepSeek-V3's and Qwen3's float8
+    releases store them: their bytes kept as stored, a bf16 checkpoint's quantized as it loads), model (in `dtype`;
+    a float8 checkpoint's dequantized as they load) or auto (fp8 for a block-float8 checkpoint on a GPU that runs
+    float8, compute capability 8.9+, as vLLM / SGLang run such releases; else model). Float8 layers stream half the
+    bytes, which is most of a decode step at small batches. A layer whose shard under the layout is not whole
+    blocks stays in `dtype`. On CUDA their inputs are rounded to float8 a token's 128 features at a time
+    (DeepSeek-V3's recipe; env SPMD_FP8_ACT=model widens the weights instead, the dequantized model exactly)."""
     max_model_len: Optional[int] = None
     """Longest prompt + completion in tokens; unset: the model's max_position_embeddings."""
     tokenizer: Optional[str] = None

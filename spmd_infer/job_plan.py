@@ -45,6 +45,7 @@ class JobPlan:
     sampling: SamplingParams  # the job's sampling.* over model_defaults: every row's starting point
     demo: bool = False
     fp8_expert_block: Optional[tuple[int, int]] = None  # routed experts in float8 (resolve_fp8_expert_block)
+    fp8_linear_block: Optional[tuple[int, int]] = None  # dense linear layers in float8 (resolve_fp8_linear_block)
 
     @classmethod
     def from_config(cls, cfg: Any) -> "JobPlan":
@@ -68,6 +69,7 @@ class JobPlan:
         check_kv_dtype_on_device(cfg.cache.dtype, device)
         fp8_expert_block = resolve_fp8_expert_block(cfg.model.expert_dtype, hf_config, device, dims.mlp_ranks,
                                                     cfg.parallel.moe)
+        fp8_linear_block = resolve_fp8_linear_block(cfg.model.linear_dtype, hf_config, device)
         max_pos = hf_config.max_position_embeddings
         max_model_len = int(cfg.model.max_model_len or max_pos)
         if not 1 < max_model_len <= max_pos:
@@ -91,7 +93,8 @@ class JobPlan:
         return cls(model_dir=model_dir, hf_config=hf_config, dims=dims, device=device, dtype=dtype,
                    max_model_len=max_model_len, input=input_path, output=Path(cfg.data.output).expanduser(),
                    tokenizer=tokenizer, eos_ids=_eos_ids(model_dir, hf_config), model_defaults=model_defaults,
-                   sampling=sampling, demo=demo, fp8_expert_block=fp8_expert_block)
+                   sampling=sampling, demo=demo, fp8_expert_block=fp8_expert_block,
+                   fp8_linear_block=fp8_linear_block)
 
     def check_kv_capacity(self, tokens_per_rank: int) -> None:
         if tokens_per_rank < self.max_model_len:
@@ -196,6 +199,37 @@ def resolve_fp8_expert_block(name: str, hf_config: Any, device: torch.device, ml
         resident_expert_block(hf_config, block, mlp_ranks, moe)
     except ConfigError as e:
         log.info("model.expert_dtype=auto: routed experts dequantized to the model's dtype (%s)", e)
+        return None
+    return block
+
+
+LINEAR_DTYPES = ("auto", "fp8", "model")
+
+
+def resolve_fp8_linear_block(name: str, hf_config: Any, device: torch.device) -> Optional[tuple[int, int]]:
+    """model.linear_dtype to the dense linear layers' float8 block (a float8 checkpoint's own, else 128 x 128), or
+    None for linear layers in the model's dtype. fp8: float8 or a ConfigError (another name, a GPU without float8,
+    blocks the kernel cannot take). model: None. auto: a block-float8 checkpoint's linear layers stay float8 where
+    float8 runs (a CUDA GPU of compute capability 8.9+), as vLLM and SGLang run such releases; else None. Layers
+    whose shard is not whole blocks under the layout stay in the model's dtype either way (LinearBase.takes_float8)."""
+    if name not in LINEAR_DTYPES:
+        raise ConfigError(f"model.linear_dtype={name!r} must be one of {', '.join(LINEAR_DTYPES)}")
+    if name == "model":
+        return None
+    block = block_fp8_scheme(hf_config)
+    usable = block is None or all(b >= 16 and b & (b - 1) == 0 for b in block)
+    if name == "fp8":
+        _check_float8_on_device("model.linear_dtype=fp8", device)
+        if not usable:
+            raise ConfigError(f"model.linear_dtype=fp8: this checkpoint's float8 blocks are {block[0]} x "
+                              f"{block[1]}; the float8 linear kernel takes powers of two of 16 or more: use "
+                              f"model.linear_dtype=model")
+        return block or DEFAULT_FP8_BLOCK
+    if block is None or not usable or not _float8_on_device(device):
+        if block is not None:
+            why = ("no float8 on this device" if usable else
+                   f"float8 blocks of {block[0]} x {block[1]}, not powers of two of 16 or more")
+            log.info("model.linear_dtype=auto: linear layers dequantized to the model's dtype (%s)", why)
         return None
     return block
 

@@ -94,6 +94,13 @@ def fingerprint(cfg: Any, plan: Any, data_format: str) -> dict[str, Any]:
         fp8_activations = (plan.device.type == "cuda" and DEFAULT_ACTIVATIONS == "fp8"
                            and fp8_activations_fit(held))
         fp["model.expert_dtype"] = "fp8" if fp8_activations else "fp8, activations in model.dtype"
+    if plan.fp8_linear_block is not None:  # (absent otherwise, as for the experts)
+        # As resolved, with what meets them (LinearBase.project): float8 activations on CUDA unless SPMD_FP8_ACT
+        # says otherwise; the CPU path computes the dequantized model.
+        from spmd_kernels.fp8_linear import DEFAULT_ACTIVATIONS as linear_activations
+
+        fp8_activations = plan.device.type == "cuda" and linear_activations == "fp8"
+        fp["model.linear_dtype"] = "fp8" if fp8_activations else "fp8, activations in model.dtype"
     if OmegaConf.select(cfg, "cache.dtype", default="auto") == "fp8":  # (absent for the model's dtype, as before)
         fp["cache.dtype"] = "fp8"  # keys and values rounded to float8: other tokens than a bf16 cache's
     fp["model.max_model_len"] = plan.max_model_len

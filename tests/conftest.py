@@ -17,8 +17,9 @@ if not torch.cuda.is_available():
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from support.block_fp8 import write_block_fp8_copy  # noqa: E402
 from support.tiny_models import (  # noqa: E402
-    JOB_MAX_TOKENS, MAX_NEW, MODELS, build_model, greedy_reference, write_prompts)
+    FP8_QWEN3, JOB_MAX_TOKENS, MAX_NEW, MODELS, build_model, greedy_reference, write_prompts)
 
 
 def _prompts(seed: int, lengths: list[int]) -> list[list[int]]:
@@ -42,6 +43,11 @@ def tiny(tmp_path_factory):
     refs = {(m, "mixed"): greedy_reference(models[m], sets["mixed"], MAX_NEW) for m in MODELS}
     for s in ("one", "long", "preempt", "shared"):
         refs[("llama", s)] = greedy_reference(models["llama"], sets[s], MAX_NEW)
+    # Qwen3 as a block-float8 release (16 x 16 blocks), and transformers on its dequantized twin: the reference of
+    # its linear layers held in float8 (model.linear_dtype=fp8).
+    write_block_fp8_copy(models["qwen3"], root / FP8_QWEN3, root / "qwen3-dequantized", (16, 16))
+    models[FP8_QWEN3] = root / FP8_QWEN3
+    refs[(FP8_QWEN3, "mixed")] = greedy_reference(root / "qwen3-dequantized", sets["mixed"], MAX_NEW)
     inputs = {s: write_prompts(root / f"{s}.jsonl", p) for s, p in sets.items()}
     return {"root": root, "models": models, "sets": sets, "refs": refs, "inputs": inputs}
 

@@ -37,7 +37,9 @@ FP8_JOB = "dsv2-fp8-dpattn-chunked"
 BLOCK_FP8_JOB, BLOCK_FP8_MODEL = "dsv3-blockfp8-tp", "dsv3-blockfp8"
 # The same release format with 32 x 32 blocks, its experts kept in float8 (model.expert_dtype=fp8): at tp=2 each
 # rank holds 16 of an expert's 32 features, so its 16 x 16 blocks lie inside the checkpoint's and keep its bytes.
-# At dp2 x tp2 with DP attention the experts go whole to the ranks (parallel.moe=ep), two a rank.
+# At dp2 x tp2 with DP attention the experts go whole to the ranks (parallel.moe=ep), two a rank. Its linear layers
+# are held in float8 too (model.linear_dtype=fp8) where their shards are whole 32 x 32 blocks (o_proj, the
+# replicated latent projections), the rest in the model's dtype.
 FP8_EXPERTS_JOB, FP8_EXPERTS_MODEL = "dsv3-fp8experts", "dsv3-blockfp8-32"
 
 
@@ -115,13 +117,13 @@ def _jobs(ds, dp, tp, out_dir):
         refs[f"{FP8_EXPERTS_JOB}-tp"] = (FP8_EXPERTS_MODEL, "mixed")
         jobs.append({"name": f"{FP8_EXPERTS_JOB}-tp", "overrides": [
             f"model.path={ds['models'][FP8_EXPERTS_MODEL]}", f"data.input={ds['inputs']['mixed']}",
-            "parallel.moe=tp", "model.expert_dtype=fp8"]})
+            "parallel.moe=tp", "model.expert_dtype=fp8", "model.linear_dtype=fp8"]})
     if (dp, tp) == (2, 2):
         # Float8 experts split whole over all four ranks under DP attention (two 32 x 32-block experts each).
         refs[f"{FP8_EXPERTS_JOB}-dpattn-ep"] = (FP8_EXPERTS_MODEL, "mixed")
         jobs.append({"name": f"{FP8_EXPERTS_JOB}-dpattn-ep", "overrides": [
             f"model.path={ds['models'][FP8_EXPERTS_MODEL]}", f"data.input={ds['inputs']['mixed']}",
-            "parallel.dp_attention=true", "parallel.moe=ep", "model.expert_dtype=fp8"]})
+            "parallel.dp_attention=true", "parallel.moe=ep", "model.expert_dtype=fp8", "model.linear_dtype=fp8"]})
         # A float8 latent cache under DP attention and TP experts, prefilled in chunks over its own cached prefix.
         refs[FP8_JOB] = ("dsv2", "long")  # against transformers reading float8-rounded latents (the test's refs)
         jobs.append({"name": FP8_JOB, "overrides": [

@@ -153,7 +153,8 @@ def test_resume_fingerprint_records_float8_experts_as_resolved(tmp_path, monkeyp
     from spmd_infer.parallel.dims import ParallelDims
 
     plan = SimpleNamespace(model_dir=tmp_path, dtype=torch.bfloat16, max_model_len=8, input=tmp_path / "in.jsonl",
-                           fp8_expert_block=None, device=torch.device("cuda", 0), dims=ParallelDims(1, 1, 1),
+                           fp8_expert_block=None, fp8_linear_block=None, device=torch.device("cuda", 0),
+                           dims=ParallelDims(1, 1, 1),
                            hf_config=AutoConfig.for_model("qwen3_moe", moe_intermediate_size=768))
     assert "model.expert_dtype" not in fingerprint(cfg, plan, "jsonl")
     plan.fp8_expert_block = (128, 128)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from support.launch import run_jobs
-from support.tiny_models import MAX_NEW, MODELS, read_output
+from support.tiny_models import FP8_QWEN3, MAX_NEW, MODELS, read_output
 
 LAYOUTS = [(1, 1), (1, 2), (2, 1), (2, 2), (4, 1), (1, 4)]
 SAMPLED = ["sampling.temperature=0.9", "sampling.top_p=0.9", "sampling.top_k=50", "sampling.seed=7"]
@@ -21,6 +21,10 @@ def _cases(tiny, out_dir):
     cases = [(f"{name}-mixed", [f"model.path={m[name]}", f"data.input={i['mixed']}"], (name, "mixed"))
              for name in MODELS]
     cases += [
+        # Linear layers held in float8 (those whose shard is whole 16 x 16 blocks under the layout), against
+        # transformers on the dequantized values.
+        ("qwen3-fp8-linears", [f"model.path={m[FP8_QWEN3]}", f"data.input={i['mixed']}", "model.linear_dtype=fp8"],
+         (FP8_QWEN3, "mixed")),
         # Fewer prompts than DP ranks: the other ranks never get work.
         ("llama-one", [f"model.path={m['llama']}", f"data.input={i['one']}"], ("llama", "one")),
         # A 200-token prompt among short ones, prefilled in 48-token chunks.

@@ -52,8 +52,12 @@ def test_a_share_too_large_says_how_to_spread_it():
                                           r"are dequantized to bfloat16 as they load, twice their size on disk; or "
                                           r"keep the routed experts in float8 \(model\.expert_dtype=fp8"):
         check_weights_fit(12 * 2**30, 11 * 2**30, 80 * 2**30, config, dims, "ep", torch.bfloat16, "cuda:0")
-    with pytest.raises(ConfigError) as kept_float8:  # experts already in float8: neither hint
+    with pytest.raises(ConfigError, match=r"dequantized to bfloat16 as they load, twice their size on disk; or keep "
+                                          r"the linear layers in float8 \(model\.linear_dtype=fp8"):
         check_weights_fit(12 * 2**30, 11 * 2**30, 80 * 2**30, config, dims, "ep", torch.bfloat16, "cuda:0", True)
+    with pytest.raises(ConfigError) as kept_float8:  # experts and linear layers already in float8: no hint
+        check_weights_fit(12 * 2**30, 11 * 2**30, 80 * 2**30, config, dims, "ep", torch.bfloat16, "cuda:0", True,
+                          True)
     assert "float8" not in str(kept_float8.value)
     with pytest.raises(ConfigError) as dense:  # no experts: no hint about them
         check_weights_fit(12 * 2**30, 11 * 2**30, 80 * 2**30, _config("llama"), dims, "ep", torch.bfloat16, "cuda:0")

@@ -58,8 +58,8 @@ class BenchSection:
     checkpoint_format: str = "model"
     """load=true: how the random weights are written: model (in model.dtype) or fp8 (as DeepSeek-V3's and Qwen3's
     -FP8 releases: linear weights in float8 e4m3 with a float32 scale per 128 x 128 block, embeddings, LM head and
-    routers in model.dtype), which the engine then loads as such (model.expert_dtype=auto keeps the routed experts
-    float8 on a GPU that runs float8, the rest dequantized as it loads)."""
+    routers in model.dtype), which the engine then loads as such (model.expert_dtype=auto and model.linear_dtype=auto
+    keep routed experts and linear layers float8 on a GPU that runs float8, the rest dequantized as it loads)."""
     checkpoint_dir: Optional[str] = None
     """load=true: where to write it (must be shared by all ranks; kept); unset: a temp dir, deleted after."""
     output: str = "bench_results.json"

@@ -90,7 +90,7 @@ class ModelCost:
             c.total_bytes += _bytes(p)
             if id(p) in special:
                 continue
-            matmul = p.numel() if p.dim() >= 2 else 0
+            matmul = p.numel() if p.dim() >= 2 and not name.endswith("weight_scale") else 0  # (float8 blocks' scales)
             if ".mlp." in name:
                 c.mlp_params += matmul
                 c.mlp_bytes += _bytes(p)

@@ -25,7 +25,8 @@ COLUMNS = [  # (header, width, value from a case's dict)
 
 def console_lines(report: dict) -> list[str]:
     m, lay, ceil, st = report["model"], report["layout"], report["ceilings"], report["startup"]
-    float8 = [what for what, on in (("float8 experts", m.get("fp8_experts")),
+    float8 = [what for what, on in (("float8 linear layers", m.get("fp8_linears")),
+                                    ("float8 experts", m.get("fp8_experts")),
                                     ("float8 KV cache", report.get("kv_cache", {}).get("dtype") == "fp8")) if on]
     lines = [
         f"model {m['name']} ({m['architecture']}, {', '.join([m['dtype'], *float8])}, "

@@ -123,6 +123,7 @@ def run_bench(cfg: Any) -> Optional[dict]:
                     "decode": profile_case(partial(run_case, engine, case, sampling, b.seed), device, b.profile_top)}
     num_blocks = engine.num_blocks
     engine_fp8_experts = engine.runner.sharding.fp8_expert_block is not None  # as model.expert_dtype resolved
+    engine_fp8_linears = engine.runner.model.fp8_linears[0]  # linear layers in float8, as model.linear_dtype resolved
     del engine
     gc.collect()
     if device.type == "cuda":
@@ -138,6 +139,7 @@ def run_bench(cfg: Any) -> Optional[dict]:
     report = {
         "model": {"name": name, "architecture": hf_config.architectures[0], "dtype": str(dtype).removeprefix("torch."),
                   "expert_dtype": cfg.model.expert_dtype, "fp8_experts": engine_fp8_experts,
+                  "linear_dtype": cfg.model.linear_dtype, "fp8_linears": engine_fp8_linears,
                   "checkpoint_format": b.checkpoint_format if b.load and not cfg.model.path else None,
                   "random_weights": not (b.load and cfg.model.path),
                   "cost": cost.to_json()},

@@ -18,7 +18,7 @@ import torch
 
 from ..failure import oom_guard
 from ..env_switches import log_switches
-from ..job_plan import resolve_fp8_expert_block, resolve_kv_dtype
+from ..job_plan import resolve_fp8_expert_block, resolve_fp8_linear_block, resolve_kv_dtype
 from ..parallel.dims import ConfigError, ParallelDims
 from ..parallel.dp_meta import NUM_FIELDS, DPMetaExchange
 from ..parallel.shm_exchange import make_shm_all_gather
@@ -82,8 +82,9 @@ class Engine:
         kv_dtype = resolve_kv_dtype(cfg.cache.dtype, dtype)
         fp8_experts = resolve_fp8_expert_block(cfg.model.expert_dtype, hf_config, device, dims.mlp_ranks,
                                                cfg.parallel.moe)
+        fp8_linears = resolve_fp8_linear_block(cfg.model.linear_dtype, hf_config, device)
         runner = ModelRunner(hf_config, model_dir, dims, device, dtype, cfg.cache.block_size, cfg.parallel.moe,
-                             kv_dtype, fp8_experts)
+                             kv_dtype, fp8_experts, fp8_linears)
         _sync(device)
         times.load = runner.load_stats.seconds
         times.build = time.perf_counter() - t0 - times.load

@@ -14,6 +14,7 @@ import torch.distributed as dist
 from ..forward_batch import ForwardBatch
 from ..host_memory import to_device, upload_packed
 from ..layers.fp8_checkpoint import block_fp8_scheme
+from ..layers.linear import LinearBase
 from ..layers.moe import FusedMoE, has_routed_experts
 from ..layers.sampler import SamplingTensors, apply_output_penalties, apply_repetition_penalty, sample
 from ..loader import LoadStats, load_weights
@@ -50,17 +51,20 @@ def module_bytes(model: torch.nn.Module) -> int:
 
 
 def check_weights_fit(need: int, free: int, total: int, hf_config: Any, dims: ParallelDims, moe: str,
-                      dtype: torch.dtype, device: Any, fp8_experts: bool = False) -> None:
+                      dtype: torch.dtype, device: Any, fp8_experts: bool = False, fp8_linears: bool = False) -> None:
     """A ConfigError saying how to spread the model wider when this rank's share of it (`need` bytes) exceeds the
     GPU's free memory: before any allocation, not a CUDA out-of-memory error minutes into loading."""
     if need <= free:
         return
     spread = ("raise parallel.tp, or parallel.dp with parallel.dp_attention=true (which shards the MLP and experts "
               "over every rank)" if dims.dp == 1 or not dims.dp_attention else "raise parallel.dp or parallel.tp")
+    kept = fp8_linears and (fp8_experts or not has_routed_experts(hf_config))
     notes = (f"; this checkpoint's float8 weights are dequantized to {str(dtype).removeprefix('torch.')} as they "
-             f"load, twice their size on disk" if block_fp8_scheme(hf_config) and not fp8_experts else "")
+             f"load, twice their size on disk" if block_fp8_scheme(hf_config) and not kept else "")
     if has_routed_experts(hf_config) and not fp8_experts:
         notes += "; or keep the routed experts in float8 (model.expert_dtype=fp8: half their bytes)"
+    if not fp8_linears:
+        notes += "; or keep the linear layers in float8 (model.linear_dtype=fp8: half their bytes)"
     raise ConfigError(
         f"this rank's share of the model needs {need / 2**30:.1f} GiB of GPU memory in "
         f"{str(dtype).removeprefix('torch.')} (parallel.dp={dims.dp}, parallel.tp={dims.tp}, "
@@ -72,27 +76,34 @@ def check_weights_fit(need: int, free: int, total: int, hf_config: Any, dims: Pa
 class ModelRunner:
     def __init__(self, hf_config: Any, model_dir: Optional[Path], dims: ParallelDims, device: torch.device,
                  dtype: torch.dtype, block_size: int, moe: str = "ep", kv_dtype: Optional[torch.dtype] = None,
-                 fp8_expert_block: Optional[tuple[int, int]] = None):
+                 fp8_expert_block: Optional[tuple[int, int]] = None,
+                 fp8_linear_block: Optional[tuple[int, int]] = None):
         """`model_dir=None` initialises random weights on the device instead of loading (benchmarks);
         `kv_dtype`: the KV cache's element type (default: the model's dtype); `fp8_expert_block`: routed experts
-        kept in float8 with a scale per block of at most this size (job_plan.resolve_fp8_expert_block)."""
+        kept in float8 with a scale per block of at most this size (job_plan.resolve_fp8_expert_block);
+        `fp8_linear_block`: dense linear layers in float8 with this block (job_plan.resolve_fp8_linear_block)."""
         self.hf_config = hf_config
         self.dims = dims
         self.device = device
         self.dtype = dtype
         self.kv_dtype = kv_dtype or dtype
         self.block_size = block_size
-        self.sharding = LayerSharding.from_dims(dims, moe, fp8_expert_block)
+        self.sharding = LayerSharding.from_dims(dims, moe, fp8_expert_block, fp8_linear_block)
         if device.type == "cuda":
             free, total = torch.cuda.mem_get_info(device)
             check_weights_fit(rank_weight_bytes(hf_config, self.sharding, dtype), free, total, hf_config, dims, moe,
-                              dtype, device, fp8_expert_block is not None)
+                              dtype, device, fp8_expert_block is not None, fp8_linear_block is not None)
         self.model = build_model(hf_config, self.sharding, dtype, device)
         self.model.eval()
         self.load_stats = load_weights(self.model, model_dir) if model_dir is not None else _random_init(self.model)
-        experts = ("" if fp8_expert_block is None else
-                   f", routed experts in float8 e4m3 (blocks of up to {fp8_expert_block[0]} x {fp8_expert_block[1]})")
-        log.info("weights on this rank: %.2f GiB%s", module_bytes(self.model) / 2**30, experts)
+        notes = ("" if fp8_expert_block is None else
+                 f", routed experts in float8 e4m3 (blocks of up to {fp8_expert_block[0]} x {fp8_expert_block[1]})")
+        if fp8_linear_block is not None:
+            held, linears = self.model.fp8_linears
+            rest = "" if held == linears else "; the rest do not split into whole blocks under this layout"
+            notes += (f", {held} of {linears} linear layers in float8 e4m3 ({fp8_linear_block[0]} x "
+                      f"{fp8_linear_block[1]} blocks{rest})")
+        log.info("weights on this rank: %.2f GiB%s", module_bytes(self.model) / 2**30, notes)
         self.cache_owners = [m for m in self.model.modules() if hasattr(m, "kv_cache_dims")]
         self.num_blocks = 0
         self.graphs: Optional[DecodeGraphs] = None
@@ -343,9 +354,13 @@ def _random_init(model: torch.nn.Module) -> LoadStats:
     gen = torch.Generator(device=next(model.parameters()).device).manual_seed(0)
     float8 = set()
     for m in model.modules():
-        if isinstance(m, FusedMoE) and m.fp8_block:  # values drawn, then quantized in blocks with their scales
+        # Float8 weights: values drawn, then quantized in blocks with their scales.
+        if isinstance(m, FusedMoE) and m.fp8_block:
             m.init_random(gen)
             float8.update(id(p) for p in (m.w13, m.w2, m.w13_scale, m.w2_scale))
+        elif isinstance(m, LinearBase) and m.fp8_block:
+            m.init_random(gen)
+            float8.update(id(p) for p in (m.weight, m.weight_scale))
     for name, p in model.named_parameters():
         if id(p) in float8:
             continue

@@ -6,7 +6,7 @@ from typing import Any, Optional
 
 import torch
 
-from spmd_kernels.block_fp8 import dequantize_blocks
+from spmd_kernels.block_fp8 import dequantize_blocks, expand_scales, quantize_blocks
 
 from .weights import CheckpointTensor, WeightError
 
@@ -71,3 +71,18 @@ class BlockFp8Tensor(CheckpointTensor):
             raise WeightError(f"tensor {self.name!r} has scales ({self.name + SCALE_SUFFIX!r}) but is stored as "
                               f"{weight.dtype}, not float8 e4m3")
         return weight.to(self._device), scale.to(self._device).float()
+
+
+def float8_slice(src: CheckpointTensor, dim: int, start: int, length: int, block: tuple[int, int],
+                 device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(float8 slice, its scales in `block` blocks) of a checkpoint weight, for weights held in float8 (routed
+    experts, dense linears). A float8 checkpoint's bytes are kept as stored when every block here lies inside one
+    of its blocks (its scale repeated), so nothing is rounded again; anything else is quantized now (block amax /
+    448)."""
+    rows, cols = block
+    if (isinstance(src, BlockFp8Tensor) and src.block[0] % rows == 0 and src.block[1] % cols == 0
+            and start % block[dim] == 0):
+        weight, scale = src.narrow_stored(dim, start, length)
+        origin = (start, 0) if dim == 0 else (0, start)
+        return weight, expand_scales(scale, tuple(weight.shape), src.block, *origin)[::rows, ::cols]
+    return quantize_blocks(src.narrow(dim, start, length).to(device), block)

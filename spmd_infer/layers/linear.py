@@ -1,4 +1,5 @@
-"""Tensor-parallel linear layers; each parameter's weight_loader reads only this rank's slice from disk."""
+"""Tensor-parallel linear layers, in the model's dtype or in block-scaled float8; each parameter's weight_loader reads
+only this rank's slice from disk."""
 
 from __future__ import annotations
 
@@ -8,12 +9,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from spmd_kernels.block_fp8 import dequantize_blocks, quantize_blocks
+from spmd_kernels.fp8_linear import fp8_linear
 from spmd_kernels.pdl import pdl_enabled
 from spmd_kernels.qkv_rope_store import qkv_rope_store, qkv_rope_store_supports
 from spmd_kernels.qkv_epilogue import RopeStore
 from spmd_kernels.skinny_gemm import skinny_gemm, skinny_gemm_supports
 
 from ..parallel.comm import Shard, all_reduce
+from .fp8_checkpoint import float8_slice
 from .weights import CheckpointTensor, copy_checked
 
 # Decode-sized products (at most 16 rows) of weights between these sizes go to skinny_gemm instead of cuBLAS, when
@@ -51,6 +55,10 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
 
 
 class LinearBase(nn.Module):
+    keeps_dtype = False
+    """True for a layer whose weight is read by something other than its forward (MLA's kv_b_proj, absorbed into
+    the attention): never held in float8."""
+
     def __init__(self, in_features: int, out_features: int, bias: bool, shard: Shard, shard_dim: int | None):
         super().__init__()
         self.shard = shard
@@ -62,14 +70,92 @@ class LinearBase(nn.Module):
             self.bias.weight_loader = self.weight_loader
         else:
             self.register_parameter("bias", None)
+        self.fp8_block: tuple[int, int] | None = None  # hold_in_float8
+        self.register_parameter("weight_scale", None)
+
+    def output_parts(self) -> list[int]:
+        """This rank's output features of each separately loaded part, in order (one part unless merged)."""
+        return [self.weight.shape[0]]
+
+    def takes_float8(self, block: tuple[int, int]) -> bool:
+        """Whether this rank's weight can be held in float8 with (rows, columns) blocks: every part starts on a
+        block row (a part may end mid-block only where it is the weight's last and unsplit, as DeepSeek's 576-row
+        kv_a_proj_with_mqa), and a split of the input features falls on a block column."""
+        rows, cols = block
+        parts = self.output_parts()
+        split_rows = self.shard_dim == 0 and self.shard.size > 1
+        rows_ok = all(p % rows == 0 for p in (parts if split_rows else parts[:-1]))
+        cols_ok = not (self.shard_dim == 1 and self.shard.size > 1) or self.weight.shape[1] % cols == 0
+        return not self.keeps_dtype and rows_ok and cols_ok
+
+    def hold_in_float8(self, block: tuple[int, int]) -> None:
+        """Replace the (unloaded) weight by a float8 e4m3 one with a float32 scale per block (weight_scale), filled
+        by the same weight_loader: a float8 checkpoint's bytes as stored, a bf16 one's quantized as they load."""
+        out_features, in_features = self.weight.shape
+        loads = getattr(self.weight, "expected_loads", 1)
+        self.weight = nn.Parameter(torch.empty(out_features, in_features, dtype=torch.float8_e4m3fn,
+                                               device=self.weight.device), requires_grad=False)
+        self.weight.weight_loader = self.weight_loader
+        self.weight.expected_loads = loads
+        self.weight_scale = nn.Parameter(torch.empty(-(-out_features // block[0]), -(-in_features // block[1]),
+                                                     dtype=torch.float32, device=self.weight.device),
+                                         requires_grad=False)
+        self.weight_scale.expected_loads = 0  # filled with the weight, not named in the checkpoint
+        self.fp8_block = block
+
+    @torch.no_grad()
+    def init_random(self, generator: torch.Generator) -> None:
+        """Random float8 weights (the benchmark's): normal values, std 1 / sqrt(fan_in), quantized in blocks."""
+        values = torch.empty(self.weight.shape, device=self.weight.device).normal_(
+            0.0, self.weight.shape[1] ** -0.5, generator=generator)
+        self.weight.data, self.weight_scale.data = quantize_blocks(values, self.fp8_block)
+
+    def project(self, x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+        """x @ weight^T (+ bias): float8 weights through fp8_linear on CUDA (dequantized on the CPU: the model's
+        values exactly), others through `linear`."""
+        if self.fp8_block is None:
+            return linear(x, self.weight, bias)
+        if x.is_cuda:
+            return fp8_linear(x, self.weight, self.weight_scale, self.fp8_block, bias)
+        return F.linear(x, dequantize_blocks(self.weight, self.weight_scale, self.fp8_block).to(x.dtype), bias)
 
     def weight_loader(self, param: nn.Parameter, src: CheckpointTensor, shard_id=None) -> None:
         dim = self.shard_dim
         if dim is None or (param.dim() == 1 and dim == 1):
-            copy_checked(param, src.read(), src.name)  # replicated weight, or a row-parallel bias
+            # A replicated weight, or a row-parallel bias: whole.
+            self._load_slice(param, src, 0, 0, 0, src.shape[0])
             return
         n = param.shape[dim]
-        copy_checked(param, src.narrow(dim, self.shard.rank * n, n), src.name)
+        self._load_slice(param, src, 0, dim, self.shard.rank * n, n)
+
+    def _load_slice(self, param: nn.Parameter, src: CheckpointTensor, offset: int, dim: int, start: int,
+                    length: int) -> None:
+        """Copy src's [start, start + length) along `dim` into param: into its rows from `offset` when dim is 0,
+        whole when dim is 1 (input features split). A float8 weight takes its block scales alongside."""
+        if param is not self.weight or self.fp8_block is None:
+            dst = param.data.narrow(0, offset, length) if dim == 0 else param.data
+            copy_checked(dst, src.narrow(dim, start, length), src.name)
+            return
+        weight, scale = float8_slice(src, dim, start, length, self.fp8_block, param.device)
+        rows = self.fp8_block[0]
+        if dim == 0:
+            copy_checked(param.data.narrow(0, offset, length), weight, src.name)
+            copy_checked(self.weight_scale.data.narrow(0, offset // rows, scale.shape[0]), scale,
+                         src.name + " (block scales)")
+        else:
+            copy_checked(param.data, weight, src.name)
+            copy_checked(self.weight_scale.data, scale, src.name + " (block scales)")
+
+
+def hold_linears_in_float8(model: nn.Module, block: tuple[int, int]) -> tuple[int, int]:
+    """Every linear layer of `model` that can (LinearBase.takes_float8) held in float8 with `block` blocks, before
+    loading; (layers converted, linear layers in all). The LM head, embeddings and MoE routers are not linear
+    layers here, and stay in the model's dtype, as float8 releases store them."""
+    layers = [m for m in model.modules() if isinstance(m, LinearBase)]
+    converted = [m for m in layers if m.takes_float8(block)]
+    for m in converted:
+        m.hold_in_float8(block)
+    return len(converted), len(layers)
 
 
 class ReplicatedLinear(LinearBase):
@@ -77,7 +163,7 @@ class ReplicatedLinear(LinearBase):
         super().__init__(in_features, out_features, bias, Shard(), None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return linear(x, self.weight, self.bias)
+        return self.project(x, self.bias)
 
 
 class ColumnParallelLinear(LinearBase):
@@ -87,7 +173,7 @@ class ColumnParallelLinear(LinearBase):
         super().__init__(in_features, shard.split(out_features, "output features"), bias, shard, 0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return linear(x, self.weight, self.bias)
+        return self.project(x, self.bias)
 
     def forward_rope_store(self, x: torch.Tensor, rope: RopeStore) -> torch.Tensor | None:
         """This qkv projection in one skinny_gemm launch whose epilogue rotates q and k and stores k and v into the
@@ -108,11 +194,13 @@ class MergedColumnParallelLinear(ColumnParallelLinear):
         for p in self.parameters():
             p.expected_loads = len(output_sizes)  # one checkpoint tensor per part
 
+    def output_parts(self) -> list[int]:
+        return [s // self.shard.size for s in self.output_sizes]
+
     def weight_loader(self, param: nn.Parameter, src: CheckpointTensor, shard_id: int) -> None:
-        local = [s // self.shard.size for s in self.output_sizes]
-        offset = sum(local[:shard_id])
+        local = self.output_parts()
         n = local[shard_id]
-        copy_checked(param.data.narrow(0, offset, n), src.narrow(0, self.shard.rank * n, n), src.name)
+        self._load_slice(param, src, sum(local[:shard_id]), 0, self.shard.rank * n, n)
 
 
 class QKVParallelLinear(ColumnParallelLinear):
@@ -127,11 +215,14 @@ class QKVParallelLinear(ColumnParallelLinear):
         for p in self.parameters():
             p.expected_loads = 3  # q, k and v
 
-    def weight_loader(self, param: nn.Parameter, src: CheckpointTensor, shard_id: str) -> None:
-        q = self.num_heads * self.head_dim
+    def output_parts(self) -> list[int]:
         kv = self.num_kv_heads * self.head_dim
+        return [self.num_heads * self.head_dim, kv, kv]
+
+    def weight_loader(self, param: nn.Parameter, src: CheckpointTensor, shard_id: str) -> None:
+        q, kv, _ = self.output_parts()
         offset, n = {"q": (0, q), "k": (q, kv), "v": (q + kv, kv)}[shard_id]
-        copy_checked(param.data.narrow(0, offset, n), src.narrow(0, self.shard.rank * n, n), src.name)
+        self._load_slice(param, src, offset, 0, self.shard.rank * n, n)
 
 
 class RowParallelLinear(LinearBase):
@@ -142,7 +233,7 @@ class RowParallelLinear(LinearBase):
         self.reduce = reduce
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = linear(x, self.weight)
+        y = self.project(x)
         if self.reduce:
             y = all_reduce(y, self.shard)
         if self.bias is not None and (self.reduce or self.shard.rank == 0):

@@ -18,12 +18,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from spmd_kernels import fused_moe
-from spmd_kernels.block_fp8 import dequantize_blocks, expand_scales, quantize_blocks
+from spmd_kernels.block_fp8 import dequantize_blocks, quantize_blocks
 
 from ..parallel.comm import Shard, all_reduce
 from ..parallel.dims import ConfigError
 from .activation import silu_and_mul
-from .fp8_checkpoint import BlockFp8Tensor
+from .fp8_checkpoint import float8_slice
 from .weights import CheckpointTensor, copy_checked
 
 DEFAULT_FP8_BLOCK = (128, 128)  # DeepSeek-V3's and Qwen3's float8 releases
@@ -127,7 +127,7 @@ class FusedMoE(nn.Module):
             dst = param.data[local] if part == "down" else param.data[local].narrow(0, 0 if part == "gate" else i, i)
             copy_checked(dst, src.narrow(dim, start, length), src.name)
             return
-        weight, scale = self._float8(src, dim, start, length, param.device)
+        weight, scale = float8_slice(src, dim, start, length, self.fp8_block, param.device)
         rows = self.fp8_block[0]
         if part == "down":
             copy_checked(param.data[local], weight, src.name)
@@ -137,18 +137,6 @@ class FusedMoE(nn.Module):
             copy_checked(param.data[local].narrow(0, offset, i), weight, src.name)
             copy_checked(self.w13_scale.data[local].narrow(0, offset // rows, i // rows), scale,
                          src.name + " (block scales)")
-
-    def _float8(self, src: CheckpointTensor, dim: int, start: int, length: int,
-                device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        """(float8 slice, its scales in fp8_block blocks) of a checkpoint expert weight. A float8 checkpoint's bytes
-        are kept as stored when every block here lies inside one of its blocks (the scale repeated), so nothing is
-        rounded again; anything else is quantized now (block amax / 448)."""
-        rows, cols = self.fp8_block
-        if isinstance(src, BlockFp8Tensor) and src.block[0] % rows == 0 and src.block[1] % cols == 0:
-            weight, scale = src.narrow_stored(dim, start, length)
-            origin = (start, 0) if dim == 0 else (0, start)
-            return weight, expand_scales(scale, tuple(weight.shape), src.block, *origin)[::rows, ::cols]
-        return quantize_blocks(src.narrow(dim, start, length).to(device), self.fp8_block)
 
     @torch.no_grad()
     def init_random(self, generator: torch.Generator) -> None:

@@ -54,6 +54,7 @@ class DeepseekV2Attention(nn.Module):
         self.kv_a_proj_with_mqa = ReplicatedLinear(hidden, self.kv_lora_rank + self.rope, bias)
         self.kv_a_layernorm = RMSNorm(self.kv_lora_rank, LATENT_NORM_EPS)
         self.kv_b_proj = ColumnParallelLinear(self.kv_lora_rank, heads * (self.nope + self.v_dim), False, shard)
+        self.kv_b_proj.keeps_dtype = True  # its weight is absorbed into the attention (MLA), not multiplied here
         self.o_proj = RowParallelLinear(heads * self.v_dim, hidden, bias, shard)
         params = rope_parameters(config)
         self.rotary_emb = RotaryEmbedding(self.rope, self.rope, config.max_position_embeddings, params,

@@ -10,6 +10,7 @@ import torch
 MAX_NEW = 10  # tokens generated per request in the equality tests
 JOB_MAX_TOKENS = 6  # tokens per request of the in-process `job` fixture (conftest.py)
 MODELS = ("llama", "llama3", "qwen2", "qwen3")
+FP8_QWEN3 = "qwen3-blockfp8"  # the tiny Qwen3 as a block-float8 release (tests/conftest.py's tiny fixture)
 
 # Head counts divisible by 4 so every layout up to tp=4 applies; vocab not a multiple of 4 to exercise padding.
 COMMON = dict(vocab_size=301, hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=8,

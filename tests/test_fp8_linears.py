@@ -1,0 +1,145 @@
+"""Dense linear layers held in float8 with a scale per block (model.linear_dtype): a float8 checkpoint's bytes kept
+at every shard that splits into whole blocks (the rest in the model's dtype), a bf16 one quantized as it loads,
+the CPU forward equal to the dequantized model's, the setting resolved and recorded. The engine on such layers is
+checked against transformers in tests/test_layouts.py and tests/test_deepseek.py."""
+
+from __future__ import annotations
+
+import importlib
+from types import SimpleNamespace
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+from transformers import AutoConfig
+
+from spmd_infer.engine.model_runner import _random_init
+from spmd_infer.job_plan import resolve_fp8_linear_block
+from spmd_infer.layers.linear import LinearBase
+from spmd_infer.loader import load_weights
+from spmd_infer.models.registry import model_class
+from spmd_infer.parallel.comm import Shard
+from spmd_infer.parallel.dims import ConfigError, ParallelDims
+from spmd_infer.parallel.sharding import LayerSharding
+from spmd_kernels.block_fp8 import dequantize_blocks, quantize_blocks
+from support.block_fp8 import write_block_fp8_copy
+from support.tiny_models import build_model
+
+BLOCK = (16, 16)
+
+
+def _load(folder, sharding):
+    config = AutoConfig.from_pretrained(folder)
+    model = model_class(config)(config, sharding)
+    load_weights(model, folder)
+    return model
+
+
+def _linears(model) -> dict[str, LinearBase]:
+    return {n: m for n, m in model.named_modules() if isinstance(m, LinearBase)}
+
+
+def _values(layer: LinearBase) -> torch.Tensor:
+    return layer.weight if layer.fp8_block is None else dequantize_blocks(layer.weight, layer.weight_scale,
+                                                                          layer.fp8_block)
+
+
+@pytest.mark.parametrize("name", ["llama", "qwen3", "dsv2lora", "qwen3moe"])
+@pytest.mark.parametrize("size", [1, 2, 4])
+def test_a_float8_checkpoint_keeps_its_bytes(tmp_path, name, size):
+    """Every rank's float8 layers dequantize to the dequantized twin's weights exactly; a layer whose shard is not
+    whole blocks (the tiny MLP's 96 rows over 4 ranks: 24) and MLA's kv_b_proj stay in the model's dtype."""
+    write_block_fp8_copy(build_model(name, tmp_path / "src"), tmp_path / "fp8", tmp_path / "plain", BLOCK)
+    for rank in range(size):
+        shard = Shard(rank, size)
+        plain = _linears(_load(tmp_path / "plain", LayerSharding(attn=shard, mlp=shard, dp=Shard())))
+        model = _load(tmp_path / "fp8", LayerSharding(attn=shard, mlp=shard, dp=Shard(), fp8_linear_block=BLOCK))
+        fp8 = _linears(model)
+        held = {n for n, m in fp8.items() if m.fp8_block is not None}
+        assert model.fp8_linears == (len(held), len(fp8))
+        assert held and all(fp8[n].weight.dtype == torch.float8_e4m3fn for n in held)
+        assert not any(n.endswith("kv_b_proj") for n in held)
+        if size == 4:
+            assert not any(n.endswith(("mlp.gate_up_proj", "mlp.down_proj")) for n in held if ".0." in n)
+        else:
+            assert len(held) == len(fp8) - sum(n.endswith("kv_b_proj") for n in fp8)
+        for n, layer in fp8.items():
+            assert torch.equal(_values(layer), plain[n].weight), n
+
+
+def test_a_bf16_checkpoint_is_quantized_as_it_loads(tmp_path):
+    src = build_model("qwen3", tmp_path / "src")
+    plain = _linears(_load(src, LayerSharding.single()))
+    fp8 = _linears(_load(src, LayerSharding.single(fp8_linear_block=BLOCK)))
+    for n, layer in fp8.items():
+        assert layer.fp8_block == BLOCK, n
+        if n.endswith("qkv_proj"):  # q, k and v quantized one at a time: their blocks are those of the whole
+            continue
+        q, scale = quantize_blocks(plain[n].weight, BLOCK)
+        assert torch.equal(layer.weight.float(), q.float()) and torch.equal(layer.weight_scale, scale), n
+
+
+def test_float8_layers_compute_the_dequantized_model_on_the_cpu(tmp_path):
+    write_block_fp8_copy(build_model("llama", tmp_path / "src"), tmp_path / "fp8", tmp_path / "plain", BLOCK)
+    plain = _linears(_load(tmp_path / "plain", LayerSharding.single()))
+    fp8 = _linears(_load(tmp_path / "fp8", LayerSharding.single(fp8_linear_block=BLOCK)))
+    x = torch.randn(5, 64)
+    for n in ("model.layers.0.self_attn.qkv_proj", "model.layers.1.mlp.gate_up_proj"):
+        torch.testing.assert_close(fp8[n](x), plain[n](x), rtol=1e-6, atol=1e-6)
+
+
+def test_random_float8_layers():
+    config = AutoConfig.for_model("llama", vocab_size=64, hidden_size=64, intermediate_size=128,
+                                  num_hidden_layers=1, num_attention_heads=4, num_key_value_heads=2,
+                                  architectures=["LlamaForCausalLM"])
+    model = model_class(config)(config, LayerSharding.single(fp8_linear_block=BLOCK))
+    _random_init(model)
+    for layer in _linears(model).values():
+        assert layer.weight.dtype == torch.float8_e4m3fn and (layer.weight_scale > 0).all()
+        std = _values(layer).std().item()
+        assert 0.8 < std * layer.weight.shape[1] ** 0.5 < 1.2  # std 1 / sqrt(fan_in), as bf16 weights get
+
+
+def test_the_setting_is_resolved(monkeypatch):
+    plain = AutoConfig.for_model("llama")
+    released = AutoConfig.for_model("llama")
+    released.quantization_config = {"quant_method": "fp8", "fmt": "e4m3", "weight_block_size": [128, 128]}
+    odd = AutoConfig.for_model("llama")
+    odd.quantization_config = {"quant_method": "fp8", "fmt": "e4m3", "weight_block_size": [24, 40]}
+    cpu, gpu = torch.device("cpu"), torch.device("cuda", 0)
+    with pytest.raises(ConfigError, match="model.linear_dtype='bf16' must be one of auto, fp8, model"):
+        resolve_fp8_linear_block("bf16", plain, cpu)
+    assert resolve_fp8_linear_block("model", released, cpu) is None
+    assert resolve_fp8_linear_block("auto", released, cpu) is None  # the CPU computes the dequantized model
+    assert resolve_fp8_linear_block("fp8", plain, cpu) == (128, 128)  # a bf16 checkpoint quantized as it loads
+    capability = [(9, 0)]
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability[0])
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "an old GPU")
+    assert resolve_fp8_linear_block("auto", released, gpu) == (128, 128)
+    assert resolve_fp8_linear_block("auto", plain, gpu) is None
+    assert resolve_fp8_linear_block("auto", odd, gpu) is None  # blocks the kernel cannot take: dequantized
+    with pytest.raises(ConfigError, match="blocks are 24 x 40"):
+        resolve_fp8_linear_block("fp8", odd, gpu)
+    capability[0] = (8, 0)
+    assert resolve_fp8_linear_block("auto", released, gpu) is None
+    with pytest.raises(ConfigError, match="an old GPU .compute capability 8.0. has no float8"):
+        resolve_fp8_linear_block("fp8", released, gpu)
+
+
+def test_resume_fingerprint_records_float8_linear_layers(tmp_path, monkeypatch):
+    from spmd_infer.resume import fingerprint
+
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "in.jsonl").write_text("{}\n")
+    cfg = OmegaConf.create({"model": {"tokenizer": None}, "sampling": {"temperature": 0.0}})
+    plan = SimpleNamespace(model_dir=tmp_path, dtype=torch.bfloat16, max_model_len=8, input=tmp_path / "in.jsonl",
+                           fp8_expert_block=None, fp8_linear_block=None, device=torch.device("cuda", 0),
+                           dims=ParallelDims(1, 1, 1), hf_config=AutoConfig.for_model("llama"))
+    assert "model.linear_dtype" not in fingerprint(cfg, plan, "jsonl")  # manifests from before still match
+    plan.fp8_linear_block = (128, 128)
+    assert fingerprint(cfg, plan, "jsonl")["model.linear_dtype"] == "fp8"
+    monkeypatch.setattr(importlib.import_module("spmd_kernels.fp8_linear"), "DEFAULT_ACTIVATIONS", "model")
+    assert fingerprint(cfg, plan, "jsonl")["model.linear_dtype"] == "fp8, activations in model.dtype"
+    monkeypatch.undo()
+    plan.device = torch.device("cpu")
+    assert fingerprint(cfg, plan, "jsonl")["model.linear_dtype"] == "fp8, activations in model.dtype"
