@@ -10,62 +10,67 @@ import triton.language as tl
 
 from .block_fp8 import dequantize_blocks
 from .pdl import pdl_args, pdl_enter
-from .scaled_activations import (ACTIVATIONS, DEFAULT_ACTIVATIONS, _scale_groups, quantize_activations,
-                                 quantize_activations_ref)
+from .scaled_activations import ACTIVATIONS, DEFAULT_ACTIVATIONS, quantize_activations, quantize_activations_ref
 from .scaled_dot import _scaled_step, _zero_acc
 
-# How the activations reach the kernel (the kernel's ACT): in the model's dtype, weights widened to it; rounded to
-# float8 by the kernel itself, a k-step's tile at a time (decode: no launch of its own, and a handful of rows cost
-# little beside the weight stream); rounded before the launch by quantize_activations (prefill, where every
-# program rounding its own copy of x's tile would cost more issue slots than its dots).
-ACT_MODEL, ACT_ROUNDED_HERE, ACT_ROUNDED_BEFORE = 0, 1, 2
-# Rows up to which the kernel rounds x itself; beyond, quantize_activations does once.
-MAX_ROWS_ROUNDED_HERE = 32
+# Float8 activations are rounded by quantize_activations before the GEMM, once. (Rounding them inside the GEMM, each
+# program its copy of x's tile a k-step, saved that launch at decode but made the kernel issue-bound: H200, session
+# 17, Llama-3-8B qkv at 16 rows 23 us against cuBLAS bf16's 16, and slower still at 1 row, whose zero rows took
+# the IEEE division's slow path.)
 # Decode-sized tiles (under 64 rows) compute each product transposed, weights x rows, so that sm_90 runs a float8
 # wgmma from shared memory (see scaled_dot._scaled_step; fused_moe.SWAP_AB timed it there). Tests flip it.
 SWAP_AB = True
 
 
 @triton.jit(do_not_specialize=["M"])  # the token count changes every step
-def _fp8_linear_kernel(x_ptr, xs_ptr, w_ptr, ws_ptr, bias_ptr, y_ptr, M, stride_xm, stride_xsm, stride_wn,
-                       stride_sn, stride_ym, N: tl.constexpr, K: tl.constexpr, BLOCK_M: tl.constexpr,
+def _fp8_linear_kernel(x_ptr, xs_ptr, w_ptr, ws_ptr, bias_ptr, y_ptr, part_ptr, count_ptr, M, stride_xm, stride_xsm,
+                       stride_wn, stride_sn, stride_ym, N: tl.constexpr, K: tl.constexpr, BLOCK_M: tl.constexpr,
                        BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, SCALE_N: tl.constexpr, ACT: tl.constexpr,
-                       SWAP: tl.constexpr, HAS_BIAS: tl.constexpr, GROUP_M: tl.constexpr, PDL: tl.constexpr):
-    """y[m, n] = sum_k x[m, k] * w[n, k] * ws[n // SCALE_N, k // BLOCK_K] (+ bias[n]) for one [BLOCK_M, BLOCK_N] tile.
-    BLOCK_K is the weight block's width, so a k-step is one scale column and, with float8 activations, one scale
-    group of x; BLOCK_N divides SCALE_N, so a tile has one weight scale a k-step. Tiles are ordered GROUP_M row
-    tiles at a time (prefill: a group's weights are read from L2, not HBM, by the group's other row tiles)."""
+                       SWAP: tl.constexpr, HAS_BIAS: tl.constexpr, GROUP_M: tl.constexpr, SPLIT_K: tl.constexpr,
+                       PDL: tl.constexpr):
+    """y[m, n] = sum_k x[m, k] * w[n, k] * ws[n // SCALE_N, k // BLOCK_K] (+ bias[n]) for one [BLOCK_M, BLOCK_N] tile
+    (or its share of K, SPLIT_K > 1). BLOCK_K is the weight block's width, so a k-step is one scale column and, with
+    float8 activations, one scale group of x; BLOCK_N divides SCALE_N, so a tile has one weight scale a k-step.
+    Tiles are ordered GROUP_M row tiles at a time (prefill: a group's weights are read from L2, not HBM, by the
+    group's other row tiles).
+
+    SPLIT_K > 1 (decode over weights of few output tiles, e.g. 4096 rows: 64 tiles for 132 SMs): each of a tile's
+    SPLIT_K programs streams 1 / SPLIT_K of K and writes its fp32 partial sums to part_ptr [SPLIT_K, M, N]; the last
+    to finish (an acq_rel counter a tile, count_ptr) adds them up in split order, so the result does not depend on
+    which finished last, writes y and resets the counter for the next launch. One launch, no zero fill."""
     pdl_enter(PDL)
     pid = tl.program_id(0)
+    split = pid % SPLIT_K
+    tile = pid // SPLIT_K
     num_m = tl.cdiv(M, BLOCK_M)
     num_n = tl.cdiv(N, BLOCK_N)
     per_group = GROUP_M * num_n
-    first_m = (pid // per_group) * GROUP_M
+    first_m = (tile // per_group) * GROUP_M
     rows_here = tl.minimum(num_m - first_m, GROUP_M)
-    pid_m = first_m + (pid % per_group) % rows_here
-    pid_n = (pid % per_group) // rows_here
+    pid_m = first_m + (tile % per_group) % rows_here
+    pid_n = (tile % per_group) // rows_here
 
+    k_steps: tl.constexpr = (K + BLOCK_K - 1) // BLOCK_K
+    steps_per_split: tl.constexpr = (k_steps + SPLIT_K - 1) // SPLIT_K
+    k_first = split * steps_per_split * BLOCK_K
+    k_last = tl.minimum(k_first + steps_per_split * BLOCK_K, K)
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     offs_k = tl.arange(0, BLOCK_K)
     mask_m = offs_m < M
     mask_n = offs_n < N
     rows64 = offs_m.to(tl.int64)
-    x_ptrs = x_ptr + rows64[:, None] * stride_xm + offs_k[None, :]
+    x_ptrs = x_ptr + rows64[:, None] * stride_xm + k_first + offs_k[None, :]
     # w's rows seen as a [BLOCK_K, BLOCK_N] tile, contiguous along K; int64: N * K may pass 2^31.
-    w_ptrs = w_ptr + offs_n[None, :].to(tl.int64) * stride_wn + offs_k[:, None]
+    w_ptrs = w_ptr + offs_n[None, :].to(tl.int64) * stride_wn + k_first + offs_k[:, None]
     s_ptr = ws_ptr + (pid_n * BLOCK_N // SCALE_N) * stride_sn
     acc = _zero_acc(BLOCK_M, BLOCK_N, SWAP)
-    for k0 in range(0, K, BLOCK_K):
+    for k0 in range(k_first, k_last, BLOCK_K):
         mask_k = k0 + offs_k < K
         a = tl.load(x_ptrs, mask=mask_m[:, None] & mask_k[None, :], other=0.0)
         w = tl.load(w_ptrs, mask=mask_k[:, None] & mask_n[None, :], other=0.0)
         scale = tl.load(s_ptr + k0 // BLOCK_K)
-        if ACT == 1:  # this k-step's columns are one scale group of x (masked columns are 0: no effect on amax)
-            rounded, a_scale = _scale_groups(a.to(tl.float32))
-            a = rounded.to(w_ptr.dtype.element_ty)
-            scale = scale * _oriented(a_scale, SWAP)
-        elif ACT == 2:
+        if ACT:  # x in float8, a scale per row for this k-step's columns
             a_scale = tl.load(xs_ptr + rows64 * stride_xsm + k0 // BLOCK_K, mask=mask_m, other=0.0)
             scale = scale * _oriented(a_scale, SWAP)
         acc = _scaled_step(acc, a, w, scale, SWAP)
@@ -73,26 +78,50 @@ def _fp8_linear_kernel(x_ptr, xs_ptr, w_ptr, ws_ptr, bias_ptr, y_ptr, M, stride_
         w_ptrs += BLOCK_K
     if SWAP:
         acc = tl.trans(acc)
+    mask = mask_m[:, None] & mask_n[None, :]
+    if SPLIT_K > 1:
+        tile_offs = rows64[:, None] * N + offs_n[None, :]
+        tl.store(part_ptr + split * M * N + tile_offs, acc, mask=mask)
+        # Every thread's partial sums stored before the count goes up (the barrier), and released with it at GPU
+        # scope; the last program acquires them all.
+        tl.debug_barrier()
+        if tl.atomic_add(count_ptr + tile, 1, sem="acq_rel") != SPLIT_K - 1:
+            return
+        acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
+        for j in range(SPLIT_K):  # in split order: the sum is the same whichever program came last
+            acc += tl.load(part_ptr + j * M * N + tile_offs, mask=mask, other=0.0, cache_modifier=".cg")
+        tl.store(count_ptr + tile, 0)  # ready for the next launch (the graph replays this one)
     if HAS_BIAS:
         acc += tl.load(bias_ptr + offs_n, mask=mask_n, other=0.0).to(tl.float32)[None, :]
-    tl.store(y_ptr + rows64[:, None] * stride_ym + offs_n[None, :], acc.to(y_ptr.dtype.element_ty),
-             mask=mask_m[:, None] & mask_n[None, :])
+    tl.store(y_ptr + rows64[:, None] * stride_ym + offs_n[None, :], acc.to(y_ptr.dtype.element_ty), mask=mask)
 
 
 @triton.jit
 def _oriented(row_scales, SWAP: tl.constexpr):
     """A tile's per-row scales [BLOCK_M] as a column [BLOCK_M, 1] of the accumulator, or a row [1, BLOCK_M] with
-    SWAP."""
+    SWAP. (One return: Triton compiles both branches' return types as one.)"""
     if SWAP:
-        return row_scales[None, :]
-    return row_scales[:, None]
+        scales = row_scales[None, :]
+    else:
+        scales = row_scales[:, None]
+    return scales
 
 
 # (BLOCK_M, BLOCK_N, num_warps, num_stages) on CUDA by rows (BLOCK_K is the weight block's width, 128 in every
-# release). Decode: 16 or 32 rows against 64 weight rows a program (more programs for narrow weights), a deep
-# pipeline of 8 KB weight tiles. Prefill: 128 x 128 tiles, the float8 dots' usual shape.
-CUDA_CONFIGS = {16: (16, 64, 4, 6), 32: (32, 64, 4, 5), 64: (64, 128, 4, 4), None: (128, 128, 8, 3)}
+# release), from tests/gpu/tune_fp8_linear.py on an H200 over Llama-3-8B's four projections (session 17): decode
+# (up to 32 rows) 16 rows against 64 weight rows a program, transposed (SWAP_AB), six tiles in flight (0.88x the
+# time of 16 x 128 at 16 rows); 64 rows as written, 64 x 64; a few hundred 64 x 128 (0.72x of 128 x 128 at 256
+# rows); prefill 128 x 128. Against cuBLAS on the same weights in bf16: 1.2-1.7x faster at 1 row (gate_up at 86% of
+# the float8 bytes' bound), ~1.1x at 16, even at 64, 0.85x at 256 and 8192 rows (prefill: the fp32 promotion
+# every 128-deep k-step, and Triton's float8 wgmma pipeline, keep it at ~700 TFLOP/s).
+CUDA_CONFIGS = {32: (16, 64, 4, 6), 64: (64, 64, 4, 4), 512: (64, 128, 4, 4), None: (128, 128, 8, 3)}
 GROUP_M = 8
+# Split K over up to this many programs a tile while a launch has fewer than SPLIT_WAVES programs an SM, keeping
+# MIN_SPLIT_STEPS k-steps (of 128) a program at least: decode over a 4096-row weight is 64 tiles of 64 rows.
+MAX_SPLIT_K, SPLIT_WAVES, MIN_SPLIT_STEPS = 8, 2, 4
+# The split tiles' arrival counters, a zeroed int32 a tile per device, each reset by its tile's last program.
+_COUNTERS: dict[torch.device, torch.Tensor] = {}
+_MAX_SPLIT_TILES = 1 << 14
 
 
 def fp8_linear_config(rows: int, device: torch.device) -> tuple[int, int, int, int]:
@@ -102,15 +131,42 @@ def fp8_linear_config(rows: int, device: torch.device) -> tuple[int, int, int, i
     return next(cfg for limit, cfg in CUDA_CONFIGS.items() if limit is None or rows <= limit)
 
 
+def split_k(tiles: int, k_steps: int, device: torch.device) -> int:
+    """How many programs share each tile's K: enough for SPLIT_WAVES programs an SM where the tiles are fewer,
+    each keeping MIN_SPLIT_STEPS k-steps; 1 on the CPU (the interpreter runs programs one at a time)."""
+    if device.type != "cuda" or tiles > _MAX_SPLIT_TILES:
+        return 1
+    sms = torch.cuda.get_device_properties(device).multi_processor_count
+    return max(1, min(MAX_SPLIT_K, SPLIT_WAVES * sms // tiles, k_steps // MIN_SPLIT_STEPS))
+
+
+def _counters(device: torch.device) -> torch.Tensor:
+    counters = _COUNTERS.get(device)
+    if counters is None:
+        if device.type == "cuda" and torch.cuda.is_current_stream_capturing():
+            raise RuntimeError("fp8_linear's split-K counters are made on the first call, which must not be "
+                               "inside a CUDA graph capture: run a step before capturing")
+        counters = _COUNTERS[device] = torch.zeros(_MAX_SPLIT_TILES, dtype=torch.int32, device=device)
+    return counters
+
+
+def takes_fp8_activations(block: tuple[int, int]) -> bool:
+    """Whether float8 activations fit blocks of (rows, columns): a k-step is one block column, and a float8 dot
+    needs 32 of them (narrower blocks meet activations in the model's dtype)."""
+    return block[1] >= 32
+
+
 def fp8_linear(x: torch.Tensor, weight: torch.Tensor, weight_scale: torch.Tensor, block: tuple[int, int],
                bias: torch.Tensor | None = None, activations: str | None = None,
-               config: tuple[int, int, int, int] | None = None) -> torch.Tensor:
+               config: tuple[int, int, int, int] | None = None, splits: int | None = None) -> torch.Tensor:
     """x [..., K] @ (weight * scales)^T (+ bias) -> [..., N] in x.dtype, fp32 accumulation. weight [N, K] float8
     e4m3 whose (block[0] x block[1]) blocks are multiplied by weight_scale [ceil(N / block[0]), ceil(K / block[1])]
     (float32, DeepSeek-V3's layout); both sides of the block powers of two of at least 16; N and K any size.
     ``activations``: "fp8" rounds x to float8 with a scale per token per block[1] features (fp8_linear_ref says
-    exactly how), "model" keeps x and widens the weights to it; None: DEFAULT_ACTIVATIONS. No host sync:
-    CUDA-graph safe."""
+    exactly how; blocks narrower than 32 columns take "model", takes_fp8_activations), "model" keeps x and widens
+    the weights to it; None: DEFAULT_ACTIVATIONS. `config` and `splits` (programs a tile's K is split over)
+    override fp8_linear_config and split_k (tuning runs). No host sync: CUDA-graph safe (after a first call
+    outside a capture)."""
     n, k = weight.shape
     bn_block, bk = block
     assert weight.dtype == torch.float8_e4m3fn and x.shape[-1] == k and weight.stride(1) == 1
@@ -119,6 +175,8 @@ def fp8_linear(x: torch.Tensor, weight: torch.Tensor, weight_scale: torch.Tensor
     activations = DEFAULT_ACTIVATIONS if activations is None else activations
     if activations not in ACTIVATIONS:
         raise ValueError(f"fp8_linear activations={activations!r}: choose one of {', '.join(ACTIVATIONS)}")
+    if not takes_fp8_activations(block):
+        activations = "model"
     x2 = x.reshape(-1, k)
     if x2.stride(-1) != 1:
         x2 = x2.contiguous()
@@ -130,29 +188,33 @@ def fp8_linear(x: torch.Tensor, weight: torch.Tensor, weight_scale: torch.Tensor
     bn = min(bn, bn_block)
     if x.element_size() >= 4:  # fp32 tiles: keep shared memory in bounds
         stages = min(stages, 2)
-    act = ACT_MODEL
+    act = activations == "fp8"
     xs = x2  # not read
-    if activations == "fp8":
-        act = ACT_ROUNDED_HERE if m <= MAX_ROWS_ROUNDED_HERE else ACT_ROUNDED_BEFORE
-        if act == ACT_ROUNDED_BEFORE:
-            x2, xs = quantize_activations(x2, bk)
-    swap = SWAP_AB and act != ACT_MODEL and bm < 64
-    grid = (triton.cdiv(m, bm) * triton.cdiv(n, bn),)
-    _fp8_linear_kernel[grid](
-        x2, xs, weight, weight_scale, bias if bias is not None else weight_scale, y, m, x2.stride(0), xs.stride(0),
-        weight.stride(0), weight_scale.stride(0), y.stride(0), N=n, K=k, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk,
-        SCALE_N=bn_block, ACT=act, SWAP=swap, HAS_BIAS=bias is not None, GROUP_M=GROUP_M, num_warps=warps,
-        num_stages=stages, **pdl_args(x.device))
+    if act:
+        x2, xs = quantize_activations(x2, bk)
+    swap = SWAP_AB and act and bm < 64
+    tiles = triton.cdiv(m, bm) * triton.cdiv(n, bn)
+    splits = splits or split_k(tiles, triton.cdiv(k, bk), x.device)
+    if splits > 1:
+        part, counters = torch.empty((splits, m, n), dtype=torch.float32, device=x.device), _counters(x.device)
+    else:
+        part = counters = weight_scale  # not read
+    _fp8_linear_kernel[(tiles * splits,)](
+        x2, xs, weight, weight_scale, bias if bias is not None else weight_scale, y, part, counters, m, x2.stride(0),
+        xs.stride(0), weight.stride(0), weight_scale.stride(0), y.stride(0), N=n, K=k, BLOCK_M=bm, BLOCK_N=bn,
+        BLOCK_K=bk, SCALE_N=bn_block, ACT=act, SWAP=swap, HAS_BIAS=bias is not None, GROUP_M=GROUP_M,
+        SPLIT_K=splits, num_warps=warps, num_stages=stages, **pdl_args(x.device))
     return y.view(*x.shape[:-1], n)
 
 
 def fp8_linear_ref(x: torch.Tensor, weight: torch.Tensor, weight_scale: torch.Tensor, block: tuple[int, int],
                    bias: torch.Tensor | None = None, activations: str = "model") -> torch.Tensor:
     """Plain-PyTorch reference for :func:`fp8_linear`: the weights dequantized by their block scales, x rounded to
-    float8 as the kernel rounds it ("fp8", quantize_activations_ref), the product in fp32, rounded once to x.dtype."""
+    float8 as the kernel rounds it ("fp8" where takes_fp8_activations, quantize_activations_ref), the product in fp32,
+    rounded once to x.dtype."""
     w = dequantize_blocks(weight, weight_scale, block)
     x2 = x.reshape(-1, x.shape[-1]).float()
-    if activations == "fp8":
+    if activations == "fp8" and takes_fp8_activations(block):
         q, scale = quantize_activations_ref(x2, block[1])
         x2 = dequantize_blocks(q, scale, (1, block[1]))
     y = x2 @ w.t()
