@@ -143,3 +143,20 @@ def test_resume_fingerprint_records_float8_linear_layers(tmp_path, monkeypatch):
     monkeypatch.undo()
     plan.device = torch.device("cpu")
     assert fingerprint(cfg, plan, "jsonl")["model.linear_dtype"] == "fp8, activations in model.dtype"
+
+
+@pytest.mark.parametrize("float8", [False, True])
+def test_a_mis_shaped_replicated_weight_is_named(float8):
+    """A replicated weight is compared whole with the checkpoint's, in float8 as in the model's dtype: a longer or
+    shorter checkpoint tensor is an error naming it, never a silent prefix."""
+    from spmd_infer.layers.linear import ReplicatedLinear
+    from spmd_infer.layers.weights import CheckpointTensor, WeightError
+
+    layer = ReplicatedLinear(32, 40)
+    if float8:
+        layer.hold_in_float8((16, 16))
+    for rows in (48, 32):
+        src = CheckpointTensor("model.layers.0.self_attn.kv_a_proj_with_mqa.weight", torch.randn(rows, 32))
+        with pytest.raises(WeightError, match=rf"kv_a_proj_with_mqa.weight.*\[{rows}, 32\].*\[40, 32\]"):
+            layer.weight_loader(layer.weight, src)
+    layer.weight_loader(layer.weight, CheckpointTensor("w", torch.randn(40, 32)))  # the right shape loads

@@ -122,29 +122,30 @@ class LinearBase(nn.Module):
     def weight_loader(self, param: nn.Parameter, src: CheckpointTensor, shard_id=None) -> None:
         dim = self.shard_dim
         if dim is None or (param.dim() == 1 and dim == 1):
-            # A replicated weight, or a row-parallel bias: whole.
-            self._load_slice(param, src, 0, 0, 0, src.shape[0])
+            # A replicated weight, or a row-parallel bias: whole (its shape checked against the checkpoint's).
+            self._load_slice(param, src, None, 0, 0, src.shape[0])
             return
         n = param.shape[dim]
         self._load_slice(param, src, 0, dim, self.shard.rank * n, n)
 
-    def _load_slice(self, param: nn.Parameter, src: CheckpointTensor, offset: int, dim: int, start: int,
+    def _load_slice(self, param: nn.Parameter, src: CheckpointTensor, offset: int | None, dim: int, start: int,
                     length: int) -> None:
-        """Copy src's [start, start + length) along `dim` into param: into its rows from `offset` when dim is 0,
-        whole when dim is 1 (input features split). A float8 weight takes its block scales alongside."""
+        """Copy src's [start, start + length) along `dim` into param: into its rows from `offset` when dim is 0, the
+        whole of it when dim is 1 (input features split) or offset is None. A float8 weight takes its block scales
+        alongside."""
+        whole = offset is None or dim == 1
         if param is not self.weight or self.fp8_block is None:
-            dst = param.data.narrow(0, offset, length) if dim == 0 else param.data
+            dst = param.data if whole else param.data.narrow(0, offset, length)
             copy_checked(dst, src.narrow(dim, start, length), src.name)
             return
         weight, scale = float8_slice(src, dim, start, length, self.fp8_block, param.device)
-        rows = self.fp8_block[0]
-        if dim == 0:
-            copy_checked(param.data.narrow(0, offset, length), weight, src.name)
-            copy_checked(self.weight_scale.data.narrow(0, offset // rows, scale.shape[0]), scale,
-                         src.name + " (block scales)")
-        else:
+        if whole:
             copy_checked(param.data, weight, src.name)
             copy_checked(self.weight_scale.data, scale, src.name + " (block scales)")
+        else:
+            copy_checked(param.data.narrow(0, offset, length), weight, src.name)
+            copy_checked(self.weight_scale.data.narrow(0, offset // self.fp8_block[0], scale.shape[0]), scale,
+                         src.name + " (block scales)")
 
 
 def hold_linears_in_float8(model: nn.Module, block: tuple[int, int]) -> tuple[int, int]:
