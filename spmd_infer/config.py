@@ -34,8 +34,9 @@ class ModelConfig:
     float8, compute capability 8.9+, as vLLM / SGLang run such releases; else model). Float8 layers stream half the
     bytes, most of a decode step at small batches: Llama-3-8B on an H200, decode @1k bs1 3.2 ms a step against 4.6
     in bf16, bs64 6.5 against 7.4; prefill GEMMs run at ~0.85x of bf16's. A layer whose shard under the layout is
-    not whole blocks stays in `dtype`. On CUDA their inputs are rounded to float8 a token's 128 features at a time
-    (DeepSeek-V3's recipe; env SPMD_FP8_ACT=model widens the weights instead, the dequantized model exactly)."""
+    not whole blocks stays in `dtype`, as (under auto) does one a float8 checkpoint stores unquantized. On CUDA their
+    inputs are rounded to float8 a token's 128 features at a time (DeepSeek-V3's recipe; env SPMD_FP8_ACT=model
+    widens the weights instead, the dequantized model exactly)."""
     max_model_len: Optional[int] = None
     """Longest prompt + completion in tokens; unset: the model's max_position_embeddings."""
     tokenizer: Optional[str] = None

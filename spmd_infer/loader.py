@@ -45,6 +45,16 @@ def checkpoint_files(model_dir: Path) -> list[Path]:
     return files
 
 
+def unquantized_weights(model_dir: Path) -> set[str]:
+    """Names of a block-float8 checkpoint's `.weight` tensors stored without block scales (left in a 16-bit dtype,
+    as releases leave embeddings, the LM head and routers, and some leave chosen layers), from the files' headers."""
+    names: set[str] = set()
+    with ExitStack() as stack:
+        for path in checkpoint_files(model_dir):
+            names.update(stack.enter_context(safe_open(str(path), framework="pt", device="cpu")).keys())
+    return {n for n in names if n.endswith(".weight") and n + SCALE_SUFFIX not in names}
+
+
 def _checkpoint_tensor(name: str, where: dict, block: tuple[int, int] | None, device) -> CheckpointTensor:
     """The tensor `name` as the weight loaders read it: dequantized as read (on `device`, its parameter's) when it
     is a float8 weight with block scales (`block`: the checkpoint declares them), as stored otherwise."""

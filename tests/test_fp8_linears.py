@@ -160,3 +160,31 @@ def test_a_mis_shaped_replicated_weight_is_named(float8):
         with pytest.raises(WeightError, match=rf"kv_a_proj_with_mqa.weight.*\[{rows}, 32\].*\[40, 32\]"):
             layer.weight_loader(layer.weight, src)
     layer.weight_loader(layer.weight, CheckpointTensor("w", torch.randn(40, 32)))  # the right shape loads
+
+
+def test_auto_keeps_a_layer_the_release_left_unquantized(tmp_path, monkeypatch):
+    """A float8 release may leave chosen linear layers in bf16: under model.linear_dtype=auto they stay in the
+    model's dtype with the checkpoint's values (ModelRunner calls keep_unquantized_linears before loading); only
+    model.linear_dtype=fp8 quantizes them."""
+    from spmd_infer.bench import block_fp8_writer
+    from spmd_infer.layers.linear import keep_unquantized_linears
+    from spmd_infer.loader import unquantized_weights
+
+    kept_names = block_fp8_writer.KEPT + ("self_attn.o_proj.weight", "up_proj.weight")
+    monkeypatch.setattr(block_fp8_writer, "KEPT", kept_names)
+    write_block_fp8_copy(build_model("llama", tmp_path / "src"), tmp_path / "fp8", tmp_path / "plain", BLOCK)
+    unquantized = unquantized_weights(tmp_path / "fp8")
+    assert "model.layers.0.self_attn.o_proj.weight" in unquantized and "lm_head.weight" in unquantized
+    assert "model.layers.0.self_attn.q_proj.weight" not in unquantized
+    config = AutoConfig.from_pretrained(tmp_path / "fp8")
+    model = model_class(config)(config, LayerSharding.single(fp8_linear_block=BLOCK))
+    linears = len(_linears(model))
+    kept = 2 * config.num_hidden_layers  # o_proj and gate_up_proj (its up part left unquantized) in every layer
+    assert keep_unquantized_linears(model, unquantized, torch.float32) == kept
+    assert model.fp8_linears == (linears - kept, linears)
+    load_weights(model, tmp_path / "fp8")
+    plain = _linears(_load(tmp_path / "plain", LayerSharding.single()))
+    for n, layer in _linears(model).items():
+        unchanged = n.endswith(("o_proj", "gate_up_proj"))
+        assert (layer.fp8_block is None) == unchanged and (layer.weight.dtype == torch.float32) == unchanged, n
+        assert torch.equal(_values(layer), plain[n].weight), n

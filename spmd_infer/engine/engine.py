@@ -84,7 +84,7 @@ class Engine:
                                                cfg.parallel.moe)
         fp8_linears = resolve_fp8_linear_block(cfg.model.linear_dtype, hf_config, device)
         runner = ModelRunner(hf_config, model_dir, dims, device, dtype, cfg.cache.block_size, cfg.parallel.moe,
-                             kv_dtype, fp8_experts, fp8_linears)
+                             kv_dtype, fp8_experts, fp8_linears, cfg.model.linear_dtype == "fp8")
         _sync(device)
         times.load = runner.load_stats.seconds
         times.build = time.perf_counter() - t0 - times.load

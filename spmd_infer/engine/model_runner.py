@@ -14,10 +14,10 @@ import torch.distributed as dist
 from ..forward_batch import ForwardBatch
 from ..host_memory import to_device, upload_packed
 from ..layers.fp8_checkpoint import block_fp8_scheme
-from ..layers.linear import LinearBase
+from ..layers.linear import LinearBase, keep_unquantized_linears
 from ..layers.moe import FusedMoE, has_routed_experts
 from ..layers.sampler import SamplingTensors, apply_output_penalties, apply_repetition_penalty, sample
-from ..loader import LoadStats, load_weights
+from ..loader import LoadStats, load_weights, unquantized_weights
 from ..models.registry import model_class
 from ..parallel.sharding import LayerSharding
 from ..parallel.dims import ConfigError, ParallelDims
@@ -77,11 +77,13 @@ class ModelRunner:
     def __init__(self, hf_config: Any, model_dir: Optional[Path], dims: ParallelDims, device: torch.device,
                  dtype: torch.dtype, block_size: int, moe: str = "ep", kv_dtype: Optional[torch.dtype] = None,
                  fp8_expert_block: Optional[tuple[int, int]] = None,
-                 fp8_linear_block: Optional[tuple[int, int]] = None):
+                 fp8_linear_block: Optional[tuple[int, int]] = None, quantize_linears: bool = True):
         """`model_dir=None` initialises random weights on the device instead of loading (benchmarks);
         `kv_dtype`: the KV cache's element type (default: the model's dtype); `fp8_expert_block`: routed experts
         kept in float8 with a scale per block of at most this size (job_plan.resolve_fp8_expert_block);
-        `fp8_linear_block`: dense linear layers in float8 with this block (job_plan.resolve_fp8_linear_block)."""
+        `fp8_linear_block`: dense linear layers in float8 with this block (job_plan.resolve_fp8_linear_block);
+        `quantize_linears` False (model.linear_dtype=auto): a layer the checkpoint stores unquantized stays in
+        `dtype` rather than being quantized as it loads."""
         self.hf_config = hf_config
         self.dims = dims
         self.device = device
@@ -95,12 +97,15 @@ class ModelRunner:
                               dtype, device, fp8_expert_block is not None, fp8_linear_block is not None)
         self.model = build_model(hf_config, self.sharding, dtype, device)
         self.model.eval()
+        if fp8_linear_block is not None and model_dir is not None and not quantize_linears:
+            keep_unquantized_linears(self.model, unquantized_weights(model_dir), dtype)
         self.load_stats = load_weights(self.model, model_dir) if model_dir is not None else _random_init(self.model)
         notes = ("" if fp8_expert_block is None else
                  f", routed experts in float8 e4m3 (blocks of up to {fp8_expert_block[0]} x {fp8_expert_block[1]})")
         if fp8_linear_block is not None:
             held, linears = self.model.fp8_linears
-            rest = "" if held == linears else "; the rest do not split into whole blocks under this layout"
+            rest = ("" if held == linears else "; the rest stored unquantized, or not split into whole blocks under "
+                    "this layout")
             notes += (f", {held} of {linears} linear layers in float8 e4m3 ({fp8_linear_block[0]} x "
                       f"{fp8_linear_block[1]} blocks{rest})")
         log.info("weights on this rank: %.2f GiB%s", module_bytes(self.model) / 2**30, notes)

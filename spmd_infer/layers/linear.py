@@ -103,6 +103,17 @@ class LinearBase(nn.Module):
         self.weight_scale.expected_loads = 0  # filled with the weight, not named in the checkpoint
         self.fp8_block = block
 
+    def hold_in_dtype(self, dtype: torch.dtype) -> None:
+        """Undo hold_in_float8 before loading: the weight in `dtype` again (a float8 checkpoint's parts dequantized
+        as they load)."""
+        loads = getattr(self.weight, "expected_loads", 1)
+        self.weight = nn.Parameter(torch.empty(self.weight.shape, dtype=dtype, device=self.weight.device),
+                                   requires_grad=False)
+        self.weight.weight_loader = self.weight_loader
+        self.weight.expected_loads = loads
+        self.weight_scale = None
+        self.fp8_block = None
+
     @torch.no_grad()
     def init_random(self, generator: torch.Generator) -> None:
         """Random float8 weights (the benchmark's): normal values, std 1 / sqrt(fan_in), quantized in blocks."""
@@ -146,6 +157,25 @@ class LinearBase(nn.Module):
             copy_checked(param.data.narrow(0, offset, length), weight, src.name)
             copy_checked(self.weight_scale.data.narrow(0, offset // self.fp8_block[0], scale.shape[0]), scale,
                          src.name + " (block scales)")
+
+
+def keep_unquantized_linears(model: nn.Module, unquantized: set[str], dtype: torch.dtype) -> int:
+    """Linear layers held in float8 whose checkpoint weight (any part of it, for merged ones) is among
+    `unquantized` (loader.unquantized_weights) go back to `dtype` before loading, so that a float8 release's
+    choice to leave a layer unquantized is kept; returns how many. model.fp8_linears is updated."""
+    kept = set()
+    for name in unquantized:
+        ours, _ = model.map_checkpoint_name(name)
+        try:
+            layer = model.get_submodule(ours.removesuffix(".weight")) if ours.endswith(".weight") else None
+        except AttributeError:  # a tensor with no module here (skipped by the loader, or an error it reports)
+            layer = None
+        if isinstance(layer, LinearBase) and layer.fp8_block is not None:
+            layer.hold_in_dtype(dtype)
+            kept.add(ours)
+    held, linears = model.fp8_linears
+    model.fp8_linears = (held - len(kept), linears)
+    return len(kept)
 
 
 def hold_linears_in_float8(model: nn.Module, block: tuple[int, int]) -> tuple[int, int]:
