@@ -158,21 +158,25 @@ def takes_fp8_activations(block: tuple[int, int]) -> bool:
 
 def fp8_linear(x: torch.Tensor, weight: torch.Tensor, weight_scale: torch.Tensor, block: tuple[int, int],
                bias: torch.Tensor | None = None, activations: str | None = None,
-               config: tuple[int, int, int, int] | None = None, splits: int | None = None) -> torch.Tensor:
+               config: tuple[int, int, int, int] | None = None, splits: int | None = None,
+               x_scale: torch.Tensor | None = None, out_dtype: torch.dtype | None = None) -> torch.Tensor:
     """x [..., K] @ (weight * scales)^T (+ bias) -> [..., N] in x.dtype, fp32 accumulation. weight [N, K] float8
     e4m3 whose (block[0] x block[1]) blocks are multiplied by weight_scale [ceil(N / block[0]), ceil(K / block[1])]
     (float32, DeepSeek-V3's layout); both sides of the block powers of two of at least 16; N and K any size.
     ``activations``: "fp8" rounds x to float8 with a scale per token per block[1] features (fp8_linear_ref says
     exactly how; blocks narrower than 32 columns take "model", takes_fp8_activations), "model" keeps x and widens
     the weights to it; None: DEFAULT_ACTIVATIONS. `config` and `splits` (programs a tile's K is split over)
-    override fp8_linear_config and split_k (tuning runs). No host sync: CUDA-graph safe (after a first call
-    outside a capture)."""
+    override fp8_linear_config and split_k (tuning runs). x already rounded (x float8 [..., K] with its scales
+    ``x_scale`` [rows, ceil(K / block[1])], e.g. from activation.silu_and_mul_quantized): taken as it is, the output
+    in ``out_dtype``. No host sync: CUDA-graph safe (after a first call outside a capture)."""
     n, k = weight.shape
     bn_block, bk = block
     assert weight.dtype == torch.float8_e4m3fn and x.shape[-1] == k and weight.stride(1) == 1
     assert bn_block >= 16 and bk >= 16 and bn_block & (bn_block - 1) == 0 and bk & (bk - 1) == 0
     assert weight_scale.shape == (triton.cdiv(n, bn_block), triton.cdiv(k, bk)) and weight_scale.stride(1) == 1
-    activations = DEFAULT_ACTIVATIONS if activations is None else activations
+    rounded = x_scale is not None
+    assert not rounded or (x.dtype == torch.float8_e4m3fn and out_dtype is not None and takes_fp8_activations(block))
+    activations = "fp8" if rounded else DEFAULT_ACTIVATIONS if activations is None else activations
     if activations not in ACTIVATIONS:
         raise ValueError(f"fp8_linear activations={activations!r}: choose one of {', '.join(ACTIVATIONS)}")
     if not takes_fp8_activations(block):
@@ -181,16 +185,19 @@ def fp8_linear(x: torch.Tensor, weight: torch.Tensor, weight_scale: torch.Tensor
     if x2.stride(-1) != 1:
         x2 = x2.contiguous()
     m = x2.shape[0]
-    y = torch.empty((m, n), dtype=x.dtype, device=x.device)
+    y = torch.empty((m, n), dtype=out_dtype or x.dtype, device=x.device)
     if m == 0 or n == 0:
         return y.view(*x.shape[:-1], n)
     bm, bn, warps, stages = config or fp8_linear_config(m, x.device)
     bn = min(bn, bn_block)
-    if x.element_size() >= 4:  # fp32 tiles: keep shared memory in bounds
+    if y.element_size() >= 4:  # fp32 tiles: keep shared memory in bounds
         stages = min(stages, 2)
     act = activations == "fp8"
     xs = x2  # not read
-    if act:
+    if rounded:
+        xs = x_scale
+        assert xs.shape == (m, triton.cdiv(k, bk)) and xs.stride(1) == 1
+    elif act:
         x2, xs = quantize_activations(x2, bk)
     swap = SWAP_AB and act and bm < 64
     tiles = triton.cdiv(m, bm) * triton.cdiv(n, bn)

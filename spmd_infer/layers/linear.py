@@ -3,6 +3,7 @@ only this rank's slice from disk."""
 
 from __future__ import annotations
 
+import importlib
 import os
 
 import torch
@@ -19,6 +20,14 @@ from spmd_kernels.skinny_gemm import skinny_gemm, skinny_gemm_supports
 from ..parallel.comm import Shard, all_reduce
 from .fp8_checkpoint import float8_slice
 from .weights import CheckpointTensor, copy_checked
+
+# The module, not the function the package re-exports under its name: its switches are read at each call.
+fp8_linear_module = importlib.import_module("spmd_kernels.fp8_linear")
+# A float8 down projection's input rounded by the SiLU kernel as it writes it (activation.silu_and_mul_quantized)
+# rather than by a launch of its own: bit for bit the same values, one launch and one bf16 round trip of h fewer a
+# layer. Built in session 17 after its device time, CPU-tested: off until a GPU run times it (and compiles it for
+# sm_90): SPMD_FP8_FUSED_SILU=1 turns it on (tests/gpu/run_fp8_fused_silu.sh).
+FUSED_SILU_ROUNDING = os.environ.get("SPMD_FP8_FUSED_SILU", "0") == "1"
 
 # Decode-sized products (at most 16 rows) of weights between these sizes go to skinny_gemm instead of cuBLAS, when
 # kernels use programmatic dependent launch (kernels/pdl.py): skinny_gemm fetches its first weight tile while the
@@ -121,9 +130,22 @@ class LinearBase(nn.Module):
             0.0, self.weight.shape[1] ** -0.5, generator=generator)
         self.weight.data, self.weight_scale.data = quantize_blocks(values, self.fp8_block)
 
-    def project(self, x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    def takes_rounded_inputs(self, x: torch.Tensor) -> bool:
+        """Whether a producer should hand this layer x rounded to float8 already (activation.silu_and_mul_quantized,
+        saving the rounding's own launch): float8 weights on CUDA meeting float8 activations, with
+        SPMD_FP8_FUSED_SILU=1 (FUSED_SILU_ROUNDING)."""
+        kernels = fp8_linear_module
+        return (FUSED_SILU_ROUNDING and self.fp8_block is not None and x.is_cuda
+                and kernels.DEFAULT_ACTIVATIONS == "fp8" and kernels.takes_fp8_activations(self.fp8_block))
+
+    def project(self, x: torch.Tensor, bias: torch.Tensor | None = None, x_scale: torch.Tensor | None = None,
+                out_dtype: torch.dtype | None = None) -> torch.Tensor:
         """x @ weight^T (+ bias): float8 weights through fp8_linear on CUDA (dequantized on the CPU: the model's
-        values exactly), others through `linear`."""
+        values exactly), others through `linear`. x_scale: x is float8 already, with these scales a token's
+        fp8_block[1] features (takes_rounded_inputs), and the output is in out_dtype."""
+        if x_scale is not None:
+            return fp8_linear(x, self.weight, self.weight_scale, self.fp8_block, bias, x_scale=x_scale,
+                              out_dtype=out_dtype)
         if self.fp8_block is None:
             return linear(x, self.weight, bias)
         if x.is_cuda:
@@ -263,8 +285,10 @@ class RowParallelLinear(LinearBase):
         super().__init__(shard.split(in_features, "input features"), out_features, bias, shard, 1)
         self.reduce = reduce
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.project(x)
+    def forward(self, x: torch.Tensor, x_scale: torch.Tensor | None = None,
+                out_dtype: torch.dtype | None = None) -> torch.Tensor:
+        """x_scale, out_dtype: x rounded to float8 already (LinearBase.project)."""
+        y = self.project(x, None, x_scale, out_dtype)
         if self.reduce:
             y = all_reduce(y, self.shard)
         if self.bias is not None and (self.reduce or self.shard.rank == 0):

@@ -118,3 +118,43 @@ def test_fp8_linear_cuda_tiles(rows):
         ref = fp8_linear_ref(x, w, scale, block, activations=activations)
         peak = ref.float().abs().max().item()
         torch.testing.assert_close(out.float(), ref.float(), atol=peak * 2**-7, rtol=0)
+
+
+def test_fp8_linear_takes_activations_rounded_already(dtype, device):
+    """x handed over as float8 with its scales (a producer rounded it, activation.silu_and_mul_quantized) gives
+    what rounding it here gives, bit for bit."""
+    from spmd_kernels.scaled_activations import quantize_activations
+
+    block = (32, 32)
+    w, scale = _weights(72, 96, block, device)
+    x = torch.randn(5, 96, device=device).to(dtype)
+    q, xs = quantize_activations(x, block[1])
+    out = fp8_linear(q, w, scale, block, x_scale=xs, out_dtype=dtype)
+    assert out.dtype == dtype and torch.equal(out, fp8_linear(x, w, scale, block, activations="fp8"))
+
+
+def test_a_float8_mlp_hands_its_down_projection_rounded_inputs(device, monkeypatch):
+    """LlamaMLP over float8 layers where they meet float8 activations (on CUDA; forced here, the interpreter runs
+    the kernels): the SiLU kernel rounds h as it writes it, and the output is what the down projection rounding h
+    itself gives, bit for bit."""
+    from spmd_infer.layers.linear import LinearBase
+    from spmd_infer.models.llama import LlamaMLP
+    from spmd_infer.parallel.comm import Shard
+    from spmd_kernels import silu_and_mul
+
+    block = (32, 32)
+    mlp = LlamaMLP(64, 96, Shard())
+    for layer in (mlp.gate_up_proj, mlp.down_proj):
+        layer.hold_in_float8(block)
+        layer.init_random(torch.Generator().manual_seed(0))
+    mlp.to(device)
+    x = torch.randn(7, 64, device=device)
+    gate_up = mlp.gate_up_proj(x)
+    down = mlp.down_proj
+    want = fp8_linear(silu_and_mul(gate_up), down.weight, down.weight_scale, block, activations="fp8")
+    monkeypatch.setattr(LinearBase, "takes_rounded_inputs", lambda self, t: self.fp8_block is not None)
+    llama = importlib.import_module("spmd_infer.models.llama")
+    calls = []
+    fused = llama.silu_and_mul_quantized
+    monkeypatch.setattr(llama, "silu_and_mul_quantized", lambda *a: calls.append(a) or fused(*a))
+    assert torch.equal(mlp(x), want) and len(calls) == 1
