@@ -13,10 +13,10 @@ from .pdl import pdl_args, pdl_enter
 from .scaled_activations import ACTIVATIONS, DEFAULT_ACTIVATIONS, quantize_activations, quantize_activations_ref
 from .scaled_dot import _scaled_step, _zero_acc
 
-# Float8 activations are rounded by quantize_activations before the GEMM, once. (Rounding them inside the GEMM, each
-# program its copy of x's tile a k-step, saved that launch at decode but made the kernel issue-bound: H200, session
-# 17, Llama-3-8B qkv at 16 rows 23 us against cuBLAS bf16's 16, and slower still at 1 row, whose zero rows took
-# the IEEE division's slow path.)
+# Float8 activations are rounded once before the GEMM, by quantize_activations or by the kernel that produced them
+# (x_scale: activation.silu_and_mul_quantized). (Rounding them inside the GEMM, each program its copy of x's tile a
+# k-step, saved that launch at decode but made the kernel issue-bound: H200, session 17, Llama-3-8B qkv at 16 rows
+# 23 us against cuBLAS bf16's 16, and slower still at 1 row, whose zero rows took the IEEE division's slow path.)
 # Decode-sized tiles (under 64 rows) compute each product transposed, weights x rows, so that sm_90 runs a float8
 # wgmma from shared memory (see scaled_dot._scaled_step; fused_moe.SWAP_AB timed it there). Tests flip it.
 SWAP_AB = True
@@ -32,7 +32,8 @@ def _fp8_linear_kernel(x_ptr, xs_ptr, w_ptr, ws_ptr, bias_ptr, y_ptr, part_ptr, 
     (or its share of K, SPLIT_K > 1). BLOCK_K is the weight block's width, so a k-step is one scale column and, with
     float8 activations, one scale group of x; BLOCK_N divides SCALE_N, so a tile has one weight scale a k-step.
     Tiles are ordered GROUP_M row tiles at a time (prefill: a group's weights are read from L2, not HBM, by the
-    group's other row tiles).
+    group's other row tiles). ACT: x in float8 with a float32 scale per row per k-step (xs_ptr); else x in the
+    model's dtype, the weight tile widened to it.
 
     SPLIT_K > 1 (decode over weights of few output tiles, e.g. 4096 rows: 64 tiles for 132 SMs): each of a tile's
     SPLIT_K programs streams 1 / SPLIT_K of K and writes its fp32 partial sums to part_ptr [SPLIT_K, M, N]; the last
