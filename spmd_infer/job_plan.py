@@ -166,7 +166,8 @@ def _check_float8_on_device(setting: str, device: torch.device) -> None:
                       f"or later; use {setting.split('=')[0]}=auto")
 
 
-EXPERT_DTYPES = ("auto", "fp8", "model")
+# model.expert_dtype's and model.linear_dtype's values.
+FLOAT8_SETTINGS = ("auto", "fp8", "model")
 
 
 def resident_expert_block(hf_config: Any, block: tuple[int, int], mlp_ranks: int, moe: str) -> tuple[int, int]:
@@ -182,8 +183,8 @@ def resolve_fp8_expert_block(name: str, hf_config: Any, device: torch.device, ml
     GPU without float8). model: None. auto: a block-float8 checkpoint's experts stay float8 where float8 can run
     them (a CUDA GPU of compute capability 8.9+, every rank's share of an expert whole float8 blocks of 16+ rows
     under this layout: `mlp_ranks` ranks split it by `moe`), as vLLM and SGLang run such releases; else None."""
-    if name not in EXPERT_DTYPES:
-        raise ConfigError(f"model.expert_dtype={name!r} must be one of {', '.join(EXPERT_DTYPES)}")
+    if name not in FLOAT8_SETTINGS:
+        raise ConfigError(f"model.expert_dtype={name!r} must be one of {', '.join(FLOAT8_SETTINGS)}")
     if name == "model":
         return None
     if name == "fp8":
@@ -203,17 +204,14 @@ def resolve_fp8_expert_block(name: str, hf_config: Any, device: torch.device, ml
     return block
 
 
-LINEAR_DTYPES = ("auto", "fp8", "model")
-
-
 def resolve_fp8_linear_block(name: str, hf_config: Any, device: torch.device) -> Optional[tuple[int, int]]:
     """model.linear_dtype to the dense linear layers' float8 block (a float8 checkpoint's own, else 128 x 128), or
     None for linear layers in the model's dtype. fp8: float8 or a ConfigError (another name, a GPU without float8,
     blocks the kernel cannot take). model: None. auto: a block-float8 checkpoint's linear layers stay float8 where
     float8 runs (a CUDA GPU of compute capability 8.9+), as vLLM and SGLang run such releases; else None. Layers
     whose shard is not whole blocks under the layout stay in the model's dtype either way (LinearBase.takes_float8)."""
-    if name not in LINEAR_DTYPES:
-        raise ConfigError(f"model.linear_dtype={name!r} must be one of {', '.join(LINEAR_DTYPES)}")
+    if name not in FLOAT8_SETTINGS:
+        raise ConfigError(f"model.linear_dtype={name!r} must be one of {', '.join(FLOAT8_SETTINGS)}")
     if name == "model":
         return None
     block = block_fp8_scheme(hf_config)

@@ -96,10 +96,13 @@ def fingerprint(cfg: Any, plan: Any, data_format: str) -> dict[str, Any]:
         fp["model.expert_dtype"] = "fp8" if fp8_activations else "fp8, activations in model.dtype"
     if plan.fp8_linear_block is not None:  # (absent otherwise, as for the experts)
         # As resolved, with what meets them (LinearBase.project): float8 activations on CUDA unless SPMD_FP8_ACT
-        # says otherwise; the CPU path computes the dequantized model.
+        # says otherwise or the blocks are too narrow (fp8_linear.takes_fp8_activations); the CPU path computes the
+        # dequantized model.
         from spmd_kernels.fp8_linear import DEFAULT_ACTIVATIONS as linear_activations
+        from spmd_kernels.fp8_linear import takes_fp8_activations
 
-        fp8_activations = plan.device.type == "cuda" and linear_activations == "fp8"
+        fp8_activations = (plan.device.type == "cuda" and linear_activations == "fp8"
+                           and takes_fp8_activations(plan.fp8_linear_block))
         fp["model.linear_dtype"] = "fp8" if fp8_activations else "fp8, activations in model.dtype"
     if OmegaConf.select(cfg, "cache.dtype", default="auto") == "fp8":  # (absent for the model's dtype, as before)
         fp["cache.dtype"] = "fp8"  # keys and values rounded to float8: other tokens than a bf16 cache's

@@ -17,6 +17,7 @@ from spmd_kernels import compiled_variants
 
 from ..engine.engine import Engine
 from ..job_plan import resolve_dtype
+from ..layers.linear import fp8_linear_counts
 from ..models.registry import check_layout, model_class
 from ..parallel.dims import ConfigError, ParallelDims, init_distributed, resolve_device
 from ..sampling_params import SamplingParams
@@ -123,7 +124,8 @@ def run_bench(cfg: Any) -> Optional[dict]:
                     "decode": profile_case(partial(run_case, engine, case, sampling, b.seed), device, b.profile_top)}
     num_blocks = engine.num_blocks
     engine_fp8_experts = engine.runner.sharding.fp8_expert_block is not None  # as model.expert_dtype resolved
-    engine_fp8_linears = engine.runner.model.fp8_linears[0]  # linear layers in float8, as model.linear_dtype resolved
+    # Linear layers in float8, as model.linear_dtype resolved.
+    engine_fp8_linears = fp8_linear_counts(engine.runner.model)[0]
     del engine
     gc.collect()
     if device.type == "cuda":

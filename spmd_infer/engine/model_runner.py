@@ -14,7 +14,7 @@ import torch.distributed as dist
 from ..forward_batch import ForwardBatch
 from ..host_memory import to_device, upload_packed
 from ..layers.fp8_checkpoint import block_fp8_scheme
-from ..layers.linear import LinearBase, keep_unquantized_linears
+from ..layers.linear import LinearBase, fp8_linear_counts, keep_unquantized_linears
 from ..layers.moe import FusedMoE, has_routed_experts
 from ..layers.sampler import SamplingTensors, apply_output_penalties, apply_repetition_penalty, sample
 from ..loader import LoadStats, load_weights, unquantized_weights
@@ -103,7 +103,7 @@ class ModelRunner:
         notes = ("" if fp8_expert_block is None else
                  f", routed experts in float8 e4m3 (blocks of up to {fp8_expert_block[0]} x {fp8_expert_block[1]})")
         if fp8_linear_block is not None:
-            held, linears = self.model.fp8_linears
+            held, linears = fp8_linear_counts(self.model)
             rest = ("" if held == linears else "; the rest stored unquantized, or not split into whole blocks under "
                     "this layout")
             notes += (f", {held} of {linears} linear layers in float8 e4m3 ({fp8_linear_block[0]} x "

@@ -101,11 +101,7 @@ class LinearBase(nn.Module):
         """Replace the (unloaded) weight by a float8 e4m3 one with a float32 scale per block (weight_scale), filled
         by the same weight_loader: a float8 checkpoint's bytes as stored, a bf16 one's quantized as they load."""
         out_features, in_features = self.weight.shape
-        loads = getattr(self.weight, "expected_loads", 1)
-        self.weight = nn.Parameter(torch.empty(out_features, in_features, dtype=torch.float8_e4m3fn,
-                                               device=self.weight.device), requires_grad=False)
-        self.weight.weight_loader = self.weight_loader
-        self.weight.expected_loads = loads
+        self._replace_weight(torch.float8_e4m3fn)
         self.weight_scale = nn.Parameter(torch.empty(-(-out_features // block[0]), -(-in_features // block[1]),
                                                      dtype=torch.float32, device=self.weight.device),
                                          requires_grad=False)
@@ -115,13 +111,17 @@ class LinearBase(nn.Module):
     def hold_in_dtype(self, dtype: torch.dtype) -> None:
         """Undo hold_in_float8 before loading: the weight in `dtype` again (a float8 checkpoint's parts dequantized
         as they load)."""
+        self._replace_weight(dtype)
+        self.weight_scale = None
+        self.fp8_block = None
+
+    def _replace_weight(self, dtype: torch.dtype) -> None:
+        """A new (unloaded) weight of the same shape in `dtype`, loaded as the old one would have been."""
         loads = getattr(self.weight, "expected_loads", 1)
         self.weight = nn.Parameter(torch.empty(self.weight.shape, dtype=dtype, device=self.weight.device),
                                    requires_grad=False)
         self.weight.weight_loader = self.weight_loader
         self.weight.expected_loads = loads
-        self.weight_scale = None
-        self.fp8_block = None
 
     @torch.no_grad()
     def init_random(self, generator: torch.Generator) -> None:
@@ -184,7 +184,7 @@ class LinearBase(nn.Module):
 def keep_unquantized_linears(model: nn.Module, unquantized: set[str], dtype: torch.dtype) -> int:
     """Linear layers held in float8 whose checkpoint weight (any part of it, for merged ones) is among
     `unquantized` (loader.unquantized_weights) go back to `dtype` before loading, so that a float8 release's
-    choice to leave a layer unquantized is kept; returns how many. model.fp8_linears is updated."""
+    choice to leave a layer unquantized is kept; returns how many."""
     kept = set()
     for name in unquantized:
         ours, _ = model.map_checkpoint_name(name)
@@ -195,20 +195,22 @@ def keep_unquantized_linears(model: nn.Module, unquantized: set[str], dtype: tor
         if isinstance(layer, LinearBase) and layer.fp8_block is not None:
             layer.hold_in_dtype(dtype)
             kept.add(ours)
-    held, linears = model.fp8_linears
-    model.fp8_linears = (held - len(kept), linears)
     return len(kept)
 
 
-def hold_linears_in_float8(model: nn.Module, block: tuple[int, int]) -> tuple[int, int]:
+def hold_linears_in_float8(model: nn.Module, block: tuple[int, int]) -> None:
     """Every linear layer of `model` that can (LinearBase.takes_float8) held in float8 with `block` blocks, before
-    loading; (layers converted, linear layers in all). The LM head, embeddings and MoE routers are not linear
-    layers here, and stay in the model's dtype, as float8 releases store them."""
+    loading. The LM head, embeddings and MoE routers are not linear layers here, and stay in the model's dtype, as
+    float8 releases store them."""
+    for m in model.modules():
+        if isinstance(m, LinearBase) and m.takes_float8(block):
+            m.hold_in_float8(block)
+
+
+def fp8_linear_counts(model: nn.Module) -> tuple[int, int]:
+    """(linear layers held in float8, linear layers) of `model`."""
     layers = [m for m in model.modules() if isinstance(m, LinearBase)]
-    converted = [m for m in layers if m.takes_float8(block)]
-    for m in converted:
-        m.hold_in_float8(block)
-    return len(converted), len(layers)
+    return sum(m.fp8_block is not None for m in layers), len(layers)
 
 
 class ReplicatedLinear(LinearBase):

@@ -184,14 +184,13 @@ class LlamaForCausalLM(nn.Module):
     def __init__(self, config: Any, sharding: LayerSharding):
         super().__init__()
         self.config = config
-        self.fp8_linears = (0, 0)  # (linear layers held in float8, linear layers): LayerSharding.fp8_linear_block
         self.model = LlamaModel(config, sharding, self.attention_cls, self.layer_cls)
         # The LM head stays inside the DP group (vocab split over TP): no cross-DP gather of logits.
         self.lm_head = ParallelLMHead(config.vocab_size, config.hidden_size, sharding.attn)
         if getattr(config, "tie_word_embeddings", False):
             self.lm_head.weight = self.model.embed_tokens.weight
         if sharding.fp8_linear_block is not None:
-            self.fp8_linears = hold_linears_in_float8(self, sharding.fp8_linear_block)
+            hold_linears_in_float8(self, sharding.fp8_linear_block)
 
     def map_checkpoint_name(self, name: str) -> tuple[str, object]:
         """Checkpoint tensor name -> (our parameter name, shard id for merged parameters or None)."""
