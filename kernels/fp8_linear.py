@@ -4,7 +4,11 @@ SGLang serve those releases), or with x kept in its dtype and the weights widene
 
 from __future__ import annotations
 
+import functools
+import os
+
 import torch
+import torch.nn.functional as F
 import triton
 import triton.language as tl
 
@@ -151,6 +155,60 @@ def _counters(device: torch.device) -> torch.Tensor:
     return counters
 
 
+# Products of at least CUBLAS_MIN_ROWS rows (prefill, large decode batches) with float8 activations go to cuBLAS's
+# block-scaled float8 GEMM (torch's scaled_mm with DeepSeek's recipe: 1x128 scales of x, 128x128 of the weights;
+# cuBLASLt 12.9+, sm_90 only), which promotes each 128-deep k-step to fp32 as the Triton kernel does: the same values
+# to fp32 rounding. H200, Llama-3-8B's projections (tests/gpu/probe_scaled_mm.py, session 18): ~1250 TFLOP/s at
+# 1024-8192 rows, 1.6x bf16 cuBLAS and 1.8x the Triton kernel (~700: its fp32 promotion a k-step and Triton's float8
+# wgmma pipeline); at 256 rows 15-57 us against 22-88; at 64 rows about even with the Triton kernel, which stays
+# faster below (its transposed decode tiles and split K). SPMD_FP8_CUBLAS_MIN_ROWS moves the bound (0: never).
+CUBLAS_MIN_ROWS = int(os.environ.get("SPMD_FP8_CUBLAS_MIN_ROWS", "128"))
+CUBLAS_BLOCK = (128, 128)  # the one block the recipe takes
+
+
+@functools.cache
+def cublas_block_scaled(device: torch.device) -> bool:
+    """Whether torch and the GPU run cuBLAS's block-scaled float8 GEMM: torch's scaled_mm with block-wise recipes,
+    CUDA 12.9+, compute capability 9.x (torch rejects the recipe elsewhere)."""
+    if device.type != "cuda" or not hasattr(F, "scaled_mm") or not torch.version.cuda:
+        return False
+    recipes = getattr(F, "ScalingType", None)
+    if recipes is None or not all(hasattr(recipes, r) for r in ("BlockWise1x128", "BlockWise128x128")):
+        return False
+    cuda = tuple(int(v) for v in torch.version.cuda.split(".")[:2])
+    return cuda >= (12, 9) and torch.cuda.get_device_capability(device)[0] == 9
+
+
+def takes_cublas(m: int, n: int, k: int, block: tuple[int, int], device: torch.device, out_dtype: torch.dtype) -> bool:
+    """Whether an m-row product with float8 activations goes to cuBLAS (CUBLAS_MIN_ROWS): whole 128 x 128 blocks,
+    a 16-bit output, on a GPU that runs it."""
+    return (0 < CUBLAS_MIN_ROWS <= m and tuple(block) == CUBLAS_BLOCK and n % 128 == 0 and k % 128 == 0
+            and out_dtype in (torch.bfloat16, torch.float16) and cublas_block_scaled(device))
+
+
+def cublas_weight_scales(weight_scale: torch.Tensor) -> torch.Tensor:
+    """weight_scale [N / 128, K / 128] as cuBLAS reads the scales of w^T: [round_up(K / 128, 4), N / 128], K-major
+    (a view where K / 128 is a multiple of 4 and the rows are dense, else a padded copy)."""
+    kb = weight_scale.shape[1]
+    padded = -(-kb // 4) * 4
+    if padded != kb or weight_scale.stride(0) != kb:
+        weight_scale = F.pad(weight_scale, (0, padded - kb))
+    return weight_scale.t()
+
+
+def _cublas_fp8_linear(x: torch.Tensor, x_scale: torch.Tensor | None, weight: torch.Tensor,
+                       weight_scale: torch.Tensor, bias: torch.Tensor | None, out_dtype: torch.dtype) -> torch.Tensor:
+    """fp8_linear through cuBLAS (takes_cublas): x [m, K] in the model's dtype (rounded here, the scales laid out
+    as cuBLAS reads them) or already float8 with token-major x_scale (transposed here: a few MB at most)."""
+    if x_scale is None:
+        x, x_scale = quantize_activations(x, CUBLAS_BLOCK[1], group_major_scales=True)
+    elif x_scale.stride(0) != 1:
+        x_scale = x_scale.t().contiguous().t()
+    y = F.scaled_mm(x, weight.t(), x_scale, F.ScalingType.BlockWise1x128, cublas_weight_scales(weight_scale),
+                    F.ScalingType.BlockWise128x128, output_dtype=out_dtype)
+    return y if bias is None else y.add_(bias)
+
+
 def takes_fp8_activations(block: tuple[int, int]) -> bool:
     """Whether float8 activations fit blocks of (rows, columns): a k-step is one block column, and a float8 dot
     needs 32 of them (narrower blocks meet activations in the model's dtype)."""
@@ -167,7 +225,8 @@ def fp8_linear(x: torch.Tensor, weight: torch.Tensor, weight_scale: torch.Tensor
     ``activations``: "fp8" rounds x to float8 with a scale per token per block[1] features (fp8_linear_ref says
     exactly how; blocks narrower than 32 columns take "model", takes_fp8_activations), "model" keeps x and widens
     the weights to it; None: DEFAULT_ACTIVATIONS. `config` and `splits` (programs a tile's K is split over)
-    override fp8_linear_config and split_k (tuning runs). x already rounded (x float8 [..., K] with its scales
+    override fp8_linear_config and split_k (tuning runs); products of CUBLAS_MIN_ROWS rows or more with float8
+    activations go to cuBLAS where takes_cublas says so, unless config or splits is given. x already rounded (x float8 [..., K] with its scales
     ``x_scale`` [rows, ceil(K / block[1])], e.g. from activation.silu_and_mul_quantized): taken as it is, the output
     in ``out_dtype``. No host sync: CUDA-graph safe (after a first call outside a capture)."""
     n, k = weight.shape
@@ -186,7 +245,11 @@ def fp8_linear(x: torch.Tensor, weight: torch.Tensor, weight_scale: torch.Tensor
     if x2.stride(-1) != 1:
         x2 = x2.contiguous()
     m = x2.shape[0]
-    y = torch.empty((m, n), dtype=out_dtype or x.dtype, device=x.device)
+    out_dtype = out_dtype or x.dtype
+    if activations == "fp8" and config is None and splits is None and takes_cublas(m, n, k, block, x.device,
+                                                                                  out_dtype):
+        return _cublas_fp8_linear(x2, x_scale, weight, weight_scale, bias, out_dtype).view(*x.shape[:-1], n)
+    y = torch.empty((m, n), dtype=out_dtype, device=x.device)
     if m == 0 or n == 0:
         return y.view(*x.shape[:-1], n)
     bm, bn, warps, stages = config or fp8_linear_config(m, x.device)

@@ -158,3 +158,60 @@ def test_a_float8_mlp_hands_its_down_projection_rounded_inputs(device, monkeypat
     fused = llama.silu_and_mul_quantized
     monkeypatch.setattr(llama, "silu_and_mul_quantized", lambda *a: calls.append(a) or fused(*a))
     assert torch.equal(mlp(x), want) and len(calls) == 1
+
+
+@pytest.mark.parametrize("kb", [8, 9])
+def test_cublas_weight_scales_layout(kb):
+    """The weights' block scales as cuBLAS's 128x128 recipe reads them: [round_up(K / 128, 4), N / 128] with
+    strides (1, that round-up), the values unchanged (a view where K / 128 is a multiple of 4, a padded copy else)."""
+    from spmd_kernels.fp8_linear import cublas_weight_scales
+
+    ws = torch.rand(5, kb)
+    out = cublas_weight_scales(ws)
+    padded = -(-kb // 4) * 4
+    assert out.shape == (padded, 5) and out.stride() == (1, padded)
+    assert torch.equal(out[:kb], ws.t())
+    assert (out.data_ptr() == ws.data_ptr()) == (padded == kb)
+
+
+def test_cublas_takes_only_what_it_runs():
+    """Only a CUDA device of compute capability 9.x with torch's block-wise recipes, 128 x 128 blocks, whole
+    blocks both ways, enough rows and a 16-bit output go to cuBLAS."""
+    fl = importlib.import_module("spmd_kernels.fp8_linear")
+    cpu = torch.device("cpu")
+    assert not fl.takes_cublas(4096, 4096, 4096, (128, 128), cpu, torch.bfloat16)
+    if HAS_CUDA and fl.cublas_block_scaled(torch.device("cuda")):
+        cuda = torch.device("cuda")
+        assert fl.takes_cublas(fl.CUBLAS_MIN_ROWS, 4096, 4096, (128, 128), cuda, torch.bfloat16)
+        for args in [(fl.CUBLAS_MIN_ROWS - 1, 4096, 4096, (128, 128), cuda, torch.bfloat16),
+                     (4096, 4096, 4096, (64, 128), cuda, torch.bfloat16),
+                     (4096, 4000, 4096, (128, 128), cuda, torch.bfloat16),
+                     (4096, 4096, 4096, (128, 128), cuda, torch.float32)]:
+            assert not fl.takes_cublas(*args)
+
+
+@pytest.mark.skipif(not HAS_CUDA, reason="cuBLAS's block-scaled float8 GEMM needs a GPU")
+@pytest.mark.parametrize("rows,k", [(128, 1024), (300, 1152), (1000, 4096)])
+def test_fp8_linear_cublas_path(rows, k, monkeypatch):
+    """Prefill-sized products through cuBLAS (takes_cublas) give the Triton kernel's values to fp32 summation
+    order: K / 128 a multiple of 4 (the scales' view) or not (a padded copy), a bias, x rounded already with
+    token-major scales (the SiLU kernel's)."""
+    from spmd_kernels.scaled_activations import quantize_activations
+
+    fl = importlib.import_module("spmd_kernels.fp8_linear")
+    if not fl.cublas_block_scaled(torch.device("cuda")):
+        pytest.skip("this GPU or torch build lacks cuBLAS's block-scaled float8 GEMM (sm_90, CUDA 12.9+)")
+    block = (128, 128)
+    w, scale = _weights(768, k, block, "cuda")
+    x = torch.randn(rows, k, device="cuda", dtype=torch.bfloat16)
+    b = torch.randn(768, device="cuda", dtype=torch.bfloat16)
+    q, xs = quantize_activations(x, block[1])
+    assert fl.takes_cublas(rows, 768, k, block, x.device, x.dtype)
+    outs = [fp8_linear(x, w, scale, block, b, activations="fp8"),
+            fp8_linear(q, w, scale, block, b, x_scale=xs, out_dtype=torch.bfloat16)]
+    monkeypatch.setattr(fl, "CUBLAS_MIN_ROWS", 0)  # the Triton kernel
+    triton_out = fp8_linear(x, w, scale, block, b, activations="fp8")
+    ref = fp8_linear_ref(x, w, scale, block, b, activations="fp8")
+    for out in outs:
+        torch.testing.assert_close(out.float(), ref.float(), atol=_tolerance(ref, "fp8"), rtol=0)
+        torch.testing.assert_close(out.float(), triton_out.float(), atol=_tolerance(ref, "fp8"), rtol=0)

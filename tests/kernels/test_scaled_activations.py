@@ -29,14 +29,19 @@ def test_round_to_e4m3_is_torchs_float8_cast(device):
     assert torch.equal(out.cpu(), values.cpu().to(torch.float8_e4m3fn).float())
 
 
-@pytest.mark.parametrize("T,H,group", [(1, 64, 32), (7, 100, 32), (13, 96, 64), (0, 64, 32)])
-def test_quantize_activations_equals_reference(T, H, group, device):
+@pytest.mark.parametrize("group_major", [False, True])
+@pytest.mark.parametrize("T,H,group", [(1, 64, 32), (7, 100, 32), (13, 96, 64), (0, 64, 32), (9, 2176, 128),
+                                       (5, 4096, 1024)])
+def test_quantize_activations_equals_reference(T, H, group, group_major, device):
     """x scaled a row per group of columns to float8's peak: values and scales bit for bit as torch makes them,
-    rows of zeros (scale 1), a partial last group, magnitudes over 2^30 apart."""
+    rows of zeros (scale 1), a partial last group, magnitudes over 2^30 apart; tiles of several rows and groups
+    with partial ones at both edges (2176 = 17 groups of 128); the scales token- or group-major (cuBLAS's)."""
     x = torch.randn(T, H, device=device) * torch.logspace(-15, 15, H, base=2.0, device=device)
     if T > 2:
         x[2] = 0.0
-    q, scale = quantize_activations(x, group)
+    q, scale = quantize_activations(x, group, group_major_scales=group_major)
     q_ref, scale_ref = quantize_activations_ref(x, group)
     assert q.dtype == q_ref.dtype and scale.shape == scale_ref.shape == (T, -(-H // group))
+    if group_major and T > 1:
+        assert scale.stride() == (1, T)
     assert torch.equal(scale, scale_ref) and torch.equal(q.float(), q_ref.float())
