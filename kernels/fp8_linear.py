@@ -198,14 +198,20 @@ def cublas_weight_scales(weight_scale: torch.Tensor) -> torch.Tensor:
 
 def _cublas_fp8_linear(x: torch.Tensor, x_scale: torch.Tensor | None, weight: torch.Tensor,
                        weight_scale: torch.Tensor, bias: torch.Tensor | None, out_dtype: torch.dtype) -> torch.Tensor:
-    """fp8_linear through cuBLAS (takes_cublas): x [m, K] in the model's dtype (rounded here, the scales laid out
-    as cuBLAS reads them) or already float8 with token-major x_scale (transposed here: a few MB at most)."""
+    """fp8_linear through cuBLAS (takes_cublas): x [m, K] in the model's dtype, rounded here with its scales laid out
+    as cuBLAS reads them, or float8 already with token-major x_scale (copied into that layout). cuBLAS wants the
+    scales' rows 16-byte aligned, so m is padded to a multiple of 4 with zero rows whose outputs are dropped."""
+    m, k = x.shape
+    padded = -(-m // 4) * 4
     if x_scale is None:
-        x, x_scale = quantize_activations(x, CUBLAS_BLOCK[1], group_major_scales=True)
-    elif x_scale.stride(0) != 1:
-        x_scale = x_scale.t().contiguous().t()
+        x, x_scale = quantize_activations(x, CUBLAS_BLOCK[1], group_major_scales=True, rows_multiple=4)
+    elif padded != m or x_scale.stride(0) != 1:
+        rounded, x = x, torch.zeros((padded, k), dtype=x.dtype, device=x.device)
+        x[:m] = rounded
+        scales, x_scale = x_scale, torch.ones((x_scale.shape[1], padded), device=x.device).t()
+        x_scale[:m] = scales
     y = F.scaled_mm(x, weight.t(), x_scale, F.ScalingType.BlockWise1x128, cublas_weight_scales(weight_scale),
-                    F.ScalingType.BlockWise128x128, output_dtype=out_dtype)
+                    F.ScalingType.BlockWise128x128, output_dtype=out_dtype)[:m]
     return y if bias is None else y.add_(bias)
 
 

@@ -49,19 +49,21 @@ def _scale_groups(v):
     return _round_to_e4m3(tl.math.div_rn(v, scale[:, None] + tl.zeros_like(v))), scale
 
 
-@triton.jit(do_not_specialize=["num_rows"])
-def _quantize_groups_kernel(x_ptr, q_ptr, s_ptr, num_rows, stride_xt, stride_qt, stride_st, stride_sg,
+@triton.jit(do_not_specialize=["num_rows", "out_rows"])
+def _quantize_groups_kernel(x_ptr, q_ptr, s_ptr, num_rows, out_rows, stride_xt, stride_qt, stride_st, stride_sg,
                             COLS: tl.constexpr, GROUP: tl.constexpr, GROUPS: tl.constexpr, ROWS: tl.constexpr,
                             PDL: tl.constexpr):
     """q[t, cols of group g] = x / s[t, g] for a [ROWS, GROUPS * GROUP] tile a program (see _scale_groups); s is
-    written through both its strides (token- or group-major)."""
+    written through both its strides (token- or group-major). Rows num_rows .. out_rows of q and s are padding:
+    zeros with scale 1."""
     pdl_enter(PDL)
     rows = tl.program_id(0) * ROWS + tl.arange(0, ROWS)
     cols = tl.program_id(1) * (GROUPS * GROUP) + tl.arange(0, GROUPS * GROUP)
-    row_ok = rows < num_rows
+    row_ok = rows < out_rows
     mask = row_ok[:, None] & (cols[None, :] < COLS)
     rows64 = rows.to(tl.int64)
-    v = tl.load(x_ptr + rows64[:, None] * stride_xt + cols[None, :], mask=mask, other=0.0).to(tl.float32)
+    v = tl.load(x_ptr + rows64[:, None] * stride_xt + cols[None, :], mask=mask & (rows < num_rows)[:, None],
+                other=0.0).to(tl.float32)
     # Each row's GROUPS groups as rows of their own (columns past COLS are 0: no effect on a group's magnitude).
     q, scale = _scale_groups(tl.reshape(v, (ROWS * GROUPS, GROUP)))
     q = tl.reshape(q, (ROWS, GROUPS * GROUP))
@@ -72,32 +74,36 @@ def _quantize_groups_kernel(x_ptr, q_ptr, s_ptr, num_rows, stride_xt, stride_qt,
              tl.reshape(scale, (ROWS, GROUPS)), mask=s_mask)
 
 
-# A program rounds up to TILE_COLUMNS columns of up to TILE_ROWS rows: one 128-wide group a program (session 16's
-# kernel) was latency-bound at prefill, 112 us for Llama-3-8B's 8192 x 4096 qkv input on an H200 (5x the bytes' time).
-TILE_COLUMNS, TILE_ROWS = 1024, 4
+# From TILE_MIN_ROWS rows (prefill) a program rounds up to TILE_COLUMNS columns of TILE_ROWS rows: one 128-wide group
+# a program was latency-bound there, 112 us for Llama-3-8B's 8192 x 4096 qkv input on an H200 against ~18 us so
+# (session 18, tests/gpu/probe_scaled_mm.py). Fewer rows (decode) keep a group a program: more programs, each
+# shorter, for a launch whose time is one load's latency.
+TILE_COLUMNS, TILE_ROWS, TILE_MIN_ROWS = 1024, 4, 256
 
 
-def quantize_activations(x: torch.Tensor, group: int,
-                         group_major_scales: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+def quantize_activations(x: torch.Tensor, group: int, group_major_scales: bool = False,
+                         rows_multiple: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
     """(x / scale in float8 e4m3, scale [T, ceil(H / group)] fp32) for x [T, H]: a scale per row per group of
     columns, the group's largest magnitude over 448. Equal to quantize_activations_ref. group: a power of two up to
     TILE_COLUMNS. group_major_scales: the scales laid out group by group (strides (1, T)), as cuBLAS's block-scaled
-    GEMM reads them."""
+    GEMM reads them. rows_multiple: both results padded to a multiple of that many rows, zeros with scale 1 (cuBLAS
+    wants group-major scales' rows 16-byte aligned)."""
     T, H = x.shape
     assert x.stride(1) == 1, "x's rows must be contiguous"
     assert group & (group - 1) == 0 and 16 <= group <= TILE_COLUMNS, f"group {group}: a power of two, 16..1024"
-    q = torch.empty((T, H), dtype=torch.float8_e4m3fn, device=x.device)
+    out_rows = -(-T // rows_multiple) * rows_multiple
+    q = torch.empty((out_rows, H), dtype=torch.float8_e4m3fn, device=x.device)
     num_groups = triton.cdiv(H, group)
     if group_major_scales:
-        scale = torch.empty((num_groups, T), dtype=torch.float32, device=x.device).t()
+        scale = torch.empty((num_groups, out_rows), dtype=torch.float32, device=x.device).t()
     else:
-        scale = torch.empty((T, num_groups), dtype=torch.float32, device=x.device)
-    if T:
-        groups = min(triton.next_power_of_2(num_groups), TILE_COLUMNS // group)
-        rows = min(TILE_ROWS, triton.next_power_of_2(T))
-        _quantize_groups_kernel[(triton.cdiv(T, rows), triton.cdiv(num_groups, groups))](
-            x, q, scale, T, x.stride(0), q.stride(0), scale.stride(0), scale.stride(1), COLS=H, GROUP=group,
-            GROUPS=groups, ROWS=rows, **pdl_args(x.device))
+        scale = torch.empty((out_rows, num_groups), dtype=torch.float32, device=x.device)
+    if out_rows:
+        groups = 1 if T < TILE_MIN_ROWS else min(triton.next_power_of_2(num_groups), TILE_COLUMNS // group)
+        rows = min(TILE_ROWS, triton.next_power_of_2(out_rows))
+        _quantize_groups_kernel[(triton.cdiv(out_rows, rows), triton.cdiv(num_groups, groups))](
+            x, q, scale, T, out_rows, x.stride(0), q.stride(0), scale.stride(0), scale.stride(1), COLS=H,
+            GROUP=group, GROUPS=groups, ROWS=rows, **pdl_args(x.device))
     return q, scale
 
 

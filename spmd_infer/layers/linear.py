@@ -136,8 +136,12 @@ class LinearBase(nn.Module):
         saving the rounding's own launch): float8 weights on CUDA meeting float8 activations, unless
         SPMD_FP8_FUSED_SILU=0 (FUSED_SILU_ROUNDING)."""
         kernels = fp8_linear_module
+        # Not where cuBLAS takes the product (prefill): it wants the scales group-major, and there the rounding's
+        # launch is ~1% of the GEMM.
         return (FUSED_SILU_ROUNDING and self.fp8_block is not None and x.is_cuda
-                and kernels.DEFAULT_ACTIVATIONS == "fp8" and kernels.takes_fp8_activations(self.fp8_block))
+                and kernels.DEFAULT_ACTIVATIONS == "fp8" and kernels.takes_fp8_activations(self.fp8_block)
+                and not kernels.takes_cublas(x.numel() // x.shape[-1], *self.weight.shape, self.fp8_block, x.device,
+                                             x.dtype))
 
     def project(self, x: torch.Tensor, bias: torch.Tensor | None = None, x_scale: torch.Tensor | None = None,
                 out_dtype: torch.dtype | None = None) -> torch.Tensor:

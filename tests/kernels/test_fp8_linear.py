@@ -191,11 +191,11 @@ def test_cublas_takes_only_what_it_runs():
 
 
 @pytest.mark.skipif(not HAS_CUDA, reason="cuBLAS's block-scaled float8 GEMM needs a GPU")
-@pytest.mark.parametrize("rows,k", [(128, 1024), (300, 1152), (1000, 4096)])
+@pytest.mark.parametrize("rows,k", [(128, 1024), (301, 1152), (1000, 4096), (1027, 1024)])
 def test_fp8_linear_cublas_path(rows, k, monkeypatch):
     """Prefill-sized products through cuBLAS (takes_cublas) give the Triton kernel's values to fp32 summation
-    order: K / 128 a multiple of 4 (the scales' view) or not (a padded copy), a bias, x rounded already with
-    token-major scales (the SiLU kernel's)."""
+    order: K / 128 a multiple of 4 (the scales' view) or not (a padded copy), rows not a multiple of 4 (padded), a
+    bias, x rounded already with token-major scales (the SiLU kernel's)."""
     from spmd_kernels.scaled_activations import quantize_activations
 
     fl = importlib.import_module("spmd_kernels.fp8_linear")
