@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import os
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -23,13 +24,6 @@ from .weights import CheckpointTensor, copy_checked
 
 # The module, not the function the package re-exports under its name: its switches are read at each call.
 fp8_linear_module = importlib.import_module("spmd_kernels.fp8_linear")
-# A float8 down projection's input rounded by the SiLU kernel as it writes it (activation.silu_and_mul_quantized)
-# rather than by a launch of its own: bit for bit the same values, one launch and one bf16 round trip of h fewer a
-# layer. H200, session 18 (tests/gpu/run_fp8_fused_silu.sh): the kernel tests pass on sm_90; Llama-3-8B decode @1k
-# with float8 linear layers bs1 3.2 against 3.3 ms a step, bs64 6.7 against 6.6 (within run-to-run spread); the Qwen3
-# check from its float8 copy gives the same tokens. SPMD_FP8_FUSED_SILU=0 rounds h by its own launch.
-FUSED_SILU_ROUNDING = os.environ.get("SPMD_FP8_FUSED_SILU", "1") == "1"
-
 # Decode-sized products (at most 16 rows) of weights between these sizes go to skinny_gemm instead of cuBLAS, when
 # kernels use programmatic dependent launch (kernels/pdl.py): skinny_gemm fetches its first weight tile while the
 # previous kernel drains, which cuBLAS cannot. Measured in Llama-3-8B bs1 @1k decode on an H200 (CUDA graphs,
@@ -47,6 +41,15 @@ FUSED_SILU_ROUNDING = os.environ.get("SPMD_FP8_FUSED_SILU", "1") == "1"
 SKINNY_MIN_WEIGHT_BYTES = float(os.environ.get("SPMD_SKINNY_MIN_MB", "16")) * (1 << 20)
 SKINNY_MAX_WEIGHT_BYTES = float(os.environ.get("SPMD_SKINNY_MAX_MB", "64")) * (1 << 20)
 SKINNY_GEMM_ON = os.environ.get("SPMD_SKINNY_GEMM", "1") == "1"
+
+
+class RoundedRows(NamedTuple):
+    """A float8 layer's input rounded to float8 already by the kernel that produced it (RMSNorm, SiLU), saving the
+    rounding's own launch: bit for bit what fp8_linear's rounding would give (takes_rounded_inputs)."""
+
+    values: torch.Tensor  # [T, K] float8 e4m3
+    scales: torch.Tensor  # [T, ceil(K / fp8_block[1])] float32, token-major
+    dtype: torch.dtype  # of the unrounded rows: the layer's output dtype
 
 
 def takes_skinny_gemm(x: torch.Tensor, weight: torch.Tensor) -> bool:
@@ -132,25 +135,21 @@ class LinearBase(nn.Module):
         self.weight.data, self.weight_scale.data = quantize_blocks(values, self.fp8_block)
 
     def takes_rounded_inputs(self, x: torch.Tensor) -> bool:
-        """Whether a producer should hand this layer x rounded to float8 already (activation.silu_and_mul_quantized,
-        saving the rounding's own launch): float8 weights on CUDA meeting float8 activations, unless
-        SPMD_FP8_FUSED_SILU=0 (FUSED_SILU_ROUNDING)."""
+        """Whether the kernel producing this layer's input x (in the model's dtype) should hand it over rounded to
+        float8 (RoundedRows): float8 weights on CUDA meeting float8 activations, except where cuBLAS takes the
+        product (prefill: it wants the scales group-major, and there the rounding's launch is ~1% of the GEMM)."""
         kernels = fp8_linear_module
-        # Not where cuBLAS takes the product (prefill): it wants the scales group-major, and there the rounding's
-        # launch is ~1% of the GEMM.
-        return (FUSED_SILU_ROUNDING and self.fp8_block is not None and x.is_cuda
-                and kernels.DEFAULT_ACTIVATIONS == "fp8" and kernels.takes_fp8_activations(self.fp8_block)
+        return (self.fp8_block is not None and x.is_cuda and kernels.DEFAULT_ACTIVATIONS == "fp8"
+                and kernels.takes_fp8_activations(self.fp8_block)
                 and not kernels.takes_cublas(x.numel() // x.shape[-1], *self.weight.shape, self.fp8_block, x.device,
                                              x.dtype))
 
-    def project(self, x: torch.Tensor, bias: torch.Tensor | None = None, x_scale: torch.Tensor | None = None,
-                out_dtype: torch.dtype | None = None) -> torch.Tensor:
+    def project(self, x: torch.Tensor | RoundedRows, bias: torch.Tensor | None = None) -> torch.Tensor:
         """x @ weight^T (+ bias): float8 weights through fp8_linear on CUDA (dequantized on the CPU: the model's
-        values exactly), others through `linear`. x_scale: x is float8 already, with these scales a token's
-        fp8_block[1] features (takes_rounded_inputs), and the output is in out_dtype."""
-        if x_scale is not None:
-            return fp8_linear(x, self.weight, self.weight_scale, self.fp8_block, bias, x_scale=x_scale,
-                              out_dtype=out_dtype)
+        values exactly), others through `linear`; x rounded already (RoundedRows) as it is."""
+        if isinstance(x, RoundedRows):
+            return fp8_linear(x.values, self.weight, self.weight_scale, self.fp8_block, bias, x_scale=x.scales,
+                              out_dtype=x.dtype)
         if self.fp8_block is None:
             return linear(x, self.weight, bias)
         if x.is_cuda:
@@ -222,7 +221,7 @@ class ReplicatedLinear(LinearBase):
     def __init__(self, in_features: int, out_features: int, bias: bool = False):
         super().__init__(in_features, out_features, bias, Shard(), None)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor | RoundedRows) -> torch.Tensor:
         return self.project(x, self.bias)
 
 
@@ -232,7 +231,7 @@ class ColumnParallelLinear(LinearBase):
     def __init__(self, in_features: int, out_features: int, bias: bool, shard: Shard):
         super().__init__(in_features, shard.split(out_features, "output features"), bias, shard, 0)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor | RoundedRows) -> torch.Tensor:
         return self.project(x, self.bias)
 
     def forward_rope_store(self, x: torch.Tensor, rope: RopeStore) -> torch.Tensor | None:
@@ -292,10 +291,8 @@ class RowParallelLinear(LinearBase):
         super().__init__(shard.split(in_features, "input features"), out_features, bias, shard, 1)
         self.reduce = reduce
 
-    def forward(self, x: torch.Tensor, x_scale: torch.Tensor | None = None,
-                out_dtype: torch.dtype | None = None) -> torch.Tensor:
-        """x_scale, out_dtype: x rounded to float8 already (LinearBase.project)."""
-        y = self.project(x, None, x_scale, out_dtype)
+    def forward(self, x: torch.Tensor | RoundedRows) -> torch.Tensor:
+        y = self.project(x, None)
         if self.reduce:
             y = all_reduce(y, self.shard)
         if self.bias is not None and (self.reduce or self.shard.rank == 0):
