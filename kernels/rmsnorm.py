@@ -1,5 +1,4 @@
-"""RMSNorm over the last dimension, optionally fused with the residual add that precedes it, and optionally rounded
-to float8 a token's `group` features at a time on the way out (the input of a float8 linear layer)."""
+"""RMSNorm over the last dimension, optionally fused with the residual add that precedes it."""
 
 from __future__ import annotations
 
@@ -8,7 +7,6 @@ import triton
 import triton.language as tl
 
 from .pdl import pdl_args, pdl_enter
-from .scaled_activations import _scale_groups, quantize_activations_ref
 
 
 @triton.jit
@@ -18,20 +16,16 @@ def _rms_norm_kernel(
     w_ptr,
     y_ptr,
     h_ptr,
-    scale_ptr,  # ROUND: the float32 scales [rows, ceil(H / GROUP)] (else unused)
     stride_x_outer,  # x is [rows // inner, inner, H] with these two strides (a strided view needs no copy)
     stride_x,
     inner,
     stride_r,
     stride_y,
     stride_h,
-    stride_s,
     H,
     eps,
     HAS_RESIDUAL: tl.constexpr,
     BLOCK_H: tl.constexpr,
-    ROUND: tl.constexpr,  # y in float8: each GROUP columns of a row over its largest magnitude / 448
-    GROUP: tl.constexpr,  # ROUND: divides BLOCK_H
     PDL: tl.constexpr,
 ):
     pdl_enter(PDL)
@@ -50,16 +44,7 @@ def _rms_norm_kernel(
     rstd = 1.0 / tl.sqrt(var + eps)
     w = tl.load(w_ptr + offs, mask=mask, other=0.0).to(tl.float32)
     y = xf * rstd * w
-    if ROUND:
-        # Rounded to x's dtype first, as the unrounded kernel stores it, so that this equals quantize_activations
-        # over rms_norm's output bit for bit (columns past H are 0: no effect on a group's largest magnitude).
-        y = y.to(x_ptr.dtype.element_ty).to(tl.float32)
-        q, scale = _scale_groups(tl.reshape(y, (BLOCK_H // GROUP, GROUP)))
-        tl.store(y_ptr + row * stride_y + offs, tl.reshape(q, (BLOCK_H,)).to(y_ptr.dtype.element_ty), mask=mask)
-        groups = tl.arange(0, BLOCK_H // GROUP)
-        tl.store(scale_ptr + row * stride_s + groups, scale, mask=groups * GROUP < H)
-    else:
-        tl.store(y_ptr + row * stride_y + offs, y.to(y_ptr.dtype.element_ty), mask=mask)
+    tl.store(y_ptr + row * stride_y + offs, y.to(y_ptr.dtype.element_ty), mask=mask)
 
 
 def rms_norm(
@@ -73,27 +58,6 @@ def rms_norm(
     With ``residual`` (same shape as x) computes ``h = x + residual`` and returns
     ``(rms_norm(h), h)``; h is the residual stream for the next layer.
     """
-    y, _, h = _launch(x, weight, eps, residual, None)
-    return y if residual is None else (y, h)
-
-
-def rms_norm_quantized(
-    x: torch.Tensor,
-    weight: torch.Tensor,
-    eps: float,
-    group: int,
-    residual: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """rms_norm(x, weight, eps, residual) [T, H] as quantize_activations(..., group) rounds it, in one launch:
-    (float8 e4m3 values [T, H], float32 scales [T, ceil(H / group)], the new residual stream h, or None without
-    ``residual``) for x [T, H]; group a power of two, 16 or more."""
-    assert x.dim() == 2 and group & (group - 1) == 0 and group >= 16
-    return _launch(x, weight, eps, residual, group)
-
-
-def _launch(x: torch.Tensor, weight: torch.Tensor, eps: float, residual: torch.Tensor | None,
-            group: int | None) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-    """(y, its float8 scales or None, h or None): rms_norm's launch, rounded to float8 where group is given."""
     H = x.shape[-1]
     assert weight.shape == (H,), f"weight {tuple(weight.shape)} does not match hidden size {H}"
     if x.dim() == 3 and residual is None and x.stride(-1) == 1:
@@ -106,45 +70,42 @@ def _launch(x: torch.Tensor, weight: torch.Tensor, eps: float, residual: torch.T
             x2 = x2.contiguous()
         outer, stride_x, inner = x2.stride(0), x2.stride(0), 1
     rows = x2.numel() // H
-    y = torch.empty((rows, H), dtype=x.dtype if group is None else torch.float8_e4m3fn, device=x.device)
-    scale = None if group is None else torch.empty((rows, triton.cdiv(H, group)), dtype=torch.float32,
-                                                   device=x.device)
-    h = None
+    y = torch.empty((rows, H), dtype=x.dtype, device=x.device)
     if residual is not None:
         assert residual.shape == x.shape, "residual must have the shape of x"
         r2 = residual.reshape(-1, H)
         if r2.stride(-1) != 1:
             r2 = r2.contiguous()
         h = torch.empty((rows, H), dtype=x.dtype, device=x.device)
-    if rows > 0:
-        BLOCK_H = max(triton.next_power_of_2(H), group or 1)
+    else:
+        r2, h = y, y  # unused placeholders
+    T = rows
+    if T > 0:
+        BLOCK_H = triton.next_power_of_2(H)
         num_warps = min(max(BLOCK_H // 256, 1), 16)
-        placeholder = y  # for the pointers a launch does not read
-        _rms_norm_kernel[(rows,)](
+        _rms_norm_kernel[(T,)](
             x2,
-            placeholder if residual is None else r2,
+            r2,
             weight.contiguous(),
             y,
-            placeholder if h is None else h,
-            placeholder if scale is None else scale,
+            h,
             outer,
             stride_x,
             inner,
-            0 if residual is None else r2.stride(0),
+            r2.stride(0),
             y.stride(0),
-            0 if h is None else h.stride(0),
-            0 if scale is None else scale.stride(0),
+            h.stride(0),
             H,
             float(eps),
             HAS_RESIDUAL=residual is not None,
             BLOCK_H=BLOCK_H,
-            ROUND=group is not None,
-            GROUP=group or 1,
             num_warps=num_warps,
             **pdl_args(x2.device),
         )
-    y = y.view(x.shape) if group is None else y
-    return y, scale, None if h is None else h.view(x.shape)
+    y = y.view(x.shape)
+    if residual is None:
+        return y
+    return y, h.view(x.shape)
 
 
 def rms_norm_ref(
@@ -162,16 +123,3 @@ def rms_norm_ref(
     rstd = torch.rsqrt(xf.pow(2).mean(dim=-1, keepdim=True) + eps)
     y = (xf * rstd * weight.float()).to(x.dtype)
     return y if h is None else (y, h)
-
-
-def rms_norm_quantized_ref(
-    x: torch.Tensor,
-    weight: torch.Tensor,
-    eps: float,
-    group: int,
-    residual: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """Plain-PyTorch reference for :func:`rms_norm_quantized`."""
-    out = rms_norm_ref(x, weight, eps, residual)
-    y, h = out if residual is not None else (out, None)
-    return (*quantize_activations_ref(y, group), h)

@@ -1,14 +1,10 @@
-"""RMSNorm with an optional fused residual add (the residual stream is carried between layers), its output
-optionally rounded to float8 for the float8 linear layer it feeds."""
+"""RMSNorm with an optional fused residual add (the residual stream is carried between layers)."""
 
 from __future__ import annotations
 
 import torch
 from spmd_kernels import rms_norm
-from spmd_kernels.rmsnorm import rms_norm_quantized
 from torch import nn
-
-from .linear import RoundedRows
 
 
 class RMSNorm(nn.Module):
@@ -30,13 +26,3 @@ class RMSNorm(nn.Module):
             return self._norm(x)
         residual = x + residual
         return self._norm(residual), residual
-
-    def rounded(self, x: torch.Tensor, residual: torch.Tensor | None, group: int):
-        """forward(x, residual) on CUDA with its output rounded to float8 a token's `group` features at a time, in the
-        same launch (LinearBase.takes_rounded_inputs says where): RoundedRows, with the new residual stream if
-        `residual` is given."""
-        rows = x.reshape(-1, x.shape[-1])
-        q, scale, h = rms_norm_quantized(rows, self.weight, self.eps, group,
-                                         None if residual is None else residual.reshape(rows.shape))
-        out = RoundedRows(q, scale, x.dtype)
-        return out if residual is None else (out, h.view(x.shape))

@@ -15,8 +15,8 @@ from ..layers.activation import silu_and_mul
 from ..layers.attention import PagedAttention
 from ..layers.embed_head import ParallelLMHead, VocabParallelEmbedding
 from ..layers.layernorm import RMSNorm
-from ..layers.linear import (LinearBase, MergedColumnParallelLinear, QKVParallelLinear, RoundedRows,
-                             RowParallelLinear, hold_linears_in_float8)
+from ..layers.linear import (MergedColumnParallelLinear, QKVParallelLinear, RoundedRows, RowParallelLinear,
+                             hold_linears_in_float8)
 from ..layers.rotary import RotaryEmbedding, rope_parameters
 from ..layers.dp_attention import DPGatherScatter
 from ..parallel.comm import Shard
@@ -30,16 +30,16 @@ FUSE_ROTARY_STORE = os.environ.get("SPMD_ROTARY_STORE_KV", "1") == "1"
 # (kernels/qkv_rope_store.py; neox rotation of whole heads, as Llama-3 and Qwen2 have): Llama-3-8B bs1 4.7 -> 4.5 ms,
 # 78.5% -> 81.7-83.4% MBU (H200, tests/gpu/run_bs1_fused.sh). SPMD_QKV_ROPE=0 keeps rotary_store_kv.
 QKV_ROPE_ON = os.environ.get("SPMD_QKV_ROPE", "1") == "1"
-# A float8 layer's input rounded to float8 by the kernel that produces it, rather than by a launch of its own: bit for
-# bit the same values, one launch and one bf16 round trip fewer (LinearBase.takes_rounded_inputs says where).
-# The SiLU kernel for the down projection (activation.silu_and_mul_quantized). H200, session 18
+# A float8 down projection's input rounded to float8 by the SiLU kernel as it writes it (silu_and_mul_quantized)
+# rather than by a launch of its own: bit for bit the same values, one launch and one bf16 round trip of h fewer a
+# layer (LinearBase.takes_rounded_inputs says where). H200, session 18
 # (tests/gpu/run_fp8_fused_silu.sh): the kernel tests pass on sm_90; Llama-3-8B decode @1k with float8 linear layers
 # bs1 3.2 against 3.3 ms a step, bs64 6.7 against 6.6 (within run-to-run spread); the Qwen3 check from its float8
-# copy gives the same tokens. SPMD_FP8_FUSED_SILU=0 rounds h by its own launch.
+# copy gives the same tokens. SPMD_FP8_FUSED_SILU=0 rounds h by its own launch. (The same in the RMSNorms before
+# qkv and gate_up, as vLLM / SGLang fuse them, was built and timed in session 18: Llama-3-8B decode bs1 / bs64 3.1 /
+# 6.7 ms a step either way, twice each (programmatic dependent launch already hides a Triton launch between Triton
+# kernels), and in fp32 not bit-equal to the two launches (the norm's sum reduced in another order): removed.)
 FUSED_SILU_ROUNDING = os.environ.get("SPMD_FP8_FUSED_SILU", "1") == "1"
-# The RMSNorms before qkv and gate_up (rmsnorm.rms_norm_quantized), as vLLM / SGLang fuse them. Built in session 18;
-# SPMD_FP8_FUSED_NORM=1 turns it on until tests/gpu/run_fp8_fused_norm.sh has timed it.
-FUSED_NORM_ROUNDING = os.environ.get("SPMD_FP8_FUSED_NORM", "0") == "1"
 
 
 class LlamaAttention(nn.Module):
@@ -93,8 +93,7 @@ class LlamaAttention(nn.Module):
                          self.num_heads, self.num_kv_heads, self.head_dim)
 
     def forward(self, positions: torch.Tensor, hidden: torch.Tensor, batch: ForwardBatch) -> torch.Tensor:
-        """hidden: the normalised layer input (rounded to float8 already for a float8 qkv projection where
-        LinearBase.takes_rounded_inputs says so); returns the attention output."""
+        """hidden: the normalised layer input; returns the attention output."""
         qkv, kv_stored = self.project(positions, hidden, batch)
         q, k, v = self.split_qkv(qkv)
         if not kv_stored:  # else the projection's epilogue rotated q and k and stored k and v
@@ -109,8 +108,7 @@ class LlamaAttention(nn.Module):
                 batch: ForwardBatch) -> tuple[torch.Tensor, bool]:
         """(qkv, whether k and v are already rotated into the caches): at decode, one skinny_gemm launch with the
         rotary embedding and KV store in its epilogue where that fuses (SPMD_QKV_ROPE), else the projection."""
-        if (self.rope_in_qkv_epilogue and not isinstance(hidden, RoundedRows)
-                and self.attn.stores_through_kernels(hidden, batch)):
+        if self.rope_in_qkv_epilogue and self.attn.stores_through_kernels(hidden, batch):
             qkv = self.qkv_proj.forward_rope_store(hidden, self.rope_store(positions, batch))
             if qkv is not None:
                 return qkv, True
@@ -150,38 +148,18 @@ class LlamaDecoderLayer(nn.Module):
         self.input_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
 
-    # The float8 layers that may take their input rounded by the RMSNorm before them (FUSED_NORM_ROUNDING), as
-    # properties (attributes would register them twice as submodules): the qkv projection of an attention that
-    # projects with it first (LlamaAttention.project), the dense MLP's gate_up when no DP gather comes between.
-    @property
-    def attention_input_layer(self) -> LinearBase | None:
-        return self.self_attn.qkv_proj if isinstance(self.self_attn, LlamaAttention) else None
-
-    @property
-    def mlp_input_layer(self) -> LinearBase | None:
-        return self.mlp.gate_up_proj if isinstance(self.mlp, LlamaMLP) and self.dp_gather is None else None
-
-    @staticmethod
-    def normalize(norm: RMSNorm, hidden: torch.Tensor, residual: torch.Tensor | None,
-                  consumer: LinearBase | None) -> tuple[torch.Tensor | RoundedRows, torch.Tensor]:
-        """(norm(hidden + residual), the new residual stream; hidden itself without a residual, the first layer),
-        the output rounded to float8 in the same launch where `consumer` takes that (FUSED_NORM_ROUNDING)."""
-        if FUSED_NORM_ROUNDING and consumer is not None and consumer.takes_rounded_inputs(hidden):
-            out = norm.rounded(hidden, residual, consumer.fp8_block[1])
-            return (out, hidden) if residual is None else out
-        if residual is None:
-            return norm(hidden), hidden
-        return norm(hidden, residual)
-
     def build_mlp(self, config: Any, sharding: LayerSharding, layer_idx: int) -> nn.Module:
         bias = getattr(config, "mlp_bias", False)
         return sharded_mlp(lambda shard, reduce: LlamaMLP(config.hidden_size, config.intermediate_size, shard, bias,
                                                           reduce), sharding)
 
     def forward(self, positions, hidden, residual, batch: ForwardBatch):
-        hidden, residual = self.normalize(self.input_layernorm, hidden, residual, self.attention_input_layer)
+        if residual is None:
+            residual, hidden = hidden, self.input_layernorm(hidden)
+        else:
+            hidden, residual = self.input_layernorm(hidden, residual)
         hidden = self.self_attn(positions, hidden, batch)
-        hidden, residual = self.normalize(self.post_attention_layernorm, hidden, residual, self.mlp_input_layer)
+        hidden, residual = self.post_attention_layernorm(hidden, residual)
         if self.dp_gather is not None:
             return self.dp_gather(self.mlp, hidden, batch), residual
         return self.mlp(hidden, batch, valid=batch.token_valid), residual

@@ -160,33 +160,6 @@ def test_a_float8_mlp_hands_its_down_projection_rounded_inputs(device, monkeypat
     assert torch.equal(mlp(x), want) and len(calls) == 1
 
 
-
-def test_an_rmsnorm_hands_a_float8_layer_rounded_inputs(device, monkeypatch):
-    """A decoder layer's RMSNorm before a float8 layer (FUSED_NORM_ROUNDING; forced here, the interpreter runs the
-    kernels) rounds its output in the same launch: the layer's output and the residual stream are what the
-    unrounded norm then the layer's own rounding give, bit for bit, first layer (no residual) or not."""
-    from spmd_infer.layers.layernorm import RMSNorm
-    from spmd_infer.layers.linear import ColumnParallelLinear, LinearBase, RoundedRows
-    from spmd_infer.parallel.comm import Shard
-    from spmd_kernels import rms_norm
-
-    llama = importlib.import_module("spmd_infer.models.llama")
-    block = (32, 32)
-    layer = ColumnParallelLinear(64, 96, False, Shard())
-    layer.hold_in_float8(block)
-    layer.init_random(torch.Generator().manual_seed(0))
-    norm = RMSNorm(64, 1e-6)
-    norm.weight.data = 1 + 0.5 * torch.randn(64)
-    layer.to(device), norm.to(device)
-    x, r = torch.randn(7, 64, device=device), torch.randn(7, 64, device=device)
-    monkeypatch.setattr(LinearBase, "takes_rounded_inputs", lambda self, t: self.fp8_block is not None)
-    monkeypatch.setattr(llama, "FUSED_NORM_ROUNDING", True)
-    for residual in (None, r):
-        out, stream = llama.LlamaDecoderLayer.normalize(norm, x, residual, layer)
-        y, h = (rms_norm(x, norm.weight, 1e-6), x) if residual is None else rms_norm(x, norm.weight, 1e-6, r)
-        want = fp8_linear(y, layer.weight, layer.weight_scale, block, activations="fp8")
-        assert isinstance(out, RoundedRows) and torch.equal(layer(out), want) and torch.equal(stream, h)
-
 @pytest.mark.parametrize("kb", [8, 9])
 def test_cublas_weight_scales_layout(kb):
     """The weights' block scales as cuBLAS's 128x128 recipe reads them: [round_up(K / 128, 4), N / 128] with
