@@ -118,7 +118,8 @@ def _oriented(row_scales, SWAP: tl.constexpr):
 # time of 16 x 128 at 16 rows); 64 rows as written, 64 x 64; a few hundred 64 x 128 (0.72x of 128 x 128 at 256
 # rows); prefill 128 x 128. Against cuBLAS on the same weights in bf16: 1.2-1.7x faster at 1 row (gate_up at 86% of
 # the float8 bytes' bound), ~1.1x at 16, even at 64, 0.85x at 256 and 8192 rows (prefill: the fp32 promotion
-# every 128-deep k-step, and Triton's float8 wgmma pipeline, keep it at ~700 TFLOP/s).
+# every 128-deep k-step, and Triton's float8 wgmma pipeline, keep it at ~700 TFLOP/s; on sm_90 cuBLAS takes those,
+# CUBLAS_MIN_ROWS).
 CUDA_CONFIGS = {32: (16, 64, 4, 6), 64: (64, 64, 4, 4), 512: (64, 128, 4, 4), None: (128, 128, 8, 3)}
 GROUP_M = 8
 # Split K over up to this many programs a tile while a launch has fewer than SPLIT_WAVES programs an SM, keeping
