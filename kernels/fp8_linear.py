@@ -232,10 +232,10 @@ def fp8_linear(x: torch.Tensor, weight: torch.Tensor, weight_scale: torch.Tensor
     ``activations``: "fp8" rounds x to float8 with a scale per token per block[1] features (fp8_linear_ref says
     exactly how; blocks narrower than 32 columns take "model", takes_fp8_activations), "model" keeps x and widens
     the weights to it; None: DEFAULT_ACTIVATIONS. `config` and `splits` (programs a tile's K is split over)
-    override fp8_linear_config and split_k (tuning runs); products of CUBLAS_MIN_ROWS rows or more with float8
-    activations go to cuBLAS where takes_cublas says so, unless config or splits is given. x already rounded (x float8 [..., K] with its scales
-    ``x_scale`` [rows, ceil(K / block[1])], e.g. from activation.silu_and_mul_quantized): taken as it is, the output
-    in ``out_dtype``. No host sync: CUDA-graph safe (after a first call outside a capture)."""
+    override fp8_linear_config and split_k (tuning runs); without them, products of CUBLAS_MIN_ROWS rows or more
+    with float8 activations go to cuBLAS where takes_cublas says so. x already rounded (x float8 [..., K] with its
+    scales ``x_scale`` [rows, ceil(K / block[1])], e.g. from activation.silu_and_mul_quantized): taken as it is, the
+    output in ``out_dtype``. No host sync: CUDA-graph safe (after a first call outside a capture)."""
     n, k = weight.shape
     bn_block, bk = block
     assert weight.dtype == torch.float8_e4m3fn and x.shape[-1] == k and weight.stride(1) == 1

@@ -44,8 +44,9 @@ SKINNY_GEMM_ON = os.environ.get("SPMD_SKINNY_GEMM", "1") == "1"
 
 
 class RoundedRows(NamedTuple):
-    """A float8 layer's input rounded to float8 already by the kernel that produced it (RMSNorm, SiLU), saving the
-    rounding's own launch: bit for bit what fp8_linear's rounding would give (takes_rounded_inputs)."""
+    """A float8 layer's input rounded to float8 already by the kernel that produced it (the SiLU kernel's
+    silu_and_mul_quantized), saving the rounding's own launch: bit for bit what fp8_linear's rounding would give
+    (takes_rounded_inputs)."""
 
     values: torch.Tensor  # [T, K] float8 e4m3
     scales: torch.Tensor  # [T, ceil(K / fp8_block[1])] float32, token-major
