@@ -190,3 +190,18 @@ def test_auto_keeps_a_layer_the_release_left_unquantized(tmp_path, monkeypatch):
         unchanged = n.endswith(("o_proj", "gate_up_proj"))
         assert (layer.fp8_block is None) == unchanged and (layer.weight.dtype == torch.float32) == unchanged, n
         assert torch.equal(_values(layer), plain[n].weight), n
+
+
+def test_the_startup_log_says_which_gemm_takes_prefill(monkeypatch):
+    """fp8_prefill_route: the CPU's dequantized products; on CUDA, cuBLAS's block-scaled GEMM where takes_cublas
+    accepts the layers' blocks, else the Triton kernel with what cuBLAS's recipe would need."""
+    from spmd_infer.engine.model_runner import fp8_prefill_route
+    from spmd_infer.layers.linear import fp8_linear_module
+
+    assert "CPU" in fp8_prefill_route((128, 128), torch.device("cpu"))
+    cuda = torch.device("cuda")
+    monkeypatch.setattr(fp8_linear_module, "cublas_block_scaled", lambda device: True)
+    assert "128+ rows through cuBLAS" in fp8_prefill_route((128, 128), cuda)
+    assert "all through the Triton kernel" in fp8_prefill_route((64, 64), cuda)
+    monkeypatch.setattr(fp8_linear_module, "CUBLAS_MIN_ROWS", 0)
+    assert "all through the Triton kernel" in fp8_prefill_route((128, 128), cuda)

@@ -14,7 +14,7 @@ import torch.distributed as dist
 from ..forward_batch import ForwardBatch
 from ..host_memory import to_device, upload_packed
 from ..layers.fp8_checkpoint import block_fp8_scheme
-from ..layers.linear import LinearBase, fp8_linear_counts, keep_unquantized_linears
+from ..layers.linear import LinearBase, fp8_linear_counts, fp8_linear_module, keep_unquantized_linears
 from ..layers.moe import FusedMoE, has_routed_experts
 from ..layers.sampler import SamplingTensors, apply_output_penalties, apply_repetition_penalty, sample
 from ..loader import LoadStats, load_weights, unquantized_weights
@@ -27,6 +27,18 @@ from .cuda_graphs import DecodeGraphs, graph_buckets
 from .scheduler import ScheduledBatch
 
 log = logging.getLogger(__name__)
+
+
+def fp8_prefill_route(block: tuple[int, int], device: torch.device) -> str:
+    """Which GEMM takes float8 linear layers' prefill-sized products here, for the startup log."""
+    if device.type != "cuda":
+        return "each product on the CPU over weights dequantized to the model's dtype"
+    kernels = fp8_linear_module
+    if kernels.CUBLAS_MIN_ROWS and kernels.takes_cublas(kernels.CUBLAS_MIN_ROWS, 128, 128, block, device,
+                                                        torch.bfloat16):
+        return (f"products of {kernels.CUBLAS_MIN_ROWS}+ rows through cuBLAS's block-scaled float8 GEMM, fewer "
+                "through the Triton kernel")
+    return "all through the Triton kernel (cuBLAS's block-scaled float8 GEMM needs 128 x 128 blocks, sm_90, CUDA 12.9+)"
 
 
 def build_model(hf_config: Any, sharding: LayerSharding, dtype: torch.dtype, device: torch.device | str) -> Any:
@@ -107,7 +119,7 @@ class ModelRunner:
             rest = ("" if held == linears else "; the rest stored unquantized, or not split into whole blocks under "
                     "this layout")
             notes += (f", {held} of {linears} linear layers in float8 e4m3 ({fp8_linear_block[0]} x "
-                      f"{fp8_linear_block[1]} blocks{rest})")
+                      f"{fp8_linear_block[1]} blocks{rest}; {fp8_prefill_route(fp8_linear_block, self.device)})")
         log.info("weights on this rank: %.2f GiB%s", module_bytes(self.model) / 2**30, notes)
         self.cache_owners = [m for m in self.model.modules() if hasattr(m, "kv_cache_dims")]
         self.num_blocks = 0
