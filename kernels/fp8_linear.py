@@ -121,6 +121,15 @@ def _oriented(row_scales, SWAP: tl.constexpr):
 # every 128-deep k-step, and Triton's float8 wgmma pipeline, keep it at ~700 TFLOP/s; on sm_90 cuBLAS takes those,
 # CUBLAS_MIN_ROWS).
 CUDA_CONFIGS = {32: (16, 64, 4, 6), 64: (64, 64, 4, 4), 512: (64, 128, 4, 4), None: (128, 128, 8, 3)}
+# Decode over wide weights, whose 64-row tiles number WIDE_TILES_PER_SM an SM or more (gate_up: Llama-3-8B's 28672
+# rows, 448 tiles on 132 SMs), takes 128 weight rows a program instead: enough tiles remain to fill the SMs without
+# splitting K, and each streams twice the bytes. H200, tune_fp8_linear.py (session 18), Llama-3-8B's gate_up at
+# 16 rows 32.6 us (32 x 128, transposed) against 41.0, at 64 rows 37.3 (64 x 128) against 44.3; the narrower
+# projections (qkv, o, down: 64-96 tiles) keep CUDA_CONFIGS, the fastest there. Off until timed at 1-64 rows and end
+# to end (the device time ran out): SPMD_FP8_WIDE_TILES=1 turns it on (tests/gpu/run_fp8_wide_tiles.sh).
+WIDE_CUDA_CONFIGS = {32: (32, 128, 4, 4), 64: (64, 128, 4, 4)}
+WIDE_TILES_PER_SM = 2
+WIDE_TILES = os.environ.get("SPMD_FP8_WIDE_TILES", "0") == "1"
 GROUP_M = 8
 # Split K over up to this many programs a tile while a launch has fewer than SPLIT_WAVES programs an SM, keeping
 # MIN_SPLIT_STEPS k-steps (of 128) a program at least: decode over a 4096-row weight is 64 tiles of 64 rows.
@@ -130,10 +139,17 @@ _COUNTERS: dict[torch.device, torch.Tensor] = {}
 _MAX_SPLIT_TILES = 1 << 14
 
 
-def fp8_linear_config(rows: int, device: torch.device) -> tuple[int, int, int, int]:
-    """(BLOCK_M, BLOCK_N, num_warps, num_stages) for `rows` tokens (BLOCK_N before clipping to the weight block)."""
+def fp8_linear_config(rows: int, device: torch.device, n: int = 0) -> tuple[int, int, int, int]:
+    """(BLOCK_M, BLOCK_N, num_warps, num_stages) for `rows` tokens against a weight of `n` rows (BLOCK_N before
+    clipping to the weight block): WIDE_CUDA_CONFIGS for a wide weight at decode (with WIDE_TILES), else
+    CUDA_CONFIGS."""
     if device.type != "cuda":  # TRITON_INTERPRET: the smallest tiles tl.dot accepts
         return 16, 32, 4, 1
+    if WIDE_TILES and triton.cdiv(n, 64) >= (WIDE_TILES_PER_SM
+                                             * torch.cuda.get_device_properties(device).multi_processor_count):
+        wide = next((cfg for limit, cfg in WIDE_CUDA_CONFIGS.items() if rows <= limit), None)
+        if wide is not None:
+            return wide
     return next(cfg for limit, cfg in CUDA_CONFIGS.items() if limit is None or rows <= limit)
 
 
@@ -259,7 +275,7 @@ def fp8_linear(x: torch.Tensor, weight: torch.Tensor, weight_scale: torch.Tensor
     y = torch.empty((m, n), dtype=out_dtype, device=x.device)
     if m == 0 or n == 0:
         return y.view(*x.shape[:-1], n)
-    bm, bn, warps, stages = config or fp8_linear_config(m, x.device)
+    bm, bn, warps, stages = config or fp8_linear_config(m, x.device, n)
     bn = min(bn, bn_block)
     if y.element_size() >= 4:  # fp32 tiles: keep shared memory in bounds
         stages = min(stages, 2)

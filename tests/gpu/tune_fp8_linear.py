@@ -100,9 +100,10 @@ def effective(tile: tuple, swap: bool, act: str) -> tuple[tuple, bool]:
     return (bm, min(bn, BLOCK[0]), warps, stages, *(v for v in splits if v)), swap and act != "model" and bm < 64
 
 
-def settings_for(rows: int, tiles: list[tuple], swaps: list[bool], default_swap: bool, act: str) -> list[tuple]:
-    """The distinct (tile, swap) settings to time at `rows`, the default's first."""
-    default = effective(fl.fp8_linear_config(rows, torch.device("cuda")), default_swap, act)
+def settings_for(rows: int, n: int, tiles: list[tuple], swaps: list[bool], default_swap: bool,
+                 act: str) -> list[tuple]:
+    """The distinct (tile, swap) settings to time at `rows` against a weight of n rows, the default's first."""
+    default = effective(fl.fp8_linear_config(rows, torch.device("cuda"), n), default_swap, act)
     return list(dict.fromkeys([default] + [effective(t, s, act) for s in swaps for t in tiles]))
 
 
@@ -122,7 +123,7 @@ def compile_variants(shapes: list[tuple[int, int]], rows_list: list[int], tiles:
         for rows in rows_list:
             x = torch.randn(rows, k, device=dev).to(torch.bfloat16)
             for act in acts:
-                for setting in settings_for(rows, tiles, swaps, default_swap, act):
+                for setting in settings_for(rows, n, tiles, swaps, default_swap, act):
                     try:
                         run_setting(x, w, s, act, setting)
                     except Exception:  # the timing run reports it
@@ -209,7 +210,7 @@ def main() -> None:
             t_bf16 = time_graph(run_bf16) / len(bf16_copies)
             err_bf16 = max_error(F.linear(x, wb0), refs["model"])
             for act in acts:
-                settings = settings_for(rows, tiles, swaps, default_swap, act)
+                settings = settings_for(rows, n, tiles, swaps, default_swap, act)
                 default = settings[0]
                 case = times.setdefault((act, rows), {CUBLAS: []})
                 case[CUBLAS].append(t_bf16)
@@ -245,8 +246,9 @@ def main() -> None:
         # a shape's seconds, compiling included where --jobs 0 left it to this run: what sizes a device call's part
         print(f"({name}: {time.perf_counter() - began:.0f} s)")
 
-    # Per row count, the settings by their geometric-mean time ratio to the default's over the shapes, so that no
-    # single large shape decides: which tile CUDA_CONFIGS should hold for that row limit.
+    # Per row count, the settings by their geometric-mean time ratio to CUDA_CONFIGS' tile over the shapes, so that
+    # no single large shape decides: which tile CUDA_CONFIGS should hold for that row limit (a wide weight's default,
+    # WIDE_CUDA_CONFIGS, is marked in its shape's lines above).
     print(f"\nsummary over {len(shapes)} shapes: per row count, time relative to the default's (geometric mean); "
           f"bf16 cuBLAS's is the default's speedup over it")
     for (act, rows), case in times.items():

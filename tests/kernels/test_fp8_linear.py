@@ -107,11 +107,14 @@ def test_fp8_linear_rejects_a_bad_setting(device):
 
 
 @pytest.mark.skipif(not HAS_CUDA, reason="the CUDA tiles (decode and prefill) need a GPU")
-@pytest.mark.parametrize("rows", [1, 16, 17, 32, 64, 65, 300])
-def test_fp8_linear_cuda_tiles(rows):
-    """Every CUDA_CONFIGS tile on a release's 128 x 128 blocks, in bf16 (the interpreter cannot check bf16)."""
+@pytest.mark.parametrize("rows,n", [(1, 640), (16, 640), (17, 640), (32, 640), (64, 640), (65, 640), (300, 640),
+                                    (1, 17024), (17, 17024), (64, 17024)])
+def test_fp8_linear_cuda_tiles(rows, n, monkeypatch):
+    """Every CUDA_CONFIGS and WIDE_CUDA_CONFIGS tile (17024 rows: 266 tiles of 64, wide on up to 133 SMs) on a
+    release's 128 x 128 blocks, in bf16 (the interpreter cannot check bf16)."""
+    monkeypatch.setattr(importlib.import_module("spmd_kernels.fp8_linear"), "WIDE_TILES", True)
     block = (128, 128)
-    w, scale = _weights(640, 1152, block, "cuda")
+    w, scale = _weights(n, 1152, block, "cuda")
     x = torch.randn(rows, 1152, device="cuda", dtype=torch.bfloat16)
     for activations in ("fp8", "model"):
         out = fp8_linear(x, w, scale, block, activations=activations)
@@ -215,3 +218,19 @@ def test_fp8_linear_cublas_path(rows, k, monkeypatch):
     for out in outs:
         torch.testing.assert_close(out.float(), ref.float(), atol=_tolerance(ref, "fp8"), rtol=0)
         torch.testing.assert_close(out.float(), triton_out.float(), atol=_tolerance(ref, "fp8"), rtol=0)
+
+
+def test_wide_weights_take_wide_decode_tiles(monkeypatch):
+    """fp8_linear_config with SPMD_FP8_WIDE_TILES: 128 weight rows a program at decode where a weight has 2+ tiles
+    of 64 rows an SM (Llama-3-8B's gate_up on 132 SMs), CUDA_CONFIGS for narrower weights, past 64 rows, or off."""
+    fl = importlib.import_module("spmd_kernels.fp8_linear")
+    h200 = type("Properties", (), {"multi_processor_count": 132})
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device: h200)
+    cuda = torch.device("cuda")
+    monkeypatch.setattr(fl, "WIDE_TILES", True)
+    assert fl.fp8_linear_config(16, cuda, 28672) == fl.WIDE_CUDA_CONFIGS[32]
+    assert fl.fp8_linear_config(64, cuda, 28672) == fl.WIDE_CUDA_CONFIGS[64]
+    assert fl.fp8_linear_config(65, cuda, 28672) == fl.CUDA_CONFIGS[512]
+    assert fl.fp8_linear_config(16, cuda, 6144) == fl.CUDA_CONFIGS[32]
+    monkeypatch.setattr(fl, "WIDE_TILES", False)
+    assert fl.fp8_linear_config(16, cuda, 28672) == fl.CUDA_CONFIGS[32]
