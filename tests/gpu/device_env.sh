@@ -50,6 +50,15 @@ patched_kernels() {
     && ln -sfn "$PWD/configs" "$dir/pkgs/spmd_infer_configs" \
     && echo "${PYTHONPATH/\/tmp\/pkgs:/$dir/pkgs:}"
 }
+# An A/B of an environment switch: parts NAME_1 and NAME_0 run CMD with VAR=1 and VAR=0, each under LIMIT, their
+# decode lines printed: switch_parts NAME VAR LIMIT CMD...
+switch_parts() {
+  local name=$1 var=$2 limit=$3 value; shift 3
+  for value in 1 0; do
+    part "${name}_$value" "$limit" env "$var=$value" "$@"
+    echo "--- $var=$value"; grep -E "^decode bs|Error" "$OUT/${name}_$value.txt" | cut -c1-110
+  done
+}
 # An A/B of the tree against it with a patch applied, interleaved twice: parts NAME_new1, NAME_old1, NAME_new2 and
 # NAME_old2 (the patched copy is "old"), each under LIMIT: ab_parts NAME PATCH LIMIT CMD...
 ab_parts() {

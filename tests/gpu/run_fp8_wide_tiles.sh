@@ -13,10 +13,6 @@ test_part tests 60 tests/kernels/test_fp8_linear.py -k cuda_tiles
 part tune 90 env SPMD_FP8_WIDE_TILES=1 python3 tests/gpu/tune_fp8_linear.py --shapes llama3 --rows 1,16,32,64 \
   --tiles '16,64,4,6;64,64,4,4;32,128,4,4;64,128,4,4' --swap 1 --jobs 12
 grep -E "rows=.*activations fp8|\(default\)" "$OUT/tune.txt" | cut -c1-150
-for wide in 1 0; do
-  part "decode_$wide" 80 env SPMD_FP8_WIDE_TILES=$wide python3 -m spmd_infer.bench bench.preset=llama-3-8b \
-    bench.workload=decode 'bench.batch_sizes=[64,16,1]' bench.context=1024 model.linear_dtype=fp8 \
-    bench.output=$OUT/decode_$wide.json
-  echo "--- wide tiles: $wide"; grep -E "^decode bs|Error" "$OUT/decode_$wide.txt" | cut -c1-110
-done
+switch_parts decode SPMD_FP8_WIDE_TILES 80 python3 -m spmd_infer.bench bench.preset=llama-3-8b bench.workload=decode \
+  'bench.batch_sizes=[64,16,1]' bench.context=1024 model.linear_dtype=fp8 bench.output=$OUT/decode.json
 rm -rf "$OUT"/*.json "$OUT"/*.run
