@@ -27,6 +27,7 @@ if DEFAULT_ACTIVATIONS not in ACTIVATIONS:
 
 _PEAK = tl.constexpr(E4M3_MAX)  # a group's largest magnitude maps to e4m3's (a kernel reads only constexpr globals)
 
+
 @triton.jit
 def _round_to_e4m3(v):
     """v (fp32, |v| <= 448) rounded to the nearest float8 e4m3 value, ties to even, still in fp32, so the float8

@@ -34,8 +34,7 @@ def fp8_prefill_route(block: tuple[int, int], device: torch.device) -> str:
     if device.type != "cuda":
         return "each product on the CPU over weights dequantized to the model's dtype"
     kernels = fp8_linear_module
-    if kernels.CUBLAS_MIN_ROWS and kernels.takes_cublas(kernels.CUBLAS_MIN_ROWS, 128, 128, block, device,
-                                                        torch.bfloat16):
+    if kernels.takes_cublas(kernels.CUBLAS_MIN_ROWS, 128, 128, block, device, torch.bfloat16):  # (0: never)
         return (f"products of {kernels.CUBLAS_MIN_ROWS}+ rows through cuBLAS's block-scaled float8 GEMM, fewer "
                 "through the Triton kernel")
     return "all through the Triton kernel (cuBLAS's block-scaled float8 GEMM needs 128 x 128 blocks, sm_90, CUDA 12.9+)"
