@@ -43,7 +43,6 @@ def _fp8_linear_kernel(x_ptr, xs_ptr, w_ptr, ws_ptr, bias_ptr, y_ptr, part_ptr, 
     SPLIT_K programs streams 1 / SPLIT_K of K and writes its fp32 partial sums to part_ptr [SPLIT_K, M, N]; the last
     to finish (an acq_rel counter a tile, count_ptr) adds them up in split order, so the result does not depend on
     which finished last, writes y and resets the counter for the next launch. One launch, no zero fill."""
-    pdl_enter(PDL)
     pid = tl.program_id(0)
     split = pid % SPLIT_K
     tile = pid // SPLIT_K
@@ -69,18 +68,23 @@ def _fp8_linear_kernel(x_ptr, xs_ptr, w_ptr, ws_ptr, bias_ptr, y_ptr, part_ptr, 
     # w's rows seen as a [BLOCK_K, BLOCK_N] tile, contiguous along K; int64: N * K may pass 2^31.
     w_ptrs = w_ptr + offs_n[None, :].to(tl.int64) * stride_wn + k_first + offs_k[:, None]
     s_ptr = ws_ptr + (pid_n * BLOCK_N // SCALE_N) * stride_sn
-    acc = _zero_acc(BLOCK_M, BLOCK_N, SWAP)
-    for k0 in range(k_first, k_last, BLOCK_K):
-        mask_k = k0 + offs_k < K
-        a = tl.load(x_ptrs, mask=mask_m[:, None] & mask_k[None, :], other=0.0)
-        w = tl.load(w_ptrs, mask=mask_k[:, None] & mask_n[None, :], other=0.0)
-        scale = tl.load(s_ptr + k0 // BLOCK_K)
-        if ACT:  # x in float8, a scale per row for this k-step's columns
-            a_scale = tl.load(xs_ptr + rows64 * stride_xsm + k0 // BLOCK_K, mask=mask_m, other=0.0)
-            scale = scale * _oriented(a_scale, SWAP)
-        acc = _scaled_step(acc, a, w, scale, SWAP)
+    # The first k-step's weight tile and scale are fetched before waiting on the previous kernel, as skinny_gemm's
+    # are (pdl.py): no predecessor writes weights, so the stream starts while it drains. Peeled, so that the loop
+    # stays pipelined. A split past K (its range empty) loads zero tiles and clamped, finite scales.
+    mask_k = k_first + offs_k < k_last
+    w = tl.load(w_ptrs, mask=mask_k[:, None] & mask_n[None, :], other=0.0)
+    step = tl.minimum(k_first // BLOCK_K, k_steps - 1)
+    scale = tl.load(s_ptr + step)
+    pdl_enter(PDL)
+    acc = _k_step(_zero_acc(BLOCK_M, BLOCK_N, SWAP), x_ptrs, w, scale, xs_ptr + rows64 * stride_xsm + step, mask_m,
+                  mask_k, ACT, SWAP)
+    for k0 in range(k_first + BLOCK_K, k_last, BLOCK_K):
         x_ptrs += BLOCK_K
         w_ptrs += BLOCK_K
+        mask_k = k0 + offs_k < K
+        w = tl.load(w_ptrs, mask=mask_k[:, None] & mask_n[None, :], other=0.0)
+        scale = tl.load(s_ptr + k0 // BLOCK_K)
+        acc = _k_step(acc, x_ptrs, w, scale, xs_ptr + rows64 * stride_xsm + k0 // BLOCK_K, mask_m, mask_k, ACT, SWAP)
     if SWAP:
         acc = tl.trans(acc)
     mask = mask_m[:, None] & mask_n[None, :]
@@ -99,6 +103,17 @@ def _fp8_linear_kernel(x_ptr, xs_ptr, w_ptr, ws_ptr, bias_ptr, y_ptr, part_ptr, 
     if HAS_BIAS:
         acc += tl.load(bias_ptr + offs_n, mask=mask_n, other=0.0).to(tl.float32)[None, :]
     tl.store(y_ptr + rows64[:, None] * stride_ym + offs_n[None, :], acc.to(y_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _k_step(acc, x_ptrs, w, scale, xs_ptrs, mask_m, mask_k, ACT: tl.constexpr, SWAP: tl.constexpr):
+    """acc plus one k-step's product: x's [BLOCK_M, BLOCK_K] tile at x_ptrs (rows mask_m, columns mask_k) against
+    the weight tile w, scaled by the weight block's scale, and with float8 activations (ACT) by the rows' scales for
+    this k-step (xs_ptrs)."""
+    a = tl.load(x_ptrs, mask=mask_m[:, None] & mask_k[None, :], other=0.0)
+    if ACT:
+        scale = scale * _oriented(tl.load(xs_ptrs, mask=mask_m, other=0.0), SWAP)
+    return _scaled_step(acc, a, w, scale, SWAP)
 
 
 @triton.jit
@@ -129,7 +144,7 @@ CUDA_CONFIGS = {32: (16, 64, 4, 6), 64: (64, 64, 4, 4), 512: (64, 128, 4, 4), No
 # to end (the device time ran out): SPMD_FP8_WIDE_TILES=1 turns it on (tests/gpu/run_fp8_wide_tiles.sh).
 WIDE_CUDA_CONFIGS = {32: (32, 128, 4, 4), 64: (64, 128, 4, 4)}
 WIDE_TILES_PER_SM = 2
-WIDE_TILES = os.environ.get("SPMD_FP8_WIDE_TILES", "0") == "1"
+WIDE_TILES = os.environ.get("SPMD_FP8_WIDE_TILES", "1") == "1"
 GROUP_M = 8
 # Split K over up to this many programs a tile while a launch has fewer than SPLIT_WAVES programs an SM, keeping
 # MIN_SPLIT_STEPS k-steps (of 128) a program at least: decode over a 4096-row weight is 64 tiles of 64 rows.
