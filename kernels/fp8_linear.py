@@ -128,20 +128,22 @@ def _oriented(row_scales, SWAP: tl.constexpr):
 
 
 # (BLOCK_M, BLOCK_N, num_warps, num_stages) on CUDA by rows (BLOCK_K is the weight block's width, 128 in every
-# release), from tests/gpu/tune_fp8_linear.py on an H200 over Llama-3-8B's four projections (session 17): decode
-# (up to 32 rows) 16 rows against 64 weight rows a program, transposed (SWAP_AB), six tiles in flight (0.88x the
-# time of 16 x 128 at 16 rows); 64 rows as written, 64 x 64; a few hundred 64 x 128 (0.72x of 128 x 128 at 256
-# rows); prefill 128 x 128. Against cuBLAS on the same weights in bf16: 1.2-1.7x faster at 1 row (gate_up at 86% of
-# the float8 bytes' bound), ~1.1x at 16, even at 64, 0.85x at 256 and 8192 rows (prefill: the fp32 promotion
+# release), from tests/gpu/tune_fp8_linear.py on an H200: decode up to 16 rows 16 rows against 64 weight rows a
+# program, transposed (SWAP_AB), six tiles in flight (session 17: 0.88x the time of 16 x 128 at 16 rows); 17-64 rows
+# as written, 64 x 64 (session 19, over the 8B shapes: 0.83x the time of 16 x 64 at 24 and 32 rows; Llama-3-8B
+# decode bs32 5.1 -> 4.8 ms, Qwen3-8B 5.4-5.5 -> 5.1); a few hundred 64 x 128 (0.72x of 128 x 128 at 256 rows);
+# prefill 128 x 128. Against cuBLAS on the same weights in bf16: 1.2-1.8x faster at 1 row (gate_up at 91% of the
+# float8 bytes' bound), 1.2-1.7x at 16, 1.0-1.7x at 64, 0.85x at 256 and 8192 rows (prefill: the fp32 promotion
 # every 128-deep k-step, and Triton's float8 wgmma pipeline, keep it at ~700 TFLOP/s; on sm_90 cuBLAS takes those,
 # CUBLAS_MIN_ROWS).
-CUDA_CONFIGS = {32: (16, 64, 4, 6), 64: (64, 64, 4, 4), 512: (64, 128, 4, 4), None: (128, 128, 8, 3)}
+CUDA_CONFIGS = {16: (16, 64, 4, 6), 64: (64, 64, 4, 4), 512: (64, 128, 4, 4), None: (128, 128, 8, 3)}
 # Decode over wide weights, whose 64-row tiles number WIDE_TILES_PER_SM an SM or more (gate_up: Llama-3-8B's 28672
-# rows, 448 tiles on 132 SMs), takes 128 weight rows a program instead: enough tiles remain to fill the SMs without
-# splitting K, and each streams twice the bytes. H200, tune_fp8_linear.py (session 18), Llama-3-8B's gate_up at
-# 16 rows 32.6 us (32 x 128, transposed) against 41.0, at 64 rows 37.3 (64 x 128) against 44.3; the narrower
-# projections (qkv, o, down: 64-96 tiles) keep CUDA_CONFIGS, the fastest there. Off until timed at 1-64 rows and end
-# to end (the device time ran out): SPMD_FP8_WIDE_TILES=1 turns it on (tests/gpu/run_fp8_wide_tiles.sh).
+# rows, 448 tiles on 132 SMs), takes 128 weight rows a program instead where that fills the last wave of programs
+# as well (_wave_share): enough tiles remain to fill the SMs without splitting K, and each streams twice the bytes.
+# H200, tune_fp8_linear.py (session 19, first weight tile fetched before the PDL wait), Llama-3-8B's gate_up (224 wide
+# tiles: 85% of two waves, as its 448 narrow ones fill 4) at 1 / 16 / 32 / 64 rows 31.0 / 32.7 / 34.2 / 37.1 us
+# against 36.9 / 40.5 / 35.1 / 43.3 with CUDA_CONFIGS; Qwen3-8B's (192 wide tiles, 73% of two waves, against 97% of
+# three) at 24-64 rows 29.3-30.8 us with 64 x 64 against 29.9-33.6 wide. SPMD_FP8_WIDE_TILES=0 turns them off.
 WIDE_CUDA_CONFIGS = {32: (32, 128, 4, 4), 64: (64, 128, 4, 4)}
 WIDE_TILES_PER_SM = 2
 WIDE_TILES = os.environ.get("SPMD_FP8_WIDE_TILES", "1") == "1"
@@ -156,16 +158,22 @@ _MAX_SPLIT_TILES = 1 << 14
 
 def fp8_linear_config(rows: int, device: torch.device, n: int = 0) -> tuple[int, int, int, int]:
     """(BLOCK_M, BLOCK_N, num_warps, num_stages) for `rows` tokens against a weight of `n` rows (BLOCK_N before
-    clipping to the weight block): WIDE_CUDA_CONFIGS for a wide weight at decode (with WIDE_TILES), else
-    CUDA_CONFIGS."""
+    clipping to the weight block): WIDE_CUDA_CONFIGS for a wide weight at decode (with WIDE_TILES) whose wide tiles
+    fill their waves at least as well as the narrow ones, else CUDA_CONFIGS."""
     if device.type != "cuda":  # TRITON_INTERPRET: the smallest tiles tl.dot accepts
         return 16, 32, 4, 1
-    if WIDE_TILES and triton.cdiv(n, 64) >= (WIDE_TILES_PER_SM
-                                             * torch.cuda.get_device_properties(device).multi_processor_count):
-        wide = next((cfg for limit, cfg in WIDE_CUDA_CONFIGS.items() if rows <= limit), None)
-        if wide is not None:
-            return wide
+    sms = torch.cuda.get_device_properties(device).multi_processor_count
+    narrow, wide = triton.cdiv(n, 64), triton.cdiv(n, 128)
+    if WIDE_TILES and narrow >= WIDE_TILES_PER_SM * sms and _wave_share(wide, sms) >= _wave_share(narrow, sms):
+        cfg = next((cfg for limit, cfg in WIDE_CUDA_CONFIGS.items() if rows <= limit), None)
+        if cfg is not None:
+            return cfg
     return next(cfg for limit, cfg in CUDA_CONFIGS.items() if limit is None or rows <= limit)
+
+
+def _wave_share(programs: int, sms: int) -> float:
+    """How full a launch's waves are on average: programs over the SMs' slots in as many waves as they need."""
+    return programs / (triton.cdiv(programs, sms) * sms)
 
 
 def split_k(tiles: int, k_steps: int, device: torch.device) -> int:

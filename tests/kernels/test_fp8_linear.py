@@ -222,7 +222,9 @@ def test_fp8_linear_cublas_path(rows, k, monkeypatch):
 
 def test_wide_weights_take_wide_decode_tiles(monkeypatch):
     """fp8_linear_config with SPMD_FP8_WIDE_TILES: 128 weight rows a program at decode where a weight has 2+ tiles
-    of 64 rows an SM (Llama-3-8B's gate_up on 132 SMs), CUDA_CONFIGS for narrower weights, past 64 rows, or off."""
+    of 64 rows an SM and its wide tiles fill their waves as well (Llama-3-8B's gate_up on 132 SMs: 85% of 2 waves,
+    as 448 narrow tiles fill 4), CUDA_CONFIGS where they would not (Qwen3-8B's: 73% against 97%), for narrower
+    weights, past 64 rows, or off."""
     fl = importlib.import_module("spmd_kernels.fp8_linear")
     h200 = type("Properties", (), {"multi_processor_count": 132})
     monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device: h200)
@@ -231,6 +233,8 @@ def test_wide_weights_take_wide_decode_tiles(monkeypatch):
     assert fl.fp8_linear_config(16, cuda, 28672) == fl.WIDE_CUDA_CONFIGS[32]
     assert fl.fp8_linear_config(64, cuda, 28672) == fl.WIDE_CUDA_CONFIGS[64]
     assert fl.fp8_linear_config(65, cuda, 28672) == fl.CUDA_CONFIGS[512]
-    assert fl.fp8_linear_config(16, cuda, 6144) == fl.CUDA_CONFIGS[32]
+    assert fl.fp8_linear_config(16, cuda, 6144) == fl.CUDA_CONFIGS[16]
+    assert fl.fp8_linear_config(32, cuda, 6144) == fl.CUDA_CONFIGS[64]
+    assert fl.fp8_linear_config(16, cuda, 24576) == fl.CUDA_CONFIGS[16]
     monkeypatch.setattr(fl, "WIDE_TILES", False)
-    assert fl.fp8_linear_config(16, cuda, 28672) == fl.CUDA_CONFIGS[32]
+    assert fl.fp8_linear_config(16, cuda, 28672) == fl.CUDA_CONFIGS[16]
