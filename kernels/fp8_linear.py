@@ -133,7 +133,7 @@ def _oriented(row_scales, SWAP: tl.constexpr):
 # as written, 64 x 64 (session 19, over the 8B shapes: 0.83x the time of 16 x 64 at 24 and 32 rows; Llama-3-8B
 # decode bs32 5.1 -> 4.8 ms, Qwen3-8B 5.4-5.5 -> 5.1); a few hundred 64 x 128 (0.72x of 128 x 128 at 256 rows);
 # prefill 128 x 128. Against cuBLAS on the same weights in bf16: 1.2-1.8x faster at 1 row (gate_up at 91% of the
-# float8 bytes' bound), 1.2-1.7x at 16, 1.0-1.7x at 64, 0.85x at 256 and 8192 rows (prefill: the fp32 promotion
+# float8 bytes' bound), 1.2-1.7x at 16, 0.8-1.7x at 64, 0.85x at 256 and 8192 rows (prefill: the fp32 promotion
 # every 128-deep k-step, and Triton's float8 wgmma pipeline, keep it at ~700 TFLOP/s; on sm_90 cuBLAS takes those,
 # CUBLAS_MIN_ROWS).
 CUDA_CONFIGS = {16: (16, 64, 4, 6), 64: (64, 64, 4, 4), 512: (64, 128, 4, 4), None: (128, 128, 8, 3)}
