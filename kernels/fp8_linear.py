@@ -138,12 +138,13 @@ def _oriented(row_scales, SWAP: tl.constexpr):
 # CUBLAS_MIN_ROWS).
 CUDA_CONFIGS = {16: (16, 64, 4, 6), 64: (64, 64, 4, 4), 512: (64, 128, 4, 4), None: (128, 128, 8, 3)}
 # Decode over wide weights, whose 64-row tiles number WIDE_TILES_PER_SM an SM or more (gate_up: Llama-3-8B's 28672
-# rows, 448 tiles on 132 SMs), takes 128 weight rows a program instead where that fills the last wave of programs
-# as well (_wave_share): enough tiles remain to fill the SMs without splitting K, and each streams twice the bytes.
-# H200, tune_fp8_linear.py (session 19, first weight tile fetched before the PDL wait), Llama-3-8B's gate_up (224 wide
-# tiles: 85% of two waves, as its 448 narrow ones fill 4) at 1 / 16 / 32 / 64 rows 31.0 / 32.7 / 34.2 / 37.1 us
-# against 36.9 / 40.5 / 35.1 / 43.3 with CUDA_CONFIGS; Qwen3-8B's (192 wide tiles, 73% of two waves, against 97% of
-# three) at 24-64 rows 29.3-30.8 us with 64 x 64 against 29.9-33.6 wide. SPMD_FP8_WIDE_TILES=0 turns them off.
+# rows, 448 tiles on 132 SMs), takes 128 weight rows a program instead where those tiles fill their waves as well as
+# the 64-row ones (_wave_share): enough programs remain to fill the SMs without splitting K, and each streams twice
+# the bytes. H200, tune_fp8_linear.py (session 19, first weight tile fetched before the PDL wait): Llama-3-8B's
+# gate_up (224 wide tiles, 85% of two waves; its 448 narrow ones 85% of four) at 1 / 16 / 64 rows 31.4 / 32.9 /
+# 37.1 us against 37.3 / 40.7 / 43.3 with CUDA_CONFIGS (32 rows: 34.2, every 64-row tile swept over 35.8);
+# Qwen3-8B's (192 wide tiles, 73% of two waves, against 97% of three) faster with 64 rows a program: 27.1 against
+# 27.9 us at 1 row, 30.8 against 33.6 at 64. SPMD_FP8_WIDE_TILES=0 turns them off.
 WIDE_CUDA_CONFIGS = {32: (32, 128, 4, 4), 64: (64, 128, 4, 4)}
 WIDE_TILES_PER_SM = 2
 WIDE_TILES = os.environ.get("SPMD_FP8_WIDE_TILES", "1") == "1"
