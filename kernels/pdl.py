@@ -54,3 +54,35 @@ def pdl_enter(PDL: tl.constexpr):
     if PDL:
         tl.extra.cuda.gdc_wait()
         tl.extra.cuda.gdc_launch_dependents()
+
+
+# Weight bytes a decode GEMM launch asks L2 to fetch before its PDL wait (prefetch_l2), MiB: while the kernels before
+# it run (at batch 1 a norm or attention over a few MB of cache, mostly latency), the HBM streams the first part of
+# every weight row this launch will read. Kept under the L2 (50 MB on H100 / H200) so that prefetched lines are
+# still there when the program reaches them. SPMD_L2_PREFETCH_MB=0 turns it off.
+L2_PREFETCH_MB = float(os.environ.get("SPMD_L2_PREFETCH_MB", "24"))
+_LINE = tl.constexpr(128)  # bytes an L2 prefetch fetches
+
+
+def l2_prefetch_row_bytes(rows: int, row_bytes: int, device: torch.device) -> int:
+    """How many leading bytes of each of a launch's `rows` weight rows (of `row_bytes` each) its programs prefetch
+    into L2 before their PDL wait: the whole row within L2_PREFETCH_MB a launch; 0 without PDL (nothing to overlap,
+    and no inline PTX under the CPU interpreter)."""
+    if L2_PREFETCH_MB <= 0 or rows <= 0 or not pdl_enabled(device):
+        return 0
+    return min(row_bytes, int(L2_PREFETCH_MB * 2**20) // rows)
+
+
+@triton.jit
+def prefetch_l2(row_ptrs, row_bytes, PDL: tl.constexpr, LINES: tl.constexpr = 8):
+    """Ask L2 for the first `row_bytes` bytes of each row at row_ptrs (a tensor of row starts, any element type),
+    a 128-byte line a `prefetch.global.L2`, LINES lines a row a trip. A hint: it holds no register and blocks
+    nothing. Only with PDL (so on a GPU of compute capability 9.0+, never under the interpreter): called before
+    pdl_enter, it overlaps the weight stream with the kernels this one waits for."""
+    if PDL:
+        rows = row_ptrs.to(tl.pointer_type(tl.int8))
+        last = row_bytes - 1
+        for start in range(0, row_bytes, _LINE * LINES):
+            offs = tl.minimum(start + tl.arange(0, LINES) * _LINE, last)  # past the end: the last line again
+            tl.inline_asm_elementwise("prefetch.global.L2 [$1];\n\tmov.u32 $0, 0;", "=r,l", [rows[:, None]
+                                      + offs[None, :]], dtype=tl.int32, is_pure=False, pack=1)

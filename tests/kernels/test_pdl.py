@@ -27,10 +27,16 @@ def test_pdl_is_off_on_the_cpu_and_by_default(monkeypatch):
     assert pdl_args(torch.device("cpu")) == {"PDL": False}  # the interpreter's launcher has no launch_pdl
 
 
+# Kernels that read weights before their wait, by design (no predecessor writes weights): the names their
+# early loads may read through.
+EARLY_WEIGHT_READS = {"skinny_gemm._skinny_gemm_kernel": {"w_ptrs"},
+                      "fp8_linear._fp8_linear_kernel": {"w_ptrs", "s_ptr", "step"}}
+
+
 def test_every_kernel_waits_for_its_predecessor_first():
     # With PDL on, a program that touched memory (or exited) before gdc_wait could race with the previous kernel,
-    # or let this grid finish before it: pdl_enter(PDL) must be the first statement of every kernel.
-    # skinny_gemm is the one exception, by design: it loads a weight tile, then waits (see its kernel).
+    # or let this grid finish before it: pdl_enter(PDL) must be the first statement of every kernel, except that
+    # the EARLY_WEIGHT_READS kernels load weight tiles and ask L2 for weight rows first (no store, atomic or exit).
     kernels = dict(_kernels())
     assert len(kernels) >= 17
     for name, kernel in kernels.items():
@@ -38,7 +44,34 @@ def test_every_kernel_waits_for_its_predecessor_first():
         assert "PDL" in [a.arg for a in fn.args.args], f"{name} takes no PDL constexpr"
         body = fn.body[1:] if isinstance(fn.body[0], ast.Expr) and isinstance(fn.body[0].value, ast.Constant) \
             else fn.body  # after the docstring
-        if name == "skinny_gemm._skinny_gemm_kernel":
+        if name in EARLY_WEIGHT_READS:
+            statements = [ast.unparse(node) for node in body]
+            assert "pdl_enter(PDL)" in statements, f"{name} never calls pdl_enter(PDL)"
+            for node in body[:statements.index("pdl_enter(PDL)")]:
+                _assert_reads_weights_only(name, node, EARLY_WEIGHT_READS[name])
             continue
         first = ast.unparse(body[0])
         assert first == "pdl_enter(PDL)", f"{name} starts with {first!r}, not pdl_enter(PDL)"
+
+
+def _assert_reads_weights_only(name, node, weight_names):
+    assert not any(isinstance(n, ast.Return) for n in ast.walk(node)), f"{name} may exit before its PDL wait"
+    for call in (n for n in ast.walk(node) if isinstance(n, ast.Call)):
+        callee = ast.unparse(call.func)
+        assert "store" not in callee and "atomic" not in callee, f"{name} calls {callee} before its PDL wait"
+        if callee == "tl.load":
+            read = {n.id for n in ast.walk(call.args[0]) if isinstance(n, ast.Name)}
+            assert read <= weight_names, f"{name} loads through {sorted(read - weight_names)} before its PDL wait"
+
+
+def test_l2_prefetch_budget(monkeypatch):
+    """l2_prefetch_row_bytes: whole rows within L2_PREFETCH_MB a launch, nothing without PDL (the CPU) or at 0."""
+    cpu = torch.device("cpu")
+    assert pdl.l2_prefetch_row_bytes(4096, 8192, cpu) == 0
+    monkeypatch.setattr(pdl, "pdl_enabled", lambda device: True)
+    monkeypatch.setattr(pdl, "L2_PREFETCH_MB", 24)
+    assert pdl.l2_prefetch_row_bytes(4096, 8192, cpu) == 24 * 2**20 // 4096  # Llama-3-8B's o in bf16: 3/4 of a row
+    assert pdl.l2_prefetch_row_bytes(6144, 4096, cpu) == 4096  # its qkv in float8: whole rows
+    assert pdl.l2_prefetch_row_bytes(0, 4096, cpu) == 0
+    monkeypatch.setattr(pdl, "L2_PREFETCH_MB", 0)
+    assert pdl.l2_prefetch_row_bytes(4096, 8192, cpu) == 0
