@@ -13,7 +13,7 @@ import triton
 import triton.language as tl
 
 from .block_fp8 import dequantize_blocks
-from .pdl import l2_prefetch_row_bytes, pdl_args, pdl_enter, prefetch_l2
+from .pdl import pdl_args, pdl_enter
 from .scaled_activations import ACTIVATIONS, DEFAULT_ACTIVATIONS, quantize_activations, quantize_activations_ref
 from .scaled_dot import _scaled_step, _zero_acc
 
@@ -28,10 +28,10 @@ SWAP_AB = True
 
 @triton.jit(do_not_specialize=["M"])  # the token count changes every step
 def _fp8_linear_kernel(x_ptr, xs_ptr, w_ptr, ws_ptr, bias_ptr, y_ptr, part_ptr, count_ptr, M, stride_xm, stride_xsm,
-                       stride_wn, stride_sn, stride_ym, prefetch_bytes, N: tl.constexpr, K: tl.constexpr,
-                       BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, SCALE_N: tl.constexpr,
-                       ACT: tl.constexpr, SWAP: tl.constexpr, HAS_BIAS: tl.constexpr, GROUP_M: tl.constexpr,
-                       SPLIT_K: tl.constexpr, PDL: tl.constexpr):
+                       stride_wn, stride_sn, stride_ym, N: tl.constexpr, K: tl.constexpr, BLOCK_M: tl.constexpr,
+                       BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, SCALE_N: tl.constexpr, ACT: tl.constexpr,
+                       SWAP: tl.constexpr, HAS_BIAS: tl.constexpr, GROUP_M: tl.constexpr, SPLIT_K: tl.constexpr,
+                       PDL: tl.constexpr):
     """y[m, n] = sum_k x[m, k] * w[n, k] * ws[n // SCALE_N, k // BLOCK_K] (+ bias[n]) for one [BLOCK_M, BLOCK_N] tile
     (or its share of K, SPLIT_K > 1). BLOCK_K is the weight block's width, so a k-step is one scale column and, with
     float8 activations, one scale group of x; BLOCK_N divides SCALE_N, so a tile has one weight scale a k-step.
@@ -75,9 +75,6 @@ def _fp8_linear_kernel(x_ptr, xs_ptr, w_ptr, ws_ptr, bias_ptr, y_ptr, part_ptr, 
     w = tl.load(w_ptrs, mask=mask_k[:, None] & mask_n[None, :], other=0.0)
     step = tl.minimum(k_first // BLOCK_K, k_steps - 1)
     scale = tl.load(s_ptr + step)
-    # The rest of this program's share of its rows, up to prefetch_bytes, asked of L2 (l2_prefetch_row_bytes).
-    prefetch_l2(w_ptr + tl.minimum(offs_n, N - 1).to(tl.int64) * stride_wn + k_first,
-                tl.minimum(prefetch_bytes, k_last - k_first), PDL)
     pdl_enter(PDL)
     acc = _k_step(_zero_acc(BLOCK_M, BLOCK_N, SWAP), x_ptrs, w, scale, xs_ptr + rows64 * stride_xsm + step, mask_m,
                   mask_k, ACT, SWAP)
@@ -316,16 +313,13 @@ def fp8_linear(x: torch.Tensor, weight: torch.Tensor, weight_scale: torch.Tensor
     swap = SWAP_AB and act and bm < 64
     tiles = triton.cdiv(m, bm) * triton.cdiv(n, bn)
     splits = splits or split_k(tiles, triton.cdiv(k, bk), x.device)
-    # Decode-sized products only (a prefill's programs run many waves, and its first wave has no time to overlap);
-    # each of a row's splits asks for its share of the row's budget.
-    prefetch = l2_prefetch_row_bytes(n, k, x.device) // splits if m <= 64 else 0
     if splits > 1:
         part, counters = torch.empty((splits, m, n), dtype=torch.float32, device=x.device), _counters(x.device)
     else:
         part = counters = weight_scale  # not read
     _fp8_linear_kernel[(tiles * splits,)](
         x2, xs, weight, weight_scale, bias if bias is not None else weight_scale, y, part, counters, m, x2.stride(0),
-        xs.stride(0), weight.stride(0), weight_scale.stride(0), y.stride(0), prefetch, N=n, K=k, BLOCK_M=bm, BLOCK_N=bn,
+        xs.stride(0), weight.stride(0), weight_scale.stride(0), y.stride(0), N=n, K=k, BLOCK_M=bm, BLOCK_N=bn,
         BLOCK_K=bk, SCALE_N=bn_block, ACT=act, SWAP=swap, HAS_BIAS=bias is not None, GROUP_M=GROUP_M,
         SPLIT_K=splits, num_warps=warps, num_stages=stages, **pdl_args(x.device))
     return y.view(*x.shape[:-1], n)

@@ -12,7 +12,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .pdl import l2_prefetch_row_bytes, pdl_args, pdl_enter, prefetch_l2
+from .pdl import pdl_args, pdl_enter
 from .qkv_epilogue import RopeStore, rope_feature_order, rope_store_epilogue
 
 # Rows this kernel takes: the tensor-core tile pads the batch to 16 rows, so 1..16 rows cost the same weight stream.
@@ -29,7 +29,7 @@ def _dot(x, w, acc, IEEE: tl.constexpr):
 @triton.jit
 def _skinny_gemm_kernel(x_ptr, w_ptr, bias_ptr, out_ptr, M, N, K, stride_xm, stride_wn, stride_om,
                         pos_ptr, cos_sin_ptr, slot_ptr, k_cache_ptr, v_cache_ptr,
-                        stride_cs, stride_cb, stride_cs_slot, stride_ch, q_features, kv_features, prefetch_bytes,
+                        stride_cs, stride_cb, stride_cs_slot, stride_ch, q_features, kv_features,
                         HAS_BIAS: tl.constexpr, ROPE: tl.constexpr, HEAD_DIM: tl.constexpr,
                         PAGE: tl.constexpr, FP8: tl.constexpr, IEEE: tl.constexpr, PDL: tl.constexpr,
                         BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
@@ -59,9 +59,6 @@ def _skinny_gemm_kernel(x_ptr, w_ptr, bias_ptr, out_ptr, M, N, K, stride_xm, str
     # Llama-3-8B bs1 @1k, tests/gpu/run_early_tiles.sh, commit e3c7095): 4.6 ms and 79.8-81.1% MBU against 4.5 ms,
     # 80.4-80.8%.
     w = tl.load(w_ptrs, mask=mask_n[None, :], other=0.0)
-    # Then the rest of the program's rows up to prefetch_bytes are asked of L2 (l2_prefetch_row_bytes): they stream
-    # while the kernels before this one finish.
-    prefetch_l2(w_ptr + tl.minimum(offs_n, N - 1).to(tl.int64) * stride_wn, prefetch_bytes, PDL)
     pdl_enter(PDL)
     x = tl.load(x_ptrs, mask=mask_m[:, None], other=0.0)
     acc = _dot(x, w, tl.zeros([BLOCK_M, BLOCK_N], tl.float32), IEEE)
@@ -146,9 +143,9 @@ def _launch(x2: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, o
         rope_sizes = dict(HEAD_DIM=1, PAGE=1, FP8=False)
     _skinny_gemm_kernel[(triton.cdiv(n, block_n),)](
         x2, weight, bias if bias is not None else weight, out, x2.shape[0], n, k, x2.stride(0), weight.stride(0),
-        out.stride(0), *rope_args, l2_prefetch_row_bytes(n, k * weight.element_size(), x2.device),
-        HAS_BIAS=bias is not None, ROPE=rope is not None, **rope_sizes, IEEE=weight.dtype == torch.float32,
-        BLOCK_M=MAX_ROWS, BLOCK_N=block_n, BLOCK_K=block_k, num_warps=warps, num_stages=stages,
+        out.stride(0), *rope_args, HAS_BIAS=bias is not None, ROPE=rope is not None, **rope_sizes,
+        IEEE=weight.dtype == torch.float32, BLOCK_M=MAX_ROWS, BLOCK_N=block_n, BLOCK_K=block_k, num_warps=warps,
+        num_stages=stages,
         **pdl_args(x2.device))
 
 

@@ -36,7 +36,7 @@ EARLY_WEIGHT_READS = {"skinny_gemm._skinny_gemm_kernel": {"w_ptrs"},
 def test_every_kernel_waits_for_its_predecessor_first():
     # With PDL on, a program that touched memory (or exited) before gdc_wait could race with the previous kernel,
     # or let this grid finish before it: pdl_enter(PDL) must be the first statement of every kernel, except that
-    # the EARLY_WEIGHT_READS kernels load weight tiles and ask L2 for weight rows first (no store, atomic or exit).
+    # the EARLY_WEIGHT_READS kernels load a weight tile first (no other load, no store, atomic or exit).
     kernels = dict(_kernels())
     assert len(kernels) >= 17
     for name, kernel in kernels.items():
@@ -63,15 +63,3 @@ def _assert_reads_weights_only(name, node, weight_names):
             read = {n.id for n in ast.walk(call.args[0]) if isinstance(n, ast.Name)}
             assert read <= weight_names, f"{name} loads through {sorted(read - weight_names)} before its PDL wait"
 
-
-def test_l2_prefetch_budget(monkeypatch):
-    """l2_prefetch_row_bytes: whole rows within L2_PREFETCH_MB a launch, nothing without PDL (the CPU) or at 0."""
-    cpu = torch.device("cpu")
-    assert pdl.l2_prefetch_row_bytes(4096, 8192, cpu) == 0
-    monkeypatch.setattr(pdl, "pdl_enabled", lambda device: True)
-    monkeypatch.setattr(pdl, "L2_PREFETCH_MB", 24)
-    assert pdl.l2_prefetch_row_bytes(4096, 8192, cpu) == 24 * 2**20 // 4096  # Llama-3-8B's o in bf16: 3/4 of a row
-    assert pdl.l2_prefetch_row_bytes(6144, 4096, cpu) == 4096  # its qkv in float8: whole rows
-    assert pdl.l2_prefetch_row_bytes(0, 4096, cpu) == 0
-    monkeypatch.setattr(pdl, "L2_PREFETCH_MB", 0)
-    assert pdl.l2_prefetch_row_bytes(4096, 8192, cpu) == 0
