@@ -27,6 +27,29 @@ class RopeStore:
     head_dim: int
 
 
+def rope_store_fits(n: int, block_n: int, rope: RopeStore) -> bool:
+    """Whether a qkv projection of n output features, block_n a program, takes this epilogue: n covers the q and
+    both kv heads, the rotary embedding spans whole heads, programs split heads evenly, and the caches hold
+    [blocks, PAGE, num_kv_heads, head_dim] with contiguous heads, k and v alike."""
+    return (n == (rope.num_q_heads + 2 * rope.num_kv_heads) * rope.head_dim
+            and rope.cos_sin.shape[-1] == rope.head_dim and rope.head_dim % block_n == 0
+            and rope.k_cache.shape[2:] == (rope.num_kv_heads, rope.head_dim)
+            and rope.v_cache.shape == rope.k_cache.shape and rope.v_cache.stride() == rope.k_cache.stride()
+            and rope.k_cache.stride(-1) == 1)
+
+
+def rope_store_launch(rope: RopeStore | None, placeholder: torch.Tensor) -> tuple[tuple, dict]:
+    """(runtime arguments, constexprs) of rope_store_epilogue for a kernel launch: rope's tensors, cache strides and
+    feature counts, or placeholders (never read) with rope None."""
+    if rope is None:
+        return (placeholder,) * 5 + (0,) * 6, dict(HEAD_DIM=1, PAGE=1, FP8=False)
+    cache = rope.k_cache
+    cos_sin = rope.cos_sin if rope.cos_sin.stride(-1) == 1 else rope.cos_sin.contiguous()
+    args = (rope.positions, cos_sin, rope.slot_mapping, cache, rope.v_cache, cos_sin.stride(0), cache.stride(0),
+            cache.stride(1), cache.stride(2), rope.num_q_heads * rope.head_dim, rope.num_kv_heads * rope.head_dim)
+    return args, dict(HEAD_DIM=rope.head_dim, PAGE=cache.shape[1], FP8=cache.dtype == torch.float8_e4m3fn)
+
+
 @triton.jit
 def rope_feature_order(pid_n, rotated_features, HEAD_DIM: tl.constexpr, BLOCK_N: tl.constexpr):
     """The output features of program pid_n of a qkv projection with the rotary embedding in its epilogue: in the

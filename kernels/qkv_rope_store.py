@@ -1,15 +1,18 @@
-"""A decode-sized qkv projection with the rotary embedding and the KV-cache store in its epilogue: skinny_gemm,
-apply_rotary and store_kv in one launch."""
+"""A decode-sized qkv projection with the rotary embedding and the KV-cache store in its epilogue: skinny_gemm (or,
+over block-float8 weights, fp8_linear), apply_rotary and store_kv in one launch."""
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import torch
 
+from .fp8_linear import DEFAULT_ACTIVATIONS, fp8_linear, fp8_linear_config, fp8_linear_ref, fp8_rope_fits
 from .rotary_store_kv import rotary_store_kv_ref
-from .qkv_epilogue import RopeStore
+from .qkv_epilogue import RopeStore, rope_store_fits
 from .skinny_gemm import _launch, _rows, skinny_gemm_config, skinny_gemm_ref, skinny_gemm_supports
+
+# Rows fp8_qkv_rope_store takes: fp8_linear's decode tiles (from CUBLAS_MIN_ROWS, a prefill's products run faster
+# through cuBLAS and the rotary embedding after it).
+FP8_MAX_ROWS = 64
 
 # Qwen3's per-head q/k RMSNorms went into this epilogue too, each program then holding one whole head (session 9;
 # code at commit a9df00c). Timed on an H200 (session 10, run_qwen3_qkv_norm.sh at that commit), Qwen3-8B decode @1k:
@@ -22,12 +25,8 @@ def qkv_rope_store_supports(x: torch.Tensor, weight: torch.Tensor, rope: RopeSto
     """Whether qkv_rope_store takes this projection: skinny_gemm's operands, a weight of (q + 2 kv heads) * head_dim
     rows, the rotary embedding over whole heads, and output tiles that split heads evenly."""
     n, k = weight.shape
-    block_n = skinny_gemm_config(n, k, weight.element_size())[0]
-    return (skinny_gemm_supports(x, weight) and n == (rope.num_q_heads + 2 * rope.num_kv_heads) * rope.head_dim
-            and rope.cos_sin.shape[-1] == rope.head_dim and rope.head_dim % block_n == 0
-            and rope.k_cache.shape[2:] == (rope.num_kv_heads, rope.head_dim)
-            and rope.v_cache.shape == rope.k_cache.shape and rope.v_cache.stride() == rope.k_cache.stride()
-            and rope.k_cache.stride(-1) == 1)
+    return skinny_gemm_supports(x, weight) and rope_store_fits(n, skinny_gemm_config(n, k, weight.element_size())[0],
+                                                               rope)
 
 
 def qkv_rope_store(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, rope: RopeStore,
@@ -46,8 +45,6 @@ def qkv_rope_store(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | N
                          f"projection, then rotary_store_kv")
     assert rope.positions.shape == (m,) and rope.slot_mapping.shape == (m,)
     out = torch.empty((m, n), dtype=x.dtype, device=x.device)
-    if rope.cos_sin.stride(-1) != 1:
-        rope = replace(rope, cos_sin=rope.cos_sin.contiguous())
     if m > 0:
         _launch(x2, weight, bias, out, config, rope)
     return out.view(*x.shape[:-1], n)
@@ -57,7 +54,43 @@ def qkv_rope_store_ref(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
                        rope: RopeStore) -> torch.Tensor:
     """Plain-PyTorch reference for :func:`qkv_rope_store`: the projection, then rotary_store_kv_ref on its heads
     (the caches written in place)."""
-    qkv = skinny_gemm_ref(x, weight, bias)
+    return _rope_store_ref(skinny_gemm_ref(x, weight, bias), rope)
+
+
+def fp8_qkv_rope_store_supports(x: torch.Tensor, weight: torch.Tensor, block: tuple[int, int],
+                                rope: RopeStore) -> bool:
+    """Whether fp8_qkv_rope_store takes this projection: at most FP8_MAX_ROWS rows of x [rows, K], and
+    fp8_linear's rope epilogue fits the weight's tiles (fp8_rope_fits)."""
+    m, n = x.shape[0], weight.shape[0]
+    block_n = min(fp8_linear_config(m, x.device, n)[1], block[0])
+    return 0 < m <= FP8_MAX_ROWS and fp8_rope_fits(n, block_n, block[0], rope)
+
+
+def fp8_qkv_rope_store(x: torch.Tensor, weight: torch.Tensor, weight_scale: torch.Tensor, block: tuple[int, int],
+                       bias: torch.Tensor | None, rope: RopeStore, activations: str | None = None,
+                       splits: int | None = None) -> torch.Tensor:
+    """qkv_rope_store over a block-float8 weight (fp8_linear's operands; `activations` and `splits` as there): the
+    projection, q and k rotated and k and v stored into the paged caches, in one launch."""
+    x2 = x.reshape(-1, x.shape[-1])
+    if not fp8_qkv_rope_store_supports(x2, weight, block, rope):
+        raise ValueError(f"fp8_qkv_rope_store takes 1..{FP8_MAX_ROWS} rows, a weight of (q + 2 kv heads) * head_dim "
+                         f"rows whose blocks hold whole heads, rotary over whole heads, and tiles that divide "
+                         f"head_dim; got x {tuple(x.shape)}, weight {tuple(weight.shape)} in {block} blocks, heads "
+                         f"{rope.num_q_heads}/{rope.num_kv_heads} x {rope.head_dim}, rot_dim {rope.cos_sin.shape[-1]}:"
+                         f" use fp8_linear, then rotary_store_kv")
+    return fp8_linear(x, weight, weight_scale, block, bias, activations, splits=splits, rope=rope)
+
+
+def fp8_qkv_rope_store_ref(x: torch.Tensor, weight: torch.Tensor, weight_scale: torch.Tensor,
+                           block: tuple[int, int], bias: torch.Tensor | None, rope: RopeStore,
+                           activations: str = DEFAULT_ACTIVATIONS) -> torch.Tensor:
+    """Plain-PyTorch reference for :func:`fp8_qkv_rope_store`: fp8_linear_ref, then rotary_store_kv_ref."""
+    return _rope_store_ref(fp8_linear_ref(x, weight, weight_scale, block, bias, activations), rope)
+
+
+def _rope_store_ref(qkv: torch.Tensor, rope: RopeStore) -> torch.Tensor:
+    """A qkv projection's output with its q and k heads rotated (rotary_store_kv_ref, k and v written into the
+    caches in place)."""
     qkv2 = qkv.reshape(-1, qkv.shape[-1])
     hq, hkv, d = rope.num_q_heads, rope.num_kv_heads, rope.head_dim
     parts = qkv2.split([hq * d, hkv * d, hkv * d], -1)

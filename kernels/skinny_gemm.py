@@ -13,7 +13,7 @@ import triton
 import triton.language as tl
 
 from .pdl import pdl_args, pdl_enter
-from .qkv_epilogue import RopeStore, rope_feature_order, rope_store_epilogue
+from .qkv_epilogue import RopeStore, rope_feature_order, rope_store_epilogue, rope_store_launch
 
 # Rows this kernel takes: the tensor-core tile pads the batch to 16 rows, so 1..16 rows cost the same weight stream.
 MAX_ROWS = 16
@@ -133,14 +133,7 @@ def _launch(x2: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, o
     assert k % block_k == 0, (k, block_k)
     if rope is not None:
         assert rope.head_dim % block_n == 0, f"BLOCK_N {block_n} must divide the head dim {rope.head_dim}"
-        cache = rope.k_cache
-        rope_args = (rope.positions, rope.cos_sin, rope.slot_mapping, cache, rope.v_cache, rope.cos_sin.stride(0),
-                     cache.stride(0), cache.stride(1), cache.stride(2), rope.num_q_heads * rope.head_dim,
-                     rope.num_kv_heads * rope.head_dim)
-        rope_sizes = dict(HEAD_DIM=rope.head_dim, PAGE=cache.shape[1], FP8=cache.dtype == torch.float8_e4m3fn)
-    else:  # placeholders, unread without ROPE
-        rope_args = (out, out, out, out, out, 0, 0, 0, 0, 0, 0)
-        rope_sizes = dict(HEAD_DIM=1, PAGE=1, FP8=False)
+    rope_args, rope_sizes = rope_store_launch(rope, out)
     _skinny_gemm_kernel[(triton.cdiv(n, block_n),)](
         x2, weight, bias if bias is not None else weight, out, x2.shape[0], n, k, x2.stride(0), weight.stride(0),
         out.stride(0), *rope_args, HAS_BIAS=bias is not None, ROPE=rope is not None, **rope_sizes,
