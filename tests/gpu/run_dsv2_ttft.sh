@@ -4,8 +4,8 @@
 # 1661 with the Triton kernel for every product (SPMD_FP8_CUBLAS_MIN_ROWS=0) in the same call. Session 19's kernel
 # changes touch products of up to 64 rows: so session 18's last commit (7b996a7, the whole tree) against today's,
 # interleaved twice, then cuBLAS off; and Llama-3-8B's float8 prefill of 8 x 2048 (session 18: 266 ms) both ways.
-# Before the call, in the repo root here: git archive 7b996a7 > session18.tar (untracked: it travels with the tree).
-# Carry [".whl"].
+# Before the call, in the repo root here: git archive 7b996a7 > session18.tar (git ignores it).
+# Carry [".whl", "session18.tar"].
 set -uo pipefail
 source tests/gpu/device_env.sh
 nvidia-smi --query-gpu=name --format=csv,noheader | head -1
