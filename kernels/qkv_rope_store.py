@@ -59,11 +59,11 @@ def qkv_rope_store_ref(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
 
 def fp8_qkv_rope_store_supports(x: torch.Tensor, weight: torch.Tensor, block: tuple[int, int],
                                 rope: RopeStore) -> bool:
-    """Whether fp8_qkv_rope_store takes this projection: at most FP8_MAX_ROWS rows of x [rows, K], and
-    fp8_linear's rope epilogue fits the weight's tiles (fp8_rope_fits)."""
+    """Whether fp8_qkv_rope_store takes this projection: at most FP8_MAX_ROWS rows of x [rows, K] (none: an empty
+    output), and fp8_linear's rope epilogue fits the weight's tiles (fp8_rope_fits)."""
     m, n = x.shape[0], weight.shape[0]
     block_n = min(fp8_linear_config(m, x.device, n)[1], block[0])
-    return 0 < m <= FP8_MAX_ROWS and fp8_rope_fits(n, block_n, block[0], rope)
+    return m <= FP8_MAX_ROWS and fp8_rope_fits(n, block_n, block[0], rope)
 
 
 def fp8_qkv_rope_store(x: torch.Tensor, weight: torch.Tensor, weight_scale: torch.Tensor, block: tuple[int, int],
@@ -73,7 +73,7 @@ def fp8_qkv_rope_store(x: torch.Tensor, weight: torch.Tensor, weight_scale: torc
     projection, q and k rotated and k and v stored into the paged caches, in one launch."""
     x2 = x.reshape(-1, x.shape[-1])
     if not fp8_qkv_rope_store_supports(x2, weight, block, rope):
-        raise ValueError(f"fp8_qkv_rope_store takes 1..{FP8_MAX_ROWS} rows, a weight of (q + 2 kv heads) * head_dim "
+        raise ValueError(f"fp8_qkv_rope_store takes at most {FP8_MAX_ROWS} rows, a weight of (q + 2 kv heads) * head_dim "
                          f"rows whose blocks hold whole heads, rotary over whole heads, and tiles that divide "
                          f"head_dim; got x {tuple(x.shape)}, weight {tuple(weight.shape)} in {block} blocks, heads "
                          f"{rope.num_q_heads}/{rope.num_kv_heads} x {rope.head_dim}, rot_dim {rope.cos_sin.shape[-1]}:"

@@ -91,7 +91,7 @@ def test_qkv_rope_store_refuses_partial_rotary_and_odd_shapes(device):
         qkv_rope_store(x, w, bias, partial)
 
 
-@pytest.mark.parametrize("M", [1, 5, 40])
+@pytest.mark.parametrize("M", [0, 1, 5, 40])
 @pytest.mark.parametrize("Hq,Hkv,D,K,block", [(4, 2, 32, 96, (32, 32)), (2, 1, 64, 80, (64, 32)),
                                               (2, 1, 64, 128, (128, 64))])
 @pytest.mark.parametrize("activations", ["fp8", "model"])
@@ -99,7 +99,7 @@ def test_qkv_rope_store_refuses_partial_rotary_and_odd_shapes(device):
 def test_fp8_qkv_rope_store(M, Hq, Hkv, D, K, block, activations, splits, dtype, device, assert_close):
     """The qkv projection over block-float8 weights (fp8_linear) with the rotary embedding and KV store in its
     epilogue: against fp8_linear_ref then rotary_store_kv_ref, for both activation kinds, a head a weight block or
-    two, K off the block grid (80 = 2.5 blocks), rows over one tile or several, and K split over programs
+    two, K off the block grid (80 = 2.5 blocks), no rows, rows over one tile or several, and K split over programs
     (the epilogue runs once, in the tile's last program, after the partial sums are added; 3 splits of K = 96
     leave one with no k-step)."""
     x, w, bias, rope = _case(M, Hq, Hkv, D, K, dtype, device, with_bias=True)
