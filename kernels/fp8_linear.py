@@ -13,6 +13,7 @@ import triton
 import triton.language as tl
 
 from .block_fp8 import dequantize_blocks
+from .decode_attention import _num_sms
 from .pdl import pdl_args, pdl_enter
 from .qkv_epilogue import RopeStore, rope_feature_order, rope_store_epilogue, rope_store_fits, rope_store_launch
 from .scaled_activations import ACTIVATIONS, DEFAULT_ACTIVATIONS, quantize_activations, quantize_activations_ref
@@ -177,7 +178,7 @@ def fp8_linear_config(rows: int, device: torch.device, n: int = 0) -> tuple[int,
     fill their waves at least as well as the narrow ones, else CUDA_CONFIGS."""
     if device.type != "cuda":  # TRITON_INTERPRET: the smallest tiles tl.dot accepts
         return 16, 32, 4, 1
-    sms = torch.cuda.get_device_properties(device).multi_processor_count
+    sms = _num_sms(device)
     narrow, wide = triton.cdiv(n, 64), triton.cdiv(n, 128)
     if WIDE_TILES and narrow >= WIDE_TILES_PER_SM * sms and _wave_share(wide, sms) >= _wave_share(narrow, sms):
         cfg = next((cfg for limit, cfg in WIDE_CUDA_CONFIGS.items() if rows <= limit), None)
@@ -196,8 +197,7 @@ def split_k(tiles: int, k_steps: int, device: torch.device) -> int:
     each keeping MIN_SPLIT_STEPS k-steps; 1 on the CPU (the interpreter runs programs one at a time)."""
     if device.type != "cuda" or tiles > _MAX_SPLIT_TILES:
         return 1
-    sms = torch.cuda.get_device_properties(device).multi_processor_count
-    return max(1, min(MAX_SPLIT_K, SPLIT_WAVES * sms // tiles, k_steps // MIN_SPLIT_STEPS))
+    return max(1, min(MAX_SPLIT_K, SPLIT_WAVES * _num_sms(device) // tiles, k_steps // MIN_SPLIT_STEPS))
 
 
 def _counters(device: torch.device) -> torch.Tensor:

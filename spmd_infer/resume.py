@@ -71,6 +71,14 @@ def decide(cfg: Any, plan: Any, dims: Any, data_format: str) -> ResumeState:
     return verdict[0]
 
 
+def _float8_weights(plan: Any, activations: str, activations_fit: bool) -> str:
+    """How float8 weights compute, for the fingerprint: "fp8" where float8 activations meet them (on CUDA, with the
+    kernel's `activations` kind (SPMD_FP8_ACT) "fp8" and blocks that take them: `activations_fit`), else with
+    activations in the model's dtype (the CPU path computes the dequantized model)."""
+    fp8_activations = plan.device.type == "cuda" and activations == "fp8" and activations_fit
+    return "fp8" if fp8_activations else "fp8, activations in model.dtype"
+
+
 def fingerprint(cfg: Any, plan: Any, data_format: str) -> dict[str, Any]:
     """Everything that changes what a row's output is; the layout and scheduler settings do not."""
     model = plan.model_dir
@@ -84,26 +92,22 @@ def fingerprint(cfg: Any, plan: Any, data_format: str) -> dict[str, Any]:
     if plan.fp8_expert_block is not None:  # (absent otherwise: manifests written before the setting still match)
         # As resolved (auto keeps a float8 checkpoint's experts float8 on a GPU), with what meets them: float8
         # activations on CUDA unless SPMD_FP8_ACT says otherwise or the held blocks cannot take them
-        # (fused_moe.fp8_activations_fit); the CPU path computes the dequantized model.
+        # (fused_moe.fp8_activations_fit).
         from spmd_kernels.fused_moe import DEFAULT_ACTIVATIONS, fp8_activations_fit
 
         from .job_plan import resident_expert_block
 
         moe = OmegaConf.select(cfg, "parallel.moe", default="ep")
         held = resident_expert_block(plan.hf_config, plan.fp8_expert_block, plan.dims.mlp_ranks, moe)
-        fp8_activations = (plan.device.type == "cuda" and DEFAULT_ACTIVATIONS == "fp8"
-                           and fp8_activations_fit(held))
-        fp["model.expert_dtype"] = "fp8" if fp8_activations else "fp8, activations in model.dtype"
+        fp["model.expert_dtype"] = _float8_weights(plan, DEFAULT_ACTIVATIONS, fp8_activations_fit(held))
     if plan.fp8_linear_block is not None:  # (absent otherwise, as for the experts)
         # As resolved, with what meets them (LinearBase.project): float8 activations on CUDA unless SPMD_FP8_ACT
-        # says otherwise or the blocks are too narrow (fp8_linear.takes_fp8_activations); the CPU path computes the
-        # dequantized model.
+        # says otherwise or the blocks are too narrow (fp8_linear.takes_fp8_activations).
         from spmd_kernels.fp8_linear import DEFAULT_ACTIVATIONS as linear_activations
         from spmd_kernels.fp8_linear import takes_fp8_activations
 
-        fp8_activations = (plan.device.type == "cuda" and linear_activations == "fp8"
-                           and takes_fp8_activations(plan.fp8_linear_block))
-        fp["model.linear_dtype"] = "fp8" if fp8_activations else "fp8, activations in model.dtype"
+        fp["model.linear_dtype"] = _float8_weights(plan, linear_activations,
+                                                   takes_fp8_activations(plan.fp8_linear_block))
     if OmegaConf.select(cfg, "cache.dtype", default="auto") == "fp8":  # (absent for the model's dtype, as before)
         fp["cache.dtype"] = "fp8"  # keys and values rounded to float8: other tokens than a bf16 cache's
     fp["model.max_model_len"] = plan.max_model_len
