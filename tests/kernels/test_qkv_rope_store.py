@@ -109,10 +109,10 @@ def test_fp8_qkv_rope_store(M, Hq, Hkv, D, K, block, activations, splits, dtype,
     ref_out = fp8_qkv_rope_store_ref(x, w8, scale, block, bias, ref_rope, activations)
     out = fp8_qkv_rope_store(x, w8, scale, block, bias, rope, activations=activations, splits=splits)
     # Float8 activations on a GPU: the tensor-core dot keeps ~14 bits within a k-step (see test_fp8_linear).
-    extra = 2**-11 * ref_out.float().abs().max().item() if activations == "fp8" and x.is_cuda else 0.0
+    extra = 2**-11 * ref_out.float().abs().amax().item() if activations == "fp8" and x.is_cuda and M else 0.0
 
     def close(a, b):
-        assert_close(a.float(), b.float(), atol=_TOL_ATOL[dtype] + extra, rtol=0)
+        assert_close(a.float(), b.float(), atol=_TOL_ATOL[dtype] + extra, rtol=_TOL_RTOL[dtype])
 
     _check(out, ref_out, rope, ref_rope, close)
     plain = fp8_linear(x, w8, scale, block, bias, activations=activations, splits=splits)
@@ -121,6 +121,9 @@ def test_fp8_qkv_rope_store(M, Hq, Hkv, D, K, block, activations, splits, dtype,
 
 
 _TOL_ATOL = {torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 2e-2}
+# The kernel rotates its fp32 sums and rounds once; the reference rounds the projection, then rotates and rounds
+# again: an ulp apart at most (bf16 at |q| ~ 5 on an H200: 0.031 = 2**-5).
+_TOL_RTOL = {torch.float32: 0.0, torch.float16: 2**-10, torch.bfloat16: 2**-7}
 
 
 def test_fp8_qkv_rope_store_refuses_what_it_cannot_fuse(device):
