@@ -15,7 +15,7 @@ from .mla_decode import mla_decode, mla_decode_ref
 from .moe_align import moe_align_block_size, moe_align_block_size_ref
 from .prefill_attention import paged_prefill_attention, paged_prefill_attention_ref
 from .qk_norm_rotary import qk_norm_rotary, qk_norm_rotary_ref, qk_norm_rotary_store_kv, qk_norm_rotary_store_kv_ref
-from .qkv_rope_store import fp8_qkv_rope_store, fp8_qkv_rope_store_ref, qkv_rope_store, qkv_rope_store_ref
+from .qkv_rope_store import qkv_rope_store, qkv_rope_store_ref
 from .rmsnorm import rms_norm, rms_norm_ref
 from .rotary import apply_rotary, apply_rotary_ref, build_cos_sin_cache
 from .rotary_store_kv import rotary_store_kv, rotary_store_kv_ref
@@ -30,8 +30,6 @@ __all__ = [
     "compiled_variants",
     "fp8_linear",
     "fp8_linear_ref",
-    "fp8_qkv_rope_store",
-    "fp8_qkv_rope_store_ref",
     "fused_moe",
     "fused_moe_ref",
     "gather_context",

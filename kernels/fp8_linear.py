@@ -15,7 +15,6 @@ import triton.language as tl
 from .block_fp8 import dequantize_blocks
 from .decode_attention import _num_sms
 from .pdl import pdl_args, pdl_enter
-from .qkv_epilogue import RopeStore, rope_feature_order, rope_store_epilogue, rope_store_fits, rope_store_launch
 from .scaled_activations import ACTIVATIONS, DEFAULT_ACTIVATIONS, quantize_activations, quantize_activations_ref
 from .scaled_dot import _scaled_step, _zero_acc
 
@@ -30,12 +29,10 @@ SWAP_AB = True
 
 @triton.jit(do_not_specialize=["M"])  # the token count changes every step
 def _fp8_linear_kernel(x_ptr, xs_ptr, w_ptr, ws_ptr, bias_ptr, y_ptr, part_ptr, count_ptr, M, stride_xm, stride_xsm,
-                       stride_wn, stride_sn, stride_ym, pos_ptr, cos_sin_ptr, slot_ptr, k_cache_ptr, v_cache_ptr,
-                       stride_cs, stride_cb, stride_cs_slot, stride_ch, q_features, kv_features, N: tl.constexpr,
-                       K: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-                       SCALE_N: tl.constexpr, ACT: tl.constexpr, SWAP: tl.constexpr, HAS_BIAS: tl.constexpr,
-                       GROUP_M: tl.constexpr, SPLIT_K: tl.constexpr, ROPE: tl.constexpr, HEAD_DIM: tl.constexpr,
-                       PAGE: tl.constexpr, FP8: tl.constexpr, PDL: tl.constexpr):
+                       stride_wn, stride_sn, stride_ym, N: tl.constexpr, K: tl.constexpr, BLOCK_M: tl.constexpr,
+                       BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, SCALE_N: tl.constexpr, ACT: tl.constexpr,
+                       SWAP: tl.constexpr, HAS_BIAS: tl.constexpr, GROUP_M: tl.constexpr, SPLIT_K: tl.constexpr,
+                       PDL: tl.constexpr):
     """y[m, n] = sum_k x[m, k] * w[n, k] * ws[n // SCALE_N, k // BLOCK_K] (+ bias[n]) for one [BLOCK_M, BLOCK_N] tile
     (or its share of K, SPLIT_K > 1). BLOCK_K is the weight block's width, so a k-step is one scale column and, with
     float8 activations, one scale group of x; BLOCK_N divides SCALE_N, so a tile has one weight scale a k-step.
@@ -46,11 +43,7 @@ def _fp8_linear_kernel(x_ptr, xs_ptr, w_ptr, ws_ptr, bias_ptr, y_ptr, part_ptr, 
     SPLIT_K > 1 (decode over weights of few output tiles, e.g. 4096 rows: 64 tiles for 132 SMs): each of a tile's
     SPLIT_K programs streams 1 / SPLIT_K of K and writes its fp32 partial sums to part_ptr [SPLIT_K, M, N]; the last
     to finish (an acq_rel counter a tile, count_ptr) adds them up in split order, so the result does not depend on
-    which finished last, writes y and resets the counter for the next launch. One launch, no zero fill.
-
-    ROPE (a qkv projection at decode, kernels/qkv_rope_store.py): the tile's features in rope_feature_order, and the
-    finished tile rotated and its k and v stored into the paged caches (qkv_epilogue.rope_store_epilogue); a head
-    lies within one weight block (SCALE_N a multiple of HEAD_DIM), so a tile still has one scale a k-step."""
+    which finished last, writes y and resets the counter for the next launch. One launch, no zero fill."""
     pid = tl.program_id(0)
     split = pid % SPLIT_K
     tile = pid // SPLIT_K
@@ -68,8 +61,6 @@ def _fp8_linear_kernel(x_ptr, xs_ptr, w_ptr, ws_ptr, bias_ptr, y_ptr, part_ptr, 
     k_last = tl.minimum(k_first + steps_per_split * BLOCK_K, K)
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    if ROPE:
-        offs_n = rope_feature_order(pid_n, q_features + kv_features, HEAD_DIM, BLOCK_N)
     offs_k = tl.arange(0, BLOCK_K)
     mask_m = offs_m < M
     mask_n = offs_n < N
@@ -112,12 +103,7 @@ def _fp8_linear_kernel(x_ptr, xs_ptr, w_ptr, ws_ptr, bias_ptr, y_ptr, part_ptr, 
         tl.store(count_ptr + tile, 0)  # ready for the next launch (the graph replays this one)
     if HAS_BIAS:
         acc += tl.load(bias_ptr + offs_n, mask=mask_n, other=0.0).to(tl.float32)[None, :]
-    y = acc.to(y_ptr.dtype.element_ty)
-    if ROPE:
-        y = rope_store_epilogue(y, pid_n, offs_m, offs_n, mask_m, pos_ptr, cos_sin_ptr, slot_ptr, k_cache_ptr,
-                                v_cache_ptr, stride_cs, stride_cb, stride_cs_slot, stride_ch, q_features,
-                                kv_features, HEAD_DIM, PAGE, FP8, BLOCK_M, BLOCK_N)
-    tl.store(y_ptr + rows64[:, None] * stride_ym + offs_n[None, :], y, mask=mask)
+    tl.store(y_ptr + rows64[:, None] * stride_ym + offs_n[None, :], acc.to(y_ptr.dtype.element_ty), mask=mask)
 
 
 @triton.jit
@@ -270,12 +256,6 @@ def _cublas_fp8_linear(x: torch.Tensor, x_scale: torch.Tensor | None, weight: to
     return y if bias is None else y.add_(bias)
 
 
-def fp8_rope_fits(n: int, block_n: int, block_rows: int, rope: RopeStore) -> bool:
-    """Whether the kernel's rope epilogue takes a qkv weight of n rows in blocks of block_rows, block_n rows a
-    program: qkv_epilogue.rope_store_fits, and each head within one weight block (one scale a k-step a tile)."""
-    return rope_store_fits(n, block_n, rope) and block_rows % rope.head_dim == 0
-
-
 def takes_fp8_activations(block: tuple[int, int]) -> bool:
     """Whether float8 activations fit blocks of (rows, columns): a k-step is one block column, and a float8 dot
     needs 32 of them (narrower blocks meet activations in the model's dtype)."""
@@ -285,8 +265,7 @@ def takes_fp8_activations(block: tuple[int, int]) -> bool:
 def fp8_linear(x: torch.Tensor, weight: torch.Tensor, weight_scale: torch.Tensor, block: tuple[int, int],
                bias: torch.Tensor | None = None, activations: str | None = None,
                config: tuple[int, int, int, int] | None = None, splits: int | None = None,
-               x_scale: torch.Tensor | None = None, out_dtype: torch.dtype | None = None,
-               rope: RopeStore | None = None) -> torch.Tensor:
+               x_scale: torch.Tensor | None = None, out_dtype: torch.dtype | None = None) -> torch.Tensor:
     """x [..., K] @ (weight * scales)^T (+ bias) -> [..., N] in x.dtype, fp32 accumulation. weight [N, K] float8
     e4m3 whose (block[0] x block[1]) blocks are multiplied by weight_scale [ceil(N / block[0]), ceil(K / block[1])]
     (float32, DeepSeek-V3's layout); both sides of the block powers of two of at least 16; N and K any size.
@@ -296,9 +275,7 @@ def fp8_linear(x: torch.Tensor, weight: torch.Tensor, weight_scale: torch.Tensor
     override fp8_linear_config and split_k (tuning runs); without them, products of CUBLAS_MIN_ROWS rows or more
     with float8 activations go to cuBLAS where takes_cublas says so. x already rounded (x float8 [..., K] with its
     scales ``x_scale`` [rows, ceil(K / block[1])], e.g. from activation.silu_and_mul_quantized): taken as it is, the
-    output in ``out_dtype``. ``rope`` (a qkv projection, kernels/qkv_rope_store.py's fp8_qkv_rope_store): q and k
-    rotated and k and v stored into the paged caches in the same launch (always the Triton kernel). No host sync:
-    CUDA-graph safe (after a first call outside a capture)."""
+    output in ``out_dtype``. No host sync: CUDA-graph safe (after a first call outside a capture)."""
     n, k = weight.shape
     bn_block, bk = block
     assert weight.dtype == torch.float8_e4m3fn and x.shape[-1] == k and weight.stride(1) == 1
@@ -316,7 +293,7 @@ def fp8_linear(x: torch.Tensor, weight: torch.Tensor, weight_scale: torch.Tensor
         x2 = x2.contiguous()
     m = x2.shape[0]
     out_dtype = out_dtype or x.dtype
-    if (activations == "fp8" and config is None and splits is None and rope is None
+    if (activations == "fp8" and config is None and splits is None
             and takes_cublas(m, n, k, block, x.device, out_dtype)):
         return _cublas_fp8_linear(x2, x_scale, weight, weight_scale, bias, out_dtype).view(*x.shape[:-1], n)
     y = torch.empty((m, n), dtype=out_dtype, device=x.device)
@@ -326,10 +303,6 @@ def fp8_linear(x: torch.Tensor, weight: torch.Tensor, weight_scale: torch.Tensor
     bn = min(bn, bn_block)
     if y.element_size() >= 4:  # fp32 tiles: keep shared memory in bounds
         stages = min(stages, 2)
-    if rope is not None:
-        assert fp8_rope_fits(n, bn, bn_block, rope) and rope.positions.shape == rope.slot_mapping.shape == (m,), \
-            "fp8_linear's rope epilogue: see fp8_rope_fits"
-    rope_args, rope_sizes = rope_store_launch(rope, y)
     act = activations == "fp8"
     xs = x2  # not read
     if rounded:
@@ -346,10 +319,9 @@ def fp8_linear(x: torch.Tensor, weight: torch.Tensor, weight_scale: torch.Tensor
         part = counters = weight_scale  # not read
     _fp8_linear_kernel[(tiles * splits,)](
         x2, xs, weight, weight_scale, bias if bias is not None else weight_scale, y, part, counters, m, x2.stride(0),
-        xs.stride(0), weight.stride(0), weight_scale.stride(0), y.stride(0), *rope_args, N=n, K=k, BLOCK_M=bm,
-        BLOCK_N=bn, BLOCK_K=bk, SCALE_N=bn_block, ACT=act, SWAP=swap, HAS_BIAS=bias is not None, GROUP_M=GROUP_M,
-        SPLIT_K=splits, ROPE=rope is not None, **rope_sizes, num_warps=warps, num_stages=stages,
-        **pdl_args(x.device))
+        xs.stride(0), weight.stride(0), weight_scale.stride(0), y.stride(0), N=n, K=k, BLOCK_M=bm, BLOCK_N=bn,
+        BLOCK_K=bk, SCALE_N=bn_block, ACT=act, SWAP=swap, HAS_BIAS=bias is not None, GROUP_M=GROUP_M,
+        SPLIT_K=splits, num_warps=warps, num_stages=stages, **pdl_args(x.device))
     return y.view(*x.shape[:-1], n)
 
 

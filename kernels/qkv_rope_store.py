@@ -1,24 +1,25 @@
-"""A decode-sized qkv projection with the rotary embedding and the KV-cache store in its epilogue: skinny_gemm (or,
-over block-float8 weights, fp8_linear), apply_rotary and store_kv in one launch."""
+"""A decode-sized qkv projection with the rotary embedding and the KV-cache store in its epilogue: skinny_gemm,
+apply_rotary and store_kv in one launch."""
 
 from __future__ import annotations
 
 import torch
 
-from .fp8_linear import DEFAULT_ACTIVATIONS, fp8_linear, fp8_linear_config, fp8_linear_ref, fp8_rope_fits
 from .rotary_store_kv import rotary_store_kv_ref
 from .qkv_epilogue import RopeStore, rope_store_fits
 from .skinny_gemm import _launch, _rows, skinny_gemm_config, skinny_gemm_ref, skinny_gemm_supports
-
-# Rows fp8_qkv_rope_store takes: fp8_linear's decode tiles (from CUBLAS_MIN_ROWS, a prefill's products run faster
-# through cuBLAS and the rotary embedding after it).
-FP8_MAX_ROWS = 64
 
 # Qwen3's per-head q/k RMSNorms went into this epilogue too, each program then holding one whole head (session 9;
 # code at commit a9df00c). Timed on an H200 (session 10, run_qwen3_qkv_norm.sh at that commit), Qwen3-8B decode @1k:
 # bs1 4.8-4.9 ms without, 5.0-5.2 ms with it over three tiles; bs16 5.6 against 5.9-6.1 ms. Whole heads mean half
 # as many programs streaming the weight (48 instead of 96), which costs more than the launch saved; Qwen3 keeps
 # qk_norm_rotary_store_kv after the projection.
+# The same epilogue in fp8_linear, over block-float8 qkv weights (session 19; code at commit 45a3845), was timed on an
+# H200 (session 20, Llama-3-8B, tests/gpu/run_fp8_qkv_rope.sh and run_fp8_rope_micro.sh at that commit) and removed:
+# decode @1k bs64 7.6 against 6.2 ms, bs16 4.3 against 4.0, bs1 3.0 both. Alone, at 64 rows the fused kernel took
+# 62.6 us against 19.9 for the projection then rotary_store_kv (16 rows: 23.6 against 15.8; 1 row: 12.0 against
+# 12.7). Likely causes, not profiled further: 235 registers a thread at 64 rows against 127 (two programs an SM
+# instead of three), and split-K partial sums stored and summed over permuted, unvectorised features.
 
 
 def qkv_rope_store_supports(x: torch.Tensor, weight: torch.Tensor, rope: RopeStore) -> bool:
@@ -55,37 +56,6 @@ def qkv_rope_store_ref(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
     """Plain-PyTorch reference for :func:`qkv_rope_store`: the projection, then rotary_store_kv_ref on its heads
     (the caches written in place)."""
     return _rope_store_ref(skinny_gemm_ref(x, weight, bias), rope)
-
-
-def fp8_qkv_rope_store_supports(x: torch.Tensor, weight: torch.Tensor, block: tuple[int, int],
-                                rope: RopeStore) -> bool:
-    """Whether fp8_qkv_rope_store takes this projection: at most FP8_MAX_ROWS rows of x [rows, K] (none: an empty
-    output), and fp8_linear's rope epilogue fits the weight's tiles (fp8_rope_fits)."""
-    m, n = x.shape[0], weight.shape[0]
-    block_n = min(fp8_linear_config(m, x.device, n)[1], block[0])
-    return m <= FP8_MAX_ROWS and fp8_rope_fits(n, block_n, block[0], rope)
-
-
-def fp8_qkv_rope_store(x: torch.Tensor, weight: torch.Tensor, weight_scale: torch.Tensor, block: tuple[int, int],
-                       bias: torch.Tensor | None, rope: RopeStore, activations: str | None = None,
-                       splits: int | None = None) -> torch.Tensor:
-    """qkv_rope_store over a block-float8 weight (fp8_linear's operands; `activations` and `splits` as there): the
-    projection, q and k rotated and k and v stored into the paged caches, in one launch."""
-    x2 = x.reshape(-1, x.shape[-1])
-    if not fp8_qkv_rope_store_supports(x2, weight, block, rope):
-        raise ValueError(f"fp8_qkv_rope_store takes at most {FP8_MAX_ROWS} rows, a weight of (q + 2 kv heads) * head_dim "
-                         f"rows whose blocks hold whole heads, rotary over whole heads, and tiles that divide "
-                         f"head_dim; got x {tuple(x.shape)}, weight {tuple(weight.shape)} in {block} blocks, heads "
-                         f"{rope.num_q_heads}/{rope.num_kv_heads} x {rope.head_dim}, rot_dim {rope.cos_sin.shape[-1]}:"
-                         f" use fp8_linear, then rotary_store_kv")
-    return fp8_linear(x, weight, weight_scale, block, bias, activations, splits=splits, rope=rope)
-
-
-def fp8_qkv_rope_store_ref(x: torch.Tensor, weight: torch.Tensor, weight_scale: torch.Tensor,
-                           block: tuple[int, int], bias: torch.Tensor | None, rope: RopeStore,
-                           activations: str = DEFAULT_ACTIVATIONS) -> torch.Tensor:
-    """Plain-PyTorch reference for :func:`fp8_qkv_rope_store`: fp8_linear_ref, then rotary_store_kv_ref."""
-    return _rope_store_ref(fp8_linear_ref(x, weight, weight_scale, block, bias, activations), rope)
 
 
 def _rope_store_ref(qkv: torch.Tensor, rope: RopeStore) -> torch.Tensor:

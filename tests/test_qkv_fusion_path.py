@@ -14,9 +14,8 @@ from spmd_infer.layers.attention import PagedAttention
 from spmd_infer.layers.linear import ColumnParallelLinear
 from spmd_infer.models import llama
 from spmd_infer.parallel.comm import Shard
-from spmd_kernels import build_cos_sin_cache, fp8_qkv_rope_store
+from spmd_kernels import build_cos_sin_cache
 from spmd_kernels.qkv_epilogue import RopeStore
-from spmd_kernels.qkv_rope_store import fp8_qkv_rope_store_supports
 from spmd_kernels.skinny_gemm import skinny_gemm_supports
 from support.tiny_models import MAX_NEW, build_model, greedy_reference, read_output
 
@@ -61,35 +60,8 @@ def test_forward_rope_store_only_where_skinny_gemm_and_the_epilogue_take_the_sha
     torch.testing.assert_close(caches[0].view(-1, 2, 32)[:3], out[:, 128:192].view(3, 2, 32))  # k as returned
     torch.testing.assert_close(caches[1].view(-1, 2, 32)[:3], out[:, 192:].view(3, 2, 32))
     assert layer.forward_rope_store(torch.randn(17, 64), rope_for(17)) is None  # > 16 rows
-
-
-def test_a_float8_qkv_projection_rotates_and_stores_in_fp8_linears_epilogue(monkeypatch):
-    """SPMD_FP8_QKV_ROPE: a qkv layer held in float8 takes fp8_qkv_rope_store where it may (on the CPU here, its
-    CUDA gate lifted), the same output and cache entries as the kernel called directly; not past 64 rows, not with
-    the switch off, and never skinny_gemm's path."""
-    block = (32, 32)
-    layer = ColumnParallelLinear(64, (4 + 2 * 2) * 32, False, Shard())  # 4 q heads, 2 kv heads of 32
-    layer.hold_in_float8(block)
-    layer.init_random(torch.Generator().manual_seed(0))
-    inv_freq = 1.0 / (10000 ** (torch.arange(0, 32, 2, dtype=torch.float32) / 32))
-
-    def rope_for(m: int) -> RopeStore:
-        caches = [torch.zeros(9, 8, 2, 32) for _ in range(2)]
-        return RopeStore(torch.arange(m), build_cos_sin_cache(inv_freq, 72), torch.arange(m), *caches, 4, 2, 32)
-
-    x = torch.randn(3, 64)
-    assert layer.forward_rope_store(x, rope_for(3)) is None  # off by default (and the CPU)
-    monkeypatch.setattr(linear, "FP8_QKV_ROPE", True)
-    assert layer.forward_rope_store(x, rope_for(3)) is None  # the CPU projects through dequantized weights
-    monkeypatch.setattr(linear, "takes_fp8_qkv_rope", fp8_qkv_rope_store_supports)
-    ours, direct = rope_for(3), rope_for(3)
-    out = layer.forward_rope_store(x, ours)
-    assert out is not None and out.shape == (3, 256)
-    torch.testing.assert_close(out, fp8_qkv_rope_store(x, layer.weight, layer.weight_scale, block, None, direct))
-    torch.testing.assert_close(ours.k_cache, direct.k_cache)
-    torch.testing.assert_close(ours.v_cache, direct.v_cache)
-    assert direct.k_cache.abs().sum() > 0
-    assert layer.forward_rope_store(torch.randn(65, 64), rope_for(65)) is None  # prefill-sized: cuBLAS, then rotary
+    layer.hold_in_float8((32, 32))  # float8 weights: fp8_linear, then rotary_store_kv (kernels/qkv_rope_store.py)
+    assert layer.forward_rope_store(x, rope_for(3)) is None
 
 
 def test_a_job_with_rotary_and_store_in_the_qkv_kernel_gives_transformers_tokens(job, tiny, tmp_path, monkeypatch):

@@ -14,8 +14,7 @@ from torch import nn
 from spmd_kernels.block_fp8 import dequantize_blocks, quantize_blocks
 from spmd_kernels.fp8_linear import fp8_linear
 from spmd_kernels.pdl import pdl_enabled
-from spmd_kernels.qkv_rope_store import (fp8_qkv_rope_store, fp8_qkv_rope_store_supports, qkv_rope_store,
-                                         qkv_rope_store_supports)
+from spmd_kernels.qkv_rope_store import qkv_rope_store, qkv_rope_store_supports
 from spmd_kernels.qkv_epilogue import RopeStore
 from spmd_kernels.skinny_gemm import skinny_gemm, skinny_gemm_supports
 
@@ -42,11 +41,6 @@ fp8_linear_module = importlib.import_module("spmd_kernels.fp8_linear")
 SKINNY_MIN_WEIGHT_BYTES = float(os.environ.get("SPMD_SKINNY_MIN_MB", "16")) * (1 << 20)
 SKINNY_MAX_WEIGHT_BYTES = float(os.environ.get("SPMD_SKINNY_MAX_MB", "64")) * (1 << 20)
 SKINNY_GEMM_ON = os.environ.get("SPMD_SKINNY_GEMM", "1") == "1"
-# A float8 qkv projection at decode with the rotary embedding and KV store in fp8_linear's epilogue
-# (kernels/qkv_rope_store.py's fp8_qkv_rope_store), as skinny_gemm takes them over 16-bit weights (Llama-3-8B bf16
-# bs1 4.7 -> 4.5 ms there): one launch a layer fewer. Built in session 19 after its device time: off until timed
-# (tests/gpu/run_fp8_qkv_rope.sh); SPMD_FP8_QKV_ROPE=1 turns it on.
-FP8_QKV_ROPE = os.environ.get("SPMD_FP8_QKV_ROPE", "0") == "1"
 
 
 class RoundedRows(NamedTuple):
@@ -65,12 +59,6 @@ def takes_skinny_gemm(x: torch.Tensor, weight: torch.Tensor) -> bool:
     return (SKINNY_GEMM_ON and x.is_cuda and weight.dtype != torch.float32 and pdl_enabled(x.device)
             and SKINNY_MIN_WEIGHT_BYTES <= weight.numel() * weight.element_size() <= SKINNY_MAX_WEIGHT_BYTES
             and skinny_gemm_supports(x, weight))
-
-
-def takes_fp8_qkv_rope(rows: torch.Tensor, weight: torch.Tensor, block: tuple[int, int], rope: RopeStore) -> bool:
-    """Whether a float8 qkv projection of `rows` [T, K] rotates and stores in fp8_linear's epilogue: FP8_QKV_ROPE on,
-    CUDA (the CPU projects through dequantized weights), and shapes fp8_qkv_rope_store takes."""
-    return FP8_QKV_ROPE and rows.is_cuda and fp8_qkv_rope_store_supports(rows, weight, block, rope)
 
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
@@ -248,15 +236,11 @@ class ColumnParallelLinear(LinearBase):
         return self.project(x, self.bias)
 
     def forward_rope_store(self, x: torch.Tensor, rope: RopeStore) -> torch.Tensor | None:
-        """This qkv projection in one launch whose epilogue rotates q and k and stores k and v into the caches
-        (kernels/qkv_rope_store.py): skinny_gemm over a 16-bit weight, fp8_linear over a float8 one (FP8_QKV_ROPE);
-        or None where neither takes the shapes (the caller projects, rotates and stores itself)."""
-        rows = x.reshape(-1, x.shape[-1])
-        if self.fp8_block is not None:
-            if takes_fp8_qkv_rope(rows, self.weight, self.fp8_block, rope):
-                return fp8_qkv_rope_store(x, self.weight, self.weight_scale, self.fp8_block, self.bias, rope)
-            return None
-        if takes_skinny_gemm(x, self.weight) and qkv_rope_store_supports(rows, self.weight, rope):
+        """This qkv projection in one skinny_gemm launch whose epilogue rotates q and k and stores k and v into the
+        caches (kernels/qkv_rope_store.py), or None where skinny_gemm or the epilogue does not take the shapes
+        (the caller projects, rotates and stores itself)."""
+        if takes_skinny_gemm(x, self.weight) and qkv_rope_store_supports(x.reshape(-1, x.shape[-1]), self.weight,
+                                                                         rope):
             return qkv_rope_store(x, self.weight, self.bias, rope)
         return None
 

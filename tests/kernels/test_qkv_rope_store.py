@@ -3,10 +3,8 @@ from dataclasses import replace
 import pytest
 import torch
 
-from spmd_kernels import build_cos_sin_cache, fp8_qkv_rope_store, fp8_qkv_rope_store_ref, qkv_rope_store, qkv_rope_store_ref
-from spmd_kernels.block_fp8 import quantize_blocks
-from spmd_kernels.fp8_linear import fp8_linear
-from spmd_kernels.qkv_rope_store import fp8_qkv_rope_store_supports, qkv_rope_store_supports
+from spmd_kernels import build_cos_sin_cache, qkv_rope_store, qkv_rope_store_ref
+from spmd_kernels.qkv_rope_store import qkv_rope_store_supports
 from spmd_kernels.qkv_epilogue import RopeStore
 
 
@@ -89,54 +87,3 @@ def test_qkv_rope_store_refuses_partial_rotary_and_odd_shapes(device):
     assert not qkv_rope_store_supports(x, w[:-64], rope)
     with pytest.raises(ValueError, match="rotary over whole heads"):
         qkv_rope_store(x, w, bias, partial)
-
-
-@pytest.mark.parametrize("M", [0, 1, 5, 40])
-@pytest.mark.parametrize("Hq,Hkv,D,K,block", [(4, 2, 32, 96, (32, 32)), (2, 1, 64, 80, (64, 32)),
-                                              (2, 1, 64, 128, (128, 64))])
-@pytest.mark.parametrize("activations", ["fp8", "model"])
-@pytest.mark.parametrize("splits", [None, 3])
-def test_fp8_qkv_rope_store(M, Hq, Hkv, D, K, block, activations, splits, dtype, device, assert_close):
-    """The qkv projection over block-float8 weights (fp8_linear) with the rotary embedding and KV store in its
-    epilogue: against fp8_linear_ref then rotary_store_kv_ref, for both activation kinds, a head a weight block or
-    two, K off the block grid (80 = 2.5 blocks), no rows, rows over one tile or several, and K split over programs
-    (the epilogue runs once, in the tile's last program, after the partial sums are added; 3 splits of K = 96
-    leave one with no k-step)."""
-    x, w, bias, rope = _case(M, Hq, Hkv, D, K, dtype, device, with_bias=True)
-    w8, scale = quantize_blocks(w.float(), block)
-    assert fp8_qkv_rope_store_supports(x, w8, block, rope)
-    ref_rope = _copy(rope)
-    ref_out = fp8_qkv_rope_store_ref(x, w8, scale, block, bias, ref_rope, activations)
-    out = fp8_qkv_rope_store(x, w8, scale, block, bias, rope, activations=activations, splits=splits)
-    # Float8 activations on a GPU: the tensor-core dot keeps ~14 bits within a k-step (see test_fp8_linear).
-    extra = 2**-11 * ref_out.float().abs().amax().item() if activations == "fp8" and x.is_cuda and M else 0.0
-
-    def close(a, b):
-        assert_close(a.float(), b.float(), atol=_TOL_ATOL[dtype] + extra, rtol=_TOL_RTOL[dtype])
-
-    _check(out, ref_out, rope, ref_rope, close)
-    plain = fp8_linear(x, w8, scale, block, bias, activations=activations, splits=splits)
-    q_and_k = (Hq + Hkv) * D
-    close(out[:, q_and_k:], plain[:, q_and_k:])  # v as the projection alone gives it
-
-
-_TOL_ATOL = {torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 2e-2}
-# The kernel rotates its fp32 sums and rounds once; the reference rounds the projection, then rotates and rounds
-# again: an ulp apart at most (bf16 at |q| ~ 5 on an H200: 0.031 = 2**-5).
-_TOL_RTOL = {torch.float32: 0.0, torch.float16: 2**-10, torch.bfloat16: 2**-7}
-
-
-def test_fp8_qkv_rope_store_refuses_what_it_cannot_fuse(device):
-    """Prefill-sized batches, heads that straddle weight blocks (a scale a k-step per tile no longer holds) and a
-    partial rotary are refused with a message that names the unfused path."""
-    x, w, _, rope = _case(4, 4, 2, 32, 64, torch.float32, device)
-    w8, scale = quantize_blocks(w, (32, 32))
-    assert fp8_qkv_rope_store_supports(x, w8, (32, 32), rope)
-    assert not fp8_qkv_rope_store_supports(x.repeat(17, 1), w8, (32, 32), rope)  # 68 rows
-    x64, w64, _, rope64 = _case(4, 2, 1, 64, 64, torch.float32, device)
-    w64_8, scale64 = quantize_blocks(w64, (32, 32))
-    assert not fp8_qkv_rope_store_supports(x64, w64_8, (32, 32), rope64)  # a 64-wide head in 32-row blocks
-    with pytest.raises(ValueError, match="fp8_linear, then rotary_store_kv"):
-        fp8_qkv_rope_store(x64, w64_8, scale64, (32, 32), None, rope64)
-    half = replace(rope, cos_sin=rope.cos_sin[:, :16])
-    assert not fp8_qkv_rope_store_supports(x, w8, (32, 32), half)
