@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# One 1-GPU device call (~5 min): issue 4's single-GPU figures at the current HEAD, for a closing note: Llama-3-8B
+# bf16 decode @1k bs1 and bs64 three times in one launch, prefill 8 x 2048 (MFU), and Qwen3-0.6B on the nano-vllm
+# protocol with the bf16 and the fp8 KV cache, each case's JSON kept (wall, prefill seconds, decode steps and MBU:
+# where the run's time goes). Carry [".whl"].
+set -uo pipefail
+source tests/gpu/device_env.sh
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | head -1
+part decode 100 python3 -m spmd_infer.bench bench.preset=llama-3-8b bench.workload=decode \
+  'bench.batch_sizes=[64,1]' bench.context=1024 bench.repeats=3 bench.output=$OUT/decode.json
+grep -E "^device|^decode bs|runs:" "$OUT/decode.txt" | cut -c1-140
+part prefill 80 python3 -m spmd_infer.bench bench.preset=llama-3-8b bench.workload=grid 'bench.grid_batch_sizes=[8]' \
+  'bench.input_lens=[2048]' 'bench.output_lens=[1]' scheduler.max_num_batched_tokens=16384 \
+  bench.output=$OUT/prefill.json
+grep -E "^grid" "$OUT/prefill.txt" | cut -c1-140
+for kv in auto fp8; do
+  nano_part "nano_$kv" -- cache.dtype=$kv
+  python3 - "$OUT/nano_$kv.json" <<'PY'
+import json, sys
+case = json.load(open(sys.argv[1]))["cases"][0]
+d, p = case.get("decode", {}), case.get("prefill", {})
+print(f"  wall {case['wall_s']:.2f} s, steps {case['steps']}; prefill {p.get('steps')} steps {p.get('seconds', 0):.2f} s"
+      f" MFU {p.get('mfu', 0):.1%}; decode {d.get('steps')} steps, median {d.get('median_step_s', 0) * 1e3:.2f} ms,"
+      f" mean batch {d.get('batch_mean', 0):.0f}, MBU {d.get('mbu', 0):.1%}, {d.get('tok_s', 0):.0f} tok/s")
+PY
+done
+rm -rf "$OUT"/*.run
