@@ -29,7 +29,9 @@ fp8_linear_module = importlib.import_module("spmd_kernels.fp8_linear")
 # previous kernel drains, which cuBLAS cannot. Measured in Llama-3-8B bs1 @1k decode on an H200 (CUDA graphs,
 # tests/gpu/run_skinny_small.sh): qkv and o (32-48 MB) through skinny_gemm, MBU 77.6 -> 79.7%; every projection
 # through it, 73.9% (gate_up, down and lm_head stream at ~98% of the copy rate under cuBLAS); without PDL, 76.6%.
-# Below 16 MB cuBLAS's split-K kernels fill SMs that one pass of skinny_gemm leaves idle.
+# Below 16 MB cuBLAS's split-K kernels fill SMs that one pass of skinny_gemm leaves idle. A Triton GEMM with K split
+# over programs too (tests/gpu/bench_small_gemm.py, session 20, H200, Qwen3-0.6B's 2-12 MB projections alone) beat
+# cuBLAS by 0.3-2 us a product up to 64 rows and lost from 256: ~1% of the nano-vllm protocol, not built.
 # SPMD_SKINNY_GEMM=0 sends everything to cuBLAS; SPMD_SKINNY_MIN_MB and SPMD_SKINNY_MAX_MB move the bounds (A/B runs,
 # and checks of small models through skinny_gemm).
 # gate_up and down stay on cuBLAS, with the SiLU kernel between them. Tried in session 9 (H200, Llama-3-8B bs1 @1k,

@@ -1,0 +1,155 @@
+"""Probe (session 20): can a Triton GEMM beat cuBLAS on a small model's decode projections (Qwen3-0.6B: 2-12 MB bf16
+weights, 1-256 rows), where cuBLAS takes 5-11 us a product against 1-3 us of weight bytes (run_small_model_floor.sh)?
+The kernel is fp8_linear's structure over 16-bit weights: the first weight tile fetched before the PDL wait, K split
+over programs whose last one adds the fp32 partial sums; timed in CUDA graphs over weight copies larger than L2,
+against F.linear, per shape and row count, with each setting's error against F.linear.
+
+usage (GPU machine, repo root, after `source tests/gpu/device_env.sh`): python tests/gpu/bench_small_gemm.py
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import torch
+import torch.nn.functional as F
+import triton
+import triton.language as tl
+
+from spmd_kernels.pdl import pdl_args, pdl_enter
+
+SHAPES = {"qkv": (4096, 1024), "o": (1024, 2048), "gate_up": (6144, 1024), "down": (1024, 3072)}
+ROWS = (1, 16, 64, 128, 256)
+ROTATE_BYTES = 160 * 2**20  # weight copies cycled a pass: 3x the H200's 50 MB L2
+CALLS = 64
+
+
+@triton.jit(do_not_specialize=["M"])
+def _gemm_kernel(x_ptr, w_ptr, y_ptr, part_ptr, count_ptr, M, N, K, stride_xm, stride_wn, stride_ym, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+                 SPLIT_K: tl.constexpr, PDL: tl.constexpr):
+    pid = tl.program_id(0)
+    split = pid % SPLIT_K
+    tile = pid // SPLIT_K
+    num_n = tl.cdiv(N, BLOCK_N)
+    pid_m = tile // num_n
+    pid_n = tile % num_n
+    per_split = K // BLOCK_K // SPLIT_K  # the settings divide K evenly
+    k_first = split * per_split * BLOCK_K
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    offs_k = tl.arange(0, BLOCK_K)
+    mask_m = offs_m < M
+    mask_n = offs_n < N
+    x_ptrs = x_ptr + offs_m[:, None].to(tl.int64) * stride_xm + k_first + offs_k[None, :]
+    w_ptrs = w_ptr + offs_n[None, :].to(tl.int64) * stride_wn + k_first + offs_k[:, None]
+    w = tl.load(w_ptrs, mask=mask_n[None, :], other=0.0)
+    pdl_enter(PDL)
+    x = tl.load(x_ptrs, mask=mask_m[:, None], other=0.0)
+    acc = tl.dot(x, w, tl.zeros([BLOCK_M, BLOCK_N], tl.float32))
+    for _ in range(1, per_split):
+        x_ptrs += BLOCK_K
+        w_ptrs += BLOCK_K
+        x = tl.load(x_ptrs, mask=mask_m[:, None], other=0.0)
+        w = tl.load(w_ptrs, mask=mask_n[None, :], other=0.0)
+        acc = tl.dot(x, w, acc)
+    mask = mask_m[:, None] & mask_n[None, :]
+    if SPLIT_K > 1:
+        offs = offs_m[:, None].to(tl.int64) * N + offs_n[None, :]
+        tl.store(part_ptr + split * M * N + offs, acc, mask=mask)
+        tl.debug_barrier()
+        if tl.atomic_add(count_ptr + tile, 1, sem="acq_rel") != SPLIT_K - 1:
+            return
+        acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
+        for j in range(SPLIT_K):
+            acc += tl.load(part_ptr + j * M * N + offs, mask=mask, other=0.0, cache_modifier=".cg")
+        tl.store(count_ptr + tile, 0)
+    tl.store(y_ptr + offs_m[:, None] * stride_ym + offs_n[None, :], acc.to(y_ptr.dtype.element_ty), mask=mask)
+
+
+_COUNTERS = None
+
+
+def triton_linear(x, w, block_m, block_n, block_k, stages, splits, warps=4):
+    global _COUNTERS
+    m, k = x.shape
+    n = w.shape[0]
+    if _COUNTERS is None:
+        _COUNTERS = torch.zeros(1 << 14, dtype=torch.int32, device=x.device)
+    y = torch.empty((m, n), dtype=x.dtype, device=x.device)
+    tiles = triton.cdiv(m, block_m) * triton.cdiv(n, block_n)
+    part = torch.empty((splits, m, n), dtype=torch.float32, device=x.device) if splits > 1 else y
+    _gemm_kernel[(tiles * splits,)](x, w, y, part, _COUNTERS, m, n, k, x.stride(0), w.stride(0), y.stride(0),
+                                    BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k, SPLIT_K=splits,
+                                    num_warps=warps, num_stages=stages, **pdl_args(x.device))
+    return y
+
+
+def timed(fn, copies):
+    """Microseconds a call: a CUDA graph of CALLS calls over the weight copies, replayed; None if it cannot run."""
+    try:
+        for i in range(copies):
+            fn(i)
+        torch.cuda.synchronize()
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            for i in range(CALLS):
+                fn(i % copies)
+        graph.replay()
+        torch.cuda.synchronize()
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(10):
+            graph.replay()
+        end.record()
+        torch.cuda.synchronize()
+        return start.elapsed_time(end) * 1000 / (CALLS * 10)
+    except Exception as e:  # out of shared memory or registers
+        print(f"    failed: {type(e).__name__}: {str(e)[:80]}")
+        return None
+
+
+def settings(m, k):
+    """Candidate (BLOCK_M, BLOCK_N, BLOCK_K, stages, splits) for m rows and depth k."""
+    block_ms = {1: (16,), 16: (16,), 64: (32, 64), 128: (64,), 256: (64, 128)}[m]
+    for bm, bn, stages, splits in itertools.product(block_ms, (32, 64, 128), (4, 6), (1, 2, 4, 8)):
+        if k % (128 * splits) == 0 and bm * bn <= 128 * 64:
+            yield bm, bn, 128, stages, splits
+
+
+def main():
+    dev = torch.device("cuda")
+    torch.manual_seed(0)
+    total = {"cublas": 0.0, "best": 0.0}
+    for name, (n, k) in SHAPES.items():
+        copies = max(2, ROTATE_BYTES // (n * k * 2))
+        weights = [torch.randn(n, k, device=dev, dtype=torch.bfloat16) * k**-0.5 for _ in range(copies)]
+        for m in ROWS:
+            x = torch.randn(m, k, device=dev, dtype=torch.bfloat16)
+            ref = F.linear(x, weights[0]).float()
+            cublas = timed(lambda i: F.linear(x, weights[i]), copies)
+            results = []
+            for s in settings(m, k):
+                try:
+                    out = triton_linear(x, weights[0], *s).float()
+                except triton.runtime.errors.OutOfResources:
+                    continue
+                err = ((out - ref).abs().max() / ref.abs().max()).item()
+                if err > 2e-2:
+                    print(f"    {s} WRONG: {err:.3g}")
+                    continue
+                t = timed(lambda i: triton_linear(x, weights[i], *s), copies)
+                if t is not None:
+                    results.append((t, s))
+            results.sort()
+            bound = n * k * 2 / 4.2e12 * 1e6
+            best = results[0]
+            total["cublas"] += cublas
+            total["best"] += best[0]
+            top = ", ".join(f"{t:.1f} {s}" for t, s in results[:3])
+            print(f"{name:8s} rows {m:3d}: cuBLAS {cublas:5.1f} us, Triton best {top} (bytes at 4.2 TB/s: {bound:.1f})",
+                  flush=True)
+    print(f"sum over shapes and rows: cuBLAS {total['cublas']:.0f} us, Triton best {total['best']:.0f} us")
+
+
+if __name__ == "__main__":
+    main()
