@@ -59,7 +59,7 @@ FP8_DOTS_IN_F16 = True
 # tile's bytes, so deeper pipelines and narrower tiles keep enough bytes in flight: (64, 2, 6) for one split
 # (nano-vllm bs256), (32, 1, 6) for two (nano-vllm bs64 80 against 91 us a layer, Llama-3-8B bs64 @1k 45 against
 # 54); narrow tiles lose at many splits, where a program holds few tiles (bs1 @1k 5.9 -> 8 us). Sessions 10-13, H200
-# (run_fp8_tiles.sh, run_fp8_narrow.sh, run_fp8_split_tiles.sh, run_fp8_pin_v2.sh).
+# (run_fp8_tiles.sh, run_fp8_pin_v2.sh; run_fp8_narrow.sh and run_fp8_split_tiles.sh at 03ad5f3).
 FP8_FEW_SPLIT_CONFIGS = tile_configs_from_env("SPMD_DECODE_FP8_CONFIGS", "64,2,6 32,1,6")
 
 # Float8 tiles of at least this many warps widen K and V with fp8_widen.e4m3_to_f16 rather than Triton's own

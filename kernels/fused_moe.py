@@ -239,7 +239,7 @@ CUDA_CONFIGS = {
 
 # Float8 experts (model.expert_dtype=fp8), with float8 activations (the default, below) at every batch size: the
 # gate / up step spans a whole 128-feature scale group of x (FP8_ACT_BLOCK_K) and writes one of h (BLOCK_N 128).
-# tune_fused_moe.py --fp8 --activations model,fp8 on an H200 (session 16, run_fp8_decode_act.sh): small
+# tune_fused_moe.py --fp8 --activations model,fp8 on an H200 (session 16, run_fp8_decode_act.sh at 5a39a97): small
 # (16, 64, 64, 4, 3) at 6 rows an expert (DeepSeek-V2-Lite bs64: 174 us), medium (32, 64, 64, 4, 3) at 24-25
 # (bs256: 209 us; ep4 bs64x4 78), large (64, 128, 64, 4, 4) from 64 up (0.91-0.95x of (64, 64, 64, 4, 3): ep4 bs1024x4
 # 268 against 290 us, Qwen3-30B-A3B ep4 bs256x4 106 against 111, a 4 x 2048 prefill 483 against 518, one GPU's

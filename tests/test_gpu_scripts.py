@@ -4,6 +4,7 @@ names a file that is gone or sets a config key that no longer exists should fail
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 import subprocess
 
@@ -16,6 +17,10 @@ SCRIPTS = sorted((REPO / "tests" / "gpu").glob("*.sh"))
 # Overrides as the scripts write them: bench.preset=..., 'bench.batch_sizes=[64,1]', cache.dtype=$kv, ...
 OVERRIDE = re.compile(r"(?<![\w.+/-])((?:bench|cache|model|parallel|runtime|scheduler|sampling|data)(?:\.\w+)+)=")
 REPO_FILE = re.compile(r"\btests/(?:gpu|kernels)/\w+\.(?:py|sh)\b|\btests/test_\w+\.py\b")
+SWITCH = re.compile(r"\bSPMD_[A-Z0-9_]+\b")
+# Where the switches a script may set are read: the engine, the kernels, and the test hooks (SPMD_TEST_*).
+SWITCH_READERS = ("spmd_infer", "kernels", "tests")
+THIS_FILE = __file__.rsplit("/", 1)[-1]  # its made-up switch is no reader's
 
 
 def _config_keys(cls: type, prefix: str = "") -> set[str]:
@@ -26,6 +31,20 @@ def _config_keys(cls: type, prefix: str = "") -> set[str]:
         if dataclasses.is_dataclass(default):
             keys |= _config_keys(type(default), f"{prefix}{f.name}.")
     return keys
+
+
+@functools.cache
+def _switches_read() -> frozenset[str]:
+    """Every SPMD_* name the Python sources mention (the device scripts themselves are shell, not counted)."""
+    return frozenset(name for folder in SWITCH_READERS for path in (REPO / folder).rglob("*.py")
+                     if path.name != THIS_FILE for name in SWITCH.findall(path.read_text()))
+
+
+def _unread_switches(text: str) -> list[str]:
+    """The SPMD_* names in a script that no source reads; a prefix of read ones (`grep SPMD_DECODE`) is fine."""
+    read = _switches_read()
+    return sorted({name.rstrip("_") for name in SWITCH.findall(text)
+                   if not any(r == name.rstrip("_") or r.startswith(name.rstrip("_") + "_") for r in read)})
 
 
 def test_there_are_scripts_to_check():
@@ -41,3 +60,13 @@ def test_script_parses_and_names_what_exists(script):
     assert not missing, f"{script.name} names files that are gone: {missing}"
     unknown = sorted(set(OVERRIDE.findall(text)) - _config_keys(BenchConfig))
     assert not unknown, f"{script.name} sets config keys that do not exist: {unknown}"
+    gone = _unread_switches(text)
+    assert not gone, (f"{script.name} names SPMD_* switches no code reads (an A/B would time the same code twice): "
+                      f"{gone}; delete the script and name the commit it runs at in tests/gpu/README.md")
+
+
+def test_a_switch_that_no_code_reads_is_caught():
+    script = ("export SPMD_PDL=0 SPMD_NO_SUCH_SWITCH=1\n"
+              "env | grep SPMD_DECODE_\n"
+              "switch_parts x SPMD_FP8_WIDE_TILES 80 cmd\n")
+    assert _unread_switches(script) == ["SPMD_NO_SUCH_SWITCH"]

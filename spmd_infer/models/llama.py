@@ -24,7 +24,7 @@ from ..parallel.sharding import LayerSharding
 
 # Rotary embedding and the KV-cache store in one kernel on the GPU (kernels/rotary_store_kv.py; Qwen3's q/k norms
 # with them, qk_norm_rotary_store_kv): one launch a layer fewer, 119 -> 96 us a step at Llama-3-8B bs1 (H200,
-# tests/gpu/run_bs1_profile.sh). SPMD_ROTARY_STORE_KV=0 keeps the store a kernel of its own.
+# tests/gpu/run_bs1_profile.sh at 95c0eb3). SPMD_ROTARY_STORE_KV=0 keeps the store a kernel of its own.
 FUSE_ROTARY_STORE = os.environ.get("SPMD_ROTARY_STORE_KV", "1") == "1"
 # The rotary embedding and KV-cache store in the qkv projection's skinny_gemm epilogue at decode
 # (kernels/qkv_rope_store.py; neox rotation of whole heads, as Llama-3 and Qwen2 have): Llama-3-8B bs1 4.7 -> 4.5 ms,
