@@ -14,6 +14,7 @@ from spmd_infer.bench.config import BenchConfig
 from support.launch import REPO
 
 SCRIPTS = sorted((REPO / "tests" / "gpu").glob("*.sh"))
+PATCHES = sorted((REPO / "tests" / "gpu").glob("*.patch"))
 # Overrides as the scripts write them: bench.preset=..., 'bench.batch_sizes=[64,1]', cache.dtype=$kv, ...
 OVERRIDE = re.compile(r"(?<![\w.+/-])((?:bench|cache|model|parallel|runtime|scheduler|sampling|data)(?:\.\w+)+)=")
 REPO_FILE = re.compile(r"\btests/(?:gpu|kernels)/\w+\.(?:py|sh)\b|\btests/test_\w+\.py\b")
@@ -70,3 +71,11 @@ def test_a_switch_that_no_code_reads_is_caught():
               "env | grep SPMD_DECODE_\n"
               "switch_parts x SPMD_FP8_WIDE_TILES 80 cmd\n")
     assert _unread_switches(script) == ["SPMD_NO_SUCH_SWITCH"]
+
+
+@pytest.mark.parametrize("patch", PATCHES, ids=lambda p: p.name)
+def test_ab_patch_applies_to_todays_kernels(patch):
+    """ab_parts / patched_kernels (device_env.sh) time today's kernels against a patched copy: a patch that no longer
+    applies would stop the call on the GPU machine."""
+    proc = subprocess.run(["git", "apply", "--check", str(patch)], cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 0, f"{patch.name} no longer applies: {proc.stderr.strip()}; remake it or delete it"
