@@ -2,7 +2,9 @@
 # One 1-GPU device call (~5 min): issue 4's single-GPU figures at the current HEAD, for a closing note: Llama-3-8B
 # bf16 decode @1k bs1 and bs64 three times in one launch, prefill 8 x 2048 (MFU), and Qwen3-0.6B on the nano-vllm
 # protocol with the bf16 and the fp8 KV cache, each case's JSON kept (wall, prefill seconds, decode steps and MBU:
-# where the run's time goes). Carry [".whl"].
+# where the run's time goes). PROFILE=1: then where Llama-3-8B bs1's step goes (bench.profile, the 30 heaviest
+# kernels; with PDL on a kernel's time includes its wait on the one before: SPMD_PDL=0 attributes better). Carry
+# [".whl"].
 set -uo pipefail
 source tests/gpu/device_env.sh
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | head -1
@@ -24,4 +26,10 @@ print(f"  wall {case['wall_s']:.2f} s, steps {case['steps']}; prefill {p.get('st
       f" mean batch {d.get('batch_mean', 0):.0f}, MBU {d.get('mbu', 0):.1%}, {d.get('tok_s', 0):.0f} tok/s")
 PY
 done
+if [[ ${PROFILE:-0} == 1 ]]; then
+  part bs1_profile 110 python3 -m spmd_infer.bench bench.preset=llama-3-8b bench.workload=decode \
+    'bench.batch_sizes=[1]' bench.context=1024 bench.profile=true bench.profile_top=30 \
+    bench.output=$OUT/bs1_profile.json
+  grep -A32 "^profile of" "$OUT/bs1_profile.txt"
+fi
 rm -rf "$OUT"/*.run
