@@ -123,6 +123,29 @@ def test_case_metrics_mbu_and_mfu_arithmetic():
     assert m["exchange_share"] == pytest.approx(0.004 / 0.91)
     assert m["exchange_collective_share"] == pytest.approx(0.004 / 0.91) and m["dp_wait_share"] == 0
     assert m["output_tok_s"] == 6 and m["total_tok_s"] == 22 and m["ttft_s"]["max"] == 0.51
+    assert "dp_ranks" not in m  # one DP rank: nothing to compare
+
+
+def test_case_metrics_sum_each_dp_ranks_work_and_idle_steps():
+    """dp > 1: each rank's own work (Field.WORK_US, per step) summed, and the steps each rank sat out."""
+    cost = ModelCost(attn_params=1, attn_bytes=1, lm_head_params=1, lm_head_bytes=1, kv_bytes_per_token=1,
+                     attn_pair_flops=[(1, 1)])
+    ceil = Ceilings(1e4, 1e5, "float32", 1, 1, "cpu")
+    both = [Phase.DECODE, Phase.DECODE]
+    records = [
+        StepRecord(0.2, 0.1, Phase.DECODE, [2, 2], both, chunks=[(1, 9)], dp_work_us=[100_000, 200_000]),
+        StepRecord(0.2, 0.1, Phase.DECODE, [2, 2], both, chunks=[(1, 10)], dp_work_us=[100_000, 200_000]),
+        StepRecord(0.2, 0.0, Phase.IDLE, [0, 2], [Phase.IDLE, Phase.DECODE], dp_work_us=[5_000, 200_000]),
+    ]
+
+    class Source:
+        first_token_at = {0: 0.1}
+
+    m = case_metrics(Case("decode", "decode bs2 @8", [8, 8], [3, 3]), records, Source(), wall=0.6, cost=cost,
+                     ceilings=ceil, dp_attention=False, num_preemptions=0)
+    assert m["dp_ranks"] == {"work_s": [pytest.approx(0.205), pytest.approx(0.6)], "idle_steps": [1, 0]}
+    lines = console_lines({**_report([{**_decode_case(100.0, 0.2, 0.5), "dp_ranks": m["dp_ranks"]}])})
+    assert "  decode bs1 @1024, DP ranks: own work 0.20 / 0.60 s; steps with nothing to run 1 / 0" in lines
 
 
 def _report(cases: list[dict], copy_rate: float = 4.2e12) -> dict:
@@ -231,6 +254,8 @@ def test_bench_dp2_dp_attention_moe_under_torchrun(tmp_path):
     assert "one GPU" in r["baseline_skipped"] and r["model"]["cost"]["moe_layers"] == 2
     for c in r["cases"]:
         assert c["decode"]["mbu"] > 0 and c["exchange_share"] > 0 and c["decode"]["steps"] == 4
+        assert len(c["dp_ranks"]["work_s"]) == 2 and all(s > 0 for s in c["dp_ranks"]["work_s"])
+    assert ", DP ranks: own work " in proc.stdout
 
 
 @pytest.mark.parametrize("field,value,message", [

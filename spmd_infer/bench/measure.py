@@ -33,6 +33,8 @@ class StepRecord:
     chunks: list[tuple[int, int]] = field(default_factory=list)
     """(new tokens, context after the step) of each sequence this rank ran."""
     sampled: int = 0
+    dp_work_us: list[int] = field(default_factory=list)
+    """Each DP rank's own work since its previous exchange (Field.WORK_US), in microseconds."""
 
 
 class TimedSource(RequestSource):
@@ -79,7 +81,8 @@ def run_case(engine: Engine, case: Case, sampling, seed: int,
             break
         meta = result.meta
         rec = StepRecord(result.seconds, meta.exchange_seconds, result.phase if result.ran_forward else Phase.IDLE,
-                         meta.num_tokens, meta.column(Field.PHASE), wait_seconds=meta.wait_seconds)
+                         meta.num_tokens, meta.column(Field.PHASE), wait_seconds=meta.wait_seconds,
+                         dp_work_us=meta.column(Field.WORK_US))
         if result.ran_forward:
             batch = source.last
             rec.chunks = [(n, s.num_computed) for s, n in zip(batch.seqs, batch.num_new_tokens)]  # after the step
@@ -108,6 +111,15 @@ def case_metrics(case: Case, records: list[StepRecord], source: TimedSource, wal
         "dp_wait_share": sum(r.wait_seconds for r in records) / max(step_s, 1e-12),
         "preemptions": num_preemptions,
     }
+    if len(records) and len(records[0].dp_phases) > 1:
+        # Whose work the lockstep waits on: each DP rank's own work summed over the case (a rank steadily above the
+        # others is load imbalance or a slower rank; ranks even in sum but apart step by step is lockstep), and
+        # the steps it sat out with nothing to run.
+        dp = len(records[0].dp_phases)
+        out["dp_ranks"] = {
+            "work_s": [sum(r.dp_work_us[i] for r in records if r.dp_work_us) / 1e6 for i in range(dp)],
+            "idle_steps": [sum(r.dp_phases[i] == Phase.IDLE for r in records) for i in range(dp)],
+        }
 
     def mlp_tokens(r: StepRecord) -> int:
         # DP attention: the MLPs run every DP group's tokens (an idle group contributes its 1-token dummy).

@@ -49,6 +49,12 @@ def console_lines(report: dict) -> list[str]:
             mbus = " / ".join(_pct(r["decode_mbu"]) for r in runs)
             lines.append(f"  {case['name']}, {len(runs)} runs: out tok/s {rates}; decode step {steps}; MBU {mbus}")
     for case in report["cases"]:
+        ranks = case.get("dp_ranks")
+        if ranks:  # dp > 1: what the `wait` column waits on
+            work = " / ".join(f"{s:.2f}" for s in ranks["work_s"])
+            idle = " / ".join(str(n) for n in ranks["idle_steps"])
+            lines.append(f"  {case['name']}, DP ranks: own work {work} s; steps with nothing to run {idle}")
+    for case in report["cases"]:
         by_order = case.get("hf_by_order", {})
         if len(by_order) > 1:  # bench.hf_orders lists more than one: each beside the headline
             each = "; ".join(f"{order} order {r['output_tok_s']:.0f} tok/s (engine {r['vs_engine']['output_tok_s']:.1f}x)"
