@@ -18,8 +18,13 @@ nano8() {
     bench.output="$OUT/$name.json" "$@"
   grep -E "^nano_vllm|Error" "$OUT/$name.txt" | cut -c1-120
 }
-nano8 dp2_dpa torchrun --nproc-per-node 2 -- parallel.dp=2 parallel.dp_attention=true
-nano8 dp2 torchrun --nproc-per-node 2 -- parallel.dp=2
-nano8 dp1 python3
-grep -h "DP ranks" "$OUT"/dp2*.txt | cut -c1-140
+# CASES="dp2": one of them (default all three).
+for case in ${CASES:-dp2_dpa dp2 dp1}; do
+  case $case in
+    dp2_dpa) nano8 dp2_dpa torchrun --nproc-per-node 2 -- parallel.dp=2 parallel.dp_attention=true ;;
+    dp2) nano8 dp2 torchrun --nproc-per-node 2 -- parallel.dp=2 ;;
+    dp1) nano8 dp1 python3 ;;
+  esac
+done
+grep -h "DP ranks" "$OUT"/*.txt | cut -c1-140
 rm -rf "$OUT"/*.run
