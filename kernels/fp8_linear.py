@@ -17,6 +17,7 @@ from .decode_attention import _num_sms
 from .pdl import pdl_args, pdl_enter
 from .scaled_activations import ACTIVATIONS, DEFAULT_ACTIVATIONS, quantize_activations, quantize_activations_ref
 from .scaled_dot import _scaled_step, _zero_acc
+from .split_counters import MAX_SPLIT_TILES, split_counters
 
 # Float8 activations are rounded once before the GEMM, by quantize_activations or by the kernel that produced them
 # (x_scale: activation.silu_and_mul_quantized). (Rounding them inside the GEMM, each program its copy of x's tile a
@@ -153,9 +154,6 @@ GROUP_M = 8
 # Split K over up to this many programs a tile while a launch has fewer than SPLIT_WAVES programs an SM, keeping
 # MIN_SPLIT_STEPS k-steps (of 128) a program at least: decode over a 4096-row weight is 64 tiles of 64 rows.
 MAX_SPLIT_K, SPLIT_WAVES, MIN_SPLIT_STEPS = 8, 2, 4
-# The split tiles' arrival counters, a zeroed int32 a tile per device, each reset by its tile's last program.
-_COUNTERS: dict[torch.device, torch.Tensor] = {}
-_MAX_SPLIT_TILES = 1 << 14
 
 
 def fp8_linear_config(rows: int, device: torch.device, n: int = 0) -> tuple[int, int, int, int]:
@@ -181,19 +179,9 @@ def _wave_share(programs: int, sms: int) -> float:
 def split_k(tiles: int, k_steps: int, device: torch.device) -> int:
     """How many programs share each tile's K: enough for SPLIT_WAVES programs an SM where the tiles are fewer,
     each keeping MIN_SPLIT_STEPS k-steps; 1 on the CPU (the interpreter runs programs one at a time)."""
-    if device.type != "cuda" or tiles > _MAX_SPLIT_TILES:
+    if device.type != "cuda" or tiles > MAX_SPLIT_TILES:
         return 1
     return max(1, min(MAX_SPLIT_K, SPLIT_WAVES * _num_sms(device) // tiles, k_steps // MIN_SPLIT_STEPS))
-
-
-def _counters(device: torch.device) -> torch.Tensor:
-    counters = _COUNTERS.get(device)
-    if counters is None:
-        if device.type == "cuda" and torch.cuda.is_current_stream_capturing():
-            raise RuntimeError("fp8_linear's split-K counters are made on the first call, which must not be "
-                               "inside a CUDA graph capture: run a step before capturing")
-        counters = _COUNTERS[device] = torch.zeros(_MAX_SPLIT_TILES, dtype=torch.int32, device=device)
-    return counters
 
 
 # Products of at least CUBLAS_MIN_ROWS rows (prefill, large decode batches) with float8 activations go to cuBLAS's
@@ -314,7 +302,7 @@ def fp8_linear(x: torch.Tensor, weight: torch.Tensor, weight_scale: torch.Tensor
     tiles = triton.cdiv(m, bm) * triton.cdiv(n, bn)
     splits = splits or split_k(tiles, triton.cdiv(k, bk), x.device)
     if splits > 1:
-        part, counters = torch.empty((splits, m, n), dtype=torch.float32, device=x.device), _counters(x.device)
+        part, counters = torch.empty((splits, m, n), dtype=torch.float32, device=x.device), split_counters(x.device)
     else:
         part = counters = weight_scale  # not read
     _fp8_linear_kernel[(tiles * splits,)](

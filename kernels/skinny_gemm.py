@@ -12,8 +12,10 @@ import torch
 import triton
 import triton.language as tl
 
+from .decode_attention import _num_sms
 from .pdl import pdl_args, pdl_enter
 from .qkv_epilogue import RopeStore, rope_feature_order, rope_store_epilogue, rope_store_launch
+from .split_counters import MAX_SPLIT_TILES, split_counters
 
 # Rows this kernel takes: the tensor-core tile pads the batch to 16 rows, so 1..16 rows cost the same weight stream.
 MAX_ROWS = 16
@@ -27,14 +29,20 @@ def _dot(x, w, acc, IEEE: tl.constexpr):
 
 
 @triton.jit
-def _skinny_gemm_kernel(x_ptr, w_ptr, bias_ptr, out_ptr, M, N, K, stride_xm, stride_wn, stride_om,
-                        pos_ptr, cos_sin_ptr, slot_ptr, k_cache_ptr, v_cache_ptr,
+def _skinny_gemm_kernel(x_ptr, w_ptr, bias_ptr, out_ptr, part_ptr, count_ptr, M, N, K, stride_xm, stride_wn,
+                        stride_om, pos_ptr, cos_sin_ptr, slot_ptr, k_cache_ptr, v_cache_ptr,
                         stride_cs, stride_cb, stride_cs_slot, stride_ch, q_features, kv_features,
                         HAS_BIAS: tl.constexpr, ROPE: tl.constexpr, HEAD_DIM: tl.constexpr,
                         PAGE: tl.constexpr, FP8: tl.constexpr, IEEE: tl.constexpr, PDL: tl.constexpr,
-                        BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+                        BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+                        SPLIT_K: tl.constexpr):
     """out[m, n] = sum_k x[m, k] * w[n, k] (+ bias[n]) for one program's BLOCK_N output features (ROPE: then
     rotated and stored into the KV caches, qkv_epilogue.py).
+
+    SPLIT_K > 1 (small weights, too few BLOCK_N tiles to give every SM a program; never with ROPE): each of a
+    tile's SPLIT_K programs streams K / SPLIT_K and writes fp32 partial sums to part_ptr [SPLIT_K, M, N]; the last
+    to arrive (split_counters.py) adds them up in split order, so the result does not depend on which came last,
+    finishes the tile and resets its counter, as fp8_linear does.
 
     At decode the work is the weight stream, not the multiply-adds: what matters is how many weight bytes each
     SM keeps in flight. Tensor-core dots let Triton's software pipeline prefetch num_stages [BLOCK_K, BLOCK_N]
@@ -42,7 +50,15 @@ def _skinny_gemm_kernel(x_ptr, w_ptr, bias_ptr, out_ptr, M, N, K, stride_xm, str
     against 59% under cuBLAS. K is a multiple of BLOCK_K (the wrapper checks), so the loop loads without K masks
     and stays vectorised.
     """
-    pid_n = tl.program_id(0)
+    if SPLIT_K > 1:
+        pid_n = tl.program_id(0) // SPLIT_K
+        split = tl.program_id(0) % SPLIT_K
+        k_len = K // SPLIT_K  # a multiple of BLOCK_K (the wrapper checks)
+        k_start = split * k_len
+    else:  # as the kernel was before K could be split (the hot path of every mid-sized weight)
+        pid_n = tl.program_id(0)
+        k_len = K
+        k_start = 0
     offs_m = tl.arange(0, BLOCK_M)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     if ROPE:
@@ -50,9 +66,9 @@ def _skinny_gemm_kernel(x_ptr, w_ptr, bias_ptr, out_ptr, M, N, K, stride_xm, str
     offs_k = tl.arange(0, BLOCK_K)
     mask_m = offs_m < M
     mask_n = offs_n < N
-    x_ptrs = x_ptr + offs_m[:, None] * stride_xm + offs_k[None, :]
+    x_ptrs = x_ptr + offs_m[:, None] * stride_xm + k_start + offs_k[None, :]
     # w's rows seen as a [BLOCK_K, BLOCK_N] tile, contiguous along K; int64 offsets: lm_head is N * K > 2^31 / 2.
-    w_ptrs = w_ptr + offs_n[None, :].to(tl.int64) * stride_wn + offs_k[:, None]
+    w_ptrs = w_ptr + offs_n[None, :].to(tl.int64) * stride_wn + k_start + offs_k[:, None]
     # The first weight tile is fetched before waiting on the previous kernel (programmatic dependent launch, see
     # pdl.py; every other kernel waits first thing): weights never depend on it, x and the output buffer do. Peeled
     # so that the loop stays pipelined. Two or three tiles peeled ahead of the wait were timed too (session 9, H200,
@@ -62,12 +78,25 @@ def _skinny_gemm_kernel(x_ptr, w_ptr, bias_ptr, out_ptr, M, N, K, stride_xm, str
     pdl_enter(PDL)
     x = tl.load(x_ptrs, mask=mask_m[:, None], other=0.0)
     acc = _dot(x, w, tl.zeros([BLOCK_M, BLOCK_N], tl.float32), IEEE)
-    for _ in range(BLOCK_K, K, BLOCK_K):
+    for _ in range(BLOCK_K, k_len, BLOCK_K):
         x_ptrs += BLOCK_K
         w_ptrs += BLOCK_K
         x = tl.load(x_ptrs, mask=mask_m[:, None], other=0.0)
         w = tl.load(w_ptrs, mask=mask_n[None, :], other=0.0)
         acc = _dot(x, w, acc, IEEE)
+    if SPLIT_K > 1:
+        tile = offs_m[:, None] * N + offs_n[None, :]
+        mask = mask_m[:, None] & mask_n[None, :]
+        tl.store(part_ptr + split * M * N + tile, acc, mask=mask)
+        # Every thread's partial sums stored before the count goes up (the barrier), released with it at GPU
+        # scope; the last program acquires them all.
+        tl.debug_barrier()
+        if tl.atomic_add(count_ptr + pid_n, 1, sem="acq_rel") != SPLIT_K - 1:
+            return
+        acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
+        for j in range(SPLIT_K):  # in split order
+            acc += tl.load(part_ptr + j * M * N + tile, mask=mask, other=0.0, cache_modifier=".cg")
+        tl.store(count_ptr + pid_n, 0)  # ready for the next launch (a graph replays this one)
     if HAS_BIAS:
         acc += tl.load(bias_ptr + offs_n, mask=mask_n, other=0.0).to(tl.float32)[None, :]
     y = acc.to(out_ptr.dtype.element_ty)
@@ -104,9 +133,11 @@ def skinny_gemm_supports(x: torch.Tensor, weight: torch.Tensor) -> bool:
 
 
 def skinny_gemm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
-                config: tuple[int, int, int, int] | None = None) -> torch.Tensor:
+                config: tuple[int, int, int, int] | None = None, splits: int = 1) -> torch.Tensor:
     """x [..., K] @ weight[N, K]^T (+ bias) -> [..., N] in x.dtype, for at most MAX_ROWS rows (see
-    skinny_gemm_supports); fp32 accumulation."""
+    skinny_gemm_supports); fp32 accumulation. `splits`: programs each output tile's K is split over (skinny_split_k
+    picks it for small weights; K must be a multiple of splits * BLOCK_K). No host sync: CUDA-graph safe after a
+    first split call outside a capture (split_counters)."""
     n, k = weight.shape
     x2 = _rows(x, k)
     m = x2.shape[0]
@@ -116,7 +147,7 @@ def skinny_gemm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
                          f"{weight.dtype}: use F.linear")
     out = torch.empty((m, n), dtype=x.dtype, device=x.device)
     if m > 0 and n > 0:
-        _launch(x2, weight, bias, out, config)
+        _launch(x2, weight, bias, out, config, splits=splits)
     return out.view(*x.shape[:-1], n)
 
 
@@ -126,20 +157,42 @@ def _rows(x: torch.Tensor, k: int) -> torch.Tensor:
 
 
 def _launch(x2: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, out: torch.Tensor,
-            config: tuple[int, int, int, int] | None, rope: RopeStore | None = None) -> None:
-    """One skinny-GEMM launch over out's columns (with rope, the qkv epilogue)."""
+            config: tuple[int, int, int, int] | None, rope: RopeStore | None = None, splits: int = 1) -> None:
+    """One skinny-GEMM launch over out's columns (with rope, the qkv epilogue; K split over `splits` programs a
+    tile without)."""
     n, k = weight.shape
+    m = x2.shape[0]
     block_n, block_k, warps, stages = config or skinny_gemm_config(n, k, weight.element_size())
-    assert k % block_k == 0, (k, block_k)
+    assert k % (block_k * splits) == 0, f"K {k} must be a multiple of splits {splits} x BLOCK_K {block_k}"
+    tiles = triton.cdiv(n, block_n)
     if rope is not None:
         assert rope.head_dim % block_n == 0, f"BLOCK_N {block_n} must divide the head dim {rope.head_dim}"
+        assert splits == 1, "the qkv epilogue runs unsplit"
     rope_args, rope_sizes = rope_store_launch(rope, out)
-    _skinny_gemm_kernel[(triton.cdiv(n, block_n),)](
-        x2, weight, bias if bias is not None else weight, out, x2.shape[0], n, k, x2.stride(0), weight.stride(0),
-        out.stride(0), *rope_args, HAS_BIAS=bias is not None, ROPE=rope is not None, **rope_sizes,
-        IEEE=weight.dtype == torch.float32, BLOCK_M=MAX_ROWS, BLOCK_N=block_n, BLOCK_K=block_k, num_warps=warps,
-        num_stages=stages,
-        **pdl_args(x2.device))
+    part = counters = out  # not read unsplit
+    if splits > 1:
+        assert tiles <= MAX_SPLIT_TILES, (tiles, MAX_SPLIT_TILES)
+        part, counters = torch.empty((splits, m, n), dtype=torch.float32, device=x2.device), split_counters(x2.device)
+    _skinny_gemm_kernel[(tiles * splits,)](
+        x2, weight, bias if bias is not None else weight, out, part, counters, m, n, k, x2.stride(0),
+        weight.stride(0), out.stride(0), *rope_args, HAS_BIAS=bias is not None, ROPE=rope is not None, **rope_sizes,
+        IEEE=weight.dtype == torch.float32, BLOCK_M=MAX_ROWS, BLOCK_N=block_n, BLOCK_K=block_k, SPLIT_K=splits,
+        num_warps=warps, num_stages=stages, **pdl_args(x2.device))
+
+
+def skinny_split_k(n: int, k: int, device: torch.device, itemsize: int = 2, waves: int = 2,
+                   max_splits: int = 8) -> int:
+    """Programs to split each output tile's K over for an [n, k] weight, so that a small weight's few tiles still
+    give every SM `waves` programs (as fp8_linear.split_k): at most `max_splits`, each keeping two BLOCK_K steps and
+    dividing K evenly; 1 where the tiles already fill the SMs, and on the CPU."""
+    if device.type != "cuda":
+        return 1
+    block_n, block_k, _, _ = skinny_gemm_config(n, k, itemsize)
+    tiles = triton.cdiv(n, block_n)
+    splits = max(1, min(max_splits, waves * _num_sms(device) // tiles, k // (2 * block_k)))
+    while k % (block_k * splits):
+        splits -= 1
+    return splits
 
 
 def skinny_gemm_ref(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:

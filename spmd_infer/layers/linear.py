@@ -16,7 +16,7 @@ from spmd_kernels.fp8_linear import fp8_linear
 from spmd_kernels.pdl import pdl_enabled
 from spmd_kernels.qkv_rope_store import qkv_rope_store, qkv_rope_store_supports
 from spmd_kernels.qkv_epilogue import RopeStore
-from spmd_kernels.skinny_gemm import skinny_gemm, skinny_gemm_supports
+from spmd_kernels.skinny_gemm import skinny_gemm, skinny_gemm_supports, skinny_split_k
 
 from ..parallel.comm import Shard, all_reduce
 from .fp8_checkpoint import float8_slice
@@ -29,9 +29,11 @@ fp8_linear_module = importlib.import_module("spmd_kernels.fp8_linear")
 # previous kernel drains, which cuBLAS cannot. Measured in Llama-3-8B bs1 @1k decode on an H200 (CUDA graphs,
 # tests/gpu/run_skinny_small.sh): qkv and o (32-48 MB) through skinny_gemm, MBU 77.6 -> 79.7%; every projection
 # through it, 73.9% (gate_up, down and lm_head stream at ~98% of the copy rate under cuBLAS); without PDL, 76.6%.
-# Below 16 MB cuBLAS's split-K kernels fill SMs that one pass of skinny_gemm leaves idle. A Triton GEMM with K split
-# over programs too (tests/gpu/bench_small_gemm.py, session 20, H200, Qwen3-0.6B's 2-12 MB projections alone) beat
-# cuBLAS by 0.3-2 us a product up to 64 rows and lost from 256: ~1% of the nano-vllm protocol, not built.
+# Below 16 MB cuBLAS's split-K kernels fill SMs that one pass of skinny_gemm leaves idle; skinny_gemm with K split
+# over programs too (skinny_split_k, SPMD_SKINNY_SPLIT=1; built in session 20, off until timed in the engine:
+# tests/gpu/run_skinny_split.sh) beat cuBLAS alone by 0.4-9 us a product at 1-16 rows on Qwen3-0.6B's 2-12 MB
+# projections (tests/gpu/bench_small_gemm.py, H200: o at 1 row 3.6 against 12.7 us, down 4.5 against 6.6, qkv and
+# gate_up 0.4-0.5), where cuBLAS spends 28 us a layer in the engine at bs1 (run_small_model_floor.sh).
 # SPMD_SKINNY_GEMM=0 sends everything to cuBLAS; SPMD_SKINNY_MIN_MB and SPMD_SKINNY_MAX_MB move the bounds (A/B runs,
 # and checks of small models through skinny_gemm).
 # gate_up and down stay on cuBLAS, with the SiLU kernel between them. Tried in session 9 (H200, Llama-3-8B bs1 @1k,
@@ -43,6 +45,7 @@ fp8_linear_module = importlib.import_module("spmd_kernels.fp8_linear")
 SKINNY_MIN_WEIGHT_BYTES = float(os.environ.get("SPMD_SKINNY_MIN_MB", "16")) * (1 << 20)
 SKINNY_MAX_WEIGHT_BYTES = float(os.environ.get("SPMD_SKINNY_MAX_MB", "64")) * (1 << 20)
 SKINNY_GEMM_ON = os.environ.get("SPMD_SKINNY_GEMM", "1") == "1"
+SKINNY_SPLIT = os.environ.get("SPMD_SKINNY_SPLIT", "0") == "1"
 
 
 class RoundedRows(NamedTuple):
@@ -55,18 +58,35 @@ class RoundedRows(NamedTuple):
     dtype: torch.dtype  # of the unrounded rows: the layer's output dtype
 
 
+def _skinny_device_ok(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """skinny_gemm on, a 16-bit weight, and a GPU that runs kernels with programmatic dependent launch."""
+    return SKINNY_GEMM_ON and x.is_cuda and weight.dtype != torch.float32 and pdl_enabled(x.device)
+
+
 def takes_skinny_gemm(x: torch.Tensor, weight: torch.Tensor) -> bool:
-    """Whether x @ weight^T goes to skinny_gemm: a decode-sized product (at most 16 rows) of a mid-sized 16-bit
-    weight on a GPU that runs kernels with programmatic dependent launch (see SKINNY_MIN_WEIGHT_BYTES)."""
-    return (SKINNY_GEMM_ON and x.is_cuda and weight.dtype != torch.float32 and pdl_enabled(x.device)
+    """Whether x @ weight^T goes to skinny_gemm unsplit: a decode-sized product (at most 16 rows) of a mid-sized
+    16-bit weight on a GPU that runs kernels with programmatic dependent launch (see SKINNY_MIN_WEIGHT_BYTES)."""
+    return (_skinny_device_ok(x, weight)
             and SKINNY_MIN_WEIGHT_BYTES <= weight.numel() * weight.element_size() <= SKINNY_MAX_WEIGHT_BYTES
             and skinny_gemm_supports(x, weight))
 
 
-def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """F.linear, or skinny_gemm where takes_skinny_gemm says so."""
+def skinny_splits(x: torch.Tensor, weight: torch.Tensor) -> int:
+    """Programs a tile's K is split over when x @ weight^T goes to skinny_gemm: 1 for a mid-sized weight
+    (takes_skinny_gemm), skinny_split_k's count for a smaller one with SKINNY_SPLIT on; 0 where F.linear takes it."""
     if takes_skinny_gemm(x, weight):
-        return skinny_gemm(x, weight, bias)
+        return 1
+    if (SKINNY_SPLIT and _skinny_device_ok(x, weight)
+            and weight.numel() * weight.element_size() < SKINNY_MIN_WEIGHT_BYTES and skinny_gemm_supports(x, weight)):
+        return skinny_split_k(*weight.shape, x.device, weight.element_size())
+    return 0
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """F.linear, or skinny_gemm where skinny_splits says so."""
+    splits = skinny_splits(x, weight)
+    if splits:
+        return skinny_gemm(x, weight, bias, splits=splits)
     return F.linear(x, weight, bias)
 
 

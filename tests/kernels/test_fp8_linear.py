@@ -8,6 +8,7 @@ import torch
 
 from spmd_kernels.block_fp8 import dequantize_blocks, quantize_blocks
 from spmd_kernels.fp8_linear import fp8_linear, fp8_linear_ref
+from spmd_kernels.split_counters import split_counters
 
 HAS_CUDA = torch.cuda.is_available()
 
@@ -68,7 +69,6 @@ def test_fp8_linear_split_k(rows, n, k, block, splits, dtype, device, assert_clo
     """K split over several programs a tile (decode over few output tiles): partial sums added up by the last
     program to finish, in split order; uneven splits, and a split with no k-step left (3 splits of 2 steps) adding
     nothing; the arrival counters left at zero for the next launch."""
-    fl = importlib.import_module("spmd_kernels.fp8_linear")
     w, scale = _weights(n, k, block, device)
     x = torch.randn(rows, k, device=device).to(dtype)
     b = torch.randn(n, device=device).to(dtype)
@@ -77,7 +77,7 @@ def test_fp8_linear_split_k(rows, n, k, block, splits, dtype, device, assert_clo
         ref = fp8_linear_ref(x, w, scale, block, b, activations=activations)
         assert_close(out.float(), ref.float(), atol=_tolerance(ref, activations), rtol=0)
     if x.is_cuda:  # (the CPU never splits by itself: its counters are made only for these calls)
-        assert not fl._COUNTERS[x.device].any()
+        assert not split_counters(x.device).any()
 
 
 def test_fp8_linear_takes_leading_dims_and_strided_rows(dtype, device, assert_close):

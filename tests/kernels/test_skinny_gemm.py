@@ -1,8 +1,11 @@
+import importlib
+
 import pytest
 import torch
 
 from spmd_kernels import skinny_gemm, skinny_gemm_ref
-from spmd_kernels.skinny_gemm import MAX_ROWS, skinny_gemm_config, skinny_gemm_supports
+from spmd_kernels.skinny_gemm import MAX_ROWS, skinny_gemm_config, skinny_gemm_supports, skinny_split_k
+from spmd_kernels.split_counters import split_counters
 
 
 def _operands(M, N, K, dtype, device):
@@ -27,6 +30,40 @@ def test_skinny_gemm_every_tile(config, dtype, device, assert_close):
     # N not a multiple of any BLOCK_N (masked last program), K spans several BLOCK_K steps.
     x, w = _operands(3, 200, 1024, dtype, device)
     assert_close(skinny_gemm(x, w, config=config), skinny_gemm_ref(x, w))
+
+
+@pytest.mark.parametrize("M", [0, 1, 5, MAX_ROWS])
+@pytest.mark.parametrize("splits", [2, 3, 6])
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_skinny_gemm_with_k_split(M, splits, with_bias, dtype, device, assert_close):
+    """K split over programs (small weights): each writes partial sums, the tile's last adds them in split order
+    and adds the bias once; N off the tile grid; the arrival counters are left at zero for the next launch."""
+    x, w = _operands(M, 100, 384, dtype, device)  # 6 k-steps of 64: 3, 2 or 1 a split
+    b = torch.randn(100, dtype=dtype, device=device) if with_bias else None
+    y = skinny_gemm(x, w, b, config=(32, 64, 4, 2), splits=splits)
+    assert y.shape == (M, 100) and y.dtype == dtype
+    assert_close(y, skinny_gemm_ref(x, w, b))
+    if M:
+        assert not split_counters(x.device).any()
+
+
+def test_skinny_gemm_refuses_a_split_that_does_not_divide_k(device):
+    x, w = _operands(2, 64, 384, torch.float32, device)
+    with pytest.raises(AssertionError, match="multiple of splits 4"):
+        skinny_gemm(x, w, config=(32, 64, 4, 2), splits=4)
+
+
+@pytest.mark.parametrize("n,k,splits", [(1024, 2048, 4), (1024, 3072, 6), (4096, 1024, 2), (6144, 1024, 2),
+                                        (128, 128, 1), (151936, 1024, 1)])
+def test_skinny_split_k_fills_the_sms_and_divides_k(n, k, splits, monkeypatch):
+    """Qwen3-0.6B's o, down, qkv and gate_up, a weight of one k-step pair, and an LM head whose tiles fill the SMs,
+    on a GPU of 132 SMs; the CPU never splits."""
+    skinny_module = importlib.import_module("spmd_kernels.skinny_gemm")  # the package re-exports the function
+    monkeypatch.setattr(skinny_module, "_num_sms", lambda device: 132)
+    assert skinny_split_k(n, k, torch.device("cuda")) == splits
+    block_k = skinny_gemm_config(n, k)[1]
+    assert k % (block_k * splits) == 0 and k // (block_k * splits) >= min(2, k // block_k)
+    assert skinny_split_k(n, k, torch.device("cpu")) == 1
 
 
 def test_skinny_gemm_leading_dims_and_strided_rows(dtype, device, assert_close):
@@ -75,3 +112,16 @@ def test_skinny_gemm_model_shapes_bf16(M, N, K):
     got = skinny_gemm(x, w).float()
     torch.testing.assert_close(got, exact, atol=2e-2, rtol=2e-2)
     torch.testing.assert_close(torch.nn.functional.linear(x, w).float(), exact, atol=2e-2, rtol=2e-2)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="model-sized weights: GPU only")
+@pytest.mark.parametrize("N,K", [(1024, 2048), (1024, 3072), (4096, 1024), (6144, 1024)])
+@pytest.mark.parametrize("M", [1, 16])
+def test_skinny_gemm_split_model_shapes_bf16(M, N, K):
+    # Qwen3-0.6B's o, down, qkv and gate_up with the split skinny_split_k picks on this GPU, against fp64.
+    x = torch.randn(M, K, device="cuda").to(torch.bfloat16)
+    w = (torch.randn(N, K, device="cuda") * K**-0.5).to(torch.bfloat16)
+    splits = skinny_split_k(N, K, x.device)
+    exact = (x.double() @ w.double().t()).float()
+    torch.testing.assert_close(skinny_gemm(x, w, splits=splits).float(), exact, atol=2e-2, rtol=2e-2)
+    assert not split_counters(x.device).any()
