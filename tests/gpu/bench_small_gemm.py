@@ -4,11 +4,15 @@ The kernel is fp8_linear's structure over 16-bit weights: the first weight tile 
 over programs whose last one adds the fp32 partial sums; timed in CUDA graphs over weight copies larger than L2,
 against F.linear, per shape and row count, with each setting's error against F.linear.
 
-usage (GPU machine, repo root, after `source tests/gpu/device_env.sh`): python tests/gpu/bench_small_gemm.py
+With --skinny it sweeps the engine's own kernel instead (skinny_gemm with K split, SPMD_SKINNY_SPLIT) at 1 and 16
+rows: cuBLAS, the default (skinny_gemm_config with skinny_split_k), and tiles x splits, each checked against F.linear.
+
+usage (GPU machine, repo root, after `source tests/gpu/device_env.sh`): python tests/gpu/bench_small_gemm.py [--skinny]
 """
 
 from __future__ import annotations
 
+import argparse
 import itertools
 
 import torch
@@ -17,6 +21,7 @@ import triton
 import triton.language as tl
 
 from spmd_kernels.pdl import pdl_args, pdl_enter
+from spmd_kernels.skinny_gemm import skinny_gemm, skinny_gemm_config, skinny_split_k
 
 SHAPES = {"qkv": (4096, 1024), "o": (1024, 2048), "gate_up": (6144, 1024), "down": (1024, 3072)}
 ROWS = (1, 16, 64, 128, 256)
@@ -116,13 +121,52 @@ def settings(m, k):
             yield bm, bn, 128, stages, splits
 
 
+def _copies(n, k, dev):
+    copies = max(2, ROTATE_BYTES // (n * k * 2))
+    return [torch.randn(n, k, device=dev, dtype=torch.bfloat16) * k**-0.5 for _ in range(copies)]
+
+
+def skinny_sweep():
+    """skinny_gemm with K split against cuBLAS at 1 and 16 rows: the default setting and the best of a sweep."""
+    dev = torch.device("cuda")
+    torch.manual_seed(0)
+    for name, (n, k) in SHAPES.items():
+        weights = _copies(n, k, dev)
+        default = (skinny_gemm_config(n, k), skinny_split_k(n, k, dev))
+        for m in (1, 16):
+            x = torch.randn(m, k, device=dev, dtype=torch.bfloat16)
+            ref = F.linear(x, weights[0]).float()
+            cublas = timed(lambda i: F.linear(x, weights[i]), len(weights))
+            results = []
+            for bn, bk, stages, splits in itertools.product((32, 64), (128, 256), (3, 4, 6), (1, 2, 4, 8)):
+                setting = ((bn, bk, 4, stages), splits)
+                if k % (bk * splits):
+                    continue
+                try:
+                    out = skinny_gemm(x, weights[0], config=setting[0], splits=splits).float()
+                except triton.runtime.errors.OutOfResources:
+                    continue
+                err = ((out - ref).abs().max() / ref.abs().max()).item()
+                if err > 2e-2:
+                    print(f"    {setting} WRONG: {err:.3g}")
+                    continue
+                t = timed(lambda i: skinny_gemm(x, weights[i], config=setting[0], splits=splits), len(weights))
+                if t is not None:
+                    results.append((t, setting))
+            results.sort()
+            mine = next((t for t, st in results if st == default), None)
+            top = ", ".join(f"{t:.1f} {st}" for t, st in results[:3])
+            print(f"{name:8s} rows {m:2d}: cuBLAS {cublas:5.1f} us, default {default} {mine} us, best {top}",
+                  flush=True)
+
+
 def main():
     dev = torch.device("cuda")
     torch.manual_seed(0)
     total = {"cublas": 0.0, "best": 0.0}
     for name, (n, k) in SHAPES.items():
-        copies = max(2, ROTATE_BYTES // (n * k * 2))
-        weights = [torch.randn(n, k, device=dev, dtype=torch.bfloat16) * k**-0.5 for _ in range(copies)]
+        weights = _copies(n, k, dev)
+        copies = len(weights)
         for m in ROWS:
             x = torch.randn(m, k, device=dev, dtype=torch.bfloat16)
             ref = F.linear(x, weights[0]).float()
@@ -152,4 +196,6 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--skinny", action="store_true", help="sweep skinny_gemm with K split (the engine's kernel)")
+    skinny_sweep() if ap.parse_args().skinny else main()

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# One 1-GPU device call (~5 min): SPMD_SKINNY_SPLIT (built in session 20 after its device time, off): decode
+# One 1-GPU device call (~7 min): SPMD_SKINNY_SPLIT (built in session 20 after its device time, off): decode
 # products of at most 16 rows over weights below 16 MB go to skinny_gemm with K split over programs instead of
 # cuBLAS (alone on an H200, bench_small_gemm.py: 0.4-9 us a product faster on Qwen3-0.6B's projections; in the engine
 # at bs1 cuBLAS spends 28 us a layer there, run_small_model_floor.sh). The skinny kernel's tests on the GPU (split
 # model shapes included), the Qwen3 check against transformers with it on, Qwen3-0.6B decode @600 bs1 / bs16 on / off,
-# and the nano-vllm protocol on / off. Turn it on if the check holds and nothing is slower. Carry [".whl"].
+# the kernel alone against cuBLAS with a tile x split sweep (bench_small_gemm.py --skinny: retune skinny_split_k /
+# the config from it), and the nano-vllm protocol on / off. Turn it on if the check holds and nothing is slower.
+# Carry [".whl"].
 set -uo pipefail
 source tests/gpu/device_env.sh
 nvidia-smi --query-gpu=name --format=csv,noheader | head -1
@@ -14,6 +16,8 @@ part check 120 env SPMD_SKINNY_SPLIT=1 python3 tests/gpu/check_vs_transformers.p
 grep -E "RESULT|OUTSIDE|Error" "$OUT/check.txt" | head -4
 switch_parts decode SPMD_SKINNY_SPLIT 90 python3 -m spmd_infer.bench bench.preset=qwen3-0.6b bench.workload=decode \
   'bench.batch_sizes=[16,1]' bench.context=600 bench.repeats=2 bench.output=$OUT/decode.json
+part sweep 240 python3 tests/gpu/bench_small_gemm.py --skinny
+grep -v "^ *(" "$OUT/sweep.txt" | grep -E "rows|WRONG|Error" | cut -c1-220
 nano_part nano_split_1 SPMD_SKINNY_SPLIT=1
 nano_part nano_split_0 SPMD_SKINNY_SPLIT=0
 rm -rf "$OUT"/*.json "$OUT"/*.run
