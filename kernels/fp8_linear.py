@@ -17,7 +17,7 @@ from .decode_attention import _num_sms
 from .pdl import pdl_args, pdl_enter
 from .scaled_activations import ACTIVATIONS, DEFAULT_ACTIVATIONS, quantize_activations, quantize_activations_ref
 from .scaled_dot import _scaled_step, _zero_acc
-from .split_counters import MAX_SPLIT_TILES, split_counters
+from .split_counters import MAX_SPLIT_TILES, arrive_with_partial_sums, split_counters, sum_partial_sums
 
 # Float8 activations are rounded once before the GEMM, by quantize_activations or by the kernel that produced them
 # (x_scale: activation.silu_and_mul_quantized). (Rounding them inside the GEMM, each program its copy of x's tile a
@@ -92,16 +92,9 @@ def _fp8_linear_kernel(x_ptr, xs_ptr, w_ptr, ws_ptr, bias_ptr, y_ptr, part_ptr, 
     mask = mask_m[:, None] & mask_n[None, :]
     if SPLIT_K > 1:
         tile_offs = rows64[:, None] * N + offs_n[None, :]
-        tl.store(part_ptr + split * M * N + tile_offs, acc, mask=mask)
-        # Every thread's partial sums stored before the count goes up (the barrier), and released with it at GPU
-        # scope; the last program acquires them all.
-        tl.debug_barrier()
-        if tl.atomic_add(count_ptr + tile, 1, sem="acq_rel") != SPLIT_K - 1:
+        if arrive_with_partial_sums(part_ptr + split * M * N + tile_offs, acc, mask, count_ptr + tile) != SPLIT_K - 1:
             return
-        acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
-        for j in range(SPLIT_K):  # in split order: the sum is the same whichever program came last
-            acc += tl.load(part_ptr + j * M * N + tile_offs, mask=mask, other=0.0, cache_modifier=".cg")
-        tl.store(count_ptr + tile, 0)  # ready for the next launch (the graph replays this one)
+        acc = sum_partial_sums(part_ptr, tile_offs, mask, M * N, count_ptr + tile, SPLIT_K, BLOCK_M, BLOCK_N)
     if HAS_BIAS:
         acc += tl.load(bias_ptr + offs_n, mask=mask_n, other=0.0).to(tl.float32)[None, :]
     tl.store(y_ptr + rows64[:, None] * stride_ym + offs_n[None, :], acc.to(y_ptr.dtype.element_ty), mask=mask)

@@ -15,7 +15,7 @@ import triton.language as tl
 from .decode_attention import _num_sms
 from .pdl import pdl_args, pdl_enter
 from .qkv_epilogue import RopeStore, rope_feature_order, rope_store_epilogue, rope_store_launch
-from .split_counters import MAX_SPLIT_TILES, split_counters
+from .split_counters import MAX_SPLIT_TILES, arrive_with_partial_sums, split_counters, sum_partial_sums
 
 # Rows this kernel takes: the tensor-core tile pads the batch to 16 rows, so 1..16 rows cost the same weight stream.
 MAX_ROWS = 16
@@ -41,8 +41,7 @@ def _skinny_gemm_kernel(x_ptr, w_ptr, bias_ptr, out_ptr, part_ptr, count_ptr, M,
 
     SPLIT_K > 1 (small weights, too few BLOCK_N tiles to give every SM a program; never with ROPE): each of a
     tile's SPLIT_K programs streams K / SPLIT_K and writes fp32 partial sums to part_ptr [SPLIT_K, M, N]; the last
-    to arrive (split_counters.py) adds them up in split order, so the result does not depend on which came last,
-    finishes the tile and resets its counter, as fp8_linear does.
+    to arrive adds them up in split order and finishes the tile (split_counters.py, as fp8_linear does).
 
     At decode the work is the weight stream, not the multiply-adds: what matters is how many weight bytes each
     SM keeps in flight. Tensor-core dots let Triton's software pipeline prefetch num_stages [BLOCK_K, BLOCK_N]
@@ -87,16 +86,9 @@ def _skinny_gemm_kernel(x_ptr, w_ptr, bias_ptr, out_ptr, part_ptr, count_ptr, M,
     if SPLIT_K > 1:
         tile = offs_m[:, None] * N + offs_n[None, :]
         mask = mask_m[:, None] & mask_n[None, :]
-        tl.store(part_ptr + split * M * N + tile, acc, mask=mask)
-        # Every thread's partial sums stored before the count goes up (the barrier), released with it at GPU
-        # scope; the last program acquires them all.
-        tl.debug_barrier()
-        if tl.atomic_add(count_ptr + pid_n, 1, sem="acq_rel") != SPLIT_K - 1:
+        if arrive_with_partial_sums(part_ptr + split * M * N + tile, acc, mask, count_ptr + pid_n) != SPLIT_K - 1:
             return
-        acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
-        for j in range(SPLIT_K):  # in split order
-            acc += tl.load(part_ptr + j * M * N + tile, mask=mask, other=0.0, cache_modifier=".cg")
-        tl.store(count_ptr + pid_n, 0)  # ready for the next launch (a graph replays this one)
+        acc = sum_partial_sums(part_ptr, tile, mask, M * N, count_ptr + pid_n, SPLIT_K, BLOCK_M, BLOCK_N)
     if HAS_BIAS:
         acc += tl.load(bias_ptr + offs_n, mask=mask_n, other=0.0).to(tl.float32)[None, :]
     y = acc.to(out_ptr.dtype.element_ty)
