@@ -55,12 +55,7 @@ def qkv_rope_store_ref(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
                        rope: RopeStore) -> torch.Tensor:
     """Plain-PyTorch reference for :func:`qkv_rope_store`: the projection, then rotary_store_kv_ref on its heads
     (the caches written in place)."""
-    return _rope_store_ref(skinny_gemm_ref(x, weight, bias), rope)
-
-
-def _rope_store_ref(qkv: torch.Tensor, rope: RopeStore) -> torch.Tensor:
-    """A qkv projection's output with its q and k heads rotated (rotary_store_kv_ref, k and v written into the
-    caches in place)."""
+    qkv = skinny_gemm_ref(x, weight, bias)
     qkv2 = qkv.reshape(-1, qkv.shape[-1])
     hq, hkv, d = rope.num_q_heads, rope.num_kv_heads, rope.head_dim
     parts = qkv2.split([hq * d, hkv * d, hkv * d], -1)

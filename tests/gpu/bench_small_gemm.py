@@ -126,6 +126,26 @@ def _copies(n, k, dev):
     return [torch.randn(n, k, device=dev, dtype=torch.bfloat16) * k**-0.5 for _ in range(copies)]
 
 
+def _ranked(settings, run, x, weights):
+    """(microseconds, setting) of each setting that runs and matches F.linear, fastest first: run(x, weight, setting)
+    is the product under that setting."""
+    ref = F.linear(x, weights[0]).float()
+    results = []
+    for setting in settings:
+        try:
+            out = run(x, weights[0], setting).float()
+        except triton.runtime.errors.OutOfResources:
+            continue
+        err = ((out - ref).abs().max() / ref.abs().max()).item()
+        if err > 2e-2:
+            print(f"    {setting} WRONG: {err:.3g}")
+            continue
+        t = timed(lambda i: run(x, weights[i], setting), len(weights))
+        if t is not None:
+            results.append((t, setting))
+    return sorted(results)
+
+
 def skinny_sweep():
     """skinny_gemm with K split against cuBLAS at 1 and 16 rows: the default setting and the best of a sweep."""
     dev = torch.device("cuda")
@@ -133,27 +153,13 @@ def skinny_sweep():
     for name, (n, k) in SHAPES.items():
         weights = _copies(n, k, dev)
         default = (skinny_gemm_config(n, k), skinny_split_k(n, k, dev))
+        sweep = [((bn, bk, 4, stages), splits)
+                 for bn, bk, stages, splits in itertools.product((32, 64), (128, 256), (3, 4, 6), (1, 2, 4, 8))
+                 if k % (bk * splits) == 0]
         for m in (1, 16):
             x = torch.randn(m, k, device=dev, dtype=torch.bfloat16)
-            ref = F.linear(x, weights[0]).float()
             cublas = timed(lambda i: F.linear(x, weights[i]), len(weights))
-            results = []
-            for bn, bk, stages, splits in itertools.product((32, 64), (128, 256), (3, 4, 6), (1, 2, 4, 8)):
-                setting = ((bn, bk, 4, stages), splits)
-                if k % (bk * splits):
-                    continue
-                try:
-                    out = skinny_gemm(x, weights[0], config=setting[0], splits=splits).float()
-                except triton.runtime.errors.OutOfResources:
-                    continue
-                err = ((out - ref).abs().max() / ref.abs().max()).item()
-                if err > 2e-2:
-                    print(f"    {setting} WRONG: {err:.3g}")
-                    continue
-                t = timed(lambda i: skinny_gemm(x, weights[i], config=setting[0], splits=splits), len(weights))
-                if t is not None:
-                    results.append((t, setting))
-            results.sort()
+            results = _ranked(sweep, lambda x, w, s: skinny_gemm(x, w, config=s[0], splits=s[1]), x, weights)
             mine = next((t for t, st in results if st == default), None)
             top = ", ".join(f"{t:.1f} {st}" for t, st in results[:3])
             print(f"{name:8s} rows {m:2d}: cuBLAS {cublas:5.1f} us, default {default} {mine} us, best {top}",
@@ -166,29 +172,13 @@ def main():
     total = {"cublas": 0.0, "best": 0.0}
     for name, (n, k) in SHAPES.items():
         weights = _copies(n, k, dev)
-        copies = len(weights)
         for m in ROWS:
             x = torch.randn(m, k, device=dev, dtype=torch.bfloat16)
-            ref = F.linear(x, weights[0]).float()
-            cublas = timed(lambda i: F.linear(x, weights[i]), copies)
-            results = []
-            for s in settings(m, k):
-                try:
-                    out = triton_linear(x, weights[0], *s).float()
-                except triton.runtime.errors.OutOfResources:
-                    continue
-                err = ((out - ref).abs().max() / ref.abs().max()).item()
-                if err > 2e-2:
-                    print(f"    {s} WRONG: {err:.3g}")
-                    continue
-                t = timed(lambda i: triton_linear(x, weights[i], *s), copies)
-                if t is not None:
-                    results.append((t, s))
-            results.sort()
+            cublas = timed(lambda i: F.linear(x, weights[i]), len(weights))
+            results = _ranked(settings(m, k), lambda x, w, s: triton_linear(x, w, *s), x, weights)
             bound = n * k * 2 / 4.2e12 * 1e6
-            best = results[0]
             total["cublas"] += cublas
-            total["best"] += best[0]
+            total["best"] += results[0][0]
             top = ", ".join(f"{t:.1f} {s}" for t, s in results[:3])
             print(f"{name:8s} rows {m:3d}: cuBLAS {cublas:5.1f} us, Triton best {top} (bytes at 4.2 TB/s: {bound:.1f})",
                   flush=True)
