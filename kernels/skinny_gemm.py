@@ -172,11 +172,13 @@ def _launch(x2: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, o
         num_warps=warps, num_stages=stages, **pdl_args(x2.device))
 
 
-def skinny_split_k(n: int, k: int, device: torch.device, itemsize: int = 2, waves: int = 2,
+def skinny_split_k(n: int, k: int, device: torch.device, itemsize: int = 2, waves: int = 1,
                    max_splits: int = 8) -> int:
     """Programs to split each output tile's K over for an [n, k] weight, so that a small weight's few tiles still
-    give every SM `waves` programs (as fp8_linear.split_k): at most `max_splits`, each keeping two BLOCK_K steps and
-    dividing K evenly; 1 where the tiles already fill the SMs, and on the CPU."""
+    give every SM `waves` programs: at most `max_splits`, each keeping two BLOCK_K steps and dividing K evenly; 1
+    where the tiles already fill the SMs, and on the CPU. One wave, not fp8_linear.split_k's two: on an H200
+    (tests/gpu/bench_small_gemm.py --skinny, session 21) the best split of every Qwen3-0.6B projection was the one
+    that makes about one program per SM (o and down 4, qkv and gate_up 1); two waves cost 0.6-1 us a product."""
     if device.type != "cuda":
         return 1
     block_n, block_k, _, _ = skinny_gemm_config(n, k, itemsize)

@@ -29,11 +29,11 @@ fp8_linear_module = importlib.import_module("spmd_kernels.fp8_linear")
 # previous kernel drains, which cuBLAS cannot. Measured in Llama-3-8B bs1 @1k decode on an H200 (CUDA graphs,
 # tests/gpu/run_skinny_small.sh): qkv and o (32-48 MB) through skinny_gemm, MBU 77.6 -> 79.7%; every projection
 # through it, 73.9% (gate_up, down and lm_head stream at ~98% of the copy rate under cuBLAS); without PDL, 76.6%.
-# Below 16 MB cuBLAS's split-K kernels fill SMs that one pass of skinny_gemm leaves idle; skinny_gemm with K split
-# over programs too (skinny_split_k, SPMD_SKINNY_SPLIT=1; built in session 20, off until timed in the engine:
-# tests/gpu/run_skinny_split.sh) beat cuBLAS alone by 0.4-9 us a product at 1-16 rows on Qwen3-0.6B's 2-12 MB
-# projections (tests/gpu/bench_small_gemm.py, H200: o at 1 row 3.6 against 12.7 us, down 4.5 against 6.6, qkv and
-# gate_up 0.4-0.5), where cuBLAS spends 28 us a layer in the engine at bs1 (run_small_model_floor.sh).
+# Below 16 MB cuBLAS's split-K kernels fill SMs that one pass of skinny_gemm leaves idle, so there skinny_gemm splits
+# K over programs too (skinny_split_k; SPMD_SKINNY_SPLIT=0 turns it off). Alone it beats cuBLAS by 0.4-9 us a product
+# at 1-16 rows on Qwen3-0.6B's 2-12 MB projections (tests/gpu/bench_small_gemm.py --skinny, H200: o at 1 row 3.8
+# against 12.5 us, down 4.6 against 6.7, qkv and gate_up ~0.5); in the engine (tests/gpu/run_skinny_waves.sh, H200)
+# Qwen3-0.6B decode @600 bs1 1.4 -> 1.1 ms, bs16 1.7 -> 1.5 ms, its check against transformers unchanged.
 # SPMD_SKINNY_GEMM=0 sends everything to cuBLAS; SPMD_SKINNY_MIN_MB and SPMD_SKINNY_MAX_MB move the bounds (A/B runs,
 # and checks of small models through skinny_gemm).
 # gate_up and down stay on cuBLAS, with the SiLU kernel between them. Tried in session 9 (H200, Llama-3-8B bs1 @1k,
@@ -45,7 +45,7 @@ fp8_linear_module = importlib.import_module("spmd_kernels.fp8_linear")
 SKINNY_MIN_WEIGHT_BYTES = float(os.environ.get("SPMD_SKINNY_MIN_MB", "16")) * (1 << 20)
 SKINNY_MAX_WEIGHT_BYTES = float(os.environ.get("SPMD_SKINNY_MAX_MB", "64")) * (1 << 20)
 SKINNY_GEMM_ON = os.environ.get("SPMD_SKINNY_GEMM", "1") == "1"
-SKINNY_SPLIT = os.environ.get("SPMD_SKINNY_SPLIT", "0") == "1"
+SKINNY_SPLIT = os.environ.get("SPMD_SKINNY_SPLIT", "1") == "1"
 
 
 class RoundedRows(NamedTuple):
@@ -73,7 +73,7 @@ def takes_skinny_gemm(x: torch.Tensor, weight: torch.Tensor) -> bool:
 
 def skinny_splits(x: torch.Tensor, weight: torch.Tensor) -> int:
     """Programs a tile's K is split over when x @ weight^T goes to skinny_gemm: 1 for a mid-sized weight
-    (takes_skinny_gemm), skinny_split_k's count for a smaller one with SKINNY_SPLIT on; 0 where F.linear takes it."""
+    (takes_skinny_gemm), skinny_split_k's count for a smaller one (SKINNY_SPLIT); 0 where F.linear takes it."""
     if takes_skinny_gemm(x, weight):
         return 1
     if (SKINNY_SPLIT and _skinny_device_ok(x, weight)

@@ -156,11 +156,12 @@ def skinny_sweep():
         sweep = [((bn, bk, 4, stages), splits)
                  for bn, bk, stages, splits in itertools.product((32, 64), (128, 256), (3, 4, 6), (1, 2, 4, 8))
                  if k % (bk * splits) == 0]
+        sweep += [default] * (default not in sweep)  # so that the default's own time is always printed
         for m in (1, 16):
             x = torch.randn(m, k, device=dev, dtype=torch.bfloat16)
             cublas = timed(lambda i: F.linear(x, weights[i]), len(weights))
             results = _ranked(sweep, lambda x, w, s: skinny_gemm(x, w, config=s[0], splits=s[1]), x, weights)
-            mine = next((t for t, st in results if st == default), None)
+            mine = next((f"{t:.1f}" for t, st in results if st == default), "failed")
             top = ", ".join(f"{t:.1f} {st}" for t, st in results[:3])
             print(f"{name:8s} rows {m:2d}: cuBLAS {cublas:5.1f} us, default {default} {mine} us, best {top}",
                   flush=True)

@@ -53,7 +53,7 @@ def test_skinny_gemm_refuses_a_split_that_does_not_divide_k(device):
         skinny_gemm(x, w, config=(32, 64, 4, 2), splits=4)
 
 
-@pytest.mark.parametrize("n,k,splits", [(1024, 2048, 4), (1024, 3072, 6), (4096, 1024, 2), (6144, 1024, 2),
+@pytest.mark.parametrize("n,k,splits", [(1024, 2048, 4), (1024, 3072, 4), (4096, 1024, 1), (6144, 1024, 1),
                                         (128, 128, 1), (151936, 1024, 1)])
 def test_skinny_split_k_fills_the_sms_and_divides_k(n, k, splits, monkeypatch):
     """Qwen3-0.6B's o, down, qkv and gate_up, a weight of one k-step pair, and an LM head whose tiles fill the SMs,
