@@ -243,7 +243,8 @@ def test_bench_dp2_dp_attention_moe_under_torchrun(tmp_path):
     out = tmp_path / "bench.json"
     proc = torchrun(2, ["-m", "spmd_infer.bench", "bench.preset=tiny-moe", "bench.workload=decode", "parallel.dp=2",
                         "parallel.dp_attention=true", "bench.baseline=hf", "model.expert_dtype=fp8",
-                        "bench.load=true", "bench.checkpoint_format=fp8", f"bench.output={out}", *TINY_WORKLOADS],
+                        "bench.load=true", "bench.checkpoint_format=fp8", "bench.profile=true",
+                        "bench.profile_phase=prefill", f"bench.output={out}", *TINY_WORKLOADS],
                     cwd=tmp_path, timeout=240)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     r = json.loads(out.read_text())
@@ -256,6 +257,9 @@ def test_bench_dp2_dp_attention_moe_under_torchrun(tmp_path):
         assert c["decode"]["mbu"] > 0 and c["exchange_share"] > 0 and c["decode"]["steps"] == 4
         assert len(c["dp_ranks"]["work_s"]) == 2 and all(s > 0 for s in c["dp_ranks"]["work_s"])
     assert ", DP ranks: own work " in proc.stdout
+    # the last case's prompts profiled (on the CPU no kernel rows, but steps and wall time)
+    assert r["profile"]["prefill"]["steps"] >= 1 and r["profile"]["prefill"]["wall_s"] > 0
+    assert f"profile of {r['cases'][-1]['name']}, " in proc.stdout and " prefill steps: " in proc.stdout
 
 
 @pytest.mark.parametrize("field,value,message", [
@@ -265,6 +269,7 @@ def test_bench_dp2_dp_attention_moe_under_torchrun(tmp_path):
     ("hf_orders", [], r"bench\.hf_orders=\[\] must list"),
     ("checkpoint_format", "int4", r"bench\.checkpoint_format='int4' must be model or fp8"),
     ("checkpoint_format", "fp8", r"set bench\.load=true"),
+    ("profile_phase", "all", r"bench\.profile_phase='all' must be one of decode, prefill"),
 ])
 def test_bench_refuses_bad_settings_before_starting_anything(field, value, message):
     from omegaconf import OmegaConf

@@ -80,6 +80,9 @@ class BenchSection:
     heaviest kernels (host-bound vs GPU-bound steps); the figures go into the JSON under "profile"."""
     profile_top: int = 15
     """profile=true: how many of the heaviest kernels to list."""
+    profile_phase: str = "decode"
+    """profile=true: which steps to profile: decode (from the first step in which no DP rank prefills to the case's
+    end) or prefill (from the case's start to its first such step, whose kernels it includes)."""
 
 
 @dataclass

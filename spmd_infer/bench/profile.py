@@ -1,8 +1,10 @@
-"""Optional torch.profiler pass over one case's decode steps: kernel time against wall time, heaviest kernels.
+"""Optional torch.profiler pass over one case's decode or prefill steps: kernel time against wall time, heaviest
+kernels.
 
-A decode step slower than its bytes allow is either GPU-bound (the kernels themselves: see which dominate)
-or host-bound (the GPU waits between kernels: kernel time well below wall time). This tells the two apart.
-Profiling starts after the first step in which no DP rank prefills, so prefill kernels stay out of it.
+A step slower than its bytes or FLOPs allow is either GPU-bound (the kernels themselves: see which dominate) or
+host-bound (the GPU waits between kernels: kernel time well below wall time). This tells the two apart. Decode
+profiling starts after the first step in which no DP rank prefills, so prefill kernels stay out of it; prefill
+profiling runs from the case's start to that step.
 
 Under programmatic dependent launch (kernels/pdl.py, on by default on Hopper) each kernel starts while the one
 before still runs and waits inside itself, so kernel times overlap and include those waits: their sum can exceed
@@ -24,31 +26,52 @@ from ..parallel.dp_meta import Phase
 from .measure import StepRecord, _sync
 
 
-class DecodeProfiler:
-    """`on_step` for run_case: profiles from the first all-decode step to the end of the case."""
+PHASES = ("decode", "prefill")
 
-    def __init__(self, device: torch.device):
+
+class StepProfiler:
+    """`on_step` for run_case, profiling one phase's steps: `decode` from the first all-decode step to the end of the
+    case; `prefill` from `start()` (called before the case's first step) to the end of its first all-decode step,
+    which it leaves out of the step count but not out of the times (the profiler learns that a step was all-decode
+    only once it has run: one decode step against the prefill steps of a batch's prompts)."""
+
+    def __init__(self, device: torch.device, phase: str = "decode"):
+        assert phase in PHASES, phase  # the benchmark checks bench.profile_phase before it starts
         activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
         self.prof = profile(activities=activities)
         self.device = device
+        self.phase = phase
         self.started: Optional[float] = None
+        self.wall: Optional[float] = None  # set when profiling stops
         self.steps = 0
+
+    def start(self) -> None:
+        _sync(self.device)
+        self.prof.start()
+        self.started = time.perf_counter()
+
+    def stop(self) -> None:
+        _sync(self.device)
+        self.wall = time.perf_counter() - self.started
+        self.prof.stop()
 
     def on_step(self, rec: StepRecord) -> None:
         decode_only = Phase.DECODE in rec.dp_phases and Phase.PREFILL not in rec.dp_phases
-        if self.started is not None:
-            self.steps += 1
-        elif decode_only:
-            _sync(self.device)
-            self.prof.start()
-            self.started = time.perf_counter()
+        if self.started is None:
+            if self.phase == "decode" and decode_only:
+                self.start()
+        elif self.wall is None:
+            if self.phase == "prefill" and decode_only:
+                self.stop()
+            else:
+                self.steps += 1
 
     def finish(self, top: int) -> Optional[dict]:
-        if self.started is None:
-            return None  # the case never reached a pure decode step
-        _sync(self.device)
-        wall = time.perf_counter() - self.started
-        self.prof.stop()
+        if self.started is not None and self.wall is None:
+            self.stop()  # decode runs to the case's end; so does a prefill that never reached a decode step
+        if not self.steps:
+            return None  # no step of the phase
+        wall = self.wall
         rows = []
         for evt in self.prof.key_averages():
             if evt.device_type != DeviceType.CUDA:
@@ -59,28 +82,30 @@ class DecodeProfiler:
         rows.sort(key=lambda r: -r[2])
         busy = sum(r[2] for r in rows)
         steps = max(self.steps, 1)
-        return {"decode_steps": self.steps, "wall_s": wall, "step_s": wall / steps, "kernel_s": busy,
+        return {"phase": self.phase, "steps": self.steps, "wall_s": wall, "step_s": wall / steps, "kernel_s": busy,
                 "kernel_share_of_wall": busy / max(wall, 1e-12), "pdl": pdl_enabled(self.device),
                 "top": [{"name": n, "calls_per_step": c / steps, "seconds_per_step": s / steps,
                          "share_of_kernels": s / max(busy, 1e-12)} for n, c, s in rows[:top]]}
 
 
-def profile_case(run: Callable[[Callable[[StepRecord], None]], object], device: torch.device,
-                 top: int) -> Optional[dict]:
-    """`run(on_step)` runs the case; returns the decode profile (None if the case had no pure decode step)."""
-    profiler = DecodeProfiler(device)
+def profile_case(run: Callable[[Callable[[StepRecord], None]], object], device: torch.device, top: int,
+                 phase: str = "decode") -> Optional[dict]:
+    """`run(on_step)` runs the case; returns the profile of its `phase` steps (None if it had none)."""
+    profiler = StepProfiler(device, phase)
+    if phase == "prefill":
+        profiler.start()
     run(profiler.on_step)
     return profiler.finish(top)
 
 
 def profile_lines(name: str, prof: Optional[dict]) -> list[str]:
     if prof is None:
-        return [f"profile of {name}: no step without prefill, nothing profiled"]
+        return [f"profile of {name}: no step of the profiled phase (bench.profile_phase), nothing profiled"]
     rest = ("kernels overlap under programmatic dependent launch and their times include their waits on the one "
             "before: SPMD_PDL=0 for per-kernel attribution" if prof.get("pdl")
             else "the rest is the GPU waiting on the host")
-    lines = [f"profile of {name}, {prof['decode_steps']} decode steps: {prof['step_s'] * 1e3:.2f} ms/step wall, "
-             f"kernels {prof['kernel_s'] / max(prof['decode_steps'], 1) * 1e3:.2f} ms/step "
+    lines = [f"profile of {name}, {prof['steps']} {prof['phase']} steps: {prof['step_s'] * 1e3:.2f} ms/step wall, "
+             f"kernels {prof['kernel_s'] / max(prof['steps'], 1) * 1e3:.2f} ms/step "
              f"({100 * prof['kernel_share_of_wall']:.1f}% of wall; {rest})"]
     for row in prof["top"]:
         lines.append(f"  {100 * row['share_of_kernels']:5.1f}%  {row['seconds_per_step'] * 1e6:8.1f} us/step  "

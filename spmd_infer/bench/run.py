@@ -28,7 +28,7 @@ from .hf_baseline import ORDERS as HF_ORDERS
 from .hf_baseline import HFBaseline, compare
 from .measure import case_metrics, median_run, run_case
 from .presets import preset_config
-from .profile import profile_case, profile_lines
+from .profile import PHASES, profile_case, profile_lines
 from .report import console_lines, write_json
 from .workloads import build_cases, warm_case
 
@@ -58,6 +58,8 @@ def run_bench(cfg: Any) -> Optional[dict]:
         raise ConfigError(f"bench.hf_orders={list(b.hf_orders)} must list one or more of {', '.join(HF_ORDERS)}")
     if b.repeats < 1:
         raise ConfigError(f"bench.repeats={b.repeats} must be at least 1")
+    if b.profile_phase not in PHASES:
+        raise ConfigError(f"bench.profile_phase={b.profile_phase!r} must be one of {', '.join(PHASES)}")
     if b.checkpoint_format not in ("model", "fp8"):
         raise ConfigError(f"bench.checkpoint_format={b.checkpoint_format!r} must be model or fp8")
     if b.checkpoint_format == "fp8" and not (b.load and not cfg.model.path):
@@ -120,8 +122,8 @@ def run_bench(cfg: Any) -> Optional[dict]:
     profiled = None
     if b.profile:
         case = cases[-1]
-        profiled = {"case": case.name,
-                    "decode": profile_case(partial(run_case, engine, case, sampling, b.seed), device, b.profile_top)}
+        profiled = {"case": case.name, b.profile_phase: profile_case(
+            partial(run_case, engine, case, sampling, b.seed), device, b.profile_top, b.profile_phase)}
     num_blocks = engine.num_blocks
     engine_fp8_experts = engine.runner.sharding.fp8_expert_block is not None  # as model.expert_dtype resolved
     # Linear layers in float8, as model.linear_dtype resolved.
@@ -160,7 +162,8 @@ def run_bench(cfg: Any) -> Optional[dict]:
     if not rank0:
         return None
     path = write_json(report, b.output)
-    for line in console_lines(report) + (profile_lines(profiled["case"], profiled["decode"]) if profiled else []):
+    profiled_lines = profile_lines(profiled["case"], profiled[b.profile_phase]) if profiled else []
+    for line in console_lines(report) + profiled_lines:
         print(line)
     print(f"results: {path}")
     return report

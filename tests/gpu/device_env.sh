@@ -30,6 +30,18 @@ nano_part() {
     bench.output="$OUT/$name.json" "$@"
   echo "$name: ${envs[*]} $*"; grep -E "^nano_vllm|runs:|Error|compiled during" "$OUT/$name.txt" | cut -c1-150
 }
+# Where a nano-vllm run's time went, from its JSON ($OUT/NAME.json): wall, prefill steps / seconds / MFU, decode
+# steps / median step / mean batch / MBU: nano_summary NAME
+nano_summary() {
+  python3 - "$OUT/$1.json" <<'PY'
+import json, sys
+case = json.load(open(sys.argv[1]))["cases"][0]
+d, p = case.get("decode", {}), case.get("prefill", {})
+print(f"  wall {case['wall_s']:.2f} s, steps {case['steps']}; prefill {p.get('steps')} steps {p.get('seconds', 0):.2f} s"
+      f" MFU {p.get('mfu', 0):.1%}; decode {d.get('steps')} steps, median {d.get('median_step_s', 0) * 1e3:.2f} ms,"
+      f" mean batch {d.get('batch_mean', 0):.0f}, MBU {d.get('mbu', 0):.1%}, {d.get('tok_s', 0):.0f} tok/s")
+PY
+}
 # A preset's decode at batch 256 and 64 from a 1024-token context (its TTFT: the prefill) as one part (limit LIMIT,
 # default 100 s), with these environment assignments and bench overrides, and its result lines printed:
 # decode_part NAME PRESET [VAR=VALUE ...] [-- BENCH_ARG ...]

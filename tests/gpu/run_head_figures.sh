@@ -17,14 +17,7 @@ part prefill 80 python3 -m spmd_infer.bench bench.preset=llama-3-8b bench.worklo
 grep -E "^grid" "$OUT/prefill.txt" | cut -c1-140
 for kv in auto fp8; do
   nano_part "nano_$kv" -- cache.dtype=$kv
-  python3 - "$OUT/nano_$kv.json" <<'PY'
-import json, sys
-case = json.load(open(sys.argv[1]))["cases"][0]
-d, p = case.get("decode", {}), case.get("prefill", {})
-print(f"  wall {case['wall_s']:.2f} s, steps {case['steps']}; prefill {p.get('steps')} steps {p.get('seconds', 0):.2f} s"
-      f" MFU {p.get('mfu', 0):.1%}; decode {d.get('steps')} steps, median {d.get('median_step_s', 0) * 1e3:.2f} ms,"
-      f" mean batch {d.get('batch_mean', 0):.0f}, MBU {d.get('mbu', 0):.1%}, {d.get('tok_s', 0):.0f} tok/s")
-PY
+  nano_summary "nano_$kv"
 done
 if [[ ${PROFILE:-0} == 1 ]]; then
   part bs1_profile 110 python3 -m spmd_infer.bench bench.preset=llama-3-8b bench.workload=decode \
