@@ -159,7 +159,8 @@ def _report(cases: list[dict], copy_rate: float = 4.2e12) -> dict:
 
 def _decode_case(out_tok_s: float, step_s: float, mbu: float) -> dict:
     return {"name": "decode bs1 @1024", "output_tok_s": out_tok_s, "total_tok_s": 6100.0, "ttft_s": {"median": 0.027},
-            "decode": {"median_step_s": step_s, "mbu": mbu, "bytes_per_s": 3.43e12}, "exchange_share": 0.01}
+            "decode": {"median_step_s": step_s, "mbu": mbu, "bytes_per_s": 3.43e12}, "exchange_share": 0.01,
+            "prefill": {"seconds": out_tok_s / 1e4}}
 
 
 def test_repeated_runs_report_the_median_run_and_every_run():
@@ -167,7 +168,8 @@ def test_repeated_runs_report_the_median_run_and_every_run():
     chosen = median_run(runs)
     assert chosen["output_tok_s"] == 183 and chosen["decode"]["mbu"] == 0.794  # the median run, whole
     assert [r["output_tok_s"] for r in chosen["runs"]] == [183, 192, 175]  # every run, in run order
-    assert chosen["runs"][1] == {"output_tok_s": 192, "decode_median_step_s": 0.0045, "decode_mbu": 0.831}
+    assert chosen["runs"][1] == {"output_tok_s": 192, "decode_median_step_s": 0.0045, "decode_mbu": 0.831,
+                                 "prefill_s": 0.0192}
     assert median_run(runs[:2])["output_tok_s"] == 183  # an even count takes the lower middle
     single = median_run(runs[:1])
     assert single == runs[0] and "runs" not in single and single is not runs[0]

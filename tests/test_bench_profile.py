@@ -26,6 +26,7 @@ def test_profiling_starts_at_the_first_step_without_prefill_on_any_rank():
     prof = profiler.finish(top=5)
     assert prof["steps"] == 2 and prof["phase"] == "decode" and prof["pdl"] is False  # the first one starts it
     assert prof["wall_s"] > 0 and prof["top"] == []  # no CUDA kernels on the CPU
+    assert any(row["name"] == "aten::mm" and row["calls_per_step"] == 1.5 for row in prof["host_top"])
 
 
 def test_a_case_without_a_pure_decode_step_is_not_profiled():
@@ -54,5 +55,8 @@ def test_profile_lines_say_how_to_read_kernel_time_with_and_without_pdl():
     head, row = profile_lines("decode bs1 @1024", prof)
     assert "10 decode steps: 4.60 ms/step wall" in head and "5.50 ms/step" in head and "SPMD_PDL=0" in head
     assert "18.6%" in row and "1000.0 us/step" in row and "64.0x" in row and "_skinny_gemm_kernel" in row
+    host = profile_lines("decode bs1 @1024", dict(prof, host_top=[{"name": "cudaStreamSynchronize",
+                                                                   "calls_per_step": 1.0, "seconds_per_step": 2e-3}]))
+    assert host[2].startswith("heaviest host calls") and "2000.0 us/step" in host[3] and "cudaStream" in host[3]
     head = profile_lines("decode bs1 @1024", dict(prof, pdl=False, kernel_share_of_wall=0.9))[0]
     assert "waiting on the host" in head and "SPMD_PDL" not in head

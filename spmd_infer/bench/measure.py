@@ -170,10 +170,12 @@ def _sync(device: torch.device) -> None:
 
 def median_run(runs: list[dict]) -> dict:
     """Of one case's timed runs (case_metrics), the one with the median output rate (the lower middle of an even
-    count), its figures whole; with several runs, "runs" lists each one's output rate, decode step and MBU."""
+    count), its figures whole; with several runs, "runs" lists each one's output rate, decode step and MBU, and
+    its prefill seconds (which move more between runs than decode does)."""
     chosen = dict(sorted(runs, key=lambda r: r["output_tok_s"])[(len(runs) - 1) // 2])
     if len(runs) > 1:
         chosen["runs"] = [{"output_tok_s": r["output_tok_s"],
                            "decode_median_step_s": r.get("decode", {}).get("median_step_s"),
-                           "decode_mbu": r.get("decode", {}).get("mbu")} for r in runs]
+                           "decode_mbu": r.get("decode", {}).get("mbu"),
+                           "prefill_s": r.get("prefill", {}).get("seconds")} for r in runs]
     return chosen

@@ -72,20 +72,26 @@ class StepProfiler:
         if not self.steps:
             return None  # no step of the phase
         wall = self.wall
-        rows = []
+        rows, host_rows = [], []
         for evt in self.prof.key_averages():
-            if evt.device_type != DeviceType.CUDA:
-                continue  # CPU ops also carry their kernels' device time: count kernels once
-            seconds = getattr(evt, "self_device_time_total", 0.0) / 1e6
-            if seconds > 0:
-                rows.append((evt.key, evt.count, seconds))
+            if evt.device_type == DeviceType.CUDA:
+                seconds = getattr(evt, "self_device_time_total", 0.0) / 1e6
+                if seconds > 0:
+                    rows.append((evt.key, evt.count, seconds))
+            elif evt.self_cpu_time_total > 0:  # its kernels' device time stays with the CUDA rows: counted once
+                host_rows.append((evt.key, evt.count, evt.self_cpu_time_total / 1e6))
         rows.sort(key=lambda r: -r[2])
+        host_rows.sort(key=lambda r: -r[2])
         busy = sum(r[2] for r in rows)
         steps = max(self.steps, 1)
         return {"phase": self.phase, "steps": self.steps, "wall_s": wall, "step_s": wall / steps, "kernel_s": busy,
                 "kernel_share_of_wall": busy / max(wall, 1e-12), "pdl": pdl_enabled(self.device),
                 "top": [{"name": n, "calls_per_step": c / steps, "seconds_per_step": s / steps,
-                         "share_of_kernels": s / max(busy, 1e-12)} for n, c, s in rows[:top]]}
+                         "share_of_kernels": s / max(busy, 1e-12)} for n, c, s in rows[:top]],
+                # Where the host's time goes (torch ops and CUDA runtime calls, self time: a long
+                # cudaStreamSynchronize or item() is the host waiting on the GPU, a long launch list the reverse).
+                "host_top": [{"name": n, "calls_per_step": c / steps, "seconds_per_step": s / steps}
+                             for n, c, s in host_rows[:top]]}
 
 
 def profile_case(run: Callable[[Callable[[StepRecord], None]], object], device: torch.device, top: int,
@@ -110,4 +116,9 @@ def profile_lines(name: str, prof: Optional[dict]) -> list[str]:
     for row in prof["top"]:
         lines.append(f"  {100 * row['share_of_kernels']:5.1f}%  {row['seconds_per_step'] * 1e6:8.1f} us/step  "
                      f"{row['calls_per_step']:6.1f}x  {row['name'][:90]}")
+    if prof.get("host_top"):
+        lines.append("heaviest host calls (self time; the profiler's own overhead inflates short ones):")
+        for row in prof["host_top"]:
+            lines.append(f"          {row['seconds_per_step'] * 1e6:8.1f} us/step  {row['calls_per_step']:6.1f}x  "
+                         f"{row['name'][:90]}")
     return lines
