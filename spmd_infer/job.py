@@ -46,6 +46,7 @@ class JobSummary:
     steps: int
     preemptions: int = 0  # on this rank
     prefill_chunks: int = 0  # on this rank
+    overlapped_prefills: int = 0  # prefill steps this rank left in flight (runtime.overlap_prefill)
     prefix_cached_tokens: int = 0  # prompt tokens this rank served from the prefix cache
     warmup_steps: int = 0  # forward steps of the warmup, run through the step function with DPMeta
     metrics: dict = field(default_factory=dict)  # report/metrics.py: what metrics.json holds
@@ -161,7 +162,8 @@ def _run(cfg: Any, plan: JobPlan, dims, resume: ResumeState, stop: StopRequest, 
                          kv_capacity_tokens=num_blocks * cfg.cache.block_size * dims.dp, steps=stepper.stats.steps,
                          preemptions=scheduler.num_preemptions, prefill_chunks=scheduler.num_prefill_chunks,
                          prefix_cached_tokens=blocks.num_cached_tokens, warmup_steps=engine.warmup_steps,
-                         resumed=resume.num_done, weight_bytes=module_bytes(engine.runner.model))
+                         resumed=resume.num_done, weight_bytes=module_bytes(engine.runner.model),
+                         overlapped_prefills=stepper.stats.overlapped_prefills)
     summary.metrics = job_metrics(summary, timeline, dims, plan.device, cfg.cache.block_size)  # a collective
     st = stepper.stats
     log.info("step loop: %d steps (%d forward, %d dummy, %d idle) in %.2f s; DP metadata exchange %.1f%% of it "

@@ -14,8 +14,9 @@ LAYOUTS = [(1, 1), (1, 2), (2, 1), (2, 2), (4, 1), (1, 4)]
 SAMPLED = ["sampling.temperature=0.9", "sampling.top_p=0.9", "sampling.top_k=50", "sampling.seed=7"]
 
 
-def _cases(tiny, out_dir):
-    """(name, overrides, reference key or None) for every case of one layout."""
+def _cases(tiny, out_dir, overlap_prefill: bool):
+    """(name, overrides, reference key or None) for every case of one layout; `overlap_prefill`: with the cases
+    that run prefill steps in flight too (rank-local logic, so not in every layout)."""
     greedy = ["sampling.temperature=0", f"sampling.max_tokens={MAX_NEW}"]
     m, i = tiny["models"], tiny["inputs"]
     cases = [(f"{name}-mixed", [f"model.path={m[name]}", f"data.input={i['mixed']}"], (name, "mixed"))
@@ -48,11 +49,17 @@ def _cases(tiny, out_dir):
     # what synchronous steps give, also between prefills (one sequence at a time, chunks) and where
     # preemption and eviction interrupt them.
     sync, overlap = ["runtime.overlap_steps=false"], ["runtime.overlap_steps=true"]
-    cases += [(f"{name}-sync", o + sync, ref) for name, o, ref in cases
-              if name in ("llama-mixed", "qwen3-mixed", "llama-long", "llama-preempt", "llama-prefix",
-                          "llama-prefix-preempt")]
+    overlapped = ("llama-mixed", "qwen3-mixed", "llama-long", "llama-preempt", "llama-prefix", "llama-prefix-preempt")
+    variants = [(f"{name}-sync", o + sync, ref) for name, o, ref in cases if name in overlapped]
+    if overlap_prefill:
+        # Prefill steps in flight too (runtime.overlap_prefill): first tokens settled a step late, between chunks,
+        # preemption and prefix-cache hits; the prompt-scoring case falls back to settled prefills.
+        variants += [(f"{name}-ovp", o + ["runtime.overlap_prefill=true"], ref) for name, o, ref in cases
+                     if name in overlapped + ("llama-prompt-lp",)]
+    cases += variants
     jobs = [{"name": n, "overrides": o + greedy + [f"data.output={out_dir / n}.jsonl"]} for n, o, _ in cases]
-    for run, extra in (("a", sync), ("b", overlap)):  # seeded sampling, twice: in sync and in overlapped steps
+    runs = [("a", sync), ("b", overlap)] + [("c", overlap + ["runtime.overlap_prefill=true"])] * overlap_prefill
+    for run, extra in runs:  # seeded sampling: in sync steps, overlapped ones, and with prefills overlapped too
         jobs.append({"name": f"sampled-{run}", "overrides": [
             f"model.path={m['llama']}", f"data.input={i['mixed']}", f"sampling.max_tokens={MAX_NEW}",
             f"data.output={out_dir}/sampled-{run}.jsonl", *SAMPLED, *extra]})
@@ -67,7 +74,8 @@ def layout_runs(tiny, tmp_path_factory):
 @pytest.mark.parametrize("dp,tp", LAYOUTS, ids=[f"dp{d}xtp{t}" for d, t in LAYOUTS])
 def test_layout_matches_transformers(tiny, tmp_path_factory, layout_runs, dp, tp):
     out_dir = tmp_path_factory.mktemp(f"dp{dp}tp{tp}")
-    jobs, refs = _cases(tiny, out_dir)
+    overlap_prefill = (dp, tp) in ((1, 1), (2, 2))
+    jobs, refs = _cases(tiny, out_dir, overlap_prefill)
     for job in jobs:
         job["overrides"] += [f"parallel.dp={dp}", f"parallel.tp={tp}"]
     summaries = run_jobs(dp * tp, jobs, out_dir / "spec.json")
@@ -82,15 +90,25 @@ def test_layout_matches_transformers(tiny, tmp_path_factory, layout_runs, dp, tp
             assert r["finish_reason"] == expected and r["num_output_tokens"] == len(r["token_ids"])
 
     _check_prompt_logprobs(tiny, read_output(out_dir / "llama-prompt-lp.jsonl"))
+    if "llama-prompt-lp-ovp" in refs:
+        _check_prompt_logprobs(tiny, read_output(out_dir / "llama-prompt-lp-ovp.jsonl"))
     per_rank = summaries.values()
-    for name in ("llama-preempt", "llama-preempt-sync"):
-        assert sum(s[name]["preemptions"] for s in per_rank) > 0, f"{name}: the small cache forced no preemption"
+    for name in ("llama-preempt", "llama-preempt-sync", "llama-preempt-ovp"):
+        if name in refs:
+            assert sum(s[name]["preemptions"] for s in per_rank) > 0, f"{name}: the small cache forced no preemption"
+    for name in refs:
+        overlapped = sum(s[name]["overlapped_prefills"] for s in per_rank)
+        if name.endswith("-ovp") and name != "llama-prompt-lp-ovp":
+            assert overlapped > 0, f"{name}: no prefill step was left in flight"
+        else:  # off, or prompts scored: their prefills settle at once
+            assert overlapped == 0, f"{name}: {overlapped} prefill steps left in flight"
     assert sum(s["llama-long"]["prefill_chunks"] for s in per_rank) > 0, "the long prompt was not chunked"
     assert sum(s["llama-prefix"]["prefix_cached_tokens"] for s in per_rank) > 0, "no prefix-cache hit"
 
     sampled_a = read_output(out_dir / "sampled-a.jsonl")
-    assert sampled_a == read_output(out_dir / "sampled-b.jsonl"), "seeded sampling differs between two runs " \
-        "(the first in sync, the second in overlapped steps)"
+    for run in "bc"[:1 + overlap_prefill]:
+        assert sampled_a == read_output(out_dir / f"sampled-{run}.jsonl"), f"seeded sampling differs between " \
+            f"sync steps and sampled-{run}'s (b: overlapped decode steps, c: overlapped prefills too)"
     greedy = read_output(out_dir / "llama-mixed.jsonl")
     assert [r["token_ids"] for r in sampled_a] != [r["token_ids"] for r in greedy], "sampling looks greedy"
     layout_runs[(dp, tp)] = sampled_a

@@ -21,6 +21,7 @@ from support.tiny_models import MAX_NEW, read_output
 
 TOP = 5
 PENALTIES = {"repetition_penalty": 1.3, "presence_penalty": 0.5, "frequency_penalty": 0.7}
+OVP = "runtime.overlap_prefill=true"
 
 
 def test_generation_config_fills_only_unset_fields(tmp_path):
@@ -73,6 +74,7 @@ def runs(tiny, tmp_path_factory):
         "messages": [{"role": "user", "content": "What is the capital of France?"}], "max_completion_tokens": 4,
         "logprobs": True, "top_logprobs": 2}}) + "\n")
     sampled = ["sampling.temperature=0.9", "sampling.seed=5", f"sampling.max_tokens={MAX_NEW}"]
+    first = tiny["refs"][("llama", "mixed")][0][0]  # the first prompt's first greedy token: a stop token below
     greedy = ["sampling.temperature=0", f"sampling.max_tokens={MAX_NEW}"]
     jobs = {
         "logprobs": [f"model.path={m['llama']}", f"data.input={i['mixed']}", f"sampling.logprobs={TOP}", *greedy],
@@ -89,6 +91,15 @@ def runs(tiny, tmp_path_factory):
         "score-only": [f"model.path={m['llama']}", f"data.input={i['shared']}", "sampling.prompt_logprobs=1",
                        "sampling.max_tokens=0", "cache.block_size=4"],
         "n3": [f"model.path={m['llama']}", f"data.input={i['mixed']}", "sampling.n=3", *sampled],
+        # Prefill steps in flight (runtime.overlap_prefill): n completions sampled a step late, a first token that
+        # ends its sequence by length or by a stop token while in flight.
+        "n3-ovp": [f"model.path={m['llama']}", f"data.input={i['mixed']}", "sampling.n=3", *sampled, OVP],
+        "max1-ovp": [f"model.path={m['llama']}", f"data.input={i['mixed']}", "sampling.temperature=0",
+                     "sampling.max_tokens=1", OVP],
+        "stop-first": [f"model.path={m['llama']}", f"data.input={i['mixed']}", *greedy,
+                       f"sampling.stop_token_ids=[{first}]"],
+        "stop-first-ovp": [f"model.path={m['llama']}", f"data.input={i['mixed']}", *greedy,
+                           f"sampling.stop_token_ids=[{first}]", OVP],
         "n1": [f"model.path={m['llama']}", f"data.input={i['mixed']}", *sampled],
         "gen-default": [f"model.path={gen_model}", f"data.input={i['mixed']}", f"sampling.max_tokens={MAX_NEW}"],
         "gen-override": [f"model.path={gen_model}", f"data.input={i['mixed']}", *sampled[:1],
@@ -223,6 +234,23 @@ def test_n_completions_each_with_its_own_generator(runs):
         assert outs[0]["token_ids"] == one["token_ids"]  # completion 0 keeps the n = 1 generator key
         assert "outputs" not in one and "token_ids" in one  # n = 1 rows keep their shape
     assert any(len({tuple(o["token_ids"]) for o in row["outputs"]}) > 1 for row in many), "completions identical"
+
+
+def test_overlapped_prefills_settle_first_tokens_as_settled_ones(tiny, runs):
+    """Prefill steps left in flight (runtime.overlap_prefill) give the outputs of settled ones, where the first token
+    ends a sequence too (max_tokens 1; a stop token), and count as overlapped in the job's summary."""
+    summary = json.loads((runs / "spec.json.rank0.json").read_text())
+    assert read_output(runs / "n3-ovp.jsonl") == read_output(runs / "n3.jsonl")
+    refs = tiny["refs"][("llama", "mixed")]
+    max1 = read_output(runs / "max1-ovp.jsonl")
+    assert [r["token_ids"] for r in max1] == [ref[:1] for ref in refs]
+    assert all(r["finish_reason"] == ("stop" if r["token_ids"] == [1] else "length") for r in max1)
+    stopped = read_output(runs / "stop-first-ovp.jsonl")
+    assert stopped == read_output(runs / "stop-first.jsonl")
+    assert stopped[0]["token_ids"] == refs[0][:1] and stopped[0]["finish_reason"] == "stop"
+    for job in ("n3-ovp", "max1-ovp", "stop-first-ovp"):
+        assert summary[job]["overlapped_prefills"] > 0, f"{job}: no prefill step was left in flight"
+    assert summary["stop-first"]["overlapped_prefills"] == 0
 
 
 def test_generation_config_defaults_unless_overridden(tiny, runs):

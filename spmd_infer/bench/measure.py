@@ -51,11 +51,17 @@ class TimedSource(RequestSource):
         return self.last
 
     def postprocess(self, batch: ScheduledBatch, tokens: list[int], logprobs: list) -> None:
-        now = time.perf_counter() - self.started  # tokens are on the host already: sampling synchronised
-        for seq, sampled in zip(batch.seqs, batch.sampled):
-            if sampled:
-                self.first_token_at.setdefault(seq.index, now)
+        self._first_tokens(batch)  # tokens are on the host already: sampling synchronised
         super().postprocess(batch, tokens, logprobs)
+
+    def resolve(self, batch: ScheduledBatch, positions: list[int], tokens: list[int]) -> None:
+        self._first_tokens(batch)  # an overlapped prefill's first tokens reach the host one step late
+        super().resolve(batch, positions, tokens)
+
+    def _first_tokens(self, batch: ScheduledBatch) -> None:
+        now = time.perf_counter() - self.started
+        for seq in batch.sampled_seqs:
+            self.first_token_at.setdefault(seq.index, now)
 
 
 def run_case(engine: Engine, case: Case, sampling, seed: int,

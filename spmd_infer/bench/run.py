@@ -154,7 +154,8 @@ def run_bench(cfg: Any) -> Optional[dict]:
                      "tokens_per_dp_group": num_blocks * cfg.cache.block_size},
         "engine": {"max_num_seqs": cfg.scheduler.max_num_seqs,
                    "max_num_batched_tokens": cfg.scheduler.max_num_batched_tokens, "max_model_len": max_model_len,
-                   "temperature": sampling.temperature},
+                   "temperature": sampling.temperature, "overlap_steps": cfg.runtime.overlap_steps,
+                   "overlap_prefill": cfg.runtime.overlap_prefill},
         "cases": results, "baseline_skipped": skipped, "profile": profiled,
         "bench_seconds": time.perf_counter() - entered, "torch": torch.__version__,
     }

@@ -139,7 +139,9 @@ class Engine:
         blocks = BlockManager(self.num_blocks, self.cfg.cache.block_size,
                               getattr(self.cfg.cache, "enable_prefix_caching", True))
         scheduler = Scheduler(blocks, s.max_num_seqs, s.max_num_batched_tokens, self.max_model_len)
-        return source_cls(scheduler, stopper, on_finish)
+        runtime = self.cfg.runtime
+        return source_cls(scheduler, stopper, on_finish,
+                          defer_prefill=runtime.overlap_steps and getattr(runtime, "overlap_prefill", False))
 
 
 def size_kv_cache(cfg: Any, runner: ModelRunner, dims: ParallelDims, max_model_len: int) -> int:

@@ -1,4 +1,5 @@
-"""A launched decode step whose sampled tokens are still on the device (runtime.overlap_steps).
+"""A launched step whose sampled tokens are still on the device (runtime.overlap_steps; prefills too with
+runtime.overlap_prefill).
 
 The next step reads them on the device (its input ids), and the host copy arrives in the background:
 the host settles them one step late, while the GPU runs the step after.
@@ -21,7 +22,7 @@ class InFlight:
     positions: list[int]
     """Each sequence's placeholder index in its token_ids (RequestSource.advance)."""
     device_tokens: torch.Tensor
-    """[S] int64, one sampled token per sequence of the batch, in batch order."""
+    """[S] int64, one token per sampled sequence of the batch (batch.sampled_seqs), in batch order."""
     host_tokens: torch.Tensor
     """Their host copy: pinned and filled asynchronously on CUDA; the tokens themselves on the CPU."""
     ready: Optional[torch.cuda.Event]
@@ -44,8 +45,8 @@ class InFlight:
         return self.host_tokens.tolist()
 
     def feedback(self, batch: ScheduledBatch) -> tuple[torch.Tensor, np.ndarray]:
-        """For `batch`'s rows: where each one's input token sits in this step's device tokens (-1: known on
-        the host). Every sequence of a batch scheduled while a step is in flight ran in that step."""
-        row_of = {id(seq): i for i, seq in enumerate(self.batch.seqs)}
+        """For `batch`'s rows: where each one's input token sits in this step's device tokens (-1: known on the
+        host). A decode's row is its sequence; a prefill's sequences are waiting ones, never sampled in flight."""
+        row_of = {id(seq): i for i, seq in enumerate(self.batch.sampled_seqs)}
         return self.device_tokens, np.fromiter((row_of.get(id(seq), -1) for seq in batch.seqs), dtype=np.int64,
                                                count=len(batch.seqs))

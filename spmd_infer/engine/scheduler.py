@@ -29,6 +29,11 @@ class ScheduledBatch:
         self.sampled.append(seq.num_computed + n == len(seq))
 
     @property
+    def sampled_seqs(self) -> list[Sequence]:
+        """The sequences that sample a token this step, in the order of the step's sampled tokens."""
+        return [s for s, sampled in zip(self.seqs, self.sampled) if sampled]
+
+    @property
     def num_tokens(self) -> int:
         return sum(self.num_new_tokens) or self.capture_bucket
 

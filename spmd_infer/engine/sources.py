@@ -16,8 +16,10 @@ from .stopping import StopChecker
 class RequestSource:
     """A DP rank's scheduler plus the bookkeeping of finished requests."""
 
-    def __init__(self, scheduler: Scheduler, stopper: StopChecker, on_finish: Callable[[Sequence], None]):
+    def __init__(self, scheduler: Scheduler, stopper: StopChecker, on_finish: Callable[[Sequence], None],
+                 defer_prefill: bool = False):
         self.scheduler = scheduler
+        self.defer_prefill = defer_prefill  # runtime.overlap_prefill: prefill steps may leave tokens in flight too
         self.stopper = stopper
         self.eos_ids = stopper.eos_ids
         self.on_finish = on_finish
@@ -85,16 +87,23 @@ class RequestSource:
             self.num_finished += 1
         self.on_finish(seq)
 
-    # ---- overlapped decode steps (runtime.overlap_steps; Stepper runs them) --------------------------------
+    # ---- overlapped steps (runtime.overlap_steps, overlap_prefill; Stepper runs them) -----------------------
     def can_defer(self, batch: Optional[ScheduledBatch] = None) -> bool:
-        """With `batch`: whether its tokens may stay on the device for a step (a decode whose sequences need no token
-        ids on the host to sample: no repetition, presence or frequency penalty, no logprobs). Without: whether the
-        next schedule() may run while a step's tokens are still in flight: its decode would preempt no sequence (a
-        recompute needs the ids) and samples as above; a prefill of waiting requests needs none of them."""
+        """With `batch`: whether its tokens may stay on the device for a step: a decode whose sequences need no token
+        ids on the host to sample (no repetition, presence or frequency penalty, no logprobs), or with defer_prefill
+        a prefill that samples some token so (one that samples none settles without waiting anyway), scores no
+        prompt (its prompt log-probabilities are read on the host as it settles) and keeps every token it samples
+        (no max_tokens 0). Without: whether the next schedule() may run while a step's tokens are still in flight:
+        its decode would preempt no sequence (a recompute needs the ids) and samples as above; a prefill of waiting
+        requests needs none of them."""
         s = self.scheduler
         if batch is not None:
-            seqs = batch.seqs
-            if batch.phase is not Phase.DECODE or not all(batch.sampled):
+            seqs = batch.sampled_seqs
+            if batch.phase is Phase.PREFILL:
+                if not (self.defer_prefill and seqs) or any(q.needs_prompt_logprobs for q in batch.seqs) \
+                        or any(q.sampling.max_tokens == 0 for q in seqs):
+                    return False
+            elif batch.phase is not Phase.DECODE or len(seqs) < len(batch.seqs):
                 return False
         else:
             seqs = s.running
@@ -104,11 +113,17 @@ class RequestSource:
         return all(not q.sampling.penalizes and not q.sampling.logprobs for q in seqs)
 
     def advance(self, batch: ScheduledBatch) -> list[int]:
-        """Account a launched decode step whose tokens are still on the device: each sequence's new token is
-        a placeholder until resolve(). Returns the placeholders' positions."""
+        """Account a launched step whose tokens are still on the device: each sampled sequence's new token is a
+        placeholder until resolve(). Returns the placeholders' positions, in batch.sampled_seqs order."""
+        if batch.phase is Phase.PREFILL:
+            # Its tokens computed and its finished prompts running, as postprocess would; no token is known yet, and
+            # none of the full blocks it indexes holds the placeholder (the sampled position is not computed).
+            self.scheduler.postprocess(batch)
+        else:
+            for seq in batch.seqs:
+                seq.num_computed += 1
         positions = []
-        for seq in batch.seqs:
-            seq.num_computed += 1
+        for seq in batch.sampled_seqs:
             positions.append(len(seq.token_ids))
             seq.token_ids.append(PLACEHOLDER)
         return positions
@@ -116,7 +131,7 @@ class RequestSource:
     def resolve(self, batch: ScheduledBatch, positions: list[int], tokens: list[int]) -> None:
         """An advanced step's tokens have arrived: each replaces its placeholder, then the usual stop rules
         run as if the later placeholders were not there; a sequence they stop loses those (void) tokens."""
-        for seq, index, token in zip(batch.seqs, positions, tokens):
+        for seq, index, token in zip(batch.sampled_seqs, positions, tokens):
             if seq.status is SeqStatus.FINISHED:
                 continue  # stopped by an earlier step; this token was computed in vain
             later = seq.token_ids[index + 1:]

@@ -28,7 +28,7 @@ class BatchSource(Protocol):
     def uses_cache(self) -> bool: ...
     def generator_keys(self, batch: ScheduledBatch) -> list[int]: ...
     def postprocess(self, batch: ScheduledBatch, tokens: list[int], logprobs: list) -> None: ...
-    # Overlapped decode steps (runtime.overlap_steps): a source whose can_defer() may say True also has
+    # Overlapped steps (runtime.overlap_steps): a source whose can_defer() may say True also has
     # advance(batch) -> placeholder positions, and resolve(batch, positions, tokens) (see RequestSource).
     # A source whose sequences ask for prompt log-probabilities has record_prompt_logprobs (see RequestSource).
     def can_defer(self, batch: Optional[ScheduledBatch] = None) -> bool: ...
@@ -57,6 +57,8 @@ class StepStats:
     wait_seconds: float = 0.0
     """The part of exchange_seconds spent waiting for slower DP ranks (DPMeta.wait_seconds)."""
     step_seconds: float = 0.0
+    overlapped_prefills: int = 0
+    """Prefill steps launched with their sampled tokens left on the device (runtime.overlap_prefill)."""
     history: list = field(default_factory=list)  # (step, tokens per DP rank) for load reports
 
 
@@ -68,7 +70,7 @@ class Stepper:
         self.dp_attention = dp_attention
         self.capacity = capacity  # requests a DP rank may hold (running + waiting)
         self.overlap = overlap
-        self.in_flight: Optional[InFlight] = None  # a launched decode step whose tokens the host lacks
+        self.in_flight: Optional[InFlight] = None  # a launched step whose tokens the host lacks
         self.stats = StepStats()
 
     def step(self, source: BatchSource, queue: Optional[RequestQueue] = None) -> StepResult:
@@ -120,13 +122,15 @@ class Stepper:
         logits = self.runner.run(fb, bucket, batch.num_seqs)
         keys = source.generator_keys(batch)
         if not (self.overlap and source.can_defer(batch)):
-            # Settled now: a prefill (its requests are new, so an in-flight step stays in flight), or no overlap.
+            # Settled now: no overlap, or a step that needs its tokens on the host (see can_defer). Its requests are
+            # new if it prefills, so an in-flight step stays in flight.
             tokens, logprobs = self.runner.sample(batch, logits, source.eos_ids, keys)
             if fb.prompt_scores is not None:
                 source.record_prompt_logprobs(batch, fb.prompt_counts, fb.prompt_scores)
             source.postprocess(batch, tokens, logprobs)
             return
         # Leave this step's tokens on the device; settle the previous step's while the GPU computes this one.
+        self.stats.overlapped_prefills += batch.phase is Phase.PREFILL
         tokens = self.runner.sample_on_device(batch, logits, source.eos_ids, keys)
         self.in_flight = InFlight.launch(batch, tokens, source.advance(batch))
         if previous is not None:
