@@ -97,6 +97,10 @@ def _edge_cases() -> list[tuple[str, list[str], str]]:
         # Synchronous decode steps (overlapped ones, the default, run in every other case) while ranks finish
         # at different times.
         ("sync", ["runtime.overlap_steps=false"], "uneven"),
+        # Prefill steps in flight too (runtime.overlap_prefill): a rank's first tokens settle a step late while
+        # the others decode, run dummy steps or prefill their next chunk.
+        ("staggered-ovp", ["scheduler.max_num_seqs=1", "runtime.overlap_prefill=true"], "uneven"),
+        ("chunked-ovp", ["scheduler.max_num_batched_tokens=48", "runtime.overlap_prefill=true"], "long"),
     ]
 
 
@@ -168,6 +172,8 @@ def test_deepseek_matches_transformers(ds, tmp_path_factory, monkeypatch, dp, tp
     per_rank = list(summaries.values())
     chunks = sorted({s[f"{model}-edge-chunked"]["prefill_chunks"] for s in per_rank})
     assert len(chunks) > 1, f"every rank prefilled in the same number of chunks: {chunks}"
+    for case in ("staggered-ovp", "chunked-ovp"):
+        assert sum(s[f"{model}-edge-{case}"]["overlapped_prefills"] for s in per_rank) > 0, f"{case}: none in flight"
     # The warmup ran one forward step through the step function (with DPMeta); the job without it none.
     for s in per_rank:
         assert s[f"{model}-edge-warmup"]["warmup_steps"] == 1 and s[f"{model}-edge-chunked"]["warmup_steps"] == 0
