@@ -110,10 +110,11 @@ def test_failed_run_resumes_keeping_finished_rows(job, tmp_path, prompts, monkey
     assert len(list((tmp_path / "out.jsonl.run").glob("manifest.json"))) == 1
 
 
-@pytest.mark.parametrize("overlap", [False, True], ids=["sync", "overlapped"])
-def test_sigterm_stops_after_a_step_and_rerun_resumes(job, tmp_path, prompts, monkeypatch, overlap):
-    # Overlapped steps: the stop settles the in-flight step first, so what it finished is saved too.
-    inp, mode = _input(tmp_path, prompts), f"runtime.overlap_steps={str(overlap).lower()}"
+@pytest.mark.parametrize("mode", ["runtime.overlap_steps=false", "runtime.overlap_steps=true",
+                                  "runtime.overlap_prefill=true"], ids=["sync", "overlapped", "overlapped-prefill"])
+def test_sigterm_stops_after_a_step_and_rerun_resumes(job, tmp_path, prompts, monkeypatch, mode):
+    # Overlapped steps (prefills too): the stop settles the in-flight step first, so what it finished is saved too.
+    inp = _input(tmp_path, prompts)
     handler = signal.getsignal(signal.SIGTERM)
     monkeypatch.setenv(TESTING_ENV, "1")
     monkeypatch.setenv(FAULT_ENV, "0:12:sigterm")
