@@ -77,10 +77,13 @@ def _prefill_kernel(
     BLOCK_N: tl.constexpr,
     BLOCK_D: tl.constexpr,
     BLOCK_DV: tl.constexpr,
+    HEAVY_FIRST: tl.constexpr,  # a sequence's last query tiles (the most keys under the causal mask) start first
     PDL: tl.constexpr,
 ):
     pdl_enter(PDL)
     m_block = tl.program_id(0)
+    if HEAVY_FIRST:
+        m_block = tl.num_programs(0) - 1 - m_block
     h = tl.program_id(1)
     seq = tl.program_id(2)
 
@@ -169,6 +172,8 @@ def paged_prefill_attention(
     scale: float,
     max_seqlen_q: int | None = None,
     out: torch.Tensor | None = None,
+    config: tuple[int, int, int, int] | None = None,
+    heavy_first: bool = False,
 ) -> torch.Tensor:
     """Causal attention of packed queries against their sequences' paged KV; returns out [Tq, Hq, DV].
 
@@ -178,7 +183,9 @@ def paged_prefill_attention(
     k_cache [num_blocks, block_size, Hkv, D], v_cache [num_blocks, block_size, Hkv, DV] (DV may
     differ from D; both may be strided views with a contiguous last dim); block_tables int32
     [S, max_blocks]. max_seqlen_q: the longest q_len_i; computed (one device sync) when None.
-    Writes into ``out`` [Tq, Hq, DV] when given.
+    Writes into ``out`` [Tq, Hq, DV] when given. `config` (BLOCK_M, BLOCK_N, num_warps, num_stages) and
+    `heavy_first` (each sequence's query tiles launched last to first, so the tiles with the most keys under the
+    causal mask start first) override the defaults for tuning runs (tests/gpu/tune_prefill_attention.py).
     """
     Tq, Hq, D = q.shape
     _, page, Hkv, Dk = k_cache.shape
@@ -201,7 +208,8 @@ def paged_prefill_attention(
     # tl.dot needs every tile dim >= 16.
     BLOCK_D = max(triton.next_power_of_2(D), 16)
     BLOCK_DV = max(triton.next_power_of_2(DV), 16)
-    BLOCK_M, BLOCK_N, num_warps, num_stages = _launch_config(BLOCK_D, page, q.element_size(), q.device)
+    BLOCK_M, BLOCK_N, num_warps, num_stages = config or _launch_config(BLOCK_D, page, q.element_size(), q.device)
+    assert BLOCK_N >= page or BLOCK_D > 128, f"BLOCK_N {BLOCK_N} must cover a KV block of {page} tokens"
     grid = (triton.cdiv(max_seqlen_q, BLOCK_M), Hq, num_seqs)
     _prefill_kernel[grid](
         q,
@@ -231,6 +239,7 @@ def paged_prefill_attention(
         BLOCK_N=BLOCK_N,
         BLOCK_D=BLOCK_D,
         BLOCK_DV=BLOCK_DV,
+        HEAVY_FIRST=heavy_first,
         num_warps=num_warps,
         num_stages=num_stages,
         **pdl_args(q.device),

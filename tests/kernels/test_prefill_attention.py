@@ -7,7 +7,8 @@ from spmd_kernels import paged_prefill_attention, paged_prefill_attention_ref
 SEQS = [(17, 17), (5, 37), (16, 40), (1, 23), (0, 9), (3, 3)]
 
 
-def _run(paged_kv, seqs, Hq, Hkv, D, dtype, device, max_seqlen_q=None, block_size=16, DV=None, strided_v=False):
+def _run(paged_kv, seqs, Hq, Hkv, D, dtype, device, max_seqlen_q=None, block_size=16, DV=None, strided_v=False,
+         **launch):
     """Kernel and reference over random paged K/V; V is D wide, or DV wide (MLA: narrower than q/k)."""
     q_lens = [s[0] for s in seqs]
     context_lens = [s[1] for s in seqs]
@@ -22,7 +23,8 @@ def _run(paged_kv, seqs, Hq, Hkv, D, dtype, device, max_seqlen_q=None, block_siz
     q = torch.randn(sum(q_lens), Hq, D, dtype=dtype, device=device)
     ctx = torch.tensor(context_lens, dtype=torch.int32, device=device)
     scale = D**-0.5
-    out = paged_prefill_attention(q, k_cache, v_cache, cu, ctx, block_tables, scale, max_seqlen_q=max_seqlen_q)
+    out = paged_prefill_attention(q, k_cache, v_cache, cu, ctx, block_tables, scale, max_seqlen_q=max_seqlen_q,
+                                  **launch)
     ref = paged_prefill_attention_ref(q, k_cache, v_cache, cu, ctx, block_tables, scale)
     assert out.shape == ref.shape == (sum(q_lens), Hq, DV or D)
     return out, ref
@@ -33,6 +35,16 @@ def _run(paged_kv, seqs, Hq, Hkv, D, dtype, device, max_seqlen_q=None, block_siz
 def test_paged_prefill_attention(D, Hq, Hkv, dtype, device, assert_close, paged_kv):
     out, ref = _run(paged_kv, SEQS, Hq, Hkv, D, dtype, device)
     assert out.dtype == dtype
+    assert_close(out, ref)
+
+
+# The tuning knobs (tests/gpu/tune_prefill_attention.py): other tiles, and query tiles launched last to first, over
+# sequences of several query tiles each (the interpreter's default BLOCK_M is 16).
+@pytest.mark.parametrize("config", [None, (32, 16, 4, 2), (16, 32, 2, 1)])
+@pytest.mark.parametrize("heavy_first", [False, True])
+def test_paged_prefill_attention_tuning_knobs(config, heavy_first, dtype, device, assert_close, paged_kv):
+    out, ref = _run(paged_kv, [(40, 40), (7, 50), (33, 70), (0, 4)], 4, 2, 64, dtype, device, config=config,
+                    heavy_first=heavy_first)
     assert_close(out, ref)
 
 
