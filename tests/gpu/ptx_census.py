@@ -25,6 +25,7 @@ usage: python tests/gpu/ptx_census.py decode [--cache fp8|bf16] [--stages 3] [--
                                               [--maxnreg 168] [--asm-widen 1] [--pin-v 1]
        python tests/gpu/ptx_census.py mla [--cache fp8|bf16] [--block 32] [--stages 2] [--warps 4] [--pin-v 1]
        python tests/gpu/ptx_census.py prefill [--cache fp8|bf16] [--stages 3] [--warps 4] [--block 64] [--group 4]
+                                              [--heavy-first 1]
        python tests/gpu/ptx_census.py skinny [--block 64] [--block-k 128] [--stages 4] [--warps 4] [--rope]
                                              [--splits 1]
        python tests/gpu/ptx_census.py moe [--tile small|medium|large] [--part gate_up|down] [--weights fp8]
@@ -191,7 +192,7 @@ def prefill(args):
                 "qk_scale": "fp32"}
     block = args.block or 64
     consts = dict(GROUP=args.group, HEAD_DIM=128, HEAD_DIM_V=128, PAGE=16, BLOCK_M=block, BLOCK_N=block,
-                  BLOCK_D=128, BLOCK_DV=128, PDL=True)
+                  BLOCK_D=128, BLOCK_DV=128, HEAVY_FIRST=bool(args.heavy_first), PDL=True)
     return compile_census(prefill_attention._prefill_kernel, pointers, consts, ("stride_bt",), args.warps or 4,
                           args.stages or 3)
 
@@ -250,6 +251,7 @@ def main() -> None:
     ap.add_argument("--block", type=int, default=0, help="BLOCK_N (decode, skinny) or BLOCK_M = BLOCK_N (prefill)")
     ap.add_argument("--block-k", type=int, default=128, help="skinny: BLOCK_K")
     ap.add_argument("--group", type=int, default=2, help="decode / prefill: query heads per KV head")
+    ap.add_argument("--heavy-first", type=int, default=0, help="prefill: query tiles last to first")
     ap.add_argument("--asm-widen", type=int, default=1, help="decode over fp8: 1 widens by e4m3_to_f16, 0 by Triton")
     ap.add_argument("--pin-v", type=int, default=1, help="decode over fp8 with --asm-widen, mla over fp8: 1 widens V (c_kv) as loaded")
     ap.add_argument("--rope", action="store_true", help="skinny: the qkv rotary + KV-store epilogue")
