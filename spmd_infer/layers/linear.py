@@ -37,11 +37,12 @@ fp8_linear_module = importlib.import_module("spmd_kernels.fp8_linear")
 # SPMD_SKINNY_GEMM=0 sends everything to cuBLAS; SPMD_SKINNY_MIN_MB and SPMD_SKINNY_MAX_MB move the bounds (A/B runs,
 # and checks of small models through skinny_gemm).
 # Weights above 64 MB (Llama-3-8B's gate_up and down) stay on cuBLAS, with the SiLU kernel between them. Tried in
-# session 9 (H200, Llama-3-8B bs1 @1k, 4.5 ms; commit fb46399, tests/gpu/run_down_partials.sh): down as one skinny_gemm launch with K split over the SMs,
-# its fp32 partial sums added up by the next RMSNorm, 4.5-4.6 ms over five tile / split choices (cuBLAS and its
-# split-K reduce cost no more); with silu(gate) * up formed inside that loop too, 5.7-8.6 ms (the loop no longer
-# streams the weight at full rate). Leaving the SiLU kernel out altogether (an upper bound, wrong outputs) gave
-# 4.4 ms; leaving both RMSNorms out, no change: PDL hides a Triton kernel between Triton kernels, not between cuBLAS.
+# session 9 (H200, Llama-3-8B bs1 @1k, 4.5 ms; commit fb46399, tests/gpu/run_down_partials.sh): down as one skinny_gemm
+# launch with K split over the SMs, its fp32 partial sums added up by the next RMSNorm, 4.5-4.6 ms over five tile /
+# split choices (cuBLAS and its split-K reduce cost no more); with silu(gate) * up formed inside that loop too, 5.7-8.6
+# ms (the loop no longer streams the weight at full rate). Leaving the SiLU kernel out altogether (an upper bound, wrong
+# outputs) gave 4.4 ms; leaving both RMSNorms out, no change: PDL hides a Triton kernel between Triton kernels, not
+# between cuBLAS.
 SKINNY_MIN_WEIGHT_BYTES = float(os.environ.get("SPMD_SKINNY_MIN_MB", "16")) * (1 << 20)
 SKINNY_MAX_WEIGHT_BYTES = float(os.environ.get("SPMD_SKINNY_MAX_MB", "64")) * (1 << 20)
 SKINNY_GEMM_ON = os.environ.get("SPMD_SKINNY_GEMM", "1") == "1"
