@@ -248,7 +248,8 @@ def test_bench_dp2_dp_attention_moe_under_torchrun(tmp_path):
     proc = torchrun(2, ["-m", "spmd_infer.bench", "bench.preset=tiny-moe", "bench.workload=decode", "parallel.dp=2",
                         "parallel.dp_attention=true", "bench.baseline=hf", "model.expert_dtype=fp8",
                         "bench.load=true", "bench.checkpoint_format=fp8", "bench.profile=true",
-                        "bench.profile_phase=prefill", f"bench.output={out}", *TINY_WORKLOADS],
+                        "bench.profile_phase=prefill", "bench.overlap_prefill_ab=true", f"bench.output={out}",
+                        *TINY_WORKLOADS],
                     cwd=tmp_path, timeout=240)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     r = json.loads(out.read_text())
@@ -260,22 +261,29 @@ def test_bench_dp2_dp_attention_moe_under_torchrun(tmp_path):
     for c in r["cases"]:
         assert c["decode"]["mbu"] > 0 and c["exchange_share"] > 0 and c["decode"]["steps"] == 4
         assert len(c["dp_ranks"]["work_s"]) == 2 and all(s > 0 for s in c["dp_ranks"]["work_s"])
+    # bench.overlap_prefill_ab: each case's runs with prefill steps in flight follow it as a row of their own.
+    names = [c["name"] for c in r["cases"]]
+    assert names == [n for base in ("decode bs1 @16", "decode bs3 @16") for n in (base, f"{base} [overlap_prefill=on]")]
+    assert [c.get("overlap_prefill") for c in r["cases"]] == [None, True] * 2
+    assert "[overlap_prefill=on]" in proc.stdout
     assert ", DP ranks: own work " in proc.stdout
     # the last case's prompts profiled (on the CPU no kernel rows, but steps and wall time)
     assert r["profile"]["prefill"]["steps"] >= 1 and r["profile"]["prefill"]["wall_s"] > 0
-    assert f"profile of {r['cases'][-1]['name']}, " in proc.stdout and " prefill steps: " in proc.stdout
+    assert "profile of decode bs3 @16, " in proc.stdout and " prefill steps: " in proc.stdout  # the case as configured
 
 
-@pytest.mark.parametrize("field,value,message", [
-    ("repeats", 0, r"bench\.repeats=0 must be at least 1"),
-    ("hf_orders", ["given", "shuffled"], r"bench\.hf_orders=\['given', 'shuffled'\] must list one or more of "
-                                         r"output_length, given"),
-    ("hf_orders", [], r"bench\.hf_orders=\[\] must list"),
-    ("checkpoint_format", "int4", r"bench\.checkpoint_format='int4' must be model or fp8"),
-    ("checkpoint_format", "fp8", r"set bench\.load=true"),
-    ("profile_phase", "all", r"bench\.profile_phase='all' must be one of decode, prefill"),
+@pytest.mark.parametrize("settings,message", [
+    ({"bench.repeats": 0}, r"bench\.repeats=0 must be at least 1"),
+    ({"bench.hf_orders": ["given", "shuffled"]}, r"bench\.hf_orders=\['given', 'shuffled'\] must list one or more "
+                                                r"of output_length, given"),
+    ({"bench.hf_orders": []}, r"bench\.hf_orders=\[\] must list"),
+    ({"bench.checkpoint_format": "int4"}, r"bench\.checkpoint_format='int4' must be model or fp8"),
+    ({"bench.checkpoint_format": "fp8"}, r"set bench\.load=true"),
+    ({"bench.profile_phase": "all"}, r"bench\.profile_phase='all' must be one of decode, prefill"),
+    ({"bench.overlap_prefill_ab": True, "runtime.overlap_steps": False},
+     r"bench\.overlap_prefill_ab=true .* needs runtime\.overlap_steps=true"),
 ])
-def test_bench_refuses_bad_settings_before_starting_anything(field, value, message):
+def test_bench_refuses_bad_settings_before_starting_anything(settings, message):
     from omegaconf import OmegaConf
 
     from spmd_infer.bench.config import BenchConfig
@@ -284,6 +292,7 @@ def test_bench_refuses_bad_settings_before_starting_anything(field, value, messa
 
     cfg = OmegaConf.structured(BenchConfig)
     cfg.bench.preset = "tiny"
-    setattr(cfg.bench, field, value)
+    for key, value in settings.items():
+        OmegaConf.update(cfg, key, value)
     with pytest.raises(ConfigError, match=message):
         run_bench(cfg)

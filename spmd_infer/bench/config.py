@@ -75,6 +75,12 @@ class BenchSection:
     cached prefixes). The case's figures are those of the run with the median output rate; its "runs" list in the
     JSON, and a console line, give every run's output rate, decode step and MBU. Cheaper than relaunching for an A/B
     that needs several samples (each launch measures its ceilings and captures its graphs again)."""
+    overlap_prefill_ab: bool = False
+    """Run each of a case's repeats twice, in turn: as runtime.overlap_prefill says and with it flipped (prompt
+    tokens from seed + repeats + r for the flipped runs, so neither reuses the other's cached prefixes). The flipped
+    runs' median is a row of its own, named "... [overlap_prefill=on|off]", right after the case's. Prefill seconds
+    move more between launches (0.36-0.56 s for Qwen3-0.6B's nano-vllm prompts on one H200) than within one (0.35-0.37
+    s), so the A/B belongs in one launch. Needs runtime.overlap_steps=true."""
     profile: bool = False
     """Run the last case once more under torch.profiler and print the kernels' share of wall time and the
     heaviest kernels (host-bound vs GPU-bound steps); the figures go into the JSON under "profile"."""

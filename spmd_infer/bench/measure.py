@@ -65,10 +65,12 @@ class TimedSource(RequestSource):
 
 
 def run_case(engine: Engine, case: Case, sampling, seed: int,
-             on_step: Optional[Callable[[StepRecord], None]] = None) -> tuple[list[StepRecord], TimedSource, float]:
+             on_step: Optional[Callable[[StepRecord], None]] = None,
+             overlap_prefill: Optional[bool] = None) -> tuple[list[StepRecord], TimedSource, float]:
     """All of `case` through Stepper.step with a RequestQueue (DP assignment as in a job); (records, source, wall).
 
-    `on_step(record)` runs after each step (the profiler uses it to start at the first decode step)."""
+    `on_step(record)` runs after each step (the profiler uses it to start at the first decode step);
+    `overlap_prefill` overrides runtime.overlap_prefill (bench.overlap_prefill_ab)."""
     runner = engine.runner
     requests = make_requests(case, runner.hf_config.vocab_size, seed, sampling)
 
@@ -78,7 +80,7 @@ def run_case(engine: Engine, case: Case, sampling, seed: int,
     queue = RequestQueue(iter(requests), on_error)
     stopper = StopChecker(frozenset(), engine.max_model_len, None)
     _sync(runner.device)
-    source = engine.new_source(stopper, lambda seq: None, TimedSource)
+    source = engine.new_source(stopper, lambda seq: None, TimedSource, overlap_prefill)
     records: list[StepRecord] = []
     started = source.started = time.perf_counter()
     while True:

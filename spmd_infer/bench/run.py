@@ -58,6 +58,9 @@ def run_bench(cfg: Any) -> Optional[dict]:
         raise ConfigError(f"bench.hf_orders={list(b.hf_orders)} must list one or more of {', '.join(HF_ORDERS)}")
     if b.repeats < 1:
         raise ConfigError(f"bench.repeats={b.repeats} must be at least 1")
+    if b.overlap_prefill_ab and not cfg.runtime.overlap_steps:
+        raise ConfigError("bench.overlap_prefill_ab=true compares prefill steps left in flight with settled ones; "
+                          "that needs runtime.overlap_steps=true (with synchronous steps nothing is left in flight)")
     if b.profile_phase not in PHASES:
         raise ConfigError(f"bench.profile_phase={b.profile_phase!r} must be one of {', '.join(PHASES)}")
     if b.checkpoint_format not in ("model", "fp8"):
@@ -103,16 +106,22 @@ def run_bench(cfg: Any) -> Optional[dict]:
     mlp_spans_dp = dims.dp_attention and dims.dp > 1
     for case in warm:
         run_case(engine, case, sampling, b.seed)
-    results = []
+    results, flipped_rows = [], []
+    configured = bool(cfg.runtime.overlap_prefill)
     for case in cases:
         compiled = compiled_variants()
-        runs = []
+        runs, flipped_runs = [], []
         for r in range(b.repeats):
-            records, source, wall = run_case(engine, case, sampling, b.seed + r)
-            runs.append(case_metrics(case, records, source, wall, cost, ceilings, mlp_spans_dp,
-                                     source.scheduler.num_preemptions))
-            log.info("%s: %.0f output tok/s, %.2f s", case.name, runs[-1]["output_tok_s"], wall)
+            for flipped in (False, True) if b.overlap_prefill_ab else (False,):
+                seed = b.seed + r + (b.repeats if flipped else 0)
+                records, source, wall = run_case(engine, case, sampling, seed, overlap_prefill=configured != flipped)
+                metrics = case_metrics(case, records, source, wall, cost, ceilings, mlp_spans_dp,
+                                       source.scheduler.num_preemptions)
+                (flipped_runs if flipped else runs).append(metrics)
+                log.info("%s%s: %.0f output tok/s, %.2f s", case.name, " (overlap_prefill flipped)" if flipped else "",
+                         metrics["output_tok_s"], wall)
         results.append(median_run(runs))
+        flipped_rows.append(_flipped_row(case.name, flipped_runs, not configured) if flipped_runs else None)
         # A kernel variant first met inside a timed case compiles there (~0.1-1 s each): say so, and which.
         new = dict(compiled_variants() - compiled)
         results[-1]["triton_compiles"] = new
@@ -122,8 +131,11 @@ def run_bench(cfg: Any) -> Optional[dict]:
     profiled = None
     if b.profile:
         case = cases[-1]
+        # Prompt tokens no timed run drew: a prompt of an earlier run may still sit in the prefix cache, and a cached
+        # prefill profiles nothing.
+        fresh_seed = b.seed + 2 * b.repeats
         profiled = {"case": case.name, b.profile_phase: profile_case(
-            partial(run_case, engine, case, sampling, b.seed), device, b.profile_top, b.profile_phase)}
+            partial(run_case, engine, case, sampling, fresh_seed), device, b.profile_top, b.profile_phase)}
     num_blocks = engine.num_blocks
     engine_fp8_experts = engine.runner.sharding.fp8_expert_block is not None  # as model.expert_dtype resolved
     # Linear layers in float8, as model.linear_dtype resolved.
@@ -140,6 +152,8 @@ def run_bench(cfg: Any) -> Optional[dict]:
             log.warning("bench.baseline=hf skipped: %s", skipped)
         else:
             _run_baseline(hf_config, cases, results, device, dtype, b)
+    # bench.overlap_prefill_ab: each case's flipped runs right after it (the baseline compared the configured ones).
+    results = [row for pair in zip(results, flipped_rows) for row in pair if row is not None]
     report = {
         "model": {"name": name, "architecture": hf_config.architectures[0], "dtype": str(dtype).removeprefix("torch."),
                   "expert_dtype": cfg.model.expert_dtype, "fp8_experts": engine_fp8_experts,
@@ -168,6 +182,12 @@ def run_bench(cfg: Any) -> Optional[dict]:
         print(line)
     print(f"results: {path}")
     return report
+
+
+def _flipped_row(name: str, runs: list[dict], overlap_prefill: bool) -> dict:
+    """bench.overlap_prefill_ab: the median of a case's runs with runtime.overlap_prefill flipped, as a row."""
+    return dict(median_run(runs), name=f"{name} [overlap_prefill={'on' if overlap_prefill else 'off'}]",
+                overlap_prefill=overlap_prefill)
 
 
 def _run_baseline(hf_config: Any, cases: list, results: list[dict], device: torch.device, dtype: torch.dtype,

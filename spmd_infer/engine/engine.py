@@ -133,15 +133,17 @@ class Engine:
         return engine
 
     def new_source(self, stopper: StopChecker, on_finish: Callable[[Sequence], None],
-                   source_cls: type = RequestSource) -> RequestSource:
-        """A fresh scheduler over the whole (empty) KV cache; `source_cls` may subclass RequestSource."""
+                   source_cls: type = RequestSource, overlap_prefill: Optional[bool] = None) -> RequestSource:
+        """A fresh scheduler over the whole (empty) KV cache; `source_cls` may subclass RequestSource;
+        `overlap_prefill` overrides runtime.overlap_prefill (the benchmark's in-process A/B)."""
         s = self.cfg.scheduler
         blocks = BlockManager(self.num_blocks, self.cfg.cache.block_size,
                               getattr(self.cfg.cache, "enable_prefix_caching", True))
         scheduler = Scheduler(blocks, s.max_num_seqs, s.max_num_batched_tokens, self.max_model_len)
         runtime = self.cfg.runtime
-        return source_cls(scheduler, stopper, on_finish,
-                          defer_prefill=runtime.overlap_steps and getattr(runtime, "overlap_prefill", False))
+        if overlap_prefill is None:
+            overlap_prefill = getattr(runtime, "overlap_prefill", False)
+        return source_cls(scheduler, stopper, on_finish, defer_prefill=runtime.overlap_steps and overlap_prefill)
 
 
 def size_kv_cache(cfg: Any, runner: ModelRunner, dims: ParallelDims, max_model_len: int) -> int:
