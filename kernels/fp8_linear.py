@@ -17,7 +17,7 @@ from .decode_attention import _num_sms
 from .pdl import pdl_args, pdl_enter
 from .scaled_activations import ACTIVATIONS, DEFAULT_ACTIVATIONS, quantize_activations, quantize_activations_ref
 from .scaled_dot import _scaled_step, _zero_acc
-from .split_counters import MAX_SPLIT_TILES, arrive_with_partial_sums, split_counters, sum_partial_sums
+from .split_counters import MAX_SPLIT_TILES, arrive_with_partial_sums, split_scratch, sum_partial_sums
 
 # Float8 activations are rounded once before the GEMM, by quantize_activations or by the kernel that produced them
 # (x_scale: activation.silu_and_mul_quantized). (Rounding them inside the GEMM, each program its copy of x's tile a
@@ -294,10 +294,7 @@ def fp8_linear(x: torch.Tensor, weight: torch.Tensor, weight_scale: torch.Tensor
     swap = SWAP_AB and act and bm < 64
     tiles = triton.cdiv(m, bm) * triton.cdiv(n, bn)
     splits = splits or split_k(tiles, triton.cdiv(k, bk), x.device)
-    if splits > 1:
-        part, counters = torch.empty((splits, m, n), dtype=torch.float32, device=x.device), split_counters(x.device)
-    else:
-        part = counters = weight_scale  # not read
+    part, counters = split_scratch(splits, m, n, tiles, x.device, weight_scale)
     _fp8_linear_kernel[(tiles * splits,)](
         x2, xs, weight, weight_scale, bias if bias is not None else weight_scale, y, part, counters, m, x2.stride(0),
         xs.stride(0), weight.stride(0), weight_scale.stride(0), y.stride(0), N=n, K=k, BLOCK_M=bm, BLOCK_N=bn,

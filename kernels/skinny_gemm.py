@@ -15,7 +15,7 @@ import triton.language as tl
 from .decode_attention import _num_sms
 from .pdl import pdl_args, pdl_enter
 from .qkv_epilogue import RopeStore, rope_feature_order, rope_store_epilogue, rope_store_launch
-from .split_counters import MAX_SPLIT_TILES, arrive_with_partial_sums, split_counters, sum_partial_sums
+from .split_counters import arrive_with_partial_sums, split_scratch, sum_partial_sums
 
 # Rows this kernel takes: the tensor-core tile pads the batch to 16 rows, so 1..16 rows cost the same weight stream.
 MAX_ROWS = 16
@@ -161,10 +161,7 @@ def _launch(x2: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, o
         assert rope.head_dim % block_n == 0, f"BLOCK_N {block_n} must divide the head dim {rope.head_dim}"
         assert splits == 1, "the qkv epilogue runs unsplit"
     rope_args, rope_sizes = rope_store_launch(rope, out)
-    part = counters = out  # not read unsplit
-    if splits > 1:
-        assert tiles <= MAX_SPLIT_TILES, (tiles, MAX_SPLIT_TILES)
-        part, counters = torch.empty((splits, m, n), dtype=torch.float32, device=x2.device), split_counters(x2.device)
+    part, counters = split_scratch(splits, m, n, tiles, x2.device, out)
     _skinny_gemm_kernel[(tiles * splits,)](
         x2, weight, bias if bias is not None else weight, out, part, counters, m, n, k, x2.stride(0),
         weight.stride(0), out.stride(0), *rope_args, HAS_BIAS=bias is not None, ROPE=rope is not None, **rope_sizes,

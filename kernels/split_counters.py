@@ -25,6 +25,16 @@ def split_counters(device: torch.device) -> torch.Tensor:
     return counters
 
 
+def split_scratch(splits: int, rows: int, cols: int, tiles: int, device: torch.device,
+                  unused: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(partial sums [splits, rows, cols] fp32, the device's counters) for a launch of `tiles` tiles with K split
+    over `splits` programs; `unused` for both where K is not split (the kernel never reads them then)."""
+    if splits == 1:
+        return unused, unused
+    assert tiles <= MAX_SPLIT_TILES, (tiles, MAX_SPLIT_TILES)
+    return torch.empty((splits, rows, cols), dtype=torch.float32, device=device), split_counters(device)
+
+
 @triton.jit
 def arrive_with_partial_sums(part_ptrs, acc, mask, count_ptr):
     """Store this program's partial sums at part_ptrs and count it in at count_ptr; returns how many of the tile's

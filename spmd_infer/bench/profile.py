@@ -83,7 +83,7 @@ class StepProfiler:
         rows.sort(key=lambda r: -r[2])
         host_rows.sort(key=lambda r: -r[2])
         busy = sum(r[2] for r in rows)
-        steps = max(self.steps, 1)
+        steps = self.steps
         return {"phase": self.phase, "steps": self.steps, "wall_s": wall, "step_s": wall / steps, "kernel_s": busy,
                 "kernel_share_of_wall": busy / max(wall, 1e-12), "pdl": pdl_enabled(self.device),
                 "top": [{"name": n, "calls_per_step": c / steps, "seconds_per_step": s / steps,

@@ -64,23 +64,30 @@ def _skinny_device_ok(x: torch.Tensor, weight: torch.Tensor) -> bool:
     return SKINNY_GEMM_ON and x.is_cuda and weight.dtype != torch.float32 and pdl_enabled(x.device)
 
 
+def _skinny_weight_bytes(x: torch.Tensor, weight: torch.Tensor) -> int | None:
+    """The weight's bytes where skinny_gemm could take x @ weight^T (a decode-sized product, at most 16 rows, on a
+    GPU that runs it: _skinny_device_ok), else None; its size class decides whether it does (SKINNY_*_WEIGHT_BYTES)."""
+    if _skinny_device_ok(x, weight) and skinny_gemm_supports(x, weight):
+        return weight.numel() * weight.element_size()
+    return None
+
+
 def takes_skinny_gemm(x: torch.Tensor, weight: torch.Tensor) -> bool:
     """Whether x @ weight^T goes to skinny_gemm unsplit: a decode-sized product (at most 16 rows) of a mid-sized
     16-bit weight on a GPU that runs kernels with programmatic dependent launch (see SKINNY_MIN_WEIGHT_BYTES)."""
-    return (_skinny_device_ok(x, weight)
-            and SKINNY_MIN_WEIGHT_BYTES <= weight.numel() * weight.element_size() <= SKINNY_MAX_WEIGHT_BYTES
-            and skinny_gemm_supports(x, weight))
+    size = _skinny_weight_bytes(x, weight)
+    return size is not None and SKINNY_MIN_WEIGHT_BYTES <= size <= SKINNY_MAX_WEIGHT_BYTES
 
 
 def skinny_splits(x: torch.Tensor, weight: torch.Tensor) -> int:
     """Programs a tile's K is split over when x @ weight^T goes to skinny_gemm: 1 for a mid-sized weight
     (takes_skinny_gemm), skinny_split_k's count for a smaller one (SKINNY_SPLIT); 0 where F.linear takes it."""
-    if takes_skinny_gemm(x, weight):
+    size = _skinny_weight_bytes(x, weight)
+    if size is None or size > SKINNY_MAX_WEIGHT_BYTES:
+        return 0
+    if size >= SKINNY_MIN_WEIGHT_BYTES:
         return 1
-    if (SKINNY_SPLIT and _skinny_device_ok(x, weight)
-            and weight.numel() * weight.element_size() < SKINNY_MIN_WEIGHT_BYTES and skinny_gemm_supports(x, weight)):
-        return skinny_split_k(*weight.shape, x.device, weight.element_size())
-    return 0
+    return skinny_split_k(*weight.shape, x.device, weight.element_size()) if SKINNY_SPLIT else 0
 
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
