@@ -141,24 +141,34 @@ def _prefill_kernel(
         )
 
 
-# (BLOCK_M, BLOCK_N, num_warps, num_stages) on CUDA, by (BLOCK_D <= 64, element size).
+# (BLOCK_M, BLOCK_N, num_warps, num_stages) on CUDA, by head width (BLOCK_D: narrow <= 64 < standard <= 128 < wide)
+# and element size. From tests/gpu/tune_prefill_attention.py on an H200 (session 22, 16-token pages, bf16): standard
+# heads (128, 32, 8, 2) over (64, 64, 4, 2): Llama-3-8B 8 x 2048 872 -> 850 us, a 2048-token chunk over 8k cached
+# 1368 -> 1299 us, a nano-vllm step of Qwen3-0.6B 140 -> 139 us; wide heads (MLA's q/k 192, padded to 256)
+# (128, 32, 4, 2) over (32, 32, 4, 2): DeepSeek-V2-Lite 8 x 1024 443 -> 224 us. Narrow heads are untuned. Launching
+# each sequence's query tiles last to first (heavy_first) gained nothing there, so it stays off.
 CUDA_CONFIGS = {
-    (True, 2): (64, 64, 4, 2),
-    (False, 2): (64, 64, 4, 2),
-    (True, 4): (32, 32, 4, 2),
-    (False, 4): (32, 32, 4, 2),
+    ("narrow", 2): (64, 64, 4, 2),
+    ("standard", 2): (128, 32, 8, 2),
+    ("wide", 2): (128, 32, 4, 2),
+    # fp32: tiles twice as big; wide ones without double buffering
+    ("narrow", 4): (32, 32, 4, 2),
+    ("standard", 4): (32, 32, 4, 2),
+    ("wide", 4): (32, 32, 4, 1),
 }
+
+
+def _head_class(block_d: int) -> str:
+    return "narrow" if block_d <= 64 else "standard" if block_d <= 128 else "wide"
 
 
 def _launch_config(block_d: int, page: int, elem_size: int, device: torch.device):
     if device.type != "cuda":  # TRITON_INTERPRET: small tiles keep the interpreter quick
         return 16, max(page, 16), 4, 1
-    block_m, block_n, warps, stages = CUDA_CONFIGS[(block_d <= 64, min(elem_size, 4))]
+    block_m, block_n, warps, stages = CUDA_CONFIGS[(_head_class(block_d), min(elem_size, 4))]
     if block_d > 128:
-        # Wide heads (MLA's 192 padded to 256): 32x32 tiles keep registers and shared memory in
-        # bounds, whatever the block size (tiles gather keys token by token, so BLOCK_N needn't
-        # cover a page); fp32 tiles are twice as big, so no double buffering for them.
-        return min(block_m, 32), min(block_n, 32), warps, 1 if elem_size >= 4 else stages
+        # Wide heads gather keys token by token, so BLOCK_N needn't cover a page (it keeps their tiles in bounds).
+        return block_m, block_n, warps, stages
     return block_m, max(block_n, page), warps, stages
 
 

@@ -126,6 +126,36 @@ def test_case_metrics_mbu_and_mfu_arithmetic():
     assert "dp_ranks" not in m  # one DP rank: nothing to compare
 
 
+def test_case_metrics_count_a_step_that_settles_an_overlapped_prefill_as_prefill_time():
+    """runtime.overlap_prefill: the step that waits for an in-flight prefill's tokens carries that prefill's GPU time,
+    so its seconds are prefill seconds and it stays out of the decode rate and MBU."""
+    cost = ModelCost(attn_params=1, attn_bytes=100, lm_head_params=1, lm_head_bytes=0, kv_bytes_per_token=0,
+                     attn_pair_flops=[(1, 1)])
+    ceil = Ceilings(1e4, 1e5, "float32", 1, 1, "cpu")
+    dec = [Phase.DECODE]
+    records = [
+        StepRecord(0.05, 0.0, Phase.PREFILL, [8], [Phase.PREFILL], chunks=[(8, 8)], sampled=1),
+        StepRecord(0.45, 0.0, Phase.DECODE, [1], dec, chunks=[(1, 9)], sampled=1, settled_prefill=True),
+        StepRecord(0.1, 0.0, Phase.DECODE, [1], dec, chunks=[(1, 10)], sampled=1),
+        StepRecord(0.1, 0.0, Phase.DECODE, [1], dec, chunks=[(1, 11)], sampled=1),
+    ]
+
+    class Source:
+        first_token_at = {0: 0.5}
+
+    m = case_metrics(Case("decode", "decode bs1 @8", [8], [4]), records, Source(), wall=0.7, cost=cost,
+                     ceilings=ceil, dp_attention=False, num_preemptions=0)
+    assert m["prefill"]["seconds"] == pytest.approx(0.5) and m["prefill"]["steps"] == 1
+    assert m["decode"]["steps"] == 2 and m["decode"]["tok_s"] == pytest.approx(2 / 0.2)
+    assert m["decode"]["mbu"] == pytest.approx(2 * 100 / 0.2 / 1e4)
+    # A prefill-only case: the step that finds nothing left to run settles the last prefill's tokens.
+    records = [records[0], StepRecord(0.3, 0.0, Phase.IDLE, [0], [Phase.IDLE], settled_prefill=True)]
+    m = case_metrics(Case("grid", "grid 1x8+1", [8], [1]), records, Source(), wall=0.4, cost=cost, ceilings=ceil,
+                     dp_attention=False, num_preemptions=0)
+    assert m["prefill"]["seconds"] == pytest.approx(0.35) and "decode" not in m
+    assert m["prefill"]["step_s"] == [0.05, 0.3]
+
+
 def test_case_metrics_sum_each_dp_ranks_work_and_idle_steps():
     """dp > 1: each rank's own work (Field.WORK_US, per step) summed, and the steps each rank sat out."""
     cost = ModelCost(attn_params=1, attn_bytes=1, lm_head_params=1, lm_head_bytes=1, kv_bytes_per_token=1,
@@ -160,7 +190,7 @@ def _report(cases: list[dict], copy_rate: float = 4.2e12) -> dict:
 def _decode_case(out_tok_s: float, step_s: float, mbu: float) -> dict:
     return {"name": "decode bs1 @1024", "output_tok_s": out_tok_s, "total_tok_s": 6100.0, "ttft_s": {"median": 0.027},
             "decode": {"median_step_s": step_s, "mbu": mbu, "bytes_per_s": 3.43e12}, "exchange_share": 0.01,
-            "prefill": {"seconds": out_tok_s / 1e4}}
+            "prefill": {"seconds": out_tok_s / 1e4, "step_s": [out_tok_s / 1e4]}}
 
 
 def test_repeated_runs_report_the_median_run_and_every_run():
@@ -169,7 +199,7 @@ def test_repeated_runs_report_the_median_run_and_every_run():
     assert chosen["output_tok_s"] == 183 and chosen["decode"]["mbu"] == 0.794  # the median run, whole
     assert [r["output_tok_s"] for r in chosen["runs"]] == [183, 192, 175]  # every run, in run order
     assert chosen["runs"][1] == {"output_tok_s": 192, "decode_median_step_s": 0.0045, "decode_mbu": 0.831,
-                                 "prefill_s": 0.0192}
+                                 "prefill_s": 0.0192, "prefill_step_s": [0.0192]}
     assert median_run(runs[:2])["output_tok_s"] == 183  # an even count takes the lower middle
     single = median_run(runs[:1])
     assert single == runs[0] and "runs" not in single and single is not runs[0]
@@ -225,7 +255,8 @@ def test_bench_cli_on_cpu_with_load_and_hf_baseline(tmp_path):
         assert c["hf"]["output_tok_s"] > 0 and c["vs_hf"]["output_tok_s"] > 0
         if c["name"] != "grid 2x8+1":  # one output token: prefill only
             assert c["decode"]["median_step_s"] > 0 and 0 < c["decode"]["mbu"] and c["decode"]["tok_s"] > 0
-    assert r["cases"][-1]["decode"]["steps"] == 4 and r["cases"][-1]["hf"]["decode_step_s"] > 0
+    # Four decode steps, the first of which waited for the overlapped prefill's tokens: its time is prefill time.
+    assert r["cases"][-1]["decode"]["steps"] == 3 and r["cases"][-1]["hf"]["decode_step_s"] > 0
     # nano-vllm's mixed lengths ran through generate() in both orders, the first listed as the headline; the
     # uniform cases once.
     nano = r["cases"][0]
@@ -258,14 +289,17 @@ def test_bench_dp2_dp_attention_moe_under_torchrun(tmp_path):
     assert r["model"]["fp8_experts"] and r["model"]["checkpoint_format"] == "fp8" and r["startup"]["load_s"] > 0
     assert "(Qwen3MoeForCausalLM, float32, float8 experts, " in proc.stdout  # the console says what ran
     assert "one GPU" in r["baseline_skipped"] and r["model"]["cost"]["moe_layers"] == 2
-    for c in r["cases"]:
-        assert c["decode"]["mbu"] > 0 and c["exchange_share"] > 0 and c["decode"]["steps"] == 4
-        assert len(c["dp_ranks"]["work_s"]) == 2 and all(s > 0 for s in c["dp_ranks"]["work_s"])
-    # bench.overlap_prefill_ab: each case's runs with prefill steps in flight follow it as a row of their own.
+    # bench.overlap_prefill_ab: each case's runs with prefill steps settled at once (runtime.overlap_prefill on by
+    # default, so flipped off) follow it as a row of their own.
     names = [c["name"] for c in r["cases"]]
-    assert names == [n for base in ("decode bs1 @16", "decode bs3 @16") for n in (base, f"{base} [overlap_prefill=on]")]
-    assert [c.get("overlap_prefill") for c in r["cases"]] == [None, True] * 2
-    assert "[overlap_prefill=on]" in proc.stdout
+    assert names == [n for base in ("decode bs1 @16", "decode bs3 @16") for n in (base, f"{base} [overlap_prefill=off]")]
+    assert [c.get("overlap_prefill") for c in r["cases"]] == [None, False] * 2
+    assert "[overlap_prefill=off]" in proc.stdout
+    for c in r["cases"]:
+        # Four decode steps; with prefills in flight the first waited for the last prefill's tokens (prefill time).
+        settled = c.get("overlap_prefill") is False
+        assert c["decode"]["mbu"] > 0 and c["exchange_share"] > 0 and c["decode"]["steps"] == (4 if settled else 3)
+        assert len(c["dp_ranks"]["work_s"]) == 2 and all(s > 0 for s in c["dp_ranks"]["work_s"])
     assert ", DP ranks: own work " in proc.stdout
     # the last case's prompts profiled (on the CPU no kernel rows, but steps and wall time)
     assert r["profile"]["prefill"]["steps"] >= 1 and r["profile"]["prefill"]["wall_s"] > 0

@@ -88,16 +88,17 @@ def _edge_cases() -> list[tuple[str, list[str], str]]:
     return [
         ("one", [], "one"),  # fewer prompts than DP ranks: the others run dummy batches throughout
         ("uneven", [], "uneven"),  # one DP rank finishes long before the others
-        # One sequence at a time per rank: a rank prefills its next request while the others decode.
-        ("staggered", ["scheduler.max_num_seqs=1"], "uneven"),
+        # One sequence at a time per rank: a rank prefills its next request while the others decode (prefill
+        # steps settled at once; the -ovp cases below leave them in flight, the default).
+        ("staggered", ["scheduler.max_num_seqs=1", "runtime.overlap_prefill=false"], "uneven"),
         # 48-token chunks: the 200- and 90-token prompts take 5 and 2 chunks on different ranks.
-        ("chunked", ["scheduler.max_num_batched_tokens=48"], "long"),
+        ("chunked", ["scheduler.max_num_batched_tokens=48", "runtime.overlap_prefill=false"], "long"),
         # The same as `chunked` with the warmup step (DP attention, dp>1, tp>1 when 2x2) in front of it.
         ("warmup", ["scheduler.max_num_batched_tokens=48", "runtime.warmup=true"], "long"),
         # Synchronous decode steps (overlapped ones, the default, run in every other case) while ranks finish
         # at different times.
         ("sync", ["runtime.overlap_steps=false"], "uneven"),
-        # Prefill steps in flight too (runtime.overlap_prefill): a rank's first tokens settle a step late while
+        # Prefill steps in flight (runtime.overlap_prefill, named): a rank's first tokens settle a step late while
         # the others decode, run dummy steps or prefill their next chunk.
         ("staggered-ovp", ["scheduler.max_num_seqs=1", "runtime.overlap_prefill=true"], "uneven"),
         ("chunked-ovp", ["scheduler.max_num_batched_tokens=48", "runtime.overlap_prefill=true"], "long"),
@@ -174,6 +175,8 @@ def test_deepseek_matches_transformers(ds, tmp_path_factory, monkeypatch, dp, tp
     assert len(chunks) > 1, f"every rank prefilled in the same number of chunks: {chunks}"
     for case in ("staggered-ovp", "chunked-ovp"):
         assert sum(s[f"{model}-edge-{case}"]["overlapped_prefills"] for s in per_rank) > 0, f"{case}: none in flight"
+    for case in ("staggered", "chunked"):
+        assert sum(s[f"{model}-edge-{case}"]["overlapped_prefills"] for s in per_rank) == 0, f"{case}: not settled"
     # The warmup ran one forward step through the step function (with DPMeta); the job without it none.
     for s in per_rank:
         assert s[f"{model}-edge-warmup"]["warmup_steps"] == 1 and s[f"{model}-edge-chunked"]["warmup_steps"] == 0

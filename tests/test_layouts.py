@@ -14,9 +14,9 @@ LAYOUTS = [(1, 1), (1, 2), (2, 1), (2, 2), (4, 1), (1, 4)]
 SAMPLED = ["sampling.temperature=0.9", "sampling.top_p=0.9", "sampling.top_k=50", "sampling.seed=7"]
 
 
-def _cases(tiny, out_dir, overlap_prefill: bool):
-    """(name, overrides, reference key or None) for every case of one layout; `overlap_prefill`: with the cases
-    that run prefill steps in flight too (rank-local logic, so not in every layout)."""
+def _cases(tiny, out_dir, settled_prefill: bool):
+    """(name, overrides, reference key or None) for every case of one layout; `settled_prefill`: with the cases that
+    settle prefill steps at once too (runtime.overlap_prefill=false; rank-local logic, so not in every layout)."""
     greedy = ["sampling.temperature=0", f"sampling.max_tokens={MAX_NEW}"]
     m, i = tiny["models"], tiny["inputs"]
     cases = [(f"{name}-mixed", [f"model.path={m[name]}", f"data.input={i['mixed']}"], (name, "mixed"))
@@ -45,21 +45,20 @@ def _cases(tiny, out_dir, overlap_prefill: bool):
         ("llama-prompt-lp", [f"model.path={m['llama']}", f"data.input={i['shared']}", "cache.block_size=4",
                              "sampling.prompt_logprobs=2"], ("llama", "shared")),
     ]
-    # Overlapped decode steps (the default: tokens settled one step late, EOS stops with a void token) give
-    # what synchronous steps give, also between prefills (one sequence at a time, chunks) and where
-    # preemption and eviction interrupt them.
+    # Overlapped steps (the default: tokens settled one step late, EOS stops with a void token; prefill steps' first
+    # tokens too, between chunks, preemption and prefix-cache hits) give what synchronous steps give; the
+    # prompt-scoring case falls back to settled prefills.
     sync, overlap = ["runtime.overlap_steps=false"], ["runtime.overlap_steps=true"]
+    settled = overlap + ["runtime.overlap_prefill=false"]
     overlapped = ("llama-mixed", "qwen3-mixed", "llama-long", "llama-preempt", "llama-prefix", "llama-prefix-preempt")
     variants = [(f"{name}-sync", o + sync, ref) for name, o, ref in cases if name in overlapped]
-    if overlap_prefill:
-        # Prefill steps in flight too (runtime.overlap_prefill): first tokens settled a step late, between chunks,
-        # preemption and prefix-cache hits; the prompt-scoring case falls back to settled prefills.
-        variants += [(f"{name}-ovp", o + ["runtime.overlap_prefill=true"], ref) for name, o, ref in cases
-                     if name in overlapped + ("llama-prompt-lp",)]
+    if settled_prefill:
+        # Overlapped decode steps after prefill steps that settle at once (runtime.overlap_prefill=false).
+        variants += [(f"{name}-settled", o + settled, ref) for name, o, ref in cases if name in overlapped]
     cases += variants
     jobs = [{"name": n, "overrides": o + greedy + [f"data.output={out_dir / n}.jsonl"]} for n, o, _ in cases]
-    runs = [("a", sync), ("b", overlap)] + [("c", overlap + ["runtime.overlap_prefill=true"])] * overlap_prefill
-    for run, extra in runs:  # seeded sampling: in sync steps, overlapped ones, and with prefills overlapped too
+    runs = [("a", sync), ("b", overlap)] + [("c", settled)] * settled_prefill
+    for run, extra in runs:  # seeded sampling: in sync steps, overlapped ones, and with prefills settled at once
         jobs.append({"name": f"sampled-{run}", "overrides": [
             f"model.path={m['llama']}", f"data.input={i['mixed']}", f"sampling.max_tokens={MAX_NEW}",
             f"data.output={out_dir}/sampled-{run}.jsonl", *SAMPLED, *extra]})
@@ -74,8 +73,8 @@ def layout_runs(tiny, tmp_path_factory):
 @pytest.mark.parametrize("dp,tp", LAYOUTS, ids=[f"dp{d}xtp{t}" for d, t in LAYOUTS])
 def test_layout_matches_transformers(tiny, tmp_path_factory, layout_runs, dp, tp):
     out_dir = tmp_path_factory.mktemp(f"dp{dp}tp{tp}")
-    overlap_prefill = (dp, tp) in ((1, 1), (2, 2))
-    jobs, refs = _cases(tiny, out_dir, overlap_prefill)
+    settled_prefill = (dp, tp) in ((1, 1), (2, 2))
+    jobs, refs = _cases(tiny, out_dir, settled_prefill)
     for job in jobs:
         job["overrides"] += [f"parallel.dp={dp}", f"parallel.tp={tp}"]
     summaries = run_jobs(dp * tp, jobs, out_dir / "spec.json")
@@ -90,25 +89,23 @@ def test_layout_matches_transformers(tiny, tmp_path_factory, layout_runs, dp, tp
             assert r["finish_reason"] == expected and r["num_output_tokens"] == len(r["token_ids"])
 
     _check_prompt_logprobs(tiny, read_output(out_dir / "llama-prompt-lp.jsonl"))
-    if "llama-prompt-lp-ovp" in refs:
-        _check_prompt_logprobs(tiny, read_output(out_dir / "llama-prompt-lp-ovp.jsonl"))
     per_rank = summaries.values()
-    for name in ("llama-preempt", "llama-preempt-sync", "llama-preempt-ovp"):
+    for name in ("llama-preempt", "llama-preempt-sync", "llama-preempt-settled"):
         if name in refs:
             assert sum(s[name]["preemptions"] for s in per_rank) > 0, f"{name}: the small cache forced no preemption"
     for name in refs:
         overlapped = sum(s[name]["overlapped_prefills"] for s in per_rank)
-        if name.endswith("-ovp") and name != "llama-prompt-lp-ovp":
-            assert overlapped > 0, f"{name}: no prefill step was left in flight"
-        else:  # off, or prompts scored: their prefills settle at once
+        if name.endswith(("-sync", "-settled")) or name == "llama-prompt-lp":  # off, or prompts scored
             assert overlapped == 0, f"{name}: {overlapped} prefill steps left in flight"
+        else:
+            assert overlapped > 0, f"{name}: no prefill step was left in flight"
     assert sum(s["llama-long"]["prefill_chunks"] for s in per_rank) > 0, "the long prompt was not chunked"
     assert sum(s["llama-prefix"]["prefix_cached_tokens"] for s in per_rank) > 0, "no prefix-cache hit"
 
     sampled_a = read_output(out_dir / "sampled-a.jsonl")
-    for run in "bc"[:1 + overlap_prefill]:
+    for run in "bc"[:1 + settled_prefill]:
         assert sampled_a == read_output(out_dir / f"sampled-{run}.jsonl"), f"seeded sampling differs between " \
-            f"sync steps and sampled-{run}'s (b: overlapped decode steps, c: overlapped prefills too)"
+            f"sync steps and sampled-{run}'s (b: overlapped steps, prefills too; c: prefills settled at once)"
     greedy = read_output(out_dir / "llama-mixed.jsonl")
     assert [r["token_ids"] for r in sampled_a] != [r["token_ids"] for r in greedy], "sampling looks greedy"
     layout_runs[(dp, tp)] = sampled_a

@@ -111,9 +111,10 @@ def test_failed_run_resumes_keeping_finished_rows(job, tmp_path, prompts, monkey
 
 
 @pytest.mark.parametrize("mode", ["runtime.overlap_steps=false", "runtime.overlap_steps=true",
-                                  "runtime.overlap_prefill=true"], ids=["sync", "overlapped", "overlapped-prefill"])
+                                  "runtime.overlap_prefill=false"], ids=["sync", "overlapped", "settled-prefill"])
 def test_sigterm_stops_after_a_step_and_rerun_resumes(job, tmp_path, prompts, monkeypatch, mode):
-    # Overlapped steps (prefills too): the stop settles the in-flight step first, so what it finished is saved too.
+    # Overlapped steps (prefills too, by default): the stop settles the in-flight step first, so what it finished is
+    # saved too.
     inp = _input(tmp_path, prompts)
     handler = signal.getsignal(signal.SIGTERM)
     monkeypatch.setenv(TESTING_ENV, "1")

@@ -21,7 +21,8 @@ from support.tiny_models import MAX_NEW, read_output
 
 TOP = 5
 PENALTIES = {"repetition_penalty": 1.3, "presence_penalty": 0.5, "frequency_penalty": 0.7}
-OVP = "runtime.overlap_prefill=true"
+OVP = "runtime.overlap_prefill=true"  # the default, named where a case compares it with SETTLED
+SETTLED = "runtime.overlap_prefill=false"
 
 
 def test_generation_config_fills_only_unset_fields(tmp_path):
@@ -90,14 +91,14 @@ def runs(tiny, tmp_path_factory):
                               "model.max_model_len=32"],
         "score-only": [f"model.path={m['llama']}", f"data.input={i['shared']}", "sampling.prompt_logprobs=1",
                        "sampling.max_tokens=0", "cache.block_size=4"],
-        "n3": [f"model.path={m['llama']}", f"data.input={i['mixed']}", "sampling.n=3", *sampled],
+        "n3": [f"model.path={m['llama']}", f"data.input={i['mixed']}", "sampling.n=3", *sampled, SETTLED],
         # Prefill steps in flight (runtime.overlap_prefill): n completions sampled a step late, a first token that
         # ends its sequence by length or by a stop token while in flight.
         "n3-ovp": [f"model.path={m['llama']}", f"data.input={i['mixed']}", "sampling.n=3", *sampled, OVP],
         "max1-ovp": [f"model.path={m['llama']}", f"data.input={i['mixed']}", "sampling.temperature=0",
                      "sampling.max_tokens=1", OVP],
         "stop-first": [f"model.path={m['llama']}", f"data.input={i['mixed']}", *greedy,
-                       f"sampling.stop_token_ids=[{first}]"],
+                       f"sampling.stop_token_ids=[{first}]", SETTLED],
         "stop-first-ovp": [f"model.path={m['llama']}", f"data.input={i['mixed']}", *greedy,
                            f"sampling.stop_token_ids=[{first}]", OVP],
         "n1": [f"model.path={m['llama']}", f"data.input={i['mixed']}", *sampled],

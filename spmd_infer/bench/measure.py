@@ -35,6 +35,9 @@ class StepRecord:
     sampled: int = 0
     dp_work_us: list[int] = field(default_factory=list)
     """Each DP rank's own work since its previous exchange (Field.WORK_US), in microseconds."""
+    settled_prefill: bool = False
+    """The step waited for an overlapped prefill's tokens (StepResult.settled_prefill): its seconds are mostly
+    that prefill's GPU time, so they count as prefill time and the step stays out of the decode figures."""
 
 
 class TimedSource(RequestSource):
@@ -85,12 +88,14 @@ def run_case(engine: Engine, case: Case, sampling, seed: int,
     started = source.started = time.perf_counter()
     while True:
         result = engine.stepper.step(source, queue)
-        if result.done:
-            break
         meta = result.meta
         rec = StepRecord(result.seconds, meta.exchange_seconds, result.phase if result.ran_forward else Phase.IDLE,
                          meta.num_tokens, meta.column(Field.PHASE), wait_seconds=meta.wait_seconds,
-                         dp_work_us=meta.column(Field.WORK_US))
+                         dp_work_us=meta.column(Field.WORK_US), settled_prefill=result.settled_prefill)
+        if result.done:
+            if rec.settled_prefill:  # a prefill-only case: its last step's GPU time waited for here
+                records.append(rec)
+            break
         if result.ran_forward:
             batch = source.last
             rec.chunks = [(n, s.num_computed) for s, n in zip(batch.seqs, batch.num_new_tokens)]  # after the step
@@ -133,8 +138,10 @@ def case_metrics(case: Case, records: list[StepRecord], source: TimedSource, wal
         # DP attention: the MLPs run every DP group's tokens (an idle group contributes its 1-token dummy).
         return sum(max(n, 1) for n in r.dp_tokens) if dp_attention and len(r.dp_tokens) > 1 else r_tokens(r)
 
-    # Decode: steps in which no DP rank prefills, so the step time is decode time everywhere.
-    decode = [r for r in records if Phase.DECODE in r.dp_phases and Phase.PREFILL not in r.dp_phases]
+    # Decode: steps in which no DP rank prefills, so the step time is decode time everywhere; without the steps
+    # that waited for an overlapped prefill's tokens (their time is that prefill's).
+    decode = [r for r in records
+              if Phase.DECODE in r.dp_phases and Phase.PREFILL not in r.dp_phases and not r.settled_prefill]
     mine = [r for r in decode if r.phase == Phase.DECODE]
     if decode:
         seconds = sum(r.seconds for r in decode)
@@ -151,10 +158,15 @@ def case_metrics(case: Case, records: list[StepRecord], source: TimedSource, wal
         }
     prefill = [r for r in records if r.phase == Phase.PREFILL]
     if prefill:
-        seconds = max(sum(r.seconds for r in prefill), 1e-12)
+        # An overlapped prefill step's GPU time lands in the step that settles its tokens (the next prefill's, or
+        # the first decode step's after the last one), so those settling steps' seconds are prefill seconds.
+        step_s = [r.seconds for r in records if r.phase == Phase.PREFILL or r.settled_prefill]
+        seconds = max(sum(step_s), 1e-12)
         flops = sum(cost.flops(r.chunks, mlp_tokens(r), r.sampled, prefill=True) for r in prefill)
         out["prefill"] = {
             "steps": len(prefill), "seconds": seconds, "tok_s_this_rank": sum(map(r_tokens, prefill)) / seconds,
+            # each step's, in order: which steps a slow prefill spent its time in (they move between runs)
+            "step_s": [round(s, 5) for s in step_s],
             "flops": flops, "flops_per_s": flops / seconds, "mfu": flops / seconds / ceilings.matmul_flops_per_s,
         }
     return out
@@ -179,11 +191,12 @@ def _sync(device: torch.device) -> None:
 def median_run(runs: list[dict]) -> dict:
     """Of one case's timed runs (case_metrics), the one with the median output rate (the lower middle of an even
     count), its figures whole; with several runs, "runs" lists each one's output rate, decode step and MBU, and
-    its prefill seconds (which move more between runs than decode does)."""
+    its prefill seconds, whole and step by step (they move more between runs than decode does)."""
     chosen = dict(sorted(runs, key=lambda r: r["output_tok_s"])[(len(runs) - 1) // 2])
     if len(runs) > 1:
         chosen["runs"] = [{"output_tok_s": r["output_tok_s"],
                            "decode_median_step_s": r.get("decode", {}).get("median_step_s"),
                            "decode_mbu": r.get("decode", {}).get("mbu"),
-                           "prefill_s": r.get("prefill", {}).get("seconds")} for r in runs]
+                           "prefill_s": r.get("prefill", {}).get("seconds"),
+                           "prefill_step_s": r.get("prefill", {}).get("step_s")} for r in runs]
     return chosen

@@ -44,6 +44,9 @@ class StepResult:
     seconds: float = 0.0
     phase: Phase = Phase.IDLE
     num_tokens: int = 0
+    settled_prefill: bool = False
+    """This step waited for an overlapped prefill step's tokens: its seconds hold that prefill's GPU tail
+    (runtime.overlap_prefill), so the benchmark counts them as prefill time, not decode time."""
 
 
 @dataclass
@@ -71,10 +74,12 @@ class Stepper:
         self.capacity = capacity  # requests a DP rank may hold (running + waiting)
         self.overlap = overlap
         self.in_flight: Optional[InFlight] = None  # a launched step whose tokens the host lacks
+        self._settled_prefill = False  # this step settled an overlapped prefill (StepResult.settled_prefill)
         self.stats = StepStats()
 
     def step(self, source: BatchSource, queue: Optional[RequestQueue] = None) -> StepResult:
         start = time.perf_counter()
+        self._settled_prefill = False
         # 0. Overlapped steps: the previous step's tokens are still on the device. Take them now unless the
         # next schedule can do without them (a decode that preempts nothing, or a prefill of new requests).
         if self.in_flight is not None and not source.can_defer():
@@ -93,7 +98,9 @@ class Stepper:
         # 3. Decisions every rank computes identically from DPMeta.
         queue_empty = queue is None or queue.exhausted
         if not meta.any_work and not meta.any_unfinished and queue_empty:
-            return StepResult(meta=meta, done=True)
+            # Its seconds: the last step's in-flight tokens, settled above when nothing was left to run.
+            return StepResult(meta=meta, done=True, seconds=time.perf_counter() - start,
+                              settled_prefill=self._settled_prefill)
         if queue is not None:
             for request, dp_rank in assign_requests(queue, meta, self.capacity):
                 if dp_rank == meta.dp_rank:
@@ -134,14 +141,18 @@ class Stepper:
         tokens = self.runner.sample_on_device(batch, logits, source.eos_ids, keys)
         self.in_flight = InFlight.launch(batch, tokens, source.advance(batch))
         if previous is not None:
-            source.resolve(previous.batch, previous.positions, previous.tokens())
+            self._settle(source, previous)
 
     def flush(self, source: BatchSource) -> None:
         """Settle the in-flight step's tokens (waits for its forward): before a step that needs them, and
         before the loop stops early."""
         if self.in_flight is not None:
             step, self.in_flight = self.in_flight, None
-            source.resolve(step.batch, step.positions, step.tokens())
+            self._settle(source, step)
+
+    def _settle(self, source: BatchSource, step: InFlight) -> None:
+        source.resolve(step.batch, step.positions, step.tokens())
+        self._settled_prefill |= step.batch.phase is Phase.PREFILL
 
     def _graph_bucket(self, batch: ScheduledBatch, meta: DPMeta) -> Optional[int]:
         """The CUDA-graph bucket this step replays, or None for an eager forward.
@@ -166,5 +177,6 @@ class Stepper:
         s.dummy_steps += result.dummy
         s.idle_steps += not (result.ran_forward or result.dummy)
         result.seconds = time.perf_counter() - start
+        result.settled_prefill = self._settled_prefill
         s.step_seconds += result.seconds
         s.history.append(result.meta.num_tokens)

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# One 1-GPU device call (~4 min): runtime.overlap_prefill (built in session 21 after its device time, off): prefill
+# One 1-GPU device call (~4 min): runtime.overlap_prefill (built in session 21, on by default since session 22): prefill
 # steps launch the next step before their first tokens reach the host. run_nano_prefill_host.sh found nano-vllm's
 # prefill steps at ~20 ms against 15.4 ms of kernels (Qwen3-0.6B, 8192 tokens a step), the host scheduling each next
 # step only once the last one's tokens arrived. The Qwen3 check against transformers with it on; then, each in one
 # launch with bench.overlap_prefill_ab (off and on in turn, three runs each: prefill seconds move more between
 # launches than the effect), Qwen3-0.6B on the nano-vllm protocol, a prefill-bound grid (256 x 1024 tokens, 4 out)
-# and DeepSeek-V2-Lite's TTFT (256 x 1k). Turn it on if the check holds and nothing is slower. Carry [".whl"].
+# and DeepSeek-V2-Lite's TTFT (256 x 1k). Carry [".whl"].
 set -uo pipefail
 source tests/gpu/device_env.sh
 nvidia-smi --query-gpu=name --format=csv,noheader | head -1
