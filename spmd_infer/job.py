@@ -22,6 +22,7 @@ from .engine.engine import Engine
 from .engine.model_runner import module_bytes
 from .engine.stopping import StopChecker
 from .failure import FaultHook, JobStopped, begin_job, leave, oom_guard, set_collective_timeout
+from .host_gc import FullCollections, thaw
 from .job_plan import JobPlan
 from .model_defaults import log_applied
 from .parallel.dims import init_distributed
@@ -53,6 +54,9 @@ class JobSummary:
     resumed: int = 0  # rows finished by earlier runs of the same job (resume.py)
     already_complete: bool = False  # the output was complete before this run: nothing ran
     weight_bytes: int = 0  # this rank's share of the model's weights (parameters and buffers)
+    gc_frozen_objects: int = 0  # objects frozen at startup, out of full collections' reach (runtime.freeze_gc)
+    gc_full_collections: int = 0  # full (generation-2) garbage collections during this rank's step loop
+    gc_full_seconds: float = 0.0  # the host time they took (the GPU idles once it exceeds the step in flight)
 
     def lines(self) -> list[str]:
         tps = self.output_tokens / max(self.wall_seconds, 1e-9)
@@ -127,27 +131,32 @@ def _run(cfg: Any, plan: JobPlan, dims, resume: ResumeState, stop: StopRequest, 
     stepper.exchange.set_timeout(cfg.runtime.step_timeout_s)
     loop_started = time.perf_counter()
     meta = None
-    for step in itertools.count():
-        with oom_guard(cfg, f"in step {step}"):
-            if fault is not None:
-                fault.check(step)
-            stepper.exchange.stop_requested = stop.signum  # a signal's flag rides in this step's metadata row (stop.py)
-            result = stepper.step(source, queue)
-        meta = result.meta
-        timeline.record(meta, final=result.done)
-        if result.done:
-            break
-        signum = stop.agreed(step, meta)
-        if signum:
-            stepper.flush(source)  # an overlapped step's tokens: finished sequences are saved too
-            progress.close()
-            writer.close()
-            saved = resume.num_done + queue.num_errors + sum(meta.column(Field.FINISHED))
-            name = signal.Signals(signum).name
-            raise JobStopped(signum, f"stopped by {name} after step {step}: at least {saved} of {resume.num_rows} "
-                                     f"rows are saved in {shard_dir}; rerun the same command to resume")
-        writer.tick()
-        progress.update(meta, errors=queue.num_errors)
+    # Full collections in the loop stall the host (the startup heap is frozen: host_gc.py); counted for the summary.
+    with FullCollections() as full_gc:
+        for step in itertools.count():
+            with oom_guard(cfg, f"in step {step}"):
+                if fault is not None:
+                    fault.check(step)
+                # A signal's flag rides in this step's metadata row (stop.py).
+                stepper.exchange.stop_requested = stop.signum
+                result = stepper.step(source, queue)
+            meta = result.meta
+            timeline.record(meta, final=result.done)
+            if result.done:
+                break
+            signum = stop.agreed(step, meta)
+            if signum:
+                stepper.flush(source)  # an overlapped step's tokens: finished sequences are saved too
+                progress.close()
+                writer.close()
+                saved = resume.num_done + queue.num_errors + sum(meta.column(Field.FINISHED))
+                name = signal.Signals(signum).name
+                raise JobStopped(signum, f"stopped by {name} after step {step}: at least {saved} of "
+                                         f"{resume.num_rows} rows are saved in {shard_dir}; rerun the same command "
+                                         "to resume")
+            writer.tick()
+            progress.update(meta, errors=queue.num_errors)
+    thaw()  # the engine is dropped after the job (several jobs in one process each freeze their own)
     progress.close()
     writer.close()
     set_collective_timeout(dims, cfg.runtime.load_timeout_s)  # the others wait while rank 0 merges
@@ -163,15 +172,19 @@ def _run(cfg: Any, plan: JobPlan, dims, resume: ResumeState, stop: StopRequest, 
                          preemptions=scheduler.num_preemptions, prefill_chunks=scheduler.num_prefill_chunks,
                          prefix_cached_tokens=blocks.num_cached_tokens, warmup_steps=engine.warmup_steps,
                          resumed=resume.num_done, weight_bytes=module_bytes(engine.runner.model),
-                         overlapped_prefills=stepper.stats.overlapped_prefills)
+                         overlapped_prefills=stepper.stats.overlapped_prefills,
+                         gc_frozen_objects=engine.frozen_objects, gc_full_collections=full_gc.count,
+                         gc_full_seconds=full_gc.seconds)
     summary.metrics = job_metrics(summary, timeline, dims, plan.device, cfg.cache.block_size)  # a collective
     st = stepper.stats
     log.info("step loop: %d steps (%d forward, %d dummy, %d idle) in %.2f s; DP metadata exchange %.1f%% of it "
-             "(%.1f%% the collective, %.1f%% waiting for slower DP ranks); %d preemptions on this rank", st.steps,
+             "(%.1f%% the collective, %.1f%% waiting for slower DP ranks); %d preemptions on this rank; %d full "
+             "garbage collections, %.2f s", st.steps,
              st.forward_steps, st.dummy_steps, st.idle_steps, time.perf_counter() - loop_started,
              100 * st.exchange_seconds / max(st.step_seconds, 1e-9),
              100 * (st.exchange_seconds - st.wait_seconds) / max(st.step_seconds, 1e-9),
-             100 * st.wait_seconds / max(st.step_seconds, 1e-9), scheduler.num_preemptions)
+             100 * st.wait_seconds / max(st.step_seconds, 1e-9), scheduler.num_preemptions, full_gc.count,
+             full_gc.seconds)
     return summary
 
 

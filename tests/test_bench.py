@@ -199,7 +199,7 @@ def test_repeated_runs_report_the_median_run_and_every_run():
     assert chosen["output_tok_s"] == 183 and chosen["decode"]["mbu"] == 0.794  # the median run, whole
     assert [r["output_tok_s"] for r in chosen["runs"]] == [183, 192, 175]  # every run, in run order
     assert chosen["runs"][1] == {"output_tok_s": 192, "decode_median_step_s": 0.0045, "decode_mbu": 0.831,
-                                 "prefill_s": 0.0192, "prefill_step_s": [0.0192]}
+                                 "prefill_s": 0.0192, "prefill_step_s": [0.0192], "gc_full": None}
     assert median_run(runs[:2])["output_tok_s"] == 183  # an even count takes the lower middle
     single = median_run(runs[:1])
     assert single == runs[0] and "runs" not in single and single is not runs[0]
@@ -207,6 +207,11 @@ def test_repeated_runs_report_the_median_run_and_every_run():
     assert "  decode bs1 @1024, 3 runs: out tok/s 183 / 192 / 175; decode step 4.6ms / 4.5ms / 4.7ms; " \
            "MBU 79.4% / 83.1% / 77.6%" in lines
     assert not any("runs:" in line for line in console_lines(_report([single])))
+    # Full garbage collections in a run get a line (none here: no line).
+    assert not any("garbage" in line for line in lines)
+    chosen["runs"][2]["gc_full"] = {"collections": 1, "seconds": 0.21}
+    assert "  decode bs1 @1024, full garbage collections: 0 in 0.00 s / 0 in 0.00 s / 1 in 0.21 s" \
+        in console_lines(_report([chosen]))
 
 
 def test_console_warns_when_the_copy_rate_beats_the_data_sheet():

@@ -191,12 +191,14 @@ def _sync(device: torch.device) -> None:
 def median_run(runs: list[dict]) -> dict:
     """Of one case's timed runs (case_metrics), the one with the median output rate (the lower middle of an even
     count), its figures whole; with several runs, "runs" lists each one's output rate, decode step and MBU, and
-    its prefill seconds, whole and step by step (they move more between runs than decode does)."""
+    its prefill seconds, whole and step by step (they move more between runs than decode does), and its full garbage
+    collections."""
     chosen = dict(sorted(runs, key=lambda r: r["output_tok_s"])[(len(runs) - 1) // 2])
     if len(runs) > 1:
         chosen["runs"] = [{"output_tok_s": r["output_tok_s"],
                            "decode_median_step_s": r.get("decode", {}).get("median_step_s"),
                            "decode_mbu": r.get("decode", {}).get("mbu"),
                            "prefill_s": r.get("prefill", {}).get("seconds"),
-                           "prefill_step_s": r.get("prefill", {}).get("step_s")} for r in runs]
+                           "prefill_step_s": r.get("prefill", {}).get("step_s"),
+                           "gc_full": r.get("gc_full")} for r in runs]
     return chosen

@@ -49,6 +49,11 @@ def console_lines(report: dict) -> list[str]:
             mbus = " / ".join(_pct(r["decode_mbu"]) for r in runs)
             lines.append(f"  {case['name']}, {len(runs)} runs: out tok/s {rates}; decode step {steps}; MBU {mbus}")
     for case in report["cases"]:
+        full = [r.get("gc_full") or {} for r in case.get("runs") or [case]]
+        if any(f.get("collections") for f in full):  # host time in which no step was launched
+            each = " / ".join(f"{f.get('collections', 0)} in {f.get('seconds', 0.0):.2f} s" for f in full)
+            lines.append(f"  {case['name']}, full garbage collections: {each}")
+    for case in report["cases"]:
         ranks = case.get("dp_ranks")
         if ranks:  # dp > 1: what the `wait` column waits on
             work = " / ".join(f"{s:.2f}" for s in ranks["work_s"])

@@ -16,6 +16,7 @@ import torch.distributed as dist
 from spmd_kernels import compiled_variants
 
 from ..engine.engine import Engine
+from ..host_gc import FullCollections, thaw
 from ..job_plan import resolve_dtype
 from ..layers.linear import fp8_linear_counts
 from ..models.registry import check_layout, model_class
@@ -114,9 +115,12 @@ def run_bench(cfg: Any) -> Optional[dict]:
         for r in range(b.repeats):
             for flipped in (False, True) if b.overlap_prefill_ab else (False,):
                 seed = b.seed + r + (b.repeats if flipped else 0)
-                records, source, wall = run_case(engine, case, sampling, seed, overlap_prefill=configured != flipped)
+                with FullCollections() as full_gc:
+                    records, source, wall = run_case(engine, case, sampling, seed,
+                                                     overlap_prefill=configured != flipped)
                 metrics = case_metrics(case, records, source, wall, cost, ceilings, mlp_spans_dp,
                                        source.scheduler.num_preemptions)
+                metrics["gc_full"] = {"collections": full_gc.count, "seconds": full_gc.seconds}
                 (flipped_runs if flipped else runs).append(metrics)
                 log.info("%s%s: %.0f output tok/s, %.2f s", case.name, " (overlap_prefill flipped)" if flipped else "",
                          metrics["output_tok_s"], wall)
@@ -140,6 +144,7 @@ def run_bench(cfg: Any) -> Optional[dict]:
     engine_fp8_experts = engine.runner.sharding.fp8_expert_block is not None  # as model.expert_dtype resolved
     # Linear layers in float8, as model.linear_dtype resolved.
     engine_fp8_linears = fp8_linear_counts(engine.runner.model)[0]
+    thaw()  # the engine's reference cycles, frozen at its start, must be reachable for its memory to come back
     del engine
     gc.collect()
     if device.type == "cuda":

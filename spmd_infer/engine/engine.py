@@ -17,6 +17,7 @@ from typing import Any, Callable, Optional
 import torch
 
 from ..failure import oom_guard
+from ..host_gc import freeze_startup_heap
 from ..env_switches import log_switches
 from ..job_plan import resolve_fp8_expert_block, resolve_fp8_linear_block, resolve_kv_dtype
 from ..parallel.dims import ConfigError, ParallelDims
@@ -68,6 +69,7 @@ class Engine:
         self.max_model_len = max_model_len
         self.startup = startup
         self.warmup_steps = 0  # forward steps the warmup ran through Stepper.step
+        self.frozen_objects = 0  # objects out of the garbage collector's reach since startup (runtime.freeze_gc)
 
     @classmethod
     def start(cls, hf_config: Any, model_dir: Optional[Path], dims: ParallelDims, device: torch.device,
@@ -130,6 +132,9 @@ class Engine:
         stepper.stats = StepStats()  # the warmup is not part of any run's statistics
         engine = cls(runner, stepper, dims, num_blocks, cfg, max_model_len, times)
         engine.warmup_steps = warmup_steps
+        if getattr(cfg.runtime, "freeze_gc", True):
+            # Full collections in the step loop then skip all that startup made.
+            engine.frozen_objects = freeze_startup_heap()
         return engine
 
     def new_source(self, stopper: StopChecker, on_finish: Callable[[Sequence], None],
