@@ -33,6 +33,10 @@ class ForwardBatch:
     prompt_counts: list = field(default_factory=list)  # (batch index, first entry, rows) per scoring sequence
     prompt_scores: Optional[tuple] = None
     """Filled by the forward when prompt_rows is set: (top-k ids, their log-probabilities, the targets'), as lists."""
+    host_tables: Optional[tuple] = None
+    """(cu_seqlens_q, context_lens, block_tables) as numpy arrays, the host copies the device tensors came from: a
+    layer that plans the step on the host reads these rather than copying the tensors back, a sync that would stall
+    an overlapped step (MLA's prefill groups). None where the batch was not packed on the host (graphs, dummies)."""
     step_cache: dict = field(default_factory=dict, repr=False)
     """Values that every layer of this step would compute alike, computed by the first (MLA's prefill plan)."""
 

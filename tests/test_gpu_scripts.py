@@ -74,8 +74,8 @@ def test_a_switch_that_no_code_reads_is_caught():
 
 
 @pytest.mark.parametrize("patch", PATCHES, ids=lambda p: p.name)
-def test_ab_patch_applies_to_todays_kernels(patch):
-    """ab_parts / patched_kernels (device_env.sh) time today's kernels against a patched copy: a patch that no longer
-    applies would stop the call on the GPU machine."""
+def test_ab_patch_applies_to_todays_code(patch):
+    """ab_parts / patched_kernels / patched_engine (device_env.sh) time today's code against a patched copy: a patch
+    that no longer applies would stop the call on the GPU machine."""
     proc = subprocess.run(["git", "apply", "--check", str(patch)], cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 0, f"{patch.name} no longer applies: {proc.stderr.strip()}; remake it or delete it"

@@ -90,15 +90,18 @@ def make_batch(seqs, tables, bs, is_prefill, device, cache=True) -> ForwardBatch
     def tensor(x, dtype):
         return torch.tensor(x, dtype=dtype, device=device)
 
+    padded = [b + [-1] * (width - len(b)) for b in tables]
     return ForwardBatch(
         input_ids=tensor([0] * t, torch.int64), positions=tensor([0] * t, torch.int64), is_prefill=is_prefill,
         cu_seqlens_q=tensor(cu, torch.int32), context_lens=tensor(ctx, torch.int32),
         slot_mapping=tensor(slots, torch.int64) if cache else None,
-        block_tables=tensor([b + [-1] * (width - len(b)) for b in tables], torch.int32) if cache else None,
+        block_tables=tensor(padded, torch.int32) if cache else None,
         logits_indices=tensor([], torch.int64), dp_meta=None, num_seqs=len(seqs), max_query_len=max(q_lens),
         max_context_len=max(ctx),
         # Decode rows longest context first, as the engine passes them (a one-split MLA launch follows it).
-        decode_order=None if is_prefill else tensor(longest_first(np.array(ctx)), torch.int32))
+        decode_order=None if is_prefill else tensor(longest_first(np.array(ctx)), torch.int32),
+        # the host arrays the engine packs the batch from (MLA plans prefill groups from them, without a sync)
+        host_tables=(np.array(cu, np.int32), np.array(ctx, np.int32), np.array(padded, np.int32)) if cache else None)
 
 
 # Sequence A (40-token prompt), B (shares A's first block: a prefix-cache hit, then 21 tokens of its own),
@@ -131,6 +134,25 @@ def test_cached_prefill_in_groups(monkeypatch):
     monkeypatch.setattr(mla, "_EXPAND_TOKENS", 16)
     torch.manual_seed(1)
     _prefill_then_decode(Pair(torch.float32))
+
+
+@pytest.mark.parametrize("budget", [16, 48, 8192])
+def test_prefill_groups_planned_from_host_arrays_equal_the_device_copys(budget):
+    """The plan from the host arrays (no sync) is the plan from copying the device tensors back, group by group."""
+    seqs = [(40, 40), (21, 37), (5, 5), (17, 33)]
+    from_host = make_batch(seqs, TABLES, 16, True, DEVICE)
+    copied_back = make_batch(seqs, TABLES, 16, True, DEVICE)
+    copied_back.host_tables = None
+    planned = [mla._plan_groups(b, 16, budget) for b in (from_host, copied_back)]
+    assert len(planned[0]) == len(planned[1]) >= (2 if budget < 64 else 1)
+    for g, h in zip(*planned):
+        assert (g.s0, g.s1, g.q0, g.q1, g.max_q) == (h.s0, h.s1, h.q0, h.q1, h.max_q)
+        for name in ("blocks", "block_tables", "cu_seqlens_q"):
+            a, b = getattr(g, name), getattr(h, name)
+            assert a.device == b.device and a.dtype == b.dtype and torch.equal(a, b), name
+    # A and B share block 7 (a prefix-cache hit): expanded once when planned together.
+    if budget == 8192:
+        assert planned[0][0].blocks.tolist().count(7) == 1
 
 
 @pytest.mark.parametrize("block_size", [1, 64])

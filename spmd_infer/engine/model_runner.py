@@ -197,7 +197,8 @@ class ModelRunner:
             max_context_len=host.max_context_len, dp_num_tokens=self._dp_counts(meta),
             prompt_rows=d.get("prompt_rows"), prompt_targets=d.get("prompt_targets"),
             prompt_top_k=prompt.top_k if prompt is not None else 0,
-            prompt_counts=prompt.counts if prompt is not None else [], decode_order=d.get("order"))
+            prompt_counts=prompt.counts if prompt is not None else [], decode_order=d.get("order"),
+            host_tables=(host.cu_seqlens_q, host.context_lens, host.block_tables) if tables is not None else None)
 
     def dummy_batch(self, meta: DPMeta) -> ForwardBatch:
         """One padding token with no cache slot and nothing to sample: an idle DP rank's share of a step."""

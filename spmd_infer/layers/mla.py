@@ -11,12 +11,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from spmd_kernels import mla_decode, paged_prefill_attention, store_latent, store_latent_ref
 from torch import nn
 
 from ..forward_batch import ForwardBatch
+from ..host_memory import to_device
 
 # Cached context tokens expanded to per-head K/V at once in a prefill step (about the warmup's
 # max_num_batched_tokens, so the activation peak measured there covers it); a single sequence's
@@ -201,9 +203,14 @@ def _plan_groups(batch: ForwardBatch, page: int, budget_tokens: int) -> list[_Gr
     """Split the batch into groups of about `budget_tokens` cached tokens; a host-side plan (prefill only)."""
     S = batch.context_lens.shape[0]
     device = batch.context_lens.device
-    # One device-to-host copy for all three (prefill is never graphed, so a sync is fine here).
-    host = torch.cat([batch.cu_seqlens_q.int(), batch.context_lens.int(), batch.block_tables.int().flatten()]).cpu()
-    cu, ctx, tables = host[: S + 1], host[S + 1: 2 * S + 1], host[2 * S + 1:].view(S, -1)
+    if batch.host_tables is not None:
+        # The arrays the batch was packed from: no copy back, so an overlapped step keeps the GPU busy meanwhile.
+        cu, ctx, tables = (torch.from_numpy(np.asarray(a, dtype=np.int32)) for a in batch.host_tables)
+    else:
+        # One device-to-host copy for all three: a sync (prefill is never graphed, so allowed).
+        host = torch.cat([batch.cu_seqlens_q.int(), batch.context_lens.int(),
+                          batch.block_tables.int().flatten()]).cpu()
+        cu, ctx, tables = host[: S + 1], host[S + 1: 2 * S + 1], host[2 * S + 1:].view(S, -1)
     q_lens = cu.diff()
     num_blocks = torch.where(q_lens > 0, (ctx + page - 1) // page, 0)  # sequences without queries read nothing
     # Group g holds the sequences whose blocks start in [g * budget, (g + 1) * budget).
@@ -226,6 +233,8 @@ def _make_group(s0, s1, cu, q_lens, num_blocks, tables, device) -> _Group:
     local_tables = torch.zeros(s1 - s0, width, dtype=torch.int32)
     local_tables[used] = local.int()
     q0, q1 = int(cu[s0]), int(cu[s1])
+    # Pinned, asynchronous copies: from pageable memory a copy may first wait for the GPU's queued work.
     return _Group(s0=s0, s1=s1, q0=q0, q1=q1, max_q=int(q_lens[s0:s1].max()),
-                  blocks=blocks.long().to(device), block_tables=local_tables.to(device),
-                  cu_seqlens_q=(cu[s0: s1 + 1] - q0).int().to(device))
+                  blocks=to_device(blocks.long().numpy(), device),
+                  block_tables=to_device(local_tables.numpy(), device),
+                  cu_seqlens_q=to_device((cu[s0: s1 + 1] - q0).int().numpy(), device))

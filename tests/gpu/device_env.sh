@@ -80,3 +80,22 @@ ab_parts() {
     part "${name}_$run" "$limit" env PYTHONPATH="$pp" "$@"
   done
 }
+# A bench JSON's prefill per case ($OUT/NAME.json): steps, seconds, MFU, output rate and each run's prefill seconds:
+# prefill_of NAME
+prefill_of() {
+  python3 - "$OUT/$1.json" "$1" <<'PY'
+import json, sys
+for case in json.load(open(sys.argv[1]))["cases"]:
+    p = case.get("prefill", {})
+    runs = " / ".join(f"{r['prefill_s']:.3f}" for r in case.get("runs", []))
+    print(f"  {sys.argv[2]} {case['name']}: prefill {p.get('steps')} steps {p.get('seconds', 0):.3f} s, "
+          f"MFU {p.get('mfu', 0):.1%}, out {case['output_tok_s']:.0f} tok/s; each run's prefill s {runs}")
+PY
+}
+# A copy of spmd_infer/ with a patch applied, for A/B runs of an engine change in one call: prints the PYTHONPATH
+# under which `spmd_infer` is the patched copy: old=$(patched_engine NAME tests/gpu/X.patch)
+patched_engine() {
+  local dir=/tmp/ab_engine_$1
+  rm -rf "$dir" && mkdir -p "$dir" && cp -r spmd_infer "$dir/" && (cd "$dir" && patch -s -p1 < "$OLDPWD/$2") \
+    && echo "$dir:$PYTHONPATH"
+}

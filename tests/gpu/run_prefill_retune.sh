@@ -15,17 +15,6 @@ for model in ${CHECKS:-qwen3 dsv2lite}; do
   grep -E "RESULT|OUTSIDE|Error" "$OUT/check_$model.txt" | head -4
 done
 old=$(patched_kernels tiles tests/gpu/prefill_tiles_old.patch)
-# prefill_of NAME: the case's prefill steps, seconds and MFU from $OUT/NAME.json, and each run's prefill seconds
-prefill_of() {
-  python3 - "$OUT/$1.json" "$1" <<'PY'
-import json, sys
-for case in json.load(open(sys.argv[1]))["cases"]:
-    p = case.get("prefill", {})
-    runs = " / ".join(f"{r['prefill_s']:.3f}" for r in case.get("runs", []))
-    print(f"  {sys.argv[2]} {case['name']}: prefill {p.get('steps')} steps {p.get('seconds', 0):.3f} s, "
-          f"MFU {p.get('mfu', 0):.1%}, out {case['output_tok_s']:.0f} tok/s; each run's prefill s {runs}")
-PY
-}
 for run in new old new2 old2; do
   pp=$PYTHONPATH; [[ $run == old* ]] && pp=$old
   part "dsv2_$run" 150 env PYTHONPATH="$pp" python3 -m spmd_infer.bench bench.preset=deepseek-v2-lite \
