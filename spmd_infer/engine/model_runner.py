@@ -215,7 +215,8 @@ class ModelRunner:
         return [max(n, 1) for n in meta.num_tokens]
 
     def _tensor(self, data, dtype) -> torch.Tensor:
-        return torch.tensor(data, dtype=dtype).to(self.device, non_blocking=True)
+        # Pinned (to_device): a copy from pageable memory would first wait for the GPU's queued work.
+        return to_device(np.asarray(data, dtype={torch.int64: np.int64, torch.int32: np.int32}[dtype]), self.device)
 
     # ---- CUDA graphs ---------------------------------------------------------------------------------
     @property
@@ -349,8 +350,8 @@ class ModelRunner:
                 if banned:
                     logits[i, banned] = float("-inf")
         if bias_rows:  # every row's logit_bias in two copies to the device, not one per row (banned stays -inf)
-            at = torch.tensor([bias_rows, bias_ids], dtype=torch.int64).to(logits.device, non_blocking=True)
-            values = torch.tensor(bias_values, dtype=logits.dtype).to(logits.device, non_blocking=True)
+            at = to_device(np.array([bias_rows, bias_ids], dtype=np.int64), logits.device)
+            values = to_device(np.asarray(bias_values, dtype=np.float32), logits.device).to(logits.dtype)
             logits.index_put_((at[0], at[1]), values, accumulate=True)
         if rows:
             apply_repetition_penalty(logits, rows, tokens, penalties)
