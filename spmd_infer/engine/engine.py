@@ -17,8 +17,8 @@ from typing import Any, Callable, Optional
 import torch
 
 from ..failure import oom_guard
-from ..host_gc import freeze_startup_heap
 from ..env_switches import log_switches
+from ..host_gc import freeze_startup_heap
 from ..job_plan import resolve_fp8_expert_block, resolve_fp8_linear_block, resolve_kv_dtype
 from ..parallel.dims import ConfigError, ParallelDims
 from ..parallel.dp_meta import NUM_FIELDS, DPMetaExchange
