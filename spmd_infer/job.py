@@ -82,7 +82,7 @@ def run_job(cfg: Any) -> Optional[JobSummary]:
     data_format = detect_format(plan.input, cfg.data.format)  # our rows or OpenAI batch rows, answered in kind
     # Decided once, on rank 0, before any model work; rank 0 also locks the output against a second job.
     resume = decide_resume(cfg, plan, dims, data_format)
-    stop = StopRequest(dims, plan.device)
+    stop = StopRequest(dims)
     try:
         if resume.complete:
             log.info("%s is already complete (%d rows); nothing to do", plan.output, resume.num_rows)

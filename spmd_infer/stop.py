@@ -5,8 +5,9 @@ sets a flag, carried in the step's DP metadata row (Field.STOP_REQUESTED). When 
 is the whole world and that all-gather is the agreement, every step, at no extra cost. When tp > 1 the
 DP all-gather spans only the ranks with the same TP rank, so the TP peers of a group could disagree
 (torchrun forwards SIGTERM to every worker, but a signal may reach only some of them, e.g. one kill
-by hand); then every AGREE_EVERY steps one all-reduce MAX over the world group decides. One tiny
-collective every 8 steps costs nothing measurable; every step it would double the per-step exchange.
+by hand); then every AGREE_EVERY steps one all-reduce MAX over every rank decides, on the host (gloo: an NCCL one
+would wait for the forward in flight and stall an overlapped step). One tiny collective every 8 steps costs nothing
+measurable; every step it would double the per-step exchange.
 """
 
 from __future__ import annotations
@@ -32,9 +33,8 @@ FORCE_AFTER_S = 3.0
 
 
 class StopRequest:
-    def __init__(self, dims: Any, device: torch.device, every: int = AGREE_EVERY):
+    def __init__(self, dims: Any, every: int = AGREE_EVERY):
         self.dims = dims
-        self.device = device
         self.every = every
         self.signum = 0  # the first signal this rank got; 0: none
         self._first_at = 0.0
@@ -67,6 +67,6 @@ class StopRequest:
             return max(meta.column(Field.STOP_REQUESTED))
         if step % self.every:
             return 0
-        flag = torch.tensor([self.signum], dtype=torch.int64, device=self.device)
-        dist.all_reduce(flag, op=dist.ReduceOp.MAX, group=self.dims.world_group)
+        flag = torch.tensor([self.signum], dtype=torch.int64)  # a host tensor: the vote goes over gloo
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX, group=self.dims.host_group)
         return int(flag.item())

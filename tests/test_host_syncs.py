@@ -36,7 +36,7 @@ ALLOWED = {
     "spmd_infer/parallel/dp_meta.py:column:tolist": "the gathered rows, already on the host",
     "spmd_infer/parallel/dp_meta.py:gather:synchronize": "the exchange's own stream, not the forward's",
     "spmd_infer/parallel/dp_meta.py:gather:cpu": "the CPU collective (gloo): host tensors",
-    "spmd_infer/stop.py:agreed:item": "tp > 1 only, one step in AGREE_EVERY: the world's stop vote",
+    "spmd_infer/stop.py:agreed:item": "a host tensor (the stop vote goes over gloo)",
     "kernels/prefill_attention.py:paged_prefill_attention:item": "only when the caller gives no max_seqlen_q",
 }
 

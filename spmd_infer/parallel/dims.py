@@ -86,10 +86,17 @@ class ParallelDims:
     def world_group(self) -> dist.ProcessGroup:
         return self._world_group
 
+    @property
+    def host_group(self) -> dist.ProcessGroup:
+        """Every rank over gloo, for agreements made on the host between steps (the stop vote): a CPU collective
+        never waits for the GPU, where an NCCL one is queued behind the forward in flight and read back after it."""
+        return self._host_group
+
     def build_mesh(self, device: torch.device) -> DeviceMesh:
         self.mesh = init_device_mesh(device.type, (self.dp, self.tp), mesh_dim_names=("dp", "tp"))
         # The flattened dp*tp group: DP-attention MLP/MoE collectives and job-wide agreement (KV blocks).
         self._world_group = self.mesh._flatten("world").get_group()
+        self._host_group = dist.new_group(backend="gloo") if device.type == "cuda" else self._world_group
         log.info("mesh dp=%d x tp=%d on %s (this rank: dp_rank=%d tp_rank=%d)", self.dp, self.tp, device.type,
                  self.dp_rank, self.tp_rank)
         return self.mesh
