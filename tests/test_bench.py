@@ -164,7 +164,9 @@ def test_case_metrics_sum_each_dp_ranks_work_and_idle_steps():
     both = [Phase.DECODE, Phase.DECODE]
     records = [
         StepRecord(0.2, 0.1, Phase.DECODE, [2, 2], both, chunks=[(1, 9)], dp_work_us=[100_000, 200_000]),
-        StepRecord(0.2, 0.1, Phase.DECODE, [2, 2], both, chunks=[(1, 10)], dp_work_us=[100_000, 200_000]),
+        # DP rank 1 waits for its overlapped prefill's first tokens here: not a decode step for anyone.
+        StepRecord(0.2, 0.1, Phase.DECODE, [2, 2], both, chunks=[(1, 10)], dp_work_us=[100_000, 200_000],
+                   dp_settles_prefill=[0, 1]),
         StepRecord(0.2, 0.0, Phase.IDLE, [0, 2], [Phase.IDLE, Phase.DECODE], dp_work_us=[5_000, 200_000]),
     ]
 
@@ -174,6 +176,7 @@ def test_case_metrics_sum_each_dp_ranks_work_and_idle_steps():
     m = case_metrics(Case("decode", "decode bs2 @8", [8, 8], [3, 3]), records, Source(), wall=0.6, cost=cost,
                      ceilings=ceil, dp_attention=False, num_preemptions=0)
     assert m["dp_ranks"] == {"work_s": [pytest.approx(0.205), pytest.approx(0.6)], "idle_steps": [1, 0]}
+    assert m["decode"]["steps"] == 2 and m["decode"]["tok_s"] == pytest.approx(6 / 0.4)
     lines = console_lines({**_report([{**_decode_case(100.0, 0.2, 0.5), "dp_ranks": m["dp_ranks"]}])})
     assert "  decode bs1 @1024, DP ranks: own work 0.20 / 0.60 s; steps with nothing to run 1 / 0" in lines
 

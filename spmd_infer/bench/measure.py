@@ -37,7 +37,11 @@ class StepRecord:
     """Each DP rank's own work since its previous exchange (Field.WORK_US), in microseconds."""
     settled_prefill: bool = False
     """The step waited for an overlapped prefill's tokens (StepResult.settled_prefill): its seconds are mostly
-    that prefill's GPU time, so they count as prefill time and the step stays out of the decode figures."""
+    that prefill's GPU time, so they count as prefill time."""
+    dp_settles_prefill: list[int] = field(default_factory=list)
+    """Per DP rank, 1 if it settled an overlapped prefill in this step (Field.SETTLES_PREFILL): a rank that waits
+    for a prefill holds the others up too (the next exchange, DP attention's collectives), so such a step stays out
+    of the decode figures whichever rank it was."""
 
 
 class TimedSource(RequestSource):
@@ -91,7 +95,8 @@ def run_case(engine: Engine, case: Case, sampling, seed: int,
         meta = result.meta
         rec = StepRecord(result.seconds, meta.exchange_seconds, result.phase if result.ran_forward else Phase.IDLE,
                          meta.num_tokens, meta.column(Field.PHASE), wait_seconds=meta.wait_seconds,
-                         dp_work_us=meta.column(Field.WORK_US), settled_prefill=result.settled_prefill)
+                         dp_work_us=meta.column(Field.WORK_US), settled_prefill=result.settled_prefill,
+                         dp_settles_prefill=meta.column(Field.SETTLES_PREFILL))
         if result.done:
             if rec.settled_prefill:  # a prefill-only case: its last step's GPU time waited for here
                 records.append(rec)
@@ -138,10 +143,10 @@ def case_metrics(case: Case, records: list[StepRecord], source: TimedSource, wal
         # DP attention: the MLPs run every DP group's tokens (an idle group contributes its 1-token dummy).
         return sum(max(n, 1) for n in r.dp_tokens) if dp_attention and len(r.dp_tokens) > 1 else r_tokens(r)
 
-    # Decode: steps in which no DP rank prefills, so the step time is decode time everywhere; without the steps
-    # that waited for an overlapped prefill's tokens (their time is that prefill's).
-    decode = [r for r in records
-              if Phase.DECODE in r.dp_phases and Phase.PREFILL not in r.dp_phases and not r.settled_prefill]
+    # Decode: steps in which no DP rank prefills, so the step time is decode time everywhere; without the steps in
+    # which a rank waited for an overlapped prefill's tokens (their time is that prefill's).
+    decode = [r for r in records if Phase.DECODE in r.dp_phases and Phase.PREFILL not in r.dp_phases
+              and not r.settled_prefill and not any(r.dp_settles_prefill)]
     mine = [r for r in decode if r.phase == Phase.DECODE]
     if decode:
         seconds = sum(r.seconds for r in decode)

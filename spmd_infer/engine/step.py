@@ -80,6 +80,8 @@ class Stepper:
     def step(self, source: BatchSource, queue: Optional[RequestQueue] = None) -> StepResult:
         start = time.perf_counter()
         self._settled_prefill = False
+        # A step always settles what is in flight when it starts (below, or after launching its own forward).
+        settles_prefill = self.in_flight is not None and self.in_flight.batch.phase is Phase.PREFILL
         # 0. Overlapped steps: the previous step's tokens are still on the device. Take them now unless the
         # next schedule can do without them (a decode that preempts nothing, or a prefill of new requests).
         if self.in_flight is not None and not source.can_defer():
@@ -90,7 +92,7 @@ class Stepper:
             self.flush(source)  # every running sequence ends with its in-flight token: nothing to run
         row = make_row(num_tokens=batch.num_tokens, num_seqs=batch.num_seqs,
                        phase=batch.phase if batch else Phase.IDLE, can_graph=self.runner.can_graph(batch),
-                       **source.metadata())
+                       settles_prefill=settles_prefill, **source.metadata())
         # 2. The one collective outside the forward.
         meta = self.exchange.gather(row)
         self.stats.exchange_seconds += meta.exchange_seconds

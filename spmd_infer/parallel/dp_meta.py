@@ -33,6 +33,7 @@ class Field(enum.IntEnum):
     OUTPUT_TOKENS = 8  # tokens generated so far by this rank (progress, tok/s)
     STOP_REQUESTED = 9  # number of a signal (SIGTERM, SIGINT) that asked this rank to stop, else 0 (stop.py)
     WORK_US = 10  # microseconds from this rank's previous exchange to this one: its own work (see wait_seconds)
+    SETTLES_PREFILL = 11  # 1 if this step waits for an overlapped prefill's first tokens (runtime.overlap_prefill)
 
 
 NUM_FIELDS = len(Field)
