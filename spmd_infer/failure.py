@@ -81,7 +81,7 @@ def begin_job(output: Any) -> None:
 def set_collective_timeout(dims: Any, seconds: float) -> None:
     """The timeout of every collective of the job's groups from now on (phases: see RuntimeConfig)."""
     td = datetime.timedelta(seconds=seconds)
-    groups = {id(g): g for g in (dist.group.WORLD, dims.world_group, dims.host_group, dims.dp_group, dims.tp_group)}
+    groups = {id(g): g for g in (dist.group.WORLD, *dims.groups())}
     for group in groups.values():
         try:
             dist.distributed_c10d._set_pg_timeout(td, group)

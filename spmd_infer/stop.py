@@ -36,6 +36,8 @@ class StopRequest:
     def __init__(self, dims: Any, every: int = AGREE_EVERY):
         self.dims = dims
         self.every = every
+        # Made now, on every rank alike (a group's creation is collective); only tp > 1 votes.
+        self.vote_group = dims.host_group if dims.tp > 1 else None
         self.signum = 0  # the first signal this rank got; 0: none
         self._first_at = 0.0
         self._previous: dict[int, Any] = {}
@@ -68,5 +70,5 @@ class StopRequest:
         if step % self.every:
             return 0
         flag = torch.tensor([self.signum], dtype=torch.int64)  # a host tensor: the vote goes over gloo
-        dist.all_reduce(flag, op=dist.ReduceOp.MAX, group=self.dims.host_group)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX, group=self.vote_group)
         return int(flag.item())

@@ -37,6 +37,7 @@ class ParallelDims:
     world_size: int
     dp_attention: bool = False
     mesh: Optional[DeviceMesh] = field(default=None, repr=False)
+    _host_group: Optional[dist.ProcessGroup] = field(default=None, repr=False, init=False)
 
     def validate(self) -> None:
         if self.dp < 1 or self.tp < 1:
@@ -89,14 +90,25 @@ class ParallelDims:
     @property
     def host_group(self) -> dist.ProcessGroup:
         """Every rank over gloo, for agreements made on the host between steps (the stop vote): a CPU collective
-        never waits for the GPU, where an NCCL one is queued behind the forward in flight and read back after it."""
+        never waits for the GPU, where an NCCL one is queued behind the forward in flight and read back after it.
+        On CUDA made at first use, which every rank must reach at the same point (creating a group is collective);
+        on the CPU the world group is gloo already."""
+        if self._host_group is None:
+            self._host_group = dist.new_group(backend="gloo")
         return self._host_group
+
+    def groups(self) -> list[dist.ProcessGroup]:
+        """The job's process groups made so far (the host group only once used)."""
+        made = [self.world_group, self.dp_group, self.tp_group]
+        if self._host_group is not None and all(g is not self._host_group for g in made):
+            made.append(self._host_group)
+        return made
 
     def build_mesh(self, device: torch.device) -> DeviceMesh:
         self.mesh = init_device_mesh(device.type, (self.dp, self.tp), mesh_dim_names=("dp", "tp"))
         # The flattened dp*tp group: DP-attention MLP/MoE collectives and job-wide agreement (KV blocks).
         self._world_group = self.mesh._flatten("world").get_group()
-        self._host_group = dist.new_group(backend="gloo") if device.type == "cuda" else self._world_group
+        self._host_group = None if device.type == "cuda" else self._world_group
         log.info("mesh dp=%d x tp=%d on %s (this rank: dp_rank=%d tp_rank=%d)", self.dp, self.tp, device.type,
                  self.dp_rank, self.tp_rank)
         return self.mesh
