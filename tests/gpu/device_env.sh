@@ -99,3 +99,10 @@ patched_engine() {
   rm -rf "$dir" && mkdir -p "$dir" && cp -r spmd_infer "$dir/" && (cd "$dir" && patch -s -p1 < "$OLDPWD/$2") \
     && echo "$dir:$PYTHONPATH"
 }
+# DeepSeek-V2-Lite's TTFT (decode batch 256 from 1024-token prompts, two runs) as one part under PYTHONPATH PP, its
+# prefill printed (each run's seconds): dsv2_ttft_part NAME PP
+dsv2_ttft_part() {
+  part "$1" 150 env PYTHONPATH="$2" python3 -m spmd_infer.bench bench.preset=deepseek-v2-lite bench.workload=decode \
+    'bench.batch_sizes=[256]' bench.context=1024 bench.repeats=2 bench.output="$OUT/$1.json"
+  prefill_of "$1"
+}

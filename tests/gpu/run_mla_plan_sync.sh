@@ -14,9 +14,6 @@ grep -E "RESULT|OUTSIDE|Error" "$OUT/check.txt" | head -4
 old=$(patched_engine mla_sync tests/gpu/mla_plan_sync_old.patch)
 for run in new old new2 old2; do
   pp=$PYTHONPATH; [[ $run == old* ]] && pp=$old
-  part "dsv2_$run" 150 env PYTHONPATH="$pp" python3 -m spmd_infer.bench bench.preset=deepseek-v2-lite \
-    bench.workload=decode 'bench.batch_sizes=[256]' bench.context=1024 bench.repeats=2 \
-    bench.output="$OUT/dsv2_$run.json"
-  prefill_of "dsv2_$run"
+  dsv2_ttft_part "dsv2_$run" "$pp"
 done
 rm -rf "$OUT"/*.json "$OUT"/*.run

@@ -17,10 +17,7 @@ done
 old=$(patched_kernels tiles tests/gpu/prefill_tiles_old.patch)
 for run in new old new2 old2; do
   pp=$PYTHONPATH; [[ $run == old* ]] && pp=$old
-  part "dsv2_$run" 150 env PYTHONPATH="$pp" python3 -m spmd_infer.bench bench.preset=deepseek-v2-lite \
-    bench.workload=decode 'bench.batch_sizes=[256]' bench.context=1024 bench.repeats=2 \
-    bench.output="$OUT/dsv2_$run.json"
-  prefill_of "dsv2_$run"
+  dsv2_ttft_part "dsv2_$run" "$pp"
   part "llama_$run" 100 env PYTHONPATH="$pp" python3 -m spmd_infer.bench bench.preset=llama-3-8b bench.workload=grid \
     'bench.grid_batch_sizes=[8]' 'bench.input_lens=[2048]' 'bench.output_lens=[1]' \
     scheduler.max_num_batched_tokens=16384 bench.repeats=2 bench.output="$OUT/llama_$run.json"
