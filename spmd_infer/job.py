@@ -25,7 +25,7 @@ from .failure import FaultHook, JobStopped, begin_job, leave, oom_guard, set_col
 from .host_gc import FullCollections, thaw
 from .job_plan import JobPlan
 from .model_defaults import log_applied
-from .parallel.dims import init_distributed
+from .parallel.dims import forget_host_group, init_distributed
 from .parallel.dp_meta import Field
 from .progress import Progress
 from .report import Timeline, job_metrics
@@ -216,5 +216,6 @@ def release_distributed(keep_group: bool = False) -> None:
     """Free cached device memory and (unless `keep_group`: more jobs follow in this process) the process group."""
     if dist.is_initialized() and not keep_group:
         dist.destroy_process_group()
+        forget_host_group()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()

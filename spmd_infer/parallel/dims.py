@@ -30,6 +30,16 @@ def resolve_device(requested: str) -> torch.device:
     return torch.device("cuda", local_rank % torch.cuda.device_count())
 
 
+# The gloo group of every rank behind ParallelDims.host_group, made once per process.
+_gloo_world: Optional[dist.ProcessGroup] = None
+
+
+def forget_host_group() -> None:
+    """After the default group is destroyed (which destroys every group): the next host_group makes a new one."""
+    global _gloo_world
+    _gloo_world = None
+
+
 @dataclass
 class ParallelDims:
     dp: int
@@ -91,10 +101,14 @@ class ParallelDims:
     def host_group(self) -> dist.ProcessGroup:
         """Every rank over gloo, for agreements made on the host between steps (the stop vote): a CPU collective
         never waits for the GPU, where an NCCL one is queued behind the forward in flight and read back after it.
-        On CUDA made at first use, which every rank must reach at the same point (creating a group is collective);
-        on the CPU the world group is gloo already."""
+        On CUDA made at first use, which every rank must reach at the same point (creating a group is collective),
+        once per process: the jobs of a sweep share it, as they share the default group (cli.py); on the CPU the
+        world group is gloo already."""
+        global _gloo_world
         if self._host_group is None:
-            self._host_group = dist.new_group(backend="gloo")
+            if _gloo_world is None:
+                _gloo_world = dist.new_group(backend="gloo")
+            self._host_group = _gloo_world
         return self._host_group
 
     def groups(self) -> list[dist.ProcessGroup]:
