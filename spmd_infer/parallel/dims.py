@@ -32,6 +32,9 @@ def resolve_device(requested: str) -> torch.device:
 
 # The gloo group of every rank behind ParallelDims.host_group, made once per process.
 _gloo_world: Optional[dist.ProcessGroup] = None
+# Its ranks make it at job setup right after a collective, so they arrive together: a host where gloo cannot connect
+# fails the job within this many seconds rather than at the (long) load timeout.
+HOST_GROUP_CONNECT_S = 120
 
 
 def forget_host_group() -> None:
@@ -107,7 +110,8 @@ class ParallelDims:
         global _gloo_world
         if self._host_group is None:
             if _gloo_world is None:
-                _gloo_world = dist.new_group(backend="gloo")
+                _gloo_world = dist.new_group(backend="gloo",
+                                             timeout=datetime.timedelta(seconds=HOST_GROUP_CONNECT_S))
             self._host_group = _gloo_world
         return self._host_group
 
