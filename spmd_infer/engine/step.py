@@ -74,14 +74,11 @@ class Stepper:
         self.capacity = capacity  # requests a DP rank may hold (running + waiting)
         self.overlap = overlap
         self.in_flight: Optional[InFlight] = None  # a launched step whose tokens the host lacks
-        self._settled_prefill = False  # this step settled an overlapped prefill (StepResult.settled_prefill)
         self.stats = StepStats()
 
     def step(self, source: BatchSource, queue: Optional[RequestQueue] = None) -> StepResult:
         start = time.perf_counter()
-        self._settled_prefill = False
-        # A step always settles what is in flight when it starts (below, or after launching its own forward).
-        settles_prefill = self.in_flight is not None and self.in_flight.batch.phase is Phase.PREFILL
+        prefill_in_flight = self.in_flight is not None and self.in_flight.batch.phase is Phase.PREFILL
         # 0. Overlapped steps: the previous step's tokens are still on the device. Take them now unless the
         # next schedule can do without them (a decode that preempts nothing, or a prefill of new requests).
         if self.in_flight is not None and not source.can_defer():
@@ -90,6 +87,11 @@ class Stepper:
         batch = source.schedule()
         if self.in_flight is not None and not batch:
             self.flush(source)  # every running sequence ends with its in-flight token: nothing to run
+        # Whether this batch leaves its tokens on the device (decided here, from the batch alone): only such a launch
+        # settles the step in flight after it; one settled at once runs new requests and leaves it in flight.
+        defer = bool(batch) and not batch.capture_bucket and self.overlap and source.can_defer(batch)
+        # This step waits for an overlapped prefill's tokens: flushed above, or after its own launch.
+        settles_prefill = prefill_in_flight and (self.in_flight is None or defer)
         row = make_row(num_tokens=batch.num_tokens, num_seqs=batch.num_seqs,
                        phase=batch.phase if batch else Phase.IDLE, can_graph=self.runner.can_graph(batch),
                        settles_prefill=settles_prefill, **source.metadata())
@@ -102,20 +104,20 @@ class Stepper:
         if not meta.any_work and not meta.any_unfinished and queue_empty:
             # Its seconds: the last step's in-flight tokens, settled above when nothing was left to run.
             return StepResult(meta=meta, done=True, seconds=time.perf_counter() - start,
-                              settled_prefill=self._settled_prefill)
+                              settled_prefill=settles_prefill)
         if queue is not None:
             for request, dp_rank in assign_requests(queue, meta, self.capacity):
                 if dp_rank == meta.dp_rank:
                     source.add(request)
         # 4. Forward: real, dummy (DP attention needs every DP rank in the MLP collectives), or none.
         result = StepResult(meta=meta, done=False, phase=batch.phase if batch else Phase.IDLE,
-                            num_tokens=batch.num_tokens)
+                            num_tokens=batch.num_tokens, settled_prefill=settles_prefill)
         bucket = self._graph_bucket(batch, meta)
         if batch.capture_bucket:
             self.runner.capture_graph(batch.capture_bucket, meta)
             result.ran_forward = True
         elif batch:
-            self._forward(source, batch, meta, bucket)
+            self._forward(source, batch, meta, bucket, defer)
             result.ran_forward = True
         elif self.dp_attention and meta.any_work:
             self.runner.run_dummy(meta, bucket)
@@ -123,14 +125,15 @@ class Stepper:
         self._account(result, start)
         return result
 
-    def _forward(self, source: BatchSource, batch: ScheduledBatch, meta: DPMeta, bucket: Optional[int]) -> None:
-        """Run and sample this rank's batch; settle its tokens now, or (overlapped) in the next step."""
+    def _forward(self, source: BatchSource, batch: ScheduledBatch, meta: DPMeta, bucket: Optional[int],
+                 defer: bool) -> None:
+        """Run and sample this rank's batch; settle its tokens now, or (`defer`: overlapped) in the next step."""
         previous = self.in_flight  # its tokens are this batch's inputs, read on the device
         feedback = previous.feedback(batch) if previous is not None else None
         fb = self.runner.prepare(batch, meta, source.uses_cache(), bucket, feedback)
         logits = self.runner.run(fb, bucket, batch.num_seqs)
         keys = source.generator_keys(batch)
-        if not (self.overlap and source.can_defer(batch)):
+        if not defer:
             # Settled now: no overlap, or a step that needs its tokens on the host (see can_defer). Its requests are
             # new if it prefills, so an in-flight step stays in flight.
             tokens, logprobs = self.runner.sample(batch, logits, source.eos_ids, keys)
@@ -143,18 +146,14 @@ class Stepper:
         tokens = self.runner.sample_on_device(batch, logits, source.eos_ids, keys)
         self.in_flight = InFlight.launch(batch, tokens, source.advance(batch))
         if previous is not None:
-            self._settle(source, previous)
+            source.resolve(previous.batch, previous.positions, previous.tokens())
 
     def flush(self, source: BatchSource) -> None:
         """Settle the in-flight step's tokens (waits for its forward): before a step that needs them, and
         before the loop stops early."""
         if self.in_flight is not None:
             step, self.in_flight = self.in_flight, None
-            self._settle(source, step)
-
-    def _settle(self, source: BatchSource, step: InFlight) -> None:
-        source.resolve(step.batch, step.positions, step.tokens())
-        self._settled_prefill |= step.batch.phase is Phase.PREFILL
+            source.resolve(step.batch, step.positions, step.tokens())
 
     def _graph_bucket(self, batch: ScheduledBatch, meta: DPMeta) -> Optional[int]:
         """The CUDA-graph bucket this step replays, or None for an eager forward.
@@ -179,6 +178,5 @@ class Stepper:
         s.dummy_steps += result.dummy
         s.idle_steps += not (result.ran_forward or result.dummy)
         result.seconds = time.perf_counter() - start
-        result.settled_prefill = self._settled_prefill
         s.step_seconds += result.seconds
         s.history.append(result.meta.num_tokens)
