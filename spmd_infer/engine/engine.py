@@ -147,7 +147,7 @@ class Engine:
         scheduler = Scheduler(blocks, s.max_num_seqs, s.max_num_batched_tokens, self.max_model_len)
         runtime = self.cfg.runtime
         if overlap_prefill is None:
-            overlap_prefill = getattr(runtime, "overlap_prefill", False)
+            overlap_prefill = getattr(runtime, "overlap_prefill", True)  # RuntimeConfig's default
         return source_cls(scheduler, stopper, on_finish, defer_prefill=runtime.overlap_steps and overlap_prefill)
 
 
