@@ -13,16 +13,27 @@ from .jit_variants import compiled_variants
 from .kv_store import store_kv, store_kv_ref, store_latent, store_latent_ref
 from .mla_decode import mla_decode, mla_decode_ref
 from .moe_align import moe_align_block_size, moe_align_block_size_ref
+from .penalties import apply_penalties, apply_penalties_ref
 from .prefill_attention import paged_prefill_attention, paged_prefill_attention_ref
 from .qk_norm_rotary import qk_norm_rotary, qk_norm_rotary_ref, qk_norm_rotary_store_kv, qk_norm_rotary_store_kv_ref
 from .qkv_rope_store import qkv_rope_store, qkv_rope_store_ref
 from .rmsnorm import rms_norm, rms_norm_ref
 from .rotary import apply_rotary, apply_rotary_ref, build_cos_sin_cache
 from .rotary_store_kv import rotary_store_kv, rotary_store_kv_ref
-from .sampling import greedy_argmax, gumbel_sample, gumbel_sample_ref
+from .sampling import (
+    greedy_argmax,
+    gumbel_sample,
+    gumbel_sample_ref,
+    masked_exp_sum,
+    masked_exp_sum_ref,
+    row_cumsum,
+    row_cumsum_ref,
+)
 from .skinny_gemm import skinny_gemm, skinny_gemm_ref
 
 __all__ = [
+    "apply_penalties",
+    "apply_penalties_ref",
     "apply_rotary",
     "apply_rotary_ref",
     "build_cos_sin_cache",
@@ -36,6 +47,8 @@ __all__ = [
     "greedy_argmax",
     "gumbel_sample",
     "gumbel_sample_ref",
+    "masked_exp_sum",
+    "masked_exp_sum_ref",
     "mla_decode",
     "mla_decode_ref",
     "moe_align_block_size",
@@ -52,6 +65,8 @@ __all__ = [
     "rms_norm_ref",
     "rotary_store_kv",
     "rotary_store_kv_ref",
+    "row_cumsum",
+    "row_cumsum_ref",
     "silu_and_mul",
     "silu_and_mul_ref",
     "qkv_rope_store",

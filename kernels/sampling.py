@@ -1,5 +1,7 @@
-"""Gumbel-max sampling with counter-based noise (hash of row stream and token id) fused with temperature scaling and
-argmax, and the greedy argmax alone, both split over vocabulary chunks so that one row fills the GPU."""
+"""Gumbel-max sampling with counter-based noise (hash of row stream and token id) fused with temperature scaling, a
+per-row value threshold (top-k / top-p / min-p) and argmax, the greedy argmax alone, both split over vocabulary chunks
+so that one row fills the GPU, and the masked exp-sum and prefix sums the sampler's thresholds need, one row a
+program so that a row's result is the same bits in any batch."""
 
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ def _gumbel_argmax_kernel(
     logits_ptr,
     temperature_ptr,
     streams_ptr,
+    threshold_ptr,
     part_val_ptr,
     part_idx_ptr,
     vocab,
@@ -40,6 +43,7 @@ def _gumbel_argmax_kernel(
     BLOCK_V: tl.constexpr,
     LIBDEVICE_LOG: tl.constexpr,  # CUDA: libdevice logf, bit-equal to torch.log on the GPU
     GREEDY_ONLY: tl.constexpr,  # every row greedy: temperature_ptr and streams_ptr are not read
+    HAS_THRESHOLD: tl.constexpr,  # sampled rows keep only scaled values >= threshold_ptr[row] (-inf: all)
     PDL: tl.constexpr,
 ):
     pdl_enter(PDL)
@@ -54,6 +58,8 @@ def _gumbel_argmax_kernel(
         sampled = temp > 0.0  # temperature 0: greedy argmax of the raw logits
         inv = tl.where(sampled, temp, 1.0)
         stream = tl.load(streams_ptr + row).to(tl.uint32)
+        if HAS_THRESHOLD:
+            thr = tl.load(threshold_ptr + row)
     start = c * chunk
     end = tl.minimum(start + chunk, vocab)
     offs = tl.arange(0, BLOCK_V)
@@ -71,7 +77,10 @@ def _gumbel_argmax_kernel(
                 g = -libdevice.log(-libdevice.log(u))
             else:
                 g = -tl.log(-tl.log(u))
-            x = tl.math.div_rn(x, inv) + g  # IEEE division, as torch's logits / temperature
+            x = tl.math.div_rn(x, inv)  # IEEE division, as torch's logits / temperature
+            if HAS_THRESHOLD:
+                x = tl.where(x >= thr, x, float("-inf"))  # filtered out before the noise: -inf + g stays -inf
+            x = x + g
         x = tl.where(mask, x, float("-inf"))
         take = x > best  # strict: the earlier token keeps a tie within a lane
         best_idx = tl.where(take, ids, best_idx)
@@ -92,32 +101,37 @@ def gumbel_sample(
     logits: torch.Tensor,
     temperature: torch.Tensor,
     streams: torch.Tensor,
+    threshold: torch.Tensor | None = None,
     num_chunks: int | None = None,
 ) -> torch.Tensor:
-    """Token ids [S] int64: argmax(logits / temperature + gumbel_noise(streams)) where temperature > 0,
+    """Token ids [S] int64: argmax(kept(logits / temperature) + gumbel_noise(streams)) where temperature > 0,
     argmax(logits) elsewhere, without materialising the [S, V] noise.
 
-    logits [S, V] (float32 as the sampler gives them; other float dtypes are upcast); temperature
-    [S] float32; streams [S] int64 row streams (< 2**32). The noise of token v in a row is
-    -log(-log(u)), u = ((mix32(mix32(stream ^ v)) >> 8) + 0.5) / 2**24, exactly as
-    spmd_infer.layers.sampler.gumbel_noise. Ties go to the lowest token id (torch.argmax).
-    num_chunks splits each row's vocabulary over programs (None: from S and V on CUDA, 1 on CPU).
+    logits [S, V] (any float dtype, read as float32); temperature [S] float32; streams [S] int64 row streams
+    (< 2**32); threshold [S] float32 or None: kept(x) is x where x >= the row's threshold, -inf elsewhere (-inf or
+    None: every token kept; greedy rows ignore it). The noise of token v in a row is -log(-log(u)),
+    u = ((mix32(mix32(stream ^ v)) >> 8) + 0.5) / 2**24, exactly as spmd_infer.layers.sampler.gumbel_noise. Ties go
+    to the lowest token id (torch.argmax). num_chunks splits each row's vocabulary over programs (None: from S and V
+    on CUDA, 1 on CPU).
     """
     S = logits.shape[0]
     assert temperature.shape == (S,) and streams.shape == (S,)
+    if threshold is not None:
+        assert threshold.shape == (S,)
+        threshold = threshold.to(torch.float32).contiguous()
     return _chunked_argmax(logits, temperature.to(torch.float32).contiguous(), streams.to(torch.int64).contiguous(),
-                           num_chunks)
+                           threshold, num_chunks)
 
 
 def greedy_argmax(logits: torch.Tensor, num_chunks: int | None = None) -> torch.Tensor:
     """logits.argmax(dim=-1) for logits [S, V] (ties to the lowest token id), with each row's vocabulary split over
     num_chunks programs (None: from S and V on CUDA, 1 on CPU). torch.argmax gives a row one thread block: at batch
     1 that is one SM reading Llama-3's 128k logits, 36 us of a 4.7 ms decode step on an H200."""
-    return _chunked_argmax(logits, None, None, num_chunks)
+    return _chunked_argmax(logits, None, None, None, num_chunks)
 
 
 def _chunked_argmax(logits: torch.Tensor, temperature: torch.Tensor | None, streams: torch.Tensor | None,
-                    num_chunks: int | None) -> torch.Tensor:
+                    threshold: torch.Tensor | None, num_chunks: int | None) -> torch.Tensor:
     """gumbel_sample's and greedy_argmax's launch (temperature None: every row greedy)."""
     S, V = logits.shape
     out_dtype = torch.int64
@@ -138,16 +152,143 @@ def _chunked_argmax(logits: torch.Tensor, temperature: torch.Tensor | None, stre
     part_val = torch.empty((S, num_chunks), dtype=torch.float32, device=logits.device)
     part_idx = torch.empty((S, num_chunks), dtype=out_dtype, device=logits.device)
     greedy_only = temperature is None
+    has_threshold = threshold is not None
     _gumbel_argmax_kernel[(S, num_chunks)](
         logits, logits if greedy_only else temperature, logits if greedy_only else streams,
+        threshold if has_threshold else logits,
         part_val, part_idx, V, chunk, logits.stride(0), num_chunks, BLOCK_V=block_v, LIBDEVICE_LOG=cuda,
-        GREEDY_ONLY=greedy_only, num_warps=4,
+        GREEDY_ONLY=greedy_only, HAS_THRESHOLD=has_threshold, num_warps=4,
         **pdl_args(logits.device),
     )
     if num_chunks == 1:
         return part_idx[:, 0]
     # Chunks are in token order and torch.argmax returns the first maximum: lowest id wins ties.
     return part_idx.gather(1, part_val.argmax(dim=1, keepdim=True)).squeeze(1)
+
+
+# One program per row, whatever S: the row's terms are summed in BLOCK-wide lanes over the vocabulary in order, then
+# across the lanes, an order fixed by V and BLOCK alone, so a row's sum is the same bits in any batch (the sampler's
+# thresholds, and so its tokens, must not depend on the batch). Splitting a row over programs, as the argmax does,
+# would make the order follow the split, which follows S.
+@triton.jit
+def _masked_exp_sum_kernel(
+    logits_ptr,
+    temperature_ptr,
+    floor_ptr,
+    row_max_ptr,
+    out_ptr,
+    vocab,
+    stride_l,
+    BLOCK: tl.constexpr,
+    LIBDEVICE_EXP: tl.constexpr,  # CUDA: libdevice expf, as torch.exp on the GPU (tl.exp is ex2.approx)
+    PDL: tl.constexpr,
+):
+    pdl_enter(PDL)
+    row = tl.program_id(0)
+    temp = tl.load(temperature_ptr + row)
+    inv = tl.where(temp > 0.0, temp, 1.0)
+    floor = tl.load(floor_ptr + row)
+    m = tl.load(row_max_ptr + row)
+    offs = tl.arange(0, BLOCK)
+    row_ptr = logits_ptr + row.to(tl.int64) * stride_l
+    acc = tl.zeros([BLOCK], tl.float32)
+    for v0 in range(0, vocab, BLOCK):
+        ids = v0 + offs
+        inside = ids < vocab
+        x = tl.math.div_rn(tl.load(row_ptr + ids, mask=inside, other=0.0).to(tl.float32), inv)
+        if LIBDEVICE_EXP:
+            e = libdevice.exp(x - m)
+        else:
+            e = tl.exp(x - m)
+        acc += tl.where(inside & (x >= floor), e, 0.0)
+    tl.store(out_ptr + row, tl.sum(acc, axis=0))
+
+
+CUDA_EXP_SUM_BLOCK = 1024
+REF_EXP_SUM_BLOCK = 1024
+
+
+def masked_exp_sum(logits: torch.Tensor, temperature: torch.Tensor, floor: torch.Tensor,
+                   row_max: torch.Tensor) -> torch.Tensor:
+    """[S] float32: each row's sum of exp(x - row_max) over its scaled logits x = logits / t (t = temperature where
+    > 0, else 1; IEEE division) with x >= floor; the same bits for a row in any batch (one program a row).
+
+    logits [S, V] (any float dtype, read as float32); temperature, floor, row_max [S] float32. With row_max the
+    row's largest x this is the softmax denominator over the tokens at or above floor.
+    """
+    S, V = logits.shape
+    out = torch.empty(S, dtype=torch.float32, device=logits.device)
+    if S == 0:
+        return out
+    assert V > 0 and temperature.shape == floor.shape == row_max.shape == (S,)
+    if logits.stride(-1) != 1:
+        logits = logits.contiguous()
+    cuda = logits.device.type == "cuda"
+    _masked_exp_sum_kernel[(S,)](
+        logits, temperature.to(torch.float32).contiguous(), floor.to(torch.float32).contiguous(),
+        row_max.to(torch.float32).contiguous(), out, V, logits.stride(0),
+        BLOCK=CUDA_EXP_SUM_BLOCK if cuda else 256, LIBDEVICE_EXP=cuda, num_warps=4,
+        **pdl_args(logits.device),
+    )
+    return out
+
+
+def masked_exp_sum_ref(logits: torch.Tensor, temperature: torch.Tensor, floor: torch.Tensor,
+                       row_max: torch.Tensor) -> torch.Tensor:
+    """Plain-PyTorch :func:`masked_exp_sum`, batch-invariant too: lane sums over REF_EXP_SUM_BLOCK-wide tiles, then
+    across lanes (torch's plain row sum splits a lone long row over CPU threads, and so sums it in another order
+    than the same row in a batch). Equal to the kernel up to float32 rounding, not bit for bit."""
+    S, V = logits.shape
+    scaled = logits.float() / torch.where(temperature > 0, temperature, 1.0).unsqueeze(1)
+    terms = torch.where(scaled >= floor.unsqueeze(1), torch.exp(scaled - row_max.unsqueeze(1)), 0.0)
+    terms = torch.nn.functional.pad(terms, (0, -V % REF_EXP_SUM_BLOCK))
+    return terms.view(S, -1, REF_EXP_SUM_BLOCK).sum(dim=1).sum(dim=1)
+
+
+# torch.cumsum is not batch-invariant on CUDA: a lone row goes to CUB's device scan, and several rows to a tree scan
+# over tiles whose width follows both the row count and the row length (ATen's get_log_num_threads_x_inner_scan).
+# Here one program scans a row in BLOCK-wide tiles from its start, each tile's scan carried by the previous tile's
+# last sum: the order of a position's sum depends on the position alone, not on S or the row length.
+@triton.jit(do_not_specialize=["n", "stride_x", "stride_o"])
+def _row_cumsum_kernel(x_ptr, out_ptr, n, stride_x, stride_o, BLOCK: tl.constexpr, PDL: tl.constexpr):
+    pdl_enter(PDL)
+    row = tl.program_id(0)
+    offs = tl.arange(0, BLOCK)
+    x_row = x_ptr + row.to(tl.int64) * stride_x
+    out_row = out_ptr + row.to(tl.int64) * stride_o
+    carry = 0.0
+    for v0 in range(0, n, BLOCK):
+        ids = v0 + offs
+        inside = ids < n
+        s = carry + tl.cumsum(tl.load(x_row + ids, mask=inside, other=0.0).to(tl.float32), axis=0)
+        tl.store(out_row + ids, s, mask=inside)
+        carry = tl.sum(tl.where(offs == BLOCK - 1, s, 0.0), axis=0)  # the tile's last sum, exactly
+
+
+CUDA_CUMSUM_BLOCK = 1024
+
+
+def row_cumsum(x: torch.Tensor) -> torch.Tensor:
+    """Inclusive prefix sums [S, L] float32 along each row of x [S, L], summed in an order fixed by the position
+    alone (BLOCK-wide tile scans, carried tile to tile): a row's sums are the same bits in any batch and whatever
+    the rows' length past the position."""
+    S, L = x.shape
+    out = torch.empty((S, L), dtype=torch.float32, device=x.device)
+    if S == 0 or L == 0:
+        return out
+    if x.stride(-1) != 1:
+        x = x.contiguous()
+    cuda = x.device.type == "cuda"
+    # CPU (the interpreter): a fixed tile too, so that the scan order does not follow L there either.
+    _row_cumsum_kernel[(S,)](x, out, L, x.stride(0), out.stride(0), BLOCK=CUDA_CUMSUM_BLOCK if cuda else 64,
+                             num_warps=4, **pdl_args(x.device))
+    return out
+
+
+def row_cumsum_ref(x: torch.Tensor) -> torch.Tensor:
+    """Plain-PyTorch :func:`row_cumsum` (on the CPU a row is summed in order, accumulated in float64); equal to the
+    kernel up to float32 rounding."""
+    return x.float().cumsum(dim=-1)
 
 
 def _mix32_ref(x: torch.Tensor) -> torch.Tensor:
@@ -170,11 +311,14 @@ def gumbel_sample_ref(
     logits: torch.Tensor,
     temperature: torch.Tensor,
     streams: torch.Tensor,
+    threshold: torch.Tensor | None = None,
     num_chunks: int | None = None,
 ) -> torch.Tensor:
-    """Plain-PyTorch reference for :func:`gumbel_sample` (the sampler's path without top-k/top-p/min-p)."""
+    """Plain-PyTorch reference for :func:`gumbel_sample`."""
     logits = logits.float()
     greedy = logits.argmax(dim=-1)
-    temp = torch.where(temperature > 0, temperature, 1.0).unsqueeze(1)
-    drawn = (logits / temp + gumbel_noise_ref(streams, logits.shape[-1])).argmax(dim=-1)
+    scaled = logits / torch.where(temperature > 0, temperature, 1.0).unsqueeze(1)
+    if threshold is not None:
+        scaled = torch.where(scaled >= threshold.unsqueeze(1), scaled, float("-inf"))
+    drawn = (scaled + gumbel_noise_ref(streams, logits.shape[-1])).argmax(dim=-1)
     return torch.where(temperature > 0, drawn, greedy)

@@ -167,15 +167,15 @@ class RuntimeConfig:
     the device, so the host's bookkeeping runs while the GPU computes (engine/step.py). A sequence that stops
     (EOS, stop string) runs one extra, discarded token. Off: every step waits for its tokens first (measured on
     an H200: Llama-3-8B decode bs64 8.2 -> 7.3 ms per step, Qwen3-0.6B nano-vllm 14.4k -> 23.5k tok/s). Steps
-    whose sequences need their tokens on the host to sample (repetition, presence or frequency penalties,
-    logprobs) never overlap."""
+    whose sequences need their tokens on the host to sample (logprobs) never overlap; penalties count tokens on
+    the device and do."""
     overlap_prefill: bool = True
     """With overlap_steps: prefill steps too launch the next step before their sampled (first) tokens reach the
     host, which otherwise waits for each prefill step to finish before it schedules the next one while the GPU
     idles. Measured on an H200 (tests/gpu/run_overlap_prefill.sh, off / on in one launch, medians of three):
     Qwen3-0.6B nano-vllm prefill 0.36 -> 0.31 s (25.3k -> 25.6k output tok/s), 256 x 1024 prompts 0.66 -> 0.64 s,
     DeepSeek-V2-Lite 256 x 1k 3.39 -> 3.27 s. Prefills that score their prompts (prompt_logprobs), sample with
-    penalties or logprobs, or keep no token (max_tokens 0) settle at once either way."""
+    logprobs, or keep no token (max_tokens 0) settle at once either way."""
     freeze_gc: bool = True
     """Once the engine is warm, freeze the objects alive then (gc.freeze: torch, transformers, Triton, the model's
     modules, ~400k of them), so that a full garbage collection during the step loop walks only what the job made

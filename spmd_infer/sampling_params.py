@@ -46,7 +46,8 @@ class SamplingParams:
 
     @property
     def penalizes(self) -> bool:
-        """Sampling needs the sequence's tokens on the host: a repetition, presence or frequency penalty."""
+        """A repetition, presence or frequency penalty: the sequence's token counts live on the device
+        (engine/penalty_state.py)."""
         return self.repetition_penalty != 1.0 or self.presence_penalty != 0.0 or self.frequency_penalty != 0.0
 
     @classmethod

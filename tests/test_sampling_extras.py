@@ -77,10 +77,17 @@ def runs(tiny, tmp_path_factory):
     sampled = ["sampling.temperature=0.9", "sampling.seed=5", f"sampling.max_tokens={MAX_NEW}"]
     first = tiny["refs"][("llama", "mixed")][0][0]  # the first prompt's first greedy token: a stop token below
     greedy = ["sampling.temperature=0", f"sampling.max_tokens={MAX_NEW}"]
+    penalized = [f"sampling.{k}={v}" for k, v in PENALTIES.items()]
     jobs = {
         "logprobs": [f"model.path={m['llama']}", f"data.input={i['mixed']}", f"sampling.logprobs={TOP}", *greedy],
-        "penalties": [f"model.path={m['llama']}", f"data.input={i['mixed']}", *greedy,
-                      *(f"sampling.{k}={v}" for k, v in PENALTIES.items())],
+        "penalties": [f"model.path={m['llama']}", f"data.input={i['mixed']}", *greedy, *penalized],
+        # Penalties counted on the device: steps in flight (the default), settled steps, more penalized sequences
+        # than the count table's first rows (n = 3), and preemption by recompute in a small cache.
+        "penalties-settled": [f"model.path={m['llama']}", f"data.input={i['mixed']}", *greedy, *penalized,
+                              "runtime.overlap_steps=false"],
+        "penalties-n3": [f"model.path={m['llama']}", f"data.input={i['mixed']}", *greedy, *penalized, "sampling.n=3"],
+        "penalties-preempt": [f"model.path={m['llama']}", f"data.input={i['preempt']}", *greedy, *penalized,
+                              "cache.block_size=4", "cache.num_blocks=8", "model.max_model_len=32"],
         "bias": [f"model.path={m['llama']}", f"data.input={i['mixed']}", *greedy, "++sampling.logit_bias={7:100}"],
         # Prompt scoring on requests sharing a 20-token prefix, one at a time, prefilled in 8-token chunks: the
         # prefix cache must not skip a scored prompt's tokens; then in a cache small enough to preempt.
@@ -159,15 +166,24 @@ def _greedy_with_penalties(model, ids: list[int], max_new: int, eos: int, repeti
     return out
 
 
-def test_penalties_match_a_reference_loop(tiny, runs):
+@pytest.mark.parametrize("job,prompts", [("penalties", "mixed"), ("penalties-settled", "mixed"),
+                                         ("penalties-n3", "mixed"), ("penalties-preempt", "preempt")])
+def test_penalties_match_a_reference_loop(tiny, runs, job, prompts):
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(tiny["models"]["llama"], dtype=torch.float32).eval()
-    rows = read_output(runs / "penalties.jsonl")
+    rows = read_output(runs / f"{job}.jsonl")
     refs = [_greedy_with_penalties(model, ids, MAX_NEW, model.config.eos_token_id, **PENALTIES)
-            for ids in tiny["sets"]["mixed"]]
-    assert [r["token_ids"] for r in rows] == refs
-    assert refs != tiny["refs"][("llama", "mixed")], "the penalties changed nothing: the test would not notice them"
+            for ids in tiny["sets"][prompts]]
+    if job == "penalties-n3":  # greedy: each completion is the reference
+        assert [[o["token_ids"] for o in r["outputs"]] for r in rows] == [[ref] * 3 for ref in refs]
+    elif job == "penalties-preempt":  # max_model_len may end a sequence early
+        summary = json.loads((runs / "spec.json.rank0.json").read_text())[job]
+        assert summary["preemptions"] > 0, "the small cache forced no preemption"
+        assert all(r["token_ids"] and r["token_ids"] == ref[:len(r["token_ids"])] for r, ref in zip(rows, refs))
+    else:
+        assert [r["token_ids"] for r in rows] == refs
+    assert refs != tiny["refs"][("llama", prompts)], "the penalties changed nothing: the test would not notice them"
 
 
 @pytest.mark.parametrize("job,prompts,k", [("prompt-lp", "shared", 3), ("prompt-lp-preempt", "preempt", 2),
@@ -210,20 +226,6 @@ def _ties(entry: dict, want: dict) -> bool:
 def test_logit_bias_of_100_forces_its_token(tiny, runs):
     rows = read_output(runs / "bias.jsonl")
     assert [r["token_ids"] for r in rows] == [[7] * MAX_NEW] * len(tiny["sets"]["mixed"])
-
-
-def test_output_penalties_rule_and_ranges():
-    from spmd_infer.layers.sampler import apply_output_penalties
-    from spmd_infer.sampling_params import InvalidRequest
-
-    logits = torch.zeros(2, 6)
-    apply_output_penalties(logits, [1], [[4, 2, 4, 4]], [0.5], [0.25])
-    assert logits[0].tolist() == [0] * 6
-    assert logits[1].tolist() == [0, 0, -0.75, 0, -1.25, 0]  # once present: 0.5 + 0.25 per occurrence
-    for field, value in [("presence_penalty", 2.5), ("frequency_penalty", -3)]:
-        with pytest.raises(InvalidRequest, match=f"{field} must be in \\[-2, 2\\]"):
-            SamplingParams().with_overrides({field: value})
-    assert SamplingParams().with_overrides({"frequency_penalty": -2, "presence_penalty": 2}).penalizes
 
 
 def test_n_completions_each_with_its_own_generator(runs):

@@ -26,6 +26,7 @@ from ..parallel.shm_exchange import make_shm_all_gather
 from .block_manager import BlockManager
 from .graph_capture import GraphCaptureSource
 from .model_runner import ModelRunner
+from .sampler_warmup import warm_sampler
 from .scheduler import Scheduler
 from .sequence import Sequence
 from .sources import RequestSource, WarmupSource
@@ -112,6 +113,8 @@ class Engine:
             with oom_guard(cfg, "in the warmup step"):  # an OOM here names the settings to lower
                 while not stepper.step(warmup).done:
                     pass
+            if device.type == "cuda":
+                warm_sampler(runner.model, hf_config.vocab_size, runner.dtype, device)
         _sync(device)
         times.warmup = time.perf_counter() - t0
         warmup_steps = stepper.stats.forward_steps  # proof that warmup went through the step function

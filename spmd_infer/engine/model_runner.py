@@ -16,7 +16,7 @@ from ..host_memory import to_device, upload_packed
 from ..layers.fp8_checkpoint import block_fp8_scheme
 from ..layers.linear import LinearBase, fp8_linear_counts, fp8_linear_module, keep_unquantized_linears
 from ..layers.moe import FusedMoE, has_routed_experts
-from ..layers.sampler import SamplingTensors, apply_output_penalties, apply_repetition_penalty, sample
+from ..layers.sampler import SamplingTensors, sample
 from ..loader import LoadStats, load_weights, unquantized_weights
 from ..models.registry import model_class
 from ..parallel.sharding import LayerSharding
@@ -24,6 +24,7 @@ from ..parallel.dims import ConfigError, ParallelDims
 from ..parallel.dp_meta import DPMeta, Phase
 from .batch_inputs import longest_first, pack_batch
 from .cuda_graphs import DecodeGraphs, graph_buckets
+from .penalty_state import PenaltyState
 from .scheduler import ScheduledBatch
 
 log = logging.getLogger(__name__)
@@ -123,6 +124,7 @@ class ModelRunner:
         self.cache_owners = [m for m in self.model.modules() if hasattr(m, "kv_cache_dims")]
         self.num_blocks = 0
         self.graphs: Optional[DecodeGraphs] = None
+        self.penalties = PenaltyState(device)
 
     # ---- KV cache -----------------------------------------------------------------------------------
     @property
@@ -289,14 +291,20 @@ class ModelRunner:
     @torch.inference_mode()
     def sample_on_device(self, batch: ScheduledBatch, logits: torch.Tensor, eos_ids: frozenset[int],
                          keys: list[int]) -> torch.Tensor:
-        """Token ids [S] on the device, no host sync (overlapped steps: no logprobs, no penalties)."""
+        """Token ids [S] on the device, no host sync (overlapped steps: no logprobs)."""
         seqs = [s for s, sampled in zip(batch.seqs, batch.sampled) if sampled]
-        if any(s.sampling.penalizes for s in seqs):
+        penalties = self.penalties.prepare(seqs, logits.shape[1])
+        if penalties is not None:
             logits = logits.float()  # transformers' and OpenAI's rules work on float32 logits
-        self._mask_and_penalize(logits, seqs, eos_ids)
+        self._mask(logits, seqs, eos_ids)
+        if penalties is not None:
+            self.penalties.apply(logits, penalties)
         t = SamplingTensors.build([s.sampling for s in seqs], keys, [s.num_output_tokens for s in seqs],
                                   logits.device)
-        return sample(logits, t)
+        tokens = sample(logits, t)
+        if penalties is not None:
+            self.penalties.record(penalties, tokens)
+        return tokens
 
     @torch.inference_mode()
     def sample(self, batch: ScheduledBatch, logits: torch.Tensor, eos_ids: frozenset[int],
@@ -330,33 +338,24 @@ class ModelRunner:
         return out
 
     @staticmethod
-    def _mask_and_penalize(logits: torch.Tensor, seqs, eos_ids: frozenset[int]) -> None:
-        rows, tokens, penalties = [], [], []
-        out_rows, outputs, presence, frequency = [], [], [], []
-        bias_rows, bias_ids, bias_values = [], [], []
+    def _mask(logits: torch.Tensor, seqs, eos_ids: frozenset[int]) -> None:
+        """Each row's logit_bias added, and until min_tokens, every token that would end its request at -inf: one
+        copy to the device for the whole batch (a bias added to -inf leaves it there)."""
+        rows, ids, values = [], [], []
         for i, s in enumerate(seqs):
             p = s.sampling
-            if p.repetition_penalty != 1.0:
-                rows.append(i), tokens.append(s.token_ids), penalties.append(p.repetition_penalty)
-            if p.presence_penalty or p.frequency_penalty:
-                out_rows.append(i), outputs.append(s.output_ids)
-                presence.append(p.presence_penalty), frequency.append(p.frequency_penalty)
             for token, bias in p.logit_bias:
-                bias_rows.append(i), bias_ids.append(token), bias_values.append(bias)
+                rows.append(i), ids.append(token), values.append(bias)
             if s.num_output_tokens < p.min_tokens:
-                # Until min_tokens, nothing that would end the request may be drawn.
                 banned = set(p.stop_token_ids) | (set() if p.ignore_eos else set(eos_ids))
-                banned = [b for b in banned if b < logits.shape[1]]
-                if banned:
-                    logits[i, banned] = float("-inf")
-        if bias_rows:  # every row's logit_bias in two copies to the device, not one per row (banned stays -inf)
-            at = to_device(np.array([bias_rows, bias_ids], dtype=np.int64), logits.device)
-            values = to_device(np.asarray(bias_values, dtype=np.float32), logits.device).to(logits.dtype)
-            logits.index_put_((at[0], at[1]), values, accumulate=True)
+                banned = sorted(b for b in banned if b < logits.shape[1])
+                rows += [i] * len(banned)
+                ids += banned
+                values += [float("-inf")] * len(banned)
         if rows:
-            apply_repetition_penalty(logits, rows, tokens, penalties)
-        if out_rows:
-            apply_output_penalties(logits, out_rows, outputs, presence, frequency)
+            at = to_device(np.array([rows, ids], dtype=np.int64), logits.device)
+            add = to_device(np.asarray(values, dtype=np.float32), logits.device).to(logits.dtype)
+            logits.index_put_((at[0], at[1]), add, accumulate=True)
 
     def min_over(self, value: int, group: Optional[dist.ProcessGroup]) -> int:
         """The minimum of `value` over `group` (one KV block count for every rank)."""

@@ -90,7 +90,7 @@ class RequestSource:
     # ---- overlapped steps (runtime.overlap_steps, overlap_prefill; Stepper runs them) -----------------------
     def can_defer(self, batch: Optional[ScheduledBatch] = None) -> bool:
         """With `batch`: whether its tokens may stay on the device for a step: a decode whose sequences need no token
-        ids on the host to sample (no repetition, presence or frequency penalty, no logprobs), or with defer_prefill
+        ids on the host to sample (no logprobs; penalties count tokens on the device), or with defer_prefill
         a prefill that samples some token so (one that samples none settles without waiting anyway), scores no
         prompt (its prompt log-probabilities are read on the host as it settles) and keeps every token it samples
         (no max_tokens 0). Without: whether the next schedule() may run while a step's tokens are still in flight:
@@ -110,7 +110,7 @@ class RequestSource:
             size = s.blocks.block_size
             if sum(q.num_computed >= len(q.block_table) * size for q in seqs) > s.blocks.num_free:
                 return False
-        return all(not q.sampling.penalizes and not q.sampling.logprobs for q in seqs)
+        return all(not q.sampling.logprobs for q in seqs)
 
     def advance(self, batch: ScheduledBatch) -> list[int]:
         """Account a launched step whose tokens are still on the device: each sampled sequence's new token is a

@@ -3,6 +3,24 @@
 Each request's randomness is a pure function of (seed, request id, output position, token id): an
 integer hash turned into Gumbel noise. So a request samples the same token in any batch, on any DP
 rank, after any preemption, and every TP rank of a DP group samples the same token with no broadcast.
+
+Filters are a per-row value threshold tau on the scaled logits x = logits / temperature (float32, IEEE division):
+a row keeps {v : x_v >= tau}, and the draw is argmax(x_v + noise_v) over the kept tokens (on CUDA inside the fused
+Gumbel kernel, so neither the [S, V] noise nor a mask exists). Every rule keeps or drops tied values together:
+- top-k (0 < top_k < V): keep x_v >= the k-th largest value (transformers' rule: ties with the k-th stay);
+- p = softmax of x over the top-k set; min-p: keep p_v >= min_p * max(p);
+- top-p (< 1): keep v when the mass of the tokens strictly more probable than v is < top_p (so the most probable
+  always stays, and tied tokens stay or go together, whatever order a sort put them in).
+A token is kept when it passes all three; min-p and top-p both read p over the top-k set, not each other's result.
+On the row sorted in descending order each rule keeps a prefix, so all three keep one too, and tau is the value at
+its end (filter_thresholds): a value threshold keeps the whole tie group of that last token, which turns top-p's
+sorted-order prefix (mass before the position < top_p) into the tie rule above. Greedy rows (temperature 0) take the
+argmax of the raw logits, which every filter keeps.
+
+Batch invariance holds for the filters too: a row's tau is the same bits in any batch. A row's path (torch.topk's
+candidates or a full sort, TOPK_CANDIDATES) follows its own parameters; the softmax denominator is summed one row a
+program (masked_exp_sum) and the masses by row_cumsum, both in an order fixed by the row alone (torch's sum and cumsum
+on CUDA change their order with the batch's shape).
 """
 
 from __future__ import annotations
@@ -12,7 +30,14 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from spmd_kernels import greedy_argmax, gumbel_sample
+from spmd_kernels import (
+    greedy_argmax,
+    gumbel_sample,
+    masked_exp_sum,
+    masked_exp_sum_ref,
+    row_cumsum,
+    row_cumsum_ref,
+)
 
 from ..host_memory import to_device
 
@@ -44,6 +69,12 @@ def row_stream(key, position):
     return _mix32(_mix32(key) ^ _mix32((position * 0x9E3779B9) & MASK32))
 
 
+# Rows with top_k up to this take their sorted candidates from torch.topk (at most this many values a row); other
+# filtered rows sort their whole row. The choice follows the row's own parameters alone, never the batch's, and the
+# threshold does not depend on how many candidates a row has past its own k (see _group_thresholds).
+TOPK_CANDIDATES = 1024
+
+
 @dataclass
 class SamplingTensors:
     """Per-row sampling parameters for one step, already on the logits' device."""
@@ -57,6 +88,9 @@ class SamplingTensors:
     need_top_p: bool
     need_min_p: bool
     all_greedy: bool
+    topk_rows: torch.Tensor  # int64, ascending: sampled rows with a filter and 1 <= top_k <= TOPK_CANDIDATES
+    sort_rows: torch.Tensor  # int64, ascending: the other sampled rows with a filter
+    topk_kmax: int  # the largest top_k of topk_rows (0 when there are none)
 
     @classmethod
     def build(cls, params: list, keys: list[int], positions: list[int], device: torch.device) -> "SamplingTensors":
@@ -65,20 +99,28 @@ class SamplingTensors:
         n = len(params)
         if all_greedy:  # argmax needs none of the tensors
             empty = torch.empty(0, device=device)
-            return cls(empty, empty, empty, empty, empty, False, False, False, True)
-        host = np.empty((5, n), dtype=np.float64)
+            no_rows = torch.empty(0, dtype=torch.int64, device=device)
+            return cls(empty, empty, empty, empty, empty, False, False, False, True, no_rows, no_rows, 0)
+        filtered = [i for i, p in enumerate(params)
+                    if not p.greedy and (p.top_k > 0 or p.top_p < 1.0 or p.min_p > 0.0)]
+        by_topk = [i for i in filtered if 0 < params[i].top_k <= TOPK_CANDIDATES]
+        by_sort = [i for i in filtered if not 0 < params[i].top_k <= TOPK_CANDIDATES]
+        host = np.zeros((6, n), dtype=np.float64)
         host[0] = [p.temperature for p in params]
         host[1] = [p.top_k for p in params]
         host[2] = [p.top_p for p in params]
         host[3] = [p.min_p for p in params]
         # Streams are < 2**32, exact in float64; row_stream over arrays is the same integer hash.
         host[4] = row_stream(np.asarray(keys, dtype=np.int64), np.asarray(positions, dtype=np.int64))
+        host[5, :len(filtered)] = by_topk + by_sort  # the two row groups, in the same copy
         dev = to_device(host, device)
+        groups = dev[5, :len(filtered)].long()
         sampled = [p for p in params if not p.greedy]
         return cls(temperature=dev[0].float(), top_k=dev[1].long(), top_p=dev[2].float(), min_p=dev[3].float(),
                    streams=dev[4].long(), need_top_k=any(p.top_k > 0 for p in sampled),
                    need_top_p=any(p.top_p < 1.0 for p in sampled), need_min_p=any(p.min_p > 0.0 for p in sampled),
-                   all_greedy=False)
+                   all_greedy=False, topk_rows=groups[:len(by_topk)], sort_rows=groups[len(by_topk):],
+                   topk_kmax=max((params[i].top_k for i in by_topk), default=0))
 
 
 def gumbel_noise(streams: torch.Tensor, vocab: int) -> torch.Tensor:
@@ -93,59 +135,78 @@ def sample(logits: torch.Tensor, t: SamplingTensors) -> torch.Tensor:
     """logits [S, V] in the model's dtype or float32 (penalties and masks already applied) -> token ids [S] int64.
 
     The same tokens either way: argmax and the fused kernel compare values exactly as float32 would, and the
-    other paths compute in float32.
+    other paths compute in float32. CPU and CUDA follow one rule (argmax of kept scaled logits + noise); on the CPU
+    in torch, with the [S, V] noise.
     """
     if t.all_greedy:
         return greedy_argmax(logits) if logits.is_cuda else logits.argmax(dim=-1)
-    if logits.is_cuda and not (t.need_top_k or t.need_top_p or t.need_min_p):
-        return gumbel_sample(logits, t.temperature, t.streams)  # fused: the [S, V] noise never exists
+    threshold = filter_thresholds(logits, t) if t.need_top_k or t.need_top_p or t.need_min_p else None
+    if logits.is_cuda:
+        return gumbel_sample(logits, t.temperature, t.streams, threshold)  # fused: the [S, V] noise never exists
     logits = logits.float()
     greedy = logits.argmax(dim=-1)
-    temp = torch.where(t.temperature > 0, t.temperature, 1.0).unsqueeze(1)
-    scaled = logits / temp
-    if t.need_top_k:
-        scaled = _apply_top_k(scaled, t.top_k)
-    if t.need_top_p or t.need_min_p:
-        probs = scaled.softmax(dim=-1)
-        if t.need_min_p:
-            scaled = scaled.masked_fill(probs < t.min_p.unsqueeze(1) * probs.max(dim=-1, keepdim=True).values,
-                                        float("-inf"))
-        if t.need_top_p:
-            scaled = _apply_top_p(scaled, probs, t.top_p)
+    scaled = logits / torch.where(t.temperature > 0, t.temperature, 1.0).unsqueeze(1)
+    if threshold is not None:
+        scaled = torch.where(scaled >= threshold.unsqueeze(1), scaled, float("-inf"))
     drawn = (scaled + gumbel_noise(t.streams, scaled.shape[-1])).argmax(dim=-1)
     return torch.where(t.temperature > 0, drawn, greedy)
 
 
-def _apply_top_k(scaled: torch.Tensor, top_k: torch.Tensor) -> torch.Tensor:
-    vocab = scaled.shape[-1]
-    k = torch.where((top_k > 0) & (top_k < vocab), top_k, vocab)
-    kth = scaled.sort(dim=-1, descending=True).values.gather(1, (k - 1).unsqueeze(1))
-    return scaled.masked_fill(scaled < kth, float("-inf"))
+def filter_thresholds(logits: torch.Tensor, t: SamplingTensors, kernels: bool | None = None) -> torch.Tensor:
+    """[S] float32: each row's tau, the least scaled logit it keeps under its top-k / top-p / min-p (the module's
+    rules); -inf for rows without a filter. No host sync: the row groups and their sizes come from the host.
+
+    kernels: masked_exp_sum and row_cumsum as Triton kernels (None: on CUDA) or as their torch references.
+    """
+    if kernels is None:
+        kernels = logits.is_cuda
+    S = logits.shape[0]
+    threshold = torch.full((S,), float("-inf"), dtype=torch.float32, device=logits.device)
+    for rows, kmax in ((t.topk_rows, t.topk_kmax), (t.sort_rows, 0)):
+        if rows.numel() == S:  # ascending and distinct: every row, in order
+            return _group_thresholds(logits, t, rows, kmax, kernels)
+        if rows.numel():
+            threshold.index_copy_(0, rows, _group_thresholds(logits, t, rows, kmax, kernels))
+    return threshold
 
 
-def _apply_top_p(scaled: torch.Tensor, probs: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:
-    sorted_p, order = probs.sort(dim=-1, descending=True)
-    # Keep a token if the mass strictly before it is below top_p (so the most likely one always stays).
-    drop_sorted = (sorted_p.cumsum(dim=-1) - sorted_p) >= top_p.unsqueeze(1)
-    drop = torch.zeros_like(drop_sorted).scatter(1, order, drop_sorted)
-    return scaled.masked_fill(drop, float("-inf"))
+def _group_thresholds(logits: torch.Tensor, t: SamplingTensors, rows: torch.Tensor, kmax: int,
+                      kernels: bool) -> torch.Tensor:
+    """Thresholds of one row group: kmax > 0, the rows' top max(kmax) values as candidates; kmax 0, whole rows.
 
+    The kept set is a prefix of the sorted candidates c (each rule's is, see the module docstring): tau is the
+    value at its end. Candidates cut at kmax change nothing: a row's top-k prefix ends by its own k <= kmax, and
+    where ties with the k-th value run past the cut, the cut falls on that same value. Probabilities and masses
+    take values past the cut from Z, a sum over the whole row, and from prefix sums whose order is fixed by the
+    position (row_cumsum): a row's tau is the same bits in any batch.
+    """
+    def take(x: torch.Tensor) -> torch.Tensor:
+        return x if rows.numel() == logits.shape[0] else x.index_select(0, rows)
 
-def apply_output_penalties(logits: torch.Tensor, rows: list[int], outputs: list[list[int]],
-                           presence: list[float], frequency: list[float]) -> None:
-    """OpenAI's rule, in place: a token's logit loses presence once if the output holds it, and frequency once per
-    time it does (vLLM's order: after the repetition penalty, on the output tokens only)."""
-    for row, tokens, p, f in zip(rows, outputs, presence, frequency):
-        if not tokens:
-            continue
-        ids, counts = torch.tensor(tokens, device=logits.device, dtype=torch.int64).unique(return_counts=True)
-        logits[row, ids] -= p + f * counts.to(logits.dtype)
-
-
-def apply_repetition_penalty(logits: torch.Tensor, rows: list[int], token_sets: list[list[int]],
-                             penalties: list[float]) -> None:
-    """transformers' rule, in place: seen tokens' positive logits are divided, negative ones multiplied."""
-    for row, tokens, penalty in zip(rows, token_sets, penalties):
-        ids = torch.tensor(sorted(set(tokens)), device=logits.device, dtype=torch.int64)
-        seen = logits[row, ids]
-        logits[row, ids] = torch.where(seen > 0, seen / penalty, seen * penalty)
+    x = take(logits)
+    temperature, top_k = take(t.temperature), take(t.top_k)
+    V = x.shape[1]
+    # Raw values sorted, then scaled: the scaled values in sorted order (temperature > 0 here, division monotone).
+    vals = x.topk(min(kmax, V), dim=-1).values if kmax else x.sort(dim=-1, descending=True).values
+    c = vals.float() / temperature.unsqueeze(1)
+    kth = c.gather(1, (top_k.clamp(1, c.shape[1]) - 1).unsqueeze(1))
+    tau_k = torch.where(((top_k > 0) & (top_k < V)).unsqueeze(1), kth, float("-inf"))
+    keep = c >= tau_k
+    if t.need_top_p or t.need_min_p:
+        m = c[:, :1]  # the row's largest scaled value
+        exp_sum = masked_exp_sum if kernels else masked_exp_sum_ref
+        z = exp_sum(x, temperature, tau_k.squeeze(1), m.squeeze(1)).unsqueeze(1)  # ties past the cut counted
+        p = torch.where(keep, torch.exp(c - m) / z, 0.0)
+        if t.need_min_p:
+            keep &= p >= take(t.min_p).unsqueeze(1) * p[:, :1]
+        if t.need_top_p:
+            # The mass before a position never decreases along the row, so it is below top_p on a prefix. The
+            # threshold keeps the whole tie group of that prefix's last position, and a token's mass of strictly more
+            # probable tokens is the mass before its tie group's first position: the tokens kept are those whose
+            # mass strictly above them is < top_p, however the sort ordered the ties.
+            before = (row_cumsum if kernels else row_cumsum_ref)(p) - p
+            top_p = take(t.top_p).unsqueeze(1)
+            keep &= (before < top_p) | (top_p >= 1.0)  # 1 is off: rounding may bring the mass to 1 early
+    # At least the first: position 0 passes every rule unless the row is all -inf (then tau is -inf, as is each x).
+    count = keep.sum(dim=1, keepdim=True).clamp(min=1)
+    return c.gather(1, count - 1).squeeze(1)

@@ -1,7 +1,15 @@
 import pytest
 import torch
 
-from spmd_kernels import greedy_argmax, gumbel_sample, gumbel_sample_ref
+from spmd_kernels import (
+    greedy_argmax,
+    gumbel_sample,
+    gumbel_sample_ref,
+    masked_exp_sum,
+    masked_exp_sum_ref,
+    row_cumsum,
+    row_cumsum_ref,
+)
 from spmd_kernels.sampling import gumbel_noise_ref
 
 
@@ -75,3 +83,125 @@ def test_gumbel_sample_empty(device):
                         torch.empty(0, dtype=torch.int64, device=device))
     assert ids.shape == (0,) and ids.dtype == torch.int64
 
+
+
+def _scaled(logits, temperature):
+    return logits.float() / torch.where(temperature > 0, temperature, 1.0)[:, None]
+
+
+@pytest.mark.parametrize("S,V", [(1, 1), (3, 7), (16, 1000), (5, 3001)])
+@pytest.mark.parametrize("num_chunks", [1, 3, None])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_gumbel_sample_threshold(S, V, num_chunks, dtype, device):
+    # Sampled rows keep only scaled values >= their threshold (itself kept: thresholds are values of the row);
+    # -inf keeps every token; greedy rows (0, and 2 when S > 2) ignore theirs.
+    torch.manual_seed(S * 7 + V)
+    logits, temperature, streams = _inputs(S, V, device, greedy_rows=(0, 2) if S > 2 else ())
+    logits = logits.to(dtype)
+    scaled = _scaled(logits, temperature)
+    ranked = scaled.sort(dim=1, descending=True).values
+    threshold = ranked[torch.arange(S), torch.tensor([(3 * r) % V for r in range(S)])].contiguous()
+    threshold[3::4] = float("-inf")
+    # Odd rows: the least value above the unfiltered draw's, so that the threshold must move that draw.
+    free = gumbel_sample(logits, temperature, streams, num_chunks=num_chunks)
+    free_value = scaled.gather(1, free[:, None])
+    above = torch.where(scaled > free_value, scaled, float("inf")).min(dim=1).values
+    moved = (torch.arange(S, device=device) % 2 == 1) & (above < float("inf")) & (temperature > 0)
+    threshold = torch.where(moved, above, threshold)
+    ids = gumbel_sample(logits, temperature, streams, threshold, num_chunks=num_chunks)
+    assert ids.shape == (S,) and ids.dtype == torch.int64
+    assert torch.equal(ids, gumbel_sample_ref(logits, temperature, streams, threshold))
+    picked = scaled.gather(1, ids[:, None]).squeeze(1)
+    sampled = temperature > 0
+    assert (picked[sampled] >= threshold[sampled]).all()
+    assert (ids[moved] != free[moved]).all()
+    assert torch.equal(ids[~sampled], logits.float().argmax(dim=-1)[~sampled])
+    assert torch.equal(ids[threshold == float("-inf")], free[threshold == float("-inf")])
+
+
+def test_gumbel_sample_threshold_drops_tokens(device):
+    # The row's max as threshold leaves the tied maxima alone: the draw is one of them, whatever the noise.
+    logits = torch.zeros(64, 500, device=device)
+    logits[:, [3, 250, 499]] = 2.0
+    temperature = torch.ones(64, device=device)
+    streams = torch.arange(64, dtype=torch.int64, device=device)
+    for chunks in (1, 4):
+        ids = gumbel_sample(logits, temperature, streams, torch.full((64,), 2.0, device=device), num_chunks=chunks)
+        assert set(ids.tolist()) == {3, 250, 499}
+        free = gumbel_sample(logits, temperature, streams, torch.full((64,), float("-inf"), device=device),
+                             num_chunks=chunks)
+        assert torch.equal(free, gumbel_sample(logits, temperature, streams, num_chunks=chunks))
+        assert len(set(free.tolist()) - {3, 250, 499}) > 0
+
+
+def test_gumbel_sample_threshold_empty(device):
+    ids = gumbel_sample(torch.empty(0, 10, device=device), torch.empty(0, device=device),
+                        torch.empty(0, dtype=torch.int64, device=device), torch.empty(0, device=device))
+    assert ids.shape == (0,) and ids.dtype == torch.int64
+
+
+def _exp_sum_inputs(S, V, device, dtype):
+    logits = (torch.randn(S, V, device=device) * 3).to(dtype)
+    if V > 4:
+        logits[:, 1::5] = float("-inf")
+    temperature = torch.rand(S, device=device) * 1.5 + 0.1
+    temperature[::3] = 0.0  # read as 1
+    scaled = _scaled(logits, temperature)
+    ranked = scaled.sort(dim=1, descending=True).values
+    floor = ranked[torch.arange(S), torch.tensor([(7 * r) % V for r in range(S)])].contiguous()
+    floor[1::4] = float("-inf")
+    return logits, temperature, floor, scaled.max(dim=1).values
+
+
+@pytest.mark.parametrize("S,V", [(1, 1), (3, 7), (4, 1000), (2, 5000), (7, 300)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_masked_exp_sum(S, V, dtype, device):
+    torch.manual_seed(S * 11 + V)
+    logits, temperature, floor, row_max = _exp_sum_inputs(S, V, device, dtype)
+    z = masked_exp_sum(logits, temperature, floor, row_max)
+    assert z.shape == (S,) and z.dtype == torch.float32
+    torch.testing.assert_close(z, masked_exp_sum_ref(logits, temperature, floor, row_max), rtol=1e-5, atol=0)
+    scaled = _scaled(logits, temperature)  # plainly, in float64
+    expected = torch.where(scaled >= floor[:, None], (scaled.double() - row_max[:, None].double()).exp(), 0).sum(1)
+    torch.testing.assert_close(z.double(), expected, rtol=1e-5, atol=0)
+    # A floor above every value sums nothing; a floor at the max counts the max's ties (exp(0) each).
+    assert masked_exp_sum(logits, temperature, torch.full_like(floor, float("inf")), row_max).eq(0).all()
+    at_max = masked_exp_sum(logits, temperature, row_max, row_max)
+    assert torch.equal(at_max, (scaled == row_max[:, None]).sum(1).float())
+
+
+def test_masked_exp_sum_batch_invariant(device):
+    # One program a row: a row's sum is the same bits alone, in a batch, or in another batch order.
+    torch.manual_seed(3)
+    S, V = 9, 5000
+    logits, temperature, floor, row_max = _exp_sum_inputs(S, V, device, torch.float32)
+    z = masked_exp_sum(logits, temperature, floor, row_max)
+    for r in range(S):
+        alone = masked_exp_sum(logits[r:r + 1], temperature[r:r + 1], floor[r:r + 1], row_max[r:r + 1])
+        assert torch.equal(alone, z[r:r + 1])
+    order = torch.randperm(S, device=device)
+    assert torch.equal(masked_exp_sum(logits[order], temperature[order], floor[order], row_max[order]), z[order])
+    z_ref = masked_exp_sum_ref(logits, temperature, floor, row_max)
+    assert torch.equal(masked_exp_sum_ref(logits[:1], temperature[:1], floor[:1], row_max[:1]), z_ref[:1])
+
+
+@pytest.mark.parametrize("S,L", [(1, 1), (3, 7), (5, 1000), (2, 3001)])
+def test_row_cumsum(S, L, device):
+    torch.manual_seed(S + L)
+    x = torch.rand(S, L, device=device) ** 4  # probabilities-like: many small terms after a few large ones
+    out = row_cumsum(x)
+    assert out.shape == (S, L) and out.dtype == torch.float32
+    torch.testing.assert_close(out, row_cumsum_ref(x), rtol=1e-5, atol=1e-5)
+    assert row_cumsum(x[:0]).shape == (0, L)
+
+
+def test_row_cumsum_batch_and_length_invariant(device):
+    # A position's sum depends on the row up to it alone: not on the other rows, their count, or the row's length.
+    torch.manual_seed(5)
+    x = torch.rand(6, 2500, device=device)
+    out = row_cumsum(x)
+    for r in (0, 5):
+        assert torch.equal(row_cumsum(x[r:r + 1]), out[r:r + 1])
+    for L in (1, 20, 1024, 1500):
+        assert torch.equal(row_cumsum(x[:, :L]), out[:, :L])
+        assert torch.equal(row_cumsum(x[2:3, :L]), out[2:3, :L])
