@@ -28,6 +28,8 @@ from .sampling import (
     masked_exp_sum_ref,
     row_cumsum,
     row_cumsum_ref,
+    top_p_floor,
+    top_p_floor_ref,
 )
 from .skinny_gemm import skinny_gemm, skinny_gemm_ref
 
@@ -77,4 +79,6 @@ __all__ = [
     "store_kv_ref",
     "store_latent",
     "store_latent_ref",
+    "top_p_floor",
+    "top_p_floor_ref",
 ]

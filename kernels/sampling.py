@@ -245,6 +245,125 @@ def masked_exp_sum_ref(logits: torch.Tensor, temperature: torch.Tensor, floor: t
     return terms.view(S, -1, REF_EXP_SUM_BLOCK).sum(dim=1).sum(dim=1)
 
 
+MINUS_INF_KEY = -2139095041  # the ordered integer key of float32 -inf (bits 0xFF800000)
+_MINUS_INF_KEY = tl.constexpr(MINUS_INF_KEY)
+
+
+# A row whose top-p set runs past its sorted candidates: the threshold by a search over the float32 values' ordered
+# integer keys. Each pass over the row sums the mass strictly above SPLITS values spread over the interval left, so
+# the interval shrinks (SPLITS + 1)-fold a pass: 2**32 keys in 9 passes (a binary search took 32, and on an H200 256
+# flat rows cost more than sorting them). One program a row as in the exp sum (the same order in any batch); rows
+# that need no search return at once.
+@triton.jit(do_not_specialize=["vocab", "stride_l"])
+def _top_p_floor_kernel(
+    logits_ptr,
+    temperature_ptr,
+    top_p_ptr,
+    row_max_ptr,
+    exp_sum_ptr,
+    search_ptr,
+    tau_ptr,
+    vocab,
+    stride_l,
+    BLOCK: tl.constexpr,
+    SPLITS: tl.constexpr,
+    PASSES: tl.constexpr,
+    LIBDEVICE_EXP: tl.constexpr,
+    PDL: tl.constexpr,
+):
+    pdl_enter(PDL)
+    row = tl.program_id(0)
+    if tl.load(search_ptr + row) == 0:
+        return
+    temp = tl.load(temperature_ptr + row)
+    inv = tl.where(temp > 0.0, temp, 1.0)
+    m = tl.load(row_max_ptr + row)
+    budget = tl.load(top_p_ptr + row) * tl.load(exp_sum_ptr + row)  # mass < top_p, times the denominator
+    # Keys: a float's bits as int32, the negative ones' magnitude bits flipped, so that keys order as the floats do.
+    hi_bits = tl.load(tau_ptr + row).to(tl.int32, bitcast=True)
+    hi = tl.where(hi_bits < 0, hi_bits ^ 0x7FFFFFFF, hi_bits).to(tl.int64)  # kept: its mass above is < top_p
+    lo = tl.full([], _MINUS_INF_KEY, tl.int64)  # below every kept value
+    offs = tl.arange(0, BLOCK)
+    split = tl.arange(0, SPLITS).to(tl.int64) + 1
+    row_ptr = logits_ptr + row.to(tl.int64) * stride_l
+    # Invariant: the answer's key is in (lo, hi]: hi's value is kept, lo's is not.
+    for _ in range(PASSES):
+        keys = lo + (hi - lo) * split // (SPLITS + 1)  # ascending, inside [lo, hi)
+        keys32 = keys.to(tl.int32)
+        t = tl.where(keys32 < 0, keys32 ^ 0x7FFFFFFF, keys32).to(tl.float32, bitcast=True)
+        acc = tl.zeros([SPLITS, BLOCK], tl.float32)
+        for v0 in range(0, vocab, BLOCK):
+            ids = v0 + offs
+            inside = ids < vocab
+            x = tl.math.div_rn(tl.load(row_ptr + ids, mask=inside, other=0.0).to(tl.float32), inv)
+            if LIBDEVICE_EXP:
+                e = libdevice.exp(x - m)
+            else:
+                e = tl.exp(x - m)
+            e = tl.where(inside, e, 0.0)
+            acc += tl.where(x[None, :] > t[:, None], e[None, :], 0.0)
+        kept = tl.sum(acc, axis=1) < budget  # at split j: every token at or above t_j is kept (monotone in j)
+        hi_next = tl.min(tl.where(kept, keys, hi), axis=0)
+        lo = tl.max(tl.where(kept, lo, keys), axis=0)
+        hi = hi_next
+    hi32 = hi.to(tl.int32)
+    tl.store(tau_ptr + row, tl.where(hi32 < 0, hi32 ^ 0x7FFFFFFF, hi32).to(tl.float32, bitcast=True))
+
+
+TOP_P_SPLITS = 16
+TOP_P_PASSES = 9  # a pass leaves at most L / 17 + 1 of L keys: 2**32 down to one in 9
+
+
+def top_p_floor(logits: torch.Tensor, temperature: torch.Tensor, top_p: torch.Tensor, row_max: torch.Tensor,
+                exp_sum: torch.Tensor, search: torch.Tensor, tau: torch.Tensor) -> None:
+    """In place on tau [S] float32, for the rows where search [S] (int) is nonzero: the least scaled logit x (as
+    masked_exp_sum scales them) whose tokens strictly above hold a mass below top_p, i.e. exp-sum over x' > x of
+    exp(x' - row_max) < top_p * exp_sum, found by bisection; tau's value there on entry must be a kept value (an
+    upper bound). The same bits for a row in any batch (one program a row). Where every finite token is kept the
+    result is -FLT_MAX, which keeps them too."""
+    S, V = logits.shape
+    if S == 0:
+        return
+    assert tau.dtype == torch.float32 and tau.is_contiguous()
+    if logits.stride(-1) != 1:
+        logits = logits.contiguous()
+    cuda = logits.device.type == "cuda"
+    f32 = [a.to(torch.float32).contiguous() for a in (temperature, top_p, row_max, exp_sum)]
+    _top_p_floor_kernel[(S,)](logits, *f32, search.to(torch.int32).contiguous(), tau, V, logits.stride(0),
+                              BLOCK=256, SPLITS=TOP_P_SPLITS, PASSES=TOP_P_PASSES, LIBDEVICE_EXP=cuda, num_warps=4,
+                              **pdl_args(logits.device))
+
+
+def _float_keys(x: torch.Tensor) -> torch.Tensor:
+    bits = x.contiguous().view(torch.int32).to(torch.int64)
+    return torch.where(bits < 0, bits ^ 0x7FFFFFFF, bits)
+
+
+def _key_floats(keys: torch.Tensor) -> torch.Tensor:
+    bits = torch.where(keys < 0, keys ^ 0x7FFFFFFF, keys).to(torch.int32)
+    return bits.view(torch.float32)
+
+
+def top_p_floor_ref(logits: torch.Tensor, temperature: torch.Tensor, top_p: torch.Tensor, row_max: torch.Tensor,
+                    exp_sum: torch.Tensor, search: torch.Tensor, tau: torch.Tensor) -> None:
+    """Plain-PyTorch :func:`top_p_floor`: a binary search (the answer is one value, however it is searched) on every
+    row, kept where search is nonzero; the masses summed as masked_exp_sum_ref sums."""
+    S, V = logits.shape
+    x = logits.float() / torch.where(temperature > 0, temperature, 1.0).unsqueeze(1)
+    terms = torch.exp(x - row_max.unsqueeze(1))
+    budget = top_p * exp_sum
+    hi = _float_keys(tau)
+    lo = torch.full_like(hi, MINUS_INF_KEY)
+    for _ in range(32):
+        mid = lo + (hi - lo) // 2
+        above = torch.where(x > _key_floats(mid).unsqueeze(1), terms, 0.0)
+        above = torch.nn.functional.pad(above, (0, -V % REF_EXP_SUM_BLOCK))
+        kept = above.view(S, -1, REF_EXP_SUM_BLOCK).sum(dim=1).sum(dim=1) < budget
+        hi = torch.where(kept, mid, hi)
+        lo = torch.where(kept, lo, mid)
+    tau.copy_(torch.where(search != 0, _key_floats(hi), tau))
+
+
 # torch.cumsum is not batch-invariant on CUDA: a lone row goes to CUB's device scan, and several rows to a tree scan
 # over tiles whose width follows both the row count and the row length (ATen's get_log_num_threads_x_inner_scan).
 # Here one program scans a row in BLOCK-wide tiles from its start, each tile's scan carried by the previous tile's

@@ -20,7 +20,7 @@ DEVICES = ["cpu"] + (["cuda"] if HAS_CUDA else [])  # CUDA: the fused kernel wit
 MIXED = [
     P(temperature=0.9, top_k=20),
     P(temperature=0.6, top_k=20, top_p=0.95),  # Qwen3's defaults: the topk group
-    P(temperature=0.6, top_p=0.9),  # Llama-3's: the sort group
+    P(temperature=0.6, top_p=0.9),  # Llama-3's: top_p alone, its set inside the candidates
     P(temperature=1.0, min_p=0.05),
     P(temperature=0.0, top_k=5, top_p=0.5),  # greedy: filters ignored
     P(temperature=1.3, top_k=TOPK_CANDIDATES + 500, top_p=0.8),  # top_k past the candidates: the sort group
@@ -32,6 +32,8 @@ MIXED = [
     P(temperature=2.0, top_k=V + 5, min_p=0.3),  # top_k past the vocabulary: off
     P(temperature=0.5, top_k=-1, top_p=0.3),
     P(temperature=1.0, top_k=V - 1),
+    P(temperature=5.0, top_p=0.9),  # flat: its top-p set runs past the candidates (the bisection)
+    P(temperature=8.0, top_p=0.99),
 ]
 
 
@@ -106,7 +108,9 @@ def test_thresholds_keep_what_the_rules_keep(kind, device, kernels):
         kept = logits[r].float() / p.temperature >= tau[r]
         assert torch.equal(kept, keep), (r, p, int(kept.sum()), int(keep.sum()))
         checked += 1
-    assert checked == 12
+    assert checked == 14
+    # The flat rows' top-p sets hold more than the candidates: their thresholds came from the bisection.
+    assert all(int(_kept_reference(logits[r], MIXED[r])[0].sum()) > TOPK_CANDIDATES for r in (14, 15))
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -143,7 +147,8 @@ def test_each_row_alone_draws_what_it_draws_in_the_batch(kind, device, kernels):
 def test_row_groups_follow_each_rows_parameters():
     t = _tensors(MIXED)
     assert t.topk_rows.tolist() == [0, 1, 6, 8, 9]
-    assert t.sort_rows.tolist() == [2, 3, 5, 10, 11, 12, 13]
+    assert t.topp_rows.tolist() == [2, 10, 14, 15]
+    assert t.sort_rows.tolist() == [3, 5, 11, 12, 13]
     assert t.topk_kmax == TOPK_CANDIDATES
     assert _tensors([P(temperature=0.0, top_k=3)]).all_greedy
 

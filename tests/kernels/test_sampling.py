@@ -9,6 +9,8 @@ from spmd_kernels import (
     masked_exp_sum_ref,
     row_cumsum,
     row_cumsum_ref,
+    top_p_floor,
+    top_p_floor_ref,
 )
 from spmd_kernels.sampling import gumbel_noise_ref
 
@@ -205,3 +207,59 @@ def test_row_cumsum_batch_and_length_invariant(device):
     for L in (1, 20, 1024, 1500):
         assert torch.equal(row_cumsum(x[:, :L]), out[:, :L])
         assert torch.equal(row_cumsum(x[2:3, :L]), out[2:3, :L])
+
+
+def _top_p_case(S, V, dtype, device, seed=0):
+    """Flat rows (their top-p sets hold most of the row), masked tokens, one greedy-temperature row; each row's
+    upper bound the largest value, which the rule always keeps."""
+    g = torch.Generator().manual_seed(seed)
+    logits = (torch.randn(S, V, generator=g) * 0.5).to(dtype).to(device)
+    if V > 4:
+        logits[:, 3::7] = float("-inf")
+    temperature = (torch.rand(S, generator=g) + 0.5).to(device)
+    temperature[0] = 0.0  # scaled as by 1
+    top_p = (torch.rand(S, generator=g) * 0.9 + 0.05).to(device)
+    scaled = logits.float() / torch.where(temperature > 0, temperature, 1.0).unsqueeze(1)
+    row_max = scaled.max(dim=1).values
+    floor = torch.full((S,), float("-inf"), device=device)
+    exp_sum = masked_exp_sum_ref(logits, temperature, floor, row_max)
+    return logits, temperature, top_p, row_max, exp_sum, scaled
+
+
+@pytest.mark.parametrize("S,V", [(1, 5), (3, 7), (4, 1000), (2, 3001)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_top_p_floor(S, V, dtype, device):
+    logits, temperature, top_p, row_max, exp_sum, scaled = _top_p_case(S, V, dtype, device)
+    search = torch.ones(S, dtype=torch.int32, device=device)
+    if S > 2:
+        search[1] = 0  # a row that needs no search keeps its value
+    start = row_max.clone()
+    tau, ref = start.clone(), start.clone()
+    top_p_floor(logits, temperature, top_p, row_max, exp_sum, search, tau)
+    top_p_floor_ref(logits, temperature, top_p, row_max, exp_sum, search, ref)
+    assert torch.equal(tau, ref)
+    if S > 2:
+        assert tau[1] == start[1]
+    # The rule itself: the least value whose strictly larger tokens hold a mass below top_p.
+    for r in range(S):
+        if not search[r]:
+            continue
+        x = scaled[r].double().cpu()
+        prob = torch.exp(x - x.max())
+        prob = prob / prob.sum()
+        mass_above = torch.stack([prob[x > v].sum() for v in x])
+        kept = (mass_above < float(top_p[r])) & torch.isfinite(x)
+        assert float(tau[r]) == float(x[kept].min())
+
+
+def test_top_p_floor_batch_invariant(device):
+    logits, temperature, top_p, row_max, exp_sum, _ = _top_p_case(6, 2000, torch.float32, device, seed=1)
+    search = torch.ones(6, dtype=torch.int32, device=device)
+    tau = row_max.clone()
+    top_p_floor(logits, temperature, top_p, row_max, exp_sum, search, tau)
+    for r in range(6):
+        alone = row_max[r:r + 1].clone()
+        top_p_floor(logits[r:r + 1], temperature[r:r + 1], top_p[r:r + 1], row_max[r:r + 1], exp_sum[r:r + 1],
+                    search[r:r + 1], alone)
+        assert torch.equal(alone, tau[r:r + 1])
+
