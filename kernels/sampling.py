@@ -166,6 +166,17 @@ def _chunked_argmax(logits: torch.Tensor, temperature: torch.Tensor | None, stre
     return part_idx.gather(1, part_val.argmax(dim=1, keepdim=True)).squeeze(1)
 
 
+@triton.jit
+def _scaled_exp(row_ptr, ids, inside, inv, m, LIBDEVICE_EXP: tl.constexpr):
+    """A tile's scaled logits x = logit / inv (IEEE division, as torch's) and exp(x - m), 0 outside the row."""
+    x = tl.math.div_rn(tl.load(row_ptr + ids, mask=inside, other=0.0).to(tl.float32), inv)
+    if LIBDEVICE_EXP:  # CUDA: libdevice expf, as torch.exp on the GPU (tl.exp is ex2.approx)
+        e = libdevice.exp(x - m)
+    else:
+        e = tl.exp(x - m)
+    return x, tl.where(inside, e, 0.0)
+
+
 # One program per row, whatever S: the row's terms are summed in BLOCK-wide lanes over the vocabulary in order, then
 # across the lanes, an order fixed by V and BLOCK alone, so a row's sum is the same bits in any batch (the sampler's
 # thresholds, and so its tokens, must not depend on the batch). Splitting a row over programs, as the argmax does,
@@ -195,12 +206,8 @@ def _masked_exp_sum_kernel(
     for v0 in range(0, vocab, BLOCK):
         ids = v0 + offs
         inside = ids < vocab
-        x = tl.math.div_rn(tl.load(row_ptr + ids, mask=inside, other=0.0).to(tl.float32), inv)
-        if LIBDEVICE_EXP:
-            e = libdevice.exp(x - m)
-        else:
-            e = tl.exp(x - m)
-        acc += tl.where(inside & (x >= floor), e, 0.0)
+        x, e = _scaled_exp(row_ptr, ids, inside, inv, m, LIBDEVICE_EXP)
+        acc += tl.where(x >= floor, e, 0.0)
     tl.store(out_ptr + row, tl.sum(acc, axis=0))
 
 
@@ -295,12 +302,7 @@ def _top_p_floor_kernel(
         for v0 in range(0, vocab, BLOCK):
             ids = v0 + offs
             inside = ids < vocab
-            x = tl.math.div_rn(tl.load(row_ptr + ids, mask=inside, other=0.0).to(tl.float32), inv)
-            if LIBDEVICE_EXP:
-                e = libdevice.exp(x - m)
-            else:
-                e = tl.exp(x - m)
-            e = tl.where(inside, e, 0.0)
+            x, e = _scaled_exp(row_ptr, ids, inside, inv, m, LIBDEVICE_EXP)
             acc += tl.where(x[None, :] > t[:, None], e[None, :], 0.0)
         kept = tl.sum(acc, axis=1) < budget  # at split j: every token at or above t_j is kept (monotone in j)
         hi_next = tl.min(tl.where(kept, keys, hi), axis=0)
