@@ -8,10 +8,13 @@ from __future__ import annotations
 import pytest
 
 from support.launch import run_jobs
-from support.tiny_models import FP8_QWEN3, MAX_NEW, MODELS, read_output
+from support.tiny_models import FP8_QWEN3, MAX_NEW, MODELS, PENALTIES, penalized_greedy_reference, read_output
 
 LAYOUTS = [(1, 1), (1, 2), (2, 1), (2, 2), (4, 1), (1, 4)]
-SAMPLED = ["sampling.temperature=0.9", "sampling.top_p=0.9", "sampling.top_k=50", "sampling.seed=7"]
+# Seeded sampling with filters and penalties (their counts live on each rank's device, TP ranks alike).
+SAMPLED = ["sampling.temperature=0.9", "sampling.top_p=0.9", "sampling.top_k=50", "sampling.seed=7",
+           "sampling.repetition_penalty=1.2", "sampling.presence_penalty=0.3"]
+PENALIZED = [f"sampling.{k}={v}" for k, v in PENALTIES.items()]
 
 
 def _cases(tiny, out_dir, settled_prefill: bool):
@@ -57,6 +60,10 @@ def _cases(tiny, out_dir, settled_prefill: bool):
         variants += [(f"{name}-settled", o + settled, ref) for name, o, ref in cases if name in overlapped]
     cases += variants
     jobs = [{"name": n, "overrides": o + greedy + [f"data.output={out_dir / n}.jsonl"]} for n, o, _ in cases]
+    # Greedy with penalties (steps in flight, the default), against a reference loop.
+    jobs.append({"name": "llama-penalties", "overrides": [f"model.path={m['llama']}", f"data.input={i['mixed']}",
+                                                          *greedy, *PENALIZED,
+                                                          f"data.output={out_dir}/llama-penalties.jsonl"]})
     runs = [("a", sync), ("b", overlap)] + [("c", settled)] * settled_prefill
     for run, extra in runs:  # seeded sampling: in sync steps, overlapped ones, and with prefills settled at once
         jobs.append({"name": f"sampled-{run}", "overrides": [
@@ -70,8 +77,13 @@ def layout_runs(tiny, tmp_path_factory):
     return {}
 
 
+@pytest.fixture(scope="module")
+def penalized_refs(tiny):
+    return penalized_greedy_reference(tiny["models"]["llama"], tiny["sets"]["mixed"], MAX_NEW, **PENALTIES)
+
+
 @pytest.mark.parametrize("dp,tp", LAYOUTS, ids=[f"dp{d}xtp{t}" for d, t in LAYOUTS])
-def test_layout_matches_transformers(tiny, tmp_path_factory, layout_runs, dp, tp):
+def test_layout_matches_transformers(tiny, tmp_path_factory, layout_runs, penalized_refs, dp, tp):
     out_dir = tmp_path_factory.mktemp(f"dp{dp}tp{tp}")
     settled_prefill = (dp, tp) in ((1, 1), (2, 2))
     jobs, refs = _cases(tiny, out_dir, settled_prefill)
@@ -89,6 +101,10 @@ def test_layout_matches_transformers(tiny, tmp_path_factory, layout_runs, dp, tp
             assert r["finish_reason"] == expected and r["num_output_tokens"] == len(r["token_ids"])
 
     _check_prompt_logprobs(tiny, read_output(out_dir / "llama-prompt-lp.jsonl"))
+    penalized = [r["token_ids"] for r in read_output(out_dir / "llama-penalties.jsonl")]
+    assert penalized == penalized_refs, f"penalties differ from the reference loop in dp{dp}xtp{tp}"
+    assert sum(s["llama-penalties"]["overlapped_prefills"] for s in summaries.values()) > 0, \
+        "penalized prefill steps were not left in flight (their counts are on the device: they may be)"
     per_rank = summaries.values()
     for name in ("llama-preempt", "llama-preempt-sync", "llama-preempt-settled"):
         if name in refs:

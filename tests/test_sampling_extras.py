@@ -17,10 +17,9 @@ from spmd_infer.config import SamplingConfig
 from spmd_infer.model_defaults import generation_defaults
 from spmd_infer.sampling_params import SamplingParams
 from support.launch import REPO, torchrun
-from support.tiny_models import MAX_NEW, read_output
+from support.tiny_models import MAX_NEW, PENALTIES, penalized_greedy_reference, read_output
 
 TOP = 5
-PENALTIES = {"repetition_penalty": 1.3, "presence_penalty": 0.5, "frequency_penalty": 0.7}
 OVP = "runtime.overlap_prefill=true"  # the default, named where a case compares it with SETTLED
 SETTLED = "runtime.overlap_prefill=false"
 
@@ -146,35 +145,11 @@ def test_logprobs_match_transformers_scores(tiny, runs):
                 assert tok == int(ref.indices[j]) or tie
 
 
-def _greedy_with_penalties(model, ids: list[int], max_new: int, eos: int, repetition_penalty: float,
-                           presence_penalty: float, frequency_penalty: float) -> list[int]:
-    """The reference: greedy decoding by full forward passes, transformers' repetition rule over prompt and output,
-    then OpenAI's presence and frequency penalties over the output (vLLM's order)."""
-    seq, out = list(ids), []
-    for _ in range(max_new):
-        with torch.no_grad():
-            logits = model(torch.tensor([seq])).logits[0, -1].float()
-        seen = torch.tensor(sorted(set(seq)))
-        seen_logits = logits[seen]
-        logits[seen] = torch.where(seen_logits > 0, seen_logits / repetition_penalty, seen_logits * repetition_penalty)
-        for token in set(out):
-            logits[token] -= presence_penalty + frequency_penalty * out.count(token)
-        out.append(int(logits.argmax()))
-        seq.append(out[-1])
-        if out[-1] == eos:
-            break
-    return out
-
-
 @pytest.mark.parametrize("job,prompts", [("penalties", "mixed"), ("penalties-settled", "mixed"),
                                          ("penalties-n3", "mixed"), ("penalties-preempt", "preempt")])
 def test_penalties_match_a_reference_loop(tiny, runs, job, prompts):
-    from transformers import AutoModelForCausalLM
-
-    model = AutoModelForCausalLM.from_pretrained(tiny["models"]["llama"], dtype=torch.float32).eval()
     rows = read_output(runs / f"{job}.jsonl")
-    refs = [_greedy_with_penalties(model, ids, MAX_NEW, model.config.eos_token_id, **PENALTIES)
-            for ids in tiny["sets"][prompts]]
+    refs = penalized_greedy_reference(tiny["models"]["llama"], tiny["sets"][prompts], MAX_NEW, **PENALTIES)
     if job == "penalties-n3":  # greedy: each completion is the reference
         assert [[o["token_ids"] for o in r["outputs"]] for r in rows] == [[ref] * 3 for ref in refs]
     elif job == "penalties-preempt":  # max_model_len may end a sequence early

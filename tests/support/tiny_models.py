@@ -99,6 +99,38 @@ def greedy_reference(folder: Path, prompts: list[list[int]], max_new_tokens: int
     return out
 
 
+PENALTIES = {"repetition_penalty": 1.3, "presence_penalty": 0.5, "frequency_penalty": 0.7}
+
+
+def penalized_greedy_reference(folder: Path, prompts: list[list[int]], max_new_tokens: int,
+                               repetition_penalty: float, presence_penalty: float,
+                               frequency_penalty: float) -> list[list[int]]:
+    """Greedy decoding by full float32 forward passes, transformers' repetition rule over prompt and output, then
+    OpenAI's presence and frequency penalties over the output (vLLM's order), EOS included."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+    eos = model.config.eos_token_id
+    refs = []
+    for ids in prompts:
+        seq, out = list(ids), []
+        for _ in range(max_new_tokens):
+            with torch.no_grad():
+                logits = model(torch.tensor([seq])).logits[0, -1].float()
+            seen = torch.tensor(sorted(set(seq)))
+            seen_logits = logits[seen]
+            logits[seen] = torch.where(seen_logits > 0, seen_logits / repetition_penalty,
+                                       seen_logits * repetition_penalty)
+            for token in set(out):
+                logits[token] -= presence_penalty + frequency_penalty * out.count(token)
+            out.append(int(logits.argmax()))
+            seq.append(out[-1])
+            if out[-1] == eos:
+                break
+        refs.append(out)
+    return refs
+
+
 def write_prompts(path: Path, prompts: list[list[int]], sampling: dict | None = None) -> Path:
     with open(path, "w") as f:
         for i, ids in enumerate(prompts):
