@@ -83,6 +83,20 @@ def test_rows_are_lent_rebuilt_and_grown():
     _step(state, pool, rng)  # every remaining sequence at once: rows rebuilt wherever they were lent away
 
 
+def test_a_finished_sequence_in_the_batch_keeps_its_row():
+    """With steps in flight a sequence may be found finished and still draw its discarded token in this step: its
+    row is not lent to a new sequence of the same batch (that one gets another row, counted apart)."""
+    rng = random.Random(2)
+    state = PenaltyState(torch.device("cpu"))
+    seqs = [_seq(i, [i, i + 1], frequency_penalty=0.5) for i in range(MIN_ROWS)]
+    _step(state, seqs, rng)
+    seqs[0].status = SeqStatus.FINISHED
+    newcomer = _seq(99, [5, 5], repetition_penalty=1.5)
+    _step(state, seqs + [newcomer], rng)
+    assert state.num_rows == 2 * MIN_ROWS
+    _step(state, seqs[1:] + [newcomer], rng)  # the newcomer's counts hold its own tokens only
+
+
 def test_a_rebuild_with_a_token_in_flight_is_refused():
     state = PenaltyState(torch.device("cpu"))
     seq = _seq(0, [1, 2], repetition_penalty=1.1)

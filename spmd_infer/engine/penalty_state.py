@@ -103,11 +103,12 @@ class PenaltyState:
 
     def _lend(self, seq: Sequence, in_batch: set[int]) -> int:
         """A row for `seq`: a free one, else a finished sequence's, else the least recently used row of a sequence
-        outside this batch, else a new one (the table doubles)."""
-        free = [r for r, s in enumerate(self._owner) if s is None or s.status is SeqStatus.FINISHED]
+        outside this batch, else a new one (the table doubles). Never a row of this batch: with steps in flight a
+        sequence found finished may still draw its one discarded token here, and count it in its row."""
+        outside = [r for r, s in enumerate(self._owner) if id(s) not in in_batch]
+        free = [r for r in outside if self._owner[r] is None or self._owner[r].status is SeqStatus.FINISHED]
         if not free:
-            idle = [r for r, s in enumerate(self._owner) if id(s) not in in_batch]
-            free = sorted(idle, key=self._last_used.__getitem__)[:1]
+            free = sorted(outside, key=self._last_used.__getitem__)[:1]
         if not free:
             free = [self._grow()]
         row = free[0]
