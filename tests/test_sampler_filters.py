@@ -30,7 +30,7 @@ MIXED = [
     P(temperature=1.0, top_k=1),
     P(temperature=1.0, top_p=1e-6),
     P(temperature=2.0, top_k=V + 5, min_p=0.3),  # top_k past the vocabulary: off
-    P(temperature=0.5, top_k=-1, top_p=0.3),
+    P(temperature=0.5, top_k=-1, top_p=0.3),  # vLLM's top_k -1 (off): top_p alone
     P(temperature=1.0, top_k=V - 1),
     P(temperature=5.0, top_p=0.9),  # flat: its top-p set runs past the candidates (the bisection)
     P(temperature=8.0, top_p=0.99),
@@ -147,8 +147,8 @@ def test_each_row_alone_draws_what_it_draws_in_the_batch(kind, device, kernels):
 def test_row_groups_follow_each_rows_parameters():
     t = _tensors(MIXED)
     assert t.topk_rows.tolist() == [0, 1, 6, 8, 9]
-    assert t.topp_rows.tolist() == [2, 10, 14, 15]
-    assert t.sort_rows.tolist() == [3, 5, 11, 12, 13]
+    assert t.topp_rows.tolist() == [2, 10, 12, 14, 15]
+    assert t.sort_rows.tolist() == [3, 5, 11, 13]
     assert t.topk_kmax == TOPK_CANDIDATES
     assert _tensors([P(temperature=0.0, top_k=3)]).all_greedy
 

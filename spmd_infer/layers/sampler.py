@@ -94,7 +94,7 @@ class SamplingTensors:
     need_min_p: bool
     all_greedy: bool
     topk_rows: torch.Tensor  # int64, ascending: sampled rows with a filter and 1 <= top_k <= TOPK_CANDIDATES
-    topp_rows: torch.Tensor  # int64, ascending: sampled rows with top_p < 1 alone (top_k 0, min_p 0)
+    topp_rows: torch.Tensor  # int64, ascending: sampled rows with top_p < 1 alone (top_k <= 0, min_p 0)
     sort_rows: torch.Tensor  # int64, ascending: the other sampled rows with a filter
     topk_kmax: int  # the largest top_k of topk_rows (0 when there are none)
 
@@ -110,7 +110,7 @@ class SamplingTensors:
         filtered = [i for i, p in enumerate(params)
                     if not p.greedy and (p.top_k > 0 or p.top_p < 1.0 or p.min_p > 0.0)]
         by_topk = [i for i in filtered if 0 < params[i].top_k <= TOPK_CANDIDATES]
-        by_topp = [i for i in filtered if params[i].top_k == 0 and params[i].min_p == 0.0]
+        by_topp = [i for i in filtered if params[i].top_k <= 0 and params[i].min_p == 0.0]  # vLLM's -1: off
         grouped = set(by_topk + by_topp)
         by_sort = [i for i in filtered if i not in grouped]
         host = np.zeros((6, n), dtype=np.float64)
@@ -123,12 +123,13 @@ class SamplingTensors:
         host[5, :len(filtered)] = by_topk + by_topp + by_sort  # the row groups, in the same copy
         dev = to_device(host, device)
         groups = dev[5, :len(filtered)].long()
+        topp_end = len(by_topk) + len(by_topp)
         sampled = [p for p in params if not p.greedy]
         return cls(temperature=dev[0].float(), top_k=dev[1].long(), top_p=dev[2].float(), min_p=dev[3].float(),
                    streams=dev[4].long(), need_top_k=any(p.top_k > 0 for p in sampled),
                    need_top_p=any(p.top_p < 1.0 for p in sampled), need_min_p=any(p.min_p > 0.0 for p in sampled),
-                   all_greedy=False, topk_rows=groups[:len(by_topk)],
-                   topp_rows=groups[len(by_topk):len(by_topk) + len(by_topp)], sort_rows=groups[len(by_topk) + len(by_topp):],
+                   all_greedy=False, topk_rows=groups[:len(by_topk)], topp_rows=groups[len(by_topk):topp_end],
+                   sort_rows=groups[topp_end:],
                    topk_kmax=max((params[i].top_k for i in by_topk), default=0))
 
 
