@@ -121,4 +121,4 @@ def test_sampler_warmup_runs_every_path():
     from spmd_infer.parallel.comm import Shard
 
     head = ParallelLMHead(VOCAB, 8, Shard())
-    warm_sampler(nn.ModuleList([head]), VOCAB - 3, torch.float32, torch.device("cpu"))
+    warm_sampler(nn.ModuleList([head]), VOCAB - 3, torch.float32, torch.device("cpu"), max_rows=MIN_ROWS + 3)

@@ -113,8 +113,8 @@ class Engine:
             with oom_guard(cfg, "in the warmup step"):  # an OOM here names the settings to lower
                 while not stepper.step(warmup).done:
                     pass
-            if device.type == "cuda":
-                warm_sampler(runner.model, hf_config.vocab_size, runner.dtype, device)
+                if device.type == "cuda":  # compiles the sampler's kernels; its peak at max_num_seqs rows counts
+                    warm_sampler(runner.model, hf_config.vocab_size, runner.dtype, device, s.max_num_seqs)
         _sync(device)
         times.warmup = time.perf_counter() - t0
         warmup_steps = stepper.stats.forward_steps  # proof that warmup went through the step function
