@@ -87,6 +87,11 @@ def runs(tiny, tmp_path_factory):
         "penalties-n3": [f"model.path={m['llama']}", f"data.input={i['mixed']}", *greedy, *penalized, "sampling.n=3"],
         "penalties-preempt": [f"model.path={m['llama']}", f"data.input={i['preempt']}", *greedy, *penalized,
                               "cache.block_size=4", "cache.num_blocks=8", "model.max_model_len=32"],
+        # 18 sequences admitted a few at a time (16-token prefill chunks) between decode steps: a prefill step lends
+        # decoding sequences' count rows to its new ones, and the next decode step rebuilds them from their token
+        # ids, with steps in flight (session 23, instrumented: 8 rows lent and rebuilt).
+        "penalties-n3-chunked": [f"model.path={m['llama']}", f"data.input={i['mixed']}", *greedy, *penalized,
+                                 "sampling.n=3", "scheduler.max_num_batched_tokens=16", "scheduler.max_num_seqs=16"],
         "bias": [f"model.path={m['llama']}", f"data.input={i['mixed']}", *greedy, "++sampling.logit_bias={7:100}"],
         # Prompt scoring on requests sharing a 20-token prefix, one at a time, prefilled in 8-token chunks: the
         # prefix cache must not skip a scored prompt's tokens; then in a cache small enough to preempt.
@@ -146,11 +151,12 @@ def test_logprobs_match_transformers_scores(tiny, runs):
 
 
 @pytest.mark.parametrize("job,prompts", [("penalties", "mixed"), ("penalties-settled", "mixed"),
-                                         ("penalties-n3", "mixed"), ("penalties-preempt", "preempt")])
+                                         ("penalties-n3", "mixed"), ("penalties-preempt", "preempt"),
+                                         ("penalties-n3-chunked", "mixed")])
 def test_penalties_match_a_reference_loop(tiny, runs, job, prompts):
     rows = read_output(runs / f"{job}.jsonl")
     refs = penalized_greedy_reference(tiny["models"]["llama"], tiny["sets"][prompts], MAX_NEW, **PENALTIES)
-    if job == "penalties-n3":  # greedy: each completion is the reference
+    if job.startswith("penalties-n3"):  # greedy: each completion is the reference
         assert [[o["token_ids"] for o in r["outputs"]] for r in rows] == [[ref] * 3 for ref in refs]
     elif job == "penalties-preempt":  # max_model_len may end a sequence early
         summary = json.loads((runs / "spec.json.rank0.json").read_text())[job]
