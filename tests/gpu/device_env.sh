@@ -20,6 +20,14 @@ test_part() {
   part "$name" "$limit" env "${envs[@]}" python3 -m pytest -q -n 12 "$@"
   tail -1 "$OUT/$name.txt"; grep -E "^(FAILED|ERROR)" "$OUT/$name.txt" | head -20
 }
+# The check against transformers (check_vs_transformers.py) as part "check", under LIMIT with these environment
+# assignments, its verdict lines printed: check_part LIMIT [VAR=VALUE ...] CHECK_ARG...
+check_part() {
+  local limit=$1 envs=(); shift
+  while (($#)) && [[ $1 == *=* && $1 != -* ]]; do envs+=("$1"); shift; done
+  part check "$limit" env "${envs[@]}" python3 tests/gpu/check_vs_transformers.py "$@"
+  grep -E "RESULT|OUTSIDE|Error" "$OUT/check.txt" | head -6
+}
 # Qwen3-0.6B on the nano-vllm protocol as one part (100 s), with these environment assignments and bench
 # overrides, and its result line printed: nano_part NAME [VAR=VALUE ...] [-- BENCH_ARG ...]
 nano_part() {

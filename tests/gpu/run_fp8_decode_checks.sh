@@ -9,8 +9,7 @@ source tests/gpu/device_env.sh
 nvidia-smi --query-gpu=name --format=csv,noheader | head -1
 test_part tests 120 tests/kernels/test_scaled_activations.py tests/kernels/test_fp8_linear.py \
   tests/kernels/test_activation.py
-part check 100 python3 tests/gpu/check_vs_transformers.py --model qwen3 --layouts 1x1 --out /tmp/chk_fp8 --block-fp8
-grep -E "RESULT|OUTSIDE|Error" "$OUT/check.txt" | head -4
+check_part 100 --model qwen3 --layouts 1x1 --out /tmp/chk_fp8 --block-fp8
 nano_part nano_fp8 -- model.linear_dtype=fp8
 part splits 120 python3 tests/gpu/tune_fp8_linear.py --rows 1,16 \
   --tiles '16,64,4,6,0;16,64,4,6,2;16,64,4,6,4;16,64,4,6,8;16,64,4,4,8' --swap 1 --jobs 12

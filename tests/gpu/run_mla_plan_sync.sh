@@ -8,9 +8,8 @@
 set -uo pipefail
 source tests/gpu/device_env.sh
 nvidia-smi --query-gpu=name --format=csv,noheader | head -1
-part check 150 python3 tests/gpu/check_vs_transformers.py --model dsv2lite --layouts 1x1 --num-prompts 8 \
+check_part 150 --model dsv2lite --layouts 1x1 --num-prompts 8 \
   --out /tmp/chk_dsv2
-grep -E "RESULT|OUTSIDE|Error" "$OUT/check.txt" | head -4
 old=$(patched_engine mla_sync tests/gpu/mla_plan_sync_old.patch)
 for run in new old new2 old2; do
   pp=$PYTHONPATH; [[ $run == old* ]] && pp=$old

@@ -9,9 +9,8 @@
 set -uo pipefail
 source tests/gpu/device_env.sh
 nvidia-smi --query-gpu=name --format=csv,noheader | head -1
-part check 150 python3 tests/gpu/check_vs_transformers.py --model qwen3 --layouts 1x1 --num-prompts 8 \
+check_part 150 --model qwen3 --layouts 1x1 --num-prompts 8 \
   --extra runtime.overlap_prefill=true --out /tmp/chk_ovp
-grep -E "RESULT|OUTSIDE|Error" "$OUT/check.txt" | head -4
 ab=(bench.overlap_prefill_ab=true bench.repeats=3)
 # ab_case NAME LIMIT BENCH_ARG...: one A/B launch, its rows and every run's prefill seconds printed.
 ab_case() {

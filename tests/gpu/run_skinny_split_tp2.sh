@@ -7,9 +7,8 @@
 set -uo pipefail
 source tests/gpu/device_env.sh
 nvidia-smi --query-gpu=name --format=csv,noheader | head -2
-part check 150 python3 tests/gpu/check_vs_transformers.py --model qwen3 --layouts 1x2 --num-prompts 8 \
+check_part 150 --model qwen3 --layouts 1x2 --num-prompts 8 \
   --out /tmp/chk_tp2
-grep -E "RESULT|OUTSIDE|Error" "$OUT/check.txt" | head -4
 for preset in llama-3-8b deepseek-v2-lite; do
   switch_parts "${preset}_tp2" SPMD_SKINNY_SPLIT 150 torchrun --nproc-per-node 2 -m spmd_infer.bench \
     bench.preset="$preset" bench.workload=decode 'bench.batch_sizes=[16,1]' bench.context=1024 parallel.tp=2 \

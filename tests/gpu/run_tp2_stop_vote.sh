@@ -8,8 +8,7 @@
 set -uo pipefail
 source tests/gpu/device_env.sh
 nvidia-smi --query-gpu=name --format=csv,noheader | head -2
-part check 150 python3 tests/gpu/check_vs_transformers.py --model qwen3 --layouts 1x2 --num-prompts 8 \
+check_part 150 --model qwen3 --layouts 1x2 --num-prompts 8 \
   --out /tmp/chk_vote
-grep -E "RESULT|OUTSIDE|Error" "$OUT/check.txt" | head -4
 part vote 200 python3 -m pytest -q -x tests/test_reliability.py -k kill_and_sigterm
 tail -1 "$OUT/vote.txt"; grep -E "^E |stopped by|gloo|Gloo" "$OUT/vote.txt" | head -12
