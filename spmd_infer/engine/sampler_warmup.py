@@ -39,7 +39,8 @@ def warm_sampler(model: torch.nn.Module, vocab_size: int, dtype: torch.dtype, de
     width = head.rows_per_rank * head.shard.size if head is not None else vocab_size
     rows = max(max_rows, len(ROWS))
     head_logits = torch.randn(rows, width, device=device).to(dtype)[:, :vocab_size]
-    for logits in (head_logits, head_logits.float()):  # as the head gives them, and upcast for penalties
+    upcast = head_logits.float()  # as penalties make them
+    for logits in (head_logits, upcast):
         for kinds in (ROWS[:1], ROWS[1:2], ROWS):  # all greedy, no filter, filters
             n = len(kinds)
             sample(logits[:n], SamplingTensors.build(kinds, [0] * n, [0] * n, device))
@@ -47,8 +48,7 @@ def warm_sampler(model: torch.nn.Module, vocab_size: int, dtype: torch.dtype, de
     seqs = [Sequence(Request(index=-1 - i, id=f"sampler-warmup-{i}", prompt_token_ids=[0, 1, 1], sampling=PENALIZED))
             for i in range(rows)]
     penalties = PenaltyState(device)
-    logits = head_logits.float()
     step = penalties.prepare(seqs, vocab_size)
-    penalties.apply(logits, step)
+    penalties.apply(upcast, step)
     params = [PENALIZED] * rows
-    penalties.record(step, sample(logits, SamplingTensors.build(params, [0] * rows, [0] * rows, device)))
+    penalties.record(step, sample(upcast, SamplingTensors.build(params, [0] * rows, [0] * rows, device)))

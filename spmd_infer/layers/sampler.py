@@ -224,7 +224,7 @@ def _group_thresholds(logits: torch.Tensor, t: SamplingTensors, rows: torch.Tens
     count = keep.sum(dim=1, keepdim=True).clamp(min=1)
     tau = c.gather(1, count - 1).squeeze(1)
     if past and c.shape[1] < V:
-        # A row keeping every candidate may keep more past them: its threshold by bisection over the whole row (tau,
+        # A row keeping every candidate may keep more past them: its threshold by a search over the whole row (tau,
         # kept, is the upper bound). Where the last candidate is dropped the prefix ends inside the candidates, and
         # the value threshold keeps its tie group past the cut.
         floor = top_p_floor if kernels else top_p_floor_ref
