@@ -26,6 +26,7 @@ from .host_gc import FullCollections, thaw
 from .job_plan import JobPlan
 from .model_defaults import log_applied
 from .parallel.dims import forget_host_group, init_distributed
+from .parallel.symm_all_reduce import forget_symmetric_all_reduces
 from .parallel.dp_meta import Field
 from .progress import Progress
 from .report import Timeline, job_metrics
@@ -217,5 +218,6 @@ def release_distributed(keep_group: bool = False) -> None:
     if dist.is_initialized() and not keep_group:
         dist.destroy_process_group()
         forget_host_group()
+        forget_symmetric_all_reduces()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()

@@ -23,6 +23,7 @@ from ..job_plan import resolve_fp8_expert_block, resolve_fp8_linear_block, resol
 from ..parallel.dims import ConfigError, ParallelDims
 from ..parallel.dp_meta import NUM_FIELDS, DPMetaExchange
 from ..parallel.shm_exchange import make_shm_all_gather
+from ..parallel.symm_all_reduce import enable_symmetric_all_reduce
 from .block_manager import BlockManager
 from .graph_capture import GraphCaptureSource
 from .model_runner import ModelRunner
@@ -88,6 +89,9 @@ class Engine:
         fp8_linears = resolve_fp8_linear_block(cfg.model.linear_dtype, hf_config, device)
         runner = ModelRunner(hf_config, model_dir, dims, device, dtype, cfg.cache.block_size, cfg.parallel.moe,
                              kv_dtype, fp8_experts, fp8_linears, cfg.model.linear_dtype == "fp8")
+        # Before the warmup: the buffer's bytes count as used when the KV cache is sized, and graphs capture its path.
+        enable_symmetric_all_reduce(getattr(cfg.parallel, "all_reduce", "auto"), dims.tp_group, dims.tp, device,
+                                    dtype, largest_tp_all_reduce(hf_config, dims, cfg.scheduler, dtype))
         _sync(device)
         times.load = runner.load_stats.seconds
         times.build = time.perf_counter() - t0 - times.load
@@ -152,6 +156,13 @@ class Engine:
         if overlap_prefill is None:
             overlap_prefill = getattr(runtime, "overlap_prefill", True)  # RuntimeConfig's default
         return source_cls(scheduler, stopper, on_finish, defer_prefill=runtime.overlap_steps and overlap_prefill)
+
+
+def largest_tp_all_reduce(hf_config: Any, dims: ParallelDims, scheduler: Any, dtype: torch.dtype) -> int:
+    """Bytes of the largest activation a TP group all-reduces: a step's tokens x hidden, times dp under DP
+    attention (its MLP output is reduced over the TP group for every DP group's rows)."""
+    rows = scheduler.max_num_batched_tokens * (dims.dp if dims.dp_attention and dims.dp > 1 else 1)
+    return rows * hf_config.hidden_size * torch.tensor([], dtype=dtype).element_size()
 
 
 def size_kv_cache(cfg: Any, runner: ModelRunner, dims: ParallelDims, max_model_len: int) -> int:

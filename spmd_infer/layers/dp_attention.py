@@ -48,7 +48,7 @@ class DPGatherScatter:
         for d in range(dp):
             out[d * pad: d * pad + counts[d]] = partial[start: start + counts[d]]
             start += counts[d]
-        all_reduce(out, self.sharding.attn)
+        out = all_reduce(out, self.sharding.attn)
         mine = _reduce_scatter(out, self.sharding.dp, pad)
         return mine[: counts[me]]
 

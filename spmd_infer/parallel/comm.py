@@ -8,6 +8,8 @@ from typing import Optional
 import torch
 import torch.distributed as dist
 
+from .symm_all_reduce import symmetric_all_reduce_for
+
 
 @dataclass(frozen=True)
 class Shard:
@@ -25,7 +27,12 @@ class Shard:
 
 
 def all_reduce(x: torch.Tensor, shard: Shard) -> torch.Tensor:
+    """The sum of x over the shard's group: x itself (reduced in place by NCCL or gloo) or, where the group has the
+    symmetric-memory path and it takes x, a new tensor. Callers use the returned tensor."""
     if shard.size > 1:
+        fast = symmetric_all_reduce_for(shard.group)
+        if fast is not None and fast.takes(x):
+            return fast(x)
         dist.all_reduce(x, group=shard.group)
     return x
 

@@ -23,4 +23,6 @@ decode_part qwen25 qwen3-0.6b -- sampling.temperature=0.7 sampling.top_p=0.8 sam
 decode_part qwen3 qwen3-0.6b -- sampling.temperature=0.6 sampling.top_p=0.95 sampling.top_k=20
 decode_part llama3_8b llama-3-8b -- sampling.temperature=0.6 sampling.top_p=0.9
 decode_part llama3_8b_greedy llama-3-8b
+# warm_sampler runs at max_num_seqs rows inside the warmup: its seconds and the KV cache it leaves, sampled vs greedy
+for f in qwen25 llama3_8b llama3_8b_greedy; do echo "--- $f"; grep -E "startup|KV cache:" "$OUT/$f.txt" | cut -c1-200; done
 rm -rf "$OUT"/*.json "$OUT"/*.run

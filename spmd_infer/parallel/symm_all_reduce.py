@@ -1,0 +1,163 @@
+"""Tensor-parallel all-reduces through PyTorch symmetric memory, where they beat NCCL (parallel.all_reduce).
+
+Each rank of the group maps one buffer that every peer can read over NVLink (`symm_mem.empty` + `rendezvous`, made
+once at engine start, before the KV cache is sized so its bytes count as used). An all-reduce is then one kernel
+with no host work, so it sits inside the decode CUDA graphs as NCCL's does:
+- one-shot (`one_shot_all_reduce_copy_out`): copies the local rows into the buffer, waits for the peers, sums every
+  rank's buffer into a fresh output. Latency-bound messages (decode at small batches).
+- two-shot (`two_shot_all_reduce_out`): each rank reduces its 1/world of the elements and the peers read the rest.
+  Half the bytes over NVLink a rank for two barriers: ahead from about a MiB on.
+Messages past the buffer, and tensors the ops cannot take, go through NCCL.
+
+On 2 x H200 (NV18), inside CUDA graphs (tests/gpu/bench_all_reduce.py), microseconds per bf16 all-reduce:
+
+    KiB      8     128    512    2048   16384  65536
+    NCCL     7.6   8.8    11.5   28.5   84.3   276.9
+    one      6.7   7.9    11.1   21.6   133.9  528.1
+    two     10.1   -      12.8   19.2   74.9   275.5
+
+(the two-shot row writing a separate output, as here; in place it was 9.2 at 512 KiB and 14.7 at 2 MiB, but its
+result would then need a copy out of the buffer). Llama-3-8B at tp2, decode @1k, ms a step NCCL -> symmetric with
+two-shot from 256 KiB: bs256 10.8 -> 10.2, bs64 5.2 -> 5.4 (the 512 KiB messages two-shot, the cause of the
+crossover below), bs16 4.1 -> 4.0, bs1 3.3 -> 3.2; prefill 8 x 2048 the same.
+
+Both sum two ranks' values in one addition, the same bits as NCCL's (checked there); over more ranks the order of
+the additions may differ from NCCL's.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Optional
+
+import torch
+import torch.distributed as dist
+
+log = logging.getLogger(__name__)
+
+MODES = ("auto", "nccl", "symmetric")
+ONE_SHOT_MAX_BYTES = 2**20  # one-shot at or below: ahead of two-shot at 512 KiB, behind at 2 MiB
+MAX_BUFFER_BYTES = 32 * 2**20  # the largest buffer made: past it (prefill chunks) NCCL is as fast (the table)
+AUTO_WORLD_SIZES = (2,)  # group sizes `auto` takes it for: those measured (4 and 8 GPUs were never lent to us)
+
+
+def choose_algorithm(nbytes: int, world: int, buffer_bytes: int) -> str:
+    """'one_shot', 'two_shot' or 'nccl' for a contiguous message of `nbytes` over `world` ranks.
+
+    The kernels move 16-byte vectors, and two-shot splits them evenly over the ranks: other sizes go through NCCL,
+    as do messages past the buffer.
+    """
+    if nbytes == 0 or nbytes > buffer_bytes or nbytes % 16:
+        return "nccl"
+    if nbytes <= ONE_SHOT_MAX_BYTES:
+        return "one_shot"
+    return "two_shot" if nbytes % (16 * world) == 0 else "nccl"
+
+
+class SymmetricAllReduce:
+    """The symmetric buffer of one process group and the all-reduce through it."""
+
+    def __init__(self, group_name: str, world: int, buffer: torch.Tensor):
+        self.group_name = group_name
+        self.world = world
+        self.buffer = buffer  # flat, in the activations' dtype, mapped by every rank of the group
+        self.buffer_bytes = buffer.numel() * buffer.element_size()
+
+    def takes(self, x: torch.Tensor) -> bool:
+        """Whether this path can reduce `x` (else the caller uses NCCL)."""
+        return (x.dtype == self.buffer.dtype and x.is_contiguous() and x.device == self.buffer.device
+                and choose_algorithm(x.numel() * x.element_size(), self.world, self.buffer_bytes) != "nccl")
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """The sum of `x` over the group, in a new tensor (x is left as it was). Call only where `takes(x)`."""
+        staged = self.buffer[: x.numel()].view_as(x)
+        out = torch.empty_like(x)
+        if choose_algorithm(x.numel() * x.element_size(), self.world, self.buffer_bytes) == "one_shot":
+            torch.ops.symm_mem.one_shot_all_reduce_copy_out(staged, x, "sum", self.group_name, out)
+        else:
+            staged.copy_(x)
+            torch.ops.symm_mem.two_shot_all_reduce_out(staged, "sum", self.group_name, out)
+        return out
+
+
+# Per process group (by name), made once per process: the jobs of a sweep share their groups (cli.py), so they share
+# the buffers too; `forget_symmetric_all_reduces` drops them when the groups are destroyed.
+_by_group: dict[str, SymmetricAllReduce] = {}
+
+
+def symmetric_all_reduce_for(group: Optional[dist.ProcessGroup]) -> Optional[SymmetricAllReduce]:
+    """The symmetric path made for `group`, if any (comm.all_reduce asks on every call)."""
+    return _by_group.get(group.group_name) if group is not None and _by_group else None
+
+
+def forget_symmetric_all_reduces() -> None:
+    """After the process groups are destroyed: their buffers go too (freed once no graph holds them)."""
+    _by_group.clear()
+
+
+def enable_symmetric_all_reduce(mode: str, group: dist.ProcessGroup, world: int, device: torch.device,
+                                dtype: torch.dtype, max_message_bytes: int) -> bool:
+    """Make the symmetric path for `group` (a TP group of `world` ranks) where `mode` (parallel.all_reduce) asks
+    for it; every rank of the group must call this at the same point (the rendezvous is a collective over it).
+    Returns whether all-reduces over `group` now take it."""
+    if mode not in MODES:
+        raise ValueError(f"parallel.all_reduce={mode!r} must be one of {', '.join(MODES)}")
+    if mode == "nccl" or world == 1:
+        return False
+    if device.type != "cuda":
+        if mode == "symmetric":
+            raise ValueError("parallel.all_reduce=symmetric needs CUDA GPUs (symmetric memory over NVLink); "
+                             "on CPUs use parallel.all_reduce=auto or nccl (gloo all-reduces either way)")
+        return False
+    if mode == "auto" and world not in AUTO_WORLD_SIZES:
+        return False
+    if not _local_group(world):
+        if mode == "symmetric":
+            raise ValueError(f"parallel.all_reduce=symmetric needs each TP group on one host: this job's "
+                             f"{world}-rank TP groups span hosts (LOCAL_WORLD_SIZE "
+                             f"{os.environ.get('LOCAL_WORLD_SIZE')}); use parallel.all_reduce=auto or nccl")
+        return False
+    existing = _by_group.get(group.group_name)
+    wanted = min(MAX_BUFFER_BYTES, max(max_message_bytes, ONE_SHOT_MAX_BYTES))
+    if existing is not None and existing.buffer.dtype == dtype and existing.buffer_bytes >= wanted:
+        return True
+    made = _make(group, device, dtype, wanted)
+    # Every rank must agree, or one would wait in a symmetric kernel for a peer that went to NCCL.
+    ok = torch.tensor([0 if made is None else 1], dtype=torch.int32, device=device)
+    dist.all_reduce(ok, op=dist.ReduceOp.MIN, group=group)
+    if not bool(ok.item()):
+        if mode == "symmetric":
+            raise RuntimeError("parallel.all_reduce=symmetric: symmetric memory could not be set up on every rank "
+                               "of a TP group (see the warnings above); use parallel.all_reduce=auto or nccl")
+        log.warning("symmetric all-reduce unavailable on some rank of this TP group: all-reduces stay on NCCL")
+        return False
+    _by_group[group.group_name] = made
+    log.info("TP all-reduces through symmetric memory (%d ranks, %.1f MiB buffer; one-shot to %d KiB, two-shot "
+             "above, NCCL past the buffer)", world, made.buffer_bytes / 2**20, ONE_SHOT_MAX_BYTES // 1024)
+    return True
+
+
+def _local_group(world: int) -> bool:
+    """Whether TP groups of `world` ranks lie on one host: torchrun places consecutive ranks on a host and the
+    mesh's TP dimension is its inner one, so they do where the host's process count is a multiple of the group."""
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("WORLD_SIZE", "1")))
+    return local % world == 0
+
+
+def _make(group: dist.ProcessGroup, device: torch.device, dtype: torch.dtype,
+          nbytes: int) -> Optional[SymmetricAllReduce]:
+    """The buffer, mapped by every peer; None (with a warning) where this build or driver cannot."""
+    try:
+        import torch.distributed._symmetric_memory as symm_mem
+
+        for op in ("one_shot_all_reduce_copy_out", "two_shot_all_reduce_out"):
+            if not hasattr(torch.ops.symm_mem, op):
+                raise RuntimeError(f"torch.ops.symm_mem.{op} is missing from torch {torch.__version__}")
+        item = torch.tensor([], dtype=dtype).element_size()
+        buffer = symm_mem.empty(nbytes // item, dtype=dtype, device=device)
+        symm_mem.rendezvous(buffer, group.group_name)
+    except Exception as err:  # any failure leaves NCCL in place, agreed over the group by the caller
+        log.warning("symmetric memory unavailable (%s: %s)", type(err).__name__, str(err)[:300])
+        return None
+    return SymmetricAllReduce(group.group_name, dist.get_world_size(group), buffer)

@@ -1,0 +1,101 @@
+"""Microseconds per all-reduce of a bf16 [rows, hidden] activation across the GPUs of one host, inside CUDA graphs as
+the decode step runs them: NCCL against PyTorch's symmetric-memory one-shot (copy fused) and two-shot all-reduces as
+spmd_infer/parallel/symm_all_reduce.py calls them, each result checked against NCCL's. Run under torchrun, one process
+a GPU:
+
+    torchrun --nproc-per-node 2 tests/gpu/bench_all_reduce.py [--hidden 4096] [--rows 1,16,64,256,1024,4096]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+import torch
+import torch.distributed as dist
+import torch.distributed._symmetric_memory as symm_mem
+
+CALLS = 50  # all-reduces captured into one graph: one replay times them back to back, as a model's layers would
+
+
+def graph_us(fn, stream: torch.cuda.Stream) -> float:
+    """Mean microseconds per call of `fn` replayed from a CUDA graph holding CALLS of them."""
+    with torch.cuda.stream(stream):
+        for _ in range(3):
+            fn()
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph, stream=stream):
+        for _ in range(CALLS):
+            fn()
+    for _ in range(3):
+        graph.replay()
+    torch.cuda.synchronize()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(10):
+        graph.replay()
+    end.record()
+    torch.cuda.synchronize()
+    return start.elapsed_time(end) * 1e3 / (10 * CALLS)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--hidden", type=int, default=4096)
+    ap.add_argument("--rows", default="1,16,64,256,1024,4096")
+    args = ap.parse_args()
+    rank = int(os.environ["LOCAL_RANK"])
+    torch.cuda.set_device(rank)
+    dist.init_process_group("nccl", device_id=torch.device("cuda", rank))
+    group = dist.group.WORLD
+    rows = [int(r) for r in args.rows.split(",")]
+    dev = torch.device("cuda", rank)
+    buf = symm_mem.empty(max(rows) * args.hidden, dtype=torch.bfloat16, device=dev)
+    symm_mem.rendezvous(buf, group.group_name)
+    stream = torch.cuda.Stream()
+    if rank == 0:
+        print(f"{torch.cuda.get_device_name()} x {dist.get_world_size()}, hidden {args.hidden}, bf16; us per call "
+              f"in CUDA graphs ({CALLS} a graph)")
+        print(f"{'rows':>6} {'KiB':>8} {'nccl':>8} {'one_shot':>9} {'two_shot':>9}  max |diff| one / two")
+    for n in rows:
+        g = torch.Generator(device=dev).manual_seed(rank * 1000 + n)
+        x = torch.randn(n, args.hidden, device=dev, generator=g).to(torch.bfloat16)
+        y_nccl, y_one = x.clone(), torch.empty_like(x)
+        view = buf[: x.numel()].view_as(x)
+
+        def nccl():
+            y_nccl.copy_(x)
+            dist.all_reduce(y_nccl, group=group)
+
+        def one_shot():
+            torch.ops.symm_mem.one_shot_all_reduce_copy_out(view, x, "sum", group.group_name, y_one)
+
+        y_two = torch.empty_like(x)
+
+        def two_shot():
+            view.copy_(x)
+            torch.ops.symm_mem.two_shot_all_reduce_out(view, "sum", group.group_name, y_two)
+
+        times = {}
+        for name, fn in (("nccl", nccl), ("one_shot", one_shot), ("two_shot", two_shot)):
+            try:
+                times[name] = graph_us(fn, stream)
+            except Exception as err:  # one op missing on this build must not hide the others
+                times[name] = float("nan")
+                if rank == 0:
+                    print(f"  {name} failed: {type(err).__name__}: {str(err)[:200]}")
+        nccl()
+        one_shot()
+        d_one = (y_one.float() - y_nccl.float()).abs().max().item()
+        two_shot()
+        d_two = (y_two.float() - y_nccl.float()).abs().max().item()
+        if rank == 0:
+            print(f"{n:6d} {x.numel() * 2 / 1024:8.0f} {times['nccl']:8.1f} {times['one_shot']:9.1f} "
+                  f"{times['two_shot']:9.1f}  {d_one:.3g} / {d_two:.3g}")
+    dist.barrier(group=group)
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()

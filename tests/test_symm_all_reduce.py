@@ -1,0 +1,68 @@
+"""The symmetric-memory all-reduce path (parallel.all_reduce): its size rules and setup on the CPU; on 2+ CUDA
+GPUs, its sums against NCCL's, eagerly and inside CUDA graphs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from spmd_infer.parallel.symm_all_reduce import (
+    MAX_BUFFER_BYTES,
+    ONE_SHOT_MAX_BYTES,
+    SymmetricAllReduce,
+    choose_algorithm,
+    enable_symmetric_all_reduce,
+    symmetric_all_reduce_for,
+)
+from tests.support.launch import REPO, torchrun
+
+MIB = 2**20
+
+
+@pytest.mark.parametrize("nbytes, world, want", [
+    (0, 2, "nccl"),
+    (16, 2, "one_shot"),
+    (8 * 1024, 2, "one_shot"),
+    (ONE_SHOT_MAX_BYTES, 2, "one_shot"),
+    (ONE_SHOT_MAX_BYTES + 64, 2, "two_shot"),
+    (ONE_SHOT_MAX_BYTES - 16, 2, "one_shot"),
+    (ONE_SHOT_MAX_BYTES + 32, 4, "nccl"),  # not whole 16-byte vectors per rank
+    (2 * MIB, 2, "two_shot"),
+    (4 * MIB, 2, "two_shot"),  # the buffer's size exactly
+    (4 * MIB + 64, 2, "nccl"),  # past the buffer
+    (1000 * 2, 2, "one_shot"),
+    (7 * 2, 2, "nccl"),  # not a whole 16-byte vector
+])
+def test_algorithm_by_size(nbytes, world, want):
+    assert choose_algorithm(nbytes, world, 4 * MIB) == want
+
+
+def test_takes_only_what_the_buffer_holds():
+    fast = SymmetricAllReduce("g", 2, torch.empty(MIB // 2, dtype=torch.bfloat16))
+    assert fast.takes(torch.zeros(64, 4096, dtype=torch.bfloat16))  # 512 KiB
+    assert not fast.takes(torch.zeros(64, 4096, dtype=torch.float32))  # another dtype than the buffer's
+    assert not fast.takes(torch.zeros(4096, 64, dtype=torch.bfloat16).t())  # strided
+    assert not fast.takes(torch.zeros(256, 4096, dtype=torch.bfloat16))  # 2 MiB: past the 1 MiB buffer
+    assert not fast.takes(torch.zeros(0, 4096, dtype=torch.bfloat16))
+
+
+def test_setup_on_cpu_stays_on_gloo_or_says_what_to_change():
+    cpu = torch.device("cpu")
+    assert not enable_symmetric_all_reduce("auto", None, 2, cpu, torch.float32, MIB)
+    assert not enable_symmetric_all_reduce("nccl", None, 2, cpu, torch.float32, MIB)
+    assert not enable_symmetric_all_reduce("symmetric", None, 1, cpu, torch.float32, MIB)  # no TP: nothing to do
+    with pytest.raises(ValueError, match="needs CUDA GPUs.*parallel.all_reduce=auto or nccl"):
+        enable_symmetric_all_reduce("symmetric", None, 2, cpu, torch.float32, MIB)
+    with pytest.raises(ValueError, match="must be one of auto, nccl, symmetric"):
+        enable_symmetric_all_reduce("custom", None, 2, cpu, torch.float32, MIB)
+    assert symmetric_all_reduce_for(None) is None
+    assert ONE_SHOT_MAX_BYTES < MAX_BUFFER_BYTES
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 CUDA GPUs on one host")
+def test_sums_match_nccl_on_two_gpus():
+    env = {"NCCL_NVLS_ENABLE": "0", "TORCH_SYMM_MEM_DISABLE_MULTICAST": "1"}
+    proc = torchrun(2, [str(REPO / "tests" / "support" / "symm_all_reduce_worker.py")], timeout=240, cwd=REPO,
+                    env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    assert "SYMMETRIC ALL-REDUCE OK" in proc.stdout
