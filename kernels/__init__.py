@@ -7,6 +7,7 @@ from .decode_attention import (
     paged_decode_attention,
     paged_decode_attention_ref,
 )
+from .filter_thresholds import candidate_thresholds, candidate_thresholds_ref
 from .fp8_linear import fp8_linear, fp8_linear_ref
 from .fused_moe import fused_moe, fused_moe_ref
 from .jit_variants import compiled_variants
@@ -24,9 +25,7 @@ from .sampling import (
     greedy_argmax,
     gumbel_sample,
     gumbel_sample_ref,
-    masked_exp_sum,
     masked_exp_sum_ref,
-    row_cumsum,
     row_cumsum_ref,
     top_p_floor,
     top_p_floor_ref,
@@ -39,6 +38,8 @@ __all__ = [
     "apply_rotary",
     "apply_rotary_ref",
     "build_cos_sin_cache",
+    "candidate_thresholds",
+    "candidate_thresholds_ref",
     "choose_num_splits",
     "compiled_variants",
     "fp8_linear",
@@ -49,7 +50,6 @@ __all__ = [
     "greedy_argmax",
     "gumbel_sample",
     "gumbel_sample_ref",
-    "masked_exp_sum",
     "masked_exp_sum_ref",
     "mla_decode",
     "mla_decode_ref",
@@ -67,7 +67,6 @@ __all__ = [
     "rms_norm_ref",
     "rotary_store_kv",
     "rotary_store_kv_ref",
-    "row_cumsum",
     "row_cumsum_ref",
     "silu_and_mul",
     "silu_and_mul_ref",

@@ -1,7 +1,7 @@
 """Gumbel-max sampling with counter-based noise (hash of row stream and token id) fused with temperature scaling, a
 per-row value threshold (top-k / top-p / min-p) and argmax, the greedy argmax alone, both split over vocabulary chunks
-so that one row fills the GPU, and the masked exp-sum and prefix sums the sampler's thresholds need, one row a
-program so that a row's result is the same bits in any batch."""
+so that one row fills the GPU, and the top-p search past a row's candidates, one row a program so that a row's
+result is the same bits in any batch (the thresholds themselves: filter_thresholds.py)."""
 
 from __future__ import annotations
 
@@ -177,72 +177,18 @@ def _scaled_exp(row_ptr, ids, inside, inv, m, LIBDEVICE_EXP: tl.constexpr):
     return x, tl.where(inside, e, 0.0)
 
 
-# One program per row, whatever S: the row's terms are summed in BLOCK-wide lanes over the vocabulary in order, then
-# across the lanes, an order fixed by V and BLOCK alone, so a row's sum is the same bits in any batch (the sampler's
-# thresholds, and so its tokens, must not depend on the batch). Splitting a row over programs, as the argmax does,
-# would make the order follow the split, which follows S.
-@triton.jit
-def _masked_exp_sum_kernel(
-    logits_ptr,
-    temperature_ptr,
-    floor_ptr,
-    row_max_ptr,
-    out_ptr,
-    vocab,
-    stride_l,
-    BLOCK: tl.constexpr,
-    LIBDEVICE_EXP: tl.constexpr,  # CUDA: libdevice expf, as torch.exp on the GPU (tl.exp is ex2.approx)
-    PDL: tl.constexpr,
-):
-    pdl_enter(PDL)
-    row = tl.program_id(0)
-    temp = tl.load(temperature_ptr + row)
-    inv = tl.where(temp > 0.0, temp, 1.0)
-    floor = tl.load(floor_ptr + row)
-    m = tl.load(row_max_ptr + row)
-    offs = tl.arange(0, BLOCK)
-    row_ptr = logits_ptr + row.to(tl.int64) * stride_l
-    acc = tl.zeros([BLOCK], tl.float32)
-    for v0 in range(0, vocab, BLOCK):
-        ids = v0 + offs
-        inside = ids < vocab
-        x, e = _scaled_exp(row_ptr, ids, inside, inv, m, LIBDEVICE_EXP)
-        acc += tl.where(x >= floor, e, 0.0)
-    tl.store(out_ptr + row, tl.sum(acc, axis=0))
-
-
+# The sampler's sums (kernels/filter_thresholds.py, top_p_floor) run one program a row, whatever S: a row's terms in
+# BLOCK-wide lanes over the vocabulary in order, then across the lanes, an order fixed by V and BLOCK alone, so a
+# row's sum is the same bits in any batch (the sampler's thresholds, and so its tokens, must not depend on the
+# batch). Splitting a row over programs, as the argmax does, would make the order follow the split, which follows S.
 CUDA_EXP_SUM_BLOCK = 1024
 REF_EXP_SUM_BLOCK = 1024
 
 
-def masked_exp_sum(logits: torch.Tensor, temperature: torch.Tensor, floor: torch.Tensor,
-                   row_max: torch.Tensor) -> torch.Tensor:
-    """[S] float32: each row's sum of exp(x - row_max) over its scaled logits x = logits / t (t = temperature where
-    > 0, else 1; IEEE division) with x >= floor; the same bits for a row in any batch (one program a row).
-
-    logits [S, V] (any float dtype, read as float32); temperature, floor, row_max [S] float32. With row_max the
-    row's largest x this is the softmax denominator over the tokens at or above floor.
-    """
-    S, V = logits.shape
-    out = torch.empty(S, dtype=torch.float32, device=logits.device)
-    if S == 0:
-        return out
-    assert V > 0 and temperature.shape == floor.shape == row_max.shape == (S,)
-    if logits.stride(-1) != 1:
-        logits = logits.contiguous()
-    cuda = logits.device.type == "cuda"
-    _masked_exp_sum_kernel[(S,)](
-        logits, temperature.to(torch.float32).contiguous(), floor.to(torch.float32).contiguous(),
-        row_max.to(torch.float32).contiguous(), out, V, logits.stride(0),
-        BLOCK=CUDA_EXP_SUM_BLOCK if cuda else 256, LIBDEVICE_EXP=cuda, num_warps=4,
-        **pdl_args(logits.device),
-    )
-    return out
-
-
 def masked_exp_sum_ref(logits: torch.Tensor, temperature: torch.Tensor, floor: torch.Tensor,
                        row_max: torch.Tensor) -> torch.Tensor:
-    """Plain-PyTorch :func:`masked_exp_sum`, batch-invariant too: lane sums over REF_EXP_SUM_BLOCK-wide tiles, then
+    """[S] float32: each row's sum of exp(x - row_max) over its scaled logits x = logits / t (t = temperature where
+    > 0, else 1) with x >= floor, as the kernels sum it (candidate_thresholds' exp sum), batch-invariant too: lane sums over REF_EXP_SUM_BLOCK-wide tiles, then
     across lanes (torch's plain row sum splits a lone long row over CPU threads, and so sums it in another order
     than the same row in a batch). Equal to the kernel up to float32 rounding, not bit for bit."""
     S, V = logits.shape
@@ -319,7 +265,7 @@ TOP_P_PASSES = 9  # a pass leaves at most L / 17 + 1 of L keys: 2**32 down to on
 def top_p_floor(logits: torch.Tensor, temperature: torch.Tensor, top_p: torch.Tensor, row_max: torch.Tensor,
                 exp_sum: torch.Tensor, search: torch.Tensor, tau: torch.Tensor) -> None:
     """In place on tau [S] float32, for the rows where search [S] (int) is nonzero: the least scaled logit x (as
-    masked_exp_sum scales them) whose tokens strictly above hold a mass below top_p, i.e. exp-sum over x' > x of
+    candidate_thresholds scales them) whose tokens strictly above hold a mass below top_p, i.e. exp-sum over x' > x of
     exp(x' - row_max) < top_p * exp_sum, found by bisection; tau's value there on entry must be a kept value (an
     upper bound). The same bits for a row in any batch (one program a row). Where every finite token is kept the
     result is -FLT_MAX, which keeps them too."""
@@ -368,47 +314,14 @@ def top_p_floor_ref(logits: torch.Tensor, temperature: torch.Tensor, top_p: torc
 
 # torch.cumsum is not batch-invariant on CUDA: a lone row goes to CUB's device scan, and several rows to a tree scan
 # over tiles whose width follows both the row count and the row length (ATen's get_log_num_threads_x_inner_scan).
-# Here one program scans a row in BLOCK-wide tiles from its start, each tile's scan carried by the previous tile's
-# last sum: the order of a position's sum depends on the position alone, not on S or the row length.
-@triton.jit(do_not_specialize=["n", "stride_x", "stride_o"])
-def _row_cumsum_kernel(x_ptr, out_ptr, n, stride_x, stride_o, BLOCK: tl.constexpr, PDL: tl.constexpr):
-    pdl_enter(PDL)
-    row = tl.program_id(0)
-    offs = tl.arange(0, BLOCK)
-    x_row = x_ptr + row.to(tl.int64) * stride_x
-    out_row = out_ptr + row.to(tl.int64) * stride_o
-    carry = 0.0
-    for v0 in range(0, n, BLOCK):
-        ids = v0 + offs
-        inside = ids < n
-        s = carry + tl.cumsum(tl.load(x_row + ids, mask=inside, other=0.0).to(tl.float32), axis=0)
-        tl.store(out_row + ids, s, mask=inside)
-        carry = tl.sum(tl.where(offs == BLOCK - 1, s, 0.0), axis=0)  # the tile's last sum, exactly
-
-
+# candidate_thresholds scans a row in CUDA_CUMSUM_BLOCK-wide tiles from its start, each tile's scan carried by the
+# previous tile's last sum: the order of a position's sum depends on the position alone, not on S or the row length.
 CUDA_CUMSUM_BLOCK = 1024
 
 
-def row_cumsum(x: torch.Tensor) -> torch.Tensor:
-    """Inclusive prefix sums [S, L] float32 along each row of x [S, L], summed in an order fixed by the position
-    alone (BLOCK-wide tile scans, carried tile to tile): a row's sums are the same bits in any batch and whatever
-    the rows' length past the position."""
-    S, L = x.shape
-    out = torch.empty((S, L), dtype=torch.float32, device=x.device)
-    if S == 0 or L == 0:
-        return out
-    if x.stride(-1) != 1:
-        x = x.contiguous()
-    cuda = x.device.type == "cuda"
-    # CPU (the interpreter): a fixed tile too, so that the scan order does not follow L there either.
-    _row_cumsum_kernel[(S,)](x, out, L, x.stride(0), out.stride(0), BLOCK=CUDA_CUMSUM_BLOCK if cuda else 64,
-                             num_warps=4, **pdl_args(x.device))
-    return out
-
-
 def row_cumsum_ref(x: torch.Tensor) -> torch.Tensor:
-    """Plain-PyTorch :func:`row_cumsum` (on the CPU a row is summed in order, accumulated in float64); equal to the
-    kernel up to float32 rounding."""
+    """Inclusive prefix sums along each row in float32, as candidate_thresholds' mass scan (on the CPU a row is
+    summed in order, accumulated in float64); equal to the kernel's up to float32 rounding."""
     return x.float().cumsum(dim=-1)
 
 

@@ -27,18 +27,32 @@ ALIGN_BYTES = 16  # Triton specialises pointer arguments on 16-byte alignment
 
 
 def upload_packed(parts: list[np.ndarray], dtype, device: torch.device) -> list[torch.Tensor]:
-    """`parts` on `device` in one copy: views of one buffer, each starting ALIGN_BYTES-aligned.
+    """`parts` on `device` in one copy, each converted to `dtype`: views of one buffer, each starting
+    ALIGN_BYTES-aligned.
 
     The alignment is not for speed alone: a kernel handed a view whose offset is misaligned in one step and
     aligned in the next (the offsets follow the batch's sizes) would compile a second variant in the middle
     of a run.
     """
-    per = ALIGN_BYTES // np.dtype(dtype).itemsize
-    sizes = [len(p) for p in parts]
-    padded = [-(-n // per) * per for n in sizes]
-    flat = np.zeros(sum(padded), dtype=dtype)
+    return upload_typed([np.asarray(p, dtype=dtype).reshape(-1) for p in parts], device)
+
+
+def upload_typed(parts: list[np.ndarray], device: torch.device) -> list[torch.Tensor]:
+    """1-D `parts`, each keeping its own dtype, on `device` in one copy: typed views of one byte buffer, each
+    starting ALIGN_BYTES-aligned (see upload_packed), so no conversion runs on the device."""
+    raw = [np.ascontiguousarray(p).reshape(-1).view(np.uint8) for p in parts]
+    padded = [-(-r.size // ALIGN_BYTES) * ALIGN_BYTES for r in raw]
+    flat = np.zeros(max(sum(padded), ALIGN_BYTES), dtype=np.uint8)
     at = 0
-    for part, n, width in zip(parts, sizes, padded):
-        flat[at:at + n] = part
+    for r, width in zip(raw, padded):
+        flat[at:at + r.size] = r
         at += width
-    return [view[:n] for view, n in zip(to_device(flat, device).split(padded), sizes)]
+    buffer = to_device(flat, device)
+    views, at = [], 0
+    for part, r, width in zip(parts, raw, padded):
+        views.append(buffer[at:at + r.size].view(_TORCH_DTYPES[np.dtype(part.dtype)]))
+        at += width
+    return views
+
+
+_TORCH_DTYPES = {np.dtype(n): getattr(torch, n) for n in ("float32", "float64", "int32", "int64", "uint8", "bool")}

@@ -18,9 +18,9 @@ sorted-order prefix (mass before the position < top_p) into the tie rule above. 
 argmax of the raw logits, which every filter keeps.
 
 Batch invariance holds for the filters too: a row's tau is the same bits in any batch. A row's path (torch.topk's
-candidates or a full sort, TOPK_CANDIDATES) follows its own parameters; the softmax denominator is summed one row a
-program (masked_exp_sum) and the masses by row_cumsum, both in an order fixed by the row alone (torch's sum and cumsum
-on CUDA change their order with the batch's shape).
+candidates or a full sort, TOPK_CANDIDATES) follows its own parameters; the softmax denominator and the masses are
+summed one row a program (candidate_thresholds), in an order fixed by the row alone (torch's sum and cumsum on CUDA
+change their order with the batch's shape).
 """
 
 from __future__ import annotations
@@ -31,17 +31,15 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from spmd_kernels import (
+    candidate_thresholds,
+    candidate_thresholds_ref,
     greedy_argmax,
     gumbel_sample,
-    masked_exp_sum,
-    masked_exp_sum_ref,
-    row_cumsum,
-    row_cumsum_ref,
     top_p_floor,
     top_p_floor_ref,
 )
 
-from ..host_memory import to_device
+from ..host_memory import upload_typed
 
 MASK32 = 0xFFFFFFFF
 
@@ -102,7 +100,6 @@ class SamplingTensors:
     def build(cls, params: list, keys: list[int], positions: list[int], device: torch.device) -> "SamplingTensors":
         """From each row's SamplingParams, generator key and output position: one copy to the device."""
         all_greedy = all(p.greedy for p in params)
-        n = len(params)
         if all_greedy:  # argmax needs none of the tensors
             empty = torch.empty(0, device=device)
             no_rows = torch.empty(0, dtype=torch.int64, device=device)
@@ -113,23 +110,20 @@ class SamplingTensors:
         by_topp = [i for i in filtered if params[i].top_k <= 0 and params[i].min_p == 0.0]  # vLLM's -1: off
         grouped = set(by_topk + by_topp)
         by_sort = [i for i in filtered if i not in grouped]
-        host = np.zeros((6, n), dtype=np.float64)
-        host[0] = [p.temperature for p in params]
-        host[1] = [p.top_k for p in params]
-        host[2] = [p.top_p for p in params]
-        host[3] = [p.min_p for p in params]
-        # Streams are < 2**32, exact in float64; row_stream over arrays is the same integer hash.
-        host[4] = row_stream(np.asarray(keys, dtype=np.int64), np.asarray(positions, dtype=np.int64))
-        host[5, :len(filtered)] = by_topk + by_topp + by_sort  # the row groups, in the same copy
-        dev = to_device(host, device)
-        groups = dev[5, :len(filtered)].long()
+        # One copy of typed views: no conversion kernels on the device (each a launch of host time per step).
+        filters = np.array([[p.temperature, p.top_p, p.min_p] for p in params], dtype=np.float32).T
+        top_k = np.array([p.top_k for p in params], dtype=np.int64)
+        streams = row_stream(np.asarray(keys, dtype=np.int64), np.asarray(positions, dtype=np.int64))
+        groups = np.array(by_topk + by_topp + by_sort, dtype=np.int64)
+        temperature, top_p, min_p, top_k_dev, streams_dev, groups_dev = upload_typed(
+            [filters[0], filters[1], filters[2], top_k, streams, groups], device)
         topp_end = len(by_topk) + len(by_topp)
         sampled = [p for p in params if not p.greedy]
-        return cls(temperature=dev[0].float(), top_k=dev[1].long(), top_p=dev[2].float(), min_p=dev[3].float(),
-                   streams=dev[4].long(), need_top_k=any(p.top_k > 0 for p in sampled),
-                   need_top_p=any(p.top_p < 1.0 for p in sampled), need_min_p=any(p.min_p > 0.0 for p in sampled),
-                   all_greedy=False, topk_rows=groups[:len(by_topk)], topp_rows=groups[len(by_topk):topp_end],
-                   sort_rows=groups[topp_end:],
+        return cls(temperature=temperature, top_k=top_k_dev, top_p=top_p, min_p=min_p, streams=streams_dev,
+                   need_top_k=any(p.top_k > 0 for p in sampled), need_top_p=any(p.top_p < 1.0 for p in sampled),
+                   need_min_p=any(p.min_p > 0.0 for p in sampled), all_greedy=False,
+                   topk_rows=groups_dev[:len(by_topk)], topp_rows=groups_dev[len(by_topk):topp_end],
+                   sort_rows=groups_dev[topp_end:],
                    topk_kmax=max((params[i].top_k for i in by_topk), default=0))
 
 
@@ -166,7 +160,7 @@ def filter_thresholds(logits: torch.Tensor, t: SamplingTensors, kernels: bool | 
     """[S] float32: each row's tau, the least scaled logit it keeps under its top-k / top-p / min-p (the module's
     rules); -inf for rows without a filter. No host sync: the row groups and their sizes come from the host.
 
-    kernels: masked_exp_sum, row_cumsum and top_p_floor as Triton kernels (None: on CUDA) or as their torch
+    kernels: candidate_thresholds and top_p_floor as Triton kernels (None: on CUDA) or as their torch
     references.
     """
     if kernels is None:
@@ -191,42 +185,25 @@ def _group_thresholds(logits: torch.Tensor, t: SamplingTensors, rows: torch.Tens
     value at its end. Candidates cut at kmax change nothing: a row's top-k prefix ends by its own k <= kmax, and
     where ties with the k-th value run past the cut, the cut falls on that same value. Probabilities and masses
     take values past the cut from Z, a sum over the whole row, and from prefix sums whose order is fixed by the
-    position (row_cumsum): a row's tau is the same bits in any batch.
+    position (candidate_thresholds): a row's tau is the same bits in any batch.
     """
     def take(x: torch.Tensor) -> torch.Tensor:
         return x if rows.numel() == logits.shape[0] else x.index_select(0, rows)
 
     x = take(logits)
-    temperature, top_k = take(t.temperature), take(t.top_k)
+    temperature = take(t.temperature)
     V = x.shape[1]
     # Raw values sorted, then scaled: the scaled values in sorted order (temperature > 0 here, division monotone).
     vals = x.topk(min(kmax, V), dim=-1).values if kmax else x.sort(dim=-1, descending=True).values
-    c = vals.float() / temperature.unsqueeze(1)
-    kth = c.gather(1, (top_k.clamp(1, c.shape[1]) - 1).unsqueeze(1))
-    tau_k = torch.where(((top_k > 0) & (top_k < V)).unsqueeze(1), kth, float("-inf"))
-    keep = c >= tau_k
-    if t.need_top_p or t.need_min_p:
-        m = c[:, :1]  # the row's largest scaled value
-        exp_sum = masked_exp_sum if kernels else masked_exp_sum_ref
-        z = exp_sum(x, temperature, tau_k.squeeze(1), m.squeeze(1)).unsqueeze(1)  # ties past the cut counted
-        p = torch.where(keep, torch.exp(c - m) / z, 0.0)
-        if t.need_min_p:
-            keep &= p >= take(t.min_p).unsqueeze(1) * p[:, :1]
-        if t.need_top_p:
-            # The mass before a position never decreases along the row, so it is below top_p on a prefix. The
-            # threshold keeps the whole tie group of that prefix's last position, and a token's mass of strictly more
-            # probable tokens is the mass before its tie group's first position: the tokens kept are those whose
-            # mass strictly above them is < top_p, however the sort ordered the ties.
-            before = (row_cumsum if kernels else row_cumsum_ref)(p) - p
-            top_p = take(t.top_p).unsqueeze(1)
-            keep &= (before < top_p) | (top_p >= 1.0)  # 1 is off: rounding may bring the mass to 1 early
-    # At least the first: position 0 passes every rule unless the row is all -inf (then tau is -inf, as is each x).
-    count = keep.sum(dim=1, keepdim=True).clamp(min=1)
-    tau = c.gather(1, count - 1).squeeze(1)
-    if past and c.shape[1] < V:
+    # The rules on the candidates, one launch on CUDA (each rule keeps a prefix of them; the kernel's docstring).
+    thresholds = candidate_thresholds if kernels else candidate_thresholds_ref
+    top_p = take(t.top_p)
+    tau, count, row_max, exp_sum = thresholds(x, vals, temperature, take(t.top_k), top_p, take(t.min_p),
+                                              t.need_top_p, t.need_min_p)
+    if past and vals.shape[1] < V:
         # A row keeping every candidate may keep more past them: its threshold by a search over the whole row (tau,
         # kept, is the upper bound). Where the last candidate is dropped the prefix ends inside the candidates, and
         # the value threshold keeps its tie group past the cut.
         floor = top_p_floor if kernels else top_p_floor_ref
-        floor(x, temperature, take(t.top_p), m.squeeze(1), z.squeeze(1), count.squeeze(1) == c.shape[1], tau)
+        floor(x, temperature, top_p, row_max, exp_sum, count == vals.shape[1], tau)
     return tau

@@ -5,10 +5,7 @@ from spmd_kernels import (
     greedy_argmax,
     gumbel_sample,
     gumbel_sample_ref,
-    masked_exp_sum,
     masked_exp_sum_ref,
-    row_cumsum,
-    row_cumsum_ref,
     top_p_floor,
     top_p_floor_ref,
 )
@@ -140,73 +137,6 @@ def test_gumbel_sample_threshold_empty(device):
     ids = gumbel_sample(torch.empty(0, 10, device=device), torch.empty(0, device=device),
                         torch.empty(0, dtype=torch.int64, device=device), torch.empty(0, device=device))
     assert ids.shape == (0,) and ids.dtype == torch.int64
-
-
-def _exp_sum_inputs(S, V, device, dtype):
-    logits = (torch.randn(S, V, device=device) * 3).to(dtype)
-    if V > 4:
-        logits[:, 1::5] = float("-inf")
-    temperature = torch.rand(S, device=device) * 1.5 + 0.1
-    temperature[::3] = 0.0  # read as 1
-    scaled = _scaled(logits, temperature)
-    ranked = scaled.sort(dim=1, descending=True).values
-    floor = ranked[torch.arange(S), torch.tensor([(7 * r) % V for r in range(S)])].contiguous()
-    floor[1::4] = float("-inf")
-    return logits, temperature, floor, scaled.max(dim=1).values
-
-
-@pytest.mark.parametrize("S,V", [(1, 1), (3, 7), (4, 1000), (2, 5000), (7, 300)])
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
-def test_masked_exp_sum(S, V, dtype, device):
-    torch.manual_seed(S * 11 + V)
-    logits, temperature, floor, row_max = _exp_sum_inputs(S, V, device, dtype)
-    z = masked_exp_sum(logits, temperature, floor, row_max)
-    assert z.shape == (S,) and z.dtype == torch.float32
-    torch.testing.assert_close(z, masked_exp_sum_ref(logits, temperature, floor, row_max), rtol=1e-5, atol=0)
-    scaled = _scaled(logits, temperature)  # plainly, in float64
-    expected = torch.where(scaled >= floor[:, None], (scaled.double() - row_max[:, None].double()).exp(), 0).sum(1)
-    torch.testing.assert_close(z.double(), expected, rtol=1e-5, atol=0)
-    # A floor above every value sums nothing; a floor at the max counts the max's ties (exp(0) each).
-    assert masked_exp_sum(logits, temperature, torch.full_like(floor, float("inf")), row_max).eq(0).all()
-    at_max = masked_exp_sum(logits, temperature, row_max, row_max)
-    assert torch.equal(at_max, (scaled == row_max[:, None]).sum(1).float())
-
-
-def test_masked_exp_sum_batch_invariant(device):
-    # One program a row: a row's sum is the same bits alone, in a batch, or in another batch order.
-    torch.manual_seed(3)
-    S, V = 9, 5000
-    logits, temperature, floor, row_max = _exp_sum_inputs(S, V, device, torch.float32)
-    z = masked_exp_sum(logits, temperature, floor, row_max)
-    for r in range(S):
-        alone = masked_exp_sum(logits[r:r + 1], temperature[r:r + 1], floor[r:r + 1], row_max[r:r + 1])
-        assert torch.equal(alone, z[r:r + 1])
-    order = torch.randperm(S, device=device)
-    assert torch.equal(masked_exp_sum(logits[order], temperature[order], floor[order], row_max[order]), z[order])
-    z_ref = masked_exp_sum_ref(logits, temperature, floor, row_max)
-    assert torch.equal(masked_exp_sum_ref(logits[:1], temperature[:1], floor[:1], row_max[:1]), z_ref[:1])
-
-
-@pytest.mark.parametrize("S,L", [(1, 1), (3, 7), (5, 1000), (2, 3001)])
-def test_row_cumsum(S, L, device):
-    torch.manual_seed(S + L)
-    x = torch.rand(S, L, device=device) ** 4  # probabilities-like: many small terms after a few large ones
-    out = row_cumsum(x)
-    assert out.shape == (S, L) and out.dtype == torch.float32
-    torch.testing.assert_close(out, row_cumsum_ref(x), rtol=1e-5, atol=1e-5)
-    assert row_cumsum(x[:0]).shape == (0, L)
-
-
-def test_row_cumsum_batch_and_length_invariant(device):
-    # A position's sum depends on the row up to it alone: not on the other rows, their count, or the row's length.
-    torch.manual_seed(5)
-    x = torch.rand(6, 2500, device=device)
-    out = row_cumsum(x)
-    for r in (0, 5):
-        assert torch.equal(row_cumsum(x[r:r + 1]), out[r:r + 1])
-    for L in (1, 20, 1024, 1500):
-        assert torch.equal(row_cumsum(x[:, :L]), out[:, :L])
-        assert torch.equal(row_cumsum(x[2:3, :L]), out[2:3, :L])
 
 
 def _top_p_case(S, V, dtype, device, seed=0):
