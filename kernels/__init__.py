@@ -27,8 +27,8 @@ from .sampling import (
     gumbel_sample_ref,
     masked_exp_sum_ref,
     row_cumsum_ref,
-    top_p_floor,
-    top_p_floor_ref,
+    tail_floor,
+    tail_floor_ref,
 )
 from .skinny_gemm import skinny_gemm, skinny_gemm_ref
 
@@ -78,6 +78,6 @@ __all__ = [
     "store_kv_ref",
     "store_latent",
     "store_latent_ref",
-    "top_p_floor",
-    "top_p_floor_ref",
+    "tail_floor",
+    "tail_floor_ref",
 ]

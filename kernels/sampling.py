@@ -177,7 +177,7 @@ def _scaled_exp(row_ptr, ids, inside, inv, m, LIBDEVICE_EXP: tl.constexpr):
     return x, tl.where(inside, e, 0.0)
 
 
-# The sampler's sums (kernels/filter_thresholds.py, top_p_floor) run one program a row, whatever S: a row's terms in
+# The sampler's sums (kernels/filter_thresholds.py, tail_floor) run one program a row, whatever S: a row's terms in
 # BLOCK-wide lanes over the vocabulary in order, then across the lanes, an order fixed by V and BLOCK alone, so a
 # row's sum is the same bits in any batch (the sampler's thresholds, and so its tokens, must not depend on the
 # batch). Splitting a row over programs, as the argmax does, would make the order follow the split, which follows S.
@@ -202,16 +202,18 @@ MINUS_INF_KEY = -2139095041  # the ordered integer key of float32 -inf (bits 0xF
 _MINUS_INF_KEY = tl.constexpr(MINUS_INF_KEY)
 
 
-# A row whose top-p set runs past its sorted candidates: the threshold by a search over the float32 values' ordered
-# integer keys. Each pass over the row sums the mass strictly above SPLITS values spread over the interval left, so
-# the interval shrinks (SPLITS + 1)-fold a pass: 2**32 keys in 9 passes (a binary search took 32, and on an H200 256
-# flat rows cost more than sorting them). One program a row as in the exp sum (the same order in any batch); rows
-# that need no search return at once.
+# A row whose kept set runs past its sorted candidates (rows without top_k: top_p and / or min_p). Its top-p floor is
+# found by a search over the float32 values' ordered integer keys: each pass over the row sums the mass strictly
+# above SPLITS values spread over the interval left, so the interval shrinks (SPLITS + 1)-fold a pass: 2**32 keys in 9
+# passes (a binary search took 32, and on an H200 256 flat rows cost more than sorting them). Its min-p floor is one
+# more pass, a masked minimum. One program a row as in the exp sum (the same order in any batch); rows that need no
+# search return at once.
 @triton.jit(do_not_specialize=["vocab", "stride_l"])
-def _top_p_floor_kernel(
+def _tail_floor_kernel(
     logits_ptr,
     temperature_ptr,
     top_p_ptr,
+    min_p_ptr,
     row_max_ptr,
     exp_sum_ptr,
     search_ptr,
@@ -221,6 +223,7 @@ def _top_p_floor_kernel(
     BLOCK: tl.constexpr,
     SPLITS: tl.constexpr,
     PASSES: tl.constexpr,
+    NEED_MIN_P: tl.constexpr,  # some row has min_p > 0 (else the min-p pass is left out)
     LIBDEVICE_EXP: tl.constexpr,
     PDL: tl.constexpr,
 ):
@@ -231,16 +234,31 @@ def _top_p_floor_kernel(
     temp = tl.load(temperature_ptr + row)
     inv = tl.where(temp > 0.0, temp, 1.0)
     m = tl.load(row_max_ptr + row)
-    budget = tl.load(top_p_ptr + row) * tl.load(exp_sum_ptr + row)  # mass < top_p, times the denominator
+    z = tl.load(exp_sum_ptr + row)
+    top_p = tl.load(top_p_ptr + row)
+    offs = tl.arange(0, BLOCK)
+    row_ptr = logits_ptr + row.to(tl.int64) * stride_l
+    floor_min_p = float("-inf")
+    if NEED_MIN_P:
+        # The least value min-p keeps, by candidate_thresholds' own test (p >= min_p * the first's p).
+        bound = tl.load(min_p_ptr + row) * tl.math.div_rn(1.0, z)
+        least = tl.full([BLOCK], float("inf"), tl.float32)
+        for v0 in range(0, vocab, BLOCK):
+            ids = v0 + offs
+            inside = ids < vocab
+            x, e = _scaled_exp(row_ptr, ids, inside, inv, m, LIBDEVICE_EXP)
+            least = tl.minimum(least, tl.where(inside & (tl.math.div_rn(e, z) >= bound), x, float("inf")))
+        least_row = tl.min(least, axis=0)
+        floor_min_p = tl.where(least_row < float("inf"), least_row, float("-inf"))  # none kept: no bound (-inf row)
+    budget = top_p * z  # mass < top_p, times the denominator
     # Keys: a float's bits as int32, the negative ones' magnitude bits flipped, so that keys order as the floats do.
     hi_bits = tl.load(tau_ptr + row).to(tl.int32, bitcast=True)
     hi = tl.where(hi_bits < 0, hi_bits ^ 0x7FFFFFFF, hi_bits).to(tl.int64)  # kept: its mass above is < top_p
     lo = tl.full([], _MINUS_INF_KEY, tl.int64)  # below every kept value
-    offs = tl.arange(0, BLOCK)
     split = tl.arange(0, SPLITS).to(tl.int64) + 1
-    row_ptr = logits_ptr + row.to(tl.int64) * stride_l
-    # Invariant: the answer's key is in (lo, hi]: hi's value is kept, lo's is not.
-    for _ in range(PASSES):
+    # Invariant: the answer's key is in (lo, hi]: hi's value is kept, lo's is not. top_p 1 is off: no search.
+    passes = tl.where(top_p < 1.0, PASSES, 0)
+    for _ in range(0, passes):
         keys = lo + (hi - lo) * split // (SPLITS + 1)  # ascending, inside [lo, hi)
         keys32 = keys.to(tl.int32)
         t = tl.where(keys32 < 0, keys32 ^ 0x7FFFFFFF, keys32).to(tl.float32, bitcast=True)
@@ -255,20 +273,26 @@ def _top_p_floor_kernel(
         lo = tl.max(tl.where(kept, lo, keys), axis=0)
         hi = hi_next
     hi32 = hi.to(tl.int32)
-    tl.store(tau_ptr + row, tl.where(hi32 < 0, hi32 ^ 0x7FFFFFFF, hi32).to(tl.float32, bitcast=True))
+    floor_top_p = tl.where(top_p < 1.0, tl.where(hi32 < 0, hi32 ^ 0x7FFFFFFF, hi32).to(tl.float32, bitcast=True),
+                           float("-inf"))
+    tl.store(tau_ptr + row, tl.maximum(floor_top_p, floor_min_p))
 
 
-TOP_P_SPLITS = 16
-TOP_P_PASSES = 9  # a pass leaves at most L / 17 + 1 of L keys: 2**32 down to one in 9
+TAIL_SPLITS = 16
+TAIL_PASSES = 9  # a pass leaves at most L / 17 + 1 of L keys: 2**32 down to one in 9
 
 
-def top_p_floor(logits: torch.Tensor, temperature: torch.Tensor, top_p: torch.Tensor, row_max: torch.Tensor,
-                exp_sum: torch.Tensor, search: torch.Tensor, tau: torch.Tensor) -> None:
-    """In place on tau [S] float32, for the rows where search [S] (int) is nonzero: the least scaled logit x (as
-    candidate_thresholds scales them) whose tokens strictly above hold a mass below top_p, i.e. exp-sum over x' > x of
-    exp(x' - row_max) < top_p * exp_sum, found by bisection; tau's value there on entry must be a kept value (an
-    upper bound). The same bits for a row in any batch (one program a row). Where every finite token is kept the
-    result is -FLT_MAX, which keeps them too."""
+def tail_floor(logits: torch.Tensor, temperature: torch.Tensor, top_p: torch.Tensor, min_p: torch.Tensor,
+               row_max: torch.Tensor, exp_sum: torch.Tensor, search: torch.Tensor, tau: torch.Tensor,
+               need_min_p: bool = True) -> None:
+    """In place on tau [S] float32, for the rows where search [S] (int) is nonzero (rows that keep every sorted
+    candidate: their kept set may run past them): the least scaled logit x (as candidate_thresholds scales them) that
+    both rules keep, the larger of
+    - top-p's (top_p < 1; else no bound): the least x whose tokens strictly above hold a mass below top_p, i.e.
+      exp-sum over x' > x of exp(x' - row_max) < top_p * exp_sum, found by a search; tau's value there on entry must
+      be a value it keeps (an upper bound). Where every finite token is kept it is -FLT_MAX, which keeps them too;
+    - min-p's (need_min_p): the least x with exp(x - row_max) / exp_sum >= min_p / exp_sum (-inf when min_p is 0).
+    The same bits for a row in any batch (one program a row)."""
     S, V = logits.shape
     if S == 0:
         return
@@ -276,10 +300,10 @@ def top_p_floor(logits: torch.Tensor, temperature: torch.Tensor, top_p: torch.Te
     if logits.stride(-1) != 1:
         logits = logits.contiguous()
     cuda = logits.device.type == "cuda"
-    f32 = [a.to(torch.float32).contiguous() for a in (temperature, top_p, row_max, exp_sum)]
-    _top_p_floor_kernel[(S,)](logits, *f32, search.to(torch.int32).contiguous(), tau, V, logits.stride(0),
-                              BLOCK=256, SPLITS=TOP_P_SPLITS, PASSES=TOP_P_PASSES, LIBDEVICE_EXP=cuda, num_warps=4,
-                              **pdl_args(logits.device))
+    f32 = [a.to(torch.float32).contiguous() for a in (temperature, top_p, min_p, row_max, exp_sum)]
+    _tail_floor_kernel[(S,)](logits, *f32, search.to(torch.int32).contiguous(), tau, V, logits.stride(0),
+                             BLOCK=256, SPLITS=TAIL_SPLITS, PASSES=TAIL_PASSES, NEED_MIN_P=need_min_p,
+                             LIBDEVICE_EXP=cuda, num_warps=4, **pdl_args(logits.device))
 
 
 def _float_keys(x: torch.Tensor) -> torch.Tensor:
@@ -292,10 +316,12 @@ def _key_floats(keys: torch.Tensor) -> torch.Tensor:
     return bits.view(torch.float32)
 
 
-def top_p_floor_ref(logits: torch.Tensor, temperature: torch.Tensor, top_p: torch.Tensor, row_max: torch.Tensor,
-                    exp_sum: torch.Tensor, search: torch.Tensor, tau: torch.Tensor) -> None:
-    """Plain-PyTorch :func:`top_p_floor`: a binary search (the answer is one value, however it is searched) on every
-    row, kept where search is nonzero; the masses summed as masked_exp_sum_ref sums."""
+def tail_floor_ref(logits: torch.Tensor, temperature: torch.Tensor, top_p: torch.Tensor, min_p: torch.Tensor,
+                   row_max: torch.Tensor, exp_sum: torch.Tensor, search: torch.Tensor, tau: torch.Tensor,
+                   need_min_p: bool = True) -> None:
+    """Plain-PyTorch :func:`tail_floor`: top-p's floor by a binary search (the answer is one value, however it is
+    searched) on every row, the masses summed as masked_exp_sum_ref sums; min-p's as a masked minimum; kept where
+    search is nonzero."""
     S, V = logits.shape
     x = logits.float() / torch.where(temperature > 0, temperature, 1.0).unsqueeze(1)
     terms = torch.exp(x - row_max.unsqueeze(1))
@@ -309,7 +335,12 @@ def top_p_floor_ref(logits: torch.Tensor, temperature: torch.Tensor, top_p: torc
         kept = above.view(S, -1, REF_EXP_SUM_BLOCK).sum(dim=1).sum(dim=1) < budget
         hi = torch.where(kept, mid, hi)
         lo = torch.where(kept, lo, mid)
-    tau.copy_(torch.where(search != 0, _key_floats(hi), tau))
+    floor = torch.where(top_p < 1.0, _key_floats(hi), float("-inf"))
+    if need_min_p:
+        keeps = terms / exp_sum.unsqueeze(1) >= (min_p * (1.0 / exp_sum)).unsqueeze(1)
+        least = torch.where(keeps, x, float("inf")).min(dim=1).values
+        floor = torch.maximum(floor, torch.where(least < float("inf"), least, float("-inf")))
+    tau.copy_(torch.where(search != 0, floor, tau))
 
 
 # torch.cumsum is not batch-invariant on CUDA: a lone row goes to CUB's device scan, and several rows to a tree scan

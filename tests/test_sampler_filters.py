@@ -34,6 +34,9 @@ MIXED = [
     P(temperature=1.0, top_k=V - 1),
     P(temperature=5.0, top_p=0.9),  # flat: its top-p set runs past the candidates (the bisection)
     P(temperature=8.0, top_p=0.99),
+    P(temperature=8.0, min_p=0.05),  # flat: its min-p set runs past the candidates (tail_floor's min-p pass)
+    P(temperature=5.0, top_p=0.9, min_p=0.02),  # flat, both rules past the candidates: the larger floor
+    P(temperature=6.0, top_p=0.95, min_p=0.6),  # flat top-p past the candidates, min-p's set inside them
 ]
 
 
@@ -108,9 +111,9 @@ def test_thresholds_keep_what_the_rules_keep(kind, device, kernels):
         kept = logits[r].float() / p.temperature >= tau[r]
         assert torch.equal(kept, keep), (r, p, int(kept.sum()), int(keep.sum()))
         checked += 1
-    assert checked == 14
-    # The flat rows' top-p sets hold more than the candidates: their thresholds came from the bisection.
-    assert all(int(_kept_reference(logits[r], MIXED[r])[0].sum()) > TOPK_CANDIDATES for r in (14, 15))
+    assert checked == 17
+    # The flat rows' sets hold more than the candidates: their thresholds came from tail_floor.
+    assert all(int(_kept_reference(logits[r], MIXED[r])[0].sum()) > TOPK_CANDIDATES for r in (14, 15, 16, 17))
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -147,8 +150,8 @@ def test_each_row_alone_draws_what_it_draws_in_the_batch(kind, device, kernels):
 def test_row_groups_follow_each_rows_parameters():
     t = _tensors(MIXED)
     assert t.topk_rows.tolist() == [0, 1, 6, 8, 9]
-    assert t.topp_rows.tolist() == [2, 10, 12, 14, 15]
-    assert t.sort_rows.tolist() == [3, 5, 11, 13]
+    assert t.tail_rows.tolist() == [2, 3, 10, 12, 14, 15, 16, 17, 18]
+    assert t.sort_rows.tolist() == [5, 11, 13]
     assert t.topk_kmax == TOPK_CANDIDATES
     assert _tensors([P(temperature=0.0, top_k=3)]).all_greedy
 
@@ -194,3 +197,19 @@ def test_all_masked_row_keeps_every_token():
     tau = filter_thresholds(logits, t)
     assert tau[0] == float("-inf") and tau[1] == 0.0
     assert sample(logits, t).tolist() == [0, 10]
+
+
+def test_startup_batches_compile_every_threshold_variant():
+    # The threshold kernels specialise on whether a step has top_p / min_p rows: the startup pass over the sampler
+    # (engine/sampler_warmup.py) must meet every pair, or a job's first such step compiles mid-run.
+    from spmd_infer.engine.sampler_warmup import BATCHES
+
+    candidates, tail = set(), set()
+    for batch in BATCHES:
+        t = _tensors(batch)
+        if t.topk_rows.numel() + t.tail_rows.numel() + t.sort_rows.numel():
+            candidates.add((t.need_top_p, t.need_min_p))
+        if t.tail_rows.numel():
+            tail.add(t.need_min_p)
+    assert candidates == {(False, False), (False, True), (True, False), (True, True)}
+    assert tail == {False, True}

@@ -22,12 +22,25 @@ from ..sampling_params import SamplingParams
 from .penalty_state import PenaltyState
 from .sequence import Sequence
 
-# One row of each kind the sampler tells apart: greedy, unfiltered, top-k candidates, top-p candidates, a full sort.
-ROWS = [SamplingParams(temperature=0.0), SamplingParams(temperature=1.0),
-        SamplingParams(temperature=1.0, top_k=20, top_p=0.9, min_p=0.05), SamplingParams(temperature=1.0, top_p=0.9),
-        SamplingParams(temperature=1.0, top_p=0.9, min_p=0.05)]
-PENALIZED = SamplingParams(temperature=1.0, top_p=0.9, min_p=0.05, repetition_penalty=1.1, presence_penalty=0.1,
-                           frequency_penalty=0.1)
+# Batches that together compile every variant: greedy alone, unfiltered alone, and the threshold kernels' flag pairs
+# (candidate_thresholds and tail_floor specialise on whether any row of the step has top_p / min_p): top-k alone,
+# top-k with top-p (Qwen3's defaults), top-p alone (Llama-3's), min-p alone, and every kind at once (top-k
+# candidates, the tail past them, and a full sort for a top_k past TOPK_CANDIDATES).
+P = SamplingParams
+BATCHES = [
+    [P(temperature=0.0)],
+    [P(temperature=1.0)],
+    [P(temperature=1.0, top_k=20)],
+    [P(temperature=1.0, top_k=20, top_p=0.9)],
+    [P(temperature=1.0, top_p=0.9)],
+    [P(temperature=1.0, min_p=0.05)],
+    [P(temperature=0.0), P(temperature=1.0), P(temperature=1.0, top_k=20, top_p=0.9, min_p=0.05),
+     P(temperature=1.0, top_p=0.9), P(temperature=1.0, top_p=0.9, min_p=0.05),
+     P(temperature=1.0, top_k=2000, top_p=0.9, min_p=0.05)],
+]
+# The heaviest row: penalized, and its whole row sorted (top_k past the candidates).
+PENALIZED = P(temperature=1.0, top_k=2000, top_p=0.9, min_p=0.05, repetition_penalty=1.1, presence_penalty=0.1,
+              frequency_penalty=0.1)
 
 
 @torch.inference_mode()
@@ -37,11 +50,11 @@ def warm_sampler(model: torch.nn.Module, vocab_size: int, dtype: torch.dtype, de
     its warmup: the CPU has nothing to compile or measure)."""
     head = next((m for m in model.modules() if isinstance(m, ParallelLMHead)), None)
     width = head.rows_per_rank * head.shard.size if head is not None else vocab_size
-    rows = max(max_rows, len(ROWS))
+    rows = max(max_rows, max(len(b) for b in BATCHES))
     head_logits = torch.randn(rows, width, device=device).to(dtype)[:, :vocab_size]
     upcast = head_logits.float()  # as penalties make them
     for logits in (head_logits, upcast):
-        for kinds in (ROWS[:1], ROWS[1:2], ROWS):  # all greedy, no filter, filters
+        for kinds in BATCHES:
             n = len(kinds)
             sample(logits[:n], SamplingTensors.build(kinds, [0] * n, [0] * n, device))
     # The largest step: every row penalized and fully sorted, on float32 logits.

@@ -35,8 +35,8 @@ from spmd_kernels import (
     candidate_thresholds_ref,
     greedy_argmax,
     gumbel_sample,
-    top_p_floor,
-    top_p_floor_ref,
+    tail_floor,
+    tail_floor_ref,
 )
 
 from ..host_memory import upload_typed
@@ -70,11 +70,11 @@ def row_stream(key, position):
 
 
 # Rows with top_k up to this take their sorted candidates from torch.topk (at most this many values a row), and so do
-# rows with top_p alone (no top_k, no min_p): their kept set is found among that many candidates, or, where it runs
-# past them, by a bisection over the whole row (top_p_floor). Other filtered rows sort their whole row. The choice
-# follows the row's own parameters alone, never the batch's, and the threshold does not depend on how many
-# candidates a row has past its own k (see _group_thresholds). On an H200 at a 152k vocabulary, 256 rows: torch.topk
-# of 1024 0.64 ms, a full sort 2.7 ms.
+# rows without top_k (top_p and / or min_p): their kept set is found among that many candidates, or, where it runs
+# past them, by a pass over the whole row for min-p and a search over it for top-p (tail_floor). Rows with a larger
+# top_k sort their whole row. The choice follows the row's own parameters alone, never the batch's, and the threshold
+# does not depend on how many candidates a row has past its own k (see _group_thresholds). On an H200 at a 152k
+# vocabulary, 256 rows: torch.topk of 1024 0.64 ms, a full sort 2.7 ms.
 TOPK_CANDIDATES = 1024
 
 
@@ -92,7 +92,7 @@ class SamplingTensors:
     need_min_p: bool
     all_greedy: bool
     topk_rows: torch.Tensor  # int64, ascending: sampled rows with a filter and 1 <= top_k <= TOPK_CANDIDATES
-    topp_rows: torch.Tensor  # int64, ascending: sampled rows with top_p < 1 alone (top_k <= 0, min_p 0)
+    tail_rows: torch.Tensor  # int64, ascending: sampled rows without top_k (top_k <= 0) with top_p < 1 or min_p > 0
     sort_rows: torch.Tensor  # int64, ascending: the other sampled rows with a filter
     topk_kmax: int  # the largest top_k of topk_rows (0 when there are none)
 
@@ -107,23 +107,23 @@ class SamplingTensors:
         filtered = [i for i, p in enumerate(params)
                     if not p.greedy and (p.top_k > 0 or p.top_p < 1.0 or p.min_p > 0.0)]
         by_topk = [i for i in filtered if 0 < params[i].top_k <= TOPK_CANDIDATES]
-        by_topp = [i for i in filtered if params[i].top_k <= 0 and params[i].min_p == 0.0]  # vLLM's -1: off
-        grouped = set(by_topk + by_topp)
+        by_tail = [i for i in filtered if params[i].top_k <= 0]  # vLLM's -1: off
+        grouped = set(by_topk + by_tail)
         by_sort = [i for i in filtered if i not in grouped]
         # One copy of typed views: no conversion kernels on the device (each a launch of host time per step).
         filters = np.array([[p.temperature, p.top_p, p.min_p] for p in params], dtype=np.float32).T
         top_k = np.array([p.top_k for p in params], dtype=np.int64)
         streams = row_stream(np.asarray(keys, dtype=np.int64), np.asarray(positions, dtype=np.int64))
-        groups = np.array(by_topk + by_topp + by_sort, dtype=np.int64)
+        groups = np.array(by_topk + by_tail + by_sort, dtype=np.int64)
         temperature, top_p, min_p, top_k_dev, streams_dev, groups_dev = upload_typed(
             [filters[0], filters[1], filters[2], top_k, streams, groups], device)
-        topp_end = len(by_topk) + len(by_topp)
+        tail_end = len(by_topk) + len(by_tail)
         sampled = [p for p in params if not p.greedy]
         return cls(temperature=temperature, top_k=top_k_dev, top_p=top_p, min_p=min_p, streams=streams_dev,
                    need_top_k=any(p.top_k > 0 for p in sampled), need_top_p=any(p.top_p < 1.0 for p in sampled),
                    need_min_p=any(p.min_p > 0.0 for p in sampled), all_greedy=False,
-                   topk_rows=groups_dev[:len(by_topk)], topp_rows=groups_dev[len(by_topk):topp_end],
-                   sort_rows=groups_dev[topp_end:],
+                   topk_rows=groups_dev[:len(by_topk)], tail_rows=groups_dev[len(by_topk):tail_end],
+                   sort_rows=groups_dev[tail_end:],
                    topk_kmax=max((params[i].top_k for i in by_topk), default=0))
 
 
@@ -160,14 +160,14 @@ def filter_thresholds(logits: torch.Tensor, t: SamplingTensors, kernels: bool | 
     """[S] float32: each row's tau, the least scaled logit it keeps under its top-k / top-p / min-p (the module's
     rules); -inf for rows without a filter. No host sync: the row groups and their sizes come from the host.
 
-    kernels: candidate_thresholds and top_p_floor as Triton kernels (None: on CUDA) or as their torch
+    kernels: candidate_thresholds and tail_floor as Triton kernels (None: on CUDA) or as their torch
     references.
     """
     if kernels is None:
         kernels = logits.is_cuda
     S = logits.shape[0]
     threshold = torch.full((S,), float("-inf"), dtype=torch.float32, device=logits.device)
-    for rows, kmax, past in ((t.topk_rows, t.topk_kmax, False), (t.topp_rows, TOPK_CANDIDATES, True),
+    for rows, kmax, past in ((t.topk_rows, t.topk_kmax, False), (t.tail_rows, TOPK_CANDIDATES, True),
                              (t.sort_rows, 0, False)):
         if rows.numel() == S:  # ascending and distinct: every row, in order
             return _group_thresholds(logits, t, rows, kmax, past, kernels)
@@ -179,7 +179,7 @@ def filter_thresholds(logits: torch.Tensor, t: SamplingTensors, kernels: bool | 
 def _group_thresholds(logits: torch.Tensor, t: SamplingTensors, rows: torch.Tensor, kmax: int, past: bool,
                       kernels: bool) -> torch.Tensor:
     """Thresholds of one row group: kmax > 0, the rows' top max(kmax) values as candidates; kmax 0, whole rows;
-    `past`: rows with top_p alone, whose kept set may run past the candidates.
+    `past`: rows without top_k, whose kept set may run past the candidates.
 
     The kept set is a prefix of the sorted candidates c (each rule's is, see the module docstring): tau is the
     value at its end. Candidates cut at kmax change nothing: a row's top-k prefix ends by its own k <= kmax, and
@@ -201,9 +201,9 @@ def _group_thresholds(logits: torch.Tensor, t: SamplingTensors, rows: torch.Tens
     tau, count, row_max, exp_sum = thresholds(x, vals, temperature, take(t.top_k), top_p, take(t.min_p),
                                               t.need_top_p, t.need_min_p)
     if past and vals.shape[1] < V:
-        # A row keeping every candidate may keep more past them: its threshold by a search over the whole row (tau,
-        # kept, is the upper bound). Where the last candidate is dropped the prefix ends inside the candidates, and
-        # the value threshold keeps its tie group past the cut.
-        floor = top_p_floor if kernels else top_p_floor_ref
-        floor(x, temperature, top_p, row_max, exp_sum, count == vals.shape[1], tau)
+        # A row keeping every candidate may keep more past them: its threshold from the whole row (tau, kept, is the
+        # upper bound top-p's search starts from). Where the last candidate is dropped the prefix ends inside the
+        # candidates, and the value threshold keeps its tie group past the cut.
+        floor = tail_floor if kernels else tail_floor_ref
+        floor(x, temperature, top_p, take(t.min_p), row_max, exp_sum, count == vals.shape[1], tau, t.need_min_p)
     return tau

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One 1-GPU device call (~4.5 min): rows with top_p alone (Llama-3's default) take torch.topk's 1024 candidates and,
-# where their kept set runs past them, a search over the row (top_p_floor: 16 splits a pass, 9 passes; a plain
+# where their kept set runs past them, a search over the row (top_p_floor, now tail_floor: 16 splits a pass, 9
+# passes; a plain
 # bisection's 32 passes made Llama-3-8B bs256 19.7 ms and bs64 9.9), instead of a full sort (session 23;
 # before, on an H200 at 256 rows x 152k vocabulary: 5.2 ms GPU per sampling call, the sort 2.7 of it; Llama-3-8B
 # decode bs256 @1k 18.5 ms a step with top_p 0.9 against 16.1 greedy). The sampler's and penalties' kernel tests on

@@ -6,8 +6,8 @@ from spmd_kernels import (
     gumbel_sample,
     gumbel_sample_ref,
     masked_exp_sum_ref,
-    top_p_floor,
-    top_p_floor_ref,
+    tail_floor,
+    tail_floor_ref,
 )
 from spmd_kernels.sampling import gumbel_noise_ref
 
@@ -156,40 +156,52 @@ def _top_p_case(S, V, dtype, device, seed=0):
     return logits, temperature, top_p, row_max, exp_sum, scaled
 
 
+def _rule_floor(x, top_p, min_p):
+    """The least finite value a flat row keeps under top-p (mass strictly above < top_p) and min-p (p >= min_p *
+    max p), written out in float64."""
+    prob = torch.exp(x - x.max())
+    prob = prob / prob.sum()
+    kept = torch.isfinite(x)
+    if top_p < 1:
+        kept &= torch.stack([prob[x > v].sum() for v in x]) < top_p
+    if min_p > 0:
+        kept &= prob >= min_p * prob.max()
+    return float(x[kept].min())
+
+
 @pytest.mark.parametrize("S,V", [(1, 5), (3, 7), (4, 1000), (2, 3001)])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
-def test_top_p_floor(S, V, dtype, device):
+@pytest.mark.parametrize("with_min_p", [False, True])
+def test_tail_floor(S, V, dtype, with_min_p, device):
     logits, temperature, top_p, row_max, exp_sum, scaled = _top_p_case(S, V, dtype, device)
+    min_p = torch.zeros(S, device=device)
+    if with_min_p:
+        min_p = torch.tensor([0.3, 0.05, 0.0, 0.5][:S] + [0.1] * (S - 4), device=device)
+        top_p[S // 2:] = 1.0  # min-p alone on some rows
     search = torch.ones(S, dtype=torch.int32, device=device)
     if S > 2:
         search[1] = 0  # a row that needs no search keeps its value
     start = row_max.clone()
     tau, ref = start.clone(), start.clone()
-    top_p_floor(logits, temperature, top_p, row_max, exp_sum, search, tau)
-    top_p_floor_ref(logits, temperature, top_p, row_max, exp_sum, search, ref)
+    tail_floor(logits, temperature, top_p, min_p, row_max, exp_sum, search, tau, with_min_p)
+    tail_floor_ref(logits, temperature, top_p, min_p, row_max, exp_sum, search, ref, with_min_p)
     assert torch.equal(tau, ref)
     if S > 2:
         assert tau[1] == start[1]
-    # The rule itself: the least value whose strictly larger tokens hold a mass below top_p.
     for r in range(S):
-        if not search[r]:
-            continue
-        x = scaled[r].double().cpu()
-        prob = torch.exp(x - x.max())
-        prob = prob / prob.sum()
-        mass_above = torch.stack([prob[x > v].sum() for v in x])
-        kept = (mass_above < float(top_p[r])) & torch.isfinite(x)
-        assert float(tau[r]) == float(x[kept].min())
+        if search[r] and (top_p[r] < 1 or min_p[r] > 0):
+            assert float(tau[r]) == _rule_floor(scaled[r].double().cpu(), float(top_p[r]), float(min_p[r]))
 
 
-def test_top_p_floor_batch_invariant(device):
+def test_tail_floor_batch_invariant(device):
     logits, temperature, top_p, row_max, exp_sum, _ = _top_p_case(6, 2000, torch.float32, device, seed=1)
+    min_p = torch.tensor([0.0, 0.2, 0.0, 0.05, 0.4, 0.0], device=device)
     search = torch.ones(6, dtype=torch.int32, device=device)
     tau = row_max.clone()
-    top_p_floor(logits, temperature, top_p, row_max, exp_sum, search, tau)
+    tail_floor(logits, temperature, top_p, min_p, row_max, exp_sum, search, tau)
     for r in range(6):
         alone = row_max[r:r + 1].clone()
-        top_p_floor(logits[r:r + 1], temperature[r:r + 1], top_p[r:r + 1], row_max[r:r + 1], exp_sum[r:r + 1],
-                    search[r:r + 1], alone)
-        assert torch.equal(alone, tau[r:r + 1])
-
+        rows = slice(r, r + 1)
+        tail_floor(logits[rows], temperature[rows], top_p[rows], min_p[rows], row_max[rows], exp_sum[rows],
+                   search[rows], alone)
+        assert torch.equal(alone, tau[rows])
