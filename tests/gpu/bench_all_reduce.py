@@ -14,30 +14,9 @@ import os
 import torch
 import torch.distributed as dist
 import torch.distributed._symmetric_memory as symm_mem
+from sweep_tools import graph_replay_us
 
 CALLS = 50  # all-reduces captured into one graph: one replay times them back to back, as a model's layers would
-
-
-def graph_us(fn, stream: torch.cuda.Stream) -> float:
-    """Mean microseconds per call of `fn` replayed from a CUDA graph holding CALLS of them."""
-    with torch.cuda.stream(stream):
-        for _ in range(3):
-            fn()
-    torch.cuda.synchronize()
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph, stream=stream):
-        for _ in range(CALLS):
-            fn()
-    for _ in range(3):
-        graph.replay()
-    torch.cuda.synchronize()
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    for _ in range(10):
-        graph.replay()
-    end.record()
-    torch.cuda.synchronize()
-    return start.elapsed_time(end) * 1e3 / (10 * CALLS)
 
 
 def main() -> None:
@@ -53,7 +32,6 @@ def main() -> None:
     dev = torch.device("cuda", rank)
     buf = symm_mem.empty(max(rows) * args.hidden, dtype=torch.bfloat16, device=dev)
     symm_mem.rendezvous(buf, group.group_name)
-    stream = torch.cuda.Stream()
     if rank == 0:
         print(f"{torch.cuda.get_device_name()} x {dist.get_world_size()}, hidden {args.hidden}, bf16; us per call "
               f"in CUDA graphs ({CALLS} a graph)")
@@ -80,7 +58,7 @@ def main() -> None:
         times = {}
         for name, fn in (("nccl", nccl), ("one_shot", one_shot), ("two_shot", two_shot)):
             try:
-                times[name] = graph_us(fn, stream)
+                times[name] = graph_replay_us(lambda _: fn(), CALLS)
             except Exception as err:  # one op missing on this build must not hide the others
                 times[name] = float("nan")
                 if rank == 0:

@@ -22,6 +22,7 @@ import triton.language as tl
 
 from spmd_kernels.pdl import pdl_args, pdl_enter
 from spmd_kernels.skinny_gemm import skinny_gemm, skinny_gemm_config, skinny_split_k
+from sweep_tools import graph_replay_us
 
 SHAPES = {"qkv": (4096, 1024), "o": (1024, 2048), "gate_up": (6144, 1024), "down": (1024, 3072)}
 ROWS = (1, 16, 64, 128, 256)
@@ -92,22 +93,7 @@ def triton_linear(x, w, block_m, block_n, block_k, stages, splits, warps=4):
 def timed(fn, copies):
     """Microseconds a call: a CUDA graph of CALLS calls over the weight copies, replayed; None if it cannot run."""
     try:
-        for i in range(copies):
-            fn(i)
-        torch.cuda.synchronize()
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            for i in range(CALLS):
-                fn(i % copies)
-        graph.replay()
-        torch.cuda.synchronize()
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        for _ in range(10):
-            graph.replay()
-        end.record()
-        torch.cuda.synchronize()
-        return start.elapsed_time(end) * 1000 / (CALLS * 10)
+        return graph_replay_us(fn, CALLS, copies)
     except Exception as e:  # out of shared memory or registers
         print(f"    failed: {type(e).__name__}: {str(e)[:80]}")
         return None

@@ -79,6 +79,16 @@ switch_parts() {
     echo "--- $var=$value"; grep -E "^decode bs|Error" "$OUT/${name}_$value.txt" | cut -c1-110
   done
 }
+# A benchmark at tp2 once per TP all-reduce path (parallel.all_reduce=auto, then nccl), parts NAME_auto and
+# NAME_nccl under LIMIT each, their result lines printed: all_reduce_parts NAME LIMIT BENCH_ARG...
+all_reduce_parts() {
+  local name=$1 limit=$2 mode; shift 2
+  for mode in auto nccl; do
+    part "${name}_$mode" "$limit" torchrun --nproc-per-node 2 -m spmd_infer.bench parallel.tp=2 \
+      parallel.all_reduce=$mode bench.output="$OUT/${name}_$mode.json" "$@"
+    echo "--- $name all_reduce=$mode"; grep -E "^decode bs|^grid|Error" "$OUT/${name}_$mode.txt" | cut -c1-120
+  done
+}
 # An A/B of the tree against it with a patch applied, interleaved twice: parts NAME_new1, NAME_old1, NAME_new2 and
 # NAME_old2 (the patched copy is "old"), each under LIMIT: ab_parts NAME PATCH LIMIT CMD...
 ab_parts() {

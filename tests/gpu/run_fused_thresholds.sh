@@ -20,10 +20,6 @@ decode_small() {
 decode_small qwen3_sampled qwen3-0.6b sampling.temperature=0.6 sampling.top_p=0.95 sampling.top_k=20
 decode_small qwen3_greedy qwen3-0.6b
 decode_small llama_top_p llama-3-8b sampling.temperature=0.6 sampling.top_p=0.9
-for mode in auto nccl; do
-  part "decode_$mode" 150 torchrun --nproc-per-node 2 -m spmd_infer.bench bench.preset=llama-3-8b \
-    bench.workload=decode 'bench.batch_sizes=[256,64,1]' bench.context=1024 parallel.tp=2 bench.repeats=2 \
-    parallel.all_reduce=$mode bench.output="$OUT/decode_$mode.json"
-  echo "--- decode all_reduce=$mode"; grep -E "^decode bs|Error" "$OUT/decode_$mode.txt" | cut -c1-110
-done
+all_reduce_parts decode 150 bench.preset=llama-3-8b bench.workload=decode 'bench.batch_sizes=[256,64,1]' \
+  bench.context=1024 bench.repeats=2
 rm -rf "$OUT"/*.json "$OUT"/*.run

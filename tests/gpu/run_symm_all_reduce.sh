@@ -14,18 +14,10 @@ part micro 100 torchrun --nproc-per-node 2 tests/gpu/bench_all_reduce.py --rows 
 grep -v -i warn "$OUT/micro.txt" | head -12
 check_part 200 --model qwen3 --layouts 1x2 --num-prompts 8 --out /tmp/chk_symm
 grep -E "symmetric memory" "$OUT/check.txt" | head -2 | cut -c1-200
-for mode in auto nccl; do
-  part "decode_$mode" 150 torchrun --nproc-per-node 2 -m spmd_infer.bench bench.preset=llama-3-8b \
-    bench.workload=decode 'bench.batch_sizes=[256,64,16,1]' bench.context=1024 parallel.tp=2 bench.repeats=2 \
-    parallel.all_reduce=$mode bench.output="$OUT/decode_$mode.json"
-  echo "--- decode all_reduce=$mode"; grep -E "^decode bs|Error|symmetric" "$OUT/decode_$mode.txt" | cut -c1-120
-done
-for mode in auto nccl; do
-  part "prefill_$mode" 120 torchrun --nproc-per-node 2 -m spmd_infer.bench bench.preset=llama-3-8b bench.workload=grid \
-    'bench.grid_batch_sizes=[8]' 'bench.input_lens=[2048]' 'bench.output_lens=[1]' parallel.tp=2 \
-    parallel.all_reduce=$mode bench.output="$OUT/prefill_$mode.json"
-  echo "--- prefill all_reduce=$mode"; grep -E "^grid|Error" "$OUT/prefill_$mode.txt" | cut -c1-140
-done
+all_reduce_parts decode 150 bench.preset=llama-3-8b bench.workload=decode 'bench.batch_sizes=[256,64,16,1]' \
+  bench.context=1024 bench.repeats=2
+all_reduce_parts prefill 120 bench.preset=llama-3-8b bench.workload=grid 'bench.grid_batch_sizes=[8]' \
+  'bench.input_lens=[2048]' 'bench.output_lens=[1]'
 decode_small() {
   part "$1" 90 python3 -m spmd_infer.bench bench.preset=qwen3-0.6b bench.workload=decode 'bench.batch_sizes=[16,1]' \
     bench.context=1024 bench.output="$OUT/$1.json" "${@:2}"

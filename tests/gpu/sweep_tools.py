@@ -6,7 +6,29 @@ from __future__ import annotations
 import math
 from typing import Callable, Hashable
 
+import torch
 import triton.testing
+
+
+def graph_replay_us(fn: Callable[[int], object], calls: int, copies: int = 1) -> float:
+    """Microseconds a call of fn(i), i cycling over `copies` (copies of the data, so that a call does not find the
+    one before it in L2), from a CUDA graph of `calls` calls replayed ten times, after warm calls and one replay."""
+    for i in range(max(copies, 3)):
+        fn(i % copies)
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        for i in range(calls):
+            fn(i % copies)
+    graph.replay()
+    torch.cuda.synchronize()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(10):
+        graph.replay()
+    end.record()
+    torch.cuda.synchronize()
+    return start.elapsed_time(end) * 1000 / (calls * 10)
 
 
 def time_in_graph(label: str, fn: Callable[[], object], error: Callable[[], float]) -> tuple[float, float]:
