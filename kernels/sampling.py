@@ -280,6 +280,11 @@ def _tail_floor_kernel(
 
 TAIL_SPLITS = 16
 TAIL_PASSES = 9  # a pass leaves at most L / 17 + 1 of L keys: 2**32 down to one in 9
+# A program a row, so one row's search runs on one SM: wide tiles over 16 warps keep it busy (tune_tail_floor.py,
+# H200, 128k vocabulary, flat rows: 256 x 4 warps 1293 us at one row, 2467 at 256 rows; 1024 x 16 519 and 1066;
+# 1024 x 32 and 2048 x 16 within 5% of it). Fixed, never from the batch: a row's sums keep one order in any batch.
+TAIL_BLOCK = 1024
+TAIL_WARPS = 16
 
 
 def tail_floor(logits: torch.Tensor, temperature: torch.Tensor, top_p: torch.Tensor, min_p: torch.Tensor,
@@ -302,8 +307,9 @@ def tail_floor(logits: torch.Tensor, temperature: torch.Tensor, top_p: torch.Ten
     cuda = logits.device.type == "cuda"
     f32 = [a.to(torch.float32).contiguous() for a in (temperature, top_p, min_p, row_max, exp_sum)]
     _tail_floor_kernel[(S,)](logits, *f32, search.to(torch.int32).contiguous(), tau, V, logits.stride(0),
-                             BLOCK=256, SPLITS=TAIL_SPLITS, PASSES=TAIL_PASSES, NEED_MIN_P=need_min_p,
-                             LIBDEVICE_EXP=cuda, num_warps=4, **pdl_args(logits.device))
+                             BLOCK=TAIL_BLOCK if cuda else 256, SPLITS=TAIL_SPLITS, PASSES=TAIL_PASSES,
+                             NEED_MIN_P=need_min_p, LIBDEVICE_EXP=cuda, num_warps=TAIL_WARPS if cuda else 4,
+                             **pdl_args(logits.device))
 
 
 def _float_keys(x: torch.Tensor) -> torch.Tensor:
