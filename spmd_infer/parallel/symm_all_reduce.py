@@ -28,11 +28,12 @@ the additions may differ from NCCL's.
 from __future__ import annotations
 
 import logging
-import os
 from typing import Optional
 
 import torch
 import torch.distributed as dist
+
+from .shm_exchange import group_on_one_host
 
 log = logging.getLogger(__name__)
 
@@ -112,11 +113,10 @@ def enable_symmetric_all_reduce(mode: str, group: dist.ProcessGroup, world: int,
         return False
     if mode == "auto" and world not in AUTO_WORLD_SIZES:
         return False
-    if not _local_group(world):
+    if not group_on_one_host(group):  # torchrun and Slurm alike: the ranks' host names, gathered over the group
         if mode == "symmetric":
             raise ValueError(f"parallel.all_reduce=symmetric needs each TP group on one host: this job's "
-                             f"{world}-rank TP groups span hosts (LOCAL_WORLD_SIZE "
-                             f"{os.environ.get('LOCAL_WORLD_SIZE')}); use parallel.all_reduce=auto or nccl")
+                             f"{world}-rank TP groups span hosts; use parallel.all_reduce=auto or nccl")
         return False
     existing = _by_group.get(group.group_name)
     wanted = min(MAX_BUFFER_BYTES, max(max_message_bytes, ONE_SHOT_MAX_BYTES))
@@ -136,13 +136,6 @@ def enable_symmetric_all_reduce(mode: str, group: dist.ProcessGroup, world: int,
     log.info("TP all-reduces through symmetric memory (%d ranks, %.1f MiB buffer; one-shot to %d KiB, two-shot "
              "above, NCCL past the buffer)", world, made.buffer_bytes / 2**20, ONE_SHOT_MAX_BYTES // 1024)
     return True
-
-
-def _local_group(world: int) -> bool:
-    """Whether TP groups of `world` ranks lie on one host: torchrun places consecutive ranks on a host and the
-    mesh's TP dimension is its inner one, so they do where the host's process count is a multiple of the group."""
-    local = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("WORLD_SIZE", "1")))
-    return local % world == 0
 
 
 def _make(group: dist.ProcessGroup, device: torch.device, dtype: torch.dtype,
