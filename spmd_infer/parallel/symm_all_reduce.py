@@ -17,9 +17,9 @@ On 2 x H200 (NV18), inside CUDA graphs (tests/gpu/bench_all_reduce.py), microsec
     two     10.1   -      12.8   19.2   74.9   275.5
 
 (the two-shot row writing a separate output, as here; in place it was 9.2 at 512 KiB and 14.7 at 2 MiB, but its
-result would then need a copy out of the buffer). Llama-3-8B at tp2, decode @1k, ms a step NCCL -> symmetric with
-two-shot from 256 KiB: bs256 10.8 -> 10.2, bs64 5.2 -> 5.4 (the 512 KiB messages two-shot, the cause of the
-crossover below), bs16 4.1 -> 4.0, bs1 3.3 -> 3.2; prefill 8 x 2048 the same.
+result would then need a copy out of the buffer). Llama-3-8B at tp2, decode @1k, ms a step NCCL -> symmetric:
+bs256 10.8 -> 10.0, bs64 5.2 -> 5.2, bs1 3.3 -> 3.2; prefill 8 x 2048 the same (a first cut with two-shot from 256
+KiB made bs64 5.4: the crossover is near a MiB).
 
 Both sum two ranks' values in one addition, the same bits as NCCL's (checked there); over more ranks the order of
 the additions may differ from NCCL's.
