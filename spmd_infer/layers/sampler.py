@@ -166,13 +166,14 @@ def filter_thresholds(logits: torch.Tensor, t: SamplingTensors, kernels: bool | 
     if kernels is None:
         kernels = logits.is_cuda
     S = logits.shape[0]
+    groups = [(rows, kmax, past) for rows, kmax, past in ((t.topk_rows, t.topk_kmax, False),
+                                                          (t.tail_rows, TOPK_CANDIDATES, True),
+                                                          (t.sort_rows, 0, False)) if rows.numel()]
+    if len(groups) == 1 and groups[0][0].numel() == S:  # ascending and distinct: every row, in order
+        return _group_thresholds(logits, t, *groups[0], kernels)
     threshold = torch.full((S,), float("-inf"), dtype=torch.float32, device=logits.device)
-    for rows, kmax, past in ((t.topk_rows, t.topk_kmax, False), (t.tail_rows, TOPK_CANDIDATES, True),
-                             (t.sort_rows, 0, False)):
-        if rows.numel() == S:  # ascending and distinct: every row, in order
-            return _group_thresholds(logits, t, rows, kmax, past, kernels)
-        if rows.numel():
-            threshold.index_copy_(0, rows, _group_thresholds(logits, t, rows, kmax, past, kernels))
+    for rows, kmax, past in groups:
+        threshold.index_copy_(0, rows, _group_thresholds(logits, t, rows, kmax, past, kernels))
     return threshold
 
 
