@@ -1,7 +1,8 @@
 """Gumbel-max sampling with counter-based noise (hash of row stream and token id) fused with temperature scaling, a
 per-row value threshold (top-k / top-p / min-p) and argmax, the greedy argmax alone, both split over vocabulary chunks
-so that one row fills the GPU, and the top-p search past a row's candidates, one row a program so that a row's
-result is the same bits in any batch (the thresholds themselves: filter_thresholds.py)."""
+so that one row fills the GPU, and the threshold of a row whose kept set runs past its candidates (tail_floor: top-p's
+search, min-p's pass), one row a program so that a row's result is the same bits in any batch (the thresholds from
+the candidates: filter_thresholds.py)."""
 
 from __future__ import annotations
 
