@@ -292,7 +292,7 @@ def test_bench_dp2_dp_attention_moe_under_torchrun(tmp_path):
                     cwd=tmp_path, timeout=240)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     r = json.loads(out.read_text())
-    assert r["layout"] == {"dp": 2, "tp": 1, "dp_attention": True, "moe": "ep", "world_size": 2}
+    assert r["layout"] == {"dp": 2, "tp": 1, "dp_attention": True, "moe": "ep", "world_size": 2, "all_reduce": "none"}
     assert r["model"]["expert_dtype"] == "fp8" and r["kv_cache"]["dtype"] == "auto"
     assert r["model"]["fp8_experts"] and r["model"]["checkpoint_format"] == "fp8" and r["startup"]["load_s"] > 0
     assert "(Qwen3MoeForCausalLM, float32, float8 experts, " in proc.stdout  # the console says what ran
@@ -338,3 +338,10 @@ def test_bench_refuses_bad_settings_before_starting_anything(settings, message):
         OmegaConf.update(cfg, key, value)
     with pytest.raises(ConfigError, match=message):
         run_bench(cfg)
+
+
+def test_console_names_the_tp_all_reduce_path():
+    report = _report([_decode_case(100.0, 0.2, 0.5)])
+    assert console_lines(report)[0].endswith("layout dp=1 tp=1")  # one rank a group: nothing to name
+    report["layout"] = {"dp": 1, "tp": 2, "dp_attention": False, "all_reduce": "symmetric"}
+    assert console_lines(report)[0].endswith("layout dp=1 tp=2 (symmetric all-reduce)")

@@ -32,7 +32,8 @@ def console_lines(report: dict) -> list[str]:
         f"model {m['name']} ({m['architecture']}, {', '.join([m['dtype'], *float8])}, "
         f"{m['cost']['weight_bytes_per_rank'] / 2**30:.2f} GiB of weights per rank, "
         f"{m['cost']['kv_bytes_per_token']} KV bytes per token per rank); "
-        f"layout dp={lay['dp']} tp={lay['tp']}{' dp_attention' if lay['dp_attention'] else ''}",
+        f"layout dp={lay['dp']} tp={lay['tp']}{' dp_attention' if lay['dp_attention'] else ''}"
+        f"{' (' + lay['all_reduce'] + ' all-reduce)' if lay.get('all_reduce', 'none') != 'none' else ''}",
         f"device {ceil['device']}: copy {ceil['bandwidth_bytes_per_s'] / 1e9:.1f} GB/s (read + write), "
         f"{ceil['dtype']} matmul {ceil['matmul_flops_per_s'] / 1e12:.3g} TFLOP/s (n={ceil['matmul_n']})",
         "startup " + ", ".join(f"{k.removesuffix('_s')} {v:.2f} s" for k, v in st.items() if v is not None),

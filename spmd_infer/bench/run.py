@@ -21,6 +21,7 @@ from ..job_plan import resolve_dtype
 from ..layers.linear import fp8_linear_counts
 from ..models.registry import check_layout, model_class
 from ..parallel.dims import ConfigError, ParallelDims, init_distributed, resolve_device
+from ..parallel.symm_all_reduce import all_reduce_path
 from ..sampling_params import SamplingParams
 from .ceilings import measure_ceilings
 from .checkpoint import BenchCheckpoint
@@ -167,7 +168,7 @@ def run_bench(cfg: Any) -> Optional[dict]:
                   "random_weights": not (b.load and cfg.model.path),
                   "cost": cost.to_json()},
         "layout": {"dp": dims.dp, "tp": dims.tp, "dp_attention": dims.dp_attention, "moe": cfg.parallel.moe,
-                   "world_size": dist.get_world_size()},
+                   "world_size": dist.get_world_size(), "all_reduce": all_reduce_path(dims.tp_group, dims.tp)},
         "ceilings": ceilings.to_json(), "startup": startup,
         "kv_cache": {"num_blocks": num_blocks, "block_size": cfg.cache.block_size, "dtype": cfg.cache.dtype,
                      "tokens_per_dp_group": num_blocks * cfg.cache.block_size},

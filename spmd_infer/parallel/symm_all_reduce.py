@@ -92,6 +92,14 @@ def symmetric_all_reduce_for(group: Optional[dist.ProcessGroup]) -> Optional[Sym
     return _by_group.get(group.group_name) if group is not None and _by_group else None
 
 
+def all_reduce_path(group: Optional[dist.ProcessGroup], world: int) -> str:
+    """What the all-reduces over a group of `world` ranks go through, for reports: none (one rank), symmetric, or
+    the group's backend (nccl, gloo)."""
+    if world == 1:
+        return "none"
+    return "symmetric" if symmetric_all_reduce_for(group) is not None else str(dist.get_backend(group))
+
+
 def forget_symmetric_all_reduces() -> None:
     """After the process groups are destroyed: their buffers go too (freed once no graph holds them)."""
     _by_group.clear()
