@@ -21,6 +21,8 @@ from .layers.moe import DEFAULT_FP8_BLOCK, fp8_resident_block, has_routed_expert
 from .model_defaults import generation_defaults
 from .models.registry import check_layout, check_mlp_layout, expert_width, model_class
 from .parallel.dims import ConfigError, ParallelDims, resolve_device
+from .parallel.shm_exchange import EXCHANGE_MODES
+from .parallel.symm_all_reduce import MODES as ALL_REDUCE_MODES
 from .sampling_params import InvalidRequest, SamplingParams
 
 log = logging.getLogger(__name__)
@@ -60,8 +62,7 @@ class JobPlan:
         dims = ParallelDims(cfg.parallel.dp, cfg.parallel.tp, world, cfg.parallel.dp_attention)
         dims.validate()
         check_layout(hf_config, dims.tp)
-        if cfg.parallel.moe not in ("ep", "tp"):
-            raise ConfigError(f"parallel.moe={cfg.parallel.moe!r} must be ep or tp")
+        check_parallel_choices(cfg.parallel)
         dp_attention = dims.dp_attention and dims.dp > 1
         check_mlp_layout(hf_config, dims.mlp_ranks, cfg.parallel.moe, dp_attention)
         device = resolve_device(cfg.runtime.device)
@@ -230,6 +231,18 @@ def resolve_fp8_linear_block(name: str, hf_config: Any, device: torch.device) ->
             log.info("model.linear_dtype=auto: linear layers dequantized to the model's dtype (%s)", why)
         return None
     return block
+
+
+def check_parallel_choices(parallel: Any) -> None:
+    """The parallel section's named choices, checked before any weight is read (each is read again where it acts,
+    at engine start)."""
+    if parallel.moe not in ("ep", "tp"):
+        raise ConfigError(f"parallel.moe={parallel.moe!r} must be ep or tp")
+    if parallel.exchange not in EXCHANGE_MODES:
+        raise ConfigError(f"parallel.exchange={parallel.exchange!r} must be one of {', '.join(EXCHANGE_MODES)}")
+    all_reduce = getattr(parallel, "all_reduce", "auto")
+    if all_reduce not in ALL_REDUCE_MODES:
+        raise ConfigError(f"parallel.all_reduce={all_reduce!r} must be one of {', '.join(ALL_REDUCE_MODES)}")
 
 
 def _check_scheduler(cfg: Any) -> None:

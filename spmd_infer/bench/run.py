@@ -17,7 +17,7 @@ from spmd_kernels import compiled_variants
 
 from ..engine.engine import Engine
 from ..host_gc import FullCollections, thaw
-from ..job_plan import resolve_dtype
+from ..job_plan import check_parallel_choices, resolve_dtype
 from ..layers.linear import fp8_linear_counts
 from ..models.registry import check_layout, model_class
 from ..parallel.dims import ConfigError, ParallelDims, init_distributed, resolve_device
@@ -54,6 +54,7 @@ def run_bench(cfg: Any) -> Optional[dict]:
                         cfg.parallel.dp_attention)
     dims.validate()
     check_layout(hf_config, dims.tp)
+    check_parallel_choices(cfg.parallel)
     if b.baseline not in ("none", "hf"):
         raise ConfigError(f"bench.baseline={b.baseline!r} must be none or hf")
     if not b.hf_orders or any(o not in HF_ORDERS for o in b.hf_orders):

@@ -159,10 +159,13 @@ def _alive(pid: int) -> bool:
         return True
 
 
+EXCHANGE_MODES = ("auto", "shm", "collective")  # parallel.exchange
+
+
 def make_shm_all_gather(group: Optional[dist.ProcessGroup], dp: int, dp_rank: int, width: int, mode: str,
                         timeout_s: float) -> Optional[ShmAllGather]:
     """The shared-memory all-gather where `mode` (parallel.exchange) allows it and the group is on one host."""
-    if mode not in ("auto", "shm", "collective"):
+    if mode not in EXCHANGE_MODES:
         raise ValueError(f"parallel.exchange={mode!r} must be auto, shm or collective")
     if dp == 1 or mode == "collective":
         return None
