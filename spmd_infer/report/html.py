@@ -38,7 +38,8 @@ def _summary_table(m: dict) -> str:
     mem = m["memory"]["peak_bytes_per_rank"]
     rows = [
         ("layout", f"dp={lay['dp']} x tp={lay['tp']} ({lay['world']} ranks)"
-                   + (", DP attention" if lay["dp_attention"] else "")),
+                   + (", DP attention" if lay["dp_attention"] else "")
+                   + (f", {lay['all_reduce']} all-reduce" if lay.get("all_reduce", "none") != "none" else "")),
         ("requests", f"{m['requests']} ({m['errors']} errors)"),
         ("tokens", f"{m['prompt_tokens']} prompt, {m['output_tokens']} generated"),
         ("wall time", f"{m['wall_seconds']:.2f} s (step loop {m['loop_seconds']:.2f} s, {m['steps']} steps)"),
