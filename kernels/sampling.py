@@ -189,9 +189,10 @@ REF_EXP_SUM_BLOCK = 1024
 def masked_exp_sum_ref(logits: torch.Tensor, temperature: torch.Tensor, floor: torch.Tensor,
                        row_max: torch.Tensor) -> torch.Tensor:
     """[S] float32: each row's sum of exp(x - row_max) over its scaled logits x = logits / t (t = temperature where
-    > 0, else 1) with x >= floor, as the kernels sum it (candidate_thresholds' exp sum), batch-invariant too: lane sums over REF_EXP_SUM_BLOCK-wide tiles, then
-    across lanes (torch's plain row sum splits a lone long row over CPU threads, and so sums it in another order
-    than the same row in a batch). Equal to the kernel up to float32 rounding, not bit for bit."""
+    > 0, else 1) with x >= floor: the reference of candidate_thresholds' exp sum. Batch-invariant too: lane sums over
+    REF_EXP_SUM_BLOCK-wide tiles, then across lanes (torch's plain row sum splits a lone long row over CPU threads,
+    and so sums it in another order than the same row in a batch). Equal to the kernel's up to float32 rounding, not
+    bit for bit."""
     S, V = logits.shape
     scaled = logits.float() / torch.where(temperature > 0, temperature, 1.0).unsqueeze(1)
     terms = torch.where(scaled >= floor.unsqueeze(1), torch.exp(scaled - row_max.unsqueeze(1)), 0.0)

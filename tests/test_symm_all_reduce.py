@@ -37,13 +37,13 @@ def test_algorithm_by_size(nbytes, world, want):
     assert choose_algorithm(nbytes, world, 4 * MIB) == want
 
 
-def test_takes_only_what_the_buffer_holds():
+def test_algorithm_takes_only_what_the_buffer_holds():
     fast = SymmetricAllReduce("g", 2, torch.empty(MIB // 2, dtype=torch.bfloat16))
-    assert fast.takes(torch.zeros(64, 4096, dtype=torch.bfloat16))  # 512 KiB
-    assert not fast.takes(torch.zeros(64, 4096, dtype=torch.float32))  # another dtype than the buffer's
-    assert not fast.takes(torch.zeros(4096, 64, dtype=torch.bfloat16).t())  # strided
-    assert not fast.takes(torch.zeros(256, 4096, dtype=torch.bfloat16))  # 2 MiB: past the 1 MiB buffer
-    assert not fast.takes(torch.zeros(0, 4096, dtype=torch.bfloat16))
+    assert fast.algorithm(torch.zeros(64, 4096, dtype=torch.bfloat16)) == "one_shot"  # 512 KiB
+    assert fast.algorithm(torch.zeros(64, 4096, dtype=torch.float32)) == "nccl"  # another dtype than the buffer's
+    assert fast.algorithm(torch.zeros(4096, 64, dtype=torch.bfloat16).t()) == "nccl"  # strided
+    assert fast.algorithm(torch.zeros(256, 4096, dtype=torch.bfloat16)) == "nccl"  # 2 MiB: past the 1 MiB buffer
+    assert fast.algorithm(torch.zeros(0, 4096, dtype=torch.bfloat16)) == "nccl"
 
 
 def test_setup_on_cpu_stays_on_gloo_or_says_what_to_change():

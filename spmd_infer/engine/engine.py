@@ -162,7 +162,7 @@ def largest_tp_all_reduce(hf_config: Any, dims: ParallelDims, scheduler: Any, dt
     """Bytes of the largest activation a TP group all-reduces: a step's tokens x hidden, times dp under DP
     attention (its MLP output is reduced over the TP group for every DP group's rows)."""
     rows = scheduler.max_num_batched_tokens * (dims.dp if dims.dp_attention and dims.dp > 1 else 1)
-    return rows * hf_config.hidden_size * torch.tensor([], dtype=dtype).element_size()
+    return rows * hf_config.hidden_size * dtype.itemsize
 
 
 def size_kv_cache(cfg: Any, runner: ModelRunner, dims: ParallelDims, max_model_len: int) -> int:

@@ -22,7 +22,7 @@ import torch
 from spmd_kernels import apply_penalties, apply_penalties_ref
 from spmd_kernels.penalties import PROMPT_BIT
 
-from ..host_memory import to_device, upload_packed
+from ..host_memory import upload_packed, upload_typed
 from .sequence import PLACEHOLDER, Sequence, SeqStatus
 
 MIN_ROWS = 8
@@ -74,14 +74,12 @@ class PenaltyState:
             rows.append(row)
         if built:
             self._build(built)
-        host = np.empty((4, len(seqs)), dtype=np.float64)
-        host[0] = rows
-        host[1] = [s.sampling.repetition_penalty for s in seqs]
-        host[2] = [s.sampling.presence_penalty for s in seqs]
-        host[3] = [s.sampling.frequency_penalty for s in seqs]
-        dev = to_device(host, self.device)
-        return StepPenalties(rows=dev[0].long(), repetition=dev[1].float(), presence=dev[2].float(),
-                             frequency=dev[3].float())
+        # One copy of typed views, as SamplingTensors.build's: no conversion kernels on the device.
+        penalties = np.array([[s.sampling.repetition_penalty, s.sampling.presence_penalty,
+                               s.sampling.frequency_penalty] for s in seqs], dtype=np.float32).T
+        rows_dev, repetition, presence, frequency = upload_typed(
+            [np.asarray(rows, dtype=np.int64), penalties[0], penalties[1], penalties[2]], self.device)
+        return StepPenalties(rows=rows_dev, repetition=repetition, presence=presence, frequency=frequency)
 
     def apply(self, logits: torch.Tensor, step: StepPenalties) -> None:
         """The penalties, in place on float32 logits [S, V]."""

@@ -198,13 +198,13 @@ def _group_thresholds(logits: torch.Tensor, t: SamplingTensors, rows: torch.Tens
     vals = x.topk(min(kmax, V), dim=-1).values if kmax else x.sort(dim=-1, descending=True).values
     # The rules on the candidates, one launch on CUDA (each rule keeps a prefix of them; the kernel's docstring).
     thresholds = candidate_thresholds if kernels else candidate_thresholds_ref
-    top_p = take(t.top_p)
-    tau, count, row_max, exp_sum = thresholds(x, vals, temperature, take(t.top_k), top_p, take(t.min_p),
-                                              t.need_top_p, t.need_min_p)
+    top_p, min_p = take(t.top_p), take(t.min_p)
+    tau, count, row_max, exp_sum = thresholds(x, vals, temperature, take(t.top_k), top_p, min_p, t.need_top_p,
+                                              t.need_min_p)
     if past and vals.shape[1] < V:
         # A row keeping every candidate may keep more past them: its threshold from the whole row (tau, kept, is the
         # upper bound top-p's search starts from). Where the last candidate is dropped the prefix ends inside the
         # candidates, and the value threshold keeps its tie group past the cut.
         floor = tail_floor if kernels else tail_floor_ref
-        floor(x, temperature, top_p, take(t.min_p), row_max, exp_sum, count == vals.shape[1], tau, t.need_min_p)
+        floor(x, temperature, top_p, min_p, row_max, exp_sum, count == vals.shape[1], tau, t.need_min_p)
     return tau

@@ -31,8 +31,9 @@ def all_reduce(x: torch.Tensor, shard: Shard) -> torch.Tensor:
     symmetric-memory path and it takes x, a new tensor. Callers use the returned tensor."""
     if shard.size > 1:
         fast = symmetric_all_reduce_for(shard.group)
-        if fast is not None and fast.takes(x):
-            return fast(x)
+        algorithm = fast.algorithm(x) if fast is not None else "nccl"
+        if algorithm != "nccl":
+            return fast(x, algorithm)
         dist.all_reduce(x, group=shard.group)
     return x
 

@@ -65,16 +65,18 @@ class SymmetricAllReduce:
         self.buffer = buffer  # flat, in the activations' dtype, mapped by every rank of the group
         self.buffer_bytes = buffer.numel() * buffer.element_size()
 
-    def takes(self, x: torch.Tensor) -> bool:
-        """Whether this path can reduce `x` (else the caller uses NCCL)."""
-        return (x.dtype == self.buffer.dtype and x.is_contiguous() and x.device == self.buffer.device
-                and choose_algorithm(x.numel() * x.element_size(), self.world, self.buffer_bytes) != "nccl")
+    def algorithm(self, x: torch.Tensor) -> str:
+        """'one_shot' or 'two_shot' for `x`, or 'nccl' where this path cannot take it (another dtype or device, a
+        strided tensor, a size choose_algorithm leaves to NCCL)."""
+        if x.dtype != self.buffer.dtype or not x.is_contiguous() or x.device != self.buffer.device:
+            return "nccl"
+        return choose_algorithm(x.numel() * x.element_size(), self.world, self.buffer_bytes)
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        """The sum of `x` over the group, in a new tensor (x is left as it was). Call only where `takes(x)`."""
+    def __call__(self, x: torch.Tensor, algorithm: str) -> torch.Tensor:
+        """The sum of `x` over the group, in a new tensor (x is left as it was), by `algorithm(x)` (not 'nccl')."""
         staged = self.buffer[: x.numel()].view_as(x)
         out = torch.empty_like(x)
-        if choose_algorithm(x.numel() * x.element_size(), self.world, self.buffer_bytes) == "one_shot":
+        if algorithm == "one_shot":
             torch.ops.symm_mem.one_shot_all_reduce_copy_out(staged, x, "sum", self.group_name, out)
         else:
             staged.copy_(x)
@@ -155,8 +157,7 @@ def _make(group: dist.ProcessGroup, device: torch.device, dtype: torch.dtype,
         for op in ("one_shot_all_reduce_copy_out", "two_shot_all_reduce_out"):
             if not hasattr(torch.ops.symm_mem, op):
                 raise RuntimeError(f"torch.ops.symm_mem.{op} is missing from torch {torch.__version__}")
-        item = torch.tensor([], dtype=dtype).element_size()
-        buffer = symm_mem.empty(nbytes // item, dtype=dtype, device=device)
+        buffer = symm_mem.empty(nbytes // dtype.itemsize, dtype=dtype, device=device)
         symm_mem.rendezvous(buffer, group.group_name)
     except Exception as err:  # any failure leaves NCCL in place, agreed over the group by the caller
         log.warning("symmetric memory unavailable (%s: %s)", type(err).__name__, str(err)[:300])

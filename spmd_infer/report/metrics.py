@@ -60,7 +60,7 @@ def job_metrics(summary: Any, timeline: Timeline, dims: Any, device: torch.devic
         "steps": timeline.steps,
         "working_steps": timeline.working_steps,
         "layout": {"dp": dims.dp, "tp": dims.tp, "world": dims.dp * dims.tp, "dp_attention": timeline.dp_attention,
-                   "all_reduce": all_reduce_path(getattr(dims, "tp_group", None) if dims.tp > 1 else None, dims.tp)},
+                   "all_reduce": all_reduce_path(getattr(dims, "tp_group", None), dims.tp)},
         "load_imbalance": max(timeline.tokens) / mean_tokens if sum(timeline.tokens) else 1.0,
         "dp_ranks": ranks,
         "kv_cache": {"blocks_per_rank": timeline.num_blocks, "block_size": block_size,

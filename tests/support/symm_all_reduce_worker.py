@@ -10,8 +10,7 @@ import torch
 import torch.distributed as dist
 
 from spmd_infer.parallel.comm import Shard, all_reduce
-from spmd_infer.parallel.symm_all_reduce import choose_algorithm, enable_symmetric_all_reduce, \
-    symmetric_all_reduce_for
+from spmd_infer.parallel.symm_all_reduce import enable_symmetric_all_reduce, symmetric_all_reduce_for
 
 HIDDEN = 4096
 BUFFER_BYTES = 2 * 2**20  # 256 rows of HIDDEN in bf16: 300 rows fall back to NCCL
@@ -34,7 +33,7 @@ def main() -> None:
         dist.all_reduce(want, group=group)
         kept = x.clone()
         got = all_reduce(x, shard)
-        path = choose_algorithm(x.numel() * 2, world, fast.buffer_bytes) if fast.takes(kept) else "nccl"
+        path = fast.algorithm(kept)
         seen.add(path)
         if path != "nccl":
             assert torch.equal(x, kept), f"{rows}x{cols}: the symmetric path must leave its input as it was"
