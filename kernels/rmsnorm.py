@@ -33,6 +33,16 @@ def _rms_norm_kernel(
     offs = tl.arange(0, BLOCK_H)
     mask = offs < H
     x = tl.load(x_ptr + (row // inner) * stride_x_outer + (row % inner) * stride_x + offs, mask=mask, other=0.0)
+    add_rms_norm_row(x, row, offs, mask, res_ptr, w_ptr, y_ptr, h_ptr, stride_r, stride_y, stride_h, H, eps,
+                     HAS_RESIDUAL)
+
+
+@triton.jit
+def add_rms_norm_row(x, row, offs, mask, res_ptr, w_ptr, y_ptr, h_ptr, stride_r, stride_y, stride_h, H, eps,
+                     HAS_RESIDUAL: tl.constexpr):
+    """One row's (residual add and) RMSNorm from its loaded values x [BLOCK_H] in the activation dtype: h = x +
+    residual stored at h_ptr (HAS_RESIDUAL), then the norm of h (or x) at y_ptr. Shared with the all-reduce that
+    ends in the norm (push_all_reduce.py), so the two give the same bits under the same BLOCK_H and num_warps."""
     if HAS_RESIDUAL:
         r = tl.load(res_ptr + row * stride_r + offs, mask=mask, other=0.0)
         # The new residual is stored in the activation dtype; normalise exactly what was stored.
@@ -45,6 +55,13 @@ def _rms_norm_kernel(
     w = tl.load(w_ptr + offs, mask=mask, other=0.0).to(tl.float32)
     y = xf * rstd * w
     tl.store(y_ptr + row * stride_y + offs, y.to(y_ptr.dtype.element_ty), mask=mask)
+
+
+def rms_norm_launch(H: int) -> tuple[int, int]:
+    """(BLOCK_H, num_warps) of a row's norm over H features: the same for every kernel that ends in it, whose
+    reduction order (and so whose bits) they fix."""
+    block_h = triton.next_power_of_2(H)
+    return block_h, min(max(block_h // 256, 1), 16)
 
 
 def rms_norm(
@@ -81,8 +98,7 @@ def rms_norm(
         r2, h = y, y  # unused placeholders
     T = rows
     if T > 0:
-        BLOCK_H = triton.next_power_of_2(H)
-        num_warps = min(max(BLOCK_H // 256, 1), 16)
+        BLOCK_H, num_warps = rms_norm_launch(H)
         _rms_norm_kernel[(T,)](
             x2,
             r2,

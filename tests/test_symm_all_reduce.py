@@ -1,5 +1,6 @@
-"""The symmetric-memory all-reduce path (parallel.all_reduce): its size rules and setup on the CPU; on 2+ CUDA
-GPUs, its sums against NCCL's, eagerly and inside CUDA graphs."""
+"""The symmetric-memory all-reduce path (parallel.all_reduce): its size rules, setup and the norm's reduce of a
+layer's partial sums on the CPU; on 2+ CUDA GPUs, its sums (and the push kernel's norm) against NCCL's, eagerly and
+inside CUDA graphs."""
 
 from __future__ import annotations
 
@@ -14,6 +15,10 @@ from spmd_infer.parallel.symm_all_reduce import (
     enable_symmetric_all_reduce,
     symmetric_all_reduce_for,
 )
+from spmd_infer.layers.layernorm import RMSNorm
+from spmd_infer.parallel.comm import PartialSums, Shard
+from spmd_infer.parallel.push_all_reduce import PushBuffers
+from spmd_kernels.push_all_reduce import PushPeers
 from tests.support.launch import REPO, torchrun
 
 MIB = 2**20
@@ -44,6 +49,33 @@ def test_algorithm_takes_only_what_the_buffer_holds():
     assert fast.algorithm(torch.zeros(4096, 64, dtype=torch.bfloat16).t()) == "nccl"  # strided
     assert fast.algorithm(torch.zeros(256, 4096, dtype=torch.bfloat16)) == "nccl"  # 2 MiB: past the 1 MiB buffer
     assert fast.algorithm(torch.zeros(0, 4096, dtype=torch.bfloat16)) == "nccl"
+
+
+def test_push_takes_rows_its_slots_hold():
+    peers = PushPeers(torch.zeros(2, dtype=torch.int64), torch.zeros(2, dtype=torch.int64),
+                      torch.zeros(4, dtype=torch.int32), 0, 2, 4, 4096)
+    fast = SymmetricAllReduce("g", 2, torch.empty(MIB, dtype=torch.bfloat16), push=PushBuffers(peers, ()))
+    assert fast.algorithm(torch.zeros(4, 4096, dtype=torch.bfloat16)) == "push"
+    assert fast.algorithm(torch.zeros(3, 100, dtype=torch.bfloat16)) == "push"  # narrower rows fit the slots too
+    assert fast.algorithm(torch.zeros(5, 4096, dtype=torch.bfloat16)) == "one_shot"  # more rows than slots
+    assert fast.algorithm(torch.zeros(1, 8192, dtype=torch.bfloat16)) == "one_shot"  # wider than a slot
+    assert fast.algorithm(torch.zeros(4, 4096, dtype=torch.float32)) == "nccl"  # not the buffers' dtype
+    residual = torch.zeros(5, 4096, dtype=torch.bfloat16)
+    assert fast.add_norm(torch.zeros(5, 4096, dtype=torch.bfloat16), residual, torch.ones(4096), 1e-6) is None
+    assert SymmetricAllReduce("g", 2, torch.empty(MIB, dtype=torch.bfloat16)).algorithm(
+        torch.zeros(1, 4096, dtype=torch.bfloat16)) == "one_shot"  # no push buffers: the one-shot kernel
+
+
+def test_norm_reduces_partial_sums_it_is_given():
+    """A row-parallel layer's PartialSums reach the RMSNorm after it, which sums them (here over one rank: as they
+    were) before the norm, with and without the residual."""
+    norm = RMSNorm(64, 1e-6)
+    norm.weight.data.normal_()
+    x, residual = torch.randn(3, 64), torch.randn(3, 64)
+    partial = PartialSums(x.clone(), Shard())
+    assert torch.equal(norm(partial), norm(x))
+    got, want = norm(partial, residual), norm(x, residual)
+    assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
 
 
 def test_setup_on_cpu_stays_on_gloo_or_says_what_to_change():

@@ -91,7 +91,8 @@ class Engine:
                              kv_dtype, fp8_experts, fp8_linears, cfg.model.linear_dtype == "fp8")
         # Before the warmup: the buffer's bytes count as used when the KV cache is sized, and graphs capture its path.
         enable_symmetric_all_reduce(getattr(cfg.parallel, "all_reduce", "auto"), dims.tp_group, dims.tp, device,
-                                    dtype, largest_tp_all_reduce(hf_config, dims, cfg.scheduler, dtype))
+                                    dtype, largest_tp_all_reduce(hf_config, dims, cfg.scheduler, dtype),
+                                    hf_config.hidden_size)
         _sync(device)
         times.load = runner.load_stats.seconds
         times.build = time.perf_counter() - t0 - times.load

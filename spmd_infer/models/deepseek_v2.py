@@ -62,6 +62,8 @@ class DeepseekV2Attention(nn.Module):
         self.attn = LatentAttention(self.num_heads, self.kv_lora_rank, self.nope, self.rope, self.v_dim,
                                     softmax_scale(params, qk_head_dim))
 
+    returns_o_proj = True  # forward returns o_proj's output as it is: its reduce may move into the next norm
+
     @staticmethod
     def rope_interleaved(config: Any) -> bool:
         return True  # V2 rotates (even, odd) pairs as complex numbers

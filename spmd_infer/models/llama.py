@@ -43,6 +43,8 @@ FUSED_SILU_ROUNDING = os.environ.get("SPMD_FP8_FUSED_SILU", "1") == "1"
 
 
 class LlamaAttention(nn.Module):
+    returns_o_proj = True  # forward returns o_proj's output as it is: its reduce may move into the next norm
+
     def __init__(self, config: Any, shard: Shard):
         super().__init__()
         self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
@@ -129,8 +131,20 @@ class LlamaMLP(nn.Module):
             # rounding launch would make, one launch fewer.
             rows = gate_up.reshape(-1, gate_up.shape[-1])
             h, h_scale = silu_and_mul_quantized(rows, self.down_proj.fp8_block[1])
-            return self.down_proj(RoundedRows(h, h_scale, gate_up.dtype)).view(*gate_up.shape[:-1], -1)
+            out = self.down_proj(RoundedRows(h, h_scale, gate_up.dtype))
+            return out if gate_up.dim() == 2 else out.view(*gate_up.shape[:-1], -1)  # [T, H] rows as they came
         return self.down_proj(silu_and_mul(gate_up))
+
+
+def reduce_in_next_norm(attention: nn.Module, mlp: nn.Module) -> None:
+    """Leave o_proj's and a dense MLP's down_proj's partial sums to the RMSNorm after each (post_attention_layernorm;
+    the next layer's input_layernorm or the final norm), which sums them over the TP group in the same kernel where
+    the group has the push all-reduce (kernels/push_all_reduce.py): at tp2 decode two kernels a layer fewer, and a
+    one-way trip over NVLink for two round trips. Only where the module returns that projection's output as it is."""
+    if getattr(attention, "returns_o_proj", False):
+        attention.o_proj.reduce_in_norm = True
+    if type(mlp) is LlamaMLP:  # a subclass or a MoE may combine down_proj's output with more before the norm
+        mlp.down_proj.reduce_in_norm = True
 
 
 def sharded_mlp(build, sharding: LayerSharding) -> nn.Module:
@@ -147,6 +161,8 @@ class LlamaDecoderLayer(nn.Module):
         self.dp_gather = DPGatherScatter(sharding) if sharding.dp_attention else None
         self.input_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        if not sharding.dp_attention:  # (under DP attention the MLP's sums are reduced by the DP gather instead)
+            reduce_in_next_norm(self.self_attn, self.mlp)
 
     def build_mlp(self, config: Any, sharding: LayerSharding, layer_idx: int) -> nn.Module:
         bias = getattr(config, "mlp_bias", False)

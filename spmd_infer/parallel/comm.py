@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import torch
 import torch.distributed as dist
@@ -36,6 +36,26 @@ def all_reduce(x: torch.Tensor, shard: Shard) -> torch.Tensor:
             return fast(x, algorithm)
         dist.all_reduce(x, group=shard.group)
     return x
+
+
+class PartialSums(NamedTuple):
+    """A row-parallel layer's output left unreduced for the RMSNorm after it, which sums it over the shard's group
+    (in the same kernel where the group has the push path: all_reduce_add_norm)."""
+
+    values: torch.Tensor
+    shard: Shard
+
+    def reduced(self) -> torch.Tensor:
+        return all_reduce(self.values, self.shard)
+
+
+def all_reduce_add_norm(x: PartialSums, residual: torch.Tensor, weight: torch.Tensor,
+                        eps: float) -> Optional[tuple[torch.Tensor, torch.Tensor]]:
+    """(rms_norm(sum + residual) * weight, sum + residual) for x's sum over its group, in one kernel where the group's
+    symmetric path has push buffers that take x (kernels/push_all_reduce.py); None otherwise (the caller reduces,
+    then norms)."""
+    fast = symmetric_all_reduce_for(x.shard.group) if x.shard.size > 1 else None
+    return fast.add_norm(x.values, residual, weight, eps) if fast is not None else None
 
 
 def all_gather_last_dim(x: torch.Tensor, shard: Shard) -> torch.Tensor:

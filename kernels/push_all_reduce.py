@@ -1,0 +1,149 @@
+"""A latency-bound all-reduce over GPUs that map each other's memory (symmetric memory over NVLink): each rank
+pushes its rows into every peer's buffer and flags them, then sums what the peers pushed into its own; optionally
+followed, in the same kernel, by the residual add and RMSNorm that come next in a decoder layer.
+
+Why push: PyTorch's one-shot all-reduce waits for the peers before and after it reads their buffers, two round
+trips over NVLink a call. Here a rank's stores travel one way, and the only wait is for the peers' flags, which
+they raise as soon as their rows are out. At tensor-parallel decode the all-reduce sits between o_proj or
+down_proj and an RMSNorm; ending in the norm saves that kernel too.
+
+Protocol, per row r (its slots and flags are row r's alone, whichever program takes it):
+- row r's epoch is epochs[r] + 1, counted on this rank's own device memory (no host value, so CUDA graphs replay
+  it); every rank runs the same launches, so a row's epoch is the same on every rank.
+- its program stores it into each peer's data slot [epoch % 2][this rank][r], then (after a CTA barrier) writes the
+  epoch into the peer's flag [this rank][r] with release semantics at system scope;
+- once all its rows are out, it waits until each peer's flag in its own memory reaches the row's epoch (acquire,
+  system scope), reads their rows (L2 only: another GPU wrote them) and sums all ranks' rows in rank order in fp32,
+  so every rank gets the same bits.
+Two slots a row suffice: a rank can push row r's epoch e + 2 only after its epoch e + 1 saw the peer's flag e + 1,
+which the peer raises in a later kernel than the one in which it read epoch e's slot. A program never waits before
+all its rows are pushed, and the launch has at most a program an SM, so no wait depends on a program not yet
+scheduled.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import triton
+import triton.language as tl
+
+from .decode_attention import _num_sms
+from .pdl import pdl_args, pdl_enter
+from .rmsnorm import add_rms_norm_row, rms_norm_launch, rms_norm_ref
+
+
+class PushPeers(NamedTuple):
+    """One rank's view of a group's push buffers (made by spmd_infer/parallel/push_all_reduce.py)."""
+
+    data_ptrs: torch.Tensor  # int64 [world]: each rank's data buffer [2, world, max_rows, row_stride] (this rank's too)
+    flag_ptrs: torch.Tensor  # int64 [world]: each rank's flags, int32 [world, max_rows], zeroed before first use
+    epochs: torch.Tensor  # int32 [max_rows] on this rank: each program's last epoch, zeroed before first use
+    rank: int
+    world: int
+    max_rows: int  # rows a launch may have: one program a row
+    row_stride: int  # elements a row's slot holds: the widest row a launch may have
+
+
+@triton.jit
+def _push_all_reduce_kernel(x_ptr, data_ptrs, flag_ptrs, epoch_ptr, res_ptr, w_ptr, y_ptr, h_ptr, M, H, stride_x,
+                            stride_r, stride_y, stride_h, eps, rank, WORLD: tl.constexpr, MAX_ROWS: tl.constexpr,
+                            ROW_STRIDE: tl.constexpr, NORM: tl.constexpr, BLOCK_H: tl.constexpr,
+                            PDL: tl.constexpr):
+    """Each row's sum over the ranks, into y (NORM=False) or, with NORM, h = sum + residual into h and rms_norm(h) *
+    w into y. A program takes rows pid, pid + programs, ...: it pushes them all before it waits on any. The module
+    docstring gives the protocol."""
+    pdl_enter(PDL)
+    offs = tl.arange(0, BLOCK_H)
+    mask = offs < H
+    dtype = x_ptr.dtype.element_ty
+    for row in range(tl.program_id(0), M, tl.num_programs(0)):
+        r64 = tl.cast(row, tl.int64)
+        epoch = tl.load(epoch_ptr + row) + 1
+        x = tl.load(x_ptr + r64 * stride_x + offs, mask=mask, other=0.0)
+        sent = (((epoch % 2) * WORLD + rank) * MAX_ROWS + row).to(tl.int64) * ROW_STRIDE
+        for peer in tl.static_range(WORLD):
+            if peer != rank:
+                peer_data = tl.load(data_ptrs + peer).to(tl.pointer_type(dtype))
+                tl.store(peer_data + sent + offs, x, mask=mask)
+        # Every thread's stores are issued before one thread's release publishes them (the release is cumulative).
+        tl.debug_barrier()
+        for peer in tl.static_range(WORLD):
+            if peer != rank:
+                peer_flags = tl.load(flag_ptrs + peer).to(tl.pointer_type(tl.int32))
+                tl.atomic_xchg(peer_flags + rank * MAX_ROWS + row, epoch, sem="release", scope="sys")
+    own_data = tl.load(data_ptrs + rank).to(tl.pointer_type(dtype))
+    own_flags = tl.load(flag_ptrs + rank).to(tl.pointer_type(tl.int32))
+    for row in range(tl.program_id(0), M, tl.num_programs(0)):
+        r64 = tl.cast(row, tl.int64)
+        epoch = tl.load(epoch_ptr + row) + 1
+        acc = tl.zeros([BLOCK_H], tl.float32)
+        for src in tl.static_range(WORLD):
+            if src == rank:
+                acc += tl.load(x_ptr + r64 * stride_x + offs, mask=mask, other=0.0).to(tl.float32)
+            else:
+                while tl.atomic_add(own_flags + src * MAX_ROWS + row, 0, sem="acquire", scope="sys") < epoch:
+                    pass
+                tl.debug_barrier()  # the other threads read only after the acquire
+                got = (((epoch % 2) * WORLD + src) * MAX_ROWS + row).to(tl.int64) * ROW_STRIDE
+                part = tl.load(own_data + got + offs, mask=mask, other=0.0, cache_modifier=".cg")
+                acc += part.to(tl.float32)
+        tl.store(epoch_ptr + row, epoch)
+        total = acc.to(dtype)
+        if NORM:
+            add_rms_norm_row(total, r64, offs, mask, res_ptr, w_ptr, y_ptr, h_ptr, stride_r, stride_y,
+                             stride_h, H, eps, True)
+        else:
+            tl.store(y_ptr + r64 * stride_y + offs, total, mask=mask)
+
+
+def push_all_reduce_supports(x: torch.Tensor, peers: PushPeers) -> bool:
+    """Whether push_all_reduce takes x [..., H]: contiguous, 1 to max_rows rows of 1 to row_stride features."""
+    if x.dim() == 0 or not x.is_contiguous() or not 0 < x.shape[-1] <= peers.row_stride:
+        return False
+    return 0 < x.numel() // x.shape[-1] <= peers.max_rows
+
+
+def push_all_reduce(x: torch.Tensor, peers: PushPeers, residual: torch.Tensor | None = None,
+                    weight: torch.Tensor | None = None,
+                    eps: float = 0.0) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """The sum of x over the group (a new tensor), or with `weight` (and `residual`, x's shape) the pair
+    (rms_norm(sum + residual) * weight, sum + residual) as kernels/rmsnorm.py's rms_norm returns it. Every rank of
+    the group must make the same calls with the same shapes (push_all_reduce_supports must hold)."""
+    assert push_all_reduce_supports(x, peers), (tuple(x.shape), peers.max_rows, peers.row_stride)
+    x2 = x.view(-1, x.shape[-1])
+    rows, H = x2.shape
+    y = torch.empty_like(x2)
+    norm = weight is not None
+    if norm:
+        assert residual is not None and residual.shape == x.shape and weight.shape == (H,), "norm needs both"
+        r2 = residual.reshape(rows, H)
+        h = torch.empty_like(x2)
+    else:
+        r2, h = y, y  # unused
+    block_h, num_warps = rms_norm_launch(H)
+    # At most a program an SM, so that every program is resident at once: none may wait on a peer's program that
+    # waits, in turn, for this GPU to schedule one of ours.
+    programs = min(rows, _num_sms(x.device))
+    _push_all_reduce_kernel[(programs,)](
+        x2, peers.data_ptrs, peers.flag_ptrs, peers.epochs, r2, weight if norm else y, y, h, rows, H, x2.stride(0),
+        r2.stride(0), y.stride(0), h.stride(0), float(eps), peers.rank, WORLD=peers.world, MAX_ROWS=peers.max_rows,
+        ROW_STRIDE=peers.row_stride, NORM=norm, BLOCK_H=block_h, num_warps=num_warps, **pdl_args(x.device))
+    if not norm:
+        return y.view(x.shape)
+    return y.view(x.shape), h.view(x.shape)
+
+
+def push_all_reduce_ref(parts: list[torch.Tensor], residual: torch.Tensor | None = None,
+                        weight: torch.Tensor | None = None,
+                        eps: float = 0.0) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """Plain-PyTorch reference for :func:`push_all_reduce`, given every rank's x in rank order: their fp32 sum in
+    that order, rounded once to x's dtype, then (with `weight`) rms_norm_ref's residual add and norm."""
+    total = torch.zeros_like(parts[0], dtype=torch.float32)
+    for part in parts:
+        total = total + part.float()
+    total = total.to(parts[0].dtype)
+    if weight is None:
+        return total
+    return rms_norm_ref(total, weight, eps, residual)

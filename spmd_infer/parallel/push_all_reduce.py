@@ -1,0 +1,59 @@
+"""The buffers of kernels/push_all_reduce.py for one TP group: each rank's rows slots and flags in symmetric memory
+(mapped by every peer), its program epochs in its own memory, and the peers' addresses as device tensors.
+
+symm_all_reduce.py makes them beside its own buffer, when the group takes the symmetric path, and sends small
+all-reduces (at most PUSH_MAX_ROWS rows of the model's width) through them; the RMSNorm after o_proj and down_proj
+runs in the same kernel there (layers/layernorm.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Optional
+
+import torch
+import torch.distributed as dist
+from spmd_kernels.push_all_reduce import PushPeers
+
+log = logging.getLogger(__name__)
+
+# SPMD_PUSH_ALL_REDUCE=0 leaves the small all-reduces to PyTorch's one-shot kernel and the norm to its own (A/B runs).
+PUSH_ON = os.environ.get("SPMD_PUSH_ALL_REDUCE", "1") == "1"
+# Rows an all-reduce may have on this path: one program a row, all of them resident at once (a program waits only on
+# its peers' program of the same row, never on another of its own grid).
+PUSH_MAX_ROWS = 256
+
+
+class PushBuffers:
+    """A group's push buffers on this rank: the kernel's view (`peers`) and the symmetric tensors and handles behind
+    its pointer tables, held so the mappings live as long as it does."""
+
+    def __init__(self, peers: PushPeers, mapped: tuple):
+        self.peers = peers
+        self._mapped = mapped
+
+
+def make_push_buffers(group: dist.ProcessGroup, device: torch.device, dtype: torch.dtype, max_rows: int,
+                      row_width: int) -> Optional[PushBuffers]:
+    """This rank's push buffers for `group` (a collective over it: every rank calls it at the same point), for
+    all-reduces of up to `max_rows` rows of up to `row_width` elements; None (with a warning) where symmetric
+    memory cannot map them. The caller agrees over the group before any kernel uses them, so every rank's zeroed
+    flags are in place before a peer can raise one."""
+    import torch.distributed._symmetric_memory as symm_mem
+
+    world, rank = dist.get_world_size(group), dist.get_rank(group)
+    try:
+        data = symm_mem.empty(2 * world * max_rows * row_width, dtype=dtype, device=device)
+        data_handle = symm_mem.rendezvous(data, group.group_name)
+        flags = symm_mem.empty(world * max_rows, dtype=torch.int32, device=device)
+        flags.zero_()
+        flags_handle = symm_mem.rendezvous(flags, group.group_name)
+        data_ptrs = torch.tensor(list(data_handle.buffer_ptrs), dtype=torch.int64, device=device)
+        flag_ptrs = torch.tensor(list(flags_handle.buffer_ptrs), dtype=torch.int64, device=device)
+    except Exception as err:  # any failure leaves the one-shot kernel in place, agreed over the group by the caller
+        log.warning("push all-reduce unavailable (%s: %s)", type(err).__name__, str(err)[:300])
+        return None
+    epochs = torch.zeros(max_rows, dtype=torch.int32, device=device)
+    peers = PushPeers(data_ptrs, flag_ptrs, epochs, rank, world, max_rows, row_width)
+    return PushBuffers(peers, (data, flags, data_handle, flags_handle))

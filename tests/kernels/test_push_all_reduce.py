@@ -1,0 +1,132 @@
+"""kernels/push_all_reduce.py against its reference: the ranks' buffers are tensors of this process, their
+addresses in the pointer tables as symmetric memory would give them. Across real GPUs:
+tests/test_symm_all_reduce.py."""
+
+import pytest
+import torch
+
+from spmd_kernels.push_all_reduce import PushPeers, push_all_reduce, push_all_reduce_ref, push_all_reduce_supports
+from spmd_kernels.rmsnorm import rms_norm
+
+MAX_ROWS, ROW_STRIDE = 8, 160
+
+
+def group_buffers(world: int, dtype: torch.dtype, device, shared: bool = False) -> tuple[list, list, list[PushPeers]]:
+    """Every rank's data slots and flags, zeroed (in shared memory: for forked ranks), and each rank's PushPeers
+    over them."""
+    data = [torch.zeros(2, world, MAX_ROWS, ROW_STRIDE, dtype=dtype, device=device) for _ in range(world)]
+    flags = [torch.zeros(world, MAX_ROWS, dtype=torch.int32, device=device) for _ in range(world)]
+    if shared:  # moves the storage: before the addresses are taken
+        data, flags = [t.share_memory_() for t in data], [t.share_memory_() for t in flags]
+    data_ptrs = torch.tensor([d.data_ptr() for d in data], dtype=torch.int64, device=device)
+    flag_ptrs = torch.tensor([f.data_ptr() for f in flags], dtype=torch.int64, device=device)
+    epochs = [torch.zeros(MAX_ROWS, dtype=torch.int32, device=device) for _ in range(world)]
+    if shared:
+        epochs = [t.share_memory_() for t in epochs]
+    peers = [PushPeers(data_ptrs, flag_ptrs, epochs[rank], rank, world, MAX_ROWS, ROW_STRIDE) for rank in range(world)]
+    return data, flags, peers
+
+
+def inputs(world: int, rows: int, width: int, dtype, device, seed: int):
+    g = torch.Generator().manual_seed(seed)
+    parts = [torch.randn(rows, width, generator=g).to(dtype).to(device) for _ in range(world)]
+    residual = torch.randn(rows, width, generator=g).to(dtype).to(device)
+    weight = (1.0 + 0.1 * torch.randn(width, generator=g)).to(dtype).to(device)
+    return parts, residual, weight
+
+
+def expected(parts, residual, weight, eps):
+    """The unfused path's bits: the reference sum, then the RMSNorm kernel (the same reduction order as the fused
+    norm) for y and the reference's exact h."""
+    total = push_all_reduce_ref(parts)
+    y, h = rms_norm(total, weight, eps, residual)
+    _, h_ref = push_all_reduce_ref(parts, residual, weight, eps)
+    assert torch.equal(h, h_ref)
+    return total, y, h
+
+
+@pytest.mark.parametrize("world,rank", [(2, 0), (2, 1), (3, 1)])
+def test_one_rank_against_pushed_peers(world, rank, dtype, device):
+    """One rank's kernel, its peers' pushes made by hand in its slots and flags: it must push its own rows to each
+    peer and raise their flags, sum every rank's rows in rank order, and end in the norm, call after call."""
+    data, flags, peers = group_buffers(world, dtype, device)
+    eps = 1e-6
+    for call, (rows, width) in enumerate([(3, 160), (1, 100), (5, 64), (3, 160)]):
+        parts, residual, weight = inputs(world, rows, width, dtype, device, seed=call)
+        for src in range(world):
+            if src != rank:
+                for row in range(rows):
+                    e = int(peers[rank].epochs[row]) + 1
+                    data[rank][e % 2, src, row, :width] = parts[src][row]
+                    flags[rank][src, row] = e
+        epochs_before = peers[rank].epochs.clone()
+        norm = call % 2 == 0
+        got = push_all_reduce(parts[rank], peers[rank], residual if norm else None, weight if norm else None, eps)
+        total, y, h = expected(parts, residual, weight, eps)
+        if norm:
+            assert torch.equal(got[1], h) and torch.equal(got[0], y), f"call {call}"
+        else:
+            assert torch.equal(got, total), f"call {call}"
+        assert torch.equal(peers[rank].epochs[:rows], epochs_before[:rows] + 1)
+        assert torch.equal(peers[rank].epochs[rows:], epochs_before[rows:])  # rows beyond this launch keep theirs
+        for peer in range(world):
+            if peer != rank:
+                for row in range(rows):
+                    e = int(peers[rank].epochs[row])
+                    assert torch.equal(data[peer][e % 2, rank, row, :width], parts[rank][row])
+                    assert int(flags[peer][rank, row]) == e
+
+
+CONCURRENT_CALLS = [(4, 160), (1, 160), (6, 96), (4, 160), (2, 33)]
+
+
+def _rank_process(rank, peers, calls, outs):
+    """One rank's calls in a forked process (its own interpreter: the interpreter's launches cannot share a process
+    while one waits on another); its results go into shared tensors."""
+    for call, (parts, residual, weight) in enumerate(calls):
+        y, h = push_all_reduce(parts[rank], peers[rank], residual, weight, 1e-5)
+        outs[rank][call][0].copy_(y)
+        outs[rank][call][1].copy_(h)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="concurrent ranks are processes of the CPU interpreter; on GPUs "
+                                                       "tests/test_symm_all_reduce.py runs them across two cards")
+@pytest.mark.parametrize("world", [2, 3])
+def test_ranks_run_concurrently(world):
+    """Every rank's kernel at once, each waiting on the others' flags (the interpreter's atomics are the CPU's),
+    over calls of changing shapes: each rank gets the same bits, those of the unfused path."""
+    import multiprocessing
+
+    dtype = torch.float16
+    # Shared before the fork: every process then sees the same pages at the same addresses, as its pointer tables say.
+    data, flags, peers = group_buffers(world, dtype, "cpu", shared=True)
+    calls = [inputs(world, rows, width, dtype, "cpu", seed=10 + i) for i, (rows, width) in enumerate(CONCURRENT_CALLS)]
+    outs = [[(torch.zeros_like(c[1]).share_memory_(), torch.zeros_like(c[1]).share_memory_()) for c in calls]
+            for _ in range(world)]
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_rank_process, args=(rank, peers, calls, outs), daemon=True) for rank in range(world)]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(timeout=120)
+    alive = [proc.is_alive() for proc in procs]
+    for proc in procs:
+        proc.kill() if proc.is_alive() else None
+    assert not any(alive), "a rank is still waiting for a peer's flag"
+    assert all(proc.exitcode == 0 for proc in procs), [proc.exitcode for proc in procs]
+    for call, (parts, residual, weight) in enumerate(calls):
+        _, y, h = expected(parts, residual, weight, 1e-5)
+        for rank in range(world):
+            assert torch.equal(outs[rank][call][0], y) and torch.equal(outs[rank][call][1], h), (call, rank)
+
+
+def test_supports(device):
+    _, _, peers = group_buffers(2, torch.float32, device)
+    ok = torch.zeros(MAX_ROWS, ROW_STRIDE, device=device)
+    assert push_all_reduce_supports(ok, peers[0])
+    assert push_all_reduce_supports(ok[0], peers[0])  # one row, 1-D
+    assert push_all_reduce_supports(torch.zeros(2, 3, 40, device=device), peers[0])  # rows = 6
+    assert not push_all_reduce_supports(torch.zeros(MAX_ROWS + 1, 16, device=device), peers[0])
+    assert not push_all_reduce_supports(torch.zeros(1, ROW_STRIDE + 1, device=device), peers[0])
+    assert not push_all_reduce_supports(torch.zeros(0, 16, device=device), peers[0])
+    assert not push_all_reduce_supports(ok[:, ::2], peers[0])  # strided rows
