@@ -17,8 +17,8 @@ Protocol, per row r (its slots and flags are row r's alone, whichever program ta
   so every rank gets the same bits.
 Two slots a row suffice: a rank can push row r's epoch e + 2 only after its epoch e + 1 saw the peer's flag e + 1,
 which the peer raises in a later kernel than the one in which it read epoch e's slot. A program never waits before
-all its rows are pushed, and the launch has at most a program an SM, so no wait depends on a program not yet
-scheduled.
+all its rows are pushed, and a launch has no more programs than the GPU holds at once (_resident_per_sm), so no
+wait depends on a program not yet scheduled. Ranks may launch different grids: rows, not programs, pair up.
 """
 
 from __future__ import annotations
@@ -67,8 +67,11 @@ def _push_all_reduce_kernel(x_ptr, data_ptrs, flag_ptrs, epoch_ptr, res_ptr, w_p
             if peer != rank:
                 peer_data = tl.load(data_ptrs + peer).to(tl.pointer_type(dtype))
                 tl.store(peer_data + sent + offs, x, mask=mask)
-        # Every thread's stores are issued before one thread's release publishes them (the release is cumulative).
-        tl.debug_barrier()
+    # Every thread's stores are issued before one thread's releases publish them (a release is cumulative). All of
+    # a program's rows are in flight before the first release, which waits for them: the others find them done.
+    tl.debug_barrier()
+    for row in range(tl.program_id(0), M, tl.num_programs(0)):
+        epoch = tl.load(epoch_ptr + row) + 1
         for peer in tl.static_range(WORLD):
             if peer != rank:
                 peer_flags = tl.load(flag_ptrs + peer).to(tl.pointer_type(tl.int32))
@@ -98,6 +101,27 @@ def _push_all_reduce_kernel(x_ptr, data_ptrs, flag_ptrs, epoch_ptr, res_ptr, w_p
             tl.store(y_ptr + r64 * stride_y + offs, total, mask=mask)
 
 
+# Programs of a kernel variant an SM holds at once, by (device, world, norm, BLOCK_H, warps, dtype): learned from the
+# variant's first launch (which takes one an SM). 2 x H200, 256 rows: 15.2 us as many as fit, 15.4 two an SM, 17.7 one.
+_RESIDENT: dict[tuple, int] = {}
+# Blocks an SM holds at most whatever their size: 16 on sm_75 / sm_86, 24 on sm_89, 32 on sm_80 / sm_90; the least.
+MAX_BLOCKS_PER_SM = 16
+
+
+def _resident_per_sm(compiled, device: torch.device) -> int:
+    """How many programs of a compiled kernel fit on one SM together: its threads, registers (allocated 8 a thread at
+    a time) and shared memory (1 KiB more a block, the driver's) against the SM's, and MAX_BLOCKS_PER_SM; at least
+    one."""
+    props = torch.cuda.get_device_properties(device)
+    threads = 32 * compiled.metadata.num_warps
+    by_threads = props.max_threads_per_multi_processor // threads
+    regs = -(-compiled.n_regs // 8) * 8 * threads
+    by_regs = triton.runtime.driver.active.utils.get_device_properties(device.index)["max_num_regs"] // max(regs, 1)
+    shared = compiled.metadata.shared
+    by_shared = props.shared_memory_per_multiprocessor // (shared + 1024) if shared else by_threads
+    return max(1, min(by_threads, by_regs, by_shared, MAX_BLOCKS_PER_SM))
+
+
 def push_all_reduce_supports(x: torch.Tensor, peers: PushPeers) -> bool:
     """Whether push_all_reduce takes x [..., H]: contiguous, 1 to max_rows rows of 1 to row_stride features."""
     if x.dim() == 0 or not x.is_contiguous() or not 0 < x.shape[-1] <= peers.row_stride:
@@ -106,11 +130,13 @@ def push_all_reduce_supports(x: torch.Tensor, peers: PushPeers) -> bool:
 
 
 def push_all_reduce(x: torch.Tensor, peers: PushPeers, residual: torch.Tensor | None = None,
-                    weight: torch.Tensor | None = None,
-                    eps: float = 0.0) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+                    weight: torch.Tensor | None = None, eps: float = 0.0,
+                    programs_per_sm: int | None = None) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """The sum of x over the group (a new tensor), or with `weight` (and `residual`, x's shape) the pair
     (rms_norm(sum + residual) * weight, sum + residual) as kernels/rmsnorm.py's rms_norm returns it. Every rank of
-    the group must make the same calls with the same shapes (push_all_reduce_supports must hold)."""
+    the group must make the same calls with the same shapes (push_all_reduce_supports must hold).
+    `programs_per_sm` is for tuning runs (tests/gpu/bench_all_reduce.py); by default as many as an SM holds at once
+    (_resident_per_sm), one on a variant's first launch, which measures it."""
     assert push_all_reduce_supports(x, peers), (tuple(x.shape), peers.max_rows, peers.row_stride)
     x2 = x.view(-1, x.shape[-1])
     rows, H = x2.shape
@@ -123,13 +149,17 @@ def push_all_reduce(x: torch.Tensor, peers: PushPeers, residual: torch.Tensor | 
     else:
         r2, h = y, y  # unused
     block_h, num_warps = rms_norm_launch(H)
-    # At most a program an SM, so that every program is resident at once: none may wait on a peer's program that
-    # waits, in turn, for this GPU to schedule one of ours.
-    programs = min(rows, _num_sms(x.device))
-    _push_all_reduce_kernel[(programs,)](
+    # No more programs than the GPU holds at once, so that none waits on a peer's program that waits, in turn, for
+    # this GPU to schedule one of ours. (Ranks may launch different grids: rows, not programs, pair up.)
+    variant = (x.device, peers.world, norm, block_h, num_warps, x.dtype)
+    per_sm = programs_per_sm or _RESIDENT.get(variant, 1)
+    programs = min(rows, per_sm * _num_sms(x.device))
+    compiled = _push_all_reduce_kernel[(programs,)](
         x2, peers.data_ptrs, peers.flag_ptrs, peers.epochs, r2, weight if norm else y, y, h, rows, H, x2.stride(0),
         r2.stride(0), y.stride(0), h.stride(0), float(eps), peers.rank, WORLD=peers.world, MAX_ROWS=peers.max_rows,
         ROW_STRIDE=peers.row_stride, NORM=norm, BLOCK_H=block_h, num_warps=num_warps, **pdl_args(x.device))
+    if variant not in _RESIDENT and x.is_cuda:
+        _RESIDENT[variant] = _resident_per_sm(compiled, x.device)
     if not norm:
         return y.view(x.shape)
     return y.view(x.shape), h.view(x.shape)

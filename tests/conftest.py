@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from support.block_fp8 import write_block_fp8_copy  # noqa: E402
 from support.tiny_models import (  # noqa: E402
-    FP8_QWEN3, JOB_MAX_TOKENS, MAX_NEW, MODELS, build_model, greedy_reference, write_prompts)
+    FP8_QWEN3, JOB_MAX_TOKENS, MAX_NEW, MODELS, MOE_MODELS, build_model, greedy_reference, write_prompts)
 
 
 def _prompts(seed: int, lengths: list[int]) -> list[list[int]]:
@@ -39,8 +39,8 @@ def tiny(tmp_path_factory):
         # A 20-token "system prompt" shared by every request: prefix-cache hits in whole 4-token blocks.
         "shared": [_prompts(4, [20])[0] + tail for tail in _prompts(5, [3, 7, 1, 12, 5, 9])],
     }
-    models = {name: build_model(name, root / name, shards=2 if name == "qwen2" else 1) for name in MODELS}
-    refs = {(m, "mixed"): greedy_reference(models[m], sets["mixed"], MAX_NEW) for m in MODELS}
+    models = {name: build_model(name, root / name, shards=2 if name == "qwen2" else 1) for name in MODELS + MOE_MODELS}
+    refs = {(m, "mixed"): greedy_reference(models[m], sets["mixed"], MAX_NEW) for m in MODELS + MOE_MODELS}
     for s in ("one", "long", "preempt", "shared"):
         refs[("llama", s)] = greedy_reference(models["llama"], sets[s], MAX_NEW)
     # Qwen3 as a block-float8 release (16 x 16 blocks), and transformers on its dequantized twin: the reference of

@@ -8,7 +8,8 @@ from __future__ import annotations
 import pytest
 
 from support.launch import run_jobs
-from support.tiny_models import FP8_QWEN3, MAX_NEW, MODELS, PENALTIES, penalized_greedy_reference, read_output
+from support.tiny_models import (FP8_QWEN3, MAX_NEW, MODELS, MOE_MODELS, PENALTIES, penalized_greedy_reference,
+                                 read_output)
 
 LAYOUTS = [(1, 1), (1, 2), (2, 1), (2, 2), (4, 1), (1, 4)]
 # Seeded sampling with filters and penalties (their counts live on each rank's device, TP ranks alike).
@@ -22,8 +23,9 @@ def _cases(tiny, out_dir, settled_prefill: bool):
     settle prefill steps at once too (runtime.overlap_prefill=false; rank-local logic, so not in every layout)."""
     greedy = ["sampling.temperature=0", f"sampling.max_tokens={MAX_NEW}"]
     m, i = tiny["models"], tiny["inputs"]
+    # The MoE models too: under TP their experts' output reduce moves into the next RMSNorm, as o_proj's does.
     cases = [(f"{name}-mixed", [f"model.path={m[name]}", f"data.input={i['mixed']}"], (name, "mixed"))
-             for name in MODELS]
+             for name in MODELS + MOE_MODELS]
     cases += [
         # Linear layers held in float8 (those whose shard is whole 16 x 16 blocks under the layout), against
         # transformers on the dequantized values.

@@ -18,7 +18,7 @@ from spmd_kernels.qkv_rope_store import qkv_rope_store, qkv_rope_store_supports
 from spmd_kernels.qkv_epilogue import RopeStore
 from spmd_kernels.skinny_gemm import skinny_gemm, skinny_gemm_supports, skinny_split_k
 
-from ..parallel.comm import PartialSums, Shard, all_reduce
+from ..parallel.comm import PartialSums, Shard, reduced_or_partial
 from .fp8_checkpoint import float8_slice
 from .weights import CheckpointTensor, copy_checked
 
@@ -321,16 +321,16 @@ class RowParallelLinear(LinearBase):
     def __init__(self, in_features: int, out_features: int, bias: bool, shard: Shard, reduce: bool = True):
         super().__init__(shard.split(in_features, "input features"), out_features, bias, shard, 1)
         self.reduce = reduce
-        # Set by a decoder layer whose next op on this output is an RMSNorm (reduce_in_next_norm): the output then
-        # leaves as PartialSums, summed by that norm, in one kernel with it where the group can.
+        # Set where the next op on this output is an RMSNorm (the decoder layer's defer_reduce_to_norm): the output
+        # then leaves as PartialSums, summed by that norm, in one kernel with it where the group can.
         self.reduce_in_norm = False
 
     def forward(self, x: torch.Tensor | RoundedRows) -> torch.Tensor | PartialSums:
         y = self.project(x, None)
-        if self.reduce and self.reduce_in_norm and self.bias is None and self.shard.size > 1:
-            return PartialSums(y, self.shard)
-        if self.reduce:
-            y = all_reduce(y, self.shard)
+        if self.reduce:  # (a bias is added after the sum: such a layer sums here)
+            y = reduced_or_partial(y, self.shard, self.reduce_in_norm and self.bias is None)
+            if isinstance(y, PartialSums):
+                return y
         if self.bias is not None and (self.reduce or self.shard.rank == 0):
             # Once: after the reduction, or (partial sums reduced later, DP attention) on one rank only.
             y = y + self.bias

@@ -20,7 +20,7 @@ from torch import nn
 from spmd_kernels import fused_moe
 from spmd_kernels.block_fp8 import dequantize_blocks, quantize_blocks
 
-from ..parallel.comm import Shard, all_reduce
+from ..parallel.comm import Shard, reduced_or_partial
 from ..parallel.dims import ConfigError
 from .activation import silu_and_mul
 from .fp8_checkpoint import float8_slice
@@ -74,6 +74,7 @@ class FusedMoE(nn.Module):
         columns), narrowed to powers of two that put this rank's shard edges on block edges (fp8_resident_block)."""
         super().__init__()
         self.num_experts, self.routing, self.shard, self.mode, self.reduce = num_experts, routing, shard, mode, reduce
+        self.reduce_in_norm = False  # defer_reduce_to_norm
         if mode == "ep":
             self.num_local = shard.split(num_experts, "number of routed experts")
             self.first_expert = shard.rank * self.num_local
@@ -159,7 +160,11 @@ class FusedMoE(nn.Module):
                             self.w2_scale, self.fp8_block, num_experts=self.num_experts)
         else:
             out = self._experts_torch(x, weights, ids, valid)
-        return all_reduce(out, self.shard) if self.reduce else out
+        return reduced_or_partial(out, self.shard, self.reduce_in_norm) if self.reduce else out
+
+    def defer_reduce_to_norm(self) -> None:
+        """Leave the output's sum over the shard to the RMSNorm after this layer (models/llama.py)."""
+        self.reduce_in_norm = True
 
     def _experts_torch(self, x, weights, ids, valid) -> torch.Tensor:
         out = torch.zeros_like(x)
@@ -220,6 +225,10 @@ class MoeBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, batch=None, valid: torch.Tensor | None = None) -> torch.Tensor:
         return self.experts(x, batch, valid)
+
+    def defer_reduce_to_norm(self) -> None:
+        """Its experts' output reduce moves into the RMSNorm after this layer."""
+        self.experts.defer_reduce_to_norm()
 
 
 def map_moe_checkpoint_name(name: str, block: str = "mlp") -> tuple[str, object] | None:

@@ -18,7 +18,7 @@ from ..layers.linear import ColumnParallelLinear, ReplicatedLinear, RowParallelL
 from ..layers.mla import LatentAttention
 from ..layers.moe import FusedMoE, RoutingConfig, map_moe_checkpoint_name
 from ..layers.rotary import RotaryEmbedding, rope_parameters, yarn_mscale
-from ..parallel.comm import Shard, all_reduce
+from ..parallel.comm import Shard, reduced_or_partial
 from ..parallel.sharding import LayerSharding
 from .llama import LlamaDecoderLayer, LlamaForCausalLM, LlamaMLP, sharded_mlp
 
@@ -62,7 +62,9 @@ class DeepseekV2Attention(nn.Module):
         self.attn = LatentAttention(self.num_heads, self.kv_lora_rank, self.nope, self.rope, self.v_dim,
                                     softmax_scale(params, qk_head_dim))
 
-    returns_o_proj = True  # forward returns o_proj's output as it is: its reduce may move into the next norm
+    def defer_reduce_to_norm(self) -> None:
+        """forward returns o_proj's output as it is: its reduce moves into the RMSNorm after attention."""
+        self.o_proj.reduce_in_norm = True
 
     @staticmethod
     def rope_interleaved(config: Any) -> bool:
@@ -98,6 +100,7 @@ class DeepseekMoE(nn.Module):
                  fp8_block: tuple[int, int] | None = None):
         super().__init__()
         self.shard, self.reduce = shard, reduce
+        self.reduce_in_norm = False  # defer_reduce_to_norm
         self.experts = FusedMoE(config.n_routed_experts, config.hidden_size, config.moe_intermediate_size, routing,
                                 shard, mode, reduce=False, fp8_block=fp8_block)
         shared = (config.n_shared_experts or 0) * config.moe_intermediate_size
@@ -110,7 +113,11 @@ class DeepseekMoE(nn.Module):
         out = self.experts(x, batch, valid)
         if self.shared_experts is not None:
             out = out + self.shared_experts(x)
-        return all_reduce(out, self.shard) if self.reduce else out
+        return reduced_or_partial(out, self.shard, self.reduce_in_norm) if self.reduce else out
+
+    def defer_reduce_to_norm(self) -> None:
+        """Leave the routed and shared experts' summed output's reduce to the RMSNorm after this layer."""
+        self.reduce_in_norm = True
 
 
 def is_moe_layer(config: Any, layer_idx: int) -> bool:

@@ -43,8 +43,6 @@ FUSED_SILU_ROUNDING = os.environ.get("SPMD_FP8_FUSED_SILU", "1") == "1"
 
 
 class LlamaAttention(nn.Module):
-    returns_o_proj = True  # forward returns o_proj's output as it is: its reduce may move into the next norm
-
     def __init__(self, config: Any, shard: Shard):
         super().__init__()
         self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
@@ -67,6 +65,10 @@ class LlamaAttention(nn.Module):
         # slower and removed: kernels/qkv_rope_store.py.)
         self.rope_in_qkv_epilogue = (QKV_ROPE_ON and rotary_alone and self.fuse_rotary_store
                                      and not self.rotary_emb.interleaved and self.rotary_emb.rot_dim == self.head_dim)
+
+    def defer_reduce_to_norm(self) -> None:
+        """forward returns o_proj's output as it is: its reduce moves into the RMSNorm after attention."""
+        self.o_proj.reduce_in_norm = True
 
     @staticmethod
     def biases(config: Any) -> tuple[bool, bool]:
@@ -135,16 +137,21 @@ class LlamaMLP(nn.Module):
             return out if gate_up.dim() == 2 else out.view(*gate_up.shape[:-1], -1)  # [T, H] rows as they came
         return self.down_proj(silu_and_mul(gate_up))
 
+    def defer_reduce_to_norm(self) -> None:
+        """forward returns down_proj's output as it is: its reduce moves into the RMSNorm after this MLP."""
+        self.down_proj.reduce_in_norm = True
 
-def reduce_in_next_norm(attention: nn.Module, mlp: nn.Module) -> None:
-    """Leave o_proj's and a dense MLP's down_proj's partial sums to the RMSNorm after each (post_attention_layernorm;
-    the next layer's input_layernorm or the final norm), which sums them over the TP group in the same kernel where
-    the group has the push all-reduce (kernels/push_all_reduce.py): at tp2 decode two kernels a layer fewer, and a
-    one-way trip over NVLink for two round trips. Only where the module returns that projection's output as it is."""
-    if getattr(attention, "returns_o_proj", False):
-        attention.o_proj.reduce_in_norm = True
-    if type(mlp) is LlamaMLP:  # a subclass or a MoE may combine down_proj's output with more before the norm
-        mlp.down_proj.reduce_in_norm = True
+
+def reduce_in_next_norm(*modules: nn.Module) -> None:
+    """Leave the attention's and the MLP's (or MoE's) output reduce over the TP group to the RMSNorm after each
+    (post_attention_layernorm; the next layer's input_layernorm or the final norm), which sums it in the same kernel
+    where the group has the push all-reduce (kernels/push_all_reduce.py): at tp2 decode two kernels a layer fewer,
+    and one trip over NVLink for two round trips. Modules say how by `defer_reduce_to_norm`; those without it (a
+    subclass that combines the output with more before the norm must override it) reduce as before."""
+    for module in modules:
+        defer = getattr(module, "defer_reduce_to_norm", None)
+        if defer is not None:
+            defer()
 
 
 def sharded_mlp(build, sharding: LayerSharding) -> nn.Module:

@@ -49,6 +49,14 @@ class PartialSums(NamedTuple):
         return all_reduce(self.values, self.shard)
 
 
+def reduced_or_partial(y: torch.Tensor, shard: Shard, defer: bool) -> torch.Tensor | PartialSums:
+    """y summed over the shard's group, or (defer, more than one rank) left as PartialSums for the RMSNorm after it
+    to sum: a layer's output reduce moved into the next norm (models/llama.py's defer_reduce_to_norm)."""
+    if defer and shard.size > 1:
+        return PartialSums(y, shard)
+    return all_reduce(y, shard)
+
+
 def all_reduce_add_norm(x: PartialSums, residual: torch.Tensor, weight: torch.Tensor,
                         eps: float) -> Optional[tuple[torch.Tensor, torch.Tensor]]:
     """(rms_norm(sum + residual) * weight, sum + residual) for x's sum over its group, in one kernel where the group's

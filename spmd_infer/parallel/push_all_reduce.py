@@ -1,9 +1,9 @@
-"""The buffers of kernels/push_all_reduce.py for one TP group: each rank's rows slots and flags in symmetric memory
-(mapped by every peer), its program epochs in its own memory, and the peers' addresses as device tensors.
+"""The buffers of kernels/push_all_reduce.py for one TP group: each rank's row slots and flags in symmetric memory
+(mapped by every peer), its rows' epochs in its own memory, and the peers' addresses as device tensors.
 
 symm_all_reduce.py makes them beside its own buffer, when the group takes the symmetric path, and sends small
-all-reduces (at most PUSH_MAX_ROWS rows of the model's width) through them; the RMSNorm after o_proj and down_proj
-runs in the same kernel there (layers/layernorm.py).
+all-reduces (at most PUSH_MAX_ROWS rows of the model's width) through them; the RMSNorm after o_proj, down_proj and
+MoE layers runs in the same kernel there (layers/layernorm.py).
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ log = logging.getLogger(__name__)
 
 # SPMD_PUSH_ALL_REDUCE=0 leaves the small all-reduces to PyTorch's one-shot kernel and the norm to its own (A/B runs).
 PUSH_ON = os.environ.get("SPMD_PUSH_ALL_REDUCE", "1") == "1"
-# Rows an all-reduce may have on this path: one program a row, all of them resident at once (a program waits only on
-# its peers' program of the same row, never on another of its own grid).
+# Rows an all-reduce may have on this path: past 256 (2 MiB at hidden 4096) the two-shot kernel is faster (2 x H200,
+# kernels/README.md's table).
 PUSH_MAX_ROWS = 256
 
 

@@ -5,8 +5,9 @@ once at engine start, before the KV cache is sized so its bytes count as used). 
 with no host work, so it sits inside the decode CUDA graphs as NCCL's does:
 - push (kernels/push_all_reduce.py, with its own buffers: push_all_reduce.py): each rank stores its rows into the
   peers' memory and flags them, one way over NVLink; up to PUSH_MAX_ROWS rows of the model's width. The RMSNorm after
-  o_proj and down_proj runs in the same kernel (SymmetricAllReduce.add_norm). 2 x H200: 5.1 us at 8 KiB, 17.7 at 2
-  MiB; Llama-3-8B tp2 decode bs1 3.2 -> 3.0 ms, bs64 5.2 -> 4.8 (kernels/README.md has the table).
+  o_proj, down_proj and MoE layers runs in the same kernel (SymmetricAllReduce.add_norm). 2 x H200: 5.1 us at 8
+  KiB, 15.2 at 2 MiB; Llama-3-8B tp2 decode bs1 3.2 -> 3.0 ms, bs64 5.2 -> 4.8, bs256 9.9 -> 9.4-9.6
+  (kernels/README.md has the table).
 - one-shot (`one_shot_all_reduce_copy_out`): copies the local rows into the buffer, waits for the peers, sums every
   rank's buffer into a fresh output. Latency-bound messages (decode at small batches).
 - two-shot (`two_shot_all_reduce_out`): each rank reduces its 1/world of the elements and the peers read the rest.

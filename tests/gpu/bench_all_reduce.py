@@ -29,6 +29,8 @@ def main() -> None:
     ap.add_argument("--hidden", type=int, default=4096)
     ap.add_argument("--rows", default="1,16,64,256,1024,4096")
     ap.add_argument("--push-rows", type=int, default=PUSH_MAX_ROWS, help="rows the push kernel's slots hold")
+    ap.add_argument("--programs-per-sm", type=int, default=0,
+                    help="the push kernel's grid: at most this many an SM (0: as many as fit, the engine's choice)")
     args = ap.parse_args()
     rank = int(os.environ["LOCAL_RANK"])
     torch.cuda.set_device(rank)
@@ -44,7 +46,7 @@ def main() -> None:
     dist.barrier(group=group)  # every rank's zeroed flags in place before a peer raises one
     if rank == 0:
         print(f"{torch.cuda.get_device_name()} x {dist.get_world_size()}, hidden {args.hidden}, bf16; us per call "
-              f"in CUDA graphs ({CALLS} a graph)")
+              f"in CUDA graphs ({CALLS} a graph); push: at most {args.programs_per_sm or 'as many as fit'} an SM")
         print(f"{'rows':>6} {'KiB':>8} {'nccl':>8} {'one_shot':>9} {'two_shot':>9} {'push':>8} {'one+norm':>9} "
               f"{'push+norm':>10}  max |diff| one / two / push; norm")
     for n in rows:
@@ -71,7 +73,7 @@ def main() -> None:
         residual = torch.randn(n, args.hidden, device=dev, generator=g).to(torch.bfloat16)
 
         def push_sum():
-            y_push.copy_(push_all_reduce(x, push.peers))
+            y_push.copy_(push_all_reduce(x, push.peers, programs_per_sm=args.programs_per_sm or None))
 
         normed = {}
 
@@ -80,7 +82,7 @@ def main() -> None:
             normed["one"] = rms_norm(y_one, weight, 1e-5, residual)
 
         def push_norm():
-            normed["push"] = push_all_reduce(x, push.peers, residual, weight, 1e-5)
+            normed["push"] = push_all_reduce(x, push.peers, residual, weight, 1e-5, args.programs_per_sm or None)
 
         cases = [("nccl", nccl), ("one_shot", one_shot), ("two_shot", two_shot), ("one+norm", one_norm)]
         if pushes:

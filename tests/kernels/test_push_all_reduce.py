@@ -2,6 +2,8 @@
 addresses in the pointer tables as symmetric memory would give them. Across real GPUs:
 tests/test_symm_all_reduce.py."""
 
+import importlib
+
 import pytest
 import torch
 
@@ -130,3 +132,24 @@ def test_supports(device):
     assert not push_all_reduce_supports(torch.zeros(1, ROW_STRIDE + 1, device=device), peers[0])
     assert not push_all_reduce_supports(torch.zeros(0, 16, device=device), peers[0])
     assert not push_all_reduce_supports(ok[:, ::2], peers[0])  # strided rows
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="occupancy is a GPU's")
+def test_learns_how_many_programs_an_sm_holds():
+    """After a variant's first launch its grid may grow to as many programs as an SM holds together (registers,
+    threads, shared memory), and the sums stay the unfused path's."""
+    module = importlib.import_module("spmd_kernels.push_all_reduce")  # the package's name for it is the function
+
+    world, rank = 2, 0
+    data, flags, peers = group_buffers(world, torch.float16, "cuda")
+    for call in range(2):
+        parts, residual, weight = inputs(world, 3, 160, torch.float16, "cuda", seed=50 + call)
+        for row in range(3):
+            e = int(peers[rank].epochs[row]) + 1
+            data[rank][e % 2, 1, row, :160] = parts[1][row]
+            flags[rank][1, row] = e
+        got = push_all_reduce(parts[rank], peers[rank], residual, weight, 1e-6)
+        _, y, h = expected(parts, residual, weight, 1e-6)
+        assert torch.equal(got[0], y) and torch.equal(got[1], h)
+    learned = [v for k, v in module._RESIDENT.items() if k[0].type == "cuda" and k[2] and k[5] == torch.float16]
+    assert learned and all(1 <= v <= module.MAX_BLOCKS_PER_SM for v in learned), module._RESIDENT
