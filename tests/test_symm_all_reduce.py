@@ -11,6 +11,7 @@ from spmd_infer.parallel.symm_all_reduce import (
     MAX_BUFFER_BYTES,
     ONE_SHOT_MAX_BYTES,
     SymmetricAllReduce,
+    all_reduce_path,
     choose_algorithm,
     enable_symmetric_all_reduce,
     symmetric_all_reduce_for,
@@ -64,6 +65,22 @@ def test_push_takes_rows_its_slots_hold():
     assert fast.add_norm(torch.zeros(5, 4096, dtype=torch.bfloat16), residual, torch.ones(4096), 1e-6) is None
     assert SymmetricAllReduce("g", 2, torch.empty(MIB, dtype=torch.bfloat16)).algorithm(
         torch.zeros(1, 4096, dtype=torch.bfloat16)) == "one_shot"  # no push buffers: the one-shot kernel
+
+
+def test_reports_name_the_path(monkeypatch):
+    from types import SimpleNamespace
+
+    from spmd_infer.parallel import symm_all_reduce
+
+    group = SimpleNamespace(group_name="tp0")
+    peers = PushPeers(torch.zeros(2, dtype=torch.int64), torch.zeros(2, dtype=torch.int64),
+                      torch.zeros(4, dtype=torch.int32), 0, 2, 4, 64)
+    monkeypatch.setattr(symm_all_reduce, "_by_group", {"tp0": SymmetricAllReduce(
+        "tp0", 2, torch.empty(16, dtype=torch.bfloat16), push=PushBuffers(peers, ()))})
+    assert all_reduce_path(group, 2) == "symmetric+push"
+    symm_all_reduce._by_group["tp0"].push = None
+    assert all_reduce_path(group, 2) == "symmetric"
+    assert all_reduce_path(group, 1) == "none"
 
 
 def test_norm_reduces_partial_sums_it_is_given():

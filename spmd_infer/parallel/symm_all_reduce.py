@@ -120,11 +120,14 @@ def symmetric_all_reduce_for(group: Optional[dist.ProcessGroup]) -> Optional[Sym
 
 
 def all_reduce_path(group: Optional[dist.ProcessGroup], world: int) -> str:
-    """What the all-reduces over a group of `world` ranks go through, for reports: none (one rank), symmetric, or
-    the group's backend (nccl, gloo)."""
+    """What the all-reduces over a group of `world` ranks go through, for reports: none (one rank), symmetric+push
+    (small ones through the push kernel, ending in the next norm), symmetric, or the group's backend (nccl, gloo)."""
     if world == 1:
         return "none"
-    return "symmetric" if symmetric_all_reduce_for(group) is not None else str(dist.get_backend(group))
+    fast = symmetric_all_reduce_for(group)
+    if fast is None:
+        return str(dist.get_backend(group))
+    return "symmetric+push" if fast.push is not None else "symmetric"
 
 
 def forget_symmetric_all_reduces() -> None:
