@@ -8,15 +8,18 @@ they raise as soon as their rows are out. At tensor-parallel decode the all-redu
 down_proj and an RMSNorm; ending in the norm saves that kernel too.
 
 Protocol, per row r (its slots and flags are row r's alone, whichever program takes it):
-- row r's epoch is epochs[r] + 1, counted on this rank's own device memory (no host value, so CUDA graphs replay
-  it); every rank runs the same launches, so a row's epoch is the same on every rank.
+- row r's epoch is the one after epochs[r] (1, 2, ..., EPOCH_WRAP, then 1 again), counted on this rank's own device
+  memory (no host value, so CUDA graphs replay it); every rank runs the same launches, so a row's epoch is the same
+  on every rank.
 - its program stores it into each peer's data slot [epoch % 2][this rank][r], then (after a CTA barrier) writes the
   epoch into the peer's flag [this rank][r] with release semantics at system scope;
-- once all its rows are out, it waits until each peer's flag in its own memory reaches the row's epoch (acquire,
-  system scope), reads their rows (L2 only: another GPU wrote them) and sums all ranks' rows in rank order in fp32,
+- once all its rows are out, it waits until each peer's flag in its own memory is the row's epoch or the next
+  (acquire, system scope; a fast peer may be one call ahead, never two), reads their rows (L2 only: another GPU wrote them) and sums all ranks' rows in rank order in fp32,
   so every rank gets the same bits.
 Two slots a row suffice: a rank can push row r's epoch e + 2 only after its epoch e + 1 saw the peer's flag e + 1,
-which the peer raises in a later kernel than the one in which it read epoch e's slot. A program never waits before
+which the peer raises in a later kernel than the one in which it read epoch e's slot. Epochs wrap, EPOCH_WRAP even
+so that the slots still alternate, rather than overflow: a row all-reduced 64 times a step at 100 steps a second
+would pass 2^31 in four days. A program never waits before
 all its rows are pushed, and a launch has no more programs than the GPU holds at once (_resident_per_sm), so no
 wait depends on a program not yet scheduled. Ranks may launch different grids: rows, not programs, pair up.
 """
@@ -39,11 +42,20 @@ class PushPeers(NamedTuple):
 
     data_ptrs: torch.Tensor  # int64 [world]: each rank's data buffer [2, world, max_rows, row_stride] (this rank's too)
     flag_ptrs: torch.Tensor  # int64 [world]: each rank's flags, int32 [world, max_rows], zeroed before first use
-    epochs: torch.Tensor  # int32 [max_rows] on this rank: each program's last epoch, zeroed before first use
+    epochs: torch.Tensor  # int32 [max_rows] on this rank: each row's last epoch, zeroed before first use
     rank: int
     world: int
     max_rows: int  # rows a launch may have: one program a row
     row_stride: int  # elements a row's slot holds: the widest row a launch may have
+
+
+# The last epoch before they start again from 1 (flags start at 0, which no epoch is). Even: slots keep alternating.
+EPOCH_WRAP = tl.constexpr(1 << 30)
+
+
+@triton.jit
+def _next_epoch(epoch):
+    return tl.where(epoch >= EPOCH_WRAP, 1, epoch + 1)
 
 
 @triton.jit
@@ -60,7 +72,7 @@ def _push_all_reduce_kernel(x_ptr, data_ptrs, flag_ptrs, epoch_ptr, res_ptr, w_p
     dtype = x_ptr.dtype.element_ty
     for row in range(tl.program_id(0), M, tl.num_programs(0)):
         r64 = tl.cast(row, tl.int64)
-        epoch = tl.load(epoch_ptr + row) + 1
+        epoch = _next_epoch(tl.load(epoch_ptr + row))
         x = tl.load(x_ptr + r64 * stride_x + offs, mask=mask, other=0.0)
         sent = (((epoch % 2) * WORLD + rank) * MAX_ROWS + row).to(tl.int64) * ROW_STRIDE
         for peer in tl.static_range(WORLD):
@@ -71,7 +83,7 @@ def _push_all_reduce_kernel(x_ptr, data_ptrs, flag_ptrs, epoch_ptr, res_ptr, w_p
     # a program's rows are in flight before the first release, which waits for them: the others find them done.
     tl.debug_barrier()
     for row in range(tl.program_id(0), M, tl.num_programs(0)):
-        epoch = tl.load(epoch_ptr + row) + 1
+        epoch = _next_epoch(tl.load(epoch_ptr + row))
         for peer in tl.static_range(WORLD):
             if peer != rank:
                 peer_flags = tl.load(flag_ptrs + peer).to(tl.pointer_type(tl.int32))
@@ -80,14 +92,16 @@ def _push_all_reduce_kernel(x_ptr, data_ptrs, flag_ptrs, epoch_ptr, res_ptr, w_p
     own_flags = tl.load(flag_ptrs + rank).to(tl.pointer_type(tl.int32))
     for row in range(tl.program_id(0), M, tl.num_programs(0)):
         r64 = tl.cast(row, tl.int64)
-        epoch = tl.load(epoch_ptr + row) + 1
+        epoch = _next_epoch(tl.load(epoch_ptr + row))
         acc = tl.zeros([BLOCK_H], tl.float32)
         for src in tl.static_range(WORLD):
             if src == rank:
                 acc += tl.load(x_ptr + r64 * stride_x + offs, mask=mask, other=0.0).to(tl.float32)
             else:
-                while tl.atomic_add(own_flags + src * MAX_ROWS + row, 0, sem="acquire", scope="sys") < epoch:
-                    pass
+                ahead = _next_epoch(epoch)
+                seen = tl.atomic_add(own_flags + src * MAX_ROWS + row, 0, sem="acquire", scope="sys")
+                while (seen != epoch) & (seen != ahead):
+                    seen = tl.atomic_add(own_flags + src * MAX_ROWS + row, 0, sem="acquire", scope="sys")
                 tl.debug_barrier()  # the other threads read only after the acquire
                 got = (((epoch % 2) * WORLD + src) * MAX_ROWS + row).to(tl.int64) * ROW_STRIDE
                 part = tl.load(own_data + got + offs, mask=mask, other=0.0, cache_modifier=".cg")
@@ -158,7 +172,7 @@ def push_all_reduce(x: torch.Tensor, peers: PushPeers, residual: torch.Tensor | 
         x2, peers.data_ptrs, peers.flag_ptrs, peers.epochs, r2, weight if norm else y, y, h, rows, H, x2.stride(0),
         r2.stride(0), y.stride(0), h.stride(0), float(eps), peers.rank, WORLD=peers.world, MAX_ROWS=peers.max_rows,
         ROW_STRIDE=peers.row_stride, NORM=norm, BLOCK_H=block_h, num_warps=num_warps, **pdl_args(x.device))
-    if variant not in _RESIDENT and x.is_cuda:
+    if variant not in _RESIDENT and x.is_cuda and compiled is not None:
         _RESIDENT[variant] = _resident_per_sm(compiled, x.device)
     if not norm:
         return y.view(x.shape)

@@ -7,22 +7,32 @@ import importlib
 import pytest
 import torch
 
-from spmd_kernels.push_all_reduce import PushPeers, push_all_reduce, push_all_reduce_ref, push_all_reduce_supports
+from spmd_kernels.push_all_reduce import (EPOCH_WRAP, PushPeers, push_all_reduce, push_all_reduce_ref,
+                                          push_all_reduce_supports)
 from spmd_kernels.rmsnorm import rms_norm
 
 MAX_ROWS, ROW_STRIDE = 8, 160
 
 
-def group_buffers(world: int, dtype: torch.dtype, device, shared: bool = False) -> tuple[list, list, list[PushPeers]]:
+def next_epoch(epoch: int) -> int:
+    return 1 if epoch >= EPOCH_WRAP.value else epoch + 1
+
+
+# Where every rank's rows start counting: from nothing, and two calls before the epochs wrap.
+STARTS = [0, EPOCH_WRAP.value - 2]
+
+
+def group_buffers(world: int, dtype: torch.dtype, device, shared: bool = False,
+                  start: int = 0) -> tuple[list, list, list[PushPeers]]:
     """Every rank's data slots and flags, zeroed (in shared memory: for forked ranks), and each rank's PushPeers
-    over them."""
+    over them, their rows' epochs at `start` (as if that many calls had run)."""
     data = [torch.zeros(2, world, MAX_ROWS, ROW_STRIDE, dtype=dtype, device=device) for _ in range(world)]
     flags = [torch.zeros(world, MAX_ROWS, dtype=torch.int32, device=device) for _ in range(world)]
     if shared:  # moves the storage: before the addresses are taken
         data, flags = [t.share_memory_() for t in data], [t.share_memory_() for t in flags]
     data_ptrs = torch.tensor([d.data_ptr() for d in data], dtype=torch.int64, device=device)
     flag_ptrs = torch.tensor([f.data_ptr() for f in flags], dtype=torch.int64, device=device)
-    epochs = [torch.zeros(MAX_ROWS, dtype=torch.int32, device=device) for _ in range(world)]
+    epochs = [torch.full((MAX_ROWS,), start, dtype=torch.int32, device=device) for _ in range(world)]
     if shared:
         epochs = [t.share_memory_() for t in epochs]
     peers = [PushPeers(data_ptrs, flag_ptrs, epochs[rank], rank, world, MAX_ROWS, ROW_STRIDE) for rank in range(world)]
@@ -47,18 +57,20 @@ def expected(parts, residual, weight, eps):
     return total, y, h
 
 
+@pytest.mark.parametrize("start", STARTS)
 @pytest.mark.parametrize("world,rank", [(2, 0), (2, 1), (3, 1)])
-def test_one_rank_against_pushed_peers(world, rank, dtype, device):
+def test_one_rank_against_pushed_peers(world, rank, start, dtype, device):
     """One rank's kernel, its peers' pushes made by hand in its slots and flags: it must push its own rows to each
-    peer and raise their flags, sum every rank's rows in rank order, and end in the norm, call after call."""
-    data, flags, peers = group_buffers(world, dtype, device)
+    peer and raise their flags, sum every rank's rows in rank order, and end in the norm, call after call (across
+    the epochs' wrap too)."""
+    data, flags, peers = group_buffers(world, dtype, device, start=start)
     eps = 1e-6
     for call, (rows, width) in enumerate([(3, 160), (1, 100), (5, 64), (3, 160)]):
         parts, residual, weight = inputs(world, rows, width, dtype, device, seed=call)
         for src in range(world):
             if src != rank:
                 for row in range(rows):
-                    e = int(peers[rank].epochs[row]) + 1
+                    e = next_epoch(int(peers[rank].epochs[row]))
                     data[rank][e % 2, src, row, :width] = parts[src][row]
                     flags[rank][src, row] = e
         epochs_before = peers[rank].epochs.clone()
@@ -69,7 +81,7 @@ def test_one_rank_against_pushed_peers(world, rank, dtype, device):
             assert torch.equal(got[1], h) and torch.equal(got[0], y), f"call {call}"
         else:
             assert torch.equal(got, total), f"call {call}"
-        assert torch.equal(peers[rank].epochs[:rows], epochs_before[:rows] + 1)
+        assert peers[rank].epochs[:rows].tolist() == [next_epoch(e) for e in epochs_before[:rows].tolist()]
         assert torch.equal(peers[rank].epochs[rows:], epochs_before[rows:])  # rows beyond this launch keep theirs
         for peer in range(world):
             if peer != rank:
@@ -93,15 +105,15 @@ def _rank_process(rank, peers, calls, outs):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="concurrent ranks are processes of the CPU interpreter; on GPUs "
                                                        "tests/test_symm_all_reduce.py runs them across two cards")
-@pytest.mark.parametrize("world", [2, 3])
-def test_ranks_run_concurrently(world):
+@pytest.mark.parametrize("world,start", [(2, 0), (3, 0), (2, STARTS[1])])
+def test_ranks_run_concurrently(world, start):
     """Every rank's kernel at once, each waiting on the others' flags (the interpreter's atomics are the CPU's),
     over calls of changing shapes: each rank gets the same bits, those of the unfused path."""
     import multiprocessing
 
     dtype = torch.float16
     # Shared before the fork: every process then sees the same pages at the same addresses, as its pointer tables say.
-    data, flags, peers = group_buffers(world, dtype, "cpu", shared=True)
+    data, flags, peers = group_buffers(world, dtype, "cpu", shared=True, start=start)
     calls = [inputs(world, rows, width, dtype, "cpu", seed=10 + i) for i, (rows, width) in enumerate(CONCURRENT_CALLS)]
     outs = [[(torch.zeros_like(c[1]).share_memory_(), torch.zeros_like(c[1]).share_memory_()) for c in calls]
             for _ in range(world)]
@@ -120,6 +132,39 @@ def test_ranks_run_concurrently(world):
         _, y, h = expected(parts, residual, weight, 1e-5)
         for rank in range(world):
             assert torch.equal(outs[rank][call][0], y) and torch.equal(outs[rank][call][1], h), (call, rank)
+
+
+def _one_call(peers, parts, residual, weight, out):
+    y, _ = push_all_reduce(parts[0], peers[0], residual, weight, 1e-5)
+    out.copy_(y)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a forked rank of the CPU interpreter")
+@pytest.mark.parametrize("start", [0, 5, EPOCH_WRAP.value])
+def test_waits_for_the_peers_flag(start):
+    """A rank whose peer has not raised this call's flag (the flag still holds the last call's epoch, or nothing
+    yet) keeps waiting, also where the epochs wrap; once the flag is raised it finishes with the peer's rows."""
+    import multiprocessing
+
+    data, flags, peers = group_buffers(2, torch.float16, "cpu", shared=True, start=start)
+    parts, residual, weight = inputs(2, 1, 64, torch.float16, "cpu", seed=3)
+    epoch = next_epoch(start)
+    data[0][epoch % 2, 1, 0, :64] = parts[1][0]
+    flags[0][1, 0] = start  # the peer's flag from the last call (0: none yet)
+    out = torch.zeros(1, 64, dtype=torch.float16).share_memory_()
+    proc = multiprocessing.get_context("fork").Process(target=_one_call, args=(peers, parts, residual, weight, out),
+                                                       daemon=True)
+    proc.start()
+    proc.join(timeout=3)
+    still_waiting = proc.is_alive()
+    flags[0][1, 0] = epoch
+    proc.join(timeout=60)
+    if proc.is_alive():
+        proc.kill()
+    assert still_waiting, "the rank went on before its peer's flag was raised"
+    assert proc.exitcode == 0
+    assert torch.equal(out, expected(parts, residual, weight, 1e-5)[1])
+    assert int(flags[1][0, 0]) == epoch  # and raised its own in the peer's flags
 
 
 def test_supports(device):
@@ -145,7 +190,7 @@ def test_learns_how_many_programs_an_sm_holds():
     for call in range(2):
         parts, residual, weight = inputs(world, 3, 160, torch.float16, "cuda", seed=50 + call)
         for row in range(3):
-            e = int(peers[rank].epochs[row]) + 1
+            e = next_epoch(int(peers[rank].epochs[row]))
             data[rank][e % 2, 1, row, :160] = parts[1][row]
             flags[rank][1, row] = e
         got = push_all_reduce(parts[rank], peers[rank], residual, weight, 1e-6)
