@@ -14,14 +14,14 @@ Protocol, per row r (its slots and flags are row r's alone, whichever program ta
 - its program stores it into each peer's data slot [epoch % 2][this rank][r], then (after a CTA barrier) writes the
   epoch into the peer's flag [this rank][r] with release semantics at system scope;
 - once all its rows are out, it waits until each peer's flag in its own memory is the row's epoch or the next
-  (acquire, system scope; a fast peer may be one call ahead, never two), reads their rows (L2 only: another GPU wrote them) and sums all ranks' rows in rank order in fp32,
-  so every rank gets the same bits.
+  (acquire, system scope; a fast peer may be one call ahead, never two), reads their rows (L2 only: another GPU
+  wrote them) and sums all ranks' rows in rank order in fp32, so every rank gets the same bits.
 Two slots a row suffice: a rank can push row r's epoch e + 2 only after its epoch e + 1 saw the peer's flag e + 1,
-which the peer raises in a later kernel than the one in which it read epoch e's slot. Epochs wrap, EPOCH_WRAP even
-so that the slots still alternate, rather than overflow: a row all-reduced 64 times a step at 100 steps a second
-would pass 2^31 in four days. A program never waits before
-all its rows are pushed, and a launch has no more programs than the GPU holds at once (_resident_per_sm), so no
-wait depends on a program not yet scheduled. Ranks may launch different grids: rows, not programs, pair up.
+which the peer raises in a later kernel than the one in which it read epoch e's slot. Epochs wrap (EPOCH_WRAP is
+even, so the slots still alternate) rather than overflow: a row all-reduced 64 times a step at 100 steps a second
+would pass 2^31 in four days. A program never waits before all its rows are pushed, and a launch has no more
+programs than the GPU holds at once (_resident_per_sm), so no wait depends on a program not yet scheduled. Ranks
+may launch different grids: rows, not programs, pair up.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ class PushPeers(NamedTuple):
     epochs: torch.Tensor  # int32 [max_rows] on this rank: each row's last epoch, zeroed before first use
     rank: int
     world: int
-    max_rows: int  # rows a launch may have: one program a row
+    max_rows: int  # rows a launch may have
     row_stride: int  # elements a row's slot holds: the widest row a launch may have
 
 
@@ -54,11 +54,20 @@ EPOCH_WRAP = tl.constexpr(1 << 30)
 
 
 @triton.jit
+def _slots(data_ptrs, rank, dtype: tl.constexpr):
+    """Rank `rank`'s data slots as a pointer, said to be 16-byte aligned (an allocation's start): with a slot's
+    offset (a multiple of ROW_STRIDE) Triton can then move 16 bytes an instruction, where an address read from
+    memory would leave it 2 (bf16) at a time."""
+    return tl.multiple_of(tl.load(data_ptrs + rank).to(tl.pointer_type(dtype)), 16)
+
+
+@triton.jit
 def _next_epoch(epoch):
     return tl.where(epoch >= EPOCH_WRAP, 1, epoch + 1)
 
 
-@triton.jit
+# M (the rows) changes from step to step: not specialised on (==1, %16), so no new variant compiles mid-run.
+@triton.jit(do_not_specialize=["M"])
 def _push_all_reduce_kernel(x_ptr, data_ptrs, flag_ptrs, epoch_ptr, res_ptr, w_ptr, y_ptr, h_ptr, M, H, stride_x,
                             stride_r, stride_y, stride_h, eps, rank, WORLD: tl.constexpr, MAX_ROWS: tl.constexpr,
                             ROW_STRIDE: tl.constexpr, NORM: tl.constexpr, BLOCK_H: tl.constexpr,
@@ -77,7 +86,7 @@ def _push_all_reduce_kernel(x_ptr, data_ptrs, flag_ptrs, epoch_ptr, res_ptr, w_p
         sent = (((epoch % 2) * WORLD + rank) * MAX_ROWS + row).to(tl.int64) * ROW_STRIDE
         for peer in tl.static_range(WORLD):
             if peer != rank:
-                peer_data = tl.load(data_ptrs + peer).to(tl.pointer_type(dtype))
+                peer_data = _slots(data_ptrs, peer, dtype)
                 tl.store(peer_data + sent + offs, x, mask=mask)
     # Every thread's stores are issued before one thread's releases publish them (a release is cumulative). All of
     # a program's rows are in flight before the first release, which waits for them: the others find them done.
@@ -88,7 +97,7 @@ def _push_all_reduce_kernel(x_ptr, data_ptrs, flag_ptrs, epoch_ptr, res_ptr, w_p
             if peer != rank:
                 peer_flags = tl.load(flag_ptrs + peer).to(tl.pointer_type(tl.int32))
                 tl.atomic_xchg(peer_flags + rank * MAX_ROWS + row, epoch, sem="release", scope="sys")
-    own_data = tl.load(data_ptrs + rank).to(tl.pointer_type(dtype))
+    own_data = _slots(data_ptrs, rank, dtype)
     own_flags = tl.load(flag_ptrs + rank).to(tl.pointer_type(tl.int32))
     for row in range(tl.program_id(0), M, tl.num_programs(0)):
         r64 = tl.cast(row, tl.int64)
@@ -134,6 +143,20 @@ def _resident_per_sm(compiled, device: torch.device) -> int:
     shared = compiled.metadata.shared
     by_shared = props.shared_memory_per_multiprocessor // (shared + 1024) if shared else by_threads
     return max(1, min(by_threads, by_regs, by_shared, MAX_BLOCKS_PER_SM))
+
+
+def precompile_push_all_reduce(peers: PushPeers, dtype: torch.dtype, width: int, device: torch.device) -> None:
+    """Compile the kernel for rows of `width` in `dtype`, with and without the norm, before any call: a GPU or
+    Triton that cannot build it says so here, where the caller can still keep the one-shot kernel, and every
+    variant's programs an SM (_RESIDENT) are known from its first launch on."""
+    block_h, num_warps = rms_norm_launch(width)
+    for norm in (False, True):
+        compiled = _push_all_reduce_kernel.warmup(
+            dtype, torch.int64, torch.int64, torch.int32, dtype, dtype, dtype, dtype, 2, width, width, width, width,
+            width, 1e-6, peers.rank, WORLD=peers.world, MAX_ROWS=peers.max_rows, ROW_STRIDE=peers.row_stride,
+            NORM=norm, BLOCK_H=block_h, num_warps=num_warps, grid=(1,), **pdl_args(device))
+        compiled._init_handles()  # loads it, as a launch would: its registers are known from then on
+        _RESIDENT[(device, peers.world, norm, block_h, num_warps, dtype)] = _resident_per_sm(compiled, device)
 
 
 def push_all_reduce_supports(x: torch.Tensor, peers: PushPeers) -> bool:

@@ -14,7 +14,7 @@ from typing import Optional
 
 import torch
 import torch.distributed as dist
-from spmd_kernels.push_all_reduce import PushPeers
+from spmd_kernels.push_all_reduce import PushPeers, precompile_push_all_reduce
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +51,10 @@ def make_push_buffers(group: dist.ProcessGroup, device: torch.device, dtype: tor
         flags_handle = symm_mem.rendezvous(flags, group.group_name)
         data_ptrs = torch.tensor(list(data_handle.buffer_ptrs), dtype=torch.int64, device=device)
         flag_ptrs = torch.tensor(list(flags_handle.buffer_ptrs), dtype=torch.int64, device=device)
+        epochs = torch.zeros(max_rows, dtype=torch.int32, device=device)
+        peers = PushPeers(data_ptrs, flag_ptrs, epochs, rank, world, max_rows, row_width)
+        precompile_push_all_reduce(peers, dtype, row_width, device)  # no rank waits on another here
     except Exception as err:  # any failure leaves the one-shot kernel in place, agreed over the group by the caller
         log.warning("push all-reduce unavailable (%s: %s)", type(err).__name__, str(err)[:300])
         return None
-    epochs = torch.zeros(max_rows, dtype=torch.int32, device=device)
-    peers = PushPeers(data_ptrs, flag_ptrs, epochs, rank, world, max_rows, row_width)
     return PushBuffers(peers, (data, flags, data_handle, flags_handle))

@@ -3,6 +3,11 @@ addresses in the pointer tables as symmetric memory would give them. Across real
 tests/test_symm_all_reduce.py."""
 
 import importlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,6 +17,7 @@ from spmd_kernels.push_all_reduce import (EPOCH_WRAP, PushPeers, push_all_reduce
 from spmd_kernels.rmsnorm import rms_norm
 
 MAX_ROWS, ROW_STRIDE = 8, 160
+REPO = Path(__file__).resolve().parents[2]
 
 
 def next_epoch(epoch: int) -> int:
@@ -198,3 +204,38 @@ def test_learns_how_many_programs_an_sm_holds():
         assert torch.equal(got[0], y) and torch.equal(got[1], h)
     learned = [v for k, v in module._RESIDENT.items() if k[0].type == "cuda" and k[2] and k[5] == torch.float16]
     assert learned and all(1 <= v <= module.MAX_BLOCKS_PER_SM for v in learned), module._RESIDENT
+
+
+_SM90_CENSUS = """
+import importlib, json, sys
+sys.path.insert(0, sys.argv[1])
+from ptx_census import compile_census
+kernel = importlib.import_module("spmd_kernels.push_all_reduce")._push_all_reduce_kernel
+pointers = {"x_ptr": "*bf16", "data_ptrs": "*i64", "flag_ptrs": "*i64", "epoch_ptr": "*i32", "res_ptr": "*bf16",
+            "w_ptr": "*bf16", "y_ptr": "*bf16", "h_ptr": "*bf16", "eps": "fp32"}
+found = {}
+for row_stride in (4096, 33):
+    consts = {"WORLD": 2, "MAX_ROWS": 256, "ROW_STRIDE": row_stride, "NORM": True, "BLOCK_H": 4096, "PDL": True}
+    ptx = compile_census(kernel, pointers, consts, ("M", "rank"), 16, 1)[2]
+    found[row_stride] = {k: k in ptx for k in ("atom.global.sys.release.exch.b32", "ld.global.sys.acquire.b32",
+                                               "atom.global.sys.acquire", "ld.global.cg.v4.b32", "st.global.b16")}
+print(json.dumps(found))
+"""
+
+
+def test_compiled_for_sm90_it_moves_16_bytes_and_orders_at_system_scope():
+    """The kernel as the GPU would run it (compiled offline for sm_90 in a process without the interpreter; no GPU
+    needed): peer rows move 16 bytes an instruction (the slots' alignment hint), flags are written with release and
+    read with acquire semantics at system scope (what makes the rows visible across GPUs before the flag), and slots
+    of an odd width fall back to 2 bytes."""
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["TRITON_DEFAULT_FP_FUSION"] = "1"
+    proc = subprocess.run([sys.executable, "-c", _SM90_CENSUS, str(REPO / "tests" / "gpu")], env=env, cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    found = json.loads(proc.stdout.strip().splitlines()[-1])
+    for row_stride, wide in (("4096", True), ("33", False)):
+        seen = found[row_stride]
+        assert seen["atom.global.sys.release.exch.b32"], seen
+        assert seen["ld.global.sys.acquire.b32"] or seen["atom.global.sys.acquire"], seen
+        assert (seen["ld.global.cg.v4.b32"] and not seen["st.global.b16"]) == wide, (row_stride, seen)
