@@ -95,6 +95,29 @@ def test_norm_reduces_partial_sums_it_is_given():
     assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
 
 
+@pytest.mark.parametrize("name,architecture", [("llama", "LlamaForCausalLM"), ("qwen3moe", "Qwen3MoeForCausalLM"),
+                                               ("mixtral", "MixtralForCausalLM"), ("dsv2", "DeepseekV2ForCausalLM")])
+def test_layers_leave_their_reduce_to_the_next_norm(name, architecture):
+    """Under TP (decoupled DP) the output reduce of attention's o_proj and of the MLP or MoE moves into the next
+    RMSNorm; under DP attention none does (the DP gather reduces the MLP's sums). Reduces inside a block (DeepSeek's
+    routed and shared experts, summed before their one reduce) are not counted: they do not reduce."""
+    from support.tiny_models import _configs
+
+    from spmd_infer.models.registry import model_class
+    from spmd_infer.parallel.sharding import LayerSharding
+
+    config = _configs()[name]
+    config.architectures = [architecture]
+    tp = Shard(0, 2)
+    for dp_attention in (False, True):
+        sharding = LayerSharding(attn=tp, mlp=Shard(0, 4) if dp_attention else tp, dp=Shard(0, 2),
+                                 dp_attention=dp_attention, moe="tp")
+        for layer in model_class(config)(config, sharding).model.layers:
+            flags = [m.reduce_in_norm for m in layer.modules() if hasattr(m, "reduce_in_norm") and m.reduce]
+            assert flags, name
+            assert not any(flags) if dp_attention else all(flags), (name, dp_attention, flags)
+
+
 def test_setup_on_cpu_stays_on_gloo_or_says_what_to_change():
     cpu = torch.device("cpu")
     assert not enable_symmetric_all_reduce("auto", None, 2, cpu, torch.float32, MIB)
