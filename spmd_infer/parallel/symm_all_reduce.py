@@ -79,13 +79,9 @@ class SymmetricAllReduce:
         device, a strided tensor, a size choose_algorithm leaves to NCCL)."""
         if x.dtype != self.buffer.dtype or not x.is_contiguous() or x.device != self.buffer.device:
             return "nccl"
-        if self.takes_push(x):
+        if self.push is not None and push_all_reduce_supports(x, self.push.peers):
             return "push"
         return choose_algorithm(x.numel() * x.element_size(), self.world, self.buffer_bytes)
-
-    def takes_push(self, x: torch.Tensor) -> bool:
-        """Whether x (of the buffer's dtype, on its device) fits the push kernel's slots."""
-        return self.push is not None and push_all_reduce_supports(x, self.push.peers)
 
     def add_norm(self, x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor,
                  eps: float) -> Optional[tuple[torch.Tensor, torch.Tensor]]:
@@ -163,19 +159,17 @@ def enable_symmetric_all_reduce(mode: str, group: dist.ProcessGroup, world: int,
     if existing is not None and existing.buffer.dtype == dtype and existing.buffer_bytes >= wanted and (
             not push_width or (existing.push is not None and existing.push.peers.row_stride >= push_width)):
         return True
+    # Every rank must agree after each step, or one would wait in a symmetric kernel for a peer that went to NCCL
+    # (or to the one-shot kernel, for the push path), or in the push buffers' rendezvous for a peer that skipped it.
     made = _make(group, device, dtype, wanted)
-    push = make_push_buffers(group, device, dtype, PUSH_MAX_ROWS, push_width) if made and push_width else None
-    # Every rank must agree, or one would wait in a symmetric kernel for a peer that went to NCCL (or to the
-    # one-shot kernel, for the push path).
-    ok = torch.tensor([made is not None, push is not None], dtype=torch.int32, device=device)
-    dist.all_reduce(ok, op=dist.ReduceOp.MIN, group=group)
-    made_ok, push_ok = (bool(v) for v in ok.tolist())
-    if not made_ok:
+    if not _on_every_rank(made is not None, group, device):
         if mode == "symmetric":
             raise RuntimeError("parallel.all_reduce=symmetric: symmetric memory could not be set up on every rank "
                                "of a TP group (see the warnings above); use parallel.all_reduce=auto or nccl")
         log.warning("symmetric all-reduce unavailable on some rank of this TP group: all-reduces stay on NCCL")
         return False
+    push = make_push_buffers(group, device, dtype, PUSH_MAX_ROWS, push_width) if push_width else None
+    push_ok = bool(push_width) and _on_every_rank(push is not None, group, device)
     if push_width and not push_ok:
         log.warning("push all-reduce unavailable on some rank of this TP group: small all-reduces take the one-shot "
                     "kernel")
@@ -185,6 +179,13 @@ def enable_symmetric_all_reduce(mode: str, group: dist.ProcessGroup, world: int,
              "above, NCCL past the buffer)", world, made.buffer_bytes / 2**20,
              f"push to {PUSH_MAX_ROWS} rows of {push_width}, " if made.push else "", ONE_SHOT_MAX_BYTES // 1024)
     return True
+
+
+def _on_every_rank(done: bool, group: dist.ProcessGroup, device: torch.device) -> bool:
+    """Whether `done` holds on every rank of the group (a collective over it)."""
+    ok = torch.tensor([int(done)], dtype=torch.int32, device=device)
+    dist.all_reduce(ok, op=dist.ReduceOp.MIN, group=group)
+    return bool(ok.item())
 
 
 def _make(group: dist.ProcessGroup, device: torch.device, dtype: torch.dtype,
