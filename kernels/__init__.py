@@ -17,6 +17,7 @@ from .moe_align import moe_align_block_size, moe_align_block_size_ref
 from .penalties import apply_penalties, apply_penalties_ref
 from .prefill_attention import paged_prefill_attention, paged_prefill_attention_ref
 from .push_all_reduce import push_all_reduce, push_all_reduce_ref
+from .push_dp_exchange import push_all_gather, push_all_gather_ref, push_reduce_scatter, push_reduce_scatter_ref
 from .qk_norm_rotary import qk_norm_rotary, qk_norm_rotary_ref, qk_norm_rotary_store_kv, qk_norm_rotary_store_kv_ref
 from .qkv_rope_store import qkv_rope_store, qkv_rope_store_ref
 from .rmsnorm import rms_norm, rms_norm_ref
@@ -60,8 +61,12 @@ __all__ = [
     "paged_decode_attention_ref",
     "paged_prefill_attention",
     "paged_prefill_attention_ref",
+    "push_all_gather",
+    "push_all_gather_ref",
     "push_all_reduce",
     "push_all_reduce_ref",
+    "push_reduce_scatter",
+    "push_reduce_scatter_ref",
     "qk_norm_rotary",
     "qk_norm_rotary_ref",
     "qk_norm_rotary_store_kv",

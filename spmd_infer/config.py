@@ -65,8 +65,11 @@ class ParallelConfig:
     one kernel a call: up to 256 rows our push kernel (kernels/push_all_reduce.py), which ends in the RMSNorm after
     o_proj, down_proj and MoE layers; then PyTorch's one-shot to 1 MiB and two-shot above; NCCL for messages past the
     buffer of scheduler.max_num_batched_tokens rows, at most 32 MiB; needs each TP group on one host); auto
-    (symmetric for TP groups of 2 GPUs, the size measured: on 2 x H200 8 KiB 7.6 -> 5.1 us, 2 MiB 28.5 -> 15.2 us;
-    nccl otherwise). CPUs use gloo whatever this says."""
+    (symmetric for TP groups of 2 GPUs, the size measured: on 2 x H200 8 KiB 7.6 -> 4.7 us, 2 MiB 28.5 -> 13.3 us;
+    nccl otherwise). With parallel.dp_attention the same choice, made for all dp*tp ranks, sends DP attention's token
+    gather and reduce-scatter around the MLP/MoE through our push kernel (kernels/push_dp_exchange.py, ending in the
+    next RMSNorm; steps of up to scheduler.max_num_seqs tokens a DP group, at most 512) instead of NCCL. CPUs use gloo
+    whatever this says."""
 
 
 @dataclass

@@ -26,6 +26,7 @@ from .host_gc import FullCollections, thaw
 from .job_plan import JobPlan
 from .model_defaults import log_applied
 from .parallel.dims import forget_host_group, init_distributed
+from .parallel.dp_exchange import forget_push_dp_exchanges
 from .parallel.symm_all_reduce import forget_symmetric_all_reduces
 from .parallel.dp_meta import Field
 from .progress import Progress
@@ -219,5 +220,6 @@ def release_distributed(keep_group: bool = False) -> None:
         dist.destroy_process_group()
         forget_host_group()
         forget_symmetric_all_reduces()
+        forget_push_dp_exchanges()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()

@@ -292,7 +292,8 @@ def test_bench_dp2_dp_attention_moe_under_torchrun(tmp_path):
                     cwd=tmp_path, timeout=240)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     r = json.loads(out.read_text())
-    assert r["layout"] == {"dp": 2, "tp": 1, "dp_attention": True, "moe": "ep", "world_size": 2, "all_reduce": "none"}
+    assert r["layout"] == {"dp": 2, "tp": 1, "dp_attention": True, "moe": "ep", "world_size": 2, "all_reduce": "none",
+                           "dp_exchange": "gloo"}  # DP attention's gather and scatter (CPU: gloo)
     assert r["model"]["expert_dtype"] == "fp8" and r["kv_cache"]["dtype"] == "auto"
     assert r["model"]["fp8_experts"] and r["model"]["checkpoint_format"] == "fp8" and r["startup"]["load_s"] > 0
     assert "(Qwen3MoeForCausalLM, float32, float8 experts, " in proc.stdout  # the console says what ran

@@ -60,6 +60,7 @@ def test_sweep_over_two_layouts_gives_each_job_its_run_dir_and_output(tiny, tmp_
         layout = json.loads((run / "metrics.json").read_text())["layout"]
         assert (layout["dp"], layout["tp"]) == (dp, tp)
         assert layout["all_reduce"] == ("gloo" if tp > 1 else "none")  # the TP all-reduces' path (CPU: gloo)
+        assert layout["dp_exchange"] == "none"  # no DP attention
     assert not (tmp_path / "out.jsonl").exists()
 
 

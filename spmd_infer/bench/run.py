@@ -21,6 +21,7 @@ from ..job_plan import check_parallel_choices, resolve_dtype
 from ..layers.linear import fp8_linear_counts
 from ..models.registry import check_layout, model_class
 from ..parallel.dims import ConfigError, ParallelDims, init_distributed, resolve_device
+from ..parallel.dp_exchange import dp_exchange_path
 from ..parallel.symm_all_reduce import all_reduce_path
 from ..sampling_params import SamplingParams
 from .ceilings import measure_ceilings
@@ -169,7 +170,8 @@ def run_bench(cfg: Any) -> Optional[dict]:
                   "random_weights": not (b.load and cfg.model.path),
                   "cost": cost.to_json()},
         "layout": {"dp": dims.dp, "tp": dims.tp, "dp_attention": dims.dp_attention, "moe": cfg.parallel.moe,
-                   "world_size": dist.get_world_size(), "all_reduce": all_reduce_path(dims.tp_group, dims.tp)},
+                   "world_size": dist.get_world_size(), "all_reduce": all_reduce_path(dims.tp_group, dims.tp),
+                   "dp_exchange": dp_exchange_path(dims.dp_group, dims.dp_attention and dims.dp > 1)},
         "ceilings": ceilings.to_json(), "startup": startup,
         "kv_cache": {"num_blocks": num_blocks, "block_size": cfg.cache.block_size, "dtype": cfg.cache.dtype,
                      "tokens_per_dp_group": num_blocks * cfg.cache.block_size},

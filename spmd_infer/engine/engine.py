@@ -23,6 +23,7 @@ from ..job_plan import resolve_fp8_expert_block, resolve_fp8_linear_block, resol
 from ..parallel.dims import ConfigError, ParallelDims
 from ..parallel.dp_meta import NUM_FIELDS, DPMetaExchange
 from ..parallel.shm_exchange import make_shm_all_gather
+from ..parallel.dp_exchange import enable_push_dp_exchange
 from ..parallel.symm_all_reduce import enable_symmetric_all_reduce
 from .block_manager import BlockManager
 from .graph_capture import GraphCaptureSource
@@ -90,9 +91,10 @@ class Engine:
         runner = ModelRunner(hf_config, model_dir, dims, device, dtype, cfg.cache.block_size, cfg.parallel.moe,
                              kv_dtype, fp8_experts, fp8_linears, cfg.model.linear_dtype == "fp8")
         # Before the warmup: the buffer's bytes count as used when the KV cache is sized, and graphs capture its path.
-        enable_symmetric_all_reduce(getattr(cfg.parallel, "all_reduce", "auto"), dims.tp_group, dims.tp, device,
-                                    dtype, largest_tp_all_reduce(hf_config, dims, cfg.scheduler, dtype),
-                                    hf_config.hidden_size)
+        all_reduce_mode = getattr(cfg.parallel, "all_reduce", "auto")
+        enable_symmetric_all_reduce(all_reduce_mode, dims.tp_group, dims.tp, device, dtype,
+                                    largest_tp_all_reduce(hf_config, dims, cfg.scheduler, dtype), hf_config.hidden_size)
+        enable_push_dp_exchange(all_reduce_mode, dims, device, dtype, cfg.scheduler.max_num_seqs, hf_config.hidden_size)
         _sync(device)
         times.load = runner.load_stats.seconds
         times.build = time.perf_counter() - t0 - times.load

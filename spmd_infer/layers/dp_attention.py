@@ -2,19 +2,47 @@
 
 Attention ran per DP group on its own tokens; the MLP or MoE after it is split over all dp*tp ranks,
 so each rank needs the tokens of every DP group. Token counts come from DPMeta (identical on all ranks),
-so no size exchange is needed; padding to the largest count exists only inside the collectives and
-padded rows never reach the MLP or the experts.
+so no size exchange is needed. On NCCL's path padding to the largest count exists only inside the collectives and
+padded rows never reach the MLP or the experts (but inside CUDA graphs, where every rank sends a full bucket). Where
+the job has the push path (parallel/dp_exchange.py), one kernel gathers the rows padded, with marks that keep the
+padding out of the experts, and the reduce over all ranks is left to the RMSNorm after the MLP (ScatterSums),
+which ends it in the same kernel.
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple, Optional
+
 import torch
 import torch.distributed as dist
+from spmd_kernels.push_dp_exchange import push_all_gather, push_exchange_supports, push_reduce_scatter
 from torch import nn
 
 from ..forward_batch import ForwardBatch
 from ..parallel.comm import all_reduce
+from ..parallel.dp_exchange import PushDPExchange, push_dp_exchange_for
 from ..parallel.sharding import LayerSharding
+
+
+class ScatterSums(NamedTuple):
+    """The MLP's partial outputs for every DP group's padded rows, left for the RMSNorm after it: each rank's own
+    group's rows, summed over all ranks (kernels/push_dp_exchange.py's reduce-scatter)."""
+
+    values: torch.Tensor  # [dp * rows, H], DP group d's rows at d * rows ..
+    exchange: PushDPExchange
+    count: int  # this rank's DP group's tokens
+
+    def reduced(self) -> torch.Tensor:
+        return push_reduce_scatter(self.values, self.exchange.scatter.peers, self.exchange.tp, self.count)
+
+    def add_norm(self, residual: torch.Tensor, weight: torch.Tensor,
+                 eps: float) -> Optional[tuple[torch.Tensor, torch.Tensor]]:
+        """(rms_norm(sum + residual) * weight, sum + residual) in the reduce-scatter's kernel; None where the
+        residual is not the kernel's (the caller reduces, then norms)."""
+        if residual.dtype != self.values.dtype or not residual.is_contiguous():
+            return None
+        return push_reduce_scatter(self.values, self.exchange.scatter.peers, self.exchange.tp, self.count,
+                                   residual.view(self.count, -1), weight, eps)
 
 
 class DPGatherScatter:
@@ -26,10 +54,15 @@ class DPGatherScatter:
     def __init__(self, sharding: LayerSharding):
         self.sharding = sharding
 
-    def __call__(self, mlp: nn.Module, x: torch.Tensor, batch: ForwardBatch) -> torch.Tensor:
+    def __call__(self, mlp: nn.Module, x: torch.Tensor, batch: ForwardBatch) -> torch.Tensor | ScatterSums:
         counts = batch.dp_num_tokens
         dp, me = self.sharding.dp.size, self.sharding.dp.rank
         pad = max(counts)
+        push = push_dp_exchange_for(self.sharding.dp.group)
+        if push is not None and push_exchange_supports(pad, x.shape[-1], push.gather.peers):  # alike on every rank
+            rows, kept = push_all_gather(x.contiguous(), push.gather.peers, pad, batch.token_valid)
+            partial = mlp(rows, batch, valid=kept)
+            return ScatterSums(partial.contiguous(), push, counts[me])
         padded = x.new_zeros((pad, x.shape[-1]))
         padded[: x.shape[0]] = x
         gathered = torch.empty((dp * pad, x.shape[-1]), dtype=x.dtype, device=x.device)

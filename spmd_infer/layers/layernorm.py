@@ -6,7 +6,7 @@ import torch
 from spmd_kernels import rms_norm
 from torch import nn
 
-from ..parallel.comm import PartialSums, all_reduce_add_norm
+from ..parallel.comm import DeferredSums
 
 
 class RMSNorm(nn.Module):
@@ -21,12 +21,13 @@ class RMSNorm(nn.Module):
         h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)
         return self.weight * h.to(x.dtype)
 
-    def forward(self, x: torch.Tensor | PartialSums, residual: torch.Tensor | None = None):
-        """rms_norm(x) * weight, or with `residual` (rms_norm(x + residual) * weight, x + residual). x may be a
-        row-parallel layer's PartialSums: summed over its group first, in the same kernel where the group can."""
-        if isinstance(x, PartialSums):
+    def forward(self, x: torch.Tensor | DeferredSums, residual: torch.Tensor | None = None):
+        """rms_norm(x) * weight, or with `residual` (rms_norm(x + residual) * weight, x + residual). x may be sums left
+        for this norm (a row-parallel layer's PartialSums, DP attention's ScatterSums): summed first, in the same
+        kernel where their group can."""
+        if not isinstance(x, torch.Tensor):
             if residual is not None:
-                fused = all_reduce_add_norm(x, residual, self.weight, self.eps)
+                fused = x.add_norm(residual, self.weight, self.eps)
                 if fused is not None:
                     return fused
             x = x.reduced()

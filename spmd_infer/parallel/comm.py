@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple, Optional
+from typing import NamedTuple, Optional, Protocol
 
 import torch
 import torch.distributed as dist
@@ -38,6 +38,17 @@ def all_reduce(x: torch.Tensor, shard: Shard) -> torch.Tensor:
     return x
 
 
+class DeferredSums(Protocol):
+    """A layer's output whose sum over ranks is left to the RMSNorm after it (layers/layernorm.py)."""
+
+    def reduced(self) -> torch.Tensor:
+        """The sums, as the layer would have returned them."""
+
+    def add_norm(self, residual: torch.Tensor, weight: torch.Tensor,
+                 eps: float) -> Optional[tuple[torch.Tensor, torch.Tensor]]:
+        """(rms_norm(sums + residual) * weight, sums + residual) in one kernel, or None where none takes them."""
+
+
 class PartialSums(NamedTuple):
     """A row-parallel layer's output left unreduced for the RMSNorm after it, which sums it over the shard's group
     (in the same kernel where the group has the push path: all_reduce_add_norm)."""
@@ -47,6 +58,10 @@ class PartialSums(NamedTuple):
 
     def reduced(self) -> torch.Tensor:
         return all_reduce(self.values, self.shard)
+
+    def add_norm(self, residual: torch.Tensor, weight: torch.Tensor,
+                 eps: float) -> Optional[tuple[torch.Tensor, torch.Tensor]]:
+        return all_reduce_add_norm(self, residual, weight, eps)
 
 
 def reduced_or_partial(y: torch.Tensor, shard: Shard, defer: bool) -> torch.Tensor | PartialSums:

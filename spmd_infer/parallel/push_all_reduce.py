@@ -1,9 +1,10 @@
-"""The buffers of kernels/push_all_reduce.py for one TP group: each rank's row slots and flags in symmetric memory
-(mapped by every peer), its rows' epochs in its own memory, and the peers' addresses as device tensors.
+"""The buffers of kernels/push_all_reduce.py for one process group: each rank's row slots and flags in symmetric
+memory (mapped by every peer), its rows' epochs in its own memory, and the peers' addresses as device tensors.
 
-symm_all_reduce.py makes them beside its own buffer, when the group takes the symmetric path, and sends small
-all-reduces (at most PUSH_MAX_ROWS rows of the model's width) through them; the RMSNorm after o_proj, down_proj and
-MoE layers runs in the same kernel there (layers/layernorm.py).
+symm_all_reduce.py makes them for a TP group beside its own buffer, when the group takes the symmetric path, and sends
+small all-reduces (at most PUSH_MAX_ROWS rows of the model's width) through them; the RMSNorm after o_proj, down_proj
+and MoE layers runs in the same kernel there (layers/layernorm.py). dp_exchange.py makes them for DP attention's
+gather (over the DP group) and reduce-scatter (over all ranks).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Optional
 
 import torch
 import torch.distributed as dist
-from spmd_kernels.push_all_reduce import PushPeers, precompile_push_all_reduce
+from spmd_kernels.push_all_reduce import SUM, PushPeers, precompile_push
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +36,11 @@ class PushBuffers:
 
 
 def make_push_buffers(group: dist.ProcessGroup, device: torch.device, dtype: torch.dtype, max_rows: int,
-                      row_width: int) -> Optional[PushBuffers]:
+                      row_width: int, mode: int = int(SUM.value), blocks_of: int = 1) -> Optional[PushBuffers]:
     """This rank's push buffers for `group` (a collective over it: every rank calls it at the same point), for
-    all-reduces of up to `max_rows` rows of up to `row_width` elements; None (with a warning) where symmetric
-    memory cannot map them. The caller agrees over the group before any kernel uses them, so every rank's zeroed
+    launches of up to `max_rows` rows a rank of up to `row_width` elements, with the kernel's variants for `mode`
+    (and a reduce-scatter's `blocks_of`) compiled; None (with a warning) where symmetric memory cannot map them or
+    the kernel cannot build. The caller agrees over the group before any kernel uses them, so every rank's zeroed
     flags are in place before a peer can raise one."""
     import torch.distributed._symmetric_memory as symm_mem
 
@@ -46,15 +48,15 @@ def make_push_buffers(group: dist.ProcessGroup, device: torch.device, dtype: tor
     try:
         data = symm_mem.empty(2 * world * max_rows * row_width, dtype=dtype, device=device)
         data_handle = symm_mem.rendezvous(data, group.group_name)
-        flags = symm_mem.empty(world * max_rows, dtype=torch.int32, device=device)
+        flags = symm_mem.empty(3 * world * max_rows, dtype=torch.int32, device=device)  # flags, then row marks
         flags.zero_()
         flags_handle = symm_mem.rendezvous(flags, group.group_name)
         data_ptrs = torch.tensor(list(data_handle.buffer_ptrs), dtype=torch.int64, device=device)
         flag_ptrs = torch.tensor(list(flags_handle.buffer_ptrs), dtype=torch.int64, device=device)
         epochs = torch.zeros(max_rows, dtype=torch.int32, device=device)
         peers = PushPeers(data_ptrs, flag_ptrs, epochs, rank, world, max_rows, row_width)
-        precompile_push_all_reduce(peers, dtype, row_width, device)  # no rank waits on another here
-    except Exception as err:  # any failure leaves the one-shot kernel in place, agreed over the group by the caller
-        log.warning("push all-reduce unavailable (%s: %s)", type(err).__name__, str(err)[:300])
+        precompile_push(peers, dtype, row_width, device, mode, blocks_of)  # no rank waits on another here
+    except Exception as err:  # any failure leaves the caller's fallback in place, agreed over the group by the caller
+        log.warning("push kernel buffers unavailable (%s: %s)", type(err).__name__, str(err)[:300])
         return None
     return PushBuffers(peers, (data, flags, data_handle, flags_handle))

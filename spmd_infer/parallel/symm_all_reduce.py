@@ -5,8 +5,8 @@ once at engine start, before the KV cache is sized so its bytes count as used). 
 with no host work, so it sits inside the decode CUDA graphs as NCCL's does:
 - push (kernels/push_all_reduce.py, with its own buffers: push_all_reduce.py): each rank stores its rows into the
   peers' memory and flags them, one way over NVLink; up to PUSH_MAX_ROWS rows of the model's width. The RMSNorm after
-  o_proj, down_proj and MoE layers runs in the same kernel (SymmetricAllReduce.add_norm). 2 x H200: 5.1 us at 8
-  KiB, 15.2 at 2 MiB; Llama-3-8B tp2 decode bs1 3.2 -> 3.0 ms, bs64 5.2 -> 4.8, bs256 9.9 -> 9.4-9.6
+  o_proj, down_proj and MoE layers runs in the same kernel (SymmetricAllReduce.add_norm). 2 x H200: 4.7 us at 8
+  KiB, 13.3 at 2 MiB; Llama-3-8B tp2 decode bs1 3.2 -> 3.0 ms, bs64 5.2 -> 4.7, bs256 9.9 -> 9.3-9.4
   (kernels/README.md has the table).
 - one-shot (`one_shot_all_reduce_copy_out`): copies the local rows into the buffer, waits for the peers, sums every
   rank's buffer into a fresh output. Latency-bound messages (decode at small batches).
@@ -137,6 +137,41 @@ def enable_symmetric_all_reduce(mode: str, group: dist.ProcessGroup, world: int,
     for it; every rank of the group must call this at the same point (the rendezvous is a collective over it).
     `row_width` (the model's hidden size; 0: none) sizes the push kernel's slots. Returns whether all-reduces over
     `group` now take it."""
+    if not symmetric_wanted(mode, group, world, device, "TP group"):
+        return False
+    existing = _by_group.get(group.group_name)
+    wanted = min(MAX_BUFFER_BYTES, max(max_message_bytes, ONE_SHOT_MAX_BYTES))
+    push_width = row_width if PUSH_ON else 0
+    if existing is not None and existing.buffer.dtype == dtype and existing.buffer_bytes >= wanted and (
+            not push_width or (existing.push is not None and existing.push.peers.row_stride >= push_width)):
+        return True
+    # Every rank must agree after each step, or one would wait in a symmetric kernel for a peer that went to NCCL
+    # (or to the one-shot kernel, for the push path), or in the push buffers' rendezvous for a peer that skipped it.
+    made = _make(group, device, dtype, wanted)
+    if not on_every_rank(made is not None, group, device):
+        if mode == "symmetric":
+            raise RuntimeError("parallel.all_reduce=symmetric: symmetric memory could not be set up on every rank "
+                               "of a TP group (see the warnings above); use parallel.all_reduce=auto or nccl")
+        log.warning("symmetric all-reduce unavailable on some rank of this TP group: all-reduces stay on NCCL")
+        return False
+    push = make_push_buffers(group, device, dtype, PUSH_MAX_ROWS, push_width) if push_width else None
+    push_ok = bool(push_width) and on_every_rank(push is not None, group, device)
+    if push_width and not push_ok:
+        log.warning("push all-reduce unavailable on some rank of this TP group: small all-reduces take the one-shot "
+                    "kernel")
+    made.push = push if push_ok else None
+    _by_group[group.group_name] = made
+    log.info("TP all-reduces through symmetric memory (%d ranks, %.1f MiB buffer; %sone-shot to %d KiB, two-shot "
+             "above, NCCL past the buffer)", world, made.buffer_bytes / 2**20,
+             f"push to {PUSH_MAX_ROWS} rows of {push_width}, " if made.push else "", ONE_SHOT_MAX_BYTES // 1024)
+    return True
+
+
+def symmetric_wanted(mode: str, group: dist.ProcessGroup, world: int, device: torch.device, what: str) -> bool:
+    """Whether `mode` (parallel.all_reduce) asks for symmetric memory on `group` (`what`: its role, for errors), a
+    group of `world` ranks on `device`: never with nccl or one rank, on CPUs or across hosts; with auto for the group
+    sizes measured (AUTO_WORLD_SIZES). Errors say what to change where symmetric is forced but cannot be had. Every
+    rank of the group must call it at the same point (it gathers the host names over the group)."""
     if mode not in MODES:
         raise ValueError(f"parallel.all_reduce={mode!r} must be one of {', '.join(MODES)}")
     if mode == "nccl" or world == 1:
@@ -150,38 +185,13 @@ def enable_symmetric_all_reduce(mode: str, group: dist.ProcessGroup, world: int,
         return False
     if not group_on_one_host(group):  # torchrun and Slurm alike: the ranks' host names, gathered over the group
         if mode == "symmetric":
-            raise ValueError(f"parallel.all_reduce=symmetric needs each TP group on one host: this job's "
-                             f"{world}-rank TP groups span hosts; use parallel.all_reduce=auto or nccl")
+            raise ValueError(f"parallel.all_reduce=symmetric needs each {what} on one host: this job's "
+                             f"{world}-rank {what}s span hosts; use parallel.all_reduce=auto or nccl")
         return False
-    existing = _by_group.get(group.group_name)
-    wanted = min(MAX_BUFFER_BYTES, max(max_message_bytes, ONE_SHOT_MAX_BYTES))
-    push_width = row_width if PUSH_ON else 0
-    if existing is not None and existing.buffer.dtype == dtype and existing.buffer_bytes >= wanted and (
-            not push_width or (existing.push is not None and existing.push.peers.row_stride >= push_width)):
-        return True
-    # Every rank must agree after each step, or one would wait in a symmetric kernel for a peer that went to NCCL
-    # (or to the one-shot kernel, for the push path), or in the push buffers' rendezvous for a peer that skipped it.
-    made = _make(group, device, dtype, wanted)
-    if not _on_every_rank(made is not None, group, device):
-        if mode == "symmetric":
-            raise RuntimeError("parallel.all_reduce=symmetric: symmetric memory could not be set up on every rank "
-                               "of a TP group (see the warnings above); use parallel.all_reduce=auto or nccl")
-        log.warning("symmetric all-reduce unavailable on some rank of this TP group: all-reduces stay on NCCL")
-        return False
-    push = make_push_buffers(group, device, dtype, PUSH_MAX_ROWS, push_width) if push_width else None
-    push_ok = bool(push_width) and _on_every_rank(push is not None, group, device)
-    if push_width and not push_ok:
-        log.warning("push all-reduce unavailable on some rank of this TP group: small all-reduces take the one-shot "
-                    "kernel")
-    made.push = push if push_ok else None
-    _by_group[group.group_name] = made
-    log.info("TP all-reduces through symmetric memory (%d ranks, %.1f MiB buffer; %sone-shot to %d KiB, two-shot "
-             "above, NCCL past the buffer)", world, made.buffer_bytes / 2**20,
-             f"push to {PUSH_MAX_ROWS} rows of {push_width}, " if made.push else "", ONE_SHOT_MAX_BYTES // 1024)
     return True
 
 
-def _on_every_rank(done: bool, group: dist.ProcessGroup, device: torch.device) -> bool:
+def on_every_rank(done: bool, group: dist.ProcessGroup, device: torch.device) -> bool:
     """Whether `done` holds on every rank of the group (a collective over it)."""
     ok = torch.tensor([int(done)], dtype=torch.int32, device=device)
     dist.all_reduce(ok, op=dist.ReduceOp.MIN, group=group)

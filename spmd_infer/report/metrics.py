@@ -13,6 +13,7 @@ import torch
 import torch.distributed as dist
 
 from ..parallel.dp_meta import Field
+from ..parallel.dp_exchange import dp_exchange_path
 from ..parallel.symm_all_reduce import all_reduce_path
 from .timeline import Timeline
 
@@ -60,7 +61,9 @@ def job_metrics(summary: Any, timeline: Timeline, dims: Any, device: torch.devic
         "steps": timeline.steps,
         "working_steps": timeline.working_steps,
         "layout": {"dp": dims.dp, "tp": dims.tp, "world": dims.dp * dims.tp, "dp_attention": timeline.dp_attention,
-                   "all_reduce": all_reduce_path(getattr(dims, "tp_group", None), dims.tp)},
+                   "all_reduce": all_reduce_path(getattr(dims, "tp_group", None), dims.tp),
+                   "dp_exchange": dp_exchange_path(getattr(dims, "dp_group", None),
+                                                   bool(timeline.dp_attention) and dims.dp > 1)},
         "load_imbalance": max(timeline.tokens) / mean_tokens if sum(timeline.tokens) else 1.0,
         "dp_ranks": ranks,
         "kv_cache": {"blocks_per_rank": timeline.num_blocks, "block_size": block_size,

@@ -33,7 +33,8 @@ def group_buffers(world: int, dtype: torch.dtype, device, shared: bool = False,
     """Every rank's data slots and flags, zeroed (in shared memory: for forked ranks), and each rank's PushPeers
     over them, their rows' epochs at `start` (as if that many calls had run)."""
     data = [torch.zeros(2, world, MAX_ROWS, ROW_STRIDE, dtype=dtype, device=device) for _ in range(world)]
-    flags = [torch.zeros(world, MAX_ROWS, dtype=torch.int32, device=device) for _ in range(world)]
+    # [0:world] the flags, then a gather's row marks [2, world] (PushPeers.flag_ptrs)
+    flags = [torch.zeros(3 * world, MAX_ROWS, dtype=torch.int32, device=device) for _ in range(world)]
     if shared:  # moves the storage: before the addresses are taken
         data, flags = [t.share_memory_() for t in data], [t.share_memory_() for t in flags]
     data_ptrs = torch.tensor([d.data_ptr() for d in data], dtype=torch.int64, device=device)
@@ -202,7 +203,7 @@ def test_learns_how_many_programs_an_sm_holds():
         got = push_all_reduce(parts[rank], peers[rank], residual, weight, 1e-6)
         _, y, h = expected(parts, residual, weight, 1e-6)
         assert torch.equal(got[0], y) and torch.equal(got[1], h)
-    learned = [v for k, v in module._RESIDENT.items() if k[0].type == "cuda" and k[2] and k[5] == torch.float16]
+    learned = [v for k, v in module._RESIDENT.items() if k[0].type == "cuda" and k[3] and k[7] == torch.float16]
     assert learned and all(1 <= v <= module.MAX_BLOCKS_PER_SM for v in learned), module._RESIDENT
 
 
@@ -210,32 +211,34 @@ _SM90_CENSUS = """
 import importlib, json, sys
 sys.path.insert(0, sys.argv[1])
 from ptx_census import compile_census
-kernel = importlib.import_module("spmd_kernels.push_all_reduce")._push_all_reduce_kernel
-pointers = {"x_ptr": "*bf16", "data_ptrs": "*i64", "flag_ptrs": "*i64", "epoch_ptr": "*i32", "res_ptr": "*bf16",
-            "w_ptr": "*bf16", "y_ptr": "*bf16", "h_ptr": "*bf16", "eps": "fp32"}
+kernel = importlib.import_module("spmd_kernels.push_all_reduce")._push_kernel
+pointers = {"x_ptr": "*bf16", "keep_ptr": "*u8", "data_ptrs": "*i64", "flag_ptrs": "*i64", "epoch_ptr": "*i32",
+            "res_ptr": "*bf16", "w_ptr": "*bf16", "y_ptr": "*bf16", "h_ptr": "*bf16", "kept_ptr": "*u8", "eps": "fp32"}
 found = {}
-for row_stride in (4096, 33):
-    consts = {"WORLD": 2, "MAX_ROWS": 256, "ROW_STRIDE": row_stride, "NORM": True, "BLOCK_H": 4096, "PDL": True}
-    ptx = compile_census(kernel, pointers, consts, ("M", "rank"), 16, 1)[2]
-    found[row_stride] = {k: k in ptx for k in ("atom.global.sys.release.exch.b32", "ld.global.sys.acquire.b32",
-                                               "atom.global.sys.acquire", "ld.global.cg.v4.b32", "st.global.b16")}
+for mode, row_stride in ((0, 4096), (0, 33), (1, 4096), (2, 4096)):
+    consts = {"WORLD": 2, "MAX_ROWS": 256, "ROW_STRIDE": row_stride, "MODE": mode, "GROUP": 1, "NORM": mode != 1,
+              "TOKEN_VALID": mode == 1, "BLOCK_H": 4096, "PDL": True}
+    ptx = compile_census(kernel, pointers, consts, ("M", "count", "rank"), 16, 1)[2]
+    found[f"{mode},{row_stride}"] = {k: k in ptx for k in (
+        "atom.global.sys.release.exch.b32", "ld.global.sys.acquire.b32", "atom.global.sys.acquire",
+        "ld.global.cg.v4.b32", "st.global.b16")}
 print(json.dumps(found))
 """
 
 
 def test_compiled_for_sm90_it_moves_16_bytes_and_orders_at_system_scope():
     """The kernel as the GPU would run it (compiled offline for sm_90 in a process without the interpreter; no GPU
-    needed): peer rows move 16 bytes an instruction (the slots' alignment hint), flags are written with release and
-    read with acquire semantics at system scope (what makes the rows visible across GPUs before the flag), and slots
-    of an odd width fall back to 2 bytes."""
+    needed), all-reducing, gathering and reduce-scattering: peer rows move 16 bytes an instruction (the slots'
+    alignment hint), flags are written with release and read with acquire semantics at system scope (what makes the
+    rows visible across GPUs before the flag), and slots of an odd width fall back to 2 bytes."""
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env["TRITON_DEFAULT_FP_FUSION"] = "1"
     proc = subprocess.run([sys.executable, "-c", _SM90_CENSUS, str(REPO / "tests" / "gpu")], env=env, cwd=REPO,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     found = json.loads(proc.stdout.strip().splitlines()[-1])
-    for row_stride, wide in (("4096", True), ("33", False)):
-        seen = found[row_stride]
-        assert seen["atom.global.sys.release.exch.b32"], seen
-        assert seen["ld.global.sys.acquire.b32"] or seen["atom.global.sys.acquire"], seen
-        assert (seen["ld.global.cg.v4.b32"] and not seen["st.global.b16"]) == wide, (row_stride, seen)
+    for variant, seen in found.items():
+        assert seen["atom.global.sys.release.exch.b32"], (variant, seen)
+        assert seen["ld.global.sys.acquire.b32"] or seen["atom.global.sys.acquire"], (variant, seen)
+        wide = not variant.endswith(",33")
+        assert (seen["ld.global.cg.v4.b32"] and not seen["st.global.b16"]) == wide, (variant, seen)
