@@ -98,9 +98,10 @@ def test_norm_reduces_partial_sums_it_is_given():
 @pytest.mark.parametrize("name,architecture", [("llama", "LlamaForCausalLM"), ("qwen3moe", "Qwen3MoeForCausalLM"),
                                                ("mixtral", "MixtralForCausalLM"), ("dsv2", "DeepseekV2ForCausalLM")])
 def test_layers_leave_their_reduce_to_the_next_norm(name, architecture):
-    """Under TP (decoupled DP) the output reduce of attention's o_proj and of the MLP or MoE moves into the next
-    RMSNorm; under DP attention none does (the DP gather reduces the MLP's sums). Reduces inside a block (DeepSeek's
-    routed and shared experts, summed before their one reduce) are not counted: they do not reduce."""
+    """Under TP the output reduce of attention's o_proj and of the MLP or MoE moves into the next RMSNorm; under DP
+    attention attention's does, and the MLP's layers do not reduce at all (the DP gather sums them, in the next norm
+    where it can). Reduces inside a block (DeepSeek's routed and shared experts, summed before their one reduce) are
+    not counted: they do not reduce."""
     from support.tiny_models import _configs
 
     from spmd_infer.models.registry import model_class
@@ -114,8 +115,10 @@ def test_layers_leave_their_reduce_to_the_next_norm(name, architecture):
                                  dp_attention=dp_attention, moe="tp")
         for layer in model_class(config)(config, sharding).model.layers:
             flags = [m.reduce_in_norm for m in layer.modules() if hasattr(m, "reduce_in_norm") and m.reduce]
-            assert flags, name
-            assert not any(flags) if dp_attention else all(flags), (name, dp_attention, flags)
+            assert flags and all(flags), (name, dp_attention, flags)
+            if dp_attention:
+                mlp_reduces = [m.reduce for m in layer.mlp.modules() if hasattr(m, "reduce_in_norm")]
+                assert mlp_reduces and not any(mlp_reduces), (name, mlp_reduces)
 
 
 def test_setup_on_cpu_stays_on_gloo_or_says_what_to_change():

@@ -168,8 +168,8 @@ class LlamaDecoderLayer(nn.Module):
         self.dp_gather = DPGatherScatter(sharding) if sharding.dp_attention else None
         self.input_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
-        if not sharding.dp_attention:  # (under DP attention the MLP's sums are reduced by the DP gather instead)
-            reduce_in_next_norm(self.self_attn, self.mlp)
+        # Under DP attention the MLP's sums are left to the next norm by the DP gather instead (ScatterSums).
+        reduce_in_next_norm(self.self_attn, *(() if sharding.dp_attention else (self.mlp,)))
 
     def build_mlp(self, config: Any, sharding: LayerSharding, layer_idx: int) -> nn.Module:
         bias = getattr(config, "mlp_bias", False)
