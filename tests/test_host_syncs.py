@@ -29,7 +29,7 @@ ALLOWED = {
     "spmd_infer/engine/model_runner.py:sample:tolist": "settled steps: their tokens are needed on the host",
     "spmd_infer/engine/model_runner.py:_top_logprobs:tolist": "log-probabilities: settled steps",
     "spmd_infer/engine/model_runner.py:min_over:item": "startup: the KV block count every rank agrees on",
-    "spmd_infer/parallel/symm_all_reduce.py:on_every_rank:item": "startup: a group agrees on its symmetric-memory "
+    "spmd_infer/parallel/symm_setup.py:on_every_rank:item": "startup: a group agrees on its symmetric-memory "
                                                                    "path",
     "spmd_infer/layers/attention.py:varlen_attention:tolist": "the torch path (CPU)",
     "spmd_infer/layers/mla.py:_expanded:tolist": "the torch path (CPU)",

@@ -134,6 +134,14 @@ def test_setup_on_cpu_stays_on_gloo_or_says_what_to_change():
     assert ONE_SHOT_MAX_BYTES < MAX_BUFFER_BYTES
 
 
+def test_allocation_failing_on_one_rank_leaves_every_rank_on_its_fallback():
+    """Symmetric memory (faked on CPU ranks) whose allocation fails on one rank: every rank gets no buffers and none
+    waits in a rendezvous the failed rank never joins (the timeout turns such a hang into a failure)."""
+    proc = torchrun(2, [str(REPO / "tests" / "support" / "symm_setup_worker.py")], timeout=120, cwd=REPO)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    assert "SYMMETRIC SETUP OK" in proc.stdout
+
+
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 CUDA GPUs on one host")
 def test_sums_match_nccl_on_two_gpus():
     env = {"NCCL_NVLS_ENABLE": "0", "TORCH_SYMM_MEM_DISABLE_MULTICAST": "1"}

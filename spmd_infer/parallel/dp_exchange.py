@@ -17,7 +17,8 @@ import torch.distributed as dist
 from spmd_kernels.push_all_reduce import GATHER, SCATTER_SUM
 
 from .push_all_reduce import PushBuffers, make_push_buffers
-from .symm_all_reduce import on_every_rank, symmetric_wanted
+from .symm_all_reduce import symmetric_wanted
+from .symm_setup import on_every_rank
 
 log = logging.getLogger(__name__)
 

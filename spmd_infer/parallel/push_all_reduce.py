@@ -17,6 +17,8 @@ import torch
 import torch.distributed as dist
 from spmd_kernels.push_all_reduce import SUM, PushPeers, precompile_push
 
+from .symm_setup import map_symmetric
+
 log = logging.getLogger(__name__)
 
 # SPMD_PUSH_ALL_REDUCE=0 leaves the small all-reduces to PyTorch's one-shot kernel and the norm to its own (A/B runs).
@@ -42,21 +44,19 @@ def make_push_buffers(group: dist.ProcessGroup, device: torch.device, dtype: tor
     (and a reduce-scatter's `blocks_of`) compiled; None (with a warning) where symmetric memory cannot map them or
     the kernel cannot build. The caller agrees over the group before any kernel uses them, so every rank's zeroed
     flags are in place before a peer can raise one."""
-    import torch.distributed._symmetric_memory as symm_mem
-
     world, rank = dist.get_world_size(group), dist.get_rank(group)
+    mapped = map_symmetric(group, device, [(2 * world * max_rows * row_width, dtype),
+                                           (3 * world * max_rows, torch.int32)], "push kernel")  # flags, row marks
+    if mapped is None:
+        return None
+    (data, data_handle), (flags, flags_handle) = mapped
     try:
-        data = symm_mem.empty(2 * world * max_rows * row_width, dtype=dtype, device=device)
-        data_handle = symm_mem.rendezvous(data, group.group_name)
-        flags = symm_mem.empty(3 * world * max_rows, dtype=torch.int32, device=device)  # flags, then row marks
-        flags.zero_()
-        flags_handle = symm_mem.rendezvous(flags, group.group_name)
         data_ptrs = torch.tensor(list(data_handle.buffer_ptrs), dtype=torch.int64, device=device)
         flag_ptrs = torch.tensor(list(flags_handle.buffer_ptrs), dtype=torch.int64, device=device)
         epochs = torch.zeros(max_rows, dtype=torch.int32, device=device)
         peers = PushPeers(data_ptrs, flag_ptrs, epochs, rank, world, max_rows, row_width)
         precompile_push(peers, dtype, row_width, device, mode, blocks_of)  # no rank waits on another here
     except Exception as err:  # any failure leaves the caller's fallback in place, agreed over the group by the caller
-        log.warning("push kernel buffers unavailable (%s: %s)", type(err).__name__, str(err)[:300])
+        log.warning("push kernel unavailable (%s: %s)", type(err).__name__, str(err)[:300])
         return None
     return PushBuffers(peers, (data, flags, data_handle, flags_handle))

@@ -42,6 +42,7 @@ from spmd_kernels.push_all_reduce import push_all_reduce, push_all_reduce_suppor
 
 from .push_all_reduce import PUSH_MAX_ROWS, PUSH_ON, PushBuffers, make_push_buffers
 from .shm_exchange import group_on_one_host
+from .symm_setup import map_symmetric, on_every_rank
 
 log = logging.getLogger(__name__)
 
@@ -191,25 +192,14 @@ def symmetric_wanted(mode: str, group: dist.ProcessGroup, world: int, device: to
     return True
 
 
-def on_every_rank(done: bool, group: dist.ProcessGroup, device: torch.device) -> bool:
-    """Whether `done` holds on every rank of the group (a collective over it)."""
-    ok = torch.tensor([int(done)], dtype=torch.int32, device=device)
-    dist.all_reduce(ok, op=dist.ReduceOp.MIN, group=group)
-    return bool(ok.item())
-
-
 def _make(group: dist.ProcessGroup, device: torch.device, dtype: torch.dtype,
           nbytes: int) -> Optional[SymmetricAllReduce]:
     """The buffer, mapped by every peer; None (with a warning) where this build or driver cannot."""
-    try:
-        import torch.distributed._symmetric_memory as symm_mem
-
-        for op in ("one_shot_all_reduce_copy_out", "two_shot_all_reduce_out"):
-            if not hasattr(torch.ops.symm_mem, op):
-                raise RuntimeError(f"torch.ops.symm_mem.{op} is missing from torch {torch.__version__}")
-        buffer = symm_mem.empty(nbytes // dtype.itemsize, dtype=dtype, device=device)
-        symm_mem.rendezvous(buffer, group.group_name)
-    except Exception as err:  # any failure leaves NCCL in place, agreed over the group by the caller
-        log.warning("symmetric memory unavailable (%s: %s)", type(err).__name__, str(err)[:300])
-        return None
-    return SymmetricAllReduce(group.group_name, dist.get_world_size(group), buffer)
+    missing = [op for op in ("one_shot_all_reduce_copy_out", "two_shot_all_reduce_out")
+               if not hasattr(torch.ops.symm_mem, op)]
+    if missing:
+        log.warning("symmetric all-reduce unavailable: torch.ops.symm_mem.%s missing from torch %s", missing[0],
+                    torch.__version__)
+    mapped = map_symmetric(group, device, [(nbytes // dtype.itemsize, dtype)], "symmetric all-reduce",
+                           ready=not missing)
+    return SymmetricAllReduce(group.group_name, dist.get_world_size(group), mapped[0][0]) if mapped else None
