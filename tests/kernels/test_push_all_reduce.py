@@ -101,6 +101,25 @@ def test_one_rank_against_pushed_peers(world, rank, start, dtype, device):
 CONCURRENT_CALLS = [(4, 160), (1, 160), (6, 96), (4, 160), (2, 33)]
 
 
+def run_forked_ranks(ranks: list[tuple], timeout: float) -> None:
+    """Run each (function, args) in a forked process at once, as the ranks of a group (the interpreter cannot run two
+    launches in one process while one waits on the other); fail if any is still waiting after `timeout` s or
+    failed."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=fn, args=args, daemon=True) for fn, args in ranks]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(timeout=timeout)
+    alive = [proc.is_alive() for proc in procs]
+    for proc in procs:
+        proc.kill() if proc.is_alive() else None
+    assert not any(alive), "a rank is still waiting for a peer's flag"
+    assert all(proc.exitcode == 0 for proc in procs), [proc.exitcode for proc in procs]
+
+
 def _rank_process(rank, peers, calls, outs):
     """One rank's calls in a forked process (its own interpreter: the interpreter's launches cannot share a process
     while one waits on another); its results go into shared tensors."""
@@ -116,25 +135,13 @@ def _rank_process(rank, peers, calls, outs):
 def test_ranks_run_concurrently(world, start):
     """Every rank's kernel at once, each waiting on the others' flags (the interpreter's atomics are the CPU's),
     over calls of changing shapes: each rank gets the same bits, those of the unfused path."""
-    import multiprocessing
-
     dtype = torch.float16
     # Shared before the fork: every process then sees the same pages at the same addresses, as its pointer tables say.
     data, flags, peers = group_buffers(world, dtype, "cpu", shared=True, start=start)
     calls = [inputs(world, rows, width, dtype, "cpu", seed=10 + i) for i, (rows, width) in enumerate(CONCURRENT_CALLS)]
     outs = [[(torch.zeros_like(c[1]).share_memory_(), torch.zeros_like(c[1]).share_memory_()) for c in calls]
             for _ in range(world)]
-    ctx = multiprocessing.get_context("fork")
-    procs = [ctx.Process(target=_rank_process, args=(rank, peers, calls, outs), daemon=True) for rank in range(world)]
-    for proc in procs:
-        proc.start()
-    for proc in procs:
-        proc.join(timeout=120)
-    alive = [proc.is_alive() for proc in procs]
-    for proc in procs:
-        proc.kill() if proc.is_alive() else None
-    assert not any(alive), "a rank is still waiting for a peer's flag"
-    assert all(proc.exitcode == 0 for proc in procs), [proc.exitcode for proc in procs]
+    run_forked_ranks([(_rank_process, (rank, peers, calls, outs)) for rank in range(world)], timeout=120)
     for call, (parts, residual, weight) in enumerate(calls):
         _, y, h = expected(parts, residual, weight, 1e-5)
         for rank in range(world):

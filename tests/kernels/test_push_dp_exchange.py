@@ -2,11 +2,9 @@
 forked ranks on the CPU), their addresses in the pointer tables as symmetric memory would give them. Across real
 GPUs: tests/test_dp_exchange.py."""
 
-import multiprocessing
-
 import pytest
 import torch
-from test_push_all_reduce import MAX_ROWS, ROW_STRIDE, STARTS, group_buffers, next_epoch
+from test_push_all_reduce import MAX_ROWS, ROW_STRIDE, STARTS, group_buffers, next_epoch, run_forked_ranks
 
 from spmd_kernels.push_dp_exchange import (push_all_gather, push_all_gather_ref, push_exchange_supports,
                                            push_reduce_scatter, push_reduce_scatter_ref)
@@ -103,8 +101,6 @@ STEPS = [([3, 1], True), ([1, 1], False), ([2, 5], True), ([4, 4], False), ([1, 
 def _exchange_ranks(dp: int, tp: int, gather_peers, scatter_peers, calls, outs):
     """Each of the dp * tp ranks, forked: per call a gather over its DP group, then the reduce-scatter over all
     ranks, ending in the norm, as the decoder layer runs them; results into shared tensors."""
-    ctx = multiprocessing.get_context("fork")
-
     def rank_main(rank):
         dp_rank, tp_rank = divmod(rank, tp)
         for call, (counts, marks, xs, valid, partials, residuals, weight) in enumerate(calls):
@@ -117,16 +113,7 @@ def _exchange_ranks(dp: int, tp: int, gather_peers, scatter_peers, calls, outs):
             outs[rank][call][2][: counts[dp_rank]].copy_(got)
             outs[rank][call][3][: counts[dp_rank]].copy_(h)
 
-    procs = [ctx.Process(target=rank_main, args=(rank,), daemon=True) for rank in range(dp * tp)]
-    for proc in procs:
-        proc.start()
-    for proc in procs:
-        proc.join(timeout=180)
-    alive = [proc.is_alive() for proc in procs]
-    for proc in procs:
-        proc.kill() if proc.is_alive() else None
-    assert not any(alive), "a rank is still waiting for a peer's flag"
-    assert all(proc.exitcode == 0 for proc in procs), [proc.exitcode for proc in procs]
+    run_forked_ranks([(rank_main, (rank,)) for rank in range(dp * tp)], timeout=180)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="concurrent ranks are processes of the CPU interpreter; on GPUs "

@@ -4,11 +4,11 @@ values, bit for bit, at equal and unequal token counts, eagerly and replayed fro
 
 from __future__ import annotations
 
-import os
 from types import SimpleNamespace
 
 import torch
 import torch.distributed as dist
+from cuda_rank import init_cuda_rank
 
 from spmd_infer.forward_batch import ForwardBatch
 from spmd_infer.layers import dp_attention
@@ -44,11 +44,7 @@ def batch_of(counts: list[int], rank: int, device, token_valid=None) -> ForwardB
 
 
 def main() -> None:
-    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
-    device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
-    torch.cuda.set_device(device)
-    dist.init_process_group("nccl", device_id=device)
-    group = dist.new_group(list(range(world)))
+    rank, world, device, group = init_cuda_rank()
     dims = SimpleNamespace(dp=world, tp=1, dp_attention=True, world_group=group, dp_group=group)
     assert enable_push_dp_exchange("symmetric", dims, device, torch.bfloat16, 256, HIDDEN)
     push = push_dp_exchange_for(group)

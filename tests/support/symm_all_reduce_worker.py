@@ -5,10 +5,10 @@ add and RMSNorm against NCCL's sum then the RMSNorm kernel, bit for bit."""
 
 from __future__ import annotations
 
-import os
 
 import torch
 import torch.distributed as dist
+from cuda_rank import init_cuda_rank
 from spmd_kernels import rms_norm
 
 from spmd_infer.parallel.comm import PartialSums, Shard, all_reduce, all_reduce_add_norm
@@ -19,11 +19,7 @@ BUFFER_BYTES = 4 * 2**20  # 512 rows of HIDDEN in bf16: 600 rows fall back to NC
 
 
 def main() -> None:
-    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
-    device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
-    torch.cuda.set_device(device)
-    dist.init_process_group("nccl", device_id=device)
-    group = dist.new_group(list(range(world)))
+    rank, world, device, group = init_cuda_rank()
     assert enable_symmetric_all_reduce("symmetric", group, world, device, torch.bfloat16, BUFFER_BYTES,
                                        row_width=HIDDEN)
     fast = symmetric_all_reduce_for(group)

@@ -4,7 +4,6 @@ buffers) and none may enter the rendezvous, where it would wait for rank 1 forev
 
 from __future__ import annotations
 
-import os
 from types import SimpleNamespace
 
 import torch
