@@ -12,7 +12,7 @@ import torch
 
 from spmd_infer.bench.ceilings import Ceilings, sheet_bandwidth
 from spmd_infer.bench.cost import ModelCost, MoeLayerCost, causal_pairs
-from spmd_infer.bench.measure import StepRecord, case_metrics, median_run
+from spmd_infer.bench.measure import StepRecord, allocator_counts, allocator_delta, case_metrics, median_run
 from spmd_infer.bench.report import console_lines
 from spmd_infer.bench.workloads import Case
 from spmd_infer.models.registry import model_class
@@ -202,7 +202,8 @@ def test_repeated_runs_report_the_median_run_and_every_run():
     assert chosen["output_tok_s"] == 183 and chosen["decode"]["mbu"] == 0.794  # the median run, whole
     assert [r["output_tok_s"] for r in chosen["runs"]] == [183, 192, 175]  # every run, in run order
     assert chosen["runs"][1] == {"output_tok_s": 192, "decode_median_step_s": 0.0045, "decode_mbu": 0.831,
-                                 "prefill_s": 0.0192, "prefill_step_s": [0.0192], "gc_full": None}
+                                 "prefill_s": 0.0192, "prefill_step_s": [0.0192], "gc_full": None,
+                                 "allocator": None}
     assert median_run(runs[:2])["output_tok_s"] == 183  # an even count takes the lower middle
     single = median_run(runs[:1])
     assert single == runs[0] and "runs" not in single and single is not runs[0]
@@ -215,6 +216,23 @@ def test_repeated_runs_report_the_median_run_and_every_run():
     chosen["runs"][2]["gc_full"] = {"collections": 1, "seconds": 0.21}
     assert "  decode bs1 @1024, full garbage collections: 0 in 0.00 s / 0 in 0.00 s / 1 in 0.21 s" \
         in console_lines(_report([chosen]))
+    # So does the caching allocator's synchronising work (none above: no line).
+    assert not any("allocator" in line for line in lines)
+    chosen["runs"][1]["allocator"] = {"retries": 1, "device_allocs": 4, "device_frees": 2}
+    assert "  decode bs1 @1024, allocator: 0 retries, 0 cudaMalloc, 0 cudaFree / 1 retries, 4 cudaMalloc, 2 cudaFree" \
+        " / 0 retries, 0 cudaMalloc, 0 cudaFree" in console_lines(_report([chosen]))
+
+
+def test_allocator_counters_rise_by_run():
+    """A run's allocator figures are how much each counter rose in it; none off CUDA."""
+    before = {"retries": 1, "device_allocs": 10, "device_frees": 4}
+    after = {"retries": 3, "device_allocs": 10, "device_frees": 7}
+    assert allocator_delta(before, after) == {"retries": 2, "device_allocs": 0, "device_frees": 3}
+    assert allocator_delta(None, after) is None
+    assert allocator_counts(torch.device("cpu")) is None
+    if torch.cuda.is_available():
+        counts = allocator_counts(torch.device("cuda"))
+        assert set(counts) == {"retries", "device_allocs", "device_frees"} and min(counts.values()) >= 0
 
 
 def test_console_warns_when_the_copy_rate_beats_the_data_sheet():

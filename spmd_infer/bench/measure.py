@@ -193,11 +193,30 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+# The caching allocator's counters a run's slowness may come from: retries (an allocation failed, so the allocator
+# synchronised, freed every cached block and tried again) and cudaMalloc / cudaFree calls (each one synchronising).
+ALLOCATOR_COUNTERS = {"retries": "num_alloc_retries", "device_allocs": "num_device_alloc",
+                      "device_frees": "num_device_free"}
+
+
+def allocator_counts(device: torch.device) -> Optional[dict]:
+    """The caching allocator's counters on `device` now (ALLOCATOR_COUNTERS); None off CUDA."""
+    if device.type != "cuda":
+        return None
+    stats = torch.cuda.memory_stats(device)
+    return {name: int(stats.get(key, 0)) for name, key in ALLOCATOR_COUNTERS.items()}
+
+
+def allocator_delta(before: Optional[dict], after: Optional[dict]) -> Optional[dict]:
+    """What the counters rose by between two allocator_counts."""
+    return None if before is None or after is None else {k: after[k] - before[k] for k in after}
+
+
 def median_run(runs: list[dict]) -> dict:
     """Of one case's timed runs (case_metrics), the one with the median output rate (the lower middle of an even
     count), its figures whole; with several runs, "runs" lists each one's output rate, decode step and MBU, and
-    its prefill seconds, whole and step by step (they move more between runs than decode does), and its full garbage
-    collections."""
+    its prefill seconds, whole and step by step (they move more between runs than decode does), its full garbage
+    collections and the caching allocator's retries and device allocations."""
     chosen = dict(sorted(runs, key=lambda r: r["output_tok_s"])[(len(runs) - 1) // 2])
     if len(runs) > 1:
         chosen["runs"] = [{"output_tok_s": r["output_tok_s"],
@@ -205,5 +224,5 @@ def median_run(runs: list[dict]) -> dict:
                            "decode_mbu": r.get("decode", {}).get("mbu"),
                            "prefill_s": r.get("prefill", {}).get("seconds"),
                            "prefill_step_s": r.get("prefill", {}).get("step_s"),
-                           "gc_full": r.get("gc_full")} for r in runs]
+                           "gc_full": r.get("gc_full"), "allocator": r.get("allocator")} for r in runs]
     return chosen

@@ -55,6 +55,12 @@ def console_lines(report: dict) -> list[str]:
             each = " / ".join(f"{f.get('collections', 0)} in {f.get('seconds', 0.0):.2f} s" for f in full)
             lines.append(f"  {case['name']}, full garbage collections: {each}")
     for case in report["cases"]:
+        counts = [r.get("allocator") or {} for r in case.get("runs") or [case]]
+        if any(c.get("retries") or c.get("device_allocs") for c in counts):  # synchronising allocator work in a run
+            each = " / ".join(f"{c.get('retries', 0)} retries, {c.get('device_allocs', 0)} cudaMalloc, "
+                              f"{c.get('device_frees', 0)} cudaFree" for c in counts)
+            lines.append(f"  {case['name']}, allocator: {each}")
+    for case in report["cases"]:
         ranks = case.get("dp_ranks")
         if ranks:  # dp > 1: what the `wait` column waits on
             work = " / ".join(f"{s:.2f}" for s in ranks["work_s"])

@@ -29,7 +29,7 @@ from .checkpoint import BenchCheckpoint
 from .cost import ModelCost
 from .hf_baseline import ORDERS as HF_ORDERS
 from .hf_baseline import HFBaseline, compare
-from .measure import case_metrics, median_run, run_case
+from .measure import allocator_counts, allocator_delta, case_metrics, median_run, run_case
 from .presets import preset_config
 from .profile import PHASES, profile_case, profile_lines
 from .report import console_lines, write_json
@@ -118,12 +118,14 @@ def run_bench(cfg: Any) -> Optional[dict]:
         for r in range(b.repeats):
             for flipped in (False, True) if b.overlap_prefill_ab else (False,):
                 seed = b.seed + r + (b.repeats if flipped else 0)
+                allocated = allocator_counts(device)
                 with FullCollections() as full_gc:
                     records, source, wall = run_case(engine, case, sampling, seed,
                                                      overlap_prefill=configured != flipped)
                 metrics = case_metrics(case, records, source, wall, cost, ceilings, mlp_spans_dp,
                                        source.scheduler.num_preemptions)
                 metrics["gc_full"] = {"collections": full_gc.count, "seconds": full_gc.seconds}
+                metrics["allocator"] = allocator_delta(allocated, allocator_counts(device))
                 (flipped_runs if flipped else runs).append(metrics)
                 log.info("%s%s: %.0f output tok/s, %.2f s", case.name, " (overlap_prefill flipped)" if flipped else "",
                          metrics["output_tok_s"], wall)

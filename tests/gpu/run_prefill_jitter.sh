@@ -5,7 +5,8 @@
 # 0.1-0.3 s of host time with no step launched), which runtime.freeze_gc (session 22, on by default) takes out of
 # reach (it does: 0.266 s off, ~0.03 s on, yet slow runs stayed, uniformly slow step by step). Five runs with it
 # off, then five with it on, each run's prefill steps in ms (runs[].prefill_step_s), its full collections
-# (runs[].gc_full) and the SM clock / power nvidia-smi sampled during it (every 100 ms). Carry [".whl"].
+# (runs[].gc_full), the caching allocator's retries and cudaMalloc / cudaFree calls (runs[].allocator, session 26)
+# and the SM clock / power nvidia-smi sampled during it (every 100 ms). Carry [".whl"].
 set -uo pipefail
 source tests/gpu/device_env.sh
 nvidia-smi --query-gpu=name --format=csv,noheader | head -1
@@ -37,8 +38,10 @@ for k, run in enumerate(case["runs"]):
         if inside:
             clock = (f"; SM clock median {statistics.median(s for s, _ in inside):.0f} MHz (min "
                      f"{min(s for s, _ in inside):.0f}), power median {statistics.median(w for _, w in inside):.0f} W")
+    alloc = run.get("allocator") or {}
     print(f"  run {k}: {run['output_tok_s']:.0f} tok/s, prefill {run['prefill_s']:.3f} s, full GC {gc['collections']} "
-          f"in {gc['seconds']:.3f} s{clock}; prefill steps (ms): {steps}")
+          f"in {gc['seconds']:.3f} s{clock}; allocator {alloc.get('retries')} retries, {alloc.get('device_allocs')} "
+          f"cudaMalloc, {alloc.get('device_frees')} cudaFree; prefill steps (ms): {steps}")
 PY
 done
 kill "$sampler"
