@@ -134,7 +134,7 @@ def test_case_metrics_count_a_step_that_settles_an_overlapped_prefill_as_prefill
     ceil = Ceilings(1e4, 1e5, "float32", 1, 1, "cpu")
     dec = [Phase.DECODE]
     records = [
-        StepRecord(0.05, 0.0, Phase.PREFILL, [8], [Phase.PREFILL], chunks=[(8, 8)], sampled=1),
+        StepRecord(0.05, 0.0, Phase.PREFILL, [8], [Phase.PREFILL], chunks=[(8, 8)], sampled=1, launch_seconds=0.01),
         StepRecord(0.45, 0.0, Phase.DECODE, [1], dec, chunks=[(1, 9)], sampled=1, settled_prefill=True),
         StepRecord(0.1, 0.0, Phase.DECODE, [1], dec, chunks=[(1, 10)], sampled=1),
         StepRecord(0.1, 0.0, Phase.DECODE, [1], dec, chunks=[(1, 11)], sampled=1),
@@ -154,6 +154,7 @@ def test_case_metrics_count_a_step_that_settles_an_overlapped_prefill_as_prefill
                      dp_attention=False, num_preemptions=0)
     assert m["prefill"]["seconds"] == pytest.approx(0.35) and "decode" not in m
     assert m["prefill"]["step_s"] == [0.05, 0.3]
+    assert m["prefill"]["launch_s"] == [0.01, 0.0]  # the host's share of each, to its forward's launch (none: 0)
 
 
 def test_case_metrics_sum_each_dp_ranks_work_and_idle_steps():
@@ -202,8 +203,8 @@ def test_repeated_runs_report_the_median_run_and_every_run():
     assert chosen["output_tok_s"] == 183 and chosen["decode"]["mbu"] == 0.794  # the median run, whole
     assert [r["output_tok_s"] for r in chosen["runs"]] == [183, 192, 175]  # every run, in run order
     assert chosen["runs"][1] == {"output_tok_s": 192, "decode_median_step_s": 0.0045, "decode_mbu": 0.831,
-                                 "prefill_s": 0.0192, "prefill_step_s": [0.0192], "gc_full": None,
-                                 "allocator": None}
+                                 "prefill_s": 0.0192, "prefill_step_s": [0.0192], "prefill_launch_s": None,
+                                 "gc_full": None, "allocator": None}
     assert median_run(runs[:2])["output_tok_s"] == 183  # an even count takes the lower middle
     single = median_run(runs[:1])
     assert single == runs[0] and "runs" not in single and single is not runs[0]
@@ -278,6 +279,8 @@ def test_bench_cli_on_cpu_with_load_and_hf_baseline(tmp_path):
     for c in r["cases"]:
         assert c["output_tok_s"] > 0 and c["total_tok_s"] > c["output_tok_s"] and c["ttft_s"]["median"] > 0
         assert 0 <= c["exchange_share"] < 1 and c["prefill"]["mfu"] > 0
+        launch, step = c["prefill"]["launch_s"], c["prefill"]["step_s"]  # each prefill step's host share
+        assert len(launch) == len(step) and launch[0] > 0 and all(0 <= a <= b for a, b in zip(launch, step))
         assert c["hf"]["output_tok_s"] > 0 and c["vs_hf"]["output_tok_s"] > 0
         if c["name"] != "grid 2x8+1":  # one output token: prefill only
             assert c["decode"]["median_step_s"] > 0 and 0 < c["decode"]["mbu"] and c["decode"]["tok_s"] > 0

@@ -42,6 +42,8 @@ class StepRecord:
     """Per DP rank, 1 if it settled an overlapped prefill in this step (Field.SETTLES_PREFILL): a rank that waits
     for a prefill holds the others up too (the next exchange, DP attention's collectives), so such a step stays out
     of the decode figures whichever rank it was."""
+    launch_seconds: float = 0.0
+    """Host seconds until this rank's forward was launched (StepResult.launch_seconds); 0 without one."""
 
 
 class TimedSource(RequestSource):
@@ -96,7 +98,7 @@ def run_case(engine: Engine, case: Case, sampling, seed: int,
         rec = StepRecord(result.seconds, meta.exchange_seconds, result.phase if result.ran_forward else Phase.IDLE,
                          meta.num_tokens, meta.column(Field.PHASE), wait_seconds=meta.wait_seconds,
                          dp_work_us=meta.column(Field.WORK_US), settled_prefill=result.settled_prefill,
-                         dp_settles_prefill=meta.column(Field.SETTLES_PREFILL))
+                         dp_settles_prefill=meta.column(Field.SETTLES_PREFILL), launch_seconds=result.launch_seconds)
         if result.done:
             if rec.settled_prefill:  # a prefill-only case: its last step's GPU time waited for here
                 records.append(rec)
@@ -165,13 +167,15 @@ def case_metrics(case: Case, records: list[StepRecord], source: TimedSource, wal
     if prefill:
         # An overlapped prefill step's GPU time lands in the step that settles its tokens (the next prefill's, or
         # the first decode step's after the last one), so those settling steps' seconds are prefill seconds.
-        step_s = [r.seconds for r in records if r.phase == Phase.PREFILL or r.settled_prefill]
-        seconds = max(sum(step_s), 1e-12)
+        timed = [r for r in records if r.phase == Phase.PREFILL or r.settled_prefill]
+        seconds = max(sum(r.seconds for r in timed), 1e-12)
         flops = sum(cost.flops(r.chunks, mlp_tokens(r), r.sampled, prefill=True) for r in prefill)
         out["prefill"] = {
             "steps": len(prefill), "seconds": seconds, "tok_s_this_rank": sum(map(r_tokens, prefill)) / seconds,
-            # each step's, in order: which steps a slow prefill spent its time in (they move between runs)
-            "step_s": [round(s, 5) for s in step_s],
+            # each step's, in order: which steps a slow prefill spent its time in (they move between runs), and
+            # how much of each the host took to launch its forward (a settling step's own: none, or a decode's)
+            "step_s": [round(r.seconds, 5) for r in timed],
+            "launch_s": [round(r.launch_seconds, 5) for r in timed],
             "flops": flops, "flops_per_s": flops / seconds, "mfu": flops / seconds / ceilings.matmul_flops_per_s,
         }
     return out
@@ -224,5 +228,6 @@ def median_run(runs: list[dict]) -> dict:
                            "decode_mbu": r.get("decode", {}).get("mbu"),
                            "prefill_s": r.get("prefill", {}).get("seconds"),
                            "prefill_step_s": r.get("prefill", {}).get("step_s"),
+                           "prefill_launch_s": r.get("prefill", {}).get("launch_s"),
                            "gc_full": r.get("gc_full"), "allocator": r.get("allocator")} for r in runs]
     return chosen

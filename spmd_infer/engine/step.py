@@ -47,6 +47,10 @@ class StepResult:
     settled_prefill: bool = False
     """This step waited for an overlapped prefill step's tokens: its seconds hold that prefill's GPU tail
     (runtime.overlap_prefill), so the benchmark counts them as prefill time, not decode time."""
+    launch_seconds: float = 0.0
+    """Host seconds from the step's start until its forward was launched (the exchange, scheduling, packing and the
+    launches; no wait for the GPU unless its launch queue was full): beside `seconds`, whether a slow step was the
+    host's or the GPU's. 0 without a forward of its own."""
 
 
 @dataclass
@@ -117,7 +121,7 @@ class Stepper:
             self.runner.capture_graph(batch.capture_bucket, meta)
             result.ran_forward = True
         elif batch:
-            self._forward(source, batch, meta, bucket, defer)
+            result.launch_seconds = self._forward(source, batch, meta, bucket, defer) - start
             result.ran_forward = True
         elif self.dp_attention and meta.any_work:
             self.runner.run_dummy(meta, bucket)
@@ -126,12 +130,14 @@ class Stepper:
         return result
 
     def _forward(self, source: BatchSource, batch: ScheduledBatch, meta: DPMeta, bucket: Optional[int],
-                 defer: bool) -> None:
-        """Run and sample this rank's batch; settle its tokens now, or (`defer`: overlapped) in the next step."""
+                 defer: bool) -> float:
+        """Run and sample this rank's batch; settle its tokens now, or (`defer`: overlapped) in the next step.
+        Returns when (perf_counter) the forward was launched."""
         previous = self.in_flight  # its tokens are this batch's inputs, read on the device
         feedback = previous.feedback(batch) if previous is not None else None
         fb = self.runner.prepare(batch, meta, source.uses_cache(), bucket, feedback)
         logits = self.runner.run(fb, bucket, batch.num_seqs)
+        launched = time.perf_counter()
         keys = source.generator_keys(batch)
         if not defer:
             # Settled now: no overlap, or a step that needs its tokens on the host (see can_defer). Its requests are
@@ -140,13 +146,14 @@ class Stepper:
             if fb.prompt_scores is not None:
                 source.record_prompt_logprobs(batch, fb.prompt_counts, fb.prompt_scores)
             source.postprocess(batch, tokens, logprobs)
-            return
+            return launched
         # Leave this step's tokens on the device; settle the previous step's while the GPU computes this one.
         self.stats.overlapped_prefills += batch.phase is Phase.PREFILL
         tokens = self.runner.sample_on_device(batch, logits, source.eos_ids, keys)
         self.in_flight = InFlight.launch(batch, tokens, source.advance(batch))
         if previous is not None:
             source.resolve(previous.batch, previous.positions, previous.tokens())
+        return launched
 
     def flush(self, source: BatchSource) -> None:
         """Settle the in-flight step's tokens (waits for its forward): before a step that needs them, and

@@ -5,8 +5,9 @@
 # 0.1-0.3 s of host time with no step launched), which runtime.freeze_gc (session 22, on by default) takes out of
 # reach (it does: 0.266 s off, ~0.03 s on, yet slow runs stayed, uniformly slow step by step). Five runs with it
 # off, then five with it on, each run's prefill steps in ms (runs[].prefill_step_s), its full collections
-# (runs[].gc_full), the caching allocator's retries and cudaMalloc / cudaFree calls (runs[].allocator, session 26)
-# and the SM clock / power nvidia-smi sampled during it (every 100 ms). Carry [".whl"].
+# (runs[].gc_full), the caching allocator's retries and cudaMalloc / cudaFree calls (runs[].allocator, session 26),
+# each step's host time to its forward's launch (runs[].prefill_launch_s: a slow host shows there, a slow GPU in the
+# rest) and the SM clock / power nvidia-smi sampled during it (every 100 ms). Carry [".whl"].
 set -uo pipefail
 source tests/gpu/device_env.sh
 nvidia-smi --query-gpu=name --format=csv,noheader | head -1
@@ -29,7 +30,8 @@ for line in open(sys.argv[3]):
         pass
 timed = ends[-len(case["runs"]):]  # the warm case's run comes first
 for k, run in enumerate(case["runs"]):
-    steps = " ".join(f"{s * 1e3:.0f}" for s in run["prefill_step_s"])
+    launches = run.get("prefill_launch_s") or [0.0] * len(run["prefill_step_s"])
+    steps = " ".join(f"{s * 1e3:.0f}/{a * 1e3:.0f}" for s, a in zip(run["prefill_step_s"], launches))
     gc = run["gc_full"]
     clock = ""
     if k < len(timed):
@@ -41,7 +43,7 @@ for k, run in enumerate(case["runs"]):
     alloc = run.get("allocator") or {}
     print(f"  run {k}: {run['output_tok_s']:.0f} tok/s, prefill {run['prefill_s']:.3f} s, full GC {gc['collections']} "
           f"in {gc['seconds']:.3f} s{clock}; allocator {alloc.get('retries')} retries, {alloc.get('device_allocs')} "
-          f"cudaMalloc, {alloc.get('device_frees')} cudaFree; prefill steps (ms): {steps}")
+          f"cudaMalloc, {alloc.get('device_frees')} cudaFree; prefill steps, ms whole / to the launch: {steps}")
 PY
 done
 kill "$sampler"
