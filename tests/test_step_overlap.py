@@ -55,6 +55,7 @@ class _Source:
 
 class _Runner:
     graphs = None
+    device = torch.device("cpu")
 
     def can_graph(self, batch):
         return False

@@ -23,6 +23,10 @@ COLUMNS = [  # (header, width, value from a case's dict)
 ]
 
 
+# A prefill whose steps spend at least this share of their time on the host before the forward's launch is flagged.
+HOST_BOUND_SHARE = 0.5
+
+
 def console_lines(report: dict) -> list[str]:
     m, lay, ceil, st = report["model"], report["layout"], report["ceilings"], report["startup"]
     float8 = [what for what, on in (("float8 linear layers", m.get("fp8_linears")),
@@ -33,7 +37,8 @@ def console_lines(report: dict) -> list[str]:
         f"{m['cost']['weight_bytes_per_rank'] / 2**30:.2f} GiB of weights per rank, "
         f"{m['cost']['kv_bytes_per_token']} KV bytes per token per rank); "
         f"layout dp={lay['dp']} tp={lay['tp']}{' dp_attention' if lay['dp_attention'] else ''}"
-        f"{' (' + lay['all_reduce'] + ' all-reduce)' if lay.get('all_reduce', 'none') != 'none' else ''}",
+        f"{' (' + lay['all_reduce'] + ' all-reduce)' if lay.get('all_reduce', 'none') != 'none' else ''}"
+        f"{' (' + lay['dp_exchange'] + ' DP exchange)' if lay.get('dp_exchange', 'none') != 'none' else ''}",
         f"device {ceil['device']}: copy {ceil['bandwidth_bytes_per_s'] / 1e9:.1f} GB/s (read + write), "
         f"{ceil['dtype']} matmul {ceil['matmul_flops_per_s'] / 1e12:.3g} TFLOP/s (n={ceil['matmul_n']})",
         "startup " + ", ".join(f"{k.removesuffix('_s')} {v:.2f} s" for k, v in st.items() if v is not None),
@@ -49,6 +54,12 @@ def console_lines(report: dict) -> list[str]:
             steps = " / ".join(_ms(r["decode_median_step_s"]) for r in runs)
             mbus = " / ".join(_pct(r["decode_mbu"]) for r in runs)
             lines.append(f"  {case['name']}, {len(runs)} runs: out tok/s {rates}; decode step {steps}; MBU {mbus}")
+    for case in report["cases"]:
+        prefill = case.get("prefill") or {}
+        launch, steps = sum(prefill.get("launch_s") or []), sum(prefill.get("step_s") or [])
+        if steps and launch >= HOST_BOUND_SHARE * steps:  # the GPU waited on the host: its MFU says little
+            lines.append(f"  {case['name']}, prefill host-bound: {launch / steps:.0%} of its steps' time went by "
+                         f"before their forwards were launched")
     for case in report["cases"]:
         full = [r.get("gc_full") or {} for r in case.get("runs") or [case]]
         if any(f.get("collections") for f in full):  # host time in which no step was launched

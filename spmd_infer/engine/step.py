@@ -50,7 +50,7 @@ class StepResult:
     launch_seconds: float = 0.0
     """Host seconds from the step's start until its forward was launched (the exchange, scheduling, packing and the
     launches; no wait for the GPU unless its launch queue was full): beside `seconds`, whether a slow step was the
-    host's or the GPU's. 0 without a forward of its own."""
+    host's or the GPU's. 0 without a forward of its own, and on CPUs (the forward runs as it is called)."""
 
 
 @dataclass
@@ -121,7 +121,9 @@ class Stepper:
             self.runner.capture_graph(batch.capture_bucket, meta)
             result.ran_forward = True
         elif batch:
-            result.launch_seconds = self._forward(source, batch, meta, bucket, defer) - start
+            launched = self._forward(source, batch, meta, bucket, defer)
+            if self.runner.device.type == "cuda":  # (a CPU runs the forward as it is called: no launch to time)
+                result.launch_seconds = launched - start
             result.ran_forward = True
         elif self.dp_attention and meta.any_work:
             self.runner.run_dummy(meta, bucket)
