@@ -35,7 +35,7 @@ def one_rank_exchange(max_rows: int, width: int) -> tuple[PushDPExchange, list]:
         peers = PushPeers(torch.tensor([data.data_ptr()], device=DEVICE),
                           torch.tensor([flags.data_ptr()], device=DEVICE),
                           torch.zeros(max_rows, dtype=torch.int32, device=DEVICE), 0, 1, max_rows, width)
-        return PushBuffers(peers, ())
+        return PushBuffers(peers, torch.float32, ())
 
     return PushDPExchange(buffers(), buffers(), 1), held
 
@@ -73,6 +73,15 @@ def test_push_path_gathers_padded_rows_and_leaves_the_reduce_to_the_norm(monkeyp
     got, want = norm(sums, residual), norm(0.5 * x, residual)
     assert torch.equal(got[1], want[1]) and torch.allclose(got[0], want[0], atol=1e-5, rtol=1e-5)
     assert torch.equal(norm(gather(mlp, x, batch)), norm(0.5 * x))  # no residual: reduced, then normed
+
+
+def test_buffers_serve_only_launches_they_were_sized_for():
+    """A later job in the same process reuses a group's push buffers only for rows, widths and a dtype they hold:
+    wider elements would overflow their slots."""
+    buffers = one_rank_exchange(8, 64)[0].gather
+    assert buffers.fits(8, 64, torch.float32) and buffers.fits(1, 16, torch.float32)
+    assert not buffers.fits(9, 64, torch.float32) and not buffers.fits(8, 65, torch.float32)
+    assert not buffers.fits(8, 64, torch.bfloat16)
 
 
 def test_setup_on_cpu_stays_on_gloo_or_says_what_to_change():

@@ -36,10 +36,6 @@ class PushDPExchange(NamedTuple):
     scatter: PushBuffers  # over all dp * tp ranks, in world order (dp-major)
     tp: int  # ranks a DP group's rows go to in the reduce-scatter
 
-    @property
-    def max_rows(self) -> int:
-        return self.gather.peers.max_rows
-
 
 # By DP group name, made once per process (the jobs of a sweep share their groups, so they share these too).
 _by_dp_group: dict[str, PushDPExchange] = {}
@@ -76,8 +72,9 @@ def enable_push_dp_exchange(mode: str, dims, device: torch.device, dtype: torch.
         return False
     existing = _by_dp_group.get(dims.dp_group.group_name)
     rows = max(1, min(max_tokens, DP_PUSH_MAX_ROWS))
-    if existing is not None and existing.max_rows >= rows and existing.gather.peers.row_stride >= row_width:
+    if existing is not None and all(b.fits(rows, row_width, dtype) for b in (existing.gather, existing.scatter)):
         return True
+    _by_dp_group.pop(dims.dp_group.group_name, None)  # an earlier job's buffers that do not fit this one go
     gather = make_push_buffers(dims.dp_group, device, dtype, rows, row_width, int(GATHER.value))
     scatter = make_push_buffers(dims.world_group, device, dtype, rows, row_width, int(SCATTER_SUM.value), dims.tp)
     # Every rank must agree, or one would wait in a push kernel for a peer that took NCCL's path.

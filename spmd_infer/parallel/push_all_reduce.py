@@ -29,12 +29,18 @@ PUSH_MAX_ROWS = 256
 
 
 class PushBuffers:
-    """A group's push buffers on this rank: the kernel's view (`peers`) and the symmetric tensors and handles behind
-    its pointer tables, held so the mappings live as long as it does."""
+    """A group's push buffers on this rank: the kernel's view (`peers`), the element type its slots were sized in,
+    and the symmetric tensors and handles behind its pointer tables, held so the mappings live as long as it does."""
 
-    def __init__(self, peers: PushPeers, mapped: tuple):
+    def __init__(self, peers: PushPeers, dtype: torch.dtype, mapped: tuple):
         self.peers = peers
+        self.dtype = dtype
         self._mapped = mapped
+
+    def fits(self, rows: int, width: int, dtype: torch.dtype) -> bool:
+        """Whether these buffers serve launches of up to `rows` rows a rank of `width` elements of `dtype` (a later
+        job of the same process may ask for more, or another dtype: its slots would then overflow)."""
+        return self.dtype == dtype and self.peers.max_rows >= rows and self.peers.row_stride >= width
 
 
 def make_push_buffers(group: dist.ProcessGroup, device: torch.device, dtype: torch.dtype, max_rows: int,
@@ -59,4 +65,4 @@ def make_push_buffers(group: dist.ProcessGroup, device: torch.device, dtype: tor
     except Exception as err:  # any failure leaves the caller's fallback in place, agreed over the group by the caller
         log.warning("push kernel unavailable (%s: %s)", type(err).__name__, str(err)[:300])
         return None
-    return PushBuffers(peers, (data, flags, data_handle, flags_handle))
+    return PushBuffers(peers, dtype, (data, flags, data_handle, flags_handle))

@@ -144,10 +144,10 @@ def enable_symmetric_all_reduce(mode: str, group: dist.ProcessGroup, world: int,
     wanted = min(MAX_BUFFER_BYTES, max(max_message_bytes, ONE_SHOT_MAX_BYTES))
     push_width = row_width if PUSH_ON else 0
     if existing is not None and existing.buffer.dtype == dtype and existing.buffer_bytes >= wanted and (
-            not push_width or (existing.push is not None and existing.push.peers.row_stride >= push_width)):
+            not push_width or (existing.push is not None and existing.push.fits(PUSH_MAX_ROWS, push_width, dtype))):
         return True
     # Every rank must agree after each step, or one would wait in a symmetric kernel for a peer that went to NCCL
-    # (or to the one-shot kernel, for the push path), or in the push buffers' rendezvous for a peer that skipped it.
+    # (or to the one-shot kernel, for the push path). (map_symmetric agrees before each rendezvous.)
     made = _make(group, device, dtype, wanted)
     if not on_every_rank(made is not None, group, device):
         if mode == "symmetric":
