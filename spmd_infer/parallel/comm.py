@@ -51,7 +51,7 @@ class DeferredSums(Protocol):
 
 class PartialSums(NamedTuple):
     """A row-parallel layer's output left unreduced for the RMSNorm after it, which sums it over the shard's group
-    (in the same kernel where the group has the push path: all_reduce_add_norm)."""
+    (in the same kernel where the group has the push path: add_norm)."""
 
     values: torch.Tensor
     shard: Shard
@@ -61,7 +61,11 @@ class PartialSums(NamedTuple):
 
     def add_norm(self, residual: torch.Tensor, weight: torch.Tensor,
                  eps: float) -> Optional[tuple[torch.Tensor, torch.Tensor]]:
-        return all_reduce_add_norm(self, residual, weight, eps)
+        """(rms_norm(sum + residual) * weight, sum + residual) for the sum over the group, in one kernel where the
+        group's symmetric path has push buffers that take it (kernels/push_all_reduce.py); None otherwise (the caller
+        reduces, then norms)."""
+        fast = symmetric_all_reduce_for(self.shard.group) if self.shard.size > 1 else None
+        return fast.add_norm(self.values, residual, weight, eps) if fast is not None else None
 
 
 def reduced_or_partial(y: torch.Tensor, shard: Shard, defer: bool) -> torch.Tensor | PartialSums:
@@ -70,15 +74,6 @@ def reduced_or_partial(y: torch.Tensor, shard: Shard, defer: bool) -> torch.Tens
     if defer and shard.size > 1:
         return PartialSums(y, shard)
     return all_reduce(y, shard)
-
-
-def all_reduce_add_norm(x: PartialSums, residual: torch.Tensor, weight: torch.Tensor,
-                        eps: float) -> Optional[tuple[torch.Tensor, torch.Tensor]]:
-    """(rms_norm(sum + residual) * weight, sum + residual) for x's sum over its group, in one kernel where the group's
-    symmetric path has push buffers that take x (kernels/push_all_reduce.py); None otherwise (the caller reduces,
-    then norms)."""
-    fast = symmetric_all_reduce_for(x.shard.group) if x.shard.size > 1 else None
-    return fast.add_norm(x.values, residual, weight, eps) if fast is not None else None
 
 
 def all_gather_last_dim(x: torch.Tensor, shard: Shard) -> torch.Tensor:

@@ -11,7 +11,7 @@ import torch.distributed as dist
 from cuda_rank import init_cuda_rank
 from spmd_kernels import rms_norm
 
-from spmd_infer.parallel.comm import PartialSums, Shard, all_reduce, all_reduce_add_norm
+from spmd_infer.parallel.comm import PartialSums, Shard, all_reduce
 from spmd_infer.parallel.symm_all_reduce import enable_symmetric_all_reduce, symmetric_all_reduce_for
 
 HIDDEN = 4096
@@ -57,12 +57,12 @@ def main() -> None:
 
     for rows in (1, 3, 64, 256):
         x, residual = add_norm_pair(rows, 10 * rows + rank)
-        got = all_reduce_add_norm(PartialSums(x, shard), residual, weight, 1e-5)
+        got = PartialSums(x, shard).add_norm(residual, weight, 1e-5)
         assert got is not None, f"{rows} rows: the push kernel should take the norm"
         want = unfused(x, residual)
         assert torch.equal(got[1], want[1]) and torch.equal(got[0], want[0]), f"add_norm at {rows} rows"
-    assert all_reduce_add_norm(PartialSums(torch.zeros(300, HIDDEN, dtype=torch.bfloat16, device=device), shard),
-                               torch.zeros(300, HIDDEN, dtype=torch.bfloat16, device=device), weight, 1e-5) is None
+    assert PartialSums(torch.zeros(300, HIDDEN, dtype=torch.bfloat16, device=device), shard).add_norm(
+        torch.zeros(300, HIDDEN, dtype=torch.bfloat16, device=device), weight, 1e-5) is None
 
     # Inside a CUDA graph, as decode steps run it: replays with new inputs give the new sums.
     for rows in (1, 64, 256):
@@ -86,12 +86,12 @@ def main() -> None:
         x_in, r_in = (torch.zeros(rows, HIDDEN, dtype=torch.bfloat16, device=device) for _ in range(2))
         stream = torch.cuda.Stream()
         with torch.cuda.stream(stream):
-            all_reduce_add_norm(PartialSums(x_in, shard), r_in, weight, 1e-5)  # warm
+            PartialSums(x_in, shard).add_norm(r_in, weight, 1e-5)  # warm
         torch.cuda.synchronize()
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph, stream=stream):
-            y1, h1 = all_reduce_add_norm(PartialSums(x_in, shard), r_in, weight, 1e-5)
-            y2, h2 = all_reduce_add_norm(PartialSums(y1 * 0.5, shard), h1, weight, 1e-5)
+            y1, h1 = PartialSums(x_in, shard).add_norm(r_in, weight, 1e-5)
+            y2, h2 = PartialSums(y1 * 0.5, shard).add_norm(h1, weight, 1e-5)
         for step in range(3):
             x, residual = add_norm_pair(rows, 5000 + 100 * step + 10 * rows + rank)
             x_in.copy_(x)
