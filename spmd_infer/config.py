@@ -172,6 +172,11 @@ class RuntimeConfig:
     scheduler.max_num_batched_tokens (kernel compilation, activation-memory profiling), on the CPU a short one."""
     cuda_graphs: bool = True
     """Capture decode steps in CUDA graphs per batch-size bucket (CUDA only; models whose layers all allow it)."""
+    prefill_graphs: bool = True
+    """With cuda_graphs: also capture prefill steps, per token-count bucket up to scheduler.max_num_batched_tokens,
+    as graphs between the attention layers, which run eagerly between them (engine/prefill_graphs.py). A small
+    model's eager prefill is bound by the host's launches. Dense models with paged attention, not under DP
+    attention; others prefill eagerly."""
     overlap_steps: bool = True
     """Launch each decode step before the previous step's tokens reach the host, feeding them to the model on
     the device, so the host's bookkeeping runs while the GPU computes (engine/step.py). A sequence that stops

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 
@@ -37,6 +37,10 @@ class ForwardBatch:
     """(cu_seqlens_q, context_lens, block_tables) as numpy arrays, the host copies the device tensors came from: a
     layer that plans the step on the host reads these rather than copying the tensors back, a sync that would stall
     an overlapped step (MLA's prefill groups). None where the batch was not packed on the host (graphs, dummies)."""
+    attention_split: Optional[Callable] = field(default=None, repr=False)
+    """Set while prefill graphs are captured (engine/prefill_graphs.py): attention(module, q, k, v, kv_stored) ->
+    its output, called by each paged attention layer in place of its prefill, which ends the graph being recorded
+    there (attention is launched eagerly between a bucket's graphs)."""
     step_cache: dict = field(default_factory=dict, repr=False)
     """Values that every layer of this step would compute alike, computed by the first (MLA's prefill plan)."""
 

@@ -8,6 +8,7 @@ with them on a GPU by tests/gpu/run_session9b.sh.
 from __future__ import annotations
 
 import pytest
+import torch
 
 from spmd_infer.layers.attention import PagedAttention
 from spmd_infer.models import llama
@@ -36,6 +37,10 @@ def test_every_llama_style_attention_fuses_the_store_and_only_rotary_alone_goes_
     assert not llama.LlamaAttention(configs["llama"], Shard()).fuse_rotary_store
 
 
+# The CPU path forced through the kernel under Triton's interpreter; on a GPU the job runs the CUDA path, whose
+# float32 tokens drift from the CPU references on these random tiny models (tests/gpu/check_vs_transformers.py is
+# the GPU's oracle, by the top-k logprob rule).
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the interpreter's path, against CPU references")
 @pytest.mark.parametrize("model", ["llama", "qwen3"])
 def test_a_job_through_the_fused_kernel_gives_transformers_tokens(model, job, tiny, tmp_path, monkeypatch):
     """Attention reads the q the kernel rotated in place and the cache it wrote (the CPU path skips its own store

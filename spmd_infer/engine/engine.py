@@ -138,6 +138,22 @@ class Engine:
                 pass
             _sync(device)
             log.info("captured %d decode CUDA graphs in %.1f s", len(runner.graphs.graphs), time.perf_counter() - t0)
+            if getattr(cfg.runtime, "prefill_graphs", True):
+                unfit = runner.prefill_graphs_unfit(cfg.parallel.dp_attention)
+                if unfit is None:
+                    t1 = time.perf_counter()
+                    with oom_guard(cfg, "capturing prefill CUDA graphs"):
+                        buckets = runner.capture_prefill_graphs(s.max_num_batched_tokens)
+                    _sync(device)
+                    if buckets:
+                        log.info("captured %d prefill CUDA graphs in %.1f s: steps of up to %d tokens (%d buckets; "
+                                 "larger steps keep the GPU busy eagerly)", runner.prefill_graphs.num_graphs,
+                                 time.perf_counter() - t1, buckets[-1], len(buckets))
+                    else:
+                        log.info("prefill steps run eagerly: this model's layers keep the GPU busy at every step "
+                                 "size (engine/prefill_graphs.py)")
+                else:
+                    log.info("prefill steps run eagerly: %s", unfit)
         times.graphs = time.perf_counter() - t0
         stepper.stats = StepStats()  # the warmup is not part of any run's statistics
         engine = cls(runner, stepper, dims, num_blocks, cfg, max_model_len, times)

@@ -13,6 +13,7 @@ import torch.distributed as dist
 
 from ..forward_batch import ForwardBatch
 from ..host_memory import to_device, upload_packed
+from ..layers.attention import PagedAttention
 from ..layers.fp8_checkpoint import block_fp8_scheme
 from ..layers.linear import LinearBase, fp8_linear_counts, fp8_linear_module, keep_unquantized_linears
 from ..layers.moe import FusedMoE, has_routed_experts
@@ -24,6 +25,7 @@ from ..parallel.dims import ConfigError, ParallelDims
 from ..parallel.dp_meta import DPMeta, Phase
 from .batch_inputs import longest_first, pack_batch
 from .cuda_graphs import DecodeGraphs, graph_buckets
+from .prefill_graphs import PrefillGraphs, prefill_buckets
 from .penalty_state import PenaltyState
 from .scheduler import ScheduledBatch
 
@@ -124,6 +126,7 @@ class ModelRunner:
         self.cache_owners = [m for m in self.model.modules() if hasattr(m, "kv_cache_dims")]
         self.num_blocks = 0
         self.graphs: Optional[DecodeGraphs] = None
+        self.prefill_graphs: Optional[PrefillGraphs] = None
         self.penalties = PenaltyState(device)
 
     # ---- KV cache -----------------------------------------------------------------------------------
@@ -242,6 +245,39 @@ class ModelRunner:
     def capture_graph(self, bucket: int, meta: DPMeta) -> None:
         self.graphs.capture(bucket, self.forward_logits, meta)
 
+    def prefill_graphs_unfit(self, dp_attention: bool) -> Optional[str]:
+        """Why prefill steps cannot replay piecewise graphs (engine/prefill_graphs.py), or None where they can."""
+        if not self.graph_safe:
+            return "the model's layers are not all capturable" if self.device.type == "cuda" else "no CUDA"
+        if dp_attention and self.dims.dp > 1:
+            return "DP attention exchanges tokens across DP ranks around every MLP"
+        if not all(type(owner) is PagedAttention for owner in self.cache_owners):
+            return "its attention is not paged GQA attention (MLA)"
+        if any(isinstance(m, FusedMoE) for m in self.model.modules()):
+            return "its MoE layers route tokens by expert (not captured piecewise yet)"
+        return None
+
+    def layer_weights(self) -> float:
+        """Weight elements a layer's linear layers hold on this rank, on average (what a prefill step's GEMMs read
+        per token); the embedding and LM head left out."""
+        total = sum(m.weight.numel() for m in self.model.modules() if isinstance(m, LinearBase))
+        return total / max(len(self.cache_owners), 1)
+
+    def capture_prefill_graphs(self, max_num_batched_tokens: int) -> list[int]:
+        """Record the piecewise prefill graphs of the host-bound buckets up to the step's token budget, largest
+        first, in the decode graphs' pool; returns the buckets (none where every step size keeps the GPU busy)."""
+        buckets = prefill_buckets(max_num_batched_tokens, self.layer_weights())
+        if not buckets:
+            return []
+        pool = self.graphs.pool if self.graphs is not None else None
+        torch.cuda.empty_cache()  # the warmup's cached activations go back, for the graph pool to take
+        graphs = PrefillGraphs(buckets, self.device, pool)
+        with torch.inference_mode():
+            for bucket in sorted(graphs.buckets, reverse=True):
+                graphs.capture(bucket, self.model)
+        self.prefill_graphs = graphs
+        return buckets
+
     def run(self, fb: ForwardBatch, bucket: Optional[int], num_seqs: int) -> torch.Tensor:
         """Logits of the sampled rows: an eager forward, or a replay of `bucket` (fb from prepare(..., bucket))."""
         if bucket is None:
@@ -264,7 +300,8 @@ class ModelRunner:
         (the result is the same as on a float32 copy), which saves writing and reading an [S, V] float32 copy
         every step (bs256 x 152k vocab: 155 MB); the paths that compute on them convert first (sampler.py).
         """
-        hidden = self.model(fb)
+        prefill_bucket = self.prefill_graphs.bucket_for(fb) if self.prefill_graphs is not None else None
+        hidden = self.model(fb) if prefill_bucket is None else self.prefill_graphs.forward(prefill_bucket, fb)
         if fb.prompt_rows is not None:
             fb.prompt_scores = self._score_prompt_rows(hidden, fb)
         if fb.logits_indices.numel() == 0:

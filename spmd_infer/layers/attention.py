@@ -46,17 +46,28 @@ class PagedAttention(nn.Module):
             return varlen_attention(q, k, v, batch.cu_seqlens_q, batch.context_lens, self.scale, cache=None)
         if q.is_cuda:
             # Triton kernels; no host syncs, so a decode step can be captured in a CUDA graph.
+            if batch.is_prefill:
+                if batch.attention_split is not None:  # a prefill graph's capture ends here (prefill_graphs.py)
+                    return batch.attention_split(self, q, k, v, kv_stored)
+                return self.prefill(q, k, v, batch, kv_stored)
             if not kv_stored:
                 store_kv(k, v, self.k_cache, self.v_cache, batch.slot_mapping)
-            if batch.is_prefill:
-                return paged_prefill_attention(q, self.k_cache, self.v_cache, batch.cu_seqlens_q, batch.context_lens,
-                                               batch.block_tables, self.scale, max_seqlen_q=batch.max_query_len)
             return paged_decode_attention(q, self.k_cache, self.v_cache, batch.block_tables, batch.context_lens,
                                           self.scale, order=batch.decode_order)
         if not kv_stored:
             store_kv_ref(k, v, self.k_cache, self.v_cache, batch.slot_mapping)  # the kernel's torch reference
         return varlen_attention(q, self.k_cache, self.v_cache, batch.cu_seqlens_q, batch.context_lens, self.scale,
                                 cache=batch.block_tables)
+
+
+    def prefill(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, batch: ForwardBatch, kv_stored: bool,
+                out: torch.Tensor | None = None) -> torch.Tensor:
+        """The CUDA prefill: this step's K/V into the cache (unless stored already), then causal attention over the
+        cache, into `out` when given. Rows of q past the batch's tokens (a graph bucket's padding) are not read."""
+        if not kv_stored:
+            store_kv(k, v, self.k_cache, self.v_cache, batch.slot_mapping)
+        return paged_prefill_attention(q, self.k_cache, self.v_cache, batch.cu_seqlens_q, batch.context_lens,
+                                       batch.block_tables, self.scale, max_seqlen_q=batch.max_query_len, out=out)
 
 
 def varlen_attention(q, k, v, cu_seqlens_q, context_lens, scale, cache) -> torch.Tensor:

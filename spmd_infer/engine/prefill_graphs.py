@@ -1,0 +1,170 @@
+"""CUDA graphs for prefill steps: each token-count bucket's forward recorded as graphs between its attention layers.
+
+An eager prefill step of a small model is bound by the host, not the GPU: Qwen3-0.6B's 8192-token step launches
+~250 kernels, whose Python and launch time (19-26 ms on an H200 host) exceeds their 14.7 ms on the GPU
+(tests/gpu/run_step_parts.sh, session 27). Of those kernels only attention depends on how the tokens split into
+sequences (its grid, cu_seqlens, block tables); the rest depends on the token count alone. So every bucket's
+forward is captured piecewise: a graph from the embedding to the first attention, one between each two, one from
+the last to the final norm. A step of T tokens pads to the smallest bucket >= T (padding rows own no cache slot:
+nothing stored, nothing read by attention) and replays the pieces, launching each attention eagerly in between
+with the step's own metadata: ~L+1 replays and L launches instead of ~9 launches a layer.
+
+Attention's inputs cross a piece boundary, so each layer's q (and k, v where the rotary kernel did not store them)
+is copied into one static buffer inside the piece before it, and attention writes one static output buffer the
+next piece reads: the pieces of every layer and bucket share those buffers rather than the graph pool keeping
+every layer's q alive. The pieces share the decode graphs' memory pool (never replayed at the same time).
+
+Dense models with paged attention only, and not under DP attention (its token exchange around the MLP would need
+every DP rank in the same bucket): runtime.prefill_graphs.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+from typing import Callable, Optional
+
+import torch
+
+from ..forward_batch import ForwardBatch
+from ..parallel.dp_meta import DPMeta, Phase, make_row
+
+log = logging.getLogger(__name__)
+
+# Token counts of the buckets below the step budget: padding stays under half a bucket (a third from 1024 up).
+BUCKET_STEPS = (16, 32, 64, 128, 256, 512, 768, 1024, 1536, 2048, 3072, 4096, 6144, 8192, 12288, 16384)
+
+
+# A prefill step is host-bound while its kernels take less GPU time than the host takes to launch them: 0.6-0.9 ms
+# a layer of Python and launches (Qwen3-0.6B's eager 8192-token step, 19-26 ms over 28 layers on an H200 host,
+# tests/gpu/run_step_parts.sh) against a layer's GEMMs, 2 x weights x tokens FLOPs at ~600 TFLOP/s. Below this
+# product of a layer's weight elements (on this rank) and the step's tokens the GPU would wait for the host, so a
+# graph pays; above it the GPU sets the pace and a graph would only add attention's input copy (Llama-3-8B's
+# 16384-token steps: MFU 81.7% eager, 78.9% through graphs, run_prefill_graphs.sh). Qwen3-0.6B (15.7M weights a
+# layer) takes every bucket up to 8192 tokens; Qwen3-1.7B (50M) up to 4096; Llama-3-8B (218M) up to 1024.
+HOST_BOUND_LAYER_WORK = 2.5e11
+
+
+def prefill_buckets(max_tokens: int, layer_weights: float = 0.0) -> list[int]:
+    """Buckets up to the step's token budget (the budget itself the largest), those of host-bound steps only: at most
+    HOST_BOUND_LAYER_WORK / layer_weights tokens."""
+    buckets = {b for b in BUCKET_STEPS if b < max_tokens} | {max_tokens}
+    return sorted(b for b in buckets if b * layer_weights <= HOST_BOUND_LAYER_WORK)
+
+
+def prefill_bucket(buckets: list[int], num_tokens: int) -> Optional[int]:
+    """The smallest bucket that holds num_tokens, or None past the largest."""
+    i = bisect.bisect_left(buckets, max(num_tokens, 1))
+    return buckets[i] if i < len(buckets) else None
+
+
+def local_meta(num_tokens: int) -> DPMeta:
+    """A DPMeta of this rank alone: the layers prefill graphs capture read none of it (no DP attention)."""
+    return DPMeta(rows=make_row(num_tokens=num_tokens, phase=Phase.PREFILL).unsqueeze(0), dp_rank=0)
+
+
+AttentionSegment = Callable[[ForwardBatch], object]
+
+
+class PrefillGraphs:
+    def __init__(self, buckets: list[int], device: torch.device, pool=None):
+        self.buckets = buckets
+        self.device = device
+        self.max_tokens = max(buckets)
+        # Input ids, positions and cache slots (-1: padding, stored nowhere) of the bucket's rows.
+        self.ints = torch.zeros((3, self.max_tokens), dtype=torch.int64, device=device)
+        self.ints[2].fill_(-1)
+        self.buffers: dict[tuple, torch.Tensor] = {}  # attention's static inputs and output, by role and shape
+        self.pieces: dict[int, list[torch.cuda.CUDAGraph]] = {}
+        self.segments: dict[int, list[AttentionSegment]] = {}
+        self.outputs: dict[int, torch.Tensor] = {}
+        self.pool = pool if pool is not None else torch.cuda.graph_pool_handle()
+        self._stream: Optional[torch.cuda.Stream] = None
+
+    def bucket_for(self, fb: ForwardBatch) -> Optional[int]:
+        """The bucket a prefill batch replays, or None (eager): no KV cache yet (warmup, an idle rank's dummy), or
+        more tokens than the largest bucket."""
+        if not fb.is_prefill or fb.slot_mapping is None:
+            return None
+        return prefill_bucket(self.buckets, fb.num_tokens)
+
+    # ---- capture ------------------------------------------------------------------------------------
+    def capture(self, bucket: int, model: torch.nn.Module) -> None:
+        """Record `bucket`'s pieces: warmed once eagerly (attention skipped: nothing to compile there, and its
+        output is only read by the pieces), then captured on a side stream into the shared pool."""
+        fb = self._static_batch(bucket)
+        fb.attention_split = lambda attn, q, k, v, kv_stored: self._buffer("out", q.shape[1:], q.dtype)[:bucket]
+        model(fb)
+        torch.cuda.synchronize(self.device)
+        pieces: list[torch.cuda.CUDAGraph] = []
+        segments: list[AttentionSegment] = []
+
+        def begin() -> None:
+            pieces.append(torch.cuda.CUDAGraph())
+            pieces[-1].capture_begin(pool=self.pool)
+
+        def split(attn, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, kv_stored: bool) -> torch.Tensor:
+            q_in = self._buffer("q", q.shape[1:], q.dtype)[:bucket]
+            q_in.copy_(q)  # captured: the piece ends by handing q to the attention's static input
+            k_in = v_in = None
+            if not kv_stored:
+                k_in = self._buffer("k", k.shape[1:], k.dtype)[:bucket]
+                v_in = self._buffer("v", v.shape[1:], v.dtype)[:bucket]
+                k_in.copy_(k)
+                v_in.copy_(v)
+            out = self._buffer("out", q.shape[1:], q.dtype)[:bucket]
+            pieces[-1].capture_end()
+            segments.append(lambda step: attn.prefill(q_in, k_in, v_in, step, kv_stored, out=out))
+            begin()
+            return out
+
+        fb.attention_split = split
+        if self._stream is None:
+            self._stream = torch.cuda.Stream(self.device)
+        self._stream.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(self._stream):
+            begin()
+            hidden = model(fb)
+            pieces[-1].capture_end()
+        torch.cuda.current_stream(self.device).wait_stream(self._stream)
+        self.pieces[bucket], self.segments[bucket], self.outputs[bucket] = pieces, segments, hidden
+
+    def _buffer(self, role: str, row_shape: torch.Size, dtype: torch.dtype) -> torch.Tensor:
+        key = (role, tuple(row_shape), dtype)
+        buf = self.buffers.get(key)
+        if buf is None:
+            buf = self.buffers[key] = torch.zeros((self.max_tokens, *row_shape), dtype=dtype, device=self.device)
+        return buf
+
+    def _static_batch(self, bucket: int) -> ForwardBatch:
+        """The batch the pieces are recorded with: the static token rows, all padding; attention's metadata is a
+        placeholder (the pieces never read it; the step's own reaches the eager attention)."""
+        ints = self.ints[:, :bucket]
+        one = torch.zeros(1, dtype=torch.int32, device=self.device)
+        return ForwardBatch(
+            input_ids=ints[0], positions=ints[1], is_prefill=True,
+            cu_seqlens_q=torch.tensor([0, bucket], dtype=torch.int32, device=self.device), context_lens=one,
+            slot_mapping=ints[2], block_tables=one.view(1, 1),
+            logits_indices=torch.zeros(0, dtype=torch.int64, device=self.device), dp_meta=local_meta(bucket),
+            num_seqs=1, max_query_len=bucket, max_context_len=bucket, dp_num_tokens=[bucket])
+
+    # ---- replay -------------------------------------------------------------------------------------
+    def forward(self, bucket: int, fb: ForwardBatch) -> torch.Tensor:
+        """Hidden states of fb's tokens: its rows loaded into the static inputs, the bucket's pieces replayed and
+        each attention launched with fb's metadata between them."""
+        n = fb.num_tokens
+        ints = self.ints
+        ints[0, :n].copy_(fb.input_ids)
+        ints[1, :n].copy_(fb.positions)
+        ints[2, :n].copy_(fb.slot_mapping)
+        ints[2, n:bucket].fill_(-1)  # padding rows store nothing (ids and positions: earlier steps' valid values)
+        pieces, segments = self.pieces[bucket], self.segments[bucket]
+        for piece, attention in zip(pieces, segments):
+            piece.replay()
+            attention(fb)
+        pieces[-1].replay()
+        return self.outputs[bucket][:n]
+
+    @property
+    def num_graphs(self) -> int:
+        return sum(len(p) for p in self.pieces.values())

@@ -1,0 +1,87 @@
+"""Prefill steps replayed as CUDA graphs between their attention layers (engine/prefill_graphs.py): the token
+buckets, which models take them, and on a GPU whole jobs through them against the eager prefill and transformers.
+
+tests/gpu/run_prefill_graphs.sh times them (Qwen3-0.6B's host-bound prefill, Llama-3-8B's GPU-bound one).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from spmd_infer.engine.model_runner import ModelRunner, build_model
+from spmd_infer.engine.prefill_graphs import PrefillGraphs, local_meta, prefill_bucket, prefill_buckets
+from spmd_infer.parallel.dims import ParallelDims
+from spmd_infer.parallel.dp_meta import Field, Phase
+from spmd_infer.parallel.sharding import LayerSharding
+from support.tiny_models import MAX_NEW, _configs, read_output
+
+
+def test_buckets_cover_every_step_up_to_the_budget_with_bounded_padding():
+    assert prefill_buckets(64) == [16, 32, 64]
+    assert prefill_buckets(100) == [16, 32, 64, 100]  # the budget itself is the largest bucket
+    buckets = prefill_buckets(8192)
+    assert buckets[0] == 16 and buckets[-1] == 8192 and buckets == sorted(set(buckets))
+    for tokens in range(1, 8193):
+        bucket = prefill_bucket(buckets, tokens)
+        assert bucket >= tokens and (bucket <= 16 or bucket - tokens < bucket / 2)
+    assert prefill_bucket(buckets, 8193) is None  # past the budget: eager
+    assert prefill_bucket(buckets, 0) == 16
+
+
+def test_only_host_bound_step_sizes_get_graphs():
+    """Steps whose GEMMs outlast the host's launches run eagerly: a model's larger buckets drop as its layers grow."""
+    assert prefill_buckets(8192, 15.7e6) == prefill_buckets(8192)  # Qwen3-0.6B: every bucket
+    assert prefill_buckets(16384, 218e6)[-1] == 1024  # Llama-3-8B: small steps only
+    assert prefill_buckets(8192, 50e6)[-1] == 4096  # Qwen3-1.7B
+    assert prefill_buckets(8192, 1e12) == []
+
+
+def test_the_capture_meta_is_one_prefilling_rank():
+    meta = local_meta(512)
+    assert meta.dp == 1 and meta.num_tokens == [512] and meta.get(Field.PHASE) == Phase.PREFILL
+
+
+@pytest.mark.parametrize("name, reason", [("llama", None), ("qwen3", None), ("qwen3moe", "MoE"),
+                                          ("dsv2", "MLA")])
+def test_dense_paged_attention_models_take_prefill_graphs(name, reason, monkeypatch):
+    if name == "dsv2":
+        from support.tiny_models import DEEPSEEK
+        from transformers import DeepseekV2Config
+        config = DeepseekV2Config(**DEEPSEEK)
+    else:
+        config = _configs()[name]
+    config.architectures = [{"llama": "LlamaForCausalLM", "qwen3": "Qwen3ForCausalLM", "qwen3moe": "Qwen3MoeForCausalLM",
+                             "dsv2": "DeepseekV2ForCausalLM"}[name]]
+    dims = ParallelDims(1, 1, 1)
+    runner = ModelRunner.__new__(ModelRunner)  # the gate reads the model and layout only: no weights loaded
+    runner.device, runner.dims = torch.device("cpu"), dims
+    runner.model = build_model(config, LayerSharding.single(), torch.float32, "cpu")
+    runner.cache_owners = [m for m in runner.model.modules() if hasattr(m, "kv_cache_dims")]
+    assert runner.prefill_graphs_unfit(dp_attention=False) == "no CUDA"
+    monkeypatch.setattr(ModelRunner, "graph_safe", property(lambda self: True))
+    unfit = runner.prefill_graphs_unfit(dp_attention=False)
+    assert unfit is None if reason is None else reason in unfit
+    runner.dims = ParallelDims(2, 1, 2)
+    assert "DP attention" in runner.prefill_graphs_unfit(dp_attention=True)
+    assert runner.prefill_graphs_unfit(dp_attention=False) == unfit  # decoupled DP ranks capture their own
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs")
+@pytest.mark.parametrize("model, prompts", [("qwen3", "long"), ("llama", "shared"), ("llama", "long")])
+def test_jobs_through_prefill_graphs_match_the_eager_prefill(model, prompts, job, tiny, tmp_path, monkeypatch):
+    """Chunked prefills (a 200-token prompt over a 64-token budget), cached prefixes and several buckets: the tokens
+    of a job whose prefill steps replay graphs are the eager prefill's."""
+    replays = []
+    forward = PrefillGraphs.forward
+    monkeypatch.setattr(PrefillGraphs, "forward",
+                        lambda self, bucket, fb: replays.append((bucket, fb.num_tokens)) or forward(self, bucket, fb))
+    args = (f"model.path={tiny['models'][model]}", f"data.input={tiny['inputs'][prompts]}",
+            f"sampling.max_tokens={MAX_NEW}")
+    job(*args, f"data.output={tmp_path / 'eager.jsonl'}", "runtime.prefill_graphs=false")
+    assert not replays
+    job(*args, f"data.output={tmp_path / 'graphs.jsonl'}")
+    assert replays and all(n <= bucket for bucket, n in replays)
+    assert len({bucket for bucket, _ in replays}) > 1, replays
+    eager = [r["token_ids"] for r in read_output(tmp_path / "eager.jsonl")]
+    assert [r["token_ids"] for r in read_output(tmp_path / "graphs.jsonl")] == eager
