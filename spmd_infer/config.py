@@ -173,10 +173,12 @@ class RuntimeConfig:
     cuda_graphs: bool = True
     """Capture decode steps in CUDA graphs per batch-size bucket (CUDA only; models whose layers all allow it)."""
     prefill_graphs: bool = True
-    """With cuda_graphs: also capture prefill steps, per token-count bucket up to scheduler.max_num_batched_tokens,
-    as graphs between the attention layers, which run eagerly between them (engine/prefill_graphs.py). A small
-    model's eager prefill is bound by the host's launches. Dense models with paged attention, not under DP
-    attention; others prefill eagerly."""
+    """With cuda_graphs: also capture prefill steps, per token-count bucket, as graphs between the attention layers,
+    which launch eagerly between them with the step's own sequences (engine/prefill_graphs.py). Only the step sizes
+    whose eager forward would leave the GPU waiting on the host's launches (all up to 8192 tokens for Qwen3-0.6B, up
+    to 1024 for Llama-3-8B); larger steps run eagerly. Dense models with paged attention, not under DP attention; a
+    capture that fails on any rank leaves every rank prefilling eagerly. H200: Qwen3-0.6B 256 x 512 TTFT 190 -> 155
+    ms, Llama-3-8B 8 x 64 24 -> 13 ms."""
     overlap_steps: bool = True
     """Launch each decode step before the previous step's tokens reach the host, feeding them to the model on
     the device, so the host's bookkeeping runs while the GPU computes (engine/step.py). A sequence that stops

@@ -22,9 +22,11 @@ SYNCING = {"item", "tolist", "cpu", "nonzero", "synchronize"}
 ALLOWED = {
     "spmd_infer/engine/batch_inputs.py:pack_batch:tolist": "a numpy array: host data",
     "spmd_infer/engine/cuda_graphs.py:capture:synchronize": "graph capture, at startup",
+    "spmd_infer/engine/prefill_graphs.py:capture:synchronize": "prefill graph capture, at startup",
     "spmd_infer/engine/engine.py:_sync:synchronize": "startup timing",
     "spmd_infer/engine/in_flight.py:tokens:synchronize": "the designed wait: an event after this step's token copy",
     "spmd_infer/engine/in_flight.py:tokens:tolist": "the pinned host copy",
+    "spmd_infer/engine/model_runner.py:drop_prefill_graphs:synchronize": "a failed prefill graph capture, at startup",
     "spmd_infer/engine/model_runner.py:_score_prompt_rows:tolist": "prompt log-probabilities: settled steps",
     "spmd_infer/engine/model_runner.py:sample:tolist": "settled steps: their tokens are needed on the host",
     "spmd_infer/engine/model_runner.py:_top_logprobs:tolist": "log-probabilities: settled steps",

@@ -6,9 +6,12 @@ tests/gpu/run_prefill_graphs.sh times them (Qwen3-0.6B's host-bound prefill, Lla
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 
+from spmd_infer.engine.engine import capture_prefill_graphs
 from spmd_infer.engine.model_runner import ModelRunner, build_model
 from spmd_infer.engine.prefill_graphs import PrefillGraphs, local_meta, prefill_bucket, prefill_buckets
 from spmd_infer.parallel.dims import ParallelDims
@@ -85,3 +88,69 @@ def test_jobs_through_prefill_graphs_match_the_eager_prefill(model, prompts, job
     assert len({bucket for bucket, _ in replays}) > 1, replays
     eager = [r["token_ids"] for r in read_output(tmp_path / "eager.jsonl")]
     assert [r["token_ids"] for r in read_output(tmp_path / "graphs.jsonl")] == eager
+
+
+class _Runner:
+    """What capture_prefill_graphs asks of the model runner: the gate, the capture, the rank agreement."""
+
+    device = torch.device("cpu")
+
+    def __init__(self, capture_error=None, others_ok=True):
+        self.capture_error, self.others_ok, self.dropped, self.prefill_graphs = capture_error, others_ok, 0, None
+
+    def prefill_graphs_unfit(self, dp_attention):
+        return None
+
+    def capture_prefill_graphs(self, max_tokens):
+        if self.capture_error is not None:
+            raise self.capture_error
+        self.prefill_graphs = SimpleNamespace(num_graphs=3)
+        return [16, 32]
+
+    def drop_prefill_graphs(self):
+        self.dropped += 1
+        self.prefill_graphs = None
+
+    def min_over(self, value, group):
+        return min(value, int(self.others_ok))
+
+
+@pytest.mark.parametrize("error, others_ok", [(None, True), (RuntimeError("CUDA error: operation not permitted when "
+                                                                            "stream is capturing\nmore"), True),
+                                              (torch.OutOfMemoryError("no room"), True), (None, False)])
+def test_a_failed_capture_on_any_rank_leaves_every_rank_prefilling_eagerly(error, others_ok, caplog):
+    cfg = SimpleNamespace(parallel=SimpleNamespace(dp_attention=False),
+                          scheduler=SimpleNamespace(max_num_batched_tokens=32))
+    runner = _Runner(error, others_ok)
+    with caplog.at_level("INFO"):
+        capture_prefill_graphs(cfg, runner, SimpleNamespace(world_group=None))
+    if error is None and others_ok:
+        assert runner.prefill_graphs is not None and not runner.dropped
+        assert "captured 3 prefill CUDA graphs" in caplog.text
+    else:
+        assert runner.prefill_graphs is None and runner.dropped
+        reason = "another rank's capture failed" if error is None else type(error).__name__
+        assert f"prefill CUDA graphs dropped, prefill steps run eagerly: {reason}" in caplog.text
+        assert "more" not in caplog.text  # the error's first line only
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs")
+def test_a_capture_failing_inside_a_graph_leaves_the_job_prefilling_eagerly(job, tiny, tmp_path, monkeypatch):
+    """The stream leaves capture mode (the capture is abandoned), the graphs are dropped and the job runs on."""
+    buffer = PrefillGraphs._buffer
+
+    def failing(self, role, *args):
+        if role == "q":  # asked for inside the capture only, as the first attention ends a piece
+            raise RuntimeError("a kernel that cannot be captured")
+        return buffer(self, role, *args)
+
+    monkeypatch.setattr(PrefillGraphs, "_buffer", failing)
+    replays = []
+    monkeypatch.setattr(PrefillGraphs, "forward", lambda self, bucket, fb: replays.append(bucket))
+    args = (f"model.path={tiny['models']['llama']}", f"data.input={tiny['inputs']['mixed']}",
+            f"sampling.max_tokens={MAX_NEW}")
+    job(*args)
+    job(*args, f"data.output={tmp_path / 'eager.jsonl'}", "runtime.prefill_graphs=false")
+    assert not replays
+    tokens = [[r["token_ids"] for r in read_output(tmp_path / name)] for name in ("out.jsonl", "eager.jsonl")]
+    assert tokens[0] == tokens[1] and tokens[0]

@@ -139,21 +139,7 @@ class Engine:
             _sync(device)
             log.info("captured %d decode CUDA graphs in %.1f s", len(runner.graphs.graphs), time.perf_counter() - t0)
             if getattr(cfg.runtime, "prefill_graphs", True):
-                unfit = runner.prefill_graphs_unfit(cfg.parallel.dp_attention)
-                if unfit is None:
-                    t1 = time.perf_counter()
-                    with oom_guard(cfg, "capturing prefill CUDA graphs"):
-                        buckets = runner.capture_prefill_graphs(s.max_num_batched_tokens)
-                    _sync(device)
-                    if buckets:
-                        log.info("captured %d prefill CUDA graphs in %.1f s: steps of up to %d tokens (%d buckets; "
-                                 "larger steps keep the GPU busy eagerly)", runner.prefill_graphs.num_graphs,
-                                 time.perf_counter() - t1, buckets[-1], len(buckets))
-                    else:
-                        log.info("prefill steps run eagerly: this model's layers keep the GPU busy at every step "
-                                 "size (engine/prefill_graphs.py)")
-                else:
-                    log.info("prefill steps run eagerly: %s", unfit)
+                capture_prefill_graphs(cfg, runner, dims)
         times.graphs = time.perf_counter() - t0
         stepper.stats = StepStats()  # the warmup is not part of any run's statistics
         engine = cls(runner, stepper, dims, num_blocks, cfg, max_model_len, times)
@@ -205,6 +191,36 @@ def size_kv_cache(cfg: Any, runner: ModelRunner, dims: ParallelDims, max_model_l
              num_blocks * block_size * dims.dp, dims.dp, runner.kv_bytes_per_token,
              str(runner.kv_dtype).removeprefix("torch."), num_blocks * block_size * runner.kv_bytes_per_token / 2**30)
     return num_blocks
+
+
+def capture_prefill_graphs(cfg: Any, runner: ModelRunner, dims: ParallelDims) -> None:
+    """Piecewise prefill graphs where the model takes them (ModelRunner.prefill_graphs_unfit). A rank whose capture
+    fails (a layer that cannot be captured, no memory left) prefills eagerly, and so then does every rank: a TP
+    group's ranks must replay the same collectives (capturing records them, it runs none, so no rank waits here)."""
+    unfit = runner.prefill_graphs_unfit(cfg.parallel.dp_attention)
+    if unfit is not None:
+        log.info("prefill steps run eagerly: %s", unfit)
+        return
+    t0 = time.perf_counter()
+    failure = None
+    try:
+        buckets = runner.capture_prefill_graphs(cfg.scheduler.max_num_batched_tokens)
+    except (RuntimeError, torch.OutOfMemoryError) as e:  # CUDA errors are RuntimeErrors
+        failure, buckets = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}", []
+        runner.drop_prefill_graphs()
+    if runner.min_over(int(failure is None), dims.world_group) == 0:
+        runner.drop_prefill_graphs()
+        log.warning("prefill CUDA graphs dropped, prefill steps run eagerly: %s (runtime.prefill_graphs=false skips "
+                    "the attempt)", failure or "another rank's capture failed")
+        return
+    _sync(runner.device)
+    if buckets:
+        log.info("captured %d prefill CUDA graphs in %.1f s: steps of up to %d tokens (%d buckets; larger steps keep "
+                 "the GPU busy eagerly)", runner.prefill_graphs.num_graphs, time.perf_counter() - t0, buckets[-1],
+                 len(buckets))
+    else:
+        log.info("prefill steps run eagerly: this model's layers keep the GPU busy at every step size "
+                 "(engine/prefill_graphs.py)")
 
 
 def _sync(device: torch.device) -> None:

@@ -278,6 +278,12 @@ class ModelRunner:
         self.prefill_graphs = graphs
         return buckets
 
+    def drop_prefill_graphs(self) -> None:
+        """Prefill eagerly again: the graphs and their buffers released (a capture that failed part way)."""
+        self.prefill_graphs = None
+        torch.cuda.synchronize(self.device)
+        torch.cuda.empty_cache()
+
     def run(self, fb: ForwardBatch, bucket: Optional[int], num_seqs: int) -> torch.Tensor:
         """Logits of the sampled rows: an eager forward, or a replay of `bucket` (fb from prepare(..., bucket))."""
         if bucket is None:

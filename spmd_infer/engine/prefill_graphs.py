@@ -124,7 +124,11 @@ class PrefillGraphs:
         self._stream.wait_stream(torch.cuda.current_stream(self.device))
         with torch.cuda.stream(self._stream):
             begin()
-            hidden = model(fb)
+            try:
+                hidden = model(fb)
+            except BaseException:
+                _end_abandoned(pieces[-1])
+                raise
             pieces[-1].capture_end()
         torch.cuda.current_stream(self.device).wait_stream(self._stream)
         self.pieces[bucket], self.segments[bucket], self.outputs[bucket] = pieces, segments, hidden
@@ -168,3 +172,12 @@ class PrefillGraphs:
     @property
     def num_graphs(self) -> int:
         return sum(len(p) for p in self.pieces.values())
+
+
+def _end_abandoned(graph: torch.cuda.CUDAGraph) -> None:
+    """Take the stream out of capture after a failure inside it (the capture itself is lost): the caller's error is
+    the one to report, not capture_end's own about the invalidated capture."""
+    try:
+        graph.capture_end()
+    except RuntimeError:
+        pass

@@ -12,8 +12,10 @@ usage (on a GPU machine, in the repo root, after `source tests/gpu/device_env.sh
 
 from __future__ import annotations
 
+import cProfile
 import inspect
 import os
+import pstats
 import time
 
 import torch
@@ -69,7 +71,6 @@ def main() -> None:
         for name, fn in rows.items():
             print(f"LAUNCH {name:26s} {host_us(fn):6.1f} us host a call", flush=True)
         if pdl:  # the JIT path's own functions, by own time
-            import cProfile, pstats
             prof = cProfile.Profile()
             prof.runcall(lambda: [_rms_norm_kernel[(1,)](*args, **kw) for _ in range(N)])
             pstats.Stats(prof).sort_stats("tottime").print_stats(14)

@@ -4,9 +4,8 @@
 cProfile inflates Python far more. This wraps the step's parts (scheduling, the DP exchange, packing and upload,
 the forward's launches split into layers, norms, attention, MLP, linear layers and Triton launches, sampling,
 postprocessing) in plain timers, sums them over the timed cases' steps by phase and prints milliseconds a step.
-Parts nest (a Triton launch inside a norm inside a layer): each row is that part's whole time. Then a bare launch
-loop: host microseconds a launch for a Triton kernel through JITFunction.run and for torch.mm, on tiny inputs so
-that the GPU never holds the host back.
+Parts nest (a Triton launch inside a norm inside a layer): each row is that part's whole time. One launch's own
+cost, split further: bench_launch_path.py.
 
 usage (on a GPU machine, in the repo root, after `source tests/gpu/device_env.sh`):
   python tests/gpu/time_step_parts.py bench.preset=qwen3-0.6b bench.workload=nano_vllm
@@ -111,29 +110,6 @@ def _timed_case(engine, case, *args, **kwargs):
                   flush=True)
 
 
-def launch_costs(device: torch.device) -> None:
-    """Host microseconds a launch on tiny inputs (the GPU idles; the host's cost alone)."""
-    from spmd_kernels.rmsnorm import rms_norm
-    x = torch.randn(1, 1024, device=device, dtype=torch.bfloat16)
-    w = torch.ones(1024, device=device, dtype=torch.bfloat16)
-    a = torch.randn(8, 1024, device=device, dtype=torch.bfloat16)
-    b = torch.randn(1024, 1024, device=device, dtype=torch.bfloat16)
-    cases = {"rms_norm wrapper (Triton)": lambda: rms_norm(x, w, 1e-6, None),
-             "torch.mm": lambda: torch.mm(a, b.t()),
-             "F.linear": lambda: torch.nn.functional.linear(a, b),
-             "torch.empty": lambda: torch.empty(8, 1024, device=device, dtype=torch.bfloat16)}
-    for name, fn in cases.items():
-        for _ in range(200):
-            fn()
-        torch.cuda.synchronize()
-        start = time.perf_counter()
-        for _ in range(2000):
-            fn()
-        host = time.perf_counter() - start
-        torch.cuda.synchronize()
-        print(f"LAUNCH {name:28s} {host / 2000 * 1e6:6.1f} us host a call", flush=True)
-
-
 if __name__ == "__main__":
     if not torch.cuda.is_available():
         sys.exit("time_step_parts.py needs CUDA (it times launches)")
@@ -142,7 +118,4 @@ if __name__ == "__main__":
     _wrap_linears()
     Stepper.step = _timed_step
     bench_run.run_case = _timed_case
-    try:
-        bench_main.main()  # Hydra reads the overrides from sys.argv
-    finally:
-        launch_costs(torch.device("cuda", torch.cuda.current_device()))
+    bench_main.main()  # Hydra reads the overrides from sys.argv
