@@ -26,6 +26,9 @@ def _norm_rotate_heads(
     w_ptr,
     stride_t,
     stride_h,
+    y_ptr,
+    stride_yt,
+    stride_yh,
     num_heads,
     eps,
     cos,
@@ -37,7 +40,8 @@ def _norm_rotate_heads(
     BLOCK_HEADS: tl.constexpr,
     BLOCK_PASS: tl.constexpr,
 ):
-    # The rotated pairs (x1, x2) and the dims past 2 * HALF (partial rotary) of every head of one token.
+    # The rotated pairs (x1, x2) and the dims past 2 * HALF (partial rotary) of every head of one token, into y (x
+    # itself for in place).
     t = tl.program_id(0).to(tl.int64)
     offs_h = tl.arange(0, BLOCK_HEADS)
     off1, off2 = pair_offsets(offs_r, HALF, IS_NEOX)
@@ -59,9 +63,10 @@ def _norm_rotate_heads(
     n1 = (x1f * inv * w1).to(x1.dtype).to(tl.float32)
     n2 = (x2f * inv * w2).to(x1.dtype).to(tl.float32)
     npass = (xpf * inv * wp).to(x1.dtype)
-    tl.store(base + off1[None, :], (n1 * cos[None, :] - n2 * sin[None, :]).to(x1.dtype), mask=mask)
-    tl.store(base + off2[None, :], (n2 * cos[None, :] + n1 * sin[None, :]).to(x1.dtype), mask=mask)
-    tl.store(base + offs_p[None, :], npass, mask=mask_p)
+    out = y_ptr + t * stride_yt + offs_h[:, None] * stride_yh
+    tl.store(out + off1[None, :], (n1 * cos[None, :] - n2 * sin[None, :]).to(x1.dtype), mask=mask)
+    tl.store(out + off2[None, :], (n2 * cos[None, :] + n1 * sin[None, :]).to(x1.dtype), mask=mask)
+    tl.store(out + offs_p[None, :], npass, mask=mask_p)
 
 
 @triton.jit
@@ -76,6 +81,9 @@ def _qk_norm_rotary_kernel(
     stride_qh,
     stride_kt,
     stride_kh,
+    q_out_ptr,  # where the normalised, rotated q goes: q itself (in place) or another buffer of q's shape
+    stride_qot,
+    stride_qoh,
     stride_cache,
     num_q_heads,
     num_k_heads,
@@ -99,10 +107,10 @@ def _qk_norm_rotary_kernel(
     pdl_enter(PDL)
     offs_r = tl.arange(0, BLOCK_R)
     cos, sin = load_cos_sin(pos_ptr, cache_ptr, stride_cache, offs_r, HALF)
-    _norm_rotate_heads(q_ptr, qw_ptr, stride_qt, stride_qh, num_q_heads, eps, cos, sin, offs_r,
-                       HEAD_DIM, HALF, IS_NEOX, BLOCK_HQ, BLOCK_PASS)
-    _norm_rotate_heads(k_ptr, kw_ptr, stride_kt, stride_kh, num_k_heads, eps, cos, sin, offs_r,
-                       HEAD_DIM, HALF, IS_NEOX, BLOCK_HK, BLOCK_PASS)
+    _norm_rotate_heads(q_ptr, qw_ptr, stride_qt, stride_qh, q_out_ptr, stride_qot, stride_qoh, num_q_heads, eps, cos,
+                       sin, offs_r, HEAD_DIM, HALF, IS_NEOX, BLOCK_HQ, BLOCK_PASS)
+    _norm_rotate_heads(k_ptr, kw_ptr, stride_kt, stride_kh, k_ptr, stride_kt, stride_kh, num_k_heads, eps, cos, sin,
+                       offs_r, HEAD_DIM, HALF, IS_NEOX, BLOCK_HK, BLOCK_PASS)
     if STORE:
         # Other threads of this program wrote the normalised, rotated k (in pairs, another layout than the
         # store's tile): wait for them before reading it back for the cache.
@@ -134,18 +142,24 @@ def qk_norm_rotary(
 def qk_norm_rotary_store_kv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, positions: torch.Tensor,
                             cos_sin_cache: torch.Tensor, q_weight: torch.Tensor, k_weight: torch.Tensor, eps: float,
                             is_neox: bool, k_cache: torch.Tensor, v_cache: torch.Tensor,
-                            slot_mapping: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                            slot_mapping: torch.Tensor,
+                            q_out: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """qk_norm_rotary(q, k, ...) then store_kv(k, v, k_cache, v_cache, slot_mapping), in one launch: q and k are
     normalised and rotated IN PLACE (and returned), then k and v written to the caches. Shapes and layouts as
-    those two functions take them."""
+    those two functions take them. `q_out` (q's shape, contiguous last dim): q's result goes there instead, q is
+    left as it was, and (q_out, k) is returned."""
     return _launch(q, k, positions, cos_sin_cache, q_weight, k_weight, eps, is_neox,
-                   (v, k_cache, v_cache, slot_mapping))
+                   (v, k_cache, v_cache, slot_mapping), q_out)
 
 
-def _launch(q, k, positions, cos_sin_cache, q_weight, k_weight, eps, is_neox, store=None):
+def _launch(q, k, positions, cos_sin_cache, q_weight, k_weight, eps, is_neox, store=None, q_out=None):
     """One program per token; store: (v, k_cache, v_cache, slot_mapping) for the KV store after the rotation."""
     T, Hq, D = q.shape
     assert k is not None and q_weight.shape == (D,) and k_weight.shape == (D,)
+    if q_out is None:
+        q_out = q
+    elif q_out.shape != q.shape or q_out.stride(-1) != 1:
+        raise ValueError(f"q_out {tuple(q_out.shape)} must have q's shape {tuple(q.shape)} and a contiguous last dim")
     cache, half, sizes = rotary_launch(q, k, positions, cos_sin_cache)
     if store is not None:
         v, k_cache, v_cache, slot_mapping = store
@@ -156,16 +170,17 @@ def _launch(q, k, positions, cos_sin_cache, q_weight, k_weight, eps, is_neox, st
     else:  # placeholders, unread without STORE
         store_ptrs, store_args, store_sizes = (q, q, q, positions), (0,) * 8, dict(PAGE=1, BLOCK_D=1, FP8=False)
     if T == 0:
-        return q, k
+        return q_out, k
     _qk_norm_rotary_kernel[(T,)](
         q, k, q_weight.contiguous(), k_weight.contiguous(), positions, cache,
-        q.stride(0), q.stride(1), k.stride(0), k.stride(1), cache.stride(0), Hq, k.shape[1], float(eps),
+        q.stride(0), q.stride(1), k.stride(0), k.stride(1), q_out, q_out.stride(0), q_out.stride(1), cache.stride(0),
+        Hq, k.shape[1], float(eps),
         *store_ptrs, *store_args,
         HEAD_DIM=D, HALF=half, IS_NEOX=bool(is_neox), BLOCK_PASS=max(triton.next_power_of_2(D - 2 * half), 1),
         STORE=store is not None, **store_sizes, **sizes,
         **pdl_args(q.device),
     )
-    return q, k
+    return q_out, k
 
 
 def qk_norm_rotary_ref(

@@ -36,6 +36,9 @@ def rotate_heads(
     x_ptr,
     stride_t,
     stride_h,
+    y_ptr,
+    stride_yt,
+    stride_yh,
     num_heads,
     cos,
     sin,
@@ -44,7 +47,8 @@ def rotate_heads(
     IS_NEOX: tl.constexpr,
     BLOCK_HEADS: tl.constexpr,
 ):
-    """Rotates x[t, :, :2*HALF] of this program's token t in place; cos/sin: [BLOCK_R] fp32."""
+    """Rotates x[t, :, :2*HALF] of this program's token t into y (x itself for in place; y's dims past 2*HALF are
+    not written); cos/sin: [BLOCK_R] fp32."""
     t = tl.program_id(0).to(tl.int64)
     offs_h = tl.arange(0, BLOCK_HEADS)
     off1, off2 = pair_offsets(offs_r, HALF, IS_NEOX)
@@ -56,8 +60,9 @@ def rotate_heads(
     x2f = x2.to(tl.float32)
     o1 = x1f * cos[None, :] - x2f * sin[None, :]
     o2 = x2f * cos[None, :] + x1f * sin[None, :]
-    tl.store(base + off1[None, :], o1.to(x1.dtype), mask=mask)
-    tl.store(base + off2[None, :], o2.to(x2.dtype), mask=mask)
+    out = y_ptr + t * stride_yt + offs_h[:, None] * stride_yh
+    tl.store(out + off1[None, :], o1.to(x1.dtype), mask=mask)
+    tl.store(out + off2[None, :], o2.to(x2.dtype), mask=mask)
 
 
 @triton.jit
@@ -84,9 +89,11 @@ def _rotary_kernel(
     pdl_enter(PDL)
     offs_r = tl.arange(0, BLOCK_R)
     cos, sin = load_cos_sin(pos_ptr, cache_ptr, stride_cache, offs_r, HALF)
-    rotate_heads(q_ptr, stride_qt, stride_qh, num_q_heads, cos, sin, offs_r, HALF, IS_NEOX, BLOCK_HQ)
+    rotate_heads(q_ptr, stride_qt, stride_qh, q_ptr, stride_qt, stride_qh, num_q_heads, cos, sin, offs_r, HALF,
+                 IS_NEOX, BLOCK_HQ)
     if HAS_K:
-        rotate_heads(k_ptr, stride_kt, stride_kh, num_k_heads, cos, sin, offs_r, HALF, IS_NEOX, BLOCK_HK)
+        rotate_heads(k_ptr, stride_kt, stride_kh, k_ptr, stride_kt, stride_kh, num_k_heads, cos, sin, offs_r, HALF,
+                     IS_NEOX, BLOCK_HK)
 
 
 def rotary_launch(q: torch.Tensor, k: torch.Tensor | None, positions: torch.Tensor,

@@ -28,6 +28,9 @@ def _rotary_store_kv_kernel(
     slot_ptr,
     stride_qt,
     stride_qh,
+    q_out_ptr,  # where the rotated q goes: q itself (in place) or another buffer of q's shape
+    stride_qot,
+    stride_qoh,
     stride_cos,
     num_q_heads,
     stride_kt,
@@ -56,8 +59,10 @@ def _rotary_store_kv_kernel(
     t = tl.program_id(0).to(tl.int64)
     offs_r = tl.arange(0, BLOCK_R)
     cos, sin = load_cos_sin(pos_ptr, cos_sin_ptr, stride_cos, offs_r, HALF)
-    rotate_heads(q_ptr, stride_qt, stride_qh, num_q_heads, cos, sin, offs_r, HALF, IS_NEOX, BLOCK_HQ)
-    rotate_heads(k_ptr, stride_kt, stride_kh, num_kv_heads, cos, sin, offs_r, HALF, IS_NEOX, BLOCK_HK)
+    rotate_heads(q_ptr, stride_qt, stride_qh, q_out_ptr, stride_qot, stride_qoh, num_q_heads, cos, sin, offs_r, HALF,
+                 IS_NEOX, BLOCK_HQ)
+    rotate_heads(k_ptr, stride_kt, stride_kh, k_ptr, stride_kt, stride_kh, num_kv_heads, cos, sin, offs_r, HALF,
+                 IS_NEOX, BLOCK_HK)
     # Other threads of this program wrote the rotated k (in pairs, another layout than the store's tile):
     # wait for them before reading it back for the cache.
     tl.debug_barrier()
@@ -76,23 +81,30 @@ def rotary_store_kv(
     k_cache: torch.Tensor,
     v_cache: torch.Tensor,
     slot_mapping: torch.Tensor,
+    q_out: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """apply_rotary(q, k, positions, cos_sin_cache, is_neox) then store_kv(k, v, k_cache, v_cache, slot_mapping),
     in one launch: q and k are rotated IN PLACE (and returned), the rotated k and v written to the caches.
-    Shapes and layouts as those two functions take them."""
+    Shapes and layouts as those two functions take them. `q_out` (q's shape, contiguous last dim; rotary over the
+    whole head): the rotated q goes there instead, q is left as it was, and (q_out, k) is returned."""
     cos_sin, half, rotary_sizes = rotary_launch(q, k, positions, cos_sin_cache)
+    if q_out is None:
+        q_out = q
+    elif q_out.shape != q.shape or q_out.stride(-1) != 1 or 2 * half != q.shape[-1]:
+        raise ValueError(f"q_out {tuple(q_out.shape)} must have q's shape {tuple(q.shape)} and a contiguous last "
+                         f"dim, and the rotary must cover the whole head ({2 * half} of {q.shape[-1]} dims)")
     store_args, store_sizes = store_kv_launch(k, v, k_cache, v_cache, slot_mapping)
     T, Hq, _ = q.shape
     if T == 0:
-        return q, k
+        return q_out, k
     num_warps = max(rotary_sizes.pop("num_warps"), store_sizes.pop("num_warps"))
     store_sizes.pop("BLOCK_H")  # = BLOCK_HK: the KV heads rounded up to a power of two
     _rotary_store_kv_kernel[(T,)](
-        q, k, v, positions, cos_sin, k_cache, v_cache, slot_mapping, q.stride(0), q.stride(1), cos_sin.stride(0), Hq,
-        *store_args, HALF=half, IS_NEOX=bool(is_neox), **rotary_sizes, **store_sizes, num_warps=num_warps,
-        **pdl_args(q.device),
+        q, k, v, positions, cos_sin, k_cache, v_cache, slot_mapping, q.stride(0), q.stride(1), q_out,
+        q_out.stride(0), q_out.stride(1), cos_sin.stride(0), Hq, *store_args, HALF=half, IS_NEOX=bool(is_neox),
+        **rotary_sizes, **store_sizes, num_warps=num_warps, **pdl_args(q.device),
     )
-    return q, k
+    return q_out, k
 
 
 def rotary_store_kv_ref(

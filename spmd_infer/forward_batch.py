@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Optional, Protocol
 
 import torch
 
 from .parallel.dp_meta import DPMeta
+
+
+class AttentionSplit(Protocol):
+    """Where a prefill graph's capture pauses for attention (engine/prefill_graphs.py)."""
+
+    def q_input(self, attn: torch.nn.Module, q: torch.Tensor) -> Optional[torch.Tensor]:
+        """A buffer of q's shape for the kernel that positions q to write into (attention's static input, so no
+        copy ends the piece), or None: q stays where it is."""
+
+    def __call__(self, attn: torch.nn.Module, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                 kv_stored: bool) -> torch.Tensor:
+        """attn's prefill of q, k, v, deferred to the replay: its output buffer."""
 
 
 @dataclass
@@ -37,10 +49,10 @@ class ForwardBatch:
     """(cu_seqlens_q, context_lens, block_tables) as numpy arrays, the host copies the device tensors came from: a
     layer that plans the step on the host reads these rather than copying the tensors back, a sync that would stall
     an overlapped step (MLA's prefill groups). None where the batch was not packed on the host (graphs, dummies)."""
-    attention_split: Optional[Callable] = field(default=None, repr=False)
-    """Set while prefill graphs are captured (engine/prefill_graphs.py): attention(module, q, k, v, kv_stored) ->
-    its output, called by each paged attention layer in place of its prefill, which ends the graph being recorded
-    there (attention is launched eagerly between a bucket's graphs)."""
+    attention_split: Optional["AttentionSplit"] = field(default=None, repr=False)
+    """Set while prefill graphs are captured (engine/prefill_graphs.py): each paged attention layer hands it its
+    prefill instead of running it, which ends the graph being recorded there (attention is launched eagerly between
+    a bucket's graphs)."""
     step_cache: dict = field(default_factory=dict, repr=False)
     """Values that every layer of this step would compute alike, computed by the first (MLA's prefill plan)."""
 

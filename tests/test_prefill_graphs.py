@@ -11,6 +11,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from spmd_infer.engine import prefill_graphs
 from spmd_infer.engine.engine import capture_prefill_graphs
 from spmd_infer.engine.model_runner import ModelRunner, build_model
 from spmd_infer.engine.prefill_graphs import PrefillGraphs, local_meta, prefill_bucket, prefill_buckets
@@ -137,14 +138,14 @@ def test_a_failed_capture_on_any_rank_leaves_every_rank_prefilling_eagerly(error
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs")
 def test_a_capture_failing_inside_a_graph_leaves_the_job_prefilling_eagerly(job, tiny, tmp_path, monkeypatch):
     """The stream leaves capture mode (the capture is abandoned), the graphs are dropped and the job runs on."""
-    buffer = PrefillGraphs._buffer
+    attention = prefill_graphs._PieceRecorder.__call__
 
-    def failing(self, role, *args):
-        if role == "q":  # asked for inside the capture only, as the first attention ends a piece
+    def failing(self, *args):
+        if self.record:  # the first attention of a capture, while the stream records its first piece
             raise RuntimeError("a kernel that cannot be captured")
-        return buffer(self, role, *args)
+        return attention(self, *args)
 
-    monkeypatch.setattr(PrefillGraphs, "_buffer", failing)
+    monkeypatch.setattr(prefill_graphs._PieceRecorder, "__call__", failing)
     replays = []
     monkeypatch.setattr(PrefillGraphs, "forward", lambda self, bucket, fb: replays.append(bucket))
     args = (f"model.path={tiny['models']['llama']}", f"data.input={tiny['inputs']['mixed']}",

@@ -9,10 +9,10 @@ the last to the final norm. A step of T tokens pads to the smallest bucket >= T 
 nothing stored, nothing read by attention) and replays the pieces, launching each attention eagerly in between
 with the step's own metadata: ~L+1 replays and L launches instead of ~9 launches a layer.
 
-Attention's inputs cross a piece boundary, so each layer's q (and k, v where the rotary kernel did not store them)
-is copied into one static buffer inside the piece before it, and attention writes one static output buffer the
-next piece reads: the pieces of every layer and bucket share those buffers rather than the graph pool keeping
-every layer's q alive. The pieces share the decode graphs' memory pool (never replayed at the same time).
+Attention's inputs cross a piece boundary, so each layer's q lands in one static buffer inside the piece before
+it (written there by the kernel that positions q, or else copied; k and v too where the rotary kernel did not
+store them), and attention writes one static output buffer the next piece reads: the pieces of every layer and
+bucket share those buffers rather than the graph pool keeping every layer's q alive. The pieces share the decode graphs' memory pool (never replayed at the same time).
 
 Dense models with paged attention only, and not under DP attention (its token exchange around the MLP would need
 every DP rank in the same bucket): runtime.prefill_graphs.
@@ -90,48 +90,27 @@ class PrefillGraphs:
 
     # ---- capture ------------------------------------------------------------------------------------
     def capture(self, bucket: int, model: torch.nn.Module) -> None:
-        """Record `bucket`'s pieces: warmed once eagerly (attention skipped: nothing to compile there, and its
-        output is only read by the pieces), then captured on a side stream into the shared pool."""
+        """Record `bucket`'s pieces: warmed once eagerly (attention skipped: its output is only read by the pieces;
+        the positioning kernels compile for the static q buffer here, not under capture), then captured on a side
+        stream into the shared pool."""
         fb = self._static_batch(bucket)
-        fb.attention_split = lambda attn, q, k, v, kv_stored: self._buffer("out", q.shape[1:], q.dtype)[:bucket]
+        fb.attention_split = _PieceRecorder(self, bucket, record=False)
         model(fb)
         torch.cuda.synchronize(self.device)
-        pieces: list[torch.cuda.CUDAGraph] = []
-        segments: list[AttentionSegment] = []
-
-        def begin() -> None:
-            pieces.append(torch.cuda.CUDAGraph())
-            pieces[-1].capture_begin(pool=self.pool)
-
-        def split(attn, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, kv_stored: bool) -> torch.Tensor:
-            q_in = self._buffer("q", q.shape[1:], q.dtype)[:bucket]
-            q_in.copy_(q)  # captured: the piece ends by handing q to the attention's static input
-            k_in = v_in = None
-            if not kv_stored:
-                k_in = self._buffer("k", k.shape[1:], k.dtype)[:bucket]
-                v_in = self._buffer("v", v.shape[1:], v.dtype)[:bucket]
-                k_in.copy_(k)
-                v_in.copy_(v)
-            out = self._buffer("out", q.shape[1:], q.dtype)[:bucket]
-            pieces[-1].capture_end()
-            segments.append(lambda step: attn.prefill(q_in, k_in, v_in, step, kv_stored, out=out))
-            begin()
-            return out
-
-        fb.attention_split = split
+        recorder = fb.attention_split = _PieceRecorder(self, bucket, record=True)
         if self._stream is None:
             self._stream = torch.cuda.Stream(self.device)
         self._stream.wait_stream(torch.cuda.current_stream(self.device))
         with torch.cuda.stream(self._stream):
-            begin()
+            recorder.begin()
             try:
                 hidden = model(fb)
             except BaseException:
-                _end_abandoned(pieces[-1])
+                _end_abandoned(recorder.pieces[-1])
                 raise
-            pieces[-1].capture_end()
+            recorder.pieces[-1].capture_end()
         torch.cuda.current_stream(self.device).wait_stream(self._stream)
-        self.pieces[bucket], self.segments[bucket], self.outputs[bucket] = pieces, segments, hidden
+        self.pieces[bucket], self.segments[bucket], self.outputs[bucket] = recorder.pieces, recorder.segments, hidden
 
     def _buffer(self, role: str, row_shape: torch.Size, dtype: torch.dtype) -> torch.Tensor:
         key = (role, tuple(row_shape), dtype)
@@ -172,6 +151,44 @@ class PrefillGraphs:
     @property
     def num_graphs(self) -> int:
         return sum(len(p) for p in self.pieces.values())
+
+
+class _PieceRecorder:
+    """The batch's attention_split while a bucket is captured (forward_batch.AttentionSplit): each paged attention
+    layer's prefill ends the piece being recorded, is kept for the replay with its inputs in the static buffers, and
+    a new piece begins. With record=False (the warm run) attention is skipped and nothing is recorded."""
+
+    def __init__(self, graphs: PrefillGraphs, bucket: int, record: bool):
+        self.graphs, self.bucket, self.record = graphs, bucket, record
+        self.pieces: list[torch.cuda.CUDAGraph] = []
+        self.segments: list[AttentionSegment] = []
+
+    def begin(self) -> None:
+        self.pieces.append(torch.cuda.CUDAGraph())
+        self.pieces[-1].capture_begin(pool=self.graphs.pool)
+
+    def _static(self, role: str, like: torch.Tensor) -> torch.Tensor:
+        return self.graphs._buffer(role, like.shape[1:], like.dtype)[:self.bucket]
+
+    def q_input(self, attn: torch.nn.Module, q: torch.Tensor) -> torch.Tensor:
+        return self._static("q", q)
+
+    def __call__(self, attn, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, kv_stored: bool) -> torch.Tensor:
+        out = self._static("out", q)
+        if not self.record:
+            return out
+        q_in = self._static("q", q)
+        if q.data_ptr() != q_in.data_ptr():
+            q_in.copy_(q)  # captured: the piece ends by handing q to attention's static input
+        k_in = v_in = None
+        if not kv_stored:
+            k_in, v_in = self._static("k", k), self._static("v", v)
+            k_in.copy_(k)
+            v_in.copy_(v)
+        self.pieces[-1].capture_end()
+        self.segments.append(lambda step: attn.prefill(q_in, k_in, v_in, step, kv_stored, out=out))
+        self.begin()
+        return out
 
 
 def _end_abandoned(graph: torch.cuda.CUDAGraph) -> None:

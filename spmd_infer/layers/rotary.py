@@ -109,10 +109,12 @@ class RotaryEmbedding(nn.Module):
         return self._rotate(q, cos, sin), self._rotate(k, cos, sin)
 
     def rotate_and_store(self, positions: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                         k_cache: torch.Tensor, v_cache: torch.Tensor, slot_mapping: torch.Tensor):
-        """forward() on CUDA, then the rotated k and v into the paged caches, in one kernel."""
+                         k_cache: torch.Tensor, v_cache: torch.Tensor, slot_mapping: torch.Tensor,
+                         q_out: torch.Tensor | None = None):
+        """forward() on CUDA, then the rotated k and v into the paged caches, in one kernel; q rotated into q_out
+        when given (a rotary over whole heads only). Returns (rotated q, k)."""
         return rotary_store_kv(q, k, v, positions, self.cos_sin, not self.interleaved, k_cache, v_cache,
-                               slot_mapping)
+                               slot_mapping, q_out=q_out)
 
     def _rotate(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
         rot, rest = x[..., : self.rot_dim], x[..., self.rot_dim:]

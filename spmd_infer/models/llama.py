@@ -87,9 +87,20 @@ class LlamaAttention(nn.Module):
         return self.rotary_emb(positions, q, k)
 
     def position_qk_and_store(self, positions: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                              slot_mapping: torch.Tensor) -> None:
-        """position_qk in place, then k and v into the paged caches, in one kernel (FUSE_ROTARY_STORE)."""
-        self.rotary_emb.rotate_and_store(positions, q, k, v, self.attn.k_cache, self.attn.v_cache, slot_mapping)
+                              slot_mapping: torch.Tensor, q_out: torch.Tensor | None = None) -> torch.Tensor:
+        """position_qk in place (q into q_out when given), then k and v into the paged caches, in one kernel
+        (FUSE_ROTARY_STORE); returns the positioned q."""
+        return self.rotary_emb.rotate_and_store(positions, q, k, v, self.attn.k_cache, self.attn.v_cache,
+                                                slot_mapping, q_out)[0]
+
+    def q_destination(self, q: torch.Tensor, batch: ForwardBatch) -> torch.Tensor | None:
+        """Where position_qk_and_store leaves q: a prefill graph's static attention input while one is captured (the
+        piece then ends without a copy of q), else in place. (Positioning over part of each head leaves the rest
+        where it is: in place then.)"""
+        split = batch.attention_split
+        if split is None or self.rotary_emb.rot_dim != self.head_dim:
+            return None
+        return split.q_input(self.attn, q)
 
     def rope_store(self, positions: torch.Tensor, batch: ForwardBatch) -> RopeStore:
         """What the qkv projection's epilogue applies: the rotary embedding and the KV-cache store."""
@@ -102,7 +113,7 @@ class LlamaAttention(nn.Module):
         q, k, v = self.split_qkv(qkv)
         if not kv_stored:  # else the projection's epilogue rotated q and k and stored k and v
             if self.fuse_rotary_store and self.attn.stores_through_kernels(q, batch):
-                self.position_qk_and_store(positions, q, k, v, batch.slot_mapping)
+                q = self.position_qk_and_store(positions, q, k, v, batch.slot_mapping, self.q_destination(q, batch))
                 kv_stored = True
             else:
                 q, k = self.position_qk(positions, q, k)

@@ -21,12 +21,12 @@ class Qwen3Attention(LlamaAttention):
                                   self.q_norm.eps, is_neox=not rope.interleaved)
         return self.rotary_emb(positions, self.q_norm(q), self.k_norm(k))
 
-    def position_qk_and_store(self, positions, q, k, v, slot_mapping):
+    def position_qk_and_store(self, positions, q, k, v, slot_mapping, q_out=None):
         # Both norms, rotary and the KV store in one Triton kernel: four launches a layer become one.
         rope = self.rotary_emb
-        qk_norm_rotary_store_kv(q, k, v, positions, rope.cos_sin, self.q_norm.weight, self.k_norm.weight,
-                                self.q_norm.eps, not rope.interleaved, self.attn.k_cache, self.attn.v_cache,
-                                slot_mapping)
+        return qk_norm_rotary_store_kv(q, k, v, positions, rope.cos_sin, self.q_norm.weight, self.k_norm.weight,
+                                       self.q_norm.eps, not rope.interleaved, self.attn.k_cache, self.attn.v_cache,
+                                       slot_mapping, q_out=q_out)[0]
 
 
 class Qwen3ForCausalLM(LlamaForCausalLM):

@@ -81,3 +81,29 @@ def test_qk_norm_rotary_store_kv(T, Hq, Hk, D, rot_dim, is_neox, fp8_cache, dtyp
     keep = slots >= 0
     expect_k.view(-1, Hk, D)[slots[keep]] = k[keep].float().clamp(-448, 448).to(cache_dtype)
     assert torch.equal(k_cache.float(), expect_k.float()) and torch.equal(v_cache.float(), expect_v.float())
+
+
+@pytest.mark.parametrize("T", [0, 5])
+@pytest.mark.parametrize("Hq,Hk,D,rot_dim", [(16, 8, 128, 128), (6, 2, 96, 64)])
+def test_qk_norm_rotary_store_kv_into_another_q_buffer(T, Hq, Hk, D, rot_dim, dtype, device):
+    """q_out (a prefill graph's static attention input, engine/prefill_graphs.py) takes exactly what the in-place
+    launch leaves in q, the pass-through dims of a partial rotary included; q itself is left as it was."""
+    cache = _cache(rot_dim, device)
+    qkv = torch.randn(T, Hq + 2 * Hk, D, dtype=dtype, device=device) * 3
+    qw, kw = (torch.rand(2, D, device=device) + 0.5).to(dtype)
+    positions = torch.randint(0, 64, (T,), device=device)
+    slots = torch.randperm(48, device=device)[:T]
+    caches = [[torch.zeros(6, 8, Hk, D, dtype=dtype, device=device) for _ in range(2)] for _ in range(2)]
+    in_place, apart = qkv.clone(), qkv.clone()
+    q_out = torch.full((T + 3, Hq, D), 7.0, dtype=dtype, device=device)[:T]  # a view of a larger buffer
+    args = (positions, cache, qw, kw, 1e-6, True)
+    q_ref, k_ref = qk_norm_rotary_store_kv(in_place[:, :Hq], in_place[:, Hq:Hq + Hk], in_place[:, Hq + Hk:], *args,
+                                           *caches[0], slots)
+    q, k = qk_norm_rotary_store_kv(apart[:, :Hq], apart[:, Hq:Hq + Hk], apart[:, Hq + Hk:], *args, *caches[1], slots,
+                                   q_out=q_out)
+    assert q is q_out and torch.equal(q_out, q_ref) and torch.equal(k, k_ref)
+    assert torch.equal(apart[:, :Hq], qkv[:, :Hq])  # q untouched
+    assert all(torch.equal(a, b) for a, b in zip(*caches))
+    with pytest.raises(ValueError, match="q's shape"):
+        qk_norm_rotary_store_kv(apart[:, :Hq], apart[:, Hq:Hq + Hk], apart[:, Hq + Hk:], *args, *caches[1], slots,
+                                q_out=torch.empty(T + 1, Hq, D, dtype=dtype, device=device))

@@ -56,3 +56,21 @@ def test_rotary_store_kv_into_a_float8_cache_saturates(device):
     rotary_store_kv(q, k, v, positions, cos_sin, True, k_cache, v_cache, slots)
     assert torch.equal(k_cache.float(), k_cache_ref.float()) and torch.equal(v_cache.float(), v_cache_ref.float())
     assert k_cache.float().abs().max() == 448.0 and v_cache.float().abs().max() == 448.0
+
+
+@pytest.mark.parametrize("T", [0, 5])
+def test_rotary_store_kv_into_another_q_buffer(T, dtype, device):
+    """q_out (a prefill graph's static attention input, engine/prefill_graphs.py) takes exactly what the in-place
+    launch leaves in q; q itself is left as it was; a partial rotary (whose pass-through dims q_out would lack) is
+    refused."""
+    q, k, v, positions, cos_sin, k_cache, v_cache, slots = _case(T, 4, 2, 64, 64, dtype, device)
+    q_before, k_in_place, caches_ref = q.clone(), k.clone(), (k_cache.clone(), v_cache.clone())
+    q_ref, k_ref = rotary_store_kv(q_before.clone(), k_in_place, v, positions, cos_sin, True, *caches_ref, slots)
+    q_out = torch.zeros(T + 2, 4, 64, dtype=dtype, device=device)[:T]
+    got_q, got_k = rotary_store_kv(q, k, v, positions, cos_sin, True, k_cache, v_cache, slots, q_out=q_out)
+    assert got_q is q_out and torch.equal(q_out, q_ref) and torch.equal(got_k, k_ref)
+    assert torch.equal(q, q_before)
+    assert torch.equal(k_cache, caches_ref[0]) and torch.equal(v_cache, caches_ref[1])
+    q, k, v, positions, cos_sin, k_cache, v_cache, slots = _case(T, 3, 3, 48, 32, dtype, device)
+    with pytest.raises(ValueError, match="whole head"):
+        rotary_store_kv(q, k, v, positions, cos_sin, True, k_cache, v_cache, slots, q_out=torch.empty_like(q))
