@@ -55,8 +55,8 @@ def test_dense_paged_attention_models_take_prefill_graphs(name, reason, monkeypa
         config = DeepseekV2Config(**DEEPSEEK)
     else:
         config = _configs()[name]
-    config.architectures = [{"llama": "LlamaForCausalLM", "qwen3": "Qwen3ForCausalLM", "qwen3moe": "Qwen3MoeForCausalLM",
-                             "dsv2": "DeepseekV2ForCausalLM"}[name]]
+    config.architectures = [{"llama": "LlamaForCausalLM", "qwen3": "Qwen3ForCausalLM",
+                             "qwen3moe": "Qwen3MoeForCausalLM", "dsv2": "DeepseekV2ForCausalLM"}[name]]
     dims = ParallelDims(1, 1, 1)
     runner = ModelRunner.__new__(ModelRunner)  # the gate reads the model and layout only: no weights loaded
     runner.device, runner.dims = torch.device("cpu"), dims

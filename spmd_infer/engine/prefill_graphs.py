@@ -12,7 +12,8 @@ with the step's own metadata: ~L+1 replays and L launches instead of ~9 launches
 Attention's inputs cross a piece boundary, so each layer's q lands in one static buffer inside the piece before
 it (written there by the kernel that positions q, or else copied; k and v too where the rotary kernel did not
 store them), and attention writes one static output buffer the next piece reads: the pieces of every layer and
-bucket share those buffers rather than the graph pool keeping every layer's q alive. The pieces share the decode graphs' memory pool (never replayed at the same time).
+bucket share those buffers rather than the graph pool keeping every layer's q alive. The pieces share the decode
+graphs' memory pool (the two are never replayed at the same time).
 
 Dense models with paged attention only, and not under DP attention (its token exchange around the MLP would need
 every DP rank in the same bucket): runtime.prefill_graphs.
@@ -21,15 +22,12 @@ every DP rank in the same bucket): runtime.prefill_graphs.
 from __future__ import annotations
 
 import bisect
-import logging
 from typing import Callable, Optional
 
 import torch
 
 from ..forward_batch import ForwardBatch
 from ..parallel.dp_meta import DPMeta, Phase, make_row
-
-log = logging.getLogger(__name__)
 
 # Token counts of the buckets below the step budget: padding stays under half a bucket (a third from 1024 up).
 BUCKET_STEPS = (16, 32, 64, 128, 256, 512, 768, 1024, 1536, 2048, 3072, 4096, 6144, 8192, 12288, 16384)
@@ -67,6 +65,8 @@ AttentionSegment = Callable[[ForwardBatch], object]
 
 
 class PrefillGraphs:
+    """Every bucket's pieces and attention segments, the static inputs they read, and their outputs."""
+
     def __init__(self, buckets: list[int], device: torch.device, pool=None):
         self.buckets = buckets
         self.device = device
