@@ -72,23 +72,33 @@ def test_dense_paged_attention_models_take_prefill_graphs(name, reason, monkeypa
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs")
-@pytest.mark.parametrize("model, prompts", [("qwen3", "long"), ("llama", "shared"), ("llama", "long")])
-def test_jobs_through_prefill_graphs_match_the_eager_prefill(model, prompts, job, tiny, tmp_path, monkeypatch):
-    """Chunked prefills (a 200-token prompt over a 64-token budget), cached prefixes and several buckets: the tokens
-    of a job whose prefill steps replay graphs are the eager prefill's."""
+@pytest.mark.parametrize("model, prompts, extra", [("qwen3", "long", ()), ("llama", "shared", ()),
+                                                   ("llama", "long", ("sampling.prompt_logprobs=2",))])
+def test_jobs_through_prefill_graphs_match_the_eager_prefill(model, prompts, extra, job, tiny, tmp_path, monkeypatch):
+    """Chunked prefills (a 200-token prompt over a 64-token budget), cached prefixes, prompts scored from every
+    prefill row, several buckets: the tokens (and prompt log-probabilities) of a job whose prefill steps replay
+    graphs are the eager prefill's."""
     replays = []
     forward = PrefillGraphs.forward
     monkeypatch.setattr(PrefillGraphs, "forward",
                         lambda self, bucket, fb: replays.append((bucket, fb.num_tokens)) or forward(self, bucket, fb))
     args = (f"model.path={tiny['models'][model]}", f"data.input={tiny['inputs'][prompts]}",
-            f"sampling.max_tokens={MAX_NEW}")
+            f"sampling.max_tokens={MAX_NEW}", *extra)
     job(*args, f"data.output={tmp_path / 'eager.jsonl'}", "runtime.prefill_graphs=false")
     assert not replays
     job(*args, f"data.output={tmp_path / 'graphs.jsonl'}")
     assert replays and all(n <= bucket for bucket, n in replays)
     assert len({bucket for bucket, _ in replays}) > 1, replays
-    eager = [r["token_ids"] for r in read_output(tmp_path / "eager.jsonl")]
-    assert [r["token_ids"] for r in read_output(tmp_path / "graphs.jsonl")] == eager
+    eager, graphs = (read_output(tmp_path / name) for name in ("eager.jsonl", "graphs.jsonl"))
+    assert [r["token_ids"] for r in graphs] == [r["token_ids"] for r in eager]
+    if extra:  # the scored prompt rows: log-probabilities within float32 rounding
+        for got, want in zip(graphs, eager):
+            assert got["prompt_logprobs"] and len(got["prompt_logprobs"]) == len(want["prompt_logprobs"])
+            for g, w in zip(got["prompt_logprobs"], want["prompt_logprobs"]):
+                assert (g is None) == (w is None)
+                if g is not None:  # (a near tie at the k-th place may swap one key under other GEMM tilings)
+                    shared = g.keys() & w.keys()
+                    assert len(shared) >= 2 and all(abs(g[t] - w[t]) < 1e-3 for t in shared)
 
 
 class _Runner:
