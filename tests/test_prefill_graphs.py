@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from spmd_infer.engine import prefill_graphs
+from spmd_infer.engine import model_runner, prefill_graphs
 from spmd_infer.engine.engine import capture_prefill_graphs
 from spmd_infer.engine.model_runner import ModelRunner, build_model
 from spmd_infer.engine.prefill_graphs import PrefillGraphs, local_meta, prefill_bucket, prefill_buckets
@@ -69,6 +69,22 @@ def test_dense_paged_attention_models_take_prefill_graphs(name, reason, monkeypa
     runner.dims = ParallelDims(2, 1, 2)
     assert "DP attention" in runner.prefill_graphs_unfit(dp_attention=True)
     assert runner.prefill_graphs_unfit(dp_attention=False) == unfit  # decoupled DP ranks capture their own
+    monkeypatch.setattr(model_runner, "PREFILL_GRAPHS_MOE", True)  # SPMD_PREFILL_GRAPHS_MOE=1
+    assert (runner.prefill_graphs_unfit(dp_attention=False) is None) == (name != "dsv2")
+
+
+def test_a_layers_weights_count_its_experts_top_k_share():
+    """MoE layers cost each token top_k of num_experts experts' weights: what decides their host-bound buckets."""
+    config = _configs()["qwen3moe"]
+    config.architectures = ["Qwen3MoeForCausalLM"]
+    runner = ModelRunner.__new__(ModelRunner)
+    runner.model = build_model(config, LayerSharding.single(), torch.float32, "cpu")
+    runner.cache_owners = [m for m in runner.model.modules() if hasattr(m, "kv_cache_dims")]
+    h, heads, kv_heads, d = config.hidden_size, config.num_attention_heads, config.num_key_value_heads, config.head_dim
+    attention = h * (heads + 2 * kv_heads) * d + heads * d * h
+    dense_mlp = 3 * h * config.intermediate_size  # layer 0 (mlp_only_layers)
+    experts = config.num_experts_per_tok * 3 * h * config.moe_intermediate_size  # top-k of the experts, a token
+    assert runner.layer_weights() == pytest.approx((2 * attention + dense_mlp + experts) / 2)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs")
@@ -143,6 +159,25 @@ def test_a_failed_capture_on_any_rank_leaves_every_rank_prefilling_eagerly(error
         reason = "another rank's capture failed" if error is None else type(error).__name__
         assert f"prefill CUDA graphs dropped, prefill steps run eagerly: {reason}" in caplog.text
         assert "more" not in caplog.text  # the error's first line only
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs")
+@pytest.mark.parametrize("model", ["qwen3moe", "mixtral"])
+def test_moe_jobs_through_prefill_graphs_match_the_eager_prefill(model, job, tiny, tmp_path, monkeypatch):
+    """SPMD_PREFILL_GRAPHS_MOE=1: padding rows masked from the experts, routing and fused_moe inside the pieces; the
+    tokens are the eager prefill's."""
+    monkeypatch.setattr(model_runner, "PREFILL_GRAPHS_MOE", True)
+    replays = []
+    forward = PrefillGraphs.forward
+    monkeypatch.setattr(PrefillGraphs, "forward",
+                        lambda self, bucket, fb: replays.append(bucket) or forward(self, bucket, fb))
+    args = (f"model.path={tiny['models'][model]}", f"data.input={tiny['inputs']['mixed']}",
+            f"sampling.max_tokens={MAX_NEW}")
+    job(*args, f"data.output={tmp_path / 'eager.jsonl'}", "runtime.prefill_graphs=false")
+    job(*args, f"data.output={tmp_path / 'graphs.jsonl'}")
+    assert replays
+    eager, graphs = ([r["token_ids"] for r in read_output(tmp_path / name)] for name in ("eager.jsonl", "graphs.jsonl"))
+    assert graphs == eager
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs")

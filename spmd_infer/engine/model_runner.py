@@ -25,7 +25,7 @@ from ..parallel.dims import ConfigError, ParallelDims
 from ..parallel.dp_meta import DPMeta, Phase
 from .batch_inputs import longest_first, pack_batch
 from .cuda_graphs import DecodeGraphs, graph_buckets
-from .prefill_graphs import PrefillGraphs, prefill_buckets
+from .prefill_graphs import PREFILL_GRAPHS_MOE, PrefillGraphs, prefill_buckets
 from .penalty_state import PenaltyState
 from .scheduler import ScheduledBatch
 
@@ -253,14 +253,19 @@ class ModelRunner:
             return "DP attention exchanges tokens across DP ranks around every MLP"
         if not all(type(owner) is PagedAttention for owner in self.cache_owners):
             return "its attention is not paged GQA attention (MLA)"
-        if any(isinstance(m, FusedMoE) for m in self.model.modules()):
-            return "its MoE layers route tokens by expert (not captured piecewise yet)"
+        if not PREFILL_GRAPHS_MOE and any(isinstance(m, FusedMoE) for m in self.model.modules()):
+            return "its MoE layers are not verified in prefill graphs yet (SPMD_PREFILL_GRAPHS_MOE=1 tries them)"
         return None
 
     def layer_weights(self) -> float:
-        """Weight elements a layer's linear layers hold on this rank, on average (what a prefill step's GEMMs read
-        per token); the embedding and LM head left out."""
+        """Weight elements a layer multiplies each token by on this rank, on average (what a prefill step's GEMMs
+        cost per token): its linear layers', and of its routed experts' the top-k share (top_k of num_experts: the
+        local experts' weights, whether experts or their intermediate dims are split); embedding and LM head left
+        out."""
         total = sum(m.weight.numel() for m in self.model.modules() if isinstance(m, LinearBase))
+        for m in self.model.modules():
+            if isinstance(m, FusedMoE):
+                total += m.routing.top_k * (m.w13.numel() + m.w2.numel()) / m.num_experts
         return total / max(len(self.cache_owners), 1)
 
     def capture_prefill_graphs(self, max_num_batched_tokens: int) -> list[int]:

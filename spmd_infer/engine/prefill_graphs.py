@@ -15,19 +15,26 @@ store them), and attention writes one static output buffer the next piece reads:
 bucket share those buffers rather than the graph pool keeping every layer's q alive. The pieces share the decode
 graphs' memory pool (the two are never replayed at the same time).
 
-Dense models with paged attention only, and not under DP attention (its token exchange around the MLP would need
-every DP rank in the same bucket): runtime.prefill_graphs.
+Models with paged attention only (not MLA; MoE layers only with SPMD_PREFILL_GRAPHS_MOE=1 until checked on a GPU),
+and not under DP attention (its token exchange around the MLP would need every DP rank in the same bucket):
+runtime.prefill_graphs.
 """
 
 from __future__ import annotations
 
 import bisect
+import os
 from typing import Callable, Optional
 
 import torch
 
 from ..forward_batch import ForwardBatch
 from ..parallel.dp_meta import DPMeta, Phase, make_row
+
+# MoE layers (Qwen3-MoE, Mixtral) in prefill graphs: their decode graphs capture the same routing and fused_moe, and
+# padding rows are masked from the experts as there (token_valid), but the prefill shapes are not yet checked on a
+# GPU (tests/gpu/run_prefill_graphs_moe.sh), so they prefill eagerly unless SPMD_PREFILL_GRAPHS_MOE=1.
+PREFILL_GRAPHS_MOE = os.environ.get("SPMD_PREFILL_GRAPHS_MOE", "0") == "1"
 
 # Token counts of the buckets below the step budget: padding stays under half a bucket (a third from 1024 up).
 BUCKET_STEPS = (16, 32, 64, 128, 256, 512, 768, 1024, 1536, 2048, 3072, 4096, 6144, 8192, 12288, 16384)
@@ -74,6 +81,7 @@ class PrefillGraphs:
         # Input ids, positions and cache slots (-1: padding, stored nowhere) of the bucket's rows.
         self.ints = torch.zeros((3, self.max_tokens), dtype=torch.int64, device=device)
         self.ints[2].fill_(-1)
+        self.valid = torch.zeros(self.max_tokens, dtype=torch.bool, device=device)  # slot >= 0: rows MoE may route
         self.buffers: dict[tuple, torch.Tensor] = {}  # attention's static inputs and output, by role and shape
         self.pieces: dict[int, list[torch.cuda.CUDAGraph]] = {}
         self.segments: dict[int, list[AttentionSegment]] = {}
@@ -129,7 +137,8 @@ class PrefillGraphs:
             cu_seqlens_q=torch.tensor([0, bucket], dtype=torch.int32, device=self.device), context_lens=one,
             slot_mapping=ints[2], block_tables=one.view(1, 1),
             logits_indices=torch.zeros(0, dtype=torch.int64, device=self.device), dp_meta=local_meta(bucket),
-            num_seqs=1, max_query_len=bucket, max_context_len=bucket, dp_num_tokens=[bucket])
+            num_seqs=1, max_query_len=bucket, max_context_len=bucket, dp_num_tokens=[bucket],
+            token_valid=self.valid[:bucket])
 
     # ---- replay -------------------------------------------------------------------------------------
     def forward(self, bucket: int, fb: ForwardBatch) -> torch.Tensor:
@@ -141,6 +150,7 @@ class PrefillGraphs:
         ints[1, :n].copy_(fb.positions)
         ints[2, :n].copy_(fb.slot_mapping)
         ints[2, n:bucket].fill_(-1)  # padding rows store nothing (ids and positions: earlier steps' valid values)
+        torch.ge(ints[2, :bucket], 0, out=self.valid[:bucket])  # ... nor reach an MoE layer's experts
         pieces, segments = self.pieces[bucket], self.segments[bucket]
         for piece, attention in zip(pieces, segments):
             piece.replay()
