@@ -34,7 +34,7 @@ class ForwardBatch:
     logits_indices: torch.Tensor  # [S] int64 rows of the hidden states to turn into logits (sampled seqs)
     dp_meta: DPMeta  # every DP rank's row for this step; the forward cannot run without it
     dp_num_tokens: list[int] = field(default_factory=list)  # tokens in every DP rank's forward (DP attention)
-    token_valid: Optional[torch.Tensor] = None  # [T] bool inside CUDA graphs: False on padding rows (MoE skips)
+    token_valid: Optional[torch.Tensor] = None  # [T] bool in decode and prefill graphs: False on padding rows (MoE)
     decode_order: Optional[torch.Tensor] = None  # [B] int32 at decode: the rows longest context first (attention)
     num_seqs: int = 0
     max_query_len: int = 0
