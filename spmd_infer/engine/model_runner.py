@@ -276,7 +276,8 @@ class ModelRunner:
             return []
         pool = self.graphs.pool if self.graphs is not None else None
         torch.cuda.empty_cache()  # the warmup's cached activations go back, for the graph pool to take
-        graphs = PrefillGraphs(buckets, self.device, pool)
+        graphs = PrefillGraphs(buckets, self.device, pool,
+                               mask_padding=any(isinstance(m, FusedMoE) for m in self.model.modules()))
         with torch.inference_mode():
             for bucket in sorted(graphs.buckets, reverse=True):
                 graphs.capture(bucket, self.model)

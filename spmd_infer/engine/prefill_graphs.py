@@ -74,14 +74,16 @@ AttentionSegment = Callable[[ForwardBatch], object]
 class PrefillGraphs:
     """Every bucket's pieces and attention segments, the static inputs they read, and their outputs."""
 
-    def __init__(self, buckets: list[int], device: torch.device, pool=None):
+    def __init__(self, buckets: list[int], device: torch.device, pool=None, mask_padding: bool = False):
+        """`mask_padding`: the model has MoE layers, which read which rows are padding (token_valid)."""
         self.buckets = buckets
         self.device = device
         self.max_tokens = max(buckets)
         # Input ids, positions and cache slots (-1: padding, stored nowhere) of the bucket's rows.
         self.ints = torch.zeros((3, self.max_tokens), dtype=torch.int64, device=device)
         self.ints[2].fill_(-1)
-        self.valid = torch.zeros(self.max_tokens, dtype=torch.bool, device=device)  # slot >= 0: rows MoE may route
+        # slot >= 0: the rows an MoE layer may route (None for dense models, which read no such mask)
+        self.valid = torch.zeros(self.max_tokens, dtype=torch.bool, device=device) if mask_padding else None
         self.buffers: dict[tuple, torch.Tensor] = {}  # attention's static inputs and output, by role and shape
         self.pieces: dict[int, list[torch.cuda.CUDAGraph]] = {}
         self.segments: dict[int, list[AttentionSegment]] = {}
@@ -138,7 +140,7 @@ class PrefillGraphs:
             slot_mapping=ints[2], block_tables=one.view(1, 1),
             logits_indices=torch.zeros(0, dtype=torch.int64, device=self.device), dp_meta=local_meta(bucket),
             num_seqs=1, max_query_len=bucket, max_context_len=bucket, dp_num_tokens=[bucket],
-            token_valid=self.valid[:bucket])
+            token_valid=self.valid[:bucket] if self.valid is not None else None)
 
     # ---- replay -------------------------------------------------------------------------------------
     def forward(self, bucket: int, fb: ForwardBatch) -> torch.Tensor:
@@ -150,7 +152,8 @@ class PrefillGraphs:
         ints[1, :n].copy_(fb.positions)
         ints[2, :n].copy_(fb.slot_mapping)
         ints[2, n:bucket].fill_(-1)  # padding rows store nothing (ids and positions: earlier steps' valid values)
-        torch.ge(ints[2, :bucket], 0, out=self.valid[:bucket])  # ... nor reach an MoE layer's experts
+        if self.valid is not None:
+            torch.ge(ints[2, :bucket], 0, out=self.valid[:bucket])  # ... nor reach an MoE layer's experts
         pieces, segments = self.pieces[bucket], self.segments[bucket]
         for piece, attention in zip(pieces, segments):
             piece.replay()
