@@ -276,6 +276,7 @@ def test_bench_cli_on_cpu_with_load_and_hf_baseline(tmp_path):
     assert r["model"]["cost"]["weight_bytes_per_rank"] > 0 and r["model"]["cost"]["kv_bytes_per_token"] > 0
     assert [c["workload"] for c in r["cases"]] == ["nano_vllm", "grid", "grid", "decode", "decode"]
     assert r["engine"]["overlap_prefill"] is True
+    assert r["engine"]["prefill_graph_tokens"] == 0  # CPU: every prefill step eager
     for c in r["cases"]:
         assert c["output_tok_s"] > 0 and c["total_tok_s"] > c["output_tok_s"] and c["ttft_s"]["median"] > 0
         assert 0 <= c["exchange_share"] < 1 and c["prefill"]["mfu"] > 0
@@ -369,6 +370,8 @@ def test_console_names_the_tp_all_reduce_path():
     assert console_lines(report)[0].endswith("layout dp=1 tp=2 (symmetric all-reduce)")
     report["layout"] = {"dp": 2, "tp": 1, "dp_attention": True, "all_reduce": "none", "dp_exchange": "push"}
     assert console_lines(report)[0].endswith("layout dp=2 tp=1 dp_attention (push DP exchange)")
+    report["engine"] = {"prefill_graph_tokens": 8192}  # engine/prefill_graphs.py's largest bucket
+    assert console_lines(report)[0].endswith("(push DP exchange); prefill steps of up to 8192 tokens in CUDA graphs")
 
 
 def test_console_flags_a_host_bound_prefill():

@@ -27,6 +27,10 @@ COLUMNS = [  # (header, width, value from a case's dict)
 HOST_BOUND_SHARE = 0.5
 
 
+def _prefill_graphs(tokens: int) -> str:
+    return f"; prefill steps of up to {tokens} tokens in CUDA graphs" if tokens else ""
+
+
 def console_lines(report: dict) -> list[str]:
     m, lay, ceil, st = report["model"], report["layout"], report["ceilings"], report["startup"]
     float8 = [what for what, on in (("float8 linear layers", m.get("fp8_linears")),
@@ -38,7 +42,8 @@ def console_lines(report: dict) -> list[str]:
         f"{m['cost']['kv_bytes_per_token']} KV bytes per token per rank); "
         f"layout dp={lay['dp']} tp={lay['tp']}{' dp_attention' if lay['dp_attention'] else ''}"
         f"{' (' + lay['all_reduce'] + ' all-reduce)' if lay.get('all_reduce', 'none') != 'none' else ''}"
-        f"{' (' + lay['dp_exchange'] + ' DP exchange)' if lay.get('dp_exchange', 'none') != 'none' else ''}",
+        f"{' (' + lay['dp_exchange'] + ' DP exchange)' if lay.get('dp_exchange', 'none') != 'none' else ''}"
+        f"{_prefill_graphs(report.get('engine', {}).get('prefill_graph_tokens', 0))}",
         f"device {ceil['device']}: copy {ceil['bandwidth_bytes_per_s'] / 1e9:.1f} GB/s (read + write), "
         f"{ceil['dtype']} matmul {ceil['matmul_flops_per_s'] / 1e12:.3g} TFLOP/s (n={ceil['matmul_n']})",
         "startup " + ", ".join(f"{k.removesuffix('_s')} {v:.2f} s" for k, v in st.items() if v is not None),

@@ -149,6 +149,7 @@ def run_bench(cfg: Any) -> Optional[dict]:
     engine_fp8_experts = engine.runner.sharding.fp8_expert_block is not None  # as model.expert_dtype resolved
     # Linear layers in float8, as model.linear_dtype resolved.
     engine_fp8_linears = fp8_linear_counts(engine.runner.model)[0]
+    prefill_graph_tokens = engine.runner.prefill_graph_tokens  # the largest prefill step a CUDA graph replays
     thaw()  # the engine's reference cycles, frozen at its start, must be reachable for its memory to come back
     del engine
     gc.collect()
@@ -180,7 +181,9 @@ def run_bench(cfg: Any) -> Optional[dict]:
         "engine": {"max_num_seqs": cfg.scheduler.max_num_seqs,
                    "max_num_batched_tokens": cfg.scheduler.max_num_batched_tokens, "max_model_len": max_model_len,
                    "temperature": sampling.temperature, "overlap_steps": cfg.runtime.overlap_steps,
-                   "overlap_prefill": cfg.runtime.overlap_prefill},
+                   "overlap_prefill": cfg.runtime.overlap_prefill,
+                   # The largest prefill step a CUDA graph replays (engine/prefill_graphs.py); 0: every one eager.
+                   "prefill_graph_tokens": prefill_graph_tokens},
         "cases": results, "baseline_skipped": skipped, "profile": profiled,
         "bench_seconds": time.perf_counter() - entered, "torch": torch.__version__,
     }

@@ -284,6 +284,11 @@ class ModelRunner:
         self.prefill_graphs = graphs
         return buckets
 
+    @property
+    def prefill_graph_tokens(self) -> int:
+        """The largest prefill step a CUDA graph replays; 0 where every prefill step runs eagerly."""
+        return self.prefill_graphs.buckets[-1] if self.prefill_graphs is not None else 0
+
     def drop_prefill_graphs(self) -> None:
         """Prefill eagerly again: the graphs and their buffers released (a capture that failed part way)."""
         self.prefill_graphs = None
