@@ -44,9 +44,10 @@ BUCKET_STEPS = (16, 32, 64, 128, 256, 512, 768, 1024, 1536, 2048, 3072, 4096, 61
 # a layer of Python and launches (Qwen3-0.6B's eager 8192-token step, 19-26 ms over 28 layers on an H200 host,
 # tests/gpu/run_step_parts.sh) against a layer's GEMMs, 2 x weights x tokens FLOPs at ~600 TFLOP/s. Below this
 # product of a layer's weight elements (on this rank) and the step's tokens the GPU would wait for the host, so a
-# graph pays; above it the GPU sets the pace and a graph would only add attention's input copy (Llama-3-8B's
-# 16384-token steps: MFU 81.7% eager, 78.9% through graphs, run_prefill_graphs.sh). Qwen3-0.6B (15.7M weights a
-# layer) takes every bucket up to 8192 tokens; Qwen3-1.7B (50M) up to 4096; Llama-3-8B (218M) up to 1024.
+# graph pays; above it the GPU sets the pace, a graph gains nothing and its pool would hold a large step's
+# activations besides the eager ones (Llama-3-8B's 16384-token steps, measured while q was still copied between
+# pieces: MFU 81.7% eager, 78.9% through graphs, run_prefill_graphs.sh). Qwen3-0.6B (15.7M weights a layer) takes
+# every bucket up to 8192 tokens; Qwen3-1.7B (50M) up to 4096; Llama-3-8B (218M) up to 1024.
 HOST_BOUND_LAYER_WORK = 2.5e11
 
 
