@@ -59,7 +59,6 @@ class PagedAttention(nn.Module):
         return varlen_attention(q, self.k_cache, self.v_cache, batch.cu_seqlens_q, batch.context_lens, self.scale,
                                 cache=batch.block_tables)
 
-
     def prefill(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, batch: ForwardBatch, kv_stored: bool,
                 out: torch.Tensor | None = None) -> torch.Tensor:
         """The CUDA prefill: this step's K/V into the cache (unless stored already), then causal attention over the
