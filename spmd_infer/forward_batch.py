@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional, Protocol
+from typing import Callable, Optional, Protocol
 
 import torch
 
@@ -13,13 +13,15 @@ from .parallel.dp_meta import DPMeta
 class AttentionSplit(Protocol):
     """Where a prefill graph's capture pauses for attention (engine/prefill_graphs.py)."""
 
-    def q_input(self, attn: torch.nn.Module, q: torch.Tensor) -> Optional[torch.Tensor]:
-        """A buffer of q's shape for the kernel that positions q to write into (attention's static input, so no
-        copy ends the piece), or None: q stays where it is."""
+    def q_input(self, row_shape: tuple[int, ...], dtype: torch.dtype) -> Optional[torch.Tensor]:
+        """A buffer of q's shape ([tokens, *row_shape]) for the kernel that forms q to write into (attention's
+        static input, so no copy ends the piece), or None: q stays where it is."""
 
-    def __call__(self, attn: torch.nn.Module, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                 kv_stored: bool) -> torch.Tensor:
-        """attn's prefill of q, k, v, deferred to the replay: its output buffer."""
+    def __call__(self, prefill: Callable[..., torch.Tensor], inputs: dict[str, torch.Tensor],
+                 out_row_shape: tuple[int, ...], out_dtype: torch.dtype) -> torch.Tensor:
+        """An attention layer's prefill, `prefill(**inputs, batch=step, out=buffer)`, deferred to the replay: its
+        tensor inputs (by role: "q" is the one q_input serves) are handed over in static buffers, and the returned
+        buffer of [tokens, *out_row_shape] is where the replayed prefill writes its output."""
 
 
 @dataclass
@@ -50,9 +52,9 @@ class ForwardBatch:
     layer that plans the step on the host reads these rather than copying the tensors back, a sync that would stall
     an overlapped step (MLA's prefill groups). None where the batch was not packed on the host (graphs, dummies)."""
     attention_split: Optional["AttentionSplit"] = field(default=None, repr=False)
-    """Set while prefill graphs are captured (engine/prefill_graphs.py): each paged attention layer hands it its
-    prefill instead of running it, which ends the graph being recorded there (attention is launched eagerly between
-    a bucket's graphs)."""
+    """Set while prefill graphs are captured (engine/prefill_graphs.py): each attention layer (paged or latent) hands
+    it its prefill instead of running it, which ends the graph being recorded there (attention is launched eagerly
+    between a bucket's graphs)."""
     step_cache: dict = field(default_factory=dict, repr=False)
     """Values that every layer of this step would compute alike, computed by the first (MLA's prefill plan)."""
 

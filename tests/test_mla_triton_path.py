@@ -235,3 +235,55 @@ def test_decode_in_cuda_graph_matches_eager():
 def test_latent_attention_is_graph_safe():
     attn = LatentAttention(HEADS, RANK, NOPE, ROPE, V, SCALE)
     assert all(getattr(m, "cuda_graph_safe", True) for m in attn.modules())
+
+
+class _Handover:
+    """An AttentionSplit (forward_batch.py) as a prefill graph's recorder acts: static buffers of `bucket` rows, NaN
+    past the step's own (a bucket's padding, which attention must never read), and the prefill kept for later."""
+
+    def __init__(self, rows: int, bucket: int):
+        self.rows, self.bucket, self.buffers = rows, bucket, {}
+
+    def _static(self, role, row_shape, dtype) -> torch.Tensor:
+        if role not in self.buffers:
+            self.buffers[role] = torch.full((self.bucket, *row_shape), float("nan"), dtype=dtype, device=DEVICE)
+        return self.buffers[role]
+
+    def q_input(self, row_shape, dtype):
+        return self._static("q", row_shape, dtype)[: self.rows]
+
+    def __call__(self, prefill, inputs, out_row_shape, out_dtype):
+        self.inputs = {}
+        for role, x in inputs.items():
+            self.inputs[role] = buffer = self._static(role, x.shape[1:], x.dtype)
+            self.copied = x.data_ptr() != buffer.data_ptr()
+            buffer[: self.rows].copy_(x)
+        self.prefill = prefill
+        return self._static("out", out_row_shape, out_dtype)[: self.rows]
+
+
+def test_a_prefill_handed_over_to_a_graph_split_equals_the_eager_prefill():
+    """What a prefill graph's capture takes from MLA (its q, formed in the static input; the latents stored before
+    the hand-over), replayed later over the bucket's rows, is the eager prefill: cached prefixes and a chunk."""
+    torch.manual_seed(5)
+    pair = Pair(torch.float32)
+    d, r = pair.step([(40, 40), (5, 5), (20, 20)], [TABLES[0], TABLES[2], TABLES[3]], True)
+    pair.check(d, r)
+    seqs, tables = [(21, 37), (13, 33), (0, 5)], [TABLES[1], TABLES[3], TABLES[2]]
+    q, kv = pair.inputs(34)
+    args = {}
+    for side, device in (("ref", "cpu"), ("dut", DEVICE)):
+        q_nope, q_pe = q.to(device).split([NOPE, ROPE], dim=-1)
+        latent, k_pe = kv.to(device).split([RANK, ROPE], dim=-1)
+        args[side] = (q_nope, q_pe, latent.contiguous(), k_pe, pair.w.to(device))
+    ref = pair.ref(*args["ref"], make_batch(seqs, tables, pair.bs, True, "cpu"))  # the torch path
+    fb = make_batch(seqs, tables, pair.bs, True, DEVICE)
+    fb.attention_split = split = _Handover(rows=34, bucket=48)
+    out = pair.dut._forward_kernels(*args["dut"], fb)
+    assert not split.copied and set(split.inputs) == {"q"}  # q was formed in the static input itself
+    assert torch.isnan(out).all()  # the hand-over computes nothing: attention runs at the replay
+    pair.check_cache()  # ... but the step's latents are stored (inside the piece)
+    replayed = split.prefill(**split.inputs, batch=fb, out=split.buffers["out"])
+    assert replayed.data_ptr() == split.buffers["out"].data_ptr()
+    pair.check(replayed[:34], ref)
+    assert torch.isnan(replayed[34:]).all()  # padding rows: left alone

@@ -18,7 +18,7 @@ from spmd_infer.engine.prefill_graphs import PrefillGraphs, local_meta, prefill_
 from spmd_infer.parallel.dims import ParallelDims
 from spmd_infer.parallel.dp_meta import Field, Phase
 from spmd_infer.parallel.sharding import LayerSharding
-from support.tiny_models import MAX_NEW, _configs, read_output
+from support.tiny_models import MAX_NEW, _configs, build_model as build_tiny_model, read_output
 
 
 def test_buckets_cover_every_step_up_to_the_budget_with_bounded_padding():
@@ -46,9 +46,10 @@ def test_the_capture_meta_is_one_prefilling_rank():
     assert meta.dp == 1 and meta.num_tokens == [512] and meta.get(Field.PHASE) == Phase.PREFILL
 
 
-@pytest.mark.parametrize("name, reason", [("llama", None), ("qwen3", None), ("qwen3moe", "MoE"),
-                                          ("dsv2", "MLA")])
-def test_dense_paged_attention_models_take_prefill_graphs(name, reason, monkeypatch):
+@pytest.mark.parametrize("name, moe", [("llama", False), ("qwen3", False), ("qwen3moe", True), ("dsv2", True)])
+def test_which_models_take_prefill_graphs(name, moe, monkeypatch):
+    """Paged GQA and MLA attention both hand their prefill to the replay, dense and MoE layers alike (unless
+    SPMD_PREFILL_GRAPHS_MOE=0); not under DP attention across DP ranks."""
     if name == "dsv2":
         from support.tiny_models import DEEPSEEK
         from transformers import DeepseekV2Config
@@ -64,13 +65,15 @@ def test_dense_paged_attention_models_take_prefill_graphs(name, reason, monkeypa
     runner.cache_owners = [m for m in runner.model.modules() if hasattr(m, "kv_cache_dims")]
     assert runner.prefill_graphs_unfit(dp_attention=False) == "no CUDA"
     monkeypatch.setattr(ModelRunner, "graph_safe", property(lambda self: True))
-    unfit = runner.prefill_graphs_unfit(dp_attention=False)
-    assert unfit is None if reason is None else reason in unfit
+    assert runner.prefill_graphs_unfit(dp_attention=False) is None
     runner.dims = ParallelDims(2, 1, 2)
     assert "DP attention" in runner.prefill_graphs_unfit(dp_attention=True)
-    assert runner.prefill_graphs_unfit(dp_attention=False) == unfit  # decoupled DP ranks capture their own
-    monkeypatch.setattr(model_runner, "PREFILL_GRAPHS_MOE", True)  # SPMD_PREFILL_GRAPHS_MOE=1
-    assert (runner.prefill_graphs_unfit(dp_attention=False) is None) == (name != "dsv2")
+    assert runner.prefill_graphs_unfit(dp_attention=False) is None  # decoupled DP ranks capture their own
+    monkeypatch.setattr(model_runner, "PREFILL_GRAPHS_MOE", False)  # SPMD_PREFILL_GRAPHS_MOE=0
+    unfit = runner.prefill_graphs_unfit(dp_attention=False)
+    assert unfit is None if not moe else "SPMD_PREFILL_GRAPHS_MOE=0" in unfit
+    runner.cache_owners.append(torch.nn.Module())  # a cache owner that cannot hand its prefill over
+    assert "AttentionSplit" in runner.prefill_graphs_unfit(dp_attention=False)
 
 
 def test_a_layers_weights_count_its_experts_top_k_share():
@@ -164,9 +167,9 @@ def test_a_failed_capture_on_any_rank_leaves_every_rank_prefilling_eagerly(error
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs")
 @pytest.mark.parametrize("model", ["qwen3moe", "mixtral"])
 def test_moe_jobs_through_prefill_graphs_match_the_eager_prefill(model, job, tiny, tmp_path, monkeypatch):
-    """SPMD_PREFILL_GRAPHS_MOE=1: padding rows masked from the experts, routing and fused_moe inside the pieces; the
-    tokens are the eager prefill's."""
-    monkeypatch.setattr(model_runner, "PREFILL_GRAPHS_MOE", True)
+    """Padding rows masked from the experts, routing and fused_moe inside the pieces: the tokens are the eager
+    prefill's."""
+    monkeypatch.setattr(model_runner, "PREFILL_GRAPHS_MOE", True)  # whatever SPMD_PREFILL_GRAPHS_MOE says
     replays = []
     forward = PrefillGraphs.forward
     monkeypatch.setattr(PrefillGraphs, "forward",
@@ -178,6 +181,33 @@ def test_moe_jobs_through_prefill_graphs_match_the_eager_prefill(model, job, tin
     assert replays
     eager, graphs = ([r["token_ids"] for r in read_output(tmp_path / name)] for name in ("eager.jsonl", "graphs.jsonl"))
     assert graphs == eager
+
+
+@pytest.fixture(scope="module")
+def deepseek_models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("deepseek")
+    return {name: build_tiny_model(name, root / name) for name in ("dsv2", "dsv3")}
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs")
+@pytest.mark.parametrize("model, prompts", [("dsv2", "long"), ("dsv3", "shared")])
+def test_mla_jobs_through_prefill_graphs_match_the_eager_prefill(model, prompts, deepseek_models, job, tiny, tmp_path,
+                                                                 monkeypatch):
+    """MLA hands its q to the replay (the latents stored inside the piece), and its eager prefill expands the cached
+    context of chunked prompts and shared prefixes between the pieces: the tokens are the eager prefill's."""
+    monkeypatch.setattr(model_runner, "PREFILL_GRAPHS_MOE", True)  # their MoE layers, whatever the switch says
+    replays = []
+    forward = PrefillGraphs.forward
+    monkeypatch.setattr(PrefillGraphs, "forward",
+                        lambda self, bucket, fb: replays.append(bucket) or forward(self, bucket, fb))
+    args = (f"model.path={deepseek_models[model]}", f"data.input={tiny['inputs'][prompts]}",
+            f"sampling.max_tokens={MAX_NEW}")
+    job(*args, f"data.output={tmp_path / 'eager.jsonl'}", "runtime.prefill_graphs=false")
+    assert not replays
+    job(*args, f"data.output={tmp_path / 'graphs.jsonl'}")
+    assert len(set(replays)) > 1, replays
+    eager, graphs = ([r["token_ids"] for r in read_output(tmp_path / name)] for name in ("eager.jsonl", "graphs.jsonl"))
+    assert graphs == eager and graphs[0]
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs")

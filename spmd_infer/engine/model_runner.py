@@ -15,6 +15,7 @@ from ..forward_batch import ForwardBatch
 from ..host_memory import to_device, upload_packed
 from ..layers.attention import PagedAttention
 from ..layers.fp8_checkpoint import block_fp8_scheme
+from ..layers.mla import LatentAttention
 from ..layers.linear import LinearBase, fp8_linear_counts, fp8_linear_module, keep_unquantized_linears
 from ..layers.moe import FusedMoE, has_routed_experts
 from ..layers.sampler import SamplingTensors, sample
@@ -251,10 +252,10 @@ class ModelRunner:
             return "the model's layers are not all capturable" if self.device.type == "cuda" else "no CUDA"
         if dp_attention and self.dims.dp > 1:
             return "DP attention exchanges tokens across DP ranks around every MLP"
-        if not all(type(owner) is PagedAttention for owner in self.cache_owners):
-            return "its attention is not paged GQA attention (MLA)"
+        if not all(type(owner) in (PagedAttention, LatentAttention) for owner in self.cache_owners):
+            return "an attention layer of it cannot hand its prefill to the replay (AttentionSplit)"
         if not PREFILL_GRAPHS_MOE and any(isinstance(m, FusedMoE) for m in self.model.modules()):
-            return "its MoE layers are not verified in prefill graphs yet (SPMD_PREFILL_GRAPHS_MOE=1 tries them)"
+            return "SPMD_PREFILL_GRAPHS_MOE=0 keeps MoE layers eager"
         return None
 
     def layer_weights(self) -> float:

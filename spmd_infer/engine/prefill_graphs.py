@@ -10,14 +10,15 @@ nothing stored, nothing read by attention) and replays the pieces, launching eac
 with the step's own metadata: ~L+1 replays and L launches instead of ~9 launches a layer.
 
 Attention's inputs cross a piece boundary, so each layer's q lands in one static buffer inside the piece before
-it (written there by the kernel that positions q, or else copied; k and v too where the rotary kernel did not
-store them), and attention writes one static output buffer the next piece reads: the pieces of every layer and
+it (written there by the kernel that positions or forms q, or else copied; k and v too where the rotary kernel did
+not store them), and attention writes one static output buffer the next piece reads: the pieces of every layer and
 bucket share those buffers rather than the graph pool keeping every layer's q alive. The pieces share the decode
-graphs' memory pool (the two are never replayed at the same time).
+graphs' memory pool (the two are never replayed at the same time). Paged GQA attention hands over q (and k, v) and
+MLA its q (q_nope ++ q_pe; the latents are stored inside the piece): each layer's prefill goes through
+ForwardBatch.attention_split.
 
-Models with paged attention only (not MLA; MoE layers only with SPMD_PREFILL_GRAPHS_MOE=1 until checked on a GPU),
-and not under DP attention (its token exchange around the MLP would need every DP rank in the same bucket):
-runtime.prefill_graphs.
+MoE layers (Qwen3-MoE, Mixtral, DeepSeek) mask the padding rows from their experts (token_valid). Not under DP
+attention (its token exchange around the MLP would need every DP rank in the same bucket): runtime.prefill_graphs.
 """
 
 from __future__ import annotations
@@ -31,10 +32,11 @@ import torch
 from ..forward_batch import ForwardBatch
 from ..parallel.dp_meta import DPMeta, Phase, make_row
 
-# MoE layers (Qwen3-MoE, Mixtral) in prefill graphs: their decode graphs capture the same routing and fused_moe, and
-# padding rows are masked from the experts as there (token_valid), but the prefill shapes are not yet checked on a
-# GPU (tests/gpu/run_prefill_graphs_moe.sh), so they prefill eagerly unless SPMD_PREFILL_GRAPHS_MOE=1.
-PREFILL_GRAPHS_MOE = os.environ.get("SPMD_PREFILL_GRAPHS_MOE", "0") == "1"
+# MoE layers in prefill graphs: the routing and fused_moe their decode graphs capture too, padding rows masked from the
+# experts as there (token_valid). Checked on an H200 in session 28 (tests/gpu/run_prefill_graphs_moe.sh, _mla.sh): the
+# tiny Qwen3-MoE, Mixtral, DeepSeek-V2 and V3 jobs token for token as eager, Qwen3-MoE's transformers check row for
+# row as eager's; TTFT at 8 x 64 Qwen3-30B-A3B 50.4 -> 20.1 ms, DeepSeek-V2-Lite 49.4 -> 15.5 ms. 0 keeps them eager.
+PREFILL_GRAPHS_MOE = os.environ.get("SPMD_PREFILL_GRAPHS_MOE", "1") == "1"
 
 # Token counts of the buckets below the step budget: padding stays under half a bucket (a third from 1024 up).
 BUCKET_STEPS = (16, 32, 64, 128, 256, 512, 768, 1024, 1536, 2048, 3072, 4096, 6144, 8192, 12288, 16384)
@@ -181,26 +183,24 @@ class _PieceRecorder:
         self.pieces.append(torch.cuda.CUDAGraph())
         self.pieces[-1].capture_begin(pool=self.graphs.pool)
 
-    def _static(self, role: str, like: torch.Tensor) -> torch.Tensor:
-        return self.graphs._buffer(role, like.shape[1:], like.dtype)[:self.bucket]
+    def _static(self, role: str, row_shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+        return self.graphs._buffer(role, row_shape, dtype)[:self.bucket]
 
-    def q_input(self, attn: torch.nn.Module, q: torch.Tensor) -> torch.Tensor:
-        return self._static("q", q)
+    def q_input(self, row_shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+        return self._static("q", row_shape, dtype)
 
-    def __call__(self, attn, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, kv_stored: bool) -> torch.Tensor:
-        out = self._static("out", q)
+    def __call__(self, prefill: Callable[..., torch.Tensor], inputs: dict[str, torch.Tensor],
+                 out_row_shape: tuple[int, ...], out_dtype: torch.dtype) -> torch.Tensor:
+        out = self._static("out", out_row_shape, out_dtype)
         if not self.record:
             return out
-        q_in = self._static("q", q)
-        if q.data_ptr() != q_in.data_ptr():
-            q_in.copy_(q)  # captured: the piece ends by handing q to attention's static input
-        k_in = v_in = None
-        if not kv_stored:
-            k_in, v_in = self._static("k", k), self._static("v", v)
-            k_in.copy_(k)
-            v_in.copy_(v)
+        static = {}
+        for role, x in inputs.items():
+            static[role] = buffer = self._static(role, x.shape[1:], x.dtype)
+            if x.data_ptr() != buffer.data_ptr():
+                buffer.copy_(x)  # captured: the piece ends by handing x to attention's static input
         self.pieces[-1].capture_end()
-        self.segments.append(lambda step: attn.prefill(q_in, k_in, v_in, step, kv_stored, out=out))
+        self.segments.append(lambda step: prefill(**static, batch=step, out=out))
         self.begin()
         return out
 

@@ -47,9 +47,10 @@ class PagedAttention(nn.Module):
         if q.is_cuda:
             # Triton kernels; no host syncs, so a decode step can be captured in a CUDA graph.
             if batch.is_prefill:
+                inputs = {"q": q} if kv_stored else {"q": q, "k": k, "v": v}
                 if batch.attention_split is not None:  # a prefill graph's capture ends here (prefill_graphs.py)
-                    return batch.attention_split(self, q, k, v, kv_stored)
-                return self.prefill(q, k, v, batch, kv_stored)
+                    return batch.attention_split(self.prefill, inputs, q.shape[1:], q.dtype)
+                return self.prefill(batch=batch, **inputs)
             if not kv_stored:
                 store_kv(k, v, self.k_cache, self.v_cache, batch.slot_mapping)
             return paged_decode_attention(q, self.k_cache, self.v_cache, batch.block_tables, batch.context_lens,
@@ -59,11 +60,12 @@ class PagedAttention(nn.Module):
         return varlen_attention(q, self.k_cache, self.v_cache, batch.cu_seqlens_q, batch.context_lens, self.scale,
                                 cache=batch.block_tables)
 
-    def prefill(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, batch: ForwardBatch, kv_stored: bool,
-                out: torch.Tensor | None = None) -> torch.Tensor:
-        """The CUDA prefill: this step's K/V into the cache (unless stored already), then causal attention over the
-        cache, into `out` when given. Rows of q past the batch's tokens (a graph bucket's padding) are not read."""
-        if not kv_stored:
+    def prefill(self, q: torch.Tensor, batch: ForwardBatch, k: torch.Tensor | None = None,
+                v: torch.Tensor | None = None, out: torch.Tensor | None = None) -> torch.Tensor:
+        """The CUDA prefill: this step's K/V into the cache (without them: stored already), then causal attention
+        over the cache, into `out` when given. Rows of q past the batch's tokens (a graph bucket's padding) are not
+        read."""
+        if k is not None:
             store_kv(k, v, self.k_cache, self.v_cache, batch.slot_mapping)
         return paged_prefill_attention(q, self.k_cache, self.v_cache, batch.cu_seqlens_q, batch.context_lens,
                                        batch.block_tables, self.scale, max_seqlen_q=batch.max_query_len, out=out)

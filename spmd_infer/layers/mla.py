@@ -9,6 +9,7 @@ applied once to the attended latent. Both give softmax((q_nope·k_nope + q_pe·k
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -125,9 +126,14 @@ class LatentAttention(nn.Module):
             return self._attend_new_tokens(q_nope, q_pe, latent, k_pe, w_kv_b, batch)
         # Padding tokens (slot -1) are skipped by the kernel, not filtered here: no host sync.
         store_latent(torch.cat([latent, k_pe], dim=-1).unsqueeze(1), self.cache, batch.slot_mapping)
-        if batch.is_prefill:
-            return self._attend_cached(q_nope, q_pe, w_kv_b, batch)
-        return self._decode_absorbed(q_nope, q_pe, w_kv_b, batch)
+        if not batch.is_prefill:
+            return self._decode_absorbed(q_nope, q_pe, w_kv_b, batch)
+        split = batch.attention_split
+        if split is None:
+            return self.prefill(torch.cat([q_nope, q_pe], dim=-1), batch, w_kv_b)
+        # A prefill graph's capture ends here (engine/prefill_graphs.py): q is formed in attention's static input.
+        q = torch.cat([q_nope, q_pe], dim=-1, out=split.q_input((self.num_heads, self.nope + self.rope), q_nope.dtype))
+        return split(functools.partial(self.prefill, w_kv_b=w_kv_b), {"q": q}, (self.num_heads, self.v_dim), q.dtype)
 
     def _expand(self, c: torch.Tensor, k_pe: torch.Tensor, w_kv_b: torch.Tensor):
         """Latents c [..., R] and shared keys k_pe [..., 1, rope] -> per-head K [..., H, nope + rope] and
@@ -151,10 +157,13 @@ class LatentAttention(nn.Module):
         return paged_prefill_attention(q, k.unsqueeze(1), v.unsqueeze(1), cu, q_lens.to(torch.int32),
                                        tables.to(torch.int32), self.scale, max_seqlen_q=max_q)
 
-    def _attend_cached(self, q_nope, q_pe, w_kv_b, batch: ForwardBatch) -> torch.Tensor:
-        """Prefill over the cache: expand only the blocks the batch reads (each once), group by group."""
-        q = torch.cat([q_nope, q_pe], dim=-1)
-        out = q.new_empty((q.shape[0], self.num_heads, self.v_dim))
+    def prefill(self, q: torch.Tensor, batch: ForwardBatch, w_kv_b: torch.Tensor,
+                out: torch.Tensor | None = None) -> torch.Tensor:
+        """The CUDA prefill over the cache (this step's latents stored already), q [T, H, nope + rope] -> [T, H, v],
+        into `out` when given: expand only the blocks the batch reads (each once), group by group. Rows of q past
+        the batch's tokens (a graph bucket's padding) are not read."""
+        if out is None:
+            out = q.new_empty((q.shape[0], self.num_heads, self.v_dim))
         for g in _context_groups(batch, self.cache.shape[1]):
             entries = self.cache[g.blocks][:, :, 0].to(q.dtype)  # [n, page, R + rope]; a float8 cache widened
             c, k_pe = entries.split([self.kv_lora_rank, self.rope], dim=-1)
@@ -207,7 +216,7 @@ def _plan_groups(batch: ForwardBatch, page: int, budget_tokens: int) -> list[_Gr
         # The arrays the batch was packed from: no copy back, so an overlapped step keeps the GPU busy meanwhile.
         cu, ctx, tables = (torch.from_numpy(np.asarray(a, dtype=np.int32)) for a in batch.host_tables)
     else:
-        # One device-to-host copy for all three: a sync (prefill is never graphed, so allowed).
+        # One device-to-host copy for all three: a sync (prefill attention runs outside any graph, so allowed).
         host = torch.cat([batch.cu_seqlens_q.int(), batch.context_lens.int(),
                           batch.block_tables.int().flatten()]).cpu()
         cu, ctx, tables = host[: S + 1], host[S + 1: 2 * S + 1], host[2 * S + 1:].view(S, -1)

@@ -100,7 +100,7 @@ class LlamaAttention(nn.Module):
         split = batch.attention_split
         if split is None or self.rotary_emb.rot_dim != self.head_dim:
             return None
-        return split.q_input(self.attn, q)
+        return split.q_input(q.shape[1:], q.dtype)
 
     def rope_store(self, positions: torch.Tensor, batch: ForwardBatch) -> RopeStore:
         """What the qkv projection's epilogue applies: the rotary embedding and the KV-cache store."""
