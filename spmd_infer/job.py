@@ -52,6 +52,7 @@ class JobSummary:
     overlapped_prefills: int = 0  # prefill steps this rank left in flight (runtime.overlap_prefill)
     prefix_cached_tokens: int = 0  # prompt tokens this rank served from the prefix cache
     warmup_steps: int = 0  # forward steps of the warmup, run through the step function with DPMeta
+    prefill_graph_replays: int = 0  # prefill steps this rank replayed from prefill CUDA graphs (idle DP ranks' too)
     metrics: dict = field(default_factory=dict)  # report/metrics.py: what metrics.json holds
     resumed: int = 0  # rows finished by earlier runs of the same job (resume.py)
     already_complete: bool = False  # the output was complete before this run: nothing ran
@@ -173,6 +174,7 @@ def _run(cfg: Any, plan: JobPlan, dims, resume: ResumeState, stop: StopRequest, 
                          kv_capacity_tokens=num_blocks * cfg.cache.block_size * dims.dp, steps=stepper.stats.steps,
                          preemptions=scheduler.num_preemptions, prefill_chunks=scheduler.num_prefill_chunks,
                          prefix_cached_tokens=blocks.num_cached_tokens, warmup_steps=engine.warmup_steps,
+                         prefill_graph_replays=engine.runner.prefill_graph_replays,
                          resumed=resume.num_done, weight_bytes=module_bytes(engine.runner.model),
                          overlapped_prefills=stepper.stats.overlapped_prefills,
                          gc_frozen_objects=engine.frozen_objects, gc_full_collections=full_gc.count,

@@ -14,10 +14,10 @@ import torch
 from spmd_infer.engine import model_runner, prefill_graphs
 from spmd_infer.engine.engine import capture_prefill_graphs
 from spmd_infer.engine.model_runner import ModelRunner, build_model
-from spmd_infer.engine.prefill_graphs import PrefillGraphs, local_meta, prefill_bucket, prefill_buckets
-from spmd_infer.parallel.dims import ParallelDims
-from spmd_infer.parallel.dp_meta import Field, Phase
+from spmd_infer.engine.prefill_graphs import PrefillGraphs, capture_meta, prefill_bucket, prefill_buckets
+from spmd_infer.parallel.dp_meta import DPMeta, Field, Phase, make_row
 from spmd_infer.parallel.sharding import LayerSharding
+from support.launch import run_jobs
 from support.tiny_models import MAX_NEW, _configs, build_model as build_tiny_model, read_output
 
 
@@ -41,15 +41,42 @@ def test_only_host_bound_step_sizes_get_graphs():
     assert prefill_buckets(8192, 1e12) == []
 
 
-def test_the_capture_meta_is_one_prefilling_rank():
-    meta = local_meta(512)
+def test_the_capture_meta_has_every_dp_rank_prefill_the_bucket():
+    meta = capture_meta(512)
     assert meta.dp == 1 and meta.num_tokens == [512] and meta.get(Field.PHASE) == Phase.PREFILL
+    meta = capture_meta(256, dp=4)
+    assert meta.num_tokens == [256] * 4 and meta.column(Field.PHASE) == [Phase.PREFILL] * 4
+
+
+def _meta(*ranks: tuple[Phase, int]) -> DPMeta:
+    return DPMeta(rows=torch.stack([make_row(num_tokens=n, phase=p) for p, n in ranks]), dp_rank=0)
+
+
+def test_dp_attention_ranks_share_one_bucket_decided_from_dp_meta_alone():
+    """Under DP attention every DP rank replays the bucket of the rank with the most tokens, an idle one too; a step
+    that any rank decodes runs eagerly everywhere, as does one past the largest bucket."""
+    graphs = PrefillGraphs([16, 64, 256], torch.device("cpu"), pool=object(), dp=2)
+    assert graphs.valid is not None  # the exchange marks padding rows for dense models too
+    P, D, I = Phase.PREFILL, Phase.DECODE, Phase.IDLE
+    assert graphs.shared_bucket(_meta((P, 40), (P, 200))) == 256
+    assert graphs.shared_bucket(_meta((P, 40), (I, 0))) == 64
+    assert graphs.shared_bucket(_meta((I, 0), (P, 3))) == 16
+    assert graphs.shared_bucket(_meta((P, 40), (D, 7))) is None
+    assert graphs.shared_bucket(_meta((D, 40), (D, 7))) is None
+    assert graphs.shared_bucket(_meta((I, 0), (I, 0))) is None
+    assert graphs.shared_bucket(_meta((P, 257), (P, 3))) is None
+    batch = SimpleNamespace(is_prefill=True, slot_mapping=None, num_tokens=3, dp_meta=_meta((P, 3), (P, 100)))
+    assert graphs.bucket_for(batch) == 256  # the step's, not this rank's own 3 tokens
+    alone = PrefillGraphs([16, 64, 256], torch.device("cpu"), pool=object())
+    batch.slot_mapping = torch.zeros(3)
+    assert alone.bucket_for(batch) == 16 and alone.valid is None
 
 
 @pytest.mark.parametrize("name, moe", [("llama", False), ("qwen3", False), ("qwen3moe", True), ("dsv2", True)])
 def test_which_models_take_prefill_graphs(name, moe, monkeypatch):
     """Paged GQA and MLA attention both hand their prefill to the replay, dense and MoE layers alike (unless
-    SPMD_PREFILL_GRAPHS_MOE=0); not under DP attention across DP ranks."""
+    SPMD_PREFILL_GRAPHS_MOE=0). The gate reads the model alone: any DP mode takes them (DP attention's shared bucket
+    below)."""
     if name == "dsv2":
         from support.tiny_models import DEEPSEEK
         from transformers import DeepseekV2Config
@@ -58,22 +85,18 @@ def test_which_models_take_prefill_graphs(name, moe, monkeypatch):
         config = _configs()[name]
     config.architectures = [{"llama": "LlamaForCausalLM", "qwen3": "Qwen3ForCausalLM",
                              "qwen3moe": "Qwen3MoeForCausalLM", "dsv2": "DeepseekV2ForCausalLM"}[name]]
-    dims = ParallelDims(1, 1, 1)
-    runner = ModelRunner.__new__(ModelRunner)  # the gate reads the model and layout only: no weights loaded
-    runner.device, runner.dims = torch.device("cpu"), dims
+    runner = ModelRunner.__new__(ModelRunner)  # the gate reads the model only: no weights loaded
+    runner.device = torch.device("cpu")
     runner.model = build_model(config, LayerSharding.single(), torch.float32, "cpu")
     runner.cache_owners = [m for m in runner.model.modules() if hasattr(m, "kv_cache_dims")]
-    assert runner.prefill_graphs_unfit(dp_attention=False) == "no CUDA"
+    assert runner.prefill_graphs_unfit() == "no CUDA"
     monkeypatch.setattr(ModelRunner, "graph_safe", property(lambda self: True))
-    assert runner.prefill_graphs_unfit(dp_attention=False) is None
-    runner.dims = ParallelDims(2, 1, 2)
-    assert "DP attention" in runner.prefill_graphs_unfit(dp_attention=True)
-    assert runner.prefill_graphs_unfit(dp_attention=False) is None  # decoupled DP ranks capture their own
+    assert runner.prefill_graphs_unfit() is None
     monkeypatch.setattr(model_runner, "PREFILL_GRAPHS_MOE", False)  # SPMD_PREFILL_GRAPHS_MOE=0
-    unfit = runner.prefill_graphs_unfit(dp_attention=False)
+    unfit = runner.prefill_graphs_unfit()
     assert unfit is None if not moe else "SPMD_PREFILL_GRAPHS_MOE=0" in unfit
     runner.cache_owners.append(torch.nn.Module())  # a cache owner that cannot hand its prefill over
-    assert "AttentionSplit" in runner.prefill_graphs_unfit(dp_attention=False)
+    assert "AttentionSplit" in runner.prefill_graphs_unfit()
 
 
 def test_a_layers_weights_count_its_experts_top_k_share():
@@ -128,10 +151,10 @@ class _Runner:
     def __init__(self, capture_error=None, others_ok=True):
         self.capture_error, self.others_ok, self.dropped, self.prefill_graphs = capture_error, others_ok, 0, None
 
-    def prefill_graphs_unfit(self, dp_attention):
+    def prefill_graphs_unfit(self):
         return None
 
-    def capture_prefill_graphs(self, max_tokens):
+    def capture_prefill_graphs(self, max_tokens, dp_attention):
         if self.capture_error is not None:
             raise self.capture_error
         self.prefill_graphs = SimpleNamespace(num_graphs=3)
@@ -208,6 +231,32 @@ def test_mla_jobs_through_prefill_graphs_match_the_eager_prefill(model, prompts,
     assert len(set(replays)) > 1, replays
     eager, graphs = ([r["token_ids"] for r in read_output(tmp_path / name)] for name in ("eager.jsonl", "graphs.jsonl"))
     assert graphs == eager and graphs[0]
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="DP attention over two GPUs")
+def test_dp_attention_jobs_through_prefill_graphs_match_the_eager_prefill(deepseek_models, tiny, tmp_path):
+    """dp2 with DP attention, the dense Llama and DeepSeek-V2 (MLA, MoE): both DP ranks replay the busier rank's
+    bucket, one with no request at all replays padding rows ("one": a single prompt), and steps where one rank
+    decodes while the other prefills run eagerly on both ("long": chunked over a 64-token budget); the tokens are
+    the eager prefill's."""
+    jobs = []
+    for model, folder in (("llama", tiny["models"]["llama"]), ("dsv2", deepseek_models["dsv2"])):
+        for prompts in ("one", "long"):
+            for graphs in ("true", "false"):
+                jobs.append({"name": f"{model}-{prompts}-{graphs}", "overrides": [
+                    f"model.path={folder}", f"data.input={tiny['inputs'][prompts]}",
+                    f"data.output={tmp_path / f'{model}-{prompts}-{graphs}.jsonl'}", "parallel.dp=2",
+                    "parallel.dp_attention=true", "sampling.temperature=0", f"sampling.max_tokens={MAX_NEW}",
+                    "scheduler.max_num_batched_tokens=64", f"runtime.prefill_graphs={graphs}"]})
+    summaries = run_jobs(2, jobs, tmp_path / "spec.json", timeout=600)
+    for job in jobs:
+        model_prompts, graphs = job["name"].rsplit("-", 1)
+        replays = [s[job["name"]]["prefill_graph_replays"] for s in summaries.values()]
+        assert all(replays) if graphs == "true" else not any(replays), (job["name"], replays)
+        if graphs == "true":
+            tokens = [[r["token_ids"] for r in read_output(tmp_path / f"{model_prompts}-{g}.jsonl")]
+                      for g in ("true", "false")]
+            assert tokens[0] == tokens[1] and tokens[0][0], model_prompts
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs")

@@ -196,15 +196,16 @@ def size_kv_cache(cfg: Any, runner: ModelRunner, dims: ParallelDims, max_model_l
 def capture_prefill_graphs(cfg: Any, runner: ModelRunner, dims: ParallelDims) -> None:
     """Piecewise prefill graphs where the model takes them (ModelRunner.prefill_graphs_unfit). A rank whose capture
     fails (a layer that cannot be captured, no memory left) prefills eagerly, and so then does every rank: a TP
-    group's ranks must replay the same collectives (capturing records them, it runs none, so no rank waits here)."""
-    unfit = runner.prefill_graphs_unfit(cfg.parallel.dp_attention)
+    group's ranks (under DP attention all ranks) must replay the same collectives. (Capturing records them and runs
+    none; each bucket's warm-up forward before it runs them, on every rank alike.)"""
+    unfit = runner.prefill_graphs_unfit()
     if unfit is not None:
         log.info("prefill steps run eagerly: %s", unfit)
         return
     t0 = time.perf_counter()
     failure = None
     try:
-        buckets = runner.capture_prefill_graphs(cfg.scheduler.max_num_batched_tokens)
+        buckets = runner.capture_prefill_graphs(cfg.scheduler.max_num_batched_tokens, cfg.parallel.dp_attention)
     except (RuntimeError, torch.OutOfMemoryError) as e:  # CUDA errors are RuntimeErrors
         failure, buckets = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}", []
         runner.drop_prefill_graphs()

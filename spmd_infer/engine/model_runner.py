@@ -246,12 +246,10 @@ class ModelRunner:
     def capture_graph(self, bucket: int, meta: DPMeta) -> None:
         self.graphs.capture(bucket, self.forward_logits, meta)
 
-    def prefill_graphs_unfit(self, dp_attention: bool) -> Optional[str]:
+    def prefill_graphs_unfit(self) -> Optional[str]:
         """Why prefill steps cannot replay piecewise graphs (engine/prefill_graphs.py), or None where they can."""
         if not self.graph_safe:
             return "the model's layers are not all capturable" if self.device.type == "cuda" else "no CUDA"
-        if dp_attention and self.dims.dp > 1:
-            return "DP attention exchanges tokens across DP ranks around every MLP"
         if not all(type(owner) in (PagedAttention, LatentAttention) for owner in self.cache_owners):
             return "an attention layer of it cannot hand its prefill to the replay (AttentionSplit)"
         if not PREFILL_GRAPHS_MOE and any(isinstance(m, FusedMoE) for m in self.model.modules()):
@@ -269,21 +267,27 @@ class ModelRunner:
                 total += m.routing.top_k * (m.w13.numel() + m.w2.numel()) / m.num_experts
         return total / max(len(self.cache_owners), 1)
 
-    def capture_prefill_graphs(self, max_num_batched_tokens: int) -> list[int]:
+    def capture_prefill_graphs(self, max_num_batched_tokens: int, dp_attention: bool) -> list[int]:
         """Record the piecewise prefill graphs of the host-bound buckets up to the step's token budget, largest
-        first, in the decode graphs' pool; returns the buckets (none where every step size keeps the GPU busy)."""
+        first, in the decode graphs' pool; returns the buckets (none where every step size keeps the GPU busy). Under
+        DP attention every DP rank records the same buckets in the same order: their MLP exchanges are collectives."""
         buckets = prefill_buckets(max_num_batched_tokens, self.layer_weights())
         if not buckets:
             return []
         pool = self.graphs.pool if self.graphs is not None else None
         torch.cuda.empty_cache()  # the warmup's cached activations go back, for the graph pool to take
         graphs = PrefillGraphs(buckets, self.device, pool,
-                               mask_padding=any(isinstance(m, FusedMoE) for m in self.model.modules()))
+                               mask_padding=any(isinstance(m, FusedMoE) for m in self.model.modules()),
+                               dp=self.dims.dp if dp_attention else 1)
         with torch.inference_mode():
             for bucket in sorted(graphs.buckets, reverse=True):
                 graphs.capture(bucket, self.model)
         self.prefill_graphs = graphs
         return buckets
+
+    @property
+    def prefill_graph_replays(self) -> int:
+        return self.prefill_graphs.replays if self.prefill_graphs is not None else 0
 
     @property
     def prefill_graph_tokens(self) -> int:
@@ -303,11 +307,17 @@ class ModelRunner:
         return self.graphs.replay(bucket, num_seqs)
 
     def run_dummy(self, meta: DPMeta, bucket: Optional[int]) -> None:
-        if bucket is None:
-            self.forward_logits(self.dummy_batch(meta))
-        else:
+        """An idle DP rank's share of a step (DP attention): padding rows through the decode graph `bucket`, or the
+        prefill graphs the other ranks replay, or a one-token eager forward."""
+        if bucket is not None:
             self.graphs.load_padding(bucket, meta)
             self.graphs.replay(bucket, 0)
+            return
+        prefill_bucket = self.prefill_graphs.shared_bucket(meta) if self.prefill_graphs is not None else None
+        if prefill_bucket is not None:
+            self.prefill_graphs.forward_padding(prefill_bucket)
+        else:
+            self.forward_logits(self.dummy_batch(meta))
 
     # ---- forward and sampling -----------------------------------------------------------------------
     @torch.inference_mode()

@@ -17,8 +17,10 @@ graphs' memory pool (the two are never replayed at the same time). Paged GQA att
 MLA its q (q_nope ++ q_pe; the latents are stored inside the piece): each layer's prefill goes through
 ForwardBatch.attention_split.
 
-MoE layers (Qwen3-MoE, Mixtral, DeepSeek) mask the padding rows from their experts (token_valid). Not under DP
-attention (its token exchange around the MLP would need every DP rank in the same bucket): runtime.prefill_graphs.
+MoE layers (Qwen3-MoE, Mixtral, DeepSeek) mask the padding rows from their experts (token_valid). Under DP attention
+the MLP's token exchange spans every DP rank, so all of them replay one bucket, sized for the rank with the most
+tokens and decided from DPMeta alone (identical everywhere): only in steps where no rank decodes (else every rank runs
+eagerly), an idle rank replaying padding rows only. runtime.prefill_graphs.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from typing import Callable, Optional
 import torch
 
 from ..forward_batch import ForwardBatch
-from ..parallel.dp_meta import DPMeta, Phase, make_row
+from ..parallel.dp_meta import DPMeta, Field, Phase, make_row
 
 # MoE layers in prefill graphs: the routing and fused_moe their decode graphs capture too, padding rows masked from the
 # experts as there (token_valid). Checked on an H200 in session 28 (tests/gpu/run_prefill_graphs_moe.sh, _mla.sh): the
@@ -66,9 +68,11 @@ def prefill_bucket(buckets: list[int], num_tokens: int) -> Optional[int]:
     return buckets[i] if i < len(buckets) else None
 
 
-def local_meta(num_tokens: int) -> DPMeta:
-    """A DPMeta of this rank alone: the layers prefill graphs capture read none of it (no DP attention)."""
-    return DPMeta(rows=make_row(num_tokens=num_tokens, phase=Phase.PREFILL).unsqueeze(0), dp_rank=0)
+def capture_meta(num_tokens: int, dp: int = 1) -> DPMeta:
+    """The DPMeta a bucket is recorded with: every DP rank prefilling the bucket's rows (the layers read none of it;
+    under DP attention the MLP's exchange reads ForwardBatch.dp_num_tokens, [bucket] * dp)."""
+    row = make_row(num_tokens=num_tokens, phase=Phase.PREFILL)
+    return DPMeta(rows=row.unsqueeze(0).repeat(dp, 1), dp_rank=0)
 
 
 AttentionSegment = Callable[[ForwardBatch], object]
@@ -77,11 +81,15 @@ AttentionSegment = Callable[[ForwardBatch], object]
 class PrefillGraphs:
     """Every bucket's pieces and attention segments, the static inputs they read, and their outputs."""
 
-    def __init__(self, buckets: list[int], device: torch.device, pool=None, mask_padding: bool = False):
-        """`mask_padding`: the model has MoE layers, which read which rows are padding (token_valid)."""
+    def __init__(self, buckets: list[int], device: torch.device, pool=None, mask_padding: bool = False, dp: int = 1):
+        """`mask_padding`: the model has MoE layers, which read which rows are padding (token_valid). `dp`: the DP
+        ranks whose tokens every MLP exchanges under DP attention (1 otherwise), which replay one bucket together."""
         self.buckets = buckets
         self.device = device
+        self.dp = dp
         self.max_tokens = max(buckets)
+        self.replays = 0  # prefill steps replayed (an idle DP rank's padding ones included)
+        mask_padding = mask_padding or dp > 1  # as decode graphs do: the exchange marks each rank's padding rows
         # Input ids, positions and cache slots (-1: padding, stored nowhere) of the bucket's rows.
         self.ints = torch.zeros((3, self.max_tokens), dtype=torch.int64, device=device)
         self.ints[2].fill_(-1)
@@ -96,10 +104,21 @@ class PrefillGraphs:
 
     def bucket_for(self, fb: ForwardBatch) -> Optional[int]:
         """The bucket a prefill batch replays, or None (eager): no KV cache yet (warmup, an idle rank's dummy), or
-        more tokens than the largest bucket."""
+        more tokens than the largest bucket; under DP attention the step's shared bucket."""
+        if self.dp > 1:
+            return self.shared_bucket(fb.dp_meta)
         if not fb.is_prefill or fb.slot_mapping is None:
             return None
         return prefill_bucket(self.buckets, fb.num_tokens)
+
+    def shared_bucket(self, meta: DPMeta) -> Optional[int]:
+        """Under DP attention, the bucket every DP rank replays this step (an idle one with padding rows only), or
+        None: every rank runs eagerly. From DPMeta alone, so alike on every rank: a step that some rank prefills and
+        none decodes, sized for the rank with the most tokens."""
+        phases = meta.column(Field.PHASE)
+        if Phase.PREFILL not in phases or Phase.DECODE in phases:
+            return None
+        return prefill_bucket(self.buckets, meta.max_tokens)
 
     # ---- capture ------------------------------------------------------------------------------------
     def capture(self, bucket: int, model: torch.nn.Module) -> None:
@@ -141,14 +160,16 @@ class PrefillGraphs:
             input_ids=ints[0], positions=ints[1], is_prefill=True,
             cu_seqlens_q=torch.tensor([0, bucket], dtype=torch.int32, device=self.device), context_lens=one,
             slot_mapping=ints[2], block_tables=one.view(1, 1),
-            logits_indices=torch.zeros(0, dtype=torch.int64, device=self.device), dp_meta=local_meta(bucket),
-            num_seqs=1, max_query_len=bucket, max_context_len=bucket, dp_num_tokens=[bucket],
+            logits_indices=torch.zeros(0, dtype=torch.int64, device=self.device), dp_meta=capture_meta(bucket, self.dp),
+            num_seqs=1, max_query_len=bucket, max_context_len=bucket, dp_num_tokens=[bucket] * self.dp,
             token_valid=self.valid[:bucket] if self.valid is not None else None)
 
     # ---- replay -------------------------------------------------------------------------------------
     def forward(self, bucket: int, fb: ForwardBatch) -> torch.Tensor:
         """Hidden states of fb's tokens: its rows loaded into the static inputs, the bucket's pieces replayed and
         each attention launched with fb's metadata between them."""
+        if fb.slot_mapping is None:  # (warmup, before any capture) an eager forward here would desert the other DP
+            raise RuntimeError("a prefill without a KV cache reached the prefill graphs")  # ranks' collectives
         n = fb.num_tokens
         ints = self.ints
         ints[0, :n].copy_(fb.input_ids)
@@ -162,7 +183,18 @@ class PrefillGraphs:
             piece.replay()
             attention(fb)
         pieces[-1].replay()
+        self.replays += 1
         return self.outputs[bucket][:n]
+
+    def forward_padding(self, bucket: int) -> None:
+        """An idle DP rank's share of a step the others prefill through graphs (DP attention): the bucket's pieces
+        over padding rows alone (nothing stored, nothing routed to an expert), its MLP exchanges joined; attention,
+        which would attend no sequence, is skipped, and the output of these rows is never read."""
+        self.ints[2, :bucket].fill_(-1)
+        self.valid[:bucket].fill_(False)
+        for piece in self.pieces[bucket]:
+            piece.replay()
+        self.replays += 1
 
     @property
     def num_graphs(self) -> int:
