@@ -17,11 +17,12 @@ class AttentionSplit(Protocol):
         """A buffer of q's shape ([tokens, *row_shape]) for the kernel that forms q to write into (attention's
         static input, so no copy ends the piece), or None: q stays where it is."""
 
-    def __call__(self, prefill: Callable[..., torch.Tensor], inputs: dict[str, torch.Tensor],
+    def __call__(self, attend: Callable[..., torch.Tensor], inputs: dict[str, torch.Tensor],
                  out_row_shape: tuple[int, ...], out_dtype: torch.dtype) -> torch.Tensor:
-        """An attention layer's prefill, `prefill(**inputs, batch=step, out=buffer)`, deferred to the replay: its
-        tensor inputs (by role: "q" is the one q_input serves) are handed over in static buffers, and the returned
-        buffer of [tokens, *out_row_shape] is where the replayed prefill writes its output."""
+        """An attention layer's attention, `attend(**inputs, batch=step, out=buffer)`, deferred to the replay (for the
+        replaying step's phase: its prefill, or a decode under DP attention): its tensor inputs (by role: "q" is the
+        one q_input serves) are handed over in static buffers, and the returned buffer of [tokens, *out_row_shape] is
+        where the replayed attention writes its output."""
 
 
 @dataclass

@@ -52,7 +52,9 @@ class JobSummary:
     overlapped_prefills: int = 0  # prefill steps this rank left in flight (runtime.overlap_prefill)
     prefix_cached_tokens: int = 0  # prompt tokens this rank served from the prefix cache
     warmup_steps: int = 0  # forward steps of the warmup, run through the step function with DPMeta
-    prefill_graph_replays: int = 0  # prefill steps this rank replayed from prefill CUDA graphs (idle DP ranks' too)
+    prefill_graph_replays: dict = field(default_factory=dict)
+    """Steps this rank replayed from prefill CUDA graphs, by its phase in them: prefill, and under DP attention decode
+    and idle (steps another DP rank prefilled); {} without prefill graphs."""
     metrics: dict = field(default_factory=dict)  # report/metrics.py: what metrics.json holds
     resumed: int = 0  # rows finished by earlier runs of the same job (resume.py)
     already_complete: bool = False  # the output was complete before this run: nothing ran

@@ -262,28 +262,36 @@ class _Handover:
         return self._static("out", out_row_shape, out_dtype)[: self.rows]
 
 
-def test_a_prefill_handed_over_to_a_graph_split_equals_the_eager_prefill():
-    """What a prefill graph's capture takes from MLA (its q, formed in the static input; the latents stored before
-    the hand-over), replayed later over the bucket's rows, is the eager prefill: cached prefixes and a chunk."""
-    torch.manual_seed(5)
-    pair = Pair(torch.float32)
-    d, r = pair.step([(40, 40), (5, 5), (20, 20)], [TABLES[0], TABLES[2], TABLES[3]], True)
-    pair.check(d, r)
-    seqs, tables = [(21, 37), (13, 33), (0, 5)], [TABLES[1], TABLES[3], TABLES[2]]
-    q, kv = pair.inputs(34)
+def _handed_over(pair: Pair, seqs, tables, is_prefill: bool, bucket: int):
+    """One step through a prefill graph's hand-over: recorded as a prefill batch (the latents stored, q formed in the
+    static input), attention replayed with the step's own batch and phase; against the torch path's step."""
+    rows = sum(n for n, _ in seqs)
+    q, kv = pair.inputs(rows)
     args = {}
     for side, device in (("ref", "cpu"), ("dut", DEVICE)):
         q_nope, q_pe = q.to(device).split([NOPE, ROPE], dim=-1)
         latent, k_pe = kv.to(device).split([RANK, ROPE], dim=-1)
         args[side] = (q_nope, q_pe, latent.contiguous(), k_pe, pair.w.to(device))
-    ref = pair.ref(*args["ref"], make_batch(seqs, tables, pair.bs, True, "cpu"))  # the torch path
-    fb = make_batch(seqs, tables, pair.bs, True, DEVICE)
-    fb.attention_split = split = _Handover(rows=34, bucket=48)
-    out = pair.dut._forward_kernels(*args["dut"], fb)
+    ref = pair.ref(*args["ref"], make_batch(seqs, tables, pair.bs, is_prefill, "cpu"))  # the torch path
+    recorded = make_batch(seqs, tables, pair.bs, True, DEVICE)  # the pieces are recorded as a prefill
+    recorded.attention_split = split = _Handover(rows=rows, bucket=bucket)
+    out = pair.dut._forward_kernels(*args["dut"], recorded)
     assert not split.copied and set(split.inputs) == {"q"}  # q was formed in the static input itself
     assert torch.isnan(out).all()  # the hand-over computes nothing: attention runs at the replay
     pair.check_cache()  # ... but the step's latents are stored (inside the piece)
-    replayed = split.prefill(**split.inputs, batch=fb, out=split.buffers["out"])
+    step = make_batch(seqs, tables, pair.bs, is_prefill, DEVICE)
+    replayed = split.prefill(**split.inputs, batch=step, out=split.buffers["out"])
     assert replayed.data_ptr() == split.buffers["out"].data_ptr()
-    pair.check(replayed[:34], ref)
-    assert torch.isnan(replayed[34:]).all()  # padding rows: left alone
+    pair.check(replayed[:rows], ref)
+    assert torch.isnan(replayed[rows:]).all()  # padding rows: left alone
+
+
+def test_attention_handed_over_to_a_graph_split_equals_the_eager_step():
+    """What a prefill graph's capture takes from MLA, replayed later over the bucket's rows, is the eager step: a
+    prefill over cached prefixes and a chunk, and (DP attention's steps that another rank prefills) a decode."""
+    torch.manual_seed(5)
+    pair = Pair(torch.float32)
+    d, r = pair.step([(40, 40), (5, 5), (20, 20)], [TABLES[0], TABLES[2], TABLES[3]], True)
+    pair.check(d, r)
+    _handed_over(pair, [(21, 37), (13, 33), (0, 5)], [TABLES[1], TABLES[3], TABLES[2]], True, bucket=48)
+    _handed_over(pair, [(1, 41), (1, 38), (1, 6), (1, 34)], TABLES, False, bucket=16)

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from spmd_infer.engine import model_runner, prefill_graphs
+from spmd_infer.models import llama
 from spmd_infer.engine.engine import capture_prefill_graphs
 from spmd_infer.engine.model_runner import ModelRunner, build_model
 from spmd_infer.engine.prefill_graphs import PrefillGraphs, capture_meta, prefill_bucket, prefill_buckets
@@ -53,15 +54,17 @@ def _meta(*ranks: tuple[Phase, int]) -> DPMeta:
 
 
 def test_dp_attention_ranks_share_one_bucket_decided_from_dp_meta_alone():
-    """Under DP attention every DP rank replays the bucket of the rank with the most tokens, an idle one too; a step
-    that any rank decodes runs eagerly everywhere, as does one past the largest bucket."""
+    """Under DP attention, in a step that any DP rank prefills, every DP rank replays the bucket of the rank with the
+    most tokens, one that decodes or idles too; a step that none prefills (decode graphs' turn), or one past the
+    largest bucket, runs without them everywhere."""
     graphs = PrefillGraphs([16, 64, 256], torch.device("cpu"), pool=object(), dp=2)
     assert graphs.valid is not None  # the exchange marks padding rows for dense models too
     P, D, I = Phase.PREFILL, Phase.DECODE, Phase.IDLE
     assert graphs.shared_bucket(_meta((P, 40), (P, 200))) == 256
     assert graphs.shared_bucket(_meta((P, 40), (I, 0))) == 64
     assert graphs.shared_bucket(_meta((I, 0), (P, 3))) == 16
-    assert graphs.shared_bucket(_meta((P, 40), (D, 7))) is None
+    assert graphs.shared_bucket(_meta((P, 40), (D, 7))) == 64  # the decoding rank replays it too
+    assert graphs.shared_bucket(_meta((D, 200), (P, 7))) == 256
     assert graphs.shared_bucket(_meta((D, 40), (D, 7))) is None
     assert graphs.shared_bucket(_meta((I, 0), (I, 0))) is None
     assert graphs.shared_bucket(_meta((P, 257), (P, 3))) is None
@@ -115,11 +118,15 @@ def test_a_layers_weights_count_its_experts_top_k_share():
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs")
 @pytest.mark.parametrize("model, prompts, extra", [("qwen3", "long", ()), ("llama", "shared", ()),
-                                                   ("llama", "long", ("sampling.prompt_logprobs=2",))])
+                                                   ("llama", "long", ("sampling.prompt_logprobs=2",)),
+                                                   ("llama", "shared", ("unfused store",))])
 def test_jobs_through_prefill_graphs_match_the_eager_prefill(model, prompts, extra, job, tiny, tmp_path, monkeypatch):
     """Chunked prefills (a 200-token prompt over a 64-token budget), cached prefixes, prompts scored from every
-    prefill row, several buckets: the tokens (and prompt log-probabilities) of a job whose prefill steps replay
-    graphs are the eager prefill's."""
+    prefill row, several buckets, k and v handed to attention for its store (SPMD_ROTARY_STORE_KV=0): the tokens
+    (and prompt log-probabilities) of a job whose prefill steps replay graphs are the eager prefill's."""
+    if "unfused store" in extra:
+        monkeypatch.setattr(llama, "FUSE_ROTARY_STORE", False)
+        extra = ()
     replays = []
     forward = PrefillGraphs.forward
     monkeypatch.setattr(PrefillGraphs, "forward",
@@ -236,9 +243,9 @@ def test_mla_jobs_through_prefill_graphs_match_the_eager_prefill(model, prompts,
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="DP attention over two GPUs")
 def test_dp_attention_jobs_through_prefill_graphs_match_the_eager_prefill(deepseek_models, tiny, tmp_path):
     """dp2 with DP attention, the dense Llama and DeepSeek-V2 (MLA, MoE): both DP ranks replay the busier rank's
-    bucket, one with no request at all replays padding rows ("one": a single prompt), and steps where one rank
-    decodes while the other prefills run eagerly on both ("long": chunked over a 64-token budget); the tokens are
-    the eager prefill's."""
+    bucket, one with no request at all replaying padding rows ("one": a single prompt), one that decodes while the
+    other prefills its decode attention between the pieces ("long": a 200-token prompt chunked over a 64-token
+    budget on one rank, three short ones prefilled at once on the other); the tokens are the eager prefill's."""
     jobs = []
     for model, folder in (("llama", tiny["models"]["llama"]), ("dsv2", deepseek_models["dsv2"])):
         for prompts in ("one", "long"):
@@ -252,11 +259,18 @@ def test_dp_attention_jobs_through_prefill_graphs_match_the_eager_prefill(deepse
     for job in jobs:
         model_prompts, graphs = job["name"].rsplit("-", 1)
         replays = [s[job["name"]]["prefill_graph_replays"] for s in summaries.values()]
-        assert all(replays) if graphs == "true" else not any(replays), (job["name"], replays)
-        if graphs == "true":
-            tokens = [[r["token_ids"] for r in read_output(tmp_path / f"{model_prompts}-{g}.jsonl")]
-                      for g in ("true", "false")]
-            assert tokens[0] == tokens[1] and tokens[0][0], model_prompts
+        if graphs == "false":
+            assert replays == [{}, {}]
+            continue
+        by_phase = {phase: [r[phase] for r in replays] for phase in ("prefill", "decode", "idle")}
+        assert sum(by_phase["prefill"]) > 0, (job["name"], replays)
+        if model_prompts.endswith("one"):
+            assert sorted(by_phase["idle"])[0] == 0 < sorted(by_phase["idle"])[1], (job["name"], replays)
+        else:
+            assert sum(by_phase["decode"]) > 0, (job["name"], replays)  # the mixed steps
+        tokens = [[r["token_ids"] for r in read_output(tmp_path / f"{model_prompts}-{g}.jsonl")]
+                  for g in ("true", "false")]
+        assert tokens[0] == tokens[1] and tokens[0][0], model_prompts
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs")

@@ -286,8 +286,9 @@ class ModelRunner:
         return buckets
 
     @property
-    def prefill_graph_replays(self) -> int:
-        return self.prefill_graphs.replays if self.prefill_graphs is not None else 0
+    def prefill_graph_replays(self) -> dict[str, int]:
+        """Steps this rank replayed from prefill graphs, by its phase in them (PrefillGraphs.replays)."""
+        return dict(self.prefill_graphs.replays) if self.prefill_graphs is not None else {}
 
     @property
     def prefill_graph_tokens(self) -> int:

@@ -18,9 +18,11 @@ MLA its q (q_nope ++ q_pe; the latents are stored inside the piece): each layer'
 ForwardBatch.attention_split.
 
 MoE layers (Qwen3-MoE, Mixtral, DeepSeek) mask the padding rows from their experts (token_valid). Under DP attention
-the MLP's token exchange spans every DP rank, so all of them replay one bucket, sized for the rank with the most
-tokens and decided from DPMeta alone (identical everywhere): only in steps where no rank decodes (else every rank runs
-eagerly), an idle rank replaying padding rows only. runtime.prefill_graphs.
+the MLP's token exchange spans every DP rank, so in a step that any DP rank prefills all of them replay one bucket,
+sized for the rank with the most tokens and decided from DPMeta alone (identical everywhere): a rank that decodes in
+that step runs its decode attention between the pieces (every other layer treats a token alike in either phase), an
+idle one replays padding rows only. Before, such mixed steps ran eagerly on every rank, decode graphs included.
+runtime.prefill_graphs.
 """
 
 from __future__ import annotations
@@ -88,7 +90,8 @@ class PrefillGraphs:
         self.device = device
         self.dp = dp
         self.max_tokens = max(buckets)
-        self.replays = 0  # prefill steps replayed (an idle DP rank's padding ones included)
+        # Steps replayed, by this rank's phase in them (decode and idle: DP attention's steps that another rank prefills).
+        self.replays = {"prefill": 0, "decode": 0, "idle": 0}
         mask_padding = mask_padding or dp > 1  # as decode graphs do: the exchange marks each rank's padding rows
         # Input ids, positions and cache slots (-1: padding, stored nowhere) of the bucket's rows.
         self.ints = torch.zeros((3, self.max_tokens), dtype=torch.int64, device=device)
@@ -104,7 +107,7 @@ class PrefillGraphs:
 
     def bucket_for(self, fb: ForwardBatch) -> Optional[int]:
         """The bucket a prefill batch replays, or None (eager): no KV cache yet (warmup, an idle rank's dummy), or
-        more tokens than the largest bucket; under DP attention the step's shared bucket."""
+        more tokens than the largest bucket; under DP attention the step's shared bucket (a decode batch's too)."""
         if self.dp > 1:
             return self.shared_bucket(fb.dp_meta)
         if not fb.is_prefill or fb.slot_mapping is None:
@@ -112,11 +115,11 @@ class PrefillGraphs:
         return prefill_bucket(self.buckets, fb.num_tokens)
 
     def shared_bucket(self, meta: DPMeta) -> Optional[int]:
-        """Under DP attention, the bucket every DP rank replays this step (an idle one with padding rows only), or
-        None: every rank runs eagerly. From DPMeta alone, so alike on every rank: a step that some rank prefills and
-        none decodes, sized for the rank with the most tokens."""
-        phases = meta.column(Field.PHASE)
-        if Phase.PREFILL not in phases or Phase.DECODE in phases:
+        """Under DP attention, the bucket every DP rank replays this step (one that decodes, its decode attention
+        between the pieces; an idle one, padding rows only), or None: every rank runs eagerly (decode graphs where all
+        decode). From DPMeta alone, so alike on every rank: a step that some rank prefills, sized for the rank with
+        the most tokens."""
+        if Phase.PREFILL not in meta.column(Field.PHASE):
             return None
         return prefill_bucket(self.buckets, meta.max_tokens)
 
@@ -167,7 +170,7 @@ class PrefillGraphs:
     # ---- replay -------------------------------------------------------------------------------------
     def forward(self, bucket: int, fb: ForwardBatch) -> torch.Tensor:
         """Hidden states of fb's tokens: its rows loaded into the static inputs, the bucket's pieces replayed and
-        each attention launched with fb's metadata between them."""
+        each attention launched with fb's metadata (and phase) between them."""
         if fb.slot_mapping is None:  # (warmup, before any capture) an eager forward here would desert the other DP
             raise RuntimeError("a prefill without a KV cache reached the prefill graphs")  # ranks' collectives
         n = fb.num_tokens
@@ -183,7 +186,7 @@ class PrefillGraphs:
             piece.replay()
             attention(fb)
         pieces[-1].replay()
-        self.replays += 1
+        self.replays["prefill" if fb.is_prefill else "decode"] += 1
         return self.outputs[bucket][:n]
 
     def forward_padding(self, bucket: int) -> None:
@@ -194,7 +197,7 @@ class PrefillGraphs:
         self.valid[:bucket].fill_(False)
         for piece in self.pieces[bucket]:
             piece.replay()
-        self.replays += 1
+        self.replays["idle"] += 1
 
     @property
     def num_graphs(self) -> int:
@@ -221,7 +224,7 @@ class _PieceRecorder:
     def q_input(self, row_shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
         return self._static("q", row_shape, dtype)
 
-    def __call__(self, prefill: Callable[..., torch.Tensor], inputs: dict[str, torch.Tensor],
+    def __call__(self, attend: Callable[..., torch.Tensor], inputs: dict[str, torch.Tensor],
                  out_row_shape: tuple[int, ...], out_dtype: torch.dtype) -> torch.Tensor:
         out = self._static("out", out_row_shape, out_dtype)
         if not self.record:
@@ -232,7 +235,7 @@ class _PieceRecorder:
             if x.data_ptr() != buffer.data_ptr():
                 buffer.copy_(x)  # captured: the piece ends by handing x to attention's static input
         self.pieces[-1].capture_end()
-        self.segments.append(lambda step: prefill(**static, batch=step, out=out))
+        self.segments.append(lambda step: attend(**static, batch=step, out=out))
         self.begin()
         return out
 

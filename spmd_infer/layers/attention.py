@@ -46,27 +46,46 @@ class PagedAttention(nn.Module):
             return varlen_attention(q, k, v, batch.cu_seqlens_q, batch.context_lens, self.scale, cache=None)
         if q.is_cuda:
             # Triton kernels; no host syncs, so a decode step can be captured in a CUDA graph.
-            if batch.is_prefill:
-                inputs = {"q": q} if kv_stored else {"q": q, "k": k, "v": v}
-                if batch.attention_split is not None:  # a prefill graph's capture ends here (prefill_graphs.py)
-                    return batch.attention_split(self.prefill, inputs, q.shape[1:], q.dtype)
-                return self.prefill(batch=batch, **inputs)
-            if not kv_stored:
-                store_kv(k, v, self.k_cache, self.v_cache, batch.slot_mapping)
-            return paged_decode_attention(q, self.k_cache, self.v_cache, batch.block_tables, batch.context_lens,
-                                          self.scale, order=batch.decode_order)
+            inputs = {"q": q} if kv_stored else {"q": q, "k": k, "v": v}
+            if not batch.is_prefill:
+                return self.decode(batch=batch, **inputs)
+            if batch.attention_split is not None:  # a prefill graph's capture ends here (prefill_graphs.py)
+                return batch.attention_split(self.attend, inputs, q.shape[1:], q.dtype)
+            return self.prefill(batch=batch, **inputs)
         if not kv_stored:
             store_kv_ref(k, v, self.k_cache, self.v_cache, batch.slot_mapping)  # the kernel's torch reference
         return varlen_attention(q, self.k_cache, self.v_cache, batch.cu_seqlens_q, batch.context_lens, self.scale,
                                 cache=batch.block_tables)
 
+    def attend(self, q: torch.Tensor, batch: ForwardBatch, out: torch.Tensor, k: torch.Tensor | None = None,
+               v: torch.Tensor | None = None) -> torch.Tensor:
+        """A prefill graph's attention, launched between its pieces (engine/prefill_graphs.py) for the phase of the
+        step that replays them: a prefill, or under DP attention a decode that another DP rank's prefill brought
+        into the graphs. Rows past the step's tokens (the bucket's padding) are neither read nor written."""
+        if batch.is_prefill:
+            return self.prefill(q, batch, k, v, out)
+        n = batch.num_tokens
+        kv = {} if k is None else {"k": k[:n], "v": v[:n]}
+        out[:n].copy_(self.decode(q[:n], batch, **kv))
+        return out
+
+    def decode(self, q: torch.Tensor, batch: ForwardBatch, k: torch.Tensor | None = None,
+               v: torch.Tensor | None = None) -> torch.Tensor:
+        """The CUDA decode: this step's K/V into the cache (without them: stored already), then split-KV attention of
+        each sequence's one query over its cache (no host sync: CUDA-graph safe)."""
+        if k is not None:
+            store_kv(k, v, self.k_cache, self.v_cache, batch.slot_mapping)
+        return paged_decode_attention(q, self.k_cache, self.v_cache, batch.block_tables, batch.context_lens,
+                                      self.scale, order=batch.decode_order)
+
     def prefill(self, q: torch.Tensor, batch: ForwardBatch, k: torch.Tensor | None = None,
                 v: torch.Tensor | None = None, out: torch.Tensor | None = None) -> torch.Tensor:
         """The CUDA prefill: this step's K/V into the cache (without them: stored already), then causal attention
-        over the cache, into `out` when given. Rows of q past the batch's tokens (a graph bucket's padding) are not
-        read."""
+        over the cache, into `out` when given. Rows of q, k and v past the batch's tokens (a graph bucket's padding)
+        are not read."""
         if k is not None:
-            store_kv(k, v, self.k_cache, self.v_cache, batch.slot_mapping)
+            n = batch.slot_mapping.shape[0]  # (the store's grid covers k's rows: one per slot)
+            store_kv(k[:n], v[:n], self.k_cache, self.v_cache, batch.slot_mapping)
         return paged_prefill_attention(q, self.k_cache, self.v_cache, batch.cu_seqlens_q, batch.context_lens,
                                        batch.block_tables, self.scale, max_seqlen_q=batch.max_query_len, out=out)
 

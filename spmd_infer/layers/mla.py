@@ -133,7 +133,7 @@ class LatentAttention(nn.Module):
             return self.prefill(torch.cat([q_nope, q_pe], dim=-1), batch, w_kv_b)
         # A prefill graph's capture ends here (engine/prefill_graphs.py): q is formed in attention's static input.
         q = torch.cat([q_nope, q_pe], dim=-1, out=split.q_input((self.num_heads, self.nope + self.rope), q_nope.dtype))
-        return split(functools.partial(self.prefill, w_kv_b=w_kv_b), {"q": q}, (self.num_heads, self.v_dim), q.dtype)
+        return split(functools.partial(self.attend, w_kv_b=w_kv_b), {"q": q}, (self.num_heads, self.v_dim), q.dtype)
 
     def _expand(self, c: torch.Tensor, k_pe: torch.Tensor, w_kv_b: torch.Tensor):
         """Latents c [..., R] and shared keys k_pe [..., 1, rope] -> per-head K [..., H, nope + rope] and
@@ -156,6 +156,18 @@ class LatentAttention(nn.Module):
         tables = cu[:-1, None] + torch.arange(max_q, dtype=cu.dtype, device=cu.device)  # token indices
         return paged_prefill_attention(q, k.unsqueeze(1), v.unsqueeze(1), cu, q_lens.to(torch.int32),
                                        tables.to(torch.int32), self.scale, max_seqlen_q=max_q)
+
+    def attend(self, q: torch.Tensor, batch: ForwardBatch, w_kv_b: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """A prefill graph's attention, launched between its pieces (engine/prefill_graphs.py) for the phase of the
+        step that replays them: a prefill, or under DP attention a decode that another DP rank's prefill brought
+        into the graphs (q split back into q_nope and q_pe for the absorbed form). Rows past the step's tokens (the
+        bucket's padding) are neither read nor written."""
+        if batch.is_prefill:
+            return self.prefill(q, batch, w_kv_b, out)
+        n = batch.num_tokens
+        q_nope, q_pe = q[:n].split([self.nope, self.rope], dim=-1)
+        out[:n].copy_(self._decode_absorbed(q_nope, q_pe, w_kv_b, batch))
+        return out
 
     def prefill(self, q: torch.Tensor, batch: ForwardBatch, w_kv_b: torch.Tensor,
                 out: torch.Tensor | None = None) -> torch.Tensor:
