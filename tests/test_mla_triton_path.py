@@ -147,9 +147,13 @@ def test_prefill_groups_planned_from_host_arrays_equal_the_device_copys(budget):
     assert len(planned[0]) == len(planned[1]) >= (2 if budget < 64 else 1)
     for g, h in zip(*planned):
         assert (g.s0, g.s1, g.q0, g.q1, g.max_q) == (h.s0, h.s1, h.q0, h.q1, h.max_q)
-        for name in ("blocks", "block_tables", "cu_seqlens_q"):
+        for name in ("blocks", "block_tables", "cu_seqlens_q", "context_lens"):
             a, b = getattr(g, name), getattr(h, name)
             assert a.device == b.device and a.dtype == b.dtype and torch.equal(a, b), name
+        # A group's context lengths in a buffer of their own, on a GPU 16-byte aligned wherever the group starts (the
+        # kernel is specialized on aligned pointers: a slice of the batch's compiled a new variant mid-run).
+        assert torch.equal(g.context_lens, from_host.context_lens[g.s0:g.s1])
+        assert g.context_lens.data_ptr() % 16 == 0 or not CUDA
     # A and B share block 7 (a prefix-cache hit): expanded once when planned together.
     if budget == 8192:
         assert planned[0][0].blocks.tolist().count(7) == 1

@@ -180,7 +180,7 @@ class LatentAttention(nn.Module):
             entries = self.cache[g.blocks][:, :, 0].to(q.dtype)  # [n, page, R + rope]; a float8 cache widened
             c, k_pe = entries.split([self.kv_lora_rank, self.rope], dim=-1)
             k, v = self._expand(c, k_pe.unsqueeze(-2), w_kv_b)  # [n, page, H, nope + rope], [n, page, H, v]
-            paged_prefill_attention(q[g.q0:g.q1], k, v, g.cu_seqlens_q, batch.context_lens[g.s0:g.s1],
+            paged_prefill_attention(q[g.q0:g.q1], k, v, g.cu_seqlens_q, g.context_lens,
                                     g.block_tables, self.scale, max_seqlen_q=g.max_q, out=out[g.q0:g.q1])
             del entries, c, k_pe, k, v  # one group's expansion alive at a time
         return out
@@ -210,6 +210,9 @@ class _Group:
     blocks: torch.Tensor  # int64 [n]: the physical cache blocks they read, each once (shared prefixes too)
     block_tables: torch.Tensor  # int32 [s1 - s0, width]: each sequence's blocks as indices into `blocks`
     cu_seqlens_q: torch.Tensor  # int32 [s1 - s0 + 1], from 0
+    # int32 [s1 - s0], in a buffer of its own: a slice of the batch's would start at any 4-byte offset, and the kernel
+    # is specialized on 16-byte-aligned pointers, so a new variant was compiled mid-run (session 28, 2 x H200).
+    context_lens: torch.Tensor
 
 
 def _context_groups(batch: ForwardBatch, page: int) -> list[_Group]:
@@ -240,12 +243,12 @@ def _plan_groups(batch: ForwardBatch, page: int, budget_tokens: int) -> list[_Gr
     for n in torch.unique_consecutive(group_of, return_counts=True)[1].tolist():
         s1 = s0 + n
         if int(num_blocks[s0:s1].max()) > 0:
-            groups.append(_make_group(s0, s1, cu, q_lens, num_blocks, tables, device))
+            groups.append(_make_group(s0, s1, cu, ctx, q_lens, num_blocks, tables, device))
         s0 = s1
     return groups
 
 
-def _make_group(s0, s1, cu, q_lens, num_blocks, tables, device) -> _Group:
+def _make_group(s0, s1, cu, ctx, q_lens, num_blocks, tables, device) -> _Group:
     nb = num_blocks[s0:s1]
     width = int(nb.max())
     used = torch.arange(width)[None, :] < nb[:, None]
@@ -258,4 +261,5 @@ def _make_group(s0, s1, cu, q_lens, num_blocks, tables, device) -> _Group:
     return _Group(s0=s0, s1=s1, q0=q0, q1=q1, max_q=int(q_lens[s0:s1].max()),
                   blocks=to_device(blocks.long().numpy(), device),
                   block_tables=to_device(local_tables.numpy(), device),
+                  context_lens=to_device(ctx[s0:s1].int().numpy(), device),
                   cu_seqlens_q=to_device((cu[s0: s1 + 1] - q0).int().numpy(), device))
