@@ -15,7 +15,8 @@ from spmd_infer.engine import model_runner, prefill_graphs
 from spmd_infer.models import llama
 from spmd_infer.engine.engine import capture_prefill_graphs
 from spmd_infer.engine.model_runner import ModelRunner, build_model
-from spmd_infer.engine.prefill_graphs import PrefillGraphs, capture_meta, prefill_bucket, prefill_buckets
+from spmd_infer.engine.prefill_graphs import (CaptureAbandoned, PrefillGraphs, capture_in_agreement, capture_meta,
+                                              prefill_bucket, prefill_buckets)
 from spmd_infer.parallel.dp_meta import DPMeta, Field, Phase, make_row
 from spmd_infer.parallel.sharding import LayerSharding
 from support.launch import run_jobs
@@ -161,9 +162,12 @@ class _Runner:
     def prefill_graphs_unfit(self):
         return None
 
-    def capture_prefill_graphs(self, max_tokens, dp_attention):
-        if self.capture_error is not None:
-            raise self.capture_error
+    def capture_prefill_graphs(self, max_tokens, dp_attention, all_ok):
+        def capture(bucket):  # the smaller bucket fails, after the larger one was captured
+            if bucket == 16 and self.capture_error is not None:
+                raise self.capture_error
+
+        capture_in_agreement([16, 32], capture, all_ok)
         self.prefill_graphs = SimpleNamespace(num_graphs=3)
         return [16, 32]
 
@@ -192,6 +196,28 @@ def test_a_failed_capture_on_any_rank_leaves_every_rank_prefilling_eagerly(error
         reason = "another rank's capture failed" if error is None else type(error).__name__
         assert f"prefill CUDA graphs dropped, prefill steps run eagerly: {reason}" in caplog.text
         assert "more" not in caplog.text  # the error's first line only
+
+
+def test_every_rank_stops_capturing_at_the_first_failure_on_any_rank():
+    """After each bucket every rank says whether its capture succeeded, and all stop at the first failure anywhere:
+    none goes on into the next bucket's warm-up forward (whose collectives run) without the others."""
+    for fails_here in (True, False):
+        captured = []
+
+        def capture(bucket):
+            captured.append(bucket)
+            if fails_here and bucket == 64:
+                raise torch.OutOfMemoryError("no room\nmore")
+
+        others_ok = iter([True, fails_here])  # without a failure here, another rank's fails at the second bucket
+        with pytest.raises(CaptureAbandoned) as abandoned:
+            capture_in_agreement([16, 64, 256], capture, lambda ok: ok and next(others_ok))
+        assert captured == [256, 64]
+        reason = "OutOfMemoryError: no room" if fails_here else "another rank's capture failed"
+        assert str(abandoned.value) == reason
+    captured = []
+    capture_in_agreement([16, 64], captured.append, lambda ok: ok)
+    assert captured == [64, 16]
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs")

@@ -28,6 +28,7 @@ from ..parallel.symm_all_reduce import enable_symmetric_all_reduce
 from .block_manager import BlockManager
 from .graph_capture import GraphCaptureSource
 from .model_runner import ModelRunner
+from .prefill_graphs import CaptureAbandoned
 from .sampler_warmup import warm_sampler
 from .scheduler import Scheduler
 from .sequence import Sequence
@@ -196,23 +197,20 @@ def size_kv_cache(cfg: Any, runner: ModelRunner, dims: ParallelDims, max_model_l
 def capture_prefill_graphs(cfg: Any, runner: ModelRunner, dims: ParallelDims) -> None:
     """Piecewise prefill graphs where the model takes them (ModelRunner.prefill_graphs_unfit). A rank whose capture
     fails (a layer that cannot be captured, no memory left) prefills eagerly, and so then does every rank: a TP
-    group's ranks (under DP attention all ranks) must replay the same collectives. (Capturing records them and runs
-    none; each bucket's warm-up forward before it runs them, on every rank alike.)"""
+    group's ranks (under DP attention all ranks) must replay the same collectives. The ranks agree after every
+    bucket, so none goes on to the next bucket's warm-up forward, whose collectives run, without the others."""
     unfit = runner.prefill_graphs_unfit()
     if unfit is not None:
         log.info("prefill steps run eagerly: %s", unfit)
         return
     t0 = time.perf_counter()
-    failure = None
     try:
-        buckets = runner.capture_prefill_graphs(cfg.scheduler.max_num_batched_tokens, cfg.parallel.dp_attention)
-    except (RuntimeError, torch.OutOfMemoryError) as e:  # CUDA errors are RuntimeErrors
-        failure, buckets = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}", []
-        runner.drop_prefill_graphs()
-    if runner.min_over(int(failure is None), dims.world_group) == 0:
+        buckets = runner.capture_prefill_graphs(cfg.scheduler.max_num_batched_tokens, cfg.parallel.dp_attention,
+                                                lambda ok: runner.min_over(int(ok), dims.world_group) == 1)
+    except CaptureAbandoned as e:
         runner.drop_prefill_graphs()
         log.warning("prefill CUDA graphs dropped, prefill steps run eagerly: %s (runtime.prefill_graphs=false skips "
-                    "the attempt)", failure or "another rank's capture failed")
+                    "the attempt)", e)
         return
     _sync(runner.device)
     if buckets:

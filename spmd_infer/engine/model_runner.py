@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import logging
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
@@ -26,7 +26,7 @@ from ..parallel.dims import ConfigError, ParallelDims
 from ..parallel.dp_meta import DPMeta, Phase
 from .batch_inputs import longest_first, pack_batch
 from .cuda_graphs import DecodeGraphs, graph_buckets
-from .prefill_graphs import PREFILL_GRAPHS_MOE, PrefillGraphs, prefill_buckets
+from .prefill_graphs import PREFILL_GRAPHS_MOE, PrefillGraphs, capture_in_agreement, prefill_buckets
 from .penalty_state import PenaltyState
 from .scheduler import ScheduledBatch
 
@@ -267,22 +267,28 @@ class ModelRunner:
                 total += m.routing.top_k * (m.w13.numel() + m.w2.numel()) / m.num_experts
         return total / max(len(self.cache_owners), 1)
 
-    def capture_prefill_graphs(self, max_num_batched_tokens: int, dp_attention: bool) -> list[int]:
+    def capture_prefill_graphs(self, max_num_batched_tokens: int, dp_attention: bool,
+                               all_ok: Callable[[bool], bool]) -> list[int]:
         """Record the piecewise prefill graphs of the host-bound buckets up to the step's token budget, largest
-        first, in the decode graphs' pool; returns the buckets (none where every step size keeps the GPU busy). Under
-        DP attention every DP rank records the same buckets in the same order: their MLP exchanges are collectives."""
+        first, in the decode graphs' pool; returns the buckets (none where every step size keeps the GPU busy). Every
+        rank records the same buckets in the same order (their TP and, under DP attention, DP collectives) and after
+        each says through `all_ok` whether it succeeded: a failure anywhere raises CaptureAbandoned on every rank."""
         buckets = prefill_buckets(max_num_batched_tokens, self.layer_weights())
         if not buckets:
             return []
         pool = self.graphs.pool if self.graphs is not None else None
         torch.cuda.empty_cache()  # the warmup's cached activations go back, for the graph pool to take
-        graphs = PrefillGraphs(buckets, self.device, pool,
-                               mask_padding=any(isinstance(m, FusedMoE) for m in self.model.modules()),
-                               dp=self.dims.dp if dp_attention else 1)
+        graphs: list[PrefillGraphs] = []
+
+        def capture(bucket: int) -> None:
+            if not graphs:  # (its buffers' allocation may fail too: inside the agreement)
+                graphs.append(PrefillGraphs(buckets, self.device, pool, dp=self.dims.dp if dp_attention else 1,
+                                            mask_padding=any(isinstance(m, FusedMoE) for m in self.model.modules())))
+            graphs[0].capture(bucket, self.model)
+
         with torch.inference_mode():
-            for bucket in sorted(graphs.buckets, reverse=True):
-                graphs.capture(bucket, self.model)
-        self.prefill_graphs = graphs
+            capture_in_agreement(buckets, capture, all_ok)
+        self.prefill_graphs = graphs[0]
         return buckets
 
     @property

@@ -80,6 +80,25 @@ def capture_meta(num_tokens: int, dp: int = 1) -> DPMeta:
 AttentionSegment = Callable[[ForwardBatch], object]
 
 
+class CaptureAbandoned(RuntimeError):
+    """Prefill graph capture stopped on every rank: this rank's error, or another rank's (capture_in_agreement)."""
+
+
+def capture_in_agreement(buckets: list[int], capture: Callable[[int], None], all_ok: Callable[[bool], bool]) -> None:
+    """`capture(bucket)` for each bucket, largest first. After each, every rank says whether its own succeeded
+    (`all_ok`: a collective over every rank, True when all did), and all stop at the first failure anywhere: a rank
+    that went on to the next bucket would wait in its warm-up forward's collectives for one that had stopped."""
+    for bucket in sorted(buckets, reverse=True):
+        error = None
+        try:
+            capture(bucket)
+        except (RuntimeError, torch.OutOfMemoryError) as e:  # CUDA errors are RuntimeErrors
+            error = e
+        if not all_ok(error is None):
+            reason = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}" if error else None
+            raise CaptureAbandoned(reason or "another rank's capture failed") from error
+
+
 class PrefillGraphs:
     """Every bucket's pieces and attention segments, the static inputs they read, and their outputs."""
 
