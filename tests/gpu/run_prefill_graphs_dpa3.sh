@@ -1,22 +1,26 @@
 #!/usr/bin/env bash
-# One 2-GPU device call (~2.5 min), session 28: run_prefill_graphs_dpa2.sh's DeepSeek-V2-Lite nano-vllm at dp2 + DP
-# attention (64 sequences a rank) gained 6455 -> 8890 tok/s with prefill graphs in every step some rank prefills, but
-# its median TTFT went 1111 -> 2354 ms. Where rank 0's prefill steps' time goes, step by step, with and without.
-# Carry [".whl"].
+# One 2-GPU device call (~5 min), written at the end of session 28 without device time left to run it. Its
+# run_prefill_graphs_dpa2.sh call gave DeepSeek-V2-Lite nano-vllm at dp2 + DP attention (64 sequences a rank) 8890 /
+# 8868 tok/s with prefill graphs against 6455 / 7396 eager, but each timed case compiled a `_prefill_kernel` variant
+# (1.5 s in its first step when the on-disk cache was cold: TTFT median 2.35 s against 1.10): MLA's prefill groups
+# passed a slice of the batch's context_lens, misaligned past the first group. They now carry their own buffer, and
+# the ranks agree after every captured bucket. The prefill-graph and MLA tests (the failed-capture job test among
+# them), then the nano-vllm pair again, eager first: neither should warn of a compile now. Carry [".whl"].
 set -uo pipefail
 source tests/gpu/device_env.sh
-for graphs in true false; do
+nvidia-smi --query-gpu=name --format=csv,noheader | head -2
+test_part tests 240 tests/test_prefill_graphs.py tests/test_mla_triton_path.py
+for graphs in false true; do
   part "nano_$graphs" 120 torchrun --nproc-per-node 2 -m spmd_infer.bench bench.preset=deepseek-v2-lite \
     bench.workload=nano_vllm parallel.dp=2 parallel.dp_attention=true scheduler.max_num_seqs=64 \
     runtime.prefill_graphs=$graphs bench.output="$OUT/nano_$graphs.json"
-  echo "runtime.prefill_graphs=$graphs"; grep -E "^nano_vllm|Error" "$OUT/nano_$graphs.txt" | cut -c1-120
+  echo "runtime.prefill_graphs=$graphs"; grep -E "^nano_vllm|compiled during|Error" "$OUT/nano_$graphs.txt" | cut -c1-160
   python3 - "$OUT/nano_$graphs.json" <<'PY'
 import json, sys
 c = json.load(open(sys.argv[1]))["cases"][0]
 p = c["prefill"]
 print("ttft", {k: round(v, 3) for k, v in c["ttft_s"].items()})
-print("prefill step ms", [round(s * 1e3, 1) for s in p["step_s"][:40]])
-print("launch ms", [round(s * 1e3, 1) for s in p["launch_s"][:40]])
+print("prefill step ms", [round(s * 1e3, 1) for s in p["step_s"][:24]])
 PY
 done
 rm -rf "$OUT"/*.run "$OUT"/*.json
