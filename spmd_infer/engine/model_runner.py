@@ -15,8 +15,8 @@ from ..forward_batch import ForwardBatch
 from ..host_memory import to_device, upload_packed
 from ..layers.attention import PagedAttention
 from ..layers.fp8_checkpoint import block_fp8_scheme
-from ..layers.mla import LatentAttention
 from ..layers.linear import LinearBase, fp8_linear_counts, fp8_linear_module, keep_unquantized_linears
+from ..layers.mla import LatentAttention
 from ..layers.moe import FusedMoE, has_routed_experts
 from ..layers.sampler import SamplingTensors, sample
 from ..loader import LoadStats, load_weights, unquantized_weights
