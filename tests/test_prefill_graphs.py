@@ -71,9 +71,32 @@ def test_dp_attention_ranks_share_one_bucket_decided_from_dp_meta_alone():
     assert graphs.shared_bucket(_meta((P, 257), (P, 3))) is None
     batch = SimpleNamespace(is_prefill=True, slot_mapping=None, num_tokens=3, dp_meta=_meta((P, 3), (P, 100)))
     assert graphs.bucket_for(batch) == 256  # the step's, not this rank's own 3 tokens
+    decoding = SimpleNamespace(is_prefill=False, slot_mapping=torch.zeros(5), num_tokens=5,
+                               dp_meta=_meta((D, 5), (P, 100)))
+    assert graphs.bucket_for(decoding) == 256  # a decoding rank replays the prefilling rank's bucket
     alone = PrefillGraphs([16, 64, 256], torch.device("cpu"), pool=object())
     batch.slot_mapping = torch.zeros(3)
     assert alone.bucket_for(batch) == 16 and alone.valid is None
+
+
+def test_an_idle_dp_rank_joins_the_step_the_others_replay(monkeypatch):
+    """An idle rank's dummy share of a DP-attention step (ModelRunner.run_dummy): the decode graph's padding where
+    every rank can graph, the shared prefill bucket's padding rows where some rank prefills, else one eager token."""
+    runner = ModelRunner.__new__(ModelRunner)
+    runner.prefill_graphs = PrefillGraphs([16, 64, 256], torch.device("cpu"), pool=object(), dp=3)
+    ran = []
+    monkeypatch.setattr(runner.prefill_graphs, "forward_padding", lambda bucket: ran.append(("prefill graphs", bucket)))
+    runner.graphs = SimpleNamespace(load_padding=lambda bucket, meta: None,
+                                    replay=lambda bucket, rows: ran.append(("decode graph", bucket)))
+    runner.forward_logits = lambda fb: ran.append(("eager", fb))
+    runner.dummy_batch = lambda meta: "one padding token"
+    P, D, I = Phase.PREFILL, Phase.DECODE, Phase.IDLE
+    runner.run_dummy(_meta((I, 0), (P, 40), (I, 0)), None)
+    runner.run_dummy(_meta((I, 0), (D, 7), (P, 200)), None)
+    runner.run_dummy(_meta((I, 0), (D, 7), (D, 9)), 16)
+    runner.run_dummy(_meta((I, 0), (P, 300), (D, 9)), None)  # past the largest bucket: every rank eager
+    assert ran == [("prefill graphs", 64), ("prefill graphs", 256), ("decode graph", 16),
+                   ("eager", "one padding token")]
 
 
 @pytest.mark.parametrize("name, moe", [("llama", False), ("qwen3", False), ("qwen3moe", True), ("dsv2", True)])
