@@ -191,6 +191,9 @@ def _run(cfg: Any, plan: JobPlan, dims, resume: ResumeState, stop: StopRequest, 
              100 * (st.exchange_seconds - st.wait_seconds) / max(st.step_seconds, 1e-9),
              100 * st.wait_seconds / max(st.step_seconds, 1e-9), scheduler.num_preemptions, full_gc.count,
              full_gc.seconds)
+    if summary.prefill_graph_replays:
+        log.info("prefill CUDA graphs replayed in %s steps (by this rank's phase in them)",
+                 ", ".join(f"{n} {phase}" for phase, n in summary.prefill_graph_replays.items() if n) or "no")
     return summary
 
 
