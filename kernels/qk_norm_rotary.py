@@ -17,7 +17,7 @@ import triton.language as tl
 from .kv_store import store_kv_launch, store_kv_ref, store_token_kv
 from .pdl import pdl_args, pdl_enter
 from .rmsnorm import rms_norm_ref
-from .rotary import apply_rotary_ref, load_cos_sin, pair_offsets, rotary_launch
+from .rotary import apply_rotary_ref, load_cos_sin, pair_offsets, q_destination, rotary_launch
 
 
 @triton.jit
@@ -156,10 +156,7 @@ def _launch(q, k, positions, cos_sin_cache, q_weight, k_weight, eps, is_neox, st
     """One program per token; store: (v, k_cache, v_cache, slot_mapping) for the KV store after the rotation."""
     T, Hq, D = q.shape
     assert k is not None and q_weight.shape == (D,) and k_weight.shape == (D,)
-    if q_out is None:
-        q_out = q
-    elif q_out.shape != q.shape or q_out.stride(-1) != 1:
-        raise ValueError(f"q_out {tuple(q_out.shape)} must have q's shape {tuple(q.shape)} and a contiguous last dim")
+    q_out = q_destination(q, q_out)  # (every dim of a head is written, the pass-through ones normalised)
     cache, half, sizes = rotary_launch(q, k, positions, cos_sin_cache)
     if store is not None:
         v, k_cache, v_cache, slot_mapping = store

@@ -115,6 +115,18 @@ def rotary_launch(q: torch.Tensor, k: torch.Tensor | None, positions: torch.Tens
                              num_warps=min(max(block_hq * block_r // 512, 1), 8))
 
 
+def q_destination(q: torch.Tensor, q_out: torch.Tensor | None, writes_whole_head: bool = True) -> torch.Tensor:
+    """Where a wrapper that positions q writes it: q itself (in place) when q_out is None, else q_out, which must
+    have q's shape and a contiguous last dim, and (where the kernel writes only the rotated dims) a rotary that covers
+    the whole head, or q_out's other dims would be left unwritten."""
+    if q_out is None:
+        return q
+    if q_out.shape != q.shape or q_out.stride(-1) != 1 or not writes_whole_head:
+        raise ValueError(f"q_out {tuple(q_out.shape)} must have q's shape {tuple(q.shape)} and a contiguous last "
+                         f"dim{'' if writes_whole_head else ', and the rotary must cover the whole head'}")
+    return q_out
+
+
 def apply_rotary(
     q: torch.Tensor,
     k: torch.Tensor | None,

@@ -13,7 +13,7 @@ import triton.language as tl
 
 from .kv_store import store_kv_launch, store_kv_ref, store_token_kv
 from .pdl import pdl_args, pdl_enter
-from .rotary import apply_rotary_ref, load_cos_sin, rotary_launch, rotate_heads
+from .rotary import apply_rotary_ref, load_cos_sin, q_destination, rotary_launch, rotate_heads
 
 
 @triton.jit
@@ -88,11 +88,7 @@ def rotary_store_kv(
     Shapes and layouts as those two functions take them. `q_out` (q's shape, contiguous last dim; rotary over the
     whole head): the rotated q goes there instead, q is left as it was, and (q_out, k) is returned."""
     cos_sin, half, rotary_sizes = rotary_launch(q, k, positions, cos_sin_cache)
-    if q_out is None:
-        q_out = q
-    elif q_out.shape != q.shape or q_out.stride(-1) != 1 or 2 * half != q.shape[-1]:
-        raise ValueError(f"q_out {tuple(q_out.shape)} must have q's shape {tuple(q.shape)} and a contiguous last "
-                         f"dim, and the rotary must cover the whole head ({2 * half} of {q.shape[-1]} dims)")
+    q_out = q_destination(q, q_out, writes_whole_head=2 * half == q.shape[-1])  # (only the rotated dims are written)
     store_args, store_sizes = store_kv_launch(k, v, k_cache, v_cache, slot_mapping)
     T, Hq, _ = q.shape
     if T == 0:
