@@ -55,7 +55,8 @@ def test_algorithm_takes_only_what_the_buffer_holds():
 def test_push_takes_rows_its_slots_hold():
     peers = PushPeers(torch.zeros(2, dtype=torch.int64), torch.zeros(2, dtype=torch.int64),
                       torch.zeros(4, dtype=torch.int32), 0, 2, 4, 4096)
-    fast = SymmetricAllReduce("g", 2, torch.empty(MIB, dtype=torch.bfloat16), push=PushBuffers(peers, torch.bfloat16, ()))
+    fast = SymmetricAllReduce("g", 2, torch.empty(MIB, dtype=torch.bfloat16),
+                              push=PushBuffers(peers, torch.bfloat16, ()))
     assert fast.algorithm(torch.zeros(4, 4096, dtype=torch.bfloat16)) == "push"
     assert fast.algorithm(torch.zeros(3, 100, dtype=torch.bfloat16)) == "push"  # narrower rows fit the slots too
     assert fast.algorithm(torch.zeros(5, 4096, dtype=torch.bfloat16)) == "one_shot"  # more rows than slots

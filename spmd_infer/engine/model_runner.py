@@ -278,17 +278,18 @@ class ModelRunner:
             return []
         pool = self.graphs.pool if self.graphs is not None else None
         torch.cuda.empty_cache()  # the warmup's cached activations go back, for the graph pool to take
-        graphs: list[PrefillGraphs] = []
+        graphs: Optional[PrefillGraphs] = None
 
         def capture(bucket: int) -> None:
-            if not graphs:  # (its buffers' allocation may fail too: inside the agreement)
-                graphs.append(PrefillGraphs(buckets, self.device, pool, dp=self.dims.dp if dp_attention else 1,
-                                            mask_padding=any(isinstance(m, FusedMoE) for m in self.model.modules())))
-            graphs[0].capture(bucket, self.model)
+            nonlocal graphs
+            if graphs is None:  # (its buffers' allocation may fail too: inside the agreement)
+                graphs = PrefillGraphs(buckets, self.device, pool, dp=self.dims.dp if dp_attention else 1,
+                                       mask_padding=any(isinstance(m, FusedMoE) for m in self.model.modules()))
+            graphs.capture(bucket, self.model)
 
         with torch.inference_mode():
             capture_in_agreement(buckets, capture, all_ok)
-        self.prefill_graphs = graphs[0]
+        self.prefill_graphs = graphs
         return buckets
 
     @property

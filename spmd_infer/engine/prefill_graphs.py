@@ -109,7 +109,7 @@ class PrefillGraphs:
         self.device = device
         self.dp = dp
         self.max_tokens = max(buckets)
-        # Steps replayed, by this rank's phase in them (decode and idle: DP attention's steps that another rank prefills).
+        # Steps replayed, by this rank's phase in them (decode and idle: DP attention's steps another rank prefills).
         self.replays = {"prefill": 0, "decode": 0, "idle": 0}
         mask_padding = mask_padding or dp > 1  # as decode graphs do: the exchange marks each rank's padding rows
         # Input ids, positions and cache slots (-1: padding, stored nowhere) of the bucket's rows.
