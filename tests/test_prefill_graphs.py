@@ -99,6 +99,20 @@ def test_an_idle_dp_rank_joins_the_step_the_others_replay(monkeypatch):
                    ("eager", "one padding token")]
 
 
+def test_an_idle_rank_pads_prefill_graphs_built_under_inference_mode():
+    """The prefill graphs are built while a step captures them, under inference mode, so their static inputs are
+    inference tensors; an idle rank's padding rows write into them from the step loop, outside it (2 x H200,
+    session 29: "Inplace update to inference tensor outside InferenceMode")."""
+    with torch.inference_mode():
+        graphs = PrefillGraphs([16, 64], torch.device("cpu"), pool=object(), dp=2)
+    graphs.pieces[64] = []  # no recorded pieces to replay on a CPU: the padding rows are what is checked
+    runner = ModelRunner.__new__(ModelRunner)
+    runner.prefill_graphs = graphs
+    runner.run_dummy(_meta((Phase.IDLE, 0), (Phase.PREFILL, 40)), None)
+    assert graphs.replays["idle"] == 1
+    assert (graphs.ints[2, :64] == -1).all() and not graphs.valid[:64].any()
+
+
 @pytest.mark.parametrize("name, moe", [("llama", False), ("qwen3", False), ("qwen3moe", True), ("dsv2", True)])
 def test_which_models_take_prefill_graphs(name, moe, monkeypatch):
     """Paged GQA and MLA attention both hand their prefill to the replay, dense and MoE layers alike (unless

@@ -314,6 +314,7 @@ class ModelRunner:
             return self.forward_logits(fb)
         return self.graphs.replay(bucket, num_seqs)
 
+    @torch.inference_mode()  # the prefill graphs' static inputs are inference tensors (captured under it)
     def run_dummy(self, meta: DPMeta, bucket: Optional[int]) -> None:
         """An idle DP rank's share of a step (DP attention): padding rows through the decode graph `bucket`, or the
         prefill graphs the other ranks replay, or a one-token eager forward."""

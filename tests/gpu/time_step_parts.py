@@ -23,11 +23,11 @@ import triton
 
 from spmd_infer.bench import __main__ as bench_main
 from spmd_infer.bench import run as bench_run
-from spmd_infer.engine import sources
+from spmd_infer.engine import prefill_graphs, sources
 from spmd_infer.engine.model_runner import ModelRunner
 from spmd_infer.engine.step import Stepper
-from spmd_infer.layers import layernorm, linear
-from spmd_infer.models import llama
+from spmd_infer.layers import layernorm, linear, mla, moe
+from spmd_infer.models import deepseek_v2, llama
 from spmd_infer.parallel.dp_meta import DPMetaExchange
 
 seconds: collections.Counter = collections.Counter()
@@ -68,6 +68,16 @@ PARTS = [
     (llama.LlamaMLP, "forward", "    mlp"),
     (layernorm.RMSNorm, "forward", "    norms"),
     (triton.runtime.jit.JITFunction, "run", "      triton launches"),
+    # Prefill graphs and the MLA / MoE layers (DeepSeek, Qwen3-MoE): the pieces' replays and the eager attention
+    # between them.
+    (prefill_graphs.PrefillGraphs, "forward", "  prefill graphs forward"),
+    (torch.cuda.CUDAGraph, "replay", "    graph replays"),
+    (deepseek_v2.DeepseekV2Attention, "forward", "    mla attention (eager layers)"),
+    (mla.LatentAttention, "prefill", "    mla prefill attention"),
+    (mla, "_plan_groups", "      mla group plans"),
+    (mla.LatentAttention, "_expand", "      mla expansions"),
+    (mla, "paged_prefill_attention", "      mla prefill kernels"),
+    (moe.FusedMoE, "forward", "    moe experts"),
 ]
 
 
