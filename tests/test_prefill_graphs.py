@@ -288,36 +288,42 @@ def test_moe_and_mla_jobs_through_prefill_graphs_match_the_eager_prefill(model, 
 
 
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="DP attention over two GPUs")
-def test_dp_attention_jobs_through_prefill_graphs_match_the_eager_prefill(deepseek_models, tiny, tmp_path):
+def test_two_gpu_jobs_through_prefill_graphs_match_the_eager_prefill(deepseek_models, tiny, tmp_path):
     """dp2 with DP attention, the dense Llama and DeepSeek-V2 (MLA, MoE): both DP ranks replay the busier rank's
     bucket, one with no request at all replaying padding rows ("one": a single prompt), one that decodes while the
     other prefills its decode attention between the pieces ("long": a 200-token prompt chunked over a 64-token
-    budget on one rank, three short ones prefilled at once on the other); the tokens are the eager prefill's."""
+    budget on one rank, three short ones prefilled at once on the other). DeepSeek-V2 at tp2 too (its MoE layers'
+    all-reduce inside the pieces). The tokens are the eager prefill's."""
+    layouts = {"dpa": ["parallel.dp=2", "parallel.dp_attention=true"], "tp2": ["parallel.tp=2"]}
+    cases = [("llama", "dpa", "one"), ("llama", "dpa", "long"), ("dsv2", "dpa", "one"), ("dsv2", "dpa", "long"),
+             ("dsv2", "tp2", "long")]
+    folders = {"llama": tiny["models"]["llama"], "dsv2": deepseek_models["dsv2"]}
     jobs = []
-    for model, folder in (("llama", tiny["models"]["llama"]), ("dsv2", deepseek_models["dsv2"])):
-        for prompts in ("one", "long"):
-            for graphs in ("true", "false"):
-                jobs.append({"name": f"{model}-{prompts}-{graphs}", "overrides": [
-                    f"model.path={folder}", f"data.input={tiny['inputs'][prompts]}",
-                    f"data.output={tmp_path / f'{model}-{prompts}-{graphs}.jsonl'}", "parallel.dp=2",
-                    "parallel.dp_attention=true", "sampling.temperature=0", f"sampling.max_tokens={MAX_NEW}",
-                    "scheduler.max_num_batched_tokens=64", f"runtime.prefill_graphs={graphs}"]})
+    for model, layout, prompts in cases:
+        for graphs in ("true", "false"):
+            name = f"{model}-{layout}-{prompts}-{graphs}"
+            jobs.append({"name": name, "overrides": [
+                f"model.path={folders[model]}", f"data.input={tiny['inputs'][prompts]}",
+                f"data.output={tmp_path / f'{name}.jsonl'}", *layouts[layout], "sampling.temperature=0",
+                f"sampling.max_tokens={MAX_NEW}", "scheduler.max_num_batched_tokens=64",
+                f"runtime.prefill_graphs={graphs}"]})
     summaries = run_jobs(2, jobs, tmp_path / "spec.json", timeout=600)
     for job in jobs:
-        model_prompts, graphs = job["name"].rsplit("-", 1)
+        case, graphs = job["name"].rsplit("-", 1)
         replays = [s[job["name"]]["prefill_graph_replays"] for s in summaries.values()]
         if graphs == "false":
             assert replays == [{}, {}]
             continue
         by_phase = {phase: [r[phase] for r in replays] for phase in ("prefill", "decode", "idle")}
-        assert sum(by_phase["prefill"]) > 0, (job["name"], replays)
-        if model_prompts.endswith("one"):
+        if "-tp2-" in case:  # both TP ranks run every step's prefill
+            assert by_phase["prefill"][0] == by_phase["prefill"][1] > 0, (job["name"], replays)
+        elif case.endswith("one"):
+            assert sum(by_phase["prefill"]) > 0, (job["name"], replays)
             assert sorted(by_phase["idle"])[0] == 0 < sorted(by_phase["idle"])[1], (job["name"], replays)
         else:
-            assert sum(by_phase["decode"]) > 0, (job["name"], replays)  # the mixed steps
-        tokens = [[r["token_ids"] for r in read_output(tmp_path / f"{model_prompts}-{g}.jsonl")]
-                  for g in ("true", "false")]
-        assert tokens[0] == tokens[1] and tokens[0][0], model_prompts
+            assert sum(by_phase["prefill"]) > 0 and sum(by_phase["decode"]) > 0, (job["name"], replays)  # mixed steps
+        tokens = [[r["token_ids"] for r in read_output(tmp_path / f"{case}-{g}.jsonl")] for g in ("true", "false")]
+        assert tokens[0] == tokens[1] and tokens[0][0], case
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs")
