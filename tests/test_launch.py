@@ -11,6 +11,7 @@ import sys
 import pytest
 
 from spmd_infer.cli import _sweep_under_torchrun
+from spmd_infer.parallel.dims import ConfigError, resolve_device
 from spmd_infer.slurm_env import first_host, torch_env_from_slurm
 from support.launch import REPO, torchrun
 from support.tiny_models import MAX_NEW, read_output
@@ -96,3 +97,26 @@ def test_submitit_launcher_config_composes():
                            "--cfg", "hydra", "--package", "hydra.launcher"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "SlurmLauncher" in proc.stdout and "partition: gpu" in proc.stdout and "max_num_timeout: 10" in proc.stdout
+
+
+@pytest.mark.parametrize("env, visible, expected", [
+    ({"LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "2"}, 2, "cuda:1"),  # torchrun, one rank a GPU
+    ({"LOCAL_RANK": "3", "LOCAL_WORLD_SIZE": "4"}, 2, None),  # torchrun, two ranks a GPU: refused up front
+    ({"LOCAL_RANK": "3"}, 1, "cuda:0"),  # a Slurm task bound to its one GPU (no LOCAL_WORLD_SIZE)
+    ({}, 4, "cuda:0"),  # a lone process
+])
+def test_each_rank_gets_a_gpu_of_its_own(env, visible, expected, monkeypatch):
+    """More torchrun ranks on a host than GPUs would share a GPU, which NCCL refuses only at its first collective,
+    after the weights load: the job stops at once, saying what to change."""
+    for name in ("LOCAL_RANK", "LOCAL_WORLD_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr("torch.cuda.is_available", lambda: True)
+    monkeypatch.setattr("torch.cuda.device_count", lambda: visible)
+    if expected is None:
+        with pytest.raises(ConfigError, match="--nproc-per-node 2"):
+            resolve_device("auto")
+    else:
+        assert str(resolve_device("auto")) == expected
+    assert str(resolve_device("cpu")) == "cpu"

@@ -14,13 +14,12 @@ import random
 import re
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from support.launch import run_jobs
+from support.launch import launch_env, run_jobs, torchrun_cmd
 from support.tiny_models import build_model, greedy_reference, read_output
 
 # SPMD_TEST_LAYOUTS=8x1,4x2 runs the matrix at other world sizes (tests/gpu/run_8gpu.sh, on 8 GPUs).
@@ -118,16 +117,8 @@ NUM_ROWS, MAX_TOKENS = 96, 12
 
 def _launch(nproc: int, args: list[str], cwd: Path, log: Path, env: dict | None = None) -> subprocess.Popen:
     """torchrun in a session of its own, so that the whole job (agent and workers) can be killed at once."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc), "--master-port", str(port),
-           "-m", "spmd_infer", *args]
-    full_env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", **(env or {})}
-    return subprocess.Popen(cmd, cwd=cwd, env=full_env, stdout=open(log, "w"), stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    return subprocess.Popen(torchrun_cmd(nproc, ["-m", "spmd_infer", *args]), cwd=cwd, env=launch_env(nproc, env),
+                            stdout=open(log, "w"), stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def _kill_job(proc: subprocess.Popen) -> None:

@@ -26,8 +26,17 @@ def resolve_device(requested: str) -> torch.device:
         raise ConfigError("runtime.device=cuda but no CUDA device is visible; use runtime.device=cpu or auto")
     if requested == "cpu" or (requested == "auto" and not torch.cuda.is_available()):
         return torch.device("cpu")
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    return torch.device("cuda", local_rank % torch.cuda.device_count())
+    local_rank, visible = int(os.environ.get("LOCAL_RANK", "0")), torch.cuda.device_count()
+    # torchrun sets LOCAL_WORLD_SIZE and every rank it starts sees the host's GPUs, so more ranks than GPUs would put
+    # two ranks on one GPU, which NCCL refuses at its first collective ("Duplicate GPU detected"), after the load. A
+    # Slurm step bound one GPU a task (CUDA_VISIBLE_DEVICES per task) sets no LOCAL_WORLD_SIZE: there the modulo
+    # below maps every task to its one visible GPU.
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", "0"))
+    if local_world > visible:
+        raise ConfigError(
+            f"{local_world} ranks on this host (torchrun --nproc-per-node) but {visible} visible GPU(s): NCCL runs "
+            f"one rank a GPU; start at most --nproc-per-node {visible}, or run on the CPU with runtime.device=cpu")
+    return torch.device("cuda", local_rank % visible)
 
 
 # The gloo group of every rank behind ParallelDims.host_group, made once per process.

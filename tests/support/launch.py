@@ -8,16 +8,28 @@ import subprocess
 import sys
 from pathlib import Path
 
+import torch
+
 REPO = Path(__file__).resolve().parents[2]
 
 
 def torchrun(nproc: int, args: list[str], timeout: float = 300, cwd: Path | None = None,
              env: dict | None = None) -> subprocess.CompletedProcess:
     """Launch through torchrun as a user would; a hang fails by timeout instead of stalling CI."""
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc),
-           "--master-port", str(_free_port()), *args]
-    full_env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", **(env or {})}
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=cwd, env=full_env)
+    return subprocess.run(torchrun_cmd(nproc, args), capture_output=True, text=True, timeout=timeout, cwd=cwd,
+                          env=launch_env(nproc, env))
+
+
+def torchrun_cmd(nproc: int, args: list[str]) -> list[str]:
+    return [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc),
+            "--master-port", str(_free_port()), *args]
+
+
+def launch_env(nproc: int, env: dict | None = None) -> dict:
+    """The environment of a test's torchrun launch of `nproc` ranks. More ranks than the host has GPUs run on the CPU
+    (GPUs hidden), as in CI: on a GPU host they would share GPUs, which the job refuses (parallel/dims.py)."""
+    hide = {"CUDA_VISIBLE_DEVICES": ""} if nproc > torch.cuda.device_count() else {}
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", **hide, **(env or {})}
 
 
 def run_jobs(nproc: int, jobs: list[dict], spec_path: Path, timeout: float = 420) -> dict:
