@@ -106,8 +106,8 @@ def test_submitit_launcher_config_composes():
     ({}, 4, "cuda:0"),  # a lone process
 ])
 def test_each_rank_gets_a_gpu_of_its_own(env, visible, expected, monkeypatch):
-    """More torchrun ranks on a host than GPUs would share a GPU, which NCCL refuses only at its first collective,
-    after the weights load: the job stops at once, saying what to change."""
+    """More torchrun ranks on a host than GPUs would share a GPU, which NCCL refuses only later, at its first
+    collective: the job stops at once, saying what to change."""
     for name in ("LOCAL_RANK", "LOCAL_WORLD_SIZE"):
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():

@@ -28,7 +28,7 @@ def resolve_device(requested: str) -> torch.device:
         return torch.device("cpu")
     local_rank, visible = int(os.environ.get("LOCAL_RANK", "0")), torch.cuda.device_count()
     # torchrun sets LOCAL_WORLD_SIZE and every rank it starts sees the host's GPUs, so more ranks than GPUs would put
-    # two ranks on one GPU, which NCCL refuses at its first collective ("Duplicate GPU detected"), after the load. A
+    # two ranks on one GPU, which NCCL refuses only later, at its first collective ("Duplicate GPU detected"). A
     # Slurm step bound one GPU a task (CUDA_VISIBLE_DEVICES per task) sets no LOCAL_WORLD_SIZE: there the modulo
     # below maps every task to its one visible GPU.
     local_world = int(os.environ.get("LOCAL_WORLD_SIZE", "0"))
