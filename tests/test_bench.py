@@ -155,6 +155,7 @@ def test_case_metrics_count_a_step_that_settles_an_overlapped_prefill_as_prefill
     assert m["prefill"]["seconds"] == pytest.approx(0.35) and "decode" not in m
     assert m["prefill"]["step_s"] == [0.05, 0.3]
     assert m["prefill"]["launch_s"] == [0.01, 0.0]  # the host's share of each, to its forward's launch (none: 0)
+    assert m["prefill"]["wait_s"] == [0.0, 0.0]  # ... of which waiting for slower DP ranks
 
 
 def test_case_metrics_sum_each_dp_ranks_work_and_idle_steps():
@@ -383,3 +384,9 @@ def test_console_flags_a_host_bound_prefill():
            "launched" in console_lines(_report([case]))
     case["prefill"]["launch_s"] = [0.002, 0.003, 0.001]
     assert not any("host-bound" in line for line in console_lines(_report([case])))
+    # A DP rank that waited in the exchange for another's prefill: the wait is before its launch but not its work.
+    case["prefill"].update(step_s=[0.014, 0.003], launch_s=[0.013, 0.001], wait_s=[0.012, 0.0])
+    assert not any("host-bound" in line for line in console_lines(_report([case])))
+    case["prefill"].update(launch_s=[0.0135, 0.0025])
+    assert "  decode bs1 @1024, prefill host-bound: 80% of its steps' time, waits for other DP ranks aside, went by " \
+           "before their forwards were launched" in console_lines(_report([case]))

@@ -176,6 +176,9 @@ def case_metrics(case: Case, records: list[StepRecord], source: TimedSource, wal
             # how much of each the host took to launch its forward (a settling step's own: none, or a decode's)
             "step_s": [round(r.seconds, 5) for r in timed],
             "launch_s": [round(r.launch_seconds, 5) for r in timed],
+            # ... of which (in the DP exchange before the launch) waiting for slower DP ranks: the host's share of a
+            # step leaves it out, or a mixed DP-attention step would look host-bound for the other rank's prefill
+            "wait_s": [round(r.wait_seconds, 5) for r in timed],
             "flops": flops, "flops_per_s": flops / seconds, "mfu": flops / seconds / ceilings.matmul_flops_per_s,
         }
     return out

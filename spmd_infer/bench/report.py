@@ -61,10 +61,13 @@ def console_lines(report: dict) -> list[str]:
             lines.append(f"  {case['name']}, {len(runs)} runs: out tok/s {rates}; decode step {steps}; MBU {mbus}")
     for case in report["cases"]:
         prefill = case.get("prefill") or {}
-        launch, steps = sum(prefill.get("launch_s") or []), sum(prefill.get("step_s") or [])
-        if steps and launch >= HOST_BOUND_SHARE * steps:  # the GPU waited on the host: its MFU says little
-            lines.append(f"  {case['name']}, prefill host-bound: {launch / steps:.0%} of its steps' time went by "
-                         f"before their forwards were launched")
+        # Waits for slower DP ranks (in the exchange, before the launch) are neither this host's work nor its GPU's.
+        wait = sum(prefill.get("wait_s") or [])
+        launch, steps = sum(prefill.get("launch_s") or []) - wait, sum(prefill.get("step_s") or []) - wait
+        if steps > 0 and launch >= HOST_BOUND_SHARE * steps:  # the GPU waited on the host: its MFU says little
+            aside = ", waits for other DP ranks aside," if wait > 0 else ""
+            lines.append(f"  {case['name']}, prefill host-bound: {launch / steps:.0%} of its steps' time{aside} went "
+                         f"by before their forwards were launched")
     for case in report["cases"]:
         full = [r.get("gc_full") or {} for r in case.get("runs") or [case]]
         if any(f.get("collections") for f in full):  # host time in which no step was launched
