@@ -19,6 +19,7 @@ from transformers import AutoConfig
 from .layers.fp8_checkpoint import block_fp8_scheme
 from .layers.moe import DEFAULT_FP8_BLOCK, fp8_resident_block, has_routed_experts
 from .model_defaults import generation_defaults
+from .models.attention_window import hold_to_window
 from .models.registry import check_layout, check_mlp_layout, expert_width, model_class
 from .parallel.dims import ConfigError, ParallelDims, resolve_device
 from .parallel.shm_exchange import EXCHANGE_MODES
@@ -76,6 +77,7 @@ class JobPlan:
         if not 1 < max_model_len <= max_pos:
             raise ConfigError(f"model.max_model_len={max_model_len} must be in [2, {max_pos}] "
                               f"(the model's max_position_embeddings)")
+        max_model_len = hold_to_window(hf_config, max_model_len, requested=bool(cfg.model.max_model_len))
         _check_scheduler(cfg)
         input_path = Path(cfg.data.input).expanduser() if cfg.data.input else _demo_prompts()
         if not input_path.is_file():

@@ -19,6 +19,7 @@ from ..engine.engine import Engine
 from ..host_gc import FullCollections, thaw
 from ..job_plan import check_parallel_choices, resolve_dtype
 from ..layers.linear import fp8_linear_counts
+from ..models.attention_window import hold_to_window
 from ..models.registry import check_layout, model_class
 from ..parallel.dims import ConfigError, ParallelDims, init_distributed, resolve_device
 from ..parallel.dp_exchange import dp_exchange_path
@@ -81,6 +82,7 @@ def run_bench(cfg: Any) -> Optional[dict]:
         raise ConfigError(f"the workload needs {max(c.max_len for c in cases)} tokens per sequence; "
                           f"model.max_model_len={max_model_len} must hold that and stay within the model's "
                           f"max_position_embeddings ({hf_config.max_position_embeddings})")
+    hold_to_window(hf_config, max_model_len, requested=True)  # a sliding-window model's cases must fit its window
 
     started = time.perf_counter()
     init_distributed(device)

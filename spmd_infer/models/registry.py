@@ -8,6 +8,7 @@ from ..layers.fp8_checkpoint import block_fp8_scheme
 from ..parallel.dims import ConfigError
 from .deepseek_v2 import DeepseekV2ForCausalLM, DeepseekV3ForCausalLM
 from .llama import LlamaForCausalLM
+from .mistral import MistralForCausalLM
 from .mixtral import MixtralForCausalLM
 from .qwen2 import Qwen2ForCausalLM
 from .qwen3 import Qwen3ForCausalLM
@@ -15,6 +16,7 @@ from .qwen3_moe import Qwen3MoeForCausalLM
 
 MODEL_CLASSES: dict[str, type] = {
     "LlamaForCausalLM": LlamaForCausalLM,
+    "MistralForCausalLM": MistralForCausalLM,
     "Qwen2ForCausalLM": Qwen2ForCausalLM,
     "Qwen3ForCausalLM": Qwen3ForCausalLM,
     "Qwen3MoeForCausalLM": Qwen3MoeForCausalLM,

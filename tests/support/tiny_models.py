@@ -28,8 +28,8 @@ DEEPSEEK = dict(COMMON, num_attention_heads=4, num_key_value_heads=4, kv_lora_ra
 
 
 def _configs():
-    from transformers import (DeepseekV2Config, DeepseekV3Config, LlamaConfig, MixtralConfig, Qwen2Config, Qwen3Config,
-                              Qwen3MoeConfig)
+    from transformers import (DeepseekV2Config, DeepseekV3Config, LlamaConfig, MistralConfig, MixtralConfig,
+                              Qwen2Config, Qwen3Config, Qwen3MoeConfig)
 
     return {
         "llama": LlamaConfig(**COMMON, tie_word_embeddings=False),
@@ -38,6 +38,9 @@ def _configs():
             "rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0, "low_freq_factor": 1.0,
             "high_freq_factor": 4.0, "original_max_position_embeddings": 128}),
         "qwen2": Qwen2Config(**COMMON, tie_word_embeddings=False),
+        # Mistral v0.2 on (no sliding window), and v0.1's kind with a window short enough for a test to reach.
+        "mistral": MistralConfig(**COMMON, sliding_window=None, tie_word_embeddings=False),
+        "mistral_window": MistralConfig(**COMMON, sliding_window=24, tie_word_embeddings=False),
         # Two 32-wide heads (one KV head): whole heads fit the GPU qkv kernel's 32-feature tiles, whose epilogue
         # rotates and stores them (tests/test_qkv_fusion_path.py).
         "llama_wide_heads": LlamaConfig(**{**COMMON, "num_attention_heads": 2, "num_key_value_heads": 1},
