@@ -10,6 +10,10 @@ from spmd_kernels import apply_rotary, rotary_store_kv
 from torch import nn
 
 
+# The rope_type values inverse_frequencies computes (transformers' names).
+ROPE_TYPES = ("default", "linear", "llama3", "yarn")
+
+
 def rope_parameters(hf_config: Any) -> dict[str, Any]:
     """transformers 5 keeps rope_theta and scaling in `rope_parameters`; older configs split them."""
     params = dict(getattr(hf_config, "rope_parameters", None) or {})
@@ -34,7 +38,7 @@ def inverse_frequencies(rot_dim: int, params: dict[str, Any],
         return _llama3(inv_freq, params), 1.0
     if kind == "yarn":
         return _yarn(rot_dim, params, max_position)
-    raise NotImplementedError(f"rope_type={kind!r} is not supported yet (supported: default, linear, llama3, yarn)")
+    raise NotImplementedError(f"rope_type={kind!r} is not supported yet (supported: {', '.join(ROPE_TYPES)})")
 
 
 def yarn_mscale(scale: float, mscale: float = 1.0) -> float:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..layers.fp8_checkpoint import block_fp8_scheme
+from ..layers.rotary import ROPE_TYPES, rope_parameters
 from ..parallel.dims import ConfigError
 from .deepseek_v2 import DeepseekV2ForCausalLM, DeepseekV3ForCausalLM
 from .llama import LlamaForCausalLM
@@ -32,9 +33,19 @@ def model_class(hf_config: Any) -> type:
     archs = list(getattr(hf_config, "architectures", None) or [])
     for arch in archs:
         if arch in MODEL_CLASSES:
+            check_rope(hf_config)
             return MODEL_CLASSES[arch]
     raise ConfigError(f"unknown architecture {archs or '(config.json names none)'}; supported: "
                       f"{sorted(MODEL_CLASSES)}. Check model.path points at a supported checkpoint")
+
+
+def check_rope(hf_config: Any) -> None:
+    """A rotary scaling the engine does not compute (dynamic NTK, longrope, ...) would fail only as the model is
+    built, on every rank: refused here, before any weight is read."""
+    kind = rope_parameters(hf_config)["rope_type"]
+    if kind not in ROPE_TYPES:
+        raise ConfigError(f"config.json's rope scaling rope_type={kind!r} is not supported (supported: "
+                          f"{', '.join(ROPE_TYPES)}); run a checkpoint whose config.json uses one of those")
 
 
 def check_quantization(hf_config: Any) -> None:
