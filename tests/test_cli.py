@@ -83,6 +83,7 @@ def test_bad_config_fails_before_model_work_once_for_the_job(tiny, tmp_path):
     (["model.path=BADARCH"], "unknown architecture"),
     (["model.path=QUANTIZED"], "declares quantized weights (quantization_config, quant_method='awq'"),
     (["model.path=DYNAMIC_ROPE"], "rope_type='dynamic' is not supported (supported: default, linear, llama3, yarn)"),
+    (["model.path=GELU"], "hidden_act='gelu' is not supported: this engine's MLPs are SiLU-gated"),
     (["model.path=MODEL3", "model.max_model_len=100000"], "max_model_len"),
     (["runtime.device=tpu"], "runtime.device"),
     (["sampling.temperature=-1"], "sampling: temperature must be >= 0"),
@@ -91,27 +92,31 @@ def test_bad_config_fails_before_model_work_once_for_the_job(tiny, tmp_path):
     (["parallel.dp=1", "parallel.tp=3"], "WORLD_SIZE=1"),
     (["parallel.all_reduce=custom"], "parallel.all_reduce='custom' must be one of auto, nccl, symmetric"),
     (["parallel.exchange=nccl"], "parallel.exchange='nccl' must be one of auto, shm, collective"),
-], ids=["missing-path", "unknown-arch", "quantized", "dynamic-rope", "max-len", "device", "temperature", "logit-bias",
+], ids=["missing-path", "unknown-arch", "quantized", "dynamic-rope", "gelu", "max-len", "device", "temperature", "logit-bias",
         "stop-without-tokenizer", "world-mismatch", "all-reduce", "exchange"])
 def test_bad_config_says_what_to_change(job, tiny, tmp_path, overrides, message):
     """The checks that run before any weight is read (in-process: the verdict is what each rank reaches)."""
     from spmd_infer.parallel.dims import ConfigError
 
-    bad_arch = tmp_path / "badarch"
-    bad_arch.mkdir()
-    (bad_arch / "config.json").write_text(json.dumps({"architectures": ["GPT2LMHeadModel"], "model_type": "gpt2"}))
-    quantized = tmp_path / "quantized"  # the tiny Llama's config as a 4-bit AWQ release would declare it
-    quantized.mkdir()
-    config = json.loads((Path(tiny["models"]["llama"]) / "config.json").read_text())
-    config["quantization_config"] = {"quant_method": "awq", "bits": 4, "group_size": 128}
-    (quantized / "config.json").write_text(json.dumps(config))
-    dynamic_rope = tmp_path / "dynamic_rope"  # the tiny Llama with dynamic NTK rope scaling, which no kernel computes
-    dynamic_rope.mkdir()
-    config.pop("quantization_config")
-    config["rope_scaling"] = config["rope_parameters"] = {"rope_type": "dynamic", "factor": 2.0, "rope_theta": 1e4}
-    (dynamic_rope / "config.json").write_text(json.dumps(config))
-    overrides = [o.replace("MODEL3", str(tiny["models"]["qwen3"])).replace("BADARCH", str(bad_arch))
-                 .replace("QUANTIZED", str(quantized)).replace("DYNAMIC_ROPE", str(dynamic_rope)) for o in overrides]
+    base = json.loads((Path(tiny["models"]["llama"]) / "config.json").read_text())
+
+    def variant(name: str, **changes) -> Path:
+        """A folder with the tiny Llama's config.json, these keys changed (no weights: the checks come first)."""
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "config.json").write_text(json.dumps({**base, **changes}))
+        return folder
+
+    rope = {"rope_type": "dynamic", "factor": 2.0, "rope_theta": 1e4}  # dynamic NTK scaling, which no kernel computes
+    folders = {
+        "MODEL3": tiny["models"]["qwen3"],
+        "BADARCH": variant("badarch", architectures=["GPT2LMHeadModel"], model_type="gpt2"),
+        "QUANTIZED": variant("quantized", quantization_config={"quant_method": "awq", "bits": 4, "group_size": 128}),
+        "DYNAMIC_ROPE": variant("dynamic_rope", rope_scaling=rope, rope_parameters=rope),
+        "GELU": variant("gelu", hidden_act="gelu"),
+    }
+    for placeholder, folder in folders.items():
+        overrides = [o.replace(placeholder, str(folder)) for o in overrides]
     with pytest.raises(ConfigError, match=re.escape(message)):
         job(f"data.input={tiny['inputs']['one']}", *overrides)
     assert not (tmp_path / "out.jsonl").exists()

@@ -166,12 +166,6 @@ class DeepseekV2ForCausalLM(LlamaForCausalLM):
     # q_proj is MLA's own projection here, not part of a fused qkv; only gate/up are merged.
     packed_modules_mapping = {"gate_proj": ("gate_up_proj", 0), "up_proj": ("gate_up_proj", 1)}
 
-    def __init__(self, config: Any, sharding: LayerSharding):
-        act = getattr(config, "hidden_act", "silu")
-        if act != "silu":
-            raise NotImplementedError(f"hidden_act={act!r}: only silu MLPs are implemented")
-        super().__init__(config, sharding)
-
     def map_checkpoint_name(self, name: str):
         return map_moe_checkpoint_name(name) or super().map_checkpoint_name(name)
 

@@ -34,9 +34,19 @@ def model_class(hf_config: Any) -> type:
     for arch in archs:
         if arch in MODEL_CLASSES:
             check_rope(hf_config)
+            check_activation(hf_config)
             return MODEL_CLASSES[arch]
     raise ConfigError(f"unknown architecture {archs or '(config.json names none)'}; supported: "
                       f"{sorted(MODEL_CLASSES)}. Check model.path points at a supported checkpoint")
+
+
+def check_activation(hf_config: Any) -> None:
+    """Every MLP and expert here is SiLU-gated (silu_and_mul): a config naming another activation is refused before
+    any weight is read rather than run wrongly."""
+    act = getattr(hf_config, "hidden_act", None) or "silu"
+    if act not in ("silu", "swish"):  # transformers' ACT2FN maps both names to SiLU
+        raise ConfigError(f"config.json's hidden_act={act!r} is not supported: this engine's MLPs are SiLU-gated "
+                          f"(hidden_act silu); run a checkpoint whose config.json names silu")
 
 
 def check_rope(hf_config: Any) -> None:
