@@ -37,6 +37,21 @@ def test_the_meta_count_is_what_the_model_holds(name, sharding):
     assert rank_weight_bytes(config, SHARDINGS[sharding], torch.bfloat16) < held
 
 
+@pytest.mark.parametrize("name", ["llama", "qwen3", "dsv2"])
+def test_every_layer_shares_one_rotary_table(name):
+    """One cos/sin table a model, not one a layer (at 40k-160k positions a layer's is 20-64 MiB), and a table that
+    two models built alike share; a model's own settings make its own."""
+    config = _config(name)
+    model = build_model(config, LayerSharding.single(), torch.float32, "cpu")
+    rotaries = {id(layer.self_attn.rotary_emb) for layer in model.model.layers}
+    assert len(rotaries) == 1 and len(list(model.buffers())) == 1
+    again = build_model(config, LayerSharding.single(), torch.float32, "cpu")
+    assert again.model.layers[0].self_attn.rotary_emb is model.model.layers[0].self_attn.rotary_emb
+    config.max_position_embeddings //= 2
+    other = build_model(config, LayerSharding.single(), torch.float32, "cpu")
+    assert other.model.layers[0].self_attn.rotary_emb.cos_sin.shape[0] == config.max_position_embeddings
+
+
 def test_a_share_too_large_says_how_to_spread_it():
     config = _config("dsv3")
     dims = ParallelDims(dp=1, tp=2, world_size=2)

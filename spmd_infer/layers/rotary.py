@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import weakref
 from typing import Any
 
 import torch
@@ -86,6 +87,24 @@ def _llama3(inv_freq: torch.Tensor, p: dict[str, Any]) -> torch.Tensor:
     blended = (1 - smooth) * scaled / factor + smooth * scaled
     medium = ~(wavelen < high_wavelen) & ~(wavelen > low_wavelen)
     return torch.where(medium, blended, scaled)
+
+
+# Every layer of a model shares one RotaryEmbedding (the same module in each): its cos/sin table is max_position x
+# rot_dim float32, 20-64 MiB at 40k-128k positions, which a copy per layer made 0.5-2.4 GiB a rank (Qwen3-0.6B: 560
+# MiB beside 1.1 GiB of weights; DeepSeek-V2-Lite 1 GiB). Weak values: a model's table goes when the model does.
+_SHARED: "weakref.WeakValueDictionary[tuple, RotaryEmbedding]" = weakref.WeakValueDictionary()
+
+
+def shared_rotary(head_dim: int, rot_dim: int, max_position: int, params: dict[str, Any],
+                  interleaved: bool = False) -> "RotaryEmbedding":
+    """The RotaryEmbedding of these settings on the current default device, made on the first request."""
+    device = torch.empty(()).device  # the device a model is being built on (build_model's torch.device context)
+    key = (head_dim, rot_dim, max_position, tuple(sorted((k, repr(v)) for k, v in params.items())), interleaved,
+           str(device))
+    rotary = _SHARED.get(key)
+    if rotary is None:
+        rotary = _SHARED[key] = RotaryEmbedding(head_dim, rot_dim, max_position, params, interleaved)
+    return rotary
 
 
 class RotaryEmbedding(nn.Module):
