@@ -18,6 +18,7 @@ from transformers import AutoConfig
 
 from .layers.fp8_checkpoint import block_fp8_scheme
 from .layers.moe import DEFAULT_FP8_BLOCK, fp8_resident_block, has_routed_experts
+from .layers.rotary import max_positions
 from .model_defaults import generation_defaults
 from .models.attention_window import hold_to_window
 from .models.registry import check_layout, check_mlp_layout, expert_width, model_class
@@ -72,11 +73,11 @@ class JobPlan:
         fp8_expert_block = resolve_fp8_expert_block(cfg.model.expert_dtype, hf_config, device, dims.mlp_ranks,
                                                     cfg.parallel.moe)
         fp8_linear_block = resolve_fp8_linear_block(cfg.model.linear_dtype, hf_config, device)
-        max_pos = hf_config.max_position_embeddings
+        max_pos = max_positions(hf_config)
         max_model_len = int(cfg.model.max_model_len or max_pos)
         if not 1 < max_model_len <= max_pos:
             raise ConfigError(f"model.max_model_len={max_model_len} must be in [2, {max_pos}] "
-                              f"(the model's max_position_embeddings)")
+                              f"(the model's max_position_embeddings, or under YaRN its original context x factor)")
         max_model_len = hold_to_window(hf_config, max_model_len, requested=bool(cfg.model.max_model_len))
         _check_scheduler(cfg)
         input_path = Path(cfg.data.input).expanduser() if cfg.data.input else _demo_prompts()

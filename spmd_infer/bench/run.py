@@ -19,6 +19,7 @@ from ..engine.engine import Engine
 from ..host_gc import FullCollections, thaw
 from ..job_plan import check_parallel_choices, resolve_dtype
 from ..layers.linear import fp8_linear_counts
+from ..layers.rotary import max_positions
 from ..models.attention_window import hold_to_window
 from ..models.registry import check_layout, model_class
 from ..parallel.dims import ConfigError, ParallelDims, init_distributed, resolve_device
@@ -78,10 +79,10 @@ def run_bench(cfg: Any) -> Optional[dict]:
     cases = build_cases(b)
     warm = [warm_case()] if b.warm_case else []
     max_model_len = int(cfg.model.max_model_len or max(c.max_len for c in cases + warm))
-    if max_model_len > hf_config.max_position_embeddings or max_model_len < max(c.max_len for c in cases):
+    if max_model_len > max_positions(hf_config) or max_model_len < max(c.max_len for c in cases):
         raise ConfigError(f"the workload needs {max(c.max_len for c in cases)} tokens per sequence; "
                           f"model.max_model_len={max_model_len} must hold that and stay within the model's "
-                          f"max_position_embeddings ({hf_config.max_position_embeddings})")
+                          f"positions ({max_positions(hf_config)})")
     hold_to_window(hf_config, max_model_len, requested=True)  # a sliding-window model's cases must fit its window
 
     started = time.perf_counter()

@@ -25,6 +25,17 @@ def rope_parameters(hf_config: Any) -> dict[str, Any]:
     return params
 
 
+def max_positions(hf_config: Any) -> int:
+    """Positions the model reaches: max_position_embeddings, or under YaRN its original context times its factor where
+    that is longer (Qwen2.5 / Qwen3 with YaRN added for long contexts: 32768 x 4, while max_position_embeddings stays
+    32768 / 40960), as transformers computes any position and vLLM derives its longest sequence."""
+    longest = int(hf_config.max_position_embeddings)
+    p = rope_parameters(hf_config)
+    if p["rope_type"] == "yarn" and p.get("factor") and p.get("original_max_position_embeddings"):
+        longest = max(longest, int(p["original_max_position_embeddings"] * p["factor"]))
+    return longest
+
+
 def inverse_frequencies(rot_dim: int, params: dict[str, Any],
                         max_position: int | None = None) -> tuple[torch.Tensor, float]:
     """Returns (inv_freq [rot_dim/2] float32, attention scaling applied to cos and sin)."""

@@ -17,7 +17,7 @@ from ..layers.layernorm import RMSNorm
 from ..layers.linear import ColumnParallelLinear, ReplicatedLinear, RowParallelLinear
 from ..layers.mla import LatentAttention
 from ..layers.moe import FusedMoE, RoutingConfig, map_moe_checkpoint_name
-from ..layers.rotary import rope_parameters, shared_rotary, yarn_mscale
+from ..layers.rotary import max_positions, rope_parameters, shared_rotary, yarn_mscale
 from ..parallel.comm import Shard, reduced_or_partial
 from ..parallel.sharding import LayerSharding
 from .llama import LlamaDecoderLayer, LlamaForCausalLM, LlamaMLP, sharded_mlp
@@ -57,7 +57,7 @@ class DeepseekV2Attention(nn.Module):
         self.kv_b_proj.keeps_dtype = True  # its weight is absorbed into the attention (MLA), not multiplied here
         self.o_proj = RowParallelLinear(heads * self.v_dim, hidden, bias, shard)
         params = rope_parameters(config)
-        self.rotary_emb = shared_rotary(self.rope, self.rope, config.max_position_embeddings, params,
+        self.rotary_emb = shared_rotary(self.rope, self.rope, max_positions(config), params,
                                         interleaved=self.rope_interleaved(config))
         self.attn = LatentAttention(self.num_heads, self.kv_lora_rank, self.nope, self.rope, self.v_dim,
                                     softmax_scale(params, qk_head_dim))

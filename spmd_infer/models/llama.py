@@ -17,7 +17,7 @@ from ..layers.embed_head import ParallelLMHead, VocabParallelEmbedding
 from ..layers.layernorm import RMSNorm
 from ..layers.linear import (MergedColumnParallelLinear, QKVParallelLinear, RoundedRows, RowParallelLinear,
                              hold_linears_in_float8)
-from ..layers.rotary import rope_parameters, shared_rotary
+from ..layers.rotary import max_positions, rope_parameters, shared_rotary
 from ..layers.dp_attention import DPGatherScatter
 from ..parallel.comm import Shard
 from ..parallel.sharding import LayerSharding
@@ -52,8 +52,7 @@ class LlamaAttention(nn.Module):
         self.num_heads, self.num_kv_heads = self.qkv_proj.num_heads, self.qkv_proj.num_kv_heads
         self.o_proj = RowParallelLinear(config.num_attention_heads * self.head_dim, config.hidden_size, o_bias,
                                         shard)
-        self.rotary_emb = shared_rotary(self.head_dim, self.head_dim, config.max_position_embeddings,
-                                        rope_parameters(config))
+        self.rotary_emb = shared_rotary(self.head_dim, self.head_dim, max_positions(config), rope_parameters(config))
         self.attn = PagedAttention(self.num_heads, self.num_kv_heads, self.head_dim, self.head_dim ** -0.5)
         cls = type(self)
         rotary_alone = cls.position_qk is LlamaAttention.position_qk  # q and k positioned by the rotary embedding only

@@ -46,6 +46,10 @@ def _configs():
         "llama_wide_heads": LlamaConfig(**{**COMMON, "num_attention_heads": 2, "num_key_value_heads": 1},
                                         tie_word_embeddings=False),
         "qwen3": Qwen3Config(**COMMON, head_dim=16, tie_word_embeddings=True),
+        # YaRN added for a longer context, as Qwen's long-context instructions have it: 64 positions trained, x 4.
+        "qwen3_yarn": Qwen3Config(**{**COMMON, "max_position_embeddings": 64}, head_dim=16, tie_word_embeddings=True,
+                                  rope_parameters={"rope_type": "yarn", "rope_theta": 10000.0, "factor": 4.0,
+                                                   "original_max_position_embeddings": 64}),
         # A dense first layer, then MoE layers; 8 experts so that expert parallelism splits up to 4 ways.
         "qwen3moe": Qwen3MoeConfig(**COMMON, head_dim=16, num_experts=8, num_experts_per_tok=2,
                                    moe_intermediate_size=32, decoder_sparse_step=1, mlp_only_layers=[0],

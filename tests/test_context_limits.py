@@ -1,6 +1,7 @@
-"""Mistral checkpoints and sliding-window attention: the engine attends over whole contexts, which equals a window of
-W tokens while sequences stay within W, so jobs on a sliding-window model are held to W (models/attention_window.py);
-Mistral's decoder is Llama's, checked against transformers."""
+"""How long a job's sequences may be. Sliding-window attention: the engine attends over whole contexts, which equals a
+window of W tokens while sequences stay within W, so jobs on a sliding-window model are held to W
+(models/attention_window.py); Mistral's decoder is Llama's, checked against transformers. YaRN added for a longer
+context: sequences reach the original context x factor (layers/rotary.max_positions), as in transformers."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import logging
 
 import pytest
 
+from spmd_infer.layers.rotary import max_positions
 from spmd_infer.models.attention_window import hold_to_window, sliding_window
 from spmd_infer.parallel.dims import ConfigError
 from support.tiny_models import JOB_MAX_TOKENS, build_model, greedy_reference, read_output
@@ -71,3 +73,21 @@ def test_mistral_jobs_match_transformers(name, job, tmp_path, caplog):
         with pytest.raises(ConfigError, match="sliding attention window"):
             job(f"model.path={model}", f"data.input={rows}", "model.max_model_len=64",
                 f"data.output={tmp_path / 'refused.jsonl'}")
+
+
+def test_yarn_extends_the_context_past_max_position_embeddings(job, tmp_path):
+    """A Qwen3 with YaRN added (64 positions trained, factor 4) runs a 150-token prompt, past its
+    max_position_embeddings, with transformers' tokens; past original x factor a job is refused."""
+    model = build_model("qwen3_yarn", tmp_path / "qwen3_yarn")
+    from transformers import AutoConfig
+
+    assert max_positions(AutoConfig.from_pretrained(model)) == 256
+    prompts = [[(7 * i) % 290 + 3 for i in range(150)], [5, 17, 42]]
+    rows = tmp_path / "in.jsonl"
+    rows.write_text("".join(json.dumps({"id": i, "prompt_token_ids": p}) + "\n" for i, p in enumerate(prompts)))
+    job(f"model.path={model}", f"data.input={rows}")
+    out = read_output(tmp_path / "out.jsonl")
+    assert [r["token_ids"] for r in out] == greedy_reference(model, prompts, JOB_MAX_TOKENS)
+    with pytest.raises(ConfigError, match=r"must be in \[2, 256\]"):
+        job(f"model.path={model}", f"data.input={rows}", "model.max_model_len=300",
+            f"data.output={tmp_path / 'refused.jsonl'}")
