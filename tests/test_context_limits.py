@@ -61,7 +61,7 @@ def test_mistral_jobs_match_transformers(name, job, tmp_path, caplog):
     """The greedy tokens equal transformers' in float32; with a 24-token window the job is held to 24 tokens, within
     which transformers' sliding attention is full attention, and it says so."""
     model = build_model(name, tmp_path / name)
-    prompts = [[5, 17, 42, 8, 99, 3, 250, 12], [7, 7, 31], list(range(20, 36))]
+    prompts = [[5, 17, 42, 8, 99, 3, 250, 12], [7, 7, 31], list(range(20, 38))]  # the last fills 24 tokens
     rows = tmp_path / "in.jsonl"
     rows.write_text("".join(json.dumps({"id": i, "prompt_token_ids": p}) + "\n" for i, p in enumerate(prompts)))
     with caplog.at_level(logging.WARNING):
