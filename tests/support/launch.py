@@ -27,8 +27,9 @@ def torchrun_cmd(nproc: int, args: list[str]) -> list[str]:
 
 def launch_env(nproc: int, env: dict | None = None) -> dict:
     """The environment of a test's torchrun launch of `nproc` ranks. More ranks than the host has GPUs run on the CPU
-    (GPUs hidden), as in CI: on a GPU host they would share GPUs, which the job refuses (parallel/dims.py)."""
-    hide = {"CUDA_VISIBLE_DEVICES": ""} if nproc > torch.cuda.device_count() else {}
+    (GPUs hidden, Triton's interpreter on), as in CI: on a GPU host they would share GPUs, which the job refuses
+    (parallel/dims.py)."""
+    hide = {"CUDA_VISIBLE_DEVICES": "", "TRITON_INTERPRET": "1"} if nproc > torch.cuda.device_count() else {}
     return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", **hide, **(env or {})}
 
 
