@@ -310,6 +310,18 @@ def test_layout_checks_say_what_to_change():
         check_mlp_layout(config, 64, "tp")
 
 
+def test_a_routing_the_layers_cannot_build_is_refused_before_the_load():
+    from spmd_infer.models.registry import model_class
+    from spmd_infer.parallel.dims import ConfigError
+
+    config = _hf_config("dsv2")
+    config.architectures = ["DeepseekV2ForCausalLM"]
+    assert model_class(config).__name__ == "DeepseekV2ForCausalLM"
+    config.topk_method = "noaux_tc"  # DeepSeek-V3's, named in a V2 config
+    with pytest.raises(ConfigError, match="topk_method='noaux_tc' is not supported for DeepseekV2ForCausalLM"):
+        model_class(config)
+
+
 def test_v3_multi_token_prediction_layer_is_skipped(tmp_path):
     """DeepSeek-V3 checkpoints store their MTP module as layer num_hidden_layers; generation never uses it."""
     from safetensors.torch import save_file

@@ -19,6 +19,7 @@ from ..layers.mla import LatentAttention
 from ..layers.moe import FusedMoE, RoutingConfig, map_moe_checkpoint_name
 from ..layers.rotary import max_positions, rope_parameters, shared_rotary, yarn_mscale
 from ..parallel.comm import Shard, reduced_or_partial
+from ..parallel.dims import ConfigError
 from ..parallel.sharding import LayerSharding
 from .llama import LlamaDecoderLayer, LlamaForCausalLM, LlamaMLP, sharded_mlp
 
@@ -140,8 +141,8 @@ class DeepseekV2DecoderLayer(LlamaDecoderLayer):
         """Softmax scores, greedy or group-limited (best expert per group) top-k, scaled, not renormalized."""
         method = getattr(config, "topk_method", None) or "greedy"
         if method not in ("greedy", "group_limited_greedy"):
-            raise NotImplementedError(f"DeepSeek-V2 topk_method={method!r} is not supported "
-                                      f"(supported: greedy, group_limited_greedy)")
+            raise ConfigError(f"config.json's topk_method={method!r} is not supported for DeepseekV2ForCausalLM "
+                              f"(supported: greedy, group_limited_greedy)")
         grouped = method == "group_limited_greedy"
         return RoutingConfig(top_k=config.num_experts_per_tok, scoring="softmax",
                              num_groups=config.n_group if grouped else 1,
@@ -165,6 +166,10 @@ class DeepseekV2ForCausalLM(LlamaForCausalLM):
     layer_cls = DeepseekV2DecoderLayer
     # q_proj is MLA's own projection here, not part of a fused qkv; only gate/up are merged.
     packed_modules_mapping = {"gate_proj": ("gate_up_proj", 0), "up_proj": ("gate_up_proj", 1)}
+
+    @classmethod
+    def check_config(cls, config: Any) -> None:
+        cls.layer_cls.routing(config)  # a routing the MoE layers cannot build
 
     def map_checkpoint_name(self, name: str):
         return map_moe_checkpoint_name(name) or super().map_checkpoint_name(name)

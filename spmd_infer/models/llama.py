@@ -224,6 +224,11 @@ class LlamaForCausalLM(nn.Module):
         "gate_proj": ("gate_up_proj", 0), "up_proj": ("gate_up_proj", 1),
     }
 
+    @classmethod
+    def check_config(cls, config: Any) -> None:
+        """A ConfigError for a config these layers cannot build, raised before any weight is read (models/registry.py);
+        a subclass adds its own checks."""
+
     def __init__(self, config: Any, sharding: LayerSharding):
         super().__init__()
         self.config = config

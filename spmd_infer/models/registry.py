@@ -35,6 +35,7 @@ def model_class(hf_config: Any) -> type:
         if arch in MODEL_CLASSES:
             check_rope(hf_config)
             check_activation(hf_config)
+            MODEL_CLASSES[arch].check_config(hf_config)
             return MODEL_CLASSES[arch]
     raise ConfigError(f"unknown architecture {archs or '(config.json names none)'}; supported: "
                       f"{sorted(MODEL_CLASSES)}. Check model.path points at a supported checkpoint")
