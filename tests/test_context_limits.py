@@ -15,6 +15,9 @@ from spmd_infer.models.attention_window import hold_to_window, sliding_window
 from spmd_infer.parallel.dims import ConfigError
 from support.tiny_models import JOB_MAX_TOKENS, build_model, greedy_reference, read_output
 
+# The oracle is transformers in float32 on the CPU (DESIGN.md): on a GPU host too, the jobs here run there.
+CPU = "runtime.device=cpu"
+
 
 def _configs():
     from transformers import LlamaConfig, MistralConfig, MixtralConfig, Qwen2Config, Qwen3Config, Qwen3MoeConfig
@@ -65,13 +68,13 @@ def test_mistral_jobs_match_transformers(name, job, tmp_path, caplog):
     rows = tmp_path / "in.jsonl"
     rows.write_text("".join(json.dumps({"id": i, "prompt_token_ids": p}) + "\n" for i, p in enumerate(prompts)))
     with caplog.at_level(logging.WARNING):
-        job(f"model.path={model}", f"data.input={rows}")
+        job(f"model.path={model}", f"data.input={rows}", CPU)
     assert ("held to 24 tokens" in caplog.text) == (name == "mistral_window")
     out = read_output(tmp_path / "out.jsonl")
     assert [r["token_ids"] for r in out] == greedy_reference(model, prompts, JOB_MAX_TOKENS)
     if name == "mistral_window":
         with pytest.raises(ConfigError, match="sliding attention window"):
-            job(f"model.path={model}", f"data.input={rows}", "model.max_model_len=64",
+            job(f"model.path={model}", f"data.input={rows}", CPU, "model.max_model_len=64",
                 f"data.output={tmp_path / 'refused.jsonl'}")
 
 
@@ -85,9 +88,9 @@ def test_yarn_extends_the_context_past_max_position_embeddings(job, tmp_path):
     prompts = [[(7 * i) % 290 + 3 for i in range(150)], [5, 17, 42]]
     rows = tmp_path / "in.jsonl"
     rows.write_text("".join(json.dumps({"id": i, "prompt_token_ids": p}) + "\n" for i, p in enumerate(prompts)))
-    job(f"model.path={model}", f"data.input={rows}")
+    job(f"model.path={model}", f"data.input={rows}", CPU)
     out = read_output(tmp_path / "out.jsonl")
     assert [r["token_ids"] for r in out] == greedy_reference(model, prompts, JOB_MAX_TOKENS)
     with pytest.raises(ConfigError, match=r"must be in \[2, 256\]"):
-        job(f"model.path={model}", f"data.input={rows}", "model.max_model_len=300",
+        job(f"model.path={model}", f"data.input={rows}", CPU, "model.max_model_len=300",
             f"data.output={tmp_path / 'refused.jsonl'}")
