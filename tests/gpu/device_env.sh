@@ -50,6 +50,16 @@ print(f"  wall {case['wall_s']:.2f} s, steps {case['steps']}; prefill {p.get('st
       f" mean batch {d.get('batch_mean', 0):.0f}, MBU {d.get('mbu', 0):.1%}, {d.get('tok_s', 0):.0f} tok/s")
 PY
 }
+# A bench JSON's first case ($OUT/NAME.json): its TTFT summary and its first 24 prefill steps' times (which step a
+# slow TTFT spent its time in): ttft_steps NAME
+ttft_steps() {
+  python3 - "$OUT/$1.json" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))["cases"][0]
+print("ttft", {k: round(v, 3) for k, v in c["ttft_s"].items()})
+print("prefill step ms", [round(s * 1e3, 1) for s in c["prefill"]["step_s"][:24]])
+PY
+}
 # A preset's decode at batch 256 and 64 from a 1024-token context (its TTFT: the prefill) as one part (limit LIMIT,
 # default 100 s), with these environment assignments and bench overrides, and its result lines printed:
 # decode_part NAME PRESET [VAR=VALUE ...] [-- BENCH_ARG ...]

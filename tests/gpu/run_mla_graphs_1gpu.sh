@@ -14,12 +14,7 @@ for graphs in false true; do
     runtime.prefill_graphs=$graphs bench.output="$OUT/nano_$graphs.json"
   echo "runtime.prefill_graphs=$graphs"; grep -E "^nano_vllm|compiled during|Error" "$OUT/nano_$graphs.txt" | cut -c1-160
   nano_summary "nano_$graphs"
-  python3 - "$OUT/nano_$graphs.json" <<'PY'
-import json, sys
-c = json.load(open(sys.argv[1]))["cases"][0]
-print("ttft", {k: round(v, 3) for k, v in c["ttft_s"].items()})
-print("prefill step ms", [round(s * 1e3, 1) for s in c["prefill"]["step_s"][:24]])
-PY
+  ttft_steps "nano_$graphs"
 done
 part profile 150 env SPMD_PDL=0 python3 -m spmd_infer.bench bench.preset=deepseek-v2-lite bench.workload=grid \
   'bench.grid_batch_sizes=[8]' 'bench.input_lens=[64]' 'bench.output_lens=[1]' bench.repeats=2 \

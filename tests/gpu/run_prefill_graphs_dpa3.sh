@@ -15,12 +15,6 @@ for graphs in false true; do
     bench.workload=nano_vllm parallel.dp=2 parallel.dp_attention=true scheduler.max_num_seqs=64 \
     runtime.prefill_graphs=$graphs bench.output="$OUT/nano_$graphs.json"
   echo "runtime.prefill_graphs=$graphs"; grep -E "^nano_vllm|compiled during|Error" "$OUT/nano_$graphs.txt" | cut -c1-160
-  python3 - "$OUT/nano_$graphs.json" <<'PY'
-import json, sys
-c = json.load(open(sys.argv[1]))["cases"][0]
-p = c["prefill"]
-print("ttft", {k: round(v, 3) for k, v in c["ttft_s"].items()})
-print("prefill step ms", [round(s * 1e3, 1) for s in p["step_s"][:24]])
-PY
+  ttft_steps "nano_$graphs"
 done
 rm -rf "$OUT"/*.run "$OUT"/*.json
