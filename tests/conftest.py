@@ -18,6 +18,7 @@ if not torch.cuda.is_available():
 sys.path.insert(0, str(Path(__file__).parent))
 
 from support.block_fp8 import write_block_fp8_copy  # noqa: E402
+from support.launch import CPU_JOB, JOBS_ON_GPU  # noqa: E402
 from support.tiny_models import (  # noqa: E402
     FP8_QWEN3, JOB_MAX_TOKENS, MAX_NEW, MODELS, MOE_MODELS, build_model, greedy_reference, write_prompts)
 
@@ -55,7 +56,9 @@ def tiny(tmp_path_factory):
 @pytest.fixture
 def job(tiny, tmp_path, monkeypatch):
     """run(*overrides) -> JobSummary of a one-rank job in this process (what every torchrun rank runs), on the
-    tiny llama, writing tmp_path/out.jsonl unless overridden; environment and process group restored afterwards."""
+    tiny llama, writing tmp_path/out.jsonl unless overridden; environment and process group restored afterwards.
+    On the CPU on any host (support/launch.JOBS_ON_GPU says why), unless a test of the GPU path overrides it
+    (GPU_JOB)."""
     from hydra import compose, initialize_config_module
 
     from spmd_infer.config import register_configs
@@ -68,7 +71,7 @@ def job(tiny, tmp_path, monkeypatch):
     register_configs()
     base = [f"model.path={tiny['models']['llama']}", f"data.output={tmp_path / 'out.jsonl'}",
             "sampling.temperature=0", f"sampling.max_tokens={JOB_MAX_TOKENS}", "scheduler.max_num_seqs=3",
-            "scheduler.max_num_batched_tokens=64", "runtime.progress=false"]
+            "scheduler.max_num_batched_tokens=64", "runtime.progress=false", *([] if JOBS_ON_GPU else [CPU_JOB])]
 
     def run(*overrides: str):
         # A case's own value of a base key replaces it (Hydra takes each key once).

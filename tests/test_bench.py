@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
@@ -18,6 +17,7 @@ from spmd_infer.bench.workloads import Case
 from spmd_infer.models.registry import model_class
 from spmd_infer.parallel.dp_meta import Phase
 from spmd_infer.parallel.sharding import LayerSharding
+from support.launch import launch_env, torchrun
 
 H, I, L, HEADS, KV, D, V = 64, 96, 2, 8, 4, 8, 301  # hidden, intermediate, layers, heads, KV heads, head dim, vocab
 
@@ -251,8 +251,7 @@ def test_console_warns_when_the_copy_rate_beats_the_data_sheet():
 
 
 def _bench(cmd: list[str], cwd, timeout: float = 240) -> dict:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, timeout=timeout, env=env)
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, timeout=timeout, env=launch_env())
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "MBU" in proc.stdout and "results:" in proc.stdout
     return proc
@@ -304,8 +303,6 @@ def test_bench_cli_on_cpu_with_load_and_hf_baseline(tmp_path):
 def test_bench_dp2_dp_attention_moe_under_torchrun(tmp_path):
     """DP attention over two ranks with float8 experts, from random weights written as a block-float8 checkpoint
     (bench.checkpoint_format=fp8: DeepSeek-V3's release format) and read back by the real loader."""
-    from support.launch import torchrun
-
     out = tmp_path / "bench.json"
     proc = torchrun(2, ["-m", "spmd_infer.bench", "bench.preset=tiny-moe", "bench.workload=decode", "parallel.dp=2",
                         "parallel.dp_attention=true", "bench.baseline=hf", "model.expert_dtype=fp8",

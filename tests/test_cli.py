@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -11,21 +10,20 @@ from pathlib import Path
 
 import pytest
 
-from support.launch import torchrun
+from support.launch import launch_env, torchrun
 from support.tiny_models import MAX_NEW, read_output
 
 CLI = [sys.executable, "-m", "spmd_infer"]
 
 
 def run_cli(args: list[str], cwd: Path, timeout: float = 240) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run(CLI + args, capture_output=True, text=True, cwd=cwd, timeout=timeout, env=env)
+    return subprocess.run(CLI + args, capture_output=True, text=True, cwd=cwd, timeout=timeout, env=launch_env())
 
 
 def test_demo_job_runs_with_no_arguments(tmp_path):
     env_cache = {"SPMD_INFER_CACHE": str(tmp_path / "cache")}
     proc = subprocess.run(CLI + ["sampling.max_tokens=8"], capture_output=True, text=True, cwd=tmp_path,
-                          timeout=240, env={**os.environ, **env_cache, "OMP_NUM_THREADS": "1"})
+                          timeout=240, env=launch_env(1, env_cache))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     rows = read_output(tmp_path / "demo_output.jsonl")
     assert len(rows) == 8 and all(r.get("text") is not None and r["num_output_tokens"] >= 1 for r in rows)

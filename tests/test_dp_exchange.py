@@ -100,6 +100,7 @@ def test_setup_on_cpu_stays_on_gloo_or_says_what_to_change():
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 CUDA GPUs on one host")
 def test_exchanges_match_nccl_on_two_gpus():
     env = {"NCCL_NVLS_ENABLE": "0", "TORCH_SYMM_MEM_DISABLE_MULTICAST": "1"}
-    proc = torchrun(2, [str(REPO / "tests" / "support" / "dp_exchange_worker.py")], timeout=240, cwd=REPO, env=env)
+    proc = torchrun(2, [str(REPO / "tests" / "support" / "dp_exchange_worker.py")], timeout=240, cwd=REPO, env=env,
+                    gpus=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     assert "PUSH DP EXCHANGE OK" in proc.stdout

@@ -4,7 +4,6 @@ sweep over two layouts, and the rank variables for ranks that Slurm starts witho
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
@@ -13,12 +12,12 @@ import pytest
 from spmd_infer.cli import _sweep_under_torchrun
 from spmd_infer.parallel.dims import ConfigError, resolve_device
 from spmd_infer.slurm_env import first_host, torch_env_from_slurm
-from support.launch import REPO, torchrun
+from support.launch import REPO, launch_env, torchrun
 from support.tiny_models import MAX_NEW, read_output
 
 
 def test_run_sh_two_ranks_one_run_dir_one_console(tiny, tmp_path):
-    env = {**os.environ, "NGPU": "2", "PYTHON": sys.executable, "OMP_NUM_THREADS": "1"}
+    env = launch_env(2, {"NGPU": "2", "PYTHON": sys.executable})
     args = [f"model.path={tiny['models']['llama']}", f"data.input={tiny['inputs']['mixed']}", "data.output=out.jsonl",
             "parallel.dp=2", "sampling.temperature=0", f"sampling.max_tokens={MAX_NEW}", "hydra.run.dir=my-run",
             "runtime.progress_interval_s=0"]

@@ -10,14 +10,14 @@ import subprocess
 import time
 
 from support.fake_slurm import fake_slurm_env
-from support.launch import REPO, _free_port
+from support.launch import REPO, _free_port, launch_env
 from support.tiny_models import MAX_NEW, read_output
 
 SBATCH = REPO / "launch" / "slurm" / "spmd_infer.sbatch"
 
 
 def test_sbatch_two_agents_dp2_tp2_match_one_node(tiny, tmp_path):
-    env = {**os.environ, **fake_slurm_env(tmp_path, nodes=2, gpus_per_node=2, port=_free_port())}
+    env = launch_env(4, fake_slurm_env(tmp_path, nodes=2, gpus_per_node=2, port=_free_port()))
     args = [f"model.path={tiny['models']['llama']}", f"data.input={tiny['inputs']['mixed']}", "data.output=out.jsonl",
             "parallel.dp=2", "parallel.tp=2", "sampling.temperature=0", f"sampling.max_tokens={MAX_NEW}"]
     proc = subprocess.run(["bash", str(SBATCH), *args], cwd=tmp_path, env=env, capture_output=True, text=True,
@@ -34,7 +34,7 @@ def test_sbatch_two_agents_dp2_tp2_match_one_node(tiny, tmp_path):
 
 def test_sbatch_requeues_when_the_time_limit_nears(tmp_path):
     """--signal=B:TERM@120 reaches the batch script, which requeues the job (resume does the rest)."""
-    env = {**os.environ, **fake_slurm_env(tmp_path, nodes=2, gpus_per_node=2, port=1), "FAKE_SRUN_SLEEP": "60"}
+    env = launch_env(4, {**fake_slurm_env(tmp_path, nodes=2, gpus_per_node=2, port=1), "FAKE_SRUN_SLEEP": "60"})
     log = tmp_path / "batch.out"
     with open(log, "w") as out:
         proc = subprocess.Popen(["bash", str(SBATCH), "data.output=x.jsonl"], cwd=tmp_path, env=env, stdout=out,

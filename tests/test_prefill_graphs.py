@@ -19,7 +19,7 @@ from spmd_infer.engine.prefill_graphs import (CaptureAbandoned, PrefillGraphs, c
                                               prefill_bucket, prefill_buckets)
 from spmd_infer.parallel.dp_meta import DPMeta, Field, Phase, make_row
 from spmd_infer.parallel.sharding import LayerSharding
-from support.launch import run_jobs
+from support.launch import GPU_JOB, run_jobs
 from support.tiny_models import MAX_NEW, _configs, build_model as build_tiny_model, read_output
 
 
@@ -170,7 +170,7 @@ def test_jobs_through_prefill_graphs_match_the_eager_prefill(model, prompts, ext
     monkeypatch.setattr(PrefillGraphs, "forward",
                         lambda self, bucket, fb: replays.append((bucket, fb.num_tokens)) or forward(self, bucket, fb))
     args = (f"model.path={tiny['models'][model]}", f"data.input={tiny['inputs'][prompts]}",
-            f"sampling.max_tokens={MAX_NEW}", *extra)
+            f"sampling.max_tokens={MAX_NEW}", GPU_JOB, *extra)
     job(*args, f"data.output={tmp_path / 'eager.jsonl'}", "runtime.prefill_graphs=false")
     assert not replays
     job(*args, f"data.output={tmp_path / 'graphs.jsonl'}")
@@ -277,7 +277,8 @@ def test_moe_and_mla_jobs_through_prefill_graphs_match_the_eager_prefill(model, 
     monkeypatch.setattr(PrefillGraphs, "forward",
                         lambda self, bucket, fb: replays.append(bucket) or forward(self, bucket, fb))
     folder = deepseek_models[model] if model in deepseek_models else tiny["models"][model]
-    args = (f"model.path={folder}", f"data.input={tiny['inputs'][prompts]}", f"sampling.max_tokens={MAX_NEW}")
+    args = (f"model.path={folder}", f"data.input={tiny['inputs'][prompts]}", f"sampling.max_tokens={MAX_NEW}",
+            GPU_JOB)
     job(*args, f"data.output={tmp_path / 'eager.jsonl'}", "runtime.prefill_graphs=false")
     assert not replays
     job(*args, f"data.output={tmp_path / 'graphs.jsonl'}")
@@ -307,7 +308,7 @@ def test_two_gpu_jobs_through_prefill_graphs_match_the_eager_prefill(deepseek_mo
                 f"data.output={tmp_path / f'{name}.jsonl'}", *layouts[layout], "sampling.temperature=0",
                 f"sampling.max_tokens={MAX_NEW}", "scheduler.max_num_batched_tokens=64",
                 f"runtime.prefill_graphs={graphs}"]})
-    summaries = run_jobs(2, jobs, tmp_path / "spec.json", timeout=600)
+    summaries = run_jobs(2, jobs, tmp_path / "spec.json", timeout=600, gpus=True)
     for job in jobs:
         case, graphs = job["name"].rsplit("-", 1)
         replays = [s[job["name"]]["prefill_graph_replays"] for s in summaries.values()]
@@ -340,7 +341,7 @@ def test_a_capture_failing_inside_a_graph_leaves_the_job_prefilling_eagerly(job,
     replays = []
     monkeypatch.setattr(PrefillGraphs, "forward", lambda self, bucket, fb: replays.append(bucket))
     args = (f"model.path={tiny['models']['llama']}", f"data.input={tiny['inputs']['mixed']}",
-            f"sampling.max_tokens={MAX_NEW}")
+            f"sampling.max_tokens={MAX_NEW}", GPU_JOB)
     job(*args)
     job(*args, f"data.output={tmp_path / 'eager.jsonl'}", "runtime.prefill_graphs=false")
     assert not replays

@@ -147,6 +147,6 @@ def test_allocation_failing_on_one_rank_leaves_every_rank_on_its_fallback():
 def test_sums_match_nccl_on_two_gpus():
     env = {"NCCL_NVLS_ENABLE": "0", "TORCH_SYMM_MEM_DISABLE_MULTICAST": "1"}
     proc = torchrun(2, [str(REPO / "tests" / "support" / "symm_all_reduce_worker.py")], timeout=240, cwd=REPO,
-                    env=env)
+                    env=env, gpus=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     assert "SYMMETRIC ALL-REDUCE OK" in proc.stdout

@@ -12,6 +12,6 @@ tail -2 "$OUT/kernels.txt"; grep -E "^FAILED" "$OUT/kernels.txt" | head
 nano_part nano_fp8_new -- cache.dtype=fp8
 nano_part nano_fp8_old SPMD_DECODE_FP8_ASM_WIDEN=none SPMD_DECODE_FP8_CONFIGS="64,2,6 32,1,6" -- cache.dtype=fp8
 nano_part nano_fp8_new2 -- cache.dtype=fp8
-part sampling 200 env SPMD_TEST_OVERRIDES=model.dtype=float32 python3 -m pytest -q tests/test_sampling_extras.py
+part sampling 200 env SPMD_TEST_GPU=1 SPMD_TEST_OVERRIDES=model.dtype=float32 python3 -m pytest -q tests/test_sampling_extras.py
 tail -3 "$OUT/sampling.txt"; grep -E "^FAILED|^E " "$OUT/sampling.txt" | head -20
 rm -rf "$OUT"/*.run "$OUT"/*.json

@@ -9,5 +9,5 @@ source tests/gpu/device_env.sh
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 part kernels 150 python3 -m pytest -q -n 8 tests/kernels/test_decode_attention.py tests/kernels/test_mla_decode.py
 tail -2 "$OUT/kernels.txt"; grep -E "^FAILED" "$OUT/kernels.txt" | head
-part sampling 300 env SPMD_TEST_OVERRIDES=model.dtype=float32 python3 -m pytest -q tests/test_sampling_extras.py
+part sampling 300 env SPMD_TEST_GPU=1 SPMD_TEST_OVERRIDES=model.dtype=float32 python3 -m pytest -q tests/test_sampling_extras.py
 tail -3 "$OUT/sampling.txt"; grep -E "^FAILED|^ERROR|^E  .*(Error|assert)" "$OUT/sampling.txt" | cut -c1-200 | head -20

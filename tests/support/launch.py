@@ -11,13 +11,21 @@ from pathlib import Path
 import torch
 
 REPO = Path(__file__).resolve().parents[2]
+# The suite's jobs run where CI runs them, on the CPU, where its oracle holds exactly (transformers in float32 on the
+# CPU, DESIGN.md). On a GPU host a job would default to CUDA in bf16, where it does not, and a dozen xdist workers
+# would each size a KV cache from the same GPU's free memory. A test of the GPU path opts in (gpus=True, GPU_JOB);
+# SPMD_TEST_GPU=1 runs every job on the GPU (with SPMD_TEST_OVERRIDES=model.dtype=float32 the float32 references
+# hold there too: tests/gpu/run_sampling_gpu.sh).
+JOBS_ON_GPU = os.environ.get("SPMD_TEST_GPU") == "1"
+GPU_JOB = "runtime.device=cuda"  # an in-process job's override for a test of the GPU path
+CPU_JOB = "runtime.device=cpu"
 
 
 def torchrun(nproc: int, args: list[str], timeout: float = 300, cwd: Path | None = None,
-             env: dict | None = None) -> subprocess.CompletedProcess:
+             env: dict | None = None, gpus: bool = False) -> subprocess.CompletedProcess:
     """Launch through torchrun as a user would; a hang fails by timeout instead of stalling CI."""
     return subprocess.run(torchrun_cmd(nproc, args), capture_output=True, text=True, timeout=timeout, cwd=cwd,
-                          env=launch_env(nproc, env))
+                          env=launch_env(nproc, env, gpus))
 
 
 def torchrun_cmd(nproc: int, args: list[str]) -> list[str]:
@@ -25,17 +33,20 @@ def torchrun_cmd(nproc: int, args: list[str]) -> list[str]:
             "--master-port", str(_free_port()), *args]
 
 
-def launch_env(nproc: int, env: dict | None = None) -> dict:
-    """The environment of a test's torchrun launch of `nproc` ranks. More ranks than the host has GPUs run on the CPU
-    (GPUs hidden, Triton's interpreter on), as in CI: on a GPU host they would share GPUs, which the job refuses
-    (parallel/dims.py)."""
-    hide = {"CUDA_VISIBLE_DEVICES": "", "TRITON_INTERPRET": "1"} if nproc > torch.cuda.device_count() else {}
+def launch_env(nproc: int = 1, env: dict | None = None, gpus: bool = False) -> dict:
+    """The environment of a test's launch of `nproc` ranks (torchrun, the CLI, a launch script): on the CPU, GPUs
+    hidden and Triton's interpreter on, as in CI (JOBS_ON_GPU says why), unless the test is of the GPU path (gpus)
+    or SPMD_TEST_GPU=1. More ranks than the host has GPUs run on the CPU either way: they would share GPUs, which the
+    job refuses (parallel/dims.py)."""
+    on_gpu = (gpus or JOBS_ON_GPU) and nproc <= torch.cuda.device_count()
+    hide = {} if on_gpu else {"CUDA_VISIBLE_DEVICES": "", "TRITON_INTERPRET": "1"}
     return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", **hide, **(env or {})}
 
 
-def run_jobs(nproc: int, jobs: list[dict], spec_path: Path, timeout: float = 420) -> dict:
+def run_jobs(nproc: int, jobs: list[dict], spec_path: Path, timeout: float = 420, gpus: bool = False) -> dict:
     spec_path.write_text(json.dumps(jobs))
-    proc = torchrun(nproc, [str(REPO / "tests" / "support" / "multi_job.py"), str(spec_path)], timeout=timeout)
+    proc = torchrun(nproc, [str(REPO / "tests" / "support" / "multi_job.py"), str(spec_path)], timeout=timeout,
+                    gpus=gpus)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-6000:]
     return {r: json.loads(Path(f"{spec_path}.rank{r}.json").read_text()) for r in range(nproc)}
 

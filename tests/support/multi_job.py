@@ -2,8 +2,8 @@
 
 usage: torchrun --nproc-per-node N tests/support/multi_job.py SPEC.json
 SPEC.json: [{"name": ..., "overrides": ["model.path=...", ...]}, ...]; each rank writes its summaries to
-SPEC.json.rank{R}.json. SPMD_TEST_OVERRIDES="key=value ..." adds overrides to every job (e.g. model.dtype=float32 to
-run a CPU test's jobs on a GPU against its float32 references: tests/gpu/run_sampling_gpu.sh).
+SPEC.json.rank{R}.json. SPMD_TEST_OVERRIDES="key=value ..." adds overrides to every job (e.g. model.dtype=float32, with
+SPMD_TEST_GPU=1, to run a CPU test's jobs on a GPU against its float32 references: tests/gpu/run_sampling_gpu.sh).
 """
 
 import dataclasses
