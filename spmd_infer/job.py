@@ -97,6 +97,9 @@ def run_job(cfg: Any) -> Optional[JobSummary]:
         stop.install()
         return _run(cfg, plan, dims, resume, stop, data_format, started)
     finally:
+        # The engine is dropped after the job, also one that failed or stopped (several jobs in one process each
+        # freeze their own): its reference cycles, frozen at its start, must be reachable for its memory to come back.
+        thaw()
         stop.restore()
         release_output(plan.output)
 
@@ -161,7 +164,6 @@ def _run(cfg: Any, plan: JobPlan, dims, resume: ResumeState, stop: StopRequest, 
                                          "to resume")
             writer.tick()
             progress.update(meta, errors=queue.num_errors)
-    thaw()  # the engine is dropped after the job (several jobs in one process each freeze their own)
     progress.close()
     writer.close()
     set_collective_timeout(dims, cfg.runtime.load_timeout_s)  # the others wait while rank 0 merges

@@ -6,6 +6,7 @@ torchrun rank runs; the multi-rank versions are in test_reliability.py.
 
 from __future__ import annotations
 
+import gc
 import json
 import random
 import signal
@@ -137,6 +138,7 @@ def test_cuda_oom_names_the_settings_to_lower(job, tmp_path, prompts, monkeypatc
                     "cache.gpu_memory_utilization"):
         assert setting in str(e.value)
     assert isinstance(e.value.__cause__, torch.OutOfMemoryError)
+    assert gc.get_freeze_count() == 0  # the failed job's engine, frozen at its start, is the collector's again
 
 
 def test_fault_hook_needs_the_testing_switch(job, tmp_path, prompts, monkeypatch):
