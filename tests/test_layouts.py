@@ -152,7 +152,7 @@ def test_seeded_sampling_same_across_layouts(tiny, tmp_path_factory, layout_runs
     for dp, tp in ((1, 1), (2, 2)):
         if (dp, tp) not in layout_runs:  # this test was selected alone: run just the sampled jobs
             out_dir = tmp_path_factory.mktemp(f"sampled{dp}{tp}")
-            jobs = [j for j in _cases(tiny, out_dir)[0] if j["name"] == "sampled-a"]
+            jobs = [j for j in _cases(tiny, out_dir, settled_prefill=False)[0] if j["name"] == "sampled-a"]
             jobs[0]["overrides"] += [f"parallel.dp={dp}", f"parallel.tp={tp}"]
             run_jobs(dp * tp, jobs, out_dir / "spec.json")
             layout_runs[(dp, tp)] = read_output(out_dir / "sampled-a.jsonl")

@@ -29,8 +29,9 @@ def torchrun(nproc: int, args: list[str], timeout: float = 300, cwd: Path | None
 
 
 def torchrun_cmd(nproc: int, args: list[str]) -> list[str]:
-    return [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc),
-            "--master-port", str(_free_port()), *args]
+    # --standalone: the rendezvous store binds a free port itself. A port picked here and passed as --master-port
+    # could be taken by a parallel test's launch before torchrun binds it (EADDRINUSE, seen under xdist on a GPU host).
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(nproc), *args]
 
 
 def launch_env(nproc: int = 1, env: dict | None = None, gpus: bool = False) -> dict:
