@@ -26,6 +26,7 @@ from ..parallel.shm_exchange import make_shm_all_gather
 from ..parallel.dp_exchange import enable_push_dp_exchange
 from ..parallel.symm_all_reduce import enable_symmetric_all_reduce
 from .block_manager import BlockManager
+from .capture_vote import all_captured
 from .graph_capture import GraphCaptureSource
 from .model_runner import ModelRunner
 from .prefill_graphs import CaptureAbandoned
@@ -198,15 +199,17 @@ def capture_prefill_graphs(cfg: Any, runner: ModelRunner, dims: ParallelDims) ->
     """Piecewise prefill graphs where the model takes them (ModelRunner.prefill_graphs_unfit). A rank whose capture
     fails (a layer that cannot be captured, no memory left) prefills eagerly, and so then does every rank: a TP
     group's ranks (under DP attention all ranks) must replay the same collectives. The ranks agree after every
-    bucket, so none goes on to the next bucket's warm-up forward, whose collectives run, without the others."""
+    bucket, so none goes on to the next bucket's warm-up forward, whose collectives run, without the others; a
+    failure that strands the others inside one fails the job (capture_vote.py)."""
     unfit = runner.prefill_graphs_unfit()
     if unfit is not None:
         log.info("prefill steps run eagerly: %s", unfit)
         return
     t0 = time.perf_counter()
+    vote_group = dims.host_group if dims.world_size > 1 else None  # made here by every rank alike, before capturing
     try:
         buckets = runner.capture_prefill_graphs(cfg.scheduler.max_num_batched_tokens, cfg.parallel.dp_attention,
-                                                lambda ok: runner.min_over(int(ok), dims.world_group) == 1)
+                                                lambda ok: all_captured(ok, vote_group))
     except CaptureAbandoned as e:
         runner.drop_prefill_graphs()
         log.warning("prefill CUDA graphs dropped, prefill steps run eagerly: %s (runtime.prefill_graphs=false skips "

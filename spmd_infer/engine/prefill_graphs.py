@@ -35,6 +35,7 @@ import torch
 
 from ..forward_batch import ForwardBatch
 from ..parallel.dp_meta import DPMeta, Field, Phase, make_row
+from .capture_vote import CaptureStranded
 
 # MoE layers in prefill graphs: the routing and fused_moe their decode graphs capture too, padding rows masked from the
 # experts as there (token_valid). Checked on an H200 in session 28 (tests/gpu/run_prefill_graphs_moe.sh, _mla.sh): the
@@ -87,15 +88,21 @@ class CaptureAbandoned(RuntimeError):
 def capture_in_agreement(buckets: list[int], capture: Callable[[int], None], all_ok: Callable[[bool], bool]) -> None:
     """`capture(bucket)` for each bucket, largest first. After each, every rank says whether its own succeeded
     (`all_ok`: a collective over every rank, True when all did), and all stop at the first failure anywhere: a rank
-    that went on to the next bucket would wait in its warm-up forward's collectives for one that had stopped."""
+    that went on to the next bucket would wait in its warm-up forward's collectives for one that had stopped. A
+    failed rank whose vote finds the others stranded in such a collective (capture_vote.py) fails the job."""
     for bucket in sorted(buckets, reverse=True):
         error = None
         try:
             capture(bucket)
         except (RuntimeError, torch.OutOfMemoryError) as e:  # CUDA errors are RuntimeErrors
             error = e
-        if not all_ok(error is None):
-            reason = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}" if error else None
+        reason = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}" if error else None
+        try:
+            agreed = all_ok(error is None)
+        except CaptureStranded as stranded:
+            raise CaptureStranded(f"capturing the {bucket}-token prefill CUDA graphs failed on this rank ({reason}), "
+                                  f"and {stranded}") from error
+        if not agreed:
             raise CaptureAbandoned(reason or "another rank's capture failed") from error
 
 
