@@ -144,15 +144,18 @@ class ParallelDims:
 def init_distributed(device: torch.device, timeout_s: float = 600.0) -> tuple[int, int]:
     """Start the default process group (torchrun's env://) or a 1-process one; returns (rank, world)."""
     if not dist.is_initialized():
-        # `spmd-infer` without torchrun: a world of one, its store in this process. (A TCP store on a port picked
-        # free beforehand could lose that port to a job started beside it before binding it.)
-        lone = "RANK" not in os.environ
-        if lone:
-            os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0")
+        store = {}
+        if "RANK" not in os.environ:
+            # `spmd-infer` without torchrun: a world of one, its store bound to a free port at once (a port picked
+            # free beforehand could be taken by a job started beside it before the store bound it).
+            tcp = dist.TCPStore("127.0.0.1", 0, world_size=1, is_master=True,
+                                timeout=datetime.timedelta(seconds=timeout_s))
+            os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1",
+                              MASTER_PORT=str(tcp.port))
+            store = dict(store=tcp, rank=0, world_size=1)
         backend = "nccl" if device.type == "cuda" else "gloo"
         if device.type == "cuda":
             torch.cuda.set_device(device)
-        store = dict(store=dist.HashStore(), rank=0, world_size=1) if lone else {}
         dist.init_process_group(backend=backend, timeout=datetime.timedelta(seconds=timeout_s),
                                 device_id=device if device.type == "cuda" else None, **store)
     return dist.get_rank(), dist.get_world_size()
