@@ -8,28 +8,20 @@ collective timeouts reach it once.
 from __future__ import annotations
 
 import multiprocessing as mp
-import os
-import socket
+
+from support.launch import init_gloo_client, store_server
 
 WORLD = 2
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _worker(rank: int, port: int, results) -> None:
     try:
-        os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
         import torch
-        import torch.distributed as dist
 
         from spmd_infer.parallel.dims import ParallelDims
         from spmd_infer.stop import StopRequest
 
-        dist.init_process_group("gloo", rank=rank, world_size=WORLD)
+        init_gloo_client(port, rank, WORLD)
         jobs = []
         for _ in range(2):  # two jobs of one launch (a sweep)
             dims = ParallelDims(dp=1, tp=WORLD, world_size=WORLD)
@@ -49,8 +41,8 @@ def _worker(rank: int, port: int, results) -> None:
 def test_tp_ranks_share_one_gloo_vote_group_per_process():
     ctx = mp.get_context("spawn")
     results = ctx.Queue()
-    port = _free_port()
-    procs = [ctx.Process(target=_worker, args=(r, port, results)) for r in range(WORLD)]
+    store = store_server()
+    procs = [ctx.Process(target=_worker, args=(r, store.port, results)) for r in range(WORLD)]
     for p in procs:
         p.start()
     got = sorted(results.get(timeout=120) for _ in procs)

@@ -6,31 +6,25 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import random
-import socket
 import time
 import traceback
 
 import numpy as np
 import pytest
 
+from support.launch import init_gloo_client, store_server
+
 WORLD = 4
 STEPS = 300
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _worker(rank: int, port: int, scenario: str, results) -> None:
     try:
-        os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
         import torch.distributed as dist
 
         from spmd_infer.parallel.shm_exchange import ShmAllGather, group_on_one_host
 
-        dist.init_process_group("gloo", rank=rank, world_size=WORLD)
+        init_gloo_client(port, rank, WORLD)
         assert group_on_one_host(dist.group.WORLD)
         if scenario == "private" and rank == 2:  # as if in a container with a /dev/shm of its own
             import builtins
@@ -61,8 +55,8 @@ def _worker(rank: int, port: int, scenario: str, results) -> None:
 def _run(scenario: str, timeout: float) -> dict:
     ctx = mp.get_context("spawn")
     results = ctx.Queue()
-    port = _free_port()
-    procs = [ctx.Process(target=_worker, args=(r, port, scenario, results)) for r in range(WORLD)]
+    store = store_server()
+    procs = [ctx.Process(target=_worker, args=(r, store.port, scenario, results)) for r in range(WORLD)]
     start = time.monotonic()
     for p in procs:
         p.start()

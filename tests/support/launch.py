@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import subprocess
@@ -17,6 +18,7 @@ REPO = Path(__file__).resolve().parents[2]
 # SPMD_TEST_GPU=1 runs every job on the GPU (with SPMD_TEST_OVERRIDES=model.dtype=float32 the float32 references
 # hold there too: tests/gpu/run_sampling_gpu.sh).
 JOBS_ON_GPU = os.environ.get("SPMD_TEST_GPU") == "1"
+STORE_TIMEOUT = datetime.timedelta(seconds=120)
 GPU_JOB = "runtime.device=cuda"  # an in-process job's override for a test of the GPU path
 CPU_JOB = "runtime.device=cpu"
 
@@ -50,6 +52,23 @@ def run_jobs(nproc: int, jobs: list[dict], spec_path: Path, timeout: float = 420
                     gpus=gpus)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-6000:]
     return {r: json.loads(Path(f"{spec_path}.rank{r}.json").read_text()) for r in range(nproc)}
+
+
+def store_server() -> "torch.distributed.TCPStore":
+    """The rendezvous store of processes a test spawns itself, bound to a free port at once: a port picked free and
+    bound later by a child could be taken by a parallel test's launch first. The test holds it while its children,
+    joining as clients (init_gloo_client), run."""
+    import torch.distributed as dist
+
+    return dist.TCPStore("127.0.0.1", 0, is_master=True, wait_for_workers=False, timeout=STORE_TIMEOUT)
+
+
+def init_gloo_client(port: int, rank: int, world_size: int) -> None:
+    """In a child of the test: the default gloo group over the test's store_server()."""
+    import torch.distributed as dist
+
+    store = dist.TCPStore("127.0.0.1", port, is_master=False, timeout=STORE_TIMEOUT)
+    dist.init_process_group("gloo", store=store, rank=rank, world_size=world_size)
 
 
 def _free_port() -> int:
