@@ -28,6 +28,9 @@ import torch.distributed as dist
 log = logging.getLogger(__name__)
 
 FAULT_ENV, TESTING_ENV = "SPMD_INFER_TEST_FAULT", "SPMD_INFER_TESTING"
+# A rank whose capture an injected fault failed waits this long for the others' votes (tests need not wait out
+# capture_vote.STRANDED_AFTER_S).
+CAPTURE_FAULT_WAIT_S = 10.0
 PEER_WAIT_S = 5.0  # how long a rank that lost a peer waits for that peer's own report to arrive
 ROOT_CAUSE_GAP_S = 1.1
 # How long ranks other than 0 linger after a configuration error before they leave: torchrun ends the job at the
@@ -91,7 +94,10 @@ def set_collective_timeout(dims: Any, seconds: float) -> None:
 
 
 class FaultHook:
-    """Test-only: SPMD_INFER_TEST_FAULT=RANK:STEP[:KIND] (raise, oom, sigterm or exit) fails that rank there.
+    """Test-only: SPMD_INFER_TEST_FAULT=RANK:STEP[:KIND] (raise, oom, sigterm or exit) fails that rank there;
+    RANK:BUCKET:capture runs that rank out of memory as it starts capturing the BUCKET-token prefill CUDA graphs
+    (before the bucket's warm-up forward and its collectives), and it then waits only CAPTURE_FAULT_WAIT_S for the
+    other ranks' votes (engine/capture_vote.py).
 
     Honoured only with SPMD_INFER_TESTING=1 as well, so a stray variable cannot break a real job.
     """
@@ -108,12 +114,13 @@ class FaultHook:
             log.warning("ignoring %s (a test hook): %s=1 is not set", FAULT_ENV, TESTING_ENV)
             return None
         parts = spec.split(":")
-        if len(parts) not in (2, 3) or parts[2:] not in ([], ["raise"], ["oom"], ["sigterm"], ["exit"]):
-            raise ValueError(f"{FAULT_ENV}={spec!r}: expected RANK:STEP[:raise|oom|sigterm|exit]")
+        if len(parts) not in (2, 3) or parts[2:] not in ([], ["raise"], ["oom"], ["sigterm"], ["exit"], ["capture"]):
+            raise ValueError(f"{FAULT_ENV}={spec!r}: expected RANK:STEP[:raise|oom|sigterm|exit] or "
+                             "RANK:BUCKET:capture")
         return cls(int(parts[1]), parts[2] if len(parts) == 3 else "raise") if int(parts[0]) == rank else None
 
     def check(self, step: int) -> None:
-        if step != self.step:
+        if step != self.step or self.kind == "capture":
             return
         what = f"{FAULT_ENV} at step {step}"
         if self.kind == "oom":
@@ -124,6 +131,11 @@ class FaultHook:
             os._exit(1)  # a crash that runs no Python cleanup, as a segfault would
         else:
             raise RuntimeError(f"injected fault ({what})")
+
+    def check_capture(self, bucket: int) -> None:
+        if self.kind == "capture" and bucket == self.step:
+            raise torch.OutOfMemoryError(f"CUDA out of memory (injected by {FAULT_ENV} in the {bucket}-token prefill "
+                                         "graphs' capture)")
 
 
 def exit_failed(error: BaseException) -> NoReturn:

@@ -6,6 +6,7 @@ tests/gpu/run_prefill_graphs.sh times them (Qwen3-0.6B's host-bound prefill, Lla
 
 from __future__ import annotations
 
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -17,6 +18,7 @@ from spmd_infer.engine.engine import capture_prefill_graphs
 from spmd_infer.engine.model_runner import ModelRunner, build_model
 from spmd_infer.engine.prefill_graphs import (CaptureAbandoned, PrefillGraphs, capture_in_agreement, capture_meta,
                                               prefill_bucket, prefill_buckets)
+from spmd_infer.failure import FAULT_ENV, TESTING_ENV, FaultHook
 from spmd_infer.parallel.dp_meta import DPMeta, Field, Phase, make_row
 from spmd_infer.parallel.sharding import LayerSharding
 from support.launch import GPU_JOB, REPO, run_jobs, torchrun
@@ -199,7 +201,7 @@ class _Runner:
     def prefill_graphs_unfit(self):
         return None
 
-    def capture_prefill_graphs(self, max_tokens, dp_attention, all_ok):
+    def capture_prefill_graphs(self, max_tokens, dp_attention, all_ok, fault=None):
         def capture(bucket):  # the smaller bucket fails, after the larger one was captured
             if bucket == 16 and self.capture_error is not None:
                 raise self.capture_error
@@ -220,7 +222,7 @@ def test_a_failed_capture_on_any_rank_leaves_every_rank_prefilling_eagerly(error
     cfg = SimpleNamespace(parallel=SimpleNamespace(dp_attention=False),
                           scheduler=SimpleNamespace(max_num_batched_tokens=32))
     runner = _Runner(error, others_ok)
-    monkeypatch.setattr(engine, "all_captured", lambda ok, group: ok and others_ok)  # the other ranks' votes
+    monkeypatch.setattr(engine, "all_captured", lambda ok, group, wait_s: ok and others_ok)  # the others' votes
     with caplog.at_level("INFO"):
         capture_prefill_graphs(cfg, runner, SimpleNamespace(world_size=1))
     if error is None and others_ok:
@@ -262,6 +264,50 @@ def test_a_rank_whose_capture_failed_fails_the_job_when_the_others_are_stranded(
     proc = torchrun(2, [str(REPO / "tests" / "support" / "capture_vote_worker.py")], timeout=120, cwd=REPO)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     assert "CAPTURE VOTE OK" in proc.stdout
+
+
+def test_an_injected_capture_fault_fires_on_its_rank_at_its_bucket_only(monkeypatch):
+    monkeypatch.setenv(TESTING_ENV, "1")
+    monkeypatch.setenv(FAULT_ENV, "1:64:capture")
+    assert FaultHook.from_env(0) is None
+    hook = FaultHook.from_env(1)
+    hook.check(64)  # not a step's fault
+    hook.check_capture(32)
+    with pytest.raises(torch.OutOfMemoryError, match="64-token prefill graphs' capture"):
+        hook.check_capture(64)
+    monkeypatch.setenv(FAULT_ENV, "1:64:capture:now")
+    with pytest.raises(ValueError, match="RANK:BUCKET:capture"):
+        FaultHook.from_env(1)
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="two GPU ranks")
+def test_a_capture_failing_on_one_gpu_rank_goes_eager_everywhere_or_fails_the_job_fast(tiny, tmp_path):
+    """An OOM injected as rank 1 starts capturing the 64-token prefill graphs (FaultHook RANK:BUCKET:capture). At dp2
+    the forward has no collectives: rank 0 captures, both vote, both prefill eagerly and the job completes. At tp2
+    rank 0's warm-up forward waits in an all-reduce rank 1 never joins: rank 1's vote finds it stranded and fails the
+    job within seconds, naming runtime.prefill_graphs=false, where it waited out the 600 s collective timeout."""
+    env = {TESTING_ENV: "1", FAULT_ENV: "1:64:capture"}
+    base = ["-m", "spmd_infer", f"model.path={tiny['models']['llama']}", f"data.input={tiny['inputs']['mixed']}",
+            "sampling.temperature=0", f"sampling.max_tokens={MAX_NEW}", "scheduler.max_num_batched_tokens=64",
+            "runtime.progress=false"]
+
+    def said(proc, output: str) -> str:  # the console and every rank's log
+        logs = sorted((tmp_path / f"{output}.run").glob("rank*.log"))
+        return proc.stdout + proc.stderr + "".join(p.read_text() for p in logs)
+
+    dp2 = torchrun(2, [*base, "parallel.dp=2", "data.output=dp2.jsonl"], timeout=300, cwd=tmp_path, env=env, gpus=True)
+    assert dp2.returncode == 0, dp2.stdout[-3000:] + dp2.stderr[-3000:]
+    assert "prefill CUDA graphs dropped, prefill steps run eagerly" in said(dp2, "dp2.jsonl")
+    rows = read_output(tmp_path / "dp2.jsonl")
+    assert len(rows) == len(tiny["sets"]["mixed"]) and all(r["token_ids"] for r in rows)
+
+    started = time.monotonic()
+    tp2 = torchrun(2, [*base, "parallel.tp=2", "data.output=tp2.jsonl"], timeout=300, cwd=tmp_path, env=env, gpus=True)
+    waited = time.monotonic() - started
+    text = said(tp2, "tp2.jsonl")
+    assert tp2.returncode != 0 and waited < 200, (waited, text[-4000:])
+    for part in ("CaptureStranded", "64-token", "within 10 s", "runtime.prefill_graphs=false"):
+        assert part in text, (part, text[-4000:])
 
 
 @pytest.fixture(scope="module")

@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 import torch
+import torch.distributed as dist
 
-from ..failure import oom_guard
+from ..failure import CAPTURE_FAULT_WAIT_S, FaultHook, oom_guard
 from ..env_switches import log_switches
 from ..host_gc import freeze_startup_heap
 from ..job_plan import resolve_fp8_expert_block, resolve_fp8_linear_block, resolve_kv_dtype
@@ -26,7 +27,7 @@ from ..parallel.shm_exchange import make_shm_all_gather
 from ..parallel.dp_exchange import enable_push_dp_exchange
 from ..parallel.symm_all_reduce import enable_symmetric_all_reduce
 from .block_manager import BlockManager
-from .capture_vote import all_captured
+from .capture_vote import STRANDED_AFTER_S, all_captured
 from .graph_capture import GraphCaptureSource
 from .model_runner import ModelRunner
 from .prefill_graphs import CaptureAbandoned
@@ -207,9 +208,11 @@ def capture_prefill_graphs(cfg: Any, runner: ModelRunner, dims: ParallelDims) ->
         return
     t0 = time.perf_counter()
     vote_group = dims.host_group if dims.world_size > 1 else None  # made here by every rank alike, before capturing
+    fault = FaultHook.from_env(dist.get_rank() if dist.is_initialized() else 0)  # tests only
+    wait_s = CAPTURE_FAULT_WAIT_S if fault is not None and fault.kind == "capture" else STRANDED_AFTER_S
     try:
         buckets = runner.capture_prefill_graphs(cfg.scheduler.max_num_batched_tokens, cfg.parallel.dp_attention,
-                                                lambda ok: all_captured(ok, vote_group))
+                                                lambda ok: all_captured(ok, vote_group, wait_s), fault)
     except CaptureAbandoned as e:
         runner.drop_prefill_graphs()
         log.warning("prefill CUDA graphs dropped, prefill steps run eagerly: %s (runtime.prefill_graphs=false skips "

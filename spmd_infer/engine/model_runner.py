@@ -11,6 +11,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from ..failure import FaultHook
 from ..forward_batch import ForwardBatch
 from ..host_memory import to_device, upload_packed
 from ..layers.attention import PagedAttention
@@ -268,11 +269,12 @@ class ModelRunner:
         return total / max(len(self.cache_owners), 1)
 
     def capture_prefill_graphs(self, max_num_batched_tokens: int, dp_attention: bool,
-                               all_ok: Callable[[bool], bool]) -> list[int]:
+                               all_ok: Callable[[bool], bool], fault: Optional[FaultHook] = None) -> list[int]:
         """Record the piecewise prefill graphs of the host-bound buckets up to the step's token budget, largest
         first, in the decode graphs' pool; returns the buckets (none where every step size keeps the GPU busy). Every
         rank records the same buckets in the same order (their TP and, under DP attention, DP collectives) and after
-        each says through `all_ok` whether it succeeded: a failure anywhere raises CaptureAbandoned on every rank."""
+        each says through `all_ok` whether it succeeded: a failure anywhere raises CaptureAbandoned on every rank.
+        `fault`: a test's injected failure (FaultHook: RANK:BUCKET:capture)."""
         buckets = prefill_buckets(max_num_batched_tokens, self.layer_weights())
         if not buckets:
             return []
@@ -282,6 +284,8 @@ class ModelRunner:
 
         def capture(bucket: int) -> None:
             nonlocal graphs
+            if fault is not None:
+                fault.check_capture(bucket)
             if graphs is None:  # (its buffers' allocation may fail too: inside the agreement)
                 graphs = PrefillGraphs(buckets, self.device, pool, dp=self.dims.dp if dp_attention else 1,
                                        mask_padding=any(isinstance(m, FusedMoE) for m in self.model.modules()))
