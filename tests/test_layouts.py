@@ -27,6 +27,10 @@ def _cases(tiny, out_dir, settled_prefill: bool):
     cases = [(f"{name}-mixed", [f"model.path={m[name]}", f"data.input={i['mixed']}"], (name, "mixed"))
              for name in MODELS + MOE_MODELS]
     cases += [
+        # Qwen2-MoE's gated shared expert under DP attention where the layout has DP (its MLP then spans every rank)
+        # and its experts split by features: the gate scales each rank's partial sums before the one reduce.
+        ("qwen2moe-dpattn", [f"model.path={m['qwen2moe']}", f"data.input={i['mixed']}", "parallel.dp_attention=true",
+                             "parallel.moe=tp"], ("qwen2moe", "mixed")),
         # Linear layers held in float8 (those whose shard is whole 16 x 16 blocks under the layout), against
         # transformers on the dequantized values.
         ("qwen3-fp8-linears", [f"model.path={m[FP8_QWEN3]}", f"data.input={i['mixed']}", "model.linear_dtype=fp8"],

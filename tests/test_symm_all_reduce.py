@@ -97,11 +97,12 @@ def test_norm_reduces_partial_sums_it_is_given():
 
 
 @pytest.mark.parametrize("name,architecture", [("llama", "LlamaForCausalLM"), ("qwen3moe", "Qwen3MoeForCausalLM"),
-                                               ("mixtral", "MixtralForCausalLM"), ("dsv2", "DeepseekV2ForCausalLM")])
+                                               ("qwen2moe", "Qwen2MoeForCausalLM"), ("mixtral", "MixtralForCausalLM"),
+                                               ("dsv2", "DeepseekV2ForCausalLM")])
 def test_layers_leave_their_reduce_to_the_next_norm(name, architecture):
     """Under TP the output reduce of attention's o_proj and of the MLP or MoE moves into the next RMSNorm; under DP
     attention attention's does, and the MLP's layers do not reduce at all (the DP gather sums them, in the next norm
-    where it can). Reduces inside a block (DeepSeek's routed and shared experts, summed before their one reduce) are
+    where it can). Reduces inside a block (routed and shared experts, summed before their one reduce) are
     not counted: they do not reduce."""
     from support.tiny_models import _configs
 

@@ -231,6 +231,39 @@ class MoeBlock(nn.Module):
         self.experts.defer_reduce_to_norm()
 
 
+class SharedExpertsMoE(nn.Module):
+    """Routed experts (`experts`, a FusedMoE) plus `shared_experts`, a dense MLP every token goes through (DeepSeek's;
+    Qwen2-MoE's one shared expert, whose output `shared_gate` scales by sigmoid(shared_gate(x)) per token).
+
+    Both are split over the same shard and leave partial sums, so one reduction (here, or in the DP-attention
+    gather/scatter when `reduce` is False) adds up both. The gate is replicated and reads the whole x: it scales
+    every rank's partial sums alike.
+    """
+
+    def __init__(self, experts: FusedMoE, shared_experts: nn.Module | None, shard: Shard, reduce: bool,
+                 shared_gate: nn.Module | None = None):
+        super().__init__()
+        self.shard, self.reduce = shard, reduce
+        self.reduce_in_norm = False  # defer_reduce_to_norm
+        self.experts = experts
+        self.shared_experts = shared_experts
+        self.shared_gate = shared_gate
+
+    def forward(self, x: torch.Tensor, batch=None, valid: torch.Tensor | None = None) -> torch.Tensor:
+        """`valid`: rows that may reach the routed experts (CUDA-graph padding rows are False)."""
+        out = self.experts(x, batch, valid)
+        if self.shared_experts is not None:
+            shared = self.shared_experts(x)
+            if self.shared_gate is not None:
+                shared = torch.sigmoid(self.shared_gate(x)) * shared
+            out = out + shared
+        return reduced_or_partial(out, self.shard, self.reduce_in_norm) if self.reduce else out
+
+    def defer_reduce_to_norm(self) -> None:
+        """Leave the routed and shared experts' summed output's reduce to the RMSNorm after this layer."""
+        self.reduce_in_norm = True
+
+
 def map_moe_checkpoint_name(name: str, block: str = "mlp") -> tuple[str, object] | None:
     """Names inside an MoE block `block` whose FusedMoE is its child `experts`; None for other tensors.
 

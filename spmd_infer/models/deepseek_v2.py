@@ -16,9 +16,9 @@ from ..forward_batch import ForwardBatch
 from ..layers.layernorm import RMSNorm
 from ..layers.linear import ColumnParallelLinear, ReplicatedLinear, RowParallelLinear
 from ..layers.mla import LatentAttention
-from ..layers.moe import FusedMoE, RoutingConfig, map_moe_checkpoint_name
+from ..layers.moe import FusedMoE, RoutingConfig, SharedExpertsMoE, map_moe_checkpoint_name
 from ..layers.rotary import max_positions, rope_parameters, shared_rotary, yarn_mscale
-from ..parallel.comm import Shard, reduced_or_partial
+from ..parallel.comm import Shard
 from ..parallel.dims import ConfigError
 from ..parallel.sharding import LayerSharding
 from .llama import LlamaDecoderLayer, LlamaForCausalLM, LlamaMLP, sharded_mlp
@@ -90,35 +90,15 @@ class DeepseekV3Attention(DeepseekV2Attention):
         return bool(getattr(config, "rope_interleave", True))
 
 
-class DeepseekMoE(nn.Module):
-    """Routed experts (`experts`, a FusedMoE) plus `shared_experts`, a dense MLP every token goes through.
-
-    Both are split over the same shard and leave partial sums, so one reduction (here, or in the DP-attention
-    gather/scatter when `reduce` is False) adds up both.
-    """
-
-    def __init__(self, config: Any, routing: RoutingConfig, shard: Shard, mode: str, reduce: bool,
-                 fp8_block: tuple[int, int] | None = None):
-        super().__init__()
-        self.shard, self.reduce = shard, reduce
-        self.reduce_in_norm = False  # defer_reduce_to_norm
-        self.experts = FusedMoE(config.n_routed_experts, config.hidden_size, config.moe_intermediate_size, routing,
-                                shard, mode, reduce=False, fp8_block=fp8_block)
-        shared = (config.n_shared_experts or 0) * config.moe_intermediate_size
-        self.shared_experts = (LlamaMLP(config.hidden_size, shared, shard, getattr(config, "mlp_bias", False),
-                                        reduce=False) if shared else None)
-
-    def forward(self, x: torch.Tensor, batch: ForwardBatch | None = None,
-                valid: torch.Tensor | None = None) -> torch.Tensor:
-        """`valid`: rows that may reach the routed experts (CUDA-graph padding rows are False)."""
-        out = self.experts(x, batch, valid)
-        if self.shared_experts is not None:
-            out = out + self.shared_experts(x)
-        return reduced_or_partial(out, self.shard, self.reduce_in_norm) if self.reduce else out
-
-    def defer_reduce_to_norm(self) -> None:
-        """Leave the routed and shared experts' summed output's reduce to the RMSNorm after this layer."""
-        self.reduce_in_norm = True
+def deepseek_moe(config: Any, routing: RoutingConfig, shard: Shard, mode: str, reduce: bool,
+                 fp8_block: tuple[int, int] | None = None) -> SharedExpertsMoE:
+    """Routed experts plus `n_shared_experts` shared ones (one dense MLP of their summed width)."""
+    experts = FusedMoE(config.n_routed_experts, config.hidden_size, config.moe_intermediate_size, routing, shard,
+                       mode, reduce=False, fp8_block=fp8_block)
+    width = (config.n_shared_experts or 0) * config.moe_intermediate_size
+    shared = LlamaMLP(config.hidden_size, width, shard, getattr(config, "mlp_bias", False), reduce=False) \
+        if width else None
+    return SharedExpertsMoE(experts, shared, shard, reduce)
 
 
 def is_moe_layer(config: Any, layer_idx: int) -> bool:
@@ -133,8 +113,8 @@ class DeepseekV2DecoderLayer(LlamaDecoderLayer):
         if not is_moe_layer(config, layer_idx):
             return super().build_mlp(config, sharding, layer_idx)
         routing = self.routing(config)
-        return sharded_mlp(lambda shard, reduce: DeepseekMoE(config, routing, shard, sharding.moe, reduce,
-                                                              sharding.fp8_expert_block), sharding)
+        return sharded_mlp(lambda shard, reduce: deepseek_moe(config, routing, shard, sharding.moe, reduce,
+                                                               sharding.fp8_expert_block), sharding)
 
     @staticmethod
     def routing(config: Any) -> RoutingConfig:

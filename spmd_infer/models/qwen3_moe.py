@@ -12,11 +12,15 @@ from .llama import LlamaDecoderLayer, LlamaForCausalLM, sharded_mlp
 from .qwen3 import Qwen3Attention
 
 
+def is_sparse_layer(config: Any, layer_idx: int) -> bool:
+    """Qwen's MoE configs: every `decoder_sparse_step`-th layer routes, but those in `mlp_only_layers`."""
+    return (layer_idx not in (getattr(config, "mlp_only_layers", None) or []) and config.num_experts > 0
+            and (layer_idx + 1) % config.decoder_sparse_step == 0)
+
+
 class Qwen3MoeDecoderLayer(LlamaDecoderLayer):
     def build_mlp(self, config: Any, sharding: LayerSharding, layer_idx: int) -> nn.Module:
-        sparse = (layer_idx not in (getattr(config, "mlp_only_layers", None) or []) and config.num_experts > 0
-                  and (layer_idx + 1) % config.decoder_sparse_step == 0)
-        if not sparse:
+        if not is_sparse_layer(config, layer_idx):
             return super().build_mlp(config, sharding, layer_idx)
         routing = RoutingConfig(top_k=config.num_experts_per_tok, renormalize=config.norm_topk_prob)
         return sharded_mlp(lambda shard, reduce: MoeBlock(FusedMoE(

@@ -12,6 +12,7 @@ from .llama import LlamaForCausalLM
 from .mistral import MistralForCausalLM
 from .mixtral import MixtralForCausalLM
 from .qwen2 import Qwen2ForCausalLM
+from .qwen2_moe import Qwen2MoeForCausalLM
 from .qwen3 import Qwen3ForCausalLM
 from .qwen3_moe import Qwen3MoeForCausalLM
 
@@ -20,6 +21,7 @@ MODEL_CLASSES: dict[str, type] = {
     "MistralForCausalLM": MistralForCausalLM,
     "Qwen2ForCausalLM": Qwen2ForCausalLM,
     "Qwen3ForCausalLM": Qwen3ForCausalLM,
+    "Qwen2MoeForCausalLM": Qwen2MoeForCausalLM,
     "Qwen3MoeForCausalLM": Qwen3MoeForCausalLM,
     "MixtralForCausalLM": MixtralForCausalLM,
     "DeepseekV2ForCausalLM": DeepseekV2ForCausalLM,
@@ -113,6 +115,8 @@ def mlp_split_sizes(hf_config: Any, moe: str) -> list[tuple[str, int]]:
     shared = getattr(hf_config, "n_shared_experts", None) or 0
     if shared:
         sizes.append(("n_shared_experts * moe_intermediate_size", shared * width))
+    if getattr(hf_config, "shared_expert_intermediate_size", None):  # Qwen2-MoE's one shared expert
+        sizes.append(("shared_expert_intermediate_size", hf_config.shared_expert_intermediate_size))
     dense = (getattr(hf_config, "first_k_dense_replace", None) or (getattr(hf_config, "moe_layer_freq", None) or 1) > 1
              or getattr(hf_config, "mlp_only_layers", None) or (getattr(hf_config, "decoder_sparse_step", None) or 1) > 1)
     if dense:

@@ -18,7 +18,7 @@ COMMON = dict(vocab_size=301, hidden_size=64, intermediate_size=96, num_hidden_l
               eos_token_id=1, pad_token_id=None)
 
 
-MOE_MODELS = ("qwen3moe", "mixtral")
+MOE_MODELS = ("qwen3moe", "qwen2moe", "mixtral")
 DEEPSEEK_MODELS = ("dsv2", "dsv2lora", "dsv3")
 
 # MLA + MoE: 4 heads (tp up to 4), a dense first layer then MoE, 8 routed experts (top-2) and one shared expert.
@@ -29,7 +29,7 @@ DEEPSEEK = dict(COMMON, num_attention_heads=4, num_key_value_heads=4, kv_lora_ra
 
 def _configs():
     from transformers import (DeepseekV2Config, DeepseekV3Config, LlamaConfig, MistralConfig, MixtralConfig,
-                              Qwen2Config, Qwen3Config, Qwen3MoeConfig)
+                              Qwen2Config, Qwen2MoeConfig, Qwen3Config, Qwen3MoeConfig)
 
     return {
         "llama": LlamaConfig(**COMMON, tie_word_embeddings=False),
@@ -54,6 +54,11 @@ def _configs():
         "qwen3moe": Qwen3MoeConfig(**COMMON, head_dim=16, num_experts=8, num_experts_per_tok=2,
                                    moe_intermediate_size=32, decoder_sparse_step=1, mlp_only_layers=[0],
                                    norm_topk_prob=True, tie_word_embeddings=False),
+        # Qwen2-MoE: q/k/v biases, a dense first layer, then 8 routed experts (top-2, not renormalized) plus a shared
+        # expert whose output a sigmoid gate scales.
+        "qwen2moe": Qwen2MoeConfig(**COMMON, num_experts=8, num_experts_per_tok=2, moe_intermediate_size=32,
+                                   shared_expert_intermediate_size=48, decoder_sparse_step=1, mlp_only_layers=[0],
+                                   norm_topk_prob=False, tie_word_embeddings=False),
         "mixtral": MixtralConfig(**{**COMMON, "intermediate_size": 32}, num_local_experts=8, num_experts_per_tok=2,
                                  tie_word_embeddings=False),
         "dsv2": DeepseekV2Config(**DEEPSEEK, q_lora_rank=None, topk_method="greedy"),
