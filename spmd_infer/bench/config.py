@@ -15,7 +15,7 @@ from ..config import (CacheConfig, ModelConfig, ParallelConfig, RuntimeConfig, S
 class BenchSection:
     preset: str = "qwen3-0.6b"
     """Model shape with random weights (presets.py: tiny, tiny-moe, qwen3-0.6b, qwen3-8b, llama-3-8b,
-    deepseek-v2-lite, qwen3-30b-a3b); ignored when model.path is set (its config.json is used)."""
+    deepseek-v2-lite, qwen3-30b-a3b, qwen1.5-moe-a2.7b); ignored when model.path is set (its config.json is used)."""
     workload: str = "nano_vllm"
     """nano_vllm, grid, decode, or all (one after the other on the same engine)."""
     seed: int = 0

@@ -66,6 +66,14 @@ PRESETS: dict[str, dict[str, Any]] = {
         num_experts_per_tok=8, num_hidden_layers=48, num_key_value_heads=4, rms_norm_eps=1e-6, rope_scaling=None,
         rope_theta=1000000.0, sliding_window=None, tie_word_embeddings=False, use_sliding_window=False,
         vocab_size=151936),
+    # Qwen/Qwen1.5-MoE-A2.7B (Qwen2-MoE: 60 experts, 4 per token, plus a gated shared expert)
+    "qwen1.5-moe-a2.7b": dict(
+        model_type="qwen2_moe", architectures=["Qwen2MoeForCausalLM"], bos_token_id=151643, decoder_sparse_step=1,
+        eos_token_id=151643, hidden_act="silu", hidden_size=2048, intermediate_size=5632,
+        max_position_embeddings=8192, max_window_layers=21, moe_intermediate_size=1408, norm_topk_prob=False,
+        num_attention_heads=16, num_experts=60, num_experts_per_tok=4, num_hidden_layers=24, num_key_value_heads=16,
+        rms_norm_eps=1e-6, rope_theta=1000000.0, shared_expert_intermediate_size=5632, sliding_window=32768,
+        tie_word_embeddings=False, use_sliding_window=False, vocab_size=151936),
 }
 
 
