@@ -180,8 +180,8 @@ class RuntimeConfig:
     (SPMD_PREFILL_GRAPHS_MOE=0 keeps MoE ones eager); under DP attention all DP ranks replay one bucket in a step that
     any of them prefills, a decoding rank's attention in its own phase. A capture that fails on any rank leaves every
     rank prefilling eagerly; one that fails on one rank inside a collective the others then wait in fails the job
-    within 2 minutes, naming this switch (engine/capture_vote.py). H200: Qwen3-0.6B 256 x 512 TTFT 190 -> 147 ms, Llama-3-8B 8 x 64 24 -> 13 ms,
-    DeepSeek-V2-Lite 8 x 64 49 -> 16 ms (dp2 + DP attention, 16 x 64: 84 -> 15 ms)."""
+    within 2 minutes, naming this switch (engine/capture_vote.py). H200: Qwen3-0.6B 256 x 512 TTFT 190 -> 147 ms,
+    Llama-3-8B 8 x 64 24 -> 13 ms, DeepSeek-V2-Lite 8 x 64 49 -> 16 ms (dp2 + DP attention, 16 x 64: 84 -> 15 ms)."""
     overlap_steps: bool = True
     """Launch each decode step before the previous step's tokens reach the host, feeding them to the model on
     the device, so the host's bookkeeping runs while the GPU computes (engine/step.py). A sequence that stops

@@ -23,7 +23,7 @@ ALLOWED = {
     "spmd_infer/engine/batch_inputs.py:pack_batch:tolist": "a numpy array: host data",
     "spmd_infer/engine/cuda_graphs.py:capture:synchronize": "graph capture, at startup",
     "spmd_infer/engine/prefill_graphs.py:capture:synchronize": "prefill graph capture, at startup",
-    "spmd_infer/engine/capture_vote.py:all_captured:item": "a host tensor (the capture vote goes over gloo), at startup",
+    "spmd_infer/engine/capture_vote.py:all_captured:item": "a host tensor (the capture vote, over gloo), at startup",
     "spmd_infer/engine/engine.py:_sync:synchronize": "startup timing",
     "spmd_infer/engine/in_flight.py:tokens:synchronize": "the designed wait: an event after this step's token copy",
     "spmd_infer/engine/in_flight.py:tokens:tolist": "the pinned host copy",
