@@ -55,6 +55,13 @@ MODELS = {
         num_attention_heads=32, num_key_value_heads=4, head_dim=128, num_experts=128, num_experts_per_tok=8,
         norm_topk_prob=True, decoder_sparse_step=1, mlp_only_layers=[], rms_norm_eps=1e-6,
         max_position_embeddings=4096, rope_theta=1000000.0)),
+    # Qwen1.5-MoE-A2.7B's shape (Qwen2-MoE: q/k/v biases, 60 experts, 4 per token, a gated 5632-wide shared
+    # expert), 4 of its 24 layers.
+    "qwen2moe": ("Qwen2MoeConfig", dict(
+        vocab_size=32000, hidden_size=2048, intermediate_size=5632, moe_intermediate_size=1408, num_hidden_layers=4,
+        num_attention_heads=16, num_key_value_heads=16, num_experts=60, num_experts_per_tok=4,
+        shared_expert_intermediate_size=5632, norm_topk_prob=False, decoder_sparse_step=1, mlp_only_layers=[],
+        rms_norm_eps=1e-6, max_position_embeddings=4096, rope_theta=1000000.0)),
 }
 
 
