@@ -17,7 +17,7 @@ from typing import Any, Callable, Optional
 import torch
 import torch.distributed as dist
 
-from ..failure import CAPTURE_FAULT_WAIT_S, FaultHook, oom_guard
+from ..failure import CAPTURE_FAULT_WAIT_S, FaultHook, oom_guard, set_collective_timeout
 from ..env_switches import log_switches
 from ..host_gc import freeze_startup_heap
 from ..job_plan import resolve_fp8_expert_block, resolve_fp8_linear_block, resolve_kv_dtype
@@ -208,6 +208,10 @@ def capture_prefill_graphs(cfg: Any, runner: ModelRunner, dims: ParallelDims) ->
         return
     t0 = time.perf_counter()
     vote_group = dims.host_group if dims.world_size > 1 else None  # made here by every rank alike, before capturing
+    if vote_group is not None:
+        # A rank whose capture succeeded waits for the slowest as long as startup allows (a group made just now keeps
+        # its connect timeout, HOST_GROUP_CONNECT_S).
+        set_collective_timeout(dims, cfg.runtime.load_timeout_s)
     fault = FaultHook.from_env(dist.get_rank() if dist.is_initialized() else 0)  # tests only
     wait_s = CAPTURE_FAULT_WAIT_S if fault is not None and fault.kind == "capture" else STRANDED_AFTER_S
     try:
