@@ -115,7 +115,8 @@ def test_an_idle_rank_pads_prefill_graphs_built_under_inference_mode():
     assert (graphs.ints[2, :64] == -1).all() and not graphs.valid[:64].any()
 
 
-@pytest.mark.parametrize("name, moe", [("llama", False), ("qwen3", False), ("qwen3moe", True), ("dsv2", True)])
+@pytest.mark.parametrize("name, moe", [("llama", False), ("qwen3", False), ("qwen3moe", True), ("qwen2moe", True),
+                                       ("dsv2", True)])
 def test_which_models_take_prefill_graphs(name, moe, monkeypatch):
     """Paged GQA and MLA attention both hand their prefill to the replay, dense and MoE layers alike (unless
     SPMD_PREFILL_GRAPHS_MOE=0). The gate reads the model alone: any DP mode takes them (DP attention's shared bucket
@@ -127,7 +128,8 @@ def test_which_models_take_prefill_graphs(name, moe, monkeypatch):
     else:
         config = _configs()[name]
     config.architectures = [{"llama": "LlamaForCausalLM", "qwen3": "Qwen3ForCausalLM",
-                             "qwen3moe": "Qwen3MoeForCausalLM", "dsv2": "DeepseekV2ForCausalLM"}[name]]
+                             "qwen3moe": "Qwen3MoeForCausalLM", "qwen2moe": "Qwen2MoeForCausalLM",
+                             "dsv2": "DeepseekV2ForCausalLM"}[name]]
     runner = ModelRunner.__new__(ModelRunner)  # the gate reads the model only: no weights loaded
     runner.device = torch.device("cpu")
     runner.model = build_model(config, LayerSharding.single(), torch.float32, "cpu")
@@ -317,8 +319,8 @@ def deepseek_models(tmp_path_factory):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs")
-@pytest.mark.parametrize("model, prompts", [("qwen3moe", "mixed"), ("mixtral", "mixed"), ("dsv2", "long"),
-                                            ("dsv3", "shared")])
+@pytest.mark.parametrize("model, prompts", [("qwen3moe", "mixed"), ("qwen2moe", "mixed"), ("mixtral", "mixed"),
+                                            ("dsv2", "long"), ("dsv3", "shared")])
 def test_moe_and_mla_jobs_through_prefill_graphs_match_the_eager_prefill(model, prompts, deepseek_models, job, tiny,
                                                                          tmp_path, monkeypatch):
     """MoE layers mask the padding rows from their experts, routing and fused_moe inside the pieces; MLA hands its q to
