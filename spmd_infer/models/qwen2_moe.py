@@ -27,10 +27,10 @@ def qwen2_moe(config: Any, shard: Shard, mode: str, reduce: bool,
     routing = RoutingConfig(top_k=config.num_experts_per_tok, renormalize=bool(config.norm_topk_prob))
     experts = FusedMoE(config.num_experts, config.hidden_size, config.moe_intermediate_size, routing, shard, mode,
                        reduce=False, fp8_block=fp8_block)
-    width = config.shared_expert_intermediate_size
-    shared = LlamaMLP(config.hidden_size, width, shard, reduce=False) if width else None
-    gate = ReplicatedLinear(config.hidden_size, 1) if width else None
-    if gate is not None:
+    shared = gate = None
+    if config.shared_expert_intermediate_size:
+        shared = LlamaMLP(config.hidden_size, config.shared_expert_intermediate_size, shard, reduce=False)
+        gate = ReplicatedLinear(config.hidden_size, 1)
         gate.keeps_dtype = True  # one output feature, a weight of hidden_size values: never worth float8
     return SharedExpertsMoE(experts, shared, shard, reduce, shared_gate=gate)
 
