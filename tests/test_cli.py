@@ -90,8 +90,8 @@ def test_bad_config_fails_before_model_work_once_for_the_job(tiny, tmp_path):
     (["parallel.dp=1", "parallel.tp=3"], "WORLD_SIZE=1"),
     (["parallel.all_reduce=custom"], "parallel.all_reduce='custom' must be one of auto, nccl, symmetric"),
     (["parallel.exchange=nccl"], "parallel.exchange='nccl' must be one of auto, shm, collective"),
-], ids=["missing-path", "unknown-arch", "quantized", "dynamic-rope", "gelu", "max-len", "device", "temperature", "logit-bias",
-        "stop-without-tokenizer", "world-mismatch", "all-reduce", "exchange"])
+], ids=["missing-path", "unknown-arch", "quantized", "dynamic-rope", "gelu", "max-len", "device", "temperature",
+        "logit-bias", "stop-without-tokenizer", "world-mismatch", "all-reduce", "exchange"])
 def test_bad_config_says_what_to_change(job, tiny, tmp_path, overrides, message):
     """The checks that run before any weight is read (in-process: the verdict is what each rank reaches)."""
     from spmd_infer.parallel.dims import ConfigError
