@@ -387,3 +387,17 @@ def test_console_flags_a_host_bound_prefill():
     case["prefill"].update(launch_s=[0.0135, 0.0025])
     assert "  decode bs1 @1024, prefill host-bound: 80% of its steps' time, waits for other DP ranks aside, went by " \
            "before their forwards were launched" in console_lines(_report([case]))
+
+
+def test_prefill_steps_in_flight_are_host_bound_only_where_the_launch_took_the_whole_step():
+    """With prefill steps in flight (runtime.overlap_prefill) a step launches its forward while the GPU runs the step
+    before, then waits that one out: launches of 60% of the steps' time (Qwen1.5-MoE's eager 8192-token steps on an
+    H200, 48 of 76 ms) under longer GPU work are GPU-bound; launches that fill the step are not."""
+    case = _decode_case(100.0, 0.2, 0.5)
+    case["prefill"].update(step_s=[0.0488, 0.0439, 0.0596, 0.0758, 0.0766],
+                           launch_s=[0.0474, 0.0423, 0.0424, 0.0481, 0.0035])
+    steps_in_flight = {**_report([case]), "engine": {"overlap_prefill": True}}
+    assert not any("host-bound" in line for line in console_lines(steps_in_flight))
+    assert any("prefill host-bound: 60%" in line for line in console_lines(_report([case])))  # synchronous steps
+    case["prefill"].update(step_s=[0.017, 0.024, 0.003], launch_s=[0.016, 0.023, 0.002])
+    assert any("prefill host-bound: 93%" in line for line in console_lines(steps_in_flight))
