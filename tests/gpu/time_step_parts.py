@@ -78,6 +78,9 @@ PARTS = [
     (mla.LatentAttention, "_expand", "      mla expansions"),
     (mla, "paged_prefill_attention", "      mla prefill kernels"),
     (moe.FusedMoE, "forward", "    moe experts"),
+    (moe.SharedExpertsMoE, "forward", "    moe block (routed + shared)"),
+    (moe, "route", "      moe routing"),
+    (moe, "fused_moe", "      fused_moe"),
 ]
 
 
