@@ -2,10 +2,13 @@
 
 A counting sort in three small kernels (count per chunk, offsets, place) instead of torch's argsort and its dozen
 helper ops: the profile of DeepSeek-V2-Lite decode showed the torch routing at 90-170 us a layer, more than the
-expert GEMMs at small batches. The result is the same as the stable torch reference, element for element.
+expert GEMMs at small batches. Up to a few dozen pairs (small decode batches) one program does all three's work.
+The result is the same as the stable torch reference, element for element.
 """
 
 from __future__ import annotations
+
+import os
 
 import torch
 import triton
@@ -15,6 +18,12 @@ from .pdl import pdl_args, pdl_enter
 
 # Pairs per program in the count and place kernels: a [CHUNK, BLOCK_E] one-hot tile, kept near 16k elements.
 _TILE_ELEMENTS = 16384
+# Up to this many one-hot elements (at least 16 pairs) all of it is one program's (_align_one_program_kernel): small
+# decode batches. Their three launches and fill took ~18 us a MoE layer at batch 1 on an H200, one kernel at a time
+# (tests/gpu/run_moe_bs1_profile.sh), mostly scans over a 16k-element tile that held 4 to 8 pairs.
+_ONE_PROGRAM_ELEMENTS = 2048
+# SPMD_MOE_ALIGN_ONE_PROGRAM=0 keeps small batches on the three-kernel path (A/B runs).
+ONE_PROGRAM = os.environ.get("SPMD_MOE_ALIGN_ONE_PROGRAM", "1") != "0"
 
 
 def _max_blocks(n: int, num_local: int, block_m: int) -> int:
@@ -69,7 +78,13 @@ def _offsets_kernel(counts_ptr, bases_ptr, block_expert_ptr, num_padded_ptr, num
         tl.store(bases_ptr + rows[:, None] * BLOCK_E + experts[None, :], before + carry[None, :], mask=row_mask)
         carry += tl.sum(counts, axis=0)
     tl.store(num_padded_ptr, tl.sum(padded, axis=0))
-    # A block's expert: how many experts' padded runs end at or before its first row (searchsorted, right).
+    _store_block_experts(block_expert_ptr, padded_end, experts, num_local, max_blocks, block_m, BLOCK_B)
+
+
+@triton.jit
+def _store_block_experts(block_expert_ptr, padded_end, experts, num_local, max_blocks, block_m,
+                         BLOCK_B: tl.constexpr):
+    """A block's expert: how many experts' padded runs end at or before its first row (searchsorted, right)."""
     ends = tl.where(experts < num_local, padded_end, 2147483647)
     for b0 in range(0, max_blocks, BLOCK_B):
         blocks = b0 + tl.arange(0, BLOCK_B)
@@ -87,6 +102,29 @@ def _place_kernel(ids_ptr, valid_ptr, bases_ptr, sorted_ids_ptr, n, first_expert
     rank = tl.sum(tl.cumsum(onehot, axis=0) * onehot, axis=1) - 1
     base = tl.load(bases_ptr + tl.program_id(0) * BLOCK_E + local, mask=keep, other=0)
     tl.store(sorted_ids_ptr + base + rank, offs.to(tl.int32), mask=keep)
+
+
+@triton.jit(do_not_specialize=["n", "max_blocks"])
+def _align_one_program_kernel(ids_ptr, valid_ptr, sorted_ids_ptr, block_expert_ptr, num_padded_ptr, n, first_expert,
+                              num_local, max_blocks, block_m, TOP_K: tl.constexpr, HAS_VALID: tl.constexpr,
+                              CHUNK: tl.constexpr, BLOCK_E: tl.constexpr, BLOCK_P: tl.constexpr,
+                              BLOCK_B: tl.constexpr, PDL: tl.constexpr):
+    """All n <= CHUNK pairs in one program: the count, offsets and place kernels' work, and the padding's fill."""
+    pdl_enter(PDL)
+    offs, local, keep, onehot = _chunk_onehot(ids_ptr, valid_ptr, n, first_expert, num_local, TOP_K, HAS_VALID,
+                                              CHUNK, BLOCK_E)
+    padded = (tl.sum(onehot, axis=0) + block_m - 1) // block_m * block_m
+    padded_end = tl.cumsum(padded, axis=0)
+    start = tl.sum(onehot * (padded_end - padded)[None, :], axis=1)  # each pair's expert's first row
+    rank = tl.sum(tl.cumsum(onehot, axis=0) * onehot, axis=1) - 1  # its place among its expert's pairs
+    for p0 in range(0, max_blocks * block_m, BLOCK_P):  # padding rows hold n
+        rows = p0 + tl.arange(0, BLOCK_P)
+        tl.store(sorted_ids_ptr + rows, tl.zeros([BLOCK_P], tl.int32) + n, mask=rows < max_blocks * block_m)
+    tl.debug_barrier()  # the pairs' rows below overwrite the fill of other threads
+    tl.store(sorted_ids_ptr + start + rank, offs.to(tl.int32), mask=keep)
+    tl.store(num_padded_ptr, tl.sum(padded, axis=0))
+    _store_block_experts(block_expert_ptr, padded_end, tl.arange(0, BLOCK_E), num_local, max_blocks, block_m,
+                         BLOCK_B)
 
 
 def moe_align_block_size(
@@ -112,15 +150,22 @@ def moe_align_block_size(
     device = topk_ids.device
     max_blocks = _max_blocks(n, num_local, block_m)
     block_e = triton.next_power_of_2(num_local)
-    chunk = max(16, _TILE_ELEMENTS // block_e)  # fixed per model: no new variant as n changes
-    num_chunks = triton.cdiv(n, chunk)
     ids = topk_ids if topk_ids.is_contiguous() else topk_ids.contiguous()
     valid_arg = valid.contiguous() if valid is not None else ids  # unread without HAS_VALID
-    scratch = torch.empty((2, num_chunks, block_e), dtype=torch.int32, device=device)  # counts, bases
-    sorted_ids = torch.full((max_blocks * block_m,), n, dtype=torch.int32, device=device)
     block_expert = torch.empty(max_blocks, dtype=torch.int32, device=device)
     num_padded = torch.empty(1, dtype=torch.int32, device=device)
     pdl = pdl_args(device)
+    if ONE_PROGRAM and n <= max(16, _ONE_PROGRAM_ELEMENTS // block_e):
+        sorted_ids = torch.empty((max_blocks * block_m,), dtype=torch.int32, device=device)
+        chunk = max(16, triton.next_power_of_2(n))  # a few variants: decode graphs' buckets compile them at startup
+        _align_one_program_kernel[(1,)](ids, valid_arg, sorted_ids, block_expert, num_padded, n, first_expert,
+                                        num_local, max_blocks, block_m, TOP_K=k, HAS_VALID=valid is not None,
+                                        CHUNK=chunk, BLOCK_E=block_e, BLOCK_P=256, BLOCK_B=64, **pdl)
+        return sorted_ids, block_expert, num_padded
+    chunk = max(16, _TILE_ELEMENTS // block_e)  # fixed per model: no new variant as n changes
+    num_chunks = triton.cdiv(n, chunk)
+    scratch = torch.empty((2, num_chunks, block_e), dtype=torch.int32, device=device)  # counts, bases
+    sorted_ids = torch.full((max_blocks * block_m,), n, dtype=torch.int32, device=device)
     common = dict(TOP_K=k, HAS_VALID=valid is not None, CHUNK=chunk, BLOCK_E=block_e, **pdl)
     _count_kernel[(num_chunks,)](ids, valid_arg, scratch[0], n, first_expert, num_local, **common)
     _offsets_kernel[(1,)](scratch[0], scratch[1], block_expert, num_padded, num_chunks, max_blocks, num_local,

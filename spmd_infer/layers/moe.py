@@ -17,8 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from spmd_kernels import fused_moe
+from spmd_kernels import fused_moe, moe_route, moe_route_ref
 from spmd_kernels.block_fp8 import dequantize_blocks, quantize_blocks
+from spmd_kernels.moe_route import ROUTE_KERNEL
 
 from ..parallel.comm import Shard, reduced_or_partial
 from ..parallel.dims import ConfigError
@@ -43,25 +44,12 @@ class RoutingConfig:
 
 
 def route(logits: torch.Tensor, cfg: RoutingConfig, bias: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Router logits [T, E] -> (weights [T, k] float32, expert ids [T, k])."""
-    scores = logits.float().softmax(dim=-1) if cfg.scoring == "softmax" else logits.float().sigmoid()
-    choice = scores + bias if bias is not None else scores
-    if cfg.num_groups > 1:
-        t, e = choice.shape
-        grouped = choice.view(t, cfg.num_groups, e // cfg.num_groups)
-        group_scores = grouped.max(dim=-1).values if cfg.group_score == "max" else grouped.topk(2, dim=-1)[0].sum(-1)
-        keep = torch.zeros_like(group_scores).scatter_(1, group_scores.topk(cfg.topk_groups, dim=-1)[1], 1.0)
-        keep = keep.unsqueeze(-1).expand_as(grouped).reshape(t, e).bool()
-        # Softmax scores of dropped groups become 0 (V2); biased sigmoid scores -inf (V3), as in transformers.
-        choice = choice.masked_fill(~keep, 0.0 if cfg.group_score == "max" else float("-inf"))
-    if bias is None and cfg.group_score == "max":
-        weights, ids = choice.topk(cfg.top_k, dim=-1)
-    else:
-        ids = choice.topk(cfg.top_k, dim=-1)[1]
-        weights = scores.gather(1, ids)
-    if cfg.renormalize:
-        weights = weights / (weights.sum(dim=-1, keepdim=True) + (1e-20 if cfg.correction_bias else 0.0))
-    return weights * cfg.scaling, ids
+    """Router logits [T, E] -> (weights [T, k] float32, expert ids [T, k]): one Triton kernel on the GPU
+    (kernels/moe_route.py, unless SPMD_MOE_ROUTE_KERNEL=0), its PyTorch reference elsewhere."""
+    route_fn = moe_route if logits.is_cuda and ROUTE_KERNEL else moe_route_ref
+    return route_fn(logits, cfg.top_k, sigmoid=cfg.scoring == "sigmoid", bias=bias, renormalize=cfg.renormalize,
+                    num_groups=cfg.num_groups, topk_groups=cfg.topk_groups, group_top2=cfg.group_score == "top2_sum",
+                    scaling=cfg.scaling)
 
 
 class FusedMoE(nn.Module):
