@@ -7,7 +7,8 @@ engine's cache rounds them (tests/support/fp8_rounding.py), so that the rule com
 --block-fp8 the engine loads the model re-saved as DeepSeek-V3's float8 release is (128 x 128 blocks,
 tests/support/block_fp8.py) and transformers runs the same values dequantized (the engine keeps the routed experts
 in float8 there, model.expert_dtype=auto on a GPU of compute capability 8.9+; --extra model.expert_dtype=model
-dequantizes them as it loads).
+dequantizes them as it loads). --dtype float32 runs both sides in float32 (the model's bf16 weights widened), where
+the two should agree far more often than the rule needs: a row that fails there is the engine's, not bf16's.
 
 usage (on a GPU machine, in the repo root):
   python tests/gpu/check_vs_transformers.py --model tiny --layouts 1x1 2x2 --out /tmp/check
@@ -96,7 +97,8 @@ def prompts(n: int, vocab: int) -> list[list[int]]:
     return [[rng.randrange(2, vocab) for _ in range(rng.randrange(8, 300))] for _ in range(n)]
 
 
-def hf_reference(folder: Path, rows: list[list[int]], max_new: int, fp8_cache: bool = False) -> list[dict]:
+def hf_reference(folder: Path, rows: list[list[int]], max_new: int, fp8_cache: bool = False,
+                 dtype: torch.dtype = torch.bfloat16) -> list[dict]:
     from transformers import AutoModelForCausalLM
 
     if fp8_cache:
@@ -107,7 +109,7 @@ def hf_reference(folder: Path, rows: list[list[int]], max_new: int, fp8_cache: b
 
         patch = pytest.MonkeyPatch()
         fp8_rounded_attention(patch)  # patches eager attention: load the model with it
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.bfloat16, device_map="cuda",
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, device_map="cuda",
                                                  **({"attn_implementation": "eager"} if fp8_cache else {})).eval()
     out = []
     for ids in rows:
@@ -174,6 +176,7 @@ def main() -> int:
     ap.add_argument("--out", default="/tmp/spmd_check")
     ap.add_argument("--extra", nargs="*", default=[])
     ap.add_argument("--block-fp8", action="store_true", help="the engine loads a block-float8 copy")
+    ap.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"], help="both sides' dtype")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -191,18 +194,19 @@ def main() -> int:
     fp8_cache = "cache.dtype=fp8" in args.extra
     if fp8_cache:
         print("reference: transformers reading float8-rounded keys and values (cache.dtype=fp8)", flush=True)
-    ref = hf_reference(folder, rows, args.max_new, fp8_cache)
+    ref = hf_reference(folder, rows, args.max_new, fp8_cache, getattr(torch, args.dtype))
+    extra = args.extra + ([f"model.dtype={args.dtype}"] if args.dtype != "bfloat16" else [])  # (auto: bf16 on CUDA)
     failed = 0
     for layout in args.layouts:
         dp, tp = map(int, layout.split("x"))
         result_path = out / f"{args.model}-{layout}.out.jsonl"
-        secs = run_engine(engine_folder, inp, result_path, dp, tp, args.max_new, args.extra)
+        secs = run_engine(engine_folder, inp, result_path, dp, tp, args.max_new, extra)
         engine_rows = [json.loads(line) for line in result_path.read_text().splitlines()]
         verdict = compare(engine_rows, ref)
         failed += verdict["failed"]
-        print(f"RESULT {args.model} dp{dp}xtp{tp} ({torch.cuda.get_device_name()}): {verdict['exact']} exact, "
-              f"{verdict['diverged_within_topk']} diverged within top-{TOP_K}, {verdict['failed']} failed; "
-              f"job {secs:.1f} s", flush=True)
+        print(f"RESULT {args.model} dp{dp}xtp{tp} {args.dtype} ({torch.cuda.get_device_name()}): "
+              f"{verdict['exact']} exact, {verdict['diverged_within_topk']} diverged within top-{TOP_K}, "
+              f"{verdict['failed']} failed; job {secs:.1f} s", flush=True)
         for line in verdict["details"]:
             print("   ", line)
     return 1 if failed else 0
