@@ -206,11 +206,13 @@ def _unfilled(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) 
 
 
 @triton.jit
-def _moe_sum_kernel(y_ptr, ids_ptr, valid_ptr, out_ptr, first_expert, num_local, stride_yt, stride_it, stride_ot,
-                    HIDDEN: tl.constexpr, TOP_K: tl.constexpr, HAS_VALID: tl.constexpr, BLOCK_H: tl.constexpr,
+def _moe_sum_kernel(y_ptr, ids_ptr, valid_ptr, out_ptr, add_ptr, x_ptr, gate_ptr, first_expert, num_local,
+                    stride_yt, stride_it, stride_ot, stride_at, stride_xt, HIDDEN: tl.constexpr, TOP_K: tl.constexpr,
+                    HAS_VALID: tl.constexpr, HAS_ADD: tl.constexpr, ADD_GATE: tl.constexpr, BLOCK_H: tl.constexpr,
                     PDL: tl.constexpr):
     """out[t] = sum over the slots j computed on this rank of y[t * TOP_K + j], in fp32, in slot order; the
-    rows of other ranks' experts and of invalid tokens were never written and are not read."""
+    rows of other ranks' experts and of invalid tokens were never written and are not read. HAS_ADD: plus add[t]
+    (shared experts' output), scaled by sigmoid(x[t] . gate) with ADD_GATE (Qwen2-MoE's shared expert gate)."""
     pdl_enter(PDL)
     t = tl.program_id(0).to(tl.int64)
     offs = tl.program_id(1) * BLOCK_H + tl.arange(0, BLOCK_H)
@@ -223,6 +225,16 @@ def _moe_sum_kernel(y_ptr, ids_ptr, valid_ptr, out_ptr, first_expert, num_local,
             kept = kept & (tl.load(valid_ptr + t) != 0)
         row_mask = tl.where(kept, mask, False)  # (not mask & kept: the interpreter rejects a scalar in the mask)
         acc += tl.load(y_ptr + (t * TOP_K + j) * stride_yt + offs, mask=row_mask, other=0.0).to(tl.float32)
+    if HAS_ADD:
+        shared = tl.load(add_ptr + t * stride_at + offs, mask=mask, other=0.0).to(tl.float32)
+        if ADD_GATE:  # the whole row's dot in every program of the row: H loads of x and gate, not a launch
+            dot = tl.zeros([BLOCK_H], dtype=tl.float32)
+            for h0 in tl.static_range(0, HIDDEN, BLOCK_H):
+                h = h0 + tl.arange(0, BLOCK_H)
+                xs = tl.load(x_ptr + t * stride_xt + h, mask=h < HIDDEN, other=0.0).to(tl.float32)
+                dot += xs * tl.load(gate_ptr + h, mask=h < HIDDEN, other=0.0).to(tl.float32)
+            shared = shared * tl.sigmoid(tl.sum(dot, axis=0))
+        acc += shared
     tl.store(out_ptr + t * stride_ot + offs, acc.to(out_ptr.dtype.element_ty), mask=mask)
 
 
@@ -306,6 +318,8 @@ def fused_moe(
     scale_block: tuple[int, int] | None = None,
     activations: str | None = None,
     num_experts: int | None = None,
+    add: torch.Tensor | None = None,
+    add_gate: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """sum_j topk_weights[t, j] * w2[e] · silu(w13[e, :I] · x[t]) * (w13[e, I:] · x[t]), e = topk_ids[t, j] - first_expert.
 
@@ -324,6 +338,9 @@ def fused_moe(
     (rows must be a multiple of columns, else "model"). None: DEFAULT_ACTIVATIONS ("fp8").
     ``num_experts`` (all ranks' experts; default E_local) sizes float8 experts' tiles by the rows a local expert
     expects (config_kind).
+    ``add`` [T, H] (shared experts' output) joins each token's sum in the last kernel, times sigmoid(x[t] · add_gate)
+    where ``add_gate`` [H] is given (Qwen2-MoE's shared expert gate): the launches of a separate add, and of the
+    gate's product, sigmoid and multiply, saved.
     """
     T, H = x.shape
     E, two_i, Hw = w13.shape
@@ -339,9 +356,12 @@ def fused_moe(
         assert sn >= 16 and sk >= 16 and sn & (sn - 1) == 0 and sk & (sk - 1) == 0 and inter % sn == 0
         assert w13_scale.shape == (E, two_i // sn, triton.cdiv(H, sk))
         assert w2_scale.shape == (E, triton.cdiv(H, sn), triton.cdiv(inter, sk))
+    assert add is None or (add.shape == (T, H) and add.stride(-1) == 1)
+    assert add_gate is None or (add is not None and add_gate.shape == (H,) and add_gate.stride(-1) == 1)
     n = T * k
     if n == 0 or E == 0 or inter == 0:
-        return torch.zeros((T, H), dtype=x.dtype, device=x.device)
+        return _gated_add_ref(torch.zeros((T, H), dtype=torch.float32, device=x.device), x, add, add_gate).to(x.dtype)
+    x_in = x  # (the gate reads x as given, not float8-rounded activations)
     y = _unfilled((n, H), x.dtype, x.device)
     bm, bn, bk, warps, stages = _launch_config(n, E, x.element_size(), x.device, scaled, num_experts)
     activations = DEFAULT_ACTIVATIONS if activations is None else activations
@@ -392,12 +412,24 @@ def fused_moe(
     ids = topk_ids if topk_ids.stride(-1) == 1 else topk_ids.contiguous()
     block_h = min(triton.next_power_of_2(H), 1024)
     _moe_sum_kernel[(T, triton.cdiv(H, block_h))](
-        y, ids, valid.contiguous() if valid is not None else ids, out, first_expert, E,
-        y.stride(0), ids.stride(0), out.stride(0),
-        HIDDEN=H, TOP_K=k, HAS_VALID=valid is not None, BLOCK_H=block_h,
-        **pdl_args(y.device),
+        y, ids, valid.contiguous() if valid is not None else ids, out, add if add is not None else y, x_in,
+        add_gate if add_gate is not None else y, first_expert, E,
+        y.stride(0), ids.stride(0), out.stride(0), add.stride(0) if add is not None else 0, x_in.stride(0),
+        HIDDEN=H, TOP_K=k, HAS_VALID=valid is not None, HAS_ADD=add is not None, ADD_GATE=add_gate is not None,
+        BLOCK_H=block_h, **pdl_args(y.device),
     )
     return out
+
+
+def _gated_add_ref(out: torch.Tensor, x: torch.Tensor, add: torch.Tensor | None,
+                   add_gate: torch.Tensor | None) -> torch.Tensor:
+    """fp32 `out` plus `add`, scaled by sigmoid(x · add_gate) per token where add_gate is given (fused_moe's)."""
+    if add is None:
+        return out
+    shared = add.float()
+    if add_gate is not None:
+        shared = shared * torch.sigmoid(x.float() @ add_gate.float())[:, None]
+    return out + shared
 
 
 def fused_moe_ref(
@@ -412,10 +444,12 @@ def fused_moe_ref(
     w2_scale: torch.Tensor | None = None,
     scale_block: tuple[int, int] | None = None,
     activations: str = "model",
+    add: torch.Tensor | None = None,
+    add_gate: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Plain-PyTorch reference for :func:`fused_moe` (a loop over local experts, fp32 math, x.dtype out; float8
     experts dequantized by their block scales first; float8 activations ("fp8"): x and h rounded as the kernel
-    stores them, a token's scale_block[1] features at a time)."""
+    stores them, a token's scale_block[1] features at a time; `add`, gated by `add_gate`, added in fp32)."""
     def act(t: torch.Tensor) -> torch.Tensor:
         if activations == "model":
             return t
@@ -424,7 +458,7 @@ def fused_moe_ref(
 
     if w13_scale is not None:
         w13, w2 = dequantize_blocks(w13, w13_scale, scale_block), dequantize_blocks(w2, w2_scale, scale_block)
-    out_dtype = x.dtype
+    out_dtype, x_in = x.dtype, x
     x = act(x.float())
     T, H = x.shape
     E, two_i, _ = w13.shape
@@ -441,5 +475,5 @@ def fused_moe_ref(
         h = act(F.silu(gu[:, :inter]) * gu[:, inter:])
         y = F.linear(h, w2[e].float()) * topk_weights[tok, slot, None].float()
         out.index_add_(0, tok, y)
-    return out.to(out_dtype)
+    return _gated_add_ref(out, x_in, add, add_gate).to(out_dtype)
 

@@ -11,6 +11,7 @@ meet float8 activations (fused_moe's default); the CPU path computes the dequant
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 
 import torch
@@ -28,6 +29,9 @@ from .fp8_checkpoint import float8_slice
 from .weights import CheckpointTensor, copy_checked
 
 DEFAULT_FP8_BLOCK = (128, 128)  # DeepSeek-V3's and Qwen3's float8 releases
+# SPMD_MOE_SHARED_IN_SUM=0: on the GPU, shared experts' output is added (and Qwen2-MoE's gated) by PyTorch ops after
+# fused_moe instead of inside its last kernel (A/B runs).
+SHARED_IN_SUM = os.environ.get("SPMD_MOE_SHARED_IN_SUM", "1") != "0"
 
 
 @dataclass(frozen=True)
@@ -137,17 +141,21 @@ class FusedMoE(nn.Module):
                                                                            generator=generator)
                 w.data[e], scale.data[e] = quantize_blocks(values, self.fp8_block)
 
-    def forward(self, x: torch.Tensor, batch=None, valid: torch.Tensor | None = None) -> torch.Tensor:
-        """`valid` (bool [T], CUDA-graph padding rows False): rows that may reach the experts."""
+    def forward(self, x: torch.Tensor, batch=None, valid: torch.Tensor | None = None,
+                add: torch.Tensor | None = None, add_gate: torch.Tensor | None = None) -> torch.Tensor:
+        """`valid` (bool [T], CUDA-graph padding rows False): rows that may reach the experts. `add` [T, H] (shared
+        experts' output) joins the sum, scaled per token by sigmoid(x . add_gate) where `add_gate` [H] is given."""
         gate_in = x.float() if self.routing.float32_router else x
         logits = F.linear(gate_in, self.gate)
         weights, ids = route(logits, self.routing, self.e_score_correction_bias)
         if x.is_cuda:
             # Triton: tokens sorted by expert, grouped GEMMs, no host sync (capturable in a CUDA graph).
             out = fused_moe(x, self.w13, self.w2, weights, ids, self.first_expert, valid, self.w13_scale,
-                            self.w2_scale, self.fp8_block, num_experts=self.num_experts)
+                            self.w2_scale, self.fp8_block, num_experts=self.num_experts, add=add, add_gate=add_gate)
         else:
             out = self._experts_torch(x, weights, ids, valid)
+            if add is not None:
+                out = out + (torch.sigmoid(x @ add_gate)[:, None] * add if add_gate is not None else add)
         return reduced_or_partial(out, self.shard, self.reduce_in_norm) if self.reduce else out
 
     def defer_reduce_to_norm(self) -> None:
@@ -239,8 +247,15 @@ class SharedExpertsMoE(nn.Module):
 
     def forward(self, x: torch.Tensor, batch=None, valid: torch.Tensor | None = None) -> torch.Tensor:
         """`valid`: rows that may reach the routed experts (CUDA-graph padding rows are False)."""
-        out = self.experts(x, batch, valid)
-        if self.shared_experts is not None:
+        if self.shared_experts is None:
+            out = self.experts(x, batch, valid)
+        elif x.is_cuda and SHARED_IN_SUM:
+            # The shared output (gated) joins the routed sum in fused_moe's last kernel: no add, and for Qwen2-MoE
+            # no gate product, sigmoid and multiply, of their own (four to five launches a layer).
+            gate = self.shared_gate.weight[0] if self.shared_gate is not None else None
+            out = self.experts(x, batch, valid, add=self.shared_experts(x), add_gate=gate)
+        else:  # as transformers computes it (the CPU oracle's float32 equality)
+            out = self.experts(x, batch, valid)
             shared = self.shared_experts(x)
             if self.shared_gate is not None:
                 shared = torch.sigmoid(self.shared_gate(x)) * shared

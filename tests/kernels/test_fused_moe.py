@@ -37,6 +37,41 @@ def test_fused_moe(T, E_local, first_expert, num_experts, k, dtype, device, asse
     assert_close(out, ref)
 
 
+@pytest.mark.parametrize("gated", [False, True], ids=["shared", "gated-shared"])
+@pytest.mark.parametrize("T,E_local,first_expert,num_experts", [(0, 4, 0, 4), (1, 4, 0, 4), (9, 4, 4, 12),
+                                                                (5, 4, 8, 8), (3, 0, 0, 4)])
+def test_fused_moe_adds_the_shared_experts_output(T, E_local, first_expert, num_experts, gated, dtype, device,
+                                                  assert_close):
+    """Shared experts' output joins each token's routed sum in the last kernel, scaled per token by sigmoid(x .
+    gate) where a gate is given (Qwen2-MoE): as the reference; also where none of the pairs is this rank's and
+    where this rank holds no experts (the sum is the shared output alone), and for no tokens."""
+    H, inter, k = 48, 40, 2
+    x, w13, w2, weights, ids = _inputs(T, E_local, k, H, inter, dtype, device, first_expert, num_experts)
+    shared = torch.randn(T, H, device=device).to(dtype)
+    gate = (torch.randn(H, device=device) * H ** -0.5).to(dtype) if gated else None
+    out = fused_moe(x, w13, w2, weights, ids, first_expert=first_expert, add=shared, add_gate=gate)
+    ref = fused_moe_ref(x, w13, w2, weights, ids, first_expert=first_expert, add=shared, add_gate=gate)
+    assert out.shape == (T, H) and out.dtype == dtype
+    assert_close(out, ref)
+    scale = torch.sigmoid(x.float() @ gate.float())[:, None] if gated else 1.0
+    routed = fused_moe_ref(x, w13, w2, weights, ids, first_expert=first_expert).float()
+    assert_close(out, (routed + scale * shared.float()).to(dtype))  # what the layers added after it before
+
+
+def test_fused_moe_gates_the_shared_output_by_x_not_its_float8_rounding(device):
+    """With float8 activations the experts read x rounded to float8; the shared expert's gate reads x itself."""
+    T, E, H, inter, k, block = 6, 2, 64, 64, 1, (32, 32)
+    x, w13, w2, weights, ids = _inputs(T, E, k, H, inter, torch.float32, device, out_of_range=False)
+    q13, q2, scales = _float8_experts(w13.float(), w2.float(), block)
+    shared = torch.randn(T, H, device=device)
+    gate = torch.randn(H, device=device)
+    args = (x, q13, q2, weights, ids)
+    out = fused_moe(*args, activations="fp8", add=shared, add_gate=gate, **scales)
+    routed = fused_moe(*args, activations="fp8", **scales)
+    want = routed + torch.sigmoid(x @ gate)[:, None] * shared
+    torch.testing.assert_close(out, want, rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.parametrize("k", [1, 2])
 def test_fused_moe_valid_mask(k, dtype, device, assert_close):
     T, E, H, inter = 9, 4, 40, 24
