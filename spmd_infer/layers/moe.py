@@ -29,9 +29,9 @@ from .fp8_checkpoint import float8_slice
 from .weights import CheckpointTensor, copy_checked
 
 DEFAULT_FP8_BLOCK = (128, 128)  # DeepSeek-V3's and Qwen3's float8 releases
-# SPMD_MOE_SHARED_IN_SUM=0: on the GPU, shared experts' output is added (and Qwen2-MoE's gated) by PyTorch ops after
-# fused_moe instead of inside its last kernel (A/B runs).
-SHARED_IN_SUM = os.environ.get("SPMD_MOE_SHARED_IN_SUM", "1") != "0"
+# SPMD_MOE_SHARED_IN_SUM=1: on the GPU, shared experts' output is added (and Qwen2-MoE's gated) inside fused_moe's
+# last kernel instead of by PyTorch ops after it. Off until timed on a card (tests/gpu/run_moe_route.sh).
+SHARED_IN_SUM = os.environ.get("SPMD_MOE_SHARED_IN_SUM", "0") == "1"
 
 
 @dataclass(frozen=True)
