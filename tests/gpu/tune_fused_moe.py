@@ -37,6 +37,12 @@ SHAPES = {
     # One GPU's 8192-token prefill chunk (the engine's default) over all 64 experts.
     "dsv2-lite 1x1 prefill 8192": (8192, 2048, 1408, 64, 64, 6),
     "qwen3-30b-a3b ep4 decode bs256x4": (1024, 2048, 768, 32, 128, 8),
+    # Small decode batches on one GPU (session 31: at bs1 the gate_up kernel read its experts at ~56% of the copy
+    # rate and down at ~45%, a grid under one wave).
+    "qwen1.5-moe 1x1 decode bs1": (1, 2048, 1408, 60, 60, 4),
+    "dsv2-lite 1x1 decode bs1": (1, 2048, 1408, 64, 64, 6),
+    "dsv2-lite 1x1 decode bs8": (8, 2048, 1408, 64, 64, 6),
+    "qwen3-30b-a3b 1x1 decode bs1": (1, 2048, 768, 128, 128, 8),
 }
 TILES = [(16, 64, 64, 4, 3), (16, 128, 64, 4, 3), (32, 64, 64, 4, 3), (32, 128, 64, 4, 4), (64, 64, 64, 4, 3),
          (64, 128, 64, 8, 3), (64, 128, 64, 4, 4), (128, 128, 64, 8, 3), (64, 64, 128, 4, 3)]
