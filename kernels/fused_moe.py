@@ -360,7 +360,7 @@ def fused_moe(
     assert add_gate is None or (add is not None and add_gate.shape == (H,) and add_gate.stride(-1) == 1)
     n = T * k
     if n == 0 or E == 0 or inter == 0:
-        return _gated_add_ref(torch.zeros((T, H), dtype=torch.float32, device=x.device), x, add, add_gate).to(x.dtype)
+        return gated_add_ref(torch.zeros((T, H), dtype=torch.float32, device=x.device), x, add, add_gate).to(x.dtype)
     x_in = x  # (the gate reads x as given, not float8-rounded activations)
     y = _unfilled((n, H), x.dtype, x.device)
     bm, bn, bk, warps, stages = _launch_config(n, E, x.element_size(), x.device, scaled, num_experts)
@@ -421,9 +421,10 @@ def fused_moe(
     return out
 
 
-def _gated_add_ref(out: torch.Tensor, x: torch.Tensor, add: torch.Tensor | None,
+def gated_add_ref(out: torch.Tensor, x: torch.Tensor, add: torch.Tensor | None,
                    add_gate: torch.Tensor | None) -> torch.Tensor:
-    """fp32 `out` plus `add`, scaled by sigmoid(x · add_gate) per token where add_gate is given (fused_moe's)."""
+    """fp32 `out` plus `add`, scaled by sigmoid(x · add_gate) per token where add_gate is given: fused_moe's `add`
+    in its reference, its no-expert case and the CPU path of spmd_infer's MoE layer."""
     if add is None:
         return out
     shared = add.float()
@@ -475,5 +476,5 @@ def fused_moe_ref(
         h = act(F.silu(gu[:, :inter]) * gu[:, inter:])
         y = F.linear(h, w2[e].float()) * topk_weights[tok, slot, None].float()
         out.index_add_(0, tok, y)
-    return _gated_add_ref(out, x_in, add, add_gate).to(out_dtype)
+    return gated_add_ref(out, x_in, add, add_gate).to(out_dtype)
 

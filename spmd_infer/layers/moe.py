@@ -20,6 +20,7 @@ from torch import nn
 
 from spmd_kernels import fused_moe, moe_route, moe_route_ref
 from spmd_kernels.block_fp8 import dequantize_blocks, quantize_blocks
+from spmd_kernels.fused_moe import gated_add_ref
 from spmd_kernels.moe_route import ROUTE_KERNEL
 
 from ..parallel.comm import Shard, reduced_or_partial
@@ -155,7 +156,7 @@ class FusedMoE(nn.Module):
         else:
             out = self._experts_torch(x, weights, ids, valid)
             if add is not None:
-                out = out + (torch.sigmoid(x @ add_gate)[:, None] * add if add_gate is not None else add)
+                out = gated_add_ref(out.float(), x, add, add_gate).to(out.dtype)
         return reduced_or_partial(out, self.shard, self.reduce_in_norm) if self.reduce else out
 
     def defer_reduce_to_norm(self) -> None:
