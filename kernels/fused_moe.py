@@ -1,5 +1,5 @@
-"""Fused mixture-of-experts MLP: tokens sorted by expert, then grouped GEMMs for silu(x·Wg)·(x·Wu) and ·W2 with routing weights
-(experts in the activations' dtype, or float8 e4m3 with a float32 scale per weight block)."""
+"""Fused mixture-of-experts MLP: tokens sorted by expert, then grouped GEMMs for silu(x·Wg)·(x·Wu) and ·W2 with routing
+weights (experts in the activations' dtype, or float8 e4m3 with a float32 scale per weight block)."""
 
 from __future__ import annotations
 
@@ -241,9 +241,12 @@ def _moe_sum_kernel(y_ptr, ids_ptr, valid_ptr, out_ptr, add_ptr, x_ptr, gate_ptr
 # (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages) on CUDA, by routed rows per local expert (T * k / E_local):
 # small blocks for decode, larger for big batches and prefill. medium and large from tests/gpu/tune_fused_moe.py on
 # an H200 (DeepSeek-V2-Lite and Qwen3-30B-A3B shapes): at 6-256 rows per expert (64, 64, 64, 4, 3) was best or tied,
-# beyond that (128, 128, 64, 8, 3), e.g. 0.86x the time of the old single large tile on a 4 x 2048 prefill.
+# beyond that (128, 128, 64, 8, 3), e.g. 0.86x the time of the old single large tile on a 4 x 2048 prefill. Small
+# (session 32, run_moe_small_tiles.sh): at batch 1 a narrow, deep tile keeps more loads in flight a program; the
+# experts' whole layer (both kernels) in 27.3 / 35.3 / 29.3 us against (16, 64, 64, 4, 3)'s 35.4 / 41.5 / 35.3 for
+# Qwen1.5-MoE / DeepSeek-V2-Lite / Qwen3-30B-A3B (60-70% of the weight-read bound), and first or tied at bs8.
 CUDA_CONFIGS = {
-    "small": (16, 64, 64, 4, 3),
+    "small": (16, 32, 128, 2, 4),
     "medium": (64, 64, 64, 4, 3),
     "large": (128, 128, 64, 8, 3),
 }
@@ -321,7 +324,8 @@ def fused_moe(
     add: torch.Tensor | None = None,
     add_gate: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """sum_j topk_weights[t, j] * w2[e] · silu(w13[e, :I] · x[t]) * (w13[e, I:] · x[t]), e = topk_ids[t, j] - first_expert.
+    """sum_j topk_weights[t, j] * w2[e] · silu(w13[e, :I] · x[t]) * (w13[e, I:] · x[t]),
+    e = topk_ids[t, j] - first_expert.
 
     x [T, H]; w13 [E_local, 2I, H] (gate rows, then up rows); w2 [E_local, H, I]; topk_weights
     [T, k] (float32); topk_ids int [T, k]. Ids outside [first_expert, first_expert + E_local)

@@ -18,12 +18,18 @@ from .pdl import pdl_args, pdl_enter
 
 # Pairs per program in the count and place kernels: a [CHUNK, BLOCK_E] one-hot tile, kept near 16k elements.
 _TILE_ELEMENTS = 16384
-# Up to this many one-hot elements (at least 16 pairs) all of it is one program's (_align_one_program_kernel): small
-# decode batches. Their three launches and fill took ~18 us a MoE layer at batch 1 on an H200, one kernel at a time
-# (tests/gpu/run_moe_bs1_profile.sh), mostly scans over a 16k-element tile that held 4 to 8 pairs.
-_ONE_PROGRAM_ELEMENTS = 2048
+# Up to this many one-hot elements (at least 16 pairs) all of it is one program's (_align_one_program_kernel): decode
+# batches. Three launches and a fill take ~14-18 us at any size up to thousands of pairs on an H200, mostly scans over
+# 16k-element tiles; one program ~2.6 us at a few pairs, ~12 at 16k elements (tests/gpu/time_moe_align.py, session
+# 32: DeepSeek-V2-Lite's 64 experts in one program up to bs42, Qwen3-30B-A3B's 128 to bs16).
+_ONE_PROGRAM_ELEMENTS = 16384
 # SPMD_MOE_ALIGN_ONE_PROGRAM=0 keeps small batches on the three-kernel path (A/B runs).
 ONE_PROGRAM = os.environ.get("SPMD_MOE_ALIGN_ONE_PROGRAM", "1") != "0"
+
+
+def fits_one_program(n: int, num_local: int) -> bool:
+    """Whether n pairs over num_local experts are grouped by the one-program kernel (SPMD_MOE_ALIGN_ONE_PROGRAM)."""
+    return ONE_PROGRAM and n <= max(16, _ONE_PROGRAM_ELEMENTS // triton.next_power_of_2(num_local))
 
 
 def _max_blocks(n: int, num_local: int, block_m: int) -> int:
@@ -155,7 +161,7 @@ def moe_align_block_size(
     block_expert = torch.empty(max_blocks, dtype=torch.int32, device=device)
     num_padded = torch.empty(1, dtype=torch.int32, device=device)
     pdl = pdl_args(device)
-    if ONE_PROGRAM and n <= max(16, _ONE_PROGRAM_ELEMENTS // block_e):
+    if fits_one_program(n, num_local):
         sorted_ids = torch.empty((max_blocks * block_m,), dtype=torch.int32, device=device)
         chunk = max(16, triton.next_power_of_2(n))  # a few variants: decode graphs' buckets compile them at startup
         _align_one_program_kernel[(1,)](ids, valid_arg, sorted_ids, block_expert, num_padded, n, first_expert,

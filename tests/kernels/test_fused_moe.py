@@ -259,10 +259,11 @@ def test_moe_align_block_size(align, device):
 
 # (T, k, local experts, block_m, first expert, experts in all): one chunk and many (the kernel's chunk is 16384 //
 # next_pow2(E) pairs), block_m above and below the per-expert counts, a rank holding the middle experts, 160 experts;
-# decode batches of a few tokens (one program: up to max(16, 2048 // next_pow2(E)) pairs), Qwen1.5-MoE's 60 experts.
+# decode batches (one program: up to max(16, 16384 // next_pow2(E)) pairs, bs40 x 6 near its limit at 64 experts),
+# Qwen1.5-MoE's 60 experts.
 ALIGN_CASES = [(11, 2, 3, 4, 2, 7), (300, 6, 64, 16, 0, 64), (1500, 6, 16, 64, 16, 64), (700, 8, 128, 16, 0, 128),
                (97, 8, 160, 16, 0, 160), (5, 1, 4, 16, 0, 4), (1, 4, 60, 16, 0, 60), (5, 6, 64, 16, 0, 64),
-               (2, 8, 256, 16, 0, 256), (3, 6, 16, 16, 16, 64)]
+               (2, 8, 256, 16, 0, 256), (3, 6, 16, 16, 16, 64), (40, 6, 64, 16, 0, 64)]
 
 
 @pytest.mark.parametrize("T,k,E,bm,first,num_experts", ALIGN_CASES)
@@ -274,7 +275,7 @@ def test_moe_align_block_size_equals_reference(T, k, E, bm, first, num_experts, 
     one-program kernel where the pairs are few enough (SPMD_MOE_ALIGN_ONE_PROGRAM) and through the three kernels."""
     align = importlib.import_module("spmd_kernels.moe_align")
     monkeypatch.setattr(align, "ONE_PROGRAM", one_program)
-    if one_program and T * k <= max(16, 2048 // (1 << (E - 1).bit_length())):
+    if align.fits_one_program(T * k, E):
         monkeypatch.setattr(align, "_count_kernel", None)  # (the three kernels' path would fail on it)
     g = torch.Generator(device="cpu").manual_seed(T * k + E)
     ids = torch.rand(T, num_experts, generator=g).argsort(dim=1)[:, :k].to(device)
