@@ -1,5 +1,5 @@
-"""Fused mixture-of-experts MLP: tokens sorted by expert, then grouped GEMMs for silu(x·Wg)·(x·Wu) and ·W2 with routing
-weights (experts in the activations' dtype, or float8 e4m3 with a float32 scale per weight block)."""
+"""Fused mixture-of-experts MLP: tokens sorted by expert, then grouped GEMMs for silu(x·Wg)·(x·Wu) and ·W2 with
+routing weights (experts in the activations' dtype, or float8 e4m3 with a float32 scale per weight block)."""
 
 from __future__ import annotations
 
