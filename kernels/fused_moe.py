@@ -28,12 +28,16 @@ def _moe_gate_up_kernel(
     hs_ptr,  # ACT: h's float32 scales [T * top_k, ceil(I / SCALE_K)], written here (else unused)
     sorted_ids_ptr,
     block_expert_ptr,
+    shared_w13_ptr,  # HAS_SHARED: [2L, H], the shared experts' gate rows then up rows (else unused)
     num_slots,  # T * top_k: sorted ids >= num_slots are padding
+    num_routed,  # HAS_SHARED: local experts from here on are shared_w13's slices of INTER features
+    shared_inter,  # HAS_SHARED: L
     stride_xt,
     stride_xst,
     stride_we,
     stride_wn,
     stride_wk,
+    stride_swn,
     stride_se,
     stride_sn,
     stride_sk,
@@ -51,6 +55,7 @@ def _moe_gate_up_kernel(
     ACT: tl.constexpr,  # SCALED with x in float8, a scale per token per SCALE_K columns; h written the same way, so
     # BLOCK_N == SCALE_K. False: activations in the model's dtype
     SWAP: tl.constexpr,  # the products computed transposed, weights x rows (see _scaled_step)
+    HAS_SHARED: tl.constexpr,  # experts past num_routed are shared experts' slices (fused_moe's shared_w13)
     PDL: tl.constexpr,
 ):
     """h[slot, n] = silu(x[tok] · w13[e, n]) * (x[tok] · w13[e, INTER + n]) for one block of one expert."""
@@ -70,8 +75,15 @@ def _moe_gate_up_kernel(
 
     a_ptrs = x_ptr + tok[:, None] * stride_xt + offs_k[None, :]
     w_base = w13_ptr + expert.to(tl.int64) * stride_we
-    g_ptrs = w_base + offs_n[None, :] * stride_wn + offs_k[:, None] * stride_wk  # [BLOCK_K, BLOCK_N]
-    u_ptrs = g_ptrs + INTER * stride_wn
+    row_stride = stride_wn
+    up_offset = INTER * stride_wn
+    if HAS_SHARED:
+        if expert >= num_routed:  # shared slice s: gate rows s * INTER ..., up rows L + s * INTER ...
+            w_base = shared_w13_ptr + (expert - num_routed).to(tl.int64) * INTER * stride_swn
+            row_stride = stride_swn
+            up_offset = shared_inter * stride_swn
+    g_ptrs = w_base + offs_n[None, :] * row_stride + offs_k[:, None] * stride_wk  # [BLOCK_K, BLOCK_N]
+    u_ptrs = g_ptrs + up_offset
     # The block rows of this tile's gate and up features (INTER is a multiple of SCALE_N when SCALED).
     sg_ptr = s13_ptr + expert.to(tl.int64) * stride_se + (pid_n * BLOCK_N // SCALE_N) * stride_sn
     su_ptr = sg_ptr + (INTER // SCALE_N) * stride_sn
@@ -116,12 +128,15 @@ def _moe_down_kernel(
     weights_ptr,
     sorted_ids_ptr,
     block_expert_ptr,
+    shared_w2_ptr,  # HAS_SHARED: [H, L], the shared experts' down projection (else unused)
     num_slots,
+    num_routed,
     stride_ht,
     stride_hst,
     stride_we,
     stride_wn,
     stride_wk,
+    stride_swn,
     stride_se,
     stride_sn,
     stride_sk,
@@ -139,6 +154,7 @@ def _moe_down_kernel(
     SCALE_K: tl.constexpr,
     ACT: tl.constexpr,
     SWAP: tl.constexpr,
+    HAS_SHARED: tl.constexpr,
     PDL: tl.constexpr,
 ):
     """y[slot, n] = weight[slot] * (h[slot] · w2[e, n]) for one block of one expert."""
@@ -157,8 +173,13 @@ def _moe_down_kernel(
     offs_k = tl.arange(0, BLOCK_K)
 
     a_ptrs = h_ptr + slots64[:, None] * stride_ht + offs_k[None, :]
-    w_ptrs = (w2_ptr + expert.to(tl.int64) * stride_we + offs_n[None, :] * stride_wn
-              + offs_k[:, None] * stride_wk)  # [BLOCK_K, BLOCK_N]
+    w_base = w2_ptr + expert.to(tl.int64) * stride_we
+    row_stride = stride_wn
+    if HAS_SHARED:
+        if expert >= num_routed:  # shared slice s: columns s * INTER ... of shared_w2
+            w_base = shared_w2_ptr + (expert - num_routed).to(tl.int64) * INTER * stride_wk
+            row_stride = stride_swn
+    w_ptrs = w_base + offs_n[None, :] * row_stride + offs_k[:, None] * stride_wk  # [BLOCK_K, BLOCK_N]
     s_ptr = s2_ptr + expert.to(tl.int64) * stride_se + (pid_n * BLOCK_N // SCALE_N) * stride_sn
     acc = _zero_acc(BLOCK_M, BLOCK_N, SWAP)
     for k0 in range(0, INTER, BLOCK_K):
@@ -323,6 +344,8 @@ def fused_moe(
     num_experts: int | None = None,
     add: torch.Tensor | None = None,
     add_gate: torch.Tensor | None = None,
+    shared_w13: torch.Tensor | None = None,
+    shared_w2: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """sum_j topk_weights[t, j] * w2[e] · silu(w13[e, :I] · x[t]) * (w13[e, I:] · x[t]),
     e = topk_ids[t, j] - first_expert.
@@ -345,6 +368,12 @@ def fused_moe(
     ``add`` [T, H] (shared experts' output) joins each token's sum in the last kernel, times sigmoid(x[t] · add_gate)
     where ``add_gate`` [H] is given (Qwen2-MoE's shared expert gate): the launches of a separate add, and of the
     gate's product, sigmoid and multiply, saved.
+    ``shared_w13`` [2L, H] (gate rows, then up rows) and ``shared_w2`` [H, L] (a shared MLP's weights as its
+    linear layers hold them, L = S * I, experts in x.dtype): S more local experts, E_local ... E_local + S - 1, the
+    MLP's features cut into S slices of I, which moe_route's `num_shared` slots route every token to (so with all
+    experts on this rank: other ranks' expert ids would land on these slices). The shared
+    MLP then runs inside these kernels, its tiles filling the grid beside the routed ones, not as launches of its
+    own (decode's small batches: a grid under one wave, tests/gpu/run_moe_small_tiles.sh).
     """
     T, H = x.shape
     E, two_i, Hw = w13.shape
@@ -362,12 +391,14 @@ def fused_moe(
         assert w2_scale.shape == (E, triton.cdiv(H, sn), triton.cdiv(inter, sk))
     assert add is None or (add.shape == (T, H) and add.stride(-1) == 1)
     assert add_gate is None or (add is not None and add_gate.shape == (H,) and add_gate.stride(-1) == 1)
+    num_shared = _shared_slices(shared_w13, shared_w2, w13, w2, scaled)
     n = T * k
-    if n == 0 or E == 0 or inter == 0:
+    if n == 0 or E + num_shared == 0 or inter == 0:
         return gated_add_ref(torch.zeros((T, H), dtype=torch.float32, device=x.device), x, add, add_gate).to(x.dtype)
     x_in = x  # (the gate reads x as given, not float8-rounded activations)
     y = _unfilled((n, H), x.dtype, x.device)
-    bm, bn, bk, warps, stages = _launch_config(n, E, x.element_size(), x.device, scaled, num_experts)
+    num_local = E + num_shared
+    bm, bn, bk, warps, stages = _launch_config(n, num_local, x.element_size(), x.device, scaled, num_experts)
     activations = DEFAULT_ACTIVATIONS if activations is None else activations
     if activations not in ACTIVATIONS:
         raise ValueError(f"fused_moe activations={activations!r}: choose one of {', '.join(ACTIVATIONS)}")
@@ -394,22 +425,24 @@ def fused_moe(
     else:
         h = torch.empty((n, inter), dtype=x.dtype, device=x.device)
         x_scale = h_scale = h  # not read
-    sorted_ids, block_expert, _ = moe_align_block_size(topk_ids, bm, E, first_expert, valid)
+    sorted_ids, block_expert, _ = moe_align_block_size(topk_ids, bm, num_local, first_expert, valid)
     num_blocks = block_expert.shape[0]
+    if not num_shared:
+        shared_w13, shared_w2 = w13, w2  # not read
     _moe_gate_up_kernel[(num_blocks, triton.cdiv(inter, bn_up))](
-        x, w13, w13_scale, x_scale, h, h_scale, sorted_ids, block_expert, n,
-        x.stride(0), x_scale.stride(0), w13.stride(0), w13.stride(1), w13.stride(2),
+        x, w13, w13_scale, x_scale, h, h_scale, sorted_ids, block_expert, shared_w13, n, E, num_shared * inter,
+        x.stride(0), x_scale.stride(0), w13.stride(0), w13.stride(1), w13.stride(2), shared_w13.stride(-2),
         *_scale_strides(w13_scale, scaled), h.stride(0), h_scale.stride(0),
         HIDDEN=H, INTER=inter, TOP_K=k, BLOCK_M=bm, BLOCK_N=bn_up, BLOCK_K=bk, SCALED=scaled, SCALE_N=sn,
-        SCALE_K=sk, ACT=act, SWAP=swap, num_warps=warps_up, num_stages=stages,
+        SCALE_K=sk, ACT=act, SWAP=swap, HAS_SHARED=num_shared > 0, num_warps=warps_up, num_stages=stages,
         **pdl_args(x.device),
     )
     _moe_down_kernel[(num_blocks, triton.cdiv(H, bn))](
-        h, w2, w2_scale, h_scale, y, topk_weights, sorted_ids, block_expert, n,
-        h.stride(0), h_scale.stride(0), w2.stride(0), w2.stride(1), w2.stride(2), *_scale_strides(w2_scale, scaled),
-        y.stride(0), topk_weights.stride(0), topk_weights.stride(1),
+        h, w2, w2_scale, h_scale, y, topk_weights, sorted_ids, block_expert, shared_w2, n, E,
+        h.stride(0), h_scale.stride(0), w2.stride(0), w2.stride(1), w2.stride(2), shared_w2.stride(-2),
+        *_scale_strides(w2_scale, scaled), y.stride(0), topk_weights.stride(0), topk_weights.stride(1),
         HIDDEN=H, INTER=inter, TOP_K=k, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, SCALED=scaled, SCALE_N=sn, SCALE_K=sk,
-        ACT=act, SWAP=swap, num_warps=warps, num_stages=stages,
+        ACT=act, SWAP=swap, HAS_SHARED=num_shared > 0, num_warps=warps, num_stages=stages,
         **pdl_args(h.device),
     )
     out = torch.empty((T, H), dtype=y.dtype, device=y.device)
@@ -417,12 +450,42 @@ def fused_moe(
     block_h = min(triton.next_power_of_2(H), 1024)
     _moe_sum_kernel[(T, triton.cdiv(H, block_h))](
         y, ids, valid.contiguous() if valid is not None else ids, out, add if add is not None else y, x_in,
-        add_gate if add_gate is not None else y, first_expert, E,
+        add_gate if add_gate is not None else y, first_expert, num_local,
         y.stride(0), ids.stride(0), out.stride(0), add.stride(0) if add is not None else 0, x_in.stride(0),
         HIDDEN=H, TOP_K=k, HAS_VALID=valid is not None, HAS_ADD=add is not None, ADD_GATE=add_gate is not None,
         BLOCK_H=block_h, **pdl_args(y.device),
     )
     return out
+
+
+def _shared_slices(shared_w13: torch.Tensor | None, shared_w2: torch.Tensor | None, w13: torch.Tensor,
+                   w2: torch.Tensor, scaled: bool) -> int:
+    """How many I-feature slices (extra local experts) a shared MLP's weights hold: 0 without them."""
+    if shared_w13 is None:
+        assert shared_w2 is None
+        return 0
+    E, two_i, H = w13.shape
+    inter = two_i // 2
+    assert not scaled and shared_w13.dtype == shared_w2.dtype == w13.dtype, "shared slices: experts in x.dtype"
+    two_l = shared_w13.shape[0]
+    assert inter and two_l % two_i == 0 and shared_w13.shape == (two_l, H) and shared_w2.shape == (H, two_l // 2)
+    # The kernels step along k with the routed experts' stride.
+    assert shared_w13.stride(1) == w13.stride(2) and shared_w2.stride(1) == w2.stride(2)
+    return two_l // two_i
+
+
+def with_shared_slices(w13: torch.Tensor, w2: torch.Tensor, shared_w13: torch.Tensor | None,
+                       shared_w2: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """w13 / w2 with a shared MLP's S slices of I features appended as experts E_local ... E_local + S - 1: the
+    experts fused_moe's `shared_w13` / `shared_w2` stand for (a copy; its reference's view of them)."""
+    if shared_w13 is None:
+        return w13, w2
+    E, two_i, H = w13.shape
+    inter = two_i // 2
+    slices = shared_w13.shape[0] // two_i
+    gate, up = shared_w13.view(2, slices, inter, H).unbind(0)
+    return (torch.cat([w13, torch.cat([gate, up], dim=1)]),
+            torch.cat([w2, shared_w2.view(H, slices, inter).permute(1, 0, 2)]))
 
 
 def gated_add_ref(out: torch.Tensor, x: torch.Tensor, add: torch.Tensor | None,
@@ -451,10 +514,14 @@ def fused_moe_ref(
     activations: str = "model",
     add: torch.Tensor | None = None,
     add_gate: torch.Tensor | None = None,
+    shared_w13: torch.Tensor | None = None,
+    shared_w2: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Plain-PyTorch reference for :func:`fused_moe` (a loop over local experts, fp32 math, x.dtype out; float8
     experts dequantized by their block scales first; float8 activations ("fp8"): x and h rounded as the kernel
-    stores them, a token's scale_block[1] features at a time; `add`, gated by `add_gate`, added in fp32)."""
+    stores them, a token's scale_block[1] features at a time; `add`, gated by `add_gate`, added in fp32; a shared
+    MLP's slices as more experts, with_shared_slices)."""
+    w13, w2 = with_shared_slices(w13, w2, shared_w13, shared_w2)
     def act(t: torch.Tensor) -> torch.Tensor:
         if activations == "model":
             return t

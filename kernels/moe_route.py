@@ -5,7 +5,8 @@ correction bias) and correction bias, renormalized and scaled top-k weights. In 
 launches a layer (softmax, topk's two kernels, gather, the sum and divisions): at decode batch 1 on an H200 they
 took ~10 us a MoE layer one kernel at a time, more than this kernel's whole run (tests/gpu/run_moe_bs1_profile.sh).
 Exact ties (frequent with bf16 logits) go to the lower expert index, here and in the reference (a stable sort where
-torch.topk promises no order).
+torch.topk promises no order). Shared experts can follow as extra slots of every token (fused_moe's shared_w13 /
+shared_w2), weighing 1 or, for Qwen2-MoE, sigmoid(x . gate): that dot is the token's program's, not a launch.
 """
 
 from __future__ import annotations
@@ -31,11 +32,13 @@ def _first_max(values, index, available, NONE: tl.constexpr):
 
 
 @triton.jit
-def _moe_route_kernel(logits_ptr, bias_ptr, weights_ptr, ids_ptr, stride_t, num_experts, group_size, scaling,
-                      renorm_eps, TOP_K: tl.constexpr, SIGMOID: tl.constexpr, HAS_BIAS: tl.constexpr,
-                      RENORMALIZE: tl.constexpr, NUM_GROUPS: tl.constexpr, TOPK_GROUPS: tl.constexpr,
-                      GROUP_TOP2: tl.constexpr, WEIGHTS_FROM_CHOICE: tl.constexpr, BLOCK_E: tl.constexpr,
-                      BLOCK_G: tl.constexpr, BLOCK_K: tl.constexpr, PDL: tl.constexpr):
+def _moe_route_kernel(logits_ptr, bias_ptr, weights_ptr, ids_ptr, x_ptr, gate_ptr, stride_t, stride_xt, num_experts,
+                      group_size, scaling, renorm_eps, hidden, TOP_K: tl.constexpr, SIGMOID: tl.constexpr,
+                      HAS_BIAS: tl.constexpr, RENORMALIZE: tl.constexpr, NUM_GROUPS: tl.constexpr,
+                      TOPK_GROUPS: tl.constexpr, GROUP_TOP2: tl.constexpr, WEIGHTS_FROM_CHOICE: tl.constexpr,
+                      NUM_SHARED: tl.constexpr, SHARED_GATE: tl.constexpr, BLOCK_E: tl.constexpr,
+                      BLOCK_G: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_H: tl.constexpr,
+                      PDL: tl.constexpr):
     pdl_enter(PDL)
     t = tl.program_id(0).to(tl.int64)
     experts = tl.arange(0, BLOCK_E)
@@ -87,39 +90,63 @@ def _moe_route_kernel(logits_ptr, bias_ptr, weights_ptr, ids_ptr, stride_t, num_
         available = available & (experts != at)
     if RENORMALIZE:
         weights = weights / (tl.sum(weights, axis=0) + renorm_eps)
-    tl.store(weights_ptr + t * TOP_K + slots, weights * scaling, mask=slots < TOP_K)
-    tl.store(ids_ptr + t * TOP_K + slots, ids, mask=slots < TOP_K)
+    out_k = TOP_K + NUM_SHARED
+    tl.store(weights_ptr + t * out_k + slots, weights * scaling, mask=slots < TOP_K)
+    tl.store(ids_ptr + t * out_k + slots, ids, mask=slots < TOP_K)
+    if NUM_SHARED > 0:  # after the routed slots: ids num_experts + s, unscaled by `scaling`
+        shared = tl.arange(0, BLOCK_S)
+        weight = 1.0
+        if SHARED_GATE:
+            dot = tl.zeros([BLOCK_H], dtype=tl.float32)
+            for h0 in range(0, hidden, BLOCK_H):
+                h = h0 + tl.arange(0, BLOCK_H)
+                xs = tl.load(x_ptr + t * stride_xt + h, mask=h < hidden, other=0.0).to(tl.float32)
+                dot += xs * tl.load(gate_ptr + h, mask=h < hidden, other=0.0).to(tl.float32)
+            weight = tl.sigmoid(tl.sum(dot, axis=0))
+        tl.store(weights_ptr + t * out_k + TOP_K + shared, tl.zeros([BLOCK_S], tl.float32) + weight,
+                 mask=shared < NUM_SHARED)
+        tl.store(ids_ptr + t * out_k + TOP_K + shared, (num_experts + shared).to(tl.int64), mask=shared < NUM_SHARED)
 
 
 def moe_route(logits: torch.Tensor, top_k: int, sigmoid: bool = False, bias: torch.Tensor | None = None,
               renormalize: bool = False, num_groups: int = 1, topk_groups: int = 1, group_top2: bool = False,
-              scaling: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+              scaling: float = 1.0, num_shared: int = 0, shared_gate: tuple[torch.Tensor, torch.Tensor] | None = None
+              ) -> tuple[torch.Tensor, torch.Tensor]:
     """Router logits [T, E] (any float dtype) -> (weights float32 [T, top_k], expert ids int64 [T, top_k]), the
     best first. Scores: softmax over the experts, or `sigmoid`. `bias` (float32 [E], DeepSeek-V3's correction
     bias) is added for the choice only. With `num_groups` > 1 only the experts of the `topk_groups` best groups
     (E / num_groups consecutive experts each) are chosen, a group scored by its best choice score, or by its two
-    best (`group_top2`). `renormalize`: the weights divided by their sum; then all multiplied by `scaling`. No host
-    sync (CUDA-graph safe)."""
+    best (`group_top2`). `renormalize`: the weights divided by their sum; then all multiplied by `scaling`.
+    `num_shared` > 0: that many shared-expert slots follow the routed ones ([T, top_k + num_shared]), ids E ... E +
+    num_shared - 1, weighing 1, or sigmoid(x[t] . gate) where `shared_gate` = (x [T, H], gate [H]) is given
+    (Qwen2-MoE's shared expert gate). No host sync (CUDA-graph safe)."""
     T, E = logits.shape
     assert logits.stride(-1) == 1 and 1 <= top_k <= E and E % num_groups == 0 and topk_groups <= num_groups
-    weights = torch.empty((T, top_k), dtype=torch.float32, device=logits.device)
-    ids = torch.empty((T, top_k), dtype=torch.int64, device=logits.device)
+    x, gate = shared_gate if shared_gate is not None else (logits, logits)  # (unread without SHARED_GATE)
+    assert shared_gate is None or (num_shared > 0 and x.shape == (T, gate.shape[0]) and x.stride(-1) == 1
+                                   and gate.stride(-1) == 1)
+    weights = torch.empty((T, top_k + num_shared), dtype=torch.float32, device=logits.device)
+    ids = torch.empty((T, top_k + num_shared), dtype=torch.int64, device=logits.device)
     if T == 0:
         return weights, ids
+    hidden = gate.shape[0] if shared_gate is not None else 1
     _moe_route_kernel[(T,)](
-        logits, bias if bias is not None else logits, weights, ids, logits.stride(0), E, E // num_groups,
-        float(scaling), 1e-20 if bias is not None else 0.0,
+        logits, bias if bias is not None else logits, weights, ids, x, gate, logits.stride(0), x.stride(0), E,
+        E // num_groups, float(scaling), 1e-20 if bias is not None else 0.0, hidden,
         TOP_K=top_k, SIGMOID=sigmoid, HAS_BIAS=bias is not None, RENORMALIZE=renormalize, NUM_GROUPS=num_groups,
         TOPK_GROUPS=topk_groups, GROUP_TOP2=group_top2, WEIGHTS_FROM_CHOICE=bias is None and not group_top2,
-        BLOCK_E=triton.next_power_of_2(E), BLOCK_G=triton.next_power_of_2(num_groups),
-        BLOCK_K=triton.next_power_of_2(top_k), num_warps=1, **pdl_args(logits.device),
+        NUM_SHARED=num_shared, SHARED_GATE=shared_gate is not None, BLOCK_E=triton.next_power_of_2(E),
+        BLOCK_G=triton.next_power_of_2(num_groups), BLOCK_K=triton.next_power_of_2(top_k),
+        BLOCK_S=triton.next_power_of_2(max(num_shared, 1)), BLOCK_H=min(triton.next_power_of_2(hidden), 1024),
+        num_warps=1, **pdl_args(logits.device),
     )
     return weights, ids
 
 
 def moe_route_ref(logits: torch.Tensor, top_k: int, sigmoid: bool = False, bias: torch.Tensor | None = None,
                   renormalize: bool = False, num_groups: int = 1, topk_groups: int = 1, group_top2: bool = False,
-                  scaling: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+                  scaling: float = 1.0, num_shared: int = 0,
+                  shared_gate: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Plain-PyTorch :func:`moe_route` (transformers' routers, step for step: tests/test_deepseek.py; their
     torch.topk, as a stable sort, breaks ties toward the lower index as the kernel does)."""
     scores = logits.float().sigmoid() if sigmoid else logits.float().softmax(dim=-1)
@@ -139,7 +166,17 @@ def moe_route_ref(logits: torch.Tensor, top_k: int, sigmoid: bool = False, bias:
         weights = scores.gather(1, ids)
     if renormalize:
         weights = weights / (weights.sum(dim=-1, keepdim=True) + (1e-20 if bias is not None else 0.0))
-    return weights * scaling, ids
+    weights = weights * scaling
+    if num_shared:
+        t, e = logits.shape
+        shared_ids = torch.arange(e, e + num_shared, device=logits.device).expand(t, num_shared)
+        if shared_gate is None:
+            shared_weights = torch.ones(t, num_shared, device=logits.device)
+        else:
+            x, gate = shared_gate
+            shared_weights = torch.sigmoid(x.float() @ gate.float())[:, None].expand(t, num_shared)
+        weights, ids = torch.cat([weights, shared_weights], 1), torch.cat([ids, shared_ids], 1)
+    return weights, ids
 
 
 def _top(values: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:

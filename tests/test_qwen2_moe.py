@@ -51,19 +51,80 @@ def test_the_shared_output_joins_the_routed_sum_in_the_kernel_as_the_layer_added
     same kernels' either way, so only the add's rounding differs)."""
     from spmd_infer.layers import moe
 
-    config = _configs()[name]
-    config.architectures = [arch]
-    whole = Shard()
-    with torch.device("cuda"):
-        model = model_class(config)(config, LayerSharding(attn=whole, mlp=whole, dp=whole))
-    block = next(layer.mlp for layer in model.model.layers if isinstance(layer.mlp, SharedExpertsMoE))
-    torch.manual_seed(0)
-    for p in block.parameters():
-        p.data.normal_(0.0, 0.2)
-    x = torch.randn(7, config.hidden_size, device="cuda")
+    block = _shared_block(name, arch, "cuda")
+    x = torch.randn(7, block.experts.gate.shape[1], device="cuda")
     with torch.no_grad():
         monkeypatch.setattr(moe, "SHARED_IN_SUM", False)
         added = block(x)
         monkeypatch.setattr(moe, "SHARED_IN_SUM", True)
         fused = block(x)
     torch.testing.assert_close(fused, added, rtol=1e-4, atol=1e-4 * added.abs().max().item())
+
+
+def _shared_block(name: str, arch: str, device: str = "cpu", dtype: torch.dtype = torch.float32,
+                  **overrides) -> SharedExpertsMoE:
+    """The first MoE layer with shared experts of a tiny whole (unsplit) model in `dtype` (DeepSeek's router in
+    float32), its weights drawn at random."""
+    config = _configs()[name]
+    config.architectures = [arch]
+    for key, value in overrides.items():
+        setattr(config, key, value)
+    whole = Shard()
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        with torch.device(device):
+            model = model_class(config)(config, LayerSharding(attn=whole, mlp=whole, dp=whole))
+    finally:
+        torch.set_default_dtype(previous)
+    block = next(layer.mlp for layer in model.model.layers if isinstance(layer.mlp, SharedExpertsMoE))
+    torch.manual_seed(0)
+    for p in block.parameters():
+        p.data.normal_(0.0, 0.2)
+    return block
+
+
+# The tiny models with shared experts two expert widths wide (Qwen2-MoE's 48 is not a whole number of its 32).
+SHARED_SLICE_MODELS = [("qwen2moe", "Qwen2MoeForCausalLM", dict(shared_expert_intermediate_size=64)),
+                       ("dsv2", "DeepseekV2ForCausalLM", dict(n_shared_experts=2)),
+                       ("dsv3", "DeepseekV3ForCausalLM", dict(n_shared_experts=2))]
+
+
+@pytest.mark.parametrize("name, arch, overrides", SHARED_SLICE_MODELS, ids=[m[0] for m in SHARED_SLICE_MODELS])
+def test_shared_experts_run_as_more_experts_up_to_the_token_limit(name, arch, overrides, monkeypatch):
+    """SPMD_MOE_SHARED_FUSED_TOKENS: at up to that many tokens the shared MLP runs as two more experts of the
+    routed experts' width (Qwen2-MoE's weighing its sigmoid gate, DeepSeek's 1 beside its scaled routed weights),
+    giving the block's output as the shared MLP run on its own (float32, the kernels' reference on the CPU); past
+    the limit, and where its width is no whole number of experts, it runs on its own."""
+    from spmd_infer.layers import moe
+
+    block = _shared_block(name, arch, **overrides)
+    assert block.shared_count == 2
+    x = torch.randn(6, block.experts.gate.shape[1])
+    with torch.no_grad():
+        alone = block(x)
+        monkeypatch.setattr(moe, "SHARED_FUSED_TOKENS", 6)
+        assert block.fuses_shared(x) and not block.fuses_shared(torch.cat([x, x]))
+        fused = block(x)
+    torch.testing.assert_close(fused, alone, rtol=1e-5, atol=1e-5)
+    assert _shared_block("qwen2moe", "Qwen2MoeForCausalLM").shared_count == 0  # 48 features over experts of 32
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="fused_moe's kernels on the GPU")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+@pytest.mark.parametrize("name, arch, overrides", SHARED_SLICE_MODELS, ids=[m[0] for m in SHARED_SLICE_MODELS])
+def test_shared_experts_run_as_more_experts_in_the_kernels(name, arch, overrides, dtype, monkeypatch):
+    """On the GPU the shared MLP inside fused_moe (SPMD_MOE_SHARED_FUSED_TOKENS) gives the block's output as
+    the shared MLP run on its own and added in fused_moe's sum (float32: within the accumulation order; bf16:
+    within the rounding of h and the per-slot products, which the fused path rounds per slice)."""
+    from spmd_infer.layers import moe
+
+    block = _shared_block(name, arch, "cuda", dtype, **overrides)
+    x = torch.randn(7, block.experts.gate.shape[1], device="cuda", dtype=dtype)
+    with torch.no_grad():
+        alone = block(x)
+        monkeypatch.setattr(moe, "SHARED_FUSED_TOKENS", 64)
+        assert block.fuses_shared(x)
+        fused = block(x)
+    tol = 1e-4 if dtype == torch.float32 else 2e-2
+    torch.testing.assert_close(fused.float(), alone.float(), rtol=tol, atol=tol * alone.abs().max().item())

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from spmd_kernels import fused_moe, moe_route, moe_route_ref
+from spmd_kernels import fused_moe, fused_moe_ref, moe_route, moe_route_ref
 from spmd_kernels.block_fp8 import dequantize_blocks, quantize_blocks
 from spmd_kernels.fused_moe import gated_add_ref
 from spmd_kernels.moe_route import ROUTE_KERNEL
@@ -34,6 +34,11 @@ DEFAULT_FP8_BLOCK = (128, 128)  # DeepSeek-V3's and Qwen3's float8 releases
 # last kernel instead of by PyTorch ops after it (H200 decode @1k, run_moe_route.sh: Qwen1.5-MoE bs1 2.5 against
 # 2.8 ms a step, bs64 11.7 against 11.9; DeepSeek-V2-Lite about even); 0 adds it after.
 SHARED_IN_SUM = os.environ.get("SPMD_MOE_SHARED_IN_SUM", "1") == "1"
+# SPMD_MOE_SHARED_FUSED_TOKENS=N: at up to N tokens a step, shared experts run inside fused_moe as more experts
+# (every token's last slots; their weights read in place, no copy), their tiles filling a decode grid that the
+# routed experts leave under one wave, their three to four launches saved. 0 (the default until timed on a card,
+# tests/gpu/run_moe_shared_fused.sh): never; the shared MLP runs on its own.
+SHARED_FUSED_TOKENS = int(os.environ.get("SPMD_MOE_SHARED_FUSED_TOKENS", "0"))
 
 
 @dataclass(frozen=True)
@@ -49,13 +54,25 @@ class RoutingConfig:
     float32_router: bool = False  # router matmul in float32 (DeepSeek) rather than the activation dtype
 
 
-def route(logits: torch.Tensor, cfg: RoutingConfig, bias: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Router logits [T, E] -> (weights [T, k] float32, expert ids [T, k]): one Triton kernel on the GPU
-    (kernels/moe_route.py, unless SPMD_MOE_ROUTE_KERNEL=0), its PyTorch reference elsewhere."""
+def route(logits: torch.Tensor, cfg: RoutingConfig, bias: torch.Tensor | None, num_shared: int = 0,
+          shared_gate: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Router logits [T, E] -> (weights [T, k] float32, expert ids [T, k]), plus `num_shared` shared slots
+    (moe_route's): one Triton kernel on the GPU (kernels/moe_route.py, unless SPMD_MOE_ROUTE_KERNEL=0), its
+    PyTorch reference elsewhere."""
     route_fn = moe_route if logits.is_cuda and ROUTE_KERNEL else moe_route_ref
     return route_fn(logits, cfg.top_k, sigmoid=cfg.scoring == "sigmoid", bias=bias, renormalize=cfg.renormalize,
                     num_groups=cfg.num_groups, topk_groups=cfg.topk_groups, group_top2=cfg.group_score == "top2_sum",
-                    scaling=cfg.scaling)
+                    scaling=cfg.scaling, num_shared=num_shared, shared_gate=shared_gate)
+
+
+@dataclass(frozen=True)
+class SharedSlices:
+    """A shared MLP handed to FusedMoE to run as `count` more experts of its intermediate size (fused_moe's
+    shared_w13 / shared_w2, moe_route's num_shared slots)."""
+    w13: torch.Tensor  # [2L, H]: the MLP's gate rows, then its up rows (its gate_up_proj weight)
+    w2: torch.Tensor  # [H, L]: its down_proj weight
+    count: int  # L / the experts' intermediate size
+    gate: torch.Tensor | None = None  # [H]: each token's slots weigh sigmoid(x . gate) (Qwen2-MoE), else 1
 
 
 class FusedMoE(nn.Module):
@@ -144,16 +161,27 @@ class FusedMoE(nn.Module):
                 w.data[e], scale.data[e] = quantize_blocks(values, self.fp8_block)
 
     def forward(self, x: torch.Tensor, batch=None, valid: torch.Tensor | None = None,
-                add: torch.Tensor | None = None, add_gate: torch.Tensor | None = None) -> torch.Tensor:
+                add: torch.Tensor | None = None, add_gate: torch.Tensor | None = None,
+                shared: SharedSlices | None = None) -> torch.Tensor:
         """`valid` (bool [T], CUDA-graph padding rows False): rows that may reach the experts. `add` [T, H] (shared
-        experts' output) joins the sum, scaled per token by sigmoid(x . add_gate) where `add_gate` [H] is given."""
+        experts' output) joins the sum, scaled per token by sigmoid(x . add_gate) where `add_gate` [H] is given.
+        `shared`: a shared MLP run as more experts (SharedExpertsMoE.fuses_shared)."""
         gate_in = x.float() if self.routing.float32_router else x
         logits = F.linear(gate_in, self.gate)
-        weights, ids = route(logits, self.routing, self.e_score_correction_bias)
+        if shared is None:
+            weights, ids = route(logits, self.routing, self.e_score_correction_bias)
+        else:
+            weights, ids = route(logits, self.routing, self.e_score_correction_bias, shared.count,
+                                 (x, shared.gate) if shared.gate is not None else None)
+        shared_w13, shared_w2 = (shared.w13, shared.w2) if shared is not None else (None, None)
         if x.is_cuda:
             # Triton: tokens sorted by expert, grouped GEMMs, no host sync (capturable in a CUDA graph).
             out = fused_moe(x, self.w13, self.w2, weights, ids, self.first_expert, valid, self.w13_scale,
-                            self.w2_scale, self.fp8_block, num_experts=self.num_experts, add=add, add_gate=add_gate)
+                            self.w2_scale, self.fp8_block, num_experts=self.num_experts, add=add, add_gate=add_gate,
+                            shared_w13=shared_w13, shared_w2=shared_w2)
+        elif shared is not None:  # (SPMD_MOE_SHARED_FUSED_TOKENS on the CPU: the kernels' reference)
+            out = fused_moe_ref(x, self.w13, self.w2, weights, ids, valid=valid, shared_w13=shared_w13,
+                                shared_w2=shared_w2)
         else:
             out = self._experts_torch(x, weights, ids, valid)
             if add is not None:
@@ -246,11 +274,36 @@ class SharedExpertsMoE(nn.Module):
         self.experts = experts
         self.shared_experts = shared_experts
         self.shared_gate = shared_gate
+        self.shared_count = self._shared_slice_count()
+
+    def _shared_slice_count(self) -> int:
+        """How many of the experts' intermediate width the shared MLP's share on this rank is, where fused_moe can
+        run it as that many more experts (0 where it cannot): every routed expert on this rank (their ids and the
+        shared slots' must not meet), experts in the model's dtype, no biases, whole slices."""
+        experts, mlp = self.experts, self.shared_experts
+        if (mlp is None or experts.first_expert != 0 or experts.num_local != experts.num_experts
+                or experts.fp8_block is not None or mlp.gate_up_proj.bias is not None
+                or mlp.down_proj.bias is not None):
+            return 0
+        width, inter = mlp.gate_up_proj.weight.shape[0] // 2, experts.local_intermediate
+        return width // inter if inter and width % inter == 0 else 0
+
+    def fuses_shared(self, x: torch.Tensor) -> bool:
+        """Whether this call runs the shared MLP inside fused_moe (SPMD_MOE_SHARED_FUSED_TOKENS): at up to that
+        many tokens, where it can, and while its weights are in the experts' dtype (not float8 linear layers)."""
+        return (0 < x.shape[0] <= SHARED_FUSED_TOKENS and self.shared_count > 0
+                and self.shared_experts.gate_up_proj.weight.dtype == self.experts.w13.dtype == x.dtype
+                and self.shared_experts.down_proj.weight.dtype == x.dtype)
 
     def forward(self, x: torch.Tensor, batch=None, valid: torch.Tensor | None = None) -> torch.Tensor:
         """`valid`: rows that may reach the routed experts (CUDA-graph padding rows are False)."""
         if self.shared_experts is None:
             out = self.experts(x, batch, valid)
+        elif self.fuses_shared(x):
+            mlp = self.shared_experts
+            gate = self.shared_gate.weight[0] if self.shared_gate is not None else None
+            out = self.experts(x, batch, valid, shared=SharedSlices(mlp.gate_up_proj.weight, mlp.down_proj.weight,
+                                                                   self.shared_count, gate))
         elif x.is_cuda and SHARED_IN_SUM:
             # The shared output (gated) joins the routed sum in fused_moe's last kernel: no add, and for Qwen2-MoE
             # no gate product, sigmoid and multiply, of their own (four to five launches a layer).

@@ -58,6 +58,48 @@ def test_fused_moe_adds_the_shared_experts_output(T, E_local, first_expert, num_
     assert_close(out, (routed + scale * shared.float()).to(dtype))  # what the layers added after it before
 
 
+@pytest.mark.parametrize("T,slices,valid_rows", [(0, 2, False), (1, 1, False), (6, 2, True), (33, 4, False)])
+def test_fused_moe_runs_a_shared_mlp_as_more_experts(T, slices, valid_rows, dtype, device, assert_close,
+                                                     monkeypatch):
+    """shared_w13 / shared_w2 (a shared MLP's weights as its linear layers hold them) are `slices` more local
+    experts of I features each, which every token's last slots route to: the sum equals the reference's loop over
+    them as experts, and the routed experts plus the MLP written out in torch; padding rows stay zero and only
+    computed products are read."""
+    fm = importlib.import_module("spmd_kernels.fused_moe")
+    monkeypatch.setattr(fm, "_unfilled", lambda shape, dtype, dev: torch.full(shape, float("nan"), dtype=dtype,
+                                                                             device=dev))
+    E, k, H, inter = 4, 2, 48, 40
+    x, w13, w2, weights, ids = _inputs(T, E, k, H, inter, dtype, device, out_of_range=False)
+    shared_w13 = (torch.randn(2 * slices * inter, H, device=device) * H**-0.5).to(dtype)
+    shared_w2 = (torch.randn(H, slices * inter, device=device) * (slices * inter)**-0.5).to(dtype)
+    shared_weight = torch.rand(T, 1, device=device)
+    all_ids = torch.cat([ids, torch.arange(E, E + slices, device=device).expand(T, slices)], 1)
+    all_weights = torch.cat([weights, shared_weight.expand(T, slices)], 1)
+    valid = None
+    if valid_rows:
+        valid = torch.ones(T, dtype=torch.bool, device=device)
+        valid[2] = False
+        x[2] = float("nan")
+    out = fused_moe(x, w13, w2, all_weights, all_ids, valid=valid, shared_w13=shared_w13, shared_w2=shared_w2)
+    ref = fused_moe_ref(x, w13, w2, all_weights, all_ids, valid=valid, shared_w13=shared_w13, shared_w2=shared_w2)
+    assert out.shape == (T, H) and out.dtype == dtype
+    assert_close(out, ref)
+    if valid is not None:
+        assert (out[2] == 0).all()
+        x, out, ref, weights, ids, shared_weight = (t[valid] for t in (x, out, ref, weights, ids, shared_weight))
+    gate, up = F.linear(x.float(), shared_w13.float()).chunk(2, dim=-1)
+    mlp = F.linear(F.silu(gate) * up, shared_w2.float())
+    routed = fused_moe_ref(x, w13, w2, weights, ids).float()
+    assert_close(ref, (routed + shared_weight * mlp).to(dtype))  # the reference's slices are the whole MLP
+
+
+def test_fused_moe_shared_slices_must_cut_the_mlp_into_whole_experts(device):
+    x, w13, w2, weights, ids = _inputs(3, 2, 1, 48, 40, torch.float32, device)
+    with pytest.raises(AssertionError):  # 60 features: not a multiple of the experts' 40
+        fused_moe(x, w13, w2, weights, ids, shared_w13=torch.zeros(120, 48, device=device),
+                  shared_w2=torch.zeros(48, 60, device=device))
+
+
 def test_fused_moe_gates_the_shared_output_by_x_not_its_float8_rounding(device):
     """With float8 activations the experts read x rounded to float8; the shared expert's gate reads x itself."""
     T, E, H, inter, k, block = 6, 2, 64, 64, 1, (32, 32)

@@ -63,3 +63,29 @@ def test_group_limited_routing_chooses_only_from_the_kept_groups(device):
     assert ids.tolist() == [[0, 4, 5]]  # groups 0 and 1 kept
     _, ids = moe_route(logits, top_k=3, num_groups=4, topk_groups=2, group_top2=True)
     assert ids.tolist() == [[4, 5, 8]]  # groups scored by their two best: 1 and 2 over 0
+
+
+@pytest.mark.parametrize("gated", [False, True], ids=["weight-1", "sigmoid-gate"])
+@pytest.mark.parametrize("router", ["qwen2moe", "dsv2"])
+@pytest.mark.parametrize("T", [0, 1, 9])
+def test_shared_expert_slots_follow_the_routed_ones(router, T, gated, device):
+    """num_shared slots after the top-k (fused_moe's shared slices): ids E, E + 1, ..., weighing 1 (unscaled by
+    `scaling`) or sigmoid(x . gate) (Qwen2-MoE's shared expert gate, computed in the kernel); the routed slots as
+    without them."""
+    E, args = ROUTERS[router]
+    H, shared = 80, 3
+    g = torch.Generator(device="cpu").manual_seed(T + E)
+    logits = (torch.randn(T, E, generator=g) * 2.0).to(device)
+    x, gate = torch.randn(T, H, generator=g).to(device), (torch.randn(H, generator=g) * H**-0.5).to(device)
+    extra = dict(num_shared=shared, shared_gate=(x, gate) if gated else None)
+    weights, ids = moe_route(logits, **args, **extra)
+    want_weights, want_ids = moe_route_ref(logits, **args, **extra)
+    k = args["top_k"]
+    assert weights.shape == ids.shape == (T, k + shared)
+    assert torch.equal(ids, want_ids)
+    torch.testing.assert_close(weights, want_weights, rtol=1e-5, atol=1e-7)
+    routed_weights, routed_ids = moe_route(logits, **args)
+    assert torch.equal(ids[:, :k], routed_ids) and torch.equal(weights[:, :k], routed_weights)
+    assert (ids[:, k:] == torch.arange(E, E + shared, device=device)).all()
+    want_shared = torch.sigmoid(x @ gate)[:, None] if gated else torch.ones(T, 1, device=device)
+    torch.testing.assert_close(weights[:, k:], want_shared.expand(T, shared), rtol=1e-5, atol=1e-6)
