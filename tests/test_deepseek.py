@@ -115,6 +115,15 @@ def _jobs(ds, dp, tp, out_dir):
             jobs.append({"name": name, "overrides": [
                 f"model.path={ds['models'][m]}", f"data.input={ds['inputs']['mixed']}",
                 f"parallel.dp_attention={str(dp_attn).lower()}", f"parallel.moe={moe}"]})
+    if (dp, tp) in ((1, 2), (2, 2)):
+        # The shared expert run inside the routed experts' kernels as one more expert of their width (each rank's
+        # share of both: parallel.moe=tp), weighing 1 beside V3's scaled routed weights; at dp2 x tp2 under DP
+        # attention. On the CPU the layer computes it through the kernels' reference.
+        for m in ("dsv3",) if dp == 2 else ("dsv2", "dsv3"):
+            refs[f"{m}-shared-fused"] = (m, "mixed")
+            jobs.append({"name": f"{m}-shared-fused", "switches": {"spmd_infer.layers.moe.SHARED_FUSED_TOKENS": 4096},
+                         "overrides": [f"model.path={ds['models'][m]}", f"data.input={ds['inputs']['mixed']}",
+                                       "parallel.moe=tp", f"parallel.dp_attention={str(dp == 2).lower()}"]})
     if (dp, tp) == (1, 2):
         refs[BLOCK_FP8_JOB] = (BLOCK_FP8_MODEL, "mixed")
         jobs.append({"name": BLOCK_FP8_JOB, "overrides": [
