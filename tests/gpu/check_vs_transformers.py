@@ -118,8 +118,11 @@ def hf_reference(folder: Path, rows: list[list[int]], max_new: int, fp8_cache: b
                                  min_new_tokens=max_new, output_scores=True, return_dict_in_generate=True,
                                  pad_token_id=1, attention_mask=torch.ones(1, len(ids), device="cuda"))
         tokens = gen.sequences[0, len(ids):].tolist()
-        tops = [set(s[0].float().log_softmax(-1).topk(TOP_K).indices.tolist()) for s in gen.scores]
-        out.append({"tokens": tokens, "top": tops})
+        best = [s[0].float().log_softmax(-1).topk(TOP_K) for s in gen.scores]
+        # span: how far the TOP_K-th choice trails the first, in nats (a random model's flat logits: a row that
+        # leaves a span of hundredths is a near-tie that rounding decides, not a wrong kernel)
+        out.append({"tokens": tokens, "top": [set(b.indices.tolist()) for b in best],
+                    "span": [float(b.values[0] - b.values[-1]) for b in best]})
     del model
     torch.cuda.empty_cache()
     if fp8_cache:
@@ -163,7 +166,12 @@ def compare(engine_rows: list[dict], ref: list[dict]) -> dict:
         ok = mine[pos] in r["top"][pos] and r["tokens"][pos] in my_top
         agree += ok
         fail += not ok
-        details.append(f"row {i}: first divergence at {pos} ({'within' if ok else 'OUTSIDE'} top-{TOP_K})")
+        spans = ""
+        if not ok:  # how flat both sides' top choices were there
+            mine_lp = sorted(row["logprobs"][pos].values(), reverse=True)[:TOP_K]
+            spans = (f"; top-{TOP_K} span {r['span'][pos]:.3f} nats in transformers, "
+                     f"{mine_lp[0] - mine_lp[-1]:.3f} here")
+        details.append(f"row {i}: first divergence at {pos} ({'within' if ok else 'OUTSIDE'} top-{TOP_K}{spans})")
     return {"exact": exact, "diverged_within_topk": agree, "failed": fail, "details": details}
 
 
