@@ -29,7 +29,7 @@ usage: python tests/gpu/ptx_census.py decode [--cache fp8|bf16] [--stages 3] [--
        python tests/gpu/ptx_census.py skinny [--block 64] [--block-k 128] [--stages 4] [--warps 4] [--rope]
                                              [--splits 1]
        python tests/gpu/ptx_census.py moe [--tile small|medium|large] [--part gate_up|down] [--weights fp8]
-                                          [--act model|fp8] [--swap 0|1]
+                                          [--act model|fp8] [--swap 0|1] [--shared]
        any of them with --sass FILE
 """
 
@@ -226,16 +226,19 @@ def moe(args):
         warps = max(warps, 8) if block_m * block_n >= 64 * 128 else warps
     consts = dict(HIDDEN=2048, INTER=1408, TOP_K=6, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k, PDL=True,
                   stride_wk=1, SCALED=fp8, SCALE_N=128 if fp8 else 1, SCALE_K=128 if fp8 else 1, ACT=act8,
-                  SWAP=(fused_moe.SWAP_AB if args.swap is None else bool(args.swap)) and act8 and block_m < 64)
+                  SWAP=(fused_moe.SWAP_AB if args.swap is None else bool(args.swap)) and act8 and block_m < 64,
+                  HAS_SHARED=args.shared)
     weight, scale = ("*fp8e4nv", "*fp32") if fp8 else ("*bf16", "*bf16")
     act, act_scale = ("*fp8e4nv", "*fp32") if act8 else ("*bf16", "*bf16")
     if args.part == "gate_up":
         pointers = {"x_ptr": act, "w13_ptr": weight, "s13_ptr": scale, "xs_ptr": act_scale, "h_ptr": act,
-                    "hs_ptr": act_scale, "sorted_ids_ptr": "*i32", "block_expert_ptr": "*i32"}
+                    "hs_ptr": act_scale, "sorted_ids_ptr": "*i32", "block_expert_ptr": "*i32",
+                    "shared_w13_ptr": weight}
         kernel = fused_moe._moe_gate_up_kernel
     else:
         pointers = {"h_ptr": act, "w2_ptr": weight, "s2_ptr": scale, "hs_ptr": act_scale, "y_ptr": "*bf16",
-                    "weights_ptr": "*fp32", "sorted_ids_ptr": "*i32", "block_expert_ptr": "*i32"}
+                    "weights_ptr": "*fp32", "sorted_ids_ptr": "*i32", "block_expert_ptr": "*i32",
+                    "shared_w2_ptr": weight}
         kernel = fused_moe._moe_down_kernel
     args.warps = args.warps or warps  # the tile's own (the large one has 8): main() counts programs an SM by it
     return compile_census(kernel, pointers, consts, ("num_slots",), args.warps, args.stages or stages)
@@ -253,7 +256,8 @@ def main() -> None:
     ap.add_argument("--group", type=int, default=2, help="decode / prefill: query heads per KV head")
     ap.add_argument("--heavy-first", type=int, default=0, help="prefill: query tiles last to first")
     ap.add_argument("--asm-widen", type=int, default=1, help="decode over fp8: 1 widens by e4m3_to_f16, 0 by Triton")
-    ap.add_argument("--pin-v", type=int, default=1, help="decode over fp8 with --asm-widen, mla over fp8: 1 widens V (c_kv) as loaded")
+    ap.add_argument("--pin-v", type=int, default=1,
+                    help="decode over fp8 with --asm-widen, mla over fp8: 1 widens V (c_kv) as loaded")
     ap.add_argument("--rope", action="store_true", help="skinny: the qkv rotary + KV-store epilogue")
     ap.add_argument("--splits", type=int, default=1, help="skinny: programs a tile's K is split over")
     ap.add_argument("--f16-dots", type=int, default=0, help="mla over fp8: 1 runs the dots in fp16")
@@ -263,6 +267,8 @@ def main() -> None:
     ap.add_argument("--weights", choices=("bf16", "fp8"), default="bf16", help="moe: the experts' dtype")
     ap.add_argument("--act", choices=("model", "fp8"), help="moe --weights fp8: the activations' dtype "
                     "(fused_moe's activations; default: fused_moe.DEFAULT_ACTIVATIONS)")
+    ap.add_argument("--shared", action="store_true", help="moe: with a shared MLP's slices as more experts "
+                    "(fused_moe's shared_w13 / shared_w2)")
     ap.add_argument("--swap", type=int, choices=(0, 1), help="moe with float8 activations below 64 rows: 1 computes "
                     "the products transposed, weights x rows; 0 as written (default: fused_moe.SWAP_AB)")
     ap.add_argument("--sass", type=Path, help="write the sm_90a SASS here and report its HMMA dependence")
