@@ -12,6 +12,7 @@ import triton.language as tl
 
 from .block_fp8 import dequantize_blocks
 from .moe_align import moe_align_block_size
+from .moe_route import sigmoid_gate, sigmoid_gate_ref
 from .pdl import pdl_args, pdl_enter
 from .scaled_activations import (ACTIVATIONS, DEFAULT_ACTIVATIONS, _scale_groups, quantize_activations,
                                  quantize_activations_ref)
@@ -249,12 +250,7 @@ def _moe_sum_kernel(y_ptr, ids_ptr, valid_ptr, out_ptr, add_ptr, x_ptr, gate_ptr
     if HAS_ADD:
         shared = tl.load(add_ptr + t * stride_at + offs, mask=mask, other=0.0).to(tl.float32)
         if ADD_GATE:  # the whole row's dot in every program of the row: H loads of x and gate, not a launch
-            dot = tl.zeros([BLOCK_H], dtype=tl.float32)
-            for h0 in tl.static_range(0, HIDDEN, BLOCK_H):
-                h = h0 + tl.arange(0, BLOCK_H)
-                xs = tl.load(x_ptr + t * stride_xt + h, mask=h < HIDDEN, other=0.0).to(tl.float32)
-                dot += xs * tl.load(gate_ptr + h, mask=h < HIDDEN, other=0.0).to(tl.float32)
-            shared = shared * tl.sigmoid(tl.sum(dot, axis=0))
+            shared = shared * sigmoid_gate(x_ptr + t * stride_xt, gate_ptr, HIDDEN, BLOCK_H)
         acc += shared
     tl.store(out_ptr + t * stride_ot + offs, acc.to(out_ptr.dtype.element_ty), mask=mask)
 
@@ -496,7 +492,7 @@ def gated_add_ref(out: torch.Tensor, x: torch.Tensor, add: torch.Tensor | None,
         return out
     shared = add.float()
     if add_gate is not None:
-        shared = shared * torch.sigmoid(x.float() @ add_gate.float())[:, None]
+        shared = shared * sigmoid_gate_ref(x, add_gate)[:, None]
     return out + shared
 
 

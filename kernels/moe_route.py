@@ -32,6 +32,23 @@ def _first_max(values, index, available, NONE: tl.constexpr):
 
 
 @triton.jit
+def sigmoid_gate(x_row_ptr, gate_ptr, hidden, BLOCK_H: tl.constexpr):
+    """sigmoid(x . gate) of one row (Qwen2-MoE's shared expert gate), in fp32, BLOCK_H features at a time: its
+    weight in moe_route's shared slots and in fused_moe's `add_gate`."""
+    dot = tl.zeros([BLOCK_H], dtype=tl.float32)
+    for h0 in range(0, hidden, BLOCK_H):
+        h = h0 + tl.arange(0, BLOCK_H)
+        xs = tl.load(x_row_ptr + h, mask=h < hidden, other=0.0).to(tl.float32)
+        dot += xs * tl.load(gate_ptr + h, mask=h < hidden, other=0.0).to(tl.float32)
+    return tl.sigmoid(tl.sum(dot, axis=0))
+
+
+def sigmoid_gate_ref(x: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
+    """sigmoid(x . gate) per row [T], in fp32: :func:`sigmoid_gate`'s reference."""
+    return torch.sigmoid(x.float() @ gate.float())
+
+
+@triton.jit
 def _moe_route_kernel(logits_ptr, bias_ptr, weights_ptr, ids_ptr, x_ptr, gate_ptr, stride_t, stride_xt, num_experts,
                       group_size, scaling, renorm_eps, hidden, TOP_K: tl.constexpr, SIGMOID: tl.constexpr,
                       HAS_BIAS: tl.constexpr, RENORMALIZE: tl.constexpr, NUM_GROUPS: tl.constexpr,
@@ -97,12 +114,7 @@ def _moe_route_kernel(logits_ptr, bias_ptr, weights_ptr, ids_ptr, x_ptr, gate_pt
         shared = tl.arange(0, BLOCK_S)
         weight = 1.0
         if SHARED_GATE:
-            dot = tl.zeros([BLOCK_H], dtype=tl.float32)
-            for h0 in range(0, hidden, BLOCK_H):
-                h = h0 + tl.arange(0, BLOCK_H)
-                xs = tl.load(x_ptr + t * stride_xt + h, mask=h < hidden, other=0.0).to(tl.float32)
-                dot += xs * tl.load(gate_ptr + h, mask=h < hidden, other=0.0).to(tl.float32)
-            weight = tl.sigmoid(tl.sum(dot, axis=0))
+            weight = sigmoid_gate(x_ptr + t * stride_xt, gate_ptr, hidden, BLOCK_H)
         tl.store(weights_ptr + t * out_k + TOP_K + shared, tl.zeros([BLOCK_S], tl.float32) + weight,
                  mask=shared < NUM_SHARED)
         tl.store(ids_ptr + t * out_k + TOP_K + shared, (num_experts + shared).to(tl.int64), mask=shared < NUM_SHARED)
@@ -173,8 +185,7 @@ def moe_route_ref(logits: torch.Tensor, top_k: int, sigmoid: bool = False, bias:
         if shared_gate is None:
             shared_weights = torch.ones(t, num_shared, device=logits.device)
         else:
-            x, gate = shared_gate
-            shared_weights = torch.sigmoid(x.float() @ gate.float())[:, None].expand(t, num_shared)
+            shared_weights = sigmoid_gate_ref(*shared_gate)[:, None].expand(t, num_shared)
         weights, ids = torch.cat([weights, shared_weights], 1), torch.cat([ids, shared_ids], 1)
     return weights, ids
 

@@ -168,12 +168,11 @@ class FusedMoE(nn.Module):
         `shared`: a shared MLP run as more experts (SharedExpertsMoE.fuses_shared)."""
         gate_in = x.float() if self.routing.float32_router else x
         logits = F.linear(gate_in, self.gate)
-        if shared is None:
-            weights, ids = route(logits, self.routing, self.e_score_correction_bias)
-        else:
-            weights, ids = route(logits, self.routing, self.e_score_correction_bias, shared.count,
-                                 (x, shared.gate) if shared.gate is not None else None)
-        shared_w13, shared_w2 = (shared.w13, shared.w2) if shared is not None else (None, None)
+        shared_w13, shared_w2, num_shared, shared_gate = None, None, 0, None
+        if shared is not None:
+            shared_w13, shared_w2, num_shared = shared.w13, shared.w2, shared.count
+            shared_gate = (x, shared.gate) if shared.gate is not None else None
+        weights, ids = route(logits, self.routing, self.e_score_correction_bias, num_shared, shared_gate)
         if x.is_cuda:
             # Triton: tokens sorted by expert, grouped GEMMs, no host sync (capturable in a CUDA graph).
             out = fused_moe(x, self.w13, self.w2, weights, ids, self.first_expert, valid, self.w13_scale,
