@@ -14,7 +14,7 @@ from .jit_variants import compiled_variants
 from .kv_store import store_kv, store_kv_ref, store_latent, store_latent_ref
 from .mla_decode import mla_decode, mla_decode_ref
 from .moe_align import moe_align_block_size, moe_align_block_size_ref
-from .moe_route import moe_route, moe_route_ref
+from .moe_route import moe_route, moe_route_hidden, moe_route_hidden_ref, moe_route_ref
 from .penalties import apply_penalties, apply_penalties_ref
 from .prefill_attention import paged_prefill_attention, paged_prefill_attention_ref
 from .push_all_reduce import push_all_reduce, push_all_reduce_ref
@@ -59,6 +59,8 @@ __all__ = [
     "moe_align_block_size",
     "moe_align_block_size_ref",
     "moe_route",
+    "moe_route_hidden",
+    "moe_route_hidden_ref",
     "moe_route_ref",
     "paged_decode_attention",
     "paged_decode_attention_ref",

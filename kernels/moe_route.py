@@ -1,4 +1,4 @@
-"""MoE routing in one kernel, a program a token: router logits -> top-k experts and their weights.
+"""MoE routing in one kernel: router logits -> top-k experts and their weights; at decode, the router product too.
 
 Softmax or sigmoid scores, DeepSeek's group-limited choice (V2: a group's best score; V3: its two best, after the
 correction bias) and correction bias, renormalized and scaled top-k weights. In PyTorch this was five to eight
@@ -6,7 +6,15 @@ launches a layer (softmax, topk's two kernels, gather, the sum and divisions): a
 took ~10 us a MoE layer one kernel at a time, more than this kernel's whole run (tests/gpu/run_moe_bs1_profile.sh).
 Exact ties (frequent with bf16 logits) go to the lower expert index, here and in the reference (a stable sort where
 torch.topk promises no order). Shared experts can follow as extra slots of every token (fused_moe's shared_w13 /
-shared_w2), weighing 1 or, for Qwen2-MoE, sigmoid(x . gate): that dot is the token's program's, not a launch.
+shared_w2), weighing 1 or, for Qwen2-MoE, sigmoid(x . gate): that dot is the routing program's, not a launch.
+
+At up to ROUTER_MAX_TOKENS tokens (decode), moe_route_hidden also computes the router's logits from the hidden
+states: the router weight split over many programs (a few KB each), whose fp32 partial sums the last to arrive adds
+up and routes (split_counters.py). The profile at batch 1 (session 33, H200, one kernel at a time) showed cuBLAS's
+router product as two kernels (a dot and a reduce, ~4 us a layer), plus a float32 copy of x for DeepSeek's fp32
+router (~2.4 us), ahead of the routing kernel's ~2-4 us: three to four launches become one. In CUDA graphs with
+programmatic dependent launch that gained 0 to 0.1 ms a step (tests/gpu/run_moe_router_fused.sh); alone it takes
+~7.9 us for 128 experts, much of it the last program routing a 16-row tile.
 """
 
 from __future__ import annotations
@@ -14,27 +22,37 @@ from __future__ import annotations
 import os
 
 import torch
+import torch.nn.functional as F
 import triton
 import triton.language as tl
 
 from .pdl import pdl_args, pdl_enter
+from .split_counters import arrive_with_partial_sums, split_counters
 
 # SPMD_MOE_ROUTE_KERNEL=0 routes on the GPU through moe_route_ref's PyTorch ops instead (A/B runs).
 ROUTE_KERNEL = os.environ.get("SPMD_MOE_ROUTE_KERNEL", "1") != "0"
+# SPMD_MOE_ROUTER_FUSED=0 keeps the router's product in F.linear at decode too (A/B runs).
+ROUTER_FUSED = os.environ.get("SPMD_MOE_ROUTER_FUSED", "1") != "0"
+# Tokens moe_route_hidden takes: the router product's tensor-core tile pads the batch to 16 rows.
+ROUTER_MAX_TOKENS = 16
+# Router weight programs a launch aims at (small tiles: the weight streams from many SMs at once), and at most this
+# many splits of the hidden features, whose partial sums the last program loads all at once.
+_ROUTER_PROGRAMS = 64
+_ROUTER_MAX_SPLITS = 8
 
 
 @triton.jit
 def _first_max(values, index, available, NONE: tl.constexpr):
-    """The largest of `values` where `available`, and the lowest `index` that holds it."""
+    """Per row of `values` [R, C]: the largest where `available`, and the lowest `index` that holds it ([R] each)."""
     candidates = tl.where(available, values, float("-inf"))
-    best = tl.max(candidates, axis=0)
-    return best, tl.min(tl.where(available & (candidates == best), index, NONE), axis=0)
+    best = tl.max(candidates, axis=1)
+    return best, tl.min(tl.where(available & (candidates == best[:, None]), index, NONE), axis=1)
 
 
 @triton.jit
 def sigmoid_gate(x_row_ptr, gate_ptr, hidden, BLOCK_H: tl.constexpr):
     """sigmoid(x . gate) of one row (Qwen2-MoE's shared expert gate), in fp32, BLOCK_H features at a time: its
-    weight in moe_route's shared slots and in fused_moe's `add_gate`."""
+    weight in fused_moe's `add_gate` (sigmoid_gate_rows: moe_route's shared slots)."""
     dot = tl.zeros([BLOCK_H], dtype=tl.float32)
     for h0 in range(0, hidden, BLOCK_H):
         h = h0 + tl.arange(0, BLOCK_H)
@@ -43,48 +61,58 @@ def sigmoid_gate(x_row_ptr, gate_ptr, hidden, BLOCK_H: tl.constexpr):
     return tl.sigmoid(tl.sum(dot, axis=0))
 
 
+@triton.jit
+def sigmoid_gate_rows(x_ptr, stride_xt, rows, row_mask, gate_ptr, hidden, BLOCK_T: tl.constexpr,
+                      BLOCK_H: tl.constexpr):
+    """sigmoid(x[t] . gate) of the rows `rows` [BLOCK_T] (sigmoid_gate's, a tile of rows at a time)."""
+    dot = tl.zeros([BLOCK_T, BLOCK_H], dtype=tl.float32)
+    for h0 in range(0, hidden, BLOCK_H):
+        h = h0 + tl.arange(0, BLOCK_H)
+        xs = tl.load(x_ptr + rows[:, None] * stride_xt + h[None, :], mask=row_mask[:, None] & (h < hidden)[None, :],
+                     other=0.0).to(tl.float32)
+        dot += xs * tl.load(gate_ptr + h, mask=h < hidden, other=0.0).to(tl.float32)[None, :]
+    return tl.sigmoid(tl.sum(dot, axis=1))
+
+
 def sigmoid_gate_ref(x: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
     """sigmoid(x . gate) per row [T], in fp32: :func:`sigmoid_gate`'s reference."""
     return torch.sigmoid(x.float() @ gate.float())
 
 
 @triton.jit
-def _moe_route_kernel(logits_ptr, bias_ptr, weights_ptr, ids_ptr, x_ptr, gate_ptr, stride_t, stride_xt, num_experts,
-                      group_size, scaling, renorm_eps, hidden, TOP_K: tl.constexpr, SIGMOID: tl.constexpr,
-                      HAS_BIAS: tl.constexpr, RENORMALIZE: tl.constexpr, NUM_GROUPS: tl.constexpr,
-                      TOPK_GROUPS: tl.constexpr, GROUP_TOP2: tl.constexpr, WEIGHTS_FROM_CHOICE: tl.constexpr,
-                      NUM_SHARED: tl.constexpr, SHARED_GATE: tl.constexpr, BLOCK_E: tl.constexpr,
-                      BLOCK_G: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_H: tl.constexpr,
-                      PDL: tl.constexpr):
-    pdl_enter(PDL)
-    t = tl.program_id(0).to(tl.int64)
+def _route_rows(logits, bias_ptr, num_experts, group_size, scaling, renorm_eps, TOP_K: tl.constexpr,
+                SIGMOID: tl.constexpr, HAS_BIAS: tl.constexpr, RENORMALIZE: tl.constexpr, NUM_GROUPS: tl.constexpr,
+                TOPK_GROUPS: tl.constexpr, GROUP_TOP2: tl.constexpr, WEIGHTS_FROM_CHOICE: tl.constexpr,
+                BLOCK_T: tl.constexpr, BLOCK_E: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_K: tl.constexpr):
+    """Logits [BLOCK_T, BLOCK_E] fp32 (-inf past num_experts) -> (weights fp32, ids int64), [BLOCK_T, BLOCK_K] each:
+    every row routed on its own (moe_route's rules), the best first, slots past TOP_K unset."""
     experts = tl.arange(0, BLOCK_E)
     real = experts < num_experts
-    x = tl.load(logits_ptr + t * stride_t + experts, mask=real, other=float("-inf")).to(tl.float32)
     if SIGMOID:
-        scores = tl.sigmoid(x)
+        scores = tl.sigmoid(logits)
     else:
-        p = tl.exp(x - tl.max(x, axis=0))  # the padding's -inf gives 0
-        scores = p / tl.sum(p, axis=0)
+        p = tl.exp(logits - tl.max(logits, axis=1)[:, None])  # the padding's -inf gives 0
+        scores = p / tl.sum(p, axis=1)[:, None]
     choice = scores
     if HAS_BIAS:  # DeepSeek-V3's correction bias: it steers the choice, not the weights
-        choice = choice + tl.load(bias_ptr + experts, mask=real, other=0.0)
+        choice = choice + tl.load(bias_ptr + experts, mask=real, other=0.0)[None, :]
     if NUM_GROUPS > 1:  # keep the TOPK_GROUPS best groups of group_size experts
         group = experts // group_size
         groups = tl.arange(0, BLOCK_G)
-        group_scores = tl.full([BLOCK_G], float("-inf"), tl.float32)
+        group_scores = tl.full([BLOCK_T, BLOCK_G], float("-inf"), tl.float32)
         for g in tl.static_range(NUM_GROUPS):
-            member = real & (group == g)
-            top, at = _first_max(choice, experts, member, BLOCK_E)
+            member = (real & (group == g))[None, :]
+            top, at = _first_max(choice, experts[None, :], member, BLOCK_E)
             if GROUP_TOP2:
-                second, _ = _first_max(choice, experts, member & (experts != at), BLOCK_E)
+                second, _ = _first_max(choice, experts[None, :], member & (experts[None, :] != at[:, None]),
+                                       BLOCK_E)
                 top = top + second
-            group_scores = tl.where(groups == g, top, group_scores)
-        kept = tl.zeros([BLOCK_E], tl.int32)
+            group_scores = tl.where(groups[None, :] == g, top[:, None], group_scores)
+        kept = tl.zeros([BLOCK_T, BLOCK_E], tl.int32)
         for _ in tl.static_range(TOPK_GROUPS):
-            _, g_at = _first_max(group_scores, groups, groups < NUM_GROUPS, BLOCK_G)
-            kept = tl.where(group == g_at, 1, kept)
-            group_scores = tl.where(groups == g_at, float("-inf"), group_scores)
+            _, g_at = _first_max(group_scores, groups[None, :], (groups < NUM_GROUPS)[None, :], BLOCK_G)
+            kept = tl.where(group[None, :] == g_at[:, None], 1, kept)
+            group_scores = tl.where(groups[None, :] == g_at[:, None], float("-inf"), group_scores)
         # Dropped groups' experts score 0 (V2's softmax scores) or -inf (V3's biased sigmoid), as in transformers.
         if GROUP_TOP2:
             choice = tl.where(kept != 0, choice, float("-inf"))
@@ -94,30 +122,157 @@ def _moe_route_kernel(logits_ptr, bias_ptr, weights_ptr, ids_ptr, x_ptr, gate_pt
         source = choice
     else:
         source = scores
-    slots = tl.arange(0, BLOCK_K)
-    weights = tl.zeros([BLOCK_K], tl.float32)
-    ids = tl.zeros([BLOCK_K], tl.int64)
-    available = real
+    slots = tl.arange(0, BLOCK_K)[None, :]
+    weights = tl.zeros([BLOCK_T, BLOCK_K], tl.float32)
+    ids = tl.zeros([BLOCK_T, BLOCK_K], tl.int64)
+    available = (experts[None, :] < num_experts) & (tl.zeros([BLOCK_T, 1], tl.int32) == 0)
     for j in tl.static_range(TOP_K):
-        _, at = _first_max(choice, experts, available, BLOCK_E)
-        picked = experts == at
-        weight = tl.sum(tl.where(picked, source, 0.0), axis=0)
-        weights = tl.where(slots == j, weight, weights)
-        ids = tl.where(slots == j, at.to(tl.int64), ids)
-        available = available & (experts != at)
+        _, at = _first_max(choice, experts[None, :], available, BLOCK_E)
+        picked = experts[None, :] == at[:, None]
+        weight = tl.sum(tl.where(picked, source, 0.0), axis=1)
+        weights = tl.where(slots == j, weight[:, None], weights)
+        ids = tl.where(slots == j, at[:, None].to(tl.int64), ids)
+        available = available & ~picked
     if RENORMALIZE:
-        weights = weights / (tl.sum(weights, axis=0) + renorm_eps)
+        weights = weights / (tl.sum(tl.where(slots < TOP_K, weights, 0.0), axis=1)[:, None] + renorm_eps)
+    return weights * scaling, ids
+
+
+@triton.jit
+def _store_routes(weights_ptr, ids_ptr, rows, row_mask, weights, ids, x_ptr, stride_xt, gate_ptr, num_experts,
+                  hidden, TOP_K: tl.constexpr, NUM_SHARED: tl.constexpr, SHARED_GATE: tl.constexpr,
+                  BLOCK_T: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_H: tl.constexpr):
+    """The rows' routed slots, then NUM_SHARED shared slots (ids num_experts + s, unscaled by the routing's
+    scaling), weighing 1 or sigmoid(x[t] . gate)."""
     out_k = TOP_K + NUM_SHARED
-    tl.store(weights_ptr + t * out_k + slots, weights * scaling, mask=slots < TOP_K)
-    tl.store(ids_ptr + t * out_k + slots, ids, mask=slots < TOP_K)
-    if NUM_SHARED > 0:  # after the routed slots: ids num_experts + s, unscaled by `scaling`
-        shared = tl.arange(0, BLOCK_S)
-        weight = 1.0
+    slots = tl.arange(0, BLOCK_K)[None, :]
+    at = rows[:, None].to(tl.int64) * out_k + slots
+    routed = row_mask[:, None] & (slots < TOP_K)
+    tl.store(weights_ptr + at, weights, mask=routed)
+    tl.store(ids_ptr + at, ids, mask=routed)
+    if NUM_SHARED > 0:  # after the routed slots
+        shared = tl.arange(0, BLOCK_S)[None, :]
+        weight = tl.full([BLOCK_T], 1.0, tl.float32)
         if SHARED_GATE:
-            weight = sigmoid_gate(x_ptr + t * stride_xt, gate_ptr, hidden, BLOCK_H)
-        tl.store(weights_ptr + t * out_k + TOP_K + shared, tl.zeros([BLOCK_S], tl.float32) + weight,
-                 mask=shared < NUM_SHARED)
-        tl.store(ids_ptr + t * out_k + TOP_K + shared, (num_experts + shared).to(tl.int64), mask=shared < NUM_SHARED)
+            weight = sigmoid_gate_rows(x_ptr, stride_xt, rows, row_mask, gate_ptr, hidden, BLOCK_T, BLOCK_H)
+        at = rows[:, None].to(tl.int64) * out_k + TOP_K + shared
+        mask = row_mask[:, None] & (shared < NUM_SHARED)
+        tl.store(weights_ptr + at, tl.zeros([BLOCK_T, BLOCK_S], tl.float32) + weight[:, None], mask=mask)
+        tl.store(ids_ptr + at, (num_experts + shared + tl.zeros([BLOCK_T, 1], tl.int32)).to(tl.int64), mask=mask)
+
+
+@triton.jit(do_not_specialize=["T"])  # the batch changes every step
+def _moe_route_kernel(logits_ptr, bias_ptr, weights_ptr, ids_ptr, x_ptr, gate_ptr, T, stride_t, stride_xt,
+                      num_experts, group_size, scaling, renorm_eps, hidden, TOP_K: tl.constexpr,
+                      SIGMOID: tl.constexpr, HAS_BIAS: tl.constexpr, RENORMALIZE: tl.constexpr,
+                      NUM_GROUPS: tl.constexpr, TOPK_GROUPS: tl.constexpr, GROUP_TOP2: tl.constexpr,
+                      WEIGHTS_FROM_CHOICE: tl.constexpr, NUM_SHARED: tl.constexpr, SHARED_GATE: tl.constexpr,
+                      BLOCK_T: tl.constexpr, BLOCK_E: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_K: tl.constexpr,
+                      BLOCK_S: tl.constexpr, BLOCK_H: tl.constexpr, PDL: tl.constexpr):
+    """BLOCK_T tokens a program, from their logits."""
+    pdl_enter(PDL)
+    rows = tl.program_id(0).to(tl.int64) * BLOCK_T + tl.arange(0, BLOCK_T)
+    row_mask = rows < T
+    experts = tl.arange(0, BLOCK_E)
+    logits = tl.load(logits_ptr + rows[:, None] * stride_t + experts[None, :],
+                     mask=row_mask[:, None] & (experts < num_experts)[None, :], other=float("-inf")).to(tl.float32)
+    weights, ids = _route_rows(logits, bias_ptr, num_experts, group_size, scaling, renorm_eps, TOP_K, SIGMOID,
+                               HAS_BIAS, RENORMALIZE, NUM_GROUPS, TOPK_GROUPS, GROUP_TOP2, WEIGHTS_FROM_CHOICE,
+                               BLOCK_T, BLOCK_E, BLOCK_G, BLOCK_K)
+    _store_routes(weights_ptr, ids_ptr, rows, row_mask, weights, ids, x_ptr, stride_xt, gate_ptr, num_experts,
+                  hidden, TOP_K, NUM_SHARED, SHARED_GATE, BLOCK_T, BLOCK_K, BLOCK_S, BLOCK_H)
+
+
+@triton.jit
+def _router_dot(x, w, acc, IEEE: tl.constexpr):
+    if IEEE:  # DeepSeek's fp32 router: x widened, exact products (not TF32's 10-bit mantissas)
+        acc = tl.dot(x.to(tl.float32), w, acc, input_precision="ieee")
+    else:
+        acc = tl.dot(x, w, acc)
+    return acc
+
+
+@triton.jit(do_not_specialize=["T"])
+def _moe_router_kernel(x_ptr, w_ptr, part_ptr, count_ptr, bias_ptr, weights_ptr, ids_ptr, gate_ptr, T, stride_xt,
+                       num_experts, hidden, k_steps, steps_per_split, group_size, scaling, renorm_eps,
+                       ROUND_LOGITS: tl.constexpr, IEEE: tl.constexpr, SPLITS: tl.constexpr, TOP_K: tl.constexpr,
+                       SIGMOID: tl.constexpr, HAS_BIAS: tl.constexpr, RENORMALIZE: tl.constexpr,
+                       NUM_GROUPS: tl.constexpr, TOPK_GROUPS: tl.constexpr, GROUP_TOP2: tl.constexpr,
+                       WEIGHTS_FROM_CHOICE: tl.constexpr, NUM_SHARED: tl.constexpr, SHARED_GATE: tl.constexpr,
+                       BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_HK: tl.constexpr, BLOCK_E: tl.constexpr,
+                       BLOCK_G: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_H: tl.constexpr,
+                       PDL: tl.constexpr):
+    """Program (n, split): logits of experts n * BLOCK_N ... for every token over its share of the hidden features,
+    stored as fp32 partial sums [SPLITS, BLOCK_T, BLOCK_E]; the last of the launch's programs to arrive adds them up
+    in split order, rounds them as the router's own product would, routes every token and resets the counter."""
+    n_tile = tl.program_id(0) // SPLITS
+    split = tl.program_id(0) % SPLITS
+    rows = tl.arange(0, BLOCK_T)
+    row_mask = rows < T
+    experts = n_tile * BLOCK_N + tl.arange(0, BLOCK_N)
+    expert_mask = experts < num_experts
+    feats = split * steps_per_split * BLOCK_HK + tl.arange(0, BLOCK_HK)
+    w_ptrs = w_ptr + experts[None, :].to(tl.int64) * hidden + feats[:, None]  # [BLOCK_HK, BLOCK_N]
+    x_ptrs = x_ptr + rows[:, None] * stride_xt + feats[None, :]
+    # The weight's first tile fetched before the wait: no kernel before this one writes it (pdl.py). Peeled, as in
+    # skinny_gemm, so that the loop stays plain; every split has at least one step (the wrapper sizes them).
+    w = tl.load(w_ptrs, mask=expert_mask[None, :] & (feats < hidden)[:, None], other=0.0)
+    pdl_enter(PDL)
+    acc = _router_dot(tl.load(x_ptrs, mask=row_mask[:, None] & (feats < hidden)[None, :], other=0.0), w,
+                      tl.zeros([BLOCK_T, BLOCK_N], tl.float32), IEEE)
+    for _ in range(split * steps_per_split + 1, tl.minimum(k_steps, (split + 1) * steps_per_split)):
+        feats += BLOCK_HK
+        w_ptrs += BLOCK_HK
+        x_ptrs += BLOCK_HK
+        w = tl.load(w_ptrs, mask=expert_mask[None, :] & (feats < hidden)[:, None], other=0.0)
+        x = tl.load(x_ptrs, mask=row_mask[:, None] & (feats < hidden)[None, :], other=0.0)
+        acc = _router_dot(x, w, acc, IEEE)
+    tile = rows[:, None] * BLOCK_E + experts[None, :]
+    arrived = arrive_with_partial_sums(part_ptr + split * BLOCK_T * BLOCK_E + tile, acc,
+                                       row_mask[:, None] & expert_mask[None, :], count_ptr)
+    if arrived != tl.num_programs(0) - 1:
+        return
+    # The last program: every split's partial logits, loads unrolled (issued together), added in split order.
+    every = tl.arange(0, BLOCK_E)
+    logits_mask = row_mask[:, None] & (every < num_experts)[None, :]
+    logits = tl.zeros([BLOCK_T, BLOCK_E], tl.float32)
+    for j in tl.static_range(SPLITS):
+        logits += tl.load(part_ptr + j * BLOCK_T * BLOCK_E + rows[:, None] * BLOCK_E + every[None, :],
+                          mask=logits_mask, other=0.0, cache_modifier=".cg")
+    tl.store(count_ptr, 0)  # for the next launch (a CUDA graph replays this one)
+    if ROUND_LOGITS:  # a 16-bit router's logits, as F.linear returns them
+        logits = logits.to(x_ptr.dtype.element_ty).to(tl.float32)
+    # -inf past the experts; rows past T (never stored) stay finite, so their softmax holds no NaN.
+    logits = tl.where((every < num_experts)[None, :], logits, float("-inf"))
+    weights, ids = _route_rows(logits, bias_ptr, num_experts, group_size, scaling, renorm_eps, TOP_K, SIGMOID,
+                               HAS_BIAS, RENORMALIZE, NUM_GROUPS, TOPK_GROUPS, GROUP_TOP2, WEIGHTS_FROM_CHOICE,
+                               BLOCK_T, BLOCK_E, BLOCK_G, BLOCK_K)
+    _store_routes(weights_ptr, ids_ptr, rows, row_mask, weights, ids, x_ptr, stride_xt, gate_ptr, num_experts,
+                  hidden, TOP_K, NUM_SHARED, SHARED_GATE, BLOCK_T, BLOCK_K, BLOCK_S, BLOCK_H)
+
+
+def _routing_launch_args(T: int, E: int, top_k: int, sigmoid: bool, bias: torch.Tensor | None, renormalize: bool,
+                         num_groups: int, topk_groups: int, group_top2: bool, num_shared: int,
+                         shared_gate: tuple[torch.Tensor, torch.Tensor] | None, like: torch.Tensor
+                         ) -> tuple[torch.Tensor, torch.Tensor, tuple, dict]:
+    """(weights, ids) outputs, and the routing's part of a launch: its pointers (bias, weights, ids, x, gate) and
+    constexprs (moe_route's and moe_route_hidden's kernels alike)."""
+    assert 1 <= top_k <= E and E % num_groups == 0 and topk_groups <= num_groups
+    x, gate = shared_gate if shared_gate is not None else (like, like)  # (unread without SHARED_GATE)
+    assert shared_gate is None or (num_shared > 0 and x.shape == (T, gate.shape[0]) and x.stride(-1) == 1
+                                   and gate.stride(-1) == 1)
+    weights = torch.empty((T, top_k + num_shared), dtype=torch.float32, device=like.device)
+    ids = torch.empty((T, top_k + num_shared), dtype=torch.int64, device=like.device)
+    hidden = gate.shape[0] if shared_gate is not None else 1
+    constexprs = dict(
+        TOP_K=top_k, SIGMOID=sigmoid, HAS_BIAS=bias is not None, RENORMALIZE=renormalize, NUM_GROUPS=num_groups,
+        TOPK_GROUPS=topk_groups, GROUP_TOP2=group_top2, WEIGHTS_FROM_CHOICE=bias is None and not group_top2,
+        NUM_SHARED=num_shared, SHARED_GATE=shared_gate is not None, BLOCK_E=triton.next_power_of_2(E),
+        BLOCK_G=triton.next_power_of_2(num_groups), BLOCK_K=triton.next_power_of_2(top_k),
+        BLOCK_S=triton.next_power_of_2(max(num_shared, 1)), BLOCK_H=min(triton.next_power_of_2(hidden), 1024),
+        **pdl_args(like.device))
+    scalars = (E // num_groups, 1e-20 if bias is not None else 0.0, hidden, x.stride(0))
+    return weights, ids, (bias if bias is not None else like, x, gate, scalars), constexprs
 
 
 def moe_route(logits: torch.Tensor, top_k: int, sigmoid: bool = False, bias: torch.Tensor | None = None,
@@ -133,26 +288,73 @@ def moe_route(logits: torch.Tensor, top_k: int, sigmoid: bool = False, bias: tor
     num_shared - 1, weighing 1, or sigmoid(x[t] . gate) where `shared_gate` = (x [T, H], gate [H]) is given
     (Qwen2-MoE's shared expert gate). No host sync (CUDA-graph safe)."""
     T, E = logits.shape
-    assert logits.stride(-1) == 1 and 1 <= top_k <= E and E % num_groups == 0 and topk_groups <= num_groups
-    x, gate = shared_gate if shared_gate is not None else (logits, logits)  # (unread without SHARED_GATE)
-    assert shared_gate is None or (num_shared > 0 and x.shape == (T, gate.shape[0]) and x.stride(-1) == 1
-                                   and gate.stride(-1) == 1)
-    weights = torch.empty((T, top_k + num_shared), dtype=torch.float32, device=logits.device)
-    ids = torch.empty((T, top_k + num_shared), dtype=torch.int64, device=logits.device)
+    assert logits.stride(-1) == 1
+    weights, ids, (bias_arg, x, gate, (group_size, eps, hidden, stride_xt)), constexprs = _routing_launch_args(
+        T, E, top_k, sigmoid, bias, renormalize, num_groups, topk_groups, group_top2, num_shared, shared_gate, logits)
     if T == 0:
         return weights, ids
-    hidden = gate.shape[0] if shared_gate is not None else 1
-    _moe_route_kernel[(T,)](
-        logits, bias if bias is not None else logits, weights, ids, x, gate, logits.stride(0), x.stride(0), E,
-        E // num_groups, float(scaling), 1e-20 if bias is not None else 0.0, hidden,
-        TOP_K=top_k, SIGMOID=sigmoid, HAS_BIAS=bias is not None, RENORMALIZE=renormalize, NUM_GROUPS=num_groups,
-        TOPK_GROUPS=topk_groups, GROUP_TOP2=group_top2, WEIGHTS_FROM_CHOICE=bias is None and not group_top2,
-        NUM_SHARED=num_shared, SHARED_GATE=shared_gate is not None, BLOCK_E=triton.next_power_of_2(E),
-        BLOCK_G=triton.next_power_of_2(num_groups), BLOCK_K=triton.next_power_of_2(top_k),
-        BLOCK_S=triton.next_power_of_2(max(num_shared, 1)), BLOCK_H=min(triton.next_power_of_2(hidden), 1024),
-        num_warps=1, **pdl_args(logits.device),
-    )
+    _moe_route_kernel[(T,)](logits, bias_arg, weights, ids, x, gate, T, logits.stride(0), stride_xt, E, group_size,
+                            float(scaling), eps, hidden, BLOCK_T=1, num_warps=1, **constexprs)
     return weights, ids
+
+
+def router_fits(x: torch.Tensor, router_weight: torch.Tensor) -> bool:
+    """Whether moe_route_hidden takes this router product: x [T <= ROUTER_MAX_TOKENS, H] with contiguous features,
+    the weight [E, H] contiguous, in x's dtype or fp32."""
+    return (x.dim() == 2 and x.shape[0] <= ROUTER_MAX_TOKENS and x.stride(-1) == 1
+            and router_weight.shape[1] == x.shape[1] and router_weight.is_contiguous()
+            and router_weight.dtype in (x.dtype, torch.float32))
+
+
+def moe_route_hidden(x: torch.Tensor, router_weight: torch.Tensor, top_k: int, scaling: float = 1.0,
+                     **routing) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`moe_route` of the router's logits x [T, H] @ router_weight [E, H]^T, computed in the same launch, for
+    up to ROUTER_MAX_TOKENS tokens. A 16-bit router (router_weight in x's dtype) rounds its logits to that dtype,
+    as F.linear does; an fp32 one (DeepSeek's) takes x widened to fp32 and exact fp32 products. `routing`: the
+    rest of moe_route's arguments. No host sync: CUDA-graph safe after a first call outside a capture
+    (split_counters)."""
+    T, H = x.shape
+    E = router_weight.shape[0]
+    if not router_fits(x, router_weight):
+        raise ValueError(f"moe_route_hidden takes at most {ROUTER_MAX_TOKENS} rows, contiguous features, and a "
+                         f"router weight [E, H] in x's dtype or fp32; got x {tuple(x.shape)} {x.dtype}, weight "
+                         f"{tuple(router_weight.shape)} {router_weight.dtype}: use moe_route on F.linear's logits")
+    shared_gate = routing.pop("shared_gate", None)
+    defaults = dict(sigmoid=False, bias=None, renormalize=False, num_groups=1, topk_groups=1, group_top2=False,
+                    num_shared=0)
+    unknown = set(routing) - set(defaults)
+    assert not unknown, f"not moe_route's arguments: {sorted(unknown)}"
+    args = {**defaults, **routing}
+    weights, ids, (bias_arg, gate_x, gate, (group_size, eps, gate_hidden, _)), constexprs = _routing_launch_args(
+        T, E, top_k, args["sigmoid"], args["bias"], args["renormalize"], args["num_groups"], args["topk_groups"],
+        args["group_top2"], args["num_shared"], shared_gate, x)
+    assert shared_gate is None or gate_x is x, "the shared gate's rows are the router's input"
+    if T == 0:
+        return weights, ids
+    fp32 = router_weight.dtype == torch.float32
+    block_hk = 64 if fp32 else 128  # (shared memory: fp32 tiles are twice the bytes)
+    block_n = 16
+    n_tiles = triton.cdiv(E, block_n)
+    k_steps = triton.cdiv(H, block_hk)
+    splits = max(1, min(k_steps, _ROUTER_MAX_SPLITS, _ROUTER_PROGRAMS // n_tiles))
+    steps_per_split = triton.cdiv(k_steps, splits)
+    splits = triton.cdiv(k_steps, steps_per_split)  # every split has features
+    block_e = constexprs["BLOCK_E"]
+    part = torch.empty((splits, ROUTER_MAX_TOKENS, block_e), dtype=torch.float32, device=x.device)
+    _moe_router_kernel[(n_tiles * splits,)](
+        x, router_weight, part, split_counters(x.device), bias_arg, weights, ids, gate, T, x.stride(0), E, H, k_steps,
+        steps_per_split, group_size, float(scaling), eps, ROUND_LOGITS=not fp32, IEEE=fp32, SPLITS=splits,
+        BLOCK_T=ROUTER_MAX_TOKENS, BLOCK_N=block_n, BLOCK_HK=block_hk, num_warps=4,
+        **{**constexprs, "BLOCK_H": min(constexprs["BLOCK_H"], 256)})  # (the gate's [16, BLOCK_H] tile in registers)
+    return weights, ids
+
+
+def moe_route_hidden_ref(x: torch.Tensor, router_weight: torch.Tensor, top_k: int, **routing
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Plain-PyTorch :func:`moe_route_hidden`: the router's product as the layer computes it (an fp32 router on x
+    widened), then :func:`moe_route_ref`."""
+    logits = F.linear(x.float() if router_weight.dtype == torch.float32 else x, router_weight)
+    return moe_route_ref(logits, top_k, **routing)
 
 
 def moe_route_ref(logits: torch.Tensor, top_k: int, sigmoid: bool = False, bias: torch.Tensor | None = None,

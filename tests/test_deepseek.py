@@ -121,7 +121,8 @@ def _jobs(ds, dp, tp, out_dir):
         # attention. On the CPU the layer computes it through the kernels' reference.
         for m in ("dsv3",) if dp == 2 else ("dsv2", "dsv3"):
             refs[f"{m}-shared-fused"] = (m, "mixed")
-            jobs.append({"name": f"{m}-shared-fused", "switches": {"spmd_infer.layers.moe.SHARED_FUSED_TOKENS": 4096},
+            jobs.append({"name": f"{m}-shared-fused", "switches": {
+                "spmd_infer.layers.moe.SHARED_FUSED_TOKENS": 4096, "spmd_infer.layers.moe.SHARED_FUSED_ON_CPU": True},
                          "overrides": [f"model.path={ds['models'][m]}", f"data.input={ds['inputs']['mixed']}",
                                        "parallel.moe=tp", f"parallel.dp_attention={str(dp == 2).lower()}"]})
     if (dp, tp) == (1, 2):

@@ -53,6 +53,7 @@ def test_the_shared_output_joins_the_routed_sum_in_the_kernel_as_the_layer_added
 
     block = _shared_block(name, arch, "cuda")
     x = torch.randn(7, block.experts.gate.shape[1], device="cuda")
+    monkeypatch.setattr(moe, "SHARED_FUSED_TOKENS", 0)  # the shared MLP on its own, not inside fused_moe's GEMMs
     with torch.no_grad():
         monkeypatch.setattr(moe, "SHARED_IN_SUM", False)
         added = block(x)
@@ -102,7 +103,9 @@ def test_shared_experts_run_as_more_experts_up_to_the_token_limit(name, arch, ov
     assert block.shared_count == 2
     x = torch.randn(6, block.experts.gate.shape[1])
     with torch.no_grad():
+        assert not block.fuses_shared(x)  # the CPU runs it as transformers does unless a test asks
         alone = block(x)
+        monkeypatch.setattr(moe, "SHARED_FUSED_ON_CPU", True)
         monkeypatch.setattr(moe, "SHARED_FUSED_TOKENS", 6)
         assert block.fuses_shared(x) and not block.fuses_shared(torch.cat([x, x]))
         fused = block(x)
@@ -122,6 +125,8 @@ def test_shared_experts_run_as_more_experts_in_the_kernels(name, arch, overrides
     block = _shared_block(name, arch, "cuda", dtype, **overrides)
     x = torch.randn(7, block.experts.gate.shape[1], device="cuda", dtype=dtype)
     with torch.no_grad():
+        monkeypatch.setattr(moe, "SHARED_FUSED_TOKENS", 0)
+        assert not block.fuses_shared(x)
         alone = block(x)
         monkeypatch.setattr(moe, "SHARED_FUSED_TOKENS", 64)
         assert block.fuses_shared(x)

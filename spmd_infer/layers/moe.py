@@ -21,7 +21,7 @@ from torch import nn
 from spmd_kernels import fused_moe, fused_moe_ref, moe_route, moe_route_ref
 from spmd_kernels.block_fp8 import dequantize_blocks, quantize_blocks
 from spmd_kernels.fused_moe import gated_add_ref
-from spmd_kernels.moe_route import ROUTE_KERNEL
+from spmd_kernels.moe_route import ROUTE_KERNEL, ROUTER_FUSED, moe_route_hidden, router_fits
 
 from ..parallel.comm import Shard, reduced_or_partial
 from ..parallel.dims import ConfigError
@@ -34,11 +34,16 @@ DEFAULT_FP8_BLOCK = (128, 128)  # DeepSeek-V3's and Qwen3's float8 releases
 # last kernel instead of by PyTorch ops after it (H200 decode @1k, run_moe_route.sh: Qwen1.5-MoE bs1 2.5 against
 # 2.8 ms a step, bs64 11.7 against 11.9; DeepSeek-V2-Lite about even); 0 adds it after.
 SHARED_IN_SUM = os.environ.get("SPMD_MOE_SHARED_IN_SUM", "1") == "1"
-# SPMD_MOE_SHARED_FUSED_TOKENS=N: at up to N tokens a step, shared experts run inside fused_moe as more experts
-# (every token's last slots; their weights read in place, no copy), their tiles filling a decode grid that the
-# routed experts leave under one wave, their three to four launches saved. 0 (the default until timed on a card,
-# tests/gpu/run_moe_shared_fused.sh): never; the shared MLP runs on its own.
-SHARED_FUSED_TOKENS = int(os.environ.get("SPMD_MOE_SHARED_FUSED_TOKENS", "0"))
+# SPMD_MOE_SHARED_FUSED_TOKENS=N: at up to N tokens a step, shared experts run on the GPU inside fused_moe as more
+# experts (every token's last slots; their weights read in place, no copy), their tiles filling a decode grid that
+# the routed experts leave under one wave, their three to four launches saved. H200 decode @1k, on against off
+# (run_moe_shared_fused.sh, run_moe_shared_fused_limit.sh): Qwen1.5-MoE bs1 / bs8 / bs64 / bs128 2.1 / 4.8 / 11.6 /
+# 15.2 against 2.4 / 5.1 / 12.0 / 15.4 ms a step; DeepSeek-V2-Lite 2.9 / 6.3 / 10.9 / 11.8 against 3.1 / 6.5 / 11.3
+# / 12.0; at bs256 about even (22.8 against 22.5, 13.3 against 13.6). 0: the shared MLP always runs on its own.
+SHARED_FUSED_TOKENS = int(os.environ.get("SPMD_MOE_SHARED_FUSED_TOKENS", "128"))
+# The CPU computes the shared MLP as transformers does (the float32 oracle); tests set this to run the fused
+# kernels' reference there instead.
+SHARED_FUSED_ON_CPU = False
 
 
 @dataclass(frozen=True)
@@ -60,9 +65,25 @@ def route(logits: torch.Tensor, cfg: RoutingConfig, bias: torch.Tensor | None, n
     (moe_route's): one Triton kernel on the GPU (kernels/moe_route.py, unless SPMD_MOE_ROUTE_KERNEL=0), its
     PyTorch reference elsewhere."""
     route_fn = moe_route if logits.is_cuda and ROUTE_KERNEL else moe_route_ref
-    return route_fn(logits, cfg.top_k, sigmoid=cfg.scoring == "sigmoid", bias=bias, renormalize=cfg.renormalize,
-                    num_groups=cfg.num_groups, topk_groups=cfg.topk_groups, group_top2=cfg.group_score == "top2_sum",
-                    scaling=cfg.scaling, num_shared=num_shared, shared_gate=shared_gate)
+    return route_fn(logits, cfg.top_k, **_routing_args(cfg, bias, num_shared, shared_gate))
+
+
+def route_hidden(x: torch.Tensor, router_weight: torch.Tensor, cfg: RoutingConfig, bias: torch.Tensor | None,
+                 num_shared: int = 0, shared_gate: tuple[torch.Tensor, torch.Tensor] | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`route` of the router's product x @ router_weight^T (in float32 for DeepSeek's router): on the GPU at
+    decode sizes one launch computes both (moe_route_hidden, unless SPMD_MOE_ROUTER_FUSED=0)."""
+    if x.is_cuda and ROUTE_KERNEL and ROUTER_FUSED and router_fits(x, router_weight):
+        return moe_route_hidden(x, router_weight, cfg.top_k, **_routing_args(cfg, bias, num_shared, shared_gate))
+    return route(F.linear(x.float() if cfg.float32_router else x, router_weight), cfg, bias, num_shared,
+                 shared_gate)
+
+
+def _routing_args(cfg: RoutingConfig, bias: torch.Tensor | None, num_shared: int,
+                  shared_gate: tuple[torch.Tensor, torch.Tensor] | None) -> dict:
+    return dict(sigmoid=cfg.scoring == "sigmoid", bias=bias, renormalize=cfg.renormalize, num_groups=cfg.num_groups,
+                topk_groups=cfg.topk_groups, group_top2=cfg.group_score == "top2_sum", scaling=cfg.scaling,
+                num_shared=num_shared, shared_gate=shared_gate)
 
 
 @dataclass(frozen=True)
@@ -166,13 +187,11 @@ class FusedMoE(nn.Module):
         """`valid` (bool [T], CUDA-graph padding rows False): rows that may reach the experts. `add` [T, H] (shared
         experts' output) joins the sum, scaled per token by sigmoid(x . add_gate) where `add_gate` [H] is given.
         `shared`: a shared MLP run as more experts (SharedExpertsMoE.fuses_shared)."""
-        gate_in = x.float() if self.routing.float32_router else x
-        logits = F.linear(gate_in, self.gate)
         shared_w13, shared_w2, num_shared, shared_gate = None, None, 0, None
         if shared is not None:
             shared_w13, shared_w2, num_shared = shared.w13, shared.w2, shared.count
             shared_gate = (x, shared.gate) if shared.gate is not None else None
-        weights, ids = route(logits, self.routing, self.e_score_correction_bias, num_shared, shared_gate)
+        weights, ids = route_hidden(x, self.gate, self.routing, self.e_score_correction_bias, num_shared, shared_gate)
         if x.is_cuda:
             # Triton: tokens sorted by expert, grouped GEMMs, no host sync (capturable in a CUDA graph).
             out = fused_moe(x, self.w13, self.w2, weights, ids, self.first_expert, valid, self.w13_scale,
@@ -290,7 +309,7 @@ class SharedExpertsMoE(nn.Module):
     def fuses_shared(self, x: torch.Tensor) -> bool:
         """Whether this call runs the shared MLP inside fused_moe (SPMD_MOE_SHARED_FUSED_TOKENS): at up to that
         many tokens, where it can, and while its weights are in the experts' dtype (not float8 linear layers)."""
-        return (0 < x.shape[0] <= SHARED_FUSED_TOKENS and self.shared_count > 0
+        return ((x.is_cuda or SHARED_FUSED_ON_CPU) and 0 < x.shape[0] <= SHARED_FUSED_TOKENS and self.shared_count > 0
                 and self.shared_experts.gate_up_proj.weight.dtype == self.experts.w13.dtype == x.dtype
                 and self.shared_experts.down_proj.weight.dtype == x.dtype)
 

@@ -4,7 +4,9 @@ PyTorch reference, which tests/test_deepseek.py holds to transformers' routers."
 import pytest
 import torch
 
-from spmd_kernels import moe_route, moe_route_ref
+from spmd_kernels import moe_route, moe_route_hidden, moe_route_hidden_ref, moe_route_ref
+from spmd_kernels.moe_route import ROUTER_MAX_TOKENS
+from spmd_kernels.split_counters import split_counters
 
 # The routers of the models we run: (experts, route arguments).
 ROUTERS = {
@@ -89,3 +91,59 @@ def test_shared_expert_slots_follow_the_routed_ones(router, T, gated, device):
     assert (ids[:, k:] == torch.arange(E, E + shared, device=device)).all()
     want_shared = torch.sigmoid(x @ gate)[:, None] if gated else torch.ones(T, 1, device=device)
     torch.testing.assert_close(weights[:, k:], want_shared.expand(T, shared), rtol=1e-5, atol=1e-6)
+
+
+# Router products as the layers hold them: (x dtype, router weight dtype). DeepSeek's router is fp32 over bf16
+# hidden states; a 16-bit one rounds its logits (checked in fp16 on the CPU: the interpreter's bf16 dots are wrong).
+ROUTER_DTYPES = {"fp32": (torch.float32, torch.float32), "fp16-x-fp32-router": (torch.float16, torch.float32),
+                 "fp16": (torch.float16, torch.float16), "bf16": (torch.bfloat16, torch.bfloat16)}
+
+
+@pytest.mark.parametrize("router", list(ROUTERS))
+@pytest.mark.parametrize("T", [0, 1, 5, ROUTER_MAX_TOKENS])
+@pytest.mark.parametrize("dtypes", list(ROUTER_DTYPES))
+def test_moe_route_hidden_matches_the_router_product_then_routing(router, T, dtypes, device):
+    """The router's logits computed in the routing launch (split over many programs, the last one routing): the
+    experts and weights of F.linear's logits routed by the reference, for every router we run."""
+    if dtypes == "bf16" and device == "cpu":
+        pytest.skip("the interpreter computes bf16 dots wrongly")
+    x_dtype, w_dtype = ROUTER_DTYPES[dtypes]
+    E, args = ROUTERS[router]
+    H = 320  # not a multiple of the 128-feature step: the last step masked
+    g = torch.Generator(device="cpu").manual_seed(T * 1000 + E + H)
+    x = torch.randn(T, H, generator=g).to(x_dtype).to(device)
+    weight = (torch.randn(E, H, generator=g) * H**-0.5 * 2.0).to(w_dtype).to(device)
+    bias = (torch.randn(E, generator=g) * 0.1).to(device) if router == "dsv3" else None
+    weights, ids = moe_route_hidden(x, weight, bias=bias, **args)
+    want_weights, want_ids = moe_route_hidden_ref(x, weight, bias=bias, **args)
+    assert weights.shape == ids.shape == (T, args["top_k"])
+    assert torch.equal(ids, want_ids)
+    # The sums' order differs from F.linear's: fp32 logits within ~1e-6; a 16-bit router's rounded logits may land
+    # one unit in the last place apart (seen in fp16 on an H200), moving the softmax weights by about that much.
+    rtol = 1e-4 if w_dtype == torch.float32 else 4 * torch.finfo(x_dtype).eps
+    torch.testing.assert_close(weights, want_weights, rtol=rtol, atol=1e-6)
+    assert split_counters(torch.device(device))[0].item() == 0  # reset for the next launch (graph replays)
+
+
+@pytest.mark.parametrize("gated", [False, True], ids=["weight-1", "sigmoid-gate"])
+def test_moe_route_hidden_adds_shared_slots_and_repeats(gated, device):
+    """Shared slots as moe_route's (Qwen2-MoE's gate from the same rows), and a second launch on the same
+    counters gives the same result (the last program reset them)."""
+    E, args = ROUTERS["qwen2moe"]
+    T, H = 3, 256
+    g = torch.Generator(device="cpu").manual_seed(7)
+    x = torch.randn(T, H, generator=g).to(device)
+    weight, gate = torch.randn(E, H, generator=g).to(device) * 0.1, torch.randn(H, generator=g).to(device) * 0.1
+    extra = dict(num_shared=2, shared_gate=(x, gate) if gated else None)
+    first = moe_route_hidden(x, weight, **args, **extra)
+    want = moe_route_hidden_ref(x, weight, **args, **extra)
+    again = moe_route_hidden(x, weight, **args, **extra)
+    for got in (first, again):
+        assert torch.equal(got[1], want[1])
+        torch.testing.assert_close(got[0], want[0], rtol=1e-4, atol=1e-6)
+
+
+def test_moe_route_hidden_refuses_a_prefill_sized_batch(device):
+    x = torch.randn(ROUTER_MAX_TOKENS + 1, 64, device=device)
+    with pytest.raises(ValueError, match="use moe_route on F.linear's logits"):
+        moe_route_hidden(x, torch.randn(8, 64, device=device), top_k=2)

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# One 1-GPU device call (~8 min), session 33: the MoE router's product inside the routing kernel's launch at up to
+# 16 tokens (SPMD_MOE_ROUTER_FUSED, kernels/moe_route.py's moe_route_hidden), replacing cuBLAS's dot + reduce (and
+# DeepSeek's fp32 copy of x) ahead of moe_route. Its kernel tests in bf16 (with the MoE layer tests); Qwen1.5-MoE's
+# and DeepSeek-V2-Lite's shapes against transformers with it on (the default); decode bs1 / bs8 / bs16 of the three
+# MoE presets with it off and on. If slower anywhere, turn the default off (kernels/moe_route.py, README's row).
+# Carry [".whl"].
+set -uo pipefail
+source tests/gpu/device_env.sh
+nvidia-smi --query-gpu=name --format=csv,noheader | head -1
+test_part kernels 120 tests/kernels/test_moe_route.py tests/kernels/test_fused_moe.py tests/test_qwen2_moe.py
+for model in qwen2moe dsv2lite; do
+  check_part 120 SPMD_MOE_ROUTER_FUSED=1 --model $model --out /tmp/check_$model
+  mv "$OUT/check.txt" "$OUT/check_$model.txt"
+done
+for preset in ${PRESETS:-qwen1.5-moe-a2.7b deepseek-v2-lite qwen3-30b-a3b}; do
+  for fused in 0 1; do
+    part "${preset}_$fused" 90 env SPMD_MOE_ROUTER_FUSED=$fused python3 -m spmd_infer.bench \
+      bench.preset=$preset bench.workload=decode 'bench.batch_sizes=[1,8,16]' bench.context=1024 \
+      bench.output="$OUT/${preset}_$fused.json"
+    echo "--- $preset router fused $fused"; grep -E "^decode bs|Error" "$OUT/${preset}_$fused.txt" | cut -c1-110
+  done
+done
+rm -rf "$OUT"/*.run "$OUT"/*.json
