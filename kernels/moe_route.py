@@ -10,11 +10,13 @@ shared_w2), weighing 1 or, for Qwen2-MoE, sigmoid(x . gate): that dot is the rou
 
 At up to ROUTER_MAX_TOKENS tokens (decode), moe_route_hidden also computes the router's logits from the hidden
 states: the router weight split over many programs (a few KB each), whose fp32 partial sums the last to arrive adds
-up and routes (split_counters.py). The profile at batch 1 (session 33, H200, one kernel at a time) showed cuBLAS's
-router product as two kernels (a dot and a reduce, ~4 us a layer), plus a float32 copy of x for DeepSeek's fp32
-router (~2.4 us), ahead of the routing kernel's ~2-4 us: three to four launches become one. In CUDA graphs with
-programmatic dependent launch that gained 0 to 0.1 ms a step (tests/gpu/run_moe_router_fused.sh); alone it takes
-~7.9 us for 128 experts, much of it the last program routing a 16-row tile.
+up and routes (split_counters.py), where F.linear took cuBLAS's two kernels (a dot and a reduce) ahead of the
+routing kernel. Timed alone in CUDA graphs on an H200 (tests/gpu/time_moe_router.py, session 33), F.linear then
+moe_route against one launch, at 1 / 8 / 16 tokens: Qwen1.5-MoE's router (60 x 2048) 6.0 / 8.2 / 8.1 us against
+4.6 / 4.8 / 5.4, Qwen3-30B-A3B's (128 x 2048) 7.6 / 8.0 / 7.7 against 6.6 / 7.1 / 7.4. Routing alone takes 1.4-2.1
+us: the semaphore and the last program's 16-row routing cost ~4. Routers in fp32 over 16-bit states (DeepSeek's)
+stay on F.linear: their fp32 tiles streamed at ~1.2 us a step here, DeepSeek-V2-Lite's at 1 token 8.9 against
+8.6 us, and DeepSeek-V3's 256 x 7168 ran 53-69 us against 12-25.
 """
 
 from __future__ import annotations
@@ -185,8 +187,8 @@ def _moe_route_kernel(logits_ptr, bias_ptr, weights_ptr, ids_ptr, x_ptr, gate_pt
 
 @triton.jit
 def _router_dot(x, w, acc, IEEE: tl.constexpr):
-    if IEEE:  # DeepSeek's fp32 router: x widened, exact products (not TF32's 10-bit mantissas)
-        acc = tl.dot(x.to(tl.float32), w, acc, input_precision="ieee")
+    if IEEE:  # fp32 (a float32 model): exact products, not TF32's 10-bit mantissas
+        acc = tl.dot(x, w, acc, input_precision="ieee")
     else:
         acc = tl.dot(x, w, acc)
     return acc
@@ -300,24 +302,24 @@ def moe_route(logits: torch.Tensor, top_k: int, sigmoid: bool = False, bias: tor
 
 def router_fits(x: torch.Tensor, router_weight: torch.Tensor) -> bool:
     """Whether moe_route_hidden takes this router product: x [T <= ROUTER_MAX_TOKENS, H] with contiguous features,
-    the weight [E, H] contiguous, in x's dtype or fp32."""
+    the weight [E, H] contiguous, in x's dtype (an fp32 router over 16-bit states stays on F.linear: faster there,
+    see the module's docstring)."""
     return (x.dim() == 2 and x.shape[0] <= ROUTER_MAX_TOKENS and x.stride(-1) == 1
             and router_weight.shape[1] == x.shape[1] and router_weight.is_contiguous()
-            and router_weight.dtype in (x.dtype, torch.float32))
+            and router_weight.dtype == x.dtype)
 
 
 def moe_route_hidden(x: torch.Tensor, router_weight: torch.Tensor, top_k: int, scaling: float = 1.0,
                      **routing) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`moe_route` of the router's logits x [T, H] @ router_weight [E, H]^T, computed in the same launch, for
-    up to ROUTER_MAX_TOKENS tokens. A 16-bit router (router_weight in x's dtype) rounds its logits to that dtype,
-    as F.linear does; an fp32 one (DeepSeek's) takes x widened to fp32 and exact fp32 products. `routing`: the
-    rest of moe_route's arguments. No host sync: CUDA-graph safe after a first call outside a capture
-    (split_counters)."""
+    up to ROUTER_MAX_TOKENS tokens (router_fits). 16-bit logits are rounded to that dtype, as F.linear returns them;
+    fp32 ones are exact fp32 products. `routing`: the rest of moe_route's arguments. No host sync: CUDA-graph safe
+    after a first call outside a capture (split_counters)."""
     T, H = x.shape
     E = router_weight.shape[0]
     if not router_fits(x, router_weight):
         raise ValueError(f"moe_route_hidden takes at most {ROUTER_MAX_TOKENS} rows, contiguous features, and a "
-                         f"router weight [E, H] in x's dtype or fp32; got x {tuple(x.shape)} {x.dtype}, weight "
+                         f"router weight [E, H] in x's dtype; got x {tuple(x.shape)} {x.dtype}, weight "
                          f"{tuple(router_weight.shape)} {router_weight.dtype}: use moe_route on F.linear's logits")
     shared_gate = routing.pop("shared_gate", None)
     defaults = dict(sigmoid=False, bias=None, renormalize=False, num_groups=1, topk_groups=1, group_top2=False,
@@ -331,7 +333,7 @@ def moe_route_hidden(x: torch.Tensor, router_weight: torch.Tensor, top_k: int, s
     assert shared_gate is None or gate_x is x, "the shared gate's rows are the router's input"
     if T == 0:
         return weights, ids
-    fp32 = router_weight.dtype == torch.float32
+    fp32 = x.dtype == torch.float32
     block_hk = 64 if fp32 else 128  # (shared memory: fp32 tiles are twice the bytes)
     block_n = 16
     n_tiles = triton.cdiv(E, block_n)
@@ -351,9 +353,8 @@ def moe_route_hidden(x: torch.Tensor, router_weight: torch.Tensor, top_k: int, s
 
 def moe_route_hidden_ref(x: torch.Tensor, router_weight: torch.Tensor, top_k: int, **routing
                          ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Plain-PyTorch :func:`moe_route_hidden`: the router's product as the layer computes it (an fp32 router on x
-    widened), then :func:`moe_route_ref`."""
-    logits = F.linear(x.float() if router_weight.dtype == torch.float32 else x, router_weight)
+    """Plain-PyTorch :func:`moe_route_hidden`: F.linear's logits, then :func:`moe_route_ref`."""
+    logits = F.linear(x, router_weight)
     return moe_route_ref(logits, top_k, **routing)
 
 

@@ -72,7 +72,8 @@ def route_hidden(x: torch.Tensor, router_weight: torch.Tensor, cfg: RoutingConfi
                  num_shared: int = 0, shared_gate: tuple[torch.Tensor, torch.Tensor] | None = None
                  ) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`route` of the router's product x @ router_weight^T (in float32 for DeepSeek's router): on the GPU at
-    decode sizes one launch computes both (moe_route_hidden, unless SPMD_MOE_ROUTER_FUSED=0)."""
+    decode sizes, a router in x's dtype, one launch computes both (moe_route_hidden, unless
+    SPMD_MOE_ROUTER_FUSED=0)."""
     if x.is_cuda and ROUTE_KERNEL and ROUTER_FUSED and router_fits(x, router_weight):
         return moe_route_hidden(x, router_weight, cfg.top_k, **_routing_args(cfg, bias, num_shared, shared_gate))
     return route(F.linear(x.float() if cfg.float32_router else x, router_weight), cfg, bias, num_shared,
