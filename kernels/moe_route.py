@@ -12,11 +12,13 @@ At up to ROUTER_MAX_TOKENS tokens (decode), moe_route_hidden also computes the r
 states: the router weight split over many programs (a few KB each), whose fp32 partial sums the last to arrive adds
 up and routes (split_counters.py), where F.linear took cuBLAS's two kernels (a dot and a reduce) ahead of the
 routing kernel. Timed alone in CUDA graphs on an H200 (tests/gpu/time_moe_router.py, session 33), F.linear then
-moe_route against one launch, at 1 / 8 / 16 tokens: Qwen1.5-MoE's router (60 x 2048) 6.0 / 8.2 / 8.1 us against
-4.6 / 4.8 / 5.4, Qwen3-30B-A3B's (128 x 2048) 7.6 / 8.0 / 7.7 against 6.6 / 7.1 / 7.4. Routing alone takes 1.4-2.1
-us: the semaphore and the last program's 16-row routing cost ~4. Routers in fp32 over 16-bit states (DeepSeek's)
+moe_route against one launch, at 1 / 8 / 16 tokens: Qwen1.5-MoE's router (60 x 2048) 6.1 / 8.4 / 8.4 us against
+4.4-4.6 / 4.1 / 5.5, Qwen3-30B-A3B's (128 x 2048) 7.6 / 8.1 / 7.7 against 6.6-7.1 / 6.1 / 7.6. Routing alone takes
+1.4-2.2 us: the semaphore and the last program cost ~3-4. Routers in fp32 over 16-bit states (DeepSeek's)
 stay on F.linear: their fp32 tiles streamed at ~1.2 us a step here, DeepSeek-V2-Lite's at 1 token 8.9 against
-8.6 us, and DeepSeek-V3's 256 x 7168 ran 53-69 us against 12-25.
+8.6 us, and DeepSeek-V3's 256 x 7168 ran 53-69 us against 12-25. So do group-limited routers (the layer's choice):
+DeepSeek-V3's shape in bf16 took 39.6 against 9.9 us, nearly all of it the last program's routing of 16 rows over
+256 experts and 8 groups with 4 warps, where moe_route's one warp routes a row in 3.8 us.
 """
 
 from __future__ import annotations
@@ -201,7 +203,8 @@ def _moe_router_kernel(x_ptr, w_ptr, part_ptr, count_ptr, bias_ptr, weights_ptr,
                        SIGMOID: tl.constexpr, HAS_BIAS: tl.constexpr, RENORMALIZE: tl.constexpr,
                        NUM_GROUPS: tl.constexpr, TOPK_GROUPS: tl.constexpr, GROUP_TOP2: tl.constexpr,
                        WEIGHTS_FROM_CHOICE: tl.constexpr, NUM_SHARED: tl.constexpr, SHARED_GATE: tl.constexpr,
-                       BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_HK: tl.constexpr, BLOCK_E: tl.constexpr,
+                       BLOCK_T: tl.constexpr, ROUTE_ROWS: tl.constexpr, BLOCK_N: tl.constexpr,
+                       BLOCK_HK: tl.constexpr, BLOCK_E: tl.constexpr,
                        BLOCK_G: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_H: tl.constexpr,
                        PDL: tl.constexpr):
     """Program (n, split): logits of experts n * BLOCK_N ... for every token over its share of the hidden features,
@@ -234,10 +237,16 @@ def _moe_router_kernel(x_ptr, w_ptr, part_ptr, count_ptr, bias_ptr, weights_ptr,
                                        row_mask[:, None] & expert_mask[None, :], count_ptr)
     if arrived != tl.num_programs(0) - 1:
         return
-    # The last program: every split's partial logits, loads unrolled (issued together), added in split order.
+    # The last program: every split's partial logits of the first ROUTE_ROWS rows, loads unrolled (issued together),
+    # added in split order. Routing costs about a row's work per row: with DeepSeek-V3's groups in bf16 (H200,
+    # tests/gpu/time_moe_router.py) 11.8 / 19.0 / 40.2 us at 1 / 8 / 16 tokens routing T's power of two rows, 39.6 at
+    # each routing all 16. At least a row per warp (4): Qwen3-30B-A3B's router at one token took 7.1 us routing one
+    # row (each reduction across the warps), 6.6 routing 16.
+    rows = tl.arange(0, ROUTE_ROWS)
+    row_mask = rows < T
     every = tl.arange(0, BLOCK_E)
     logits_mask = row_mask[:, None] & (every < num_experts)[None, :]
-    logits = tl.zeros([BLOCK_T, BLOCK_E], tl.float32)
+    logits = tl.zeros([ROUTE_ROWS, BLOCK_E], tl.float32)
     for j in tl.static_range(SPLITS):
         logits += tl.load(part_ptr + j * BLOCK_T * BLOCK_E + rows[:, None] * BLOCK_E + every[None, :],
                           mask=logits_mask, other=0.0, cache_modifier=".cg")
@@ -248,9 +257,9 @@ def _moe_router_kernel(x_ptr, w_ptr, part_ptr, count_ptr, bias_ptr, weights_ptr,
     logits = tl.where((every < num_experts)[None, :], logits, float("-inf"))
     weights, ids = _route_rows(logits, bias_ptr, num_experts, group_size, scaling, renorm_eps, TOP_K, SIGMOID,
                                HAS_BIAS, RENORMALIZE, NUM_GROUPS, TOPK_GROUPS, GROUP_TOP2, WEIGHTS_FROM_CHOICE,
-                               BLOCK_T, BLOCK_E, BLOCK_G, BLOCK_K)
+                               ROUTE_ROWS, BLOCK_E, BLOCK_G, BLOCK_K)
     _store_routes(weights_ptr, ids_ptr, rows, row_mask, weights, ids, x_ptr, stride_xt, gate_ptr, num_experts,
-                  hidden, TOP_K, NUM_SHARED, SHARED_GATE, BLOCK_T, BLOCK_K, BLOCK_S, BLOCK_H)
+                  hidden, TOP_K, NUM_SHARED, SHARED_GATE, ROUTE_ROWS, BLOCK_K, BLOCK_S, BLOCK_H)
 
 
 def _routing_launch_args(T: int, E: int, top_k: int, sigmoid: bool, bias: torch.Tensor | None, renormalize: bool,
@@ -346,7 +355,8 @@ def moe_route_hidden(x: torch.Tensor, router_weight: torch.Tensor, top_k: int, s
     _moe_router_kernel[(n_tiles * splits,)](
         x, router_weight, part, split_counters(x.device), bias_arg, weights, ids, gate, T, x.stride(0), E, H, k_steps,
         steps_per_split, group_size, float(scaling), eps, ROUND_LOGITS=not fp32, IEEE=fp32, SPLITS=splits,
-        BLOCK_T=ROUTER_MAX_TOKENS, BLOCK_N=block_n, BLOCK_HK=block_hk, num_warps=4,
+        BLOCK_T=ROUTER_MAX_TOKENS, ROUTE_ROWS=max(triton.next_power_of_2(T), 4), BLOCK_N=block_n, BLOCK_HK=block_hk,
+        num_warps=4,
         **{**constexprs, "BLOCK_H": min(constexprs["BLOCK_H"], 256)})  # (the gate's [16, BLOCK_H] tile in registers)
     return weights, ids
 

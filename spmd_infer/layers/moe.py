@@ -72,9 +72,11 @@ def route_hidden(x: torch.Tensor, router_weight: torch.Tensor, cfg: RoutingConfi
                  num_shared: int = 0, shared_gate: tuple[torch.Tensor, torch.Tensor] | None = None
                  ) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`route` of the router's product x @ router_weight^T (in float32 for DeepSeek's router): on the GPU at
-    decode sizes, a router in x's dtype, one launch computes both (moe_route_hidden, unless
-    SPMD_MOE_ROUTER_FUSED=0)."""
-    if x.is_cuda and ROUTE_KERNEL and ROUTER_FUSED and router_fits(x, router_weight):
+    decode sizes, for a router in x's dtype without group-limited choice, one launch computes both
+    (moe_route_hidden, unless SPMD_MOE_ROUTER_FUSED=0). Its last program routes 16 rows at once, which with
+    DeepSeek's groups took ~36 us (tests/gpu/time_moe_router.py, a bf16 DeepSeek-V3 shape: 39.6 against 9.9)."""
+    if (x.is_cuda and ROUTE_KERNEL and ROUTER_FUSED and cfg.num_groups == 1
+            and router_fits(x, router_weight)):
         return moe_route_hidden(x, router_weight, cfg.top_k, **_routing_args(cfg, bias, num_shared, shared_gate))
     return route(F.linear(x.float() if cfg.float32_router else x, router_weight), cfg, bias, num_shared,
                  shared_gate)
