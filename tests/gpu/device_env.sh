@@ -60,15 +60,16 @@ print("ttft", {k: round(v, 3) for k, v in c["ttft_s"].items()})
 print("prefill step ms", [round(s * 1e3, 1) for s in c["prefill"]["step_s"][:24]])
 PY
 }
-# A preset's decode at batch 256 and 64 from a 1024-token context (its TTFT: the prefill) as one part (limit LIMIT,
-# default 100 s), with these environment assignments and bench overrides, and its result lines printed:
-# decode_part NAME PRESET [VAR=VALUE ...] [-- BENCH_ARG ...]
+# A preset's decode at batch 256 and 64 (or BATCHES, e.g. BATCHES=1,8,64) from a 1024-token context (its TTFT: the
+# prefill) as one part (limit LIMIT, default 100 s), with these environment assignments and bench overrides, and its
+# result lines printed: decode_part NAME PRESET [VAR=VALUE ...] [-- BENCH_ARG ...]
 decode_part() {
   local name=$1 preset=$2 envs=(); shift 2
   while (($#)) && [[ $1 != -- ]]; do envs+=("$1"); shift; done
   (($#)) && shift
   part "$name" "${LIMIT:-100}" env "${envs[@]}" python3 -m spmd_infer.bench bench.preset="$preset" \
-    bench.workload=decode 'bench.batch_sizes=[256,64]' bench.context=1024 bench.output="$OUT/$name.json" "$@"
+    bench.workload=decode "bench.batch_sizes=[${BATCHES:-256,64}]" bench.context=1024 bench.output="$OUT/$name.json" \
+    "$@"
   echo "--- $name: ${envs[*]} $*"; grep -E "^decode bs|Error" "$OUT/$name.txt" | cut -c1-110
 }
 # A copy of kernels/ with a patch applied, for A/B runs of a kernel change in one call: prints the PYTHONPATH under

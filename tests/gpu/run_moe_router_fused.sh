@@ -15,10 +15,7 @@ for model in qwen2moe dsv2lite; do
 done
 for preset in ${PRESETS:-qwen1.5-moe-a2.7b deepseek-v2-lite qwen3-30b-a3b}; do
   for fused in 0 1; do
-    part "${preset}_$fused" 90 env SPMD_MOE_ROUTER_FUSED=$fused python3 -m spmd_infer.bench \
-      bench.preset=$preset bench.workload=decode 'bench.batch_sizes=[1,8,16]' bench.context=1024 \
-      bench.output="$OUT/${preset}_$fused.json"
-    echo "--- $preset router fused $fused"; grep -E "^decode bs|Error" "$OUT/${preset}_$fused.txt" | cut -c1-110
+    BATCHES=1,8,16 LIMIT=90 decode_part "${preset}_$fused" "$preset" SPMD_MOE_ROUTER_FUSED=$fused
   done
 done
 rm -rf "$OUT"/*.run "$OUT"/*.json

@@ -17,10 +17,7 @@ for model in qwen2moe dsv2lite; do
 done
 for preset in ${PRESETS:-qwen1.5-moe-a2.7b deepseek-v2-lite}; do
   for tokens in 0 64; do
-    part "${preset}_$tokens" 90 env SPMD_MOE_SHARED_FUSED_TOKENS=$tokens python3 -m spmd_infer.bench \
-      bench.preset=$preset bench.workload=decode 'bench.batch_sizes=[1,8,64]' bench.context=1024 \
-      bench.output="$OUT/${preset}_$tokens.json"
-    echo "--- $preset fused up to $tokens tokens"; grep -E "^decode bs|Error" "$OUT/${preset}_$tokens.txt" | cut -c1-110
+    BATCHES=1,8,64 LIMIT=90 decode_part "${preset}_$tokens" "$preset" SPMD_MOE_SHARED_FUSED_TOKENS=$tokens
   done
 done
 rm -rf "$OUT"/*.run "$OUT"/*.json

@@ -9,10 +9,7 @@ nvidia-smi --query-gpu=name --format=csv,noheader | head -1
 test_part kernels 120 tests/test_qwen2_moe.py tests/kernels/test_fused_moe.py tests/kernels/test_moe_route.py
 for preset in qwen1.5-moe-a2.7b deepseek-v2-lite; do
   for tokens in 64 256; do
-    part "${preset}_$tokens" 90 env SPMD_MOE_SHARED_FUSED_TOKENS=$tokens python3 -m spmd_infer.bench \
-      bench.preset=$preset bench.workload=decode 'bench.batch_sizes=[128,256]' bench.context=1024 \
-      bench.output="$OUT/${preset}_$tokens.json"
-    echo "--- $preset fused up to $tokens tokens"; grep -E "^decode bs|Error" "$OUT/${preset}_$tokens.txt" | cut -c1-110
+    BATCHES=128,256 LIMIT=90 decode_part "${preset}_$tokens" "$preset" SPMD_MOE_SHARED_FUSED_TOKENS=$tokens
   done
 done
 for preset in qwen1.5-moe-a2.7b deepseek-v2-lite; do
