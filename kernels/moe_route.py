@@ -24,6 +24,7 @@ DeepSeek-V3's shape in bf16 took 39.6 against 9.9 us, nearly all of it the last 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -262,18 +263,28 @@ def _moe_router_kernel(x_ptr, w_ptr, part_ptr, count_ptr, bias_ptr, weights_ptr,
                   hidden, TOP_K, NUM_SHARED, SHARED_GATE, ROUTE_ROWS, BLOCK_K, BLOCK_S, BLOCK_H)
 
 
-def _routing_launch_args(T: int, E: int, top_k: int, sigmoid: bool, bias: torch.Tensor | None, renormalize: bool,
-                         num_groups: int, topk_groups: int, group_top2: bool, num_shared: int,
-                         shared_gate: tuple[torch.Tensor, torch.Tensor] | None, like: torch.Tensor
-                         ) -> tuple[torch.Tensor, torch.Tensor, tuple, dict]:
-    """(weights, ids) outputs, and the routing's part of a launch: its pointers (bias, weights, ids, x, gate) and
-    constexprs (moe_route's and moe_route_hidden's kernels alike)."""
+@dataclass
+class _RoutingLaunch:
+    """What moe_route's and moe_route_hidden's kernels share: the outputs, the routing's pointers and scalars, and
+    its constexprs."""
+    weights: torch.Tensor  # float32 [T, top_k + num_shared]
+    ids: torch.Tensor  # int64 [T, top_k + num_shared]
+    bias: torch.Tensor  # (the logits or x where there is none: unread)
+    gate_x: torch.Tensor  # the shared gate's rows (likewise)
+    gate: torch.Tensor
+    group_size: int
+    renorm_eps: float
+    gate_hidden: int
+    constexprs: dict
+
+
+def _routing_launch(T: int, E: int, top_k: int, sigmoid: bool, bias: torch.Tensor | None, renormalize: bool,
+                    num_groups: int, topk_groups: int, group_top2: bool, num_shared: int,
+                    shared_gate: tuple[torch.Tensor, torch.Tensor] | None, like: torch.Tensor) -> _RoutingLaunch:
     assert 1 <= top_k <= E and E % num_groups == 0 and topk_groups <= num_groups
     x, gate = shared_gate if shared_gate is not None else (like, like)  # (unread without SHARED_GATE)
     assert shared_gate is None or (num_shared > 0 and x.shape == (T, gate.shape[0]) and x.stride(-1) == 1
                                    and gate.stride(-1) == 1)
-    weights = torch.empty((T, top_k + num_shared), dtype=torch.float32, device=like.device)
-    ids = torch.empty((T, top_k + num_shared), dtype=torch.int64, device=like.device)
     hidden = gate.shape[0] if shared_gate is not None else 1
     constexprs = dict(
         TOP_K=top_k, SIGMOID=sigmoid, HAS_BIAS=bias is not None, RENORMALIZE=renormalize, NUM_GROUPS=num_groups,
@@ -282,8 +293,11 @@ def _routing_launch_args(T: int, E: int, top_k: int, sigmoid: bool, bias: torch.
         BLOCK_G=triton.next_power_of_2(num_groups), BLOCK_K=triton.next_power_of_2(top_k),
         BLOCK_S=triton.next_power_of_2(max(num_shared, 1)), BLOCK_H=min(triton.next_power_of_2(hidden), 1024),
         **pdl_args(like.device))
-    scalars = (E // num_groups, 1e-20 if bias is not None else 0.0, hidden, x.stride(0))
-    return weights, ids, (bias if bias is not None else like, x, gate, scalars), constexprs
+    return _RoutingLaunch(
+        weights=torch.empty((T, top_k + num_shared), dtype=torch.float32, device=like.device),
+        ids=torch.empty((T, top_k + num_shared), dtype=torch.int64, device=like.device),
+        bias=bias if bias is not None else like, gate_x=x, gate=gate, group_size=E // num_groups,
+        renorm_eps=1e-20 if bias is not None else 0.0, gate_hidden=hidden, constexprs=constexprs)
 
 
 def moe_route(logits: torch.Tensor, top_k: int, sigmoid: bool = False, bias: torch.Tensor | None = None,
@@ -300,13 +314,13 @@ def moe_route(logits: torch.Tensor, top_k: int, sigmoid: bool = False, bias: tor
     (Qwen2-MoE's shared expert gate). No host sync (CUDA-graph safe)."""
     T, E = logits.shape
     assert logits.stride(-1) == 1
-    weights, ids, (bias_arg, x, gate, (group_size, eps, hidden, stride_xt)), constexprs = _routing_launch_args(
-        T, E, top_k, sigmoid, bias, renormalize, num_groups, topk_groups, group_top2, num_shared, shared_gate, logits)
-    if T == 0:
-        return weights, ids
-    _moe_route_kernel[(T,)](logits, bias_arg, weights, ids, x, gate, T, logits.stride(0), stride_xt, E, group_size,
-                            float(scaling), eps, hidden, BLOCK_T=1, num_warps=1, **constexprs)
-    return weights, ids
+    r = _routing_launch(T, E, top_k, sigmoid, bias, renormalize, num_groups, topk_groups, group_top2, num_shared,
+                        shared_gate, logits)
+    if T > 0:
+        _moe_route_kernel[(T,)](logits, r.bias, r.weights, r.ids, r.gate_x, r.gate, T, logits.stride(0),
+                                r.gate_x.stride(0), E, r.group_size, float(scaling), r.renorm_eps, r.gate_hidden,
+                                BLOCK_T=1, num_warps=1, **r.constexprs)
+    return r.weights, r.ids
 
 
 def router_fits(x: torch.Tensor, router_weight: torch.Tensor) -> bool:
@@ -318,30 +332,26 @@ def router_fits(x: torch.Tensor, router_weight: torch.Tensor) -> bool:
             and router_weight.dtype == x.dtype)
 
 
-def moe_route_hidden(x: torch.Tensor, router_weight: torch.Tensor, top_k: int, scaling: float = 1.0,
-                     **routing) -> tuple[torch.Tensor, torch.Tensor]:
+def moe_route_hidden(x: torch.Tensor, router_weight: torch.Tensor, top_k: int, sigmoid: bool = False,
+                     bias: torch.Tensor | None = None, renormalize: bool = False, num_groups: int = 1,
+                     topk_groups: int = 1, group_top2: bool = False, scaling: float = 1.0, num_shared: int = 0,
+                     shared_gate: tuple[torch.Tensor, torch.Tensor] | None = None
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`moe_route` of the router's logits x [T, H] @ router_weight [E, H]^T, computed in the same launch, for
     up to ROUTER_MAX_TOKENS tokens (router_fits). 16-bit logits are rounded to that dtype, as F.linear returns them;
-    fp32 ones are exact fp32 products. `routing`: the rest of moe_route's arguments. No host sync: CUDA-graph safe
-    after a first call outside a capture (split_counters)."""
+    fp32 ones are exact fp32 products. A `shared_gate`'s rows must be x. No host sync: CUDA-graph safe after a
+    first call outside a capture (split_counters)."""
     T, H = x.shape
     E = router_weight.shape[0]
     if not router_fits(x, router_weight):
         raise ValueError(f"moe_route_hidden takes at most {ROUTER_MAX_TOKENS} rows, contiguous features, and a "
                          f"router weight [E, H] in x's dtype; got x {tuple(x.shape)} {x.dtype}, weight "
                          f"{tuple(router_weight.shape)} {router_weight.dtype}: use moe_route on F.linear's logits")
-    shared_gate = routing.pop("shared_gate", None)
-    defaults = dict(sigmoid=False, bias=None, renormalize=False, num_groups=1, topk_groups=1, group_top2=False,
-                    num_shared=0)
-    unknown = set(routing) - set(defaults)
-    assert not unknown, f"not moe_route's arguments: {sorted(unknown)}"
-    args = {**defaults, **routing}
-    weights, ids, (bias_arg, gate_x, gate, (group_size, eps, gate_hidden, _)), constexprs = _routing_launch_args(
-        T, E, top_k, args["sigmoid"], args["bias"], args["renormalize"], args["num_groups"], args["topk_groups"],
-        args["group_top2"], args["num_shared"], shared_gate, x)
-    assert shared_gate is None or gate_x is x, "the shared gate's rows are the router's input"
+    assert shared_gate is None or shared_gate[0] is x, "the shared gate's rows are the router's input"
+    r = _routing_launch(T, E, top_k, sigmoid, bias, renormalize, num_groups, topk_groups, group_top2, num_shared,
+                        shared_gate, x)
     if T == 0:
-        return weights, ids
+        return r.weights, r.ids
     fp32 = x.dtype == torch.float32
     block_hk = 64 if fp32 else 128  # (shared memory: fp32 tiles are twice the bytes)
     block_n = 16
@@ -350,15 +360,14 @@ def moe_route_hidden(x: torch.Tensor, router_weight: torch.Tensor, top_k: int, s
     splits = max(1, min(k_steps, _ROUTER_MAX_SPLITS, _ROUTER_PROGRAMS // n_tiles))
     steps_per_split = triton.cdiv(k_steps, splits)
     splits = triton.cdiv(k_steps, steps_per_split)  # every split has features
-    block_e = constexprs["BLOCK_E"]
-    part = torch.empty((splits, ROUTER_MAX_TOKENS, block_e), dtype=torch.float32, device=x.device)
+    part = torch.empty((splits, ROUTER_MAX_TOKENS, r.constexprs["BLOCK_E"]), dtype=torch.float32, device=x.device)
+    constexprs = {**r.constexprs, "BLOCK_H": min(r.constexprs["BLOCK_H"], 256)}  # (the gate's [rows, BLOCK_H] tile)
     _moe_router_kernel[(n_tiles * splits,)](
-        x, router_weight, part, split_counters(x.device), bias_arg, weights, ids, gate, T, x.stride(0), E, H, k_steps,
-        steps_per_split, group_size, float(scaling), eps, ROUND_LOGITS=not fp32, IEEE=fp32, SPLITS=splits,
-        BLOCK_T=ROUTER_MAX_TOKENS, ROUTE_ROWS=max(triton.next_power_of_2(T), 4), BLOCK_N=block_n, BLOCK_HK=block_hk,
-        num_warps=4,
-        **{**constexprs, "BLOCK_H": min(constexprs["BLOCK_H"], 256)})  # (the gate's [16, BLOCK_H] tile in registers)
-    return weights, ids
+        x, router_weight, part, split_counters(x.device), r.bias, r.weights, r.ids, r.gate, T, x.stride(0), E, H,
+        k_steps, steps_per_split, r.group_size, float(scaling), r.renorm_eps, ROUND_LOGITS=not fp32, IEEE=fp32,
+        SPLITS=splits, BLOCK_T=ROUTER_MAX_TOKENS, ROUTE_ROWS=max(triton.next_power_of_2(T), 4), BLOCK_N=block_n,
+        BLOCK_HK=block_hk, num_warps=4, **constexprs)
+    return r.weights, r.ids
 
 
 def moe_route_hidden_ref(x: torch.Tensor, router_weight: torch.Tensor, top_k: int, **routing
