@@ -282,6 +282,12 @@ CUDA_CONFIGS_FP8 = {
     "large": (64, 128, 64, 4, 4),
 }
 FP8_KIND_ROWS = (8, 32)  # rows per local expert up to which float8's small / medium tiles apply
+# Experts in the model's dtype: the down kernel's (BLOCK_N, BLOCK_K, num_warps, num_stages) by the same kinds where
+# it should differ from the gate / up kernel's (BLOCK_M is shared: the grouping's); None takes the gate / up tile.
+# The down kernel's K is the experts' intermediate size (768-1408), gate / up's is H, and at decode batch 1 on an
+# H200 it read its weights at 68% of the copy rate against gate / up's 81% (Qwen3-30B-A3B, session 33's profile).
+# None anywhere until tests/gpu/tune_fused_moe.py --down-tiles times one faster.
+DOWN_TILES: dict[str, tuple[int, int, int, int] | None] = {"small": None, "medium": None, "large": None}
 # With float8 activations a k-step spans a whole 128-feature scale group: session 15's sweep put 128-wide steps
 # first on every shape that took them, 0.83-0.89x the time of 64-wide ones (half the accumulator rescales a group).
 FP8_ACT_BLOCK_K = 128
@@ -395,6 +401,7 @@ def fused_moe(
     y = _unfilled((n, H), x.dtype, x.device)
     num_local = E + num_shared
     bm, bn, bk, warps, stages = _launch_config(n, num_local, x.element_size(), x.device, scaled, num_experts)
+    down_tile = None if scaled else DOWN_TILES.get(config_kind(n, num_local))
     activations = DEFAULT_ACTIVATIONS if activations is None else activations
     if activations not in ACTIVATIONS:
         raise ValueError(f"fused_moe activations={activations!r}: choose one of {', '.join(ACTIVATIONS)}")
@@ -433,6 +440,9 @@ def fused_moe(
         SCALE_K=sk, ACT=act, SWAP=swap, HAS_SHARED=num_shared > 0, num_warps=warps_up, num_stages=stages,
         **pdl_args(x.device),
     )
+    if down_tile is not None:  # (DOWN_TILES; fp32 keeps _launch_config's shared-memory cap)
+        bn, bk, warps, stages = down_tile
+        stages = min(stages, 2) if x.element_size() >= 4 else stages
     _moe_down_kernel[(num_blocks, triton.cdiv(H, bn))](
         h, w2, w2_scale, h_scale, y, topk_weights, sorted_ids, block_expert, shared_w2, n, E,
         h.stride(0), h_scale.stride(0), w2.stride(0), w2.stride(1), w2.stride(2), shared_w2.stride(-2),

@@ -4,6 +4,7 @@ the numbers behind fused_moe.CUDA_CONFIGS. Also times the routing alone (moe_ali
 
 usage (on a GPU machine, in the repo root, after `source tests/gpu/device_env.sh`):
   python tests/gpu/tune_fused_moe.py [--fp8 [--activations model,fp8]] [--shapes SUBSTRING] [--tiles T;T...]
+      [--down-tiles N,K,W,S;...]
 --fp8: float8 experts with a scale per 128 x 128 block (model.expert_dtype=fp8), errors against the bf16 kernel on
 their dequantized values, the weight-read bound at a byte a weight. --activations: sweep each shape once per
 activations kind (fused_moe's `activations`; default: as the engine picks them).
@@ -54,9 +55,15 @@ def main() -> None:
     ap.add_argument("--activations", default="", help="--fp8: comma-separated kinds (model, fp8) to sweep")
     ap.add_argument("--shapes", default="", help="only the shapes whose name contains this")
     ap.add_argument("--tiles", default="", help="tiles to sweep instead of TILES, e.g. '64,128,64,4,4;128,128,64,8,3'")
+    ap.add_argument("--down-tiles", default="", help="bf16: the down kernel's own (BLOCK_N, BLOCK_K, warps, stages) "
+                    "to sweep beside each tile (fused_moe.DOWN_TILES), e.g. '64,128,4,4;128,64,4,3'")
     args = ap.parse_args()
     kinds = [k for k in args.activations.split(",") if k] or [None]
     tiles = [tuple(int(v) for v in t.split(",")) for t in args.tiles.split(";") if t] or TILES
+    # (tile, the down kernel's own tile or None: the same as gate / up's)
+    downs = [None] + [tuple(int(v) for v in t.split(",")) for t in args.down_tiles.split(";") if t]
+    assert not (args.fp8 and len(downs) > 1), "--down-tiles: experts in bf16 (float8's tiles follow their blocks)"
+    default_downs = dict(fm.DOWN_TILES)
     ceil = measure_ceilings(torch.device("cuda"), torch.bfloat16)
     bw, flops = ceil.bandwidth_bytes_per_s, ceil.matmul_flops_per_s
     print(f"{torch.cuda.get_device_name()}: copy {bw / 1e12:.2f} TB/s, bf16 matmul {flops / 1e12:.0f} TFLOP/s")
@@ -90,21 +97,24 @@ def main() -> None:
         routing_torch = triton.testing.do_bench_cudagraph(lambda: moe_align_block_size_ref(ids, 64, E), rep=30)
         for act in kinds:
             rows = []
-            for tile in tiles:
+            for tile, down in ((t, d) for t in tiles for d in downs):
                 setattr(fm, table, {key: tile for key in default})
+                fm.DOWN_TILES = {key: down for key in default_downs}
                 def run():
                     return fm.fused_moe(x, w13, w2, weights, ids, **scales, num_experts=n_exp, activations=act)
 
-                t, err = time_in_graph(f"{name} {tile} {act}", run,
+                t, err = time_in_graph(f"{name} {tile} down {down} {act}", run,
                                        lambda: (run().float() - ref.float()).abs().max().item())
-                rows.append((t, tile, err))
+                rows.append((t, (tile, down), err))
             setattr(fm, table, default)
+            fm.DOWN_TILES = default_downs
             print(f"\n{name}{f' activations {act}' if act else ''}: {local_pairs} local (token, expert) rows, "
                   f"{weight_bytes / 1e6:.0f} MB of weights, {flop / 1e9:.1f} GFLOP; bound {bound * 1e6:.0f} us; "
                   f"routing alone {routing * 1e3:.1f} us (torch reference {routing_torch * 1e3:.1f}); "
                   f"engine picks {kind} = {default[kind]}")
-            print_best_rows(rows, default[kind], lambda r: f"{r[0] * 1e3:8.1f} us  {bound / (r[0] * 1e-3):6.1%} of "
-                            f"bound  tile={r[1]} err={r[2]:.3f}")
+            print_best_rows(rows, (default[kind], default_downs[kind]), lambda r: (
+                f"{r[0] * 1e3:8.1f} us  {bound / (r[0] * 1e-3):6.1%} of bound  tile={r[1][0]}"
+                f"{f' down={r[1][1]}' if r[1][1] else ''} err={r[2]:.3f}"))
 
 
 if __name__ == "__main__":

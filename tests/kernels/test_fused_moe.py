@@ -37,6 +37,28 @@ def test_fused_moe(T, E_local, first_expert, num_experts, k, dtype, device, asse
     assert_close(out, ref)
 
 
+@pytest.mark.parametrize("down_tile", [(16, 16, 4, 1), (64, 64, 4, 2)], ids=["narrow", "wide"])
+def test_fused_moe_down_kernel_takes_its_own_tile(down_tile, dtype, device, assert_close, monkeypatch):
+    """DOWN_TILES: the down kernel's (BLOCK_N, BLOCK_K, warps, stages), set apart from gate / up's for every kind
+    (narrower or wider than H and I here, K not a multiple of it), gives the reference's result."""
+    fm = importlib.import_module("spmd_kernels.fused_moe")
+    monkeypatch.setattr(fm, "DOWN_TILES", {kind: down_tile for kind in fm.DOWN_TILES})
+    launched, down_kernel = [], fm._moe_down_kernel
+
+    class RecordingLaunch:  # the real kernel, its launch options noted
+        def __getitem__(self, grid):
+            def launch(*args, **options):
+                launched.append(tuple(options[o] for o in ("BLOCK_N", "BLOCK_K", "num_warps", "num_stages")))
+                return down_kernel[grid](*args, **options)
+            return launch
+
+    monkeypatch.setattr(fm, "_moe_down_kernel", RecordingLaunch())
+    T, E, k, H, inter = 9, 4, 2, 48, 40
+    x, w13, w2, weights, ids = _inputs(T, E, k, H, inter, dtype, device)
+    assert_close(fused_moe(x, w13, w2, weights, ids), fused_moe_ref(x, w13, w2, weights, ids))
+    assert launched == [down_tile]
+
+
 @pytest.mark.parametrize("gated", [False, True], ids=["shared", "gated-shared"])
 @pytest.mark.parametrize("T,E_local,first_expert,num_experts", [(0, 4, 0, 4), (1, 4, 0, 4), (9, 4, 4, 12),
                                                                 (5, 4, 8, 8), (3, 0, 0, 4)])
