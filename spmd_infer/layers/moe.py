@@ -30,8 +30,9 @@ from .fp8_checkpoint import float8_slice
 from .weights import CheckpointTensor, copy_checked
 
 DEFAULT_FP8_BLOCK = (128, 128)  # DeepSeek-V3's and Qwen3's float8 releases
-# SPMD_MOE_SHARED_IN_SUM=1: on the GPU, shared experts' output is added (and Qwen2-MoE's gated) inside fused_moe's
-# last kernel instead of by PyTorch ops after it (H200 decode @1k, run_moe_route.sh: Qwen1.5-MoE bs1 2.5 against
+# SPMD_MOE_SHARED_IN_SUM=1: on the GPU, where the shared MLP runs on its own (past SHARED_FUSED_TOKENS, or experts
+# split whole over ranks), its output is added (and Qwen2-MoE's gated) inside fused_moe's last kernel instead of by
+# PyTorch ops after it (H200 decode @1k, run_moe_route.sh: Qwen1.5-MoE bs1 2.5 against
 # 2.8 ms a step, bs64 11.7 against 11.9; DeepSeek-V2-Lite about even); 0 adds it after.
 SHARED_IN_SUM = os.environ.get("SPMD_MOE_SHARED_IN_SUM", "1") == "1"
 # SPMD_MOE_SHARED_FUSED_TOKENS=N: at up to N tokens a step, shared experts run on the GPU inside fused_moe as more
