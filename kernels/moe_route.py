@@ -14,11 +14,11 @@ up and routes (split_counters.py), where F.linear took cuBLAS's two kernels (a d
 routing kernel. Timed alone in CUDA graphs on an H200 (tests/gpu/time_moe_router.py, session 33), F.linear then
 moe_route against one launch, at 1 / 8 / 16 tokens: Qwen1.5-MoE's router (60 x 2048) 6.1 / 8.4 / 8.4 us against
 4.4-4.6 / 4.1 / 5.5, Qwen3-30B-A3B's (128 x 2048) 7.6 / 8.1 / 7.7 against 6.6-7.1 / 6.1 / 7.6. Routing alone takes
-1.4-2.2 us: the semaphore and the last program cost ~3-4. Routers in fp32 over 16-bit states (DeepSeek's)
-stay on F.linear: their fp32 tiles streamed at ~1.2 us a step here, DeepSeek-V2-Lite's at 1 token 8.9 against
-8.6 us, and DeepSeek-V3's 256 x 7168 ran 53-69 us against 12-25. So do group-limited routers (the layer's choice):
-DeepSeek-V3's shape in bf16 took 39.6 against 9.9 us, nearly all of it the last program's routing of 16 rows over
-256 experts and 8 groups with 4 warps, where moe_route's one warp routes a row in 3.8 us.
+1.4-2.2 us: the semaphore and the last program cost ~3-4. DeepSeek's fp32 routers (x widened here, where F.linear
+needs a copy of it) stream ~1.2 us a step of their fp32 tiles, so they split H up to 16 ways: DeepSeek-V2-Lite's
+(64 x 2048) 8.6 / 12.1 / 12.6 against 7.0 / 7.2 / 7.4 at 16 splits (8.9 / 9.0 / 9.2 at 8). Group-limited routers stay
+on F.linear (the layer's choice): the last program routes a row's groups one after another, DeepSeek-V3's shape in
+bf16 11.8 / 19.0 / 40.2 us against ~10 (its fp32 router 53-69 against 12-25).
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ ROUTER_MAX_TOKENS = 16
 # many splits of the hidden features, whose partial sums the last program loads all at once.
 _ROUTER_PROGRAMS = 64
 _ROUTER_MAX_SPLITS = 8
+_ROUTER_MAX_SPLITS_FP32 = 16
 
 
 @triton.jit
@@ -190,8 +191,8 @@ def _moe_route_kernel(logits_ptr, bias_ptr, weights_ptr, ids_ptr, x_ptr, gate_pt
 
 @triton.jit
 def _router_dot(x, w, acc, IEEE: tl.constexpr):
-    if IEEE:  # fp32 (a float32 model): exact products, not TF32's 10-bit mantissas
-        acc = tl.dot(x, w, acc, input_precision="ieee")
+    if IEEE:  # an fp32 router (DeepSeek's): x widened, exact products (not TF32's 10-bit mantissas)
+        acc = tl.dot(x.to(tl.float32), w, acc, input_precision="ieee")
     else:
         acc = tl.dot(x, w, acc)
     return acc
@@ -325,11 +326,10 @@ def moe_route(logits: torch.Tensor, top_k: int, sigmoid: bool = False, bias: tor
 
 def router_fits(x: torch.Tensor, router_weight: torch.Tensor) -> bool:
     """Whether moe_route_hidden takes this router product: x [T <= ROUTER_MAX_TOKENS, H] with contiguous features,
-    the weight [E, H] contiguous, in x's dtype (an fp32 router over 16-bit states stays on F.linear: faster there,
-    see the module's docstring)."""
+    the weight [E, H] contiguous, in x's dtype or fp32 (DeepSeek's router over 16-bit states)."""
     return (x.dim() == 2 and x.shape[0] <= ROUTER_MAX_TOKENS and x.stride(-1) == 1
             and router_weight.shape[1] == x.shape[1] and router_weight.is_contiguous()
-            and router_weight.dtype == x.dtype)
+            and router_weight.dtype in (x.dtype, torch.float32))
 
 
 def moe_route_hidden(x: torch.Tensor, router_weight: torch.Tensor, top_k: int, sigmoid: bool = False,
@@ -338,26 +338,27 @@ def moe_route_hidden(x: torch.Tensor, router_weight: torch.Tensor, top_k: int, s
                      shared_gate: tuple[torch.Tensor, torch.Tensor] | None = None
                      ) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`moe_route` of the router's logits x [T, H] @ router_weight [E, H]^T, computed in the same launch, for
-    up to ROUTER_MAX_TOKENS tokens (router_fits). 16-bit logits are rounded to that dtype, as F.linear returns them;
-    fp32 ones are exact fp32 products. A `shared_gate`'s rows must be x. No host sync: CUDA-graph safe after a
-    first call outside a capture (split_counters)."""
+    up to ROUTER_MAX_TOKENS tokens (router_fits). A 16-bit router's logits are rounded to its dtype, as F.linear
+    returns them; an fp32 router takes x widened to fp32, exact products. A `shared_gate`'s rows must be x. No host
+    sync: CUDA-graph safe after a first call outside a capture (split_counters)."""
     T, H = x.shape
     E = router_weight.shape[0]
     if not router_fits(x, router_weight):
         raise ValueError(f"moe_route_hidden takes at most {ROUTER_MAX_TOKENS} rows, contiguous features, and a "
-                         f"router weight [E, H] in x's dtype; got x {tuple(x.shape)} {x.dtype}, weight "
+                         f"router weight [E, H] in x's dtype or fp32; got x {tuple(x.shape)} {x.dtype}, weight "
                          f"{tuple(router_weight.shape)} {router_weight.dtype}: use moe_route on F.linear's logits")
     assert shared_gate is None or shared_gate[0] is x, "the shared gate's rows are the router's input"
     r = _routing_launch(T, E, top_k, sigmoid, bias, renormalize, num_groups, topk_groups, group_top2, num_shared,
                         shared_gate, x)
     if T == 0:
         return r.weights, r.ids
-    fp32 = x.dtype == torch.float32
+    fp32 = router_weight.dtype == torch.float32
     block_hk = 64 if fp32 else 128  # (shared memory: fp32 tiles are twice the bytes)
     block_n = 16
     n_tiles = triton.cdiv(E, block_n)
     k_steps = triton.cdiv(H, block_hk)
-    splits = max(1, min(k_steps, _ROUTER_MAX_SPLITS, _ROUTER_PROGRAMS // n_tiles))
+    max_splits = _ROUTER_MAX_SPLITS_FP32 if fp32 else _ROUTER_MAX_SPLITS
+    splits = max(1, min(k_steps, max_splits, _ROUTER_PROGRAMS // n_tiles))
     steps_per_split = triton.cdiv(k_steps, splits)
     splits = triton.cdiv(k_steps, steps_per_split)  # every split has features
     part = torch.empty((splits, ROUTER_MAX_TOKENS, r.constexprs["BLOCK_E"]), dtype=torch.float32, device=x.device)
@@ -372,8 +373,9 @@ def moe_route_hidden(x: torch.Tensor, router_weight: torch.Tensor, top_k: int, s
 
 def moe_route_hidden_ref(x: torch.Tensor, router_weight: torch.Tensor, top_k: int, **routing
                          ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Plain-PyTorch :func:`moe_route_hidden`: F.linear's logits, then :func:`moe_route_ref`."""
-    logits = F.linear(x, router_weight)
+    """Plain-PyTorch :func:`moe_route_hidden`: F.linear's logits (on x widened for an fp32 router), then
+    :func:`moe_route_ref`."""
+    logits = F.linear(x.float() if router_weight.dtype == torch.float32 else x, router_weight)
     return moe_route_ref(logits, top_k, **routing)
 
 

@@ -73,10 +73,10 @@ def route_hidden(x: torch.Tensor, router_weight: torch.Tensor, cfg: RoutingConfi
                  num_shared: int = 0, shared_gate: tuple[torch.Tensor, torch.Tensor] | None = None
                  ) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`route` of the router's product x @ router_weight^T (in float32 for DeepSeek's router): on the GPU at
-    decode sizes, for a router in x's dtype without group-limited choice, one launch computes both
-    (moe_route_hidden, unless SPMD_MOE_ROUTER_FUSED=0). Its last program routes the rows together, each over
-    every group in turn: with DeepSeek-V3's groups in bf16, 11.8 / 19.0 / 40.2 us at 1 / 8 / 16 tokens against
-    ~10 for F.linear and moe_route (tests/gpu/time_moe_router.py, H200)."""
+    decode sizes, for a router without group-limited choice, one launch computes both (moe_route_hidden, unless
+    SPMD_MOE_ROUTER_FUSED=0). Its last program routes the rows together, each over every group in turn: with
+    DeepSeek-V3's groups in bf16, 11.8 / 19.0 / 40.2 us at 1 / 8 / 16 tokens against ~10 for F.linear and moe_route
+    (tests/gpu/time_moe_router.py, H200)."""
     if (x.is_cuda and ROUTE_KERNEL and ROUTER_FUSED and cfg.num_groups == 1
             and router_fits(x, router_weight)):
         return moe_route_hidden(x, router_weight, cfg.top_k, **_routing_args(cfg, bias, num_shared, shared_gate))

@@ -93,9 +93,11 @@ def test_shared_expert_slots_follow_the_routed_ones(router, T, gated, device):
     torch.testing.assert_close(weights[:, k:], want_shared.expand(T, shared), rtol=1e-5, atol=1e-6)
 
 
-# Router products in the model's dtype: a 16-bit one rounds its logits (checked in fp16 on the CPU: the
-# interpreter's bf16 dots are wrong).
-ROUTER_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+# Router products as the layers hold them: (x dtype, router weight dtype). DeepSeek's router is fp32 over 16-bit
+# hidden states; a 16-bit one rounds its logits (checked in fp16 on the CPU: the interpreter's bf16 dots are wrong).
+ROUTER_DTYPES = {"fp32": (torch.float32, torch.float32), "fp16-x-fp32-router": (torch.float16, torch.float32),
+                 "bf16-x-fp32-router": (torch.bfloat16, torch.float32), "fp16": (torch.float16, torch.float16),
+                 "bf16": (torch.bfloat16, torch.bfloat16)}
 
 
 @pytest.mark.parametrize("router", list(ROUTERS))
@@ -106,12 +108,12 @@ def test_moe_route_hidden_matches_the_router_product_then_routing(router, T, dty
     experts and weights of F.linear's logits routed by the reference, for every router we run."""
     if dtypes == "bf16" and device == "cpu":
         pytest.skip("the interpreter computes bf16 dots wrongly")
-    dtype = ROUTER_DTYPES[dtypes]
+    x_dtype, w_dtype = ROUTER_DTYPES[dtypes]
     E, args = ROUTERS[router]
     H = 320  # not a multiple of the 128-feature step: the last step masked
     g = torch.Generator(device="cpu").manual_seed(T * 1000 + E + H)
-    x = torch.randn(T, H, generator=g).to(dtype).to(device)
-    weight = (torch.randn(E, H, generator=g) * H**-0.5 * 2.0).to(dtype).to(device)
+    x = torch.randn(T, H, generator=g).to(x_dtype).to(device)
+    weight = (torch.randn(E, H, generator=g) * H**-0.5 * 2.0).to(w_dtype).to(device)
     bias = (torch.randn(E, generator=g) * 0.1).to(device) if router == "dsv3" else None
     weights, ids = moe_route_hidden(x, weight, bias=bias, **args)
     want_weights, want_ids = moe_route_hidden_ref(x, weight, bias=bias, **args)
@@ -119,7 +121,7 @@ def test_moe_route_hidden_matches_the_router_product_then_routing(router, T, dty
     assert torch.equal(ids, want_ids)
     # The sums' order differs from F.linear's: fp32 logits within ~1e-6; a 16-bit router's rounded logits may land
     # one unit in the last place apart (seen in fp16 on an H200), moving the softmax weights by about that much.
-    rtol = 1e-4 if dtype == torch.float32 else 4 * torch.finfo(dtype).eps
+    rtol = 1e-4 if w_dtype == torch.float32 else 4 * torch.finfo(w_dtype).eps
     torch.testing.assert_close(weights, want_weights, rtol=rtol, atol=1e-6)
     assert split_counters(torch.device(device))[0].item() == 0  # reset for the next launch (graph replays)
 
@@ -142,12 +144,13 @@ def test_moe_route_hidden_adds_shared_slots_and_repeats(gated, device):
         torch.testing.assert_close(got[0], want[0], rtol=1e-4, atol=1e-6)
 
 
-def test_moe_route_hidden_refuses_a_prefill_batch_and_an_fp32_router_over_16_bit_states(device):
-    """Past 16 tokens, and for DeepSeek's fp32 router over bf16 states (slower in one launch), the layer keeps
-    F.linear; called anyway, the kernel says so."""
+def test_moe_route_hidden_refuses_a_prefill_batch_and_a_router_in_another_16_bit_dtype(device):
+    """Past 16 tokens the layer keeps F.linear, and the router must be in x's dtype or fp32; called anyway, the
+    kernel says what to use."""
     x = torch.randn(ROUTER_MAX_TOKENS + 1, 64, device=device)
     weight = torch.randn(8, 64, device=device)
-    assert not router_fits(x, weight) and not router_fits(x[:4].half(), weight) and router_fits(x[:4], weight)
-    for rows in (x, x[:4].half()):
+    assert router_fits(x[:4], weight) and router_fits(x[:4].half(), weight)  # fp32 router over fp16 states
+    assert not router_fits(x, weight) and not router_fits(x[:4], weight.half())
+    for rows, w in ((x, weight), (x[:4], weight.half())):
         with pytest.raises(ValueError, match="use moe_route on F.linear's logits"):
-            moe_route_hidden(rows, weight, top_k=2)
+            moe_route_hidden(rows, w, top_k=2)
