@@ -124,18 +124,18 @@ def _route_rows(logits, bias_ptr, num_experts, group_size, scaling, renorm_eps, 
             choice = tl.where(kept != 0, choice, float("-inf"))
         else:
             choice = tl.where(kept != 0, choice, 0.0)
-    if WEIGHTS_FROM_CHOICE:  # (as torch.topk's values: V2's dropped experts weigh 0 should one be chosen)
-        source = choice
-    else:
-        source = scores
+    source = scores  # (WEIGHTS_FROM_CHOICE: the choice's values, as torch.topk's: V2's dropped experts weigh 0)
     slots = tl.arange(0, BLOCK_K)[None, :]
     weights = tl.zeros([BLOCK_T, BLOCK_K], tl.float32)
     ids = tl.zeros([BLOCK_T, BLOCK_K], tl.int64)
     available = (experts[None, :] < num_experts) & (tl.zeros([BLOCK_T, 1], tl.int32) == 0)
     for j in tl.static_range(TOP_K):
-        _, at = _first_max(choice, experts[None, :], available, BLOCK_E)
+        best, at = _first_max(choice, experts[None, :], available, BLOCK_E)
         picked = experts[None, :] == at[:, None]
-        weight = tl.sum(tl.where(picked, source, 0.0), axis=1)
+        if WEIGHTS_FROM_CHOICE:  # the weight is the chosen value itself: no third reduction a slot
+            weight = best
+        else:
+            weight = tl.sum(tl.where(picked, source, 0.0), axis=1)
         weights = tl.where(slots == j, weight[:, None], weights)
         ids = tl.where(slots == j, at[:, None].to(tl.int64), ids)
         available = available & ~picked
