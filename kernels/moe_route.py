@@ -124,23 +124,22 @@ def _route_rows(logits, bias_ptr, num_experts, group_size, scaling, renorm_eps, 
             choice = tl.where(kept != 0, choice, float("-inf"))
         else:
             choice = tl.where(kept != 0, choice, 0.0)
-    source = scores  # (WEIGHTS_FROM_CHOICE: the choice's values, as torch.topk's: V2's dropped experts weigh 0)
     slots = tl.arange(0, BLOCK_K)[None, :]
-    weights = tl.zeros([BLOCK_T, BLOCK_K], tl.float32)
+    weights = tl.zeros([BLOCK_T, BLOCK_K], tl.float32)  # (slots past TOP_K stay 0)
     ids = tl.zeros([BLOCK_T, BLOCK_K], tl.int64)
-    available = (experts[None, :] < num_experts) & (tl.zeros([BLOCK_T, 1], tl.int32) == 0)
+    available = real[None, :] & (tl.zeros([BLOCK_T, 1], tl.int32) == 0)
     for j in tl.static_range(TOP_K):
         best, at = _first_max(choice, experts[None, :], available, BLOCK_E)
         picked = experts[None, :] == at[:, None]
-        if WEIGHTS_FROM_CHOICE:  # the weight is the chosen value itself: no third reduction a slot
+        if WEIGHTS_FROM_CHOICE:  # the chosen value itself, as torch.topk's values (V2's dropped experts weigh 0)
             weight = best
-        else:
-            weight = tl.sum(tl.where(picked, source, 0.0), axis=1)
+        else:  # the chosen expert's score (the choice held a bias or a group's -inf)
+            weight = tl.sum(tl.where(picked, scores, 0.0), axis=1)
         weights = tl.where(slots == j, weight[:, None], weights)
         ids = tl.where(slots == j, at[:, None].to(tl.int64), ids)
         available = available & ~picked
     if RENORMALIZE:
-        weights = weights / (tl.sum(tl.where(slots < TOP_K, weights, 0.0), axis=1)[:, None] + renorm_eps)
+        weights = weights / (tl.sum(weights, axis=1)[:, None] + renorm_eps)
     return weights * scaling, ids
 
 
