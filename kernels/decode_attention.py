@@ -8,7 +8,6 @@ import triton.language as tl
 
 from . import decode_settings as settings
 from .fp8_widen import e4m3_to_f16
-from .l2_prefetch import prefetch_l2, prefetch_plan
 from .online_softmax import online_softmax_step
 from .pdl import pdl_args, pdl_enter
 
@@ -63,8 +62,7 @@ def store_split(acc, l_i, m_i, b, split, heads, offs_d, mask_heads, mask_d, out_
 # Arguments that change from step to step (block-table width, split count and the scratch strides that
 # follow it) are not specialised on (==1, %16): each new value would otherwise compile another variant
 # in the middle of a run, after warmup.
-@triton.jit(do_not_specialize=["stride_bt", "stride_ml_b", "stride_ml_h", "num_splits", "prefetch_bytes",
-                             "prefetch_per_thread"])
+@triton.jit(do_not_specialize=["stride_bt", "stride_ml_b", "stride_ml_h", "num_splits"])
 def _decode_split_kernel(
     q_ptr,
     k_cache_ptr,
@@ -75,9 +73,6 @@ def _decode_split_kernel(
     mid_o_ptr,
     mid_lse_ptr,
     order_ptr,  # ORDERED: the sequence each program row takes (longest context first)
-    prefetch_ptr,  # PREFETCH: the next kernel's weights, asked of L2 (l2_prefetch.py)
-    prefetch_bytes,
-    prefetch_per_thread,
     qk_scale,  # softmax scale * log2(e)
     stride_qb,
     stride_qh,
@@ -107,16 +102,12 @@ def _decode_split_kernel(
     ASM_WIDEN: tl.constexpr,  # F16_DOTS over e4m3 on CUDA: K and V widened by e4m3_to_f16 (decode_settings)
     PIN_V: tl.constexpr,  # ASM_WIDEN: V widened as loaded, laid out for the P V dot in fp16 (decode_settings)
     ORDERED: tl.constexpr,
-    PREFETCH: tl.constexpr,
-    THREADS: tl.constexpr,  # num_warps * 32
     PDL: tl.constexpr,
 ):
     pdl_enter(PDL)
     b = program_row(order_ptr, ORDERED)
     kvh = tl.program_id(1)
     split = tl.program_id(2)
-    program = (tl.program_id(0) * tl.num_programs(1) + kvh) * tl.num_programs(2) + split
-    prefetch_l2(prefetch_ptr, prefetch_bytes, prefetch_per_thread, program, THREADS, PREFETCH)
 
     start, end = split_range(context_lens_ptr, b, split, num_splits, BLOCK_N)
 
@@ -261,7 +252,6 @@ def paged_decode_attention(
     max_context_len: int | None = None,
     out: torch.Tensor | None = None,
     order: torch.Tensor | None = None,
-    prefetch: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """softmax(q k^T * scale) v over each sequence's paged context; returns out [B, Hq, D].
 
@@ -271,8 +261,7 @@ def paged_decode_attention(
     max_context_len (an upper bound on context_lens; defaults to max_blocks * block_size, so no
     device sync is needed). Writes into ``out`` when given. order: int32 [B], a permutation of the batch rows, the
     order in which a launch of one split starts their programs (see decode_settings.LONGEST_FIRST); launches of more
-    splits ignore it. prefetch: the weights the next kernel streams (the output projection's), asked of L2 by this
-    launch at batches of up to decode_settings.L2_PREFETCH_MAX_BATCH (their first L2_PREFETCH_MB).
+    splits ignore it.
     """
     B, Hq, D = q.shape
     _, page, Hkv, Dk = k_cache.shape
@@ -299,9 +288,6 @@ def paged_decode_attention(
     f16_dots = settings.FP8_DOTS_IN_F16 and q.dtype == torch.bfloat16 and k_cache.element_size() == 1
     mid_o, mid_lse, mo_strides, ml_strides = split_scratch(out, context_lens, num_splits)
     order_ptr, ordered = program_order(order, context_lens, direct)
-    prefetch_ptr, prefetch_bytes, prefetch_per_thread, prefetching = prefetch_plan(
-        prefetch if B <= settings.L2_PREFETCH_MAX_BATCH else None, B * Hkv * num_splits, num_warps * 32,
-        settings.L2_PREFETCH_MB << 20, context_lens)
     _decode_split_kernel[(B, Hkv, num_splits)](
         q,
         k_cache,
@@ -312,9 +298,6 @@ def paged_decode_attention(
         mid_o,
         mid_lse,
         order_ptr,
-        prefetch_ptr,
-        prefetch_bytes,
-        prefetch_per_thread,
         float(scale) * _LOG2E,
         q.stride(0),
         q.stride(1),
@@ -341,8 +324,6 @@ def paged_decode_attention(
         ASM_WIDEN=f16_dots and _asm_widen(k_cache, num_warps),
         PIN_V=settings.FP8_PIN_V,
         ORDERED=ordered,
-        PREFETCH=prefetching,
-        THREADS=num_warps * 32,
         num_warps=num_warps,
         num_stages=num_stages,
         **pdl_args(q.device),

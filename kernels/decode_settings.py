@@ -85,14 +85,10 @@ FP8_PIN_V = os.environ.get("SPMD_DECODE_FP8_PIN_V", "1") != "0"
 # gain nothing, so they ignore it.
 LONGEST_FIRST = os.environ.get("SPMD_DECODE_LONGEST_FIRST", "1") != "0"
 
-# Up to this many sequences a step, a decode launch asks L2 for the first L2_PREFETCH_MB of the output projection's
-# weights (l2_prefetch.py; the layer passes them): at small batches attention is a few us of dependent loads over a
-# few MB of cache, in which HBM could have moved most of o_proj's weights (Llama-3-8B: 32 MiB). 0: never.
-L2_PREFETCH_MAX_BATCH = int(os.environ.get("SPMD_DECODE_L2_PREFETCH_BATCH", "0"))
-L2_PREFETCH_MB = int(os.environ.get("SPMD_DECODE_L2_PREFETCH_MB", "32"))
-
 # Tried and removed (kernels/README.md has the figures): combining the splits in the split kernel's last program
 # (10 us a layer against 6 + 1.6 at bs1), reading the first K/V tile before the PDL wait (bs1 MBU 81.6 -> 79.4%),
+# asking L2 for the output projection's weights during attention (Llama-3-8B bs1 / bs8 / bs64 4.5 / 5.0 / 7.3 ->
+# 4.7 / 5.2 / 7.6 ms a step),
 # rounding q to float8 for a float8 q k^T dot (no faster), widening float8 by moving bits (slower), capping
 # registers (only the (128, 4, 3) tile gained), and V laid out by head dimension (slower everywhere: nano-vllm fp8
 # 30.3k -> 22.8k tok/s; run_v_by_dim_pages.sh at 5d26b0f).

@@ -38,11 +38,9 @@ class PagedAttention(nn.Module):
         return q.is_cuda and self.k_cache is not None and batch.slot_mapping is not None
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, batch: ForwardBatch,
-                kv_stored: bool = False, prefetch: torch.Tensor | None = None) -> torch.Tensor:
+                kv_stored: bool = False) -> torch.Tensor:
         """q [T, Hq, D], k/v [T, Hkv, D] -> [T, Hq, D]. kv_stored: k and v are already in the cache (a kernel
-        that fused the store into the rotary embedding, kernels/rotary_store_kv.py). prefetch: the weights the next
-        kernel reads (the output projection's), which decode attention at small batches asks L2 for
-        (kernels/l2_prefetch.py)."""
+        that fused the store into the rotary embedding, kernels/rotary_store_kv.py)."""
         if self.k_cache is None or batch.slot_mapping is None:
             # Warmup/profiling before the cache exists: every sequence attends to its own new tokens.
             return varlen_attention(q, k, v, batch.cu_seqlens_q, batch.context_lens, self.scale, cache=None)
@@ -50,7 +48,7 @@ class PagedAttention(nn.Module):
             # Triton kernels; no host syncs, so a decode step can be captured in a CUDA graph.
             inputs = {"q": q} if kv_stored else {"q": q, "k": k, "v": v}
             if not batch.is_prefill:
-                return self.decode(batch=batch, prefetch=prefetch, **inputs)
+                return self.decode(batch=batch, **inputs)
             if batch.attention_split is not None:  # a prefill graph's capture ends here (prefill_graphs.py)
                 return batch.attention_split(self.attend, inputs, q.shape[1:], q.dtype)
             return self.prefill(batch=batch, **inputs)
@@ -72,13 +70,13 @@ class PagedAttention(nn.Module):
         return out
 
     def decode(self, q: torch.Tensor, batch: ForwardBatch, k: torch.Tensor | None = None,
-               v: torch.Tensor | None = None, prefetch: torch.Tensor | None = None) -> torch.Tensor:
+               v: torch.Tensor | None = None) -> torch.Tensor:
         """The CUDA decode: this step's K/V into the cache (without them: stored already), then split-KV attention of
-        each sequence's one query over its cache (no host sync: CUDA-graph safe), asking L2 for `prefetch`."""
+        each sequence's one query over its cache (no host sync: CUDA-graph safe)."""
         if k is not None:
             store_kv(k, v, self.k_cache, self.v_cache, batch.slot_mapping)
         return paged_decode_attention(q, self.k_cache, self.v_cache, batch.block_tables, batch.context_lens,
-                                      self.scale, order=batch.decode_order, prefetch=prefetch)
+                                      self.scale, order=batch.decode_order)
 
     def prefill(self, q: torch.Tensor, batch: ForwardBatch, k: torch.Tensor | None = None,
                 v: torch.Tensor | None = None, out: torch.Tensor | None = None) -> torch.Tensor:

@@ -116,8 +116,7 @@ class LlamaAttention(nn.Module):
                 kv_stored = True
             else:
                 q, k = self.position_qk(positions, q, k)
-        o = self.attn(q, k, v, batch, kv_stored=kv_stored, prefetch=self.o_proj.weight)
-        return self.o_proj(o.flatten(1))
+        return self.o_proj(self.attn(q, k, v, batch, kv_stored=kv_stored).flatten(1))
 
     def project(self, positions: torch.Tensor, hidden: torch.Tensor,
                 batch: ForwardBatch) -> tuple[torch.Tensor, bool]:
