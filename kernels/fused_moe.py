@@ -286,7 +286,8 @@ FP8_KIND_ROWS = (8, 32)  # rows per local expert up to which float8's small / me
 # it should differ from the gate / up kernel's (BLOCK_M is shared: the grouping's); None takes the gate / up tile.
 # The down kernel's K is the experts' intermediate size (768-1408), gate / up's is H, and at decode batch 1 on an
 # H200 it read its weights at 68% of the copy rate against gate / up's 81% (Qwen3-30B-A3B, session 33's profile).
-# None anywhere until tests/gpu/tune_fused_moe.py --down-tiles times one faster.
+# None everywhere: tests/gpu/tune_fused_moe.py --down-tiles (session 34, run_moe_down_tiles.sh) found (64, 256, 4, 3)
+# first at bs1 on all three MoE shapes by only 0.4-0.8 us of 27-36 (both kernels), and fifth at DeepSeek-V2-Lite bs8.
 DOWN_TILES: dict[str, tuple[int, int, int, int] | None] = {"small": None, "medium": None, "large": None}
 # With float8 activations a k-step spans a whole 128-feature scale group: session 15's sweep put 128-wide steps
 # first on every shape that took them, 0.83-0.89x the time of 64-wide ones (half the accumulator rescales a group).

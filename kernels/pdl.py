@@ -11,7 +11,8 @@ that exited without waiting could let this grid complete before its predecessor,
 this one would then read unfinished data. skinny_gemm, fp8_linear and moe_route's router kernel alone fetch a
 weight tile before their wait (weights are never written by a predecessor). Asking L2 for more of their weight rows
 there (`prefetch.global.L2`, up to 24 MiB a launch) was timed slower and removed (H200, session 19, commit 7ca0a78:
-Llama-3-8B bs1 4.7 against 4.6 ms in bf16, 3.1 against 3.0 with float8 linear layers).
+Llama-3-8B bs1 4.7 against 4.6 ms in bf16, 3.1 against 3.0 with float8 linear layers), and so was asking it from
+decode attention's programs for o_proj's weights by bulk prefetch (session 34, commit fbefbff: bs1 4.5 -> 4.7 ms).
 
 On by default (SPMD_PDL=0 turns it off). Alone it is within noise (Llama-3-8B decode on an H200, CUDA graphs:
 bs1 78.2 -> 78.7% MBU, bs64 77.9 -> 78.2%); it is what lets skinny_gemm beat cuBLAS on the small projections,
