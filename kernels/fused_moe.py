@@ -12,7 +12,7 @@ import triton.language as tl
 
 from .block_fp8 import dequantize_blocks
 from .moe_align import moe_align_block_size
-from .moe_route import sigmoid_gate, sigmoid_gate_ref
+from .moe_route import sigmoid_gate_ref, sigmoid_gate_rows
 from .pdl import pdl_args, pdl_enter
 from .scaled_activations import (ACTIVATIONS, DEFAULT_ACTIVATIONS, _scale_groups, quantize_activations,
                                  quantize_activations_ref)
@@ -250,7 +250,8 @@ def _moe_sum_kernel(y_ptr, ids_ptr, valid_ptr, out_ptr, add_ptr, x_ptr, gate_ptr
     if HAS_ADD:
         shared = tl.load(add_ptr + t * stride_at + offs, mask=mask, other=0.0).to(tl.float32)
         if ADD_GATE:  # the whole row's dot in every program of the row: H loads of x and gate, not a launch
-            shared = shared * sigmoid_gate(x_ptr + t * stride_xt, gate_ptr, HIDDEN, BLOCK_H)
+            row = t + tl.arange(0, 1)
+            shared = shared * sigmoid_gate_rows(x_ptr, stride_xt, row, row >= 0, gate_ptr, HIDDEN, 1, BLOCK_H)
         acc += shared
     tl.store(out_ptr + t * stride_ot + offs, acc.to(out_ptr.dtype.element_ty), mask=mask)
 

@@ -56,21 +56,10 @@ def _first_max(values, index, available, NONE: tl.constexpr):
 
 
 @triton.jit
-def sigmoid_gate(x_row_ptr, gate_ptr, hidden, BLOCK_H: tl.constexpr):
-    """sigmoid(x . gate) of one row (Qwen2-MoE's shared expert gate), in fp32, BLOCK_H features at a time: its
-    weight in fused_moe's `add_gate` (sigmoid_gate_rows: moe_route's shared slots)."""
-    dot = tl.zeros([BLOCK_H], dtype=tl.float32)
-    for h0 in range(0, hidden, BLOCK_H):
-        h = h0 + tl.arange(0, BLOCK_H)
-        xs = tl.load(x_row_ptr + h, mask=h < hidden, other=0.0).to(tl.float32)
-        dot += xs * tl.load(gate_ptr + h, mask=h < hidden, other=0.0).to(tl.float32)
-    return tl.sigmoid(tl.sum(dot, axis=0))
-
-
-@triton.jit
 def sigmoid_gate_rows(x_ptr, stride_xt, rows, row_mask, gate_ptr, hidden, BLOCK_T: tl.constexpr,
                       BLOCK_H: tl.constexpr):
-    """sigmoid(x[t] . gate) of the rows `rows` [BLOCK_T] (sigmoid_gate's, a tile of rows at a time)."""
+    """sigmoid(x[t] . gate) of the rows `rows` [BLOCK_T] (Qwen2-MoE's shared expert gate), in fp32, BLOCK_H features
+    at a time: the weight of moe_route's shared slots, and (a one-row tile) of fused_moe's `add_gate`."""
     dot = tl.zeros([BLOCK_T, BLOCK_H], dtype=tl.float32)
     for h0 in range(0, hidden, BLOCK_H):
         h = h0 + tl.arange(0, BLOCK_H)
@@ -81,7 +70,7 @@ def sigmoid_gate_rows(x_ptr, stride_xt, rows, row_mask, gate_ptr, hidden, BLOCK_
 
 
 def sigmoid_gate_ref(x: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
-    """sigmoid(x . gate) per row [T], in fp32: :func:`sigmoid_gate`'s reference."""
+    """sigmoid(x . gate) per row [T], in fp32: :func:`sigmoid_gate_rows`'s reference."""
     return torch.sigmoid(x.float() @ gate.float())
 
 
