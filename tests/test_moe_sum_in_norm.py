@@ -1,8 +1,8 @@
 """SPMD_MOE_SUM_IN_NORM: a MoE layer whose output goes straight into the next RMSNorm leaves its per-slot products
 to that norm's kernel (kernels/moe_sum_norm.py). Every MoE block kind, whole on one rank, through the norm the
 decoder layer feeds it to, gives what the layer's summed output gives there (on a GPU: fused_moe's sum kernel, then
-the norm's, bit for bit; on the CPU: the Triton kernels under the interpreter against the layer's own torch path);
-and a layer that must reduce over ranks never leaves it."""
+the norm's, bit for bit but for Qwen2-MoE's gate dot; on the CPU: the Triton kernels under the interpreter against
+the layer's own torch path); and a layer that must reduce over ranks never leaves it."""
 
 import pytest
 import torch
@@ -55,7 +55,8 @@ def test_the_next_norm_sums_the_slots_as_the_layer_would(name, arch, overrides, 
         summed = left.reduced()
         monkeypatch.setattr(moe, "SUM_IN_NORM", False)
         want, want_residual = norm(block(x, valid=valid), residual)
-    tol = 0 if DEVICE == "cuda" else 1e-5  # the same kernels' arithmetic either way on a GPU
+    # On a GPU the same kernels' arithmetic either way, but for Qwen2-MoE's gate dot (moe_sum_norm.py).
+    tol = 0 if DEVICE == "cuda" and name != "qwen2moe" else 1e-5
     torch.testing.assert_close(got_residual, want_residual, rtol=tol, atol=tol)
     torch.testing.assert_close(got, want, rtol=tol, atol=tol)
     torch.testing.assert_close(summed + residual, want_residual, rtol=1e-5, atol=1e-5)

@@ -1,5 +1,6 @@
 """A MoE layer's slot products summed inside the residual add and RMSNorm after it (kernels/moe_sum_norm.py): the
-same bits as moe_sum then rms_norm, and as their torch references, whatever the slots hold."""
+same bits as moe_sum then rms_norm (Qwen2-MoE's gate dot aside), and their torch references', whatever the slots
+hold."""
 
 import importlib
 
@@ -57,8 +58,11 @@ def test_sum_in_the_norm_gives_the_bits_of_sum_then_norm(T, H, case, dtype, devi
     want_out, want_h = rms_norm(moe_sum(slots), weight, 1e-6, residual)
     assert out.shape == h.shape == (T, H) and out.dtype == h.dtype == dtype
     assert not out.isnan().any() and not h.isnan().any()
-    torch.testing.assert_close(h, want_h, atol=0, rtol=0)
-    torch.testing.assert_close(out, want_out, atol=0, rtol=0)
+    # Bit for bit, but for Qwen2-MoE's gate: its dot is a reduction whose order follows the launch's warps (the
+    # norm's, by H, against the sum kernel's 4), so in fp32 the gate may differ in its last bit (H200: 2.4e-7).
+    exact = dict(atol=0, rtol=0) if not CASES[case].get("gated") else dict(atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(h, want_h, **exact)
+    torch.testing.assert_close(out, want_out, **exact)
     ref_out, ref_h = moe_sum_add_norm_ref(slots, residual, weight, 1e-6)
     assert_close(h, ref_h)
     assert_close(out, ref_out)
