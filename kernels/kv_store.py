@@ -152,14 +152,18 @@ def _saturating_cast(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 @triton.jit
 def _store_latent_kernel(
     x_ptr,
+    rope_ptr,  # HAS_ROPE: the entries' last E - E_X values (MLA's k_pe), else unread
     cache_ptr,
     slot_ptr,
     stride_xt,
+    stride_rt,
     stride_cb,
     stride_cs,
+    E_X,  # values read from x_ptr: all E without HAS_ROPE
     E,
     PAGE: tl.constexpr,
     BLOCK_E: tl.constexpr,
+    HAS_ROPE: tl.constexpr,
     FP8: tl.constexpr,  # the cache holds float8 e4m3: saturate at +-448, as _store_kv_kernel does
     PDL: tl.constexpr,
 ):
@@ -169,43 +173,57 @@ def _store_latent_kernel(
     if slot >= 0:
         offs = tl.arange(0, BLOCK_E)
         mask = offs < E
-        x = tl.load(x_ptr + t * stride_xt + offs, mask=mask)
+        x = tl.load(x_ptr + t * stride_xt + offs, mask=offs < E_X)
+        if HAS_ROPE:  # the entry's tail from its own tensor: no concatenated copy of the two first
+            r = tl.load(rope_ptr + t * stride_rt + (offs - E_X), mask=(offs >= E_X) & mask)
+            x = tl.where(offs < E_X, x, r)
         if FP8:
             x = _saturate_e4m3(x)
         dst = cache_ptr + (slot // PAGE) * stride_cb + (slot % PAGE) * stride_cs
         tl.store(dst + offs, x.to(cache_ptr.dtype.element_ty), mask=mask)
 
 
-def store_latent(entries: torch.Tensor, cache: torch.Tensor, slot_mapping: torch.Tensor) -> None:
+def store_latent(entries: torch.Tensor, cache: torch.Tensor, slot_mapping: torch.Tensor,
+                 rope: torch.Tensor | None = None) -> None:
     """Write entries [T, 1, E] (MLA: c_kv ++ k_pe per token) into cache [num_blocks, block_size, 1, E] in place.
 
     slot_mapping: int [T] as in :func:`store_kv` (< 0 skips the token, so no host sync is needed to
-    drop padding). entries may be strided with a contiguous last dim.
+    drop padding). entries may be strided with a contiguous last dim. rope [T, 1, E_rope] (MLA's k_pe, of entries'
+    dtype): stored after entries' values (then [T, 1, E - E_rope]), read where it is rather than concatenated first.
     """
-    T, one, E = entries.shape
+    T, one, E_x = entries.shape
+    E = E_x + (rope.shape[-1] if rope is not None else 0)
     assert one == 1 and cache.shape[2:] == (1, E) and slot_mapping.shape == (T,)
     assert entries.stride(-1) == 1 and cache.stride(-1) == 1
+    assert rope is None or (rope.shape[:2] == (T, 1) and rope.stride(-1) == 1 and rope.dtype == entries.dtype)
     if T == 0:
         return
     BLOCK_E = triton.next_power_of_2(E)
     _store_latent_kernel[(T,)](
         entries,
+        rope if rope is not None else entries,
         cache,
         slot_mapping,
         entries.stride(0),
+        rope.stride(0) if rope is not None else 0,
         cache.stride(0),
         cache.stride(1),
+        E_x,
         E,
         PAGE=cache.shape[1],
         BLOCK_E=BLOCK_E,
+        HAS_ROPE=rope is not None,
         FP8=cache.dtype == torch.float8_e4m3fn,
         num_warps=min(max(BLOCK_E // 256, 1), 8),
         **pdl_args(entries.device),
     )
 
 
-def store_latent_ref(entries: torch.Tensor, cache: torch.Tensor, slot_mapping: torch.Tensor) -> None:
+def store_latent_ref(entries: torch.Tensor, cache: torch.Tensor, slot_mapping: torch.Tensor,
+                     rope: torch.Tensor | None = None) -> None:
     """Plain-PyTorch reference for :func:`store_latent` (also in place)."""
+    if rope is not None:
+        entries = torch.cat([entries, rope], dim=-1)
     block_size = cache.shape[1]
     keep = slot_mapping >= 0
     slots = slot_mapping[keep].long()

@@ -125,7 +125,7 @@ class LatentAttention(nn.Module):
         if self.cache is None or batch.slot_mapping is None:
             return self._attend_new_tokens(q_nope, q_pe, latent, k_pe, w_kv_b, batch)
         # Padding tokens (slot -1) are skipped by the kernel, not filtered here: no host sync.
-        store_latent(torch.cat([latent, k_pe], dim=-1).unsqueeze(1), self.cache, batch.slot_mapping)
+        store_latent(latent.unsqueeze(1), self.cache, batch.slot_mapping, rope=k_pe.unsqueeze(1))
         if not batch.is_prefill:
             return self._decode_absorbed(q_nope, q_pe, w_kv_b, batch)
         split = batch.attention_split

@@ -8,8 +8,9 @@
 set -uo pipefail
 source tests/gpu/device_env.sh
 nvidia-smi --query-gpu=name --format=csv,noheader | head -1
-test_part kernels 110 tests/kernels/test_moe_sum_norm.py tests/kernels/test_fused_moe.py tests/test_moe_sum_in_norm.py \
-  tests/test_qwen2_moe.py
+# (With MLA's latent store reading k_pe from its own tensor, session 34's last change, not yet run on a card.)
+test_part kernels 140 tests/kernels/test_moe_sum_norm.py tests/kernels/test_fused_moe.py tests/test_moe_sum_in_norm.py \
+  tests/test_qwen2_moe.py tests/kernels/test_kv_store.py tests/kernels/test_fp8_kv.py tests/test_mla_triton_path.py
 for preset in ${PRESETS:-qwen3-30b-a3b}; do
   for on in 0 1; do
     BATCHES=${BATCHES:-1,8} LIMIT=80 decode_part "${preset}_$on" "$preset" SPMD_MOE_SUM_IN_NORM=$on -- bench.repeats=2

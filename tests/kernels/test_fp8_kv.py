@@ -43,6 +43,11 @@ def test_store_latent_into_fp8_saturates_like_torch(dtype, device):
     store_latent_ref(entries, caches[1], slots)
     assert torch.equal(caches[0].float(), caches[1].float())
     assert caches[0].float().abs().max() == 448
+    # k_pe read from its own tensor (the layer's path) saturates alike
+    split = [torch.zeros(4, 8, 1, E, dtype=FP8, device=device) for _ in range(2)]
+    store_latent(entries[..., :32].contiguous(), split[0], slots, rope=entries[..., 32:])
+    store_latent_ref(entries[..., :32].contiguous(), split[1], slots, rope=entries[..., 32:])
+    assert torch.equal(split[0].float(), caches[0].float()) and torch.equal(split[1].float(), caches[0].float())
 
 
 @pytest.mark.parametrize("num_splits", [1, 3])

@@ -53,6 +53,28 @@ def test_store_latent(T, E, dtype, device):
     assert torch.equal(cache, ref)  # a copy: bit-exact, untouched slots included
 
 
+@pytest.mark.parametrize("T", [1, 7])
+@pytest.mark.parametrize("E_x,E_rope", [(16, 8), (512, 64), (20, 12)])
+def test_store_latent_takes_k_pe_from_its_own_tensor(T, E_x, E_rope, dtype, device):
+    """MLA's c_kv and k_pe as two views of kv_a's output (k_pe a strided slice), stored as one entry: the bits of
+    their concatenation stored, untouched and skipped slots included."""
+    num_blocks, block_size = 4, 4
+    kv_a = torch.randn(T, E_x + E_rope, dtype=dtype, device=device)
+    latent, k_pe = kv_a.split([E_x, E_rope], dim=-1)
+    latent = latent.contiguous()  # (the layer norms it into a new tensor)
+    slots = torch.randperm(num_blocks * block_size, device=device)[:T]
+    if T > 1:
+        slots[1] = -1
+    cache = torch.randn(num_blocks, block_size, 1, E_x + E_rope, dtype=dtype, device=device)
+    ref = cache.clone()
+    store_latent(latent.unsqueeze(1), cache, slots, rope=k_pe.unsqueeze(1))
+    store_latent(torch.cat([latent, k_pe], dim=-1).unsqueeze(1), ref, slots)
+    assert torch.equal(cache, ref)
+    again = cache.clone()
+    store_latent_ref(latent.unsqueeze(1), again, slots, rope=k_pe.unsqueeze(1))
+    assert torch.equal(cache, again)
+
+
 def test_store_latent_ref_semantics(device):
     entries = torch.arange(3 * 6, dtype=torch.float32, device=device).view(3, 1, 6) + 1
     cache = torch.zeros(2, 4, 1, 6, device=device)
