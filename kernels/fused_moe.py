@@ -256,11 +256,12 @@ def sum_slots(y_ptr, ids_ptr, valid_ptr, add_ptr, x_ptr, gate_ptr, t, offs, mask
 
 
 @triton.jit
-def _moe_sum_kernel(y_ptr, ids_ptr, valid_ptr, out_ptr, add_ptr, x_ptr, gate_ptr, first_expert, num_local,
-                    stride_yt, stride_it, stride_ot, stride_at, stride_xt, HIDDEN: tl.constexpr, TOP_K: tl.constexpr,
+def _moe_sum_kernel(y_ptr, ids_ptr, valid_ptr, add_ptr, x_ptr, gate_ptr, first_expert, num_local, stride_yt,
+                    stride_it, stride_at, stride_xt, out_ptr, stride_ot, HIDDEN: tl.constexpr, TOP_K: tl.constexpr,
                     HAS_VALID: tl.constexpr, HAS_ADD: tl.constexpr, ADD_GATE: tl.constexpr, BLOCK_H: tl.constexpr,
                     PDL: tl.constexpr):
-    """out[t] = sum_slots(t) for one program's BLOCK_H features of token t."""
+    """out[t] = sum_slots(t) for one program's BLOCK_H features of token t (its first twelve arguments
+    MoESlots.sum_args')."""
     pdl_enter(PDL)
     t = tl.program_id(0).to(tl.int64)
     offs = tl.program_id(1) * BLOCK_H + tl.arange(0, BLOCK_H)
@@ -290,21 +291,26 @@ class MoESlots(NamedTuple):
     first_expert: int
     num_local: int  # local experts, shared slices included
 
+    def sum_args(self) -> tuple[tuple, dict]:
+        """What sum_slots reads, as the kernels that call it take it first: (y, ids, valid, add, x, gate,
+        first_expert, num_local and the row strides of y, ids, add and x; placeholders where absent), and its
+        constexprs."""
+        y, ids, add, gate = self.y, self.ids, self.add, self.add_gate
+        args = (y, ids, self.valid.contiguous() if self.valid is not None else ids, add if add is not None else y,
+                self.x, gate if gate is not None else y, self.first_expert, self.num_local, y.stride(0),
+                ids.stride(0), add.stride(0) if add is not None else 0, self.x.stride(0))
+        return args, dict(HIDDEN=y.shape[1], TOP_K=ids.shape[1], HAS_VALID=self.valid is not None,
+                          HAS_ADD=add is not None, ADD_GATE=gate is not None)
+
 
 def moe_sum(slots: MoESlots) -> torch.Tensor:
     """[T, H] in y's dtype: each token's slots summed in slot order (sum_slots), in one launch."""
-    y, ids, add = slots.y, slots.ids, slots.add
-    T, k = ids.shape
-    H = y.shape[1]
-    out = torch.empty((T, H), dtype=y.dtype, device=y.device)
+    T, H = slots.ids.shape[0], slots.y.shape[1]
+    out = torch.empty((T, H), dtype=slots.y.dtype, device=slots.y.device)
     block_h = sum_block(H)
-    _moe_sum_kernel[(T, triton.cdiv(H, block_h))](
-        y, ids, slots.valid.contiguous() if slots.valid is not None else ids, out, add if add is not None else y,
-        slots.x, slots.add_gate if slots.add_gate is not None else y, slots.first_expert, slots.num_local,
-        y.stride(0), ids.stride(0), out.stride(0), add.stride(0) if add is not None else 0, slots.x.stride(0),
-        HIDDEN=H, TOP_K=k, HAS_VALID=slots.valid is not None, HAS_ADD=add is not None,
-        ADD_GATE=slots.add_gate is not None, BLOCK_H=block_h, **pdl_args(y.device),
-    )
+    args, consts = slots.sum_args()
+    _moe_sum_kernel[(T, triton.cdiv(H, block_h))](*args, out, out.stride(0), BLOCK_H=block_h, **consts,
+                                                  **pdl_args(out.device))
     return out
 
 

@@ -25,13 +25,13 @@ from .rmsnorm import add_rms_norm_row, rms_norm_launch, rms_norm_ref
 
 
 @triton.jit
-def _moe_sum_norm_kernel(y_ptr, ids_ptr, valid_ptr, add_ptr, x_ptr, gate_ptr, res_ptr, w_ptr, out_ptr, h_ptr,
-                         first_expert, num_local, stride_yt, stride_it, stride_at, stride_xt, stride_r, stride_o,
+def _moe_sum_norm_kernel(y_ptr, ids_ptr, valid_ptr, add_ptr, x_ptr, gate_ptr, first_expert, num_local, stride_yt,
+                         stride_it, stride_at, stride_xt, res_ptr, w_ptr, out_ptr, h_ptr, stride_r, stride_o,
                          stride_h, eps, HIDDEN: tl.constexpr, TOP_K: tl.constexpr, HAS_VALID: tl.constexpr,
                          HAS_ADD: tl.constexpr, ADD_GATE: tl.constexpr, GATE_BLOCK: tl.constexpr,
                          BLOCK_H: tl.constexpr, PDL: tl.constexpr):
     """Token t's row: h = sum_slots(t) (rounded to the activations' dtype, as moe_sum stores it) + residual[t], out
-    = rms_norm(h) * w."""
+    = rms_norm(h) * w (its first twelve arguments MoESlots.sum_args')."""
     pdl_enter(PDL)
     t = tl.program_id(0).to(tl.int64)
     offs = tl.arange(0, BLOCK_H)
@@ -47,24 +47,19 @@ def moe_sum_add_norm(slots: MoESlots, residual: torch.Tensor, weight: torch.Tens
                      eps: float) -> tuple[torch.Tensor, torch.Tensor]:
     """(rms_norm(moe_sum(slots) + residual) * weight, moe_sum(slots) + residual), each [T, H] in the activations'
     dtype, in one launch; bit for bit rms_norm(moe_sum(slots), weight, eps, residual) (Qwen2-MoE's gate aside)."""
-    y, ids, add = slots.y, slots.ids, slots.add
-    T, k = ids.shape
-    H = y.shape[1]
-    assert residual.shape == (T, H) and residual.dtype == y.dtype and weight.shape == (H,)
+    T, H = slots.ids.shape[0], slots.y.shape[1]
+    dtype, device = slots.y.dtype, slots.y.device
+    assert residual.shape == (T, H) and residual.dtype == dtype and weight.shape == (H,)
     residual = residual if residual.stride(-1) == 1 else residual.contiguous()
-    out = torch.empty((T, H), dtype=y.dtype, device=y.device)
-    h = torch.empty((T, H), dtype=y.dtype, device=y.device)
+    out = torch.empty((T, H), dtype=dtype, device=device)
+    h = torch.empty((T, H), dtype=dtype, device=device)
     if T == 0:
         return out, h
     block_h, warps = rms_norm_launch(H)
+    args, consts = slots.sum_args()
     _moe_sum_norm_kernel[(T,)](
-        y, ids, slots.valid.contiguous() if slots.valid is not None else ids, add if add is not None else y, slots.x,
-        slots.add_gate if slots.add_gate is not None else y, residual, weight.contiguous(), out, h,
-        slots.first_expert, slots.num_local, y.stride(0), ids.stride(0), add.stride(0) if add is not None else 0,
-        slots.x.stride(0), residual.stride(0), out.stride(0), h.stride(0), float(eps),
-        HIDDEN=H, TOP_K=k, HAS_VALID=slots.valid is not None, HAS_ADD=add is not None,
-        ADD_GATE=slots.add_gate is not None, GATE_BLOCK=sum_block(H), BLOCK_H=block_h, num_warps=warps,
-        **pdl_args(y.device),
+        *args, residual, weight.contiguous(), out, h, residual.stride(0), out.stride(0), h.stride(0), float(eps),
+        GATE_BLOCK=sum_block(H), BLOCK_H=block_h, num_warps=warps, **consts, **pdl_args(device),
     )
     return out, h
 
