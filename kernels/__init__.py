@@ -9,13 +9,12 @@ from .decode_attention import (
 )
 from .filter_thresholds import candidate_thresholds, candidate_thresholds_ref
 from .fp8_linear import fp8_linear, fp8_linear_ref
-from .fused_moe import fused_moe, fused_moe_ref, fused_moe_slots, moe_sum, moe_sum_ref
+from .fused_moe import fused_moe, fused_moe_ref
 from .jit_variants import compiled_variants
 from .kv_store import store_kv, store_kv_ref, store_latent, store_latent_ref
 from .mla_decode import mla_decode, mla_decode_ref
 from .moe_align import moe_align_block_size, moe_align_block_size_ref
 from .moe_route import moe_route, moe_route_hidden, moe_route_hidden_ref, moe_route_ref
-from .moe_sum_norm import moe_sum_add_norm, moe_sum_add_norm_ref
 from .penalties import apply_penalties, apply_penalties_ref
 from .prefill_attention import paged_prefill_attention, paged_prefill_attention_ref
 from .push_all_reduce import push_all_reduce, push_all_reduce_ref
@@ -50,7 +49,6 @@ __all__ = [
     "fp8_linear_ref",
     "fused_moe",
     "fused_moe_ref",
-    "fused_moe_slots",
     "gather_context",
     "greedy_argmax",
     "gumbel_sample",
@@ -64,10 +62,6 @@ __all__ = [
     "moe_route_hidden",
     "moe_route_hidden_ref",
     "moe_route_ref",
-    "moe_sum",
-    "moe_sum_add_norm",
-    "moe_sum_add_norm_ref",
-    "moe_sum_ref",
     "paged_decode_attention",
     "paged_decode_attention_ref",
     "paged_prefill_attention",

@@ -4,7 +4,6 @@ routing weights (experts in the activations' dtype, or float8 e4m3 with a float3
 from __future__ import annotations
 
 import os
-from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -229,15 +228,17 @@ def _unfilled(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) 
 
 
 @triton.jit
-def sum_slots(y_ptr, ids_ptr, valid_ptr, add_ptr, x_ptr, gate_ptr, t, offs, mask, first_expert, num_local,
-              stride_yt, stride_it, stride_at, stride_xt, HIDDEN: tl.constexpr, TOP_K: tl.constexpr,
-              HAS_VALID: tl.constexpr, HAS_ADD: tl.constexpr, ADD_GATE: tl.constexpr, GATE_BLOCK: tl.constexpr,
-              BLOCK_H: tl.constexpr):
-    """Token t's features offs [BLOCK_H]: the sum over the slots j computed on this rank of y[t * TOP_K + j], in
-    fp32, in slot order; the rows of other ranks' experts and of invalid tokens were never written and are not read.
-    HAS_ADD: plus add[t] (shared experts' output), scaled by sigmoid(x[t] . gate) with ADD_GATE (Qwen2-MoE's shared
-    expert gate, its dot GATE_BLOCK features at a time). _moe_sum_kernel and moe_sum_norm's kernel both sum this way,
-    so the two give the same bits."""
+def _moe_sum_kernel(y_ptr, ids_ptr, valid_ptr, out_ptr, add_ptr, x_ptr, gate_ptr, first_expert, num_local,
+                    stride_yt, stride_it, stride_ot, stride_at, stride_xt, HIDDEN: tl.constexpr, TOP_K: tl.constexpr,
+                    HAS_VALID: tl.constexpr, HAS_ADD: tl.constexpr, ADD_GATE: tl.constexpr, BLOCK_H: tl.constexpr,
+                    PDL: tl.constexpr):
+    """out[t] = sum over the slots j computed on this rank of y[t * TOP_K + j], in fp32, in slot order; the
+    rows of other ranks' experts and of invalid tokens were never written and are not read. HAS_ADD: plus add[t]
+    (shared experts' output), scaled by sigmoid(x[t] . gate) with ADD_GATE (Qwen2-MoE's shared expert gate)."""
+    pdl_enter(PDL)
+    t = tl.program_id(0).to(tl.int64)
+    offs = tl.program_id(1) * BLOCK_H + tl.arange(0, BLOCK_H)
+    mask = offs < HIDDEN
     acc = tl.zeros([BLOCK_H], dtype=tl.float32)
     for j in tl.static_range(TOP_K):
         local = tl.load(ids_ptr + t * stride_it + j) - first_expert
@@ -250,68 +251,9 @@ def sum_slots(y_ptr, ids_ptr, valid_ptr, add_ptr, x_ptr, gate_ptr, t, offs, mask
         shared = tl.load(add_ptr + t * stride_at + offs, mask=mask, other=0.0).to(tl.float32)
         if ADD_GATE:  # the whole row's dot in every program of the row: H loads of x and gate, not a launch
             row = t + tl.arange(0, 1)
-            shared = shared * sigmoid_gate_rows(x_ptr, stride_xt, row, row >= 0, gate_ptr, HIDDEN, 1, GATE_BLOCK)
+            shared = shared * sigmoid_gate_rows(x_ptr, stride_xt, row, row >= 0, gate_ptr, HIDDEN, 1, BLOCK_H)
         acc += shared
-    return acc
-
-
-@triton.jit
-def _moe_sum_kernel(y_ptr, ids_ptr, valid_ptr, add_ptr, x_ptr, gate_ptr, first_expert, num_local, stride_yt,
-                    stride_it, stride_at, stride_xt, out_ptr, stride_ot, HIDDEN: tl.constexpr, TOP_K: tl.constexpr,
-                    HAS_VALID: tl.constexpr, HAS_ADD: tl.constexpr, ADD_GATE: tl.constexpr, BLOCK_H: tl.constexpr,
-                    PDL: tl.constexpr):
-    """out[t] = sum_slots(t) for one program's BLOCK_H features of token t (its first twelve arguments
-    MoESlots.sum_args')."""
-    pdl_enter(PDL)
-    t = tl.program_id(0).to(tl.int64)
-    offs = tl.program_id(1) * BLOCK_H + tl.arange(0, BLOCK_H)
-    mask = offs < HIDDEN
-    acc = sum_slots(y_ptr, ids_ptr, valid_ptr, add_ptr, x_ptr, gate_ptr, t, offs, mask, first_expert, num_local,
-                    stride_yt, stride_it, stride_at, stride_xt, HIDDEN, TOP_K, HAS_VALID, HAS_ADD, ADD_GATE, BLOCK_H,
-                    BLOCK_H)
     tl.store(out_ptr + t * stride_ot + offs, acc.to(out_ptr.dtype.element_ty), mask=mask)
-
-
-def sum_block(hidden: int) -> int:
-    """The features a program of _moe_sum_kernel sums, which is also the chunk of Qwen2-MoE's gate dot (whose
-    rounding it fixes)."""
-    return min(triton.next_power_of_2(hidden), 1024)
-
-
-class MoESlots(NamedTuple):
-    """fused_moe's weighted per-slot products before their sum (fused_moe_slots): moe_sum adds them up, or
-    moe_sum_norm.moe_sum_add_norm in the RMSNorm after the layer."""
-
-    y: torch.Tensor  # [T * k, H]: only the rows of slots computed here are written
-    ids: torch.Tensor  # [T, k], contiguous
-    valid: torch.Tensor | None  # bool [T]
-    add: torch.Tensor | None  # [T, H]: shared experts' output, joining the sum
-    add_gate: torch.Tensor | None  # [H]: add scaled by sigmoid(x . add_gate)
-    x: torch.Tensor  # [T, H]: the layer's input, for the gate
-    first_expert: int
-    num_local: int  # local experts, shared slices included
-
-    def sum_args(self) -> tuple[tuple, dict]:
-        """What sum_slots reads, as the kernels that call it take it first: (y, ids, valid, add, x, gate,
-        first_expert, num_local and the row strides of y, ids, add and x; placeholders where absent), and its
-        constexprs."""
-        y, ids, add, gate = self.y, self.ids, self.add, self.add_gate
-        args = (y, ids, self.valid.contiguous() if self.valid is not None else ids, add if add is not None else y,
-                self.x, gate if gate is not None else y, self.first_expert, self.num_local, y.stride(0),
-                ids.stride(0), add.stride(0) if add is not None else 0, self.x.stride(0))
-        return args, dict(HIDDEN=y.shape[1], TOP_K=ids.shape[1], HAS_VALID=self.valid is not None,
-                          HAS_ADD=add is not None, ADD_GATE=gate is not None)
-
-
-def moe_sum(slots: MoESlots) -> torch.Tensor:
-    """[T, H] in y's dtype: each token's slots summed in slot order (sum_slots), in one launch."""
-    T, H = slots.ids.shape[0], slots.y.shape[1]
-    out = torch.empty((T, H), dtype=slots.y.dtype, device=slots.y.device)
-    block_h = sum_block(H)
-    args, consts = slots.sum_args()
-    _moe_sum_kernel[(T, triton.cdiv(H, block_h))](*args, out, out.stride(0), BLOCK_H=block_h, **consts,
-                                                  **pdl_args(out.device))
-    return out
 
 
 # (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages) on CUDA, by routed rows per local expert (T * k / E_local):
@@ -391,7 +333,7 @@ def _scale_strides(scale: torch.Tensor, scaled: bool) -> tuple[int, int, int]:
     return (scale.stride(0), scale.stride(1), scale.stride(2)) if scaled else (0, 0, 0)
 
 
-def fused_moe_slots(
+def fused_moe(
     x: torch.Tensor,
     w13: torch.Tensor,
     w2: torch.Tensor,
@@ -408,15 +350,14 @@ def fused_moe_slots(
     add_gate: torch.Tensor | None = None,
     shared_w13: torch.Tensor | None = None,
     shared_w2: torch.Tensor | None = None,
-) -> MoESlots | torch.Tensor:
-    """The terms of sum_j topk_weights[t, j] * w2[e] · silu(w13[e, :I] · x[t]) * (w13[e, I:] · x[t]),
-    e = topk_ids[t, j] - first_expert, as MoESlots for moe_sum (fused_moe) or for the RMSNorm after the layer
-    (moe_sum_norm.moe_sum_add_norm); where nothing is computed (no slots, experts or width), the sum itself.
+) -> torch.Tensor:
+    """sum_j topk_weights[t, j] * w2[e] · silu(w13[e, :I] · x[t]) * (w13[e, I:] · x[t]),
+    e = topk_ids[t, j] - first_expert.
 
     x [T, H]; w13 [E_local, 2I, H] (gate rows, then up rows); w2 [E_local, H, I]; topk_weights
     [T, k] (float32); topk_ids int [T, k]. Ids outside [first_expert, first_expert + E_local)
     (other ranks' experts) and tokens with ``valid`` (bool [T]) False add nothing and are not
-    computed. The sum is a new [T, H] in x.dtype (fp32 accumulation; the [T, k, I] activations and
+    computed. Returns a new [T, H] in x.dtype (fp32 accumulation; the [T, k, I] activations and
     the per-slot [T, k, H] products are rounded to x.dtype). No host sync: CUDA-graph safe.
 
     Float8 experts: w13 / w2 in float8 e4m3 whose blocks of ``scale_block`` = (rows, columns) are multiplied by
@@ -512,31 +453,17 @@ def fused_moe_slots(
         ACT=act, SWAP=swap, HAS_SHARED=num_shared > 0, num_warps=warps, num_stages=stages,
         **pdl_args(h.device),
     )
+    out = torch.empty((T, H), dtype=y.dtype, device=y.device)
     ids = topk_ids if topk_ids.stride(-1) == 1 else topk_ids.contiguous()
-    return MoESlots(y, ids, valid, add, add_gate, x_in, first_expert, num_local)
-
-
-def fused_moe(x: torch.Tensor, w13: torch.Tensor, w2: torch.Tensor, topk_weights: torch.Tensor,
-              topk_ids: torch.Tensor, *args, **kwargs) -> torch.Tensor:
-    """fused_moe_slots (whose arguments it takes), each token's slots then summed by moe_sum: [T, H] in x.dtype."""
-    slots = fused_moe_slots(x, w13, w2, topk_weights, topk_ids, *args, **kwargs)
-    return slots if isinstance(slots, torch.Tensor) else moe_sum(slots)
-
-
-def moe_sum_ref(slots: MoESlots) -> torch.Tensor:
-    """Plain-PyTorch reference for :func:`moe_sum`: the kept slots' rows (never the unwritten ones) added in fp32 in
-    slot order, the gated add, rounded once."""
-    y, ids = slots.y, slots.ids
-    T, k = ids.shape
-    local = ids.long() - slots.first_expert
-    kept = (local >= 0) & (local < slots.num_local)
-    if slots.valid is not None:
-        kept &= slots.valid.bool()[:, None]
-    rows = y.view(T, k, -1).float()
-    acc = torch.zeros((T, y.shape[1]), dtype=torch.float32, device=y.device)
-    for j in range(k):
-        acc += torch.where(kept[:, j, None], rows[:, j], 0.0)
-    return gated_add_ref(acc, slots.x, slots.add, slots.add_gate).to(y.dtype)
+    block_h = min(triton.next_power_of_2(H), 1024)
+    _moe_sum_kernel[(T, triton.cdiv(H, block_h))](
+        y, ids, valid.contiguous() if valid is not None else ids, out, add if add is not None else y, x_in,
+        add_gate if add_gate is not None else y, first_expert, num_local,
+        y.stride(0), ids.stride(0), out.stride(0), add.stride(0) if add is not None else 0, x_in.stride(0),
+        HIDDEN=H, TOP_K=k, HAS_VALID=valid is not None, HAS_ADD=add is not None, ADD_GATE=add_gate is not None,
+        BLOCK_H=block_h, **pdl_args(y.device),
+    )
+    return out
 
 
 def _shared_slices(shared_w13: torch.Tensor | None, shared_w2: torch.Tensor | None, w13: torch.Tensor,

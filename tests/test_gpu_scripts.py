@@ -22,6 +22,7 @@ SWITCH = re.compile(r"\bSPMD_[A-Z0-9_]+\b")
 # Where the switches a script may set are read: the engine, the kernels, and the test hooks (SPMD_TEST_*).
 SWITCH_READERS = ("spmd_infer", "kernels", "tests")
 THIS_FILE = __file__.rsplit("/", 1)[-1]  # its made-up switch is no reader's
+TEST_FILE = re.compile(r"\btests/(kernels/)?test_\w+\.py\b")
 
 
 def _config_keys(cls: type, prefix: str = "") -> set[str]:
@@ -64,6 +65,24 @@ def test_script_parses_and_names_what_exists(script):
     gone = _unread_switches(text)
     assert not gone, (f"{script.name} names SPMD_* switches no code reads (an A/B would time the same code twice): "
                       f"{gone}; delete the script and name the commit it runs at in tests/gpu/README.md")
+
+
+def _kernel_files_split(text: str) -> list[str]:
+    """Commands (backslash-continued lines joined) naming tests/kernels/ files on both sides of a top-level test
+    file: on the device's pytest with xdist (session 35) the kernel files after such a file lost
+    tests/kernels/conftest.py's fixtures (52 setup errors: 'fixture dtype not found'), so name them together."""
+    split = []
+    for command in text.replace("\\\n", " ").splitlines():
+        kinds = "".join("k" if m.group(1) else "t" for m in TEST_FILE.finditer(command))
+        if re.search("kt+k", kinds):
+            split.append(command.strip()[:80])
+    return split
+
+
+def test_kernel_test_files_are_named_together():
+    split = {script.name: cmds for script in SCRIPTS if (cmds := _kernel_files_split(script.read_text()))}
+    assert not split, f"name tests/kernels/ files next to each other in: {split}"
+    assert _kernel_files_split("test_part x 9 tests/kernels/test_a.py \\\n  tests/test_b.py tests/kernels/test_c.py")
 
 
 def test_a_switch_that_no_code_reads_is_caught():

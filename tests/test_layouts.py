@@ -18,11 +18,9 @@ SAMPLED = ["sampling.temperature=0.9", "sampling.top_p=0.9", "sampling.top_k=50"
 PENALIZED = [f"sampling.{k}={v}" for k, v in PENALTIES.items()]
 
 
-def _cases(tiny, out_dir, settled_prefill: bool, sum_in_norm: bool = False):
+def _cases(tiny, out_dir, settled_prefill: bool):
     """(name, overrides, reference key or None) for every case of one layout; `settled_prefill`: with the cases that
-    settle prefill steps at once too (runtime.overlap_prefill=false; rank-local logic, so not in every layout);
-    `sum_in_norm`: with the MoE models' layers leaving their slot sums to the next RMSNorm (SPMD_MOE_SUM_IN_NORM,
-    layouts whose MoE layers are whole on a rank; on the CPU through the Triton kernels under the interpreter)."""
+    settle prefill steps at once too (runtime.overlap_prefill=false; rank-local logic, so not in every layout)."""
     greedy = ["sampling.temperature=0", f"sampling.max_tokens={MAX_NEW}"]
     m, i = tiny["models"], tiny["inputs"]
     # The MoE models too: under TP their experts' output reduce moves into the next RMSNorm, as o_proj's does.
@@ -72,19 +70,12 @@ def _cases(tiny, out_dir, settled_prefill: bool, sum_in_norm: bool = False):
     jobs.append({"name": "llama-penalties", "overrides": [f"model.path={m['llama']}", f"data.input={i['mixed']}",
                                                           *greedy, *PENALIZED,
                                                           f"data.output={out_dir}/llama-penalties.jsonl"]})
-    refs = {n: ref for n, _, ref in cases}
-    for name in MOE_MODELS if sum_in_norm else ():
-        refs[f"{name}-sum-in-norm"] = (name, "mixed")
-        jobs.append({"name": f"{name}-sum-in-norm", "switches": {
-            "spmd_infer.layers.moe.SUM_IN_NORM": True, "spmd_infer.layers.moe.SUM_IN_NORM_ON_CPU": True},
-                     "overrides": [f"model.path={m[name]}", f"data.input={i['mixed']}", *greedy,
-                                   f"data.output={out_dir / name}-sum-in-norm.jsonl"]})
     runs = [("a", sync), ("b", overlap)] + [("c", settled)] * settled_prefill
     for run, extra in runs:  # seeded sampling: in sync steps, overlapped ones, and with prefills settled at once
         jobs.append({"name": f"sampled-{run}", "overrides": [
             f"model.path={m['llama']}", f"data.input={i['mixed']}", f"sampling.max_tokens={MAX_NEW}",
             f"data.output={out_dir}/sampled-{run}.jsonl", *SAMPLED, *extra]})
-    return jobs, refs
+    return jobs, {n: ref for n, _, ref in cases}
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +92,7 @@ def penalized_refs(tiny):
 def test_layout_matches_transformers(tiny, tmp_path_factory, layout_runs, penalized_refs, dp, tp):
     out_dir = tmp_path_factory.mktemp(f"dp{dp}tp{tp}")
     settled_prefill = (dp, tp) in ((1, 1), (2, 2))
-    jobs, refs = _cases(tiny, out_dir, settled_prefill, sum_in_norm=(dp, tp) in ((1, 1), (2, 1)))
+    jobs, refs = _cases(tiny, out_dir, settled_prefill)
     for job in jobs:
         job["overrides"] += [f"parallel.dp={dp}", f"parallel.tp={tp}"]
     summaries = run_jobs(dp * tp, jobs, out_dir / "spec.json")

@@ -18,9 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from spmd_kernels import fused_moe_ref, fused_moe_slots, moe_route, moe_route_ref, moe_sum, moe_sum_add_norm
+from spmd_kernels import fused_moe, fused_moe_ref, moe_route, moe_route_ref
 from spmd_kernels.block_fp8 import dequantize_blocks, quantize_blocks
-from spmd_kernels.fused_moe import MoESlots, gated_add_ref
+from spmd_kernels.fused_moe import gated_add_ref
 from spmd_kernels.moe_route import ROUTE_KERNEL, ROUTER_FUSED, moe_route_hidden, router_fits
 
 from ..parallel.comm import Shard, reduced_or_partial
@@ -45,34 +45,6 @@ SHARED_FUSED_TOKENS = int(os.environ.get("SPMD_MOE_SHARED_FUSED_TOKENS", "128"))
 # The CPU computes the shared MLP as transformers does (the float32 oracle); tests set this to run the fused
 # kernels' reference there instead.
 SHARED_FUSED_ON_CPU = False
-# SPMD_MOE_SUM_IN_NORM=1: where a MoE layer's output goes straight into the RMSNorm after it (no reduction over
-# ranks: its experts and shared MLP whole on this rank), fused_moe leaves each token's weighted slot products
-# unsummed and that norm's kernel adds them up before its residual add (kernels/moe_sum_norm.py): the same bits as
-# fused_moe's sum kernel and the norm's, one launch and one [T, H] round trip a layer fewer. Off (0: fused_moe sums
-# them): on an H200 Qwen3-30B-A3B decode bs1 / bs8 timed the same either way (session 34, moe_sum_norm.py).
-SUM_IN_NORM = os.environ.get("SPMD_MOE_SUM_IN_NORM", "0") == "1"
-# Tests set this to take that path on the CPU too (the Triton kernels under the interpreter).
-SUM_IN_NORM_ON_CPU = False
-
-
-class SlotSums:
-    """A MoE layer's output left as fused_moe's per-slot products (MoESlots) for the RMSNorm after the layer, which
-    sums them in its own kernel (DeferredSums, layers/layernorm.py)."""
-
-    def __init__(self, slots: MoESlots):
-        self.slots = slots
-
-    def reduced(self) -> torch.Tensor:
-        return moe_sum(self.slots)
-
-    def add_norm(self, residual: torch.Tensor, weight: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
-        return moe_sum_add_norm(self.slots, residual, weight, eps)
-
-
-def sums_left_to_norm(x: torch.Tensor, shard: Shard, reduce_in_norm: bool) -> bool:
-    """Whether a MoE layer's output on x may leave its sum to the next RMSNorm (SUM_IN_NORM): the layer promised
-    its output goes straight into one (defer_reduce_to_norm) and no rank holds a part of it (shard of 1)."""
-    return SUM_IN_NORM and reduce_in_norm and shard.size == 1 and (x.is_cuda or SUM_IN_NORM_ON_CPU)
 
 
 @dataclass(frozen=True)
@@ -216,26 +188,20 @@ class FusedMoE(nn.Module):
 
     def forward(self, x: torch.Tensor, batch=None, valid: torch.Tensor | None = None,
                 add: torch.Tensor | None = None, add_gate: torch.Tensor | None = None,
-                shared: SharedSlices | None = None, leave_sum: bool = False) -> torch.Tensor | SlotSums:
+                shared: SharedSlices | None = None) -> torch.Tensor:
         """`valid` (bool [T], CUDA-graph padding rows False): rows that may reach the experts. `add` [T, H] (shared
         experts' output) joins the sum, scaled per token by sigmoid(x . add_gate) where `add_gate` [H] is given.
-        `shared`: a shared MLP run as more experts (SharedExpertsMoE.fuses_shared). `leave_sum`: return the slot
-        products as SlotSums for the next RMSNorm (sums_left_to_norm says where the caller may ask)."""
+        `shared`: a shared MLP run as more experts (SharedExpertsMoE.fuses_shared)."""
         shared_w13, shared_w2, num_shared, shared_gate = None, None, 0, None
         if shared is not None:
             shared_w13, shared_w2, num_shared = shared.w13, shared.w2, shared.count
             shared_gate = (x, shared.gate) if shared.gate is not None else None
         weights, ids = route_hidden(x, self.gate, self.routing, self.e_score_correction_bias, num_shared, shared_gate)
-        leave_sum = leave_sum or sums_left_to_norm(x, self.shard, self.reduce and self.reduce_in_norm)
-        if x.is_cuda or leave_sum:
+        if x.is_cuda:
             # Triton: tokens sorted by expert, grouped GEMMs, no host sync (capturable in a CUDA graph).
-            out = fused_moe_slots(x, self.w13, self.w2, weights, ids, self.first_expert, valid, self.w13_scale,
-                                  self.w2_scale, self.fp8_block, num_experts=self.num_experts, add=add,
-                                  add_gate=add_gate, shared_w13=shared_w13, shared_w2=shared_w2)
-            if isinstance(out, MoESlots):
-                if leave_sum:
-                    return SlotSums(out)
-                out = moe_sum(out)
+            out = fused_moe(x, self.w13, self.w2, weights, ids, self.first_expert, valid, self.w13_scale,
+                            self.w2_scale, self.fp8_block, num_experts=self.num_experts, add=add, add_gate=add_gate,
+                            shared_w13=shared_w13, shared_w2=shared_w2)
         elif shared is not None:  # (SPMD_MOE_SHARED_FUSED_TOKENS on the CPU: the kernels' reference)
             out = fused_moe_ref(x, self.w13, self.w2, weights, ids, valid=valid, shared_w13=shared_w13,
                                 shared_w2=shared_w2)
@@ -354,27 +320,24 @@ class SharedExpertsMoE(nn.Module):
 
     def forward(self, x: torch.Tensor, batch=None, valid: torch.Tensor | None = None) -> torch.Tensor:
         """`valid`: rows that may reach the routed experts (CUDA-graph padding rows are False)."""
-        leave_sum = sums_left_to_norm(x, self.shard, self.reduce and self.reduce_in_norm)
         if self.shared_experts is None:
-            out = self.experts(x, batch, valid, leave_sum=leave_sum)
+            out = self.experts(x, batch, valid)
         elif self.fuses_shared(x):
             mlp = self.shared_experts
             gate = self.shared_gate.weight[0] if self.shared_gate is not None else None
             out = self.experts(x, batch, valid, shared=SharedSlices(mlp.gate_up_proj.weight, mlp.down_proj.weight,
-                                                                   self.shared_count, gate), leave_sum=leave_sum)
-        elif (x.is_cuda or leave_sum) and SHARED_IN_SUM:
+                                                                   self.shared_count, gate))
+        elif x.is_cuda and SHARED_IN_SUM:
             # The shared output (gated) joins the routed sum in fused_moe's last kernel: no add, and for Qwen2-MoE
             # no gate product, sigmoid and multiply, of their own (four to five launches a layer).
             gate = self.shared_gate.weight[0] if self.shared_gate is not None else None
-            out = self.experts(x, batch, valid, add=self.shared_experts(x), add_gate=gate, leave_sum=leave_sum)
+            out = self.experts(x, batch, valid, add=self.shared_experts(x), add_gate=gate)
         else:  # as transformers computes it (the CPU oracle's float32 equality)
             out = self.experts(x, batch, valid)
             shared = self.shared_experts(x)
             if self.shared_gate is not None:
                 shared = torch.sigmoid(self.shared_gate(x)) * shared
             out = out + shared
-        if isinstance(out, SlotSums):
-            return out
         return reduced_or_partial(out, self.shard, self.reduce_in_norm) if self.reduce else out
 
     def defer_reduce_to_norm(self) -> None:

@@ -10,7 +10,7 @@ source tests/gpu/device_env.sh
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | head -1
 rows() { grep -A12 "^case " "$OUT/$1.txt" | grep -v "^results"; grep -h "compiled during\|Error" "$OUT/$1.txt" | tail -2; }
 ( export CUDA_VISIBLE_DEVICES=0; part kernels 150 python3 -m pytest -q tests/kernels/test_qk_norm_rotary.py \
-    tests/kernels/test_fp8_kv.py tests/test_sampler_dtypes.py tests/kernels/test_sampling.py tests/kernels/test_rmsnorm.py tests/kernels/test_rotary.py ) &
+    tests/kernels/test_fp8_kv.py tests/kernels/test_sampling.py tests/kernels/test_rmsnorm.py tests/kernels/test_rotary.py tests/test_sampler_dtypes.py ) &
 ( export CUDA_VISIBLE_DEVICES=1; part qwen3_1x1 150 python3 tests/gpu/check_vs_transformers.py --model qwen3 \
     --layouts 1x1 --num-prompts 8 --out /tmp/chk1
   part qwen3_fp8 150 python3 tests/gpu/check_vs_transformers.py --model qwen3 --layouts 1x1 --num-prompts 8 \
