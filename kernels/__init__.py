@@ -10,6 +10,7 @@ from .decode_attention import (
 from .filter_thresholds import candidate_thresholds, candidate_thresholds_ref
 from .fp8_linear import fp8_linear, fp8_linear_ref
 from .fused_moe import fused_moe, fused_moe_ref
+from .head_gemm import head_gemm, head_gemm_ref
 from .jit_variants import compiled_variants
 from .kv_store import store_kv, store_kv_ref, store_latent, store_latent_ref
 from .mla_decode import mla_decode, mla_decode_ref
@@ -53,6 +54,8 @@ __all__ = [
     "greedy_argmax",
     "gumbel_sample",
     "gumbel_sample_ref",
+    "head_gemm",
+    "head_gemm_ref",
     "masked_exp_sum_ref",
     "mla_decode",
     "mla_decode_ref",

@@ -10,12 +10,15 @@ applied once to the attended latent. Both give softmax((q_nope·k_nope + q_pe·k
 from __future__ import annotations
 
 import functools
+import os
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from spmd_kernels import mla_decode, paged_prefill_attention, store_latent, store_latent_ref
+from spmd_kernels import head_gemm, mla_decode, paged_prefill_attention, store_latent, store_latent_ref
+from spmd_kernels.head_gemm import head_gemm_supports
+from spmd_kernels.pdl import pdl_enabled
 from torch import nn
 
 from ..forward_batch import ForwardBatch
@@ -25,6 +28,11 @@ from ..host_memory import to_device
 # max_num_batched_tokens, so the activation peak measured there covers it); a single sequence's
 # context is never split, so a longer one is expanded whole.
 _EXPAND_TOKENS = 8192
+# SPMD_MLA_HEAD_GEMM=1: decode's absorbed products (q_nope by W_UK, the attended latent by W_UV) at up to 16 tokens
+# run in kernels/head_gemm.py, which fetches its weights before its wait on the kernel before it (programmatic
+# dependent launch), instead of torch.bmm, a cuBLAS launch outside that chain. 0: torch.bmm always. H200 (session 35,
+# tests/gpu/run_mla_head_gemm.sh): DeepSeek-V2-Lite decode @1k bs1 / bs8 / bs16 +1.6 / +1.6 / +0.7% tok/s.
+HEAD_GEMM = os.environ.get("SPMD_MLA_HEAD_GEMM", "1") == "1"
 
 
 class LatentAttention(nn.Module):
@@ -189,13 +197,21 @@ class LatentAttention(nn.Module):
         """One query per sequence, attended in latent space: no host syncs, fixed shapes (CUDA-graph safe)."""
         assert q_nope.shape[0] == batch.context_lens.shape[0], "decode takes one token per sequence"
         w = w_kv_b.view(self.num_heads, self.nope + self.v_dim, self.kv_lora_rank)
-        # Batched over heads: [H, T, nope] @ [H, nope, R]; the transposed result keeps a contiguous last dim.
-        q_latent = torch.bmm(q_nope.transpose(0, 1), w[:, : self.nope]).transpose(0, 1)  # [T, H, R]
+        q_latent = _per_head_product(q_nope, w[:, : self.nope])  # [T, H, R]
         q_pe = q_pe if q_pe.stride(-1) == 1 else q_pe.contiguous()
         # num_splits and max_context_len left None: the split count comes from the block-table width.
         out_latent = mla_decode(q_latent, q_pe, self.cache, batch.block_tables, batch.context_lens, self.scale,
                                 order=batch.decode_order)
-        return torch.bmm(out_latent.transpose(0, 1), w[:, self.nope:].transpose(1, 2)).transpose(0, 1)  # [T, H, v]
+        return _per_head_product(out_latent, w[:, self.nope:].transpose(1, 2))  # [T, H, v]
+
+
+def _per_head_product(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """x [T, H, K] @ w [H, K, N] -> [T, H, N] with a contiguous last dim: head_gemm at decode sizes (HEAD_GEMM, where
+    kernels use programmatic dependent launch, and on the CPU, where only the kernel-path tests come), else
+    torch.bmm batched over heads, whose transposed result keeps the last dim contiguous."""
+    if HEAD_GEMM and (not x.is_cuda or pdl_enabled(x.device)) and head_gemm_supports(x, w):
+        return head_gemm(x, w)
+    return torch.bmm(x.transpose(0, 1), w).transpose(0, 1)
 
 
 @dataclass

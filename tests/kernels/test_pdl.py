@@ -31,7 +31,8 @@ def test_pdl_is_off_on_the_cpu_and_by_default(monkeypatch):
 # early loads may read through.
 EARLY_WEIGHT_READS = {"skinny_gemm._skinny_gemm_kernel": {"w_ptrs"},
                       "fp8_linear._fp8_linear_kernel": {"w_ptrs", "s_ptr", "step"},
-                      "moe_route._moe_router_kernel": {"w_ptrs"}}
+                      "moe_route._moe_router_kernel": {"w_ptrs"},
+                      "head_gemm._head_gemm_kernel": {"w_ptrs"}}
 
 
 def test_every_kernel_waits_for_its_predecessor_first():
