@@ -14,6 +14,7 @@ from .head_gemm import head_gemm, head_gemm_ref
 from .jit_variants import compiled_variants
 from .kv_store import store_kv, store_kv_ref, store_latent, store_latent_ref
 from .mla_decode import mla_decode, mla_decode_ref
+from .mla_rope_store import mla_rope_norm_store, mla_rope_norm_store_ref
 from .moe_align import moe_align_block_size, moe_align_block_size_ref
 from .moe_route import moe_route, moe_route_hidden, moe_route_hidden_ref, moe_route_ref
 from .penalties import apply_penalties, apply_penalties_ref
@@ -59,6 +60,8 @@ __all__ = [
     "masked_exp_sum_ref",
     "mla_decode",
     "mla_decode_ref",
+    "mla_rope_norm_store",
+    "mla_rope_norm_store_ref",
     "moe_align_block_size",
     "moe_align_block_size_ref",
     "moe_route",

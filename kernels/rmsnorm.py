@@ -49,12 +49,19 @@ def add_rms_norm_row(x, row, offs, mask, res_ptr, w_ptr, y_ptr, h_ptr, stride_r,
         h = (x.to(tl.float32) + r.to(tl.float32)).to(x.dtype)
         tl.store(h_ptr + row * stride_h + offs, h, mask=mask)
         x = h
+    y = rms_norm_values(x, offs, mask, w_ptr, H, eps)
+    tl.store(y_ptr + row * stride_y + offs, y.to(y_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def rms_norm_values(x, offs, mask, w_ptr, H, eps):
+    """rms_norm(x) * w of one row's loaded values x [BLOCK_H] (zero past H), in fp32: every kernel that norms a row
+    computes it here, so that under the same BLOCK_H and num_warps (rms_norm_launch) they give the same bits."""
     xf = x.to(tl.float32)
     var = tl.sum(xf * xf, axis=0) / H
     rstd = 1.0 / tl.sqrt(var + eps)
     w = tl.load(w_ptr + offs, mask=mask, other=0.0).to(tl.float32)
-    y = xf * rstd * w
-    tl.store(y_ptr + row * stride_y + offs, y.to(y_ptr.dtype.element_ty), mask=mask)
+    return xf * rstd * w
 
 
 def rms_norm_launch(H: int) -> tuple[int, int]:

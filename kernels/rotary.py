@@ -56,13 +56,21 @@ def rotate_heads(
     base = x_ptr + t * stride_t + offs_h[:, None] * stride_h
     x1 = tl.load(base + off1[None, :], mask=mask, other=0.0)
     x2 = tl.load(base + off2[None, :], mask=mask, other=0.0)
+    o1, o2 = rotate_pairs(x1, x2, cos[None, :], sin[None, :])
+    out = y_ptr + t * stride_yt + offs_h[:, None] * stride_yh
+    tl.store(out + off1[None, :], o1, mask=mask)
+    tl.store(out + off2[None, :], o2, mask=mask)
+
+
+@triton.jit
+def rotate_pairs(x1, x2, cos, sin):
+    """The rotated pairs (x1, x2) by (cos, sin) in fp32, rounded back to x's dtype: every kernel that rotates computes
+    it here."""
     x1f = x1.to(tl.float32)
     x2f = x2.to(tl.float32)
-    o1 = x1f * cos[None, :] - x2f * sin[None, :]
-    o2 = x2f * cos[None, :] + x1f * sin[None, :]
-    out = y_ptr + t * stride_yt + offs_h[:, None] * stride_yh
-    tl.store(out + off1[None, :], o1.to(x1.dtype), mask=mask)
-    tl.store(out + off2[None, :], o2.to(x2.dtype), mask=mask)
+    o1 = x1f * cos - x2f * sin
+    o2 = x2f * cos + x1f * sin
+    return o1.to(x1.dtype), o2.to(x2.dtype)
 
 
 @triton.jit

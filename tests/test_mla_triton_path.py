@@ -299,3 +299,45 @@ def test_attention_handed_over_to_a_graph_split_equals_the_eager_step():
     pair.check(d, r)
     _handed_over(pair, [(21, 37), (13, 33), (0, 5)], [TABLES[1], TABLES[3], TABLES[2]], True, bucket=48)
     _handed_over(pair, [(1, 41), (1, 38), (1, 6), (1, 34)], TABLES, False, bucket=16)
+
+
+@pytest.mark.parametrize("name", ["dsv2lora", "dsv3"])
+def test_positioned_store_equals_the_norm_rotaries_and_store(name, monkeypatch):
+    """DeepseekV2/V3Attention with the latent's norm, both rotaries and the cache store in one kernel
+    (mla.ROPE_STORE, kernels/mla_rope_store.py) against the three steps (YaRN's scaled table; V2's interleaved pairs,
+    V3's halves): the same cache and outputs over cached prefills and a decode. On CUDA the same bits; on the CPU
+    the fused layer runs the kernels in the interpreter against the torch path."""
+    from support.tiny_models import _configs
+
+    from spmd_infer.models.deepseek_v2 import DeepseekV2Attention, DeepseekV3Attention
+    from spmd_infer.parallel.comm import Shard
+
+    config = _configs()[name]
+    monkeypatch.setattr(mla, "ROPE_STORE_ON_CPU", True)
+    torch.manual_seed(6)
+    layers = [(DeepseekV3Attention if name == "dsv3" else DeepseekV2Attention)(config, Shard()) for _ in range(2)]
+    for p in layers[0].parameters():
+        p.data.normal_(1.0 if p.dim() == 1 else 0.0, 0.3)
+    layers[1].load_state_dict(layers[0].state_dict())
+    entry = config.kv_lora_rank + config.qk_rope_head_dim
+    for layer in layers:
+        layer.to(DEVICE)
+        layer.attn.bind_kv_cache([torch.full((40, 16, 1, entry), float("nan"), device=DEVICE)])
+    steps = [([(40, 40), (5, 5), (20, 20)], [TABLES[0], TABLES[2], TABLES[3]], True),
+             ([(21, 37), (13, 33), (0, 5)], [TABLES[1], TABLES[3], TABLES[2]], True),
+             ([(1, 41), (1, 38), (1, 6), (1, 34)], TABLES, False)]
+    for seqs, tables, is_prefill in steps:
+        batch = make_batch(seqs, tables, 16, is_prefill, DEVICE)
+        positions = torch.tensor([p for n, c in seqs for p in range(c - n, c)], device=DEVICE)
+        hidden = torch.randn(positions.shape[0], config.hidden_size, device=DEVICE)
+        outs = []
+        for fused, layer in zip((True, False), layers):
+            monkeypatch.setattr(mla, "ROPE_STORE", fused)
+            assert layer.attn.stores_positioned(hidden, batch) == fused
+            outs.append(layer(positions, hidden, batch))
+        if CUDA:
+            assert torch.equal(outs[0], outs[1])
+        else:
+            torch.testing.assert_close(outs[0], outs[1], atol=2e-4, rtol=2e-4)
+    torch.testing.assert_close(layers[0].attn.cache, layers[1].attn.cache, atol=0 if CUDA else 1e-5, rtol=0 if CUDA
+                               else 1e-5, equal_nan=True)

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from spmd_kernels import head_gemm, mla_decode, paged_prefill_attention, store_latent, store_latent_ref
+from spmd_kernels import (head_gemm, mla_decode, mla_rope_norm_store, paged_prefill_attention, store_latent,
+                          store_latent_ref)
 from spmd_kernels.head_gemm import head_gemm_supports
 from spmd_kernels.pdl import pdl_enabled
 from torch import nn
@@ -33,6 +34,11 @@ _EXPAND_TOKENS = 8192
 # dependent launch), instead of torch.bmm, a cuBLAS launch outside that chain. 0: torch.bmm always. H200 (session 35,
 # tests/gpu/run_mla_head_gemm.sh): DeepSeek-V2-Lite decode @1k bs1 / bs8 / bs16 +1.6 / +1.6 / +0.7% tok/s.
 HEAD_GEMM = os.environ.get("SPMD_MLA_HEAD_GEMM", "1") == "1"
+# SPMD_MLA_ROPE_STORE=1: on CUDA with a cache, q_pe's rotary, the latent's norm and k_pe's rotary into the cache run
+# as one kernel (kernels/mla_rope_store.py: the same bits) instead of rms_norm, the rotary and store_latent. 0: three.
+ROPE_STORE = os.environ.get("SPMD_MLA_ROPE_STORE", "1") == "1"
+# Tests set this to take that path on the CPU too (the kernels under the interpreter).
+ROPE_STORE_ON_CPU = False
 
 
 class LatentAttention(nn.Module):
@@ -62,11 +68,25 @@ class LatentAttention(nn.Module):
     def bind_kv_cache(self, caches: list[torch.Tensor]) -> None:
         (self.cache,) = caches
 
-    def forward(self, q_nope: torch.Tensor, q_pe: torch.Tensor, latent: torch.Tensor, k_pe: torch.Tensor,
-                w_kv_b: torch.Tensor, batch: ForwardBatch) -> torch.Tensor:
+    def stores_positioned(self, x: torch.Tensor, batch: ForwardBatch) -> bool:
+        """Whether this step's new tokens go into the cache by position_and_store (ROPE_STORE, on CUDA, with a cache
+        and slots), the caller then passing forward latent and k_pe as None."""
+        return (ROPE_STORE and (x.is_cuda or ROPE_STORE_ON_CPU) and self.cache is not None
+                and batch.slot_mapping is not None)
+
+    def position_and_store(self, positions: torch.Tensor, q_pe: torch.Tensor, latent: torch.Tensor,
+                           k_pe: torch.Tensor, cos_sin: torch.Tensor, is_neox: bool, norm_weight: torch.Tensor,
+                           eps: float, batch: ForwardBatch) -> torch.Tensor:
+        """q_pe [T, H, rope] rotated in place (returned); the raw latent [T, R] normed (norm_weight, eps) and the raw
+        k_pe [T, rope] rotated into this layer's cache at the batch's slots, in one kernel (stores_positioned)."""
+        return mla_rope_norm_store(q_pe, latent, k_pe, positions, cos_sin, is_neox, norm_weight, eps, self.cache,
+                                   batch.slot_mapping)
+
+    def forward(self, q_nope: torch.Tensor, q_pe: torch.Tensor, latent: torch.Tensor | None,
+                k_pe: torch.Tensor | None, w_kv_b: torch.Tensor, batch: ForwardBatch) -> torch.Tensor:
         """q_nope [T, H, nope], q_pe [T, H, rope], latent [T, R], k_pe [T, rope], w_kv_b [H*(nope+v), R]
-        -> [T, H, v]."""
-        if latent.is_cuda:
+        -> [T, H, v]. latent and k_pe None: position_and_store has cached them already."""
+        if q_nope.is_cuda or latent is None:
             return self._forward_kernels(q_nope, q_pe, latent, k_pe, w_kv_b, batch)
         entries = torch.cat([latent, k_pe], dim=-1)
         if self.cache is None or batch.slot_mapping is None:
@@ -133,7 +153,8 @@ class LatentAttention(nn.Module):
         if self.cache is None or batch.slot_mapping is None:
             return self._attend_new_tokens(q_nope, q_pe, latent, k_pe, w_kv_b, batch)
         # Padding tokens (slot -1) are skipped by the kernel, not filtered here: no host sync.
-        store_latent(latent.unsqueeze(1), self.cache, batch.slot_mapping, rope=k_pe.unsqueeze(1))
+        if latent is not None:
+            store_latent(latent.unsqueeze(1), self.cache, batch.slot_mapping, rope=k_pe.unsqueeze(1))
         if not batch.is_prefill:
             return self._decode_absorbed(q_nope, q_pe, w_kv_b, batch)
         split = batch.attention_split

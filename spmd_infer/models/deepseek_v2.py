@@ -78,9 +78,16 @@ class DeepseekV2Attention(nn.Module):
             q = self.q_b_proj(self.q_a_layernorm(self.q_a_proj(hidden)))
         q_nope, q_pe = q.view(-1, self.num_heads, self.nope + self.rope).split([self.nope, self.rope], dim=-1)
         latent, k_pe = self.kv_a_proj_with_mqa(hidden).split([self.kv_lora_rank, self.rope], dim=-1)
-        latent = self.kv_a_layernorm(latent.contiguous())
-        q_pe, k_pe = self.rotary_emb(positions, q_pe, k_pe.unsqueeze(1))
-        o = self.attn(q_nope, q_pe, latent, k_pe.squeeze(1), self.kv_b_proj.weight, batch)
+        if self.attn.stores_positioned(hidden, batch):  # one kernel for the three below and the cache store
+            norm, rotary = self.kv_a_layernorm, self.rotary_emb
+            q_pe = self.attn.position_and_store(positions, q_pe, latent, k_pe, rotary.cos_sin, not rotary.interleaved,
+                                                norm.weight, norm.eps, batch)
+            latent = k_pe = None
+        else:
+            latent = self.kv_a_layernorm(latent)  # (strided rows: the kernel reads them where they are)
+            q_pe, k_pe = self.rotary_emb(positions, q_pe, k_pe.unsqueeze(1))
+            k_pe = k_pe.squeeze(1)
+        o = self.attn(q_nope, q_pe, latent, k_pe, self.kv_b_proj.weight, batch)
         return self.o_proj(o.flatten(1))
 
 
