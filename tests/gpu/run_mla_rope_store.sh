@@ -14,7 +14,8 @@ test_part kernels 150 tests/kernels/test_mla_rope_store.py tests/kernels/test_ro
 check_part 150 --model dsv2lite --layouts 1x1 --out /tmp/chk_mla_rope_store
 for preset in ${PRESETS:-deepseek-v2-lite}; do
   for on in 0 1; do
-    BATCHES=${BATCHES:-1,16,64} LIMIT=100 decode_part "${preset}_$on" "$preset" SPMD_MLA_ROPE_STORE=$on -- bench.repeats=2
+    BATCHES=${BATCHES:-1,16,64} LIMIT=100 decode_part "${preset}_$on" "$preset" SPMD_MLA_ROPE_STORE=$on -- \
+      bench.repeats=2
   done
 done
 rm -rf "$OUT"/*.json "$OUT"/*.run
