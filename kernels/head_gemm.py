@@ -15,9 +15,7 @@ import triton.language as tl
 
 from .decode_attention import _num_sms
 from .pdl import pdl_args, pdl_enter
-
-# Rows this kernel takes: the tensor-core tile pads them to 16, so 1..16 rows cost the same weight stream.
-MAX_ROWS = 16
+from .skinny_gemm import MAX_ROWS, _dot  # (rows: the tensor-core tile's 16; the dot, exact for fp32 weights)
 
 
 @triton.jit
@@ -39,19 +37,13 @@ def _head_gemm_kernel(x_ptr, w_ptr, out_ptr, M, N, K, stride_xm, stride_xh, stri
     pdl_enter(PDL)
     x_ptrs = x_ptr + h * stride_xh + offs_m[:, None] * stride_xm + offs_k[None, :]
     x = tl.load(x_ptrs, mask=mask_m[:, None], other=0.0)
-    if IEEE:  # fp32: exact products, not TF32's 10-bit mantissas
-        acc = tl.dot(x, w, input_precision="ieee")
-    else:
-        acc = tl.dot(x, w)
+    acc = _dot(x, w, tl.zeros([BLOCK_M, BLOCK_N], tl.float32), IEEE)
     for _ in range(BLOCK_K, K, BLOCK_K):
         x_ptrs += BLOCK_K
         w_ptrs += BLOCK_K * stride_wk
         x = tl.load(x_ptrs, mask=mask_m[:, None], other=0.0)
         w = tl.load(w_ptrs, mask=mask_n[None, :], other=0.0)
-        if IEEE:
-            acc = tl.dot(x, w, acc, input_precision="ieee")
-        else:
-            acc = tl.dot(x, w, acc)
+        acc = _dot(x, w, acc, IEEE)
     out_ptrs = out_ptr + h * stride_oh + offs_m[:, None] * stride_om + offs_n[None, :]
     tl.store(out_ptrs, acc.to(out_ptr.dtype.element_ty), mask=mask_m[:, None] & mask_n[None, :])
 
