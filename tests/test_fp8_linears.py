@@ -205,3 +205,40 @@ def test_the_startup_log_says_which_gemm_takes_prefill(monkeypatch):
     assert "all through the Triton kernel" in fp8_prefill_route((64, 64), cuda)
     monkeypatch.setattr(fp8_linear_module, "CUBLAS_MIN_ROWS", 0)
     assert "all through the Triton kernel" in fp8_prefill_route((128, 128), cuda)
+
+
+@pytest.mark.parametrize("float8", [False, True])
+def test_a_merged_linear_holds_split_and_replicated_parts(float8):
+    """MergedLinear (DeepSeek's q_proj beside kv_a_proj_with_mqa): each rank holds its slice of a split part and the
+    whole of a replicated one, in order; a bias covers both, zero for the part without one; one product gives what
+    the separate layers would."""
+    from spmd_infer.layers.linear import MergedLinear
+    from spmd_infer.layers.weights import CheckpointTensor
+
+    q, kv, kv_bias = torch.randn(64, 32), torch.randn(40, 32), torch.randn(40)
+    x = torch.randn(3, 32)
+    for rank in range(2):
+        layer = MergedLinear(32, [("q_proj", 64, True, False), ("kv_a_proj_with_mqa", 40, False, True)], Shard(rank, 2))
+        assert layer.output_parts() == [32, 40] and layer.weight.expected_loads == 2 and layer.bias.expected_loads == 1
+        # The replicated part may end mid-block: it is the last and whole on every rank.
+        assert layer.takes_float8(BLOCK)
+        if float8:
+            layer.hold_in_float8(BLOCK)
+        layer.weight_loader(layer.weight, CheckpointTensor("q", q), 0)
+        layer.weight_loader(layer.weight, CheckpointTensor("kv", kv), 1)
+        layer.weight_loader(layer.bias, CheckpointTensor("kv.bias", kv_bias), 1)
+        rows = q[rank * 32:(rank + 1) * 32]
+        if float8:  # quantized part by part: the blocks of each part's rows
+            rows = dequantize_blocks(*quantize_blocks(rows, BLOCK), BLOCK)
+            whole = dequantize_blocks(*quantize_blocks(kv, BLOCK), BLOCK)
+        else:
+            whole = kv
+        torch.testing.assert_close(_values(layer), torch.cat([rows, whole]), rtol=0, atol=0)
+        torch.testing.assert_close(layer(x), torch.cat([x @ rows.T, x @ whole.T + kv_bias], dim=-1))
+    # A split part may not end mid-block, even as the last (its next rank's slice would start inside a block), and
+    # nor may any part but the last.
+    assert not MergedLinear(32, [("kv", 32, False, False), ("q", 40, True, False)], Shard(0, 2)).takes_float8(BLOCK)
+    assert MergedLinear(32, [("kv", 32, False, False), ("q", 64, True, False)], Shard(0, 2)).takes_float8(BLOCK)
+    assert not MergedLinear(32, [("kv", 40, False, False), ("q", 64, True, False)], Shard(0, 2)).takes_float8(BLOCK)
+    with pytest.raises(ValueError, match="q_proj output features=30"):
+        MergedLinear(32, [("q_proj", 30, True, False)], Shard(0, 4))

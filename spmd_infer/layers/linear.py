@@ -121,14 +121,19 @@ class LinearBase(nn.Module):
         """This rank's output features of each separately loaded part, in order (one part unless merged)."""
         return [self.weight.shape[0]]
 
+    def part_is_split(self, index: int) -> bool:
+        """Whether this rank holds a slice of part `index`'s output features (a column split over two or more ranks),
+        not the whole of it."""
+        return self.shard_dim == 0 and self.shard.size > 1
+
     def takes_float8(self, block: tuple[int, int]) -> bool:
         """Whether this rank's weight can be held in float8 with (rows, columns) blocks: every part starts on a
         block row (a part may end mid-block only where it is the weight's last and unsplit, as DeepSeek's 576-row
         kv_a_proj_with_mqa), and a split of the input features falls on a block column."""
         rows, cols = block
         parts = self.output_parts()
-        split_rows = self.shard_dim == 0 and self.shard.size > 1
-        rows_ok = all(p % rows == 0 for p in (parts if split_rows else parts[:-1]))
+        last_ok = parts[-1] % rows == 0 or not self.part_is_split(len(parts) - 1)
+        rows_ok = last_ok and all(p % rows == 0 for p in parts[:-1])
         cols_ok = not (self.shard_dim == 1 and self.shard.size > 1) or self.weight.shape[1] % cols == 0
         return not self.keeps_dtype and rows_ok and cols_ok
 
@@ -291,6 +296,36 @@ class MergedColumnParallelLinear(ColumnParallelLinear):
         local = self.output_parts()
         n = local[shard_id]
         self._load_slice(param, src, sum(local[:shard_id]), 0, self.shard.rank * n, n)
+
+
+class MergedLinear(LinearBase):
+    """Several projections of one input stored as one weight, each either split over the shard by output features or
+    replicated (DeepSeek's q_proj or q_a_proj beside kv_a_proj_with_mqa): one GEMM launch where there were several.
+    shard_id picks the part; a bias covers every part, zero where a part has none in the checkpoint."""
+
+    def __init__(self, in_features: int, parts: list[tuple[str, int, bool, bool]], shard: Shard):
+        """parts: (name for errors, output features, split over the shard, has a bias) each, in order."""
+        self.part_sizes = [shard.split(n, f"{name} output features") if split else n for name, n, split, _ in parts]
+        self.split_parts = [split for _, _, split, _ in parts]
+        super().__init__(in_features, sum(self.part_sizes), any(b for *_, b in parts), shard, 0)
+        self.weight.expected_loads = len(parts)
+        if self.bias is not None:
+            self.bias.data.zero_()  # parts without a bias in the checkpoint add nothing
+            self.bias.expected_loads = sum(b for *_, b in parts)
+
+    def output_parts(self) -> list[int]:
+        return list(self.part_sizes)
+
+    def part_is_split(self, index: int) -> bool:
+        return self.split_parts[index] and self.shard.size > 1
+
+    def weight_loader(self, param: nn.Parameter, src: CheckpointTensor, shard_id: int) -> None:
+        n = self.part_sizes[shard_id]
+        start = self.shard.rank * n if self.split_parts[shard_id] else 0
+        self._load_slice(param, src, sum(self.part_sizes[:shard_id]), 0, start, n)
+
+    def forward(self, x: torch.Tensor | RoundedRows) -> torch.Tensor:
+        return self.project(x, self.bias)
 
 
 class QKVParallelLinear(ColumnParallelLinear):

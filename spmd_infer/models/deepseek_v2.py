@@ -2,7 +2,8 @@
 
 Read next to transformers' modeling_deepseek_v2.py and modeling_deepseek_v3.py. Under TP the heads are
 split (q_proj / q_b_proj and kv_b_proj by columns, o_proj by rows); the down-projections to the latent
-(q_a_proj, kv_a_proj_with_mqa) and their norms are replicated, so every TP rank caches the same latents.
+(q_a_proj, kv_a_proj_with_mqa) and their norms are replicated, so every TP rank caches the same latents. q_proj or
+q_a_proj and kv_a_proj_with_mqa are held as one weight (q_kv_a_proj), its q part split or replicated as above.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from torch import nn
 
 from ..forward_batch import ForwardBatch
 from ..layers.layernorm import RMSNorm
-from ..layers.linear import ColumnParallelLinear, ReplicatedLinear, RowParallelLinear
+from ..layers.linear import ColumnParallelLinear, MergedLinear, RowParallelLinear
 from ..layers.mla import LatentAttention
 from ..layers.moe import FusedMoE, RoutingConfig, SharedExpertsMoE, map_moe_checkpoint_name
 from ..layers.rotary import max_positions, rope_parameters, shared_rotary, yarn_mscale
@@ -46,13 +47,16 @@ class DeepseekV2Attention(nn.Module):
         self.q_lora_rank = config.q_lora_rank
         qk_head_dim = self.nope + self.rope
         bias = bool(getattr(config, "attention_bias", False))
+        # q_proj (split by heads) or q_a_proj (replicated) and kv_a_proj_with_mqa (replicated) all read the layer's
+        # input: one weight, so one GEMM launch (DeepseekV2ForCausalLM.packed_modules_mapping loads the parts).
         if self.q_lora_rank is None:
-            self.q_proj = ColumnParallelLinear(hidden, heads * qk_head_dim, False, shard)
+            q_part = ("q_proj", heads * qk_head_dim, True, False)
         else:
-            self.q_a_proj = ReplicatedLinear(hidden, self.q_lora_rank, bias)
+            q_part = ("q_a_proj", self.q_lora_rank, False, bias)
             self.q_a_layernorm = RMSNorm(self.q_lora_rank, LATENT_NORM_EPS)
             self.q_b_proj = ColumnParallelLinear(self.q_lora_rank, heads * qk_head_dim, False, shard)
-        self.kv_a_proj_with_mqa = ReplicatedLinear(hidden, self.kv_lora_rank + self.rope, bias)
+        self.q_kv_a_proj = MergedLinear(hidden, [q_part, ("kv_a_proj_with_mqa", self.kv_lora_rank + self.rope, False,
+                                                          bias)], shard)
         self.kv_a_layernorm = RMSNorm(self.kv_lora_rank, LATENT_NORM_EPS)
         self.kv_b_proj = ColumnParallelLinear(self.kv_lora_rank, heads * (self.nope + self.v_dim), False, shard)
         self.kv_b_proj.keeps_dtype = True  # its weight is absorbed into the attention (MLA), not multiplied here
@@ -72,12 +76,11 @@ class DeepseekV2Attention(nn.Module):
         return True  # V2 rotates (even, odd) pairs as complex numbers
 
     def forward(self, positions: torch.Tensor, hidden: torch.Tensor, batch: ForwardBatch) -> torch.Tensor:
-        if self.q_lora_rank is None:
-            q = self.q_proj(hidden)
-        else:
-            q = self.q_b_proj(self.q_a_layernorm(self.q_a_proj(hidden)))
+        q, latent, k_pe = self.q_kv_a_proj(hidden).split(self.q_kv_a_proj.part_sizes[:1] + [self.kv_lora_rank,
+                                                                                           self.rope], dim=-1)
+        if self.q_lora_rank is not None:
+            q = self.q_b_proj(self.q_a_layernorm(q))  # (strided rows: the norm reads them where they are)
         q_nope, q_pe = q.view(-1, self.num_heads, self.nope + self.rope).split([self.nope, self.rope], dim=-1)
-        latent, k_pe = self.kv_a_proj_with_mqa(hidden).split([self.kv_lora_rank, self.rope], dim=-1)
         if self.attn.stores_positioned(hidden, batch):  # one kernel for the three below and the cache store
             norm, rotary = self.kv_a_layernorm, self.rotary_emb
             q_pe = self.attn.position_and_store(positions, q_pe, latent, k_pe, rotary.cos_sin, not rotary.interleaved,
@@ -151,8 +154,11 @@ class DeepseekV3DecoderLayer(DeepseekV2DecoderLayer):
 class DeepseekV2ForCausalLM(LlamaForCausalLM):
     attention_cls = DeepseekV2Attention
     layer_cls = DeepseekV2DecoderLayer
-    # q_proj is MLA's own projection here, not part of a fused qkv; only gate/up are merged.
-    packed_modules_mapping = {"gate_proj": ("gate_up_proj", 0), "up_proj": ("gate_up_proj", 1)}
+    # MLA's projections of the layer input are one weight (DeepseekV2Attention.q_kv_a_proj); gate / up are merged.
+    packed_modules_mapping = {
+        "q_proj": ("q_kv_a_proj", 0), "q_a_proj": ("q_kv_a_proj", 0), "kv_a_proj_with_mqa": ("q_kv_a_proj", 1),
+        "gate_proj": ("gate_up_proj", 0), "up_proj": ("gate_up_proj", 1),
+    }
 
     @classmethod
     def check_config(cls, config: Any) -> None:

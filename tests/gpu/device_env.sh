@@ -72,14 +72,15 @@ decode_part() {
     "$@"
   echo "--- $name: ${envs[*]} $*"; grep -E "^decode bs|Error" "$OUT/$name.txt" | cut -c1-110
 }
-# A copy of kernels/ with a patch applied, for A/B runs of a kernel change in one call: prints the PYTHONPATH under
-# which `spmd_kernels` is the patched copy: old=$(patched_kernels NAME tests/gpu/X.patch); env PYTHONPATH="$old" ...
+# A copy of kernels/ and spmd_infer/ with a patch applied, for A/B runs of a change in one call: prints the
+# PYTHONPATH under which `spmd_kernels` and `spmd_infer` are the patched copies:
+# old=$(patched_kernels NAME tests/gpu/X.patch); env PYTHONPATH="$old" ...
 patched_kernels() {
-  local dir=/tmp/ab_$1
-  rm -rf "$dir" && mkdir -p "$dir/src" "$dir/pkgs" && cp -r kernels "$dir/src/" \
+  local dir=/tmp/ab_$1 path
+  rm -rf "$dir" && mkdir -p "$dir/src" "$dir/pkgs" && cp -r kernels spmd_infer "$dir/src/" \
     && (cd "$dir/src" && patch -s -p1 < "$OLDPWD/$2") && ln -sfn "$dir/src/kernels" "$dir/pkgs/spmd_kernels" \
-    && ln -sfn "$PWD/configs" "$dir/pkgs/spmd_infer_configs" \
-    && echo "${PYTHONPATH/\/tmp\/pkgs:/$dir/pkgs:}"
+    && ln -sfn "$PWD/configs" "$dir/pkgs/spmd_infer_configs" && path=${PYTHONPATH/\/tmp\/pkgs:/$dir/pkgs:} \
+    && echo "${path/:$PWD/:$dir/src}"
 }
 # An A/B of an environment switch: parts NAME_1 and NAME_0 run CMD with VAR=1 and VAR=0, each under LIMIT, their
 # decode lines printed: switch_parts NAME VAR LIMIT CMD...
