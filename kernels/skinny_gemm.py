@@ -8,8 +8,6 @@ dependent launch; layers/linear.py decides where it runs.
 
 from __future__ import annotations
 
-import os
-
 import torch
 import triton
 import triton.language as tl
@@ -21,12 +19,6 @@ from .split_counters import arrive_with_partial_sums, split_scratch, sum_partial
 
 # Rows this kernel takes: the tensor-core tile pads the batch to 16 rows, so 1..16 rows cost the same weight stream.
 MAX_ROWS = 16
-# A small program (its weight slice, BLOCK_N rows over its share of K, at most 4x this) fetches up to this many bytes
-# of it, to the largest power-of-two depth of BLOCK_K steps, before its PDL wait, where others fetch one BLOCK_K step:
-# a small model's projections (Qwen3-0.6B's 4-12 MB, split over K) are latency-bound, each program streaming a few
-# tens of KB, so much of their weight can arrive while the kernel before them runs. 32 KB keeps the early tile in
-# registers without spills (ptx_census.py skinny --early-k: 64 KB at BLOCK_N 32 spilled). 0: one step everywhere.
-EARLY_WEIGHT_BYTES = int(float(os.environ.get("SPMD_SKINNY_EARLY_KB", "32")) * 1024)
 
 
 @triton.jit
@@ -43,7 +35,7 @@ def _skinny_gemm_kernel(x_ptr, w_ptr, bias_ptr, out_ptr, part_ptr, count_ptr, M,
                         HAS_BIAS: tl.constexpr, ROPE: tl.constexpr, HEAD_DIM: tl.constexpr,
                         PAGE: tl.constexpr, FP8: tl.constexpr, IEEE: tl.constexpr, PDL: tl.constexpr,
                         BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-                        SPLIT_K: tl.constexpr, EARLY_K: tl.constexpr):
+                        SPLIT_K: tl.constexpr):
     """out[m, n] = sum_k x[m, k] * w[n, k] (+ bias[n]) for one program's BLOCK_N output features (ROPE: then
     rotated and stored into the KV caches, qkv_epilogue.py).
 
@@ -55,8 +47,7 @@ def _skinny_gemm_kernel(x_ptr, w_ptr, bias_ptr, out_ptr, part_ptr, count_ptr, M,
     SM keeps in flight. Tensor-core dots let Triton's software pipeline prefetch num_stages [BLOCK_K, BLOCK_N]
     weight tiles ahead (cp.async); timed alone on an H200, Llama-3-8B's o_proj streams at 70% of the copy rate here
     against 59% under cuBLAS. K is a multiple of BLOCK_K (the wrapper checks), so the loop loads without K masks
-    and stays vectorised. EARLY_K (a multiple of BLOCK_K, at most the program's K) is the depth of weight fetched
-    before the PDL wait and multiplied in one dot; the loop streams the rest.
+    and stays vectorised.
     """
     if SPLIT_K > 1:
         pid_n = tl.program_id(0) // SPLIT_K
@@ -72,24 +63,22 @@ def _skinny_gemm_kernel(x_ptr, w_ptr, bias_ptr, out_ptr, part_ptr, count_ptr, M,
     if ROPE:
         offs_n = rope_feature_order(pid_n, q_features + kv_features, HEAD_DIM, BLOCK_N)
     offs_k = tl.arange(0, BLOCK_K)
-    offs_early = tl.arange(0, EARLY_K)
     mask_m = offs_m < M
     mask_n = offs_n < N
-    w_rows = w_ptr + offs_n[None, :].to(tl.int64) * stride_wn + k_start  # int64: lm_head is N * K > 2^31 / 2
-    # The first EARLY_K of the program's weight slice, seen as [EARLY_K, BLOCK_N] (contiguous along K), is fetched
-    # before waiting on the previous kernel (programmatic dependent launch, see pdl.py; every other kernel waits
-    # first thing): weights never depend on it, x and the output buffer do. Peeled so that the loop stays pipelined.
-    # For a mid-sized weight EARLY_K is one tile: two or three tiles ahead of the wait were timed slower there
-    # (session 9, H200, Llama-3-8B bs1 @1k, tests/gpu/run_early_tiles.sh, commit e3c7095: 4.6 ms and 79.8-81.1% MBU
-    # against 4.5 ms, 80.4-80.8%); small programs fetch their whole slice (EARLY_WEIGHT_BYTES).
-    w_early = tl.load(w_rows + offs_early[:, None], mask=mask_n[None, :], other=0.0)
+    x_ptrs = x_ptr + offs_m[:, None] * stride_xm + k_start + offs_k[None, :]
+    # w's rows seen as a [BLOCK_K, BLOCK_N] tile, contiguous along K; int64 offsets: lm_head is N * K > 2^31 / 2.
+    w_ptrs = w_ptr + offs_n[None, :].to(tl.int64) * stride_wn + k_start + offs_k[:, None]
+    # The first weight tile is fetched before waiting on the previous kernel (programmatic dependent launch, see
+    # pdl.py; every other kernel waits first thing): weights never depend on it, x and the output buffer do. Peeled
+    # so that the loop stays pipelined. Two or three tiles peeled ahead of the wait were timed too (session 9, H200,
+    # Llama-3-8B bs1 @1k, tests/gpu/run_early_tiles.sh, commit e3c7095): 4.6 ms and 79.8-81.1% MBU against 4.5 ms,
+    # 80.4-80.8%. So were up to 32 KB of a small model's programs (half to all of each Qwen3-0.6B projection's slice;
+    # session 36, commit 06f9557, run_skinny_early.sh): bs1 1.1 ms and nano-vllm 31.0k tok/s either way.
+    w = tl.load(w_ptrs, mask=mask_n[None, :], other=0.0)
     pdl_enter(PDL)
-    x_early = tl.load(x_ptr + offs_m[:, None] * stride_xm + k_start + offs_early[None, :], mask=mask_m[:, None],
-                      other=0.0)
-    acc = _dot(x_early, w_early, tl.zeros([BLOCK_M, BLOCK_N], tl.float32), IEEE)
-    x_ptrs = x_ptr + offs_m[:, None] * stride_xm + k_start + EARLY_K - BLOCK_K + offs_k[None, :]
-    w_ptrs = w_rows + EARLY_K - BLOCK_K + offs_k[:, None]  # [BLOCK_K, BLOCK_N] tiles from here
-    for _ in range(EARLY_K, k_len, BLOCK_K):
+    x = tl.load(x_ptrs, mask=mask_m[:, None], other=0.0)
+    acc = _dot(x, w, tl.zeros([BLOCK_M, BLOCK_N], tl.float32), IEEE)
+    for _ in range(BLOCK_K, k_len, BLOCK_K):
         x_ptrs += BLOCK_K
         w_ptrs += BLOCK_K
         x = tl.load(x_ptrs, mask=mask_m[:, None], other=0.0)
@@ -178,21 +167,7 @@ def _launch(x2: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, o
         x2, weight, bias if bias is not None else weight, out, part, counters, m, n, k, x2.stride(0),
         weight.stride(0), out.stride(0), *rope_args, HAS_BIAS=bias is not None, ROPE=rope is not None, **rope_sizes,
         IEEE=weight.dtype == torch.float32, BLOCK_M=MAX_ROWS, BLOCK_N=block_n, BLOCK_K=block_k, SPLIT_K=splits,
-        EARLY_K=early_k_depth(k // splits, block_n, block_k, weight.element_size()), num_warps=warps,
-        num_stages=stages, **pdl_args(x2.device))
-
-
-def early_k_depth(k_len: int, block_n: int, block_k: int, itemsize: int,
-                  early_bytes: int | None = None) -> int:
-    """How deep into its K range (k_len) a program fetches its weight before its PDL wait: where its whole slice is
-    at most 4 x `early_bytes` (EARLY_WEIGHT_BYTES by default), the largest power-of-two number of BLOCK_K steps within
-    k_len whose bytes stay within `early_bytes`; else (and at least) one BLOCK_K step."""
-    early_bytes = EARLY_WEIGHT_BYTES if early_bytes is None else early_bytes
-    depth = block_k
-    if k_len * block_n * itemsize <= 4 * early_bytes:
-        while depth * 2 <= k_len and depth * 2 * block_n * itemsize <= early_bytes:
-            depth *= 2
-    return depth
+        num_warps=warps, num_stages=stages, **pdl_args(x2.device))
 
 
 def skinny_split_k(n: int, k: int, device: torch.device, itemsize: int = 2, waves: int = 1,

@@ -27,7 +27,7 @@ usage: python tests/gpu/ptx_census.py decode [--cache fp8|bf16] [--stages 3] [--
        python tests/gpu/ptx_census.py prefill [--cache fp8|bf16] [--stages 3] [--warps 4] [--block 64] [--group 4]
                                               [--heavy-first 1]
        python tests/gpu/ptx_census.py skinny [--block 64] [--block-k 128] [--stages 4] [--warps 4] [--rope]
-                                             [--splits 1] [--early-k 1024]
+                                             [--splits 1]
        python tests/gpu/ptx_census.py moe [--tile small|medium|large] [--part gate_up|down] [--weights fp8]
                                           [--act model|fp8] [--swap 0|1] [--shared]
        any of them with --sass FILE
@@ -203,8 +203,7 @@ def skinny(args):
     pointers = {n: "*bf16" for n in ("x_ptr", "w_ptr", "bias_ptr", "out_ptr", "k_cache_ptr", "v_cache_ptr")}
     pointers.update(pos_ptr="*i64", slot_ptr="*i64", cos_sin_ptr="*fp32", part_ptr="*fp32", count_ptr="*i32")
     consts = dict(HAS_BIAS=False, ROPE=args.rope, HEAD_DIM=128, PAGE=16, FP8=False, IEEE=False, PDL=True, BLOCK_M=16,
-                  BLOCK_N=args.block or 64, BLOCK_K=args.block_k, SPLIT_K=args.splits,
-                  EARLY_K=args.early_k or args.block_k)
+                  BLOCK_N=args.block or 64, BLOCK_K=args.block_k, SPLIT_K=args.splits)
     return compile_census(skinny_gemm._skinny_gemm_kernel, pointers, consts, (), args.warps or 4, args.stages or 4)
 
 
@@ -261,7 +260,6 @@ def main() -> None:
                     help="decode over fp8 with --asm-widen, mla over fp8: 1 widens V (c_kv) as loaded")
     ap.add_argument("--rope", action="store_true", help="skinny: the qkv rotary + KV-store epilogue")
     ap.add_argument("--splits", type=int, default=1, help="skinny: programs a tile's K is split over")
-    ap.add_argument("--early-k", type=int, default=0, help="skinny: K depth fetched before the PDL wait (BLOCK_K)")
     ap.add_argument("--f16-dots", type=int, default=0, help="mla over fp8: 1 runs the dots in fp16")
     ap.add_argument("--tile", choices=("small", "medium", "large"), default="medium",
                     help="moe: which fused_moe.CUDA_CONFIGS tile")

@@ -4,8 +4,7 @@ import pytest
 import torch
 
 from spmd_kernels import skinny_gemm, skinny_gemm_ref
-from spmd_kernels.skinny_gemm import (MAX_ROWS, early_k_depth, skinny_gemm_config, skinny_gemm_supports,
-                                      skinny_split_k)
+from spmd_kernels.skinny_gemm import MAX_ROWS, skinny_gemm_config, skinny_gemm_supports, skinny_split_k
 from spmd_kernels.split_counters import split_counters
 
 
@@ -46,30 +45,6 @@ def test_skinny_gemm_with_k_split(M, splits, with_bias, dtype, device, assert_cl
     assert_close(y, skinny_gemm_ref(x, w, b))
     if M:
         assert not split_counters(x.device).any()
-
-
-@pytest.mark.parametrize("early_kb", [0, 8, 32])
-@pytest.mark.parametrize("splits", [1, 2])
-def test_skinny_gemm_weight_fetched_before_the_wait(early_kb, splits, dtype, device, assert_close, monkeypatch):
-    """However deep a program fetches its weight before its PDL wait (one BLOCK_K step; a power-of-two depth short
-    of its K, the loop streaming the rest; its whole slice), the product is the same."""
-    skinny_module = importlib.import_module("spmd_kernels.skinny_gemm")
-    monkeypatch.setattr(skinny_module, "EARLY_WEIGHT_BYTES", early_kb * 1024)
-    x, w = _operands(5, 72, 768, dtype, device)  # 12 k-steps of 64: 6 a split, or 3 with the split
-    b = torch.randn(72, dtype=dtype, device=device)
-    assert_close(skinny_gemm(x, w, b, config=(32, 64, 4, 2), splits=splits), skinny_gemm_ref(x, w, b))
-
-
-def test_early_k_depth():
-    """A small program's slice (at most 4x the budget) is fetched to the largest power-of-two number of BLOCK_K steps
-    within the budget; a larger one (a mid-sized weight's program, Llama-3-8B's qkv: 64 rows x 4096) one step."""
-    budget = 32 * 1024
-    assert early_k_depth(1024, 32, 256, 2, budget) == 512  # Qwen3-0.6B's qkv: 64 KB, half of it
-    assert early_k_depth(512, 32, 256, 2, budget) == 512  # o, split 4 ways: 32 KB, whole
-    assert early_k_depth(768, 32, 256, 2, budget) == 512  # down, split 4 ways: 2 of its 3 steps
-    assert early_k_depth(1024, 64, 128, 2, budget) == 256  # gate_up: 128 KB, a quarter
-    assert early_k_depth(4096, 64, 128, 2, budget) == 128  # Llama-3-8B's qkv: 512 KB, one step
-    assert early_k_depth(512, 32, 256, 2, 0) == 256
 
 
 def test_skinny_gemm_refuses_a_split_that_does_not_divide_k(device):
