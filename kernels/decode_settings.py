@@ -45,7 +45,10 @@ def asm_widen_min_warps_from_env(name: str, default: str) -> int | None:
 # SPLIT_WAVES * num_SMs programs, each with at least MIN_SPLIT_TOKENS tokens. tests/gpu/tune_decode_attention.py
 # picked these on an H200 (bf16, D=128, GQA 2 and 4, timed in CUDA graphs, six shapes from bs1 @1k to bs256
 # @200..2048): the best geometric mean, 0.94x the time of the former (64, 4, 3) / 256 tokens; 80-94% of the copy
-# rate at bs >= 64, and 7 instead of 9.9 us at bs1 @1k.
+# rate at bs >= 64, and 7 instead of 9.9 us at bs1 @1k. Inside the engine's chain of dependent launches, where a
+# reduce launch follows each split one, fewer splits at bs1 @1k were slower too (session 36, run_bs1_splits.sh, H200;
+# 128 / 512 / 1024 tokens a split, i.e. 8 / 2 / 1 splits): Llama-3-8B 4.6 / 4.7 / 4.7 ms, DeepSeek-V2-Lite (MLA, the
+# same rule) 2.5 / 2.9 / 3.1 ms.
 CUDA_CONFIG = tile_configs_from_env("SPMD_DECODE_CONFIG", "128,4,3", one=True)[0]
 SPLIT_WAVES = int(os.environ.get("SPMD_DECODE_SPLIT_WAVES", "4"))
 MIN_SPLIT_TOKENS = int(os.environ.get("SPMD_DECODE_MIN_SPLIT_TOKENS", "128"))
