@@ -280,28 +280,11 @@ class ColumnParallelLinear(LinearBase):
         return None
 
 
-class MergedColumnParallelLinear(ColumnParallelLinear):
-    """Several column-parallel projections stored as one (gate and up); shard_id picks the part."""
-
-    def __init__(self, in_features: int, output_sizes: list[int], bias: bool, shard: Shard):
-        self.output_sizes = output_sizes
-        super().__init__(in_features, sum(output_sizes), bias, shard)
-        for p in self.parameters():
-            p.expected_loads = len(output_sizes)  # one checkpoint tensor per part
-
-    def output_parts(self) -> list[int]:
-        return [s // self.shard.size for s in self.output_sizes]
-
-    def weight_loader(self, param: nn.Parameter, src: CheckpointTensor, shard_id: int) -> None:
-        local = self.output_parts()
-        n = local[shard_id]
-        self._load_slice(param, src, sum(local[:shard_id]), 0, self.shard.rank * n, n)
-
-
 class MergedLinear(LinearBase):
     """Several projections of one input stored as one weight, each either split over the shard by output features or
-    replicated (DeepSeek's q_proj or q_a_proj beside kv_a_proj_with_mqa): one GEMM launch where there were several.
-    shard_id picks the part; a bias covers every part, zero where a part has none in the checkpoint."""
+    replicated: gate and up (both split), DeepSeek's q_proj (split) or q_a_proj (replicated) beside
+    kv_a_proj_with_mqa (replicated). One GEMM launch where there were several; shard_id picks the part; a bias
+    covers every part, zero where a part has none in the checkpoint."""
 
     def __init__(self, in_features: int, parts: list[tuple[str, int, bool, bool]], shard: Shard):
         """parts: (name for errors, output features, split over the shard, has a bias) each, in order."""

@@ -15,7 +15,7 @@ from ..layers.activation import silu_and_mul
 from ..layers.attention import PagedAttention
 from ..layers.embed_head import ParallelLMHead, VocabParallelEmbedding
 from ..layers.layernorm import RMSNorm
-from ..layers.linear import (MergedColumnParallelLinear, QKVParallelLinear, RoundedRows, RowParallelLinear,
+from ..layers.linear import (MergedLinear, QKVParallelLinear, RoundedRows, RowParallelLinear,
                              hold_linears_in_float8)
 from ..layers.rotary import max_positions, rope_parameters, shared_rotary
 from ..layers.dp_attention import DPGatherScatter
@@ -133,7 +133,8 @@ class LlamaMLP(nn.Module):
     def __init__(self, hidden_size: int, intermediate_size: int, shard: Shard, bias: bool = False,
                  reduce: bool = True):
         super().__init__()
-        self.gate_up_proj = MergedColumnParallelLinear(hidden_size, [intermediate_size] * 2, bias, shard)
+        self.gate_up_proj = MergedLinear(hidden_size, [("gate_proj", intermediate_size, True, bias),
+                                                       ("up_proj", intermediate_size, True, bias)], shard)
         self.down_proj = RowParallelLinear(intermediate_size, hidden_size, bias, shard, reduce=reduce)
 
     def forward(self, x: torch.Tensor, batch: ForwardBatch | None = None, valid=None) -> torch.Tensor:
