@@ -234,10 +234,14 @@ def _num_sms(device: torch.device) -> int:
 
 def choose_num_splits(batch: int, num_kv_heads: int, max_context_len: int, device: torch.device) -> int:
     """Enough splits that batch * kv_heads * splits programs fill the GPU SPLIT_WAVES times, but no fewer than
-    MIN_SPLIT_TOKENS tokens per split, and at most 32 splits (decode_settings)."""
+    MIN_SPLIT_TOKENS tokens per split (SHORT_SPLIT_TOKENS where that many would not give each SM a program), and at
+    most 32 splits (decode_settings)."""
     programs = max(batch * num_kv_heads, 1)
-    want = triton.cdiv(settings.SPLIT_WAVES * _num_sms(device), programs)
+    sms = _num_sms(device)
+    want = triton.cdiv(settings.SPLIT_WAVES * sms, programs)
     by_len = triton.cdiv(max(max_context_len, 1), settings.MIN_SPLIT_TOKENS)
+    if programs * by_len < sms:
+        by_len = triton.cdiv(max(max_context_len, 1), settings.SHORT_SPLIT_TOKENS)
     return int(max(1, min(want, by_len, 32)))
 
 

@@ -52,6 +52,14 @@ def asm_widen_min_warps_from_env(name: str, default: str) -> int | None:
 CUDA_CONFIG = tile_configs_from_env("SPMD_DECODE_CONFIG", "128,4,3", one=True)[0]
 SPLIT_WAVES = int(os.environ.get("SPMD_DECODE_SPLIT_WAVES", "4"))
 MIN_SPLIT_TOKENS = int(os.environ.get("SPMD_DECODE_MIN_SPLIT_TOKENS", "128"))
+# Where splits of MIN_SPLIT_TOKENS leave a launch with fewer programs than the GPU has SMs (bs1 and other small
+# batches at moderate contexts), splits may be as short as this instead, so that more SMs read the cache.
+# Session 37, H200, decode @1k, 128 against 64 (run_short_splits.sh): DeepSeek-V2-Lite (MLA, one program a sequence)
+# bs1 / bs4 / bs8 322 / 710 / 959 -> 332 / 723 / 962 tok/s; GQA over 8 KV heads only at bs1 (64 programs), Llama-3-8B
+# 199 -> 202, Qwen3-8B 187 -> 189, Qwen3-0.6B 822 -> 816 (its bs4 / bs8, untouched by the rule, moved as much: ~1%).
+# Shorter splits everywhere (MIN_SPLIT_TOKENS 64) cost DeepSeek-V2-Lite bs16 0.7%, where 128 already gives more
+# programs than SMs (run_mla_split_tokens.sh).
+SHORT_SPLIT_TOKENS = int(os.environ.get("SPMD_DECODE_SHORT_SPLIT_TOKENS", "64"))
 
 # bf16 queries over a float8 cache: widen K/V to fp16 (one conversion instruction per pair of values on Hopper;
 # float8 to bf16 takes several) and run both dots in fp16 (more mantissa than bf16; decode's queries and softmax

@@ -85,6 +85,21 @@ def test_choose_num_splits():
     assert choose_num_splits(1024, 8, 100_000, cpu) == 1  # plenty of programs already
 
 
+def test_choose_num_splits_shortens_splits_that_leave_sms_idle(monkeypatch):
+    # On a 132-SM card: one sequence of 1k tokens over one KV head is 8 splits of MIN_SPLIT_TOKENS (128), 8 programs
+    # for 132 SMs, so splits go down to SHORT_SPLIT_TOKENS (64): 16. Sixty-four sequences already give 512 programs.
+    monkeypatch.setattr(decode_attention, "_num_sms", lambda device: 132)
+    monkeypatch.setattr(decode_settings, "MIN_SPLIT_TOKENS", 128)
+    monkeypatch.setattr(decode_settings, "SHORT_SPLIT_TOKENS", 64)
+    cuda = torch.device("cuda")  # only passed along, never allocated on
+    assert choose_num_splits(1, 1, 1024, cuda) == 16
+    assert choose_num_splits(1, 8, 1024, cuda) == 16  # 64 programs at 128 tokens a split: still short of 132
+    assert choose_num_splits(64, 1, 1024, cuda) == 8  # 64 x 8 = 512 programs at 128 tokens a split: enough
+    assert choose_num_splits(16, 1, 1100, cuda) == 9  # 16 x 9 = 144 programs at 128 tokens: enough
+    monkeypatch.setattr(decode_settings, "SHORT_SPLIT_TOKENS", 128)  # the rule off
+    assert choose_num_splits(1, 1, 1024, cuda) == 8
+
+
 def test_float8_launches_of_few_splits_take_their_own_tile(monkeypatch):
     # The rule alone (on CUDA): a float8 tile is half the bytes, so launches of one split, two, ... take
     # FP8_FEW_SPLIT_CONFIGS' tiles in turn; more splits than it lists, or a bf16 cache, keep CUDA_CONFIG.
