@@ -48,6 +48,7 @@ def launch_env(nproc: int = 1, env: dict | None = None, gpus: bool = False) -> d
 
 def run_jobs(nproc: int, jobs: list[dict], spec_path: Path, timeout: float = 420, gpus: bool = False) -> dict:
     spec_path.write_text(json.dumps(jobs))
+    Path(f"{spec_path}.configs").unlink(missing_ok=True)  # multi_job's composed configs of an earlier launch
     proc = torchrun(nproc, [str(REPO / "tests" / "support" / "multi_job.py"), str(spec_path)], timeout=timeout,
                     gpus=gpus)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-6000:]
