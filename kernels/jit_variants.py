@@ -1,4 +1,5 @@
-"""Counts the compiled variants our Triton kernels hold: compiles after warmup stall a run, so the bench reports them."""
+"""Counts the compiled variants our Triton kernels hold: compiles after warmup stall a run, so the bench reports
+them."""
 
 from __future__ import annotations
 

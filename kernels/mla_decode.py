@@ -1,4 +1,5 @@
-"""MLA decode attention in latent space (DeepSeek absorbed form) over a paged latent cache, as split-KV flash decoding."""
+"""MLA decode attention in latent space (DeepSeek absorbed form) over a paged latent cache, as split-KV flash
+decoding."""
 
 from __future__ import annotations
 

@@ -79,7 +79,8 @@ class SamplingParams:
         def number(name: str, kind: type) -> Any:
             v = values[name]
             if isinstance(v, bool) or not isinstance(v, (int, float)) or (kind is int and not float(v).is_integer()):
-                raise InvalidRequest("invalid_sampling", f"{name} must be {'an integer' if kind is int else 'a number'}, got {v!r}")
+                raise InvalidRequest("invalid_sampling",
+                                     f"{name} must be {'an integer' if kind is int else 'a number'}, got {v!r}")
             return kind(v)
 
         def count(name: str) -> int:

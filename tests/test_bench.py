@@ -321,7 +321,8 @@ def test_bench_dp2_dp_attention_moe_under_torchrun(tmp_path):
     # bench.overlap_prefill_ab: each case's runs with prefill steps settled at once (runtime.overlap_prefill on by
     # default, so flipped off) follow it as a row of their own.
     names = [c["name"] for c in r["cases"]]
-    assert names == [n for base in ("decode bs1 @16", "decode bs3 @16") for n in (base, f"{base} [overlap_prefill=off]")]
+    assert names == [n for base in ("decode bs1 @16", "decode bs3 @16")
+                     for n in (base, f"{base} [overlap_prefill=off]")]
     assert [c.get("overlap_prefill") for c in r["cases"]] == [None, False] * 2
     assert "[overlap_prefill=off]" in proc.stdout
     for c in r["cases"]:

@@ -49,7 +49,8 @@ def test_prefill_profiling_counts_the_steps_before_the_first_all_decode_step():
 
 
 def test_profile_lines_say_how_to_read_kernel_time_with_and_without_pdl():
-    prof = {"phase": "decode", "steps": 10, "step_s": 0.0046, "kernel_s": 0.055, "kernel_share_of_wall": 1.18, "pdl": True,
+    prof = {"phase": "decode", "steps": 10, "step_s": 0.0046, "kernel_s": 0.055, "kernel_share_of_wall": 1.18,
+            "pdl": True,
             "top": [{"name": "_skinny_gemm_kernel", "calls_per_step": 64.0, "seconds_per_step": 0.001,
                      "share_of_kernels": 0.186}]}
     head, row = profile_lines("decode bs1 @1024", prof)

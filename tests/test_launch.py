@@ -93,7 +93,8 @@ def test_first_host_without_scontrol(monkeypatch, nodes, head):
 def test_submitit_launcher_config_composes():
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
     proc = subprocess.run([sys.executable, "-m", "spmd_infer", "hydra/launcher=slurm", "hydra.launcher.partition=gpu",
-                           "--cfg", "hydra", "--package", "hydra.launcher"], capture_output=True, text=True, timeout=120)
+                           "--cfg", "hydra", "--package", "hydra.launcher"], capture_output=True, text=True,
+                          timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "SlurmLauncher" in proc.stdout and "partition: gpu" in proc.stdout and "max_num_timeout: 10" in proc.stdout
 

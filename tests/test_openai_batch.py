@@ -84,7 +84,8 @@ def test_reader_turns_rows_into_requests_or_openai_errors(tmp_path):
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\nnot json\n")
     items = list(read_requests(str(path), None, SamplingParams(), 64, 100, "openai"))
     ok, *errors = items
-    assert isinstance(ok, Request) and ok.id == "c1" and ok.sampling.max_tokens == 2 and ok.api["url"] == "/v1/completions"
+    assert isinstance(ok, Request) and ok.id == "c1" and ok.sampling.max_tokens == 2
+    assert ok.api["url"] == "/v1/completions"
     assert [(e.id, e.type) for e in errors] == [("c2", "invalid_sampling"), ("c1", "no_tokenizer"),
                                                (4, "invalid_id"), (5, "invalid_json")]
     answer = error_row(errors[0])

@@ -146,7 +146,8 @@ def test_logprobs_match_transformers_scores(tiny, runs):
             assert torch.allclose(torch.tensor([lp for _, lp in got]), ref.values, atol=1e-4)
             for j, (tok, _) in enumerate(got):
                 # Ids must agree, except where two values tie within the tolerance and may swap places.
-                tie = any(abs(float(ref.values[j]) - float(ref.values[k])) < 1e-4 for k in (j - 1, j + 1) if 0 <= k < TOP)
+                tie = any(abs(float(ref.values[j]) - float(ref.values[k])) < 1e-4
+                          for k in (j - 1, j + 1) if 0 <= k < TOP)
                 assert tok == int(ref.indices[j]) or tie
 
 

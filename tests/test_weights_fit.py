@@ -56,7 +56,8 @@ def test_a_share_too_large_says_how_to_spread_it():
     config = _config("dsv3")
     dims = ParallelDims(dp=1, tp=2, world_size=2)
     check_weights_fit(10 * 2**30, 11 * 2**30, 80 * 2**30, config, dims, "ep", torch.bfloat16, "cuda:0")
-    with pytest.raises(ConfigError, match=r"needs 12\.0 GiB of GPU memory in bfloat16 \(parallel\.dp=1, parallel\.tp=2, "
+    with pytest.raises(ConfigError, match=r"needs 12\.0 GiB of GPU memory in bfloat16 \(parallel\.dp=1, "
+                                          r"parallel\.tp=2, "
                                           r"parallel\.dp_attention=false, parallel\.moe=ep\), more than the 11\.0 GiB "
                                           r"free of 80\.0 GiB on cuda:0: .*raise parallel\.tp, or parallel\.dp with "
                                           r"parallel\.dp_attention=true"):

@@ -95,8 +95,8 @@ def console_lines(report: dict) -> list[str]:
     for case in report["cases"]:
         by_order = case.get("hf_by_order", {})
         if len(by_order) > 1:  # bench.hf_orders lists more than one: each beside the headline
-            each = "; ".join(f"{order} order {r['output_tok_s']:.0f} tok/s (engine {r['vs_engine']['output_tok_s']:.1f}x)"
-                             for order, r in by_order.items())
+            each = "; ".join(f"{order} order {r['output_tok_s']:.0f} tok/s "
+                             f"(engine {r['vs_engine']['output_tok_s']:.1f}x)" for order, r in by_order.items())
             lines.append(f"  {case['name']}, transformers by prompt order: {each}")
     sheet = ceil.get("sheet_bandwidth_bytes_per_s")
     if sheet and ceil["bandwidth_bytes_per_s"] > sheet:

@@ -91,7 +91,8 @@ def _parse_line(raw: bytes, lineno: int) -> tuple[dict, list[str]]:
     try:
         row = json.loads(text, parse_constant=_reject_constant)
     except (ValueError, RecursionError) as e:
-        raise _RowError("invalid_json", f"line {lineno}: malformed JSON ({e}); each line must be one JSON object") from None
+        raise _RowError("invalid_json",
+                        f"line {lineno}: malformed JSON ({e}); each line must be one JSON object") from None
     if not isinstance(row, dict):
         raise _RowError("invalid_json", f"line {lineno}: expected a JSON object like "
                                         f'{{"prompt": "..."}}, got a JSON {type(row).__name__}')
@@ -127,12 +128,14 @@ def _build(row: dict, row_id: Any, index: int, lineno: int, tokenizer, defaults:
             fail("empty_prompt", '"prompt" is an empty string; give some text')
     elif key == "messages":
         if not isinstance(value, list):
-            fail("invalid_prompt", f'"messages" must be a list of {{"role": ..., "content": ...}} objects, got {_json_type(value)}')
+            fail("invalid_prompt",
+                 f'"messages" must be a list of {{"role": ..., "content": ...}} objects, got {_json_type(value)}')
         if not value:
             fail("empty_prompt", '"messages" is an empty list; give at least one message')
         for i, m in enumerate(value):
             if not isinstance(m, dict) or not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
-                fail("invalid_prompt", f'messages[{i}] must be an object with string "role" and "content", got {m!r:.200}')
+                fail("invalid_prompt",
+                     f'messages[{i}] must be an object with string "role" and "content", got {m!r:.200}')
     else:
         if not isinstance(value, list):
             fail("invalid_prompt", f'"prompt_token_ids" must be a list of integers, got {_json_type(value)}')

@@ -117,8 +117,10 @@ def mlp_split_sizes(hf_config: Any, moe: str) -> list[tuple[str, int]]:
         sizes.append(("n_shared_experts * moe_intermediate_size", shared * width))
     if getattr(hf_config, "shared_expert_intermediate_size", None):  # Qwen2-MoE's one shared expert
         sizes.append(("shared_expert_intermediate_size", hf_config.shared_expert_intermediate_size))
-    dense = (getattr(hf_config, "first_k_dense_replace", None) or (getattr(hf_config, "moe_layer_freq", None) or 1) > 1
-             or getattr(hf_config, "mlp_only_layers", None) or (getattr(hf_config, "decoder_sparse_step", None) or 1) > 1)
+    dense = (getattr(hf_config, "first_k_dense_replace", None)
+             or (getattr(hf_config, "moe_layer_freq", None) or 1) > 1
+             or getattr(hf_config, "mlp_only_layers", None)
+             or (getattr(hf_config, "decoder_sparse_step", None) or 1) > 1)
     if dense:
         sizes.append(("intermediate_size", hf_config.intermediate_size))
     return sizes

@@ -60,7 +60,8 @@ def test_paged_decode_attention_out_arg(device, paged_kv):
     out = torch.full_like(q, float("nan"))
     res = paged_decode_attention(q, k_cache, v_cache, block_tables, ctx, 0.125, num_splits=2, out=out)
     assert res is out
-    torch.testing.assert_close(out, paged_decode_attention_ref(q, k_cache, v_cache, block_tables, ctx, 0.125), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(out, paged_decode_attention_ref(q, k_cache, v_cache, block_tables, ctx, 0.125),
+                               atol=1e-4, rtol=1e-4)
 
 
 @pytest.mark.parametrize("num_splits", [1, 3])

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from spmd_kernels import (apply_rotary, build_cos_sin_cache, qk_norm_rotary, qk_norm_rotary_ref, qk_norm_rotary_store_kv,
-                          qk_norm_rotary_store_kv_ref, rms_norm)
+from spmd_kernels import (apply_rotary, build_cos_sin_cache, qk_norm_rotary, qk_norm_rotary_ref,
+                          qk_norm_rotary_store_kv, qk_norm_rotary_store_kv_ref, rms_norm)
 
 
 def _cache(rot_dim, device, max_pos=64):
