@@ -239,9 +239,10 @@ def choose_num_splits(batch: int, num_kv_heads: int, max_context_len: int, devic
     programs = max(batch * num_kv_heads, 1)
     sms = _num_sms(device)
     want = triton.cdiv(settings.SPLIT_WAVES * sms, programs)
-    by_len = triton.cdiv(max(max_context_len, 1), settings.MIN_SPLIT_TOKENS)
+    tokens = max(max_context_len, 1)
+    by_len = triton.cdiv(tokens, settings.MIN_SPLIT_TOKENS)
     if programs * by_len < sms:
-        by_len = triton.cdiv(max(max_context_len, 1), settings.SHORT_SPLIT_TOKENS)
+        by_len = triton.cdiv(tokens, settings.SHORT_SPLIT_TOKENS)
     return int(max(1, min(want, by_len, 32)))
 
 

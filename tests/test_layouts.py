@@ -123,10 +123,10 @@ def test_layout_matches_transformers(tiny, tmp_path_factory, layout_runs, penali
             assert overlapped > 0, f"{name}: no prefill step was left in flight"
     assert sum(s["llama-long"]["prefill_chunks"] for s in per_rank) > 0, "the long prompt was not chunked"
     # runtime.freeze_gc: in the launch's first job (multi_job leaves the later ones unfrozen) every rank froze its
-    # startup heap, and every job counted the full collections of its step loop.
+    # startup heap; every job reports the count of its step loop's full collections (how many depends on the heap).
     first = jobs[0]["name"]
     assert all(s[first]["gc_frozen_objects"] > 10_000 for s in per_rank), "the first job froze no startup heap"
-    assert all(s[name]["gc_frozen_objects"] == 0 and s[name]["gc_full_collections"] >= 0
+    assert all(s[name]["gc_frozen_objects"] == 0 and isinstance(s[name]["gc_full_collections"], int)
                for s in per_rank for name in refs if name != first)
     assert sum(s["llama-prefix"]["prefix_cached_tokens"] for s in per_rank) > 0, "no prefix-cache hit"
 
