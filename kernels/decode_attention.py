@@ -59,6 +59,28 @@ def store_split(acc, l_i, m_i, b, split, heads, offs_d, mask_heads, mask_d, out_
         tl.store(mid_lse_ptr + b * stride_ml_b + heads * stride_ml_h + split, lse, mask=mask_heads)
 
 
+@triton.jit
+def v_by_warp(v, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, WARPS: tl.constexpr):
+    """V [BLOCK_N, BLOCK_D] with its columns reordered so that the P V dot's fragments read whole words of the cache.
+
+    mma.sync's B operand holds, per thread, adjacent tokens of one column of each 8-column tile, and Triton deals a
+    16-row dot's 8-column tiles to its WARPS warps in turn. In the cache's order a thread's columns lie 8 * WARPS
+    apart, so a float8 V reaches the dot a byte per load, or widened and copied to shared memory as fp16 for
+    ldmatrix.trans (decode_settings.FP8_PIN_V). Reordered, a thread's columns are BLOCK_D / (8 * WARPS) adjacent bytes
+    of each token's row: word loads, then byte permutes in registers pair the tokens. Attention is the same under any
+    order of V's columns, so only the output has to be put back (columns_by_dimension)."""
+    # column 8 * (WARPS * j + w) + g (tile j of warp w, lane group g) <- dimension (w * 8 + g) * TILES + j
+    v = tl.reshape(v, [BLOCK_N, WARPS, 8, BLOCK_D // (8 * WARPS)])
+    return tl.reshape(tl.permute(v, [0, 3, 1, 2]), [BLOCK_N, BLOCK_D])
+
+
+@triton.jit
+def columns_by_dimension(acc, ROWS: tl.constexpr, BLOCK_D: tl.constexpr, WARPS: tl.constexpr):
+    """The P V dot's output over v_by_warp's columns, back in head-dimension order."""
+    acc = tl.reshape(acc, [ROWS, BLOCK_D // (8 * WARPS), WARPS, 8])
+    return tl.reshape(tl.permute(acc, [0, 2, 3, 1]), [ROWS, BLOCK_D])
+
+
 # Arguments that change from step to step (block-table width, split count and the scratch strides that
 # follow it) are not specialised on (==1, %16): each new value would otherwise compile another variant
 # in the middle of a run, after warmup.
@@ -101,6 +123,7 @@ def _decode_split_kernel(
     F16_DOTS: tl.constexpr,  # bf16 queries over a float8 cache: both dots in fp16 (decode_settings)
     ASM_WIDEN: tl.constexpr,  # F16_DOTS over e4m3 on CUDA: K and V widened by e4m3_to_f16 (decode_settings)
     PIN_V: tl.constexpr,  # ASM_WIDEN: V widened as loaded, laid out for the P V dot in fp16 (decode_settings)
+    V_BY_WARP: tl.constexpr,  # 0, or the launch's warps: V's columns dealt to the P V dot's warps (v_by_warp)
     ORDERED: tl.constexpr,
     PDL: tl.constexpr,
 ):
@@ -153,14 +176,18 @@ def _decode_split_kernel(
         )
         if ASM_WIDEN:
             k = e4m3_to_f16(k)
-            v = e4m3_to_f16(v, PIN_V)
+            v = e4m3_to_f16(v, PIN_V and V_BY_WARP == 0)
         else:  # a float8 cache is widened to q's dtype for the dots (a no-op otherwise)
             k = k.to(q.dtype)
             v = v.to(q.dtype)
+        if V_BY_WARP:
+            v = v_by_warp(v, BLOCK_N, BLOCK_D, V_BY_WARP)
         qk = tl.dot(q, tl.trans(k), input_precision="ieee") * qk_scale  # [BLOCK_G, BLOCK_N]
         qk = tl.where(mask_n[None, :], qk, float("-inf"))
         m_i, l_i, acc = online_softmax_step(qk, v, m_i, l_i, acc)
 
+    if V_BY_WARP:
+        acc = columns_by_dimension(acc, BLOCK_G, BLOCK_D, V_BY_WARP)
     store_split(acc, l_i, m_i, b, split, heads, offs_d, mask_g, mask_d, out_ptr, stride_ob, stride_oh, mid_o_ptr,
                 stride_mo_b, stride_mo_h, stride_mo_s, mid_lse_ptr, stride_ml_b, stride_ml_h, DIRECT)
 
@@ -207,8 +234,9 @@ def _launch_config(block_d: int, page: int, elem_size: int, cache_elem_size: int
     if device.type != "cuda":  # TRITON_INTERPRET: small tiles keep the interpreter quick
         return max(page, 16), 4, 1
     block_n, warps, stages = settings.CUDA_CONFIG
-    if cache_elem_size == 1 and num_splits <= len(settings.FP8_FEW_SPLIT_CONFIGS):
-        block_n, warps, stages = settings.FP8_FEW_SPLIT_CONFIGS[num_splits - 1]
+    if cache_elem_size == 1:  # by split count, the last tile listed for any more
+        tiles = settings.FP8_SPLIT_CONFIGS
+        block_n, warps, stages = tiles[min(num_splits, len(tiles)) - 1]
     if block_d > 128:
         block_n = min(block_n, 32)
     if elem_size >= 4:  # fp32: keep shared memory in bounds
@@ -224,6 +252,14 @@ def _asm_widen(cache: torch.Tensor, num_warps: int) -> bool:
     if torch.cuda.get_device_capability(cache.device) < (8, 9):
         return False
     return num_warps >= settings.FP8_ASM_WIDEN
+
+
+def _v_by_warp(cache: torch.Tensor, block_d: int, num_warps: int) -> int:
+    """The split kernel's V_BY_WARP: num_warps for a float8 cache under decode_settings.FP8_V_BY_WARP where the head
+    dimension splits into 8-column tiles for every warp, else 0."""
+    if not settings.FP8_V_BY_WARP or cache.element_size() != 1 or block_d % (8 * num_warps):
+        return 0
+    return num_warps
 
 
 def _num_sms(device: torch.device) -> int:
@@ -328,6 +364,7 @@ def paged_decode_attention(
         F16_DOTS=f16_dots,
         ASM_WIDEN=f16_dots and _asm_widen(k_cache, num_warps),
         PIN_V=settings.FP8_PIN_V,
+        V_BY_WARP=_v_by_warp(k_cache, BLOCK_D, num_warps),
         ORDERED=ordered,
         num_warps=num_warps,
         num_stages=num_stages,

@@ -66,17 +66,20 @@ SHORT_SPLIT_TOKENS = int(os.environ.get("SPMD_DECODE_SHORT_SPLIT_TOKENS", "64"))
 # weights are far inside its range). Widening to bf16 left the nano-vllm case no faster than a bf16 cache.
 FP8_DOTS_IN_F16 = True
 
-# A float8 tile over a launch of one split, two, ... (more splits take CUDA_CONFIG). A float8 tile is half a bf16
-# tile's bytes, so deeper pipelines and narrower tiles keep enough bytes in flight: (64, 2, 6) for one split
-# (nano-vllm bs256), (32, 1, 6) for two (nano-vllm bs64 80 against 91 us a layer, Llama-3-8B bs64 @1k 45 against
-# 54); narrow tiles lose at many splits, where a program holds few tiles (bs1 @1k 5.9 -> 8 us). Sessions 10-13, H200
-# (run_fp8_tiles.sh, run_fp8_pin_v2.sh; run_fp8_narrow.sh and run_fp8_split_tiles.sh at 03ad5f3).
-FP8_FEW_SPLIT_CONFIGS = tile_configs_from_env("SPMD_DECODE_FP8_CONFIGS", "64,2,6 32,1,6")
+# A float8 tile over a launch of one split, of two, ..., the last one listed for any more. A float8 tile is half a
+# bf16 tile's bytes, so deeper pipelines and narrower tiles keep enough bytes in flight; narrow tiles lose at many
+# splits, where a program holds few tiles. With V dealt by warp (FP8_V_BY_WARP; session 38, H200, the kernel alone,
+# tune_decode_attention.py --fp8 in run_v_by_warp.sh / run_v_by_warp2.sh): (128, 4, 3) for one split (nano-vllm
+# bs256 202 us a layer against 218 for session 13's (64, 2, 6) without it), (32, 1, 6) for two (nano-vllm bs64 68
+# against 80, Llama-3-8B bs64 @1k 41 against 46), (64, 4, 3) for more (Llama-3-8B bs1 @1k 6.0 against 7.2 for
+# CUDA_CONFIG, which V dealt by warp slows to 7.9; Qwen3-8B bs16 29.6 against 30.6).
+FP8_SPLIT_CONFIGS = tile_configs_from_env("SPMD_DECODE_FP8_CONFIGS", "128,4,3 32,1,6 64,4,3")
 
 # Float8 tiles of at least this many warps widen K and V with fp8_widen.e4m3_to_f16 rather than Triton's own
 # conversion (None: none). Alone it sped the (128, 4, 3) tile 261 -> 223 us a layer at nano-vllm bs256 but slowed
-# the one-warp tiles (session 12, run_fp8_asm_widen.sh).
-FP8_ASM_WIDEN = asm_widen_min_warps_from_env("SPMD_DECODE_FP8_ASM_WIDEN", "2")
+# the one-warp tiles (session 12, run_fp8_asm_widen.sh); with V dealt by warp it speeds them too, (32, 1, 6) at
+# nano-vllm bs64 71 -> 68 us, Qwen3-8B bs64 over 200..2048 tokens 71 -> 67 (session 38, run_v_by_warp2.sh).
+FP8_ASM_WIDEN = asm_widen_min_warps_from_env("SPMD_DECODE_FP8_ASM_WIDEN", "1")
 
 # Where widened in assembly, V is pinned where loaded (e4m3_to_f16's PINNED). Nsight Compute (session 12) showed the
 # float8 kernel bound by instruction issue, its largest share V's: Triton moves the P V operand's layout change
@@ -87,6 +90,16 @@ FP8_ASM_WIDEN = asm_widen_min_warps_from_env("SPMD_DECODE_FP8_ASM_WIDEN", "2")
 # -> 30.7k / 30.8k tok/s (median step 4.6 -> 4.4 ms). (128, 4, 3) pinned as the one-split tile timed the same alone
 # but took the engine's step to 5.1 ms, twice; the one-warp (32, 1, 6) was slower pinned (45.9 -> 56.7 us).
 FP8_PIN_V = os.environ.get("SPMD_DECODE_FP8_PIN_V", "1") != "0"
+
+# A float8 V's columns reordered for the P V dot (decode_attention.v_by_warp): the dot's fragments then read whole
+# words of the cache from shared memory and pair tokens by byte permutes in registers, where otherwise V goes through
+# shared memory twice (float8, then widened fp16 for ldmatrix.trans) or a byte at a time. Offline
+# (ptx_census.py decode --v-by-warp 1, session 38): no fp16 copy of V in shared memory, (128, 4, 3) 41 KB against
+# 74 and 147 registers a thread against 183, for 851 instructions a main-loop trip against 690. H200 (session 38,
+# run_v_by_warp.sh / run_v_by_warp2.sh): nano-vllm bs256 (128, 4, 3) 224 -> 202 us a layer, the one-warp tile at bs64
+# 80 -> 72, (64, 2, 6) even; with FP8_SPLIT_CONFIGS' tiles Qwen3-0.6B nano-vllm over the float8 cache 31.1k ->
+# 33.0k tok/s (median step 4.43 -> 4.20 ms).
+FP8_V_BY_WARP = os.environ.get("SPMD_DECODE_FP8_V_BY_WARP", "1") != "0"
 
 # A launch of one split runs a program per (sequence, KV head), each as long as its context; started in batch order
 # the long ones land in the last wave (a list-scheduling model of nano-vllm bs256: 1.17-1.29x the balanced time).

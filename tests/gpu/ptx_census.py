@@ -22,7 +22,7 @@ divisible by 16 except the kernel's do_not_specialize ones), without which every
 Triton may differ from the GPU machines' (3.6).
 
 usage: python tests/gpu/ptx_census.py decode [--cache fp8|bf16] [--stages 3] [--warps 4] [--block 128] [--group 2]
-                                              [--maxnreg 168] [--asm-widen 1] [--pin-v 1]
+                                              [--maxnreg 168] [--asm-widen 1] [--pin-v 1] [--v-by-warp 1]
        python tests/gpu/ptx_census.py mla [--cache fp8|bf16] [--block 32] [--stages 2] [--warps 4] [--pin-v 1]
        python tests/gpu/ptx_census.py prefill [--cache fp8|bf16] [--stages 3] [--warps 4] [--block 64] [--group 4]
                                               [--heavy-first 1]
@@ -158,7 +158,8 @@ def decode(args):
                 "order_ptr": "*i32", "qk_scale": "fp32"}
     consts = dict(GROUP=args.group, HEAD_DIM=128, PAGE=16, BLOCK_G=max(16, 1 << (args.group - 1).bit_length()),
                   BLOCK_D=128, BLOCK_N=args.block or 128, DIRECT=True, F16_DOTS=args.cache == "fp8",
-                  ASM_WIDEN=args.cache == "fp8" and args.asm_widen, PIN_V=bool(args.pin_v), ORDERED=True,
+                  ASM_WIDEN=args.cache == "fp8" and args.asm_widen, PIN_V=bool(args.pin_v),
+                  V_BY_WARP=(args.warps or 4) if args.cache == "fp8" and args.v_by_warp else 0, ORDERED=True,
                   PDL=True)
     return compile_census(decode_attention._decode_split_kernel, pointers, consts,
                           ("stride_bt", "stride_ml_b", "stride_ml_h", "num_splits"), args.warps or 4, args.stages or 3,
@@ -258,6 +259,8 @@ def main() -> None:
     ap.add_argument("--asm-widen", type=int, default=1, help="decode over fp8: 1 widens by e4m3_to_f16, 0 by Triton")
     ap.add_argument("--pin-v", type=int, default=1,
                     help="decode over fp8 with --asm-widen, mla over fp8: 1 widens V (c_kv) as loaded")
+    ap.add_argument("--v-by-warp", type=int, default=0,
+                    help="decode over fp8: 1 reorders V's columns for the P V dot (decode_attention.v_by_warp)")
     ap.add_argument("--rope", action="store_true", help="skinny: the qkv rotary + KV-store epilogue")
     ap.add_argument("--splits", type=int, default=1, help="skinny: programs a tile's K is split over")
     ap.add_argument("--f16-dots", type=int, default=0, help="mla over fp8: 1 runs the dots in fp16")

@@ -7,8 +7,8 @@ usage (on a GPU machine, in the repo root, after `source tests/gpu/device_env.sh
   python tests/gpu/tune_decode_attention.py --fp8 [--configs "256,4,3 128,4,4"]
   python tests/gpu/tune_decode_attention.py --layouts [--pages "16 32 64"]
 --json writes the setting with the best geometric-mean time over the shapes, as SPMD_DECODE_* values.
---fp8 times a float8 cache instead: each tile config with the dots in fp16 and in bf16 (FP8_DOTS_IN_F16), and
-the default on a bf16 cache beside them.
+--fp8 times a float8 cache instead: each tile config for every launch with the dots in fp16 and in bf16
+(FP8_DOTS_IN_F16), the engine's tiles by split count (FP8_SPLIT_CONFIGS), and the default on a bf16 cache beside them.
 --layouts times the engine's defaults over each cache layout: token-major pages [blocks, page, Hkv, D] (a token's
 heads side by side) against head-major ones [blocks, Hkv, page, D] (each head's page one contiguous run), in bf16 and
 float8, for each page size given (at 41575fb it also timed V laid out by head dimension: run_v_by_dim.sh).
@@ -68,11 +68,12 @@ def build(batch, hq, hkv, lens, seed=0, kv_dtype=torch.bfloat16, page=PAGE, head
 
 
 def sweep_fp8(bw: float, configs: list[tuple], dots: list[bool]) -> None:
-    """A float8 cache: every tile config with these dot precisions (fp16: True), against the default on a bf16
+    """A float8 cache: every tile config with these dot precisions (fp16: True) for every launch, and the engine's
+    own tiles by split count (decode_settings.FP8_SPLIT_CONFIGS, marked default), against the default on a bf16
     cache."""
-    default = (ds.CUDA_CONFIG, ds.FP8_DOTS_IN_F16)
-    ds.FP8_FEW_SPLIT_CONFIGS = ()  # each tile as given, not the engine's own tiles for few-split launches
-    settings = list(itertools.product(configs, dots))
+    default = (ds.FP8_SPLIT_CONFIGS, ds.FP8_DOTS_IN_F16)
+    settings = [((c,), d) for c, d in itertools.product(configs, dots)]
+    settings += [default] if default not in settings else []
     times: dict[tuple, list[float]] = {s: [] for s in settings}
     for name, (batch, hq, hkv, lens) in SHAPES.items():
         q, k, v, bt, ctx, kv_bytes = build(batch, hq, hkv, lens, kv_dtype=torch.float8_e4m3fn)
@@ -83,17 +84,18 @@ def sweep_fp8(bw: float, configs: list[tuple], dots: list[bool]) -> None:
             lambda: paged_decode_attention(q16, k16, v16, bt, ctx, D**-0.5, out=torch.empty_like(q16)), rep=30)
         rows = []
         for setting in settings:
-            ds.CUDA_CONFIG, ds.FP8_DOTS_IN_F16 = setting
+            ds.FP8_SPLIT_CONFIGS, ds.FP8_DOTS_IN_F16 = setting
             fn = lambda: paged_decode_attention(q, k, v, bt, ctx, D**-0.5, out=out)  # noqa: E731
             t, err = time_in_graph(f"{name} {setting}", fn, lambda: (out.float() - ref).abs().max().item())
             times[setting].append(t)
             rows.append((t, setting, err))
-        ds.CUDA_CONFIG, ds.FP8_DOTS_IN_F16 = default
+        ds.FP8_SPLIT_CONFIGS, ds.FP8_DOTS_IN_F16 = default
         print(f"\n{name}: {kv_bytes / 1e9:.3f} GB of float8 KV per layer; bf16 cache (default config) "
               f"{bf16 * 1e3:.1f} us")
         print_best_rows(rows, default, lambda r: f"{r[0] * 1e3:8.1f} us  {kv_bytes / (r[0] * 1e-3) / bw:6.1%} of copy  "
-                        f"config={r[1][0]} f16_dots={r[1][1]} err={r[2]:.3f}", top=4)
-    print_ranking(times, relative_scores(times, default), lambda s: f"config={s[0]} f16_dots={s[1]}")
+                        f"tiles={' '.join(map(str, r[1][0]))} f16_dots={r[1][1]} err={r[2]:.3f}", top=8)
+    print_ranking(times, relative_scores(times, default),
+                  lambda s: f"tiles={' '.join(map(str, s[0]))} f16_dots={s[1]}")
 
 
 ORDERS = os.environ.get("TUNE_ORDERS", "1") == "1"  # --layouts also times each case with programs longest first
@@ -134,7 +136,7 @@ def main() -> None:
         return
     if args.fp8:
         if configs:
-            sweep_fp8(bw, sorted(set(configs) | {ds.CUDA_CONFIG}), [ds.FP8_DOTS_IN_F16])
+            sweep_fp8(bw, sorted(set(configs)), [ds.FP8_DOTS_IN_F16])
         else:
             sweep_fp8(bw, CONFIGS, [True, False])
         return

@@ -101,17 +101,21 @@ def test_choose_num_splits_shortens_splits_that_leave_sms_idle(monkeypatch):
     assert choose_num_splits(1, 1, 1024, cuda) == 8
 
 
-def test_float8_launches_of_few_splits_take_their_own_tile(monkeypatch):
+def test_float8_launches_take_their_own_tile_by_split_count(monkeypatch):
     # The rule alone (on CUDA): a float8 tile is half the bytes, so launches of one split, two, ... take
-    # FP8_FEW_SPLIT_CONFIGS' tiles in turn; more splits than it lists, or a bf16 cache, keep CUDA_CONFIG.
+    # FP8_SPLIT_CONFIGS' tiles in turn, the last one listed for any more; a bf16 cache keeps CUDA_CONFIG.
     cuda = torch.device("cuda")  # only compared against, never allocated on
-    one, two, default = (64, 2, 6), (32, 1, 6), decode_settings.CUDA_CONFIG
-    monkeypatch.setattr(decode_settings, "FP8_FEW_SPLIT_CONFIGS", (one, two))
+    one, two, more, default = (128, 4, 3), (32, 1, 6), (64, 4, 3), (64, 8, 2)
+    monkeypatch.setattr(decode_settings, "FP8_SPLIT_CONFIGS", (one, two, more))
+    monkeypatch.setattr(decode_settings, "CUDA_CONFIG", default)
     assert decode_attention._launch_config(128, 16, 2, 1, 1, cuda) == one
     assert decode_attention._launch_config(128, 16, 2, 1, 2, cuda) == two
-    assert decode_attention._launch_config(128, 16, 2, 1, 3, cuda) == default
+    assert decode_attention._launch_config(128, 16, 2, 1, 3, cuda) == more
+    assert decode_attention._launch_config(128, 16, 2, 1, 32, cuda) == more
     assert decode_attention._launch_config(128, 16, 2, 2, 1, cuda) == default
     assert decode_attention._launch_config(128, 64, 2, 1, 2, cuda) == (64, 1, 6)  # a tile spans at least a page
+    monkeypatch.setattr(decode_settings, "FP8_SPLIT_CONFIGS", (one,))
+    assert decode_attention._launch_config(128, 16, 2, 1, 5, cuda) == one
 
 
 def test_tile_settings_from_the_environment_are_checked_at_import(monkeypatch):

@@ -4,10 +4,13 @@ q's dtype, against the references on the same cache."""
 
 import pytest
 import torch
+import triton
+import triton.language as tl
 
 from spmd_kernels import (mla_decode, mla_decode_ref, paged_decode_attention, paged_decode_attention_ref,
                           paged_prefill_attention, paged_prefill_attention_ref, store_kv, store_kv_ref, store_latent,
                           store_latent_ref)
+from spmd_kernels.decode_attention import columns_by_dimension, v_by_warp
 
 FP8 = torch.float8_e4m3fn
 
@@ -177,3 +180,51 @@ def test_widening_in_assembly_changes_no_value(num_splits, paged_kv, monkeypatch
                                                     num_splits=num_splits)
     assert torch.equal(outs[1, True], outs[None, False])
     assert torch.equal(outs[1, False], outs[None, False])
+
+
+@pytest.mark.parametrize("num_splits", [1, 2, 3])
+def test_v_columns_dealt_by_warp_change_no_value(num_splits, device, paged_kv, monkeypatch):
+    """decode_attention.v_by_warp (FP8_V_BY_WARP): V's columns reordered for the P V dot and the output put back
+    gives what the cache's own order gives, to fp32 rounding (the dots sum the same products), and as close to the
+    fp32 reference. On the GPU one split, two and three take three tiles of 2, 1 and 4 warps."""
+    from spmd_kernels import decode_attention, decode_settings
+
+    D = 128 if device == "cuda" else 64  # the interpreter's launches have 4 warps: 8-column tiles for each of them
+    context_lens = [1, 17, 45, 300]
+    k_cache, v_cache, block_tables = paged_kv(context_lens, 2, D, torch.float32, device)
+    k_cache, v_cache = k_cache.to(FP8), v_cache.to(FP8)
+    q = torch.randn(len(context_lens), 8, D, device=device).to(torch.bfloat16)
+    ctx = torch.tensor(context_lens, dtype=torch.int32, device=device)
+    outs = []
+    for on in (True, False):
+        monkeypatch.setattr(decode_settings, "FP8_V_BY_WARP", on)
+        assert (decode_attention._v_by_warp(k_cache, D, 4) == 4) is on
+        outs.append(paged_decode_attention(q, k_cache, v_cache, block_tables, ctx, 0.125,
+                                           num_splits=num_splits).float())
+    ref = paged_decode_attention_ref(q.float(), k_cache, v_cache, block_tables, ctx, 0.125)
+    torch.testing.assert_close(outs[0], outs[1], atol=1e-3, rtol=1.6e-2)  # torch's bf16 tolerance
+    errors = [(o - ref).abs().max().item() for o in outs]
+    assert max(errors) <= 2 * min(errors) + 1e-3, errors
+
+
+@triton.jit
+def _reorder_and_back(v_ptr, out_ptr, N: tl.constexpr, D: tl.constexpr, WARPS: tl.constexpr):
+    rows, cols = tl.arange(0, N), tl.arange(0, D)
+    dealt = v_by_warp(tl.load(v_ptr + rows[:, None] * D + cols[None, :]), N, D, WARPS)
+    tl.store(out_ptr + rows[:, None] * D + cols[None, :], dealt)
+    back = columns_by_dimension(dealt, N, D, WARPS)
+    tl.store(out_ptr + N * D + rows[:, None] * D + cols[None, :], back)
+
+
+def test_v_by_warp_is_a_column_permutation_put_back_by_columns_by_dimension(device):
+    """The two reorderings alone: v_by_warp moves dimension (8 * w + g) * tiles + j to column 8 * (warps * j + w) + g
+    (tile j of warp w, lane group g), and columns_by_dimension puts every column back."""
+    for warps, D in ((1, 16), (2, 128), (4, 64)):
+        v = torch.arange(16 * D, dtype=torch.float32, device=device).reshape(16, D)
+        out = torch.empty(2, 16, D, device=device)
+        _reorder_and_back[(1,)](v, out, 16, D, warps)
+        dealt, back = out.cpu()
+        tiles = D // (8 * warps)
+        expected = [(8 * w + g) * tiles + j for j in range(tiles) for w in range(warps) for g in range(8)]
+        assert dealt[0].tolist() == expected and dealt[5].tolist() == [5 * D + d for d in expected]
+        assert torch.equal(back, v.cpu())
