@@ -7,7 +7,7 @@ It counts instructions, not time: session 9 found with it 128 byte-wide shared l
 tile in decode attention over a float8 cache, Triton transposing the float8 V tile for decode's 16-row mma.sync,
 and took them for why that kernel ran at half a bf16 cache's bytes a second. Session 10 timed the kernel without
 them (V laid out by head dimension) and without cvt (widening by moving bits): neither was faster. Five pipeline
-stages were, and session 11's narrower tiles (decode_settings.FP8_FEW_SPLIT_CONFIGS) more so: what bound it was
+stages were, and session 11's narrower tiles (decode_settings.FP8_SPLIT_CONFIGS) more so: what bound it was
 the bytes in flight. The last line gives the registers a thread (Triton's ptxas -v for sm_90a), spills and how many
 programs fit an SM: over a float8 cache decode attention widens whole tiles into registers (199 a thread at BLOCK_N
 128, two programs an SM, against 134 and three over bf16).
