@@ -92,6 +92,12 @@ class CacheConfig:
     slightly from the model dtype's. Per-head K/V caches and DeepSeek's MLA latent cache alike (for the latter
     it buys capacity, not decode speed: MLA decode is bound by its dots). On CUDA it needs compute capability
     8.9 (Ada, Hopper) or later: refused at startup on older GPUs."""
+    layout: str = "token"
+    """KV-cache page layout: token ([blocks, block_size, kv_heads, head_dim], a token's heads side by side, as vLLM
+    keeps them) or head ([blocks, kv_heads, block_size, head_dim], each head's page one contiguous run, the order
+    in which decode attention reads it). Every kernel addresses the cache by its strides, so outputs are the same
+    either way; the choice is about how the cache's bytes are read (tests/gpu/run_fp8_access.sh). MLA's latent
+    cache has one head and is the same under both."""
     gpu_memory_utilization: float = 0.90
     """Share of GPU memory the engine may use (weights + activations + KV cache), as in vLLM."""
     cpu_kv_cache_gb: float = 1.0

@@ -70,6 +70,7 @@ class JobPlan:
         device = resolve_device(cfg.runtime.device)
         dtype = resolve_dtype(cfg.model.dtype, device)
         check_kv_dtype_on_device(cfg.cache.dtype, device)
+        resolve_kv_head_major(cfg.cache.layout)
         fp8_expert_block = resolve_fp8_expert_block(cfg.model.expert_dtype, hf_config, device, dims.mlp_ranks,
                                                     cfg.parallel.moe)
         fp8_linear_block = resolve_fp8_linear_block(cfg.model.linear_dtype, hf_config, device)
@@ -147,6 +148,16 @@ def resolve_kv_dtype(name: str, model_dtype: torch.dtype) -> torch.dtype:
     alike."""
     kv_dtype = _kv_dtype_named(name)
     return model_dtype if kv_dtype is None else kv_dtype
+
+
+KV_LAYOUTS = ("token", "head")
+
+
+def resolve_kv_head_major(layout: str) -> bool:
+    """cache.layout to whether the KV cache's pages are head-major; a ConfigError for any other name."""
+    if layout not in KV_LAYOUTS:
+        raise ConfigError(f"cache.layout={layout!r} must be one of {', '.join(KV_LAYOUTS)}")
+    return layout == "head"
 
 
 def check_kv_dtype_on_device(name: str, device: torch.device) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from spmd_infer.job_plan import check_kv_dtype_on_device, resolve_kv_dtype
+from spmd_infer.job_plan import check_kv_dtype_on_device, resolve_kv_dtype, resolve_kv_head_major
 from spmd_infer.parallel.dims import ConfigError
 from support.launch import run_jobs
 from support.fp8_rounding import fp8_rounded_attention
@@ -46,11 +46,14 @@ def test_fp8_cache_holds_four_times_the_tokens_and_matches_fp8_rounded_transform
             assert out[0, len(prompt):].tolist()[:len(row["token_ids"])] == row["token_ids"], (model, prompt)
 
 
-def test_kv_dtype_choices():
+def test_kv_dtype_and_layout_choices():
     assert resolve_kv_dtype("auto", torch.bfloat16) == torch.bfloat16
     assert resolve_kv_dtype("fp8", torch.bfloat16) == torch.float8_e4m3fn
     with pytest.raises(ConfigError, match="cache.dtype='int4' must be one of auto, fp8"):
         resolve_kv_dtype("int4", torch.bfloat16)
+    assert not resolve_kv_head_major("token") and resolve_kv_head_major("head")
+    with pytest.raises(ConfigError, match="cache.layout='heads' must be one of token, head"):
+        resolve_kv_head_major("heads")
 
 
 def test_fp8_cache_is_refused_on_gpus_without_float8(monkeypatch):

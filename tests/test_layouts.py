@@ -50,6 +50,11 @@ def _cases(tiny, out_dir, settled_prefill: bool):
         # ... also when a small cache keeps preempting and evicting them.
         ("llama-prefix-preempt", [f"model.path={m['llama']}", f"data.input={i['shared']}", "cache.block_size=4",
                                   "cache.num_blocks=12", "model.max_model_len=48"], ("llama", "shared")),
+        # Head-major KV pages (cache.layout=head: each head's page one contiguous run) under preemption: the same
+        # tokens, the cache being a transposed view that every path addresses by its strides.
+        ("llama-head-pages", [f"model.path={m['llama']}", f"data.input={i['preempt']}", "cache.num_blocks=8",
+                              "cache.block_size=4", "model.max_model_len=32", "cache.layout=head"],
+         ("llama", "preempt")),
         # Scoring the prompts too (the LM head over every prompt token, on every TP rank alike).
         ("llama-prompt-lp", [f"model.path={m['llama']}", f"data.input={i['shared']}", "cache.block_size=4",
                              "sampling.prompt_logprobs=2"], ("llama", "shared")),

@@ -20,7 +20,7 @@ import torch.distributed as dist
 from ..failure import CAPTURE_FAULT_WAIT_S, FaultHook, oom_guard, set_collective_timeout
 from ..env_switches import log_switches
 from ..host_gc import freeze_startup_heap
-from ..job_plan import resolve_fp8_expert_block, resolve_fp8_linear_block, resolve_kv_dtype
+from ..job_plan import resolve_fp8_expert_block, resolve_fp8_linear_block, resolve_kv_dtype, resolve_kv_head_major
 from ..parallel.dims import ConfigError, ParallelDims
 from ..parallel.dp_meta import NUM_FIELDS, DPMetaExchange
 from ..parallel.shm_exchange import make_shm_all_gather
@@ -92,7 +92,8 @@ class Engine:
                                                cfg.parallel.moe)
         fp8_linears = resolve_fp8_linear_block(cfg.model.linear_dtype, hf_config, device)
         runner = ModelRunner(hf_config, model_dir, dims, device, dtype, cfg.cache.block_size, cfg.parallel.moe,
-                             kv_dtype, fp8_experts, fp8_linears, cfg.model.linear_dtype == "fp8")
+                             kv_dtype, fp8_experts, fp8_linears, cfg.model.linear_dtype == "fp8",
+                             resolve_kv_head_major(cfg.cache.layout))
         # Before the warmup: the buffer's bytes count as used when the KV cache is sized, and graphs capture its path.
         all_reduce_mode = getattr(cfg.parallel, "all_reduce", "auto")
         enable_symmetric_all_reduce(all_reduce_mode, dims.tp_group, dims.tp, device, dtype,

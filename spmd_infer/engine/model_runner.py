@@ -93,19 +93,22 @@ class ModelRunner:
     def __init__(self, hf_config: Any, model_dir: Optional[Path], dims: ParallelDims, device: torch.device,
                  dtype: torch.dtype, block_size: int, moe: str = "ep", kv_dtype: Optional[torch.dtype] = None,
                  fp8_expert_block: Optional[tuple[int, int]] = None,
-                 fp8_linear_block: Optional[tuple[int, int]] = None, quantize_linears: bool = True):
+                 fp8_linear_block: Optional[tuple[int, int]] = None, quantize_linears: bool = True,
+                 kv_head_major: bool = False):
         """`model_dir=None` initialises random weights on the device instead of loading (benchmarks);
         `kv_dtype`: the KV cache's element type (default: the model's dtype); `fp8_expert_block`: routed experts
         kept in float8 with a scale per block of at most this size (job_plan.resolve_fp8_expert_block);
         `fp8_linear_block`: dense linear layers in float8 with this block (job_plan.resolve_fp8_linear_block);
         `quantize_linears` False (model.linear_dtype=auto): a layer the checkpoint stores unquantized stays in
-        `dtype` rather than being quantized as it loads."""
+        `dtype` rather than being quantized as it loads; `kv_head_major`: the KV cache's pages laid out
+        [blocks, heads, page, dim] (cache.layout=head), seen as the usual [blocks, page, heads, dim]."""
         self.hf_config = hf_config
         self.dims = dims
         self.device = device
         self.dtype = dtype
         self.kv_dtype = kv_dtype or dtype
         self.block_size = block_size
+        self.kv_head_major = kv_head_major
         self.sharding = LayerSharding.from_dims(dims, moe, fp8_expert_block, fp8_linear_block)
         if device.type == "cuda":
             free, total = torch.cuda.mem_get_info(device)
@@ -159,8 +162,14 @@ class ModelRunner:
         self.num_blocks = num_blocks
         for owner in self.cache_owners:
             # torch.empty: pages are touched only when used, so a large CPU budget costs nothing up front.
-            owner.bind_kv_cache([torch.empty((num_blocks, self.block_size, h, d), dtype=self.kv_dtype,
-                                             device=self.device) for h, d in owner.kv_cache_dims()])
+            owner.bind_kv_cache([self._kv_cache_tensor(num_blocks, h, d) for h, d in owner.kv_cache_dims()])
+
+    def _kv_cache_tensor(self, num_blocks: int, heads: int, dim: int) -> torch.Tensor:
+        """One cache tensor [num_blocks, block_size, heads, dim]; head-major pages are a transposed view."""
+        if not self.kv_head_major:
+            return torch.empty((num_blocks, self.block_size, heads, dim), dtype=self.kv_dtype, device=self.device)
+        cache = torch.empty((num_blocks, heads, self.block_size, dim), dtype=self.kv_dtype, device=self.device)
+        return cache.transpose(1, 2)
 
     # ---- inputs -------------------------------------------------------------------------------------
     def prepare(self, batch: ScheduledBatch, meta: DPMeta, use_cache: bool, bucket: Optional[int] = None,
