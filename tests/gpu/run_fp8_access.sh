@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# One 1-GPU device call (~8 min), for session 39: is the float8 decode kernel (~70% of the copy rate at nano-vllm
+# One 1-GPU device call (~5 min), for session 39: is the float8 decode kernel (~70% of the copy rate at nano-vllm
 # bs256 with V dealt by warp, as is the Gluon experiment) bound by how the cache is read? Over token-major pages a
 # program reads 128-byte rows 1 KB apart, and the grid launches one KV head of every sequence before the next head
 # (blockIdx.x is the sequence), so the 8 rows that share a DRAM page are read far apart in time. Timed: the kernel
 # alone with a sequence's KV heads side by side in launch order (decode_heads_first.patch) against the tree;
 # head-major pages against token-major (tune_decode_attention.py --layouts, bf16 and float8, and run_gluon_decode.sh
-# for the Gluon kernel); Qwen3-0.6B nano-vllm over the float8 cache with the patch against the tree. Carry [".whl"].
+# for the Gluon kernel). End to end: run_fp8_access_e2e.sh. Carry [".whl"].
 set -uo pipefail
 source tests/gpu/device_env.sh
 nvidia-smi --query-gpu=name --format=csv,noheader | head -1
@@ -18,9 +18,4 @@ done
 part layouts 150 env TUNE_ORDERS=0 python3 tests/gpu/tune_decode_attention.py --layouts --pages 16
 grep -vE "^\s*$|warn" "$OUT/layouts.txt" | cut -c1-120
 STAGES=3 bash tests/gpu/run_gluon_decode.sh
-ab_parts nano_first tests/gpu/decode_heads_first.patch 100 python3 -m spmd_infer.bench bench.preset=qwen3-0.6b \
-  bench.workload=nano_vllm cache.dtype=fp8
-for run in new1 old1 new2 old2; do  # "old" is the patched copy: heads first
-  echo "nano $run: $(grep -E '^nano_vllm' "$OUT/nano_first_$run.txt" | cut -c1-80)"
-done
 rm -rf "$OUT"/*.run "$OUT"/*.json
